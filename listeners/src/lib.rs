@@ -1,0 +1,3 @@
+//! placeholder
+pub mod app;
+pub mod stats;

@@ -1,0 +1,82 @@
+//! Counters shared between the processor threads and whoever reports them
+//! (the http app's `GET /stats`, later `vnic status`). Plain atomics: a
+//! processor bumps its own counters on the hot path without a lock, readers
+//! take a relaxed snapshot.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One processor's counters.
+#[derive(Debug, Default)]
+pub struct ProcessorStats {
+    /// Connections this processor accepted (SYN taken into SYN-RECEIVED).
+    pub accepted: AtomicU64,
+    /// Connections it currently holds (any state but CLOSED).
+    pub active: AtomicU64,
+    /// Payload bytes received from clients, in order.
+    pub bytes_in: AtomicU64,
+    /// Payload bytes the apps queued for clients.
+    pub bytes_out: AtomicU64,
+    /// Segments retransmitted by this processor's connections.
+    pub retransmissions: AtomicU64,
+}
+
+/// A point-in-time copy of one processor's counters, as `GET /stats` shows it.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct ProcessorSnapshot {
+    /// The processor's number, 0-based.
+    pub id: usize,
+    /// See [`ProcessorStats::accepted`].
+    pub accepted: u64,
+    /// See [`ProcessorStats::active`].
+    pub active: u64,
+    /// See [`ProcessorStats::bytes_in`].
+    pub bytes_in: u64,
+    /// See [`ProcessorStats::bytes_out`].
+    pub bytes_out: u64,
+}
+
+/// The counters of every processor plus the labels the reports carry.
+#[derive(Debug)]
+pub struct Registry {
+    /// Listener model label: "monolithic" or "distributor".
+    pub model: String,
+    /// Filter label: "round-robin" or "none".
+    pub filter: String,
+    /// One entry per processor, indexed by processor id.
+    pub processors: Vec<ProcessorStats>,
+    /// Source of the `connection=N` numbers: a global accept counter.
+    pub next_connection: AtomicU64,
+}
+
+impl Registry {
+    /// A registry for `n` processors with zeroed counters.
+    pub fn new(model: &str, filter: &str, n: usize) -> Registry {
+        Registry {
+            model: model.to_string(),
+            filter: filter.to_string(),
+            processors: (0..n).map(|_| ProcessorStats::default()).collect(),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// Hands out the next connection number (1, 2, 3, ...).
+    pub fn connection_number(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A snapshot of every processor, in id order.
+    pub fn snapshot(&self) -> Vec<ProcessorSnapshot> {
+        self.processors
+            .iter()
+            .enumerate()
+            .map(|(id, p)| ProcessorSnapshot {
+                id,
+                accepted: p.accepted.load(Ordering::Relaxed),
+                active: p.active.load(Ordering::Relaxed),
+                bytes_in: p.bytes_in.load(Ordering::Relaxed),
+                bytes_out: p.bytes_out.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,1 @@
+//! placeholder; see docs/STACK_API.md
