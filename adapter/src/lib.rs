@@ -1,1 +1,41 @@
-//! placeholder
+//! The emulated adapter: everything between the TAP device and the
+//! processors.
+//!
+//! A frame enters in [`rx::Adapter::handle_frame`] (fed by the RX thread that
+//! reads the [`tap::TapDevice`]). It is parsed once with etherparse; ARP,
+//! IPv6 neighbour discovery and ICMP echo are answered right here
+//! ([`arp`], [`ndp`], [`icmp`]); a TCP segment is checksummed and reduced
+//! to a [`vnic_stack::Segment`], looked up in the [`flow::FlowTable`] and,
+//! when it opens a new connection, placed on a processor by the
+//! [`filter::Filter`]; then it is pushed onto that processor's queue.
+//! Frames leave through [`emit::FrameWriter`], which processors also use.
+//!
+//! This crate never runs TCP (that is `vnic-stack`) and never runs an
+//! application (that is `vnic-listeners`). Bad input is counted in
+//! [`counters::Counters`] and dropped; nothing here panics on a frame.
+
+pub mod arp;
+pub mod checksum;
+pub mod config;
+pub mod counters;
+pub mod emit;
+pub mod error;
+pub mod filter;
+pub mod flow;
+pub mod host;
+pub mod icmp;
+pub mod ndp;
+pub mod queue;
+pub mod ratelimit;
+pub mod rx;
+pub mod tap;
+
+pub use config::AdapterConfig;
+pub use counters::{Counters, DropKind};
+pub use emit::{FrameSink, FrameWriter};
+pub use error::AdapterError;
+pub use filter::{Filter, FilterMode};
+pub use flow::FlowTable;
+pub use queue::{FlowClosed, Inbound, ToProcessor};
+pub use rx::Adapter;
+pub use tap::TapDevice;

@@ -1,3 +1,4 @@
 //! placeholder
 pub mod app;
+pub mod processor;
 pub mod stats;

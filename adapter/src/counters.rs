@@ -1,0 +1,159 @@
+//! The adapter's counters: what it answered, what it dropped and why.
+//! Counters, not logs, on the hot path: a malformed frame bumps one of
+//! these and is otherwise forgotten.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a frame was dropped. Each kind has its own counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropKind {
+    /// Shorter than an Ethernet header.
+    TruncatedEthernet,
+    /// An EtherType we do not speak (not IPv4, IPv6 or ARP).
+    UnknownEtherType,
+    /// ARP that is not Ethernet/IPv4 or is cut short.
+    BadArp,
+    /// IPv4 header impossible: version, IHL, total length beyond the frame.
+    BadIpv4Header,
+    /// IPv4 header checksum wrong.
+    BadIpv4Checksum,
+    /// IPv6 header or extension chain impossible or cut short.
+    BadIpv6Header,
+    /// A fragment (we do not reassemble).
+    Fragment,
+    /// TCP header impossible: short, bad data offset, bad flags or options.
+    BadTcpHeader,
+    /// TCP checksum wrong.
+    BadTcpChecksum,
+    /// ICMP message cut short or with a bad checksum.
+    BadIcmp,
+    /// UDP header cut short or inconsistent.
+    BadUdp,
+    /// An IP protocol we do not serve (not TCP, UDP, ICMP).
+    UnknownProtocol,
+    /// A processor's queue was full.
+    QueueFull,
+}
+
+impl DropKind {
+    /// Every kind, in display order.
+    pub const ALL: [DropKind; 13] = [
+        DropKind::TruncatedEthernet,
+        DropKind::UnknownEtherType,
+        DropKind::BadArp,
+        DropKind::BadIpv4Header,
+        DropKind::BadIpv4Checksum,
+        DropKind::BadIpv6Header,
+        DropKind::Fragment,
+        DropKind::BadTcpHeader,
+        DropKind::BadTcpChecksum,
+        DropKind::BadIcmp,
+        DropKind::BadUdp,
+        DropKind::UnknownProtocol,
+        DropKind::QueueFull,
+    ];
+
+    /// Short name used in reports and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropKind::TruncatedEthernet => "truncated-ethernet",
+            DropKind::UnknownEtherType => "unknown-ethertype",
+            DropKind::BadArp => "bad-arp",
+            DropKind::BadIpv4Header => "bad-ipv4-header",
+            DropKind::BadIpv4Checksum => "bad-ipv4-checksum",
+            DropKind::BadIpv6Header => "bad-ipv6-header",
+            DropKind::Fragment => "ip-fragment",
+            DropKind::BadTcpHeader => "bad-tcp-header",
+            DropKind::BadTcpChecksum => "bad-tcp-checksum",
+            DropKind::BadIcmp => "bad-icmp",
+            DropKind::BadUdp => "bad-udp",
+            DropKind::UnknownProtocol => "unknown-protocol",
+            DropKind::QueueFull => "queue-full",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// All adapter counters. Shared (in an `Arc`) between the RX thread, the
+/// processors (frames out) and reporters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Frames read from the TAP.
+    pub frames_in: AtomicU64,
+    /// Frames written to the TAP.
+    pub frames_out: AtomicU64,
+    /// Frames that were for another MAC or another IP (ignored, not errors).
+    pub not_for_us: AtomicU64,
+    /// ARP replies sent.
+    pub arp_replies: AtomicU64,
+    /// Neighbour advertisements sent.
+    pub ndp_adverts: AtomicU64,
+    /// ICMP and ICMPv6 echo replies sent.
+    pub echo_replies: AtomicU64,
+    /// ICMP port-unreachable messages sent for UDP.
+    pub port_unreachable: AtomicU64,
+    /// Port-unreachable messages suppressed by the rate limit.
+    pub unreachable_limited: AtomicU64,
+    /// RSTs the adapter sent (closed port, unknown connection).
+    pub rst_sent: AtomicU64,
+    /// TCP segments handed to processors.
+    pub tcp_dispatched: AtomicU64,
+    /// Frames that could not be written to the TAP.
+    pub tx_errors: AtomicU64,
+    drops: [AtomicU64; DropKind::ALL.len()],
+}
+
+impl Counters {
+    /// Counts one dropped frame of `kind`.
+    pub fn count_drop(&self, kind: DropKind) {
+        self.drops[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many frames of `kind` were dropped.
+    pub fn dropped(&self, kind: DropKind) -> u64 {
+        self.drops[kind.index()].load(Ordering::Relaxed)
+    }
+
+    /// Every drop counter with its name.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        DropKind::ALL
+            .iter()
+            .map(|k| (k.name(), self.dropped(*k)))
+            .collect()
+    }
+
+    /// Adds one to `c` (shorthand for the hot path).
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads `c`.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_kinds_have_distinct_slots_and_names() {
+        let c = Counters::default();
+        for (i, k) in DropKind::ALL.iter().enumerate() {
+            for _ in 0..=i {
+                c.count_drop(*k);
+            }
+        }
+        for (i, k) in DropKind::ALL.iter().enumerate() {
+            assert_eq!(c.dropped(*k), i as u64 + 1, "{}", k.name());
+        }
+        let mut names: Vec<_> = DropKind::ALL.iter().map(|k| k.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropKind::ALL.len());
+    }
+}

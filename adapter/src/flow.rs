@@ -1,0 +1,126 @@
+//! The flow table: which processor holds each TCP connection.
+//!
+//! Owned by the RX thread alone, so a lookup takes no lock. An entry is
+//! made when the filter places a new SYN and removed when the processor
+//! reports the connection gone ([`crate::FlowClosed`]). Every SYN sent
+//! through an entry gets a fresh stamp; a removal names the stamp of the
+//! last SYN its processor saw, so a report about an older incarnation of a
+//! 4-tuple cannot remove the entry of a newer one still in flight.
+
+use std::collections::HashMap;
+use vnic_stack::FourTuple;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    processor: usize,
+    stamp: u64,
+}
+
+/// 4-tuple → processor.
+#[derive(Debug, Default)]
+pub struct FlowTable {
+    map: HashMap<FourTuple, Entry>,
+    next_stamp: u64,
+}
+
+impl FlowTable {
+    /// An empty table.
+    pub fn new() -> FlowTable {
+        FlowTable::default()
+    }
+
+    /// The processor holding `tuple`, if any.
+    pub fn lookup(&self, tuple: &FourTuple) -> Option<usize> {
+        self.map.get(tuple).map(|e| e.processor)
+    }
+
+    /// Places `tuple` on `processor` (or keeps its current processor) and
+    /// returns the processor and the stamp for this SYN.
+    pub fn stamp_syn(&mut self, tuple: FourTuple, processor: usize) -> (usize, u64) {
+        self.next_stamp += 1;
+        let stamp = self.next_stamp;
+        let e = self.map.entry(tuple).or_insert(Entry { processor, stamp });
+        e.stamp = stamp;
+        (e.processor, stamp)
+    }
+
+    /// Removes `tuple` if its last SYN stamp is `stamp`; returns whether it did.
+    pub fn remove(&mut self, tuple: &FourTuple, stamp: u64) -> bool {
+        match self.map.get(tuple) {
+            Some(e) if e.stamp == stamp => {
+                self.map.remove(tuple);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes `tuple` whatever its stamp (the SYN never reached a processor).
+    pub fn forget(&mut self, tuple: &FourTuple) {
+        self.map.remove(tuple);
+    }
+
+    /// Number of connections in the table.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True if the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Connections held by each processor (index = processor).
+    pub fn per_processor(&self, processors: usize) -> Vec<usize> {
+        let mut v = vec![0; processors];
+        for e in self.map.values() {
+            if let Some(c) = v.get_mut(e.processor) {
+                *c += 1;
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn tuple(port: u16) -> FourTuple {
+        let local: SocketAddr = "10.0.0.2:80".parse().expect("addr");
+        let remote = SocketAddr::new("10.0.0.1".parse().expect("addr"), port);
+        FourTuple { local, remote }
+    }
+
+    #[test]
+    fn entry_keeps_its_processor_across_syns() {
+        let mut t = FlowTable::new();
+        let (p, _) = t.stamp_syn(tuple(1000), 2);
+        assert_eq!(p, 2);
+        let (p, _) = t.stamp_syn(tuple(1000), 3);
+        assert_eq!(p, 2, "a retransmitted SYN stays with its processor");
+        assert_eq!(t.lookup(&tuple(1000)), Some(2));
+    }
+
+    #[test]
+    fn stale_removal_does_not_remove_newer_incarnation() {
+        let mut t = FlowTable::new();
+        let (_, s1) = t.stamp_syn(tuple(1000), 1);
+        let (_, s2) = t.stamp_syn(tuple(1000), 1);
+        assert!(!t.remove(&tuple(1000), s1));
+        assert_eq!(t.lookup(&tuple(1000)), Some(1));
+        assert!(t.remove(&tuple(1000), s2));
+        assert_eq!(t.lookup(&tuple(1000)), None);
+    }
+
+    #[test]
+    fn counts_per_processor() {
+        let mut t = FlowTable::new();
+        for port in 0..8 {
+            t.stamp_syn(tuple(port), usize::from(port % 4));
+        }
+        assert_eq!(t.per_processor(4), vec![2, 2, 2, 2]);
+        assert_eq!(t.len(), 8);
+    }
+}

@@ -1,0 +1,38 @@
+//! The messages between the adapter's RX thread and the processors.
+
+use std::time::Instant;
+use vnic_stack::{FourTuple, Segment};
+
+/// One TCP segment for a processor, already parsed and checksummed.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The connection, from our side (local = virtual IP).
+    pub tuple: FourTuple,
+    /// The segment.
+    pub segment: Segment,
+    /// The MAC that sent it: where our answers go.
+    pub peer_mac: [u8; 6],
+    /// For a SYN, the flow table's stamp (see [`crate::flow`]); 0 otherwise.
+    pub syn_stamp: u64,
+    /// When the adapter read the frame.
+    pub arrived: Instant,
+}
+
+/// What a processor's queue carries.
+#[derive(Debug)]
+pub enum ToProcessor {
+    /// A segment of one of its connections (or a new one).
+    Segment(Inbound),
+    /// Reset every connection and stop the thread.
+    Shutdown,
+}
+
+/// A processor's report that it no longer holds a connection, so the RX
+/// thread can drop the flow entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowClosed {
+    /// The connection.
+    pub tuple: FourTuple,
+    /// The stamp of the last SYN the processor saw for it.
+    pub syn_stamp: u64,
+}

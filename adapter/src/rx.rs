@@ -1,0 +1,439 @@
+//! The RX path: one frame in, one decision out.
+//!
+//! [`Adapter::handle_frame`] is the whole receive side of the emulated
+//! adapter, free of I/O so unit tests can drive it with crafted frames.
+//! [`Adapter::run`] is the RX thread around it: read the TAP, handle,
+//! repeat, and drop flow entries the processors report closed.
+
+use crate::arp;
+use crate::checksum;
+use crate::config::AdapterConfig;
+use crate::counters::{Counters, DropKind};
+use crate::emit::{FrameWriter, TTL};
+use crate::filter::Filter;
+use crate::flow::FlowTable;
+use crate::icmp;
+use crate::ndp;
+use crate::queue::{FlowClosed, Inbound, ToProcessor};
+use crate::ratelimit::{TokenBucket, ICMP_RATE};
+use crate::tap::TapDevice;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4Slice, Ipv6Slice};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vnic_stack::{wire, Control, FourTuple, Segment, WireError};
+
+/// What the adapter did with one frame: the answer to "why did this frame
+/// go there?", shown by traces and checked by tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Counted and dropped.
+    Dropped(DropKind),
+    /// For another MAC or another IP: ignored.
+    NotForUs,
+    /// Valid but nothing to do (an ARP reply, an ICMP type we do not answer).
+    Ignored,
+    /// Answered an ARP request.
+    ArpReply,
+    /// Answered a neighbour solicitation.
+    NdpAdvert,
+    /// Answered an echo request.
+    EchoReply,
+    /// Sent port unreachable for UDP.
+    PortUnreachable,
+    /// Would have sent port unreachable, but the rate limit said no.
+    RateLimited,
+    /// A SYN for a port nobody serves: RST.
+    RstClosedPort,
+    /// A segment for no connection: the RST RFC 9293 prescribes (or
+    /// nothing, for an incoming RST).
+    RstNoConnection,
+    /// A new connection placed by the filter.
+    NewConnection {
+        /// The processor that got it.
+        processor: usize,
+        /// The listening port.
+        port: u16,
+        /// The listener's place in the port's line.
+        slot: usize,
+    },
+    /// A segment of a known connection, sent to its processor.
+    Flow {
+        /// The processor holding the connection.
+        processor: usize,
+    },
+}
+
+/// The receive side of the adapter.
+pub struct Adapter {
+    cfg: AdapterConfig,
+    filter: Filter,
+    flows: FlowTable,
+    queues: Vec<Sender<ToProcessor>>,
+    closed: Receiver<FlowClosed>,
+    out: FrameWriter,
+    counters: Arc<Counters>,
+    unreachable_limit: TokenBucket,
+    rst_limit: TokenBucket,
+}
+
+impl Adapter {
+    /// An adapter that dispatches to `queues` (index = processor) and
+    /// learns of closed connections from `closed`.
+    pub fn new(
+        cfg: AdapterConfig,
+        filter: Filter,
+        queues: Vec<Sender<ToProcessor>>,
+        closed: Receiver<FlowClosed>,
+        out: FrameWriter,
+        counters: Arc<Counters>,
+    ) -> Adapter {
+        Adapter {
+            cfg,
+            filter,
+            flows: FlowTable::new(),
+            queues,
+            closed,
+            out,
+            counters,
+            unreachable_limit: TokenBucket::new(ICMP_RATE.0, ICMP_RATE.1),
+            rst_limit: TokenBucket::new(20_000, 2_000),
+        }
+    }
+
+    /// The filter, to change mode or processor liveness.
+    pub fn filter_mut(&mut self) -> &mut Filter {
+        &mut self.filter
+    }
+
+    /// The flow table (read-only).
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// Drops the flow entries of connections the processors closed.
+    pub fn reap_closed(&mut self) {
+        while let Ok(c) = self.closed.try_recv() {
+            self.flows.remove(&c.tuple, c.syn_stamp);
+        }
+    }
+
+    /// Handles one frame read from the TAP at `now`.
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Decision {
+        Counters::bump(&self.counters.frames_in);
+        let d = self.classify(now, frame);
+        match d {
+            Decision::Dropped(k) => self.counters.count_drop(k),
+            Decision::NotForUs => Counters::bump(&self.counters.not_for_us),
+            _ => {}
+        }
+        d
+    }
+
+    fn classify(&mut self, now: Instant, frame: &[u8]) -> Decision {
+        let Ok(eth) = Ethernet2HeaderSlice::from_slice(frame) else {
+            return Decision::Dropped(DropKind::TruncatedEthernet);
+        };
+        if !self.cfg.accepts_mac(eth.destination()) {
+            return Decision::NotForUs;
+        }
+        let src_mac = eth.source();
+        let payload = &frame[eth.slice().len()..];
+        match eth.ether_type() {
+            EtherType::ARP => self.arp(payload),
+            EtherType::IPV4 => self.ipv4(now, src_mac, payload),
+            EtherType::IPV6 => self.ipv6(now, src_mac, payload),
+            _ => Decision::Dropped(DropKind::UnknownEtherType),
+        }
+    }
+
+    fn arp(&mut self, payload: &[u8]) -> Decision {
+        match arp::answer(&self.cfg, payload) {
+            Err(k) => Decision::Dropped(k),
+            Ok(None) => Decision::Ignored,
+            Ok(Some(r)) => {
+                let eth = etherparse::Ethernet2Header {
+                    source: self.cfg.mac,
+                    destination: r.dst_mac,
+                    ether_type: EtherType::ARP,
+                };
+                let mut f = eth.to_bytes().to_vec();
+                f.extend_from_slice(&r.packet);
+                self.out.write(&f);
+                Counters::bump(&self.counters.arp_replies);
+                Decision::ArpReply
+            }
+        }
+    }
+
+    fn ipv4(&mut self, now: Instant, src_mac: [u8; 6], payload: &[u8]) -> Decision {
+        let Ok(ip) = Ipv4Slice::from_slice(payload) else {
+            return Decision::Dropped(DropKind::BadIpv4Header);
+        };
+        let h = ip.header();
+        if h.to_header().calc_header_checksum() != h.header_checksum() {
+            return Decision::Dropped(DropKind::BadIpv4Checksum);
+        }
+        let dst = h.destination_addr();
+        if !self.cfg.ipv4.contains(&dst) {
+            return Decision::NotForUs;
+        }
+        if ip.is_payload_fragmented() {
+            return Decision::Dropped(DropKind::Fragment);
+        }
+        let packet = &payload[..usize::from(h.total_len()).min(payload.len())];
+        let src = IpAddr::V4(h.source_addr());
+        let pl = ip.payload();
+        match pl.ip_number {
+            IpNumber::TCP => self.tcp(now, src_mac, src, IpAddr::V4(dst), pl.payload),
+            IpNumber::UDP => self.udp(now, src_mac, src, IpAddr::V4(dst), pl.payload, packet),
+            IpNumber::ICMP => match icmp::echo_v4(pl.payload) {
+                Err(k) => Decision::Dropped(k),
+                Ok(None) => Decision::Ignored,
+                Ok(Some(reply)) => {
+                    self.out.send_ip(src_mac, IpAddr::V4(dst), src, IpNumber::ICMP, TTL, |b| {
+                        b.extend_from_slice(&reply)
+                    });
+                    Counters::bump(&self.counters.echo_replies);
+                    Decision::EchoReply
+                }
+            },
+            _ => Decision::Dropped(DropKind::UnknownProtocol),
+        }
+    }
+
+    fn ipv6(&mut self, now: Instant, src_mac: [u8; 6], payload: &[u8]) -> Decision {
+        let Ok(ip) = Ipv6Slice::from_slice(payload) else {
+            return Decision::Dropped(DropKind::BadIpv6Header);
+        };
+        let h = ip.header();
+        let (src, dst) = (h.source_addr(), h.destination_addr());
+        let ours = self.cfg.ipv6.contains(&dst);
+        if !ours && !dst.is_multicast() {
+            return Decision::NotForUs;
+        }
+        if ip.is_payload_fragmented() {
+            return Decision::Dropped(DropKind::Fragment);
+        }
+        let pl = ip.payload();
+        let packet = &payload[..(etherparse::Ipv6Header::LEN + usize::from(h.payload_length()))
+            .min(payload.len())];
+        match pl.ip_number {
+            IpNumber::IPV6_ICMP => self.icmpv6(src_mac, src, dst, h.hop_limit(), ours, pl.payload),
+            _ if !ours => Decision::NotForUs,
+            IpNumber::TCP => self.tcp(now, src_mac, IpAddr::V6(src), IpAddr::V6(dst), pl.payload),
+            IpNumber::UDP => self.udp(
+                now,
+                src_mac,
+                IpAddr::V6(src),
+                IpAddr::V6(dst),
+                pl.payload,
+                packet,
+            ),
+            _ => Decision::Dropped(DropKind::UnknownProtocol),
+        }
+    }
+
+    fn icmpv6(
+        &mut self,
+        src_mac: [u8; 6],
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        ours: bool,
+        msg: &[u8],
+    ) -> Decision {
+        if msg.len() < 8 || !checksum::icmpv6_ok(src, dst, msg) {
+            return Decision::Dropped(DropKind::BadIcmp);
+        }
+        match msg[0] {
+            135 => match ndp::answer(&self.cfg, src, src_mac, hop_limit, msg) {
+                Err(k) => Decision::Dropped(k),
+                Ok(None) => Decision::Ignored,
+                Ok(Some(a)) => {
+                    self.out.send_ip(
+                        a.dst_mac,
+                        IpAddr::V6(a.src),
+                        IpAddr::V6(a.dst),
+                        IpNumber::IPV6_ICMP,
+                        255,
+                        |b| b.extend_from_slice(&a.message),
+                    );
+                    Counters::bump(&self.counters.ndp_adverts);
+                    Decision::NdpAdvert
+                }
+            },
+            128 if ours => match icmp::echo_v6(src, dst, msg) {
+                Err(k) => Decision::Dropped(k),
+                Ok(None) => Decision::Ignored,
+                Ok(Some(reply)) => {
+                    self.out.send_ip(
+                        src_mac,
+                        IpAddr::V6(dst),
+                        IpAddr::V6(src),
+                        IpNumber::IPV6_ICMP,
+                        TTL,
+                        |b| b.extend_from_slice(&reply),
+                    );
+                    Counters::bump(&self.counters.echo_replies);
+                    Decision::EchoReply
+                }
+            },
+            _ => Decision::Ignored,
+        }
+    }
+
+    fn udp(
+        &mut self,
+        now: Instant,
+        src_mac: [u8; 6],
+        src: IpAddr,
+        dst: IpAddr,
+        udp: &[u8],
+        packet: &[u8],
+    ) -> Decision {
+        if udp.len() < 8 {
+            return Decision::Dropped(DropKind::BadUdp);
+        }
+        let len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+        if len < 8 || len > udp.len() {
+            return Decision::Dropped(DropKind::BadUdp);
+        }
+        if !self.unreachable_limit.allow(now) {
+            Counters::bump(&self.counters.unreachable_limited);
+            return Decision::RateLimited;
+        }
+        let sent = match (src, dst) {
+            (IpAddr::V4(_), IpAddr::V4(_)) => {
+                let m = icmp::port_unreachable_v4(packet);
+                self.out
+                    .send_ip(src_mac, dst, src, IpNumber::ICMP, TTL, |b| b.extend_from_slice(&m));
+                true
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => match icmp::port_unreachable_v6(d, s, packet) {
+                Some(m) => {
+                    self.out.send_ip(src_mac, dst, src, IpNumber::IPV6_ICMP, TTL, |b| {
+                        b.extend_from_slice(&m)
+                    });
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        if sent {
+            Counters::bump(&self.counters.port_unreachable);
+        }
+        Decision::PortUnreachable
+    }
+
+    fn tcp(&mut self, now: Instant, src_mac: [u8; 6], src: IpAddr, dst: IpAddr, bytes: &[u8]) -> Decision {
+        let seg = match wire::parse(src, dst, bytes) {
+            Ok(s) => s,
+            Err(WireError::BadChecksum) => return Decision::Dropped(DropKind::BadTcpChecksum),
+            Err(_) => return Decision::Dropped(DropKind::BadTcpHeader),
+        };
+        let tuple = FourTuple {
+            local: SocketAddr::new(dst, seg.dst_port),
+            remote: SocketAddr::new(src, seg.src_port),
+        };
+        let new_syn = seg.control == Control::Syn && seg.ack.is_none();
+        if let Some(processor) = self.flows.lookup(&tuple) {
+            let stamp = if new_syn {
+                self.flows.stamp_syn(tuple, processor).1
+            } else {
+                0
+            };
+            return match self.dispatch(processor, tuple, seg, src_mac, stamp, now) {
+                true => Decision::Flow { processor },
+                false => Decision::Dropped(DropKind::QueueFull),
+            };
+        }
+        if !new_syn {
+            self.reset(src_mac, &tuple, &seg, now);
+            return Decision::RstNoConnection;
+        }
+        let port = seg.dst_port;
+        let Some(pick) = self.filter.pick(port) else {
+            self.reset(src_mac, &tuple, &seg, now);
+            return Decision::RstClosedPort;
+        };
+        let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
+        if self.dispatch(processor, tuple, seg, src_mac, stamp, now) {
+            Decision::NewConnection {
+                processor,
+                port,
+                slot: pick.slot,
+            }
+        } else {
+            self.flows.forget(&tuple);
+            Decision::Dropped(DropKind::QueueFull)
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        processor: usize,
+        tuple: FourTuple,
+        segment: Segment,
+        peer_mac: [u8; 6],
+        syn_stamp: u64,
+        now: Instant,
+    ) -> bool {
+        let Some(q) = self.queues.get(processor) else {
+            return false;
+        };
+        let msg = ToProcessor::Segment(Inbound {
+            tuple,
+            segment,
+            peer_mac,
+            syn_stamp,
+            arrived: now,
+        });
+        match q.try_send(msg) {
+            Ok(()) => {
+                Counters::bump(&self.counters.tcp_dispatched);
+                true
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    fn reset(&mut self, peer_mac: [u8; 6], tuple: &FourTuple, seg: &Segment, now: Instant) {
+        let Some(rst) = seg.rst_reply() else {
+            return;
+        };
+        if !self.rst_limit.allow(now) {
+            return;
+        }
+        self.out
+            .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &rst);
+        Counters::bump(&self.counters.rst_sent);
+    }
+
+    /// The RX thread: reads frames from `tap` until `stop` is set.
+    pub fn run(mut self, tap: Arc<TapDevice>, stop: Arc<AtomicBool>) {
+        let mut buf = vec![0u8; 65536];
+        while !stop.load(Ordering::Relaxed) {
+            self.reap_closed();
+            match tap.recv_timeout(&mut buf, Duration::from_millis(100)) {
+                Ok(Some(n)) => {
+                    let frame = &buf[..n];
+                    self.handle_frame(Instant::now(), frame);
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The device went away (or is being torn down): back off, keep
+                    // checking `stop`, never spin.
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        for q in &self.queues {
+            let _ = q.send(ToProcessor::Shutdown);
+        }
+    }
+}

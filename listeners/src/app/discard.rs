@@ -1,0 +1,84 @@
+//! Discard (RFC 863): every byte the client sends is read and dropped;
+//! nothing is ever sent. After the client's FIN the app closes its side.
+//!
+//! Useful as a sink: it measures how fast the stack can receive, with no
+//! app cost beyond one copy out of the receive buffer.
+
+use super::{App, Socket};
+
+/// The most bytes read in one step of a poll; also the largest size the
+/// per-connection scratch buffer ever grows to.
+const CHUNK: usize = 16 * 1024;
+
+/// One discard connection: it exists so `--serve PORT=discard` has
+/// something to hand each accepted connection.
+#[derive(Debug, Default)]
+pub struct Discard {
+    /// Where received bytes land before being forgotten; grown lazily
+    /// (idle connections cost nothing), never beyond [`CHUNK`].
+    buf: Vec<u8>,
+    /// Whether `close()` has been called (it is called once).
+    closed: bool,
+}
+
+impl Discard {
+    /// A fresh discard app for one new connection.
+    pub fn new() -> Discard {
+        Discard::default()
+    }
+}
+
+impl App for Discard {
+    fn poll(&mut self, sock: &mut dyn Socket) {
+        loop {
+            let n = sock.recv_available().min(CHUNK);
+            if n == 0 {
+                break;
+            }
+            if self.buf.len() < n {
+                self.buf.resize(n, 0);
+            }
+            if sock.recv(&mut self.buf[..n]) == 0 {
+                break;
+            }
+        }
+        if !self.closed && sock.peer_closed() && sock.recv_available() == 0 {
+            sock.close();
+            self.closed = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::echo::test_socket::FakeSocket;
+    use super::*;
+
+    #[test]
+    fn discard_reads_everything_sends_nothing() {
+        let mut app = Discard::new();
+        let mut sock = FakeSocket::new(1000);
+        sock.push(&vec![0xAB; 100_000]);
+        app.poll(&mut sock);
+        assert!(sock.rx.is_empty());
+        assert!(sock.tx.is_empty());
+        assert!(!sock.closed(), "no FIN yet, so no close");
+    }
+
+    #[test]
+    fn discard_closes_once_after_fin() {
+        let mut app = Discard::new();
+        let mut sock = FakeSocket::new(1000);
+        sock.push(b"some bytes");
+        app.poll(&mut sock);
+        assert!(!sock.closed());
+        sock.push(b"last bytes");
+        sock.peer_fin = true;
+        app.poll(&mut sock);
+        assert!(sock.rx.is_empty());
+        assert_eq!(sock.close_calls, 1);
+        app.poll(&mut sock);
+        assert_eq!(sock.close_calls, 1);
+        assert!(sock.tx.is_empty());
+    }
+}

@@ -1,0 +1,287 @@
+//! Echo (RFC 862): every byte the client sends comes back, in order.
+//!
+//! Back-pressure is the whole design: the app reads only as many bytes as
+//! the socket will take for sending right now, so a client that sends but
+//! does not read stalls itself through TCP's windows instead of making the
+//! app buffer without bound. After the client's FIN the app returns what is
+//! left and closes its side.
+
+use super::{App, Socket};
+
+/// The most bytes moved in one step of a poll; also the largest size the
+/// per-connection scratch buffer ever grows to.
+const CHUNK: usize = 16 * 1024;
+
+/// One echo connection: it exists so `--serve PORT=echo` has something to
+/// hand each accepted connection.
+#[derive(Debug, Default)]
+pub struct Echo {
+    /// Scratch space between `recv` and `send`; grown lazily (idle
+    /// connections cost nothing), never beyond [`CHUNK`].
+    buf: Vec<u8>,
+    /// Bytes read but not yet taken by `send`. Empty unless a socket took
+    /// less than its `send_capacity()` promised.
+    pending: Vec<u8>,
+    /// Whether `close()` has been called (it is called once).
+    closed: bool,
+}
+
+impl Echo {
+    /// A fresh echo app for one new connection.
+    pub fn new() -> Echo {
+        Echo::default()
+    }
+
+    /// Pushes out `pending`; true when it is empty afterwards.
+    fn flush_pending(&mut self, sock: &mut dyn Socket) -> bool {
+        if !self.pending.is_empty() {
+            let sent = sock.send(&self.pending);
+            self.pending.drain(..sent);
+        }
+        self.pending.is_empty()
+    }
+}
+
+impl App for Echo {
+    fn poll(&mut self, sock: &mut dyn Socket) {
+        if self.closed {
+            return;
+        }
+        if !self.flush_pending(sock) {
+            return;
+        }
+        loop {
+            let n = sock.recv_available().min(sock.send_capacity()).min(CHUNK);
+            if n == 0 {
+                break;
+            }
+            if self.buf.len() < n {
+                self.buf.resize(n, 0);
+            }
+            let got = sock.recv(&mut self.buf[..n]);
+            if got == 0 {
+                break;
+            }
+            let sent = sock.send(&self.buf[..got]);
+            if sent < got {
+                self.pending.extend_from_slice(&self.buf[sent..got]);
+                return;
+            }
+        }
+        if sock.peer_closed() && sock.recv_available() == 0 && self.pending.is_empty() {
+            sock.close();
+            self.closed = true;
+        }
+    }
+
+    fn nagle(&self) -> bool {
+        false
+    }
+}
+
+/// An in-memory [`Socket`] for the apps' unit tests: the test feeds the
+/// receive side, sets the send capacity, and reads back what was sent.
+#[cfg(test)]
+pub(crate) mod test_socket {
+    use crate::app::Socket;
+    use std::collections::VecDeque;
+
+    /// See the module doc.
+    #[derive(Debug, Default)]
+    pub(crate) struct FakeSocket {
+        /// Bytes "received from the peer", not yet read by the app.
+        pub rx: VecDeque<u8>,
+        /// Everything the app has sent, in order.
+        pub tx: Vec<u8>,
+        /// What `send_capacity()` reports; `send` uses it up.
+        pub capacity: usize,
+        /// Whether the peer's FIN has "arrived".
+        pub peer_fin: bool,
+        /// How many times the app called `close()`.
+        pub close_calls: usize,
+    }
+
+    impl FakeSocket {
+        /// A socket with `capacity` bytes of send space and nothing received.
+        pub fn new(capacity: usize) -> FakeSocket {
+            FakeSocket {
+                capacity,
+                ..FakeSocket::default()
+            }
+        }
+
+        /// The peer sends `data`.
+        pub fn push(&mut self, data: &[u8]) {
+            assert!(!self.peer_fin, "test bug: data after FIN");
+            self.rx.extend(data);
+        }
+
+        /// Takes everything sent so far.
+        pub fn take_tx(&mut self) -> Vec<u8> {
+            std::mem::take(&mut self.tx)
+        }
+
+        /// Whether the app closed its side.
+        pub fn closed(&self) -> bool {
+            self.close_calls > 0
+        }
+    }
+
+    impl Socket for FakeSocket {
+        fn recv(&mut self, buf: &mut [u8]) -> usize {
+            let n = buf.len().min(self.rx.len());
+            for (dst, src) in buf.iter_mut().zip(self.rx.drain(..n)) {
+                *dst = src;
+            }
+            n
+        }
+
+        fn recv_available(&self) -> usize {
+            self.rx.len()
+        }
+
+        fn send(&mut self, data: &[u8]) -> usize {
+            assert_eq!(self.close_calls, 0, "app sent after close()");
+            let n = data.len().min(self.capacity);
+            self.tx.extend_from_slice(&data[..n]);
+            self.capacity -= n;
+            n
+        }
+
+        fn send_capacity(&self) -> usize {
+            self.capacity
+        }
+
+        fn peer_closed(&self) -> bool {
+            self.peer_fin
+        }
+
+        fn close(&mut self) {
+            self.close_calls += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_socket::FakeSocket;
+    use super::*;
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn echo_returns_every_byte_with_tiny_send_capacity() {
+        let input = data(10_000);
+        let mut app = Echo::new();
+        let mut sock = FakeSocket::new(0);
+        sock.push(&input);
+        let mut out = Vec::new();
+        for round in 0.. {
+            assert!(round < 100_000, "echo made no progress");
+            sock.capacity = 3;
+            app.poll(&mut sock);
+            out.extend(sock.take_tx());
+            if out.len() == input.len() {
+                break;
+            }
+        }
+        assert_eq!(out, input);
+        assert!(!sock.closed(), "no FIN yet, so no close");
+    }
+
+    #[test]
+    fn echo_reads_only_what_it_can_send() {
+        let mut app = Echo::new();
+        let mut sock = FakeSocket::new(5);
+        sock.push(&data(100));
+        app.poll(&mut sock);
+        assert_eq!(sock.tx.len(), 5);
+        assert_eq!(sock.rx.len(), 95, "the rest stays in the socket");
+        sock.capacity = 0;
+        app.poll(&mut sock);
+        assert_eq!(sock.rx.len(), 95, "no send space, no reading");
+    }
+
+    #[test]
+    fn echo_sends_rest_after_fin_then_closes_once() {
+        let input = data(1000);
+        let mut app = Echo::new();
+        let mut sock = FakeSocket::new(100);
+        sock.push(&input);
+        sock.peer_fin = true;
+        app.poll(&mut sock);
+        assert!(!sock.closed(), "900 bytes still to echo");
+        let mut rounds = 0;
+        while !sock.closed() {
+            rounds += 1;
+            assert!(rounds < 100);
+            sock.capacity = 64;
+            app.poll(&mut sock);
+        }
+        assert_eq!(sock.tx, input);
+        sock.capacity = 1000;
+        app.poll(&mut sock);
+        app.poll(&mut sock);
+        assert_eq!(sock.close_calls, 1);
+    }
+
+    #[test]
+    fn echo_closes_on_fin_without_data() {
+        let mut app = Echo::new();
+        let mut sock = FakeSocket::new(100);
+        app.poll(&mut sock);
+        assert!(!sock.closed());
+        sock.peer_fin = true;
+        app.poll(&mut sock);
+        assert_eq!(sock.close_calls, 1);
+        assert!(sock.tx.is_empty());
+    }
+
+    #[test]
+    fn echo_keeps_bytes_a_short_send_refused() {
+        /// A socket whose `send` takes only half (rounded up) of what it promised.
+        struct Stingy(FakeSocket);
+        impl Socket for Stingy {
+            fn recv(&mut self, buf: &mut [u8]) -> usize {
+                self.0.recv(buf)
+            }
+            fn recv_available(&self) -> usize {
+                self.0.recv_available()
+            }
+            fn send(&mut self, data: &[u8]) -> usize {
+                let n = data.len().div_ceil(2);
+                self.0.send(&data[..n])
+            }
+            fn send_capacity(&self) -> usize {
+                self.0.send_capacity()
+            }
+            fn peer_closed(&self) -> bool {
+                self.0.peer_closed()
+            }
+            fn close(&mut self) {
+                self.0.close()
+            }
+        }
+        let input = data(50);
+        let mut app = Echo::new();
+        let mut sock = Stingy(FakeSocket::new(0));
+        sock.0.push(&input);
+        sock.0.peer_fin = true;
+        for _ in 0..1000 {
+            sock.0.capacity = 10;
+            app.poll(&mut sock);
+            if sock.0.closed() {
+                break;
+            }
+        }
+        assert_eq!(sock.0.tx, input);
+        assert_eq!(sock.0.close_calls, 1);
+    }
+
+    #[test]
+    fn echo_turns_nagle_off() {
+        assert!(!Echo::new().nagle());
+    }
+}

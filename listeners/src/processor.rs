@@ -1,0 +1,353 @@
+//! One emulated processor: a thread with its own queue and its own TCP
+//! connections (the monolithic listener model).
+//!
+//! The thread drains its queue, hands each segment to the connection it
+//! belongs to (making a new one for a SYN on a served port), lets the app
+//! run, and writes what the connection wants to send. It sleeps on its
+//! queue until the earliest timer of its connections: timers sit in one
+//! heap, so nothing scans every connection.
+
+use crate::app::{AppContext, AppKind, App, Socket};
+use crate::stats::{ProcessorStats, Registry};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vnic_adapter::{FlowClosed, FrameWriter, Inbound, ToProcessor};
+use vnic_stack::{
+    Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator,
+};
+
+/// Everything a processor thread needs, handed over at spawn.
+pub struct ProcessorSetup {
+    /// This processor's number.
+    pub id: usize,
+    /// Its queue.
+    pub queue: Receiver<ToProcessor>,
+    /// Where it reports connections it no longer holds.
+    pub closed: Sender<FlowClosed>,
+    /// Its way to the TAP.
+    pub out: FrameWriter,
+    /// Which app serves each port.
+    pub serve: HashMap<u16, AppKind>,
+    /// TCP settings.
+    pub tcp: Config,
+    /// Shared ISN generator (RFC 6528).
+    pub isn: Arc<IsnGenerator>,
+    /// Counters.
+    pub registry: Arc<Registry>,
+}
+
+struct Conn {
+    tcp: Connection,
+    app: Box<dyn App>,
+    peer_mac: [u8; 6],
+    syn_stamp: u64,
+    /// The deadline this connection has in the timer heap, if any.
+    armed: Option<Instant>,
+}
+
+/// One deadline in the timer heap, ordered by time alone.
+#[derive(Clone, Copy, Debug)]
+struct TimerEntry {
+    at: Instant,
+    tuple: FourTuple,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for TimerEntry {}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerEntry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&other.at)
+    }
+}
+
+/// The processor's state, owned by its thread.
+pub struct Processor {
+    id: usize,
+    queue: Receiver<ToProcessor>,
+    closed: Sender<FlowClosed>,
+    out: FrameWriter,
+    serve: HashMap<u16, AppKind>,
+    tcp: Config,
+    isn: Arc<IsnGenerator>,
+    registry: Arc<Registry>,
+    conns: HashMap<FourTuple, Conn>,
+    timers: BinaryHeap<Reverse<TimerEntry>>,
+}
+
+/// The app's view of a connection: counts bytes as they pass.
+struct SocketView<'a> {
+    tcp: &'a mut Connection,
+    stats: &'a ProcessorStats,
+}
+
+impl Socket for SocketView<'_> {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.tcp.recv(buf);
+        self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+    fn recv_available(&self) -> usize {
+        self.tcp.recv_available()
+    }
+    fn send(&mut self, data: &[u8]) -> usize {
+        let n = self.tcp.send(data);
+        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+    fn send_capacity(&self) -> usize {
+        self.tcp.send_capacity()
+    }
+    fn peer_closed(&self) -> bool {
+        self.tcp.peer_fin_received()
+    }
+    fn close(&mut self) {
+        self.tcp.close();
+    }
+}
+
+impl Processor {
+    /// A processor ready to run.
+    pub fn new(s: ProcessorSetup) -> Processor {
+        Processor {
+            id: s.id,
+            queue: s.queue,
+            closed: s.closed,
+            out: s.out,
+            serve: s.serve,
+            tcp: s.tcp,
+            isn: s.isn,
+            registry: s.registry,
+            conns: HashMap::new(),
+            timers: BinaryHeap::new(),
+        }
+    }
+
+    /// Starts the processor's thread.
+    pub fn spawn(s: ProcessorSetup) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let name = format!("vnic-cpu{}", s.id);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || Processor::new(s).run())
+    }
+
+    fn stats(&self) -> &ProcessorStats {
+        &self.registry.processors[self.id]
+    }
+
+    /// The thread's loop: until Shutdown or the queue is gone.
+    pub fn run(mut self) {
+        loop {
+            let msg = match self.next_deadline() {
+                Some(d) => {
+                    let wait = d.saturating_duration_since(Instant::now());
+                    match self.queue.recv_timeout(wait) {
+                        Ok(m) => Some(m),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match self.queue.recv_timeout(Duration::from_secs(1)) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            match msg {
+                Some(ToProcessor::Shutdown) => break,
+                Some(ToProcessor::Segment(inb)) => self.on_inbound(inb),
+                None => {}
+            }
+            self.fire_timers(Instant::now());
+        }
+        self.shutdown();
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// Handles one segment from the adapter.
+    pub fn on_inbound(&mut self, inb: Inbound) {
+        let now = Instant::now();
+        let Inbound {
+            tuple,
+            segment,
+            peer_mac,
+            syn_stamp,
+            ..
+        } = inb;
+        if let Some(c) = self.conns.get_mut(&tuple) {
+            if syn_stamp != 0 {
+                c.syn_stamp = syn_stamp;
+            }
+            c.peer_mac = peer_mac;
+            match c.tcp.on_segment(now, &segment) {
+                Disposition::Handled => self.service(tuple, now),
+                Disposition::Reincarnate => {
+                    if let Some(old) = self.conns.remove(&tuple) {
+                        self.stats().active.fetch_sub(1, Ordering::Relaxed);
+                        drop(old);
+                    }
+                    self.accept(now, tuple, &segment, peer_mac, syn_stamp);
+                }
+            }
+            return;
+        }
+        let is_syn = segment.control == Control::Syn && segment.ack.is_none();
+        if is_syn && self.serve.contains_key(&tuple.local.port()) {
+            self.accept(now, tuple, &segment, peer_mac, syn_stamp);
+            return;
+        }
+        if let Some(rst) = segment.rst_reply() {
+            self.out
+                .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &rst);
+        }
+        if syn_stamp != 0 {
+            let _ = self.closed.send(FlowClosed { tuple, syn_stamp });
+        }
+    }
+
+    fn accept(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        syn: &vnic_stack::Segment,
+        peer_mac: [u8; 6],
+        syn_stamp: u64,
+    ) {
+        let Some(kind) = self.serve.get(&tuple.local.port()).copied() else {
+            return;
+        };
+        let iss = self.isn.isn(now, &tuple);
+        let tcp = Connection::accept(now, &self.tcp, tuple, syn, iss);
+        let ctx = AppContext {
+            processor: self.id,
+            connection: self.registry.connection_number(),
+            registry: self.registry.clone(),
+        };
+        let app = kind.instantiate(ctx);
+        self.stats().accepted.fetch_add(1, Ordering::Relaxed);
+        self.stats().active.fetch_add(1, Ordering::Relaxed);
+        self.conns.insert(
+            tuple,
+            Conn {
+                tcp,
+                app,
+                peer_mac,
+                syn_stamp,
+                armed: None,
+            },
+        );
+        self.service(tuple, now);
+    }
+
+    /// Lets the app run, sends what is due, handles events, re-arms the
+    /// timer, and drops the connection once it is closed.
+    fn service(&mut self, tuple: FourTuple, now: Instant) {
+        let stats = &self.registry.processors[self.id];
+        let Some(c) = self.conns.get_mut(&tuple) else {
+            return;
+        };
+        let mut closed = false;
+        // The app may free receive space or queue data; one pass of
+        // app + transmit + events, twice, lets an app answer what the
+        // first pass's events (e.g. Established) made possible.
+        for _ in 0..2 {
+            let mut readable = false;
+            while let Some(ev) = c.tcp.poll_event() {
+                match ev {
+                    Event::Retransmit => {
+                        stats.retransmissions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Event::Closed(_) => closed = true,
+                    _ => readable = true,
+                }
+            }
+            if !closed {
+                let mut view = SocketView {
+                    tcp: &mut c.tcp,
+                    stats,
+                };
+                c.app.poll(&mut view);
+            }
+            while let Some(seg) = c.tcp.poll_transmit(now) {
+                self.out
+                    .send_tcp(c.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
+            }
+            if !readable {
+                break;
+            }
+        }
+        if closed || c.tcp.is_closed() {
+            let stamp = c.syn_stamp;
+            self.conns.remove(&tuple);
+            stats.active.fetch_sub(1, Ordering::Relaxed);
+            let _ = self.closed.send(FlowClosed {
+                tuple,
+                syn_stamp: stamp,
+            });
+            return;
+        }
+        if let Some(d) = c.tcp.poll_timeout() {
+            if c.armed.is_none_or(|a| d < a) {
+                c.armed = Some(d);
+                self.timers.push(Reverse(TimerEntry { at: d, tuple }));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse(TimerEntry { at: d, tuple })) = self.timers.peek().copied() {
+            if d > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get_mut(&tuple) else {
+                continue;
+            };
+            if c.armed != Some(d) {
+                continue; // superseded by an earlier deadline
+            }
+            c.armed = None;
+            match c.tcp.poll_timeout() {
+                Some(due) if due <= now => c.tcp.on_timeout(now),
+                _ => {}
+            }
+            self.service(tuple, now);
+        }
+    }
+
+    /// Resets every connection (the processor is going away).
+    fn shutdown(&mut self) {
+        let now = Instant::now();
+        let tuples: Vec<FourTuple> = self.conns.keys().copied().collect();
+        for t in tuples {
+            if let Some(c) = self.conns.get_mut(&t) {
+                c.tcp.abort();
+                while let Some(seg) = c.tcp.poll_transmit(now) {
+                    self.out.send_tcp(c.peer_mac, t.local.ip(), t.remote.ip(), &seg);
+                }
+            }
+            self.conns.remove(&t);
+            self.stats().active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Connections this processor holds.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+}

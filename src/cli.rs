@@ -1,0 +1,226 @@
+//! Flags, and the checked plan they turn into. Every mistake in a flag is
+//! one clear line (exit status 2), never a panic.
+
+use clap::{Args, Parser, Subcommand};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+use vnic_adapter::FilterMode;
+use vnic_listeners::app::AppKind;
+
+/// vnic: a multi-processor network adapter emulated in user space on a TAP.
+#[derive(Parser, Debug)]
+#[command(name = "vnic", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach to a TAP and serve the virtual IPs until SIGINT/SIGTERM.
+    Up(UpArgs),
+}
+
+/// Flags of `vnic up`.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// TAP device to attach to (created if it does not exist; creating needs root).
+    #[arg(long, value_name = "NAME")]
+    pub tap: String,
+    /// Virtual IP the adapter answers on (repeatable; IPv4 and IPv6).
+    #[arg(long = "ip", value_name = "ADDR/PREFIX", required = true, value_parser = parse_cidr)]
+    pub ips: Vec<(IpAddr, u8)>,
+    /// Address for the host side of the TAP; vnic adds it and brings the link up (repeatable).
+    #[arg(long = "host-ip", value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
+    pub host_ips: Vec<(IpAddr, u8)>,
+    /// Number of emulated processors (threads), 1 to 256.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub processors: u16,
+    /// How new connections of a shared port are spread: round-robin or none (first listener takes all).
+    #[arg(long, default_value = "round-robin", value_parser = parse_filter)]
+    pub filter: FilterMode,
+    /// Serve APP on PORT (repeatable; APP is echo, discard, chargen or http).
+    /// Default: 7=echo 9=discard 19=chargen 80=http.
+    #[arg(long = "serve", value_name = "PORT=APP", value_parser = parse_serve)]
+    pub serve: Vec<(u16, AppKind)>,
+    /// How long a closed connection stays in TIME-WAIT (e.g. 60s, 500ms).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub time_wait: Duration,
+}
+
+/// A checked `vnic up`: what `run::up` needs, nothing left to validate.
+#[derive(Debug)]
+pub struct Plan {
+    /// TAP name.
+    pub tap: String,
+    /// Virtual IPs (address only).
+    pub ips: Vec<IpAddr>,
+    /// Host-side addresses with prefix.
+    pub host_ips: Vec<(IpAddr, u8)>,
+    /// Number of processors.
+    pub processors: usize,
+    /// Filter mode.
+    pub filter: FilterMode,
+    /// Port → app.
+    pub serve: HashMap<u16, AppKind>,
+    /// TIME-WAIT length.
+    pub time_wait: Duration,
+}
+
+impl Plan {
+    /// Checks what clap cannot check alone.
+    pub fn from_args(a: UpArgs) -> Result<Plan, String> {
+        let mut serve = HashMap::new();
+        let list = if a.serve.is_empty() {
+            vec![
+                (7, AppKind::Echo),
+                (9, AppKind::Discard),
+                (19, AppKind::Chargen),
+                (80, AppKind::Http),
+            ]
+        } else {
+            a.serve
+        };
+        for (port, app) in list {
+            if serve.insert(port, app).is_some() {
+                return Err(format!("--serve: port {port} given twice"));
+            }
+        }
+        let ips: Vec<IpAddr> = a.ips.iter().map(|(ip, _)| *ip).collect();
+        for (i, ip) in ips.iter().enumerate() {
+            if ips[..i].contains(ip) {
+                return Err(format!("--ip: {ip} given twice"));
+            }
+        }
+        for (h, _) in &a.host_ips {
+            if ips.contains(h) {
+                return Err(format!(
+                    "--host-ip {h} is also a virtual --ip: the host side needs its own address"
+                ));
+            }
+        }
+        Ok(Plan {
+            tap: a.tap,
+            ips,
+            host_ips: a.host_ips,
+            processors: usize::from(a.processors),
+            filter: a.filter,
+            serve,
+            time_wait: a.time_wait,
+        })
+    }
+}
+
+/// `ADDR/PREFIX` → (address, prefix); unicast addresses only.
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not ADDR/PREFIX (e.g. 10.0.0.2/24 or fd00::2/64)"))?;
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IPv4 or IPv6 address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= max)
+        .ok_or_else(|| format!("prefix {prefix:?} must be a number from 0 to {max}"))?;
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        return Err(format!("{ip} cannot be an interface address (unspecified, multicast or loopback)"));
+    }
+    if let IpAddr::V4(v4) = ip {
+        if v4.is_broadcast() {
+            return Err(format!("{ip} is the broadcast address"));
+        }
+    }
+    Ok((ip, prefix))
+}
+
+/// `PORT=APP`.
+pub fn parse_serve(s: &str) -> Result<(u16, AppKind), String> {
+    let (port, app) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not PORT=APP (e.g. 8080=http)"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("port {port:?} must be a number from 1 to 65535"))?;
+    let app = AppKind::from_name(app)
+        .ok_or_else(|| format!("unknown app {app:?}: choose echo, discard, chargen or http"))?;
+    Ok((port, app))
+}
+
+/// `round-robin` or `none`.
+pub fn parse_filter(s: &str) -> Result<FilterMode, String> {
+    FilterMode::from_name(s).ok_or_else(|| format!("unknown filter {s:?}: choose round-robin or none"))
+}
+
+/// `500ms`, `2s`, `1.5s`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 60s, 500ms)");
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 || v * scale > 86_400.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parsing() {
+        assert_eq!(
+            parse_cidr("10.0.0.2/24"),
+            Ok(("10.0.0.2".parse().expect("ip"), 24))
+        );
+        assert!(parse_cidr("fd00::2/64").is_ok());
+        assert!(parse_cidr("10.0.0.2").is_err());
+        assert!(parse_cidr("10.0.0.2/33").is_err());
+        assert!(parse_cidr("10.0.0.256/24").is_err());
+        assert!(parse_cidr("224.0.0.1/4").is_err());
+        assert!(parse_cidr("::/0").is_err());
+    }
+
+    #[test]
+    fn serve_parsing() {
+        assert_eq!(parse_serve("8080=http"), Ok((8080, AppKind::Http)));
+        assert!(parse_serve("0=http").is_err());
+        assert!(parse_serve("80=ftp").is_err());
+        assert!(parse_serve("80").is_err());
+        assert!(parse_serve("70000=echo").is_err());
+    }
+
+    #[test]
+    fn duration_parsing() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn port_given_twice_is_refused() {
+        let cli = Cli::try_parse_from([
+            "vnic", "up", "--tap", "t0", "--ip", "10.0.0.2/24", "--serve", "80=http", "--serve",
+            "80=echo",
+        ])
+        .expect("flags parse");
+        let Command::Up(up) = cli.cmd;
+        let err = Plan::from_args(up).expect_err("must refuse");
+        assert!(err.contains("port 80 given twice"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! `vnic up`: opens the TAP, configures the host side, starts the
+//! processors and the RX thread, prints the ready line, and shuts all of
+//! it down cleanly on SIGINT or SIGTERM.
+
+use crate::cli::Plan;
+use crossbeam_channel::bounded;
+use std::io::{Read, Write};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+use vnic_adapter::{host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameWriter, TapDevice};
+use vnic_listeners::processor::{Processor, ProcessorSetup};
+use vnic_listeners::stats::Registry;
+use vnic_stack::{Config, IsnGenerator};
+
+/// Depth of each processor's queue, in segments.
+const QUEUE_DEPTH: usize = 8192;
+
+/// Why `vnic up` stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    /// The adapter could not be set up.
+    #[error(transparent)]
+    Adapter(#[from] vnic_adapter::AdapterError),
+    /// A listener registration was refused.
+    #[error("{0}")]
+    Filter(#[from] vnic_adapter::filter::FilterError),
+    /// A thread could not be started, or a signal handler installed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs vnic until SIGINT or SIGTERM.
+pub fn up(plan: Plan) -> Result<(), UpError> {
+    let tap = Arc::new(TapDevice::open(&plan.tap)?);
+    let name = tap.name().to_string();
+    if !plan.host_ips.is_empty() {
+        host::configure(&name, &plan.host_ips)?;
+    }
+    let cfg = AdapterConfig::new(&name, &plan.ips, tap.mtu());
+    let counters = Arc::new(Counters::default());
+    let sink: Arc<dyn FrameSink> = tap.clone();
+    let writer = FrameWriter::new(sink, cfg.mac, counters.clone());
+    let n = plan.processors;
+    let registry = Arc::new(Registry::new("monolithic", plan.filter.name(), n));
+
+    let mut filter = Filter::new(plan.filter, n);
+    let mut ports: Vec<u16> = plan.serve.keys().copied().collect();
+    ports.sort_unstable();
+    for port in &ports {
+        for p in 0..n {
+            filter.register(*port, p)?;
+        }
+    }
+
+    let tcp = Config {
+        mtu: cfg.mtu,
+        time_wait: plan.time_wait,
+        ..Config::default()
+    };
+    let isn = Arc::new(IsnGenerator::new(random_key(), Instant::now()));
+    let (closed_tx, closed_rx) = crossbeam_channel::unbounded();
+    let mut queues = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(n + 1);
+    for id in 0..n {
+        let (tx, rx) = bounded(QUEUE_DEPTH);
+        queues.push(tx);
+        threads.push(Processor::spawn(ProcessorSetup {
+            id,
+            queue: rx,
+            closed: closed_tx.clone(),
+            out: writer.clone_writer(),
+            serve: plan.serve.clone(),
+            tcp: tcp.clone(),
+            isn: isn.clone(),
+            registry: registry.clone(),
+        })?);
+    }
+    drop(closed_tx);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+
+    let adapter = Adapter::new(cfg, filter, queues, closed_rx, writer, counters);
+    let rx_tap = tap.clone();
+    let rx_stop = stop.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("vnic-rx".into())
+            .spawn(move || adapter.run(rx_tap, rx_stop))?,
+    );
+
+    let ips: Vec<String> = plan.ips.iter().map(|ip| ip.to_string()).collect();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "vnic: ready tap={} ip={} processors={} filter={} model=monolithic",
+        name,
+        ips.join(","),
+        n,
+        plan.filter.name()
+    )?;
+    out.flush()?;
+    drop(out);
+
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// A fresh secret for the ISN hash (RFC 6528 wants it unguessable).
+fn random_key() -> [u8; 16] {
+    let mut key = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(&mut key).is_ok() {
+            return key;
+        }
+    }
+    // No /dev/urandom: fall back on the std's randomly keyed hasher.
+    use std::hash::{BuildHasher, Hasher};
+    for chunk in key.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
+    }
+    key
+}

@@ -1,0 +1,55 @@
+//! Tunables of one connection.
+
+use std::time::Duration;
+
+/// The knobs of a connection, shared by every connection of a processor.
+///
+/// It exists so that tests can shorten TIME-WAIT and retry limits and the
+/// adapter can set buffer sizes, without any constant buried in the state
+/// machine.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Link MTU (1500): our MSS is `mtu - 40` (IPv4) or `mtu - 60` (IPv6).
+    pub mtu: usize,
+    /// Receive buffer size: the most we ever advertise as our window.
+    pub recv_buffer: usize,
+    /// Bytes the application can queue for sending (unsent + unacked).
+    pub send_buffer: usize,
+    /// TIME-WAIT length (2*MSL; RFC 9293 suggests MSL = 2 min, we use 60 s).
+    pub time_wait: Duration,
+    /// RTO before any RTT sample (RFC 6298 2.1: 1 s).
+    pub rto_initial: Duration,
+    /// Lower bound of the RTO (RFC 6298 says 1 s; Linux uses 200 ms).
+    pub rto_min: Duration,
+    /// Upper bound of the RTO, backoff included.
+    pub rto_max: Duration,
+    /// Retransmissions of one segment before the connection is reset.
+    pub max_retransmissions: u32,
+    /// Retransmissions of a SYN or SYN|ACK before giving up.
+    pub syn_retransmissions: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mtu: 1500,
+            recv_buffer: 256 * 1024,
+            send_buffer: 256 * 1024,
+            time_wait: Duration::from_secs(60),
+            rto_initial: Duration::from_secs(1),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(60),
+            max_retransmissions: 12,
+            syn_retransmissions: 5,
+        }
+    }
+}
+
+impl Config {
+    /// The MSS we advertise for a connection of this address family:
+    /// the MTU minus the minimal IP and TCP headers.
+    pub fn mss(&self, ipv6: bool) -> u16 {
+        let overhead = if ipv6 { 60 } else { 40 };
+        self.mtu.saturating_sub(overhead).clamp(1, u16::MAX as usize) as u16
+    }
+}

@@ -1,0 +1,252 @@
+//! What every end-to-end test needs: a network namespace of its own with a
+//! TAP made by vnic inside it, vnic running there, and a way to run the
+//! kernel's own TCP (std::net on a thread that joined the namespace, or
+//! curl/ping through `ip netns exec`) as the client. Everything made is
+//! removed on drop, also when the test fails.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// True if this machine can run end-to-end tests (root, /dev/net/tun, ip).
+/// Outside CI a missing piece skips the test loudly; under CI=true it fails.
+pub fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tun = Path::new("/dev/net/tun").exists();
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    if root && tun && ip {
+        return true;
+    }
+    let why = format!("root={root} /dev/net/tun={tun} iproute2={ip}");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("end-to-end tests must run under CI=true, but {why}");
+    }
+    eprintln!("\n*** SKIPPING end-to-end test: needs root, /dev/net/tun and iproute2 ({why}) ***\n");
+    false
+}
+
+/// A network namespace that is deleted on drop.
+pub struct Netns {
+    /// Its name.
+    pub name: String,
+    /// The TAP vnic should use inside it.
+    pub tap: String,
+}
+
+impl Netns {
+    /// Makes a fresh namespace with loopback up.
+    pub fn new() -> Netns {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let name = format!("vnic-t{pid}-{n}");
+        let tap = format!("vt{}x{n}", pid % 100_000);
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip netns add");
+        assert!(st.success(), "ip netns add {name} failed");
+        let ns = Netns { name, tap };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace and returns its output.
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(argv)
+            .output()
+            .unwrap_or_else(|e| panic!("run {argv:?}: {e}"))
+    }
+
+    /// Like [`Netns::exec`], and the command must succeed.
+    pub fn exec_ok(&self, argv: &[&str]) -> String {
+        let out = self.exec(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `f` on a thread that joined the namespace, so std::net sockets
+    /// it makes use the namespace's kernel TCP.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: a valid namespace fd; affects only this thread.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("thread in namespace panicked")
+    }
+
+    /// Starts vnic in the namespace with these extra flags and waits for
+    /// its ready line.
+    pub fn vnic(&self, extra: &[&str]) -> Vnic {
+        let mut args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            self.name.clone(),
+            env!("CARGO_BIN_EXE_vnic").into(),
+            "up".into(),
+            "--tap".into(),
+            self.tap.clone(),
+            "--ip".into(),
+            "10.0.0.2/24".into(),
+            "--ip".into(),
+            "fd00::2/64".into(),
+            "--host-ip".into(),
+            "10.0.0.1/24".into(),
+            "--host-ip".into(),
+            "fd00::1/64".into(),
+            "--time-wait".into(),
+            "1s".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Vnic::start(&args)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A running vnic; killed on drop if the test did not stop it.
+pub struct Vnic {
+    child: Option<Child>,
+    /// The ready line it printed.
+    pub ready: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Vnic {
+    fn start(args: &[String]) -> Vnic {
+        let mut child = Command::new("ip")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vnic");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (etx, erx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut s);
+            let _ = etx.send(s);
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            for _ in lines {}
+        });
+        let ready = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = erx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+                panic!("vnic printed no ready line; stderr: {err}");
+            }
+        };
+        assert!(ready.starts_with("vnic: ready "), "unexpected first line {ready:?}");
+        Vnic {
+            child: Some(child),
+            ready,
+            stderr: erx,
+        }
+    }
+
+    /// SIGTERM, then waits; returns the exit status code and stderr.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break child.wait().expect("wait");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let err = self.stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+        (status.code(), err)
+    }
+}
+
+impl Drop for Vnic {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One `GET path` over a fresh connection from inside the namespace; returns the body.
+pub fn http_get(stream: &mut std::net::TcpStream, path: &str, keep_alive: bool) -> (u16, String) {
+    use std::io::Write;
+    let conn = if keep_alive { "keep-alive" } else { "close" };
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: vnic\r\nConnection: {conn}\r\n\r\n").expect("send request");
+    read_response(stream)
+}
+
+/// Reads one HTTP response with a Content-Length body.
+pub fn read_response(stream: &mut std::net::TcpStream) -> (u16, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("read response head");
+        assert!(n == 1, "connection closed inside the response head: {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+        })
+        .expect("Content-Length");
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).expect("read body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of `key=` in a `key=value` body.
+pub fn body_value(body: &str, key: &str) -> Option<String> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(|v| v.trim().to_string()))
+}
