@@ -129,7 +129,9 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
         .filter(|p| *p <= max)
         .ok_or_else(|| format!("prefix {prefix:?} must be a number from 0 to {max}"))?;
     if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
-        return Err(format!("{ip} cannot be an interface address (unspecified, multicast or loopback)"));
+        return Err(format!(
+            "{ip} cannot be an interface address (unspecified, multicast or loopback)"
+        ));
     }
     if let IpAddr::V4(v4) = ip {
         if v4.is_broadcast() {
@@ -156,7 +158,8 @@ pub fn parse_serve(s: &str) -> Result<(u16, AppKind), String> {
 
 /// `round-robin` or `none`.
 pub fn parse_filter(s: &str) -> Result<FilterMode, String> {
-    FilterMode::from_name(s).ok_or_else(|| format!("unknown filter {s:?}: choose round-robin or none"))
+    FilterMode::from_name(s)
+        .ok_or_else(|| format!("unknown filter {s:?}: choose round-robin or none"))
 }
 
 /// `500ms`, `2s`, `1.5s`, or a bare number of seconds.
@@ -215,7 +218,15 @@ mod tests {
     #[test]
     fn port_given_twice_is_refused() {
         let cli = Cli::try_parse_from([
-            "vnic", "up", "--tap", "t0", "--ip", "10.0.0.2/24", "--serve", "80=http", "--serve",
+            "vnic",
+            "up",
+            "--tap",
+            "t0",
+            "--ip",
+            "10.0.0.2/24",
+            "--serve",
+            "80=http",
+            "--serve",
             "80=echo",
         ])
         .expect("flags parse");

@@ -8,7 +8,9 @@ use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
-use vnic_adapter::{host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameWriter, TapDevice};
+use vnic_adapter::{
+    host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameWriter, TapDevice,
+};
 use vnic_listeners::processor::{Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
 use vnic_stack::{Config, IsnGenerator};

@@ -15,8 +15,10 @@ const V4_HTTP: &str = "10.0.0.2:80";
 fn connect(addr: &str) -> TcpStream {
     let a: SocketAddr = addr.parse().expect("addr");
     let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    s.set_write_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     s
 }
 
@@ -42,7 +44,12 @@ fn eight_gets_name_processors_in_strict_cyclic_order() {
     }
     let ns = Netns::new();
     let vnic = ns.vnic(&["--processors", "4"]);
-    assert!(vnic.ready.contains("processors=4 filter=round-robin model=monolithic"), "{}", vnic.ready);
+    assert!(
+        vnic.ready
+            .contains("processors=4 filter=round-robin model=monolithic"),
+        "{}",
+        vnic.ready
+    );
     assert!(vnic.ready.contains("ip=10.0.0.2,fd00::2"), "{}", vnic.ready);
     let seen = processors_of_sequential_gets(&ns, 8);
     assert_eq!(seen, vec![0, 1, 2, 3, 0, 1, 2, 3]);
@@ -68,7 +75,10 @@ fn curl_gets_processor_and_connection_lines() {
     assert_eq!(v["filter"], "round-robin");
     let procs = v["processors"].as_array().expect("processors array");
     assert_eq!(procs.len(), 2);
-    let accepted: u64 = procs.iter().map(|p| p["accepted"].as_u64().unwrap_or(0)).sum();
+    let accepted: u64 = procs
+        .iter()
+        .map(|p| p["accepted"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(accepted, 3, "{stats}");
     assert!(v["backends"].as_array().is_some_and(|b| b.is_empty()));
 }
@@ -172,7 +182,11 @@ fn ipv6_get_and_ping_both_families() {
     let ns = Netns::new();
     let _vnic = ns.vnic(&["--processors", "2"]);
     let body = ns.exec_ok(&["curl", "-sS", "-g", "--max-time", "10", "http://[fd00::2]/"]);
-    assert_eq!(body_value(&body, "processor").as_deref(), Some("0"), "{body}");
+    assert_eq!(
+        body_value(&body, "processor").as_deref(),
+        Some("0"),
+        "{body}"
+    );
     ns.exec_ok(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.0.2"]);
     ns.exec_ok(&["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "fd00::2"]);
     // Echo over IPv6 too, through std::net.

@@ -46,9 +46,9 @@ pub fn answer(cfg: &AdapterConfig, arp: &[u8]) -> Result<Option<ArpReply>, DropK
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pnet_base::MacAddr;
     use pnet_packet::arp::{ArpHardwareTypes, ArpOperations, ArpPacket as PArp, MutableArpPacket};
     use pnet_packet::ethernet::EtherTypes;
-    use pnet_packet::util::MacAddr;
     use std::net::{IpAddr, Ipv4Addr};
 
     const HOST_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 1];
@@ -75,9 +75,12 @@ mod tests {
     #[test]
     fn request_for_virtual_ip_is_answered_from_our_mac() {
         let c = cfg();
-        let r = answer(&c, &request(Ipv4Addr::new(10, 0, 0, 2), ArpOperations::Request))
-            .expect("valid")
-            .expect("answered");
+        let r = answer(
+            &c,
+            &request(Ipv4Addr::new(10, 0, 0, 2), ArpOperations::Request),
+        )
+        .expect("valid")
+        .expect("answered");
         assert_eq!(r.dst_mac, HOST_MAC);
         let p = PArp::new(&r.packet).expect("parse reply");
         assert_eq!(p.get_operation(), ArpOperations::Reply);
@@ -89,13 +92,19 @@ mod tests {
 
     #[test]
     fn request_for_another_ip_is_ignored() {
-        let r = answer(&cfg(), &request(Ipv4Addr::new(10, 0, 0, 1), ArpOperations::Request));
+        let r = answer(
+            &cfg(),
+            &request(Ipv4Addr::new(10, 0, 0, 1), ArpOperations::Request),
+        );
         assert_eq!(r, Ok(None));
     }
 
     #[test]
     fn replies_are_not_answered() {
-        let r = answer(&cfg(), &request(Ipv4Addr::new(10, 0, 0, 2), ArpOperations::Reply));
+        let r = answer(
+            &cfg(),
+            &request(Ipv4Addr::new(10, 0, 0, 2), ArpOperations::Reply),
+        );
         assert_eq!(r, Ok(None));
     }
 

@@ -92,7 +92,9 @@ mod tests {
         let ip: Ipv6Addr = "fd00::1:2345:6789".parse().unwrap_or(Ipv6Addr::LOCALHOST);
         assert_eq!(
             solicited_node(ip),
-            "ff02::1:ff45:6789".parse::<Ipv6Addr>().unwrap_or(Ipv6Addr::LOCALHOST)
+            "ff02::1:ff45:6789"
+                .parse::<Ipv6Addr>()
+                .unwrap_or(Ipv6Addr::LOCALHOST)
         );
     }
 }

@@ -122,7 +122,9 @@ impl Filter {
 
     /// True if some listener registered `port`.
     pub fn serves(&self, port: u16) -> bool {
-        self.ports.get(&port).is_some_and(|l| !l.listeners.is_empty())
+        self.ports
+            .get(&port)
+            .is_some_and(|l| !l.listeners.is_empty())
     }
 
     /// Marks a processor up or down; a down processor gets no new connections.
@@ -199,9 +201,27 @@ mod tests {
         let mut f = Filter::new(FilterMode::RoundRobin, 4);
         f.register(80, 2).expect("register");
         f.register(80, 0).expect("register");
-        assert_eq!(f.pick(80), Some(Pick { processor: 2, slot: 0 }));
-        assert_eq!(f.pick(80), Some(Pick { processor: 0, slot: 1 }));
-        assert_eq!(f.pick(80), Some(Pick { processor: 2, slot: 0 }));
+        assert_eq!(
+            f.pick(80),
+            Some(Pick {
+                processor: 2,
+                slot: 0
+            })
+        );
+        assert_eq!(
+            f.pick(80),
+            Some(Pick {
+                processor: 0,
+                slot: 1
+            })
+        );
+        assert_eq!(
+            f.pick(80),
+            Some(Pick {
+                processor: 2,
+                slot: 0
+            })
+        );
     }
 
     #[test]
@@ -257,11 +277,17 @@ mod tests {
         let mut f = four(FilterMode::RoundRobin);
         assert_eq!(
             f.register(80, 2),
-            Err(FilterError::DuplicateListener { port: 80, processor: 2 })
+            Err(FilterError::DuplicateListener {
+                port: 80,
+                processor: 2
+            })
         );
         assert_eq!(
             f.register(80, 9),
-            Err(FilterError::NoSuchProcessor { processor: 9, count: 4 })
+            Err(FilterError::NoSuchProcessor {
+                processor: 9,
+                count: 4
+            })
         );
     }
 

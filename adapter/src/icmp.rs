@@ -133,7 +133,10 @@ mod tests {
         let rep = echo_v6(src, dst, &buf).expect("valid").expect("answered");
         let p = Icmpv6Packet::new(&rep).expect("parse");
         assert_eq!(p.get_icmpv6_type(), Icmpv6Types::EchoReply);
-        assert_eq!(pnet_packet::icmpv6::checksum(&p, &dst, &src), p.get_checksum());
+        assert_eq!(
+            pnet_packet::icmpv6::checksum(&p, &dst, &src),
+            p.get_checksum()
+        );
         assert_eq!(&rep[4..], &[0, 9, 0, 3, 0xde, 0xad, 0xbe, 0xef]);
     }
 

@@ -48,7 +48,10 @@ pub fn answer(
     let unspecified = src.is_unspecified();
     let (dst, dst_mac) = if unspecified {
         // Duplicate address detection by someone else: tell everybody.
-        (Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), [0x33, 0x33, 0, 0, 0, 1])
+        (
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+            [0x33, 0x33, 0, 0, 0, 1],
+        )
     } else {
         (src, source_link_addr(&msg[24..]).unwrap_or(src_mac))
     };
@@ -162,12 +165,20 @@ mod tests {
     #[test]
     fn solicitation_for_another_target_is_ignored() {
         let ns = solicitation(addr("fd00::1"), addr("fd00::3"), addr("fd00::3"), false);
-        assert_eq!(answer(&cfg(), addr("fd00::1"), HOST_MAC, 255, &ns), Ok(None));
+        assert_eq!(
+            answer(&cfg(), addr("fd00::1"), HOST_MAC, 255, &ns),
+            Ok(None)
+        );
     }
 
     #[test]
     fn dad_probe_is_answered_to_all_nodes() {
-        let ns = solicitation(Ipv6Addr::UNSPECIFIED, addr("fd00::2"), addr("fd00::2"), false);
+        let ns = solicitation(
+            Ipv6Addr::UNSPECIFIED,
+            addr("fd00::2"),
+            addr("fd00::2"),
+            false,
+        );
         let a = answer(&cfg(), Ipv6Addr::UNSPECIFIED, HOST_MAC, 255, &ns)
             .expect("valid")
             .expect("answered");

@@ -56,6 +56,9 @@ mod tests {
         assert!(b.allow(t0));
         assert!(!b.allow(t0), "burst of 3 spent");
         assert!(!b.allow(t0 + Duration::from_millis(50)));
-        assert!(b.allow(t0 + Duration::from_millis(101)), "one token per 100 ms");
+        assert!(
+            b.allow(t0 + Duration::from_millis(101)),
+            "one token per 100 ms"
+        );
     }
 }

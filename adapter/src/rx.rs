@@ -193,9 +193,10 @@ impl Adapter {
                 Err(k) => Decision::Dropped(k),
                 Ok(None) => Decision::Ignored,
                 Ok(Some(reply)) => {
-                    self.out.send_ip(src_mac, IpAddr::V4(dst), src, IpNumber::ICMP, TTL, |b| {
-                        b.extend_from_slice(&reply)
-                    });
+                    self.out
+                        .send_ip(src_mac, IpAddr::V4(dst), src, IpNumber::ICMP, TTL, |b| {
+                            b.extend_from_slice(&reply)
+                        });
                     Counters::bump(&self.counters.echo_replies);
                     Decision::EchoReply
                 }
@@ -218,8 +219,8 @@ impl Adapter {
             return Decision::Dropped(DropKind::Fragment);
         }
         let pl = ip.payload();
-        let packet = &payload[..(etherparse::Ipv6Header::LEN + usize::from(h.payload_length()))
-            .min(payload.len())];
+        let packet = &payload
+            [..(etherparse::Ipv6Header::LEN + usize::from(h.payload_length())).min(payload.len())];
         match pl.ip_number {
             IpNumber::IPV6_ICMP => self.icmpv6(src_mac, src, dst, h.hop_limit(), ours, pl.payload),
             _ if !ours => Decision::NotForUs,
@@ -309,14 +310,17 @@ impl Adapter {
             (IpAddr::V4(_), IpAddr::V4(_)) => {
                 let m = icmp::port_unreachable_v4(packet);
                 self.out
-                    .send_ip(src_mac, dst, src, IpNumber::ICMP, TTL, |b| b.extend_from_slice(&m));
+                    .send_ip(src_mac, dst, src, IpNumber::ICMP, TTL, |b| {
+                        b.extend_from_slice(&m)
+                    });
                 true
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => match icmp::port_unreachable_v6(d, s, packet) {
                 Some(m) => {
-                    self.out.send_ip(src_mac, dst, src, IpNumber::IPV6_ICMP, TTL, |b| {
-                        b.extend_from_slice(&m)
-                    });
+                    self.out
+                        .send_ip(src_mac, dst, src, IpNumber::IPV6_ICMP, TTL, |b| {
+                            b.extend_from_slice(&m)
+                        });
                     true
                 }
                 None => false,
@@ -329,7 +333,14 @@ impl Adapter {
         Decision::PortUnreachable
     }
 
-    fn tcp(&mut self, now: Instant, src_mac: [u8; 6], src: IpAddr, dst: IpAddr, bytes: &[u8]) -> Decision {
+    fn tcp(
+        &mut self,
+        now: Instant,
+        src_mac: [u8; 6],
+        src: IpAddr,
+        dst: IpAddr,
+        bytes: &[u8],
+    ) -> Decision {
         let seg = match wire::parse(src, dst, bytes) {
             Ok(s) => s,
             Err(WireError::BadChecksum) => return Decision::Dropped(DropKind::BadTcpChecksum),

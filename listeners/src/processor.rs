@@ -7,7 +7,7 @@
 //! queue until the earliest timer of its connections: timers sit in one
 //! heap, so nothing scans every connection.
 
-use crate::app::{AppContext, AppKind, App, Socket};
+use crate::app::{App, AppContext, AppKind, Socket};
 use crate::stats::{ProcessorStats, Registry};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::cmp::Reverse;
@@ -16,9 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::{FlowClosed, FrameWriter, Inbound, ToProcessor};
-use vnic_stack::{
-    Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator,
-};
+use vnic_stack::{Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator};
 
 /// Everything a processor thread needs, handed over at spawn.
 pub struct ProcessorSetup {
@@ -338,7 +336,8 @@ impl Processor {
             if let Some(c) = self.conns.get_mut(&t) {
                 c.tcp.abort();
                 while let Some(seg) = c.tcp.poll_transmit(now) {
-                    self.out.send_tcp(c.peer_mac, t.local.ip(), t.remote.ip(), &seg);
+                    self.out
+                        .send_tcp(c.peer_mac, t.local.ip(), t.remote.ip(), &seg);
                 }
             }
             self.conns.remove(&t);

@@ -50,6 +50,8 @@ impl Config {
     /// the MTU minus the minimal IP and TCP headers.
     pub fn mss(&self, ipv6: bool) -> u16 {
         let overhead = if ipv6 { 60 } else { 40 };
-        self.mtu.saturating_sub(overhead).clamp(1, u16::MAX as usize) as u16
+        self.mtu
+            .saturating_sub(overhead)
+            .clamp(1, u16::MAX as usize) as u16
     }
 }

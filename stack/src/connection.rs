@@ -367,7 +367,9 @@ impl Connection {
         let cap = self.recv_buf.capacity();
         // RFC 9293 3.8.6.2.2 (receiver SWS avoidance): only announce a
         // window that grew by min(half the buffer, one MSS).
-        let threshold = (cap / 2).min(self.cfg.mss(self.tuple.is_ipv6()) as usize).max(1);
+        let threshold = (cap / 2)
+            .min(self.cfg.mss(self.tuple.is_ipv6()) as usize)
+            .max(1);
         if old_wnd < cap / 2 && increase >= threshold {
             self.ack_pending = true;
         }
@@ -553,7 +555,11 @@ impl Connection {
     fn next_data_segment(&mut self, now: Instant) -> Option<Segment> {
         if !matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         ) {
             return None;
         }
@@ -602,7 +608,11 @@ impl Connection {
     fn update_persist(&mut self, now: Instant) {
         let sending = matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         );
         let blocked = sending
             && self.snd_wnd == 0

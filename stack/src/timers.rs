@@ -77,7 +77,10 @@ mod tests {
         t.set(Timer::Retransmit, t0 + Duration::from_secs(1));
         assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(t.take_expired(t0), None);
-        assert_eq!(t.take_expired(t0 + Duration::from_secs(1)), Some(Timer::Retransmit));
+        assert_eq!(
+            t.take_expired(t0 + Duration::from_secs(1)),
+            Some(Timer::Retransmit)
+        );
         assert_eq!(t.take_expired(t0 + Duration::from_secs(1)), None);
         assert!(t.is_running(Timer::TimeWait));
     }

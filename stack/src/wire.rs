@@ -334,11 +334,9 @@ impl Segment {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 header.calc_checksum_ipv4_raw(s.octets(), d.octets(), &self.payload)
             }
-            (s, d) => header.calc_checksum_ipv6_raw(
-                to_v6(s).octets(),
-                to_v6(d).octets(),
-                &self.payload,
-            ),
+            (s, d) => {
+                header.calc_checksum_ipv6_raw(to_v6(s).octets(), to_v6(d).octets(), &self.payload)
+            }
         };
         header.checksum = checksum.unwrap_or(0);
         out.extend_from_slice(&header.to_bytes());
@@ -380,7 +378,10 @@ mod tests {
         assert_eq!(parse_options(&[2]), Err(WireError::BadOption));
         assert_eq!(parse_options(&[2, 4, 0, 0]), Err(WireError::BadOption));
         assert_eq!(parse_options(&[3, 4, 1, 1]), Err(WireError::BadOption));
-        assert_eq!(parse_options(&[5, 9, 0, 0, 0, 0, 0, 0, 0]), Err(WireError::BadOption));
+        assert_eq!(
+            parse_options(&[5, 9, 0, 0, 0, 0, 0, 0, 0]),
+            Err(WireError::BadOption)
+        );
     }
 
     #[test]

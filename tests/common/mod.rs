@@ -30,7 +30,9 @@ pub fn can_run() -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("end-to-end tests must run under CI=true, but {why}");
     }
-    eprintln!("\n*** SKIPPING end-to-end test: needs root, /dev/net/tun and iproute2 ({why}) ***\n");
+    eprintln!(
+        "\n*** SKIPPING end-to-end test: needs root, /dev/net/tun and iproute2 ({why}) ***\n"
+    );
     false
 }
 
@@ -172,7 +174,10 @@ impl Vnic {
                 panic!("vnic printed no ready line; stderr: {err}");
             }
         };
-        assert!(ready.starts_with("vnic: ready "), "unexpected first line {ready:?}");
+        assert!(
+            ready.starts_with("vnic: ready "),
+            "unexpected first line {ready:?}"
+        );
         Vnic {
             child: Some(child),
             ready,
@@ -196,7 +201,10 @@ impl Vnic {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let err = self.stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+        let err = self
+            .stderr
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
         (status.code(), err)
     }
 }
@@ -214,7 +222,11 @@ impl Drop for Vnic {
 pub fn http_get(stream: &mut std::net::TcpStream, path: &str, keep_alive: bool) -> (u16, String) {
     use std::io::Write;
     let conn = if keep_alive { "keep-alive" } else { "close" };
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: vnic\r\nConnection: {conn}\r\n\r\n").expect("send request");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: vnic\r\nConnection: {conn}\r\n\r\n"
+    )
+    .expect("send request");
     read_response(stream)
 }
 
@@ -224,7 +236,11 @@ pub fn read_response(stream: &mut std::net::TcpStream) -> (u16, String) {
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         let n = stream.read(&mut byte).expect("read response head");
-        assert!(n == 1, "connection closed inside the response head: {:?}", String::from_utf8_lossy(&head));
+        assert!(
+            n == 1,
+            "connection closed inside the response head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).into_owned();
@@ -237,7 +253,8 @@ pub fn read_response(stream: &mut std::net::TcpStream) -> (u16, String) {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .expect("Content-Length");
     let mut body = vec![0u8; len];
@@ -247,6 +264,8 @@ pub fn read_response(stream: &mut std::net::TcpStream) -> (u16, String) {
 
 /// The value of `key=` in a `key=value` body.
 pub fn body_value(body: &str, key: &str) -> Option<String> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(|v| v.trim().to_string()))
+    body.lines().find_map(|l| {
+        l.strip_prefix(&format!("{key}="))
+            .map(|v| v.trim().to_string())
+    })
 }

@@ -1,0 +1,343 @@
+//! The adapter's receive path driven with frames crafted by pnet_packet
+//! (never by our own builder), and its answers parsed by pnet_packet.
+
+use crossbeam_channel::{bounded, unbounded, Receiver};
+use pnet_base::MacAddr;
+use pnet_packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
+use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::ipv4::{self, Ipv4Packet, MutableIpv4Packet};
+use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags, TcpPacket};
+use pnet_packet::Packet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+use vnic_adapter::emit::CaptureSink;
+use vnic_adapter::rx::Decision;
+use vnic_adapter::{
+    Adapter, AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter,
+    ToProcessor,
+};
+
+const HOST_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 1];
+const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+struct Rig {
+    adapter: Adapter,
+    sink: Arc<CaptureSink>,
+    queues: Vec<Receiver<ToProcessor>>,
+    closed: crossbeam_channel::Sender<FlowClosed>,
+    counters: Arc<Counters>,
+    mac: [u8; 6],
+}
+
+fn rig(mode: FilterMode, processors: usize, ports: &[u16]) -> Rig {
+    let cfg = AdapterConfig::new("t0", &[IpAddr::V4(VIP)], 1500);
+    let mac = cfg.mac;
+    let sink = Arc::new(CaptureSink::default());
+    let counters = Arc::new(Counters::default());
+    let out = FrameWriter::new(sink.clone(), mac, counters.clone());
+    let mut filter = Filter::new(mode, processors);
+    for port in ports {
+        for p in 0..processors {
+            filter.register(*port, p).expect("register");
+        }
+    }
+    let mut txs = Vec::new();
+    let mut rxs = Vec::new();
+    for _ in 0..processors {
+        let (tx, rx) = bounded(64);
+        txs.push(tx);
+        rxs.push(rx);
+    }
+    let (ctx, crx) = unbounded();
+    Rig {
+        adapter: Adapter::new(cfg, filter, txs, crx, out, counters.clone()),
+        sink,
+        queues: rxs,
+        closed: ctx,
+        counters,
+        mac,
+    }
+}
+
+/// An Ethernet/IPv4/TCP frame from the host to `dst_ip:dst_port`, crafted by pnet.
+fn tcp_frame(
+    dst_mac: [u8; 6],
+    dst_ip: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    {
+        let mut p = MutableTcpPacket::new(&mut t).expect("tcp");
+        p.set_source(sport);
+        p.set_destination(dport);
+        p.set_sequence(seq);
+        p.set_acknowledgement(ack);
+        p.set_data_offset(5);
+        p.set_flags(flags);
+        p.set_window(65535);
+        let ck = tcp::ipv4_checksum(&p.to_immutable(), &HOST, &dst_ip);
+        p.set_checksum(ck);
+    }
+    let mut ip = vec![0u8; 20 + t.len()];
+    {
+        let mut p = MutableIpv4Packet::new(&mut ip).expect("ip");
+        p.set_version(4);
+        p.set_header_length(5);
+        p.set_total_length((20 + t.len()) as u16);
+        p.set_ttl(64);
+        p.set_next_level_protocol(IpNextHeaderProtocols::Tcp);
+        p.set_source(HOST);
+        p.set_destination(dst_ip);
+        p.set_payload(&t);
+        let ck = ipv4::checksum(&p.to_immutable());
+        p.set_checksum(ck);
+    }
+    let mut f = vec![0u8; 14 + ip.len()];
+    {
+        let mut e = MutableEthernetPacket::new(&mut f).expect("eth");
+        e.set_destination(MacAddr::from(dst_mac));
+        e.set_source(MacAddr::from(HOST_MAC));
+        e.set_ethertype(EtherTypes::Ipv4);
+        e.set_payload(&ip);
+    }
+    f
+}
+
+fn syn(r: &Rig, sport: u16, dport: u16) -> Vec<u8> {
+    tcp_frame(r.mac, VIP, sport, dport, TcpFlags::SYN, 1000, 0)
+}
+
+fn queued_on(r: &Rig) -> Vec<usize> {
+    let mut v = Vec::new();
+    for (i, q) in r.queues.iter().enumerate() {
+        while q.try_recv().is_ok() {
+            v.push(i);
+        }
+    }
+    v
+}
+
+/// The one TCP segment the adapter sent: (flags, seq, ack, sport, dport).
+fn sent_tcp(r: &Rig) -> (u8, u32, u32, u16, u16) {
+    let frames = r.sink.take();
+    assert_eq!(frames.len(), 1, "exactly one frame out");
+    let e = EthernetPacket::new(&frames[0]).expect("eth");
+    assert_eq!(e.get_destination(), MacAddr::from(HOST_MAC));
+    assert_eq!(e.get_source(), MacAddr::from(r.mac));
+    let ip = Ipv4Packet::new(e.payload()).expect("ip");
+    assert_eq!(ipv4::checksum(&ip), ip.get_checksum(), "IPv4 checksum");
+    assert_eq!(ip.get_source(), VIP);
+    assert_eq!(ip.get_destination(), HOST);
+    let t = TcpPacket::new(ip.payload()).expect("tcp");
+    assert_eq!(
+        tcp::ipv4_checksum(&t, &VIP, &HOST),
+        t.get_checksum(),
+        "TCP checksum"
+    );
+    (
+        t.get_flags(),
+        t.get_sequence(),
+        t.get_acknowledgement(),
+        t.get_source(),
+        t.get_destination(),
+    )
+}
+
+#[test]
+fn round_robin_over_four_listeners_wraps_around() {
+    let mut r = rig(FilterMode::RoundRobin, 4, &[80]);
+    let now = Instant::now();
+    let mut decisions = Vec::new();
+    for i in 0..9u16 {
+        decisions.push(r.adapter.handle_frame(now, &syn(&r, 40000 + i, 80)));
+    }
+    let placed: Vec<usize> = decisions
+        .iter()
+        .map(|d| match d {
+            Decision::NewConnection {
+                processor,
+                port: 80,
+                slot,
+            } => {
+                assert_eq!(processor, slot);
+                *processor
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(placed, vec![0, 1, 2, 3, 0, 1, 2, 3, 0]);
+}
+
+#[test]
+fn later_segments_follow_their_connection() {
+    let mut r = rig(FilterMode::RoundRobin, 4, &[80]);
+    let now = Instant::now();
+    for i in 0..4u16 {
+        r.adapter.handle_frame(now, &syn(&r, 40000 + i, 80));
+    }
+    queued_on(&r);
+    // An ACK and a retransmitted SYN of the 3rd connection go to processor 2.
+    let ack = tcp_frame(r.mac, VIP, 40002, 80, TcpFlags::ACK, 1001, 5000);
+    assert_eq!(
+        r.adapter.handle_frame(now, &ack),
+        Decision::Flow { processor: 2 }
+    );
+    assert_eq!(
+        r.adapter.handle_frame(now, &syn(&r, 40002, 80)),
+        Decision::Flow { processor: 2 }
+    );
+    assert_eq!(queued_on(&r), vec![2, 2]);
+    // A new connection continues the cycle where it was.
+    assert!(matches!(
+        r.adapter.handle_frame(now, &syn(&r, 40004, 80)),
+        Decision::NewConnection { processor: 0, .. }
+    ));
+}
+
+#[test]
+fn filter_none_gives_all_to_first_listener() {
+    let mut r = rig(FilterMode::None, 4, &[80]);
+    let now = Instant::now();
+    for i in 0..8u16 {
+        r.adapter.handle_frame(now, &syn(&r, 40000 + i, 80));
+    }
+    assert_eq!(queued_on(&r), vec![0; 8]);
+}
+
+#[test]
+fn syn_to_closed_port_gets_rst_ack() {
+    let mut r = rig(FilterMode::RoundRobin, 4, &[80]);
+    let d = r.adapter.handle_frame(Instant::now(), &syn(&r, 40000, 81));
+    assert_eq!(d, Decision::RstClosedPort);
+    let (flags, seq, ack, sport, dport) = sent_tcp(&r);
+    assert_eq!(flags, TcpFlags::RST | TcpFlags::ACK);
+    assert_eq!(
+        (seq, ack),
+        (0, 1001),
+        "RST seq=0 ack=SEG.SEQ+SEG.LEN (SYN counts 1)"
+    );
+    assert_eq!((sport, dport), (81, 40000));
+    assert_eq!(queued_on(&r), Vec::<usize>::new());
+    assert_eq!(Counters::get(&r.counters.rst_sent), 1);
+}
+
+#[test]
+fn ack_for_unknown_connection_gets_rst_with_its_ack_number() {
+    let mut r = rig(FilterMode::RoundRobin, 4, &[80]);
+    let f = tcp_frame(r.mac, VIP, 40000, 80, TcpFlags::ACK, 77, 123_456);
+    assert_eq!(
+        r.adapter.handle_frame(Instant::now(), &f),
+        Decision::RstNoConnection
+    );
+    let (flags, seq, _, _, _) = sent_tcp(&r);
+    assert_eq!(flags, TcpFlags::RST);
+    assert_eq!(seq, 123_456, "RST seq=SEG.ACK");
+}
+
+#[test]
+fn rst_for_unknown_connection_is_not_answered() {
+    let mut r = rig(FilterMode::RoundRobin, 4, &[80]);
+    let f = tcp_frame(r.mac, VIP, 40000, 80, TcpFlags::RST, 77, 0);
+    assert_eq!(
+        r.adapter.handle_frame(Instant::now(), &f),
+        Decision::RstNoConnection
+    );
+    assert!(r.sink.take().is_empty());
+}
+
+#[test]
+fn closed_flow_is_forgotten_and_next_syn_placed_anew() {
+    let mut r = rig(FilterMode::RoundRobin, 4, &[80]);
+    let now = Instant::now();
+    r.adapter.handle_frame(now, &syn(&r, 40000, 80));
+    let stamp = match r.queues[0].try_recv() {
+        Ok(ToProcessor::Segment(inb)) => {
+            assert_eq!(inb.peer_mac, HOST_MAC);
+            inb.syn_stamp
+        }
+        other => panic!("expected a segment, got {other:?}"),
+    };
+    assert_eq!(r.adapter.flows().len(), 1);
+    let tuple = r.adapter_tuple(40000);
+    r.closed
+        .send(FlowClosed {
+            tuple,
+            syn_stamp: stamp,
+        })
+        .expect("send");
+    r.adapter.reap_closed();
+    assert_eq!(r.adapter.flows().len(), 0);
+    assert!(matches!(
+        r.adapter.handle_frame(now, &syn(&r, 40000, 80)),
+        Decision::NewConnection { processor: 1, .. }
+    ));
+}
+
+impl Rig {
+    fn adapter_tuple(&self, sport: u16) -> vnic_stack::FourTuple {
+        vnic_stack::FourTuple {
+            local: std::net::SocketAddr::new(IpAddr::V4(VIP), 80),
+            remote: std::net::SocketAddr::new(IpAddr::V4(HOST), sport),
+        }
+    }
+}
+
+#[test]
+fn bad_tcp_checksum_is_counted_and_dropped() {
+    let mut r = rig(FilterMode::RoundRobin, 4, &[80]);
+    let mut f = syn(&r, 40000, 80);
+    let n = f.len();
+    f[n - 4] ^= 0x55; // inside the TCP header (window field), checksum now wrong
+    assert_eq!(
+        r.adapter.handle_frame(Instant::now(), &f),
+        Decision::Dropped(DropKind::BadTcpChecksum)
+    );
+    assert_eq!(r.counters.dropped(DropKind::BadTcpChecksum), 1);
+    assert!(r.sink.take().is_empty());
+    assert_eq!(queued_on(&r), Vec::<usize>::new());
+}
+
+#[test]
+fn malformed_frames_are_counted_by_kind() {
+    let mut r = rig(FilterMode::RoundRobin, 4, &[80]);
+    let now = Instant::now();
+    let good = syn(&r, 40000, 80);
+    assert_eq!(
+        r.adapter.handle_frame(now, &good[..10]),
+        Decision::Dropped(DropKind::TruncatedEthernet)
+    );
+    assert_eq!(
+        r.adapter.handle_frame(now, &good[..20]),
+        Decision::Dropped(DropKind::BadIpv4Header)
+    );
+    let mut bad_ip = good.clone();
+    bad_ip[14 + 10] ^= 0xff; // IPv4 header checksum
+    assert_eq!(
+        r.adapter.handle_frame(now, &bad_ip),
+        Decision::Dropped(DropKind::BadIpv4Checksum)
+    );
+    let mut long = good.clone();
+    long[14 + 2] = 0x05; // total length 1280+ > frame
+    assert_eq!(
+        r.adapter.handle_frame(now, &long),
+        Decision::Dropped(DropKind::BadIpv4Header)
+    );
+    assert_eq!(r.counters.dropped(DropKind::BadIpv4Header), 2);
+}
+
+#[test]
+fn frames_for_other_macs_and_ips_are_ignored() {
+    let mut r = rig(FilterMode::RoundRobin, 4, &[80]);
+    let now = Instant::now();
+    let other_mac = tcp_frame([0x0a, 9, 9, 9, 9, 9], VIP, 40000, 80, TcpFlags::SYN, 1, 0);
+    assert_eq!(r.adapter.handle_frame(now, &other_mac), Decision::NotForUs);
+    let other_ip = tcp_frame(r.mac, HOST, 40000, 80, TcpFlags::SYN, 1, 0);
+    assert_eq!(r.adapter.handle_frame(now, &other_ip), Decision::NotForUs);
+    assert!(r.sink.take().is_empty());
+}

@@ -1,0 +1,398 @@
+//! Test harness: the peer's segments are crafted with `pnet_packet`, ours
+//! are emitted to bytes and read back with `pnet_packet`, so the stack is
+//! never checked by its own parser or emitter alone.
+#![allow(dead_code, unused_macros)]
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use pnet_packet::tcp::{
+    ipv4_checksum, ipv6_checksum, MutableTcpPacket, TcpFlags, TcpOption, TcpOptionNumbers,
+    TcpPacket,
+};
+use pnet_packet::Packet;
+use vnic_stack::{Config, Connection, Disposition, Event, FourTuple, SeqNumber, State};
+
+/// Our ISS in every scripted test.
+pub const OUR_ISS: u32 = 10_000;
+/// The peer's ISS in every scripted test.
+pub const PEER_ISS: u32 = 50_000;
+
+pub fn tuple(v6: bool) -> FourTuple {
+    if v6 {
+        FourTuple {
+            local: "[fd00::1]:80".parse().unwrap(),
+            remote: "[fd00::2]:40000".parse().unwrap(),
+        }
+    } else {
+        FourTuple {
+            local: "10.0.0.1:80".parse().unwrap(),
+            remote: "10.0.0.2:40000".parse().unwrap(),
+        }
+    }
+}
+
+/// A segment the peer sends, described field by field.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub win: u16,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_perm: bool,
+    pub data: Vec<u8>,
+}
+
+impl Spec {
+    pub fn new(flags: u8) -> Spec {
+        Spec {
+            flags,
+            seq: PEER_ISS + 1,
+            ack: OUR_ISS + 1,
+            win: 65535,
+            mss: None,
+            wscale: None,
+            sack_perm: false,
+            data: Vec::new(),
+        }
+    }
+    pub fn seq(mut self, v: u32) -> Spec {
+        self.seq = v;
+        self
+    }
+    pub fn ack(mut self, v: u32) -> Spec {
+        self.ack = v;
+        self
+    }
+    pub fn win(mut self, v: u16) -> Spec {
+        self.win = v;
+        self
+    }
+    pub fn mss(mut self, v: u16) -> Spec {
+        self.mss = Some(v);
+        self
+    }
+    pub fn wscale(mut self, v: u8) -> Spec {
+        self.wscale = Some(v);
+        self
+    }
+    pub fn sack_perm(mut self, v: bool) -> Spec {
+        self.sack_perm = v;
+        self
+    }
+    pub fn data(mut self, v: &[u8]) -> Spec {
+        self.data = v.to_vec();
+        self
+    }
+}
+
+/// Builds the TCP bytes of `spec` from `src` to `dst` with pnet, checksum
+/// included.
+pub fn craft(spec: &Spec, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let mut opts = Vec::new();
+    let mut opt_len = 0;
+    if let Some(m) = spec.mss {
+        opts.push(TcpOption::mss(m));
+        opt_len += 4;
+    }
+    if let Some(w) = spec.wscale {
+        opts.push(TcpOption::nop());
+        opts.push(TcpOption::wscale(w));
+        opt_len += 4;
+    }
+    if spec.sack_perm {
+        opts.push(TcpOption::nop());
+        opts.push(TcpOption::nop());
+        opts.push(TcpOption::sack_perm());
+        opt_len += 4;
+    }
+    craft_raw(spec, src, dst, |p| p.set_options(&opts), opt_len)
+}
+
+/// Like [`craft`] but lets the caller write the option area itself (for
+/// malformed options); `opt_len` must be a multiple of 4.
+pub fn craft_raw(
+    spec: &Spec,
+    src: SocketAddr,
+    dst: SocketAddr,
+    write_opts: impl FnOnce(&mut MutableTcpPacket),
+    opt_len: usize,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 20 + opt_len + spec.data.len()];
+    {
+        let mut p = MutableTcpPacket::new(&mut buf).unwrap();
+        p.set_source(src.port());
+        p.set_destination(dst.port());
+        p.set_sequence(spec.seq);
+        p.set_acknowledgement(if spec.flags & TcpFlags::ACK != 0 { spec.ack } else { 0 });
+        p.set_data_offset(((20 + opt_len) / 4) as u8);
+        p.set_flags(spec.flags);
+        p.set_window(spec.win);
+        write_opts(&mut p);
+        p.set_payload(&spec.data);
+    }
+    fix_checksum(&mut buf, src.ip(), dst.ip());
+    buf
+}
+
+/// Recomputes the checksum of TCP bytes with pnet.
+pub fn fix_checksum(buf: &mut [u8], src: IpAddr, dst: IpAddr) {
+    let sum = pnet_checksum(buf, src, dst);
+    let mut p = MutableTcpPacket::new(buf).unwrap();
+    p.set_checksum(sum);
+}
+
+pub fn pnet_checksum(buf: &[u8], src: IpAddr, dst: IpAddr) -> u16 {
+    let p = TcpPacket::new(buf).unwrap();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => ipv4_checksum(&p, &s, &d),
+        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6_checksum(&p, &s, &d),
+        _ => panic!("mixed families"),
+    }
+}
+
+/// One of our segments as pnet reads it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Out {
+    pub flags: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub win: u16,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Out {
+    /// The field a `recv!` assertion names.
+    pub fn get(&self, field: &str) -> u64 {
+        match field {
+            "seq" => self.seq as u64,
+            "ack" => self.ack as u64,
+            "win" => self.win as u64,
+            "len" => self.payload.len() as u64,
+            "mss" => self.mss.expect("no MSS option") as u64,
+            "wscale" => self.wscale.expect("no window scale option") as u64,
+            other => panic!("unknown field {other}"),
+        }
+    }
+}
+
+impl fmt::Debug for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (TcpFlags::SYN, "SYN"),
+            (TcpFlags::FIN, "FIN"),
+            (TcpFlags::RST, "RST"),
+            (TcpFlags::PSH, "PSH"),
+            (TcpFlags::ACK, "ACK"),
+        ];
+        let flags: Vec<&str> = names
+            .iter()
+            .filter(|(b, _)| self.flags & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        write!(
+            f,
+            "[{}] seq={} ack={} win={} len={}",
+            flags.join("|"),
+            self.seq,
+            self.ack,
+            self.win,
+            self.payload.len()
+        )?;
+        if let Some(m) = self.mss {
+            write!(f, " mss={m}")?;
+        }
+        if let Some(w) = self.wscale {
+            write!(f, " wscale={w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads TCP bytes with pnet, asserting the checksum is valid.
+pub fn decode(bytes: &[u8], src: IpAddr, dst: IpAddr) -> Out {
+    let p = TcpPacket::new(bytes).expect("pnet cannot read our segment");
+    assert_eq!(
+        p.get_checksum(),
+        pnet_checksum(bytes, src, dst),
+        "bad checksum on our segment"
+    );
+    let mut mss = None;
+    let mut wscale = None;
+    for o in p.get_options_iter() {
+        let n = o.get_number();
+        let d = o.payload();
+        if n == TcpOptionNumbers::MSS {
+            mss = Some(u16::from_be_bytes([d[0], d[1]]));
+        } else if n == TcpOptionNumbers::WSCALE {
+            wscale = Some(d[0]);
+        }
+    }
+    Out {
+        flags: p.get_flags(),
+        src_port: p.get_source(),
+        dst_port: p.get_destination(),
+        seq: p.get_sequence(),
+        ack: p.get_acknowledgement(),
+        win: p.get_window(),
+        mss,
+        wscale,
+        payload: p.payload().to_vec(),
+    }
+}
+
+/// One connection under test, with the clock in our hands.
+pub struct H {
+    pub conn: Connection,
+    pub t0: Instant,
+    pub now: Instant,
+    pub tuple: FourTuple,
+    pub cfg: Config,
+}
+
+impl H {
+    /// Passive open from the peer's `syn`.
+    pub fn accept(cfg: Config, v6: bool, syn: Spec) -> H {
+        let tuple = tuple(v6);
+        let t0 = Instant::now();
+        let bytes = craft(&syn, tuple.remote, tuple.local);
+        let seg = vnic_stack::parse(tuple.remote.ip(), tuple.local.ip(), &bytes).unwrap();
+        let conn = Connection::accept(t0, &cfg, tuple, &seg, SeqNumber(OUR_ISS));
+        H {
+            conn,
+            t0,
+            now: t0,
+            tuple,
+            cfg,
+        }
+    }
+
+    /// Active open.
+    pub fn connect(cfg: Config, v6: bool) -> H {
+        let tuple = tuple(v6);
+        let t0 = Instant::now();
+        let conn = Connection::connect(t0, &cfg, tuple, SeqNumber(OUR_ISS));
+        H {
+            conn,
+            t0,
+            now: t0,
+            tuple,
+            cfg,
+        }
+    }
+
+    /// An ESTABLISHED connection (passive open), peer MSS `mss`, peer
+    /// window 65535, no window scaling; the handshake's segments and events
+    /// are consumed.
+    pub fn established_with(cfg: Config, mss: u16) -> H {
+        let mut h = H::accept(
+            cfg,
+            false,
+            Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(mss),
+        );
+        let synack = h.recv().expect("SYN|ACK");
+        assert_eq!(synack.flags, TcpFlags::SYN | TcpFlags::ACK);
+        h.send(Spec::new(TcpFlags::ACK));
+        assert_eq!(h.conn.state(), State::Established);
+        assert_eq!(h.events(), vec![Event::Established]);
+        h
+    }
+
+    pub fn established() -> H {
+        H::established_with(Config::default(), 1460)
+    }
+
+    /// The peer sends `spec`.
+    pub fn send(&mut self, spec: Spec) -> Disposition {
+        let bytes = craft(&spec, self.tuple.remote, self.tuple.local);
+        let seg = vnic_stack::parse(self.tuple.remote.ip(), self.tuple.local.ip(), &bytes)
+            .expect("our parser refused a pnet-crafted segment");
+        self.conn.on_segment(self.now, &seg)
+    }
+
+    /// What we send next, read by pnet.
+    pub fn recv(&mut self) -> Option<Out> {
+        let seg = self.conn.poll_transmit(self.now)?;
+        let mut bytes = Vec::new();
+        seg.emit(self.tuple.local.ip(), self.tuple.remote.ip(), &mut bytes);
+        assert_eq!(bytes.len(), seg.header_len() + seg.payload.len());
+        let out = decode(&bytes, self.tuple.local.ip(), self.tuple.remote.ip());
+        assert_eq!(out.src_port, self.tuple.local.port());
+        assert_eq!(out.dst_port, self.tuple.remote.port());
+        Some(out)
+    }
+
+    /// Everything we send now.
+    pub fn recv_all(&mut self) -> Vec<Out> {
+        std::iter::from_fn(|| self.recv()).collect()
+    }
+
+    /// Moves the clock to `t0 + ms` and fires due timers.
+    pub fn at_ms(&mut self, ms: u64) {
+        self.now = self.t0 + Duration::from_millis(ms);
+        self.conn.on_timeout(self.now);
+    }
+
+    /// Moves the clock forward by `ms` and fires due timers.
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.now += Duration::from_millis(ms);
+        self.conn.on_timeout(self.now);
+    }
+
+    /// Pending application events.
+    pub fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.conn.poll_event()).collect()
+    }
+
+    /// All readable bytes.
+    pub fn read_all(&mut self) -> Vec<u8> {
+        let mut buf = vec![0; self.conn.recv_available()];
+        let n = self.conn.recv(&mut buf);
+        buf.truncate(n);
+        buf
+    }
+}
+
+/// `send!(h, SYN|ACK, seq = 1, ack = 2, win = 100, data = b"x")`: the peer
+/// sends a segment.
+macro_rules! send {
+    ($h:expr, $($flag:ident)|+ $(, $f:ident = $v:expr)* $(,)?) => {
+        $h.send(
+            $crate::common::Spec::new(0 $(| pnet_packet::tcp::TcpFlags::$flag)+)
+                $(.$f($v))*
+        )
+    };
+}
+
+/// `recv!(h, SYN|ACK, seq = 1, ack = 2, len = 0)`: we send exactly these
+/// flags, and the named fields have these values.
+macro_rules! recv {
+    ($h:expr, $($flag:ident)|+ $(, $f:ident = $v:expr)* $(,)?) => {{
+        let out = $h.recv().unwrap_or_else(|| panic!("expected a segment, we sent nothing"));
+        assert_eq!(
+            out.flags,
+            0 $(| pnet_packet::tcp::TcpFlags::$flag)+,
+            "flags of {:?}", out
+        );
+        $(
+            assert_eq!(out.get(stringify!($f)), ($v) as u64, "{} of {:?}", stringify!($f), out);
+        )*
+        out
+    }};
+}
+
+/// We send nothing now.
+macro_rules! recv_nothing {
+    ($h:expr) => {
+        if let Some(out) = $h.recv() {
+            panic!("expected nothing, we sent {:?}", out);
+        }
+    };
+}
