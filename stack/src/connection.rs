@@ -209,10 +209,9 @@ fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: usize) -> boo
 }
 
 impl Connection {
-    fn new(now: Instant, cfg: &Config, tuple: FourTuple, iss: SeqNumber, state: State) -> Self {
+    fn new(cfg: &Config, tuple: FourTuple, iss: SeqNumber, state: State) -> Self {
         let ipv6 = tuple.is_ipv6();
         let default_peer_mss = if ipv6 { 1220 } else { 536 };
-        let _ = now;
         Connection {
             cfg: cfg.clone(),
             tuple,
@@ -262,7 +261,7 @@ impl Connection {
         syn: &Segment,
         iss: SeqNumber,
     ) -> Connection {
-        let mut c = Connection::new(now, cfg, tuple, iss, State::SynReceived);
+        let mut c = Connection::new(cfg, tuple, iss, State::SynReceived);
         c.stats.segments_in = 1;
         c.irs = syn.seq;
         c.rcv_nxt = syn.seq + 1;
@@ -281,7 +280,7 @@ impl Connection {
 
     /// Active open (used by tests and the two-stack property test). State SynSent.
     pub fn connect(now: Instant, cfg: &Config, tuple: FourTuple, iss: SeqNumber) -> Connection {
-        let mut c = Connection::new(now, cfg, tuple, iss, State::SynSent);
+        let mut c = Connection::new(cfg, tuple, iss, State::SynSent);
         // Offer window scaling; it is used only if the SYN|ACK offers it too.
         c.rcv_wscale = wscale_for(cfg.recv_buffer);
         c.syn_wscale = Some(c.rcv_wscale);
@@ -628,6 +627,14 @@ impl Connection {
         }
     }
 
+    /// RCV.WND: from RCV.NXT to the right edge we advertised, within the
+    /// free buffer space.
+    fn rcv_wnd(&self) -> usize {
+        self.rcv_adv
+            .distance_from(self.rcv_nxt)
+            .min(self.recv_buf.window())
+    }
+
     /// Bytes of window we advertise now (what the window field will say,
     /// scaled back up).
     fn advertised_window_bytes(&self) -> usize {
@@ -793,8 +800,9 @@ impl Connection {
             return;
         }
 
-        // First: sequence number acceptability.
-        let wnd = self.recv_buf.window();
+        // First: sequence number acceptability, against RCV.WND: the window
+        // we advertised (never more than the free buffer space).
+        let wnd = self.rcv_wnd();
         if !acceptable(seg.seq, seg.seg_len(), self.rcv_nxt, wnd) {
             // A zero window still takes ACKs and RSTs at RCV.NXT.
             let zero_window_allowance = wnd == 0 && seg.seq == self.rcv_nxt;

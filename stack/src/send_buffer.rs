@@ -41,11 +41,6 @@ impl SendBuffer {
         self.start + self.data.len()
     }
 
-    /// Sequence number of the first queued byte.
-    pub(crate) fn start(&self) -> SeqNumber {
-        self.start
-    }
-
     /// Queues as much of `bytes` as fits; returns how much.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
