@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
+use vnic_adapter::impair::ImpairSpec;
 use vnic_adapter::FilterMode;
 use vnic_listeners::app::AppKind;
 
@@ -49,6 +50,10 @@ pub struct UpArgs {
     /// How long a closed connection stays in TIME-WAIT (e.g. 60s, 500ms).
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub time_wait: Duration,
+    /// Impair the link in both directions, e.g.
+    /// loss=5%,reorder=10%,duplicate=2%,delay=2ms,jitter=1ms,seed=7
+    #[arg(long, value_name = "SPEC", value_parser = parse_impair)]
+    pub impair: Option<ImpairSpec>,
 }
 
 /// A checked `vnic up`: what `run::up` needs, nothing left to validate.
@@ -68,6 +73,8 @@ pub struct Plan {
     pub serve: HashMap<u16, AppKind>,
     /// TIME-WAIT length.
     pub time_wait: Duration,
+    /// Link impairment, if any.
+    pub impair: Option<ImpairSpec>,
 }
 
 impl Plan {
@@ -110,6 +117,7 @@ impl Plan {
             filter: a.filter,
             serve,
             time_wait: a.time_wait,
+            impair: a.impair,
         })
     }
 }
@@ -154,6 +162,11 @@ pub fn parse_serve(s: &str) -> Result<(u16, AppKind), String> {
     let app = AppKind::from_name(app)
         .ok_or_else(|| format!("unknown app {app:?}: choose echo, discard, chargen or http"))?;
     Ok((port, app))
+}
+
+/// `loss=5%,reorder=10%,...`.
+pub fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
+    ImpairSpec::parse(s)
 }
 
 /// `round-robin` or `none`.

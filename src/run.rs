@@ -8,8 +8,9 @@ use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
+use vnic_adapter::impair::{ImpairStats, ImpairedSink, ImpairedSource};
 use vnic_adapter::{
-    host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameWriter, TapDevice,
+    host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameSource, FrameWriter, TapDevice,
 };
 use vnic_listeners::processor::{Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
@@ -41,7 +42,17 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     }
     let cfg = AdapterConfig::new(&name, &plan.ips, tap.mtu());
     let counters = Arc::new(Counters::default());
-    let sink: Arc<dyn FrameSink> = tap.clone();
+    let impair_stats = Arc::new(ImpairStats::default());
+    let mut sink: Arc<dyn FrameSink> = tap.clone();
+    let mut source: Box<dyn FrameSource> = Box::new(tap.clone());
+    if let Some(spec) = &plan.impair {
+        sink = Arc::new(ImpairedSink::new(sink, spec.clone(), impair_stats.clone())?);
+        source = Box::new(ImpairedSource::new(
+            source,
+            spec.clone(),
+            impair_stats.clone(),
+        ));
+    }
     let writer = FrameWriter::new(sink, cfg.mac, counters.clone());
     let n = plan.processors;
     let registry = Arc::new(Registry::new("monolithic", plan.filter.name(), n));
@@ -85,23 +96,28 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
 
     let adapter = Adapter::new(cfg, filter, queues, closed_rx, writer, counters);
-    let rx_tap = tap.clone();
     let rx_stop = stop.clone();
     threads.push(
         std::thread::Builder::new()
             .name("vnic-rx".into())
-            .spawn(move || adapter.run(rx_tap, rx_stop))?,
+            .spawn(move || adapter.run(source, rx_stop))?,
     );
 
     let ips: Vec<String> = plan.ips.iter().map(|ip| ip.to_string()).collect();
     let mut out = std::io::stdout().lock();
+    let impair = plan
+        .impair
+        .as_ref()
+        .map(|s| format!(" impair={s}"))
+        .unwrap_or_default();
     writeln!(
         out,
-        "vnic: ready tap={} ip={} processors={} filter={} model=monolithic",
+        "vnic: ready tap={} ip={} processors={} filter={} model=monolithic{}",
         name,
         ips.join(","),
         n,
-        plan.filter.name()
+        plan.filter.name(),
+        impair
     )?;
     out.flush()?;
     drop(out);

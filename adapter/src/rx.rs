@@ -16,7 +16,7 @@ use crate::icmp;
 use crate::ndp;
 use crate::queue::{FlowClosed, Inbound, ToProcessor};
 use crate::ratelimit::{TokenBucket, ICMP_RATE};
-use crate::tap::TapDevice;
+use crate::tap::FrameSource;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4Slice, Ipv6Slice};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -424,12 +424,12 @@ impl Adapter {
         Counters::bump(&self.counters.rst_sent);
     }
 
-    /// The RX thread: reads frames from `tap` until `stop` is set.
-    pub fn run(mut self, tap: Arc<TapDevice>, stop: Arc<AtomicBool>) {
+    /// The RX thread: reads frames from `source` until `stop` is set.
+    pub fn run(mut self, mut source: Box<dyn FrameSource>, stop: Arc<AtomicBool>) {
         let mut buf = vec![0u8; 65536];
         while !stop.load(Ordering::Relaxed) {
             self.reap_closed();
-            match tap.recv_timeout(&mut buf, Duration::from_millis(100)) {
+            match source.recv_timeout(&mut buf, Duration::from_millis(100)) {
                 Ok(Some(n)) => {
                     let frame = &buf[..n];
                     self.handle_frame(Instant::now(), frame);

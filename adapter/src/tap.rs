@@ -83,6 +83,18 @@ impl TapDevice {
     }
 }
 
+/// Where frames come from: the TAP, or a wrapper around it (impairment).
+pub trait FrameSource: Send {
+    /// Waits up to `timeout` for a frame; `Ok(None)` when none came.
+    fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>>;
+}
+
+impl FrameSource for std::sync::Arc<TapDevice> {
+    fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        TapDevice::recv_timeout(self, buf, timeout)
+    }
+}
+
 impl FrameSink for TapDevice {
     fn send_frame(&self, frame: &[u8]) -> io::Result<()> {
         self.iface.send(frame).map(|_| ())

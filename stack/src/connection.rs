@@ -261,6 +261,7 @@ impl Connection {
         syn: &Segment,
         iss: SeqNumber,
     ) -> Connection {
+        let _ = now; // the handshake needs no clock yet (timestamps will)
         let mut c = Connection::new(cfg, tuple, iss, State::SynReceived);
         c.stats.segments_in = 1;
         c.irs = syn.seq;
@@ -280,6 +281,7 @@ impl Connection {
 
     /// Active open (used by tests and the two-stack property test). State SynSent.
     pub fn connect(now: Instant, cfg: &Config, tuple: FourTuple, iss: SeqNumber) -> Connection {
+        let _ = now; // the SYN's timer starts when poll_transmit sends it
         let mut c = Connection::new(cfg, tuple, iss, State::SynSent);
         // Offer window scaling; it is used only if the SYN|ACK offers it too.
         c.rcv_wscale = wscale_for(cfg.recv_buffer);
@@ -511,6 +513,7 @@ impl Connection {
     /// Next segment to send now (None when nothing is due). Call until None.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
         let seg = self.next_segment(now);
+        self.debug_check();
         if seg.is_some() {
             self.stats.segments_out += 1;
         } else {
@@ -696,6 +699,22 @@ impl Connection {
 
     // ----- input ----------------------------------------------------------
 
+    /// Debug builds check the send sequence space after every call.
+    fn debug_check(&self) {
+        debug_assert!(
+            self.snd_una <= self.snd_nxt && self.snd_nxt <= self.snd_max,
+            "una {} nxt {} max {}",
+            self.snd_una,
+            self.snd_nxt,
+            self.snd_max
+        );
+        debug_assert!(
+            self.state == State::Closed
+                || self.send_buf.end() + self.fin_seq.is_some() as usize + 1 >= self.snd_max,
+            "sent beyond the queued data"
+        );
+    }
+
     fn is_synchronized(&self) -> bool {
         !matches!(self.state, State::SynSent | State::Closed)
     }
@@ -734,6 +753,7 @@ impl Connection {
                 self.update_persist(now);
             }
         }
+        self.debug_check();
         Disposition::Handled
     }
 
@@ -831,8 +851,11 @@ impl Connection {
         }
         let room = (self.rcv_nxt + wnd).distance_from(seq);
         if text.len() > room {
+            // Tell the peer where the window ends (this also answers a
+            // zero-window probe that carries a byte).
             text = &text[..room];
             fin = false;
+            self.ack_pending = true;
         }
 
         // Second: RST.

@@ -29,6 +29,8 @@
 //! injected time. Nothing here blocks, sleeps, allocates per byte or panics
 //! on bytes from the wire.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod connection;
 pub mod isn;

@@ -53,6 +53,7 @@ impl RecvBuffer {
     }
 
     /// Out-of-order bytes held.
+    #[cfg(test)]
     pub(crate) fn held_bytes(&self) -> usize {
         self.held_bytes
     }

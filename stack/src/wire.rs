@@ -281,7 +281,7 @@ fn encode_options(opts: &TcpOptions, out: &mut Vec<u8>) {
             out.extend_from_slice(&r.0.to_be_bytes());
         }
     }
-    while out.len() % 4 != 0 {
+    while out.len() & 3 != 0 {
         out.push(OPT_END);
     }
 }

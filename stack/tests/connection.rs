@@ -26,31 +26,47 @@ fn cfg() -> Config {
 
 #[test]
 fn passive_open_syn_ack_advertises_mtu_mss_ipv4() {
-    let mut h = H::accept(cfg(), false, Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(1460));
+    let mut h = H::accept(
+        cfg(),
+        false,
+        Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(1460),
+    );
     assert_eq!(h.conn.state(), State::SynReceived);
-    recv!(h, SYN | ACK, seq = OUR_ISS, ack = PEER_ISS + 1, mss = 1460, win = 65535);
+    recv!(
+        h,
+        SYN | ACK,
+        seq = OUR_ISS,
+        ack = PEER_ISS + 1,
+        mss = 1460,
+        win = 65535
+    );
     recv_nothing!(h);
 }
 
 #[test]
 fn passive_open_syn_ack_advertises_mtu_mss_ipv6() {
-    let mut h = H::accept(cfg(), true, Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(1440));
+    let mut h = H::accept(
+        cfg(),
+        true,
+        Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(1440),
+    );
     recv!(h, SYN | ACK, seq = OUR_ISS, ack = PEER_ISS + 1, mss = 1440);
 }
 
 #[test]
 fn passive_open_mss_follows_configured_mtu() {
-    let c = Config {
-        mtu: 9000,
-        ..cfg()
-    };
+    let c = Config { mtu: 9000, ..cfg() };
     let mut h = H::accept(c, false, Spec::new(TcpFlags::SYN).seq(PEER_ISS));
     recv!(h, SYN | ACK, mss = 8960);
 }
 
 #[test]
 fn passive_open_completes_on_ack_of_syn() {
-    let mut h = H::accept(cfg(), false, Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(1460));
+    let mut h = H::accept(
+        cfg(),
+        false,
+        Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(1460),
+    );
     recv!(h, SYN | ACK);
     send!(h, ACK, seq = P, ack = U);
     assert_eq!(h.conn.state(), State::Established);
@@ -317,7 +333,10 @@ fn zero_window_stops_sending_and_persist_timer_probes() {
     // The probe uses an old sequence number: it takes no sequence space.
     recv!(h, ACK, seq = U - 1, len = 0);
     recv_nothing!(h);
-    assert!(h.conn.poll_timeout().unwrap() > deadline, "persist re-armed");
+    assert!(
+        h.conn.poll_timeout().unwrap() > deadline,
+        "persist re-armed"
+    );
     send!(h, ACK, win = 100);
     recv!(h, PSH | ACK, seq = U, len = 5);
 }
@@ -343,6 +362,22 @@ fn receive_window_shrinks_with_unread_data_and_opens_after_recv() {
     recv_nothing!(h);
     assert_eq!(h.conn.recv(&mut buf), 1000);
     recv!(h, ACK, ack = P + 4000, win = 2000);
+}
+
+#[test]
+fn zero_window_probe_with_data_is_acked_not_accepted() {
+    let c = Config {
+        recv_buffer: 1000,
+        ..cfg()
+    };
+    let mut h = H::accept(c, false, Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(1460));
+    recv!(h, SYN | ACK, win = 1000);
+    send!(h, ACK);
+    send!(h, ACK, seq = P, data = &[1u8; 1000]);
+    recv!(h, ACK, ack = P + 1000, win = 0);
+    send!(h, ACK, seq = P + 1000, data = b"?");
+    recv!(h, ACK, ack = P + 1000, win = 0);
+    assert_eq!(h.conn.recv_available(), 1000);
 }
 
 #[test]
@@ -401,7 +436,10 @@ fn syn_retransmitted_then_given_up_in_syn_sent() {
     recv!(h, SYN, seq = OUR_ISS);
     h.at_ms(7000);
     recv!(h, RST, seq = U);
-    assert_eq!(h.events().last(), Some(&Event::Closed(CloseReason::TimedOut)));
+    assert_eq!(
+        h.events().last(),
+        Some(&Event::Closed(CloseReason::TimedOut))
+    );
 }
 
 #[test]
@@ -425,7 +463,10 @@ fn data_retransmitted_on_rto_with_backoff_then_rst_and_timed_out() {
     h.at_ms(3000);
     recv!(h, RST | ACK, seq = U + 4, ack = P);
     assert!(h.conn.is_closed());
-    assert_eq!(h.events().last(), Some(&Event::Closed(CloseReason::TimedOut)));
+    assert_eq!(
+        h.events().last(),
+        Some(&Event::Closed(CloseReason::TimedOut))
+    );
     recv_nothing!(h);
 }
 
@@ -625,6 +666,16 @@ fn time_wait_new_syn_above_rcv_nxt_reincarnates() {
     let mut h = to_time_wait();
     let d = send!(h, SYN, seq = P + 1000, mss = 1460);
     assert_eq!(d, Disposition::Reincarnate);
+    // The caller then accepts the same SYN as a new connection.
+    let syn = common::craft(
+        &Spec::new(TcpFlags::SYN).seq(P + 1000).mss(1460),
+        h.tuple.remote,
+        h.tuple.local,
+    );
+    let syn = vnic_stack::parse(h.tuple.remote.ip(), h.tuple.local.ip(), &syn).unwrap();
+    let mut fresh = vnic_stack::Connection::accept(h.now, &h.cfg, h.tuple, &syn, SeqNumber(77));
+    let synack = fresh.poll_transmit(h.now).unwrap();
+    assert_eq!(synack.ack, Some(SeqNumber(P + 1001)));
     // A SYN at or below RCV.NXT is an old duplicate: no new incarnation.
     let d = send!(h, SYN, seq = P);
     assert_eq!(d, Disposition::Handled);
@@ -786,5 +837,80 @@ fn segments_after_close_are_ignored() {
     recv_nothing!(h);
     assert_eq!(h.events(), vec![]);
     assert_eq!(h.conn.stats().bytes_in, 0);
-    let _ = SeqNumber(0);
+}
+
+// ----- robustness ------------------------------------------------------------
+
+/// xorshift64*: deterministic noise.
+fn noise(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[test]
+fn random_segments_never_panic_in_any_state() {
+    let mut st = 42u64;
+    let setups: [fn() -> H; 6] = [
+        || H::established(),
+        || {
+            let mut h = H::established();
+            h.conn.close();
+            h.recv_all();
+            h
+        },
+        || {
+            let mut h = H::established();
+            send!(h, FIN | ACK, seq = P);
+            h.recv_all();
+            h
+        },
+        to_time_wait,
+        || {
+            let mut h = H::connect(cfg(), false);
+            h.recv_all();
+            h
+        },
+        || {
+            let mut h = H::accept(cfg(), true, Spec::new(TcpFlags::SYN).seq(PEER_ISS));
+            h.recv_all();
+            h
+        },
+    ];
+    let flag_sets = [
+        TcpFlags::ACK,
+        TcpFlags::ACK | TcpFlags::PSH,
+        TcpFlags::FIN | TcpFlags::ACK,
+        TcpFlags::SYN,
+        TcpFlags::SYN | TcpFlags::ACK,
+        TcpFlags::RST,
+        TcpFlags::RST | TcpFlags::ACK,
+        0,
+    ];
+    for setup in setups {
+        for _ in 0..300 {
+            let mut h = setup();
+            h.conn.send(&[1u8; 3000]);
+            for _ in 0..20 {
+                let near = |st: &mut u64, base: u32| {
+                    base.wrapping_add((noise(st) % 140_000) as u32)
+                        .wrapping_sub(70_000)
+                };
+                let flags = flag_sets[(noise(&mut st) % flag_sets.len() as u64) as usize];
+                let len = (noise(&mut st) % 3000) as usize;
+                let spec = Spec::new(flags)
+                    .seq(near(&mut st, P))
+                    .ack(near(&mut st, U))
+                    .win(noise(&mut st) as u16)
+                    .data(&vec![7u8; len]);
+                let _ = h.send(spec);
+                h.recv_all();
+                h.advance_ms(noise(&mut st) % 3000);
+                h.recv_all();
+                h.read_all();
+                h.events();
+            }
+        }
+    }
 }

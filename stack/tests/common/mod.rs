@@ -127,7 +127,11 @@ pub fn craft_raw(
         p.set_source(src.port());
         p.set_destination(dst.port());
         p.set_sequence(spec.seq);
-        p.set_acknowledgement(if spec.flags & TcpFlags::ACK != 0 { spec.ack } else { 0 });
+        p.set_acknowledgement(if spec.flags & TcpFlags::ACK != 0 {
+            spec.ack
+        } else {
+            0
+        });
         p.set_data_offset(((20 + opt_len) / 4) as u8);
         p.set_flags(spec.flags);
         p.set_window(spec.win);
@@ -292,11 +296,7 @@ impl H {
     /// window 65535, no window scaling; the handshake's segments and events
     /// are consumed.
     pub fn established_with(cfg: Config, mss: u16) -> H {
-        let mut h = H::accept(
-            cfg,
-            false,
-            Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(mss),
-        );
+        let mut h = H::accept(cfg, false, Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(mss));
         let synack = h.recv().expect("SYN|ACK");
         assert_eq!(synack.flags, TcpFlags::SYN | TcpFlags::ACK);
         h.send(Spec::new(TcpFlags::ACK));
