@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use vnic_adapter::impair::ImpairSpec;
 use vnic_adapter::FilterMode;
@@ -23,6 +24,74 @@ pub struct Cli {
 pub enum Command {
     /// Attach to a TAP and serve the virtual IPs until SIGINT/SIGTERM.
     Up(UpArgs),
+    /// Show a running vnic: per-processor table and adapter counters.
+    Status(StatusArgs),
+    /// Steer a running vnic.
+    Ctl(CtlArgs),
+}
+
+/// Where the control socket is: `--control PATH`, or the default for `--tap NAME`.
+#[derive(Args, Debug, Clone)]
+pub struct ControlArgs {
+    /// Control socket of the vnic to talk to.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub control: Option<PathBuf>,
+    /// TAP of the vnic to talk to (its default control socket).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub tap: Option<String>,
+}
+
+/// Flags of `vnic status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Which vnic.
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every second until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// Flags of `vnic ctl`.
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// Which vnic.
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// What to change.
+    #[command(subcommand)]
+    pub what: CtlCommand,
+}
+
+/// The things `vnic ctl` steers.
+#[derive(Subcommand, Debug)]
+pub enum CtlCommand {
+    /// Take a processor down (its connections are reset, it leaves the
+    /// rotation) or bring it back (it rejoins at its place in line).
+    Processor {
+        /// Processor number.
+        id: usize,
+        /// up or down.
+        #[arg(value_parser = ["up", "down"])]
+        state: String,
+    },
+    /// Change the distribution filter at run time.
+    Filter {
+        /// round-robin or none.
+        #[arg(value_parser = ["round-robin", "none"])]
+        mode: String,
+    },
+    /// Turn tracing on (to a pcapng FILE, or trace lines on stderr) or off.
+    Trace {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// pcapng file to write.
+        file: Option<PathBuf>,
+    },
 }
 
 /// Flags of `vnic up`.
@@ -54,6 +123,12 @@ pub struct UpArgs {
     /// loss=5%,reorder=10%,duplicate=2%,delay=2ms,jitter=1ms,seed=7
     #[arg(long, value_name = "SPEC", value_parser = parse_impair)]
     pub impair: Option<ImpairSpec>,
+    /// Control socket path (default: $XDG_RUNTIME_DIR/vnic-TAP.sock or /run/vnic/TAP.sock).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// No periodic summary line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// A checked `vnic up`: what `run::up` needs, nothing left to validate.
@@ -75,6 +150,10 @@ pub struct Plan {
     pub time_wait: Duration,
     /// Link impairment, if any.
     pub impair: Option<ImpairSpec>,
+    /// Control socket path, if not the default.
+    pub control: Option<PathBuf>,
+    /// No periodic summary.
+    pub quiet: bool,
 }
 
 impl Plan {
@@ -118,6 +197,8 @@ impl Plan {
             serve,
             time_wait: a.time_wait,
             impair: a.impair,
+            control: a.control,
+            quiet: a.quiet,
         })
     }
 }
@@ -243,7 +324,9 @@ mod tests {
             "80=echo",
         ])
         .expect("flags parse");
-        let Command::Up(up) = cli.cmd;
+        let Command::Up(up) = cli.cmd else {
+            panic!("parsed as up");
+        };
         let err = Plan::from_args(up).expect_err("must refuse");
         assert!(err.contains("port 80 given twice"), "{err}");
     }

@@ -2,7 +2,9 @@
 //! adapter, the processors and the TAP together (see docs/ARCHITECTURE.md).
 
 mod cli;
+mod ctl;
 mod run;
+mod summary;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -26,5 +28,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Status(a) => ctl::status(a),
+        cli::Command::Ctl(a) => ctl::ctl(a),
     }
 }

@@ -3,18 +3,24 @@
 //! it down cleanly on SIGINT or SIGTERM.
 
 use crate::cli::Plan;
+use crate::summary;
 use crossbeam_channel::bounded;
+use parking_lot::Mutex;
 use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vnic_adapter::impair::{ImpairStats, ImpairedSink, ImpairedSource};
 use vnic_adapter::{
     host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameSource, FrameWriter, TapDevice,
 };
+use vnic_listeners::control::{default_path, ControlServer, Runtime};
 use vnic_listeners::processor::{Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
 use vnic_stack::{Config, IsnGenerator};
+
+/// How often the one-line summary is printed on stderr.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
 /// Depth of each processor's queue, in segments.
 const QUEUE_DEPTH: usize = 8192;
@@ -35,6 +41,12 @@ pub enum UpError {
 
 /// Runs vnic until SIGINT or SIGTERM.
 pub fn up(plan: Plan) -> Result<(), UpError> {
+    let control_path = plan
+        .control
+        .clone()
+        .unwrap_or_else(|| default_path(&plan.tap));
+    // Before the TAP: a second vnic on the same TAP is told so plainly.
+    let control = ControlServer::bind(&control_path)?;
     let tap = Arc::new(TapDevice::open(&plan.tap)?);
     let name = tap.name().to_string();
     if !plan.host_ips.is_empty() {
@@ -95,6 +107,33 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
 
+    let filter = Arc::new(Mutex::new(filter));
+    let runtime = Arc::new(Runtime {
+        tap: name.clone(),
+        started: Instant::now(),
+        filter: filter.clone(),
+        queues: queues.clone(),
+        registry: registry.clone(),
+        counters: counters.clone(),
+        ports: ports.clone(),
+        trace: None,
+    });
+    let ctl_stop = stop.clone();
+    let ctl_thread = std::thread::Builder::new().name("vnic-ctl".into()).spawn({
+        let rt = runtime.clone();
+        move || control.serve(rt, ctl_stop)
+    })?;
+    let summary = if plan.quiet {
+        None
+    } else {
+        let rt = runtime.clone();
+        let s = stop.clone();
+        Some(
+            std::thread::Builder::new()
+                .name("vnic-summary".into())
+                .spawn(move || summary::run(&rt, &s, SUMMARY_EVERY))?,
+        )
+    };
     let adapter = Adapter::new(cfg, filter, queues, closed_rx, writer, counters);
     let rx_stop = stop.clone();
     threads.push(
@@ -123,6 +162,10 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     drop(out);
 
     for t in threads {
+        let _ = t.join();
+    }
+    let _ = ctl_thread.join();
+    if let Some(t) = summary {
         let _ = t.join();
     }
     Ok(())

@@ -103,10 +103,22 @@ pub struct Counters {
     pub tcp_dispatched: AtomicU64,
     /// Frames that could not be written to the TAP.
     pub tx_errors: AtomicU64,
+    /// Connections in the flow table (a gauge the RX thread keeps current).
+    pub flows: AtomicU64,
     drops: [AtomicU64; DropKind::ALL.len()],
+    /// Segments dropped because processor K's queue was full (index K).
+    pub queue_full: Vec<AtomicU64>,
 }
 
 impl Counters {
+    /// Counters for an adapter with `processors` processors.
+    pub fn new(processors: usize) -> Counters {
+        Counters {
+            queue_full: (0..processors).map(|_| AtomicU64::new(0)).collect(),
+            ..Counters::default()
+        }
+    }
+
     /// Counts one dropped frame of `kind`.
     pub fn count_drop(&self, kind: DropKind) {
         self.drops[kind.index()].fetch_add(1, Ordering::Relaxed);

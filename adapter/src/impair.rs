@@ -74,9 +74,11 @@ impl ImpairSpec {
                         .parse()
                         .map_err(|_| format!("seed {v:?} must be a whole number"))?
                 }
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "unknown impairment {k:?}: use loss, reorder, duplicate, delay, jitter, seed"
-                )),
+                ))
+                }
             }
         }
         Ok(spec)

@@ -23,6 +23,9 @@ pub struct Inbound {
 pub enum ToProcessor {
     /// A segment of one of its connections (or a new one).
     Segment(Inbound),
+    /// The processor fails (false: every connection is reset with RST and
+    /// nothing new is accepted) or comes back (true).
+    SetUp(bool),
     /// Reset every connection and stop the thread.
     Shutdown,
 }

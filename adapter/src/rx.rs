@@ -19,6 +19,7 @@ use crate::ratelimit::{TokenBucket, ICMP_RATE};
 use crate::tap::FrameSource;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4Slice, Ipv6Slice};
+use parking_lot::Mutex;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,7 +70,7 @@ pub enum Decision {
 /// The receive side of the adapter.
 pub struct Adapter {
     cfg: AdapterConfig,
-    filter: Filter,
+    filter: Arc<Mutex<Filter>>,
     flows: FlowTable,
     queues: Vec<Sender<ToProcessor>>,
     closed: Receiver<FlowClosed>,
@@ -84,7 +85,7 @@ impl Adapter {
     /// learns of closed connections from `closed`.
     pub fn new(
         cfg: AdapterConfig,
-        filter: Filter,
+        filter: Arc<Mutex<Filter>>,
         queues: Vec<Sender<ToProcessor>>,
         closed: Receiver<FlowClosed>,
         out: FrameWriter,
@@ -103,9 +104,10 @@ impl Adapter {
         }
     }
 
-    /// The filter, to change mode or processor liveness.
-    pub fn filter_mut(&mut self) -> &mut Filter {
-        &mut self.filter
+    /// The filter, shared with whoever steers it at run time (mode,
+    /// processor liveness). Locked only to place a new connection.
+    pub fn filter(&self) -> Arc<Mutex<Filter>> {
+        self.filter.clone()
     }
 
     /// The flow table (read-only).
@@ -115,8 +117,14 @@ impl Adapter {
 
     /// Drops the flow entries of connections the processors closed.
     pub fn reap_closed(&mut self) {
+        let mut changed = false;
         while let Ok(c) = self.closed.try_recv() {
-            self.flows.remove(&c.tuple, c.syn_stamp);
+            changed |= self.flows.remove(&c.tuple, c.syn_stamp);
+        }
+        if changed {
+            self.counters
+                .flows
+                .store(self.flows.len() as u64, Ordering::Relaxed);
         }
     }
 
@@ -367,19 +375,26 @@ impl Adapter {
             return Decision::RstNoConnection;
         }
         let port = seg.dst_port;
-        let Some(pick) = self.filter.pick(port) else {
+        let picked = self.filter.lock().pick(port);
+        let Some(pick) = picked else {
             self.reset(src_mac, &tuple, &seg, now);
             return Decision::RstClosedPort;
         };
         let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
-        if self.dispatch(processor, tuple, seg, src_mac, stamp, now) {
+        let placed = self.dispatch(processor, tuple, seg, src_mac, stamp, now);
+        if !placed {
+            self.flows.forget(&tuple);
+        }
+        self.counters
+            .flows
+            .store(self.flows.len() as u64, Ordering::Relaxed);
+        if placed {
             Decision::NewConnection {
                 processor,
                 port,
                 slot: pick.slot,
             }
         } else {
-            self.flows.forget(&tuple);
             Decision::Dropped(DropKind::QueueFull)
         }
     }
@@ -408,7 +423,13 @@ impl Adapter {
                 Counters::bump(&self.counters.tcp_dispatched);
                 true
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Full(_)) => {
+                if let Some(c) = self.counters.queue_full.get(processor) {
+                    Counters::bump(c);
+                }
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 

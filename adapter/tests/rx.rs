@@ -35,7 +35,7 @@ fn rig(mode: FilterMode, processors: usize, ports: &[u16]) -> Rig {
     let cfg = AdapterConfig::new("t0", &[IpAddr::V4(VIP)], 1500);
     let mac = cfg.mac;
     let sink = Arc::new(CaptureSink::default());
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters::new(processors));
     let out = FrameWriter::new(sink.clone(), mac, counters.clone());
     let mut filter = Filter::new(mode, processors);
     for port in ports {
@@ -52,7 +52,14 @@ fn rig(mode: FilterMode, processors: usize, ports: &[u16]) -> Rig {
     }
     let (ctx, crx) = unbounded();
     Rig {
-        adapter: Adapter::new(cfg, filter, txs, crx, out, counters.clone()),
+        adapter: Adapter::new(
+            cfg,
+            Arc::new(parking_lot::Mutex::new(filter)),
+            txs,
+            crx,
+            out,
+            counters.clone(),
+        ),
         sink,
         queues: rxs,
         closed: ctx,

@@ -1,4 +1,5 @@
 //! placeholder
 pub mod app;
+pub mod control;
 pub mod processor;
 pub mod stats;

@@ -165,6 +165,7 @@ impl Processor {
             };
             match msg {
                 Some(ToProcessor::Shutdown) => break,
+                Some(ToProcessor::SetUp(up)) => self.set_up(up),
                 Some(ToProcessor::Segment(inb)) => self.on_inbound(inb),
                 None => {}
             }
@@ -177,6 +178,15 @@ impl Processor {
         self.timers.peek().map(|Reverse(e)| e.at)
     }
 
+    /// The processor fails (every connection reset, nothing accepted) or
+    /// comes back.
+    fn set_up(&mut self, up: bool) {
+        self.stats().down.store(!up, Ordering::Relaxed);
+        if !up {
+            self.reset_all();
+        }
+    }
+
     /// Handles one segment from the adapter.
     pub fn on_inbound(&mut self, inb: Inbound) {
         let now = Instant::now();
@@ -187,7 +197,8 @@ impl Processor {
             syn_stamp,
             ..
         } = inb;
-        if let Some(c) = self.conns.get_mut(&tuple) {
+        let up = !self.stats().down.load(Ordering::Relaxed);
+        if let Some(c) = self.conns.get_mut(&tuple).filter(|_| up) {
             if syn_stamp != 0 {
                 c.syn_stamp = syn_stamp;
             }
@@ -205,7 +216,7 @@ impl Processor {
             return;
         }
         let is_syn = segment.control == Control::Syn && segment.ack.is_none();
-        if is_syn && self.serve.contains_key(&tuple.local.port()) {
+        if up && is_syn && self.serve.contains_key(&tuple.local.port()) {
             self.accept(now, tuple, &segment, peer_mac, syn_stamp);
             return;
         }
@@ -330,6 +341,11 @@ impl Processor {
 
     /// Resets every connection (the processor is going away).
     fn shutdown(&mut self) {
+        self.reset_all();
+    }
+
+    /// Sends RST on every connection and forgets them all.
+    fn reset_all(&mut self) {
         let now = Instant::now();
         let tuples: Vec<FourTuple> = self.conns.keys().copied().collect();
         for t in tuples {
@@ -340,9 +356,15 @@ impl Processor {
                         .send_tcp(c.peer_mac, t.local.ip(), t.remote.ip(), &seg);
                 }
             }
-            self.conns.remove(&t);
+            if let Some(c) = self.conns.remove(&t) {
+                let _ = self.closed.send(FlowClosed {
+                    tuple: t,
+                    syn_stamp: c.syn_stamp,
+                });
+            }
             self.stats().active.fetch_sub(1, Ordering::Relaxed);
         }
+        self.timers.clear();
     }
 
     /// Connections this processor holds.

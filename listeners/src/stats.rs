@@ -3,8 +3,9 @@
 //! processor bumps its own counters on the hot path without a lock, readers
 //! take a relaxed snapshot.
 
+use parking_lot::RwLock;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One processor's counters.
 #[derive(Debug, Default)]
@@ -19,6 +20,10 @@ pub struct ProcessorStats {
     pub bytes_out: AtomicU64,
     /// Segments retransmitted by this processor's connections.
     pub retransmissions: AtomicU64,
+    /// Segments the adapter could not queue for this processor (queue full).
+    pub queue_drops: AtomicU64,
+    /// True while the processor is down (`vnic ctl processor K down`).
+    pub down: AtomicBool,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.
@@ -41,8 +46,8 @@ pub struct ProcessorSnapshot {
 pub struct Registry {
     /// Listener model label: "monolithic" or "distributor".
     pub model: String,
-    /// Filter label: "round-robin" or "none".
-    pub filter: String,
+    /// Filter label: "round-robin" or "none" (changes with `vnic ctl filter`).
+    pub filter: RwLock<String>,
     /// One entry per processor, indexed by processor id.
     pub processors: Vec<ProcessorStats>,
     /// Source of the `connection=N` numbers: a global accept counter.
@@ -54,10 +59,15 @@ impl Registry {
     pub fn new(model: &str, filter: &str, n: usize) -> Registry {
         Registry {
             model: model.to_string(),
-            filter: filter.to_string(),
+            filter: RwLock::new(filter.to_string()),
             processors: (0..n).map(|_| ProcessorStats::default()).collect(),
             next_connection: AtomicU64::new(1),
         }
+    }
+
+    /// The filter label now in force.
+    pub fn filter_name(&self) -> String {
+        self.filter.read().clone()
     }
 
     /// Hands out the next connection number (1, 2, 3, ...).

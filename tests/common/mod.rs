@@ -97,6 +97,42 @@ impl Netns {
         .expect("thread in namespace panicked")
     }
 
+    /// The control socket path the test's vnic uses.
+    pub fn control_path(&self) -> String {
+        format!("/tmp/{}.sock", self.name)
+    }
+
+    /// Runs `vnic ARGS... --control PATH` (status, ctl) and returns its output.
+    pub fn vnic_cmd(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vnic"))
+            .args(args)
+            .args(["--control", &self.control_path()])
+            .output()
+            .expect("run vnic client")
+    }
+
+    /// `vnic status --json` as JSON.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self.vnic_cmd(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "vnic status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// Starts vnic with exactly these arguments after `vnic` (no defaults);
+    /// returns the output once it exits (for runs expected to fail).
+    pub fn vnic_raw(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, env!("CARGO_BIN_EXE_vnic")])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run vnic")
+    }
+
     /// Starts vnic in the namespace with these extra flags and waits for
     /// its ready line.
     pub fn vnic(&self, extra: &[&str]) -> Vnic {
@@ -118,6 +154,8 @@ impl Netns {
             "fd00::1/64".into(),
             "--time-wait".into(),
             "1s".into(),
+            "--control".into(),
+            self.control_path(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         Vnic::start(&args)
@@ -126,6 +164,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.control_path());
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();

@@ -354,7 +354,11 @@ impl Http {
         let reg = &self.ctx.registry;
         format!(
             "processor={}\nconnection={}\nrequest={}\nmodel={}\nfilter={}\n",
-            self.ctx.processor, self.ctx.connection, self.requests, reg.model, reg.filter
+            self.ctx.processor,
+            self.ctx.connection,
+            self.requests,
+            reg.model,
+            reg.filter_name()
         )
         .into_bytes()
     }
@@ -362,9 +366,10 @@ impl Http {
     /// The `GET /stats` body.
     fn stats_body(&self) -> serde_json::Result<Vec<u8>> {
         let reg = &self.ctx.registry;
+        let filter = reg.filter_name();
         let report = StatsReport {
             model: &reg.model,
-            filter: &reg.filter,
+            filter: &filter,
             processors: reg.snapshot(),
             backends: Vec::new(),
         };

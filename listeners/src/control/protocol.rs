@@ -1,0 +1,191 @@
+//! The control protocol's messages (serde, one JSON object per line).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A request from `vnic status` / `vnic ctl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// The whole status: processors, adapter counters, trace.
+    Status,
+    /// Take processor `id` down (its connections are reset) or bring it up.
+    Processor {
+        /// Processor number.
+        id: usize,
+        /// "up" or "down".
+        state: String,
+    },
+    /// Change the distribution filter: "round-robin" or "none".
+    Filter {
+        /// The new mode.
+        mode: String,
+    },
+    /// Turn tracing on or off; with a file, pcapng goes there.
+    Trace {
+        /// On or off.
+        on: bool,
+        /// pcapng file to write (on), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// True if the request was carried out.
+    pub ok: bool,
+    /// What went wrong, when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The status, for `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+impl Response {
+    /// A bare success.
+    pub fn ok() -> Response {
+        Response {
+            ok: true,
+            error: None,
+            status: None,
+        }
+    }
+
+    /// A refusal with its reason.
+    pub fn error(msg: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(msg.into()),
+            status: None,
+        }
+    }
+}
+
+/// Everything `vnic status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// TAP name.
+    pub tap: String,
+    /// Listener model.
+    pub model: String,
+    /// Filter mode now in force.
+    pub filter: String,
+    /// Seconds since start.
+    pub uptime_secs: f64,
+    /// One entry per processor.
+    pub processors: Vec<ProcessorStatus>,
+    /// Adapter counters.
+    pub adapter: AdapterStatus,
+    /// Trace state.
+    pub trace: TraceStatus,
+}
+
+/// One processor's line in `vnic status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessorStatus {
+    /// Processor number.
+    pub id: usize,
+    /// "up" or "down".
+    pub state: String,
+    /// Ports it listens on.
+    pub ports: Vec<u16>,
+    /// Connections it holds now.
+    pub active: u64,
+    /// Connections it accepted since start.
+    pub accepted: u64,
+    /// Payload bytes in.
+    pub bytes_in: u64,
+    /// Payload bytes out.
+    pub bytes_out: u64,
+    /// Segments waiting in its queue now.
+    pub queue_depth: usize,
+    /// Segments dropped because its queue was full.
+    pub queue_drops: u64,
+    /// Segments its connections retransmitted.
+    pub retransmissions: u64,
+}
+
+/// Adapter-wide counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterStatus {
+    /// Frames read from the TAP.
+    pub frames_in: u64,
+    /// Frames written to the TAP.
+    pub frames_out: u64,
+    /// Frames for another MAC or IP.
+    pub not_for_us: u64,
+    /// ARP replies sent.
+    pub arp_replies: u64,
+    /// Neighbour advertisements sent.
+    pub ndp_adverts: u64,
+    /// Echo replies sent.
+    pub icmp_echo_replies: u64,
+    /// Port unreachable sent.
+    pub icmp_port_unreachable: u64,
+    /// RSTs sent by the adapter.
+    pub rst_sent: u64,
+    /// Segments handed to processors.
+    pub tcp_dispatched: u64,
+    /// Connections in the flow table.
+    pub flows: u64,
+    /// Dropped frames by kind.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// Trace state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TraceStatus {
+    /// True while frames are being traced.
+    pub active: bool,
+    /// pcapng file being written, if any.
+    pub file: Option<String>,
+    /// Records written.
+    pub records: u64,
+    /// Records lost because the writer fell behind.
+    pub lost: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_documented() {
+        let cases = [
+            (r#"{"cmd":"status"}"#, Request::Status),
+            (
+                r#"{"cmd":"processor","id":1,"state":"down"}"#,
+                Request::Processor {
+                    id: 1,
+                    state: "down".into(),
+                },
+            ),
+            (
+                r#"{"cmd":"filter","mode":"none"}"#,
+                Request::Filter {
+                    mode: "none".into(),
+                },
+            ),
+            (
+                r#"{"cmd":"trace","on":true,"file":"/tmp/x.pcapng"}"#,
+                Request::Trace {
+                    on: true,
+                    file: Some("/tmp/x.pcapng".into()),
+                },
+            ),
+        ];
+        for (text, req) in cases {
+            let parsed: Request = serde_json::from_str(text).expect(text);
+            assert_eq!(parsed, req);
+            assert_eq!(serde_json::to_string(&req).expect("json"), text);
+        }
+    }
+
+    #[test]
+    fn unknown_command_is_an_error() {
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"reboot"}"#).is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! `vnic status` and `vnic ctl`: the client side of the control socket.
+
+use crate::cli::{ControlArgs, CtlArgs, CtlCommand, StatusArgs};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use vnic_listeners::control::{default_path, Request, Response, Status};
+
+struct Client {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Client {
+    fn connect(args: &ControlArgs) -> Result<Client, String> {
+        let path: PathBuf = match (&args.control, &args.tap) {
+            (Some(p), _) => p.clone(),
+            (None, Some(tap)) => default_path(tap),
+            (None, None) => {
+                return Err("say which vnic: --tap NAME or --control PATH".into());
+            }
+        };
+        let s = UnixStream::connect(&path).map_err(|e| {
+            format!(
+                "cannot reach vnic at {}: {e} (is it running? is this its --control path?)",
+                path.display()
+            )
+        })?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let reader = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+        Ok(Client { writer: s, reader })
+    }
+
+    fn call(&mut self, req: &Request) -> Result<Response, String> {
+        let mut text = serde_json::to_string(req).map_err(|e| e.to_string())?;
+        text.push('\n');
+        self.writer
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("control socket: {e}"))?;
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| format!("control socket: {e}"))?;
+        if line.is_empty() {
+            return Err("vnic closed the control connection".into());
+        }
+        serde_json::from_str(&line).map_err(|e| format!("bad answer from vnic: {e}"))
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("vnic: {msg}");
+    ExitCode::from(1)
+}
+
+/// `vnic status [--json] [--watch]`.
+pub fn status(a: StatusArgs) -> ExitCode {
+    let mut c = match Client::connect(&a.control) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    loop {
+        let st = match c.call(&Request::Status) {
+            Ok(Response {
+                status: Some(st), ..
+            }) => st,
+            Ok(r) => return fail(r.error.unwrap_or_else(|| "no status in answer".into())),
+            Err(e) => return fail(e),
+        };
+        let text = if a.json {
+            serde_json::to_string_pretty(&st).unwrap_or_default()
+        } else {
+            table(&st)
+        };
+        if a.watch {
+            print!("\x1b[H\x1b[2J");
+        }
+        println!("{text}");
+        if !a.watch {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `vnic ctl ...`.
+pub fn ctl(a: CtlArgs) -> ExitCode {
+    let req = match a.what {
+        CtlCommand::Processor { id, state } => Request::Processor { id, state },
+        CtlCommand::Filter { mode } => Request::Filter { mode },
+        CtlCommand::Trace { state, file } => Request::Trace {
+            on: state == "on",
+            file: file.map(|f| f.to_string_lossy().into_owned()),
+        },
+    };
+    let mut c = match Client::connect(&a.control) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match c.call(&req) {
+        Ok(r) if r.ok => ExitCode::SUCCESS,
+        Ok(r) => fail(r.error.unwrap_or_else(|| "refused".into())),
+        Err(e) => fail(e),
+    }
+}
+
+/// The human table of `vnic status`.
+pub fn table(st: &Status) -> String {
+    let mut s = format!(
+        "vnic on {}  model={}  filter={}  up {:.0}s\n\n",
+        st.tap, st.model, st.filter, st.uptime_secs
+    );
+    s.push_str(&format!(
+        "{:>4} {:<5} {:<18} {:>7} {:>9} {:>12} {:>12} {:>6} {:>7} {:>8}\n",
+        "cpu",
+        "state",
+        "ports",
+        "active",
+        "accepted",
+        "bytes-in",
+        "bytes-out",
+        "queue",
+        "qdrops",
+        "retrans"
+    ));
+    for p in &st.processors {
+        let ports: Vec<String> = p.ports.iter().map(|x| x.to_string()).collect();
+        s.push_str(&format!(
+            "{:>4} {:<5} {:<18} {:>7} {:>9} {:>12} {:>12} {:>6} {:>7} {:>8}\n",
+            p.id,
+            p.state,
+            ports.join(","),
+            p.active,
+            p.accepted,
+            p.bytes_in,
+            p.bytes_out,
+            p.queue_depth,
+            p.queue_drops,
+            p.retransmissions
+        ));
+    }
+    let a = &st.adapter;
+    s.push_str(&format!(
+        "\nadapter: frames in {} out {}  not-for-us {}  flows {}  tcp dispatched {}\n\
+         answers: arp {}  ndp {}  icmp-echo {}  port-unreachable {}  rst {}\n",
+        a.frames_in,
+        a.frames_out,
+        a.not_for_us,
+        a.flows,
+        a.tcp_dispatched,
+        a.arp_replies,
+        a.ndp_adverts,
+        a.icmp_echo_replies,
+        a.icmp_port_unreachable,
+        a.rst_sent
+    ));
+    let drops: Vec<String> = a
+        .drops
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    s.push_str(&format!(
+        "dropped: {}\n",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join("  ")
+        }
+    ));
+    let t = &st.trace;
+    s.push_str(&format!(
+        "trace: {}{}  records {}  lost {}\n",
+        if t.active { "on" } else { "off" },
+        t.file
+            .as_ref()
+            .map(|f| format!(" file {f}"))
+            .unwrap_or_default(),
+        t.records,
+        t.lost
+    ));
+    s
+}
