@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# vnic benchmark: vnic through its TAP against the kernel's own TCP over a
+# veth pair, same client programs, same run. Prints a table of vnic/kernel
+# ratios and appends it (date, machine, commit, command) to BENCHMARKS.md.
+#
+#   bench/run.sh [--quick] [--no-record]
+#
+# Needs root (namespaces, TAP, veth, nftables for the loss rows). Makes its
+# own namespaces and removes them, also on failure; every step is bounded
+# in time. Never fails on a slow figure, only when something breaks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+RECORD=1
+for a in "$@"; do
+  case "$a" in
+    --quick) QUICK=1 ;;
+    --no-record) RECORD=0 ;;
+    *) echo "usage: bench/run.sh [--quick] [--no-record]" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$QUICK" = 1 ]; then
+  BULK=$((64 << 20)); RTTS=2000; CONNS=2000; LOSSBULK=$((16 << 20))
+else
+  BULK=$((1024 << 20)); RTTS=20000; CONNS=20000; LOSSBULK=$((256 << 20))
+fi
+
+cargo build --release --bin vnic --example bclient --example kserver >&2
+VNIC=target/release/vnic
+BCLIENT=target/release/examples/bclient
+KSERVER=target/release/examples/kserver
+
+ID=$$
+NSV=vnb-v$ID NSKS=vnb-ks$ID NSKC=vnb-kc$ID TAP=vnbt$ID
+CTL=/tmp/vnb-$ID.sock
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  sleep 0.2
+  ip netns del "$NSV" 2>/dev/null || true
+  ip netns del "$NSKS" 2>/dev/null || true
+  ip netns del "$NSKC" 2>/dev/null || true
+  rm -f "$CTL"
+}
+trap cleanup EXIT
+
+# --- the kernel reference: server and client namespaces joined by veth ---
+ip netns add "$NSKS"; ip netns add "$NSKC"
+ip link add vnbk$ID netns "$NSKC" type veth peer name vnbs$ID netns "$NSKS"
+ip -n "$NSKC" addr add 10.8.0.1/24 dev vnbk$ID
+ip -n "$NSKS" addr add 10.8.0.2/24 dev vnbs$ID
+for n in "$NSKC" "$NSKS"; do ip -n "$n" link set lo up; done
+ip -n "$NSKC" link set vnbk$ID up; ip -n "$NSKS" link set vnbs$ID up
+ip netns exec "$NSKS" "$KSERVER" 10.8.0.2 >/dev/null &
+PIDS+=($!)
+
+# --- vnic: its TAP in its own namespace, the client on the host side ---
+ip netns add "$NSV"; ip -n "$NSV" link set lo up
+VNIC_PID=
+start_vnic() { # $1 = processors
+  if [ -n "$VNIC_PID" ]; then kill "$VNIC_PID" 2>/dev/null || true; wait "$VNIC_PID" 2>/dev/null || true; fi
+  ip netns exec "$NSV" "$VNIC" up --tap "$TAP" --ip 10.9.0.2/24 --host-ip 10.9.0.1/24 \
+      --processors "$1" --control "$CTL" --quiet --time-wait 1s > /tmp/vnb-$ID.ready 2>/tmp/vnb-$ID.err &
+  VNIC_PID=$!
+  PIDS+=($VNIC_PID)
+  for _ in $(seq 100); do grep -q ready /tmp/vnb-$ID.ready 2>/dev/null && return 0; sleep 0.1; done
+  echo "vnic did not start: $(cat /tmp/vnb-$ID.err)" >&2; exit 1
+}
+start_vnic 4
+sleep 0.5
+
+run() { # ns cmd... -> JSON line (bounded in time)
+  local ns=$1; shift
+  timeout 300 ip netns exec "$ns" "$BCLIENT" "$@"
+}
+field() { python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
+
+loss_on() { # ns dev: 1% random drop both ways
+  ip netns exec "$1" nft -f - <<NFT
+table netdev vnbloss {
+  chain in  { type filter hook ingress device "$2" priority 0; numgen random mod 100 < 1 drop; }
+  chain out { type filter hook egress  device "$2" priority 0; numgen random mod 100 < 1 drop; }
+}
+NFT
+}
+loss_off() { ip netns exec "$1" nft delete table netdev vnbloss 2>/dev/null || true; }
+
+ROWS=()
+row() { # name unit vnic kernel [higher-is-better=1]
+  local r
+  r=$(python3 -c "v,k=float('$3'),float('$4'); print(f'{v/k:.2f}' if k>0 else 'n/a')")
+  ROWS+=("$(printf '| %-38s | %10s | %10s | %6s | %s |' "$1" "$3" "$4" "$r" "$2")")
+  echo "${ROWS[-1]}" >&2
+}
+
+V=10.9.0.2 K=10.8.0.2
+echo "bulk upload/download $BULK bytes ..." >&2
+vu=$(run "$NSV" upload $V:9 $BULK | field gbps);   ku=$(run "$NSKC" upload $K:9 $BULK | field gbps)
+row "bulk upload, 1 conn (to discard)" Gbit/s "$vu" "$ku"
+vd=$(run "$NSV" download $V:19 $BULK | field gbps); kd=$(run "$NSKC" download $K:19 $BULK | field gbps)
+row "bulk download, 1 conn (from chargen)" Gbit/s "$vd" "$kd"
+
+if command -v nft >/dev/null; then
+  loss_on "$NSV" "$TAP"; loss_on "$NSKC" vnbk$ID
+  vul=$(run "$NSV" upload $V:9 $LOSSBULK | field gbps);   kul=$(run "$NSKC" upload $K:9 $LOSSBULK | field gbps)
+  row "bulk upload, 1% loss" Gbit/s "$vul" "$kul"
+  vdl=$(run "$NSV" download $V:19 $LOSSBULK | field gbps); kdl=$(run "$NSKC" download $K:19 $LOSSBULK | field gbps)
+  row "bulk download, 1% loss" Gbit/s "$vdl" "$kdl"
+  loss_off "$NSV"; loss_off "$NSKC"
+  row "upload: 1% loss / loss-free (vnic, kernel)" ratio "$(python3 -c "print(round($vul/$vu,2))")" "$(python3 -c "print(round($kul/$ku,2))")"
+  row "download: 1% loss / loss-free" ratio "$(python3 -c "print(round($vdl/$vd,2))")" "$(python3 -c "print(round($kdl/$kd,2))")"
+else
+  echo "nft missing: loss rows skipped" >&2
+fi
+
+echo "echo round trips ..." >&2
+vr=$(run "$NSV" rtt $V:7 $RTTS 64); kr=$(run "$NSKC" rtt $K:7 $RTTS 64)
+row "echo 64 B round trip p50 (lower better)" us "$(echo "$vr" | field p50_us)" "$(echo "$kr" | field p50_us)"
+row "echo 64 B round trip p99 (lower better)" us "$(echo "$vr" | field p99_us)" "$(echo "$kr" | field p99_us)"
+
+echo "short connections ..." >&2
+kc=$(run "$NSKC" connrate $K:80 $CONNS 32)
+for p in 1 2 4; do
+  start_vnic $p; sleep 0.3
+  vc=$(run "$NSV" connrate $V:80 $CONNS 32)
+  [ "$(echo "$vc" | field failed)" = 0 ] || echo "warning: vnic connrate failures: $vc" >&2
+  row "HTTP GET, new conn each, 32 conc, $p cpu" req/s "$(echo "$vc" | field rps)" "$(echo "$kc" | field rps)"
+done
+
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git diff --quiet 2>/dev/null || echo "+dirty")
+HEADER="### $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT$DIRTY — $(nproc) cores, Linux $(uname -r)"
+CMD="bench/run.sh $*"
+TABLE=$(printf '%s\n' "| measure | vnic | kernel (veth) | vnic/kernel | unit |" "|---|---:|---:|---:|---|" "${ROWS[@]}")
+printf '\n%s\n\n`%s`\n\n%s\n' "$HEADER" "$CMD" "$TABLE"
+if [ "$RECORD" = 1 ]; then
+  [ -f BENCHMARKS.md ] || printf '# vnic benchmarks\n\nEach run of `bench/run.sh` appends a section. Ratios are vnic/kernel in the same run (for latency, lower is better).\n' > BENCHMARKS.md
+  printf '\n%s\n\n`%s`\n\n%s\n' "$HEADER" "$CMD" "$TABLE" >> BENCHMARKS.md
+fi

@@ -1,0 +1,161 @@
+//! Benchmark client: the same program measures vnic through its TAP and
+//! the kernel's own TCP over a veth pair (bench/run.sh runs both). It uses
+//! only the kernel's sockets. Prints one JSON line per run.
+//!
+//! ```text
+//! bclient upload   ADDR:PORT BYTES            (to a discard server)
+//! bclient download ADDR:PORT BYTES            (from a chargen server)
+//! bclient rtt      ADDR:PORT COUNT SIZE       (echo round trips on one connection)
+//! bclient connrate ADDR:PORT COUNT CONC       (HTTP GET, Connection: close, CONC threads)
+//! bclient hold     ADDR:PORT COUNT SECS       (open COUNT idle connections, hold them)
+//! ```
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn usage() -> ! {
+    eprintln!("usage: bclient upload|download|rtt|connrate|hold ADDR:PORT N [M]");
+    std::process::exit(2)
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
+    args.get(i)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| usage())
+}
+
+fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))?;
+    Ok(s)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).cloned().unwrap_or_else(|| usage());
+    let addr: SocketAddr = arg(&args, 2);
+    match mode.as_str() {
+        "upload" => {
+            let bytes: u64 = arg(&args, 3);
+            let mut s = connect(addr).expect("connect");
+            let buf = vec![0x5au8; 256 * 1024];
+            let t = Instant::now();
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                s.write_all(&buf[..n]).expect("write");
+                left -= n as u64;
+            }
+            s.shutdown(Shutdown::Write).expect("shutdown");
+            // Wait for the server's FIN: everything was received.
+            let mut b = [0u8; 64];
+            while s.read(&mut b).map(|n| n > 0).unwrap_or(false) {}
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "{{\"mode\":\"upload\",\"bytes\":{bytes},\"secs\":{secs:.4},\"gbps\":{:.3}}}",
+                bytes as f64 * 8.0 / secs / 1e9
+            );
+        }
+        "download" => {
+            let bytes: u64 = arg(&args, 3);
+            let mut s = connect(addr).expect("connect");
+            let mut buf = vec![0u8; 256 * 1024];
+            let t = Instant::now();
+            let mut got = 0u64;
+            while got < bytes {
+                let n = s.read(&mut buf).expect("read");
+                assert!(n > 0, "server closed early at {got}");
+                got += n as u64;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "{{\"mode\":\"download\",\"bytes\":{got},\"secs\":{secs:.4},\"gbps\":{:.3}}}",
+                got as f64 * 8.0 / secs / 1e9
+            );
+        }
+        "rtt" => {
+            let count: usize = arg(&args, 3);
+            let size: usize = arg(&args, 4);
+            let mut s = connect(addr).expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            let msg = vec![0x42u8; size];
+            let mut back = vec![0u8; size];
+            let mut samples = Vec::with_capacity(count);
+            for _ in 0..count {
+                let t = Instant::now();
+                s.write_all(&msg).expect("write");
+                s.read_exact(&mut back).expect("read");
+                samples.push(t.elapsed().as_nanos() as f64 / 1e3);
+            }
+            samples.sort_by(|a, b| a.total_cmp(b));
+            let p = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+            println!(
+                "{{\"mode\":\"rtt\",\"count\":{count},\"size\":{size},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+                p(0.5),
+                p(0.99)
+            );
+        }
+        "connrate" => {
+            let count: usize = arg(&args, 3);
+            let conc: usize = arg(&args, 4);
+            let next = Arc::new(AtomicUsize::new(0));
+            let failed = Arc::new(AtomicUsize::new(0));
+            let t = Instant::now();
+            let threads: Vec<_> = (0..conc)
+                .map(|_| {
+                    let (next, failed) = (next.clone(), failed.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 4096];
+                        while next.fetch_add(1, Ordering::Relaxed) < count {
+                            let ok = (|| -> std::io::Result<bool> {
+                                let mut s = connect(addr)?;
+                                s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")?;
+                                let mut got = Vec::new();
+                                loop {
+                                    let n = s.read(&mut buf)?;
+                                    if n == 0 {
+                                        break;
+                                    }
+                                    got.extend_from_slice(&buf[..n]);
+                                }
+                                Ok(got.starts_with(b"HTTP/1.1 200"))
+                            })();
+                            if !matches!(ok, Ok(true)) {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for th in threads {
+                let _ = th.join();
+            }
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "{{\"mode\":\"connrate\",\"count\":{count},\"conc\":{conc},\"secs\":{secs:.4},\"rps\":{:.0},\"failed\":{}}}",
+                count as f64 / secs,
+                failed.load(Ordering::Relaxed)
+            );
+        }
+        "hold" => {
+            let count: usize = arg(&args, 3);
+            let secs: u64 = arg(&args, 4);
+            let mut v = Vec::with_capacity(count);
+            let mut failed = 0usize;
+            for _ in 0..count {
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                    Ok(s) => v.push(s),
+                    Err(_) => failed += 1,
+                }
+            }
+            println!("{{\"mode\":\"hold\",\"open\":{},\"failed\":{failed}}}", v.len());
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(Duration::from_secs(secs));
+        }
+        _ => usage(),
+    }
+}
