@@ -113,7 +113,9 @@ fn main() {
                         while next.fetch_add(1, Ordering::Relaxed) < count {
                             let ok = (|| -> std::io::Result<bool> {
                                 let mut s = connect(addr)?;
-                                s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")?;
+                                s.write_all(
+                                    b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+                                )?;
                                 let mut got = Vec::new();
                                 loop {
                                     let n = s.read(&mut buf)?;
@@ -152,7 +154,10 @@ fn main() {
                     Err(_) => failed += 1,
                 }
             }
-            println!("{{\"mode\":\"hold\",\"open\":{},\"failed\":{failed}}}", v.len());
+            println!(
+                "{{\"mode\":\"hold\",\"open\":{},\"failed\":{failed}}}",
+                v.len()
+            );
             let _ = std::io::stdout().flush();
             std::thread::sleep(Duration::from_secs(secs));
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use vnic_adapter::impair::ImpairSpec;
 use vnic_adapter::FilterMode;
 use vnic_listeners::app::AppKind;
+use vnic_listeners::distributor::Balance;
 
 /// vnic: a multi-processor network adapter emulated in user space on a TAP.
 #[derive(Parser, Debug)]
@@ -23,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Attach to a TAP and serve the virtual IPs until SIGINT/SIGTERM.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Show a running vnic: per-processor table and adapter counters.
     Status(StatusArgs),
     /// Steer a running vnic.
@@ -84,6 +85,15 @@ pub enum CtlCommand {
         #[arg(value_parser = ["round-robin", "none"])]
         mode: String,
     },
+    /// Take a back-end down (its in-flight requests go to the others) or
+    /// bring it back (distributor model).
+    Backend {
+        /// Back-end number.
+        id: usize,
+        /// up or down.
+        #[arg(value_parser = ["up", "down"])]
+        state: String,
+    },
     /// Turn tracing on (to a pcapng FILE, or trace lines on stderr) or off.
     Trace {
         /// on or off.
@@ -106,9 +116,20 @@ pub struct UpArgs {
     /// Address for the host side of the TAP; vnic adds it and brings the link up (repeatable).
     #[arg(long = "host-ip", value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
     pub host_ips: Vec<(IpAddr, u8)>,
-    /// Number of emulated processors (threads), 1 to 256.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub processors: u16,
+    /// Number of emulated processors (threads), 1 to 256 (default 4; the
+    /// distributor model has one front-end).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub processors: Option<u16>,
+    /// Listener model: monolithic (one listener per processor, round-robin
+    /// filtering) or distributor (one front-end forwarding requests to back-ends).
+    #[arg(long, default_value = "monolithic", value_parser = ["monolithic", "distributor"])]
+    pub model: String,
+    /// Back-end server instances of the distributor model, 1 to 256 (default 4).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub backends: Option<u16>,
+    /// How the distributor picks a back-end per request: round-robin or least-busy.
+    #[arg(long, value_parser = ["round-robin", "least-busy"])]
+    pub balance: Option<String>,
     /// How new connections of a shared port are spread: round-robin or none (first listener takes all).
     #[arg(long, default_value = "round-robin", value_parser = parse_filter)]
     pub filter: FilterMode,
@@ -123,12 +144,48 @@ pub struct UpArgs {
     /// loss=5%,reorder=10%,duplicate=2%,delay=2ms,jitter=1ms,seed=7
     #[arg(long, value_name = "SPEC", value_parser = parse_impair)]
     pub impair: Option<ImpairSpec>,
+    /// Write every frame in and out to this pcapng file, each with a
+    /// comment saying what the adapter decided.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Rotate the pcapng file after this many MiB (FILE, FILE-1, FILE-2, ...).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub pcap_max_mb: Option<u64>,
+    /// One line per frame on stderr (tcpdump-like, with the decision);
+    /// --trace=conn: connection events only.
+    #[arg(long, value_name = "WHAT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "frames", value_parser = ["frames", "conn"])]
+    pub trace: Option<String>,
     /// Control socket path (default: $XDG_RUNTIME_DIR/vnic-TAP.sock or /run/vnic/TAP.sock).
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// No periodic summary line on stderr.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// The listener model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// One listener per processor; the filter spreads connections.
+    Monolithic,
+    /// One distributor front-end; requests go to back-ends.
+    Distributor {
+        /// Number of back-ends.
+        backends: usize,
+        /// Balancing policy.
+        balance: Balance,
+    },
+}
+
+impl Model {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Monolithic => "monolithic",
+            Model::Distributor { .. } => "distributor",
+        }
+    }
 }
 
 /// A checked `vnic up`: what `run::up` needs, nothing left to validate.
@@ -140,8 +197,10 @@ pub struct Plan {
     pub ips: Vec<IpAddr>,
     /// Host-side addresses with prefix.
     pub host_ips: Vec<(IpAddr, u8)>,
-    /// Number of processors.
+    /// Number of processors (1 in the distributor model: the distributor).
     pub processors: usize,
+    /// Listener model.
+    pub model: Model,
     /// Filter mode.
     pub filter: FilterMode,
     /// Port → app.
@@ -152,11 +211,25 @@ pub struct Plan {
     pub impair: Option<ImpairSpec>,
     /// Control socket path, if not the default.
     pub control: Option<PathBuf>,
+    /// pcapng file.
+    pub pcap: Option<PathBuf>,
+    /// Rotation size of the pcapng file.
+    pub pcap_max_mb: Option<u64>,
+    /// Trace lines: "frames" or "conn".
+    pub trace: Option<String>,
     /// No periodic summary.
     pub quiet: bool,
 }
 
 impl Plan {
+    /// Back-ends in the plan (0 in the monolithic model).
+    pub fn backends(&self) -> usize {
+        match self.model {
+            Model::Distributor { backends, .. } => backends,
+            Model::Monolithic => 0,
+        }
+    }
+
     /// Checks what clap cannot check alone.
     pub fn from_args(a: UpArgs) -> Result<Plan, String> {
         let mut serve = HashMap::new();
@@ -188,17 +261,53 @@ impl Plan {
                 ));
             }
         }
+        let model = match a.model.as_str() {
+            "distributor" => {
+                if a.processors.is_some_and(|p| p != 1) {
+                    return Err(
+                        "--model distributor runs one front-end thread: leave out --processors \
+                                (size it with --backends)"
+                            .into(),
+                    );
+                }
+                Model::Distributor {
+                    backends: usize::from(a.backends.unwrap_or(4)),
+                    balance: a
+                        .balance
+                        .as_deref()
+                        .and_then(Balance::from_name)
+                        .unwrap_or(Balance::RoundRobin),
+                }
+            }
+            _ => {
+                if a.pcap_max_mb.is_some() && a.pcap.is_none() {
+                    return Err("--pcap-max-mb needs --pcap FILE".into());
+                }
+                if a.backends.is_some() || a.balance.is_some() {
+                    return Err("--backends and --balance belong to --model distributor".into());
+                }
+                Model::Monolithic
+            }
+        };
+        let processors = match model {
+            Model::Monolithic => usize::from(a.processors.unwrap_or(4)),
+            Model::Distributor { .. } => 1,
+        };
         Ok(Plan {
             tap: a.tap,
             ips,
             host_ips: a.host_ips,
-            processors: usize::from(a.processors),
+            processors,
+            model,
             filter: a.filter,
             serve,
             time_wait: a.time_wait,
             impair: a.impair,
             control: a.control,
             quiet: a.quiet,
+            pcap: a.pcap,
+            pcap_max_mb: a.pcap_max_mb,
+            trace: a.trace,
         })
     }
 }
@@ -327,7 +436,7 @@ mod tests {
         let Command::Up(up) = cli.cmd else {
             panic!("parsed as up");
         };
-        let err = Plan::from_args(up).expect_err("must refuse");
+        let err = Plan::from_args(*up).expect_err("must refuse");
         assert!(err.contains("port 80 given twice"), "{err}");
     }
 }

@@ -90,6 +90,7 @@ pub fn ctl(a: CtlArgs) -> ExitCode {
     let req = match a.what {
         CtlCommand::Processor { id, state } => Request::Processor { id, state },
         CtlCommand::Filter { mode } => Request::Filter { mode },
+        CtlCommand::Backend { id, state } => Request::Backend { id, state },
         CtlCommand::Trace { state, file } => Request::Trace {
             on: state == "on",
             file: file.map(|f| f.to_string_lossy().into_owned()),
@@ -170,6 +171,18 @@ pub fn table(st: &Status) -> String {
             drops.join("  ")
         }
     ));
+    if !st.backends.is_empty() {
+        s.push_str(&format!(
+            "\n{:>8} {:<5} {:>10} {:>10}\n",
+            "backend", "state", "requests", "in-flight"
+        ));
+        for b in &st.backends {
+            s.push_str(&format!(
+                "{:>8} {:<5} {:>10} {:>10}\n",
+                b.id, b.state, b.requests, b.in_flight
+            ));
+        }
+    }
     let t = &st.trace;
     s.push_str(&format!(
         "trace: {}{}  records {}  lost {}\n",

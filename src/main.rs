@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match args.cmd {
         cli::Command::Up(up) => {
-            let plan = match cli::Plan::from_args(up) {
+            let plan = match cli::Plan::from_args(*up) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("vnic: {e}");

@@ -2,7 +2,7 @@
 //! processors and the RX thread, prints the ready line, and shuts all of
 //! it down cleanly on SIGINT or SIGTERM.
 
-use crate::cli::Plan;
+use crate::cli::{Model, Plan};
 use crate::summary;
 use crossbeam_channel::bounded;
 use parking_lot::Mutex;
@@ -11,11 +11,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::impair::{ImpairStats, ImpairedSink, ImpairedSource};
+use vnic_adapter::trace::{LineMode, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
     host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameSource, FrameWriter, TapDevice,
 };
-use vnic_listeners::control::{default_path, ControlServer, Runtime};
-use vnic_listeners::processor::{Processor, ProcessorSetup};
+use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
+use vnic_listeners::distributor::{backend, Dispatcher};
+use vnic_listeners::processor::{AppSource, DistributorLink, Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
 use vnic_stack::{Config, IsnGenerator};
 
@@ -53,7 +55,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         host::configure(&name, &plan.host_ips)?;
     }
     let cfg = AdapterConfig::new(&name, &plan.ips, tap.mtu());
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters::new(plan.processors));
     let impair_stats = Arc::new(ImpairStats::default());
     let mut sink: Arc<dyn FrameSink> = tap.clone();
     let mut source: Box<dyn FrameSource> = Box::new(tap.clone());
@@ -65,9 +67,30 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             impair_stats.clone(),
         ));
     }
-    let writer = FrameWriter::new(sink, cfg.mac, counters.clone());
+    // Tracing sits outside the impairment: it shows what the adapter and
+    // the processors saw and sent.
+    let tracer = Tracer::start(TraceOptions {
+        pcap: plan.pcap.clone(),
+        pcap_max_mb: plan.pcap_max_mb,
+        lines: match plan.trace.as_deref() {
+            Some("conn") => Some(LineMode::Conn),
+            Some(_) => Some(LineMode::Frames),
+            None => None,
+        },
+        iface: name.clone(),
+        mac: cfg.mac,
+    })
+    .map_err(|e| std::io::Error::new(e.kind(), format!("--pcap: {e}")))?;
+    let traced = |origin: String| -> FrameWriter {
+        let s: Arc<dyn FrameSink> =
+            Arc::new(TracingSink::new(sink.clone(), tracer.clone(), origin));
+        FrameWriter::new(s, cfg.mac, counters.clone())
+    };
+    let writer = traced("adapter".into());
     let n = plan.processors;
-    let registry = Arc::new(Registry::new("monolithic", plan.filter.name(), n));
+    let registry = Arc::new(
+        Registry::new(plan.model.name(), plan.filter.name(), n).with_backends(plan.backends()),
+    );
 
     let mut filter = Filter::new(plan.filter, n);
     let mut ports: Vec<u16> = plan.serve.keys().copied().collect();
@@ -87,6 +110,29 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     let (closed_tx, closed_rx) = crossbeam_channel::unbounded();
     let mut queues = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n + 1);
+    // The distributor model: processor 0 is the distributor, its apps run
+    // at the back-ends.
+    let mut backend_ctl = None;
+    let mut distributor = match plan.model {
+        Model::Monolithic => None,
+        Model::Distributor { backends, balance } => {
+            let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+            let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
+            backend_ctl = Some(ctl_tx);
+            let dispatcher = Dispatcher::start(
+                backends,
+                balance,
+                backend::app_handler(registry.clone()),
+                reply_tx,
+                registry.clone(),
+            )?;
+            Some(DistributorLink {
+                dispatcher: Arc::new(Mutex::new(dispatcher)),
+                replies: reply_rx,
+                ctl: ctl_rx,
+            })
+        }
+    };
     for id in 0..n {
         let (tx, rx) = bounded(QUEUE_DEPTH);
         queues.push(tx);
@@ -94,11 +140,16 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             id,
             queue: rx,
             closed: closed_tx.clone(),
-            out: writer.clone_writer(),
+            out: traced(format!("cpu={id}")),
+            tracer: tracer.clone(),
             serve: plan.serve.clone(),
             tcp: tcp.clone(),
             isn: isn.clone(),
             registry: registry.clone(),
+            apps: match distributor.take() {
+                Some(link) => AppSource::Distributor(link),
+                None => AppSource::Local,
+            },
         })?);
     }
     drop(closed_tx);
@@ -116,7 +167,8 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         registry: registry.clone(),
         counters: counters.clone(),
         ports: ports.clone(),
-        trace: None,
+        trace: Some(Arc::new(TraceHandle(tracer.clone()))),
+        backend_ctl,
     });
     let ctl_stop = stop.clone();
     let ctl_thread = std::thread::Builder::new().name("vnic-ctl".into()).spawn({
@@ -136,11 +188,10 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     };
     let adapter = Adapter::new(cfg, filter, queues, closed_rx, writer, counters);
     let rx_stop = stop.clone();
-    threads.push(
-        std::thread::Builder::new()
-            .name("vnic-rx".into())
-            .spawn(move || adapter.run(source, rx_stop))?,
-    );
+    threads.push(std::thread::Builder::new().name("vnic-rx".into()).spawn({
+        let tracer = tracer.clone();
+        move || adapter.run(source, tracer, rx_stop)
+    })?);
 
     let ips: Vec<String> = plan.ips.iter().map(|ip| ip.to_string()).collect();
     let mut out = std::io::stdout().lock();
@@ -151,11 +202,17 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         .unwrap_or_default();
     writeln!(
         out,
-        "vnic: ready tap={} ip={} processors={} filter={} model=monolithic{}",
+        "vnic: ready tap={} ip={} processors={} filter={} model={}{}{}",
         name,
         ips.join(","),
         n,
         plan.filter.name(),
+        plan.model.name(),
+        match plan.model {
+            Model::Distributor { backends, balance } =>
+                format!(" backends={backends} balance={}", balance.name()),
+            Model::Monolithic => String::new(),
+        },
         impair
     )?;
     out.flush()?;
@@ -165,6 +222,8 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         let _ = t.join();
     }
     let _ = ctl_thread.join();
+    // Flush and close the trace so the file is always complete.
+    tracer.close();
     if let Some(t) = summary {
         let _ = t.join();
     }

@@ -110,6 +110,8 @@ pub struct FrameWriter {
     mac: [u8; 6],
     counters: Arc<Counters>,
     buf: Vec<u8>,
+    /// While set, frames are kept here instead of sent (see [`FrameWriter::defer`]).
+    deferred: Option<Vec<Vec<u8>>>,
 }
 
 impl FrameWriter {
@@ -120,6 +122,22 @@ impl FrameWriter {
             mac,
             counters,
             buf: Vec::with_capacity(2048),
+            deferred: None,
+        }
+    }
+
+    /// Holds frames back instead of sending them until [`FrameWriter::release`]:
+    /// the RX thread uses it so a trace shows a request before its answer.
+    pub fn defer(&mut self) {
+        self.deferred.get_or_insert_with(Vec::new);
+    }
+
+    /// Sends the frames held back by [`FrameWriter::defer`] and stops holding.
+    pub fn release(&mut self) {
+        if let Some(frames) = self.deferred.take() {
+            for f in frames {
+                self.write(&f);
+            }
         }
     }
 
@@ -138,7 +156,7 @@ impl FrameWriter {
         let mut buf = std::mem::take(&mut self.buf);
         let route = self.route(dst_mac, src, dst);
         if build_tcp_frame(&mut buf, &route, seg) {
-            self.write(&buf);
+            self.send_or_hold(&buf);
         }
         self.buf = buf;
     }
@@ -156,7 +174,7 @@ impl FrameWriter {
         let mut buf = std::mem::take(&mut self.buf);
         let route = self.route(dst_mac, src, dst);
         if build_ip_frame(&mut buf, &route, proto, hop_limit, body) {
-            self.write(&buf);
+            self.send_or_hold(&buf);
         }
         self.buf = buf;
     }
@@ -167,6 +185,14 @@ impl FrameWriter {
             dst_mac,
             src,
             dst,
+        }
+    }
+
+    /// Sends a finished frame now, or holds it while deferring.
+    pub fn send_or_hold(&mut self, frame: &[u8]) {
+        match &mut self.deferred {
+            Some(held) => held.push(frame.to_vec()),
+            None => self.write(frame),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod rx;
 pub mod tap;
+pub mod trace;
 
 pub use config::AdapterConfig;
 pub use counters::{Counters, DropKind};

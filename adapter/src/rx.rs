@@ -17,6 +17,7 @@ use crate::ndp;
 use crate::queue::{FlowClosed, Inbound, ToProcessor};
 use crate::ratelimit::{TokenBucket, ICMP_RATE};
 use crate::tap::FrameSource;
+use crate::trace::{rx_comment, Direction, Tracer};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4Slice, Ipv6Slice};
 use parking_lot::Mutex;
@@ -169,7 +170,7 @@ impl Adapter {
                 };
                 let mut f = eth.to_bytes().to_vec();
                 f.extend_from_slice(&r.packet);
-                self.out.write(&f);
+                self.out.send_or_hold(&f);
                 Counters::bump(&self.counters.arp_replies);
                 Decision::ArpReply
             }
@@ -445,15 +446,32 @@ impl Adapter {
         Counters::bump(&self.counters.rst_sent);
     }
 
-    /// The RX thread: reads frames from `source` until `stop` is set.
-    pub fn run(mut self, mut source: Box<dyn FrameSource>, stop: Arc<AtomicBool>) {
+    /// The RX thread: reads frames from `source` until `stop` is set,
+    /// recording each with its decision in `tracer` (a no-op when off).
+    pub fn run(
+        mut self,
+        mut source: Box<dyn FrameSource>,
+        tracer: Arc<Tracer>,
+        stop: Arc<AtomicBool>,
+    ) {
         let mut buf = vec![0u8; 65536];
         while !stop.load(Ordering::Relaxed) {
             self.reap_closed();
             match source.recv_timeout(&mut buf, Duration::from_millis(100)) {
                 Ok(Some(n)) => {
                     let frame = &buf[..n];
-                    self.handle_frame(Instant::now(), frame);
+                    if tracer.active() {
+                        // Answers wait until the question is in the trace.
+                        self.out.defer();
+                        let d = self.handle_frame(Instant::now(), frame);
+                        let filter = &self.filter;
+                        tracer.record_with(Direction::In, frame, || {
+                            rx_comment(&d, filter.lock().mode())
+                        });
+                        self.out.release();
+                    } else {
+                        self.handle_frame(Instant::now(), frame);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

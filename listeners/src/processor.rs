@@ -8,15 +8,20 @@
 //! heap, so nothing scans every connection.
 
 use crate::app::{App, AppContext, AppKind, Socket};
+use crate::distributor::{BackendCtlRequest, Dispatcher, Forwarder, FromBackend};
 use crate::stats::{ProcessorStats, Registry};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vnic_adapter::trace::Tracer;
 use vnic_adapter::{FlowClosed, FrameWriter, Inbound, ToProcessor};
-use vnic_stack::{Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator};
+use vnic_stack::{
+    CloseReason, Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator,
+};
 
 /// Everything a processor thread needs, handed over at spawn.
 pub struct ProcessorSetup {
@@ -36,6 +41,28 @@ pub struct ProcessorSetup {
     pub isn: Arc<IsnGenerator>,
     /// Counters.
     pub registry: Arc<Registry>,
+    /// Where the apps run: here, or at the back-ends (distributor model).
+    pub apps: AppSource,
+    /// Connection events for `--trace=conn`.
+    pub tracer: Arc<Tracer>,
+}
+
+/// Where a processor's apps run.
+pub enum AppSource {
+    /// In the processor itself (monolithic model).
+    Local,
+    /// At back-end servers: this processor is the distributor.
+    Distributor(DistributorLink),
+}
+
+/// What the distributor thread needs besides its queue.
+pub struct DistributorLink {
+    /// The dispatcher (this thread is its only user).
+    pub dispatcher: Arc<Mutex<Dispatcher>>,
+    /// Replies and failure reports from the back-ends.
+    pub replies: Receiver<FromBackend>,
+    /// `vnic ctl backend K up|down`, with a channel for the answer.
+    pub ctl: Receiver<BackendCtlRequest>,
 }
 
 struct Conn {
@@ -45,6 +72,8 @@ struct Conn {
     syn_stamp: u64,
     /// The deadline this connection has in the timer heap, if any.
     armed: Option<Instant>,
+    /// Connection number (routes back-end replies in the distributor model).
+    id: u64,
 }
 
 /// One deadline in the timer heap, ordered by time alone.
@@ -82,7 +111,10 @@ pub struct Processor {
     isn: Arc<IsnGenerator>,
     registry: Arc<Registry>,
     conns: HashMap<FourTuple, Conn>,
+    by_id: HashMap<u64, FourTuple>,
     timers: BinaryHeap<Reverse<TimerEntry>>,
+    apps: AppSource,
+    tracer: Arc<Tracer>,
 }
 
 /// The app's view of a connection: counts bytes as they pass.
@@ -129,7 +161,10 @@ impl Processor {
             isn: s.isn,
             registry: s.registry,
             conns: HashMap::new(),
+            by_id: HashMap::new(),
             timers: BinaryHeap::new(),
+            apps: s.apps,
+            tracer: s.tracer,
         }
     }
 
@@ -147,31 +182,63 @@ impl Processor {
 
     /// The thread's loop: until Shutdown or the queue is gone.
     pub fn run(mut self) {
+        let never_r = crossbeam_channel::never();
+        let never_c = crossbeam_channel::never();
+        let (replies, ctl) = match &self.apps {
+            AppSource::Local => (never_r, never_c),
+            AppSource::Distributor(d) => (d.replies.clone(), d.ctl.clone()),
+        };
         loop {
-            let msg = match self.next_deadline() {
-                Some(d) => {
-                    let wait = d.saturating_duration_since(Instant::now());
-                    match self.queue.recv_timeout(wait) {
-                        Ok(m) => Some(m),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-                None => match self.queue.recv_timeout(Duration::from_secs(1)) {
-                    Ok(m) => Some(m),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
+            let wait = self.next_deadline().map_or(Duration::from_secs(1), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            crossbeam_channel::select! {
+                recv(self.queue) -> msg => match msg {
+                    Ok(ToProcessor::Shutdown) | Err(_) => break,
+                    Ok(ToProcessor::SetUp(up)) => self.set_up(up),
+                    Ok(ToProcessor::Segment(inb)) => self.on_inbound(inb),
                 },
-            };
-            match msg {
-                Some(ToProcessor::Shutdown) => break,
-                Some(ToProcessor::SetUp(up)) => self.set_up(up),
-                Some(ToProcessor::Segment(inb)) => self.on_inbound(inb),
-                None => {}
+                recv(replies) -> msg => {
+                    if let Ok(m) = msg {
+                        self.on_backend(m);
+                    }
+                },
+                recv(ctl) -> msg => {
+                    if let Ok((c, answer)) = msg {
+                        let r = match &self.apps {
+                            AppSource::Distributor(d) => d.dispatcher.lock().set_up(c.backend, c.up),
+                            AppSource::Local => Err("no back-ends in the monolithic model".into()),
+                        };
+                        let _ = answer.send(r);
+                    }
+                },
+                default(wait) => {},
             }
             self.fire_timers(Instant::now());
         }
         self.shutdown();
+    }
+
+    /// A reply or failure report from a back-end.
+    fn on_backend(&mut self, msg: FromBackend) {
+        let AppSource::Distributor(d) = &self.apps else {
+            return;
+        };
+        match msg {
+            FromBackend::Failed { backend } => d.dispatcher.lock().fail(backend),
+            FromBackend::Reply(r) => {
+                let Some(r) = d.dispatcher.lock().on_reply(r) else {
+                    return;
+                };
+                let Some(tuple) = self.by_id.get(&r.conn).copied() else {
+                    return; // the connection is gone
+                };
+                if let Some(c) = self.conns.get_mut(&tuple) {
+                    c.app.deliver(r);
+                }
+                self.service(tuple, Instant::now());
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -207,8 +274,8 @@ impl Processor {
                 Disposition::Handled => self.service(tuple, now),
                 Disposition::Reincarnate => {
                     if let Some(old) = self.conns.remove(&tuple) {
+                        self.by_id.remove(&old.id);
                         self.stats().active.fetch_sub(1, Ordering::Relaxed);
-                        drop(old);
                     }
                     self.accept(now, tuple, &segment, peer_mac, syn_stamp);
                 }
@@ -242,12 +309,16 @@ impl Processor {
         };
         let iss = self.isn.isn(now, &tuple);
         let tcp = Connection::accept(now, &self.tcp, tuple, syn, iss);
-        let ctx = AppContext {
-            processor: self.id,
-            connection: self.registry.connection_number(),
-            registry: self.registry.clone(),
+        let id = self.registry.connection_number();
+        let app: Box<dyn App> = match &self.apps {
+            AppSource::Local => kind.instantiate(AppContext {
+                processor: self.id,
+                connection: id,
+                registry: self.registry.clone(),
+                backend: None,
+            }),
+            AppSource::Distributor(d) => Box::new(Forwarder::new(kind, id, d.dispatcher.clone())),
         };
-        let app = kind.instantiate(ctx);
         self.stats().accepted.fetch_add(1, Ordering::Relaxed);
         self.stats().active.fetch_add(1, Ordering::Relaxed);
         self.conns.insert(
@@ -258,8 +329,17 @@ impl Processor {
                 peer_mac,
                 syn_stamp,
                 armed: None,
+                id,
             },
         );
+        self.by_id.insert(id, tuple);
+        let cpu = self.id;
+        self.tracer.conn_event(|| {
+            format!(
+                "new {} > {} placed on cpu={cpu} connection={id}",
+                tuple.remote, tuple.local
+            )
+        });
         self.service(tuple, now);
     }
 
@@ -280,8 +360,25 @@ impl Processor {
                 match ev {
                     Event::Retransmit => {
                         stats.retransmissions.fetch_add(1, Ordering::Relaxed);
+                        self.tracer.conn_event(|| {
+                            format!(
+                                "retransmit {} > {} cpu={}",
+                                tuple.remote, tuple.local, self.id
+                            )
+                        });
                     }
-                    Event::Closed(_) => closed = true,
+                    Event::Closed(reason) => {
+                        closed = true;
+                        self.tracer.conn_event(|| {
+                            let what = match reason {
+                                CloseReason::Normal => "closed",
+                                CloseReason::Reset => "reset by peer",
+                                CloseReason::TimedOut => "timed out",
+                                CloseReason::Aborted => "reset",
+                            };
+                            format!("{what} {} > {} cpu={}", tuple.remote, tuple.local, self.id)
+                        });
+                    }
                     _ => readable = true,
                 }
             }
@@ -302,7 +399,9 @@ impl Processor {
         }
         if closed || c.tcp.is_closed() {
             let stamp = c.syn_stamp;
+            let id = c.id;
             self.conns.remove(&tuple);
+            self.by_id.remove(&id);
             stats.active.fetch_sub(1, Ordering::Relaxed);
             let _ = self.closed.send(FlowClosed {
                 tuple,
@@ -357,6 +456,7 @@ impl Processor {
                 }
             }
             if let Some(c) = self.conns.remove(&t) {
+                self.by_id.remove(&c.id);
                 let _ = self.closed.send(FlowClosed {
                     tuple: t,
                     syn_stamp: c.syn_stamp,

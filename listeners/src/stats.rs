@@ -4,7 +4,7 @@
 //! take a relaxed snapshot.
 
 use parking_lot::RwLock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One processor's counters.
@@ -41,6 +41,30 @@ pub struct ProcessorSnapshot {
     pub bytes_out: u64,
 }
 
+/// One back-end server's counters (distributor model).
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    /// Requests this back-end answered.
+    pub requests: AtomicU64,
+    /// Requests sent to it and not answered yet.
+    pub in_flight: AtomicU64,
+    /// True while it is down.
+    pub down: AtomicBool,
+}
+
+/// A point-in-time copy of one back-end's counters, as `GET /stats` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackendSnapshot {
+    /// The back-end's number, 0-based.
+    pub id: usize,
+    /// See [`BackendStats::requests`].
+    pub requests: u64,
+    /// See [`BackendStats::in_flight`].
+    pub in_flight: u64,
+    /// "up" or "down".
+    pub state: String,
+}
+
 /// The counters of every processor plus the labels the reports carry.
 #[derive(Debug)]
 pub struct Registry {
@@ -52,6 +76,8 @@ pub struct Registry {
     pub processors: Vec<ProcessorStats>,
     /// Source of the `connection=N` numbers: a global accept counter.
     pub next_connection: AtomicU64,
+    /// One entry per back-end (distributor model; empty otherwise).
+    pub backends: Vec<BackendStats>,
 }
 
 impl Registry {
@@ -62,7 +88,32 @@ impl Registry {
             filter: RwLock::new(filter.to_string()),
             processors: (0..n).map(|_| ProcessorStats::default()).collect(),
             next_connection: AtomicU64::new(1),
+            backends: Vec::new(),
         }
+    }
+
+    /// The same with `m` back-ends (distributor model).
+    pub fn with_backends(mut self, m: usize) -> Registry {
+        self.backends = (0..m).map(|_| BackendStats::default()).collect();
+        self
+    }
+
+    /// A snapshot of every back-end, in id order.
+    pub fn backend_snapshot(&self) -> Vec<BackendSnapshot> {
+        self.backends
+            .iter()
+            .enumerate()
+            .map(|(id, b)| BackendSnapshot {
+                id,
+                requests: b.requests.load(Ordering::Relaxed),
+                in_flight: b.in_flight.load(Ordering::Relaxed),
+                state: if b.down.load(Ordering::Relaxed) {
+                    "down".into()
+                } else {
+                    "up".into()
+                },
+            })
+            .collect()
     }
 
     /// The filter label now in force.

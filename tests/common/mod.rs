@@ -133,6 +133,40 @@ impl Netns {
             .expect("run vnic")
     }
 
+    /// Like [`Netns::vnic`], but IPv4 only, with IPv6 switched off in the
+    /// namespace, so the host sends nothing unasked (no router
+    /// solicitations, no MLD): a link where every frame is the test's.
+    pub fn vnic_quiet_v4(&self, extra: &[&str]) -> Vnic {
+        self.exec_ok(&["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]);
+        self.exec_ok(&["sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"]);
+        let mut args: Vec<String> = [
+            "up",
+            "--tap",
+            &self.tap,
+            "--ip",
+            "10.0.0.2/24",
+            "--host-ip",
+            "10.0.0.1/24",
+            "--time-wait",
+            "1s",
+            "--quiet",
+            "--control",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(self.control_path());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut full: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            self.name.clone(),
+            env!("CARGO_BIN_EXE_vnic").into(),
+        ];
+        full.extend(args);
+        Vnic::start(&full)
+    }
+
     /// Starts vnic in the namespace with these extra flags and waits for
     /// its ready line.
     pub fn vnic(&self, extra: &[&str]) -> Vnic {
@@ -180,6 +214,11 @@ pub struct Vnic {
 }
 
 impl Vnic {
+    /// The vnic process id (for signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     fn start(args: &[String]) -> Vnic {
         let mut child = Command::new("ip")
             .args(args)

@@ -73,6 +73,19 @@ impl Chargen {
     }
 }
 
+/// `len` bytes of the chargen stream starting at byte `offset` of it: the
+/// distributor's back-ends produce the stream in pieces with this.
+pub fn stream_bytes(offset: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut pos = (offset % PERIOD as u64) as usize;
+    while out.len() < len {
+        let n = (len - out.len()).min(PERIOD - pos);
+        out.extend_from_slice(&STREAM[pos..pos + n]);
+        pos = (pos + n) % PERIOD;
+    }
+    out
+}
+
 impl App for Chargen {
     fn poll(&mut self, sock: &mut dyn Socket) {
         // Whatever the client sends is read and ignored (RFC 864).
@@ -102,6 +115,22 @@ impl App for Chargen {
             if sent < n {
                 break;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn stream_bytes_matches_the_app_stream_at_any_offset() {
+        let whole = stream_bytes(0, 3 * PERIOD);
+        for off in [0usize, 1, 73, 74, 7029, 7030, 10_000] {
+            assert_eq!(
+                stream_bytes(off as u64, 500),
+                whole[off..off + 500].to_vec()
+            );
         }
     }
 }

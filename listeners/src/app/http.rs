@@ -160,8 +160,8 @@ struct StatsReport<'a> {
     model: &'a str,
     filter: &'a str,
     processors: Vec<ProcessorSnapshot>,
-    /// Back-end servers of the distributor model; none in this one.
-    backends: Vec<serde_json::Value>,
+    /// Back-end servers of the distributor model (empty in the monolithic one).
+    backends: Vec<crate::stats::BackendSnapshot>,
 }
 
 impl Http {
@@ -352,8 +352,13 @@ impl Http {
     /// The `GET /` body: `key=value` lines saying who served the request.
     fn root_body(&self) -> Vec<u8> {
         let reg = &self.ctx.registry;
+        let backend = self
+            .ctx
+            .backend
+            .map(|b| format!("backend={b}\n"))
+            .unwrap_or_default();
         format!(
-            "processor={}\nconnection={}\nrequest={}\nmodel={}\nfilter={}\n",
+            "processor={}\nconnection={}\nrequest={}\nmodel={}\nfilter={}\n{backend}",
             self.ctx.processor,
             self.ctx.connection,
             self.requests,
@@ -371,7 +376,7 @@ impl Http {
             model: &reg.model,
             filter: &filter,
             processors: reg.snapshot(),
-            backends: Vec::new(),
+            backends: reg.backend_snapshot(),
         };
         let mut body = serde_json::to_vec(&report)?;
         body.push(b'\n');
@@ -777,6 +782,7 @@ mod tests {
             processor: 2,
             connection: 7,
             registry,
+            backend: None,
         }
     }
 

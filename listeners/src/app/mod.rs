@@ -41,6 +41,8 @@ pub struct AppContext {
     pub connection: u64,
     /// All counters, for reports such as `GET /stats`.
     pub registry: Arc<Registry>,
+    /// In the distributor model, the back-end that runs this request.
+    pub backend: Option<usize>,
 }
 
 /// One app instance serves one connection.
@@ -53,6 +55,9 @@ pub trait App: Send {
     fn nagle(&self) -> bool {
         true
     }
+    /// A reply from a back-end for this connection (distributor model
+    /// only; plain apps never get one).
+    fn deliver(&mut self, _reply: crate::distributor::Reply) {}
 }
 
 /// The apps `--serve PORT=APP` can name.

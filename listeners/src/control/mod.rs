@@ -9,4 +9,4 @@ pub mod protocol;
 pub mod server;
 
 pub use protocol::{Request, Response, Status};
-pub use server::{default_path, ControlServer, Runtime};
+pub use server::{default_path, ControlServer, Runtime, TraceControl, TraceHandle};

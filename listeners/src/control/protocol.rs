@@ -16,6 +16,14 @@ pub enum Request {
         /// "up" or "down".
         state: String,
     },
+    /// Take back-end `id` down (its in-flight requests are retried
+    /// elsewhere) or bring it up (distributor model).
+    Backend {
+        /// Back-end number.
+        id: usize,
+        /// "up" or "down".
+        state: String,
+    },
     /// Change the distribution filter: "round-robin" or "none".
     Filter {
         /// The new mode.
@@ -77,6 +85,9 @@ pub struct Status {
     pub uptime_secs: f64,
     /// One entry per processor.
     pub processors: Vec<ProcessorStatus>,
+    /// Back-end servers (distributor model; empty otherwise).
+    #[serde(default)]
+    pub backends: Vec<crate::stats::BackendSnapshot>,
     /// Adapter counters.
     pub adapter: AdapterStatus,
     /// Trace state.

@@ -3,6 +3,7 @@
 //! requests on its own thread, and removes the file on stop.
 
 use super::protocol::{AdapterStatus, ProcessorStatus, Request, Response, Status, TraceStatus};
+use crate::distributor::{BackendCtl, BackendCtlRequest};
 use crate::stats::Registry;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vnic_adapter::trace::{LineMode, Tracer};
 use vnic_adapter::{Counters, Filter, FilterMode, ToProcessor};
 
 /// Turning tracing on and off, and reading its state; implemented by the
@@ -22,6 +24,38 @@ pub trait TraceControl: Send + Sync {
     fn set(&self, on: bool, file: Option<PathBuf>) -> Result<(), String>;
     /// The trace state for `vnic status`.
     fn status(&self) -> TraceStatus;
+}
+
+/// The adapter's tracer as the control socket sees it.
+pub struct TraceHandle(pub Arc<Tracer>);
+
+impl TraceControl for TraceHandle {
+    fn set(&self, on: bool, file: Option<PathBuf>) -> Result<(), String> {
+        match (on, file) {
+            (true, Some(f)) => self
+                .0
+                .set_pcap(Some(f.clone()))
+                .map_err(|e| format!("cannot trace to {}: {e}", f.display())),
+            (true, None) => {
+                self.0.set_lines(Some(LineMode::Frames));
+                Ok(())
+            }
+            (false, _) => {
+                self.0.set_lines(None);
+                self.0.set_pcap(None).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn status(&self) -> TraceStatus {
+        let st = self.0.stats();
+        TraceStatus {
+            active: self.0.active(),
+            file: st.file.map(|f| f.display().to_string()),
+            records: st.written,
+            lost: st.lost,
+        }
+    }
 }
 
 /// Handles on everything the control commands look at or steer.
@@ -42,6 +76,8 @@ pub struct Runtime {
     pub ports: Vec<u16>,
     /// Tracing, if this vnic can trace.
     pub trace: Option<Arc<dyn TraceControl>>,
+    /// The distributor's back-end control (distributor model only).
+    pub backend_ctl: Option<Sender<BackendCtlRequest>>,
 }
 
 impl Runtime {
@@ -71,6 +107,25 @@ impl Runtime {
                     return Response::error(format!("processor {id} has stopped"));
                 }
                 Response::ok()
+            }
+            Request::Backend { id, state } => {
+                let up = match state.as_str() {
+                    "up" => true,
+                    "down" => false,
+                    other => return Response::error(format!("state {other:?}: use up or down")),
+                };
+                let Some(ctl) = &self.backend_ctl else {
+                    return Response::error("no back-ends: this vnic runs the monolithic model");
+                };
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                if ctl.send((BackendCtl { backend: id, up }, tx)).is_err() {
+                    return Response::error("the distributor has stopped");
+                }
+                match rx.recv_timeout(Duration::from_secs(5)) {
+                    Ok(Ok(())) => Response::ok(),
+                    Ok(Err(e)) => Response::error(e),
+                    Err(_) => Response::error("the distributor did not answer"),
+                }
             }
             Request::Filter { mode } => match FilterMode::from_name(&mode) {
                 Some(m) => {
@@ -145,6 +200,7 @@ impl Runtime {
             filter: filter.mode().name().to_string(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
             processors,
+            backends: self.registry.backend_snapshot(),
             adapter,
             trace: self.trace.as_ref().map(|t| t.status()).unwrap_or_default(),
         }

@@ -1,0 +1,89 @@
+//! The decision texts: what the adapter did with a frame, written as the
+//! pcapng packet comment and after the `|` of a trace line. They answer
+//! "why did this frame go there?" in words a test can match:
+//! `in cpu=2 rr-new port=80 slot=5`, `in cpu=2 flow`, `in adapter
+//! arp-reply`, `in drop bad-tcp-checksum`, `out cpu=2`, `out adapter rst`.
+
+use crate::filter::FilterMode;
+use crate::rx::Decision;
+
+/// The comment for a frame read from the TAP, from the RX path's
+/// [`Decision`]. A new connection reads `rr-new` under round-robin
+/// filtering and `new` under `none`, so a trace shows which rule placed it.
+pub fn rx_comment(d: &Decision, mode: FilterMode) -> String {
+    match *d {
+        Decision::Dropped(k) => format!("in drop {}", k.name()),
+        Decision::NotForUs => "in ignore not-for-us".into(),
+        Decision::Ignored => "in adapter ignore".into(),
+        Decision::ArpReply => "in adapter arp-reply".into(),
+        Decision::NdpAdvert => "in adapter ndp-advert".into(),
+        Decision::EchoReply => "in adapter echo-reply".into(),
+        Decision::PortUnreachable => "in adapter port-unreachable".into(),
+        Decision::RateLimited => "in adapter rate-limited".into(),
+        Decision::RstClosedPort => "in adapter rst closed-port".into(),
+        Decision::RstNoConnection => "in adapter rst no-connection".into(),
+        Decision::NewConnection {
+            processor,
+            port,
+            slot,
+        } => {
+            let rule = match mode {
+                FilterMode::RoundRobin => "rr-new",
+                FilterMode::None => "new",
+            };
+            format!("in cpu={processor} {rule} port={port} slot={slot}")
+        }
+        Decision::Flow { processor } => format!("in cpu={processor} flow"),
+    }
+}
+
+/// The comment for a frame written to the TAP by `origin` (`cpu=2`, or
+/// `adapter`, whose frames also say what they are: `out adapter
+/// arp-reply`).
+pub fn out_comment(origin: &str, frame: &[u8]) -> String {
+    if origin == "adapter" {
+        format!("out adapter {}", out_kind(frame))
+    } else {
+        format!("out {origin}")
+    }
+}
+
+/// What kind of answer an adapter frame is, by a cheap look at a few
+/// bytes (the adapter builds these frames itself: no VLAN, no IPv6
+/// extension headers): `arp-reply`, `ndp-advert`, `echo-reply`,
+/// `port-unreachable`, `rst`, `tcp`, or `other`.
+pub fn out_kind(frame: &[u8]) -> &'static str {
+    let byte = |at: usize| frame.get(at).copied();
+    let ether_type = frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]]));
+    // (IP protocol, offset of the transport header)
+    let l4 = match ether_type {
+        Some(0x0806) => {
+            return match frame.get(20..22) {
+                Some([0, 2]) => "arp-reply",
+                Some([0, 1]) => "arp-request",
+                _ => "other",
+            }
+        }
+        Some(0x0800) => match (byte(14), byte(23)) {
+            (Some(v), Some(p)) => Some((p, 14 + usize::from(v & 0x0f) * 4)),
+            _ => None,
+        },
+        Some(0x86dd) => byte(20).map(|p| (p, 54)),
+        _ => None,
+    };
+    let Some((proto, at)) = l4 else {
+        return "other";
+    };
+    match (proto, byte(at), byte(at + 1)) {
+        // TCP: flags are byte 13 of the header; RST is 0x04.
+        (6, _, _) => match byte(at + 13) {
+            Some(f) if f & 0x04 != 0 => "rst",
+            Some(_) => "tcp",
+            None => "other",
+        },
+        (1, Some(0), _) | (58, Some(129), _) => "echo-reply",
+        (1, Some(3), Some(3)) | (58, Some(1), Some(4)) => "port-unreachable",
+        (58, Some(136), _) => "ndp-advert",
+        _ => "other",
+    }
+}

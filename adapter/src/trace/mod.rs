@@ -1,0 +1,448 @@
+//! Packet tracing: every frame in and out, with the adapter's decision,
+//! to a pcapng file (`--pcap FILE`) and/or as tcpdump-like lines on
+//! stderr (`--trace`, `--trace=conn`).
+//!
+//! Like smoltcp's `phy/tracer.rs` and `phy/pcap_writer.rs` this is
+//! middleware around the frame device, not `if trace {..}` spread through
+//! the RX loop: frames going out pass through a [`TracingSink`] wrapped
+//! around the TAP's [`FrameSink`](crate::emit::FrameSink); frames coming
+//! in are recorded by the RX thread with [`Tracer::record_with`] and the
+//! decision text of [`rx_comment`].
+//!
+//! Nothing here ever slows traffic down. The hot path copies the frame
+//! into a bounded queue ([`QUEUE_RECORDS`] records, [`QUEUE_BYTES`] bytes)
+//! or, when the queue is full, counts the record as lost
+//! ([`TraceStats::lost`]). One writer thread (`vnic-trace`) drains the
+//! queue: it appends Enhanced Packet Blocks to the pcapng file and writes
+//! the lines to stderr. It flushes whole blocks only, when the queue has
+//! been empty for a few milliseconds, every 200 ms, or after 64 KiB, so a
+//! file cut off by SIGKILL still reads cleanly up to its last flush.
+//! [`Tracer::close`] (the SIGINT/SIGTERM path) drains the queue and
+//! closes the file.
+//!
+//! When tracing is off, [`Tracer::record_with`] is one relaxed atomic
+//! load and never builds its comment.
+//!
+//! Submodules: [`comment`] (decision texts), [`mod@line`] (the stderr line),
+//! `pcapng` (the file and its rotation), `writer` (the writer thread) and
+//! [`sink`] (the outgoing-frame wrapper).
+
+pub mod comment;
+pub mod line;
+mod pcapng;
+pub mod sink;
+mod writer;
+
+#[cfg(test)]
+mod frames;
+#[cfg(test)]
+mod tests;
+
+pub use comment::{out_comment, out_kind, rx_comment};
+pub use line::{format_conn_line, format_line};
+pub use sink::TracingSink;
+
+use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::Mutex;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+/// Which way a frame went, seen from the adapter: `In` was read from the
+/// TAP, `Out` was written to it. Shown in lines and in pcapng comments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Read from the TAP (sent by the host).
+    In,
+    /// Written to the TAP (sent by the adapter or a processor).
+    Out,
+}
+
+impl Direction {
+    /// The word used in comments and lines (`in` or `out`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// What `--trace` prints on stderr: a line per frame, or only the
+/// connection events the processors report (`--trace=conn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineMode {
+    /// One line per frame, plus the connection events.
+    Frames,
+    /// Only connection events (new, placed on cpu K, closed, reset,
+    /// retransmit).
+    Conn,
+}
+
+/// What to trace, from the command line (`--pcap`, `--pcap-max-mb`,
+/// `--trace`) plus what the pcapng Interface Description Block says about
+/// the interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceOptions {
+    /// The pcapng file to write, if any.
+    pub pcap: Option<PathBuf>,
+    /// Start a new file when the current one would pass this many MiB
+    /// (FILE, then `STEM-1.EXT`, `STEM-2.EXT`, ...). `None`: one file.
+    pub pcap_max_mb: Option<u64>,
+    /// Lines on stderr, if any.
+    pub lines: Option<LineMode>,
+    /// The TAP's name (pcapng `if_name`).
+    pub iface: String,
+    /// The adapter's MAC (pcapng `if_MACaddr`).
+    pub mac: [u8; 6],
+}
+
+/// What the tracer did so far, for `vnic status` and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceStats {
+    /// Frames written to pcapng files.
+    pub written: u64,
+    /// Lines written to stderr (frames and connection events).
+    pub lines: u64,
+    /// Records dropped because the writer fell behind (queue full), or
+    /// because their file could not be written.
+    pub lost: u64,
+    /// New files started because of `--pcap-max-mb`.
+    pub rotated: u64,
+    /// The pcapng file being written now.
+    pub file: Option<PathBuf>,
+    /// The last error writing a file (writing stops on error).
+    pub last_error: Option<String>,
+}
+
+/// How many records the queue between the hot path and the writer holds.
+pub const QUEUE_RECORDS: usize = 65536;
+
+/// How many frame bytes may wait in that queue; past it, records are lost.
+pub const QUEUE_BYTES: usize = 64 << 20;
+
+/// Frames longer than this are cut in the file (pcapng snaplen); the
+/// original length is kept.
+pub const SNAPLEN: usize = 262_144;
+
+/// Bits of [`Shared::mode`]: what is on.
+const PCAP: u8 = 1;
+const FRAME_LINES: u8 = 2;
+const CONN_LINES: u8 = 4;
+
+/// How long control calls (`set_pcap`, `close`) wait for the writer.
+const CONTROL_WAIT: Duration = Duration::from_secs(5);
+
+/// Where the writer sends its lines: stderr, or a buffer in tests.
+#[derive(Clone, Default)]
+pub(crate) enum LineOut {
+    /// The process's stderr.
+    #[default]
+    Stderr,
+    /// A buffer (tests read it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Buffer(Arc<Mutex<Vec<u8>>>),
+}
+
+/// Knobs the tests turn: queue size, rotation in bytes, a slow writer.
+#[derive(Clone)]
+pub(crate) struct Tuning {
+    /// Capacity of the queue, in records.
+    pub queue_records: usize,
+    /// Rotate files at this size (bytes).
+    pub max_bytes: Option<u64>,
+    /// The writer sleeps this long per frame (to test losses).
+    pub writer_delay: Duration,
+    /// Where lines go.
+    pub line_out: LineOut,
+}
+
+impl Tuning {
+    fn from_opts(opts: &TraceOptions) -> Tuning {
+        Tuning {
+            queue_records: QUEUE_RECORDS,
+            max_bytes: opts.pcap_max_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            writer_delay: Duration::ZERO,
+            line_out: LineOut::Stderr,
+        }
+    }
+}
+
+/// One frame on its way to the writer.
+pub(crate) struct FrameRecord {
+    pub when: SystemTime,
+    pub dir: Direction,
+    pub data: Vec<u8>,
+    pub original_len: usize,
+    pub comment: String,
+    /// What was on when it was recorded ([`PCAP`], [`FRAME_LINES`]).
+    pub mode: u8,
+}
+
+/// What the writer thread is told.
+pub(crate) enum Msg {
+    Frame(FrameRecord),
+    Conn {
+        when: SystemTime,
+        text: String,
+    },
+    /// Switch to this file (or none); acknowledge once the old one is
+    /// closed.
+    SetPcap(Option<pcapng::PcapFile>, Sender<()>),
+    /// Flush, close the file, acknowledge and stop.
+    Close(Sender<()>),
+}
+
+/// State shared by the tracer handle and its writer thread.
+#[derive(Default)]
+pub(crate) struct Shared {
+    mode: AtomicU8,
+    queued_bytes: AtomicUsize,
+    written: AtomicU64,
+    lines: AtomicU64,
+    lost: AtomicU64,
+    rotated: AtomicU64,
+    file: Mutex<Option<PathBuf>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn lose(&self) {
+        self.lost.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The packet tracer: one per vnic, shared in an `Arc` by the RX thread,
+/// every processor's [`TracingSink`] and the control socket. It exists so
+/// a user can see every frame and why it went where it went, without the
+/// hot path ever waiting on a disk or a terminal.
+pub struct Tracer {
+    shared: Arc<Shared>,
+    tx: Sender<Msg>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    iface: String,
+    mac: [u8; 6],
+    max_bytes: Option<u64>,
+    control: Mutex<()>,
+}
+
+impl Tracer {
+    /// Starts the writer thread and, with `opts.pcap`, creates the file
+    /// (an error names the file and says why it cannot be created).
+    pub fn start(opts: TraceOptions) -> io::Result<Arc<Tracer>> {
+        let tuning = Tuning::from_opts(&opts);
+        Tracer::start_tuned(opts, tuning)
+    }
+
+    pub(crate) fn start_tuned(opts: TraceOptions, tuning: Tuning) -> io::Result<Arc<Tracer>> {
+        let shared = Arc::new(Shared::default());
+        let file = match &opts.pcap {
+            Some(p) => Some(pcapng::PcapFile::create(
+                p.clone(),
+                &opts.iface,
+                opts.mac,
+                tuning.max_bytes,
+            )?),
+            None => None,
+        };
+        let mut mode = lines_bits(opts.lines);
+        if let Some(f) = &file {
+            mode |= PCAP;
+            *shared.file.lock() = Some(f.path().to_path_buf());
+        }
+        shared.mode.store(mode, Ordering::Relaxed);
+        let (tx, rx) = crossbeam_channel::bounded(tuning.queue_records.max(1));
+        let sh = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("vnic-trace".into())
+            .spawn(move || writer::run(rx, sh, file, tuning))?;
+        Ok(Arc::new(Tracer {
+            shared,
+            tx,
+            writer: Mutex::new(Some(handle)),
+            iface: opts.iface,
+            mac: opts.mac,
+            max_bytes: opts.pcap_max_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            control: Mutex::new(()),
+        }))
+    }
+
+    /// A tracer that traces nothing (no thread, no file): what the wiring
+    /// uses when neither `--pcap` nor `--trace` was given, so call sites
+    /// need no `Option`. [`Tracer::set_pcap`] on it reports that tracing
+    /// was not started.
+    pub fn disabled() -> Arc<Tracer> {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        Arc::new(Tracer {
+            shared: Arc::new(Shared::default()),
+            tx,
+            writer: Mutex::new(None),
+            iface: String::new(),
+            mac: [0; 6],
+            max_bytes: None,
+            control: Mutex::new(()),
+        })
+    }
+
+    /// True when frames are being recorded (pcap or frame lines on).
+    pub fn active(&self) -> bool {
+        self.shared.mode.load(Ordering::Relaxed) & (PCAP | FRAME_LINES) != 0
+    }
+
+    /// Records one frame with a ready-made comment (see
+    /// [`Tracer::record_with`]).
+    pub fn record(&self, dir: Direction, frame: &[u8], comment: &str) {
+        self.record_with(dir, frame, || comment.to_owned())
+    }
+
+    /// Records one frame; called on the hot path for every frame. When
+    /// tracing is off this is one relaxed load and `comment` is never
+    /// called; when the queue is full the record is counted as lost.
+    pub fn record_with(&self, dir: Direction, frame: &[u8], comment: impl FnOnce() -> String) {
+        let mode = self.shared.mode.load(Ordering::Relaxed) & (PCAP | FRAME_LINES);
+        if mode == 0 {
+            return;
+        }
+        if self.tx.is_full() {
+            self.shared.lose();
+            return;
+        }
+        let data = &frame[..frame.len().min(SNAPLEN)];
+        let queued = self
+            .shared
+            .queued_bytes
+            .fetch_add(data.len(), Ordering::Relaxed);
+        if queued.saturating_add(data.len()) > QUEUE_BYTES {
+            self.shared
+                .queued_bytes
+                .fetch_sub(data.len(), Ordering::Relaxed);
+            self.shared.lose();
+            return;
+        }
+        let rec = FrameRecord {
+            when: SystemTime::now(),
+            dir,
+            data: data.to_vec(),
+            original_len: frame.len(),
+            comment: comment(),
+            mode,
+        };
+        if let Err(e) = self.tx.try_send(Msg::Frame(rec)) {
+            if let TrySendError::Full(Msg::Frame(r)) | TrySendError::Disconnected(Msg::Frame(r)) = e
+            {
+                self.shared
+                    .queued_bytes
+                    .fetch_sub(r.data.len(), Ordering::Relaxed);
+            }
+            self.shared.lose();
+        }
+    }
+
+    /// A connection event (new, placed on cpu K, closed, reset,
+    /// retransmit), reported by the processors. It is printed as a
+    /// `conn` line in both line modes (`--trace` and `--trace=conn`), so
+    /// the frame lines show where connections begin and end; it is not
+    /// written to the pcapng file. `text` is only built when lines are on.
+    pub fn conn_event(&self, text: impl FnOnce() -> String) {
+        if self.shared.mode.load(Ordering::Relaxed) & (FRAME_LINES | CONN_LINES) == 0 {
+            return;
+        }
+        let msg = Msg::Conn {
+            when: SystemTime::now(),
+            text: text(),
+        };
+        if self.tx.try_send(msg).is_err() {
+            self.shared.lose();
+        }
+    }
+
+    /// Starts writing a new pcapng file (closing the current one, if
+    /// any), or with `None` stops writing and closes it; returns once the
+    /// old file is complete. For `vnic ctl trace on FILE` / `trace off`.
+    pub fn set_pcap(&self, file: Option<PathBuf>) -> io::Result<()> {
+        let _guard = self.control.lock();
+        if self.writer.lock().is_none() {
+            return Err(io::Error::other("packet tracing is not running"));
+        }
+        match file {
+            Some(path) => {
+                let f = pcapng::PcapFile::create(path, &self.iface, self.mac, self.max_bytes)?;
+                self.control_msg(|ack| Msg::SetPcap(Some(f), ack))?;
+                self.shared.mode.fetch_or(PCAP, Ordering::Relaxed);
+            }
+            None => {
+                self.shared.mode.fetch_and(!PCAP, Ordering::Relaxed);
+                self.control_msg(|ack| Msg::SetPcap(None, ack))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns the stderr lines on (per frame, or connection events only)
+    /// or off. For `vnic ctl trace lines on|conn|off`.
+    pub fn set_lines(&self, mode: Option<LineMode>) {
+        let _guard = self.control.lock();
+        if self.writer.lock().is_none() {
+            return;
+        }
+        let bits = lines_bits(mode);
+        let old = self.shared.mode.load(Ordering::Relaxed);
+        self.shared
+            .mode
+            .store((old & PCAP) | bits, Ordering::Relaxed);
+    }
+
+    /// What the tracer did so far.
+    pub fn stats(&self) -> TraceStats {
+        let s = &self.shared;
+        TraceStats {
+            written: s.written.load(Ordering::Relaxed),
+            lines: s.lines.load(Ordering::Relaxed),
+            lost: s.lost.load(Ordering::Relaxed),
+            rotated: s.rotated.load(Ordering::Relaxed),
+            file: s.file.lock().clone(),
+            last_error: s.last_error.lock().clone(),
+        }
+    }
+
+    /// Writes everything queued, closes the file and stops the writer
+    /// (the SIGINT/SIGTERM path). Idempotent; later records are ignored.
+    pub fn close(&self) {
+        let _guard = self.control.lock();
+        let Some(handle) = self.writer.lock().take() else {
+            return;
+        };
+        self.shared.mode.store(0, Ordering::Relaxed);
+        if self.control_msg(Msg::Close).is_ok() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Sends a control message (waiting for room: this is not the hot
+    /// path) and waits for the writer's acknowledgement.
+    fn control_msg(&self, msg: impl FnOnce(Sender<()>) -> Msg) -> io::Result<()> {
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+        let stuck = || io::Error::new(io::ErrorKind::TimedOut, "the trace writer is not answering");
+        self.tx
+            .send_timeout(msg(ack_tx), CONTROL_WAIT)
+            .map_err(|_| stuck())?;
+        ack_rx.recv_timeout(CONTROL_WAIT).map_err(|_| stuck())
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn lines_bits(mode: Option<LineMode>) -> u8 {
+    match mode {
+        None => 0,
+        Some(LineMode::Frames) => FRAME_LINES | CONN_LINES,
+        Some(LineMode::Conn) => CONN_LINES,
+    }
+}

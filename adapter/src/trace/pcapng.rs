@@ -1,0 +1,265 @@
+//! The pcapng file: a Section Header Block and an Interface Description
+//! Block naming the TAP, then one Enhanced Packet Block per frame with the
+//! adapter's decision as its comment. Blocks are built in memory by
+//! `pcap-file`'s writer and reach the disk only whole, at a flush, so a
+//! file cut off by SIGKILL ends on a block boundary. With a size limit the
+//! file rotates: FILE, then `STEM-1.EXT`, `STEM-2.EXT`, ... (the extension
+//! is kept so Wireshark still knows the format), each a complete pcapng.
+
+use super::{Direction, FrameRecord, SNAPLEN};
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::{DataLink, Endianness};
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+/// A pcapng option carries at most 65535 bytes; comments are cut well
+/// below that (at a character boundary).
+const MAX_COMMENT: usize = 4096;
+
+/// One pcapng output, possibly rotating over several files.
+pub(crate) struct PcapFile {
+    base: PathBuf,
+    iface: String,
+    mac: [u8; 6],
+    max_bytes: Option<u64>,
+    index: u32,
+    path: PathBuf,
+    file: File,
+    out: PcapNgWriter<Vec<u8>>,
+    /// Bytes in this file, written or waiting in `out`.
+    size: u64,
+    /// Packets in this file.
+    packets: u64,
+}
+
+impl PcapFile {
+    /// Creates `base` (truncating it) and writes the headers to it.
+    pub fn create(
+        base: PathBuf,
+        iface: &str,
+        mac: [u8; 6],
+        max_bytes: Option<u64>,
+    ) -> io::Result<PcapFile> {
+        let (file, out, size) = open(&base, iface, mac)?;
+        Ok(PcapFile {
+            path: base.clone(),
+            base,
+            iface: iface.to_owned(),
+            mac,
+            max_bytes,
+            index: 0,
+            file,
+            out,
+            size,
+            packets: 0,
+        })
+    }
+
+    /// The file being written now.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one frame; returns true if a new file was started for it.
+    pub fn write(&mut self, rec: &FrameRecord) -> io::Result<bool> {
+        let comment = cut(&rec.comment, MAX_COMMENT);
+        let need = epb_len(rec.data.len(), comment.len());
+        let mut rotated = false;
+        if let Some(max) = self.max_bytes {
+            if self.packets > 0 && self.size + need > max {
+                self.rotate()?;
+                rotated = true;
+            }
+        }
+        // epb_flags bits 0-1: 01 inbound, 10 outbound (Wireshark shows
+        // it as frame.packet_flags_direction).
+        let flags = match rec.dir {
+            Direction::In => 1,
+            Direction::Out => 2,
+        };
+        let mut options = Vec::with_capacity(2);
+        options.push(EnhancedPacketOption::Flags(flags));
+        if !comment.is_empty() {
+            options.push(EnhancedPacketOption::Comment(Cow::Borrowed(comment)));
+        }
+        let data = &rec.data[..rec.data.len().min(SNAPLEN)];
+        let epb = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: rec.when.duration_since(UNIX_EPOCH).unwrap_or_default(),
+            original_len: u32::try_from(rec.original_len).unwrap_or(u32::MAX),
+            data: Cow::Borrowed(data),
+            options,
+        };
+        self.out.write_pcapng_block(epb).map_err(io::Error::other)?;
+        self.size += need;
+        self.packets += 1;
+        Ok(rotated)
+    }
+
+    /// Bytes built but not yet on disk.
+    pub fn pending(&self) -> usize {
+        self.out.get_ref().len()
+    }
+
+    /// Writes the whole blocks built so far to the file.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let buf = self.out.get_mut();
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let r = self.file.write_all(buf);
+        buf.clear();
+        r
+    }
+
+    /// Flushes and closes the file.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.flush()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.index += 1;
+        let path = rotated_path(&self.base, self.index);
+        let (file, out, size) = open(&path, &self.iface, self.mac)?;
+        self.path = path;
+        self.file = file;
+        self.out = out;
+        self.size = size;
+        self.packets = 0;
+        Ok(())
+    }
+}
+
+/// The name of the `index`th file: `trace.pcapng` → `trace-1.pcapng`;
+/// a name without extension gets `-1` appended.
+pub(crate) fn rotated_path(base: &Path, index: u32) -> PathBuf {
+    if index == 0 {
+        return base.to_path_buf();
+    }
+    let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let name = match (stem, base.extension()) {
+        (Some(stem), Some(ext)) => format!("{stem}-{index}.{}", ext.to_string_lossy()),
+        (Some(stem), None) => format!("{stem}-{index}"),
+        (None, _) => format!("trace-{index}.pcapng"),
+    };
+    base.with_file_name(name)
+}
+
+/// Creates `path` and writes the SHB and IDB to it, flushed, so even a
+/// file with no packet is a valid pcapng.
+fn open(path: &Path, iface: &str, mac: [u8; 6]) -> io::Result<(File, PcapNgWriter<Vec<u8>>, u64)> {
+    let mut file = File::create(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot create pcap file {}: {e}", path.display()),
+        )
+    })?;
+    let shb = SectionHeaderBlock {
+        endianness: Endianness::native(),
+        options: vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(
+            "vnic {}",
+            env!("CARGO_PKG_VERSION")
+        )))],
+        ..Default::default()
+    };
+    let mut out = PcapNgWriter::with_section_header(Vec::with_capacity(1 << 16), shb)
+        .map_err(io::Error::other)?;
+    let m = mac;
+    let idb = InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: SNAPLEN as u32,
+        options: vec![
+            InterfaceDescriptionOption::IfName(Cow::Owned(iface.to_owned())),
+            InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
+                "vnic emulated adapter on TAP {iface}, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ))),
+            InterfaceDescriptionOption::IfMacAddr(Cow::Owned(mac.to_vec())),
+            InterfaceDescriptionOption::IfTsResol(9),
+        ],
+    };
+    out.write_pcapng_block(idb).map_err(io::Error::other)?;
+    let size = out.get_ref().len() as u64;
+    file.write_all(out.get_ref())?;
+    out.get_mut().clear();
+    Ok((file, out, size))
+}
+
+/// The size of an EPB with `data` bytes, the flags option and a
+/// `comment` of that length.
+fn epb_len(data: usize, comment: usize) -> u64 {
+    let pad4 = |n: usize| n.div_ceil(4) * 4;
+    let flags = 4 + 4;
+    let comment = if comment > 0 { 4 + pad4(comment) } else { 0 };
+    let opts = flags + comment + 4;
+    (12 + 20 + pad4(data.min(SNAPLEN)) + opts) as u64
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotated_names_keep_the_extension() {
+        let b = Path::new("/tmp/x/trace.pcapng");
+        assert_eq!(rotated_path(b, 0), b);
+        assert_eq!(rotated_path(b, 2), Path::new("/tmp/x/trace-2.pcapng"));
+        assert_eq!(
+            rotated_path(Path::new("cap"), 1),
+            Path::new("cap-1").to_path_buf()
+        );
+    }
+
+    #[test]
+    fn comments_are_cut_at_a_char_boundary() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("abc", 10), "abc");
+    }
+
+    #[test]
+    fn epb_length_matches_what_the_writer_writes() {
+        let mut w = PcapNgWriter::new(Vec::new()).expect("writer");
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 0))
+            .expect("idb");
+        for (data, comment) in [(0, 0), (1, 1), (60, 7), (61, 12), (1514, 30)] {
+            let before = w.get_ref().len();
+            let c = "x".repeat(comment);
+            let d = vec![0u8; data];
+            let mut options = vec![EnhancedPacketOption::Flags(1)];
+            if comment > 0 {
+                options.push(EnhancedPacketOption::Comment(Cow::Borrowed(c.as_str())));
+            }
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Default::default(),
+                original_len: data as u32,
+                data: Cow::Borrowed(&d),
+                options,
+            })
+            .expect("epb");
+            let got = (w.get_ref().len() - before) as u64;
+            assert_eq!(got, epb_len(data, comment), "data {data} comment {comment}");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The writer thread (`vnic-trace`): drains the tracer's queue into the
+//! pcapng file and the stderr lines, off the hot path.
+//!
+//! Flush policy: whatever is pending goes out when the queue has been
+//! empty for [`LINGER`], every [`FLUSH_EVERY`] under steady traffic, or
+//! once [`FLUSH_BYTES`] are pending, so a SIGKILL loses at most the last
+//! few hundred milliseconds and the file still ends on a whole block.
+
+use super::pcapng::PcapFile;
+use super::{line, FrameRecord, LineOut, Msg, Shared, Tuning, FRAME_LINES, PCAP};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::io::{self, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long an emptied queue waits for more before everything is flushed.
+const LINGER: Duration = Duration::from_millis(5);
+/// Longest time between flushes while traffic flows.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Pending bytes (file or lines) that force a flush.
+const FLUSH_BYTES: usize = 64 << 10;
+/// How long the writer sleeps when it has nothing pending.
+const IDLE: Duration = Duration::from_secs(1);
+
+struct Writer {
+    shared: Arc<Shared>,
+    pcap: Option<PcapFile>,
+    lines: String,
+    line_out: LineOut,
+    last_flush: Instant,
+    delay: Duration,
+}
+
+/// The thread's body: runs until [`Msg::Close`] or until the tracer is gone.
+pub(crate) fn run(rx: Receiver<Msg>, shared: Arc<Shared>, pcap: Option<PcapFile>, t: Tuning) {
+    let mut w = Writer {
+        shared,
+        pcap,
+        lines: String::with_capacity(FLUSH_BYTES),
+        line_out: t.line_out,
+        last_flush: Instant::now(),
+        delay: t.writer_delay,
+    };
+    loop {
+        let wait = if w.pending() > 0 { LINGER } else { IDLE };
+        let msg = match rx.recv_timeout(wait) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                w.flush();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match msg {
+            Msg::Frame(rec) => {
+                w.shared
+                    .queued_bytes
+                    .fetch_sub(rec.data.len(), Ordering::Relaxed);
+                if !w.delay.is_zero() {
+                    std::thread::sleep(w.delay);
+                }
+                w.frame(&rec);
+            }
+            Msg::Conn { when, text } => {
+                w.lines.push_str(&line::format_conn_line(when, &text));
+                w.lines.push('\n');
+                w.shared.lines.fetch_add(1, Ordering::Relaxed);
+            }
+            Msg::SetPcap(file, ack) => {
+                w.flush();
+                w.close_pcap();
+                if let Some(f) = &file {
+                    *w.shared.file.lock() = Some(f.path().to_path_buf());
+                }
+                w.pcap = file;
+                let _ = ack.send(());
+            }
+            Msg::Close(ack) => {
+                w.flush();
+                w.close_pcap();
+                let _ = ack.send(());
+                return;
+            }
+        }
+        if w.pending() >= FLUSH_BYTES || w.last_flush.elapsed() >= FLUSH_EVERY {
+            w.flush();
+        }
+    }
+    w.flush();
+    w.close_pcap();
+}
+
+impl Writer {
+    fn pending(&self) -> usize {
+        self.lines.len() + self.pcap.as_ref().map_or(0, |p| p.pending())
+    }
+
+    fn frame(&mut self, rec: &FrameRecord) {
+        if rec.mode & PCAP != 0 {
+            match self.pcap.as_mut().map(|p| p.write(rec)) {
+                Some(Ok(rotated)) => {
+                    self.shared.written.fetch_add(1, Ordering::Relaxed);
+                    if rotated {
+                        self.shared.rotated.fetch_add(1, Ordering::Relaxed);
+                        if let Some(p) = &self.pcap {
+                            *self.shared.file.lock() = Some(p.path().to_path_buf());
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    self.shared.lose();
+                    self.fail(e);
+                }
+                // The file was switched off after this frame was queued.
+                None => {}
+            }
+        }
+        if rec.mode & FRAME_LINES != 0 {
+            self.lines.push_str(&line::format_line(
+                rec.when,
+                rec.dir,
+                &rec.data,
+                &rec.comment,
+            ));
+            self.lines.push('\n');
+            self.shared.lines.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(p) = self.pcap.as_mut() {
+            if let Err(e) = p.flush() {
+                self.fail(e);
+            }
+        }
+        if !self.lines.is_empty() {
+            // A closed or full stderr must not stop the file: errors are
+            // ignored here, the lines are gone either way.
+            match &self.line_out {
+                LineOut::Stderr => {
+                    let _ = io::stderr().lock().write_all(self.lines.as_bytes());
+                }
+                LineOut::Buffer(b) => b.lock().extend_from_slice(self.lines.as_bytes()),
+            }
+            self.lines.clear();
+        }
+        self.last_flush = Instant::now();
+    }
+
+    /// Stops writing the file after an error: later frames for it are
+    /// ignored, and the error is kept for `stats()`.
+    fn fail(&mut self, e: io::Error) {
+        let path = self.pcap.take().map(|p| p.path().display().to_string());
+        self.shared.mode.fetch_and(!PCAP, Ordering::Relaxed);
+        *self.shared.file.lock() = None;
+        let msg = match path {
+            Some(p) => format!("writing {p}: {e}"),
+            None => e.to_string(),
+        };
+        eprintln!("vnic: packet trace stopped: {msg}");
+        *self.shared.last_error.lock() = Some(msg);
+    }
+
+    fn close_pcap(&mut self) {
+        if let Some(p) = self.pcap.take() {
+            if let Err(e) = p.finish() {
+                self.fail(e);
+            }
+        }
+        *self.shared.file.lock() = None;
+    }
+}

@@ -1,0 +1,110 @@
+//! A back-end server instance: a thread that holds no socket and runs the
+//! app logic on messages. A panic inside the work is caught: the back-end
+//! reports itself failed and stops, and the dispatcher retries its work
+//! elsewhere.
+
+use super::ipc::{FromBackend, Job, Reply, Work};
+use crate::app::chargen;
+use crate::app::http::Http;
+use crate::app::{App, AppContext, Socket};
+use crate::stats::Registry;
+use crossbeam_channel::Receiver;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+/// The work function a back-end runs: (back-end id, work) → (reply bytes, close).
+pub type Handler = Arc<dyn Fn(usize, &Work) -> (Vec<u8>, bool) + Send + Sync>;
+
+/// Starts back-end `id` serving `jobs` with `handler`.
+pub fn spawn(
+    id: usize,
+    jobs: Receiver<Job>,
+    handler: Handler,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("vnic-backend{id}"))
+        .spawn(move || run(id, jobs, handler))
+}
+
+fn run(id: usize, jobs: Receiver<Job>, handler: Handler) {
+    while let Ok(job) = jobs.recv() {
+        match catch_unwind(AssertUnwindSafe(|| handler(id, &job.work))) {
+            Ok((bytes, close)) => {
+                let _ = job.reply_to.send(FromBackend::Reply(Reply {
+                    id: job.id,
+                    conn: job.conn,
+                    seq: job.seq,
+                    backend: id,
+                    bytes,
+                    close,
+                }));
+            }
+            Err(_) => {
+                let _ = job.reply_to.send(FromBackend::Failed { backend: id });
+                return;
+            }
+        }
+    }
+}
+
+/// The real app logic of the distributor model's back-ends.
+pub fn app_handler(registry: Arc<Registry>) -> Handler {
+    Arc::new(move |backend, work| match work {
+        Work::Echo(b) => (b.clone(), false),
+        Work::Discard(_) => (Vec::new(), false),
+        Work::Chargen { offset, len } => (chargen::stream_bytes(*offset, *len), false),
+        Work::Http {
+            request,
+            connection,
+        } => {
+            let mut app = Http::new(AppContext {
+                processor: 0,
+                connection: *connection,
+                registry: registry.clone(),
+                backend: Some(backend),
+            });
+            let mut sock = BufferSocket {
+                input: request,
+                read: 0,
+                output: Vec::new(),
+                closed: false,
+            };
+            app.poll(&mut sock);
+            (sock.output, sock.closed)
+        }
+    })
+}
+
+/// A socket over one request's bytes, so the http app runs unchanged in a
+/// back-end that has no connection.
+struct BufferSocket<'a> {
+    input: &'a [u8],
+    read: usize,
+    output: Vec<u8>,
+    closed: bool,
+}
+
+impl Socket for BufferSocket<'_> {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.input.len() - self.read);
+        buf[..n].copy_from_slice(&self.input[self.read..self.read + n]);
+        self.read += n;
+        n
+    }
+    fn recv_available(&self) -> usize {
+        self.input.len() - self.read
+    }
+    fn send(&mut self, data: &[u8]) -> usize {
+        self.output.extend_from_slice(data);
+        data.len()
+    }
+    fn send_capacity(&self) -> usize {
+        usize::MAX / 2
+    }
+    fn peer_closed(&self) -> bool {
+        false
+    }
+    fn close(&mut self) {
+        self.closed = true;
+    }
+}

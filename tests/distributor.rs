@@ -1,0 +1,244 @@
+//! The distributor model: one front-end does the socket work, back-ends
+//! run the apps, replies come back in order, a failed back-end loses nothing.
+
+mod common;
+
+use common::{body_value, can_run, http_get, Netns};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+fn connect(addr: &str) -> TcpStream {
+    let a: SocketAddr = addr.parse().expect("addr");
+    let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s
+}
+
+#[test]
+fn forty_gets_ten_per_backend_each_naming_its_backend() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let vnic = ns.vnic(&["--model", "distributor", "--backends", "4"]);
+    assert!(
+        vnic.ready
+            .contains("model=distributor backends=4 balance=round-robin"),
+        "{}",
+        vnic.ready
+    );
+    let backends = ns.run(|| {
+        let mut v = Vec::new();
+        // Half on new connections, half pipelined on one keep-alive connection.
+        for _ in 0..20 {
+            let (status, body) = http_get(&mut connect("10.0.0.2:80"), "/", false);
+            assert_eq!(status, 200);
+            assert_eq!(body_value(&body, "processor").as_deref(), Some("0"));
+            v.push(
+                body_value(&body, "backend")
+                    .and_then(|b| b.parse::<usize>().ok())
+                    .expect("backend="),
+            );
+        }
+        let mut s = connect("10.0.0.2:80");
+        for _ in 0..20 {
+            let (status, body) = http_get(&mut s, "/", true);
+            assert_eq!(status, 200);
+            v.push(
+                body_value(&body, "backend")
+                    .and_then(|b| b.parse::<usize>().ok())
+                    .expect("backend="),
+            );
+        }
+        v
+    });
+    let mut counts = [0usize; 4];
+    for b in &backends {
+        counts[*b] += 1;
+    }
+    assert_eq!(counts, [10, 10, 10, 10], "{backends:?}");
+    let expected: Vec<usize> = (0..40).map(|i| i % 4).collect();
+    assert_eq!(backends, expected, "strict round-robin per request");
+    let st = ns.status_json();
+    assert_eq!(st["model"], "distributor");
+    let served: Vec<u64> = st["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| b["requests"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(served, vec![10, 10, 10, 10]);
+}
+
+#[test]
+fn pipelined_requests_come_back_in_order() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let _vnic = ns.vnic(&["--model", "distributor", "--backends", "3"]);
+    let bodies = ns.run(|| {
+        let mut s = connect("10.0.0.2:80");
+        // 12 requests in one write: different back-ends answer them.
+        let mut req = String::new();
+        for i in 0..12 {
+            req.push_str(&format!(
+                "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                if i % 2 == 0 { "" } else { "nope" }
+            ));
+        }
+        s.write_all(req.as_bytes()).expect("write");
+        (0..12)
+            .map(|_| common::read_response(&mut s).0)
+            .collect::<Vec<u16>>()
+    });
+    let want: Vec<u16> = (0..12)
+        .map(|i| if i % 2 == 0 { 200 } else { 404 })
+        .collect();
+    assert_eq!(bodies, want);
+}
+
+#[test]
+fn echo_and_chargen_work_through_the_distributor() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let _vnic = ns.vnic(&[
+        "--model",
+        "distributor",
+        "--backends",
+        "4",
+        "--balance",
+        "least-busy",
+    ]);
+    let data: Vec<u8> = {
+        use rand::{RngCore, SeedableRng};
+        let mut v = vec![0u8; 4 << 20];
+        rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut v);
+        v
+    };
+    let want = Sha256::digest(&data);
+    let (n, got, pattern_ok) = ns.run(move || {
+        let s = connect("10.0.0.2:7");
+        let mut w = s.try_clone().expect("clone");
+        let writer = std::thread::spawn(move || {
+            w.write_all(&data).expect("write");
+            w.shutdown(Shutdown::Write).expect("half-close");
+        });
+        let mut r = s;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 65536];
+        let mut n = 0;
+        loop {
+            let k = r.read(&mut buf).expect("read");
+            if k == 0 {
+                break;
+            }
+            n += k;
+            h.update(&buf[..k]);
+        }
+        writer.join().expect("writer");
+        // chargen: 4 MiB keep the pattern.
+        let ring: Vec<u8> = (0x21u8..=0x7e).chain(std::iter::once(0x20)).collect();
+        let mut period = Vec::new();
+        for k in 0..95 {
+            period.extend((0..72).map(|i| ring[(k + i) % 95]));
+            period.extend_from_slice(b"\r\n");
+        }
+        let mut c = connect("10.0.0.2:19");
+        let mut got = 0usize;
+        let mut ok = true;
+        while got < 4 << 20 {
+            let k = c.read(&mut buf).expect("read chargen");
+            assert!(k > 0);
+            for (i, b) in buf[..k].iter().enumerate() {
+                ok &= *b == period[(got + i) % period.len()];
+            }
+            got += k;
+        }
+        (n, h.finalize(), ok)
+    });
+    assert_eq!(n, 4 << 20);
+    assert_eq!(got, want, "echo intact through the distributor");
+    assert!(pattern_ok, "chargen pattern intact through the distributor");
+}
+
+#[test]
+fn backend_down_mid_run_loses_no_request() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let _vnic = ns.vnic(&["--model", "distributor", "--backends", "4"]);
+    let ctl = ns.control_path();
+    let results = ns.run(move || {
+        let mut ok = 0;
+        let mut seen_after = std::collections::HashSet::new();
+        for i in 0..200 {
+            if i == 100 {
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_vnic"))
+                    .args(["ctl", "backend", "1", "down", "--control", &ctl])
+                    .output()
+                    .expect("ctl");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let (status, body) = http_get(&mut connect("10.0.0.2:80"), "/", false);
+            if status == 200 {
+                ok += 1;
+            }
+            if i > 100 {
+                seen_after.insert(body_value(&body, "backend").unwrap_or_default());
+            }
+        }
+        (ok, seen_after)
+    });
+    assert_eq!(results.0, 200, "every request answered");
+    assert!(
+        !results.1.contains("1"),
+        "back-end 1 served nothing after going down: {:?}",
+        results.1
+    );
+    let st = ns.status_json();
+    assert_eq!(st["backends"][1]["state"], "down");
+    assert!(ns.vnic_cmd(&["ctl", "backend", "1", "up"]).status.success());
+    assert_eq!(ns.status_json()["backends"][1]["state"], "up");
+}
+
+#[test]
+fn model_flags_are_checked() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let out = ns.vnic_raw(&[
+        "up",
+        "--tap",
+        &ns.tap,
+        "--ip",
+        "10.0.0.2/24",
+        "--backends",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model distributor"));
+    let out = ns.vnic_raw(&[
+        "up",
+        "--tap",
+        &ns.tap,
+        "--ip",
+        "10.0.0.2/24",
+        "--model",
+        "distributor",
+        "--processors",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
