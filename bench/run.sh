@@ -59,10 +59,14 @@ PIDS+=($!)
 # --- vnic: its TAP in its own namespace, the client on the host side ---
 ip netns add "$NSV"; ip -n "$NSV" link set lo up
 VNIC_PID=
-start_vnic() { # $1 = processors
+start_vnic() { # $1 = processors, then extra vnic flags
   if [ -n "$VNIC_PID" ]; then kill "$VNIC_PID" 2>/dev/null || true; wait "$VNIC_PID" 2>/dev/null || true; fi
+  local procs=$1; shift
+  local pflag=(--processors "$procs")
+  [ "$procs" = 0 ] && pflag=()
+  rm -f /tmp/vnb-$ID.ready
   ip netns exec "$NSV" "$VNIC" up --tap "$TAP" --ip 10.9.0.2/24 --host-ip 10.9.0.1/24 \
-      --processors "$1" --control "$CTL" --quiet --time-wait 1s > /tmp/vnb-$ID.ready 2>/tmp/vnb-$ID.err &
+      "${pflag[@]}" --control "$CTL" --quiet --time-wait 1s "$@" > /tmp/vnb-$ID.ready 2>/tmp/vnb-$ID.err &
   VNIC_PID=$!
   PIDS+=($VNIC_PID)
   for _ in $(seq 100); do grep -q ready /tmp/vnb-$ID.ready 2>/dev/null && return 0; sleep 0.1; done
@@ -87,13 +91,15 @@ NFT
 }
 loss_off() { ip netns exec "$1" nft delete table netdev vnbloss 2>/dev/null || true; }
 
-ROWS=()
-row() { # name unit vnic kernel [higher-is-better=1]
+ROWS=() TROWS=() MROWS=()
+fmt_row() { # name unit a b -> table line with a/b
   local r
-  r=$(python3 -c "v,k=float('$3'),float('$4'); print(f'{v/k:.2f}' if k>0 else 'n/a')")
-  ROWS+=("$(printf '| %-38s | %10s | %10s | %6s | %s |' "$1" "$3" "$4" "$r" "$2")")
-  echo "${ROWS[-1]}" >&2
+  r=$(python3 -c "a,b=float('$3'),float('$4'); print(f'{a/b:.2f}' if b>0 else 'n/a')")
+  printf '| %-42s | %10s | %10s | %6s | %s |' "$1" "$3" "$4" "$r" "$2"
 }
+row()  { ROWS+=("$(fmt_row "$@")");  echo "${ROWS[-1]}" >&2; }
+trow() { TROWS+=("$(fmt_row "$@")"); echo "${TROWS[-1]}" >&2; }
+mrow() { MROWS+=("$(fmt_row "$@")"); echo "${MROWS[-1]}" >&2; }
 
 V=10.9.0.2 K=10.8.0.2
 echo "bulk upload/download $BULK bytes ..." >&2
@@ -129,11 +135,43 @@ for p in 1 2 4; do
   row "HTTP GET, new conn each, 32 conc, $p cpu" req/s "$(echo "$vc" | field rps)" "$(echo "$kc" | field rps)"
 done
 
+echo "trace cost (--pcap) ..." >&2
+PCAP=/tmp/vnb-$ID.pcapng
+start_vnic 4; sleep 0.3
+b_dl=$(run "$NSV" download $V:19 $BULK | field gbps); b_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
+start_vnic 4 --pcap "$PCAP"; sleep 0.3
+p_dl=$(run "$NSV" download $V:19 $BULK | field gbps); p_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
+lost=$(timeout 10 "$VNIC" status --control "$CTL" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['trace']['lost'])")
+rm -f "$PCAP"*
+trow "bulk download, 1 conn" Gbit/s "$p_dl" "$b_dl"
+trow "HTTP GET, new conn each, 32 conc" req/s "$p_cr" "$b_cr"
+echo "trace records lost during the --pcap run: $lost" >&2
+
+echo "listener models ..." >&2
+for p in 1 2 4; do
+  start_vnic $p; sleep 0.3
+  m_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
+  m_rt=$(run "$NSV" httprtt $V:80 $RTTS)
+  m_eb=$(run "$NSV" echobulk $V:7 $LOSSBULK | field gbps)
+  start_vnic 0 --model distributor --backends $p; sleep 0.3
+  d_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
+  d_rt=$(run "$NSV" httprtt $V:80 $RTTS)
+  d_eb=$(run "$NSV" echobulk $V:7 $LOSSBULK | field gbps)
+  mrow "HTTP GET new conn, 32 conc, $p cpu/backends" req/s "$m_cr" "$d_cr"
+  mrow "keep-alive GET p50, $p (lower better)" us "$(echo "$m_rt" | field p50_us)" "$(echo "$d_rt" | field p50_us)"
+  mrow "keep-alive GET p99, $p (lower better)" us "$(echo "$m_rt" | field p99_us)" "$(echo "$d_rt" | field p99_us)"
+  mrow "bulk echo, 1 conn, $p" Gbit/s "$m_eb" "$d_eb"
+done
+
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git diff --quiet 2>/dev/null || echo "+dirty")
 HEADER="### $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT$DIRTY — $(nproc) cores, Linux $(uname -r)"
 CMD="bench/run.sh $*"
-TABLE=$(printf '%s\n' "| measure | vnic | kernel (veth) | vnic/kernel | unit |" "|---|---:|---:|---:|---|" "${ROWS[@]}")
+TABLE=$(printf '%s\n' "| measure | vnic | kernel (veth) | vnic/kernel | unit |" "|---|---:|---:|---:|---|" "${ROWS[@]}" \
+  "" "Trace cost (vnic, 4 processors; trace records lost: $lost):" "" \
+  "| measure | with --pcap | without | with/without | unit |" "|---|---:|---:|---:|---|" "${TROWS[@]}" \
+  "" "Listener models (same workload, one run):" "" \
+  "| measure | monolithic | distributor | mono/dist | unit |" "|---|---:|---:|---:|---|" "${MROWS[@]}")
 printf '\n%s\n\n`%s`\n\n%s\n' "$HEADER" "$CMD" "$TABLE"
 if [ "$RECORD" = 1 ]; then
   [ -f BENCHMARKS.md ] || printf '# vnic benchmarks\n\nEach run of `bench/run.sh` appends a section. Ratios are vnic/kernel in the same run (for latency, lower is better).\n' > BENCHMARKS.md

@@ -8,6 +8,8 @@
 //! bclient rtt      ADDR:PORT COUNT SIZE       (echo round trips on one connection)
 //! bclient connrate ADDR:PORT COUNT CONC       (HTTP GET, Connection: close, CONC threads)
 //! bclient hold     ADDR:PORT COUNT SECS       (open COUNT idle connections, hold them)
+//! bclient httprtt  ADDR:PORT COUNT            (keep-alive GET / latency on one connection)
+//! bclient echobulk ADDR:PORT BYTES            (bulk through echo: write and read at once)
 //! ```
 
 use std::io::{Read, Write};
@@ -141,6 +143,77 @@ fn main() {
                 "{{\"mode\":\"connrate\",\"count\":{count},\"conc\":{conc},\"secs\":{secs:.4},\"rps\":{:.0},\"failed\":{}}}",
                 count as f64 / secs,
                 failed.load(Ordering::Relaxed)
+            );
+        }
+        "httprtt" => {
+            let count: usize = arg(&args, 3);
+            let mut s = connect(addr).expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            let mut samples = Vec::with_capacity(count);
+            let mut buf = vec![0u8; 8192];
+            for _ in 0..count {
+                let t = Instant::now();
+                s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n")
+                    .expect("write");
+                // Read one response: head, then Content-Length bytes.
+                let mut got: Vec<u8> = Vec::new();
+                loop {
+                    let n = s.read(&mut buf).expect("read");
+                    assert!(n > 0, "server closed");
+                    got.extend_from_slice(&buf[..n]);
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                samples.push(t.elapsed().as_nanos() as f64 / 1e3);
+            }
+            samples.sort_by(|a, b| a.total_cmp(b));
+            let p = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+            println!(
+                "{{\"mode\":\"httprtt\",\"count\":{count},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+                p(0.5),
+                p(0.99)
+            );
+        }
+        "echobulk" => {
+            let bytes: u64 = arg(&args, 3);
+            let s = connect(addr).expect("connect");
+            let mut w = s.try_clone().expect("clone");
+            let t = Instant::now();
+            let writer = std::thread::spawn(move || {
+                let buf = vec![0x5au8; 256 * 1024];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    w.write_all(&buf[..n]).expect("write");
+                    left -= n as u64;
+                }
+                w.shutdown(Shutdown::Write).expect("shutdown");
+            });
+            let mut r = s;
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut got = 0u64;
+            loop {
+                let n = r.read(&mut buf).expect("read");
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+            }
+            let _ = writer.join();
+            let secs = t.elapsed().as_secs_f64();
+            assert_eq!(got, bytes, "echo returned every byte");
+            println!(
+                "{{\"mode\":\"echobulk\",\"bytes\":{got},\"secs\":{secs:.4},\"gbps\":{:.3}}}",
+                got as f64 * 8.0 / secs / 1e9
             );
         }
         "hold" => {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::congestion::CongestionAlgorithm;
+
 /// The knobs of a connection, shared by every connection of a processor.
 ///
 /// It exists so that tests can shorten TIME-WAIT and retry limits and the
@@ -27,6 +29,27 @@ pub struct Config {
     pub max_retransmissions: u32,
     /// Retransmissions of a SYN or SYN|ACK before giving up.
     pub syn_retransmissions: u32,
+    /// Congestion controller (CUBIC unless a test or the operator picks
+    /// NewReno).
+    pub congestion: CongestionAlgorithm,
+    /// Longest wait before an ACK for in-order data (RFC 1122 4.2.3.2:
+    /// at most 500 ms; RFC 5681 4.2: < 500 ms; Linux's minimum is 40 ms).
+    /// Every second full-sized segment is ACKed at once regardless;
+    /// zero ACKs every segment at once.
+    pub delayed_ack: Duration,
+    /// Start connections with Nagle's algorithm off (TCP_NODELAY); each
+    /// connection can change it with `Connection::set_nodelay`.
+    pub nodelay: bool,
+    /// Offer / accept SACK (RFC 2018).
+    pub sack: bool,
+    /// Offer / accept timestamps (RFC 7323).
+    pub timestamps: bool,
+    /// RFC 5961 7: challenge ACKs a connection sends per second at most.
+    pub challenge_ack_limit: u32,
+    /// RFC 9293 3.8.6.2.1: how long a sub-MSS segment that only the peer's
+    /// small window holds back may wait before it is sent anyway (the
+    /// "override timeout", 0.1 to 1 s).
+    pub sws_override: Duration,
 }
 
 impl Default for Config {
@@ -41,6 +64,13 @@ impl Default for Config {
             rto_max: Duration::from_secs(60),
             max_retransmissions: 12,
             syn_retransmissions: 5,
+            congestion: CongestionAlgorithm::Cubic,
+            delayed_ack: Duration::from_millis(40),
+            nodelay: false,
+            sack: true,
+            timestamps: true,
+            challenge_ack_limit: 10,
+            sws_override: Duration::from_millis(200),
         }
     }
 }

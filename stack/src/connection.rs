@@ -11,8 +11,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::congestion::{new_controller, Controller};
 use crate::reassembly::RecvBuffer;
 use crate::rtt::RttEstimator;
+use crate::sack::{SackReport, Scoreboard};
 use crate::send_buffer::SendBuffer;
 use crate::seq::SeqNumber;
 use crate::timers::{Timer, TimerTable};
@@ -98,7 +100,8 @@ pub enum Disposition {
 
 /// Counters of one connection.
 ///
-/// It exists for `vnic status` and the http app's `/stats`.
+/// It exists for `vnic status` and the http app's `/stats`, and so tests
+/// can watch congestion control and loss recovery from outside.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnStats {
     /// Payload bytes received in order (each byte once).
@@ -115,10 +118,44 @@ pub struct ConnStats {
     pub segments_in: u64,
     /// Segments returned by `poll_transmit`.
     pub segments_out: u64,
+    /// Segments sent again (by RTO, fast retransmit or SACK recovery); one
+    /// [`Event::Retransmit`] each.
+    pub segments_retransmitted: u64,
+    /// Loss recoveries entered on duplicate ACKs or SACK (RFC 5681 / 6582
+    /// fast retransmit, or RFC 6675).
+    pub fast_retransmits: u64,
+    /// Of those, recoveries driven by the SACK scoreboard (RFC 6675).
+    pub sack_recoveries: u64,
+    /// Duplicate ACKs received (RFC 5681 / RFC 6675 definitions).
+    pub dup_acks: u64,
+    /// Congestion window in bytes.
+    pub cwnd: usize,
+    /// Slow start threshold in bytes (`usize::MAX` before the first loss).
+    pub ssthresh: usize,
+    /// Challenge ACKs sent (RFC 5961), after rate limiting.
+    pub challenge_acks: u64,
+    /// Segments dropped by PAWS (RFC 7323 5).
+    pub paws_rejected: u64,
 }
 
 /// Largest value of the 16-bit window field.
 const MAX_WINDOW_FIELD: usize = u16::MAX as usize;
+
+/// Bytes the timestamps option takes in every segment once negotiated
+/// (two NOPs + kind + length + TSval + TSecr).
+const TIMESTAMPS_OPTION_LEN: usize = 12;
+
+/// RFC 7323 5.5: TS.Recent is invalid after 24 days of idleness.
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 60 * 60);
+
+/// Which loss recovery is running (RFC 6675 or RFC 6582).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Recovery {
+    /// SACK-based: the scoreboard says what is lost.
+    Sack,
+    /// NewReno: one hole at a time, at SND.UNA.
+    NewReno,
+}
 
 /// One TCP connection (one TCB).
 ///
@@ -130,33 +167,74 @@ pub struct Connection {
     cfg: Config,
     tuple: FourTuple,
     state: State,
+    /// Origin of our timestamp clock (the moment the connection was made).
+    epoch: Instant,
 
     // Send sequence space (RFC 9293 3.3.1).
     iss: SeqNumber,
     snd_una: SeqNumber,
+    /// Next new sequence number to send. Retransmissions are sent from the
+    /// scoreboard without moving it; only a SYN retransmission rewinds it.
     snd_nxt: SeqNumber,
-    /// Highest sequence number sent so far; `snd_nxt` falls back to
-    /// `snd_una` after a timeout (go-back-N) while this stays.
+    /// Highest sequence number sent so far.
     snd_max: SeqNumber,
     /// Peer's window in bytes, scaling applied.
     snd_wnd: usize,
+    /// Largest window the peer ever offered (RFC 5961 MAX.SND.WND, and
+    /// the sender SWS rule of RFC 9293 3.8.6.2.1).
+    max_snd_wnd: usize,
     snd_wl1: SeqNumber,
     snd_wl2: SeqNumber,
     /// Shift applied to the peer's window field (0 unless negotiated).
     snd_wscale: u8,
-    /// Largest payload per segment: min(peer's MSS, our MTU's MSS).
+    /// min(peer's MSS, our MTU's MSS).
+    mss: usize,
+    /// Payload of a full-sized segment: `mss` less the timestamps option.
     send_mss: usize,
     send_buf: SendBuffer,
     /// Sequence number of our FIN, fixed when the application closes.
     fin_seq: Option<SeqNumber>,
     /// close() was called before the handshake completed.
     close_pending: bool,
-    /// Set after a timeout: at most `cwnd` bytes in flight until `snd_una`
-    /// passes `recover`, so the resend starts with one segment and grows as
-    /// ACKs return. (A full congestion controller comes later.)
-    in_recovery: bool,
-    cwnd: usize,
-    recover: SeqNumber,
+    /// Nagle's algorithm is off (TCP_NODELAY).
+    nodelay: bool,
+    /// End of the last sub-MSS segment sent (Minshall's Nagle variant:
+    /// hold a small segment only while another small one is unacked).
+    snd_sml: SeqNumber,
+    /// The SWS override timeout fired: a held sub-MSS segment may go.
+    sws_override_due: bool,
+
+    // Congestion control and loss recovery (RFC 5681, 6582, 6675).
+    cc: Box<dyn Controller>,
+    scoreboard: Scoreboard,
+    recovery: Option<Recovery>,
+    /// RFC 6675 RecoveryPoint / RFC 6582 "recover": no new recovery
+    /// starts until SND.UNA reaches it.
+    recovery_point: SeqNumber,
+    /// RFC 6675 HighRxt: retransmission has covered the holes up to here.
+    high_rxt: SeqNumber,
+    /// Every un-SACKed byte below this is taken as lost (after an RTO,
+    /// the first segment in NewReno recovery, data beyond a closed window).
+    lost_until: SeqNumber,
+    /// Send the segment at SND.UNA next, whatever cwnd says (fast
+    /// retransmit, RFC 6582 partial ACK, RTO).
+    rxt_head: bool,
+    dup_acks: u32,
+    /// Without SACK, bytes the duplicate ACKs say have left the network
+    /// (one SMSS each): NewReno's window inflation, expressed as pipe.
+    dup_sacked: usize,
+    /// When new data was last sent (RFC 5681 4.1 restart after idle).
+    last_data_sent: Option<Instant>,
+
+    // Options.
+    sack_ok: bool,
+    ts_ok: bool,
+    /// RFC 7323 TS.Recent and when it was set (None: not valid).
+    ts_recent: u32,
+    ts_recent_at: Option<Instant>,
+    ts_offset: u32,
+    /// RFC 7323 Last.ACK.sent.
+    last_ack_sent: SeqNumber,
 
     // Receive sequence space.
     irs: SeqNumber,
@@ -168,21 +246,32 @@ pub struct Connection {
     /// Window scale option to put in our SYN / SYN|ACK.
     syn_wscale: Option<u8>,
     recv_buf: RecvBuffer,
+    /// Largest segment the peer sent us (what "full-sized" means for
+    /// the every-second-segment ACK rule).
+    rcv_mss: usize,
+    sack_report: SackReport,
     /// Sequence number of the peer's FIN once seen (maybe ahead of a gap).
     peer_fin: Option<SeqNumber>,
     peer_fin_received: bool,
 
     rtt: RttEstimator,
-    /// The one segment being timed: (sequence number that acknowledges it,
-    /// when it was sent). Never a retransmitted one (Karn).
+    /// The one segment being timed when timestamps are off: (sequence
+    /// number that acknowledges it, when it was sent). Never a
+    /// retransmitted one (Karn).
     rtt_sample: Option<(SeqNumber, Instant)>,
     timers: TimerTable,
     persist_backoff: u32,
+    /// Window probes sent since the peer last sent an acceptable ACK.
+    persist_unanswered: u32,
 
     ack_pending: bool,
     probe_pending: bool,
     rst_pending: Option<Segment>,
     want_writable: bool,
+    /// RFC 5961 7: start of the current one-second window and challenge
+    /// ACKs sent in it.
+    challenge_window: Option<Instant>,
+    challenge_count: u32,
     events: VecDeque<Event>,
     stats: ConnStats,
 }
@@ -208,52 +297,85 @@ fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: usize) -> boo
     }
 }
 
+/// Serial comparison of two timestamps (RFC 7323 5.2): `a < b`.
+fn ts_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
 impl Connection {
-    fn new(cfg: &Config, tuple: FourTuple, iss: SeqNumber, state: State) -> Self {
+    fn new(now: Instant, cfg: &Config, tuple: FourTuple, iss: SeqNumber, state: State) -> Self {
         let ipv6 = tuple.is_ipv6();
         let default_peer_mss = if ipv6 { 1220 } else { 536 };
+        let mss = default_peer_mss.min(cfg.mss(ipv6) as usize);
         Connection {
             cfg: cfg.clone(),
             tuple,
             state,
+            epoch: now,
             iss,
             snd_una: iss,
             snd_nxt: iss,
             snd_max: iss,
             snd_wnd: 0,
+            max_snd_wnd: 0,
             snd_wl1: SeqNumber(0),
             snd_wl2: iss,
             snd_wscale: 0,
-            send_mss: default_peer_mss.min(cfg.mss(ipv6) as usize),
+            mss,
+            send_mss: mss,
             send_buf: SendBuffer::new(cfg.send_buffer, iss + 1),
             fin_seq: None,
             close_pending: false,
-            in_recovery: false,
-            cwnd: usize::MAX,
-            recover: iss,
+            nodelay: cfg.nodelay,
+            snd_sml: iss,
+            sws_override_due: false,
+            cc: new_controller(cfg.congestion, mss),
+            scoreboard: Scoreboard::default(),
+            recovery: None,
+            recovery_point: iss,
+            high_rxt: iss,
+            lost_until: iss,
+            rxt_head: false,
+            dup_acks: 0,
+            dup_sacked: 0,
+            last_data_sent: None,
+            sack_ok: false,
+            ts_ok: false,
+            ts_recent: 0,
+            ts_recent_at: None,
+            // RFC 7323 7.1: a per-connection offset so TSval does not
+            // reveal uptime; derived from the (keyed, random) ISS.
+            ts_offset: iss.0.rotate_left(16) ^ 0x9e37_79b9,
+            last_ack_sent: SeqNumber(0),
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
             rcv_wscale: 0,
             syn_wscale: None,
             recv_buf: RecvBuffer::new(cfg.recv_buffer),
+            rcv_mss: 536.min(cfg.mss(ipv6) as usize),
+            sack_report: SackReport::default(),
             peer_fin: None,
             peer_fin_received: false,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_sample: None,
             timers: TimerTable::default(),
             persist_backoff: 0,
+            persist_unanswered: 0,
             ack_pending: false,
             probe_pending: false,
             rst_pending: None,
             want_writable: false,
+            challenge_window: None,
+            challenge_count: 0,
             events: VecDeque::new(),
             stats: ConnStats::default(),
         }
     }
 
     /// Passive open: `syn` is a SYN (no ACK) received on a listening port. State SynReceived,
-    /// a SYN|ACK is ready in poll_transmit.
+    /// a SYN|ACK is ready in poll_transmit. The SYN|ACK answers only the
+    /// options the SYN offered (window scaling, SACK, timestamps).
     pub fn accept(
         now: Instant,
         cfg: &Config,
@@ -261,38 +383,53 @@ impl Connection {
         syn: &Segment,
         iss: SeqNumber,
     ) -> Connection {
-        let _ = now; // the handshake needs no clock yet (timestamps will)
-        let mut c = Connection::new(cfg, tuple, iss, State::SynReceived);
+        let mut c = Connection::new(now, cfg, tuple, iss, State::SynReceived);
         c.stats.segments_in = 1;
         c.irs = syn.seq;
         c.rcv_nxt = syn.seq + 1;
         c.rcv_adv = c.rcv_nxt;
         c.snd_wnd = syn.window as usize;
+        c.max_snd_wnd = c.snd_wnd;
         c.snd_wl1 = syn.seq;
         c.snd_wl2 = iss;
-        c.apply_syn_options(&syn.options);
         if let Some(ws) = syn.options.window_scale {
             c.snd_wscale = ws;
             c.rcv_wscale = wscale_for(cfg.recv_buffer);
             c.syn_wscale = Some(c.rcv_wscale);
         }
+        c.sack_ok = cfg.sack && syn.options.sack_permitted;
+        c.ts_ok = cfg.timestamps && syn.options.timestamps.is_some();
+        if let (true, Some((tsval, _))) = (c.ts_ok, syn.options.timestamps) {
+            c.ts_recent = tsval;
+            c.ts_recent_at = Some(now);
+        }
+        c.apply_syn_options(&syn.options);
         c
     }
 
-    /// Active open (used by tests and the two-stack property test). State SynSent.
+    /// Active open (used by tests and the two-stack property test). State
+    /// SynSent. Our SYN offers window scaling, SACK and timestamps (as
+    /// far as the config allows); each is used only if the SYN|ACK
+    /// answers it.
     pub fn connect(now: Instant, cfg: &Config, tuple: FourTuple, iss: SeqNumber) -> Connection {
-        let _ = now; // the SYN's timer starts when poll_transmit sends it
-        let mut c = Connection::new(cfg, tuple, iss, State::SynSent);
-        // Offer window scaling; it is used only if the SYN|ACK offers it too.
+        let mut c = Connection::new(now, cfg, tuple, iss, State::SynSent);
         c.rcv_wscale = wscale_for(cfg.recv_buffer);
         c.syn_wscale = Some(c.rcv_wscale);
+        c.sack_ok = cfg.sack;
+        c.ts_ok = cfg.timestamps;
         c
     }
 
+    /// MSS and everything that depends on it, once the peer's SYN options
+    /// are known (the options negotiated must be set before).
     fn apply_syn_options(&mut self, opts: &TcpOptions) {
         let ipv6 = self.tuple.is_ipv6();
         let peer_mss = opts.mss.map_or(if ipv6 { 1220 } else { 536 }, usize::from);
-        self.send_mss = peer_mss.min(self.cfg.mss(ipv6) as usize).max(1);
+        self.mss = peer_mss.min(self.cfg.mss(ipv6) as usize).max(1);
+        // RFC 9293 3.7.1: options in every segment come out of the MSS.
+        let overhead = if self.ts_ok { TIMESTAMPS_OPTION_LEN } else { 0 };
+        self.send_mss = self.mss.saturating_sub(overhead).max(1);
+        self.cc = new_controller(self.cfg.congestion, self.send_mss);
     }
 
     // ----- queries -------------------------------------------------------
@@ -323,12 +460,15 @@ impl Connection {
         ConnStats {
             srtt: self.rtt.srtt(),
             rto: self.rtt.rto(),
+            cwnd: self.cc.window(),
+            ssthresh: self.cc.ssthresh(),
             ..self.stats
         }
     }
 
-    /// The most payload one of our segments carries (the peer's MSS, capped
-    /// by our MTU): exposed for tests and tracing.
+    /// The most payload one of our segments carries: the peer's MSS,
+    /// capped by our MTU, less the timestamps option when negotiated
+    /// (RFC 9293 3.7.1). Exposed for tests and tracing.
     pub fn send_mss(&self) -> usize {
         self.send_mss
     }
@@ -342,6 +482,34 @@ impl Connection {
     /// The current retransmission timeout, backoff included.
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
+    }
+
+    /// True when both SYNs carried SACK-permitted (RFC 2018): we report
+    /// SACK blocks and recover from the peer's.
+    pub fn sack_enabled(&self) -> bool {
+        self.sack_ok && self.is_synchronized_or_closed()
+    }
+
+    /// True when both SYNs carried timestamps (RFC 7323): every segment
+    /// carries them, RTT comes from TSecr and PAWS is on.
+    pub fn timestamps_enabled(&self) -> bool {
+        self.ts_ok && self.is_synchronized_or_closed()
+    }
+
+    /// True when Nagle's algorithm is off.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+
+    /// Turns Nagle's algorithm off (`true`, like TCP_NODELAY) or on.
+    /// With it off, a small write goes out at once even while other small
+    /// segments are unacknowledged: what request/response apps want.
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
+
+    fn is_synchronized_or_closed(&self) -> bool {
+        self.state != State::SynSent
     }
 
     // ----- application side ---------------------------------------------
@@ -363,15 +531,13 @@ impl Connection {
         if n == 0 || self.peer_fin_received || !self.is_synchronized() {
             return n;
         }
-        let new_edge = self.rcv_nxt + self.advertised_window_bytes();
+        let new_edge = self.rcv_nxt + ((self.window_field() as usize) << self.rcv_wscale);
         let increase = new_edge.distance_from(self.rcv_adv);
         let cap = self.recv_buf.capacity();
         // RFC 9293 3.8.6.2.2 (receiver SWS avoidance): only announce a
-        // window that grew by min(half the buffer, one MSS).
-        let threshold = (cap / 2)
-            .min(self.cfg.mss(self.tuple.is_ipv6()) as usize)
-            .max(1);
-        if old_wnd < cap / 2 && increase >= threshold {
+        // window that grew by min(half the buffer, one MSS); and only
+        // bother with a separate segment when the window had got small.
+        if old_wnd < cap / 2 && increase >= self.sws_threshold() {
             self.ack_pending = true;
         }
         n
@@ -410,7 +576,8 @@ impl Connection {
     }
 
     /// Half-close: a FIN follows the queued data (RFC 9293 3.10.4). We keep
-    /// receiving until the peer closes too.
+    /// receiving until the peer closes too. Data still held back by Nagle
+    /// goes out with the FIN.
     pub fn close(&mut self) {
         match self.state {
             State::SynSent => self.enter_closed(CloseReason::Normal),
@@ -470,7 +637,12 @@ impl Connection {
             match timer {
                 Timer::Retransmit => self.on_retransmit_timeout(now),
                 Timer::Persist => {
+                    if self.persist_unanswered >= self.cfg.max_retransmissions {
+                        self.give_up();
+                        return;
+                    }
                     self.probe_pending = true;
+                    self.persist_unanswered += 1;
                     self.persist_backoff = self.persist_backoff.saturating_add(1);
                 }
                 Timer::TimeWait => {
@@ -478,11 +650,25 @@ impl Connection {
                         self.enter_closed(CloseReason::Normal);
                     }
                 }
+                Timer::DelayedAck => {
+                    if self.is_synchronized() {
+                        self.ack_pending = true;
+                    }
+                }
+                Timer::SendOverride => self.sws_override_due = true,
             }
         }
     }
 
-    /// RFC 6298 5.4-5.6: resend from SND.UNA with a doubled RTO, or give up.
+    /// Retransmissions ran out: RST and CLOSED(TimedOut).
+    fn give_up(&mut self) {
+        let ack = (self.state != State::SynSent).then_some(self.rcv_nxt);
+        self.rst_pending = Some(self.rst_segment(self.snd_max, ack));
+        self.enter_closed(CloseReason::TimedOut);
+    }
+
+    /// RFC 6298 5.4-5.6 and RFC 5681 3.1: resend from SND.UNA with a
+    /// doubled RTO and cwnd = 1 MSS, or give up.
     fn on_retransmit_timeout(&mut self, now: Instant) {
         if matches!(self.state, State::Closed | State::TimeWait) || self.snd_una == self.snd_max {
             return;
@@ -492,19 +678,34 @@ impl Connection {
             _ => self.cfg.max_retransmissions,
         };
         if self.rtt.backoffs() >= limit {
-            let ack = (self.state != State::SynSent).then_some(self.rcv_nxt);
-            self.rst_pending = Some(self.rst_segment(self.snd_max, ack));
-            self.enter_closed(CloseReason::TimedOut);
+            self.give_up();
             return;
         }
+        let first = self.rtt.backoffs() == 0;
         self.rtt.back_off();
         self.rtt_sample = None; // Karn: never time a retransmitted segment
         self.stats.retransmissions += 1;
-        self.push_event(Event::Retransmit);
-        self.snd_nxt = self.snd_una;
-        self.in_recovery = true;
-        self.recover = self.snd_max;
-        self.cwnd = self.send_mss;
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            self.snd_nxt = self.iss;
+        } else {
+            let flight = self.snd_max - self.snd_una;
+            self.cc.on_rto(flight, first);
+            // RFC 6675 5.1: recovery ends; none starts again before
+            // RecoveryPoint; everything not SACKed is resent, starting
+            // with SND.UNA whatever the scoreboard says (the receiver may
+            // have reneged, RFC 2018 8). A second timeout of the same data
+            // forgets the scoreboard altogether.
+            self.recovery = None;
+            self.recovery_point = self.snd_max;
+            self.lost_until = self.snd_max;
+            self.high_rxt = self.snd_una;
+            self.rxt_head = true;
+            self.dup_acks = 0;
+            self.dup_sacked = 0;
+            if !first {
+                self.scoreboard.clear();
+            }
+        }
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
     }
 
@@ -529,12 +730,18 @@ impl Connection {
         match self.state {
             State::Closed => return None,
             State::SynSent | State::SynReceived if self.snd_nxt == self.iss => {
-                let seg = self.segment(self.iss, Control::Syn, Vec::new());
+                if self.snd_max != self.iss {
+                    self.count_retransmission();
+                }
+                let seg = self.segment(now, self.iss, Control::Syn, Vec::new());
                 self.on_sent(now, self.iss, 1, 0);
                 return Some(seg);
             }
             State::SynSent => return None,
             _ => {}
+        }
+        if let Some(seg) = self.next_retransmission(now) {
+            return Some(seg);
         }
         if let Some(seg) = self.next_data_segment(now) {
             return Some(seg);
@@ -544,45 +751,187 @@ impl Connection {
             // sequence number makes the peer answer with an ACK carrying
             // its current window.
             self.probe_pending = false;
-            return Some(self.segment(self.snd_una - 1, Control::None, Vec::new()));
+            return Some(self.segment(now, self.snd_una - 1, Control::None, Vec::new()));
         }
         if self.ack_pending {
-            return Some(self.segment(self.snd_nxt, Control::None, Vec::new()));
+            return Some(self.segment(now, self.snd_nxt, Control::None, Vec::new()));
         }
         None
     }
 
-    /// Data (and FIN) from SND.NXT, limited by the peer's window, the
-    /// recovery window and the MSS (RFC 9293 3.8.6.2.1).
-    fn next_data_segment(&mut self, now: Instant) -> Option<Segment> {
-        if !matches!(
+    fn count_retransmission(&mut self) {
+        self.stats.segments_retransmitted += 1;
+        self.push_event(Event::Retransmit);
+    }
+
+    fn is_sending_state(&self) -> bool {
+        matches!(
             self.state,
             State::Established
                 | State::CloseWait
                 | State::FinWait1
                 | State::Closing
                 | State::LastAck
-        ) {
+        )
+    }
+
+    /// Everything un-SACKed below this is lost: `lost_until`, and in SACK
+    /// recovery what RFC 6675 IsLost says.
+    fn lost_boundary(&self) -> SeqNumber {
+        let mut b = self.lost_until;
+        if self.recovery == Some(Recovery::Sack) {
+            if let Some(sb) = self.scoreboard.loss_boundary(self.send_mss) {
+                b = b.max(sb);
+            }
+        }
+        b.min(self.snd_max)
+    }
+
+    /// RFC 6675 SetPipe, computed from ranges instead of per octet:
+    /// outstanding, less SACKed (or dup-ACKed), less lost and not yet
+    /// retransmitted. O(scoreboard ranges).
+    fn pipe(&self) -> usize {
+        let outstanding = self.snd_max.distance_from(self.snd_una);
+        let from = self.high_rxt.max(self.snd_una);
+        let boundary = self.lost_boundary();
+        let lost_unsent = if boundary > from {
+            (boundary - from) - self.scoreboard.sacked_between(from, boundary)
+        } else {
+            0
+        };
+        outstanding
+            .saturating_sub(self.scoreboard.sacked_bytes() + self.dup_sacked)
+            .saturating_sub(lost_unsent)
+    }
+
+    /// RFC 6675 NextSeg rule 1 (and the RTO / NewReno equivalents): the
+    /// first lost, un-SACKed, not yet retransmitted segment, if cwnd has
+    /// room for it (or it is the one fast retransmit must send).
+    fn next_retransmission(&mut self, now: Instant) -> Option<Segment> {
+        if !self.is_sending_state() || self.snd_una == self.snd_max || self.snd_wnd == 0 {
+            self.rxt_head = false;
+            return None;
+        }
+        let (start, end) = if self.rxt_head {
+            let end = self
+                .scoreboard
+                .hole_from(self.snd_una, self.snd_max)
+                .map_or(self.snd_max, |(s, e)| if s == self.snd_una { e } else { s });
+            (self.snd_una, end.max(self.snd_una + 1).min(self.snd_max))
+        } else {
+            let from = self.high_rxt.max(self.snd_una);
+            let boundary = self.lost_boundary();
+            if from >= boundary {
+                return None;
+            }
+            let (s, e) = self.scoreboard.hole_from(from, self.snd_max)?;
+            if s >= boundary {
+                return None;
+            }
+            (s, e)
+        };
+        let len = (end - start).min(self.send_mss);
+        if !self.rxt_head && self.cc.window().saturating_sub(self.pipe()) < len {
+            return None;
+        }
+        self.rxt_head = false;
+        let data_end = self.send_buf.end();
+        let payload_len = len.min(data_end.distance_from(start));
+        let fin = len > payload_len && self.fin_seq == Some(start + payload_len);
+        let seq_len = payload_len + fin as usize;
+        if seq_len == 0 {
+            return None;
+        }
+        self.high_rxt = self.high_rxt.max(start + seq_len);
+        self.rtt_sample = None; // Karn
+        self.count_retransmission();
+        let mut payload = Vec::with_capacity(payload_len);
+        self.send_buf.read_at(start, payload_len, &mut payload);
+        let control = if fin { Control::Fin } else { Control::None };
+        let mut seg = self.segment(now, start, control, payload);
+        seg.psh = payload_len > 0 && start + payload_len == data_end;
+        self.on_sent(now, start, seq_len, payload_len);
+        Some(seg)
+    }
+
+    /// Option bytes SACK blocks will add to our next segment.
+    fn sack_option_len(&self) -> usize {
+        let n = self.sack_report.blocks().len();
+        if !self.sack_ok || n == 0 {
+            return 0;
+        }
+        let ts = if self.ts_ok { TIMESTAMPS_OPTION_LEN } else { 0 };
+        let room = (40 - ts - 4) / 8;
+        4 + 8 * n.min(room)
+    }
+
+    /// New data (and FIN) from SND.NXT, limited by the peer's window,
+    /// cwnd - pipe and the MSS, held back by Nagle (RFC 9293 3.7.4, in
+    /// Minshall's form) and sender SWS avoidance (RFC 9293 3.8.6.2.1).
+    fn next_data_segment(&mut self, now: Instant) -> Option<Segment> {
+        if !self.is_sending_state() {
             return None;
         }
         let data_end = self.send_buf.end();
-        let mut usable = (self.snd_una + self.snd_wnd).distance_from(self.snd_nxt);
-        if self.in_recovery {
-            let in_flight = self.snd_nxt.distance_from(self.snd_una);
-            usable = usable.min(self.cwnd.saturating_sub(in_flight));
-        }
         let unsent = data_end.distance_from(self.snd_nxt);
-        let len = unsent.min(usable).min(self.send_mss);
-        let fin = self.fin_seq == Some(self.snd_nxt + len) && self.snd_nxt <= data_end;
-        if len == 0 && !fin {
+        let fin_unsent = self.fin_seq.is_some_and(|f| self.snd_nxt <= f);
+        if unsent == 0 && !fin_unsent {
             return None;
         }
+        // RFC 5681 4.1: after an idle period longer than the RTO, restart
+        // from (at most) the initial window.
+        if self.snd_una == self.snd_max
+            && self
+                .last_data_sent
+                .is_some_and(|t| now.saturating_duration_since(t) > self.rtt.rto())
+        {
+            self.cc.on_idle_restart();
+            self.last_data_sent = Some(now);
+        }
+        let max_seg = self.send_mss.saturating_sub(self.sack_option_len()).max(1);
+        let wnd_avail = (self.snd_una + self.snd_wnd).distance_from(self.snd_nxt);
+        let cwnd_avail = self.cc.window().saturating_sub(self.pipe());
+        let len = unsent.min(wnd_avail).min(cwnd_avail).min(max_seg);
+        if len == 0 {
+            // A lone FIN (no data left) needs no window.
+            if unsent != 0 || !fin_unsent {
+                return None;
+            }
+        } else if len < max_seg {
+            if len == unsent {
+                // Nagle: all queued data fits in a small segment. Hold it
+                // while another small segment is unacknowledged, unless
+                // Nagle is off or we are closing (the FIN flushes it).
+                let small_unacked = self.snd_sml > self.snd_una;
+                if !self.nodelay && self.fin_seq.is_none() && small_unacked {
+                    return None;
+                }
+            } else if cwnd_avail < wnd_avail {
+                // cwnd-limited: the ACKs in flight will open it.
+                return None;
+            } else if len < self.max_snd_wnd / 2 && !self.sws_override_due {
+                // Sender SWS avoidance: the peer's window allows only a
+                // sliver; wait for it to open, or for the override timeout.
+                self.timers
+                    .set_if_idle(Timer::SendOverride, now + self.cfg.sws_override);
+                return None;
+            }
+        }
+        self.sws_override_due = false;
+        self.timers.stop(Timer::SendOverride);
         let seq = self.snd_nxt;
+        let fin = self.fin_seq == Some(seq + len);
         let mut payload = Vec::with_capacity(len);
         self.send_buf.read_at(seq, len, &mut payload);
         let control = if fin { Control::Fin } else { Control::None };
-        let mut seg = self.segment(seq, control, payload);
+        let mut seg = self.segment(now, seq, control, payload);
         seg.psh = len > 0 && seq + len == data_end;
+        if len > 0 && len < self.send_mss {
+            self.snd_sml = seq + len;
+        }
+        if len > 0 {
+            self.last_data_sent = Some(now);
+        }
         self.on_sent(now, seq, len + fin as usize, len);
         Some(seg)
     }
@@ -593,33 +942,26 @@ impl Connection {
         if end > self.snd_max {
             let new = end - self.snd_max;
             self.stats.bytes_out += new.min(data_len) as u64;
-            if seq >= self.snd_max && self.rtt_sample.is_none() {
+            if !self.ts_ok && seq >= self.snd_max && self.rtt_sample.is_none() {
                 self.rtt_sample = Some((end, now));
             }
             self.snd_max = end;
         }
-        self.snd_nxt = end;
-        if !self.timers.is_running(Timer::Retransmit) {
-            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
-        }
+        self.snd_nxt = self.snd_nxt.max(end);
+        self.timers
+            .set_if_idle(Timer::Retransmit, now + self.rtt.rto());
         self.timers.stop(Timer::Persist);
     }
 
-    /// Zero window with nothing in flight: only the persist timer can find
-    /// out when the window opens again (RFC 9293 3.8.6.1).
+    /// Zero window: only the persist timer can find out when the window
+    /// opens again (RFC 9293 3.8.6.1). Data already sent beyond a closed
+    /// window waits for the reopening too (the RTO is stopped: a peer
+    /// that answers our probes is alive, and we never give up on it).
     fn update_persist(&mut self, now: Instant) {
-        let sending = matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::Closing
-                | State::LastAck
-        );
-        let blocked = sending
-            && self.snd_wnd == 0
-            && self.snd_una == self.snd_max
-            && self.send_buf.end() > self.snd_nxt;
+        let waiting = self.send_buf.end() > self.snd_nxt
+            || self.fin_seq.is_some_and(|f| self.snd_nxt <= f)
+            || self.snd_una < self.snd_max;
+        let blocked = self.is_sending_state() && self.snd_wnd == 0 && waiting;
         if !blocked {
             self.timers.stop(Timer::Persist);
             self.persist_backoff = 0;
@@ -638,37 +980,83 @@ impl Connection {
             .min(self.recv_buf.window())
     }
 
-    /// Bytes of window we advertise now (what the window field will say,
-    /// scaled back up).
-    fn advertised_window_bytes(&self) -> usize {
-        ((self.recv_buf.window() >> self.rcv_wscale).min(MAX_WINDOW_FIELD)) << self.rcv_wscale
+    /// RFC 9293 3.8.6.2.2: the right edge moves only by at least
+    /// min(half the buffer, one MSS).
+    fn sws_threshold(&self) -> usize {
+        (self.recv_buf.capacity() / 2)
+            .min(self.cfg.mss(self.tuple.is_ipv6()) as usize)
+            .max(1)
     }
 
-    /// Builds a segment from our side carrying ACK (except our first SYN)
-    /// and the current window.
-    fn segment(&mut self, seq: SeqNumber, control: Control, payload: Vec<u8>) -> Segment {
+    /// The window field we send now, with receiver SWS avoidance: a free
+    /// space that would move the advertised right edge by less than the
+    /// threshold is not announced yet.
+    fn window_field(&self) -> u16 {
+        let free = self.recv_buf.window();
+        let offered = self.rcv_adv.distance_from(self.rcv_nxt);
+        let wnd = if free > offered && free - offered < self.sws_threshold() {
+            offered
+        } else {
+            free
+        };
+        (wnd >> self.rcv_wscale).min(MAX_WINDOW_FIELD) as u16
+    }
+
+    /// Our timestamp clock: milliseconds since the connection was made,
+    /// plus a per-connection offset (RFC 7323 5.4: 1 ms to 1 s per tick).
+    fn ts_val(&self, now: Instant) -> u32 {
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u32;
+        self.ts_offset.wrapping_add(ms)
+    }
+
+    /// Builds a segment from our side carrying ACK (except our first SYN),
+    /// the current window and the negotiated options.
+    fn segment(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        control: Control,
+        payload: Vec<u8>,
+    ) -> Segment {
         let syn = control == Control::Syn;
         let ack = (self.state != State::SynSent).then_some(self.rcv_nxt);
         let window = if syn {
             // RFC 7323 2.2: the window in a SYN is never scaled.
             self.recv_buf.window().min(MAX_WINDOW_FIELD) as u16
         } else {
-            (self.recv_buf.window() >> self.rcv_wscale).min(MAX_WINDOW_FIELD) as u16
+            self.window_field()
         };
         if ack.is_some() {
             self.ack_pending = false;
+            self.timers.stop(Timer::DelayedAck);
+            self.last_ack_sent = self.rcv_nxt;
             let shift = if syn { 0 } else { self.rcv_wscale };
             let edge = self.rcv_nxt + ((window as usize) << shift);
             self.rcv_adv = self.rcv_adv.max(edge);
         }
+        let timestamps = self.ts_ok.then(|| {
+            let ecr = if ack.is_some() { self.ts_recent } else { 0 };
+            (self.ts_val(now), ecr)
+        });
         let options = if syn {
             TcpOptions {
                 mss: Some(self.cfg.mss(self.tuple.is_ipv6())),
                 window_scale: self.syn_wscale,
-                ..TcpOptions::default()
+                sack_permitted: self.sack_ok,
+                timestamps,
+                sack_blocks: Vec::new(),
             }
         } else {
-            TcpOptions::default()
+            let sack_blocks = if self.sack_ok && ack.is_some() {
+                self.sack_report.blocks().to_vec()
+            } else {
+                Vec::new()
+            };
+            TcpOptions {
+                timestamps,
+                sack_blocks,
+                ..TcpOptions::default()
+            }
         };
         Segment {
             src_port: self.tuple.local.port(),
@@ -733,6 +1121,24 @@ impl Connection {
         self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
     }
 
+    /// RFC 5961 7: a challenge ACK, at most `challenge_ack_limit` per
+    /// second, so a blind attacker cannot use us as an amplifier or learn
+    /// from our ACK rate.
+    fn challenge_ack(&mut self, now: Instant) {
+        let fresh = self
+            .challenge_window
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
+        if !fresh {
+            self.challenge_window = Some(now);
+            self.challenge_count = 0;
+        }
+        if self.challenge_count < self.cfg.challenge_ack_limit {
+            self.challenge_count += 1;
+            self.stats.challenge_acks += 1;
+            self.ack_pending = true;
+        }
+    }
+
     /// Handles one segment of this connection (RFC 9293 3.10.7).
     pub fn on_segment(&mut self, now: Instant, seg: &Segment) -> Disposition {
         self.stats.segments_in += 1;
@@ -774,18 +1180,33 @@ impl Connection {
                 self.irs = seg.seq;
                 self.rcv_nxt = seg.seq + 1;
                 self.rcv_adv = self.rcv_nxt;
-                self.apply_syn_options(&seg.options);
+                // Each option we offered is used only if the peer's SYN
+                // carries it too.
                 match seg.options.window_scale {
                     Some(ws) => self.snd_wscale = ws,
-                    None => self.rcv_wscale = 0,
+                    None => {
+                        self.rcv_wscale = 0;
+                        self.syn_wscale = None;
+                    }
                 }
+                self.sack_ok &= seg.options.sack_permitted;
+                match (self.ts_ok, seg.options.timestamps) {
+                    (true, Some((tsval, _))) => {
+                        self.ts_recent = tsval;
+                        self.ts_recent_at = Some(now);
+                    }
+                    _ => self.ts_ok = false,
+                }
+                self.apply_syn_options(&seg.options);
                 self.snd_wnd = seg.window as usize;
+                self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl1 = seg.seq;
                 match seg.ack {
                     Some(ack) => {
                         self.snd_wl2 = ack;
                         self.state = State::Established;
-                        self.on_ack_advance(now, ack);
+                        let tsecr = seg.options.timestamps.map(|t| t.1);
+                        self.on_ack_advance(now, ack, tsecr);
                         self.push_event(Event::Established);
                         self.ack_pending = true;
                         if self.close_pending {
@@ -795,9 +1216,6 @@ impl Connection {
                     }
                     None => {
                         // Simultaneous open: answer with SYN|ACK (same ISS).
-                        if seg.options.window_scale.is_none() {
-                            self.syn_wscale = None;
-                        }
                         self.state = State::SynReceived;
                         self.snd_wl2 = self.iss;
                         self.snd_nxt = self.iss;
@@ -820,6 +1238,26 @@ impl Connection {
             return;
         }
 
+        // RFC 7323 5.3 R1 (PAWS): a segment whose TSval is older than
+        // TS.Recent is an old duplicate: ACK it and drop it. RSTs are
+        // exempt (RFC 5961 handles them).
+        let tsval = if self.ts_ok {
+            seg.options.timestamps.map(|t| t.0)
+        } else {
+            None
+        };
+        if let (Some(tsval), Some(at), true) =
+            (tsval, self.ts_recent_at, seg.control != Control::Rst)
+        {
+            if now.saturating_duration_since(at) > PAWS_IDLE {
+                self.ts_recent_at = None; // R2: TS.Recent too old to trust
+            } else if ts_before(tsval, self.ts_recent) {
+                self.stats.paws_rejected += 1;
+                self.ack_pending = true;
+                return;
+            }
+        }
+
         // First: sequence number acceptability, against RCV.WND: the window
         // we advertised (never more than the free buffer space).
         let wnd = self.rcv_wnd();
@@ -838,16 +1276,28 @@ impl Connection {
             }
         }
 
+        // RFC 7323 4.3 (R3): remember the TSval to echo, from the segment
+        // that covers the left edge of what we will ACK next.
+        if let Some(tsval) = tsval {
+            if !ts_before(tsval, self.ts_recent) && seg.seq <= self.last_ack_sent {
+                self.ts_recent = tsval;
+                self.ts_recent_at = Some(now);
+            }
+        }
+
         // Trim the text to the window: the front below RCV.NXT was received
         // already (never deliver twice), the back beyond the window is not
         // ours to keep.
         let mut seq = seg.seq;
         let mut text: &[u8] = &seg.payload;
         let mut fin = seg.control == Control::Fin;
+        let mut ack_now = false;
         if seq < self.rcv_nxt {
             let skip = self.rcv_nxt - seq;
             text = text.get(skip..).unwrap_or_default();
             seq = self.rcv_nxt;
+            // Part of it arrived before: our ACK was probably lost.
+            ack_now = !seg.payload.is_empty();
         }
         let room = (self.rcv_nxt + wnd).distance_from(seq);
         if text.len() > room {
@@ -855,18 +1305,23 @@ impl Connection {
             // zero-window probe that carries a byte).
             text = &text[..room];
             fin = false;
-            self.ack_pending = true;
+            ack_now = true;
         }
 
-        // Second: RST.
+        // Second: RST (RFC 5961 3.2): only an RST exactly at RCV.NXT
+        // resets; any other in-window RST earns a challenge ACK.
         if seg.control == Control::Rst {
-            self.on_rst();
+            if seg.seq == self.rcv_nxt {
+                self.enter_closed(CloseReason::Reset);
+            } else {
+                self.challenge_ack(now);
+            }
             return;
         }
 
         // Fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 4.2).
         if seg.control == Control::Syn {
-            self.ack_pending = true;
+            self.challenge_ack(now);
             return;
         }
 
@@ -878,6 +1333,7 @@ impl Connection {
             if self.snd_una < ack && ack <= self.snd_max {
                 self.state = State::Established;
                 self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
                 self.snd_wl1 = seg.seq;
                 self.snd_wl2 = ack;
                 self.push_event(Event::Established);
@@ -886,23 +1342,15 @@ impl Connection {
                 return;
             }
         }
-        if ack > self.snd_max {
-            // ACK of something not yet sent: tell the peer where we are.
-            self.ack_pending = true;
+        // RFC 5961 5.2: acceptable only if
+        // SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT; otherwise drop it
+        // and send a (rate-limited) ACK.
+        if ack > self.snd_max || ack < self.snd_una - self.max_snd_wnd {
+            self.challenge_ack(now);
             return;
         }
-        let old_una = self.snd_una;
-        if ack > self.snd_una {
-            self.on_ack_advance(now, ack);
-        }
-        // Window update (SND.WL1/WL2 keep old segments from reopening it).
-        if ack >= old_una
-            && (self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack))
-        {
-            self.snd_wnd = (seg.window as usize) << self.snd_wscale;
-            self.snd_wl1 = seg.seq;
-            self.snd_wl2 = ack;
-        }
+        self.on_ack(now, seg, ack);
+
         if self.state == State::Established && self.close_pending {
             self.close_pending = false;
             self.close();
@@ -935,13 +1383,8 @@ impl Connection {
             return;
         }
         if !text.is_empty() {
-            let before = self.rcv_nxt;
-            self.rcv_nxt = self.recv_buf.insert(self.rcv_nxt, seq, text);
-            if self.rcv_nxt != before {
-                self.stats.bytes_in += (self.rcv_nxt - before) as u64;
-                self.push_event(Event::Readable);
-            }
-            // ACK every data segment; out-of-order ones at once (RFC 5681 4.2).
+            self.on_text(now, seq, text, ack_now);
+        } else if ack_now {
             self.ack_pending = true;
         }
 
@@ -954,28 +1397,197 @@ impl Connection {
         }
     }
 
+    /// Stores in-window text and decides when to ACK it: at once for
+    /// out-of-order data, data that fills a gap, or a partial duplicate
+    /// (RFC 5681 4.2, RFC 9293 3.10.7.4); for in-order data at the second
+    /// full-sized segment or when the delayed-ACK timer fires (RFC 1122
+    /// 4.2.3.2). PSH does not force an ACK (as in Linux): an application
+    /// that answers a request sends the ACK on its response.
+    fn on_text(&mut self, now: Instant, seq: SeqNumber, text: &[u8], ack_now: bool) {
+        let before = self.rcv_nxt;
+        let had_held = self.recv_buf.has_held();
+        self.rcv_mss = self
+            .rcv_mss
+            .max(text.len().min(self.cfg.mss(self.tuple.is_ipv6()) as usize));
+        self.rcv_nxt = self.recv_buf.insert(self.rcv_nxt, seq, text);
+        if self.rcv_nxt != before {
+            self.stats.bytes_in += (self.rcv_nxt - before) as u64;
+            self.push_event(Event::Readable);
+            self.sack_report.prune(self.rcv_nxt);
+        }
+        if seq != before {
+            // Out of order: a duplicate ACK at once, reporting the block.
+            if let Some(block) = self.recv_buf.held_block(seq) {
+                self.sack_report.report(block);
+            }
+            self.ack_pending = true;
+        } else if had_held
+            || ack_now
+            || self.cfg.delayed_ack.is_zero()
+            || self.rcv_nxt.distance_from(self.last_ack_sent) >= 2 * self.rcv_mss
+        {
+            self.ack_pending = true;
+        } else {
+            self.timers
+                .set_if_idle(Timer::DelayedAck, now + self.cfg.delayed_ack);
+        }
+    }
+
+    /// The ACK field of an acceptable segment (RFC 9293 3.10.7.4 fifth
+    /// step): SACK scoreboard, SND.UNA, duplicate ACKs, loss recovery,
+    /// congestion window, send window.
+    fn on_ack(&mut self, now: Instant, seg: &Segment, ack: SeqNumber) {
+        let flight_before = self.snd_max - self.snd_una;
+        let seg_wnd = (seg.window as usize) << self.snd_wscale;
+        let window_same = seg_wnd == self.snd_wnd;
+        self.persist_unanswered = 0;
+
+        let mut newly_sacked = 0;
+        if self.sack_ok {
+            for &(l, r) in &seg.options.sack_blocks {
+                // Blocks below the ACK (D-SACK) or beyond what we sent are
+                // ignored; the rest is clipped to [ACK, SND.MAX).
+                if l < r && r <= self.snd_max && r > ack {
+                    newly_sacked += self.scoreboard.insert(ack, self.snd_max, l, r);
+                }
+            }
+        }
+
+        if ack > self.snd_una {
+            let acked = ack - self.snd_una;
+            let tsecr = seg.options.timestamps.map(|t| t.1);
+            self.on_ack_advance(now, ack, tsecr);
+            self.dup_acks = 0;
+            match self.recovery {
+                Some(_) if ack >= self.recovery_point => {
+                    // Full ACK: recovery is over; cwnd is ssthresh already.
+                    self.recovery = None;
+                    self.dup_sacked = 0;
+                }
+                Some(Recovery::NewReno) => {
+                    // RFC 6582 3.2 (partial ACK): the next hole starts at
+                    // SND.UNA; retransmit it now. The dup ACKs it covers
+                    // no longer stand for segments in the network.
+                    self.dup_sacked = self
+                        .dup_sacked
+                        .saturating_sub(acked.saturating_sub(self.send_mss));
+                    self.high_rxt = self.snd_una;
+                    self.lost_until = (self.snd_una + self.send_mss).min(self.snd_max);
+                    self.rxt_head = true;
+                }
+                Some(Recovery::Sack) => {}
+                None => {
+                    self.dup_sacked = 0;
+                    let cwnd_limited = flight_before.saturating_mul(2) >= self.cc.window();
+                    let rtt = self.rtt.srtt();
+                    self.cc.on_ack(now, acked, rtt, cwnd_limited);
+                }
+            }
+        } else if ack == self.snd_una && self.snd_una < self.snd_max {
+            // RFC 5681 2 / RFC 6675 2: a duplicate ACK.
+            let dup = if self.sack_ok {
+                newly_sacked > 0
+            } else {
+                seg.payload.is_empty() && seg.control == Control::None && window_same
+            };
+            if dup {
+                self.dup_acks += 1;
+                self.stats.dup_acks += 1;
+                if !self.sack_ok {
+                    // RFC 3042 / 6582: each one is a segment that left.
+                    self.dup_sacked =
+                        (self.dup_sacked + self.send_mss).min(self.snd_max - self.snd_una);
+                }
+            }
+        }
+
+        // Window update (SND.WL1/WL2 keep old segments from reopening it).
+        if ack >= self.snd_una
+            && (self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack))
+        {
+            self.snd_wnd = seg_wnd;
+            self.max_snd_wnd = self.max_snd_wnd.max(seg_wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+        }
+
+        self.maybe_enter_recovery(now, flight_before);
+
+        if self.snd_wnd == 0 && self.snd_una < self.snd_max && self.is_sending_state() {
+            // The window closed under data in flight: it will be dropped
+            // beyond the window; resend it when the window opens, and
+            // probe meanwhile instead of timing out.
+            self.lost_until = self.snd_max;
+            self.high_rxt = self.snd_una;
+            self.timers.stop(Timer::Retransmit);
+        }
+    }
+
+    /// RFC 5681 3.2 / RFC 6582 3.2 step 2 / RFC 6675 5: enter loss
+    /// recovery on the third duplicate ACK, or (with SACK) as soon as the
+    /// scoreboard says the segment at SND.UNA is lost.
+    fn maybe_enter_recovery(&mut self, now: Instant, flight: usize) {
+        let allowed = self.recovery.is_none()
+            && self.is_sending_state()
+            && self.snd_una < self.snd_max
+            && self.snd_una >= self.recovery_point
+            && self.lost_until <= self.snd_una;
+        if !allowed {
+            return;
+        }
+        let dup_thresh = crate::sack::DUP_THRESH as u32;
+        let trigger = self.dup_acks >= dup_thresh
+            || (self.sack_ok && self.scoreboard.is_lost(self.snd_una, self.send_mss));
+        if !trigger {
+            return;
+        }
+        self.recovery = Some(if self.sack_ok {
+            Recovery::Sack
+        } else {
+            Recovery::NewReno
+        });
+        self.recovery_point = self.snd_max;
+        self.cc.on_congestion_event(now, flight);
+        self.high_rxt = self.snd_una;
+        self.lost_until = if self.sack_ok {
+            self.snd_una
+        } else {
+            (self.snd_una + self.send_mss).min(self.snd_max)
+        };
+        self.rxt_head = true;
+        self.stats.fast_retransmits += 1;
+        if self.sack_ok {
+            self.stats.sack_recoveries += 1;
+        }
+    }
+
     /// SND.UNA moves forward to `ack` (RFC 9293 3.10.7.4, ESTABLISHED).
-    fn on_ack_advance(&mut self, now: Instant, ack: SeqNumber) {
-        let acked = ack - self.snd_una;
+    fn on_ack_advance(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
         let released = self.send_buf.ack_to(ack);
         self.snd_una = ack;
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
         }
-        if let Some((end, sent_at)) = self.rtt_sample {
-            if ack >= end {
-                self.rtt.on_sample(now.saturating_duration_since(sent_at));
-                self.rtt_sample = None;
+        self.scoreboard.advance(ack);
+        // RTT: from the echoed timestamp when negotiated (RFC 7323 4.1),
+        // else from the one timed segment (RFC 6298, Karn).
+        match tsecr {
+            Some(ecr) if self.ts_ok && ecr != 0 => {
+                let ms = self.ts_val(now).wrapping_sub(ecr);
+                if (ms as i32) >= 0 && Duration::from_millis(ms as u64) <= self.cfg.rto_max {
+                    self.rtt.on_sample(Duration::from_millis(ms as u64));
+                }
+            }
+            _ => {
+                if let Some((end, sent_at)) = self.rtt_sample {
+                    if ack >= end {
+                        self.rtt.on_sample(now.saturating_duration_since(sent_at));
+                        self.rtt_sample = None;
+                    }
+                }
             }
         }
         self.rtt.reset_backoff();
-        if self.in_recovery {
-            self.cwnd = self.cwnd.saturating_add(acked);
-            if self.snd_una >= self.recover {
-                self.in_recovery = false;
-                self.cwnd = usize::MAX;
-            }
-        }
         // RFC 6298 5.2 / 5.3.
         if self.snd_una == self.snd_max {
             self.timers.stop(Timer::Retransmit);
@@ -986,12 +1598,6 @@ impl Connection {
             self.want_writable = false;
             self.push_event(Event::Writable);
         }
-    }
-
-    /// An acceptable RST. RFC 5961 3.2 will add: only an RST at exactly
-    /// RCV.NXT resets; another in-window RST earns a challenge ACK.
-    fn on_rst(&mut self) {
-        self.enter_closed(CloseReason::Reset);
     }
 
     /// The peer's FIN, in order (RFC 9293 3.10.7.4, eighth).

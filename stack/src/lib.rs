@@ -32,10 +32,12 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod congestion;
 pub mod connection;
 pub mod isn;
 mod reassembly;
 mod rtt;
+mod sack;
 mod send_buffer;
 pub mod seq;
 pub mod timers;
@@ -43,6 +45,7 @@ pub mod tuple;
 pub mod wire;
 
 pub use config::Config;
+pub use congestion::CongestionAlgorithm;
 pub use connection::{CloseReason, ConnStats, Connection, Disposition, Event, State};
 pub use isn::IsnGenerator;
 pub use seq::SeqNumber;

@@ -98,7 +98,23 @@ impl RecvBuffer {
         rcv_nxt
     }
 
-    /// Keeps the parts of `data` not already held, in order.
+    /// True while out-of-order data waits for a gap to fill.
+    pub(crate) fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The contiguous held range `[start, end)` containing `seq`: the SACK
+    /// block to report for data that arrived there.
+    pub(crate) fn held_block(&self, seq: SeqNumber) -> Option<(SeqNumber, SeqNumber)> {
+        self.held
+            .iter()
+            .map(|(s, b)| (*s, *s + b.len()))
+            .find(|&(s, e)| s <= seq && seq < e)
+    }
+
+    /// Keeps the parts of `data` not already held, in order. Pieces that
+    /// touch a held range are appended to it, so a run of segments after
+    /// one hole stays one range (and one SACK block).
     fn hold(&mut self, rcv_nxt: SeqNumber, seq: SeqNumber, data: &[u8]) {
         let off = seq - rcv_nxt;
         let end = off + data.len();
@@ -121,14 +137,39 @@ impl RecvBuffer {
         if cursor < end {
             pieces.push((cursor, end));
         }
-        if self.held.len() + pieces.len() > MAX_RANGES {
-            return;
-        }
         for (s, e) in pieces {
-            let bytes = data[s - off..e - off].to_vec();
-            self.held_bytes += bytes.len();
+            let bytes = &data[s - off..e - off];
             let at = self.held.partition_point(|(h, _)| (*h - rcv_nxt) < s);
-            self.held.insert(at, (rcv_nxt + s, bytes));
+            let piece_start = rcv_nxt + s;
+            let piece_end = rcv_nxt + e;
+            let joins_prev = at > 0 && {
+                let (ps, pb) = &self.held[at - 1];
+                *ps + pb.len() == piece_start
+            };
+            let joins_next = self.held.get(at).is_some_and(|(ns, _)| *ns == piece_end);
+            match (joins_prev, joins_next) {
+                (true, true) => {
+                    let (_, next) = self.held.remove(at);
+                    let prev = &mut self.held[at - 1].1;
+                    prev.extend_from_slice(bytes);
+                    prev.extend_from_slice(&next);
+                }
+                (true, false) => self.held[at - 1].1.extend_from_slice(bytes),
+                (false, true) => {
+                    let next = &mut self.held[at];
+                    let mut joined = Vec::with_capacity(bytes.len() + next.1.len());
+                    joined.extend_from_slice(bytes);
+                    joined.extend_from_slice(&next.1);
+                    *next = (piece_start, joined);
+                }
+                (false, false) => {
+                    if self.held.len() >= MAX_RANGES {
+                        continue;
+                    }
+                    self.held.insert(at, (piece_start, bytes.to_vec()));
+                }
+            }
+            self.held_bytes += bytes.len();
         }
     }
 }
@@ -154,6 +195,23 @@ mod tests {
         let n = b.insert(n0, n0, b"abcdef");
         assert_eq!(n, n0 + 10);
         assert_eq!(read_all(&mut b), b"abcdefghij");
+        assert_eq!(b.held_bytes(), 0);
+    }
+
+    #[test]
+    fn touching_pieces_become_one_range() {
+        let mut b = RecvBuffer::new(1000);
+        let n0 = SeqNumber(0);
+        for i in 1..100usize {
+            b.insert(n0, n0 + i * 5, b"abcde");
+        }
+        assert_eq!(b.held.len(), 1);
+        assert_eq!(b.held_block(n0 + 7), Some((n0 + 5, n0 + 500)));
+        b.insert(n0, n0 + 600, b"zz");
+        b.insert(n0, n0 + 500, &[b'x'; 100]);
+        assert_eq!(b.held.len(), 1);
+        assert_eq!(b.held_block(n0 + 601), Some((n0 + 5, n0 + 602)));
+        assert_eq!(b.insert(n0, n0, b"01234"), n0 + 602);
         assert_eq!(b.held_bytes(), 0);
     }
 

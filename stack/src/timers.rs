@@ -15,10 +15,21 @@ pub enum Timer {
     Persist,
     /// 2*MSL in TIME-WAIT, then CLOSED.
     TimeWait,
+    /// RFC 1122 4.2.3.2 / RFC 5681 4.2: the latest moment an ACK for
+    /// in-order data may be delayed to.
+    DelayedAck,
+    /// RFC 9293 3.8.6.2.1: the sender's SWS override timeout.
+    SendOverride,
 }
 
 impl Timer {
-    const ALL: [Timer; 3] = [Timer::Retransmit, Timer::Persist, Timer::TimeWait];
+    const ALL: [Timer; 5] = [
+        Timer::Retransmit,
+        Timer::Persist,
+        Timer::TimeWait,
+        Timer::DelayedAck,
+        Timer::SendOverride,
+    ];
 
     fn index(self) -> usize {
         self as usize
@@ -28,7 +39,7 @@ impl Timer {
 /// One optional deadline per [`Timer`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; 3],
+    deadlines: [Option<Instant>; 5],
 }
 
 impl TimerTable {
@@ -41,7 +52,14 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.deadlines = [None; 3];
+        self.deadlines = [None; 5];
+    }
+
+    /// Sets `timer` unless it is already running (keeps the earlier deadline).
+    pub(crate) fn set_if_idle(&mut self, timer: Timer, at: Instant) {
+        if !self.is_running(timer) {
+            self.set(timer, at);
+        }
     }
 
     pub(crate) fn is_running(&self, timer: Timer) -> bool {

@@ -130,9 +130,14 @@ fn window_scale_used_only_when_peer_offers_it() {
     send!(h, ACK, win = 10); // 10 << 7 = 1280 bytes
     assert_eq!(h.conn.send_window(), 1280);
     h.conn.send(&[0u8; 3000]);
+    // Less than an MSS and less than half the largest window: sender SWS
+    // avoidance holds it until the override timeout.
+    recv_nothing!(h);
+    h.advance_ms(200);
     recv!(h, ACK, len = 1280);
     recv_nothing!(h);
     send!(h, ACK, data = b"x");
+    h.advance_ms(40); // delayed ACK
     recv!(h, ACK, ack = P + 1, win = (256 * 1024 - 1) >> 3);
 
     // Not offered: no option in the SYN|ACK, windows unscaled.
@@ -188,6 +193,11 @@ fn simultaneous_open_answers_syn_with_syn_ack() {
 fn data_in_order_is_acked_and_readable() {
     let mut h = H::established();
     send!(h, PSH | ACK, seq = P, data = b"hello");
+    // One segment: the ACK is delayed (RFC 1122 4.2.3.2), 40 ms by default.
+    recv_nothing!(h);
+    h.advance_ms(39);
+    recv_nothing!(h);
+    h.advance_ms(1);
     recv!(h, ACK, seq = U, ack = P + 5, win = 65535);
     assert_eq!(h.events(), vec![Event::Readable]);
     assert_eq!(h.read_all(), b"hello");
@@ -213,6 +223,7 @@ fn data_both_ways_in_one_exchange() {
     h.conn.send(b"ping");
     recv!(h, PSH | ACK, seq = U, len = 4);
     send!(h, PSH | ACK, seq = P, ack = U + 4, data = b"pong");
+    h.advance_ms(40);
     recv!(h, ACK, seq = U + 4, ack = P + 4);
     assert_eq!(h.read_all(), b"pong");
     assert_eq!(h.conn.send_queued(), 0);
@@ -222,8 +233,10 @@ fn data_both_ways_in_one_exchange() {
 fn duplicate_data_is_not_delivered_twice() {
     let mut h = H::established();
     send!(h, ACK, seq = P, data = b"abc");
+    h.advance_ms(40);
     recv!(h, ACK, ack = P + 3);
-    // Overlapping retransmission: only "def" is new.
+    // Overlapping retransmission: only "def" is new; ACKed at once (the
+    // peer evidently missed our ACK).
     send!(h, ACK, seq = P, data = b"abcdef");
     recv!(h, ACK, ack = P + 6);
     assert_eq!(h.read_all(), b"abcdef");
@@ -290,6 +303,7 @@ fn old_duplicate_ack_is_ignored_and_does_not_shrink_window() {
     send!(h, ACK, ack = U + 10);
     // An old ACK (reordered in the network) with a zero window.
     send!(h, ACK, ack = U + 5, win = 0, data = b"z");
+    h.advance_ms(40);
     recv!(h, ACK, ack = P + 1);
     assert_eq!(h.read_all(), b"z");
     h.conn.send(b"abc");
@@ -308,12 +322,22 @@ fn syn_in_synchronized_state_gets_challenge_ack() {
 
 #[test]
 fn never_send_beyond_peer_window() {
-    let mut h = H::established();
+    let c = Config {
+        sws_override: Duration::from_millis(100),
+        ..cfg()
+    };
+    let mut h = H::established_with(c, 1460);
     send!(h, ACK, win = 1000);
     h.conn.send(&[5u8; 3000]);
+    // Sub-MSS slivers of a window that once was 65535: held by sender SWS
+    // avoidance until the override timeout (RFC 9293 3.8.6.2.1).
+    recv_nothing!(h);
+    h.advance_ms(100);
     recv!(h, ACK, seq = U, len = 1000);
     recv_nothing!(h);
     send!(h, ACK, ack = U + 500, win = 1000);
+    recv_nothing!(h);
+    h.advance_ms(100);
     recv!(h, ACK, seq = U + 1000, len = 500);
     recv_nothing!(h);
     send!(h, ACK, ack = U + 1500, win = 2000);
@@ -351,10 +375,12 @@ fn receive_window_shrinks_with_unread_data_and_opens_after_recv() {
     recv!(h, SYN | ACK, win = 4000);
     send!(h, ACK);
     send!(h, ACK, seq = P, data = &[1u8; 1460]);
-    recv!(h, ACK, ack = P + 1460, win = 2540);
+    recv_nothing!(h); // delayed ACK
     send!(h, ACK, seq = P + 1460, data = &[2u8; 1460]);
+    // Second full-sized segment: ACKed at once.
     recv!(h, ACK, ack = P + 2920, win = 1080);
     send!(h, ACK, seq = P + 2920, data = &[3u8; 1080]);
+    h.advance_ms(40);
     recv!(h, ACK, ack = P + 4000, win = 0);
     // Reading less than one MSS is not worth a window update (SWS).
     let mut buf = [0u8; 1000];
@@ -374,6 +400,7 @@ fn zero_window_probe_with_data_is_acked_not_accepted() {
     recv!(h, SYN | ACK, win = 1000);
     send!(h, ACK);
     send!(h, ACK, seq = P, data = &[1u8; 1000]);
+    h.advance_ms(40);
     recv!(h, ACK, ack = P + 1000, win = 0);
     send!(h, ACK, seq = P + 1000, data = b"?");
     recv!(h, ACK, ack = P + 1000, win = 0);
@@ -588,6 +615,7 @@ fn half_close_after_our_fin_we_keep_receiving() {
     recv!(h, FIN | ACK);
     send!(h, ACK, ack = U + 1);
     send!(h, PSH | ACK, seq = P, ack = U + 1, data = b"more");
+    h.advance_ms(40);
     recv!(h, ACK, seq = U + 1, ack = P + 4);
     assert_eq!(h.read_all(), b"more");
     send!(h, FIN | ACK, seq = P + 4, ack = U + 1);
@@ -727,9 +755,16 @@ fn rst_in_established_closes() {
 }
 
 #[test]
-fn rst_in_window_not_exact_closes_until_rfc5961() {
+fn rst_in_window_not_exact_gets_challenge_ack() {
+    // RFC 5961 3.2: only SEG.SEQ == RCV.NXT resets.
     let mut h = H::established();
     send!(h, RST | ACK, seq = P + 100);
+    assert_eq!(h.conn.state(), State::Established);
+    recv!(h, ACK, seq = U, ack = P);
+    recv_nothing!(h);
+    assert_eq!(h.conn.stats().challenge_acks, 1);
+    // The legitimate peer answers the challenge with an exact RST.
+    send!(h, RST, seq = P);
     assert_reset(&mut h);
 }
 

@@ -244,7 +244,7 @@ fn two_stacks_exchange_1mib_over_lossy_reordering_link() {
         assert!(a.got == b.out, "seed {seed}: a got {} bytes", a.got.len());
         assert!(b.got == a.out, "seed {seed}: b got {} bytes", b.got.len());
         let (sa, sb) = (a.conn.unwrap().stats(), b.conn.unwrap().stats());
-        assert!(sa.retransmissions + sb.retransmissions > 0);
+        assert!(sa.segments_retransmitted + sb.segments_retransmitted > 0);
         assert_eq!(sa.bytes_in, MIB as u64);
         assert_eq!(sb.bytes_in, MIB as u64);
     }
@@ -260,5 +260,6 @@ fn two_stacks_with_small_buffers_and_ipv6() {
     };
     let (a, b, _) = exchange(&c, true, 100_000, CLEAN, 5);
     assert!(a.got == b.out && b.got == a.out);
-    assert_eq!(a.conn.unwrap().send_mss(), 1220);
+    // MTU 1280 over IPv6: MSS 1220, less 12 bytes of timestamps.
+    assert_eq!(a.conn.unwrap().send_mss(), 1208);
 }

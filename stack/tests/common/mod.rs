@@ -43,6 +43,10 @@ pub struct Spec {
     pub mss: Option<u16>,
     pub wscale: Option<u8>,
     pub sack_perm: bool,
+    /// Timestamps option (TSval, TSecr).
+    pub ts: Option<(u32, u32)>,
+    /// SACK blocks (left, right).
+    pub sack: Vec<(u32, u32)>,
     pub data: Vec<u8>,
 }
 
@@ -56,8 +60,18 @@ impl Spec {
             mss: None,
             wscale: None,
             sack_perm: false,
+            ts: None,
+            sack: Vec::new(),
             data: Vec::new(),
         }
+    }
+    pub fn ts(mut self, v: (u32, u32)) -> Spec {
+        self.ts = Some(v);
+        self
+    }
+    pub fn sack(mut self, v: &[(u32, u32)]) -> Spec {
+        self.sack = v.to_vec();
+        self
     }
     pub fn seq(mut self, v: u32) -> Spec {
         self.seq = v;
@@ -108,6 +122,19 @@ pub fn craft(spec: &Spec, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
         opts.push(TcpOption::nop());
         opts.push(TcpOption::sack_perm());
         opt_len += 4;
+    }
+    if let Some((val, ecr)) = spec.ts {
+        opts.push(TcpOption::nop());
+        opts.push(TcpOption::nop());
+        opts.push(TcpOption::timestamp(val, ecr));
+        opt_len += 12;
+    }
+    if !spec.sack.is_empty() {
+        let edges: Vec<u32> = spec.sack.iter().flat_map(|&(l, r)| [l, r]).collect();
+        opts.push(TcpOption::nop());
+        opts.push(TcpOption::nop());
+        opts.push(TcpOption::selective_ack(&edges));
+        opt_len += 4 + 8 * spec.sack.len();
     }
     craft_raw(spec, src, dst, |p| p.set_options(&opts), opt_len)
 }
@@ -169,6 +196,11 @@ pub struct Out {
     pub win: u16,
     pub mss: Option<u16>,
     pub wscale: Option<u8>,
+    pub sack_perm: bool,
+    /// (TSval, TSecr)
+    pub ts: Option<(u32, u32)>,
+    /// SACK blocks in the order sent.
+    pub sack: Vec<(u32, u32)>,
     pub payload: Vec<u8>,
 }
 
@@ -182,6 +214,8 @@ impl Out {
             "len" => self.payload.len() as u64,
             "mss" => self.mss.expect("no MSS option") as u64,
             "wscale" => self.wscale.expect("no window scale option") as u64,
+            "tsval" => self.ts.expect("no timestamps option").0 as u64,
+            "tsecr" => self.ts.expect("no timestamps option").1 as u64,
             other => panic!("unknown field {other}"),
         }
     }
@@ -216,6 +250,15 @@ impl fmt::Debug for Out {
         if let Some(w) = self.wscale {
             write!(f, " wscale={w}")?;
         }
+        if self.sack_perm {
+            write!(f, " sackOK")?;
+        }
+        if let Some((v, e)) = self.ts {
+            write!(f, " ts={v}/{e}")?;
+        }
+        if !self.sack.is_empty() {
+            write!(f, " sack={:?}", self.sack)?;
+        }
         Ok(())
     }
 }
@@ -230,6 +273,10 @@ pub fn decode(bytes: &[u8], src: IpAddr, dst: IpAddr) -> Out {
     );
     let mut mss = None;
     let mut wscale = None;
+    let mut sack_perm = false;
+    let mut ts = None;
+    let mut sack = Vec::new();
+    let be = |d: &[u8]| u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
     for o in p.get_options_iter() {
         let n = o.get_number();
         let d = o.payload();
@@ -237,6 +284,15 @@ pub fn decode(bytes: &[u8], src: IpAddr, dst: IpAddr) -> Out {
             mss = Some(u16::from_be_bytes([d[0], d[1]]));
         } else if n == TcpOptionNumbers::WSCALE {
             wscale = Some(d[0]);
+        } else if n == TcpOptionNumbers::SACK_PERMITTED {
+            sack_perm = true;
+        } else if n == TcpOptionNumbers::TIMESTAMPS {
+            ts = Some((be(&d[0..4]), be(&d[4..8])));
+        } else if n == TcpOptionNumbers::SACK {
+            sack = d
+                .chunks_exact(8)
+                .map(|c| (be(&c[0..4]), be(&c[4..8])))
+                .collect();
         }
     }
     Out {
@@ -248,6 +304,9 @@ pub fn decode(bytes: &[u8], src: IpAddr, dst: IpAddr) -> Out {
         win: p.get_window(),
         mss,
         wscale,
+        sack_perm,
+        ts,
+        sack,
         payload: p.payload().to_vec(),
     }
 }
@@ -300,6 +359,24 @@ impl H {
         let synack = h.recv().expect("SYN|ACK");
         assert_eq!(synack.flags, TcpFlags::SYN | TcpFlags::ACK);
         h.send(Spec::new(TcpFlags::ACK));
+        assert_eq!(h.conn.state(), State::Established);
+        assert_eq!(h.events(), vec![Event::Established]);
+        h
+    }
+
+    /// An ESTABLISHED connection (passive open) from the peer's `syn`
+    /// (sequence number set here); the peer's ACK carries `ack_ts` as its
+    /// timestamps option when given. Handshake segments and events are
+    /// consumed.
+    pub fn established_spec(cfg: Config, syn: Spec, ack_ts: Option<(u32, u32)>) -> H {
+        let mut h = H::accept(cfg, false, syn.seq(PEER_ISS));
+        let synack = h.recv().expect("SYN|ACK");
+        assert_eq!(synack.flags, TcpFlags::SYN | TcpFlags::ACK);
+        let mut ack = Spec::new(TcpFlags::ACK);
+        if let Some(ts) = ack_ts {
+            ack = ack.ts(ts);
+        }
+        h.send(ack);
         assert_eq!(h.conn.state(), State::Established);
         assert_eq!(h.events(), vec![Event::Established]);
         h
