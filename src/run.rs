@@ -24,6 +24,10 @@ use vnic_stack::{Config, IsnGenerator};
 /// How often the one-line summary is printed on stderr.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
+/// Connections the adapter holds at most, split evenly over the
+/// processors: sized so 100,000 connections fit.
+const MAX_CONNECTIONS: usize = 131_072;
+
 /// Depth of each processor's queue, in segments.
 const QUEUE_DEPTH: usize = 8192;
 
@@ -142,6 +146,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             closed: closed_tx.clone(),
             out: traced(format!("cpu={id}")),
             tracer: tracer.clone(),
+            max_connections: (MAX_CONNECTIONS / n).max(1024),
             serve: plan.serve.clone(),
             tcp: tcp.clone(),
             isn: isn.clone(),

@@ -1,14 +1,61 @@
-//! The distribution filter: which processor gets a new connection.
+//! The distribution filter: which processor gets a new connection (TCP) or
+//! a datagram (UDP), and which listeners may share a port.
 //!
-//! Every rule lives here. A port is served by the listeners that registered
-//! it, in registration order ("the line"). With round-robin filtering the
-//! adapter gives the 1st new connection of a port to the 1st live listener
-//! in line, the 2nd to the 2nd, and wraps around; a listener whose
-//! processor is down is skipped and, when it comes back, rejoins at its own
-//! place in line. Without filtering (`none`, the NonStop default) the first
-//! listener to register a port has exclusive use of it.
+//! Every rule lives here, after the HP NonStop TCP/IPv6 manual:
+//!
+//! - **Lines.** The listeners of one (protocol, port, bound address) stand
+//!   in a line in registration order. With round-robin filtering the 1st
+//!   new connection (or UDP datagram) goes to the 1st live listener in
+//!   line, the 2nd to the 2nd, and so on, wrapping around; a listener that
+//!   is down is skipped and rejoins at its own place. Without filtering
+//!   (`none`, the NonStop default) the first live listener in line takes
+//!   everything and the others stand by.
+//! - **Addresses.** A listener bound to an address gets only the traffic
+//!   for that address; wildcard listeners get the rest. Bound and wildcard
+//!   listeners of one port stand in separate lines: traffic for address A
+//!   goes to A's line while some listener in it is live, else to the
+//!   wildcard line (a bound listener that is down holds nothing).
+//! - **Sharing** ([`Filter::add_listener`]). A newcomer whose port and
+//!   address overlap an existing listener's (same address, or either is
+//!   the wildcard) is accepted only if round-robin filtering is on, the
+//!   port lies in the shared ranges of its protocol (all ports when none
+//!   are configured), and it presents the same filter key as every
+//!   listener it would share with. Otherwise it is refused, as NonStop's
+//!   bind gets EADDRINUSE: the first registrant has exclusive use.
+//! - **One listener per processor per port** (and protocol), whatever the
+//!   address.
+//! - **Primary and backup.** A listener may name a backup processor. When
+//!   the primary's processor fails, the backup takes over listening (same
+//!   place in line) unless another listener already listens on that port
+//!   in the backup's processor: then the takeover fails with
+//!   [`RegisterError::BackupCollision`] and the listener is down. A backup
+//!   already listening keeps the port against later claimants. When the
+//!   primary's processor comes back, new traffic goes to the primary again.
+//!   [`Filter::set_up_report`] says what moved.
+//! - **The command line's group** ([`Filter::register`],
+//!   [`Filter::register_group`]): `vnic up --serve` runs one application
+//!   in every processor. Those listeners join the line whatever the mode,
+//!   the key or the ranges (only the processor and duplicate rules apply),
+//!   so `--filter none` behaves as before: the first live processor in
+//!   line has exclusive use and the others stand by, taking over in line
+//!   order when it goes down.
+//!
+//! A registered listener holds its port while its processor is down (its
+//! process is expected back); only [`Filter::remove_listener`] frees it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+mod listener;
+
+pub use listener::{
+    Exclusive, FilterKey, ListenerId, ListenerInfo, ListenerSpec, ListenerState, PortRanges,
+    Protocol, RegisterError, Takeover, TakeoverKind,
+};
+
+/// The refusal type of [`Filter::register`], kept under its old name so
+/// existing callers compile; it is [`RegisterError`].
+pub type FilterError = RegisterError;
 
 /// How new connections of a shared port are spread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,42 +85,48 @@ impl FilterMode {
     }
 }
 
-/// A registration the filter refuses.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FilterError {
-    /// One listening process per processor per port.
-    #[error("port {port} is already served on processor {processor}")]
-    DuplicateListener {
-        /// The port.
-        port: u16,
-        /// The processor that has it already.
-        processor: usize,
-    },
-    /// The processor number is beyond the adapter's processors.
-    #[error("processor {processor} does not exist (processors: {count})")]
-    NoSuchProcessor {
-        /// The processor asked for.
-        processor: usize,
-        /// How many there are.
-        count: usize,
-    },
-}
-
-/// Where the filter placed a new connection.
+/// Where the filter placed a new connection or a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pick {
-    /// The processor that gets the connection.
+    /// The processor that gets it.
     pub processor: usize,
-    /// The listener's place in the port's line (0-based).
+    /// The listener's place in its line (0-based).
     pub slot: usize,
+    /// The listener that gets it (its app label says what runs there).
+    pub listener: ListenerId,
 }
 
+/// A registered listener and where it listens now.
+#[derive(Debug, Clone)]
+struct Listener {
+    spec: ListenerSpec,
+    /// The processor listening for it now: the primary, the backup after a
+    /// takeover, or none.
+    serving: Option<usize>,
+    /// Why its backup could not take over, while that keeps it down.
+    collision: Option<RegisterError>,
+}
+
+/// One place in a line, with its serving processor cached for `pick`.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    id: ListenerId,
+    serving: Option<usize>,
+}
+
+/// The listeners of one (protocol, port, address) in registration order.
 #[derive(Debug, Default, Clone)]
-struct PortLine {
-    /// Processor of each listener, in registration order.
-    listeners: Vec<usize>,
+struct Line {
+    members: Vec<Member>,
     /// The place in line that gets the next new connection.
     next: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct LineKey {
+    protocol: Protocol,
+    port: u16,
+    address: Option<IpAddr>,
 }
 
 /// The distribution filter of one adapter.
@@ -81,16 +134,43 @@ struct PortLine {
 pub struct Filter {
     mode: FilterMode,
     up: Vec<bool>,
-    ports: HashMap<u16, PortLine>,
+    /// The adapter's addresses; a bound listener must use one (unchecked when empty).
+    addresses: Vec<IpAddr>,
+    /// Shared TCP ports; `None`: every port.
+    tcp_shared: Option<PortRanges>,
+    /// Shared UDP ports; `None`: every port.
+    udp_shared: Option<PortRanges>,
+    listeners: BTreeMap<ListenerId, Listener>,
+    lines: HashMap<LineKey, Line>,
+    /// TCP port → primary processors of its listeners, registration order.
+    served: HashMap<u16, Vec<usize>>,
+    next_id: u32,
+}
+
+/// What [`Filter::remove_listener`] removed, and what moved because of it
+/// (a backup that collided with the removed listener may now take over).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removed {
+    /// The listener as it was just before removal.
+    pub listener: ListenerInfo,
+    /// Takeovers the removal allowed.
+    pub takeovers: Vec<Takeover>,
 }
 
 impl Filter {
-    /// A filter for `processors` processors, all up, no port served yet.
+    /// A filter for `processors` processors, all up, no port served yet,
+    /// every port shareable, any bound address accepted.
     pub fn new(mode: FilterMode, processors: usize) -> Filter {
         Filter {
             mode,
             up: vec![true; processors],
-            ports: HashMap::new(),
+            addresses: Vec::new(),
+            tcp_shared: None,
+            udp_shared: None,
+            listeners: BTreeMap::new(),
+            lines: HashMap::new(),
+            served: HashMap::new(),
+            next_id: 1,
         }
     }
 
@@ -99,39 +179,155 @@ impl Filter {
         self.mode
     }
 
-    /// Changes the mode; the lines and their positions are kept.
+    /// Changes the mode; the lines and their positions are kept (in `none`
+    /// the first live listener of each line takes everything, the others
+    /// stand by). Registrations already accepted are not re-checked.
     pub fn set_mode(&mut self, mode: FilterMode) {
         self.mode = mode;
     }
 
-    /// Registers a listener of `port` on `processor` at the end of the line.
+    /// How many processors the filter knows.
+    pub fn processors(&self) -> usize {
+        self.up.len()
+    }
+
+    /// Limits sharing of `protocol`'s ports to `ranges` (`None`: every
+    /// port may be shared). Applies to later registrations.
+    pub fn set_shared_ports(&mut self, protocol: Protocol, ranges: Option<PortRanges>) {
+        match protocol {
+            Protocol::Tcp => self.tcp_shared = ranges,
+            Protocol::Udp => self.udp_shared = ranges,
+        }
+    }
+
+    /// The shared port ranges of `protocol` (`None`: every port).
+    pub fn shared_ports(&self, protocol: Protocol) -> Option<&PortRanges> {
+        match protocol {
+            Protocol::Tcp => self.tcp_shared.as_ref(),
+            Protocol::Udp => self.udp_shared.as_ref(),
+        }
+    }
+
+    /// Tells the filter the adapter's addresses, so a listener bound to
+    /// another address is refused (empty: not checked).
+    pub fn set_addresses(&mut self, addresses: Vec<IpAddr>) {
+        self.addresses = addresses;
+    }
+
+    /// Registers a TCP wildcard listener of `port` on `processor` at the
+    /// end of the line, as one of the command line's group (see
+    /// [`Filter::register_group`]).
     pub fn register(&mut self, port: u16, processor: usize) -> Result<(), FilterError> {
-        if processor >= self.up.len() {
-            return Err(FilterError::NoSuchProcessor {
-                processor,
-                count: self.up.len(),
-            });
-        }
-        let line = self.ports.entry(port).or_default();
-        if line.listeners.contains(&processor) {
-            return Err(FilterError::DuplicateListener { port, processor });
-        }
-        line.listeners.push(processor);
-        Ok(())
+        self.register_group(ListenerSpec::tcp(port, processor))
+            .map(|_| ())
     }
 
-    /// True if some listener registered `port`.
+    /// Registers a listener of the command line's group: one application
+    /// in every processor. Only the processor, port, address and
+    /// duplicate rules apply; the sharing rules (mode, key, ranges) do
+    /// not, so with `none` the first live listener in line has exclusive
+    /// use and the rest stand by.
+    pub fn register_group(&mut self, spec: ListenerSpec) -> Result<ListenerId, RegisterError> {
+        self.check_placement(&spec)?;
+        Ok(self.insert(spec))
+    }
+
+    /// Registers a listener under every rule (sharing, key, ranges,
+    /// address, one per processor per port); on refusal nothing changes.
+    /// For the config file's `[[listener]]` and `vnic ctl listener add`.
+    pub fn add_listener(&mut self, spec: ListenerSpec) -> Result<ListenerId, RegisterError> {
+        self.check_placement(&spec)?;
+        self.check_sharing(&spec)?;
+        Ok(self.insert(spec))
+    }
+
+    /// Removes a listener: its place in line goes, the line's next pick
+    /// stays on the listener that was due. A connection it holds is not
+    /// touched (the flow table keeps it on its processor).
+    pub fn remove_listener(&mut self, id: ListenerId) -> Result<Removed, RegisterError> {
+        let info = self.info(id).ok_or(RegisterError::NoSuchListener { id })?;
+        let Some(l) = self.listeners.remove(&id) else {
+            return Err(RegisterError::NoSuchListener { id });
+        };
+        let key = line_key(&l.spec);
+        if let Some(line) = self.lines.get_mut(&key) {
+            if let Some(slot) = line.members.iter().position(|m| m.id == id) {
+                line.members.remove(slot);
+                if slot < line.next {
+                    line.next -= 1;
+                }
+                if line.next >= line.members.len() {
+                    line.next = 0;
+                }
+            }
+            if line.members.is_empty() {
+                self.lines.remove(&key);
+            }
+        }
+        self.rebuild_served();
+        let takeovers = self.recompute();
+        Ok(Removed {
+            listener: info,
+            takeovers,
+        })
+    }
+
+    /// The listener whose primary is `processor` on (`protocol`, `port`),
+    /// for `vnic ctl listener remove PORT PROCESSOR`.
+    pub fn listener_at(
+        &self,
+        protocol: Protocol,
+        port: u16,
+        processor: usize,
+    ) -> Option<ListenerId> {
+        self.listeners
+            .iter()
+            .find(|(_, l)| {
+                l.spec.protocol == protocol && l.spec.port == port && l.spec.processor == processor
+            })
+            .map(|(id, _)| *id)
+    }
+
+    /// True if some TCP listener registered `port` (any address).
     pub fn serves(&self, port: u16) -> bool {
-        self.ports
-            .get(&port)
-            .is_some_and(|l| !l.listeners.is_empty())
+        self.served.get(&port).is_some_and(|l| !l.is_empty())
     }
 
-    /// Marks a processor up or down; a down processor gets no new connections.
+    /// True if some listener of `protocol` registered `port` (any address).
+    pub fn serves_for(&self, protocol: Protocol, port: u16) -> bool {
+        self.listeners
+            .values()
+            .any(|l| l.spec.protocol == protocol && l.spec.port == port)
+    }
+
+    /// The ports of `protocol` with at least one listener, ascending.
+    pub fn ports(&self, protocol: Protocol) -> Vec<u16> {
+        let mut v: Vec<u16> = self
+            .listeners
+            .values()
+            .filter(|l| l.spec.protocol == protocol)
+            .map(|l| l.spec.port)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Marks a processor up or down; a down processor gets no new
+    /// connections, and backups take over for its listeners.
     pub fn set_up(&mut self, processor: usize, up: bool) {
-        if let Some(u) = self.up.get_mut(processor) {
-            *u = up;
+        let _ = self.set_up_report(processor, up);
+    }
+
+    /// [`Filter::set_up`], saying which listeners moved to their backup,
+    /// went back to their primary, went down, or collided in their backup's
+    /// processor. Empty if nothing changed (or no such processor).
+    pub fn set_up_report(&mut self, processor: usize, up: bool) -> Vec<Takeover> {
+        match self.up.get_mut(processor) {
+            Some(u) if *u != up => *u = up,
+            _ => return Vec::new(),
         }
+        self.recompute()
     }
 
     /// True if `processor` exists and is up.
@@ -139,36 +335,366 @@ impl Filter {
         self.up.get(processor).copied().unwrap_or(false)
     }
 
-    /// Chooses the processor for a new connection to `port` and advances
-    /// the line. None if no live listener serves the port.
+    /// Chooses the processor for a new TCP connection to `port` among the
+    /// wildcard listeners and advances the line. None if no live wildcard
+    /// listener serves the port. (Address-aware callers use
+    /// [`Filter::pick_for`].)
     pub fn pick(&mut self, port: u16) -> Option<Pick> {
-        let up = &self.up;
-        let line = self.ports.get_mut(&port)?;
-        let n = line.listeners.len();
-        let is_up = |slot: usize| up.get(line.listeners[slot]).copied().unwrap_or(false);
-        match self.mode {
-            FilterMode::None => (0..n).find(|&s| is_up(s)).map(|slot| Pick {
-                processor: line.listeners[slot],
-                slot,
-            }),
-            FilterMode::RoundRobin => {
-                let start = line.next % n.max(1);
-                let slot = (0..n).map(|i| (start + i) % n).find(|&s| is_up(s))?;
-                line.next = (slot + 1) % n;
-                Some(Pick {
-                    processor: line.listeners[slot],
-                    slot,
-                })
+        let mode = self.mode;
+        let line = self.lines.get_mut(&LineKey {
+            protocol: Protocol::Tcp,
+            port,
+            address: None,
+        })?;
+        pick_in(mode, line)
+    }
+
+    /// Chooses the processor for a new TCP connection, or for one UDP
+    /// datagram, sent to `dst`:`port`, and advances that line: the
+    /// listeners bound to `dst` if one of them is live, else the wildcard
+    /// listeners. None if nobody live listens there (TCP: answer RST; UDP:
+    /// port unreachable).
+    pub fn pick_for(&mut self, protocol: Protocol, dst: IpAddr, port: u16) -> Option<Pick> {
+        let mode = self.mode;
+        let bound = LineKey {
+            protocol,
+            port,
+            address: Some(dst),
+        };
+        if let Some(p) = self.lines.get_mut(&bound).and_then(|l| pick_in(mode, l)) {
+            return Some(p);
+        }
+        let wildcard = LineKey {
+            protocol,
+            port,
+            address: None,
+        };
+        self.lines.get_mut(&wildcard).and_then(|l| pick_in(mode, l))
+    }
+
+    /// The primary processors of the TCP listeners of `port`, in
+    /// registration order (any address).
+    pub fn listeners(&self, port: u16) -> &[usize] {
+        self.served.get(&port).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Every listener, ordered by protocol, port, address and place in
+    /// line: the listener table of `vnic status`.
+    pub fn listing(&self) -> Vec<ListenerInfo> {
+        let mut keys: Vec<&LineKey> = self.lines.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .flat_map(|k| {
+                let line = &self.lines[k];
+                (0..line.members.len()).filter_map(move |slot| self.info_at(line, slot))
+            })
+            .collect()
+    }
+
+    /// One listener's line of the table.
+    pub fn info(&self, id: ListenerId) -> Option<ListenerInfo> {
+        let l = self.listeners.get(&id)?;
+        let line = self.lines.get(&line_key(&l.spec))?;
+        let slot = line.members.iter().position(|m| m.id == id)?;
+        self.info_at(line, slot)
+    }
+
+    fn info_at(&self, line: &Line, slot: usize) -> Option<ListenerInfo> {
+        let m = line.members.get(slot)?;
+        let l = self.listeners.get(&m.id)?;
+        let first_live = line.members.iter().position(|m| m.serving.is_some());
+        let state = match l.serving {
+            None => ListenerState::Down,
+            Some(p) if p != l.spec.processor => ListenerState::MovedToBackup,
+            Some(_) if self.mode == FilterMode::None && first_live != Some(slot) => {
+                ListenerState::Standby
+            }
+            Some(_) => ListenerState::Listening,
+        };
+        Some(ListenerInfo {
+            id: m.id,
+            protocol: l.spec.protocol,
+            port: l.spec.port,
+            address: l.spec.address,
+            processor: l.spec.processor,
+            backup: l.spec.backup,
+            serving: l.serving,
+            key: l.spec.key.as_ref().map(FilterKey::masked),
+            app: l.spec.app.clone(),
+            state,
+            slot,
+            takeover_error: l.collision.as_ref().map(ToString::to_string),
+        })
+    }
+
+    /// The rules every registration obeys: a real port, existing
+    /// processors, a backup elsewhere, an address of ours, one listener
+    /// per processor per port.
+    fn check_placement(&self, spec: &ListenerSpec) -> Result<(), RegisterError> {
+        let (protocol, port, processor) = (spec.protocol, spec.port, spec.processor);
+        if port == 0 {
+            return Err(RegisterError::BadPort { protocol });
+        }
+        let count = self.up.len();
+        for p in std::iter::once(processor).chain(spec.backup) {
+            if p >= count {
+                return Err(RegisterError::NoSuchProcessor {
+                    processor: p,
+                    count,
+                });
+            }
+        }
+        if spec.backup == Some(processor) {
+            return Err(RegisterError::BackupIsPrimary {
+                protocol,
+                port,
+                processor,
+            });
+        }
+        if let Some(address) = spec.address {
+            if !self.addresses.is_empty() && !self.addresses.contains(&address) {
+                let known: Vec<String> = self.addresses.iter().map(ToString::to_string).collect();
+                return Err(RegisterError::AddressNotOurs {
+                    protocol,
+                    port,
+                    processor,
+                    address,
+                    known: known.join(", "),
+                });
+            }
+        }
+        let taken = self.listeners.values().any(|l| {
+            l.spec.protocol == protocol
+                && l.spec.port == port
+                && (l.spec.processor == processor || l.serving == Some(processor))
+        });
+        if taken {
+            return Err(RegisterError::DuplicateListener {
+                protocol,
+                port,
+                processor,
+            });
+        }
+        Ok(())
+    }
+
+    /// The sharing rules: who may join listeners whose address overlaps.
+    fn check_sharing(&self, spec: &ListenerSpec) -> Result<(), RegisterError> {
+        let (protocol, port, processor) = (spec.protocol, spec.port, spec.processor);
+        let mut sharing = self.listeners.values().filter(|l| {
+            l.spec.protocol == protocol
+                && l.spec.port == port
+                && overlap(l.spec.address, spec.address)
+        });
+        let Some(first) = sharing.next() else {
+            return Ok(());
+        };
+        let holder = first.spec.processor;
+        let in_use = |reason| RegisterError::PortInUse {
+            protocol,
+            port,
+            processor,
+            holder,
+            reason,
+        };
+        if self.mode == FilterMode::None {
+            return Err(in_use(Exclusive::FilteringOff));
+        }
+        if let Some(ranges) = self.shared_ports(protocol) {
+            if !ranges.contains(port) {
+                return Err(RegisterError::NotShared {
+                    protocol,
+                    port,
+                    processor,
+                    holder,
+                    ranges: ranges.to_string(),
+                });
+            }
+        }
+        if let Some(keyless) = std::iter::once(first)
+            .chain(sharing.clone())
+            .find(|l| l.spec.key.is_none())
+        {
+            return Err(RegisterError::PortInUse {
+                protocol,
+                port,
+                processor,
+                holder: keyless.spec.processor,
+                reason: Exclusive::HolderHasNoKey,
+            });
+        }
+        let Some(key) = &spec.key else {
+            return Err(in_use(Exclusive::NewcomerHasNoKey));
+        };
+        if std::iter::once(first)
+            .chain(sharing)
+            .any(|l| l.spec.key.as_ref() != Some(key))
+        {
+            return Err(RegisterError::FilterKeyMismatch {
+                protocol,
+                port,
+                processor,
+            });
+        }
+        Ok(())
+    }
+
+    /// Puts an accepted listener at the end of its line.
+    fn insert(&mut self, spec: ListenerSpec) -> ListenerId {
+        let id = ListenerId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1);
+        self.lines
+            .entry(line_key(&spec))
+            .or_default()
+            .members
+            .push(Member { id, serving: None });
+        self.listeners.insert(
+            id,
+            Listener {
+                spec,
+                serving: None,
+                collision: None,
+            },
+        );
+        self.rebuild_served();
+        // Only the newcomer can change: primaries keep their processors,
+        // and backups already listening keep theirs.
+        let _ = self.recompute();
+        id
+    }
+
+    fn rebuild_served(&mut self) {
+        self.served.clear();
+        for l in self.listeners.values() {
+            if l.spec.protocol == Protocol::Tcp {
+                self.served
+                    .entry(l.spec.port)
+                    .or_default()
+                    .push(l.spec.processor);
             }
         }
     }
 
-    /// The processors serving `port`, in line order.
-    pub fn listeners(&self, port: u16) -> &[usize] {
-        self.ports
-            .get(&port)
-            .map(|l| l.listeners.as_slice())
-            .unwrap_or(&[])
+    /// Works out where every listener listens, from the processors' state:
+    /// a primary in its live processor first; then, for the others, the
+    /// backup in its live processor unless the port is taken there (a
+    /// backup already listening keeps it; the rest go by registration
+    /// order). Returns what changed.
+    fn recompute(&mut self) -> Vec<Takeover> {
+        let mut serving: HashMap<ListenerId, usize> = HashMap::new();
+        let mut taken: HashMap<(Protocol, u16, usize), ListenerId> = HashMap::new();
+        let mut orphans = Vec::new();
+        for (id, l) in &self.listeners {
+            let p = l.spec.processor;
+            if self.is_up(p) {
+                serving.insert(*id, p);
+                taken.insert((l.spec.protocol, l.spec.port, p), *id);
+            } else {
+                let incumbent = l.serving.is_some() && l.serving == l.spec.backup;
+                orphans.push((!incumbent, *id));
+            }
+        }
+        orphans.sort_unstable();
+        let mut collisions: HashMap<ListenerId, RegisterError> = HashMap::new();
+        for (_, id) in orphans {
+            let Some(l) = self.listeners.get(&id) else {
+                continue;
+            };
+            let Some(b) = l.spec.backup.filter(|b| self.is_up(*b)) else {
+                continue;
+            };
+            let slot = (l.spec.protocol, l.spec.port, b);
+            match taken.get(&slot) {
+                Some(holder) => {
+                    collisions.insert(
+                        id,
+                        RegisterError::BackupCollision {
+                            protocol: l.spec.protocol,
+                            port: l.spec.port,
+                            listener: id,
+                            primary: l.spec.processor,
+                            backup: b,
+                            holder: *holder,
+                        },
+                    );
+                }
+                None => {
+                    serving.insert(id, b);
+                    taken.insert(slot, id);
+                }
+            }
+        }
+        let mut report = Vec::new();
+        for (id, l) in self.listeners.iter_mut() {
+            let to = serving.get(id).copied();
+            let collision = collisions.remove(id);
+            let moved = l.serving != to;
+            let new_collision = collision.is_some() && collision != l.collision;
+            if moved || new_collision {
+                let kind = match (&collision, to) {
+                    (Some(e), _) => TakeoverKind::Collision(e.clone()),
+                    (None, None) => TakeoverKind::Down,
+                    (None, Some(p)) if p == l.spec.processor => TakeoverKind::BackToPrimary,
+                    (None, Some(_)) => TakeoverKind::MovedToBackup,
+                };
+                report.push(Takeover {
+                    listener: *id,
+                    protocol: l.spec.protocol,
+                    port: l.spec.port,
+                    app: l.spec.app.clone(),
+                    from: l.serving,
+                    to,
+                    kind,
+                });
+            }
+            l.serving = to;
+            l.collision = collision;
+        }
+        for line in self.lines.values_mut() {
+            for m in &mut line.members {
+                m.serving = serving.get(&m.id).copied();
+            }
+        }
+        report
+    }
+}
+
+fn line_key(spec: &ListenerSpec) -> LineKey {
+    LineKey {
+        protocol: spec.protocol,
+        port: spec.port,
+        address: spec.address,
+    }
+}
+
+/// Two listeners of one port compete for the same traffic unless both are
+/// bound, to different addresses.
+fn overlap(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// The pick within one line, per the mode; advances a round-robin line.
+fn pick_in(mode: FilterMode, line: &mut Line) -> Option<Pick> {
+    let n = line.members.len();
+    let at = |slot: usize| {
+        let m = line.members[slot];
+        m.serving.map(|processor| Pick {
+            processor,
+            slot,
+            listener: m.id,
+        })
+    };
+    match mode {
+        FilterMode::None => (0..n).find_map(at),
+        FilterMode::RoundRobin => {
+            let start = line.next % n.max(1);
+            let pick = (0..n).map(|i| (start + i) % n).find_map(at)?;
+            line.next = (pick.slot + 1) % n;
+            Some(pick)
+        }
     }
 }
 
@@ -190,6 +716,53 @@ mod tests {
             .collect()
     }
 
+    fn picks_for(f: &mut Filter, proto: Protocol, dst: &str, port: u16, n: usize) -> Vec<usize> {
+        let dst: IpAddr = dst.parse().expect("address");
+        (0..n)
+            .map(|_| {
+                f.pick_for(proto, dst, port)
+                    .map(|p| p.processor)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect()
+    }
+
+    fn key(k: &str) -> Option<FilterKey> {
+        Some(FilterKey::new(k).expect("good key"))
+    }
+
+    fn spec(proto: Protocol, port: u16, processor: usize, k: Option<&str>) -> ListenerSpec {
+        ListenerSpec {
+            protocol: proto,
+            port,
+            processor,
+            backup: None,
+            address: None,
+            key: k.and_then(key),
+            app: "app".into(),
+        }
+    }
+
+    fn tcp(port: u16, processor: usize, k: Option<&str>) -> ListenerSpec {
+        spec(Protocol::Tcp, port, processor, k)
+    }
+
+    fn with_backup(mut s: ListenerSpec, backup: usize) -> ListenerSpec {
+        s.backup = Some(backup);
+        s
+    }
+
+    fn bound(mut s: ListenerSpec, addr: &str) -> ListenerSpec {
+        s.address = Some(addr.parse().expect("address"));
+        s
+    }
+
+    fn slot_and_cpu(p: Option<Pick>) -> Option<(usize, usize)> {
+        p.map(|p| (p.processor, p.slot))
+    }
+
+    // ---- the line (command-line group, as before) ----
+
     #[test]
     fn round_robin_cycles_over_four_and_wraps() {
         let mut f = four(FilterMode::RoundRobin);
@@ -201,27 +774,9 @@ mod tests {
         let mut f = Filter::new(FilterMode::RoundRobin, 4);
         f.register(80, 2).expect("register");
         f.register(80, 0).expect("register");
-        assert_eq!(
-            f.pick(80),
-            Some(Pick {
-                processor: 2,
-                slot: 0
-            })
-        );
-        assert_eq!(
-            f.pick(80),
-            Some(Pick {
-                processor: 0,
-                slot: 1
-            })
-        );
-        assert_eq!(
-            f.pick(80),
-            Some(Pick {
-                processor: 2,
-                slot: 0
-            })
-        );
+        assert_eq!(slot_and_cpu(f.pick(80)), Some((2, 0)));
+        assert_eq!(slot_and_cpu(f.pick(80)), Some((0, 1)));
+        assert_eq!(slot_and_cpu(f.pick(80)), Some((2, 0)));
     }
 
     #[test]
@@ -275,20 +830,28 @@ mod tests {
     #[test]
     fn duplicate_listener_refused() {
         let mut f = four(FilterMode::RoundRobin);
+        let e = f.register(80, 2).expect_err("duplicate");
         assert_eq!(
-            f.register(80, 2),
-            Err(FilterError::DuplicateListener {
+            e,
+            FilterError::DuplicateListener {
+                protocol: Protocol::Tcp,
                 port: 80,
                 processor: 2
-            })
+            }
         );
         assert_eq!(
-            f.register(80, 9),
-            Err(FilterError::NoSuchProcessor {
+            e.to_string(),
+            "port 80/tcp is already served on processor 2 (one listener per processor per port)"
+        );
+        let e = f.register(80, 9).expect_err("no such processor");
+        assert_eq!(
+            e,
+            FilterError::NoSuchProcessor {
                 processor: 9,
                 count: 4
-            })
+            }
         );
+        assert_eq!(e.to_string(), "processor 9 does not exist (processors: 4)");
     }
 
     #[test]
@@ -299,5 +862,459 @@ mod tests {
         assert_eq!(picks(&mut f, 80, 2), vec![0, 0]);
         f.set_mode(FilterMode::RoundRobin);
         assert_eq!(picks(&mut f, 80, 2), vec![2, 3]);
+    }
+
+    #[test]
+    fn group_listeners_in_none_mode_stand_by() {
+        let f = four(FilterMode::None);
+        let states: Vec<&str> = f.listing().iter().map(|l| l.state.name()).collect();
+        assert_eq!(states, vec!["listening", "standby", "standby", "standby"]);
+        assert_eq!(f.listeners(80), &[0, 1, 2, 3]);
+    }
+
+    // ---- sharing rules (add_listener) ----
+
+    #[test]
+    fn same_key_shares_the_port_round_robin() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        for p in 0..4 {
+            f.add_listener(tcp(80, p, Some("web1"))).expect("shares");
+        }
+        assert_eq!(picks(&mut f, 80, 5), vec![0, 1, 2, 3, 0]);
+    }
+
+    #[test]
+    fn none_mode_second_listener_gets_port_in_use() {
+        let mut f = Filter::new(FilterMode::None, 4);
+        f.add_listener(tcp(80, 0, Some("web1"))).expect("first");
+        let e = f
+            .add_listener(tcp(80, 1, Some("web1")))
+            .expect_err("exclusive");
+        assert_eq!(
+            e,
+            RegisterError::PortInUse {
+                protocol: Protocol::Tcp,
+                port: 80,
+                processor: 1,
+                holder: 0,
+                reason: Exclusive::FilteringOff
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "port 80/tcp: in use: the listener on processor 0 has exclusive use of the port \
+             (round-robin filtering is off), so processor 1 cannot listen on it"
+        );
+        assert_eq!(picks(&mut f, 80, 3), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn key_mismatch_is_refused() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        f.add_listener(tcp(80, 0, Some("web1"))).expect("first");
+        f.add_listener(tcp(80, 1, Some("web1"))).expect("second");
+        let e = f
+            .add_listener(tcp(80, 2, Some("other")))
+            .expect_err("mismatch");
+        assert_eq!(
+            e.to_string(),
+            "port 80/tcp: key mismatch: listener on processor 2 presents a different filter \
+             key than the listeners already sharing the port"
+        );
+        assert!(!e.to_string().contains("other"), "never print a key");
+        assert_eq!(f.listing().len(), 2, "nothing changed");
+    }
+
+    #[test]
+    fn holder_without_key_has_exclusive_use() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        f.add_listener(tcp(80, 0, None)).expect("first");
+        let e = f
+            .add_listener(tcp(80, 1, Some("web1")))
+            .expect_err("exclusive");
+        assert_eq!(
+            e.to_string(),
+            "port 80/tcp: in use: the listener on processor 0 has exclusive use of the port \
+             (it presents no filter key), so processor 1 cannot listen on it"
+        );
+    }
+
+    #[test]
+    fn newcomer_without_key_cannot_share() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        f.add_listener(tcp(80, 0, Some("web1"))).expect("first");
+        let e = f.add_listener(tcp(80, 1, None)).expect_err("no key");
+        assert_eq!(
+            e.to_string(),
+            "port 80/tcp: in use: the listener on processor 0 has exclusive use of the port \
+             (the newcomer presents no filter key), so processor 1 cannot listen on it"
+        );
+    }
+
+    #[test]
+    fn command_line_group_holds_its_port_against_newcomers() {
+        let mut f = four(FilterMode::RoundRobin);
+        let e = f
+            .add_listener(tcp(80, 0, Some("web1")))
+            .expect_err("duplicate");
+        assert!(matches!(e, RegisterError::DuplicateListener { .. }), "{e}");
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        f.register(80, 0).expect("group");
+        let e = f.add_listener(tcp(80, 1, Some("web1"))).expect_err("held");
+        assert!(
+            matches!(
+                e,
+                RegisterError::PortInUse {
+                    reason: Exclusive::HolderHasNoKey,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn port_outside_shared_range_is_not_shared() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        let ranges = PortRanges::parse(["80", "8000-8099"]).expect("ranges");
+        f.set_shared_ports(Protocol::Tcp, Some(ranges));
+        f.add_listener(tcp(8080, 0, Some("web1"))).expect("first");
+        f.add_listener(tcp(8080, 1, Some("web1")))
+            .expect("in range");
+        f.add_listener(tcp(81, 0, Some("web1")))
+            .expect("alone is fine");
+        let e = f
+            .add_listener(tcp(81, 1, Some("web1")))
+            .expect_err("not shared");
+        assert_eq!(
+            e.to_string(),
+            "port 81/tcp is not shared: it is outside the shared TCP port ranges (80, \
+             8000-8099); the listener on processor 0 has it, so processor 1 cannot listen on it"
+        );
+    }
+
+    #[test]
+    fn tcp_and_udp_ranges_and_ports_are_separate() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        f.set_shared_ports(Protocol::Tcp, Some(PortRanges::parse(["80"]).expect("r")));
+        f.set_shared_ports(Protocol::Udp, Some(PortRanges::parse(["7"]).expect("r")));
+        f.add_listener(tcp(7, 0, Some("k"))).expect("tcp 7");
+        f.add_listener(spec(Protocol::Udp, 7, 0, Some("k")))
+            .expect("udp 7 on the same processor");
+        f.add_listener(spec(Protocol::Udp, 7, 1, Some("k")))
+            .expect("udp 7 is shared");
+        let e = f.add_listener(tcp(7, 1, Some("k"))).expect_err("tcp 7 not");
+        assert!(matches!(e, RegisterError::NotShared { .. }), "{e}");
+        let e = f
+            .add_listener(spec(Protocol::Udp, 7, 1, Some("k")))
+            .expect_err("dup");
+        assert_eq!(
+            e.to_string(),
+            "port 7/udp is already served on processor 1 (one listener per processor per port)"
+        );
+        assert_eq!(f.ports(Protocol::Udp), vec![7]);
+        assert!(f.serves(7) && f.serves_for(Protocol::Udp, 7));
+    }
+
+    #[test]
+    fn bad_keys_are_refused_without_showing_them() {
+        for (k, why) in [
+            ("", "it is empty"),
+            ("1abc", "its first character is not a letter"),
+            (
+                "ab-c",
+                "it holds a character that is not a letter or a digit",
+            ),
+            ("abcdefghi", "it is 9 characters long (at most 8)"),
+        ] {
+            let e = FilterKey::new(k).expect_err(k);
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "bad filter key: {why}; a key is 1 to 8 letters or digits, the first a letter"
+                )
+            );
+        }
+        let k = FilterKey::new("secret12").expect("8 is fine");
+        assert_eq!(k.masked(), "s*****");
+        assert!(!format!("{k:?}").contains("secret"));
+    }
+
+    #[test]
+    fn backup_rules() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        let e = f
+            .add_listener(with_backup(tcp(80, 1, None), 1))
+            .expect_err("same");
+        assert_eq!(
+            e.to_string(),
+            "port 80/tcp: the listener on processor 1 names the same processor as its backup; \
+             the backup must run in another processor"
+        );
+        let e = f
+            .add_listener(with_backup(tcp(80, 1, None), 4))
+            .expect_err("none");
+        assert_eq!(e.to_string(), "processor 4 does not exist (processors: 4)");
+    }
+
+    #[test]
+    fn bound_address_must_be_ours_and_port_nonzero() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        f.set_addresses(vec!["10.0.0.2".parse().expect("a")]);
+        let e = f
+            .add_listener(bound(spec(Protocol::Udp, 7, 0, None), "10.0.0.9"))
+            .expect_err("not ours");
+        assert_eq!(
+            e.to_string(),
+            "port 7/udp: the listener on processor 0 is bound to 10.0.0.9, which is not one of \
+             the adapter's addresses (10.0.0.2)"
+        );
+        let e = f.add_listener(tcp(0, 0, None)).expect_err("port 0");
+        assert_eq!(
+            e.to_string(),
+            "port 0/tcp: a listener needs a port from 1 to 65535"
+        );
+    }
+
+    // ---- addresses and UDP ----
+
+    #[test]
+    fn udp_datagrams_go_round_robin_per_datagram() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 3);
+        for p in 0..3 {
+            f.add_listener(spec(Protocol::Udp, 7, p, Some("u")))
+                .expect("udp");
+        }
+        assert_eq!(
+            picks_for(&mut f, Protocol::Udp, "10.0.0.2", 7, 4),
+            vec![0, 1, 2, 0]
+        );
+        assert_eq!(
+            picks_for(&mut f, Protocol::Tcp, "10.0.0.2", 7, 1),
+            vec![usize::MAX],
+            "no TCP listener on 7"
+        );
+    }
+
+    #[test]
+    fn bound_listeners_get_only_their_address_wildcard_the_rest() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        let udp = |p, a| bound(spec(Protocol::Udp, 7, p, Some("u")), a);
+        f.add_listener(udp(0, "10.0.0.2")).expect("a");
+        f.add_listener(udp(1, "10.0.0.2")).expect("a");
+        f.add_listener(udp(2, "10.0.0.3")).expect("b");
+        f.add_listener(spec(Protocol::Udp, 7, 3, Some("u")))
+            .expect("wildcard shares under the key");
+        assert_eq!(
+            picks_for(&mut f, Protocol::Udp, "10.0.0.2", 7, 3),
+            vec![0, 1, 0]
+        );
+        assert_eq!(
+            picks_for(&mut f, Protocol::Udp, "10.0.0.3", 7, 2),
+            vec![2, 2]
+        );
+        assert_eq!(
+            picks_for(&mut f, Protocol::Udp, "fd00::2", 7, 2),
+            vec![3, 3]
+        );
+        f.set_up(2, false);
+        assert_eq!(
+            picks_for(&mut f, Protocol::Udp, "10.0.0.3", 7, 1),
+            vec![3],
+            "bound line all down: the wildcard takes it"
+        );
+    }
+
+    #[test]
+    fn distinct_bound_addresses_do_not_conflict_even_without_filtering() {
+        let mut f = Filter::new(FilterMode::None, 4);
+        f.add_listener(bound(tcp(80, 0, None), "10.0.0.2"))
+            .expect("a");
+        f.add_listener(bound(tcp(80, 1, None), "10.0.0.3"))
+            .expect("b");
+        let e = f
+            .add_listener(tcp(80, 2, None))
+            .expect_err("wildcard overlaps");
+        assert!(
+            matches!(e, RegisterError::PortInUse { holder: 0, .. }),
+            "{e}"
+        );
+        assert_eq!(
+            picks_for(&mut f, Protocol::Tcp, "10.0.0.3", 80, 2),
+            vec![1, 1]
+        );
+    }
+
+    // ---- removal ----
+
+    #[test]
+    fn remove_listener_keeps_the_line_turn() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        let ids: Vec<ListenerId> = (0..4)
+            .map(|p| f.add_listener(tcp(80, p, Some("k"))).expect("add"))
+            .collect();
+        assert_eq!(picks(&mut f, 80, 2), vec![0, 1]);
+        let r = f.remove_listener(ids[0]).expect("remove");
+        assert_eq!(r.listener.processor, 0);
+        assert_eq!(picks(&mut f, 80, 3), vec![2, 3, 1]);
+        f.remove_listener(ids[3]).expect("remove last");
+        assert_eq!(picks(&mut f, 80, 3), vec![2, 1, 2]);
+        let e = f.remove_listener(ids[0]).expect_err("gone");
+        assert_eq!(e.to_string(), format!("no listener {}", ids[0]));
+        assert_eq!(f.listener_at(Protocol::Tcp, 80, 2), Some(ids[2]));
+        assert_eq!(f.listeners(80), &[1, 2]);
+        f.remove_listener(ids[1]).expect("remove");
+        f.remove_listener(ids[2]).expect("remove");
+        assert!(!f.serves(80));
+        f.add_listener(tcp(80, 0, None))
+            .expect("port is free again");
+    }
+
+    // ---- primary and backup ----
+
+    #[test]
+    fn backup_takes_over_and_primary_gets_the_port_back() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 4);
+        let a = f
+            .add_listener(with_backup(tcp(80, 0, Some("k")), 1))
+            .expect("a");
+        f.add_listener(with_backup(tcp(80, 2, Some("k")), 3))
+            .expect("b");
+        let r = f.set_up_report(0, false);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].listener, a);
+        assert_eq!((r[0].from, r[0].to), (Some(0), Some(1)));
+        assert_eq!(r[0].kind, TakeoverKind::MovedToBackup);
+        assert_eq!(picks(&mut f, 80, 4), vec![1, 2, 1, 2]);
+        assert_eq!(
+            f.info(a).map(|i| i.state),
+            Some(ListenerState::MovedToBackup)
+        );
+        let r = f.set_up_report(0, true);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].kind, TakeoverKind::BackToPrimary);
+        assert_eq!((r[0].from, r[0].to), (Some(1), Some(0)));
+        assert_eq!(picks(&mut f, 80, 2), vec![0, 2]);
+        assert!(f.set_up_report(0, true).is_empty(), "no change, no report");
+    }
+
+    #[test]
+    fn backup_collides_with_a_listener_in_its_processor() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 3);
+        let a = f
+            .add_listener(with_backup(tcp(80, 0, Some("k")), 1))
+            .expect("a");
+        let b = f.add_listener(tcp(80, 1, Some("k"))).expect("b");
+        let r = f.set_up_report(0, false);
+        assert_eq!(r.len(), 1);
+        let TakeoverKind::Collision(e) = &r[0].kind else {
+            panic!("expected a collision: {r:?}");
+        };
+        assert_eq!(
+            e,
+            &RegisterError::BackupCollision {
+                protocol: Protocol::Tcp,
+                port: 80,
+                listener: a,
+                primary: 0,
+                backup: 1,
+                holder: b
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "port 80/tcp: backup collision: processor 0 of listener {a} is down and its \
+                 backup cannot take over in processor 1: listener {b} already listens on port \
+                 80 there"
+            )
+        );
+        let info = f.info(a).expect("a");
+        assert_eq!(info.state, ListenerState::Down);
+        assert!(info.takeover_error.is_some());
+        assert_eq!(picks(&mut f, 80, 2), vec![1, 1]);
+    }
+
+    #[test]
+    fn a_backup_already_listening_keeps_the_port() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 3);
+        let a = f
+            .add_listener(with_backup(tcp(80, 0, Some("k")), 2))
+            .expect("a");
+        let b = f
+            .add_listener(with_backup(tcp(80, 1, Some("k")), 2))
+            .expect("b");
+        let r = f.set_up_report(1, false);
+        assert_eq!(r[0].listener, b);
+        assert_eq!(r[0].kind, TakeoverKind::MovedToBackup);
+        let r = f.set_up_report(0, false);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].listener, a, "a collides; b keeps processor 2");
+        assert!(matches!(r[0].kind, TakeoverKind::Collision(_)));
+        let r = f.set_up_report(1, true);
+        let kinds: Vec<(ListenerId, TakeoverKind)> =
+            r.into_iter().map(|t| (t.listener, t.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (a, TakeoverKind::MovedToBackup),
+                (b, TakeoverKind::BackToPrimary)
+            ]
+        );
+    }
+
+    #[test]
+    fn listener_without_backup_goes_down_and_comes_back() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 2);
+        let a = f.add_listener(tcp(7, 0, None)).expect("a");
+        let r = f.set_up_report(0, false);
+        assert_eq!(r[0].kind, TakeoverKind::Down);
+        assert_eq!(f.info(a).map(|i| i.state), Some(ListenerState::Down));
+        assert_eq!(f.pick(7), None);
+        let r = f.set_up_report(0, true);
+        assert_eq!(r[0].kind, TakeoverKind::BackToPrimary);
+        assert!(r[0]
+            .to_string()
+            .contains("back to its primary, processor 0"));
+    }
+
+    #[test]
+    fn a_processor_holding_a_backup_refuses_a_new_listener_there() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 2);
+        f.add_listener(with_backup(tcp(80, 0, Some("k")), 1))
+            .expect("a");
+        f.set_up(0, false);
+        let e = f.add_listener(tcp(80, 1, Some("k"))).expect_err("taken");
+        assert!(
+            matches!(e, RegisterError::DuplicateListener { processor: 1, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listing_shows_masked_key_address_app_and_state() {
+        let mut f = Filter::new(FilterMode::RoundRobin, 2);
+        let mut s = bound(with_backup(tcp(80, 0, Some("web1")), 1), "10.0.0.2");
+        s.app = "http".into();
+        f.add_listener(s).expect("add");
+        let l = f.listing();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].key.as_deref(), Some("w*****"));
+        assert_eq!(l[0].address, Some("10.0.0.2".parse().expect("a")));
+        assert_eq!(l[0].app, "http");
+        assert_eq!(l[0].backup, Some(1));
+        assert_eq!(l[0].state.name(), "listening");
+    }
+
+    #[test]
+    fn port_ranges_parse_and_print() {
+        let r = PortRanges::parse(["80", "8000-8099", " 9 - 10 "]).expect("ranges");
+        assert!(r.contains(80) && r.contains(8050) && r.contains(10));
+        assert!(!r.contains(81));
+        assert_eq!(r.to_string(), "80, 8000-8099, 9-10");
+        assert!(PortRanges::parse_item("0").is_err());
+        assert!(PortRanges::parse_item("90-80").is_err());
+        assert!(PortRanges::parse_item("http").is_err());
+        assert!(PortRanges::parse_item("70000").is_err());
     }
 }

@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,12 +46,19 @@ pub struct ProcessorSetup {
     pub apps: AppSource,
     /// Connection events for `--trace=conn`.
     pub tracer: Arc<Tracer>,
+    /// Most connections this processor holds; a SYN beyond it gets RST.
+    pub max_connections: usize,
 }
+
+/// Makes the app for one new connection (tests use it to plant faults).
+pub type AppFactory = Arc<dyn Fn(AppKind, AppContext) -> Box<dyn App> + Send + Sync>;
 
 /// Where a processor's apps run.
 pub enum AppSource {
     /// In the processor itself (monolithic model).
     Local,
+    /// In the processor, made by a factory of the caller's.
+    Factory(AppFactory),
     /// At back-end servers: this processor is the distributor.
     Distributor(DistributorLink),
 }
@@ -115,6 +123,7 @@ pub struct Processor {
     timers: BinaryHeap<Reverse<TimerEntry>>,
     apps: AppSource,
     tracer: Arc<Tracer>,
+    max_connections: usize,
 }
 
 /// The app's view of a connection: counts bytes as they pass.
@@ -165,6 +174,7 @@ impl Processor {
             timers: BinaryHeap::new(),
             apps: s.apps,
             tracer: s.tracer,
+            max_connections: s.max_connections,
         }
     }
 
@@ -185,8 +195,8 @@ impl Processor {
         let never_r = crossbeam_channel::never();
         let never_c = crossbeam_channel::never();
         let (replies, ctl) = match &self.apps {
-            AppSource::Local => (never_r, never_c),
             AppSource::Distributor(d) => (d.replies.clone(), d.ctl.clone()),
+            _ => (never_r, never_c),
         };
         loop {
             let wait = self.next_deadline().map_or(Duration::from_secs(1), |d| {
@@ -207,7 +217,7 @@ impl Processor {
                     if let Ok((c, answer)) = msg {
                         let r = match &self.apps {
                             AppSource::Distributor(d) => d.dispatcher.lock().set_up(c.backend, c.up),
-                            AppSource::Local => Err("no back-ends in the monolithic model".into()),
+                            _ => Err("no back-ends in the monolithic model".into()),
                         };
                         let _ = answer.send(r);
                     }
@@ -233,10 +243,15 @@ impl Processor {
                 let Some(tuple) = self.by_id.get(&r.conn).copied() else {
                     return; // the connection is gone
                 };
-                if let Some(c) = self.conns.get_mut(&tuple) {
-                    c.app.deliver(r);
+                let done = catch_unwind(AssertUnwindSafe(|| {
+                    if let Some(c) = self.conns.get_mut(&tuple) {
+                        c.app.deliver(r);
+                    }
+                    self.service(tuple, Instant::now());
+                }));
+                if done.is_err() {
+                    self.quarantine(tuple, None);
                 }
-                self.service(tuple, Instant::now());
             }
         }
     }
@@ -254,8 +269,55 @@ impl Processor {
         }
     }
 
-    /// Handles one segment from the adapter.
+    /// Handles one segment from the adapter. A panic while handling it
+    /// (a bug in the stack or the app) costs only that connection: it is
+    /// reset and forgotten, and the processor goes on with the others.
     pub fn on_inbound(&mut self, inb: Inbound) {
+        let (tuple, peer_mac) = (inb.tuple, inb.peer_mac);
+        if catch_unwind(AssertUnwindSafe(|| self.handle_inbound(inb))).is_err() {
+            self.quarantine(tuple, Some(peer_mac));
+        }
+    }
+
+    /// Resets and forgets a connection whose handling panicked.
+    fn quarantine(&mut self, tuple: FourTuple, peer_mac: Option<[u8; 6]>) {
+        self.stats().panics.fetch_add(1, Ordering::Relaxed);
+        let Some(mut c) = self.conns.remove(&tuple) else {
+            return;
+        };
+        self.by_id.remove(&c.id);
+        self.stats().active.fetch_sub(1, Ordering::Relaxed);
+        let now = Instant::now();
+        // The connection may be in a broken state: its own RST is tried,
+        // guarded too; failing that, the adapter answers its next segment.
+        let rst = catch_unwind(AssertUnwindSafe(|| {
+            c.tcp.abort();
+            let mut v = Vec::new();
+            while let Some(seg) = c.tcp.poll_transmit(now) {
+                v.push(seg);
+            }
+            v
+        }))
+        .unwrap_or_default();
+        let mac = peer_mac.unwrap_or(c.peer_mac);
+        for seg in rst {
+            self.out
+                .send_tcp(mac, tuple.local.ip(), tuple.remote.ip(), &seg);
+        }
+        let _ = self.closed.send(FlowClosed {
+            tuple,
+            syn_stamp: c.syn_stamp,
+        });
+        let cpu = self.id;
+        self.tracer.conn_event(|| {
+            format!(
+                "reset after an internal error {} > {} cpu={cpu}",
+                tuple.remote, tuple.local
+            )
+        });
+    }
+
+    fn handle_inbound(&mut self, inb: Inbound) {
         let now = Instant::now();
         let Inbound {
             tuple,
@@ -283,7 +345,11 @@ impl Processor {
             return;
         }
         let is_syn = segment.control == Control::Syn && segment.ack.is_none();
-        if up && is_syn && self.serve.contains_key(&tuple.local.port()) {
+        let full = self.conns.len() >= self.max_connections;
+        if full && is_syn {
+            self.stats().refused.fetch_add(1, Ordering::Relaxed);
+        }
+        if up && is_syn && !full && self.serve.contains_key(&tuple.local.port()) {
             self.accept(now, tuple, &segment, peer_mac, syn_stamp);
             return;
         }
@@ -317,6 +383,15 @@ impl Processor {
                 registry: self.registry.clone(),
                 backend: None,
             }),
+            AppSource::Factory(f) => f(
+                kind,
+                AppContext {
+                    processor: self.id,
+                    connection: id,
+                    registry: self.registry.clone(),
+                    backend: None,
+                },
+            ),
             AppSource::Distributor(d) => Box::new(Forwarder::new(kind, id, d.dispatcher.clone())),
         };
         self.stats().accepted.fetch_add(1, Ordering::Relaxed);
@@ -430,11 +505,18 @@ impl Processor {
                 continue; // superseded by an earlier deadline
             }
             c.armed = None;
-            match c.tcp.poll_timeout() {
-                Some(due) if due <= now => c.tcp.on_timeout(now),
-                _ => {}
+            let fired = catch_unwind(AssertUnwindSafe(|| {
+                if let Some(c) = self.conns.get_mut(&tuple) {
+                    match c.tcp.poll_timeout() {
+                        Some(due) if due <= now => c.tcp.on_timeout(now),
+                        _ => {}
+                    }
+                }
+                self.service(tuple, now);
+            }));
+            if fired.is_err() {
+                self.quarantine(tuple, None);
             }
-            self.service(tuple, now);
         }
     }
 

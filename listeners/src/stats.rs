@@ -24,6 +24,10 @@ pub struct ProcessorStats {
     pub queue_drops: AtomicU64,
     /// True while the processor is down (`vnic ctl processor K down`).
     pub down: AtomicBool,
+    /// Connections reset because handling them panicked (a bug, isolated).
+    pub panics: AtomicU64,
+    /// SYNs refused because the processor holds its maximum of connections.
+    pub refused: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.

@@ -436,9 +436,7 @@ pub enum RegisterError {
         processor: usize,
     },
     /// A filter key that breaks the manual's form.
-    #[error(
-        "bad filter key: {reason}; a key is 1 to 8 letters or digits, the first a letter"
-    )]
+    #[error("bad filter key: {reason}; a key is 1 to 8 letters or digits, the first a letter")]
     BadFilterKey {
         /// What is wrong (the key itself is never shown).
         reason: String,

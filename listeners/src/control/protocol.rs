@@ -117,6 +117,12 @@ pub struct ProcessorStatus {
     pub queue_drops: u64,
     /// Segments its connections retransmitted.
     pub retransmissions: u64,
+    /// Connections reset because handling them panicked.
+    #[serde(default)]
+    pub panics: u64,
+    /// SYNs refused at the connection limit.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// Adapter-wide counters.

@@ -173,6 +173,8 @@ impl Runtime {
                     queue_depth: self.queues.get(p.id).map_or(0, |q| q.len()),
                     queue_drops: self.counters.queue_full.get(p.id).map_or(0, Counters::get),
                     retransmissions: stats.retransmissions.load(Ordering::Relaxed),
+                    panics: stats.panics.load(Ordering::Relaxed),
+                    refused: stats.refused.load(Ordering::Relaxed),
                 }
             })
             .collect();

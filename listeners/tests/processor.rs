@@ -1,0 +1,205 @@
+//! A processor driven directly: segments crafted by pnet_packet go in
+//! through `on_inbound`, frames come out into a capture sink and are read
+//! back with pnet_packet.
+
+use crossbeam_channel::unbounded;
+use pnet_packet::ethernet::EthernetPacket;
+use pnet_packet::ipv4::Ipv4Packet;
+use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags, TcpPacket};
+use pnet_packet::Packet;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+use vnic_adapter::emit::CaptureSink;
+use vnic_adapter::trace::Tracer;
+use vnic_adapter::{Counters, FrameWriter, Inbound};
+use vnic_listeners::app::{App, AppKind, Socket};
+use vnic_listeners::processor::{AppSource, Processor, ProcessorSetup};
+use vnic_listeners::stats::Registry;
+use vnic_stack::{wire, Config, FourTuple, IsnGenerator, Segment};
+
+const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+/// An app that panics when it reads the byte `!`, and echoes otherwise.
+struct Fragile;
+impl App for Fragile {
+    fn poll(&mut self, sock: &mut dyn Socket) {
+        let mut buf = [0u8; 1024];
+        let n = sock.recv(&mut buf);
+        assert!(!buf[..n].contains(&b'!'), "planted fault");
+        sock.send(&buf[..n]);
+    }
+}
+
+struct Rig {
+    p: Processor,
+    sink: Arc<CaptureSink>,
+    registry: Arc<Registry>,
+}
+
+fn rig(max_connections: usize) -> Rig {
+    let sink = Arc::new(CaptureSink::default());
+    let out = FrameWriter::new(sink.clone(), [2, 0, 0, 0, 0, 2], Arc::new(Counters::new(1)));
+    let registry = Arc::new(Registry::new("monolithic", "round-robin", 1));
+    let (_q_tx, q_rx) = unbounded();
+    let (closed_tx, _closed_rx) = unbounded();
+    let mut serve = HashMap::new();
+    serve.insert(7, AppKind::Echo);
+    let p = Processor::new(ProcessorSetup {
+        id: 0,
+        queue: q_rx,
+        closed: closed_tx,
+        out,
+        serve,
+        tcp: Config::default(),
+        isn: Arc::new(IsnGenerator::new([7; 16], Instant::now())),
+        registry: registry.clone(),
+        apps: AppSource::Factory(Arc::new(|_, _| Box::new(Fragile))),
+        tracer: Tracer::disabled(),
+        max_connections,
+    });
+    Rig { p, sink, registry }
+}
+
+fn tuple(port: u16) -> FourTuple {
+    FourTuple {
+        local: SocketAddr::new(IpAddr::V4(VIP), 7),
+        remote: SocketAddr::new(IpAddr::V4(HOST), port),
+    }
+}
+
+/// A segment from the host, crafted by pnet and parsed by the stack's edge.
+fn seg(port: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Segment {
+    let mut t = vec![0u8; 20 + payload.len()];
+    let mut p = MutableTcpPacket::new(&mut t).expect("tcp");
+    p.set_source(port);
+    p.set_destination(7);
+    p.set_sequence(seq);
+    p.set_acknowledgement(ack);
+    p.set_data_offset(5);
+    p.set_flags(flags);
+    p.set_window(65535);
+    p.set_payload(payload);
+    let ck = tcp::ipv4_checksum(&p.to_immutable(), &HOST, &VIP);
+    p.set_checksum(ck);
+    wire::parse(IpAddr::V4(HOST), IpAddr::V4(VIP), &t).expect("valid segment")
+}
+
+fn feed(r: &mut Rig, port: u16, s: Segment) {
+    r.p.on_inbound(Inbound {
+        tuple: tuple(port),
+        segment: s,
+        peer_mac: [2, 0, 0, 0, 0, 1],
+        syn_stamp: 0,
+        arrived: Instant::now(),
+    });
+}
+
+/// (dst port, flags, seq, ack, payload) of every TCP frame sent.
+fn sent(r: &Rig) -> Vec<(u16, u8, u32, u32, Vec<u8>)> {
+    r.sink
+        .take()
+        .iter()
+        .map(|f| {
+            let e = EthernetPacket::new(f).expect("eth");
+            let ip = Ipv4Packet::new(e.payload()).expect("ip");
+            let t = TcpPacket::new(ip.payload()).expect("tcp");
+            assert_eq!(tcp::ipv4_checksum(&t, &VIP, &HOST), t.get_checksum());
+            (
+                t.get_destination(),
+                t.get_flags(),
+                t.get_sequence(),
+                t.get_acknowledgement(),
+                t.payload().to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// Opens a connection from `port`; returns our ISS.
+fn open(r: &mut Rig, port: u16) -> u32 {
+    feed(r, port, seg(port, TcpFlags::SYN, 1000, 0, &[]));
+    let out = sent(r);
+    let synack = out
+        .iter()
+        .find(|o| o.1 == TcpFlags::SYN | TcpFlags::ACK)
+        .expect("SYN|ACK");
+    let iss = synack.2;
+    feed(
+        r,
+        port,
+        seg(port, TcpFlags::ACK, 1001, iss.wrapping_add(1), &[]),
+    );
+    sent(r);
+    iss
+}
+
+#[test]
+fn a_panic_in_one_connection_resets_only_that_connection() {
+    let mut r = rig(100);
+    let a = open(&mut r, 40001);
+    let b = open(&mut r, 40002);
+    assert_eq!(r.p.connections(), 2);
+    // The planted fault fires on connection b.
+    feed(
+        &mut r,
+        40002,
+        seg(
+            40002,
+            TcpFlags::ACK | TcpFlags::PSH,
+            1001,
+            b.wrapping_add(1),
+            b"boom!",
+        ),
+    );
+    let out = sent(&r);
+    assert!(
+        out.iter().any(|o| o.0 == 40002 && o.1 & TcpFlags::RST != 0),
+        "b was reset: {out:?}"
+    );
+    assert_eq!(r.p.connections(), 1);
+    assert_eq!(
+        r.registry.processors[0]
+            .panics
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // Connection a still echoes.
+    feed(
+        &mut r,
+        40001,
+        seg(
+            40001,
+            TcpFlags::ACK | TcpFlags::PSH,
+            1001,
+            a.wrapping_add(1),
+            b"hello",
+        ),
+    );
+    let out = sent(&r);
+    assert!(
+        out.iter().any(|o| o.0 == 40001 && o.4 == b"hello"),
+        "a answered: {out:?}"
+    );
+}
+
+#[test]
+fn syn_beyond_the_connection_limit_gets_rst() {
+    let mut r = rig(2);
+    open(&mut r, 40001);
+    open(&mut r, 40002);
+    feed(&mut r, 40003, seg(40003, TcpFlags::SYN, 5000, 0, &[]));
+    let out = sent(&r);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, TcpFlags::RST | TcpFlags::ACK);
+    assert_eq!(out[0].3, 5001);
+    assert_eq!(r.p.connections(), 2);
+    assert_eq!(
+        r.registry.processors[0]
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
