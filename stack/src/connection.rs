@@ -225,6 +225,19 @@ pub struct Connection {
     dup_sacked: usize,
     /// When new data was last sent (RFC 5681 4.1 restart after idle).
     last_data_sent: Option<Instant>,
+    /// Retransmissions in the order sent: `(start, end, SND.MAX then)`.
+    /// If the peer SACKs DupThresh segments of data sent after the
+    /// retransmission of the hole at SND.UNA while that hole persists,
+    /// the retransmission was lost too (the idea of RACK, RFC 8985,
+    /// applied to the one hole that blocks progress): resend it instead
+    /// of waiting for the RTO.
+    rxt_log: VecDeque<(SeqNumber, SeqNumber, SeqNumber)>,
+    /// Lost retransmissions detected this way.
+    lost_retransmits: u64,
+    /// A tail loss probe is due (RFC 8985 7.3).
+    tlp_pending: bool,
+    /// A probe was sent and SND.UNA has not moved since (one at a time).
+    tlp_out: bool,
 
     // Options.
     sack_ok: bool,
@@ -339,6 +352,10 @@ impl Connection {
             dup_acks: 0,
             dup_sacked: 0,
             last_data_sent: None,
+            rxt_log: VecDeque::new(),
+            lost_retransmits: 0,
+            tlp_pending: false,
+            tlp_out: false,
             sack_ok: false,
             ts_ok: false,
             ts_recent: 0,
@@ -656,6 +673,11 @@ impl Connection {
                     }
                 }
                 Timer::SendOverride => self.sws_override_due = true,
+                Timer::LossProbe => {
+                    if self.tlp_allowed() {
+                        self.tlp_pending = true;
+                    }
+                }
             }
         }
     }
@@ -682,6 +704,8 @@ impl Connection {
             return;
         }
         let first = self.rtt.backoffs() == 0;
+        self.timers.stop(Timer::LossProbe);
+        self.tlp_pending = false;
         self.rtt.back_off();
         self.rtt_sample = None; // Karn: never time a retransmitted segment
         self.stats.retransmissions += 1;
@@ -739,6 +763,12 @@ impl Connection {
             }
             State::SynSent => return None,
             _ => {}
+        }
+        if self.tlp_pending {
+            self.tlp_pending = false;
+            if let Some(seg) = self.loss_probe(now) {
+                return Some(seg);
+            }
         }
         if let Some(seg) = self.next_retransmission(now) {
             return Some(seg);
@@ -843,6 +873,11 @@ impl Connection {
             return None;
         }
         self.high_rxt = self.high_rxt.max(start + seq_len);
+        if self.rxt_log.len() >= 1024 {
+            self.rxt_log.pop_front();
+        }
+        self.rxt_log
+            .push_back((start, start + seq_len, self.snd_max));
         self.rtt_sample = None; // Karn
         self.count_retransmission();
         let mut payload = Vec::with_capacity(payload_len);
@@ -851,6 +886,87 @@ impl Connection {
         let mut seg = self.segment(now, start, control, payload);
         seg.psh = payload_len > 0 && start + payload_len == data_end;
         self.on_sent(now, start, seq_len, payload_len);
+        Some(seg)
+    }
+
+    /// RFC 8985 7: a probe is worth sending only in the open state (no
+    /// recovery running), with SACK (so its ACK tells what is missing),
+    /// data outstanding and no probe already out.
+    fn tlp_allowed(&self) -> bool {
+        self.sack_ok
+            && self.is_sending_state()
+            && self.recovery.is_none()
+            && self.lost_until <= self.snd_una
+            && self.snd_una < self.snd_max
+            && self.snd_wnd > 0
+            && !self.tlp_out
+            && self.rtt.backoffs() == 0
+    }
+
+    /// RFC 8985 7.2: arm the probe timer at PTO = 2 * SRTT (at least
+    /// 10 ms; a lone segment adds the peer's worst-case delayed ACK),
+    /// when that is earlier than the RTO.
+    fn arm_loss_probe(&mut self, now: Instant) {
+        self.timers.stop(Timer::LossProbe);
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        if !self.tlp_allowed() {
+            return;
+        }
+        let mut pto = (srtt * 2).max(Duration::from_millis(10));
+        if self.snd_max - self.snd_una <= self.send_mss {
+            pto += Duration::from_millis(200);
+        }
+        if pto < self.rtt.rto() {
+            self.timers.set(Timer::LossProbe, now + pto);
+        }
+    }
+
+    /// RFC 8985 7.3: the probe is one new segment if the window allows,
+    /// else the last segment sent again; the RTO is restarted after it.
+    fn loss_probe(&mut self, now: Instant) -> Option<Segment> {
+        if !self.tlp_allowed() {
+            return None;
+        }
+        let unsent = self.send_buf.end().distance_from(self.snd_nxt);
+        let wnd_avail = (self.snd_una + self.snd_wnd).distance_from(self.snd_nxt);
+        let seg = if unsent > 0 && wnd_avail > 0 {
+            let seq = self.snd_nxt;
+            let len = unsent.min(wnd_avail).min(self.send_mss);
+            let data_end = self.send_buf.end();
+            let fin = self.fin_seq == Some(seq + len);
+            let mut payload = Vec::with_capacity(len);
+            self.send_buf.read_at(seq, len, &mut payload);
+            let control = if fin { Control::Fin } else { Control::None };
+            let mut seg = self.segment(now, seq, control, payload);
+            seg.psh = seq + len == data_end;
+            self.last_data_sent = Some(now);
+            self.on_sent(now, seq, len + fin as usize, len);
+            seg
+        } else {
+            let outstanding = self.snd_max - self.snd_una;
+            let start = self.snd_max - outstanding.min(self.send_mss);
+            let data_end = self.send_buf.end();
+            let payload_len = data_end.distance_from(start).min(self.snd_max - start);
+            let fin = self.fin_seq.is_some_and(|f| f >= start && f < self.snd_max);
+            let seq_len = payload_len + fin as usize;
+            if seq_len == 0 {
+                return None;
+            }
+            self.count_retransmission();
+            self.rtt_sample = None;
+            let mut payload = Vec::with_capacity(payload_len);
+            self.send_buf.read_at(start, payload_len, &mut payload);
+            let control = if fin { Control::Fin } else { Control::None };
+            let mut seg = self.segment(now, start, control, payload);
+            seg.psh = payload_len > 0 && start + payload_len == data_end;
+            self.on_sent(now, start, seq_len, payload_len);
+            seg
+        };
+        self.tlp_out = true;
+        self.timers.stop(Timer::LossProbe);
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         Some(seg)
     }
 
@@ -890,7 +1006,14 @@ impl Connection {
         }
         let max_seg = self.send_mss.saturating_sub(self.sack_option_len()).max(1);
         let wnd_avail = (self.snd_una + self.snd_wnd).distance_from(self.snd_nxt);
-        let cwnd_avail = self.cc.window().saturating_sub(self.pipe());
+        // RFC 3042 (limited transmit): the first two duplicate ACKs each
+        // let one new segment out beyond cwnd, to earn the third.
+        let limited_transmit = if self.recovery.is_none() {
+            (self.dup_acks.min(2) as usize) * self.send_mss
+        } else {
+            0
+        };
+        let cwnd_avail = (self.cc.window() + limited_transmit).saturating_sub(self.pipe());
         let len = unsent.min(wnd_avail).min(cwnd_avail).min(max_seg);
         if len == 0 {
             // A lone FIN (no data left) needs no window.
@@ -939,6 +1062,7 @@ impl Connection {
     /// Bookkeeping after sending `seg_len` sequence numbers from `seq`.
     fn on_sent(&mut self, now: Instant, seq: SeqNumber, seg_len: usize, data_len: usize) {
         let end = seq + seg_len;
+        let new_data = end.distance_from(self.snd_max);
         if end > self.snd_max {
             let new = end - self.snd_max;
             self.stats.bytes_out += new.min(data_len) as u64;
@@ -948,8 +1072,13 @@ impl Connection {
             self.snd_max = end;
         }
         self.snd_nxt = self.snd_nxt.max(end);
-        self.timers
-            .set_if_idle(Timer::Retransmit, now + self.rtt.rto());
+        if !self.timers.is_running(Timer::Retransmit) {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        if data_len > 0 && new_data > 0 {
+            // RFC 8985 7.2: (re)start the probe timer after new data.
+            self.arm_loss_probe(now);
+        }
         self.timers.stop(Timer::Persist);
     }
 
@@ -1453,7 +1582,8 @@ impl Connection {
             }
         }
 
-        if ack > self.snd_una {
+        let ack_advanced = ack > self.snd_una;
+        if ack_advanced {
             let acked = ack - self.snd_una;
             let tsecr = seg.options.timestamps.map(|t| t.1);
             self.on_ack_advance(now, ack, tsecr);
@@ -1511,7 +1641,13 @@ impl Connection {
             self.snd_wl2 = ack;
         }
 
+        self.detect_lost_retransmission();
         self.maybe_enter_recovery(now, flight_before);
+        if !self.tlp_allowed() {
+            self.timers.stop(Timer::LossProbe);
+        } else if ack_advanced || !self.timers.is_running(Timer::LossProbe) {
+            self.arm_loss_probe(now);
+        }
 
         if self.snd_wnd == 0 && self.snd_una < self.snd_max && self.is_sending_state() {
             // The window closed under data in flight: it will be dropped
@@ -1520,6 +1656,29 @@ impl Connection {
             self.lost_until = self.snd_max;
             self.high_rxt = self.snd_una;
             self.timers.stop(Timer::Retransmit);
+        }
+    }
+
+    /// The retransmission of the hole at SND.UNA is lost when DupThresh
+    /// segments' worth of data sent after it has been SACKed: send it again.
+    fn detect_lost_retransmission(&mut self) {
+        while self.rxt_log.front().is_some_and(|r| r.1 <= self.snd_una) {
+            self.rxt_log.pop_front();
+        }
+        if !self.sack_ok || self.rxt_head {
+            return;
+        }
+        let Some(&(start, _, mark)) = self.rxt_log.front() else {
+            return;
+        };
+        if start > self.snd_una {
+            return;
+        }
+        let sacked_after = self.scoreboard.sacked_between(mark, self.snd_max);
+        if sacked_after > (crate::sack::DUP_THRESH - 1) * self.send_mss {
+            self.rxt_log.pop_front();
+            self.rxt_head = true;
+            self.lost_retransmits += 1;
         }
     }
 
@@ -1535,7 +1694,17 @@ impl Connection {
         if !allowed {
             return;
         }
-        let dup_thresh = crate::sack::DUP_THRESH as u32;
+        // RFC 5827 (early retransmit): with fewer than four segments
+        // outstanding and nothing new that could be sent, fewer duplicate
+        // ACKs can ever arrive; lower the threshold to outstanding - 1.
+        let mut dup_thresh = crate::sack::DUP_THRESH as u32;
+        let outstanding = self.snd_max - self.snd_una;
+        let segs = outstanding.div_ceil(self.send_mss) as u32;
+        let nothing_new =
+            self.send_buf.end() <= self.snd_nxt || (self.snd_una + self.snd_wnd) <= self.snd_nxt;
+        if segs < 4 && nothing_new {
+            dup_thresh = dup_thresh.min(segs.saturating_sub(1)).max(1);
+        }
         let trigger = self.dup_acks >= dup_thresh
             || (self.sack_ok && self.scoreboard.is_lost(self.snd_una, self.send_mss));
         if !trigger {
@@ -1588,9 +1757,11 @@ impl Connection {
             }
         }
         self.rtt.reset_backoff();
+        self.tlp_out = false;
         // RFC 6298 5.2 / 5.3.
         if self.snd_una == self.snd_max {
             self.timers.stop(Timer::Retransmit);
+            self.timers.stop(Timer::LossProbe);
         } else {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }

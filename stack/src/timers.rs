@@ -20,15 +20,19 @@ pub enum Timer {
     DelayedAck,
     /// RFC 9293 3.8.6.2.1: the sender's SWS override timeout.
     SendOverride,
+    /// RFC 8985 7 (tail loss probe): send one segment to elicit SACK
+    /// feedback well before the RTO would fire.
+    LossProbe,
 }
 
 impl Timer {
-    const ALL: [Timer; 5] = [
+    const ALL: [Timer; 6] = [
         Timer::Retransmit,
         Timer::Persist,
         Timer::TimeWait,
         Timer::DelayedAck,
         Timer::SendOverride,
+        Timer::LossProbe,
     ];
 
     fn index(self) -> usize {
@@ -39,7 +43,7 @@ impl Timer {
 /// One optional deadline per [`Timer`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; 5],
+    deadlines: [Option<Instant>; 6],
 }
 
 impl TimerTable {
@@ -52,7 +56,7 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.deadlines = [None; 5];
+        self.deadlines = [None; 6];
     }
 
     /// Sets `timer` unless it is already running (keeps the earlier deadline).

@@ -365,16 +365,17 @@ impl H {
     }
 
     /// An ESTABLISHED connection (passive open) from the peer's `syn`
-    /// (sequence number set here); the peer's ACK carries `ack_ts` as its
-    /// timestamps option when given. Handshake segments and events are
-    /// consumed.
-    pub fn established_spec(cfg: Config, syn: Spec, ack_ts: Option<(u32, u32)>) -> H {
+    /// (sequence number set here). When the SYN offered timestamps, the
+    /// peer's ACK carries TSval `peer_tsval + 1` and echoes ours. Handshake
+    /// segments and events are consumed.
+    pub fn established_spec(cfg: Config, syn: Spec) -> H {
+        let peer_ts = syn.ts;
         let mut h = H::accept(cfg, false, syn.seq(PEER_ISS));
         let synack = h.recv().expect("SYN|ACK");
         assert_eq!(synack.flags, TcpFlags::SYN | TcpFlags::ACK);
         let mut ack = Spec::new(TcpFlags::ACK);
-        if let Some(ts) = ack_ts {
-            ack = ack.ts(ts);
+        if let (Some((val, _)), Some((ours, _))) = (peer_ts, synack.ts) {
+            ack = ack.ts((val + 1, ours));
         }
         h.send(ack);
         assert_eq!(h.conn.state(), State::Established);

@@ -1,0 +1,816 @@
+//! `vnic up --config FILE`: the adapter, the filter and the listeners as
+//! NonStop configures them, in one TOML file.
+//!
+//! ```toml
+//! [adapter]
+//! tap = "vnic0"                      # TAP device
+//! addresses = ["10.0.0.2/24"]        # virtual IPs, ADDR/PREFIX
+//! host_addresses = ["10.0.0.1/24"]   # host side of the TAP (optional)
+//! mac = "02:76:6e:00:00:01"          # optional; default derived from the tap name
+//! mtu = 1500                         # optional; default the TAP's MTU
+//! processors = 4                     # optional; default 4
+//!
+//! [filter]
+//! mode = "round-robin"               # or "none" (the default: filtering is off unless configured)
+//! key = "web1"                       # default filter key of the listeners
+//! tcp_ports = ["80", "8000-8099"]    # shared TCP ports (default: all)
+//! udp_ports = [7]                    # shared UDP ports (default: all)
+//!
+//! [[listener]]
+//! port = 80
+//! protocol = "tcp"                   # default tcp
+//! app = "http"                       # echo | discard | chargen | http (tcp); udp-echo (udp)
+//! processor = 0
+//! backup = 1                         # optional
+//! address = "10.0.0.2"               # optional: bound to this address only
+//! key = "web1"                       # optional: else [filter] key
+//! ```
+//!
+//! [`load`] reads and checks everything before anything starts: the TOML
+//! syntax and types, every value, and every listener run through the
+//! filter's registration rules ([`vnic_adapter::Filter::add_listener`]).
+//! Every error names the file, the line and the column.
+//!
+//! Flags and the file describe the same things, and a flag overrides the
+//! file: [`ConfigFile::resolve`] takes the flags' values ([`Overrides`]),
+//! checks the result again (a `--processors 2` against a listener on
+//! processor 3 names that listener's line) and gives the [`Config`] to run.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+use vnic_adapter::filter::{
+    Exclusive, FilterKey, ListenerId, ListenerSpec, PortRanges, Protocol, RegisterError,
+};
+use vnic_adapter::{Filter, FilterMode};
+use vnic_listeners::app::AppKind;
+
+/// Processors when neither the file nor `--processors` says (the CLI's default).
+pub const DEFAULT_PROCESSORS: usize = 4;
+
+/// The most processors vnic runs (the CLI's limit).
+pub const MAX_PROCESSORS: usize = 256;
+
+/// Reads and checks a config file (see the module doc). The values the
+/// command line may override are checked as the file gives them; call
+/// [`ConfigFile::resolve`] with the flags to get what to run.
+pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        at: None,
+        kind: ConfigErrorKind::Read,
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// [`load`] on text already read; `path` names it in error messages.
+pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        at: e.span().map(|s| Location::of(text, s.start)),
+        kind: ConfigErrorKind::Syntax,
+        message: e.message().trim_end().to_string(),
+    })?;
+    let file = ConfigFile {
+        path: path.to_path_buf(),
+        text: text.to_string(),
+        raw,
+    };
+    file.check(&Overrides::default(), false)?;
+    Ok(file)
+}
+
+/// A line and column in the file (both from 1), where an error is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column in characters, from 1.
+    pub column: usize,
+}
+
+impl Location {
+    /// The location of byte `offset` of `text`.
+    fn of(text: &str, offset: usize) -> Location {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+/// What kind of mistake a [`ConfigError`] is, for callers and tests that
+/// act on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// The file cannot be read.
+    Read,
+    /// Not TOML, a value of the wrong type, a missing field, or an unknown
+    /// key (a typo is never silently ignored).
+    Syntax,
+    /// A value of the right type that is wrong: an address, a MAC, an
+    /// MTU, a port, a port range, a mode, a protocol, a processor count,
+    /// a TAP name.
+    BadValue,
+    /// An app name vnic does not have, or one that does not speak the
+    /// listener's protocol.
+    UnknownApp,
+    /// A filter key that breaks the manual's form.
+    BadKey,
+    /// A listener the filter refuses (a rule of the manual).
+    Registration(RegisterError),
+    /// Something vnic cannot run without, given neither in the file nor
+    /// by a flag (the TAP, the virtual addresses).
+    Missing,
+}
+
+/// A mistake in the config file: the file, where in it, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", place(file, *at))]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// Where in it (`None` for the file as a whole).
+    pub at: Option<Location>,
+    /// What kind of mistake.
+    pub kind: ConfigErrorKind,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+fn place(file: &Path, at: Option<Location>) -> String {
+    match at {
+        Some(l) => format!("{}:{}:{}", file.display(), l.line, l.column),
+        None => file.display().to_string(),
+    }
+}
+
+/// The command-line values that override the file's (a flag overrides
+/// the file). An empty list or `None` leaves the file's value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--tap NAME` over `[adapter] tap`.
+    pub tap: Option<String>,
+    /// `--ip ADDR/PREFIX ...` over `[adapter] addresses` (the whole list).
+    pub ips: Vec<(IpAddr, u8)>,
+    /// `--host-ip ADDR/PREFIX ...` over `[adapter] host_addresses` (the whole list).
+    pub host_ips: Vec<(IpAddr, u8)>,
+    /// `--processors N` over `[adapter] processors`.
+    pub processors: Option<usize>,
+    /// `--filter MODE` over `[filter] mode`.
+    pub filter: Option<FilterMode>,
+}
+
+/// The apps a `[[listener]]` can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServiceApp {
+    /// TCP echo (RFC 862).
+    Echo,
+    /// TCP discard (RFC 863).
+    Discard,
+    /// TCP chargen (RFC 864).
+    Chargen,
+    /// The small HTTP server.
+    Http,
+    /// UDP echo (RFC 862): every datagram back to its sender.
+    UdpEcho,
+}
+
+impl ServiceApp {
+    /// Every app, for messages.
+    pub const ALL: [ServiceApp; 5] = [
+        ServiceApp::Echo,
+        ServiceApp::Discard,
+        ServiceApp::Chargen,
+        ServiceApp::Http,
+        ServiceApp::UdpEcho,
+    ];
+
+    /// Parses the name used in the file.
+    pub fn from_name(s: &str) -> Option<ServiceApp> {
+        ServiceApp::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// The name used in the file and as the filter's app label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceApp::Echo => "echo",
+            ServiceApp::Discard => "discard",
+            ServiceApp::Chargen => "chargen",
+            ServiceApp::Http => "http",
+            ServiceApp::UdpEcho => "udp-echo",
+        }
+    }
+
+    /// The protocol the app speaks.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ServiceApp::UdpEcho => Protocol::Udp,
+            _ => Protocol::Tcp,
+        }
+    }
+
+    /// The processors' TCP app, for a TCP app.
+    pub fn tcp_app(self) -> Option<AppKind> {
+        match self {
+            ServiceApp::Echo => Some(AppKind::Echo),
+            ServiceApp::Discard => Some(AppKind::Discard),
+            ServiceApp::Chargen => Some(AppKind::Chargen),
+            ServiceApp::Http => Some(AppKind::Http),
+            ServiceApp::UdpEcho => None,
+        }
+    }
+}
+
+impl fmt::Display for ServiceApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One `[[listener]]`, checked and registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerEntry {
+    /// Its number in [`Config::filter`].
+    pub id: ListenerId,
+    /// What was registered (the key is the listener's own or `[filter] key`).
+    pub spec: ListenerSpec,
+    /// The app behind it.
+    pub app: ServiceApp,
+    /// The line of its `[[listener]]` header... or of its first key, in the file.
+    pub line: usize,
+}
+
+/// A config file read and checked; [`ConfigFile::resolve`] turns it, with
+/// the flags, into the [`Config`] to run.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    path: PathBuf,
+    text: String,
+    raw: RawFile,
+}
+
+/// Everything `vnic up` needs from the file and the flags, checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// TAP name.
+    pub tap: String,
+    /// Virtual IPs with prefix (at least one).
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// Host-side addresses with prefix.
+    pub host_addresses: Vec<(IpAddr, u8)>,
+    /// The adapter's MAC, if the file sets one (else derived from the TAP name).
+    pub mac: Option<[u8; 6]>,
+    /// The link MTU, if the file sets one (else the TAP's).
+    pub mtu: Option<usize>,
+    /// Number of processors.
+    pub processors: usize,
+    /// The filter mode.
+    pub mode: FilterMode,
+    /// The listeners, in file order (empty: the file leaves listeners to
+    /// `--serve` and its defaults).
+    pub listeners: Vec<ListenerEntry>,
+    /// The filter with mode, shared ranges, addresses and every listener
+    /// registered: ready for the RX thread.
+    pub filter: Filter,
+}
+
+impl Config {
+    /// The virtual IPs without prefix.
+    pub fn ips(&self) -> Vec<IpAddr> {
+        self.addresses.iter().map(|(a, _)| *a).collect()
+    }
+
+    /// Port → TCP app for processor `processor`: the ports it listens on
+    /// as a primary, then those it may take over as a backup (a primary's
+    /// app wins: the takeover would collide anyway).
+    pub fn tcp_serve_for(&self, processor: usize) -> HashMap<u16, AppKind> {
+        let mut m = HashMap::new();
+        for backups in [false, true] {
+            for l in &self.listeners {
+                let here = if backups {
+                    l.spec.backup == Some(processor)
+                } else {
+                    l.spec.processor == processor
+                };
+                if let (true, Some(app)) = (here, l.app.tcp_app()) {
+                    m.entry(l.spec.port).or_insert(app);
+                }
+            }
+        }
+        m
+    }
+
+    /// Port → TCP app over all listeners (the first listener of a port
+    /// names it): what `Plan::serve` and the status's port list hold.
+    pub fn tcp_serve(&self) -> HashMap<u16, AppKind> {
+        let mut m = HashMap::new();
+        for l in &self.listeners {
+            if let Some(app) = l.app.tcp_app() {
+                m.entry(l.spec.port).or_insert(app);
+            }
+        }
+        m
+    }
+
+    /// Port → UDP app for processor `processor`, as [`Config::tcp_serve_for`].
+    pub fn udp_serve_for(&self, processor: usize) -> HashMap<u16, ServiceApp> {
+        let mut m = HashMap::new();
+        for backups in [false, true] {
+            for l in &self.listeners {
+                let here = if backups {
+                    l.spec.backup == Some(processor)
+                } else {
+                    l.spec.processor == processor
+                };
+                if here && l.app.protocol() == Protocol::Udp {
+                    m.entry(l.spec.port).or_insert(l.app);
+                }
+            }
+        }
+        m
+    }
+}
+
+impl ConfigFile {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True if the file has `[[listener]]` entries (else listeners come
+    /// from `--serve` and its defaults).
+    pub fn has_listeners(&self) -> bool {
+        !self.raw.listener.is_empty()
+    }
+
+    /// The file with the flags over it, checked again, ready to run. Needs
+    /// a TAP and at least one virtual address from one or the other.
+    pub fn resolve(&self, flags: &Overrides) -> Result<Config, ConfigError> {
+        self.check(flags, true)
+    }
+
+    fn err(&self, span: Option<Range<usize>>, kind: ConfigErrorKind, message: String) -> ConfigError {
+        ConfigError {
+            file: self.path.clone(),
+            at: span.map(|s| Location::of(&self.text, s.start)),
+            kind,
+            message,
+        }
+    }
+
+    fn bad<T>(&self, span: Range<usize>, message: String) -> Result<T, ConfigError> {
+        Err(self.err(Some(span), ConfigErrorKind::BadValue, message))
+    }
+
+    /// Every check of the file, with `flags` over it. With `complete`
+    /// false (at load, before the flags are known) a missing TAP or
+    /// address list is let through.
+    fn check(&self, flags: &Overrides, complete: bool) -> Result<Config, ConfigError> {
+        let a = &self.raw.adapter;
+        let tap = match (&flags.tap, &a.tap) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(t)) => {
+                check_tap(t.get_ref()).or_else(|m| self.bad(t.span(), m))?;
+                Some(t.get_ref().clone())
+            }
+            (None, None) => None,
+        };
+        let addresses = if flags.ips.is_empty() {
+            self.cidrs(&a.addresses, "addresses")?
+        } else {
+            flags.ips.clone()
+        };
+        let host_addresses = if flags.host_ips.is_empty() {
+            self.cidrs(&a.host_addresses, "host_addresses")?
+        } else {
+            flags.host_ips.clone()
+        };
+        if flags.host_ips.is_empty() {
+            for h in &a.host_addresses {
+                if let Ok((ip, _)) = crate::cli::parse_cidr(h.get_ref()) {
+                    if addresses.iter().any(|(v, _)| *v == ip) {
+                        return self.bad(
+                            h.span(),
+                            format!(
+                                "host address {ip} is also a virtual address: the host side \
+                                 needs its own address"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        let mac = match &a.mac {
+            Some(m) => Some(parse_mac(m.get_ref()).or_else(|e| self.bad(m.span(), e))?),
+            None => None,
+        };
+        let mtu = match &a.mtu {
+            Some(m) => {
+                let v = *m.get_ref();
+                let min = if addresses.iter().any(|(ip, _)| ip.is_ipv6()) {
+                    1280
+                } else {
+                    576
+                };
+                match usize::try_from(v) {
+                    Ok(v) if (min..=65535).contains(&v) => Some(v),
+                    _ => {
+                        return self.bad(
+                            m.span(),
+                            format!(
+                                "mtu {v} must be from {min} to 65535{}",
+                                if min == 1280 {
+                                    " (IPv6 needs at least 1280)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        )
+                    }
+                }
+            }
+            None => None,
+        };
+        let processors = match (flags.processors, &a.processors) {
+            (Some(n), _) => n,
+            (None, Some(p)) => match usize::try_from(*p.get_ref()) {
+                Ok(n) if (1..=MAX_PROCESSORS).contains(&n) => n,
+                _ => {
+                    return self.bad(
+                        p.span(),
+                        format!(
+                            "processors = {} must be from 1 to {MAX_PROCESSORS}",
+                            p.get_ref()
+                        ),
+                    )
+                }
+            },
+            (None, None) => DEFAULT_PROCESSORS,
+        };
+        let f = &self.raw.filter;
+        let mode = match (flags.filter, &f.mode) {
+            (Some(m), _) => m,
+            (None, Some(m)) => FilterMode::from_name(m.get_ref()).map_or_else(
+                || {
+                    self.bad(
+                        m.span(),
+                        format!(
+                            "unknown filter mode {:?}: choose \"round-robin\" or \"none\"",
+                            m.get_ref()
+                        ),
+                    )
+                },
+                Ok,
+            )?,
+            (None, None) => FilterMode::None,
+        };
+        let default_key = match &f.key {
+            Some(k) => Some(self.key(k)?),
+            None => None,
+        };
+        let mut filter = Filter::new(mode, processors);
+        filter.set_addresses(addresses.iter().map(|(ip, _)| *ip).collect());
+        filter.set_shared_ports(Protocol::Tcp, self.ranges(&f.tcp_ports)?);
+        filter.set_shared_ports(Protocol::Udp, self.ranges(&f.udp_ports)?);
+        let mut listeners = Vec::new();
+        for l in &self.raw.listener {
+            let entry = self.listener(l, &default_key, &mut filter, flags, complete, &addresses)?;
+            listeners.push(entry);
+        }
+        if complete {
+            let whole = |m: String| self.err(None, ConfigErrorKind::Missing, m);
+            let Some(tap) = tap else {
+                return Err(whole(
+                    "no TAP device: set tap = \"NAME\" in [adapter], or give --tap NAME".into(),
+                ));
+            };
+            if addresses.is_empty() {
+                return Err(whole(
+                    "no virtual address: set addresses = [\"ADDR/PREFIX\", ...] in [adapter], \
+                     or give --ip ADDR/PREFIX"
+                        .into(),
+                ));
+            }
+            return Ok(Config {
+                path: self.path.clone(),
+                tap,
+                addresses,
+                host_addresses,
+                mac,
+                mtu,
+                processors,
+                mode,
+                listeners,
+                filter,
+            });
+        }
+        Ok(Config {
+            path: self.path.clone(),
+            tap: tap.unwrap_or_default(),
+            addresses,
+            host_addresses,
+            mac,
+            mtu,
+            processors,
+            mode,
+            listeners,
+            filter,
+        })
+    }
+
+    fn cidrs(
+        &self,
+        list: &[Spanned<String>],
+        what: &str,
+    ) -> Result<Vec<(IpAddr, u8)>, ConfigError> {
+        let mut out: Vec<(IpAddr, u8)> = Vec::new();
+        for s in list {
+            let (ip, prefix) =
+                crate::cli::parse_cidr(s.get_ref()).or_else(|e| self.bad(s.span(), format!("{what}: {e}")))?;
+            if out.iter().any(|(o, _)| *o == ip) {
+                return self.bad(s.span(), format!("{what}: {ip} is given twice"));
+            }
+            out.push((ip, prefix));
+        }
+        Ok(out)
+    }
+
+    fn key(&self, k: &Spanned<String>) -> Result<FilterKey, ConfigError> {
+        FilterKey::new(k.get_ref())
+            .map_err(|e| self.err(Some(k.span()), ConfigErrorKind::BadKey, e.to_string()))
+    }
+
+    fn ranges(&self, list: &Option<Vec<Spanned<PortItem>>>) -> Result<Option<PortRanges>, ConfigError> {
+        let Some(list) = list else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for item in list {
+            let r = match item.get_ref() {
+                PortItem::Port(p) => match u16::try_from(*p) {
+                    Ok(p) if p != 0 => Ok(p..=p),
+                    _ => Err(format!("{p} is not a port from 1 to 65535")),
+                },
+                PortItem::Range(s) => PortRanges::parse_item(s),
+            };
+            out.push(r.or_else(|e| self.bad(item.span(), format!("shared ports: {e}")))?);
+        }
+        Ok(Some(PortRanges::from_ranges(out)))
+    }
+
+    fn listener(
+        &self,
+        raw: &Spanned<RawListener>,
+        default_key: &Option<FilterKey>,
+        filter: &mut Filter,
+        flags: &Overrides,
+        complete: bool,
+        addresses: &[(IpAddr, u8)],
+    ) -> Result<ListenerEntry, ConfigError> {
+        let l = raw.get_ref();
+        let port = match u16::try_from(*l.port.get_ref()) {
+            Ok(p) if p != 0 => p,
+            _ => {
+                return self.bad(
+                    l.port.span(),
+                    format!("port {} must be from 1 to 65535", l.port.get_ref()),
+                )
+            }
+        };
+        let protocol = match &l.protocol {
+            Some(p) => Protocol::from_name(p.get_ref()).map_or_else(
+                || {
+                    self.bad(
+                        p.span(),
+                        format!("unknown protocol {:?}: choose \"tcp\" or \"udp\"", p.get_ref()),
+                    )
+                },
+                Ok,
+            )?,
+            None => Protocol::Tcp,
+        };
+        let app = ServiceApp::from_name(l.app.get_ref()).ok_or_else(|| {
+            let names: Vec<&str> = ServiceApp::ALL.iter().map(|a| a.name()).collect();
+            self.err(
+                Some(l.app.span()),
+                ConfigErrorKind::UnknownApp,
+                format!("unknown app {:?}: choose {}", l.app.get_ref(), names.join(", ")),
+            )
+        })?;
+        if app.protocol() != protocol {
+            let fits: Vec<&str> = ServiceApp::ALL
+                .iter()
+                .filter(|a| a.protocol() == protocol)
+                .map(|a| a.name())
+                .collect();
+            return Err(self.err(
+                Some(l.app.span()),
+                ConfigErrorKind::UnknownApp,
+                format!(
+                    "app {:?} speaks {}, but this listener is {}: choose {}",
+                    app.name(),
+                    app.protocol().name().to_ascii_uppercase(),
+                    protocol.name().to_ascii_uppercase(),
+                    fits.join(", ")
+                ),
+            ));
+        }
+        let cpu = |v: &Spanned<i64>| -> Result<usize, ConfigError> {
+            usize::try_from(*v.get_ref())
+                .or_else(|_| self.bad(v.span(), format!("processor {} is not a processor number", v.get_ref())))
+        };
+        let processor = cpu(&l.processor)?;
+        let backup = l.backup.as_ref().map(cpu).transpose()?;
+        let address = match &l.address {
+            Some(a) => Some(a.get_ref().parse::<IpAddr>().or_else(|_| {
+                self.bad(
+                    a.span(),
+                    format!(
+                        "address {:?} is not an IPv4 or IPv6 address (a bound address has no /PREFIX)",
+                        a.get_ref()
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let key = match &l.key {
+            Some(k) => Some(self.key(k)?),
+            None => default_key.clone(),
+        };
+        let spec = ListenerSpec {
+            protocol,
+            port,
+            processor,
+            backup,
+            address,
+            key,
+            app: app.name().to_string(),
+        };
+        let line = Location::of(&self.text, raw.span().start).line;
+        if !complete && addresses.is_empty() {
+            // The addresses may come from --ip: bound addresses are
+            // checked by `resolve`.
+            filter.set_addresses(Vec::new());
+        }
+        let id = filter.add_listener(spec.clone()).map_err(|e| {
+            let span = match &e {
+                RegisterError::NoSuchProcessor { processor: p, .. } if Some(*p) == backup && *p != processor => {
+                    l.backup.as_ref().map(Spanned::span)
+                }
+                RegisterError::NoSuchProcessor { .. } | RegisterError::DuplicateListener { .. } => {
+                    Some(l.processor.span())
+                }
+                RegisterError::BackupIsPrimary { .. } => l.backup.as_ref().map(Spanned::span),
+                RegisterError::AddressNotOurs { .. } => l.address.as_ref().map(Spanned::span),
+                RegisterError::FilterKeyMismatch { .. } | RegisterError::BadFilterKey { .. } => l
+                    .key
+                    .as_ref()
+                    .map(Spanned::span)
+                    .or_else(|| Some(l.port.span())),
+                _ => Some(l.port.span()),
+            };
+            let note = match &e {
+                RegisterError::NoSuchProcessor { .. } if flags.processors.is_some() => {
+                    " (--processors overrides [adapter] processors)"
+                }
+                RegisterError::AddressNotOurs { .. } if !flags.ips.is_empty() => {
+                    " (--ip overrides [adapter] addresses)"
+                }
+                RegisterError::PortInUse {
+                    reason: Exclusive::FilteringOff,
+                    ..
+                } if flags.filter.is_some() => " (--filter overrides [filter] mode)",
+                RegisterError::PortInUse {
+                    reason: Exclusive::FilteringOff,
+                    ..
+                } if f_mode_unset(&self.raw) => {
+                    " (set mode = \"round-robin\" in [filter] to share ports)"
+                }
+                _ => "",
+            };
+            self.err(
+                span,
+                ConfigErrorKind::Registration(e.clone()),
+                format!("{e}{note}"),
+            )
+        })?;
+        if !complete && addresses.is_empty() {
+            filter.set_addresses(addresses.iter().map(|(ip, _)| *ip).collect());
+        }
+        Ok(ListenerEntry {
+            id,
+            spec,
+            app,
+            line,
+        })
+    }
+}
+
+fn f_mode_unset(raw: &RawFile) -> bool {
+    raw.filter.mode.is_none()
+}
+
+/// A TAP name Linux accepts: 1 to 15 bytes, no '/', no white space.
+fn check_tap(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!("tap {name:?}: a TAP name is 1 to 15 characters"));
+    }
+    if name == "." || name == ".." || name.contains('/') || name.chars().any(char::is_whitespace) {
+        return Err(format!("tap {name:?}: a TAP name has no '/' or white space"));
+    }
+    Ok(())
+}
+
+/// `"02:76:6e:00:00:01"` → bytes; a unicast, non-zero MAC.
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("mac {s:?} is not six hex bytes like \"02:76:6e:00:00:01\"");
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next().ok_or_else(bad)?;
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    if mac[0] & 1 == 1 {
+        return Err(format!(
+            "mac {s:?} is a multicast address: the first byte must be even (e.g. 02)"
+        ));
+    }
+    if mac == [0; 6] {
+        return Err(format!("mac {s:?} is all zeros"));
+    }
+    Ok(mac)
+}
+
+/// The file as TOML gives it, with spans for messages.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    adapter: RawAdapter,
+    #[serde(default)]
+    filter: RawFilter,
+    #[serde(default)]
+    listener: Vec<Spanned<RawListener>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdapter {
+    tap: Option<Spanned<String>>,
+    #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    host_addresses: Vec<Spanned<String>>,
+    mac: Option<Spanned<String>>,
+    mtu: Option<Spanned<i64>>,
+    processors: Option<Spanned<i64>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    mode: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    tcp_ports: Option<Vec<Spanned<PortItem>>>,
+    udp_ports: Option<Vec<Spanned<PortItem>>>,
+}
+
+/// A shared-port item: `80` or `"80"` or `"8000-8099"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum PortItem {
+    Port(i64),
+    Range(String),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    port: Spanned<i64>,
+    protocol: Option<Spanned<String>>,
+    app: Spanned<String>,
+    processor: Spanned<i64>,
+    backup: Option<Spanned<i64>>,
+    address: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+}

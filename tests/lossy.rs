@@ -1,0 +1,191 @@
+//! TCP that holds up on a bad link: loss, reordering and duplication made
+//! by vnic's own impairment, loss made by nftables (which vnic does not
+//! control), a client that stops reading, and half-close under loss.
+
+mod common;
+
+use common::{can_run, Netns};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+fn connect(addr: &str) -> TcpStream {
+    let a: SocketAddr = addr.parse().expect("addr");
+    let s = TcpStream::connect_timeout(&a, Duration::from_secs(10)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    s
+}
+
+fn random(n: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut v = vec![0u8; n];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+/// Sends `data` through echo and half-closes; returns (bytes back, hash).
+fn echo_roundtrip(data: Vec<u8>) -> (usize, Vec<u8>) {
+    let s = connect("10.0.0.2:7");
+    let mut w = s.try_clone().expect("clone");
+    let writer = std::thread::spawn(move || {
+        for c in data.chunks(64 * 1024) {
+            w.write_all(c).expect("write");
+        }
+        w.shutdown(Shutdown::Write).expect("half-close");
+    });
+    let mut r = s;
+    let mut h = Sha256::new();
+    let mut n = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let k = r.read(&mut buf).expect("read echo");
+        if k == 0 {
+            break;
+        }
+        n += k;
+        h.update(&buf[..k]);
+    }
+    writer.join().expect("writer");
+    (n, h.finalize().to_vec())
+}
+
+/// 32 MiB over 4 parallel echo connections, every byte back intact.
+fn thirty_two_mib_through_echo(ns: &Netns) {
+    let per = 8 << 20;
+    let inputs: Vec<Vec<u8>> = (0..4).map(|i| random(per, 100 + i)).collect();
+    let want: Vec<Vec<u8>> = inputs.iter().map(|d| Sha256::digest(d).to_vec()).collect();
+    let t = Instant::now();
+    let got = ns.run(move || {
+        let threads: Vec<_> = inputs
+            .into_iter()
+            .map(|d| std::thread::spawn(move || echo_roundtrip(d)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("echo thread"))
+            .collect::<Vec<_>>()
+    });
+    for (i, (n, h)) in got.iter().enumerate() {
+        assert_eq!(*n, per, "connection {i}: every byte echoed");
+        assert_eq!(h, &want[i], "connection {i}: bytes identical");
+    }
+    eprintln!("32 MiB through echo on 4 connections: {:?}", t.elapsed());
+}
+
+#[test]
+fn echo_32_mib_on_4_connections_through_vnic_impairment() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let vnic = ns.vnic(&["--impair", "loss=5%,reorder=10%,duplicate=2%,seed=7"]);
+    assert!(
+        vnic.ready
+            .contains("impair=loss=5%,reorder=10%,duplicate=2%"),
+        "{}",
+        vnic.ready
+    );
+    thirty_two_mib_through_echo(&ns);
+    let st = ns.status_json();
+    let retrans: u64 = st["processors"]
+        .as_array()
+        .expect("p")
+        .iter()
+        .map(|p| p["retransmissions"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(retrans > 0, "loss made vnic retransmit");
+}
+
+fn nft_loss(ns: &Netns, dev: &str, percent: u32) {
+    let rules = format!(
+        "table netdev vnicloss {{\n chain in {{ type filter hook ingress device \"{dev}\" priority 0; numgen random mod 100 < {percent} drop; }}\n chain out {{ type filter hook egress device \"{dev}\" priority 0; numgen random mod 100 < {percent} drop; }}\n}}\n"
+    );
+    let path = format!("/tmp/{}.nft", ns.name);
+    std::fs::write(&path, rules).expect("write rules");
+    ns.exec_ok(&["nft", "-f", &path]);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn echo_32_mib_on_4_connections_through_nftables_loss() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let _vnic = ns.vnic(&[]);
+    nft_loss(&ns, &ns.tap, 5);
+    thirty_two_mib_through_echo(&ns);
+}
+
+#[test]
+fn chargen_client_that_stops_reading_for_10s_gets_an_unbroken_stream() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let _vnic = ns.vnic(&[]);
+    let bad = ns.run(|| {
+        let mut s = connect("10.0.0.2:19");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("t");
+        // Shrink our receive buffer so the window closes quickly.
+        let mut first = vec![0u8; 1000];
+        s.read_exact(&mut first).expect("first bytes");
+        std::thread::sleep(Duration::from_secs(10));
+        let ring: Vec<u8> = (0x21u8..=0x7e).chain(std::iter::once(0x20)).collect();
+        let mut period = Vec::new();
+        for k in 0..95 {
+            period.extend((0..72).map(|i| ring[(k + i) % 95]));
+            period.extend_from_slice(b"\r\n");
+        }
+        let mut got = 1000usize;
+        let mut mismatch = first
+            .iter()
+            .enumerate()
+            .find(|(i, b)| **b != period[i % period.len()])
+            .map(|(i, _)| i);
+        let mut buf = vec![0u8; 65536];
+        while got < (16 << 20) + 1000 {
+            let k = s.read(&mut buf).expect("read after the pause");
+            assert!(k > 0, "chargen closed");
+            if mismatch.is_none() {
+                if let Some(i) = buf[..k]
+                    .iter()
+                    .enumerate()
+                    .position(|(i, b)| *b != period[(got + i) % period.len()])
+                {
+                    mismatch = Some(got + i);
+                }
+            }
+            got += k;
+        }
+        mismatch
+    });
+    assert_eq!(bad, None, "first byte off the pattern");
+}
+
+#[test]
+fn half_close_under_loss() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let _vnic = ns.vnic(&["--impair", "loss=5%,seed=11"]);
+    let (discard_done, echoed) = ns.run(|| {
+        // discard: our FIN after 1 MiB; the server reads all, then closes.
+        let mut d = connect("10.0.0.2:9");
+        d.write_all(&vec![7u8; 1 << 20]).expect("write");
+        d.shutdown(Shutdown::Write).expect("half-close");
+        let mut b = [0u8; 16];
+        let eof = matches!(d.read(&mut b), Ok(0));
+        // echo: the server keeps sending after our FIN.
+        let (n, _) = echo_roundtrip(random(2 << 20, 5));
+        (eof, n)
+    });
+    assert!(discard_done, "discard closed after our FIN");
+    assert_eq!(echoed, 2 << 20);
+}
