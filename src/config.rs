@@ -74,7 +74,13 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
         file: path.to_path_buf(),
         at: e.span().map(|s| Location::of(text, s.start)),
         kind: ConfigErrorKind::Syntax,
-        message: e.message().trim_end().to_string(),
+        message: e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
     })?;
     let file = ConfigFile {
         path: path.to_path_buf(),
@@ -129,7 +135,7 @@ pub enum ConfigErrorKind {
     /// A filter key that breaks the manual's form.
     BadKey,
     /// A listener the filter refuses (a rule of the manual).
-    Registration(RegisterError),
+    Registration(Box<RegisterError>),
     /// Something vnic cannot run without, given neither in the file nor
     /// by a flag (the TAP, the virtual addresses).
     Missing,
@@ -147,6 +153,17 @@ pub struct ConfigError {
     pub kind: ConfigErrorKind,
     /// What is wrong, in words.
     pub message: String,
+}
+
+#[cfg(test)]
+impl ConfigError {
+    /// The filter's rule that refused a listener, if that is the mistake.
+    pub fn rule(&self) -> Option<&RegisterError> {
+        match &self.kind {
+            ConfigErrorKind::Registration(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 fn place(file: &Path, at: Option<Location>) -> String {
@@ -248,7 +265,7 @@ pub struct ListenerEntry {
     pub spec: ListenerSpec,
     /// The app behind it.
     pub app: ServiceApp,
-    /// The line of its `[[listener]]` header... or of its first key, in the file.
+    /// Its line in the file.
     pub line: usize,
 }
 
@@ -264,8 +281,6 @@ pub struct ConfigFile {
 /// Everything `vnic up` needs from the file and the flags, checked.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The file it came from.
-    pub path: PathBuf,
     /// TAP name.
     pub tap: String,
     /// Virtual IPs with prefix (at least one).
@@ -346,11 +361,6 @@ impl Config {
 }
 
 impl ConfigFile {
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// True if the file has `[[listener]]` entries (else listeners come
     /// from `--serve` and its defaults).
     pub fn has_listeners(&self) -> bool {
@@ -363,7 +373,12 @@ impl ConfigFile {
         self.check(flags, true)
     }
 
-    fn err(&self, span: Option<Range<usize>>, kind: ConfigErrorKind, message: String) -> ConfigError {
+    fn err(
+        &self,
+        span: Option<Range<usize>>,
+        kind: ConfigErrorKind,
+        message: String,
+    ) -> ConfigError {
         ConfigError {
             file: self.path.clone(),
             at: span.map(|s| Location::of(&self.text, s.start)),
@@ -483,13 +498,14 @@ impl ConfigFile {
             None => None,
         };
         let mut filter = Filter::new(mode, processors);
+        // Empty (at load, when the addresses may come from --ip): bound
+        // addresses are checked by `resolve`.
         filter.set_addresses(addresses.iter().map(|(ip, _)| *ip).collect());
         filter.set_shared_ports(Protocol::Tcp, self.ranges(&f.tcp_ports)?);
         filter.set_shared_ports(Protocol::Udp, self.ranges(&f.udp_ports)?);
         let mut listeners = Vec::new();
         for l in &self.raw.listener {
-            let entry = self.listener(l, &default_key, &mut filter, flags, complete, &addresses)?;
-            listeners.push(entry);
+            listeners.push(self.listener(l, &default_key, &mut filter, flags)?);
         }
         if complete {
             let whole = |m: String| self.err(None, ConfigErrorKind::Missing, m);
@@ -506,7 +522,6 @@ impl ConfigFile {
                 ));
             }
             return Ok(Config {
-                path: self.path.clone(),
                 tap,
                 addresses,
                 host_addresses,
@@ -519,7 +534,6 @@ impl ConfigFile {
             });
         }
         Ok(Config {
-            path: self.path.clone(),
             tap: tap.unwrap_or_default(),
             addresses,
             host_addresses,
@@ -539,8 +553,8 @@ impl ConfigFile {
     ) -> Result<Vec<(IpAddr, u8)>, ConfigError> {
         let mut out: Vec<(IpAddr, u8)> = Vec::new();
         for s in list {
-            let (ip, prefix) =
-                crate::cli::parse_cidr(s.get_ref()).or_else(|e| self.bad(s.span(), format!("{what}: {e}")))?;
+            let (ip, prefix) = crate::cli::parse_cidr(s.get_ref())
+                .or_else(|e| self.bad(s.span(), format!("{what}: {e}")))?;
             if out.iter().any(|(o, _)| *o == ip) {
                 return self.bad(s.span(), format!("{what}: {ip} is given twice"));
             }
@@ -554,7 +568,10 @@ impl ConfigFile {
             .map_err(|e| self.err(Some(k.span()), ConfigErrorKind::BadKey, e.to_string()))
     }
 
-    fn ranges(&self, list: &Option<Vec<Spanned<PortItem>>>) -> Result<Option<PortRanges>, ConfigError> {
+    fn ranges(
+        &self,
+        list: &Option<Vec<Spanned<PortItem>>>,
+    ) -> Result<Option<PortRanges>, ConfigError> {
         let Some(list) = list else {
             return Ok(None);
         };
@@ -578,8 +595,6 @@ impl ConfigFile {
         default_key: &Option<FilterKey>,
         filter: &mut Filter,
         flags: &Overrides,
-        complete: bool,
-        addresses: &[(IpAddr, u8)],
     ) -> Result<ListenerEntry, ConfigError> {
         let l = raw.get_ref();
         let port = match u16::try_from(*l.port.get_ref()) {
@@ -596,7 +611,10 @@ impl ConfigFile {
                 || {
                     self.bad(
                         p.span(),
-                        format!("unknown protocol {:?}: choose \"tcp\" or \"udp\"", p.get_ref()),
+                        format!(
+                            "unknown protocol {:?}: choose \"tcp\" or \"udp\"",
+                            p.get_ref()
+                        ),
                     )
                 },
                 Ok,
@@ -608,7 +626,11 @@ impl ConfigFile {
             self.err(
                 Some(l.app.span()),
                 ConfigErrorKind::UnknownApp,
-                format!("unknown app {:?}: choose {}", l.app.get_ref(), names.join(", ")),
+                format!(
+                    "unknown app {:?}: choose {}",
+                    l.app.get_ref(),
+                    names.join(", ")
+                ),
             )
         })?;
         if app.protocol() != protocol {
@@ -630,8 +652,12 @@ impl ConfigFile {
             ));
         }
         let cpu = |v: &Spanned<i64>| -> Result<usize, ConfigError> {
-            usize::try_from(*v.get_ref())
-                .or_else(|_| self.bad(v.span(), format!("processor {} is not a processor number", v.get_ref())))
+            usize::try_from(*v.get_ref()).or_else(|_| {
+                self.bad(
+                    v.span(),
+                    format!("processor {} is not a processor number", v.get_ref()),
+                )
+            })
         };
         let processor = cpu(&l.processor)?;
         let backup = l.backup.as_ref().map(cpu).transpose()?;
@@ -661,14 +687,11 @@ impl ConfigFile {
             app: app.name().to_string(),
         };
         let line = Location::of(&self.text, raw.span().start).line;
-        if !complete && addresses.is_empty() {
-            // The addresses may come from --ip: bound addresses are
-            // checked by `resolve`.
-            filter.set_addresses(Vec::new());
-        }
         let id = filter.add_listener(spec.clone()).map_err(|e| {
             let span = match &e {
-                RegisterError::NoSuchProcessor { processor: p, .. } if Some(*p) == backup && *p != processor => {
+                RegisterError::NoSuchProcessor { processor: p, .. }
+                    if Some(*p) == backup && *p != processor =>
+                {
                     l.backup.as_ref().map(Spanned::span)
                 }
                 RegisterError::NoSuchProcessor { .. } | RegisterError::DuplicateListener { .. } => {
@@ -704,13 +727,10 @@ impl ConfigFile {
             };
             self.err(
                 span,
-                ConfigErrorKind::Registration(e.clone()),
+                ConfigErrorKind::Registration(Box::new(e.clone())),
                 format!("{e}{note}"),
             )
         })?;
-        if !complete && addresses.is_empty() {
-            filter.set_addresses(addresses.iter().map(|(ip, _)| *ip).collect());
-        }
         Ok(ListenerEntry {
             id,
             spec,
@@ -730,7 +750,9 @@ fn check_tap(name: &str) -> Result<(), String> {
         return Err(format!("tap {name:?}: a TAP name is 1 to 15 characters"));
     }
     if name == "." || name == ".." || name.contains('/') || name.chars().any(char::is_whitespace) {
-        return Err(format!("tap {name:?}: a TAP name has no '/' or white space"));
+        return Err(format!(
+            "tap {name:?}: a TAP name has no '/' or white space"
+        ));
     }
     Ok(())
 }
@@ -796,11 +818,32 @@ struct RawFilter {
 }
 
 /// A shared-port item: `80` or `"80"` or `"8000-8099"`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug)]
 enum PortItem {
     Port(i64),
     Range(String),
+}
+
+impl<'de> Deserialize<'de> for PortItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PortItem, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PortItem;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port (80) or a port range (\"8000-8099\")")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortItem, E> {
+                Ok(PortItem::Port(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortItem, E> {
+                Ok(PortItem::Port(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PortItem, E> {
+                Ok(PortItem::Range(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -813,4 +856,486 @@ struct RawListener {
     backup: Option<Spanned<i64>>,
     address: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEB: &str = include_str!("../examples/web-4cpu.toml");
+    const PAIRS: &str = include_str!("../examples/primary-backup.toml");
+    const UDP: &str = include_str!("../examples/udp-per-address.toml");
+
+    const HEAD: &str = "[adapter]\n\
+                        tap = \"t0\"\n\
+                        addresses = [\"10.0.0.2/24\", \"10.0.0.3/24\"]\n\
+                        processors = 4\n\
+                        [filter]\n\
+                        mode = \"round-robin\"\n\
+                        key = \"web1\"\n\
+                        tcp_ports = [\"80\", \"8000-8099\"]\n";
+    // HEAD is 8 lines: the text after it starts on line 9.
+
+    fn load_str(text: &str) -> Result<ConfigFile, ConfigError> {
+        parse(text, Path::new("test.toml"))
+    }
+
+    fn resolved(text: &str) -> Config {
+        load_str(text)
+            .and_then(|f| f.resolve(&Overrides::default()))
+            .unwrap_or_else(|e| panic!("should load: {e}"))
+    }
+
+    /// The error for `text`, checked for its line; returns it for more checks.
+    fn error_at(text: &str, line: usize) -> ConfigError {
+        let e = load_str(text).expect_err("should be refused");
+        assert_eq!(e.at.map(|a| a.line), Some(line), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("test.toml:{line}:")),
+            "{e}"
+        );
+        e
+    }
+
+    fn listener(body: &str) -> String {
+        format!("{HEAD}[[listener]]\n{body}")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    // ---- the examples ----
+
+    #[test]
+    fn example_web_4cpu_loads_and_round_robins() {
+        let mut c = resolved(WEB);
+        assert_eq!(c.tap, "vnic0");
+        assert_eq!(c.processors, 4);
+        assert_eq!(c.mode, FilterMode::RoundRobin);
+        assert_eq!(c.listeners.len(), 5);
+        let got: Vec<usize> = (0..5)
+            .filter_map(|_| c.filter.pick_for(Protocol::Tcp, ip("10.0.0.2"), 80))
+            .map(|p| p.processor)
+            .collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 0]);
+        assert_eq!(c.tcp_serve_for(1).get(&80), Some(&AppKind::Http));
+        assert_eq!(c.tcp_serve_for(1).get(&7), None);
+        assert_eq!(c.tcp_serve().len(), 2);
+        let keys: Vec<Option<String>> = c.filter.listing().into_iter().map(|l| l.key).collect();
+        assert!(keys.iter().all(|k| k.as_deref() == Some("w*****")));
+    }
+
+    #[test]
+    fn example_primary_backup_loads_and_takes_over() {
+        let mut c = resolved(PAIRS);
+        assert_eq!(c.mode, FilterMode::None);
+        assert_eq!(c.tcp_serve_for(1).get(&80), Some(&AppKind::Http), "backup");
+        assert_eq!(c.tcp_serve_for(3).get(&7), Some(&AppKind::Echo), "backup");
+        let r = c.filter.set_up_report(0, false);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].port, r[0].to), (80, Some(1)));
+        let r = c.filter.set_up_report(2, false);
+        assert_eq!((r[0].port, r[0].to), (7, Some(3)));
+        assert_eq!(
+            c.filter
+                .pick_for(Protocol::Tcp, ip("10.0.0.2"), 7)
+                .map(|p| p.processor),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn example_udp_per_address_loads_and_splits_by_address() {
+        let mut c = resolved(UDP);
+        let mut picks = |dst: &str| -> Vec<usize> {
+            (0..3)
+                .filter_map(|_| c.filter.pick_for(Protocol::Udp, ip(dst), 7))
+                .map(|p| p.processor)
+                .collect()
+        };
+        assert_eq!(picks("10.0.0.2"), vec![0, 1, 0]);
+        assert_eq!(picks("10.0.0.3"), vec![2, 3, 2]);
+        assert_eq!(c.udp_serve_for(2).get(&7), Some(&ServiceApp::UdpEcho));
+        assert!(c.tcp_serve().is_empty());
+    }
+
+    // ---- a good file, flags over it ----
+
+    #[test]
+    fn good_file_loads_with_defaults() {
+        let c = resolved(&listener(
+            "port = 8080\nprocessor = 1\napp = \"echo\"\nbackup = 2\naddress = \"10.0.0.3\"\n",
+        ));
+        assert_eq!(c.listeners.len(), 1);
+        let l = &c.listeners[0];
+        assert_eq!(l.line, 9);
+        assert_eq!(l.spec.protocol, Protocol::Tcp);
+        assert_eq!(l.spec.address, Some(ip("10.0.0.3")));
+        assert_eq!(l.spec.key, FilterKey::new("web1").ok(), "[filter] key");
+        assert_eq!(c.mac, None);
+        assert_eq!(c.mtu, None);
+        let c = resolved("[adapter]\ntap = \"t0\"\naddresses = [\"10.0.0.2/24\"]\nmac = \"02:aa:bb:cc:dd:ee\"\nmtu = 9000\n");
+        assert_eq!(c.mac, Some([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]));
+        assert_eq!(c.mtu, Some(9000));
+        assert_eq!(c.processors, DEFAULT_PROCESSORS);
+        assert_eq!(
+            c.mode,
+            FilterMode::None,
+            "filtering is off unless configured"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = load_str(WEB).expect("loads");
+        let c = f
+            .resolve(&Overrides {
+                tap: Some("other".into()),
+                ips: vec![(ip("10.9.0.2"), 16)],
+                host_ips: vec![(ip("10.9.0.1"), 16)],
+                processors: Some(8),
+                filter: None,
+            })
+            .expect("resolves");
+        assert_eq!(c.tap, "other");
+        assert_eq!(c.ips(), vec![ip("10.9.0.2")]);
+        assert_eq!(c.host_addresses, vec![(ip("10.9.0.1"), 16)]);
+        assert_eq!(c.processors, 8);
+        assert_eq!(c.filter.processors(), 8);
+    }
+
+    #[test]
+    fn flag_processors_below_a_listener_names_its_line() {
+        let f = load_str(WEB).expect("loads");
+        let e = f
+            .resolve(&Overrides {
+                processors: Some(2),
+                ..Overrides::default()
+            })
+            .expect_err("listener on processor 2");
+        let line = WEB
+            .lines()
+            .position(|l| l == "processor = 2")
+            .map(|i| i + 1);
+        assert_eq!(e.at.map(|a| a.line), line, "{e}");
+        assert_eq!(
+            e.message,
+            "processor 2 does not exist (processors: 2) (--processors overrides [adapter] processors)"
+        );
+    }
+
+    #[test]
+    fn flag_filter_none_refuses_the_shared_port() {
+        let f = load_str(WEB).expect("loads");
+        let e = f
+            .resolve(&Overrides {
+                filter: Some(FilterMode::None),
+                ..Overrides::default()
+            })
+            .expect_err("sharing needs round-robin");
+        assert!(
+            matches!(e.rule(), Some(RegisterError::PortInUse { .. })),
+            "{e}"
+        );
+        assert!(
+            e.message.ends_with("(--filter overrides [filter] mode)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn flag_ips_must_still_hold_bound_addresses() {
+        let f = load_str(UDP).expect("loads");
+        let e = f
+            .resolve(&Overrides {
+                ips: vec![(ip("10.0.0.2"), 24)],
+                ..Overrides::default()
+            })
+            .expect_err("10.0.0.3 is gone");
+        assert_eq!(
+            e.at.map(|a| a.line),
+            UDP.lines()
+                .position(|l| l == "address = \"10.0.0.3\"")
+                .map(|i| i + 1)
+        );
+        assert!(
+            e.message.ends_with("(--ip overrides [adapter] addresses)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_tap_or_addresses_are_named_at_resolve() {
+        let f = load_str("[adapter]\naddresses = [\"10.0.0.2/24\"]\n").expect("loads");
+        let e = f.resolve(&Overrides::default()).expect_err("no tap");
+        assert_eq!(e.kind, ConfigErrorKind::Missing);
+        assert_eq!(
+            e.to_string(),
+            "test.toml: no TAP device: set tap = \"NAME\" in [adapter], or give --tap NAME"
+        );
+        let ok = f.resolve(&Overrides {
+            tap: Some("t0".into()),
+            ..Overrides::default()
+        });
+        assert!(ok.is_ok());
+        let f = load_str("[adapter]\ntap = \"t0\"\n").expect("loads");
+        let e = f.resolve(&Overrides::default()).expect_err("no address");
+        assert_eq!(e.kind, ConfigErrorKind::Missing);
+        assert!(e.message.starts_with("no virtual address"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_file_is_named() {
+        let e = load(Path::new("/nonexistent/vnic.toml")).expect_err("no file");
+        assert_eq!(e.kind, ConfigErrorKind::Read);
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/vnic.toml: cannot read the config file:"),
+            "{e}"
+        );
+    }
+
+    // ---- TOML errors, with line and column ----
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = error_at("[adapter]\ntap = \"t0\"\nmtu == 1500\n", 3);
+        assert_eq!(e.kind, ConfigErrorKind::Syntax);
+        let e = error_at("[adapter\n", 1);
+        assert_eq!(e.at.map(|a| a.column), Some(9));
+        assert!(!e.message.contains('\n'), "one line: {e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_line() {
+        let e = error_at(
+            &listener("port = \"eighty\"\napp = \"http\"\nprocessor = 0\n"),
+            10,
+        );
+        assert_eq!(e.kind, ConfigErrorKind::Syntax);
+        assert!(e.message.contains("expected i64"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_a_typo_not_ignored() {
+        let e = error_at("processors = 4\n", 1);
+        assert!(e.message.starts_with("unknown field `processors`"), "{e}");
+        let e = error_at(&listener("port = 80\napp = \"http\"\nprocesor = 0\n"), 12);
+        assert!(e.message.contains("unknown field `procesor`"), "{e}");
+    }
+
+    #[test]
+    fn missing_field_names_the_listener() {
+        let e = error_at(&listener("port = 80\napp = \"http\"\n"), 9);
+        assert_eq!(e.message, "missing field `processor`");
+    }
+
+    // ---- values ----
+
+    #[test]
+    fn bad_address_is_named_with_line() {
+        let e = error_at(
+            "[adapter]\ntap = \"t0\"\naddresses = [\"10.0.0.2/24\",\n  \"10.0.0.300/24\"]\n",
+            4,
+        );
+        assert_eq!(e.kind, ConfigErrorKind::BadValue);
+        assert_eq!(e.at.map(|a| a.column), Some(3));
+        assert_eq!(
+            e.message,
+            "addresses: \"10.0.0.300\" is not an IPv4 or IPv6 address"
+        );
+        let e = error_at(
+            "[adapter]\naddresses = [\"10.0.0.2/24\", \"10.0.0.2/16\"]\n",
+            2,
+        );
+        assert_eq!(e.message, "addresses: 10.0.0.2 is given twice");
+        let e = error_at(
+            "[adapter]\naddresses = [\"10.0.0.2/24\"]\nhost_addresses = [\"10.0.0.2/24\"]\n",
+            3,
+        );
+        assert!(e.message.contains("is also a virtual address"), "{e}");
+        let e = error_at(
+            &listener("port = 80\napp = \"http\"\nprocessor = 0\naddress = \"10.0.0.2/24\"\n"),
+            13,
+        );
+        assert!(e.message.contains("has no /PREFIX"), "{e}");
+    }
+
+    #[test]
+    fn bad_adapter_values_are_named_with_line() {
+        let e = error_at("[adapter]\ntap = \"a-very-long-tap-name\"\n", 2);
+        assert!(e.message.contains("1 to 15 characters"), "{e}");
+        let e = error_at("[adapter]\nmac = \"01:00:00:00:00:01\"\n", 2);
+        assert!(e.message.contains("multicast"), "{e}");
+        let e = error_at("[adapter]\nmac = \"02:00:00:00:00\"\n", 2);
+        assert!(e.message.contains("six hex bytes"), "{e}");
+        let e = error_at("[adapter]\naddresses = [\"fd00::2/64\"]\nmtu = 1000\n", 3);
+        assert_eq!(
+            e.message,
+            "mtu 1000 must be from 1280 to 65535 (IPv6 needs at least 1280)"
+        );
+        let e = error_at("[adapter]\nprocessors = 0\n", 2);
+        assert_eq!(e.message, "processors = 0 must be from 1 to 256");
+        let e = error_at("[filter]\nmode = \"rr\"\n", 2);
+        assert_eq!(
+            e.message,
+            "unknown filter mode \"rr\": choose \"round-robin\" or \"none\""
+        );
+        let e = error_at("[filter]\ntcp_ports = [80,\n \"9000-8000\"]\n", 3);
+        assert_eq!(
+            e.message,
+            "shared ports: port range \"9000-8000\" runs backwards: write 8000-9000"
+        );
+        let e = error_at("[filter]\nudp_ports = [0]\n", 2);
+        assert_eq!(e.message, "shared ports: 0 is not a port from 1 to 65535");
+    }
+
+    #[test]
+    fn key_too_long_is_named_with_line_and_not_shown() {
+        let e = error_at("[filter]\nkey = \"secretkey9\"\n", 2);
+        assert_eq!(e.kind, ConfigErrorKind::BadKey);
+        assert_eq!(
+            e.message,
+            "bad filter key: it is 10 characters long (at most 8); a key is 1 to 8 letters or \
+             digits, the first a letter"
+        );
+        assert!(!e.to_string().contains("secretkey9"));
+        let e = error_at(
+            &listener("port = 80\napp = \"http\"\nprocessor = 0\nkey = \"9lives\"\n"),
+            13,
+        );
+        assert_eq!(e.kind, ConfigErrorKind::BadKey);
+    }
+
+    #[test]
+    fn bad_listener_values_are_named_with_line() {
+        let e = error_at(
+            &listener("port = 70000\napp = \"http\"\nprocessor = 0\n"),
+            10,
+        );
+        assert_eq!(e.message, "port 70000 must be from 1 to 65535");
+        let e = error_at(
+            &listener("port = 80\napp = \"http\"\nprocessor = 0\nprotocol = \"sctp\"\n"),
+            13,
+        );
+        assert_eq!(
+            e.message,
+            "unknown protocol \"sctp\": choose \"tcp\" or \"udp\""
+        );
+        let e = error_at(&listener("port = 80\nprocessor = -1\napp = \"http\"\n"), 11);
+        assert_eq!(e.message, "processor -1 is not a processor number");
+    }
+
+    #[test]
+    fn unknown_app_is_named_with_line() {
+        let e = error_at(&listener("port = 21\napp = \"ftp\"\nprocessor = 0\n"), 11);
+        assert_eq!(e.kind, ConfigErrorKind::UnknownApp);
+        assert_eq!(
+            e.message,
+            "unknown app \"ftp\": choose echo, discard, chargen, http, udp-echo"
+        );
+        let e = error_at(
+            &listener("port = 7\nprotocol = \"udp\"\napp = \"echo\"\nprocessor = 0\n"),
+            12,
+        );
+        assert_eq!(
+            e.message,
+            "app \"echo\" speaks TCP, but this listener is UDP: choose udp-echo"
+        );
+    }
+
+    // ---- the filter's rules, on the listener's line ----
+
+    #[test]
+    fn listener_on_nonexistent_processor_is_named_with_line() {
+        let e = error_at(&listener("port = 80\napp = \"http\"\nprocessor = 4\n"), 12);
+        assert_eq!(
+            e.rule(),
+            Some(&RegisterError::NoSuchProcessor {
+                processor: 4,
+                count: 4
+            })
+        );
+        assert_eq!(e.message, "processor 4 does not exist (processors: 4)");
+        let e = error_at(
+            &listener("port = 80\napp = \"http\"\nprocessor = 0\nbackup = 7\n"),
+            13,
+        );
+        assert_eq!(e.message, "processor 7 does not exist (processors: 4)");
+        let e = error_at(
+            &listener("port = 80\napp = \"http\"\nprocessor = 0\nbackup = 0\n"),
+            13,
+        );
+        assert!(
+            e.message.contains("names the same processor as its backup"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn key_mismatch_is_named_at_the_key() {
+        let text = format!(
+            "{HEAD}[[listener]]\nport = 80\napp = \"http\"\nprocessor = 0\n\
+             [[listener]]\nport = 80\napp = \"http\"\nprocessor = 1\nkey = \"other\"\n"
+        );
+        let e = error_at(&text, 17);
+        assert_eq!(
+            e.message,
+            "port 80/tcp: key mismatch: listener on processor 1 presents a different filter \
+             key than the listeners already sharing the port"
+        );
+    }
+
+    #[test]
+    fn port_outside_shared_ranges_is_named_with_line() {
+        let text = format!(
+            "{HEAD}[[listener]]\nport = 81\napp = \"http\"\nprocessor = 0\n\
+             [[listener]]\nport = 81\napp = \"http\"\nprocessor = 1\n"
+        );
+        let e = error_at(&text, 14);
+        assert!(
+            matches!(e.rule(), Some(RegisterError::NotShared { .. })),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn exclusive_port_without_filtering_is_named_with_line() {
+        let text = "[[listener]]\nport = 80\napp = \"http\"\nprocessor = 0\n\
+                    [[listener]]\nport = 80\napp = \"http\"\nprocessor = 1\n";
+        let e = error_at(text, 6);
+        assert_eq!(
+            e.message,
+            "port 80/tcp: in use: the listener on processor 0 has exclusive use of the port \
+             (round-robin filtering is off), so processor 1 cannot listen on it (set mode = \
+             \"round-robin\" in [filter] to share ports)"
+        );
+    }
+
+    #[test]
+    fn duplicate_listener_is_named_at_the_processor() {
+        let text = format!(
+            "{HEAD}[[listener]]\nport = 80\napp = \"http\"\nprocessor = 2\n\
+             [[listener]]\nport = 80\napp = \"http\"\nprocessor = 2\n"
+        );
+        let e = error_at(&text, 16);
+        assert_eq!(
+            e.message,
+            "port 80/tcp is already served on processor 2 (one listener per processor per port)"
+        );
+    }
+
+    #[test]
+    fn bound_address_not_ours_is_named_with_line() {
+        let e = error_at(
+            &listener("port = 80\napp = \"http\"\nprocessor = 0\naddress = \"10.0.0.9\"\n"),
+            13,
+        );
+        assert_eq!(
+            e.message,
+            "port 80/tcp: the listener on processor 0 is bound to 10.0.0.9, which is not one of \
+             the adapter's addresses (10.0.0.2, 10.0.0.3)"
+        );
+    }
 }
