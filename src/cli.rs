@@ -1,6 +1,7 @@
 //! Flags, and the checked plan they turn into. Every mistake in a flag is
 //! one clear line (exit status 2), never a panic.
 
+use crate::config::{self, Config, Overrides};
 use clap::{Args, Parser, Subcommand};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -94,6 +95,12 @@ pub enum CtlCommand {
         #[arg(value_parser = ["up", "down"])]
         state: String,
     },
+    /// Add or remove a listener at run time (same rules as at start-up).
+    Listener {
+        /// add or remove.
+        #[command(subcommand)]
+        op: ListenerOp,
+    },
     /// Turn tracing on (to a pcapng FILE, or trace lines on stderr) or off.
     Trace {
         /// on or off.
@@ -104,14 +111,59 @@ pub enum CtlCommand {
     },
 }
 
+/// `vnic ctl listener add|remove`.
+#[derive(Subcommand, Debug)]
+pub enum ListenerOp {
+    /// Register a listener.
+    Add {
+        /// Port.
+        #[arg(long)]
+        port: u16,
+        /// Processor it listens in.
+        #[arg(long)]
+        processor: usize,
+        /// App: echo, discard, chargen, http (tcp) or udp-echo (udp).
+        #[arg(long)]
+        app: String,
+        /// tcp or udp.
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
+        protocol: String,
+        /// Backup processor.
+        #[arg(long)]
+        backup: Option<usize>,
+        /// Bound address (only this address's traffic).
+        #[arg(long)]
+        address: Option<String>,
+        /// Filter key (up to 8 alphanumerics, first a letter).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Remove the listener of a port in a processor.
+    Remove {
+        /// Port.
+        #[arg(long)]
+        port: u16,
+        /// Processor.
+        #[arg(long)]
+        processor: usize,
+        /// tcp or udp.
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
+        protocol: String,
+    },
+}
+
 /// Flags of `vnic up`.
 #[derive(Args, Debug)]
 pub struct UpArgs {
+    /// Read the adapter, filter and listeners from this TOML file (see
+    /// examples/); flags given as well override the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// TAP device to attach to (created if it does not exist; creating needs root).
     #[arg(long, value_name = "NAME")]
-    pub tap: String,
+    pub tap: Option<String>,
     /// Virtual IP the adapter answers on (repeatable; IPv4 and IPv6).
-    #[arg(long = "ip", value_name = "ADDR/PREFIX", required = true, value_parser = parse_cidr)]
+    #[arg(long = "ip", value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
     pub ips: Vec<(IpAddr, u8)>,
     /// Address for the host side of the TAP; vnic adds it and brings the link up (repeatable).
     #[arg(long = "host-ip", value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
@@ -130,9 +182,10 @@ pub struct UpArgs {
     /// How the distributor picks a back-end per request: round-robin or least-busy.
     #[arg(long, value_parser = ["round-robin", "least-busy"])]
     pub balance: Option<String>,
-    /// How new connections of a shared port are spread: round-robin or none (first listener takes all).
-    #[arg(long, default_value = "round-robin", value_parser = parse_filter)]
-    pub filter: FilterMode,
+    /// How new connections of a shared port are spread: round-robin or none
+    /// (first listener takes all). Default round-robin (with --config: the file's).
+    #[arg(long, value_parser = parse_filter)]
+    pub filter: Option<FilterMode>,
     /// Serve APP on PORT (repeatable; APP is echo, discard, chargen or http).
     /// Default: 7=echo 9=discard 19=chargen 80=http.
     #[arg(long = "serve", value_name = "PORT=APP", value_parser = parse_serve)]
@@ -189,8 +242,14 @@ impl Model {
 }
 
 /// A checked `vnic up`: what `run::up` needs, nothing left to validate.
-#[derive(Debug)]
 pub struct Plan {
+    /// The config file's listeners, filter, MAC and MTU, when `--config`
+    /// gave listeners.
+    pub config: Option<Config>,
+    /// The adapter's MAC, when the config file sets one.
+    pub mac: Option<[u8; 6]>,
+    /// The link MTU, when the config file sets one.
+    pub mtu: Option<usize>,
     /// TAP name.
     pub tap: String,
     /// Virtual IPs (address only).
@@ -231,9 +290,47 @@ impl Plan {
     }
 
     /// Checks what clap cannot check alone.
-    pub fn from_args(a: UpArgs) -> Result<Plan, String> {
+    pub fn from_args(mut a: UpArgs) -> Result<Plan, String> {
+        let mut config = None;
+        let (mut mac, mut mtu) = (None, None);
+        if let Some(path) = &a.config {
+            let file = config::load(path).map_err(|e| e.to_string())?;
+            let resolved = file
+                .resolve(&Overrides {
+                    tap: a.tap.clone(),
+                    ips: a.ips.clone(),
+                    host_ips: a.host_ips.clone(),
+                    processors: a.processors.map(usize::from),
+                    filter: a.filter,
+                })
+                .map_err(|e| e.to_string())?;
+            a.tap = Some(resolved.tap.clone());
+            a.ips = resolved.addresses.clone();
+            a.host_ips = resolved.host_addresses.clone();
+            a.processors = u16::try_from(resolved.processors).ok();
+            a.filter = Some(resolved.mode);
+            mac = resolved.mac;
+            mtu = resolved.mtu;
+            if file.has_listeners() {
+                if !a.serve.is_empty() {
+                    return Err("--serve and [[listener]] entries in --config both say what to serve: use one".into());
+                }
+                if a.model == "distributor" {
+                    return Err("--model distributor does not take [[listener]] entries: it has one front-end".into());
+                }
+                a.serve = resolved.tcp_serve().into_iter().collect();
+                config = Some(resolved);
+            }
+        }
+        let Some(tap) = a.tap.clone() else {
+            return Err("--tap NAME is required (or --config FILE with [adapter] tap)".into());
+        };
+        if a.ips.is_empty() {
+            return Err("at least one --ip ADDR/PREFIX is required (or --config FILE with [adapter] addresses)".into());
+        }
+        let filter = a.filter.unwrap_or(FilterMode::RoundRobin);
         let mut serve = HashMap::new();
-        let list = if a.serve.is_empty() {
+        let list = if a.serve.is_empty() && config.is_none() {
             vec![
                 (7, AppKind::Echo),
                 (9, AppKind::Discard),
@@ -294,12 +391,15 @@ impl Plan {
             Model::Distributor { .. } => 1,
         };
         Ok(Plan {
-            tap: a.tap,
+            config,
+            mac,
+            mtu,
+            tap,
             ips,
             host_ips: a.host_ips,
             processors,
             model,
-            filter: a.filter,
+            filter,
             serve,
             time_wait: a.time_wait,
             impair: a.impair,
@@ -436,7 +536,9 @@ mod tests {
         let Command::Up(up) = cli.cmd else {
             panic!("parsed as up");
         };
-        let err = Plan::from_args(*up).expect_err("must refuse");
+        let Err(err) = Plan::from_args(*up) else {
+            panic!("must refuse");
+        };
         assert!(err.contains("port 80 given twice"), "{err}");
     }
 }

@@ -304,11 +304,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// The virtual IPs without prefix.
-    pub fn ips(&self) -> Vec<IpAddr> {
-        self.addresses.iter().map(|(a, _)| *a).collect()
-    }
-
     /// Port → TCP app for processor `processor`: the ports it listens on
     /// as a primary, then those it may take over as a backup (a primary's
     /// app wins: the takeover would collide anyway).
@@ -999,7 +994,10 @@ mod tests {
             })
             .expect("resolves");
         assert_eq!(c.tap, "other");
-        assert_eq!(c.ips(), vec![ip("10.9.0.2")]);
+        assert_eq!(
+            c.addresses.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+            vec![ip("10.9.0.2")]
+        );
         assert_eq!(c.host_addresses, vec![(ip("10.9.0.1"), 16)]);
         assert_eq!(c.processors, 8);
         assert_eq!(c.filter.processors(), 8);

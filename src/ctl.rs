@@ -1,6 +1,6 @@
 //! `vnic status` and `vnic ctl`: the client side of the control socket.
 
-use crate::cli::{ControlArgs, CtlArgs, CtlCommand, StatusArgs};
+use crate::cli::{ControlArgs, CtlArgs, CtlCommand, ListenerOp, StatusArgs};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -91,6 +91,34 @@ pub fn ctl(a: CtlArgs) -> ExitCode {
         CtlCommand::Processor { id, state } => Request::Processor { id, state },
         CtlCommand::Filter { mode } => Request::Filter { mode },
         CtlCommand::Backend { id, state } => Request::Backend { id, state },
+        CtlCommand::Listener { op } => match op {
+            ListenerOp::Add {
+                port,
+                processor,
+                app,
+                protocol,
+                backup,
+                address,
+                key,
+            } => Request::ListenerAdd {
+                protocol,
+                port,
+                processor,
+                app,
+                backup,
+                address,
+                key,
+            },
+            ListenerOp::Remove {
+                port,
+                processor,
+                protocol,
+            } => Request::ListenerRemove {
+                protocol,
+                port,
+                processor,
+            },
+        },
         CtlCommand::Trace { state, file } => Request::Trace {
             on: state == "on",
             file: file.map(|f| f.to_string_lossy().into_owned()),
@@ -101,7 +129,12 @@ pub fn ctl(a: CtlArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     match c.call(&req) {
-        Ok(r) if r.ok => ExitCode::SUCCESS,
+        Ok(r) if r.ok => {
+            for n in &r.notes {
+                println!("{n}");
+            }
+            ExitCode::SUCCESS
+        }
         Ok(r) => fail(r.error.unwrap_or_else(|| "refused".into())),
         Err(e) => fail(e),
     }
@@ -171,6 +204,28 @@ pub fn table(st: &Status) -> String {
             drops.join("  ")
         }
     ));
+    if !st.listeners.is_empty() {
+        s.push_str(&format!(
+            "\n{:>4} {:<4} {:>6} {:<16} {:>4} {:>6} {:>7} {:<9} {:<9} {:<16}\n",
+            "id", "prot", "port", "address", "cpu", "backup", "serving", "key", "app", "state"
+        ));
+        for l in &st.listeners {
+            let opt = |v: Option<usize>| v.map_or("-".to_string(), |x| x.to_string());
+            s.push_str(&format!(
+                "{:>4} {:<4} {:>6} {:<16} {:>4} {:>6} {:>7} {:<9} {:<9} {:<16}\n",
+                l.id,
+                l.protocol,
+                l.port,
+                l.address.as_deref().unwrap_or("*"),
+                l.processor,
+                opt(l.backup),
+                opt(l.serving),
+                l.key.as_deref().unwrap_or("-"),
+                l.app,
+                l.state
+            ));
+        }
+    }
     if !st.backends.is_empty() {
         s.push_str(&format!(
             "\n{:>8} {:<5} {:>10} {:>10}\n",

@@ -2,6 +2,7 @@
 //! adapter, the processors and the TAP together (see docs/ARCHITECTURE.md).
 
 mod cli;
+mod config;
 mod ctl;
 mod run;
 mod summary;

@@ -15,6 +15,7 @@ use vnic_adapter::trace::{LineMode, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
     host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameSource, FrameWriter, TapDevice,
 };
+use vnic_listeners::app::udp::UdpAppKind;
 use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
 use vnic_listeners::distributor::{backend, Dispatcher};
 use vnic_listeners::processor::{AppSource, DistributorLink, Processor, ProcessorSetup};
@@ -58,7 +59,10 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     if !plan.host_ips.is_empty() {
         host::configure(&name, &plan.host_ips)?;
     }
-    let cfg = AdapterConfig::new(&name, &plan.ips, tap.mtu());
+    let mut cfg = AdapterConfig::new(&name, &plan.ips, plan.mtu.unwrap_or_else(|| tap.mtu()));
+    if let Some(mac) = plan.mac {
+        cfg.mac = mac;
+    }
     let counters = Arc::new(Counters::new(plan.processors));
     let impair_stats = Arc::new(ImpairStats::default());
     let mut sink: Arc<dyn FrameSink> = tap.clone();
@@ -96,14 +100,23 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         Registry::new(plan.model.name(), plan.filter.name(), n).with_backends(plan.backends()),
     );
 
-    let mut filter = Filter::new(plan.filter, n);
     let mut ports: Vec<u16> = plan.serve.keys().copied().collect();
     ports.sort_unstable();
-    for port in &ports {
-        for p in 0..n {
-            filter.register(*port, p)?;
+    let filter = match &plan.config {
+        // Listeners as the config file places them, already registered.
+        Some(c) => c.filter.clone(),
+        // Every processor serves every port.
+        None => {
+            let mut f = Filter::new(plan.filter, n);
+            f.set_addresses(plan.ips.clone());
+            for port in &ports {
+                for p in 0..n {
+                    f.register(*port, p)?;
+                }
+            }
+            f
         }
-    }
+    };
 
     let tcp = Config {
         mtu: cfg.mtu,
@@ -147,7 +160,18 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             out: traced(format!("cpu={id}")),
             tracer: tracer.clone(),
             max_connections: (MAX_CONNECTIONS / n).max(1024),
-            serve: plan.serve.clone(),
+            serve: match &plan.config {
+                Some(c) => c.tcp_serve_for(id),
+                None => plan.serve.clone(),
+            },
+            udp_serve: match &plan.config {
+                Some(c) => c
+                    .udp_serve_for(id)
+                    .into_iter()
+                    .filter_map(|(port, app)| UdpAppKind::from_name(app.name()).map(|k| (port, k)))
+                    .collect(),
+                None => Default::default(),
+            },
             tcp: tcp.clone(),
             isn: isn.clone(),
             registry: registry.clone(),

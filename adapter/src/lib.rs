@@ -38,6 +38,6 @@ pub use emit::{FrameSink, FrameWriter};
 pub use error::AdapterError;
 pub use filter::{Filter, FilterMode};
 pub use flow::FlowTable;
-pub use queue::{FlowClosed, Inbound, ToProcessor};
+pub use queue::{Datagram, FlowClosed, Inbound, ToProcessor};
 pub use rx::Adapter;
 pub use tap::{FrameSource, TapDevice};

@@ -18,11 +18,36 @@ pub struct Inbound {
     pub arrived: Instant,
 }
 
+/// One UDP datagram for a processor's UDP listener.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    /// Sender (the host side).
+    pub remote: std::net::SocketAddr,
+    /// Destination (a virtual IP and the listener's port).
+    pub local: std::net::SocketAddr,
+    /// The UDP payload.
+    pub payload: Vec<u8>,
+    /// The MAC that sent it.
+    pub peer_mac: [u8; 6],
+}
+
 /// What a processor's queue carries.
 #[derive(Debug)]
 pub enum ToProcessor {
     /// A segment of one of its connections (or a new one).
     Segment(Inbound),
+    /// A UDP datagram for one of its UDP listeners.
+    Datagram(Datagram),
+    /// Start (Some(app name)) or stop (None) serving a port, for listeners
+    /// added or removed at run time.
+    Serve {
+        /// True for UDP, false for TCP.
+        udp: bool,
+        /// The port.
+        port: u16,
+        /// The app's name, or None to stop serving.
+        app: Option<String>,
+    },
     /// The processor fails (false: every connection is reset with RST and
     /// nothing new is accepted) or comes back (true).
     SetUp(bool),

@@ -11,10 +11,11 @@ use crate::config::AdapterConfig;
 use crate::counters::{Counters, DropKind};
 use crate::emit::{FrameWriter, TTL};
 use crate::filter::Filter;
+use crate::filter::Protocol;
 use crate::flow::FlowTable;
 use crate::icmp;
 use crate::ndp;
-use crate::queue::{FlowClosed, Inbound, ToProcessor};
+use crate::queue::{Datagram, FlowClosed, Inbound, ToProcessor};
 use crate::ratelimit::{TokenBucket, ICMP_RATE};
 use crate::tap::FrameSource;
 use crate::trace::{rx_comment, Direction, Tracer};
@@ -65,6 +66,15 @@ pub enum Decision {
     Flow {
         /// The processor holding the connection.
         processor: usize,
+    },
+    /// A UDP datagram placed by the filter on one of the port's listeners.
+    Datagram {
+        /// The processor that got it.
+        processor: usize,
+        /// The UDP port.
+        port: u16,
+        /// The listener's place in the port's line.
+        slot: usize,
     },
 }
 
@@ -311,6 +321,33 @@ impl Adapter {
         if len < 8 || len > udp.len() {
             return Decision::Dropped(DropKind::BadUdp);
         }
+        let src_port = u16::from_be_bytes([udp[0], udp[1]]);
+        let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+        let picked = self.filter.lock().pick_for(Protocol::Udp, dst, dst_port);
+        if let Some(pick) = picked {
+            let Some(q) = self.queues.get(pick.processor) else {
+                return Decision::Dropped(DropKind::QueueFull);
+            };
+            let msg = ToProcessor::Datagram(Datagram {
+                remote: SocketAddr::new(src, src_port),
+                local: SocketAddr::new(dst, dst_port),
+                payload: udp[8..len].to_vec(),
+                peer_mac: src_mac,
+            });
+            return match q.try_send(msg) {
+                Ok(()) => Decision::Datagram {
+                    processor: pick.processor,
+                    port: dst_port,
+                    slot: pick.slot,
+                },
+                Err(_) => {
+                    if let Some(c) = self.counters.queue_full.get(pick.processor) {
+                        Counters::bump(c);
+                    }
+                    Decision::Dropped(DropKind::QueueFull)
+                }
+            };
+        }
         if !self.unreachable_limit.allow(now) {
             Counters::bump(&self.counters.unreachable_limited);
             return Decision::RateLimited;
@@ -376,7 +413,7 @@ impl Adapter {
             return Decision::RstNoConnection;
         }
         let port = seg.dst_port;
-        let picked = self.filter.lock().pick(port);
+        let picked = self.filter.lock().pick_for(Protocol::Tcp, dst, port);
         let Some(pick) = picked else {
             self.reset(src_mac, &tuple, &seg, now);
             return Decision::RstClosedPort;

@@ -7,6 +7,7 @@
 //! queue until the earliest timer of its connections: timers sit in one
 //! heap, so nothing scans every connection.
 
+use crate::app::udp::{self, UdpAppKind};
 use crate::app::{App, AppContext, AppKind, Socket};
 use crate::distributor::{BackendCtlRequest, Dispatcher, Forwarder, FromBackend};
 use crate::stats::{ProcessorStats, Registry};
@@ -19,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::trace::Tracer;
-use vnic_adapter::{FlowClosed, FrameWriter, Inbound, ToProcessor};
+use vnic_adapter::{Datagram, FlowClosed, FrameWriter, Inbound, ToProcessor};
 use vnic_stack::{
     CloseReason, Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator,
 };
@@ -34,8 +35,10 @@ pub struct ProcessorSetup {
     pub closed: Sender<FlowClosed>,
     /// Its way to the TAP.
     pub out: FrameWriter,
-    /// Which app serves each port.
+    /// Which app serves each TCP port.
     pub serve: HashMap<u16, AppKind>,
+    /// Which app serves each UDP port.
+    pub udp_serve: HashMap<u16, UdpAppKind>,
     /// TCP settings.
     pub tcp: Config,
     /// Shared ISN generator (RFC 6528).
@@ -115,6 +118,7 @@ pub struct Processor {
     closed: Sender<FlowClosed>,
     out: FrameWriter,
     serve: HashMap<u16, AppKind>,
+    udp_serve: HashMap<u16, UdpAppKind>,
     tcp: Config,
     isn: Arc<IsnGenerator>,
     registry: Arc<Registry>,
@@ -166,6 +170,7 @@ impl Processor {
             closed: s.closed,
             out: s.out,
             serve: s.serve,
+            udp_serve: s.udp_serve,
             tcp: s.tcp,
             isn: s.isn,
             registry: s.registry,
@@ -206,6 +211,8 @@ impl Processor {
                 recv(self.queue) -> msg => match msg {
                     Ok(ToProcessor::Shutdown) | Err(_) => break,
                     Ok(ToProcessor::SetUp(up)) => self.set_up(up),
+                    Ok(ToProcessor::Datagram(d)) => self.on_datagram(d),
+                    Ok(ToProcessor::Serve { udp, port, app }) => self.set_serve(udp, port, app),
                     Ok(ToProcessor::Segment(inb)) => self.on_inbound(inb),
                 },
                 recv(replies) -> msg => {
@@ -258,6 +265,49 @@ impl Processor {
 
     fn next_deadline(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// A UDP datagram for one of this processor's UDP listeners.
+    fn on_datagram(&mut self, d: Datagram) {
+        if self.stats().down.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(app) = self.udp_serve.get(&d.local.port()).copied() else {
+            return;
+        };
+        let stats = &self.registry.processors[self.id];
+        stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_in
+            .fetch_add(d.payload.len() as u64, Ordering::Relaxed);
+        if let Some(reply) = app.answer(&d.payload) {
+            stats
+                .bytes_out
+                .fetch_add(reply.len() as u64, Ordering::Relaxed);
+            udp::send(&mut self.out, d.peer_mac, d.local, d.remote, &reply);
+        }
+    }
+
+    /// Starts or stops serving a port (listeners added or removed at run time).
+    fn set_serve(&mut self, udp: bool, port: u16, app: Option<String>) {
+        match (udp, app) {
+            (false, Some(name)) => {
+                if let Some(k) = AppKind::from_name(&name) {
+                    self.serve.insert(port, k);
+                }
+            }
+            (false, None) => {
+                self.serve.remove(&port);
+            }
+            (true, Some(name)) => {
+                if let Some(k) = UdpAppKind::from_name(&name) {
+                    self.udp_serve.insert(port, k);
+                }
+            }
+            (true, None) => {
+                self.udp_serve.remove(&port);
+            }
+        }
     }
 
     /// The processor fails (every connection reset, nothing accepted) or
@@ -446,6 +496,7 @@ impl Processor {
                     }
                     Event::Closed(reason) => {
                         closed = true;
+                        let st = c.tcp.stats();
                         self.tracer.conn_event(|| {
                             let what = match reason {
                                 CloseReason::Normal => "closed",
@@ -453,7 +504,20 @@ impl Processor {
                                 CloseReason::TimedOut => "timed out",
                                 CloseReason::Aborted => "reset",
                             };
-                            format!("{what} {} > {} cpu={}", tuple.remote, tuple.local, self.id)
+                            format!(
+                                "{what} {} > {} cpu={} in={} out={} rtx={} rto={} fast={} \
+                                 sack-recoveries={} srtt={:?}",
+                                tuple.remote,
+                                tuple.local,
+                                self.id,
+                                st.bytes_in,
+                                st.bytes_out,
+                                st.segments_retransmitted,
+                                st.retransmissions,
+                                st.fast_retransmits,
+                                st.sack_recoveries,
+                                st.srtt.unwrap_or_default()
+                            )
                         });
                     }
                     _ => readable = true,

@@ -28,6 +28,8 @@ pub struct ProcessorStats {
     pub panics: AtomicU64,
     /// SYNs refused because the processor holds its maximum of connections.
     pub refused: AtomicU64,
+    /// UDP datagrams its UDP listeners received.
+    pub datagrams: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.

@@ -53,6 +53,7 @@ fn rig(max_connections: usize) -> Rig {
         closed: closed_tx,
         out,
         serve,
+        udp_serve: HashMap::new(),
         tcp: Config::default(),
         isn: Arc::new(IsnGenerator::new([7; 16], Instant::now())),
         registry: registry.clone(),

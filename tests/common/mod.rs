@@ -167,6 +167,29 @@ impl Netns {
         Vnic::start(&full)
     }
 
+    /// Starts `vnic up --config FILE` in the namespace on this test's TAP
+    /// and control socket (flags override the file), with `extra` flags.
+    pub fn vnic_config(&self, file: &str, extra: &[&str]) -> Vnic {
+        let mut full: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            self.name.clone(),
+            env!("CARGO_BIN_EXE_vnic").into(),
+            "up".into(),
+            "--config".into(),
+            file.into(),
+            "--tap".into(),
+            self.tap.clone(),
+            "--control".into(),
+            self.control_path(),
+            "--time-wait".into(),
+            "1s".into(),
+            "--quiet".into(),
+        ];
+        full.extend(extra.iter().map(|s| s.to_string()));
+        Vnic::start(&full)
+    }
+
     /// Starts vnic in the namespace with these extra flags and waits for
     /// its ready line.
     pub fn vnic(&self, extra: &[&str]) -> Vnic {

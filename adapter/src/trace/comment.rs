@@ -34,6 +34,17 @@ pub fn rx_comment(d: &Decision, mode: FilterMode) -> String {
             format!("in cpu={processor} {rule} port={port} slot={slot}")
         }
         Decision::Flow { processor } => format!("in cpu={processor} flow"),
+        Decision::Datagram {
+            processor,
+            port,
+            slot,
+        } => {
+            let rule = match mode {
+                FilterMode::RoundRobin => "rr-udp",
+                FilterMode::None => "udp",
+            };
+            format!("in cpu={processor} {rule} port={port} slot={slot}")
+        }
     }
 }
 

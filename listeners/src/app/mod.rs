@@ -14,6 +14,7 @@ pub mod chargen;
 pub mod discard;
 pub mod echo;
 pub mod http;
+pub mod udp;
 
 /// The app's view of one TCP connection.
 pub trait Socket {

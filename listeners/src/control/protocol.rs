@@ -24,6 +24,35 @@ pub enum Request {
         /// "up" or "down".
         state: String,
     },
+    /// Register a listener at run time, under the same rules as at start-up.
+    ListenerAdd {
+        /// "tcp" or "udp".
+        protocol: String,
+        /// Port.
+        port: u16,
+        /// Processor it listens in.
+        processor: usize,
+        /// App name (echo, discard, chargen, http, udp-echo).
+        app: String,
+        /// Backup processor.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backup: Option<usize>,
+        /// Bound address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+        /// Filter key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
+    /// Remove the listener of `port` in `processor`.
+    ListenerRemove {
+        /// "tcp" or "udp".
+        protocol: String,
+        /// Port.
+        port: u16,
+        /// Processor.
+        processor: usize,
+    },
     /// Change the distribution filter: "round-robin" or "none".
     Filter {
         /// The new mode.
@@ -50,6 +79,10 @@ pub struct Response {
     /// The status, for `status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    /// What the request caused, one line each (e.g. listeners moved to
+    /// their backups when a processor went down).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Response {
@@ -59,6 +92,7 @@ impl Response {
             ok: true,
             error: None,
             status: None,
+            notes: Vec::new(),
         }
     }
 
@@ -68,6 +102,7 @@ impl Response {
             ok: false,
             error: Some(msg.into()),
             status: None,
+            notes: Vec::new(),
         }
     }
 }
@@ -85,6 +120,10 @@ pub struct Status {
     pub uptime_secs: f64,
     /// One entry per processor.
     pub processors: Vec<ProcessorStatus>,
+    /// Every listener with its processor, backup, key (masked), bound
+    /// address and state.
+    #[serde(default)]
+    pub listeners: Vec<ListenerStatus>,
     /// Back-end servers (distributor model; empty otherwise).
     #[serde(default)]
     pub backends: Vec<crate::stats::BackendSnapshot>,
@@ -123,6 +162,34 @@ pub struct ProcessorStatus {
     /// SYNs refused at the connection limit.
     #[serde(default)]
     pub refused: u64,
+    /// UDP datagrams received.
+    #[serde(default)]
+    pub datagrams: u64,
+}
+
+/// One listener's line in `vnic status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerStatus {
+    /// Its number.
+    pub id: u32,
+    /// "tcp" or "udp".
+    pub protocol: String,
+    /// Port.
+    pub port: u16,
+    /// Bound address, if any.
+    pub address: Option<String>,
+    /// Primary processor.
+    pub processor: usize,
+    /// Backup processor.
+    pub backup: Option<usize>,
+    /// The processor listening for it now, if any.
+    pub serving: Option<usize>,
+    /// Filter key, masked.
+    pub key: Option<String>,
+    /// App name.
+    pub app: String,
+    /// listening, standby, moved-to-backup or down.
+    pub state: String,
 }
 
 /// Adapter-wide counters.

@@ -2,7 +2,9 @@
 //! beside another live vnic, replacing a stale socket file), answers
 //! requests on its own thread, and removes the file on stop.
 
-use super::protocol::{AdapterStatus, ProcessorStatus, Request, Response, Status, TraceStatus};
+use super::protocol::{
+    AdapterStatus, ListenerStatus, ProcessorStatus, Request, Response, Status, TraceStatus,
+};
 use crate::distributor::{BackendCtl, BackendCtlRequest};
 use crate::stats::Registry;
 use crossbeam_channel::Sender;
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vnic_adapter::filter::{FilterKey, ListenerSpec, Protocol};
 use vnic_adapter::trace::{LineMode, Tracer};
 use vnic_adapter::{Counters, Filter, FilterMode, ToProcessor};
 
@@ -102,11 +105,59 @@ impl Runtime {
                 };
                 // Out of the rotation first, so no new connection lands on
                 // a processor that is resetting its connections.
-                self.filter.lock().set_up(id, up);
+                let takeovers = self.filter.lock().set_up_report(id, up);
                 if q.send(ToProcessor::SetUp(up)).is_err() {
                     return Response::error(format!("processor {id} has stopped"));
                 }
-                Response::ok()
+                Response {
+                    notes: takeovers.iter().map(|t| t.to_string()).collect(),
+                    ..Response::ok()
+                }
+            }
+            Request::ListenerAdd {
+                protocol,
+                port,
+                processor,
+                app,
+                backup,
+                address,
+                key,
+            } => self.add_listener(&protocol, port, processor, app, backup, address, key),
+            Request::ListenerRemove {
+                protocol,
+                port,
+                processor,
+            } => {
+                let Some(proto) = Protocol::from_name(&protocol) else {
+                    return Response::error(format!("protocol {protocol:?}: use tcp or udp"));
+                };
+                let mut f = self.filter.lock();
+                let Some(id) = f.listener_at(proto, port, processor) else {
+                    return Response::error(format!(
+                        "no {protocol} listener of port {port} in processor {processor}"
+                    ));
+                };
+                match f.remove_listener(id) {
+                    Ok(r) => {
+                        for p in [Some(r.listener.processor), r.listener.backup]
+                            .into_iter()
+                            .flatten()
+                        {
+                            if let Some(q) = self.queues.get(p) {
+                                let _ = q.send(ToProcessor::Serve {
+                                    udp: proto == Protocol::Udp,
+                                    port,
+                                    app: None,
+                                });
+                            }
+                        }
+                        Response {
+                            notes: r.takeovers.iter().map(|t| t.to_string()).collect(),
+                            ..Response::ok()
+                        }
+                    }
+                    Err(e) => Response::error(e.to_string()),
+                }
             }
             Request::Backend { id, state } => {
                 let up = match state.as_str() {
@@ -145,6 +196,67 @@ impl Runtime {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn add_listener(
+        &self,
+        protocol: &str,
+        port: u16,
+        processor: usize,
+        app: String,
+        backup: Option<usize>,
+        address: Option<String>,
+        key: Option<String>,
+    ) -> Response {
+        let Some(proto) = Protocol::from_name(protocol) else {
+            return Response::error(format!("protocol {protocol:?}: use tcp or udp"));
+        };
+        let known = match proto {
+            Protocol::Tcp => crate::app::AppKind::from_name(&app).is_some(),
+            Protocol::Udp => crate::app::udp::UdpAppKind::from_name(&app).is_some(),
+        };
+        if !known {
+            return Response::error(format!(
+                "app {app:?} does not speak {protocol}: tcp apps are echo, discard, chargen, http; udp: udp-echo"
+            ));
+        }
+        let address = match address.map(|a| a.parse::<std::net::IpAddr>()) {
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => return Response::error("address: not an IPv4 or IPv6 address"),
+            None => None,
+        };
+        let key = match key.map(|k| FilterKey::new(&k)) {
+            Some(Ok(k)) => Some(k),
+            Some(Err(e)) => return Response::error(e.to_string()),
+            None => None,
+        };
+        let spec = ListenerSpec {
+            protocol: proto,
+            port,
+            processor,
+            backup,
+            address,
+            key,
+            app: app.clone(),
+        };
+        // The processors learn the app before the filter can send them traffic.
+        for p in [Some(processor), backup].into_iter().flatten() {
+            if let Some(q) = self.queues.get(p) {
+                let _ = q.send(ToProcessor::Serve {
+                    udp: proto == Protocol::Udp,
+                    port,
+                    app: Some(app.clone()),
+                });
+            }
+        }
+        match self.filter.lock().add_listener(spec) {
+            Ok(id) => Response {
+                notes: vec![format!("listener {} added", id.0)],
+                ..Response::ok()
+            },
+            Err(e) => Response::error(e.to_string()),
+        }
+    }
+
     /// The whole status.
     pub fn status(&self) -> Status {
         let filter = self.filter.lock().clone();
@@ -175,6 +287,7 @@ impl Runtime {
                     retransmissions: stats.retransmissions.load(Ordering::Relaxed),
                     panics: stats.panics.load(Ordering::Relaxed),
                     refused: stats.refused.load(Ordering::Relaxed),
+                    datagrams: stats.datagrams.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -202,6 +315,22 @@ impl Runtime {
             filter: filter.mode().name().to_string(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
             processors,
+            listeners: filter
+                .listing()
+                .into_iter()
+                .map(|l| ListenerStatus {
+                    id: l.id.0,
+                    protocol: l.protocol.name().to_string(),
+                    port: l.port,
+                    address: l.address.map(|a| a.to_string()),
+                    processor: l.processor,
+                    backup: l.backup,
+                    serving: l.serving,
+                    key: l.key,
+                    app: l.app,
+                    state: l.state.name().to_string(),
+                })
+                .collect(),
             backends: self.registry.backend_snapshot(),
             adapter,
             trace: self.trace.as_ref().map(|t| t.status()).unwrap_or_default(),
