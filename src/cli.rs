@@ -209,6 +209,10 @@ pub struct UpArgs {
     #[arg(long, value_name = "WHAT", num_args = 0..=1, require_equals = true,
           default_missing_value = "frames", value_parser = ["frames", "conn"])]
     pub trace: Option<String>,
+    /// Half-open (SYN-RECEIVED) connections each listener keeps before it
+    /// answers SYNs with SYN cookies and no state (RFC 4987); 0: always cookies.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub syn_backlog: usize,
     /// Control socket path (default: $XDG_RUNTIME_DIR/vnic-TAP.sock or /run/vnic/TAP.sock).
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
@@ -270,6 +274,8 @@ pub struct Plan {
     pub impair: Option<ImpairSpec>,
     /// Control socket path, if not the default.
     pub control: Option<PathBuf>,
+    /// Half-open connections per listener before SYN cookies.
+    pub syn_backlog: usize,
     /// pcapng file.
     pub pcap: Option<PathBuf>,
     /// Rotation size of the pcapng file.
@@ -404,6 +410,7 @@ impl Plan {
             time_wait: a.time_wait,
             impair: a.impair,
             control: a.control,
+            syn_backlog: a.syn_backlog,
             quiet: a.quiet,
             pcap: a.pcap,
             pcap_max_mb: a.pcap_max_mb,

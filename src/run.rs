@@ -20,7 +20,7 @@ use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle}
 use vnic_listeners::distributor::{backend, Dispatcher};
 use vnic_listeners::processor::{AppSource, DistributorLink, Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
-use vnic_stack::{Config, IsnGenerator};
+use vnic_stack::{Config, IsnGenerator, SynCookies};
 
 /// How often the one-line summary is printed on stderr.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
@@ -124,6 +124,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         ..Config::default()
     };
     let isn = Arc::new(IsnGenerator::new(random_key(), Instant::now()));
+    let cookies = Arc::new(SynCookies::new(random_key(), Instant::now()));
     let (closed_tx, closed_rx) = crossbeam_channel::unbounded();
     let mut queues = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n + 1);
@@ -160,6 +161,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             out: traced(format!("cpu={id}")),
             tracer: tracer.clone(),
             max_connections: (MAX_CONNECTIONS / n).max(1024),
+            adapter_counters: counters.clone(),
             serve: match &plan.config {
                 Some(c) => c.tcp_serve_for(id),
                 None => plan.serve.clone(),
@@ -215,7 +217,8 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
                 .spawn(move || summary::run(&rt, &s, SUMMARY_EVERY))?,
         )
     };
-    let adapter = Adapter::new(cfg, filter, queues, closed_rx, writer, counters);
+    let mut adapter = Adapter::new(cfg, filter, queues, closed_rx, writer, counters);
+    adapter.set_syn_cookies(cookies, plan.syn_backlog);
     let rx_stop = stop.clone();
     threads.push(std::thread::Builder::new().name("vnic-rx".into()).spawn({
         let tracer = tracer.clone();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{can_run, http_get, Netns};
+use common::{can_run, http_get, Netns, Raw};
 use pnet_base::MacAddr;
 use pnet_packet::ethernet::{EtherType, EtherTypes, MutableEthernetPacket};
 use pnet_packet::ip::{IpNextHeaderProtocol, IpNextHeaderProtocols};
@@ -20,56 +20,6 @@ use std::time::{Duration, Instant};
 
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-
-struct Raw {
-    fd: i32,
-    ifindex: i32,
-}
-
-impl Raw {
-    fn open(dev: &str) -> Raw {
-        let name = std::ffi::CString::new(dev).expect("name");
-        // SAFETY: plain libc calls with valid arguments; the fd is closed on drop.
-        unsafe {
-            let fd = libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW,
-                (libc::ETH_P_ALL as u16).to_be() as i32,
-            );
-            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-            let ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-            assert!(ifindex > 0, "no interface {dev}");
-            Raw { fd, ifindex }
-        }
-    }
-
-    fn send(&self, frame: &[u8]) {
-        // SAFETY: sockaddr_ll is plain data; frame is a valid buffer.
-        unsafe {
-            let mut sa: libc::sockaddr_ll = std::mem::zeroed();
-            sa.sll_family = libc::AF_PACKET as u16;
-            sa.sll_ifindex = self.ifindex;
-            sa.sll_halen = 6;
-            let r = libc::sendto(
-                self.fd,
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-                &sa as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            // A frame the kernel itself refuses (too short) is fine to skip.
-            let _ = r;
-        }
-    }
-}
-
-impl Drop for Raw {
-    fn drop(&mut self) {
-        // SAFETY: closing our own fd.
-        unsafe { libc::close(self.fd) };
-    }
-}
 
 fn eth(dst: [u8; 6], ty: EtherType, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 14 + payload.len()];

@@ -105,9 +105,16 @@ pub struct Counters {
     pub tx_errors: AtomicU64,
     /// Connections in the flow table (a gauge the RX thread keeps current).
     pub flows: AtomicU64,
+    /// ACKs that carried a genuine SYN cookie and opened a connection.
+    pub syn_cookies_accepted: AtomicU64,
     drops: [AtomicU64; DropKind::ALL.len()],
     /// Segments dropped because processor K's queue was full (index K).
     pub queue_full: Vec<AtomicU64>,
+    /// Half-open (SYN-RECEIVED) connections processor K holds now (a gauge
+    /// the processor keeps; the RX thread reads it to decide on SYN cookies).
+    pub half_open: Vec<AtomicU64>,
+    /// SYNs the adapter answered with a SYN cookie (half-open queue full).
+    pub syn_cookies_sent: AtomicU64,
 }
 
 impl Counters {
@@ -115,6 +122,7 @@ impl Counters {
     pub fn new(processors: usize) -> Counters {
         Counters {
             queue_full: (0..processors).map(|_| AtomicU64::new(0)).collect(),
+            half_open: (0..processors).map(|_| AtomicU64::new(0)).collect(),
             ..Counters::default()
         }
     }

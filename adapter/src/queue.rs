@@ -14,6 +14,9 @@ pub struct Inbound {
     pub peer_mac: [u8; 6],
     /// For a SYN, the flow table's stamp (see [`crate::flow`]); 0 otherwise.
     pub syn_stamp: u64,
+    /// For the ACK of a SYN-cookie SYN|ACK that the adapter found genuine,
+    /// the MSS the cookie carried: the processor opens the connection from it.
+    pub cookie_mss: Option<u16>,
     /// When the adapter read the frame.
     pub arrived: Instant,
 }

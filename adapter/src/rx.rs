@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vnic_stack::{wire, Control, FourTuple, Segment, WireError};
+use vnic_stack::{wire, Control, FourTuple, Segment, SynCookies, WireError};
 
 /// What the adapter did with one frame: the answer to "why did this frame
 /// go there?", shown by traces and checked by tests.
@@ -67,6 +67,14 @@ pub enum Decision {
         /// The processor holding the connection.
         processor: usize,
     },
+    /// A new SYN answered with a SYN cookie: the half-open queue of the
+    /// processor the filter chose was full; no state was kept.
+    SynCookie {
+        /// The processor the filter chose.
+        processor: usize,
+        /// The listening port.
+        port: u16,
+    },
     /// A UDP datagram placed by the filter on one of the port's listeners.
     Datagram {
         /// The processor that got it.
@@ -89,6 +97,8 @@ pub struct Adapter {
     counters: Arc<Counters>,
     unreachable_limit: TokenBucket,
     rst_limit: TokenBucket,
+    cookies: Option<Arc<SynCookies>>,
+    syn_backlog: u64,
 }
 
 impl Adapter {
@@ -112,7 +122,18 @@ impl Adapter {
             counters,
             unreachable_limit: TokenBucket::new(ICMP_RATE.0, ICMP_RATE.1),
             rst_limit: TokenBucket::new(20_000, 2_000),
+            cookies: None,
+            syn_backlog: u64::MAX,
         }
+    }
+
+    /// Turns SYN cookies on (RFC 4987): a new SYN placed on a processor
+    /// that already holds `backlog` half-open connections is answered here
+    /// with a cookie SYN|ACK and leaves no state anywhere; the ACK that
+    /// carries a genuine cookie back opens the connection.
+    pub fn set_syn_cookies(&mut self, cookies: Arc<SynCookies>, backlog: usize) {
+        self.cookies = Some(cookies);
+        self.syn_backlog = backlog as u64;
     }
 
     /// The filter, shared with whoever steers it at run time (mode,
@@ -403,12 +424,15 @@ impl Adapter {
             } else {
                 0
             };
-            return match self.dispatch(processor, tuple, seg, src_mac, stamp, now) {
+            return match self.dispatch(processor, tuple, seg, src_mac, stamp, None, now) {
                 true => Decision::Flow { processor },
                 false => Decision::Dropped(DropKind::QueueFull),
             };
         }
         if !new_syn {
+            if let Some(d) = self.cookie_ack(now, src_mac, tuple, &seg) {
+                return d;
+            }
             self.reset(src_mac, &tuple, &seg, now);
             return Decision::RstNoConnection;
         }
@@ -418,8 +442,34 @@ impl Adapter {
             self.reset(src_mac, &tuple, &seg, now);
             return Decision::RstClosedPort;
         };
+        if let Some(cookies) = &self.cookies {
+            let busy = self
+                .counters
+                .half_open
+                .get(pick.processor)
+                .map_or(0, Counters::get);
+            // A queue more than half full is also pressure: new SYNs then
+            // cost no queue space, which stays for established connections.
+            let crowded = self
+                .queues
+                .get(pick.processor)
+                .is_some_and(|q| q.len() * 2 > q.capacity().unwrap_or(usize::MAX));
+            if busy >= self.syn_backlog || crowded {
+                let cookie = cookies.make(now, &tuple, seg.seq, seg.options.mss);
+                let overhead = if tuple.local.is_ipv6() { 60 } else { 40 };
+                let mss = u16::try_from(self.cfg.mtu.saturating_sub(overhead)).unwrap_or(1460);
+                let sa = SynCookies::syn_ack(&seg, cookie, mss, u16::MAX);
+                self.out
+                    .send_tcp(src_mac, tuple.local.ip(), tuple.remote.ip(), &sa);
+                Counters::bump(&self.counters.syn_cookies_sent);
+                return Decision::SynCookie {
+                    processor: pick.processor,
+                    port,
+                };
+            }
+        }
         let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
-        let placed = self.dispatch(processor, tuple, seg, src_mac, stamp, now);
+        let placed = self.dispatch(processor, tuple, seg, src_mac, stamp, None, now);
         if !placed {
             self.flows.forget(&tuple);
         }
@@ -437,6 +487,50 @@ impl Adapter {
         }
     }
 
+    /// An ACK with no flow may answer a SYN-cookie SYN|ACK: if its cookie
+    /// is genuine, the connection is placed like a new SYN would be.
+    fn cookie_ack(
+        &mut self,
+        now: Instant,
+        src_mac: [u8; 6],
+        tuple: FourTuple,
+        seg: &Segment,
+    ) -> Option<Decision> {
+        let cookies = self.cookies.as_ref()?;
+        if seg.control != Control::None || seg.ack.is_none() {
+            return None;
+        }
+        let port = seg.dst_port;
+        let mss = cookies.check(now, &tuple, seg)?;
+        let pick = self
+            .filter
+            .lock()
+            .pick_for(Protocol::Tcp, tuple.local.ip(), port)?;
+        Counters::bump(&self.counters.syn_cookies_accepted);
+        let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
+        if !self.dispatch(
+            processor,
+            tuple,
+            seg.clone(),
+            src_mac,
+            stamp,
+            Some(mss),
+            now,
+        ) {
+            self.flows.forget(&tuple);
+            return Some(Decision::Dropped(DropKind::QueueFull));
+        }
+        self.counters
+            .flows
+            .store(self.flows.len() as u64, Ordering::Relaxed);
+        Some(Decision::NewConnection {
+            processor,
+            port,
+            slot: pick.slot,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &mut self,
         processor: usize,
@@ -444,6 +538,7 @@ impl Adapter {
         segment: Segment,
         peer_mac: [u8; 6],
         syn_stamp: u64,
+        cookie_mss: Option<u16>,
         now: Instant,
     ) -> bool {
         let Some(q) = self.queues.get(processor) else {
@@ -454,6 +549,7 @@ impl Adapter {
             segment,
             peer_mac,
             syn_stamp,
+            cookie_mss,
             arrived: now,
         });
         match q.try_send(msg) {

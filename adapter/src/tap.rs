@@ -25,7 +25,13 @@ impl TapDevice {
             )));
         }
         match Iface::without_packet_info(name, Mode::Tap) {
-            Ok(iface) => Ok(TapDevice { iface }),
+            Ok(iface) => {
+                set_non_blocking(iface.as_raw_fd()).map_err(|e| AdapterError::Io {
+                    tap: name.to_string(),
+                    source: e,
+                })?;
+                Ok(TapDevice { iface })
+            }
             Err(e) => Err(match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => AdapterError::Permission {
                     tap: name.to_string(),
@@ -63,8 +69,15 @@ impl TapDevice {
             .unwrap_or(1500)
     }
 
-    /// Waits up to `timeout` for a frame; `Ok(None)` when none came.
+    /// Waits up to `timeout` for a frame; `Ok(None)` when none came. The
+    /// fd is non-blocking: a busy link costs one read per frame, and poll
+    /// is only called when the queue is empty.
     pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        match self.iface.recv(buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
         let mut pfd = libc::pollfd {
             fd: self.iface.as_raw_fd(),
             events: libc::POLLIN,
@@ -79,8 +92,24 @@ impl TapDevice {
         if r == 0 {
             return Ok(None);
         }
-        self.iface.recv(buf).map(Some)
+        match self.iface.recv(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// Sets O_NONBLOCK on `fd`.
+fn set_non_blocking(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own, with valid commands.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Where frames come from: the TAP, or a wrapper around it (impairment).

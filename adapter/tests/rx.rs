@@ -348,3 +348,67 @@ fn frames_for_other_macs_and_ips_are_ignored() {
     assert_eq!(r.adapter.handle_frame(now, &other_ip), Decision::NotForUs);
     assert!(r.sink.take().is_empty());
 }
+
+#[test]
+fn syn_cookies_when_the_half_open_queue_is_full() {
+    let mut r = rig(FilterMode::RoundRobin, 2, &[80]);
+    let cookies = Arc::new(vnic_stack::SynCookies::new([5; 16], Instant::now()));
+    r.adapter.set_syn_cookies(cookies, 1);
+    let now = Instant::now();
+    // Processor 0 holds one half-open connection: its queue (1) is full.
+    Counters::bump(&r.counters.half_open[0]);
+    let d = r.adapter.handle_frame(now, &syn(&r, 40000, 80));
+    assert_eq!(
+        d,
+        Decision::SynCookie {
+            processor: 0,
+            port: 80
+        }
+    );
+    let (flags, cookie, ack, sport, dport) = sent_tcp(&r);
+    assert_eq!(flags, TcpFlags::SYN | TcpFlags::ACK);
+    assert_eq!((ack, sport, dport), (1001, 80, 40000));
+    assert_eq!(r.adapter.flows().len(), 0, "no state for a cookie SYN");
+    assert_eq!(queued_on(&r), Vec::<usize>::new());
+    // Processor 1 is not full: the next SYN gets a normal placement.
+    assert!(matches!(
+        r.adapter.handle_frame(now, &syn(&r, 40001, 80)),
+        Decision::NewConnection { processor: 1, .. }
+    ));
+    queued_on(&r);
+    // A forged ACK is refused with RST; the genuine one opens the connection.
+    let forged = tcp_frame(r.mac, VIP, 40000, 80, TcpFlags::ACK, 1001, cookie ^ 0x40);
+    assert_eq!(
+        r.adapter.handle_frame(now, &forged),
+        Decision::RstNoConnection
+    );
+    r.sink.take();
+    let ack = tcp_frame(
+        r.mac,
+        VIP,
+        40000,
+        80,
+        TcpFlags::ACK,
+        1001,
+        cookie.wrapping_add(1),
+    );
+    assert!(matches!(
+        r.adapter.handle_frame(now, &ack),
+        Decision::NewConnection { .. }
+    ));
+    let msgs: Vec<Option<u16>> = r
+        .queues
+        .iter()
+        .flat_map(|q| q.try_iter())
+        .filter_map(|m| match m {
+            ToProcessor::Segment(inb) => Some(inb.cookie_mss),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![Some(536)],
+        "handed over with the cookie's MSS (no MSS option: 536)"
+    );
+    assert_eq!(r.adapter.flows().len(), 2);
+}

@@ -23,6 +23,7 @@ use vnic_adapter::trace::Tracer;
 use vnic_adapter::{Datagram, FlowClosed, FrameWriter, Inbound, ToProcessor};
 use vnic_stack::{
     CloseReason, Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator,
+    SynCookies,
 };
 
 /// Everything a processor thread needs, handed over at spawn.
@@ -51,6 +52,9 @@ pub struct ProcessorSetup {
     pub tracer: Arc<Tracer>,
     /// Most connections this processor holds; a SYN beyond it gets RST.
     pub max_connections: usize,
+    /// The adapter's counters: the processor keeps its half-open gauge
+    /// there, which the RX thread reads to decide on SYN cookies.
+    pub adapter_counters: Arc<vnic_adapter::Counters>,
 }
 
 /// Makes the app for one new connection (tests use it to plant faults).
@@ -85,6 +89,8 @@ struct Conn {
     armed: Option<Instant>,
     /// Connection number (routes back-end replies in the distributor model).
     id: u64,
+    /// Still in SYN-RECEIVED: it counts against its port's half-open queue.
+    half_open: bool,
 }
 
 /// One deadline in the timer heap, ordered by time alone.
@@ -128,6 +134,7 @@ pub struct Processor {
     apps: AppSource,
     tracer: Arc<Tracer>,
     max_connections: usize,
+    adapter_counters: Arc<vnic_adapter::Counters>,
 }
 
 /// The app's view of a connection: counts bytes as they pass.
@@ -180,6 +187,7 @@ impl Processor {
             apps: s.apps,
             tracer: s.tracer,
             max_connections: s.max_connections,
+            adapter_counters: s.adapter_counters,
         }
     }
 
@@ -329,12 +337,32 @@ impl Processor {
         }
     }
 
+    /// Forgets a connection's place in the half-open queue.
+    fn leave_half_open(
+        gauge: Option<&std::sync::atomic::AtomicU64>,
+        stats: &ProcessorStats,
+        c: &mut Conn,
+    ) {
+        if c.half_open {
+            c.half_open = false;
+            stats.half_open.fetch_sub(1, Ordering::Relaxed);
+            if let Some(g) = gauge {
+                g.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Resets and forgets a connection whose handling panicked.
     fn quarantine(&mut self, tuple: FourTuple, peer_mac: Option<[u8; 6]>) {
         self.stats().panics.fetch_add(1, Ordering::Relaxed);
         let Some(mut c) = self.conns.remove(&tuple) else {
             return;
         };
+        Self::leave_half_open(
+            self.adapter_counters.half_open.get(self.id),
+            &self.registry.processors[self.id],
+            &mut c,
+        );
         self.by_id.remove(&c.id);
         self.stats().active.fetch_sub(1, Ordering::Relaxed);
         let now = Instant::now();
@@ -374,6 +402,7 @@ impl Processor {
             segment,
             peer_mac,
             syn_stamp,
+            cookie_mss: inb_cookie,
             ..
         } = inb;
         let up = !self.stats().down.load(Ordering::Relaxed);
@@ -385,7 +414,12 @@ impl Processor {
             match c.tcp.on_segment(now, &segment) {
                 Disposition::Handled => self.service(tuple, now),
                 Disposition::Reincarnate => {
-                    if let Some(old) = self.conns.remove(&tuple) {
+                    if let Some(mut old) = self.conns.remove(&tuple) {
+                        Self::leave_half_open(
+                            self.adapter_counters.half_open.get(self.id),
+                            &self.registry.processors[self.id],
+                            &mut old,
+                        );
                         self.by_id.remove(&old.id);
                         self.stats().active.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -393,6 +427,12 @@ impl Processor {
                 }
             }
             return;
+        }
+        if let Some(mss) = inb_cookie {
+            if up && self.conns.len() < self.max_connections {
+                self.accept_cookie(now, tuple, &segment, peer_mac, syn_stamp, mss);
+                return;
+            }
         }
         let is_syn = segment.control == Control::Syn && segment.ack.is_none();
         let full = self.conns.len() >= self.max_connections;
@@ -412,6 +452,32 @@ impl Processor {
         }
     }
 
+    /// Opens the connection a genuine cookie ACK stands for: the SYN is
+    /// rebuilt from the cookie, its SYN|ACK was already sent, and the ACK
+    /// completes the handshake.
+    fn accept_cookie(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        ack: &vnic_stack::Segment,
+        peer_mac: [u8; 6],
+        syn_stamp: u64,
+        mss: u16,
+    ) {
+        let Some(ack_no) = ack.ack else {
+            return;
+        };
+        let syn = SynCookies::rebuilt_syn(ack, mss);
+        let iss = vnic_stack::SeqNumber(ack_no.0.wrapping_sub(1));
+        self.accept_with(now, tuple, &syn, peer_mac, syn_stamp, iss, false);
+        if let Some(c) = self.conns.get_mut(&tuple) {
+            // The SYN|ACK went out statelessly already.
+            while c.tcp.poll_transmit(now).is_some() {}
+            let _ = c.tcp.on_segment(now, ack);
+        }
+        self.service(tuple, now);
+    }
+
     fn accept(
         &mut self,
         now: Instant,
@@ -420,10 +486,25 @@ impl Processor {
         peer_mac: [u8; 6],
         syn_stamp: u64,
     ) {
+        let iss = self.isn.isn(now, &tuple);
+        self.accept_with(now, tuple, syn, peer_mac, syn_stamp, iss, true);
+        self.service(tuple, now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn accept_with(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        syn: &vnic_stack::Segment,
+        peer_mac: [u8; 6],
+        syn_stamp: u64,
+        iss: vnic_stack::SeqNumber,
+        half_open: bool,
+    ) {
         let Some(kind) = self.serve.get(&tuple.local.port()).copied() else {
             return;
         };
-        let iss = self.isn.isn(now, &tuple);
         let mut tcp = Connection::accept(now, &self.tcp, tuple, syn, iss);
         let id = self.registry.connection_number();
         let app: Box<dyn App> = match &self.apps {
@@ -457,8 +538,15 @@ impl Processor {
                 syn_stamp,
                 armed: None,
                 id,
+                half_open,
             },
         );
+        if half_open {
+            self.stats().half_open.fetch_add(1, Ordering::Relaxed);
+            if let Some(g) = self.adapter_counters.half_open.get(self.id) {
+                g.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         self.by_id.insert(id, tuple);
         let cpu = self.id;
         self.tracer.conn_event(|| {
@@ -467,7 +555,6 @@ impl Processor {
                 tuple.remote, tuple.local
             )
         });
-        self.service(tuple, now);
     }
 
     /// Lets the app run, sends what is due, handles events, re-arms the
@@ -485,6 +572,14 @@ impl Processor {
             let mut readable = false;
             while let Some(ev) = c.tcp.poll_event() {
                 match ev {
+                    Event::Established => {
+                        readable = true;
+                        Self::leave_half_open(
+                            self.adapter_counters.half_open.get(self.id),
+                            stats,
+                            c,
+                        );
+                    }
                     Event::Retransmit => {
                         stats.retransmissions.fetch_add(1, Ordering::Relaxed);
                         self.tracer.conn_event(|| {
@@ -539,6 +634,7 @@ impl Processor {
             }
         }
         if closed || c.tcp.is_closed() {
+            Self::leave_half_open(self.adapter_counters.half_open.get(self.id), stats, c);
             let stamp = c.syn_stamp;
             let id = c.id;
             self.conns.remove(&tuple);
@@ -603,7 +699,12 @@ impl Processor {
                         .send_tcp(c.peer_mac, t.local.ip(), t.remote.ip(), &seg);
                 }
             }
-            if let Some(c) = self.conns.remove(&t) {
+            if let Some(mut c) = self.conns.remove(&t) {
+                Self::leave_half_open(
+                    self.adapter_counters.half_open.get(self.id),
+                    &self.registry.processors[self.id],
+                    &mut c,
+                );
                 self.by_id.remove(&c.id);
                 let _ = self.closed.send(FlowClosed {
                     tuple: t,

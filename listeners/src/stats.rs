@@ -30,6 +30,8 @@ pub struct ProcessorStats {
     pub refused: AtomicU64,
     /// UDP datagrams its UDP listeners received.
     pub datagrams: AtomicU64,
+    /// Connections in SYN-RECEIVED now (all ports).
+    pub half_open: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.

@@ -60,6 +60,7 @@ fn rig(max_connections: usize) -> Rig {
         apps: AppSource::Factory(Arc::new(|_, _| Box::new(Fragile))),
         tracer: Tracer::disabled(),
         max_connections,
+        adapter_counters: Arc::new(Counters::new(1)),
     });
     Rig { p, sink, registry }
 }
@@ -94,6 +95,7 @@ fn feed(r: &mut Rig, port: u16, s: Segment) {
         segment: s,
         peer_mac: [2, 0, 0, 0, 0, 1],
         syn_stamp: 0,
+        cookie_mss: None,
         arrived: Instant::now(),
     });
 }
@@ -202,5 +204,46 @@ fn syn_beyond_the_connection_limit_gets_rst() {
             .refused
             .load(std::sync::atomic::Ordering::Relaxed),
         1
+    );
+}
+
+#[test]
+fn a_cookie_ack_opens_the_connection_it_stands_for() {
+    let mut r = rig(100);
+    // The adapter answered the SYN (seq 5000) with cookie 0x1234_5678 and
+    // found the ACK genuine: it hands the ACK over with the cookie's MSS.
+    let cookie: u32 = 0x1234_5678;
+    r.p.on_inbound(Inbound {
+        tuple: tuple(40003),
+        segment: seg(40003, TcpFlags::ACK, 5001, cookie.wrapping_add(1), &[]),
+        peer_mac: [2, 0, 0, 0, 0, 1],
+        syn_stamp: 1,
+        cookie_mss: Some(536),
+        arrived: Instant::now(),
+    });
+    assert_eq!(r.p.connections(), 1);
+    assert!(sent(&r).is_empty(), "no second SYN|ACK");
+    // Data flows at once, and the cookie's MSS holds: 600 bytes come back as 536 + 64.
+    feed(
+        &mut r,
+        40003,
+        seg(
+            40003,
+            TcpFlags::ACK | TcpFlags::PSH,
+            5001,
+            cookie.wrapping_add(1),
+            &[b'x'; 600],
+        ),
+    );
+    let out = sent(&r);
+    let data: Vec<usize> = out
+        .iter()
+        .filter(|o| o.0 == 40003 && !o.4.is_empty())
+        .map(|o| o.4.len())
+        .collect();
+    assert_eq!(data.first().copied(), Some(536), "{data:?}");
+    assert_eq!(
+        out.iter().find(|o| !o.4.is_empty()).map(|o| o.2),
+        Some(cookie.wrapping_add(1))
     );
 }

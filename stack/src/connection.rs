@@ -157,6 +157,33 @@ enum Recovery {
     NewReno,
 }
 
+/// One retransmission in flight (RFC 8985 keeps the same per segment).
+#[derive(Clone, Copy, Debug)]
+struct RxtRecord {
+    start: SeqNumber,
+    end: SeqNumber,
+    /// Place in the send order ([`Connection`]'s `tx_order`).
+    order: u64,
+    sent_at: Instant,
+}
+
+/// RFC 8985 RACK.xmit_ts / RACK.end_seq / RACK.rtt, with the send order
+/// standing in for the send time and its end sequence tie-break.
+#[derive(Clone, Copy, Debug)]
+struct RackState {
+    order: u64,
+    rtt: Duration,
+}
+
+/// Slack added to the probe timeout: two ticks of a 1 ms clock, as
+/// Linux's TCP_TIMEOUT_MIN (our SRTT comes from 1 ms timestamps and may
+/// read 0).
+const MIN_PTO: Duration = Duration::from_millis(2);
+
+/// Most send records kept (beyond it the oldest are forgotten: RACK then
+/// knows less, and the RTO still covers everything).
+const MAX_SEND_RECORDS: usize = 4096;
+
 /// One TCP connection (one TCB).
 ///
 /// It exists to hold everything RFC 9293 keeps per connection and to apply
@@ -225,14 +252,24 @@ pub struct Connection {
     dup_sacked: usize,
     /// When new data was last sent (RFC 5681 4.1 restart after idle).
     last_data_sent: Option<Instant>,
-    /// Retransmissions in the order sent: `(start, end, SND.MAX then)`.
-    /// If the peer SACKs DupThresh segments of data sent after the
-    /// retransmission of the hole at SND.UNA while that hole persists,
-    /// the retransmission was lost too (the idea of RACK, RFC 8985,
-    /// applied to the one hole that blocks progress): resend it instead
-    /// of waiting for the RTO.
-    rxt_log: VecDeque<(SeqNumber, SeqNumber, SeqNumber)>,
-    /// Lost retransmissions detected this way.
+    /// Send order counter: every data segment sent gets the next value,
+    /// so "sent after" is exact even when two sends share an Instant.
+    tx_order: u64,
+    /// New data in the order sent (= sequence order), coalesced per
+    /// send instant: `(end, order of its last segment, when)`. RACK
+    /// (RFC 8985) reads the send time of a delivered segment from it.
+    sent_log: VecDeque<(SeqNumber, u64, Instant)>,
+    /// Retransmissions not yet delivered, in the order sent.
+    rxt_log: VecDeque<RxtRecord>,
+    /// Retransmissions RACK found lost (not at SND.UNA), to send again.
+    rack_rxt: VecDeque<(SeqNumber, SeqNumber)>,
+    /// RACK (RFC 8985 6.1): the most recently sent segment known
+    /// delivered, its send time and the RTT it measured.
+    rack: Option<RackState>,
+    /// RACK's min RTT over delivered, never retransmitted segments
+    /// (exact, from our own clock; the timestamp clock has 1 ms ticks).
+    rack_min_rtt: Option<Duration>,
+    /// Lost retransmissions detected by RACK.
     lost_retransmits: u64,
     /// A tail loss probe is due (RFC 8985 7.3).
     tlp_pending: bool,
@@ -352,7 +389,12 @@ impl Connection {
             dup_acks: 0,
             dup_sacked: 0,
             last_data_sent: None,
+            tx_order: 0,
+            sent_log: VecDeque::new(),
             rxt_log: VecDeque::new(),
+            rack_rxt: VecDeque::new(),
+            rack: None,
+            rack_min_rtt: None,
             lost_retransmits: 0,
             tlp_pending: false,
             tlp_out: false,
@@ -678,6 +720,11 @@ impl Connection {
                         self.tlp_pending = true;
                     }
                 }
+                Timer::Reorder => {
+                    if self.is_sending_state() {
+                        self.rack_detect_lost_retransmissions(now);
+                    }
+                }
             }
         }
     }
@@ -726,6 +773,10 @@ impl Connection {
             self.rxt_head = true;
             self.dup_acks = 0;
             self.dup_sacked = 0;
+            // Everything outstanding is resent: older records are moot.
+            self.rxt_log.clear();
+            self.rack_rxt.clear();
+            self.timers.stop(Timer::Reorder);
             if !first {
                 self.scoreboard.clear();
             }
@@ -829,9 +880,22 @@ impl Connection {
         } else {
             0
         };
+        // Retransmissions RACK found lost have left the network too.
+        let rack_lost: usize = self
+            .rack_rxt
+            .iter()
+            .map(|&(s, e)| {
+                let s = s.max(self.snd_una);
+                if s < e {
+                    (e - s) - self.scoreboard.sacked_between(s, e)
+                } else {
+                    0
+                }
+            })
+            .sum();
         outstanding
             .saturating_sub(self.scoreboard.sacked_bytes() + self.dup_sacked)
-            .saturating_sub(lost_unsent)
+            .saturating_sub(lost_unsent + rack_lost)
     }
 
     /// RFC 6675 NextSeg rule 1 (and the RTO / NewReno equivalents): the
@@ -842,12 +906,25 @@ impl Connection {
             self.rxt_head = false;
             return None;
         }
+        // Lost retransmissions (RACK) that are now fully SACKed or
+        // acknowledged need nothing more.
+        while let Some(&(s, e)) = self.rack_rxt.front() {
+            let s = s.max(self.snd_una);
+            if s < e && self.scoreboard.hole_from(s, e).is_some() {
+                break;
+            }
+            self.rack_rxt.pop_front();
+        }
+        let mut rack = false;
         let (start, end) = if self.rxt_head {
             let end = self
                 .scoreboard
                 .hole_from(self.snd_una, self.snd_max)
                 .map_or(self.snd_max, |(s, e)| if s == self.snd_una { e } else { s });
             (self.snd_una, end.max(self.snd_una + 1).min(self.snd_max))
+        } else if let Some(&(s, e)) = self.rack_rxt.front() {
+            rack = true;
+            self.scoreboard.hole_from(s.max(self.snd_una), e)?
         } else {
             let from = self.high_rxt.max(self.snd_una);
             let boundary = self.lost_boundary();
@@ -870,14 +947,19 @@ impl Connection {
         let fin = len > payload_len && self.fin_seq == Some(start + payload_len);
         let seq_len = payload_len + fin as usize;
         if seq_len == 0 {
+            if rack {
+                self.rack_rxt.pop_front();
+            }
             return None;
         }
-        self.high_rxt = self.high_rxt.max(start + seq_len);
-        if self.rxt_log.len() >= 1024 {
-            self.rxt_log.pop_front();
+        if rack {
+            if let Some(front) = self.rack_rxt.front_mut() {
+                front.0 = start + seq_len;
+            }
+        } else {
+            self.high_rxt = self.high_rxt.max(start + seq_len);
         }
-        self.rxt_log
-            .push_back((start, start + seq_len, self.snd_max));
+        self.log_retransmission(now, start, start + seq_len);
         self.rtt_sample = None; // Karn
         self.count_retransmission();
         let mut payload = Vec::with_capacity(payload_len);
@@ -886,16 +968,56 @@ impl Connection {
         let mut seg = self.segment(now, start, control, payload);
         seg.psh = payload_len > 0 && start + payload_len == data_end;
         self.on_sent(now, start, seq_len, payload_len);
+        if self.recovery.is_some() {
+            // The last hole may just have been resent: from now on only
+            // its ACK can move us, so guard it with a probe.
+            self.arm_loss_probe(now);
+        }
         Some(seg)
     }
 
-    /// RFC 8985 7: a probe is worth sending only in the open state (no
+    /// Remembers a retransmission of `[start, end)` for RACK.
+    fn log_retransmission(&mut self, now: Instant, start: SeqNumber, end: SeqNumber) {
+        if self.rxt_log.len() >= MAX_SEND_RECORDS {
+            self.rxt_log.pop_front();
+        }
+        self.tx_order += 1;
+        self.rxt_log.push_back(RxtRecord {
+            start,
+            end,
+            order: self.tx_order,
+            sent_at: now,
+        });
+    }
+
+    /// True while a SACK recovery has resent every hole it knows to be
+    /// lost: nothing but the ACKs of those retransmissions can make
+    /// progress, and if the last of them (or its retransmission) is
+    /// lost, only a timer can.
+    fn recovery_tail(&self) -> bool {
+        if self.recovery != Some(Recovery::Sack) || self.rxt_head || !self.rack_rxt.is_empty() {
+            return false;
+        }
+        let from = self.high_rxt.max(self.snd_una);
+        let boundary = self.lost_boundary();
+        from >= boundary
+            || self
+                .scoreboard
+                .hole_from(from, self.snd_max)
+                .is_none_or(|(s, _)| s >= boundary)
+    }
+
+    /// RFC 8985 7: a probe is worth sending in the open state (no
     /// recovery running), with SACK (so its ACK tells what is missing),
-    /// data outstanding and no probe already out.
+    /// data outstanding and no probe already out. We also probe at the
+    /// tail of a SACK recovery ([`Connection::recovery_tail`]): when the
+    /// lone cumulative ACK of the last retransmission is lost, or that
+    /// retransmission is, the probe's ACK (or SACK, which lets RACK see
+    /// the retransmission lost) ends the wait instead of an RTO.
     fn tlp_allowed(&self) -> bool {
         self.sack_ok
             && self.is_sending_state()
-            && self.recovery.is_none()
+            && (self.recovery.is_none() || self.recovery_tail())
             && self.lost_until <= self.snd_una
             && self.snd_una < self.snd_max
             && self.snd_wnd > 0
@@ -903,9 +1025,9 @@ impl Connection {
             && self.rtt.backoffs() == 0
     }
 
-    /// RFC 8985 7.2: arm the probe timer at PTO = 2 * SRTT (at least
-    /// 10 ms; a lone segment adds the peer's worst-case delayed ACK),
-    /// when that is earlier than the RTO.
+    /// RFC 8985 7.2: arm the probe timer at PTO = 2 * SRTT plus
+    /// [`MIN_PTO`] of slack (as Linux; a lone segment adds the peer's
+    /// worst-case delayed ACK instead), when that is earlier than the RTO.
     fn arm_loss_probe(&mut self, now: Instant) {
         self.timers.stop(Timer::LossProbe);
         let Some(srtt) = self.rtt.srtt() else {
@@ -914,56 +1036,61 @@ impl Connection {
         if !self.tlp_allowed() {
             return;
         }
-        let mut pto = (srtt * 2).max(Duration::from_millis(10));
+        let mut pto = srtt * 2;
         if self.snd_max - self.snd_una <= self.send_mss {
             pto += Duration::from_millis(200);
+        } else {
+            pto += MIN_PTO;
         }
         if pto < self.rtt.rto() {
             self.timers.set(Timer::LossProbe, now + pto);
         }
     }
 
-    /// RFC 8985 7.3: the probe is one new segment if the window allows,
-    /// else the last segment sent again; the RTO is restarted after it.
+    /// RFC 8985 7.3: one probe segment; the RTO is restarted after it.
+    ///
+    /// The RFC prefers a new segment when the window allows. We resend
+    /// the last segment sent instead (the RFC's other choice): measured
+    /// against Linux, a receiver whose window is not advancing holds the
+    /// ACK of in-order data until its delayed-ACK timer (40 ms or more),
+    /// so a new-data probe often stalls as long, while a duplicate is
+    /// answered at once (RFC 5681 4.2), with SACK or D-SACK telling what
+    /// arrived. At the tail of a recovery the probe is the segment at
+    /// SND.UNA instead.
     fn loss_probe(&mut self, now: Instant) -> Option<Segment> {
         if !self.tlp_allowed() {
             return None;
         }
-        let unsent = self.send_buf.end().distance_from(self.snd_nxt);
-        let wnd_avail = (self.snd_una + self.snd_wnd).distance_from(self.snd_nxt);
-        let seg = if unsent > 0 && wnd_avail > 0 {
-            let seq = self.snd_nxt;
-            let len = unsent.min(wnd_avail).min(self.send_mss);
-            let data_end = self.send_buf.end();
-            let fin = self.fin_seq == Some(seq + len);
-            let mut payload = Vec::with_capacity(len);
-            self.send_buf.read_at(seq, len, &mut payload);
-            let control = if fin { Control::Fin } else { Control::None };
-            let mut seg = self.segment(now, seq, control, payload);
-            seg.psh = seq + len == data_end;
-            self.last_data_sent = Some(now);
-            self.on_sent(now, seq, len + fin as usize, len);
-            seg
-        } else {
-            let outstanding = self.snd_max - self.snd_una;
-            let start = self.snd_max - outstanding.min(self.send_mss);
-            let data_end = self.send_buf.end();
-            let payload_len = data_end.distance_from(start).min(self.snd_max - start);
-            let fin = self.fin_seq.is_some_and(|f| f >= start && f < self.snd_max);
-            let seq_len = payload_len + fin as usize;
-            if seq_len == 0 {
-                return None;
-            }
-            self.count_retransmission();
-            self.rtt_sample = None;
-            let mut payload = Vec::with_capacity(payload_len);
-            self.send_buf.read_at(start, payload_len, &mut payload);
-            let control = if fin { Control::Fin } else { Control::None };
-            let mut seg = self.segment(now, start, control, payload);
-            seg.psh = payload_len > 0 && start + payload_len == data_end;
-            self.on_sent(now, start, seq_len, payload_len);
-            seg
-        };
+        if self.recovery.is_some() {
+            // At the tail of a recovery the probe is the hole at SND.UNA
+            // again: if its retransmission was lost this repairs it, and
+            // if only the ACK was lost the duplicate draws an immediate
+            // ACK.
+            self.rxt_head = true;
+            let seg = self.next_retransmission(now)?;
+            self.tlp_out = true;
+            self.timers.stop(Timer::LossProbe);
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            return Some(seg);
+        }
+        let outstanding = self.snd_max - self.snd_una;
+        let start = self.snd_max - outstanding.min(self.send_mss);
+        let data_end = self.send_buf.end();
+        let payload_len = data_end.distance_from(start).min(self.snd_max - start);
+        let fin = self.fin_seq.is_some_and(|f| f >= start && f < self.snd_max);
+        let seq_len = payload_len + fin as usize;
+        if seq_len == 0 {
+            return None;
+        }
+        self.count_retransmission();
+        self.rtt_sample = None;
+        self.log_retransmission(now, start, start + seq_len);
+        let mut payload = Vec::with_capacity(payload_len);
+        self.send_buf.read_at(start, payload_len, &mut payload);
+        let control = if fin { Control::Fin } else { Control::None };
+        let mut seg = self.segment(now, start, control, payload);
+        seg.psh = payload_len > 0 && start + payload_len == data_end;
+        self.on_sent(now, start, seq_len, payload_len);
         self.tlp_out = true;
         self.timers.stop(Timer::LossProbe);
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
@@ -1070,6 +1197,26 @@ impl Connection {
                 self.rtt_sample = Some((end, now));
             }
             self.snd_max = end;
+        }
+        if new_data > 0 && seq != self.iss {
+            // RACK tracks data (and FIN), not the SYN.
+            let previous = self.tx_order;
+            self.tx_order += 1;
+            match self.sent_log.back_mut() {
+                // Coalesce with the previous send if nothing else went
+                // out in between (so the order stays exact w.r.t. any
+                // retransmission).
+                Some(last) if last.2 == now && last.1 == previous => {
+                    last.0 = end;
+                    last.1 = self.tx_order;
+                }
+                _ => {
+                    if self.sent_log.len() >= MAX_SEND_RECORDS {
+                        self.sent_log.pop_front();
+                    }
+                    self.sent_log.push_back((end, self.tx_order, now));
+                }
+            }
         }
         self.snd_nxt = self.snd_nxt.max(end);
         if !self.timers.is_running(Timer::Retransmit) {
@@ -1571,6 +1718,9 @@ impl Connection {
         let window_same = seg_wnd == self.snd_wnd;
         self.persist_unanswered = 0;
 
+        if self.sack_ok {
+            self.rack_update(now, seg, ack);
+        }
         let mut newly_sacked = 0;
         if self.sack_ok {
             for &(l, r) in &seg.options.sack_blocks {
@@ -1641,7 +1791,7 @@ impl Connection {
             self.snd_wl2 = ack;
         }
 
-        self.detect_lost_retransmission();
+        self.rack_detect_lost_retransmissions(now);
         self.maybe_enter_recovery(now, flight_before);
         if !self.tlp_allowed() {
             self.timers.stop(Timer::LossProbe);
@@ -1659,26 +1809,85 @@ impl Connection {
         }
     }
 
-    /// The retransmission of the hole at SND.UNA is lost when DupThresh
-    /// segments' worth of data sent after it has been SACKed: send it again.
-    fn detect_lost_retransmission(&mut self) {
-        while self.rxt_log.front().is_some_and(|r| r.1 <= self.snd_una) {
-            self.rxt_log.pop_front();
+    /// RFC 8985 6.2 steps 1-2: the most recently sent segment this ACK
+    /// reports delivered (the top of each SACK block, the byte below the
+    /// cumulative ACK) becomes RACK's reference, with the RTT it took.
+    /// Bytes we retransmitted are skipped: which copy arrived is
+    /// ambiguous (step 2's "spurious retransmission" case).
+    fn rack_update(&mut self, now: Instant, seg: &Segment, ack: SeqNumber) {
+        let mut tops: [Option<SeqNumber>; 5] = [None; 5];
+        for (i, &(l, r)) in seg.options.sack_blocks.iter().take(4).enumerate() {
+            if l < r && r <= self.snd_max && r > ack {
+                tops[i] = Some(r - 1);
+            }
         }
-        if !self.sack_ok || self.rxt_head {
-            return;
+        if ack > self.snd_una && ack <= self.snd_max {
+            tops[4] = Some(ack - 1);
         }
-        let Some(&(start, _, mark)) = self.rxt_log.front() else {
+        for top in tops.into_iter().flatten() {
+            if self.rxt_log.iter().any(|x| x.start <= top && top < x.end) {
+                continue;
+            }
+            let i = self.sent_log.partition_point(|e| e.0 <= top);
+            let Some(&(_, order, sent_at)) = self.sent_log.get(i) else {
+                continue;
+            };
+            let rtt = now.saturating_duration_since(sent_at);
+            self.rack_min_rtt = Some(self.rack_min_rtt.map_or(rtt, |m| m.min(rtt)));
+            if self.rack.is_none_or(|r| order > r.order) {
+                self.rack = Some(RackState { order, rtt });
+            }
+        }
+    }
+
+    /// RFC 8985 6.2 step 4: the reordering window, min_rtt / 4.
+    fn rack_reo_wnd(&self) -> Duration {
+        let wnd = self.rack_min_rtt.unwrap_or_default() / 4;
+        self.rtt.srtt().map_or(wnd, |s| wnd.min(s.max(MIN_PTO)))
+    }
+
+    /// RFC 8985 6.2 step 5 for retransmissions: a retransmission is lost
+    /// when a segment sent after it was delivered and it is itself not
+    /// acknowledged RACK.rtt + RACK.reo_wnd after it was sent. Otherwise
+    /// the reordering timer waits for that moment. The retransmission at
+    /// SND.UNA is resent at once; others when cwnd allows.
+    fn rack_detect_lost_retransmissions(&mut self, now: Instant) {
+        let una = self.snd_una;
+        let sb = &self.scoreboard;
+        self.rxt_log
+            .retain(|x| x.end > una && sb.hole_from(x.start.max(una), x.end).is_some());
+        let Some(rack) = self.rack.filter(|_| self.sack_ok) else {
             return;
         };
-        if start > self.snd_una {
-            return;
-        }
-        let sacked_after = self.scoreboard.sacked_between(mark, self.snd_max);
-        if sacked_after > (crate::sack::DUP_THRESH - 1) * self.send_mss {
-            self.rxt_log.pop_front();
-            self.rxt_head = true;
+        let reo = self.rack_reo_wnd();
+        let mut deadline: Option<Instant> = None;
+        let mut i = 0;
+        while i < self.rxt_log.len() {
+            let x = self.rxt_log[i];
+            if x.order >= rack.order {
+                break; // sent after everything known delivered
+            }
+            let due = x.sent_at + rack.rtt + reo;
+            if due > now {
+                deadline = Some(deadline.map_or(due, |d| d.min(due)));
+                i += 1;
+                continue;
+            }
+            self.rxt_log.remove(i);
             self.lost_retransmits += 1;
+            if x.start <= self.snd_una {
+                self.rxt_head = true;
+            } else if !self
+                .rack_rxt
+                .iter()
+                .any(|r| r.0 <= x.start && x.start < r.1)
+            {
+                self.rack_rxt.push_back((x.start, x.end));
+            }
+        }
+        match deadline {
+            Some(d) => self.timers.set(Timer::Reorder, d),
+            None => self.timers.stop(Timer::Reorder),
         }
     }
 

@@ -34,6 +34,7 @@
 pub mod config;
 pub mod congestion;
 pub mod connection;
+pub mod cookie;
 pub mod isn;
 mod reassembly;
 mod rtt;
@@ -47,6 +48,7 @@ pub mod wire;
 pub use config::Config;
 pub use congestion::CongestionAlgorithm;
 pub use connection::{CloseReason, ConnStats, Connection, Disposition, Event, State};
+pub use cookie::SynCookies;
 pub use isn::IsnGenerator;
 pub use seq::SeqNumber;
 pub use timers::Timer;

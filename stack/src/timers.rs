@@ -23,16 +23,20 @@ pub enum Timer {
     /// RFC 8985 7 (tail loss probe): send one segment to elicit SACK
     /// feedback well before the RTO would fire.
     LossProbe,
+    /// RFC 8985 6.3: RACK's reordering window ran out for a segment sent
+    /// before one already delivered: it is lost.
+    Reorder,
 }
 
 impl Timer {
-    const ALL: [Timer; 6] = [
+    const ALL: [Timer; 7] = [
         Timer::Retransmit,
         Timer::Persist,
         Timer::TimeWait,
         Timer::DelayedAck,
         Timer::SendOverride,
         Timer::LossProbe,
+        Timer::Reorder,
     ];
 
     fn index(self) -> usize {
@@ -43,7 +47,7 @@ impl Timer {
 /// One optional deadline per [`Timer`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; 6],
+    deadlines: [Option<Instant>; 7],
 }
 
 impl TimerTable {
@@ -56,7 +60,7 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.deadlines = [None; 6];
+        self.deadlines = [None; 7];
     }
 
     /// Sets `timer` unless it is already running (keeps the earlier deadline).

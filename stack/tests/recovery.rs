@@ -378,3 +378,163 @@ fn rfc5961_challenge_acks_rate_limited_per_second() {
     assert_eq!(h.conn.stats().challenge_acks, 4);
     assert_eq!(h.conn.state(), State::Established);
 }
+
+// ----- RACK-TLP (RFC 8985) ---------------------------------------------------
+
+fn sack_conn() -> H {
+    H::established_spec(cfg(), Spec::new(TcpFlags::SYN).mss(1460).sack_perm(true))
+}
+
+/// Twenty segments queued, ten out (IW); segments 1-3 SACKed at 1 ms:
+/// SACK recovery retransmits segment 0 (cwnd 7, pipe 6: nothing new).
+fn recovery_with_segment_0_resent(h: &mut H) {
+    h.conn.send(&[7u8; 20 * MSS as usize]);
+    assert_eq!(h.recv_all().len(), 10);
+    h.advance_ms(1);
+    send!(h, ACK, ack = U, sack = &[(U + MSS, U + 4 * MSS)]);
+    recv!(h, ACK, seq = U, len = MSS);
+    recv_nothing!(h);
+}
+
+#[test]
+fn rack_marks_lost_retransmission_when_later_segment_sacked() {
+    let mut h = sack_conn();
+    recovery_with_segment_0_resent(&mut h);
+    // Segments 4-9 arrive (all sent before the retransmission): nothing
+    // says the retransmission is lost; pipe falls and new data goes out.
+    h.advance_ms(1);
+    send!(h, ACK, ack = U, sack = &[(U + MSS, U + 10 * MSS)]);
+    let new: Vec<u32> = h.recv_all().iter().map(|o| o.get("seq") as u32).collect();
+    assert!(
+        !new.is_empty() && new.iter().all(|&s| s >= U + 10 * MSS),
+        "{new:?}"
+    );
+    // One segment sent after the retransmission is SACKed one RTT later
+    // while SND.UNA still waits: the retransmission was lost (RFC 8985
+    // 6.2), with no need for DupThresh segments above it.
+    h.advance_ms(1);
+    send!(
+        h,
+        ACK,
+        ack = U,
+        sack = &[(U + 10 * MSS, U + 11 * MSS), (U + MSS, U + 10 * MSS)]
+    );
+    recv!(h, ACK, seq = U, len = MSS);
+    let st = h.conn.stats();
+    assert_eq!(st.retransmissions, 0, "no RTO");
+    assert_eq!(st.sack_recoveries, 1, "same recovery episode");
+    assert_eq!(st.segments_retransmitted, 2);
+}
+
+#[test]
+fn rack_does_not_mark_retransmission_lost_for_segments_sent_before_it() {
+    let mut h = sack_conn();
+    recovery_with_segment_0_resent(&mut h);
+    // Everything sent before the retransmission is SACKed, a round trip
+    // later: RACK needs a segment sent after it to be delivered.
+    h.advance_ms(1);
+    send!(h, ACK, ack = U, sack = &[(U + MSS, U + 10 * MSS)]);
+    let out = h.recv_all();
+    assert!(
+        out.iter().all(|o| o.get("seq") as u32 >= U + 10 * MSS),
+        "{out:?}"
+    );
+    assert_eq!(h.conn.stats().segments_retransmitted, 1);
+}
+
+#[test]
+fn rack_waits_reordering_window_before_marking_retransmission_lost() {
+    let mut h = sack_conn();
+    h.conn.send(&[7u8; 20 * MSS as usize]);
+    assert_eq!(h.recv_all().len(), 10);
+    // Segments 1-3 are SACKed 4 ms after they were sent.
+    h.advance_ms(4);
+    send!(h, ACK, ack = U, sack = &[(U + MSS, U + 4 * MSS)]);
+    recv!(h, ACK, seq = U, len = MSS);
+    send!(h, ACK, ack = U, sack = &[(U + MSS, U + 10 * MSS)]);
+    recv!(h, ACK, seq = U + 10 * MSS, len = MSS);
+    h.recv_all();
+    // The first new segment is SACKed 0.5 ms after it was sent (min RTT
+    // now 0.5 ms, reordering window min_rtt / 4 = 125 us): sent after the
+    // retransmission, but less than RACK.rtt + reo_wnd ago.
+    h.now += Duration::from_micros(500);
+    send!(
+        h,
+        ACK,
+        ack = U,
+        sack = &[(U + 10 * MSS, U + 11 * MSS), (U + MSS, U + 10 * MSS)]
+    );
+    let out = h.recv_all();
+    assert!(
+        out.iter().all(|o| o.get("seq") as u32 >= U + 11 * MSS),
+        "{out:?}"
+    );
+    // RFC 8985 6.3: the reordering timer fires at xmit + RACK.rtt +
+    // reo_wnd = 625 us after the retransmission; then it is lost.
+    let due = h.conn.poll_timeout().expect("reordering timer");
+    assert_eq!(due - h.now, Duration::from_micros(125));
+    h.now = due;
+    h.conn.on_timeout(due);
+    recv!(h, ACK, seq = U, len = MSS);
+    assert_eq!(h.conn.stats().retransmissions, 0, "no RTO");
+}
+
+#[test]
+fn tlp_at_tail_of_sack_recovery_resends_snd_una_instead_of_waiting_for_rto() {
+    let mut h = sack_conn();
+    // One round trip of 1 ms for an SRTT.
+    h.conn.send(&[7u8; 2 * MSS as usize]);
+    assert_eq!(h.recv_all().len(), 2);
+    h.advance_ms(1);
+    send!(h, ACK, ack = U + 2 * MSS);
+    let u = U + 2 * MSS;
+    h.conn.send(&[7u8; 10 * MSS as usize]);
+    assert_eq!(h.recv_all().len(), 10);
+    h.advance_ms(1);
+    send!(h, ACK, ack = u, sack = &[(u + MSS, u + 10 * MSS)]);
+    recv!(h, ACK, seq = u, len = MSS);
+    recv_nothing!(h);
+    // Every hole is resent; its ACK (or the retransmission) is lost.
+    // PTO = 2 * SRTT + 2 ms, far before the 200 ms RTO: the probe
+    // is the segment at SND.UNA again, which the peer must answer at once.
+    let srtt = h.conn.stats().srtt.expect("srtt");
+    let due = h.conn.poll_timeout().expect("probe timer");
+    assert_eq!(due - h.now, srtt * 2 + Duration::from_millis(2));
+    h.now = due;
+    h.conn.on_timeout(due);
+    recv!(h, ACK, seq = u, len = MSS);
+    recv_nothing!(h);
+    let st = h.conn.stats();
+    assert_eq!(st.retransmissions, 0, "no RTO");
+    assert_eq!(st.segments_retransmitted, 2);
+    // Its ACK ends the recovery.
+    send!(h, ACK, ack = u + 10 * MSS);
+    assert_eq!(h.conn.send_queued(), 0);
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn tlp_probe_fires_at_two_srtt_plus_two_ms_and_resends_last_segment() {
+    let mut h = sack_conn();
+    h.conn.send(&[7u8; 2 * MSS as usize]);
+    assert_eq!(h.recv_all().len(), 2);
+    h.advance_ms(3);
+    send!(h, ACK, ack = U + 2 * MSS);
+    h.conn.send(&[7u8; 4 * MSS as usize]);
+    assert_eq!(h.recv_all().len(), 4);
+    // PTO = 2 * SRTT + 2 ms (RFC 8985 7.2, slack as Linux); the probe
+    // is the last segment sent again (the peer answers a duplicate at
+    // once), not an RTO.
+    let srtt = h.conn.stats().srtt.expect("srtt");
+    let cwnd = h.conn.stats().cwnd;
+    let due = h.conn.poll_timeout().expect("probe timer");
+    assert_eq!(due - h.now, srtt * 2 + Duration::from_millis(2));
+    h.now = due;
+    h.conn.on_timeout(due);
+    recv!(h, PSH | ACK, seq = U + 5 * MSS, len = MSS);
+    recv_nothing!(h);
+    let st = h.conn.stats();
+    assert_eq!(st.retransmissions, 0);
+    assert_eq!(st.segments_retransmitted, 1);
+    assert_eq!(st.cwnd, cwnd, "a probe does not touch cwnd");
+}

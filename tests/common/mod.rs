@@ -370,3 +370,56 @@ pub fn body_value(body: &str, key: &str) -> Option<String> {
             .map(|v| v.trim().to_string())
     })
 }
+
+/// A raw AF_PACKET socket on one interface, for sending crafted frames.
+pub struct Raw {
+    fd: i32,
+    ifindex: i32,
+}
+
+impl Raw {
+    /// Opens it on `dev` (in the calling thread's namespace).
+    pub fn open(dev: &str) -> Raw {
+        let name = std::ffi::CString::new(dev).expect("name");
+        // SAFETY: plain libc calls with valid arguments; the fd is closed on drop.
+        unsafe {
+            let fd = libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                (libc::ETH_P_ALL as u16).to_be() as i32,
+            );
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+            assert!(ifindex > 0, "no interface {dev}");
+            Raw { fd, ifindex }
+        }
+    }
+
+    /// Sends one frame as is.
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: sockaddr_ll is plain data; frame is a valid buffer.
+        unsafe {
+            let mut sa: libc::sockaddr_ll = std::mem::zeroed();
+            sa.sll_family = libc::AF_PACKET as u16;
+            sa.sll_ifindex = self.ifindex;
+            sa.sll_halen = 6;
+            let r = libc::sendto(
+                self.fd,
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+                &sa as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            // A frame the kernel itself refuses (too short) is fine to skip.
+            let _ = r;
+        }
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        // SAFETY: closing our own fd.
+        unsafe { libc::close(self.fd) };
+    }
+}

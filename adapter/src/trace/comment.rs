@@ -34,6 +34,9 @@ pub fn rx_comment(d: &Decision, mode: FilterMode) -> String {
             format!("in cpu={processor} {rule} port={port} slot={slot}")
         }
         Decision::Flow { processor } => format!("in cpu={processor} flow"),
+        Decision::SynCookie { processor, port } => {
+            format!("in adapter syn-cookie port={port} cpu={processor} half-open-full")
+        }
         Decision::Datagram {
             processor,
             port,

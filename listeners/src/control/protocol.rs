@@ -165,6 +165,9 @@ pub struct ProcessorStatus {
     /// UDP datagrams received.
     #[serde(default)]
     pub datagrams: u64,
+    /// Connections in SYN-RECEIVED now.
+    #[serde(default)]
+    pub half_open: u64,
 }
 
 /// One listener's line in `vnic status`.
@@ -215,6 +218,12 @@ pub struct AdapterStatus {
     pub tcp_dispatched: u64,
     /// Connections in the flow table.
     pub flows: u64,
+    /// SYNs answered with a SYN cookie (half-open queue full).
+    #[serde(default)]
+    pub syn_cookies_sent: u64,
+    /// Cookie ACKs that opened a connection.
+    #[serde(default)]
+    pub syn_cookies_accepted: u64,
     /// Dropped frames by kind.
     pub drops: BTreeMap<String, u64>,
 }

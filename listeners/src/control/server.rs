@@ -288,6 +288,7 @@ impl Runtime {
                     panics: stats.panics.load(Ordering::Relaxed),
                     refused: stats.refused.load(Ordering::Relaxed),
                     datagrams: stats.datagrams.load(Ordering::Relaxed),
+                    half_open: stats.half_open.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -303,6 +304,8 @@ impl Runtime {
             rst_sent: Counters::get(&c.rst_sent),
             tcp_dispatched: Counters::get(&c.tcp_dispatched),
             flows: Counters::get(&c.flows),
+            syn_cookies_sent: Counters::get(&c.syn_cookies_sent),
+            syn_cookies_accepted: Counters::get(&c.syn_cookies_accepted),
             drops: c
                 .drops()
                 .into_iter()
