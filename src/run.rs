@@ -162,6 +162,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             tracer: tracer.clone(),
             max_connections: (MAX_CONNECTIONS / n).max(1024),
             adapter_counters: counters.clone(),
+            cookies: cookies.clone(),
             serve: match &plan.config {
                 Some(c) => c.tcp_serve_for(id),
                 None => plan.serve.clone(),

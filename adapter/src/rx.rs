@@ -99,6 +99,7 @@ pub struct Adapter {
     rst_limit: TokenBucket,
     cookies: Option<Arc<SynCookies>>,
     syn_backlog: u64,
+    cookie_turn: usize,
 }
 
 impl Adapter {
@@ -124,6 +125,7 @@ impl Adapter {
             rst_limit: TokenBucket::new(20_000, 2_000),
             cookies: None,
             syn_backlog: u64::MAX,
+            cookie_turn: 0,
         }
     }
 
@@ -442,7 +444,7 @@ impl Adapter {
             self.reset(src_mac, &tuple, &seg, now);
             return Decision::RstClosedPort;
         };
-        if let Some(cookies) = &self.cookies {
+        if self.cookies.is_some() {
             let busy = self
                 .counters
                 .half_open
@@ -455,17 +457,7 @@ impl Adapter {
                 .get(pick.processor)
                 .is_some_and(|q| q.len() * 2 > q.capacity().unwrap_or(usize::MAX));
             if busy >= self.syn_backlog || crowded {
-                let cookie = cookies.make(now, &tuple, seg.seq, seg.options.mss);
-                let overhead = if tuple.local.is_ipv6() { 60 } else { 40 };
-                let mss = u16::try_from(self.cfg.mtu.saturating_sub(overhead)).unwrap_or(1460);
-                let sa = SynCookies::syn_ack(&seg, cookie, mss, u16::MAX);
-                self.out
-                    .send_tcp(src_mac, tuple.local.ip(), tuple.remote.ip(), &sa);
-                Counters::bump(&self.counters.syn_cookies_sent);
-                return Decision::SynCookie {
-                    processor: pick.processor,
-                    port,
-                };
+                return self.cookie_syn(now, src_mac, tuple, seg, pick.processor);
             }
         }
         let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
@@ -485,6 +477,43 @@ impl Adapter {
         } else {
             Decision::Dropped(DropKind::QueueFull)
         }
+    }
+
+    /// Hands a SYN to be answered with a cookie to the first processor (in
+    /// turn) whose queue has room; no state is kept for it anywhere.
+    fn cookie_syn(
+        &mut self,
+        now: Instant,
+        peer_mac: [u8; 6],
+        tuple: FourTuple,
+        segment: Segment,
+        chosen: usize,
+    ) -> Decision {
+        let port = segment.dst_port;
+        let n = self.queues.len();
+        let mut msg = ToProcessor::Cookie(Inbound {
+            tuple,
+            segment,
+            peer_mac,
+            syn_stamp: 0,
+            cookie_mss: None,
+            arrived: now,
+        });
+        for i in 0..n {
+            let k = (self.cookie_turn + i) % n;
+            match self.queues[k].try_send(msg) {
+                Ok(()) => {
+                    self.cookie_turn = (k + 1) % n;
+                    Counters::bump(&self.counters.syn_cookies_sent);
+                    return Decision::SynCookie {
+                        processor: chosen,
+                        port,
+                    };
+                }
+                Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => msg = m,
+            }
+        }
+        Decision::Dropped(DropKind::QueueFull)
     }
 
     /// An ACK with no flow may answer a SYN-cookie SYN|ACK: if its cookie

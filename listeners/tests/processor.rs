@@ -61,6 +61,7 @@ fn rig(max_connections: usize) -> Rig {
         tracer: Tracer::disabled(),
         max_connections,
         adapter_counters: Arc::new(Counters::new(1)),
+        cookies: Arc::new(vnic_stack::SynCookies::new([3; 16], Instant::now())),
     });
     Rig { p, sink, registry }
 }
