@@ -285,3 +285,107 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod ordering_tests {
+    use super::*;
+    use crate::distributor::backend::Handler;
+    use crate::distributor::ipc::FromBackend;
+    use crate::distributor::Balance;
+    use crate::stats::Registry;
+    use crossbeam_channel::unbounded;
+    use std::time::Duration;
+
+    /// A socket that takes everything and records it.
+    struct Sink {
+        input: Vec<u8>,
+        read: usize,
+        out: Vec<u8>,
+        peer_closed: bool,
+        closed: bool,
+    }
+
+    impl Socket for Sink {
+        fn recv(&mut self, buf: &mut [u8]) -> usize {
+            let n = buf.len().min(self.input.len() - self.read);
+            buf[..n].copy_from_slice(&self.input[self.read..self.read + n]);
+            self.read += n;
+            n
+        }
+        fn recv_available(&self) -> usize {
+            self.input.len() - self.read
+        }
+        fn send(&mut self, data: &[u8]) -> usize {
+            self.out.extend_from_slice(data);
+            data.len()
+        }
+        fn send_capacity(&self) -> usize {
+            1 << 20
+        }
+        fn peer_closed(&self) -> bool {
+            self.peer_closed
+        }
+        fn close(&mut self) {
+            self.closed = true;
+        }
+    }
+
+    #[test]
+    fn replies_go_out_in_request_order_when_backends_answer_out_of_order() {
+        // Back-end 0 is slow, back-end 1 fast: request 0 is answered last.
+        let handler: Handler = Arc::new(|k, w| {
+            if k == 0 {
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            match w {
+                Work::Http { request, .. } => {
+                    let path = String::from_utf8_lossy(request)
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("")
+                        .to_string();
+                    (format!("reply to {path}\n").into_bytes(), false)
+                }
+                _ => (Vec::new(), false),
+            }
+        });
+        let (tx, rx) = unbounded();
+        let reg = Arc::new(Registry::new("distributor", "round-robin", 1).with_backends(2));
+        let d = Arc::new(Mutex::new(
+            Dispatcher::start(2, Balance::RoundRobin, handler, tx, reg).expect("start"),
+        ));
+        let mut f = Forwarder::new(AppKind::Http, 1, d.clone());
+        let mut sock = Sink {
+            input: b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n"
+                .to_vec(),
+            read: 0,
+            out: Vec::new(),
+            peer_closed: false,
+            closed: false,
+        };
+        f.poll(&mut sock);
+        let mut arrival = Vec::new();
+        while arrival.len() < 3 {
+            match rx.recv_timeout(Duration::from_secs(5)).expect("reply") {
+                FromBackend::Reply(r) => {
+                    if let Some(r) = d.lock().on_reply(r) {
+                        arrival.push(r.seq);
+                        f.deliver(r);
+                        f.poll(&mut sock);
+                    }
+                }
+                FromBackend::Failed { .. } => panic!("no back-end fails here"),
+            }
+        }
+        assert_ne!(
+            arrival,
+            vec![0, 1, 2],
+            "the slow back-end answered out of order"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&sock.out),
+            "reply to /a\nreply to /b\nreply to /c\n"
+        );
+        assert!(!sock.closed);
+    }
+}
