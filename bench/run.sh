@@ -22,15 +22,20 @@ for a in "$@"; do
 done
 
 if [ "$QUICK" = 1 ]; then
-  BULK=$((64 << 20)); RTTS=2000; CONNS=2000; LOSSBULK=$((16 << 20))
+  BULK=$((64 << 20)); RTTS=2000; CONNS=2000; LOSSBULK=$((16 << 20)); WRKSECS=2; IDLE=10000
 else
-  BULK=$((1024 << 20)); RTTS=20000; CONNS=20000; LOSSBULK=$((256 << 20))
+  BULK=$((1024 << 20)); RTTS=20000; CONNS=20000; LOSSBULK=$((256 << 20)); WRKSECS=10; IDLE=100000
 fi
 
-cargo build --release --bin vnic --example bclient --example kserver >&2
-VNIC=target/release/vnic
-BCLIENT=target/release/examples/bclient
-KSERVER=target/release/examples/kserver
+# VNIC, BCLIENT and KSERVER may name binaries built already (the test
+# suite does); otherwise they are built here.
+if [ -z "${VNIC:-}" ] || [ -z "${BCLIENT:-}" ] || [ -z "${KSERVER:-}" ]; then
+  cargo build --release --bin vnic --example bclient --example kserver >&2
+  T=${CARGO_TARGET_DIR:-target}
+  VNIC=$T/release/vnic
+  BCLIENT=$T/release/examples/bclient
+  KSERVER=$T/release/examples/kserver
+fi
 
 ID=$$
 NSV=vnb-v$ID NSKS=vnb-ks$ID NSKC=vnb-kc$ID TAP=vnbt$ID
@@ -134,6 +139,54 @@ for p in 1 2 4; do
   [ "$(echo "$vc" | field failed)" = 0 ] || echo "warning: vnic connrate failures: $vc" >&2
   row "HTTP GET, new conn each, 32 conc, $p cpu" req/s "$(echo "$vc" | field rps)" "$(echo "$kc" | field rps)"
 done
+
+if command -v wrk >/dev/null && command -v ab >/dev/null; then
+  echo "wrk and ab ..." >&2
+  start_vnic 4; sleep 0.3
+  wrk_rps() { # ns url -> requests/s (non-2xx or socket errors reported on stderr)
+    local out
+    out=$(timeout 60 ip netns exec "$1" wrk -t2 -c32 -d"$WRKSECS"s -H "Connection: close" "$2" 2>&1)
+    echo "$out" | grep -E "Non-2xx|Socket errors" >&2 || true
+    echo "$out" | awk '/Requests\/sec/ {print $2}'
+  }
+  ab_rps() { # ns url -> requests/s; fails the run if any request failed
+    local out failed
+    out=$(timeout 120 ip netns exec "$1" ab -q -n "$CONNS" -c 32 "$2" 2>&1)
+    failed=$(echo "$out" | awk '/Failed requests/ {print $3}')
+    [ "${failed:-1}" = 0 ] || { echo "ab: $failed failed requests: $out" >&2; exit 1; }
+    echo "$out" | awk '/Requests per second/ {print $4}'
+  }
+  row "wrk -t2 -c32 Connection: close, 4 cpu" req/s "$(wrk_rps "$NSV" http://$V/)" "$(wrk_rps "$NSKC" http://$K/)"
+  ab_v=$(ab_rps "$NSV" http://$V/) || exit 1
+  ab_k=$(ab_rps "$NSKC" http://$K/) || exit 1
+  row "ab -n $CONNS -c 32 (new conn each), 4 cpu" req/s "$ab_v" "$ab_k"
+else
+  echo "wrk/ab missing: their rows skipped" >&2
+fi
+
+echo "idle connections ..." >&2
+start_vnic 4; sleep 0.5
+ip netns exec "$NSV" sysctl -q -w net.ipv4.ip_local_port_range="10000 60999"
+rss() { awk '/VmRSS/ {print $2}' "/proc/$VNIC_PID/status"; }
+rss0=$(rss)
+half=$((IDLE / 2))
+rm -f /tmp/vnb-$ID.hold1 /tmp/vnb-$ID.hold2
+ip netns exec "$NSV" timeout 300 "$BCLIENT" hold $V:7 $half 60 > /tmp/vnb-$ID.hold1 &
+PIDS+=($!)
+ip netns exec "$NSV" timeout 300 "$BCLIENT" hold $V:9 $((IDLE - half)) 60 > /tmp/vnb-$ID.hold2 &
+PIDS+=($!)
+for _ in $(seq 600); do
+  [ -s /tmp/vnb-$ID.hold1 ] && [ -s /tmp/vnb-$ID.hold2 ] && break
+  sleep 0.5
+done
+sleep 2
+rss1=$(rss)
+held=$(timeout 10 "$VNIC" status --control "$CTL" --json | python3 -c "import json,sys; print(sum(p['active'] for p in json.load(sys.stdin)['processors']))")
+per=$(python3 -c "print(round(($rss1 - $rss0) * 1024 / max($held, 1)))")
+ROWS+=("$(printf '| %-42s | %10s | %10s | %6s | %s |' "idle connections held (of $IDLE)" "$held" "n/a" "n/a" "conns")")
+ROWS+=("$(printf '| %-42s | %10s | %10s | %6s | %s |' "resident memory per idle connection" "$per" "n/a" "n/a" "bytes")")
+echo "${ROWS[-2]}" >&2; echo "${ROWS[-1]}" >&2
+[ "$held" -ge $((IDLE * 99 / 100)) ] || { echo "vnic held only $held of $IDLE idle connections" >&2; exit 1; }
 
 echo "trace cost (--pcap) ..." >&2
 PCAP=/tmp/vnb-$ID.pcapng

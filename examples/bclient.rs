@@ -29,6 +29,22 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
         .unwrap_or_else(|| usage())
 }
 
+/// Lets one process hold `n` sockets.
+fn raise_fd_limit(n: u64) {
+    // SAFETY: reading and setting our own resource limit.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < n {
+            l.rlim_cur = n;
+            l.rlim_max = l.rlim_max.max(n);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -219,6 +235,7 @@ fn main() {
         "hold" => {
             let count: usize = arg(&args, 3);
             let secs: u64 = arg(&args, 4);
+            raise_fd_limit(count as u64 + 64);
             let mut v = Vec::with_capacity(count);
             let mut failed = 0usize;
             for _ in 0..count {

@@ -70,7 +70,12 @@ fn http(mut s: TcpStream) {
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
             buf.drain(..end + 4);
-            let close = head.contains("connection: close");
+            let v10 = head
+                .lines()
+                .next()
+                .is_some_and(|l| l.trim_end().ends_with("http/1.0"));
+            let close = head.contains("connection: close")
+                || (v10 && !head.contains("connection: keep-alive"));
             let body = "processor=kernel\nconnection=0\n";
             let resp = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{}",
