@@ -15,7 +15,6 @@ use crate::tuple::FourTuple;
 use crate::wire::{Control, Segment, TcpOptions};
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 /// The MSS values a cookie can carry (the largest not above the client's
@@ -49,8 +48,7 @@ impl SynCookies {
 
     fn hash(&self, tuple: &FourTuple, client_isn: SeqNumber, slot: u64) -> u32 {
         let mut h = SipHasher24::new_with_key(&self.key);
-        write_addr(&mut h, tuple.local);
-        write_addr(&mut h, tuple.remote);
+        tuple.hash_into(&mut h);
         h.write_u32(client_isn.0);
         h.write_u64(slot);
         (h.finish() as u32) & 0x00ff_ffff
@@ -132,17 +130,10 @@ impl SynCookies {
     }
 }
 
-fn write_addr(h: &mut SipHasher24, addr: SocketAddr) {
-    match addr.ip() {
-        IpAddr::V4(ip) => h.write(&ip.octets()),
-        IpAddr::V6(ip) => h.write(&ip.octets()),
-    }
-    h.write(&addr.port().to_be_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{IpAddr, SocketAddr};
     use std::time::Duration;
 
     fn tuple() -> FourTuple {

@@ -1,7 +1,6 @@
 //! Initial sequence numbers per RFC 6528.
 
 use std::hash::Hasher;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use siphasher::sip::SipHasher24;
@@ -39,24 +38,16 @@ impl IsnGenerator {
         let ticks = now.saturating_duration_since(self.epoch).as_micros() / 4;
         let m = ticks as u32; // the clock wraps every ~4.8 hours, as intended
         let mut h = SipHasher24::new_with_key(&self.key);
-        write_addr(&mut h, tuple.local);
-        write_addr(&mut h, tuple.remote);
+        tuple.hash_into(&mut h);
         let f = h.finish() as u32;
         SeqNumber(m.wrapping_add(f))
     }
 }
 
-fn write_addr(h: &mut SipHasher24, addr: SocketAddr) {
-    match addr.ip() {
-        IpAddr::V4(ip) => h.write(&ip.octets()),
-        IpAddr::V6(ip) => h.write(&ip.octets()),
-    }
-    h.write(&addr.port().to_be_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use std::time::Duration;
 
     fn tuple(port: u16) -> FourTuple {

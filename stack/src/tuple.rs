@@ -1,6 +1,7 @@
 //! The 4-tuple that names a TCP connection.
 
-use std::net::SocketAddr;
+use std::hash::Hasher;
+use std::net::{IpAddr, SocketAddr};
 
 /// Local and remote socket addresses of one connection.
 ///
@@ -20,5 +21,17 @@ impl FourTuple {
     /// the MSS and the 1220-byte default peer MSS.
     pub fn is_ipv6(&self) -> bool {
         self.local.is_ipv6()
+    }
+
+    /// Feeds both addresses and ports to a keyed hasher, in a fixed wire
+    /// order: the ISN generator and the SYN cookies key on exactly this.
+    pub fn hash_into(&self, h: &mut impl Hasher) {
+        for addr in [self.local, self.remote] {
+            match addr.ip() {
+                IpAddr::V4(ip) => h.write(&ip.octets()),
+                IpAddr::V6(ip) => h.write(&ip.octets()),
+            }
+            h.write(&addr.port().to_be_bytes());
+        }
     }
 }
