@@ -107,6 +107,35 @@ rx_comment_is!(
     RR,
     "in cpu=3 flow"
 );
+rx_comment_is!(
+    comment_syn_cookie,
+    Decision::SynCookie {
+        processor: 1,
+        port: 80
+    },
+    RR,
+    "in adapter syn-cookie port=80 cpu=1 half-open-full"
+);
+rx_comment_is!(
+    comment_udp_datagram_round_robin,
+    Decision::Datagram {
+        processor: 2,
+        port: 7,
+        slot: 1
+    },
+    RR,
+    "in cpu=2 rr-udp port=7 slot=1"
+);
+rx_comment_is!(
+    comment_udp_datagram_without_filtering,
+    Decision::Datagram {
+        processor: 0,
+        port: 7,
+        slot: 0
+    },
+    FilterMode::None,
+    "in cpu=0 udp port=7 slot=0"
+);
 
 #[test]
 fn comment_every_drop_kind_has_its_name() {
