@@ -169,16 +169,23 @@ start_vnic 4; sleep 0.5
 ip netns exec "$NSV" sysctl -q -w net.ipv4.ip_local_port_range="10000 60999"
 rss() { awk '/VmRSS/ {print $2}' "/proc/$VNIC_PID/status"; }
 rss0=$(rss)
-half=$((IDLE / 2))
-rm -f /tmp/vnb-$ID.hold1 /tmp/vnb-$ID.hold2
-ip netns exec "$NSV" timeout 300 "$BCLIENT" hold $V:7 $half 60 > /tmp/vnb-$ID.hold1 &
-PIDS+=($!)
-ip netns exec "$NSV" timeout 300 "$BCLIENT" hold $V:9 $((IDLE - half)) 60 > /tmp/vnb-$ID.hold2 &
-PIDS+=($!)
+# One process holds at most ~16,700 (file descriptor limits here are
+# 20,000); spread over three idle ports so no destination runs out of
+# ephemeral ports.
+chunk=16700 procs=$(((IDLE + 16699) / 16700)) ports=(7 9 80)
+rm -f /tmp/vnb-$ID.hold.*
+for i in $(seq 0 $((procs - 1))); do
+  n=$(( i == procs - 1 ? IDLE - chunk * (procs - 1) : chunk ))
+  ip netns exec "$NSV" timeout 300 "$BCLIENT" hold $V:${ports[$((i % 3))]} $n 60 > /tmp/vnb-$ID.hold.$i &
+  PIDS+=($!)
+done
 for _ in $(seq 600); do
-  [ -s /tmp/vnb-$ID.hold1 ] && [ -s /tmp/vnb-$ID.hold2 ] && break
+  ready=0
+  for i in $(seq 0 $((procs - 1))); do [ -s /tmp/vnb-$ID.hold.$i ] && ready=$((ready + 1)); done
+  [ "$ready" = "$procs" ] && break
   sleep 0.5
 done
+cat /tmp/vnb-$ID.hold.* >&2
 sleep 2
 rss1=$(rss)
 held=$(timeout 10 "$VNIC" status --control "$CTL" --json | python3 -c "import json,sys; print(sum(p['active'] for p in json.load(sys.stdin)['processors']))")

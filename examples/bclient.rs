@@ -238,15 +238,22 @@ fn main() {
             raise_fd_limit(count as u64 + 64);
             let mut v = Vec::with_capacity(count);
             let mut failed = 0usize;
+            let mut first_error = String::new();
             for _ in 0..count {
                 match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
                     Ok(s) => v.push(s),
-                    Err(_) => failed += 1,
+                    Err(e) => {
+                        if failed == 0 {
+                            first_error = e.to_string();
+                        }
+                        failed += 1;
+                    }
                 }
             }
             println!(
-                "{{\"mode\":\"hold\",\"open\":{},\"failed\":{failed}}}",
-                v.len()
+                "{{\"mode\":\"hold\",\"open\":{},\"failed\":{failed},\"first_error\":{:?}}}",
+                v.len(),
+                first_error
             );
             let _ = std::io::stdout().flush();
             std::thread::sleep(Duration::from_secs(secs));
