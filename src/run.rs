@@ -54,7 +54,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         .unwrap_or_else(|| default_path(&plan.tap));
     // Before the TAP: a second vnic on the same TAP is told so plainly.
     let control = ControlServer::bind(&control_path)?;
-    let tap = Arc::new(TapDevice::open(&plan.tap)?);
+    let tap = Arc::new(TapDevice::open_with(&plan.tap, plan.offload)?);
     let name = tap.name().to_string();
     if !plan.host_ips.is_empty() {
         host::configure(&name, &plan.host_ips)?;
@@ -233,9 +233,11 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         .as_ref()
         .map(|s| format!(" impair={s}"))
         .unwrap_or_default();
+    // Shown only when on: the fields before it stay as tests parse them.
+    let offload = if plan.offload { " offload=on" } else { "" };
     writeln!(
         out,
-        "vnic: ready tap={} ip={} processors={} filter={} model={}{}{}",
+        "vnic: ready tap={} ip={} processors={} filter={} model={}{}{}{}",
         name,
         ips.join(","),
         n,
@@ -246,7 +248,8 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
                 format!(" backends={backends} balance={}", balance.name()),
             Model::Monolithic => String::new(),
         },
-        impair
+        impair,
+        offload
     )?;
     out.flush()?;
     drop(out);

@@ -2,6 +2,7 @@
 //! processor sends, written to a [`FrameSink`] (the TAP, or a test's list).
 
 use crate::counters::Counters;
+use crate::vnet::{VnetHeader, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6};
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header};
 use std::io;
 use std::net::IpAddr;
@@ -12,6 +13,101 @@ use vnic_stack::Segment;
 pub trait FrameSink: Send + Sync {
     /// Writes one whole Ethernet frame.
     fn send_frame(&self, frame: &[u8]) -> io::Result<()>;
+
+    /// True when [`FrameSink::send_gso_frame`] works: the sink is a TAP
+    /// with offload, so the kernel cuts a large TCP segment itself.
+    fn gso(&self) -> bool {
+        false
+    }
+
+    /// Writes one frame with the virtio-net header `hdr` (a TCP segment
+    /// larger than the MTU, checksum partial). Sinks without offload
+    /// refuse it; [`FrameWriter`] only calls it when [`FrameSink::gso`].
+    fn send_gso_frame(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {
+        let _ = (frame, hdr);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Largest TCP payload put into one GSO frame: the IPv4 total length
+/// (and the IPv6 payload length) must stay within 65,535 with a 20- or
+/// 40-byte IP header and up to 60 bytes of TCP header.
+const MAX_GSO_PAYLOAD: usize = 65_535 - 40 - 60;
+
+/// Consecutive full-sized segments of one connection, held to leave as one
+/// GSO frame (see [`FrameWriter::send_tcp_burst`]).
+struct Burst {
+    dst_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    /// The first segment, its payload grown by the ones that followed.
+    head: Segment,
+    /// Payload of each piece (the first segment's): the kernel's gso_size.
+    piece: usize,
+    /// Payload of the last segment added.
+    last: usize,
+    /// Segments held.
+    count: usize,
+}
+
+impl Burst {
+    /// True if `seg` continues the burst: same connection and header
+    /// fields, the next sequence number, every earlier piece full, and no
+    /// PSH before it, so the kernel's cut gives back the very segments the
+    /// stack made.
+    fn takes(&self, dst_mac: [u8; 6], src: IpAddr, dst: IpAddr, seg: &Segment) -> bool {
+        let h = &self.head;
+        self.dst_mac == dst_mac
+            && self.src == src
+            && self.dst == dst
+            && h.src_port == seg.src_port
+            && h.dst_port == seg.dst_port
+            && h.ack == seg.ack
+            && h.window == seg.window
+            && h.options == seg.options
+            && !h.psh
+            && self.last == self.piece
+            && seg.payload.len() <= self.piece
+            && h.seq + h.payload.len() == seg.seq
+            && h.payload.len() + seg.payload.len() <= MAX_GSO_PAYLOAD
+    }
+}
+
+/// A segment that may travel in a GSO frame: data with ACK, no SYN, FIN or
+/// RST (those go alone, as the stack made them).
+fn batchable(seg: &Segment) -> bool {
+    seg.control == vnic_stack::Control::None && seg.ack.is_some() && !seg.payload.is_empty()
+}
+
+/// The one's-complement sum (folded, not inverted) of the TCP pseudo
+/// header: what the checksum field holds when the kernel finishes it.
+fn pseudo_header_sum(src: IpAddr, dst: IpAddr, tcp_len: usize) -> u16 {
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    };
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            add(&s.octets());
+            add(&d.octets());
+        }
+        (s, d) => {
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V4(v) => v.to_ipv6_mapped(),
+                IpAddr::V6(v) => v,
+            };
+            add(&v6(s).octets());
+            add(&v6(d).octets());
+        }
+    }
+    add(&[0, 6]);
+    add(&(tcp_len as u32).to_be_bytes());
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
 }
 
 /// Hop limit / TTL of everything we originate.
@@ -112,17 +208,23 @@ pub struct FrameWriter {
     buf: Vec<u8>,
     /// While set, frames are kept here instead of sent (see [`FrameWriter::defer`]).
     deferred: Option<Vec<Vec<u8>>>,
+    /// The sink takes GSO frames (a TAP with offload).
+    gso: bool,
+    /// Segments held by [`FrameWriter::send_tcp_burst`] until [`FrameWriter::flush`].
+    burst: Option<Burst>,
 }
 
 impl FrameWriter {
     /// A writer that sends from `mac` into `sink`, counting in `counters`.
     pub fn new(sink: Arc<dyn FrameSink>, mac: [u8; 6], counters: Arc<Counters>) -> FrameWriter {
         FrameWriter {
+            gso: sink.gso(),
             sink,
             mac,
             counters,
             buf: Vec::with_capacity(2048),
             deferred: None,
+            burst: None,
         }
     }
 
@@ -153,6 +255,84 @@ impl FrameWriter {
 
     /// Sends TCP segment `seg` from `src` to `dst` at `dst_mac`.
     pub fn send_tcp(&mut self, dst_mac: [u8; 6], src: IpAddr, dst: IpAddr, seg: &Segment) {
+        self.flush();
+        self.send_tcp_now(dst_mac, src, dst, seg);
+    }
+
+    /// Like [`FrameWriter::send_tcp`] for one of a run of segments that a
+    /// connection sends at once: on a TAP with offload, consecutive full
+    /// segments are held and leave as one large frame (TSO) that the
+    /// kernel cuts back into the same segments, one write instead of up
+    /// to forty. The caller must call [`FrameWriter::flush`] after the run.
+    pub fn send_tcp_burst(&mut self, dst_mac: [u8; 6], src: IpAddr, dst: IpAddr, seg: &Segment) {
+        if !self.gso || self.deferred.is_some() || !batchable(seg) {
+            return self.send_tcp(dst_mac, src, dst, seg);
+        }
+        if let Some(b) = &mut self.burst {
+            if b.takes(dst_mac, src, dst, seg) {
+                b.head.payload.extend_from_slice(&seg.payload);
+                b.head.psh = seg.psh;
+                b.last = seg.payload.len();
+                b.count += 1;
+                return;
+            }
+        }
+        self.flush();
+        self.burst = Some(Burst {
+            dst_mac,
+            src,
+            dst,
+            head: seg.clone(),
+            piece: seg.payload.len(),
+            last: seg.payload.len(),
+            count: 1,
+        });
+    }
+
+    /// Sends the segments held by [`FrameWriter::send_tcp_burst`]: one
+    /// alone as it is, several as one GSO frame.
+    pub fn flush(&mut self) {
+        let Some(b) = self.burst.take() else {
+            return;
+        };
+        if b.count == 1 {
+            return self.send_tcp_now(b.dst_mac, b.src, b.dst, &b.head);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let route = self.route(b.dst_mac, b.src, b.dst);
+        if build_tcp_frame(&mut buf, &route, &b.head) {
+            let ip_len = match b.src {
+                IpAddr::V4(_) => Ipv4Header::MIN_LEN,
+                IpAddr::V6(_) => Ipv6Header::LEN,
+            };
+            let csum_start = Ethernet2Header::LEN + ip_len;
+            let tcp_len = buf.len() - csum_start;
+            let at = csum_start + 16;
+            // The kernel finishes the checksum of each piece from the
+            // pseudo-header sum (NEEDS_CSUM).
+            let partial = pseudo_header_sum(b.src, b.dst, tcp_len);
+            buf[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+            let hdr = VnetHeader {
+                flags: F_NEEDS_CSUM,
+                gso_type: if ip_len == Ipv4Header::MIN_LEN {
+                    GSO_TCPV4
+                } else {
+                    GSO_TCPV6
+                },
+                hdr_len: (csum_start + b.head.header_len()) as u16,
+                gso_size: b.piece as u16,
+                csum_start: csum_start as u16,
+                csum_offset: 16,
+            };
+            match self.sink.send_gso_frame(&buf, &hdr) {
+                Ok(()) => Counters::bump(&self.counters.frames_out),
+                Err(_) => Counters::bump(&self.counters.tx_errors),
+            }
+        }
+        self.buf = buf;
+    }
+
+    fn send_tcp_now(&mut self, dst_mac: [u8; 6], src: IpAddr, dst: IpAddr, seg: &Segment) {
         let mut buf = std::mem::take(&mut self.buf);
         let route = self.route(dst_mac, src, dst);
         if build_tcp_frame(&mut buf, &route, seg) {
@@ -171,6 +351,7 @@ impl FrameWriter {
         hop_limit: u8,
         body: impl FnOnce(&mut Vec<u8>),
     ) {
+        self.flush();
         let mut buf = std::mem::take(&mut self.buf);
         let route = self.route(dst_mac, src, dst);
         if build_ip_frame(&mut buf, &route, proto, hop_limit, body) {
@@ -190,6 +371,7 @@ impl FrameWriter {
 
     /// Sends a finished frame now, or holds it while deferring.
     pub fn send_or_hold(&mut self, frame: &[u8]) {
+        self.flush();
         match &mut self.deferred {
             Some(held) => held.push(frame.to_vec()),
             None => self.write(frame),
@@ -202,6 +384,12 @@ impl FrameWriter {
             Ok(()) => Counters::bump(&self.counters.frames_out),
             Err(_) => Counters::bump(&self.counters.tx_errors),
         }
+    }
+}
+
+impl Drop for FrameWriter {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

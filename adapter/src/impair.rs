@@ -229,7 +229,7 @@ impl ImpairedSource {
         ImpairedSource {
             inner,
             imp: Impairer::new(spec, 1, stats),
-            scratch: vec![0u8; 65536],
+            scratch: vec![0u8; crate::tap::MAX_FRAME_LEN],
         }
     }
 }

@@ -9,6 +9,8 @@
 //! when it opens a new connection, placed on a processor by the
 //! [`filter::Filter`]; then it is pushed onto that processor's queue.
 //! Frames leave through [`emit::FrameWriter`], which processors also use.
+//! With TAP offloads on, [`vnet`] is the header before each frame: large
+//! segments come in whole and runs of segments leave as one frame.
 //!
 //! This crate never runs TCP (that is `vnic-stack`) and never runs an
 //! application (that is `vnic-listeners`). Bad input is counted in
@@ -31,6 +33,7 @@ pub mod ratelimit;
 pub mod rx;
 pub mod tap;
 pub mod trace;
+pub mod vnet;
 
 pub use config::AdapterConfig;
 pub use counters::{Counters, DropKind};
@@ -40,4 +43,4 @@ pub use filter::{Filter, FilterMode};
 pub use flow::FlowTable;
 pub use queue::{Datagram, FlowClosed, Inbound, ToProcessor};
 pub use rx::Adapter;
-pub use tap::{FrameSource, TapDevice};
+pub use tap::{FrameSource, RxFrame, TapDevice};

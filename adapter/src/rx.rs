@@ -17,7 +17,7 @@ use crate::icmp;
 use crate::ndp;
 use crate::queue::{Datagram, FlowClosed, Inbound, ToProcessor};
 use crate::ratelimit::{TokenBucket, ICMP_RATE};
-use crate::tap::FrameSource;
+use crate::tap::{FrameSource, MAX_FRAME_LEN};
 use crate::trace::{rx_comment, Direction, Tracer};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4Slice, Ipv6Slice};
@@ -100,6 +100,8 @@ pub struct Adapter {
     cookies: Option<Arc<SynCookies>>,
     syn_backlog: u64,
     cookie_turn: usize,
+    /// The frame being handled came with a checksum the link vouched for.
+    checksum_trusted: bool,
 }
 
 impl Adapter {
@@ -126,6 +128,7 @@ impl Adapter {
             cookies: None,
             syn_backlog: u64::MAX,
             cookie_turn: 0,
+            checksum_trusted: false,
         }
     }
 
@@ -162,10 +165,27 @@ impl Adapter {
         }
     }
 
-    /// Handles one frame read from the TAP at `now`.
+    /// Handles one frame read from the TAP at `now`; its checksums are
+    /// all verified.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Decision {
+        self.handle_rx_frame(now, frame, false)
+    }
+
+    /// Handles one frame read from the TAP at `now`. With
+    /// `checksum_trusted` (a TAP with offload said the kernel left the TCP
+    /// checksum partial, or checked it) the TCP checksum is not verified;
+    /// everything else is. Such a frame may hold a TCP segment larger than
+    /// the MTU (TSO): it goes to the stack whole.
+    pub fn handle_rx_frame(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        checksum_trusted: bool,
+    ) -> Decision {
         Counters::bump(&self.counters.frames_in);
+        self.checksum_trusted = checksum_trusted;
         let d = self.classify(now, frame);
+        self.checksum_trusted = false;
         match d {
             Decision::Dropped(k) => self.counters.count_drop(k),
             Decision::NotForUs => Counters::bump(&self.counters.not_for_us),
@@ -410,7 +430,12 @@ impl Adapter {
         dst: IpAddr,
         bytes: &[u8],
     ) -> Decision {
-        let seg = match wire::parse(src, dst, bytes) {
+        let parse = if self.checksum_trusted {
+            wire::parse_trusted
+        } else {
+            wire::parse
+        };
+        let seg = match parse(src, dst, bytes) {
             Ok(s) => s,
             Err(WireError::BadChecksum) => return Decision::Dropped(DropKind::BadTcpChecksum),
             Err(_) => return Decision::Dropped(DropKind::BadTcpHeader),
@@ -616,23 +641,24 @@ impl Adapter {
         tracer: Arc<Tracer>,
         stop: Arc<AtomicBool>,
     ) {
-        let mut buf = vec![0u8; 65536];
+        let mut buf = vec![0u8; MAX_FRAME_LEN];
         while !stop.load(Ordering::Relaxed) {
             self.reap_closed();
-            match source.recv_timeout(&mut buf, Duration::from_millis(100)) {
-                Ok(Some(n)) => {
-                    let frame = &buf[..n];
+            match source.recv_frame(&mut buf, Duration::from_millis(100)) {
+                Ok(Some(rx)) => {
+                    let frame = &buf[..rx.len.min(buf.len())];
+                    let trusted = rx.checksum_trusted;
                     if tracer.active() {
                         // Answers wait until the question is in the trace.
                         self.out.defer();
-                        let d = self.handle_frame(Instant::now(), frame);
+                        let d = self.handle_rx_frame(Instant::now(), frame, trusted);
                         let filter = &self.filter;
                         tracer.record_with(Direction::In, frame, || {
                             rx_comment(&d, filter.lock().mode())
                         });
                         self.out.release();
                     } else {
-                        self.handle_frame(Instant::now(), frame);
+                        self.handle_rx_frame(Instant::now(), frame, trusted);
                     }
                 }
                 Ok(None) => {}

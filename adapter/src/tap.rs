@@ -1,21 +1,84 @@
 //! The TAP device: attach to an existing one (made with `ip tuntap add dev
 //! NAME mode tap user $USER`, so vnic runs without root) or create it.
+//!
+//! The device ioctls are made here through libc (the `tun-tap` crate cannot
+//! ask for `IFF_VNET_HDR` or `TUNSETOFFLOAD`). Two modes:
+//!
+//! - plain (`--offload off`): one Ethernet frame per read/write, at most
+//!   one MTU, checksums always complete; works on any TAP, also one made by
+//!   another tool.
+//! - offload (`--offload on`): every frame is preceded by a
+//!   [`VnetHeader`]; the kernel may hand us TCP segments of up to 64 KiB
+//!   (TSO/GSO) whose checksum is left partial, so one read carries what
+//!   would otherwise be forty.
 
 use crate::emit::FrameSink;
 use crate::error::AdapterError;
+use crate::vnet::{self, VnetHeader, F_NEEDS_CSUM, VNET_HDR_LEN};
+use std::ffi::CString;
 use std::io;
-use std::os::unix::io::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
-use tun_tap::{Iface, Mode};
 
-/// An open TAP device: Ethernet frames in and out, no packet-info prefix.
+/// `_IOW('T', 202, int)`: attach the fd to a TUN/TAP interface.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `_IOW('T', 208, unsigned int)`: which offloads the kernel may use on us.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+
+/// The largest frame a read can return: an IPv4/IPv6 packet of 65,535
+/// bytes behind an Ethernet header (with room for a VLAN tag). RX buffers
+/// are this big, so a 64 KiB segment from the kernel is never cut.
+pub const MAX_FRAME_LEN: usize = 65_535 + 18;
+
+/// `struct ifreq` as TUNSETIFF reads and writes it: the name, the flags,
+/// and padding to the kernel's 40 bytes.
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// An open TAP device: Ethernet frames in and out, no packet-info prefix,
+/// and with offload a virtio-net header on each frame.
 pub struct TapDevice {
-    iface: Iface,
+    fd: OwnedFd,
+    name: String,
+    offload: bool,
+}
+
+/// One frame read by a [`FrameSource`]: its length in the buffer, and
+/// whether its TCP checksum may be taken on trust.
+///
+/// It exists because with offload the kernel leaves the checksum of its
+/// own segments partial (only the pseudo-header sum): verifying it would
+/// drop every one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxFrame {
+    /// Bytes of the frame at the start of the buffer.
+    pub len: usize,
+    /// The kernel vouched for the frame's transport checksum (partial or
+    /// already checked): the RX path must not verify it.
+    pub checksum_trusted: bool,
 }
 
 impl TapDevice {
-    /// Attaches to TAP `name`, creating it if it does not exist.
+    /// Attaches to TAP `name` in plain mode (no offload), creating it if it
+    /// does not exist.
     pub fn open(name: &str) -> Result<TapDevice, AdapterError> {
+        TapDevice::open_with(name, false)
+    }
+
+    /// Attaches to TAP `name`, creating it if it does not exist; with
+    /// `offload`, asks for virtio-net headers and lets the kernel use
+    /// checksum offload and TSO (IPv4 and IPv6) on the device.
+    pub fn open_with(name: &str, offload: bool) -> Result<TapDevice, AdapterError> {
         if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
             return Err(AdapterError::BadName(name.to_string()));
         }
@@ -24,41 +87,65 @@ impl TapDevice {
                 io::ErrorKind::NotFound,
             )));
         }
-        match Iface::without_packet_info(name, Mode::Tap) {
-            Ok(iface) => {
-                set_non_blocking(iface.as_raw_fd()).map_err(|e| AdapterError::Io {
-                    tap: name.to_string(),
-                    source: e,
-                })?;
-                Ok(TapDevice { iface })
-            }
-            Err(e) => Err(match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => AdapterError::Permission {
-                    tap: name.to_string(),
-                    source: e,
-                },
-                Some(libc::EBUSY) => AdapterError::Busy {
-                    tap: name.to_string(),
-                },
-                Some(libc::ENOENT) | Some(libc::ENODEV) => AdapterError::NoTunDevice(e),
-                Some(libc::EINVAL) => AdapterError::Io {
-                    tap: name.to_string(),
-                    source: io::Error::new(
-                        e.kind(),
-                        format!("{e}: is {name} a TUN (not TAP) device, or made with other flags (multi_queue)?"),
-                    ),
-                },
-                _ => AdapterError::Io {
-                    tap: name.to_string(),
-                    source: e,
-                },
-            }),
+        let map = |e: io::Error| map_open_error(name, e);
+        let path = CString::new("/dev/net/tun").map_err(|e| map(io::Error::other(e)))?;
+        // SAFETY: a valid NUL-terminated path and plain flags.
+        let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if raw < 0 {
+            return Err(map(io::Error::last_os_error()));
         }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: IFF_TAP | IFF_NO_PI | if offload { IFF_VNET_HDR } else { 0 },
+            _pad: [0; 22],
+        };
+        for (d, s) in req.name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which
+        // `IfReq` lays out (40 bytes), on an fd we own.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) } < 0 {
+            return Err(map(io::Error::last_os_error()));
+        }
+        let given: Vec<u8> = req
+            .name
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        let name = String::from_utf8(given).unwrap_or_else(|_| name.to_string());
+        let io_err = |source: io::Error| AdapterError::Io {
+            tap: name.clone(),
+            source,
+        };
+        if offload {
+            let features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+            // SAFETY: TUNSETOFFLOAD takes its flags by value.
+            let r = unsafe {
+                libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, libc::c_ulong::from(features))
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                return Err(io_err(io::Error::new(
+                    e.kind(),
+                    format!("TUNSETOFFLOAD (checksum, TSO): {e}"),
+                )));
+            }
+        }
+        set_non_blocking(fd.as_raw_fd()).map_err(io_err)?;
+        Ok(TapDevice { fd, name, offload })
     }
 
     /// The interface name the kernel gave.
     pub fn name(&self) -> &str {
-        self.iface.name()
+        &self.name
+    }
+
+    /// True when frames carry a virtio-net header (opened with offload).
+    pub fn offload(&self) -> bool {
+        self.offload
     }
 
     /// The device's MTU as the kernel sees it (1500 if it cannot be read).
@@ -69,39 +156,134 @@ impl TapDevice {
             .unwrap_or(1500)
     }
 
+    /// Waits up to `timeout` for a frame; `Ok(None)` when none came. With
+    /// offload, a partial checksum is completed here, so the frame checks
+    /// like a plain one (for readers that do not look at
+    /// [`RxFrame::checksum_trusted`]).
+    pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        Ok(self.recv_inner(buf, timeout, true)?.map(|f| f.len))
+    }
+
     /// Waits up to `timeout` for a frame; `Ok(None)` when none came. The
     /// fd is non-blocking: a busy link costs one read per frame, and poll
     /// is only called when the queue is empty.
-    pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
-        match self.iface.recv(buf) {
-            Ok(n) => return Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+    pub fn recv_frame(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<RxFrame>> {
+        self.recv_inner(buf, timeout, false)
+    }
+
+    fn recv_inner(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+        complete: bool,
+    ) -> io::Result<Option<RxFrame>> {
+        let mut polled = false;
+        loop {
+            match self.read_once(buf, complete) {
+                Ok(Some(f)) => return Ok(Some(f)),
+                // A frame we cannot interpret (header refused): read on.
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if polled {
+                return Ok(None);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd, count 1.
+            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if r == 0 {
+                return Ok(None);
+            }
+            polled = true;
         }
-        let mut pfd = libc::pollfd {
-            fd: self.iface.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd, count 1.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
+    }
+
+    /// One non-blocking read. `Ok(None)`: a frame was read but refused
+    /// (too short for its header, or a GSO type we never asked for).
+    fn read_once(&self, buf: &mut [u8], complete: bool) -> io::Result<Option<RxFrame>> {
+        if !self.offload {
+            // SAFETY: reads at most buf.len() bytes into buf.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            return Ok(Some(RxFrame {
+                len: n as usize,
+                checksum_trusted: false,
+            }));
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
+        ];
+        // SAFETY: two iovecs over buffers we hold mutably for the call.
+        let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+        if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        if r == 0 {
+        let n = n as usize;
+        if n < VNET_HDR_LEN {
             return Ok(None);
         }
-        match self.iface.recv(buf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+        let Ok(h) = VnetHeader::decode(&hdr) else {
+            return Ok(None);
+        };
+        let len = (n - VNET_HDR_LEN).min(buf.len());
+        let mut trusted = h.checksum_trusted();
+        if complete && h.flags & F_NEEDS_CSUM != 0 {
+            trusted = !vnet::complete_checksum(&mut buf[..len], h.csum_start, h.csum_offset);
         }
+        Ok(Some(RxFrame {
+            len,
+            checksum_trusted: trusted,
+        }))
+    }
+}
+
+/// Maps a failure to open /dev/net/tun or attach to `name` to what the
+/// user can act on.
+fn map_open_error(name: &str, e: io::Error) -> AdapterError {
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => AdapterError::Permission {
+            tap: name.to_string(),
+            source: e,
+        },
+        Some(libc::EBUSY) => AdapterError::Busy {
+            tap: name.to_string(),
+        },
+        Some(libc::ENOENT) | Some(libc::ENODEV) => AdapterError::NoTunDevice(e),
+        Some(libc::EINVAL) => AdapterError::Io {
+            tap: name.to_string(),
+            source: io::Error::new(
+                e.kind(),
+                format!("{e}: is {name} a TUN (not TAP) device, or made with other flags (multi_queue)?"),
+            ),
+        },
+        _ => AdapterError::Io {
+            tap: name.to_string(),
+            source: e,
+        },
     }
 }
 
 /// Sets O_NONBLOCK on `fd`.
-fn set_non_blocking(fd: i32) -> io::Result<()> {
+fn set_non_blocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on an fd we own, with valid commands.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
@@ -114,18 +296,77 @@ fn set_non_blocking(fd: i32) -> io::Result<()> {
 
 /// Where frames come from: the TAP, or a wrapper around it (impairment).
 pub trait FrameSource: Send {
-    /// Waits up to `timeout` for a frame; `Ok(None)` when none came.
+    /// Waits up to `timeout` for a frame; `Ok(None)` when none came. The
+    /// frame's checksums are complete.
     fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>>;
+
+    /// Like [`FrameSource::recv_timeout`], and also says whether the
+    /// frame's TCP checksum may be taken on trust. Sources without a
+    /// virtio-net header keep this default: nothing is trusted.
+    fn recv_frame(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<RxFrame>> {
+        Ok(self.recv_timeout(buf, timeout)?.map(|len| RxFrame {
+            len,
+            checksum_trusted: false,
+        }))
+    }
 }
 
 impl FrameSource for std::sync::Arc<TapDevice> {
     fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
         TapDevice::recv_timeout(self, buf, timeout)
     }
+
+    fn recv_frame(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<RxFrame>> {
+        TapDevice::recv_frame(self, buf, timeout)
+    }
+}
+
+impl TapDevice {
+    /// Writes `frame` behind the virtio-net header `hdr` (offload only).
+    fn write_with_header(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {
+        let hdr = hdr.encode();
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: two iovecs over buffers that outlive the call; the
+        // kernel only reads them.
+        if unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 impl FrameSink for TapDevice {
     fn send_frame(&self, frame: &[u8]) -> io::Result<()> {
-        self.iface.send(frame).map(|_| ())
+        let n = if self.offload {
+            // Checksums complete, at most an MTU: the plain header.
+            return self.write_with_header(frame, &VnetHeader::PLAIN);
+        } else {
+            // SAFETY: writes frame.len() bytes from frame.
+            unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) }
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn gso(&self) -> bool {
+        self.offload
+    }
+
+    fn send_gso_frame(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {
+        if !self.offload {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        self.write_with_header(frame, hdr)
     }
 }

@@ -649,8 +649,10 @@ impl Processor {
             }
             while let Some(seg) = c.tcp.poll_transmit(now) {
                 self.out
-                    .send_tcp(c.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
+                    .send_tcp_burst(c.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
             }
+            // A run of full segments leaves as one TSO frame (offload on).
+            self.out.flush();
             if !readable {
                 break;
             }

@@ -53,4 +53,4 @@ pub use isn::IsnGenerator;
 pub use seq::SeqNumber;
 pub use timers::Timer;
 pub use tuple::FourTuple;
-pub use wire::{parse, Control, Segment, TcpOptions, WireError};
+pub use wire::{parse, parse_trusted, Control, Segment, TcpOptions, WireError};

@@ -134,11 +134,32 @@ const OPT_TIMESTAMPS: u8 = 8;
 /// Parses and validates the TCP bytes (header+payload) of one IP packet
 /// whose pseudo header is (src, dst): checksum verified, flags sane, options parsed.
 pub fn parse(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError> {
+    parse_checked(src, dst, tcp, true)
+}
+
+/// Like [`parse`], every check but the checksum: for segments whose
+/// checksum the link vouched for (a TAP with offload marks the kernel's
+/// own segments, whose checksum field holds only the pseudo-header sum).
+/// The addresses must still be of one family.
+pub fn parse_trusted(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError> {
+    parse_checked(src, dst, tcp, false)
+}
+
+fn parse_checked(src: IpAddr, dst: IpAddr, tcp: &[u8], verify: bool) -> Result<Segment, WireError> {
     if tcp.len() < TcpHeader::MIN_LEN {
         return Err(WireError::Truncated);
     }
     let slice = TcpSlice::from_slice(tcp).map_err(|_| WireError::BadDataOffset)?;
+    if verify {
+        verify_checksum(src, dst, &slice)?;
+    } else if src.is_ipv4() != dst.is_ipv4() {
+        return Err(WireError::AddressFamily);
+    }
+    segment_of(&slice)
+}
 
+/// Checks the checksum of `slice` over the pseudo header of (src, dst).
+fn verify_checksum(src: IpAddr, dst: IpAddr, slice: &TcpSlice<'_>) -> Result<(), WireError> {
     let computed = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => slice.calc_checksum_ipv4(s.octets(), d.octets()),
         (IpAddr::V6(s), IpAddr::V6(d)) => slice.calc_checksum_ipv6(s.octets(), d.octets()),
@@ -153,7 +174,12 @@ pub fn parse(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError>
     if !same {
         return Err(WireError::BadChecksum);
     }
+    Ok(())
+}
 
+/// The reduced segment of a header whose checksum is settled: ports,
+/// flags and options checked.
+fn segment_of(slice: &TcpSlice<'_>) -> Result<Segment, WireError> {
     if slice.source_port() == 0 || slice.destination_port() == 0 {
         return Err(WireError::BadPort);
     }
@@ -382,6 +408,35 @@ mod tests {
             parse_options(&[5, 9, 0, 0, 0, 0, 0, 0, 0]),
             Err(WireError::BadOption)
         );
+    }
+
+    #[test]
+    fn parse_trusted_skips_only_the_checksum() {
+        use std::net::Ipv4Addr;
+        let (src, dst) = (
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        );
+        let seg = Segment {
+            src_port: 40000,
+            dst_port: 7,
+            seq: SeqNumber(1),
+            ack: Some(SeqNumber(2)),
+            control: Control::None,
+            psh: false,
+            window: 100,
+            options: TcpOptions::default(),
+            payload: vec![7; 3000],
+        };
+        let mut b = Vec::new();
+        seg.emit(src, dst, &mut b);
+        b[16] ^= 0xff; // the checksum field: now only "partial"
+        assert_eq!(parse(src, dst, &b), Err(WireError::BadChecksum));
+        assert_eq!(parse_trusted(src, dst, &b), Ok(seg));
+        b[13] |= SYN | FIN;
+        assert_eq!(parse_trusted(src, dst, &b), Err(WireError::BadFlags));
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(parse_trusted(src, v6, &b), Err(WireError::AddressFamily));
     }
 
     #[test]

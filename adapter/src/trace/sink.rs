@@ -43,4 +43,21 @@ impl FrameSink for TracingSink {
         });
         r
     }
+
+    fn gso(&self) -> bool {
+        self.inner.gso()
+    }
+
+    fn send_gso_frame(&self, frame: &[u8], hdr: &crate::vnet::VnetHeader) -> io::Result<()> {
+        let r = self.inner.send_gso_frame(frame, hdr);
+        self.tracer.record_with(Direction::Out, frame, || {
+            let mut c = comment::out_comment(&self.origin, frame);
+            c.push_str(" gso");
+            if r.is_err() {
+                c.push_str(" tx-error");
+            }
+            c
+        });
+        r
+    }
 }

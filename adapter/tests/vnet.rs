@@ -1,0 +1,425 @@
+//! TAP offloads: the virtio-net header's encoding, and TCP segments larger
+//! than the MTU whose checksum the kernel left partial, through the RX path
+//! and into the stack. Frames are crafted by pnet_packet.
+
+use crossbeam_channel::{bounded, unbounded, Receiver};
+use pnet_base::MacAddr;
+use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::ipv4::{self, MutableIpv4Packet};
+use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+use vnic_adapter::emit::CaptureSink;
+use vnic_adapter::rx::Decision;
+use vnic_adapter::vnet::{
+    complete_checksum, VnetHeader, F_DATA_VALID, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN,
+};
+use vnic_adapter::{
+    Adapter, AdapterConfig, Counters, DropKind, Filter, FilterMode, FrameWriter, ToProcessor,
+};
+use vnic_stack::{Config, Connection, Control, FourTuple, Segment, SeqNumber, TcpOptions};
+
+const HOST_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 1];
+const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// Payload of the large segment: far above a 1500-byte MTU.
+const BIG: usize = 20_000;
+
+struct Rig {
+    adapter: Adapter,
+    queue: Receiver<ToProcessor>,
+    counters: Arc<Counters>,
+    mac: [u8; 6],
+}
+
+fn rig() -> Rig {
+    let cfg = AdapterConfig::new("t0", &[IpAddr::V4(VIP)], 1500);
+    let mac = cfg.mac;
+    let counters = Arc::new(Counters::new(1));
+    let out = FrameWriter::new(Arc::new(CaptureSink::default()), mac, counters.clone());
+    let mut filter = Filter::new(FilterMode::RoundRobin, 1);
+    filter.register(7, 0).expect("register");
+    let (tx, rx) = bounded(64);
+    let (_ctx, crx) = unbounded();
+    Rig {
+        adapter: Adapter::new(
+            cfg,
+            Arc::new(parking_lot::Mutex::new(filter)),
+            vec![tx],
+            crx,
+            out,
+            counters.clone(),
+        ),
+        queue: rx,
+        counters,
+        mac,
+    }
+}
+
+/// How the TCP checksum field of a crafted frame is filled.
+#[derive(Clone, Copy)]
+enum Csum {
+    /// Complete and correct.
+    Full,
+    /// The pseudo-header sum only, as the kernel leaves it with NEEDS_CSUM.
+    Partial,
+}
+
+/// One's-complement sum of 16-bit words, folded.
+fn sum16(mut acc: u32, data: &[u8]) -> u32 {
+    let mut c = data.chunks_exact(2);
+    for w in &mut c {
+        acc += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [b] = c.remainder() {
+        acc += u32::from(*b) << 8;
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc
+}
+
+/// Ethernet/IPv4/TCP from the host to VIP:7 with `payload`, crafted by pnet.
+fn frame(mac: [u8; 6], flags: u8, seq: u32, payload: &[u8], csum: Csum) -> Vec<u8> {
+    let mut t = vec![0u8; 20 + payload.len()];
+    {
+        let mut p = MutableTcpPacket::new(&mut t).expect("tcp");
+        p.set_source(40000);
+        p.set_destination(7);
+        p.set_sequence(seq);
+        p.set_acknowledgement(0);
+        p.set_data_offset(5);
+        p.set_flags(flags);
+        p.set_window(65535);
+        p.set_payload(payload);
+        let ck = match csum {
+            Csum::Full => tcp::ipv4_checksum(&p.to_immutable(), &HOST, &VIP),
+            Csum::Partial => {
+                let mut pseudo = Vec::new();
+                pseudo.extend_from_slice(&HOST.octets());
+                pseudo.extend_from_slice(&VIP.octets());
+                pseudo.extend_from_slice(&[0, 6]);
+                pseudo.extend_from_slice(&(t_len(payload) as u16).to_be_bytes());
+                sum16(0, &pseudo) as u16
+            }
+        };
+        p.set_checksum(ck);
+    }
+    let mut ip = vec![0u8; 20 + t.len()];
+    {
+        let mut p = MutableIpv4Packet::new(&mut ip).expect("ip");
+        p.set_version(4);
+        p.set_header_length(5);
+        p.set_total_length((20 + t.len()) as u16);
+        p.set_ttl(64);
+        p.set_next_level_protocol(IpNextHeaderProtocols::Tcp);
+        p.set_source(HOST);
+        p.set_destination(VIP);
+        p.set_payload(&t);
+        let ck = ipv4::checksum(&p.to_immutable());
+        p.set_checksum(ck);
+    }
+    let mut f = vec![0u8; 14 + ip.len()];
+    {
+        let mut e = MutableEthernetPacket::new(&mut f).expect("eth");
+        e.set_destination(MacAddr::from(mac));
+        e.set_source(MacAddr::from(HOST_MAC));
+        e.set_ethertype(EtherTypes::Ipv4);
+        e.set_payload(&ip);
+    }
+    f
+}
+
+fn t_len(payload: &[u8]) -> usize {
+    20 + payload.len()
+}
+
+fn big_payload() -> Vec<u8> {
+    (0..BIG).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+/// The segment the adapter queued for the processor.
+fn queued(r: &Rig) -> Segment {
+    match r.queue.try_recv().expect("a message for the processor") {
+        ToProcessor::Segment(i) => i.segment,
+        _ => panic!("expected a segment"),
+    }
+}
+
+#[test]
+fn header_encodes_in_the_kernels_layout() {
+    let h = VnetHeader {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let b = h.encode();
+    assert_eq!(b.len(), VNET_HDR_LEN);
+    assert_eq!(b[0], 1, "flags first");
+    assert_eq!(b[1], 1, "then gso_type");
+    // The u16 fields in native order (the tun driver's legacy header).
+    assert_eq!(&b[2..4], &54u16.to_ne_bytes());
+    assert_eq!(&b[4..6], &1448u16.to_ne_bytes());
+    assert_eq!(&b[6..8], &34u16.to_ne_bytes());
+    assert_eq!(&b[8..10], &16u16.to_ne_bytes());
+    assert_eq!(VnetHeader::decode(&b), Ok(h));
+    let v6 = VnetHeader {
+        flags: F_DATA_VALID,
+        gso_type: GSO_TCPV6,
+        ..VnetHeader::PLAIN
+    };
+    assert_eq!(VnetHeader::decode(&v6.encode()), Ok(v6));
+    assert!(v6.checksum_trusted() && v6.is_gso());
+    assert_eq!(VnetHeader::PLAIN.encode(), [0u8; VNET_HDR_LEN]);
+}
+
+#[test]
+fn large_segment_with_partial_checksum_reaches_the_processor_whole() {
+    let mut r = rig();
+    let syn = frame(r.mac, TcpFlags::SYN, 1000, &[], Csum::Full);
+    assert!(matches!(
+        r.adapter.handle_frame(Instant::now(), &syn),
+        Decision::NewConnection { .. }
+    ));
+    let _ = queued(&r);
+    let data = big_payload();
+    let f = frame(r.mac, TcpFlags::ACK, 1001, &data, Csum::Partial);
+    assert!(f.len() > 1514, "larger than one MTU");
+    assert_eq!(
+        r.adapter.handle_rx_frame(Instant::now(), &f, true),
+        Decision::Flow { processor: 0 }
+    );
+    let seg = queued(&r);
+    assert_eq!(seg.payload, data, "one segment, every byte");
+    assert_eq!(seg.seq, SeqNumber(1001));
+}
+
+#[test]
+fn partial_checksum_is_rejected_without_the_offload_flag() {
+    let mut r = rig();
+    let f = frame(r.mac, TcpFlags::SYN, 1000, &[], Csum::Partial);
+    assert_eq!(
+        r.adapter.handle_frame(Instant::now(), &f),
+        Decision::Dropped(DropKind::BadTcpChecksum)
+    );
+    assert_eq!(r.counters.dropped(DropKind::BadTcpChecksum), 1);
+}
+
+#[test]
+fn bad_checksum_of_a_large_segment_is_still_rejected() {
+    let mut r = rig();
+    let mut f = frame(r.mac, TcpFlags::SYN, 1000, &big_payload(), Csum::Full);
+    let n = f.len();
+    f[n - 1] ^= 0x5a;
+    assert_eq!(
+        r.adapter.handle_rx_frame(Instant::now(), &f, false),
+        Decision::Dropped(DropKind::BadTcpChecksum)
+    );
+}
+
+#[test]
+fn completing_a_partial_checksum_gives_the_full_one() {
+    let data = big_payload();
+    let mac = [2, 0, 0, 0, 0, 2];
+    let full = frame(mac, TcpFlags::ACK, 5, &data, Csum::Full);
+    let mut partial = frame(mac, TcpFlags::ACK, 5, &data, Csum::Partial);
+    assert_ne!(full, partial);
+    assert!(complete_checksum(&mut partial, 34, 16));
+    assert_eq!(full, partial);
+}
+
+#[test]
+fn stack_takes_a_segment_larger_than_its_mss_within_the_window() {
+    let now = Instant::now();
+    let cfg = Config::default();
+    let tuple = FourTuple {
+        local: SocketAddr::new(IpAddr::V4(VIP), 7),
+        remote: SocketAddr::new(IpAddr::V4(HOST), 40000),
+    };
+    let base = Segment {
+        src_port: 40000,
+        dst_port: 7,
+        seq: SeqNumber(1000),
+        ack: None,
+        control: Control::Syn,
+        psh: false,
+        window: 65535,
+        options: TcpOptions {
+            mss: Some(1460),
+            window_scale: Some(7),
+            ..TcpOptions::default()
+        },
+        payload: Vec::new(),
+    };
+    let iss = SeqNumber(5000);
+    let mut c = Connection::accept(now, &cfg, tuple, &base, iss);
+    let synack = c.poll_transmit(now).expect("SYN|ACK");
+    assert_eq!(synack.control, Control::Syn);
+    let ack = Segment {
+        seq: SeqNumber(1001),
+        ack: Some(iss + 1),
+        control: Control::None,
+        options: TcpOptions::default(),
+        window: 512,
+        ..base.clone()
+    };
+    c.on_segment(now, &ack);
+    let data = big_payload();
+    assert!(data.len() > cfg.mss(false) as usize);
+    c.on_segment(
+        now,
+        &Segment {
+            payload: data.clone(),
+            ..ack.clone()
+        },
+    );
+    let mut got = vec![0u8; 2 * BIG];
+    let n = c.recv(&mut got);
+    assert_eq!(&got[..n], &data[..], "all of it delivered, in one piece");
+    // A segment this large is acknowledged at once.
+    let a = c.poll_transmit(now).expect("an ACK");
+    assert_eq!(a.ack, Some(SeqNumber(1001) + BIG));
+}
+
+/// A sink that takes GSO frames, like a TAP with offload, and keeps them
+/// with their headers.
+#[derive(Default)]
+struct GsoSink {
+    frames: parking_lot::Mutex<Vec<(Vec<u8>, Option<VnetHeader>)>>,
+}
+
+impl vnic_adapter::FrameSink for GsoSink {
+    fn send_frame(&self, frame: &[u8]) -> std::io::Result<()> {
+        self.frames.lock().push((frame.to_vec(), None));
+        Ok(())
+    }
+
+    fn gso(&self) -> bool {
+        true
+    }
+
+    fn send_gso_frame(&self, frame: &[u8], hdr: &VnetHeader) -> std::io::Result<()> {
+        self.frames.lock().push((frame.to_vec(), Some(*hdr)));
+        Ok(())
+    }
+}
+
+/// Cuts a GSO frame as the kernel does: each piece gets the headers, its
+/// slice of the payload, fixed lengths and sequence number, PSH only on
+/// the last, and its checksum completed.
+fn cut(frame: &[u8], h: &VnetHeader) -> Vec<Vec<u8>> {
+    let start = usize::from(h.csum_start);
+    let hdr_len = usize::from(h.hdr_len);
+    let payload = &frame[hdr_len..];
+    let seq0 = u32::from_be_bytes(frame[start + 4..start + 8].try_into().expect("seq"));
+    let chunks: Vec<&[u8]> = payload.chunks(usize::from(h.gso_size)).collect();
+    let mut out = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        let mut f = frame[..hdr_len].to_vec();
+        f.extend_from_slice(c);
+        let ip_total = (f.len() - 14) as u16;
+        f[16..18].copy_from_slice(&ip_total.to_be_bytes());
+        let mut ip = MutableIpv4Packet::new(&mut f[14..]).expect("ip");
+        ip.set_checksum(0);
+        let ck = ipv4::checksum(&ip.to_immutable());
+        ip.set_checksum(ck);
+        let seq = seq0.wrapping_add((i * usize::from(h.gso_size)) as u32);
+        f[start + 4..start + 8].copy_from_slice(&seq.to_be_bytes());
+        if i + 1 < chunks.len() {
+            f[start + 13] &= !TcpFlags::PSH;
+        }
+        let tcp_len = (f.len() - start) as u16;
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&f[26..34]);
+        pseudo.extend_from_slice(&[0, 6]);
+        pseudo.extend_from_slice(&tcp_len.to_be_bytes());
+        let partial = sum16(0, &pseudo) as u16;
+        f[start + 16..start + 18].copy_from_slice(&partial.to_be_bytes());
+        assert!(complete_checksum(&mut f, h.csum_start, h.csum_offset));
+        out.push(f);
+    }
+    out
+}
+
+fn data_segment(seq: u32, len: usize, psh: bool) -> Segment {
+    Segment {
+        src_port: 7,
+        dst_port: 40000,
+        seq: SeqNumber(seq),
+        ack: Some(SeqNumber(1)),
+        control: Control::None,
+        psh,
+        window: 1000,
+        options: TcpOptions {
+            timestamps: Some((5, 6)),
+            ..TcpOptions::default()
+        },
+        payload: (0..len).map(|i| (i as u32 + seq) as u8).collect(),
+    }
+}
+
+#[test]
+fn a_run_of_full_segments_leaves_as_one_gso_frame_that_cuts_back_exactly() {
+    let counters = Arc::new(Counters::new(1));
+    let gso = Arc::new(GsoSink::default());
+    let plain = Arc::new(CaptureSink::default());
+    let mut w = FrameWriter::new(gso.clone(), [2, 0, 0, 0, 0, 2], counters.clone());
+    let mut p = FrameWriter::new(plain.clone(), [2, 0, 0, 0, 0, 2], counters);
+    let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+    // 30 full pieces (more than 40 KB, far above the MTU), then a short
+    // one with PSH: one GSO frame.
+    let mut segs: Vec<Segment> = (0..30)
+        .map(|i| data_segment(100 + i * 1436, 1436, false))
+        .collect();
+    segs.push(data_segment(100 + 30 * 1436, 500, true));
+    for s in &segs {
+        w.send_tcp_burst(HOST_MAC, src, dst, s);
+        p.send_tcp(HOST_MAC, src, dst, s);
+    }
+    assert!(gso.frames.lock().is_empty(), "held until the flush");
+    w.flush();
+    let frames = std::mem::take(&mut *gso.frames.lock());
+    assert_eq!(frames.len(), 1, "one write for the whole run");
+    let (f, h) = &frames[0];
+    let h = h.expect("with a virtio-net header");
+    assert!(f.len() > 40_000);
+    assert_eq!(h.gso_type, GSO_TCPV4);
+    assert_eq!(h.flags, F_NEEDS_CSUM);
+    assert_eq!((h.csum_start, h.csum_offset, h.gso_size), (34, 16, 1436));
+    assert_eq!(
+        usize::from(h.hdr_len),
+        14 + 20 + 32,
+        "TCP header with timestamps"
+    );
+    assert_eq!(
+        cut(f, &h),
+        plain.take(),
+        "the kernel's cut gives the stack's segments"
+    );
+}
+
+#[test]
+fn segments_that_cannot_share_a_frame_go_alone() {
+    let counters = Arc::new(Counters::new(1));
+    let gso = Arc::new(GsoSink::default());
+    let mut w = FrameWriter::new(gso.clone(), [2, 0, 0, 0, 0, 2], counters);
+    let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+    // A short piece ends a run; a gap in sequence numbers ends a run; a
+    // pure ACK is never held.
+    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(100, 1000, false));
+    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(1100, 500, false));
+    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(1600, 1000, false));
+    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(9999, 1000, false));
+    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(20000, 0, false));
+    w.flush();
+    let frames = std::mem::take(&mut *gso.frames.lock());
+    let kinds: Vec<bool> = frames.iter().map(|(_, h)| h.is_some()).collect();
+    // [100+1100] as GSO, [1600] alone, [9999] alone, the ACK alone.
+    assert_eq!(kinds, vec![true, false, false, false]);
+}
