@@ -560,20 +560,42 @@ impl Adapter {
             .filter
             .lock()
             .pick_for(Protocol::Tcp, tuple.local.ip(), port)?;
-        Counters::bump(&self.counters.syn_cookies_accepted);
-        let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
-        if !self.dispatch(
-            processor,
-            tuple,
-            seg.clone(),
-            src_mac,
-            stamp,
-            Some(mss),
-            now,
-        ) {
+        // The client believes it is connected once it sent this ACK: if
+        // the chosen processor's queue is full, another listener of the
+        // port takes the connection rather than losing it.
+        let candidates: Vec<usize> = {
+            let f = self.filter.lock();
+            let line = f.listeners(port);
+            let start = line.iter().position(|p| *p == pick.processor).unwrap_or(0);
+            (0..line.len())
+                .map(|i| line[(start + i) % line.len()])
+                .filter(|p| *p == pick.processor || f.is_up(*p))
+                .collect()
+        };
+        let mut placed = None;
+        for p in candidates
+            .into_iter()
+            .chain(std::iter::once(pick.processor))
+        {
+            let (processor, stamp) = self.flows.stamp_syn(tuple, p);
+            if self.dispatch(
+                processor,
+                tuple,
+                seg.clone(),
+                src_mac,
+                stamp,
+                Some(mss),
+                now,
+            ) {
+                placed = Some(processor);
+                break;
+            }
             self.flows.forget(&tuple);
-            return Some(Decision::Dropped(DropKind::QueueFull));
         }
+        let Some(processor) = placed else {
+            return Some(Decision::Dropped(DropKind::QueueFull));
+        };
+        Counters::bump(&self.counters.syn_cookies_accepted);
         self.counters
             .flows
             .store(self.flows.len() as u64, Ordering::Relaxed);
