@@ -112,6 +112,11 @@ vu=$(run "$NSV" upload $V:9 $BULK | field gbps);   ku=$(run "$NSKC" upload $K:9 
 row "bulk upload, 1 conn (to discard)" Gbit/s "$vu" "$ku"
 vd=$(run "$NSV" download $V:19 $BULK | field gbps); kd=$(run "$NSKC" download $K:19 $BULK | field gbps)
 row "bulk download, 1 conn (from chargen)" Gbit/s "$vd" "$kd"
+start_vnic 4 --offload off; sleep 0.3
+vuo=$(run "$NSV" upload $V:9 $BULK | field gbps); vdo=$(run "$NSV" download $V:19 $BULK | field gbps)
+row "bulk upload, vnic --offload off" Gbit/s "$vuo" "$ku"
+row "bulk download, vnic --offload off" Gbit/s "$vdo" "$kd"
+start_vnic 4; sleep 0.3
 
 if command -v nft >/dev/null; then
   loss_on "$NSV" "$TAP"; loss_on "$NSKC" vnbk$ID
