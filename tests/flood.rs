@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{can_run, http_get, Netns, Raw};
+use common::{can_run, http_get, rss_kib, Netns, Raw};
 use pnet_base::MacAddr;
 use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
 use pnet_packet::ip::IpNextHeaderProtocols;
@@ -62,20 +62,6 @@ fn spoofed_syn(mac: [u8; 6], src: Ipv4Addr, sport: u16, seq: u32) -> Vec<u8> {
 
 fn ip_len(tcp: usize) -> u16 {
     (20 + tcp) as u16
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| {
-                    l.strip_prefix("VmRSS:")
-                        .map(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                })
-                .flatten()
-        })
-        .unwrap_or(0)
 }
 
 /// The flood at a fixed 50,000 SYN/s (about a third of what vnic reads

@@ -3,25 +3,11 @@
 
 mod common;
 
-use common::{can_run, Netns};
+use common::{can_run, rss_kib, Netns};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 const CONNS: usize = 10_000;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| {
-                    l.strip_prefix("VmRSS:")
-                        .map(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                })
-                .flatten()
-        })
-        .unwrap_or(0)
-}
 
 fn raise_fd_limit(n: u64) {
     // SAFETY: reading and setting our own resource limit.

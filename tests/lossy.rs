@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{can_run, Netns};
+use common::{can_run, chargen_period, echo_through, random_bytes, Netns};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -21,36 +21,12 @@ fn connect(addr: &str) -> TcpStream {
 }
 
 fn random(n: usize, seed: u64) -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let mut v = vec![0u8; n];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
+    random_bytes(n, seed)
 }
 
 /// Sends `data` through echo and half-closes; returns (bytes back, hash).
 fn echo_roundtrip(data: Vec<u8>) -> (usize, Vec<u8>) {
-    let s = connect("10.0.0.2:7");
-    let mut w = s.try_clone().expect("clone");
-    let writer = std::thread::spawn(move || {
-        for c in data.chunks(64 * 1024) {
-            w.write_all(c).expect("write");
-        }
-        w.shutdown(Shutdown::Write).expect("half-close");
-    });
-    let mut r = s;
-    let mut h = Sha256::new();
-    let mut n = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let k = r.read(&mut buf).expect("read echo");
-        if k == 0 {
-            break;
-        }
-        n += k;
-        h.update(&buf[..k]);
-    }
-    writer.join().expect("writer");
-    (n, h.finalize().to_vec())
+    echo_through(connect("10.0.0.2:7"), data)
 }
 
 /// 32 MiB over 4 parallel echo connections, every byte back intact.
@@ -136,12 +112,7 @@ fn chargen_client_that_stops_reading_for_10s_gets_an_unbroken_stream() {
         let mut first = vec![0u8; 1000];
         s.read_exact(&mut first).expect("first bytes");
         std::thread::sleep(Duration::from_secs(10));
-        let ring: Vec<u8> = (0x21u8..=0x7e).chain(std::iter::once(0x20)).collect();
-        let mut period = Vec::new();
-        for k in 0..95 {
-            period.extend((0..72).map(|i| ring[(k + i) % 95]));
-            period.extend_from_slice(b"\r\n");
-        }
+        let period = chargen_period();
         let mut got = 1000usize;
         let mut mismatch = first
             .iter()

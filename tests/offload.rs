@@ -8,8 +8,7 @@ mod common;
 
 use common::{can_run, Netns};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 const BYTES: usize = 64 << 20;
@@ -24,35 +23,12 @@ fn echo_through(ns: &Netns, addr: &'static str, data: Vec<u8>) -> (usize, Vec<u8
             .expect("timeout");
         s.set_write_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
-        let mut w = s.try_clone().expect("clone");
-        let writer = std::thread::spawn(move || {
-            for chunk in data.chunks(256 * 1024) {
-                w.write_all(chunk).expect("write");
-            }
-            w.shutdown(Shutdown::Write).expect("half-close");
-        });
-        let mut r = s;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0usize;
-        loop {
-            let n = r.read(&mut buf).expect("read echo");
-            if n == 0 {
-                break;
-            }
-            total += n;
-            h.update(&buf[..n]);
-        }
-        writer.join().expect("writer");
-        (total, h.finalize().to_vec())
+        common::echo_through(s, data)
     })
 }
 
 fn random(len: usize, seed: u64) -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let mut v = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
+    common::random_bytes(len, seed)
 }
 
 fn frames_in(ns: &Netns) -> u64 {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{body_value, can_run, http_get, Netns};
+use common::{body_value, can_run, chargen_period, echo_through, http_get, random_bytes, Netns};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -101,46 +101,11 @@ fn four_mib_of_random_bytes_come_back_from_echo_identical() {
     }
     let ns = Netns::new();
     let _vnic = ns.vnic(&[]);
-    let data: Vec<u8> = {
-        use rand::{RngCore, SeedableRng};
-        let mut v = vec![0u8; 4 << 20];
-        rand::rngs::StdRng::seed_from_u64(42).fill_bytes(&mut v);
-        v
-    };
-    let want = Sha256::digest(&data);
-    let got = ns.run(move || {
-        let s = connect("10.0.0.2:7");
-        let mut w = s.try_clone().expect("clone");
-        let writer = std::thread::spawn(move || {
-            for chunk in data.chunks(64 * 1024) {
-                w.write_all(chunk).expect("write");
-            }
-            w.shutdown(Shutdown::Write).expect("half-close");
-        });
-        let mut r = s;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0usize;
-        loop {
-            let n = r.read(&mut buf).expect("read echo");
-            if n == 0 {
-                break;
-            }
-            total += n;
-            h.update(&buf[..n]);
-        }
-        writer.join().expect("writer");
-        (total, h.finalize())
-    });
+    let data = random_bytes(4 << 20, 42);
+    let want = Sha256::digest(&data).to_vec();
+    let got = ns.run(move || echo_through(connect("10.0.0.2:7"), data));
     assert_eq!(got.0, 4 << 20, "every byte echoed, then FIN");
     assert_eq!(got.1, want, "echoed bytes identical");
-}
-
-fn chargen_line(k: usize) -> Vec<u8> {
-    let ring: Vec<u8> = (0x21u8..=0x7e).chain(std::iter::once(0x20)).collect();
-    let mut l: Vec<u8> = (0..72).map(|i| ring[(k + i) % 95]).collect();
-    l.extend_from_slice(b"\r\n");
-    l
 }
 
 #[test]
@@ -152,8 +117,7 @@ fn sixteen_mib_of_chargen_keep_the_rfc864_pattern() {
     let _vnic = ns.vnic(&[]);
     let bad = ns.run(|| {
         let mut s = connect("10.0.0.2:19");
-        let lines: Vec<Vec<u8>> = (0..95).map(chargen_line).collect();
-        let ring: Vec<u8> = lines.concat();
+        let ring = chargen_period();
         let want = 16usize << 20;
         let mut got = 0usize;
         let mut buf = vec![0u8; 64 * 1024];

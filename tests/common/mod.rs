@@ -423,3 +423,63 @@ impl Drop for Raw {
         unsafe { libc::close(self.fd) };
     }
 }
+
+/// `n` pseudo-random bytes, the same for the same seed.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut v = vec![0u8; n];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+/// Sends `data` through an echo connection (writing on a thread of its
+/// own, then half-closing) and reads until the server's FIN; returns the
+/// bytes that came back and their SHA-256.
+pub fn echo_through(stream: std::net::TcpStream, data: Vec<u8>) -> (usize, Vec<u8>) {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let mut w = stream.try_clone().expect("clone");
+    let writer = std::thread::spawn(move || {
+        for chunk in data.chunks(64 * 1024) {
+            w.write_all(chunk).expect("write echo");
+        }
+        w.shutdown(std::net::Shutdown::Write).expect("half-close");
+    });
+    let mut r = stream;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0usize;
+    loop {
+        let n = r.read(&mut buf).expect("read echo");
+        if n == 0 {
+            break;
+        }
+        total += n;
+        h.update(&buf[..n]);
+    }
+    writer.join().expect("echo writer");
+    (total, h.finalize().to_vec())
+}
+
+/// One period (95 lines, 7,030 bytes) of the RFC 864 chargen stream.
+pub fn chargen_period() -> Vec<u8> {
+    let ring: Vec<u8> = (0x21u8..=0x7e).chain(std::iter::once(0x20)).collect();
+    let mut period = Vec::with_capacity(95 * 74);
+    for k in 0..95 {
+        period.extend((0..72).map(|i| ring[(k + i) % 95]));
+        period.extend_from_slice(b"\r\n");
+    }
+    period
+}
+
+/// A process's resident memory in KiB (0 if it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
