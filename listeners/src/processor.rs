@@ -357,19 +357,29 @@ impl Processor {
         }
     }
 
+    /// Forgets a connection: out of the table, the half-open queue and the
+    /// counters; with `report`, the RX thread is told its flow entry can go.
+    fn forget(&mut self, tuple: FourTuple, report: bool) -> Option<Conn> {
+        let mut c = self.conns.remove(&tuple)?;
+        let stats = &self.registry.processors[self.id];
+        Self::leave_half_open(self.adapter_counters.half_open.get(self.id), stats, &mut c);
+        self.by_id.remove(&c.id);
+        stats.active.fetch_sub(1, Ordering::Relaxed);
+        if report {
+            let _ = self.closed.send(FlowClosed {
+                tuple,
+                syn_stamp: c.syn_stamp,
+            });
+        }
+        Some(c)
+    }
+
     /// Resets and forgets a connection whose handling panicked.
     fn quarantine(&mut self, tuple: FourTuple, peer_mac: Option<[u8; 6]>) {
         self.stats().panics.fetch_add(1, Ordering::Relaxed);
-        let Some(mut c) = self.conns.remove(&tuple) else {
+        let Some(mut c) = self.forget(tuple, true) else {
             return;
         };
-        Self::leave_half_open(
-            self.adapter_counters.half_open.get(self.id),
-            &self.registry.processors[self.id],
-            &mut c,
-        );
-        self.by_id.remove(&c.id);
-        self.stats().active.fetch_sub(1, Ordering::Relaxed);
         let now = Instant::now();
         // The connection may be in a broken state: its own RST is tried,
         // guarded too; failing that, the adapter answers its next segment.
@@ -387,10 +397,6 @@ impl Processor {
             self.out
                 .send_tcp(mac, tuple.local.ip(), tuple.remote.ip(), &seg);
         }
-        let _ = self.closed.send(FlowClosed {
-            tuple,
-            syn_stamp: c.syn_stamp,
-        });
         let cpu = self.id;
         self.tracer.conn_event(|| {
             format!(
@@ -419,15 +425,8 @@ impl Processor {
             match c.tcp.on_segment(now, &segment) {
                 Disposition::Handled => self.service(tuple, now),
                 Disposition::Reincarnate => {
-                    if let Some(mut old) = self.conns.remove(&tuple) {
-                        Self::leave_half_open(
-                            self.adapter_counters.half_open.get(self.id),
-                            &self.registry.processors[self.id],
-                            &mut old,
-                        );
-                        self.by_id.remove(&old.id);
-                        self.stats().active.fetch_sub(1, Ordering::Relaxed);
-                    }
+                    // The flow goes on with the new incarnation.
+                    self.forget(tuple, false);
                     self.accept(now, tuple, &segment, peer_mac, syn_stamp);
                 }
             }
@@ -658,16 +657,7 @@ impl Processor {
             }
         }
         if closed || c.tcp.is_closed() {
-            Self::leave_half_open(self.adapter_counters.half_open.get(self.id), stats, c);
-            let stamp = c.syn_stamp;
-            let id = c.id;
-            self.conns.remove(&tuple);
-            self.by_id.remove(&id);
-            stats.active.fetch_sub(1, Ordering::Relaxed);
-            let _ = self.closed.send(FlowClosed {
-                tuple,
-                syn_stamp: stamp,
-            });
+            self.forget(tuple, true);
             return;
         }
         if let Some(d) = c.tcp.poll_timeout() {
@@ -723,19 +713,7 @@ impl Processor {
                         .send_tcp(c.peer_mac, t.local.ip(), t.remote.ip(), &seg);
                 }
             }
-            if let Some(mut c) = self.conns.remove(&t) {
-                Self::leave_half_open(
-                    self.adapter_counters.half_open.get(self.id),
-                    &self.registry.processors[self.id],
-                    &mut c,
-                );
-                self.by_id.remove(&c.id);
-                let _ = self.closed.send(FlowClosed {
-                    tuple: t,
-                    syn_stamp: c.syn_stamp,
-                });
-            }
-            self.stats().active.fetch_sub(1, Ordering::Relaxed);
+            self.forget(t, true);
         }
         self.timers.clear();
     }
