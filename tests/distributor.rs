@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{body_value, can_run, http_get, Netns};
+use common::{body_value, can_run, chargen_mismatch, echo_through, http_get, random_bytes, Netns};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 fn connect(addr: &str) -> TcpStream {
@@ -115,56 +115,19 @@ fn echo_and_chargen_work_through_the_distributor() {
         "--balance",
         "least-busy",
     ]);
-    let data: Vec<u8> = {
-        use rand::{RngCore, SeedableRng};
-        let mut v = vec![0u8; 4 << 20];
-        rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut v);
-        v
-    };
-    let want = Sha256::digest(&data);
-    let (n, got, pattern_ok) = ns.run(move || {
-        let s = connect("10.0.0.2:7");
-        let mut w = s.try_clone().expect("clone");
-        let writer = std::thread::spawn(move || {
-            w.write_all(&data).expect("write");
-            w.shutdown(Shutdown::Write).expect("half-close");
-        });
-        let mut r = s;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 65536];
-        let mut n = 0;
-        loop {
-            let k = r.read(&mut buf).expect("read");
-            if k == 0 {
-                break;
-            }
-            n += k;
-            h.update(&buf[..k]);
-        }
-        writer.join().expect("writer");
+    let data = random_bytes(4 << 20, 7);
+    let want = Sha256::digest(&data).to_vec();
+    let ((n, got), bad) = ns.run(move || {
+        let echoed = echo_through(connect("10.0.0.2:7"), data);
         // chargen: 4 MiB keep the pattern.
-        let ring: Vec<u8> = (0x21u8..=0x7e).chain(std::iter::once(0x20)).collect();
-        let mut period = Vec::new();
-        for k in 0..95 {
-            period.extend((0..72).map(|i| ring[(k + i) % 95]));
-            period.extend_from_slice(b"\r\n");
-        }
-        let mut c = connect("10.0.0.2:19");
-        let mut got = 0usize;
-        let mut ok = true;
-        while got < 4 << 20 {
-            let k = c.read(&mut buf).expect("read chargen");
-            assert!(k > 0);
-            for (i, b) in buf[..k].iter().enumerate() {
-                ok &= *b == period[(got + i) % period.len()];
-            }
-            got += k;
-        }
-        (n, h.finalize(), ok)
+        (
+            echoed,
+            chargen_mismatch(&mut connect("10.0.0.2:19"), 0, 4 << 20),
+        )
     });
     assert_eq!(n, 4 << 20);
     assert_eq!(got, want, "echo intact through the distributor");
-    assert!(pattern_ok, "chargen pattern intact through the distributor");
+    assert_eq!(bad, None, "chargen pattern intact through the distributor");
 }
 
 #[test]

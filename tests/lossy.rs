@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{can_run, chargen_period, echo_through, random_bytes, Netns};
+use common::{can_run, chargen_mismatch, echo_through, random_bytes, Netns};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -109,32 +109,9 @@ fn chargen_client_that_stops_reading_for_10s_gets_an_unbroken_stream() {
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("t");
         // Shrink our receive buffer so the window closes quickly.
-        let mut first = vec![0u8; 1000];
-        s.read_exact(&mut first).expect("first bytes");
+        let before = chargen_mismatch(&mut s, 0, 1000);
         std::thread::sleep(Duration::from_secs(10));
-        let period = chargen_period();
-        let mut got = 1000usize;
-        let mut mismatch = first
-            .iter()
-            .enumerate()
-            .find(|(i, b)| **b != period[i % period.len()])
-            .map(|(i, _)| i);
-        let mut buf = vec![0u8; 65536];
-        while got < (16 << 20) + 1000 {
-            let k = s.read(&mut buf).expect("read after the pause");
-            assert!(k > 0, "chargen closed");
-            if mismatch.is_none() {
-                if let Some(i) = buf[..k]
-                    .iter()
-                    .enumerate()
-                    .position(|(i, b)| *b != period[(got + i) % period.len()])
-                {
-                    mismatch = Some(got + i);
-                }
-            }
-            got += k;
-        }
-        mismatch
+        before.or(chargen_mismatch(&mut s, 1000, 16 << 20))
     });
     assert_eq!(bad, None, "first byte off the pattern");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{body_value, can_run, chargen_period, echo_through, http_get, random_bytes, Netns};
+use common::{body_value, can_run, chargen_mismatch, echo_through, http_get, random_bytes, Netns};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -117,23 +117,7 @@ fn sixteen_mib_of_chargen_keep_the_rfc864_pattern() {
     let _vnic = ns.vnic(&[]);
     let bad = ns.run(|| {
         let mut s = connect("10.0.0.2:19");
-        let ring = chargen_period();
-        let want = 16usize << 20;
-        let mut got = 0usize;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut mismatch = None;
-        while got < want {
-            let n = s.read(&mut buf).expect("read chargen");
-            assert!(n > 0, "chargen closed early at {got}");
-            for (i, b) in buf[..n].iter().enumerate() {
-                let pos = (got + i) % ring.len();
-                if *b != ring[pos] && mismatch.is_none() {
-                    mismatch = Some(got + i);
-                }
-            }
-            got += n;
-        }
-        mismatch
+        chargen_mismatch(&mut s, 0, 16 << 20)
     });
     assert_eq!(bad, None, "first byte off the pattern");
 }

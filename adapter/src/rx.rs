@@ -556,27 +556,23 @@ impl Adapter {
         }
         let port = seg.dst_port;
         let mss = cookies.check(now, &tuple, seg)?;
-        let pick = self
-            .filter
-            .lock()
-            .pick_for(Protocol::Tcp, tuple.local.ip(), port)?;
         // The client believes it is connected once it sent this ACK: if
-        // the chosen processor's queue is full, another listener of the
-        // port takes the connection rather than losing it.
-        let candidates: Vec<usize> = {
-            let f = self.filter.lock();
+        // the chosen processor's queue is full, the next live listener of
+        // the port in line takes the connection rather than losing it.
+        let (candidates, slot): (Vec<usize>, usize) = {
+            let mut f = self.filter.lock();
+            let pick = f.pick_for(Protocol::Tcp, tuple.local.ip(), port)?;
             let line = f.listeners(port);
-            let start = line.iter().position(|p| *p == pick.processor).unwrap_or(0);
-            (0..line.len())
-                .map(|i| line[(start + i) % line.len()])
+            let start = line.iter().position(|p| *p == pick.processor);
+            let others = start.map_or(0, |_| line.len() - 1);
+            let order = std::iter::once(pick.processor)
+                .chain((1..=others).map(|i| line[(start.unwrap_or(0) + i) % line.len()]))
                 .filter(|p| *p == pick.processor || f.is_up(*p))
-                .collect()
+                .collect();
+            (order, pick.slot)
         };
         let mut placed = None;
-        for p in candidates
-            .into_iter()
-            .chain(std::iter::once(pick.processor))
-        {
+        for p in candidates {
             let (processor, stamp) = self.flows.stamp_syn(tuple, p);
             if self.dispatch(
                 processor,
@@ -602,7 +598,7 @@ impl Adapter {
         Some(Decision::NewConnection {
             processor,
             port,
-            slot: pick.slot,
+            slot,
         })
     }
 

@@ -483,3 +483,27 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Reads exactly `n` bytes of a chargen stream whose next byte is at
+/// stream offset `start`; returns the offset of the first byte off the
+/// RFC 864 pattern, if any.
+pub fn chargen_mismatch(s: &mut std::net::TcpStream, start: usize, n: usize) -> Option<usize> {
+    let period = chargen_period();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0usize;
+    let mut mismatch = None;
+    while got < n {
+        let want = buf.len().min(n - got);
+        let k = s.read(&mut buf[..want]).expect("read chargen");
+        assert!(k > 0, "chargen closed at offset {}", start + got);
+        if mismatch.is_none() {
+            mismatch = buf[..k]
+                .iter()
+                .enumerate()
+                .position(|(i, b)| *b != period[(start + got + i) % period.len()])
+                .map(|i| start + got + i);
+        }
+        got += k;
+    }
+    mismatch
+}
