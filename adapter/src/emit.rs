@@ -27,6 +27,14 @@ pub trait FrameSink: Send + Sync {
         let _ = (frame, hdr);
         Err(io::ErrorKind::Unsupported.into())
     }
+
+    /// [`FrameSink::send_gso_frame`] for a frame in a buffer the sink may
+    /// keep: a tracing sink hands a large frame's buffer to the trace
+    /// writer instead of copying it, and leaves another buffer in its
+    /// place (contents and length unspecified).
+    fn send_gso_buf(&self, frame: &mut Vec<u8>, hdr: &VnetHeader) -> io::Result<()> {
+        self.send_gso_frame(frame, hdr)
+    }
 }
 
 /// Largest TCP payload put into one GSO frame: the IPv4 total length
@@ -324,7 +332,7 @@ impl FrameWriter {
                 csum_start: csum_start as u16,
                 csum_offset: 16,
             };
-            match self.sink.send_gso_frame(&buf, &hdr) {
+            match self.sink.send_gso_buf(&mut buf, &hdr) {
                 Ok(()) => Counters::bump(&self.counters.frames_out),
                 Err(_) => Counters::bump(&self.counters.tx_errors),
             }

@@ -664,19 +664,21 @@ impl Adapter {
             self.reap_closed();
             match source.recv_frame(&mut buf, Duration::from_millis(100)) {
                 Ok(Some(rx)) => {
-                    let frame = &buf[..rx.len.min(buf.len())];
+                    let len = rx.len.min(buf.len());
                     let trusted = rx.checksum_trusted;
                     if tracer.active() {
                         // Answers wait until the question is in the trace.
                         self.out.defer();
-                        let d = self.handle_rx_frame(Instant::now(), frame, trusted);
+                        let d = self.handle_rx_frame(Instant::now(), &buf[..len], trusted);
                         let filter = &self.filter;
-                        tracer.record_with(Direction::In, frame, || {
+                        tracer.record_owned(Direction::In, &mut buf, len, |_| {
                             rx_comment(&d, filter.lock().mode())
                         });
+                        // A large frame's buffer went to the trace writer.
+                        buf.resize(MAX_FRAME_LEN, 0);
                         self.out.release();
                     } else {
-                        self.handle_rx_frame(Instant::now(), frame, trusted);
+                        self.handle_rx_frame(Instant::now(), &buf[..len], trusted);
                     }
                 }
                 Ok(None) => {}

@@ -28,6 +28,7 @@
 //! [`sink`] (the outgoing-frame wrapper).
 
 pub mod comment;
+mod direct;
 pub mod line;
 mod pcapng;
 pub mod sink;
@@ -42,7 +43,7 @@ pub use comment::{out_comment, out_kind, rx_comment};
 pub use line::{format_conn_line, format_line};
 pub use sink::TracingSink;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 use std::io;
 use std::path::PathBuf;
@@ -175,11 +176,21 @@ impl Tuning {
 pub(crate) struct FrameRecord {
     pub when: SystemTime,
     pub dir: Direction,
+    /// Holds the (possibly cut) frame in its first `len` bytes; the rest,
+    /// if any, is whatever the buffer held before (a handed-over buffer).
     pub data: Vec<u8>,
+    pub len: usize,
     pub original_len: usize,
     pub comment: String,
     /// What was on when it was recorded ([`PCAP`], [`FRAME_LINES`]).
     pub mode: u8,
+}
+
+impl FrameRecord {
+    /// The frame's bytes as recorded.
+    pub fn frame(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
 }
 
 /// What the writer thread is told.
@@ -196,8 +207,20 @@ pub(crate) enum Msg {
     Close(Sender<()>),
 }
 
+/// How many large frame buffers the writer hands back for reuse. A
+/// large frame is not copied at all: its buffer goes to the writer and
+/// the sender carries on with one from this pool
+/// ([`Tracer::record_owned`]), so a traced bulk transfer costs the hot
+/// path no copy and no allocation per frame.
+const POOL_BUFFERS: usize = 64;
+
+/// Frames at least this long are handed over instead of copied.
+pub const HANDOVER_BYTES: usize = 8 << 10;
+
+/// Buffers larger than this are not kept in the pool.
+const POOL_MAX_BYTES: usize = 256 << 10;
+
 /// State shared by the tracer handle and its writer thread.
-#[derive(Default)]
 pub(crate) struct Shared {
     mode: AtomicU8,
     queued_bytes: AtomicUsize,
@@ -207,11 +230,80 @@ pub(crate) struct Shared {
     rotated: AtomicU64,
     file: Mutex<Option<PathBuf>>,
     last_error: Mutex<Option<String>>,
+    /// Frame buffers the writer is done with (see [`POOL_BUFFERS`]).
+    pool_tx: Sender<Vec<u8>>,
+    pool_rx: Receiver<Vec<u8>>,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        let (pool_tx, pool_rx) = crossbeam_channel::bounded(POOL_BUFFERS);
+        Shared {
+            mode: AtomicU8::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
+            lines: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            rotated: AtomicU64::new(0),
+            file: Mutex::new(None),
+            last_error: Mutex::new(None),
+            pool_tx,
+            pool_rx,
+        }
+    }
 }
 
 impl Shared {
     fn lose(&self) {
         self.lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A copy of `data`: small frames in a new buffer, large ones in one
+    /// from the pool.
+    fn copy(&self, data: &[u8]) -> Vec<u8> {
+        if data.len() < HANDOVER_BYTES {
+            return data.to_vec();
+        }
+        let mut v = self.pool_rx.try_recv().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(data);
+        v
+    }
+
+    /// Gives a frame buffer back for reuse (dropped if it is small, too
+    /// big to keep, or the pool is full).
+    pub(crate) fn recycle(&self, v: Vec<u8>) {
+        if (HANDOVER_BYTES..=POOL_MAX_BYTES).contains(&v.capacity()) {
+            let _ = self.pool_tx.try_send(v);
+        }
+    }
+
+    /// Room in the queue for `len` more bytes? Reserves them if so;
+    /// counts the record as lost if not.
+    fn reserve(&self, tx: &Sender<Msg>, len: usize) -> bool {
+        if tx.is_full() {
+            self.lose();
+            return false;
+        }
+        let queued = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if queued.saturating_add(len) > QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.lose();
+            return false;
+        }
+        true
+    }
+
+    /// Queues `rec` (its bytes reserved by [`Shared::reserve`]).
+    fn send(&self, tx: &Sender<Msg>, rec: FrameRecord) {
+        if let Err(e) = tx.try_send(Msg::Frame(rec)) {
+            if let TrySendError::Full(Msg::Frame(r)) | TrySendError::Disconnected(Msg::Frame(r)) = e
+            {
+                self.queued_bytes.fetch_sub(r.len, Ordering::Relaxed);
+                self.recycle(r.data);
+            }
+            self.lose();
+        }
     }
 }
 
@@ -306,39 +398,63 @@ impl Tracer {
         if mode == 0 {
             return;
         }
-        if self.tx.is_full() {
-            self.shared.lose();
-            return;
-        }
         let data = &frame[..frame.len().min(SNAPLEN)];
-        let queued = self
-            .shared
-            .queued_bytes
-            .fetch_add(data.len(), Ordering::Relaxed);
-        if queued.saturating_add(data.len()) > QUEUE_BYTES {
-            self.shared
-                .queued_bytes
-                .fetch_sub(data.len(), Ordering::Relaxed);
-            self.shared.lose();
+        if !self.shared.reserve(&self.tx, data.len()) {
             return;
         }
         let rec = FrameRecord {
             when: SystemTime::now(),
             dir,
-            data: data.to_vec(),
+            data: self.shared.copy(data),
+            len: data.len(),
             original_len: frame.len(),
             comment: comment(),
             mode,
         };
-        if let Err(e) = self.tx.try_send(Msg::Frame(rec)) {
-            if let TrySendError::Full(Msg::Frame(r)) | TrySendError::Disconnected(Msg::Frame(r)) = e
-            {
-                self.shared
-                    .queued_bytes
-                    .fetch_sub(r.data.len(), Ordering::Relaxed);
-            }
-            self.shared.lose();
+        self.shared.send(&self.tx, rec);
+    }
+
+    /// Records the frame in `buf[..len]` like [`Tracer::record_with`],
+    /// but a large frame ([`HANDOVER_BYTES`] or more) is not copied: the
+    /// buffer itself goes to the writer and `buf` is replaced by one from
+    /// the pool (or a new one of the same capacity). After the call `buf`
+    /// has some length and contents the caller must not rely on. The
+    /// comment is built from the recorded frame.
+    pub fn record_owned(
+        &self,
+        dir: Direction,
+        buf: &mut Vec<u8>,
+        len: usize,
+        comment: impl FnOnce(&[u8]) -> String,
+    ) {
+        let mode = self.shared.mode.load(Ordering::Relaxed) & (PCAP | FRAME_LINES);
+        if mode == 0 {
+            return;
         }
+        let len = len.min(buf.len());
+        if len < HANDOVER_BYTES {
+            let frame = &buf[..len];
+            return self.record_with(dir, frame, || comment(frame));
+        }
+        let cut = len.min(SNAPLEN);
+        if !self.shared.reserve(&self.tx, cut) {
+            return;
+        }
+        let fresh = match self.shared.pool_rx.try_recv() {
+            Ok(v) => v,
+            Err(_) => Vec::with_capacity(buf.capacity()),
+        };
+        let data = std::mem::replace(buf, fresh);
+        let rec = FrameRecord {
+            when: SystemTime::now(),
+            dir,
+            comment: comment(&data[..len]),
+            data,
+            len: cut,
+            original_len: len,
+            mode,
+        };
+        self.shared.send(&self.tx, rec);
     }
 
     /// A connection event (new, placed on cpu K, closed, reset,

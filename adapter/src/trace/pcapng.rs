@@ -1,11 +1,14 @@
 //! The pcapng file: a Section Header Block and an Interface Description
 //! Block naming the TAP, then one Enhanced Packet Block per frame with the
-//! adapter's decision as its comment. Blocks are built in memory by
-//! `pcap-file`'s writer and reach the disk only whole, at a flush, so a
-//! file cut off by SIGKILL ends on a block boundary. With a size limit the
+//! adapter's decision as its comment. Blocks are built by `pcap-file`'s
+//! writer into a [`DirectFile`]'s aligned buffer and go to the disk with
+//! `O_DIRECT` once [`SYNC_BYTES`] have gathered or at a flush; after
+//! either the file ends exactly on a block boundary, so a file cut off by
+//! SIGKILL reads cleanly up to the last one. With a size limit the
 //! file rotates: FILE, then `STEM-1.EXT`, `STEM-2.EXT`, ... (the extension
 //! is kept so Wireshark still knows the format), each a complete pcapng.
 
+use super::direct::DirectFile;
 use super::{Direction, FrameRecord, SNAPLEN};
 use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
@@ -15,14 +18,22 @@ use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeade
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, Endianness};
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 /// A pcapng option carries at most 65535 bytes; comments are cut well
 /// below that (at a character boundary).
 const MAX_COMMENT: usize = 4096;
+
+/// Pending bytes that make [`PcapFile::write`] send them to the disk: big
+/// enough that the writes are few (one per MiB of frames), small enough
+/// that a killed vnic loses little.
+const SYNC_BYTES: usize = 4 << 20;
+
+/// The output buffer's starting size: [`SYNC_BYTES`] plus room for one
+/// more block of the largest kind, so it never has to grow.
+const BUFFER_BYTES: usize = SYNC_BYTES + SNAPLEN + 2 * MAX_COMMENT;
 
 /// One pcapng output, possibly rotating over several files.
 pub(crate) struct PcapFile {
@@ -32,8 +43,7 @@ pub(crate) struct PcapFile {
     max_bytes: Option<u64>,
     index: u32,
     path: PathBuf,
-    file: File,
-    out: PcapNgWriter<Vec<u8>>,
+    out: PcapNgWriter<DirectFile>,
     /// Bytes in this file, written or waiting in `out`.
     size: u64,
     /// Packets in this file.
@@ -48,7 +58,7 @@ impl PcapFile {
         mac: [u8; 6],
         max_bytes: Option<u64>,
     ) -> io::Result<PcapFile> {
-        let (file, out, size) = open(&base, iface, mac)?;
+        let (out, size) = open(&base, iface, mac)?;
         Ok(PcapFile {
             path: base.clone(),
             base,
@@ -56,7 +66,6 @@ impl PcapFile {
             mac,
             max_bytes,
             index: 0,
-            file,
             out,
             size,
             packets: 0,
@@ -71,7 +80,7 @@ impl PcapFile {
     /// Appends one frame; returns true if a new file was started for it.
     pub fn write(&mut self, rec: &FrameRecord) -> io::Result<bool> {
         let comment = cut(&rec.comment, MAX_COMMENT);
-        let need = epb_len(rec.data.len(), comment.len());
+        let need = epb_len(rec.len, comment.len());
         let mut rotated = false;
         if let Some(max) = self.max_bytes {
             if self.packets > 0 && self.size + need > max {
@@ -90,7 +99,7 @@ impl PcapFile {
         if !comment.is_empty() {
             options.push(EnhancedPacketOption::Comment(Cow::Borrowed(comment)));
         }
-        let data = &rec.data[..rec.data.len().min(SNAPLEN)];
+        let data = rec.frame();
         let epb = EnhancedPacketBlock {
             interface_id: 0,
             timestamp: rec.when.duration_since(UNIX_EPOCH).unwrap_or_default(),
@@ -101,23 +110,15 @@ impl PcapFile {
         self.out.write_pcapng_block(epb).map_err(io::Error::other)?;
         self.size += need;
         self.packets += 1;
+        if self.out.get_ref().unsynced() >= SYNC_BYTES {
+            self.out.get_mut().write_blocks()?;
+        }
         Ok(rotated)
-    }
-
-    /// Bytes built but not yet on disk.
-    pub fn pending(&self) -> usize {
-        self.out.get_ref().len()
     }
 
     /// Writes the whole blocks built so far to the file.
     pub fn flush(&mut self) -> io::Result<()> {
-        let buf = self.out.get_mut();
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let r = self.file.write_all(buf);
-        buf.clear();
-        r
+        self.out.get_mut().sync()
     }
 
     /// Flushes and closes the file.
@@ -129,9 +130,8 @@ impl PcapFile {
         self.flush()?;
         self.index += 1;
         let path = rotated_path(&self.base, self.index);
-        let (file, out, size) = open(&path, &self.iface, self.mac)?;
+        let (out, size) = open(&path, &self.iface, self.mac)?;
         self.path = path;
-        self.file = file;
         self.out = out;
         self.size = size;
         self.packets = 0;
@@ -156,8 +156,8 @@ pub(crate) fn rotated_path(base: &Path, index: u32) -> PathBuf {
 
 /// Creates `path` and writes the SHB and IDB to it, flushed, so even a
 /// file with no packet is a valid pcapng.
-fn open(path: &Path, iface: &str, mac: [u8; 6]) -> io::Result<(File, PcapNgWriter<Vec<u8>>, u64)> {
-    let mut file = File::create(path).map_err(|e| {
+fn open(path: &Path, iface: &str, mac: [u8; 6]) -> io::Result<(PcapNgWriter<DirectFile>, u64)> {
+    let file = DirectFile::create(path, BUFFER_BYTES).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot create pcap file {}: {e}", path.display()),
@@ -171,8 +171,7 @@ fn open(path: &Path, iface: &str, mac: [u8; 6]) -> io::Result<(File, PcapNgWrite
         )))],
         ..Default::default()
     };
-    let mut out = PcapNgWriter::with_section_header(Vec::with_capacity(1 << 16), shb)
-        .map_err(io::Error::other)?;
+    let mut out = PcapNgWriter::with_section_header(file, shb).map_err(io::Error::other)?;
     let m = mac;
     let idb = InterfaceDescriptionBlock {
         linktype: DataLink::ETHERNET,
@@ -188,10 +187,9 @@ fn open(path: &Path, iface: &str, mac: [u8; 6]) -> io::Result<(File, PcapNgWrite
         ],
     };
     out.write_pcapng_block(idb).map_err(io::Error::other)?;
-    let size = out.get_ref().len() as u64;
-    file.write_all(out.get_ref())?;
-    out.get_mut().clear();
-    Ok((file, out, size))
+    let size = out.get_ref().len();
+    out.get_mut().sync()?;
+    Ok((out, size))
 }
 
 /// The size of an EPB with `data` bytes, the flags option and a

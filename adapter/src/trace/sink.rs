@@ -6,6 +6,7 @@
 
 use super::{comment, Direction, Tracer};
 use crate::emit::FrameSink;
+use crate::vnet::VnetHeader;
 use std::io;
 use std::sync::Arc;
 
@@ -48,16 +49,29 @@ impl FrameSink for TracingSink {
         self.inner.gso()
     }
 
-    fn send_gso_frame(&self, frame: &[u8], hdr: &crate::vnet::VnetHeader) -> io::Result<()> {
+    fn send_gso_frame(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {
         let r = self.inner.send_gso_frame(frame, hdr);
-        self.tracer.record_with(Direction::Out, frame, || {
-            let mut c = comment::out_comment(&self.origin, frame);
-            c.push_str(" gso");
-            if r.is_err() {
-                c.push_str(" tx-error");
-            }
-            c
-        });
+        self.tracer
+            .record_with(Direction::Out, frame, || self.gso_comment(frame, &r));
         r
+    }
+
+    fn send_gso_buf(&self, frame: &mut Vec<u8>, hdr: &VnetHeader) -> io::Result<()> {
+        let r = self.inner.send_gso_frame(frame, hdr);
+        let len = frame.len();
+        self.tracer
+            .record_owned(Direction::Out, frame, len, |f| self.gso_comment(f, &r));
+        r
+    }
+}
+
+impl TracingSink {
+    fn gso_comment(&self, frame: &[u8], r: &io::Result<()>) -> String {
+        let mut c = comment::out_comment(&self.origin, frame);
+        c.push_str(" gso");
+        if r.is_err() {
+            c.push_str(" tx-error");
+        }
+        c
     }
 }
