@@ -2,7 +2,7 @@
 //! processor sends, written to a [`FrameSink`] (the TAP, or a test's list).
 
 use crate::counters::Counters;
-use crate::vnet::{VnetHeader, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6};
+use crate::vnet::{VnetHeader, F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, GSO_TCPV6};
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header};
 use std::io;
 use std::net::IpAddr;
@@ -43,13 +43,21 @@ pub trait FrameSink: Send + Sync {
 const MAX_GSO_PAYLOAD: usize = 65_535 - 40 - 60;
 
 /// Consecutive full-sized segments of one connection, held to leave as one
-/// GSO frame (see [`FrameWriter::send_tcp_burst`]).
+/// GSO frame (see [`FrameWriter::send_tcp_burst`]). The frame is built in
+/// the writer's buffer as they come: the first segment's headers, then
+/// every segment's payload appended, lengths fixed at the flush.
 struct Burst {
     dst_mac: [u8; 6],
     src: IpAddr,
     dst: IpAddr,
-    /// The first segment, its payload grown by the ones that followed.
+    /// The first segment's header fields (empty payload).
     head: Segment,
+    /// Sequence number right after the data held.
+    next_seq: vnic_stack::SeqNumber,
+    /// Payload bytes held.
+    len: usize,
+    /// PSH of the last segment added.
+    psh: bool,
     /// Payload of each piece (the first segment's): the kernel's gso_size.
     piece: usize,
     /// Payload of the last segment added.
@@ -73,11 +81,11 @@ impl Burst {
             && h.ack == seg.ack
             && h.window == seg.window
             && h.options == seg.options
-            && !h.psh
+            && !self.psh
             && self.last == self.piece
             && seg.payload.len() <= self.piece
-            && h.seq + h.payload.len() == seg.seq
-            && h.payload.len() + seg.payload.len() <= MAX_GSO_PAYLOAD
+            && self.next_seq == seg.seq
+            && self.len + seg.payload.len() <= MAX_GSO_PAYLOAD
     }
 }
 
@@ -278,64 +286,95 @@ impl FrameWriter {
         }
         if let Some(b) = &mut self.burst {
             if b.takes(dst_mac, src, dst, seg) {
-                b.head.payload.extend_from_slice(&seg.payload);
-                b.head.psh = seg.psh;
+                self.buf.extend_from_slice(&seg.payload);
+                b.len += seg.payload.len();
+                b.next_seq = b.next_seq + seg.payload.len();
+                b.psh = seg.psh;
                 b.last = seg.payload.len();
                 b.count += 1;
                 return;
             }
         }
         self.flush();
+        let route = self.route(dst_mac, src, dst);
+        let mut buf = std::mem::take(&mut self.buf);
+        // The checksum is left to the kernel (NEEDS_CSUM at the flush).
+        let built = build_ip_frame(&mut buf, &route, IpNumber::TCP, TTL, |b| {
+            seg.emit_without_checksum(b)
+        });
+        self.buf = buf;
+        if !built {
+            return;
+        }
         self.burst = Some(Burst {
             dst_mac,
             src,
             dst,
-            head: seg.clone(),
+            head: seg.header_only(),
+            next_seq: seg.seq + seg.payload.len(),
+            len: seg.payload.len(),
+            psh: seg.psh,
             piece: seg.payload.len(),
             last: seg.payload.len(),
             count: 1,
         });
     }
 
-    /// Sends the segments held by [`FrameWriter::send_tcp_burst`]: one
-    /// alone as it is, several as one GSO frame.
+    /// Sends the segments held by [`FrameWriter::send_tcp_burst`], built
+    /// in the buffer already: the IP length (and IPv4 header checksum),
+    /// PSH of the last piece and the TCP pseudo-header sum are filled in
+    /// here, and the frame goes out with a virtio-net header asking the
+    /// kernel to finish the checksum and, for several segments, to cut
+    /// it back into them (TSO).
     pub fn flush(&mut self) {
         let Some(b) = self.burst.take() else {
             return;
         };
-        if b.count == 1 {
-            return self.send_tcp_now(b.dst_mac, b.src, b.dst, &b.head);
-        }
         let mut buf = std::mem::take(&mut self.buf);
-        let route = self.route(b.dst_mac, b.src, b.dst);
-        if build_tcp_frame(&mut buf, &route, &b.head) {
-            let ip_len = match b.src {
-                IpAddr::V4(_) => Ipv4Header::MIN_LEN,
-                IpAddr::V6(_) => Ipv6Header::LEN,
-            };
-            let csum_start = Ethernet2Header::LEN + ip_len;
-            let tcp_len = buf.len() - csum_start;
-            let at = csum_start + 16;
-            // The kernel finishes the checksum of each piece from the
-            // pseudo-header sum (NEEDS_CSUM).
-            let partial = pseudo_header_sum(b.src, b.dst, tcp_len);
-            buf[at..at + 2].copy_from_slice(&partial.to_be_bytes());
-            let hdr = VnetHeader {
-                flags: F_NEEDS_CSUM,
-                gso_type: if ip_len == Ipv4Header::MIN_LEN {
-                    GSO_TCPV4
-                } else {
-                    GSO_TCPV6
-                },
-                hdr_len: (csum_start + b.head.header_len()) as u16,
-                gso_size: b.piece as u16,
-                csum_start: csum_start as u16,
-                csum_offset: 16,
-            };
-            match self.sink.send_gso_buf(&mut buf, &hdr) {
-                Ok(()) => Counters::bump(&self.counters.frames_out),
-                Err(_) => Counters::bump(&self.counters.tx_errors),
+        let ip_at = Ethernet2Header::LEN;
+        let v4 = matches!(b.src, IpAddr::V4(_));
+        let ip_len = if v4 {
+            Ipv4Header::MIN_LEN
+        } else {
+            Ipv6Header::LEN
+        };
+        let csum_start = ip_at + ip_len;
+        let tcp_len = buf.len() - csum_start;
+        match (b.src, b.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                // Cannot fail: takes() keeps the payload within MAX_GSO_PAYLOAD.
+                let Ok(mut h) =
+                    Ipv4Header::new(tcp_len as u16, TTL, IpNumber::TCP, s.octets(), d.octets())
+                else {
+                    self.buf = buf;
+                    return;
+                };
+                h.header_checksum = h.calc_header_checksum();
+                buf[ip_at..csum_start].copy_from_slice(&h.to_bytes());
             }
+            _ => buf[ip_at + 4..ip_at + 6].copy_from_slice(&(tcp_len as u16).to_be_bytes()),
+        }
+        if b.psh {
+            buf[csum_start + 13] |= 0x08;
+        }
+        let partial = pseudo_header_sum(b.src, b.dst, tcp_len);
+        buf[csum_start + 16..csum_start + 18].copy_from_slice(&partial.to_be_bytes());
+        let (gso_type, gso_size) = match (b.count, v4) {
+            (1, _) => (GSO_NONE, 0),
+            (_, true) => (GSO_TCPV4, b.piece as u16),
+            (_, false) => (GSO_TCPV6, b.piece as u16),
+        };
+        let hdr = VnetHeader {
+            flags: F_NEEDS_CSUM,
+            gso_type,
+            hdr_len: (csum_start + b.head.header_len()) as u16,
+            gso_size,
+            csum_start: csum_start as u16,
+            csum_offset: 16,
+        };
+        match self.sink.send_gso_buf(&mut buf, &hdr) {
+            Ok(()) => Counters::bump(&self.counters.frames_out),
+            Err(_) => Counters::bump(&self.counters.tx_errors),
         }
         self.buf = buf;
     }

@@ -14,7 +14,8 @@ use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
 use vnic_adapter::rx::Decision;
 use vnic_adapter::vnet::{
-    complete_checksum, VnetHeader, F_DATA_VALID, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN,
+    complete_checksum, VnetHeader, F_DATA_VALID, F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, GSO_TCPV6,
+    VNET_HDR_LEN,
 };
 use vnic_adapter::{
     Adapter, AdapterConfig, Counters, DropKind, Filter, FilterMode, FrameWriter, ToProcessor,
@@ -408,18 +409,39 @@ fn a_run_of_full_segments_leaves_as_one_gso_frame_that_cuts_back_exactly() {
 fn segments_that_cannot_share_a_frame_go_alone() {
     let counters = Arc::new(Counters::new(1));
     let gso = Arc::new(GsoSink::default());
-    let mut w = FrameWriter::new(gso.clone(), [2, 0, 0, 0, 0, 2], counters);
+    let plain = Arc::new(CaptureSink::default());
+    let mut w = FrameWriter::new(gso.clone(), [2, 0, 0, 0, 0, 2], counters.clone());
+    let mut p = FrameWriter::new(plain.clone(), [2, 0, 0, 0, 0, 2], counters);
     let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
     // A short piece ends a run; a gap in sequence numbers ends a run; a
     // pure ACK is never held.
-    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(100, 1000, false));
-    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(1100, 500, false));
-    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(1600, 1000, false));
-    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(9999, 1000, false));
-    w.send_tcp_burst(HOST_MAC, src, dst, &data_segment(20000, 0, false));
+    let segs = [
+        data_segment(100, 1000, false),
+        data_segment(1100, 500, false),
+        data_segment(1600, 1000, false),
+        data_segment(9999, 1000, true),
+        data_segment(20000, 0, false),
+    ];
+    for s in &segs {
+        w.send_tcp_burst(HOST_MAC, src, dst, s);
+        p.send_tcp(HOST_MAC, src, dst, s);
+    }
     w.flush();
     let frames = std::mem::take(&mut *gso.frames.lock());
-    let kinds: Vec<bool> = frames.iter().map(|(_, h)| h.is_some()).collect();
-    // [100+1100] as GSO, [1600] alone, [9999] alone, the ACK alone.
-    assert_eq!(kinds, vec![true, false, false, false]);
+    let kinds: Vec<Option<u8>> = frames.iter().map(|(_, h)| h.map(|h| h.gso_type)).collect();
+    // [100+1100] as GSO; [1600] and [9999] alone with only the checksum
+    // left to the kernel; the ACK alone, as a plain frame.
+    assert_eq!(
+        kinds,
+        vec![Some(GSO_TCPV4), Some(GSO_NONE), Some(GSO_NONE), None]
+    );
+    let plain = plain.take();
+    for (i, (f, h)) in frames.iter().enumerate().skip(1) {
+        let mut f = f.clone();
+        if let Some(h) = h {
+            assert_eq!(h.flags, F_NEEDS_CSUM);
+            assert!(complete_checksum(&mut f, h.csum_start, h.csum_offset));
+        }
+        assert_eq!(f, plain[i + 1], "frame {i} as the stack made it");
+    }
 }

@@ -282,7 +282,31 @@ fn parse_options(mut bytes: &[u8]) -> Result<TcpOptions, WireError> {
 
 /// Encodes options, NOP-aligned, into at most 40 bytes (SACK blocks that
 /// would not fit are left out).
-fn encode_options(opts: &TcpOptions, out: &mut Vec<u8>) {
+/// Encoded TCP options, on the stack: at most 40 bytes, so emitting a
+/// segment allocates nothing.
+struct OptionBytes {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl OptionBytes {
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        self.bytes[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The options of `opts` in wire form, padded to a multiple of 4. SACK
+/// blocks get whatever room the others leave (up to 4).
+fn encode_options(opts: &TcpOptions) -> OptionBytes {
+    let mut out = OptionBytes {
+        bytes: [0; 40],
+        len: 0,
+    };
     if let Some(mss) = opts.mss {
         out.extend_from_slice(&[OPT_MSS, 4]);
         out.extend_from_slice(&mss.to_be_bytes());
@@ -298,7 +322,7 @@ fn encode_options(opts: &TcpOptions, out: &mut Vec<u8>) {
         out.extend_from_slice(&val.to_be_bytes());
         out.extend_from_slice(&ecr.to_be_bytes());
     }
-    let room = 40usize.saturating_sub(out.len() + 4) / 8;
+    let room = 40usize.saturating_sub(out.len + 4) / 8;
     let blocks = opts.sack_blocks.len().min(room).min(4);
     if blocks > 0 {
         out.extend_from_slice(&[OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * blocks as u8]);
@@ -307,9 +331,10 @@ fn encode_options(opts: &TcpOptions, out: &mut Vec<u8>) {
             out.extend_from_slice(&r.0.to_be_bytes());
         }
     }
-    while out.len() & 3 != 0 {
-        out.push(OPT_END);
+    while out.len & 3 != 0 {
+        out.extend_from_slice(&[OPT_END]);
     }
+    out
 }
 
 impl Segment {
@@ -345,17 +370,7 @@ impl Segment {
     /// Appends TCP header+options+payload with a correct checksum over the
     /// IPv4 or IPv6 pseudo header of (src, dst). Panics never.
     pub fn emit(&self, src: IpAddr, dst: IpAddr, out: &mut Vec<u8>) {
-        let mut header = TcpHeader::new(self.src_port, self.dst_port, self.seq.0, self.window);
-        header.acknowledgment_number = self.ack.map_or(0, |a| a.0);
-        header.ack = self.ack.is_some();
-        header.psh = self.psh;
-        header.syn = self.control == Control::Syn;
-        header.fin = self.control == Control::Fin;
-        header.rst = self.control == Control::Rst;
-        let mut opts = Vec::with_capacity(40);
-        encode_options(&self.options, &mut opts);
-        // Cannot fail: encode_options never writes more than 40 bytes.
-        let _ = header.set_options_raw(&opts);
+        let mut header = self.tcp_header();
         let checksum = match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 header.calc_checksum_ipv4_raw(s.octets(), d.octets(), &self.payload)
@@ -369,12 +384,46 @@ impl Segment {
         out.extend_from_slice(&self.payload);
     }
 
+    /// Like [`Segment::emit`] but with the checksum field left 0, for a
+    /// device that computes it (a TAP with checksum offload): the bytes
+    /// of the payload are then touched once, by the copy.
+    pub fn emit_without_checksum(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.tcp_header().to_bytes());
+        out.extend_from_slice(&self.payload);
+    }
+
+    fn tcp_header(&self) -> TcpHeader {
+        let mut header = TcpHeader::new(self.src_port, self.dst_port, self.seq.0, self.window);
+        header.acknowledgment_number = self.ack.map_or(0, |a| a.0);
+        header.ack = self.ack.is_some();
+        header.psh = self.psh;
+        header.syn = self.control == Control::Syn;
+        header.fin = self.control == Control::Fin;
+        header.rst = self.control == Control::Rst;
+        // Cannot fail: encode_options never writes more than 40 bytes.
+        let _ = header.set_options_raw(encode_options(&self.options).as_slice());
+        header
+    }
+
     /// Length in bytes of the header (with options) that [`Segment::emit`]
     /// writes: lets the caller size the IP header before emitting.
     pub fn header_len(&self) -> usize {
-        let mut opts = Vec::with_capacity(40);
-        encode_options(&self.options, &mut opts);
-        TcpHeader::MIN_LEN + opts.len()
+        TcpHeader::MIN_LEN + encode_options(&self.options).len
+    }
+
+    /// A copy of the header fields with an empty payload (no allocation).
+    pub fn header_only(&self) -> Segment {
+        Segment {
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            seq: self.seq,
+            ack: self.ack,
+            control: self.control,
+            psh: self.psh,
+            window: self.window,
+            options: self.options.clone(),
+            payload: Vec::new(),
+        }
     }
 }
 
@@ -448,9 +497,9 @@ mod tests {
             timestamps: Some((1, 2)),
             sack_blocks: vec![(SeqNumber(10), SeqNumber(20))],
         };
-        let mut buf = Vec::new();
-        encode_options(&opts, &mut buf);
+        let enc = encode_options(&opts);
+        let buf = enc.as_slice();
         assert!(buf.len() <= 40 && buf.len() % 4 == 0);
-        assert_eq!(parse_options(&buf).unwrap(), opts);
+        assert_eq!(parse_options(buf).unwrap(), opts);
     }
 }

@@ -52,7 +52,7 @@ impl FrameSink for TracingSink {
     fn send_gso_frame(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {
         let r = self.inner.send_gso_frame(frame, hdr);
         self.tracer
-            .record_with(Direction::Out, frame, || self.gso_comment(frame, &r));
+            .record_with(Direction::Out, frame, || self.gso_comment(frame, hdr, &r));
         r
     }
 
@@ -60,15 +60,19 @@ impl FrameSink for TracingSink {
         let r = self.inner.send_gso_frame(frame, hdr);
         let len = frame.len();
         self.tracer
-            .record_owned(Direction::Out, frame, len, |f| self.gso_comment(f, &r));
+            .record_owned(Direction::Out, frame, len, |f| self.gso_comment(f, hdr, &r));
         r
     }
 }
 
 impl TracingSink {
-    fn gso_comment(&self, frame: &[u8], r: &io::Result<()>) -> String {
+    /// `out cpu=2`, with ` gso` for a frame the kernel cuts into segments
+    /// (one that only has its checksum left to the kernel says nothing).
+    fn gso_comment(&self, frame: &[u8], hdr: &VnetHeader, r: &io::Result<()>) -> String {
         let mut c = comment::out_comment(&self.origin, frame);
-        c.push_str(" gso");
+        if hdr.gso_type != crate::vnet::GSO_NONE {
+            c.push_str(" gso");
+        }
         if r.is_err() {
             c.push_str(" tx-error");
         }
