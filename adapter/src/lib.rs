@@ -28,6 +28,7 @@ pub mod host;
 pub mod icmp;
 pub mod impair;
 pub mod ndp;
+pub mod pool;
 pub mod queue;
 pub mod ratelimit;
 pub mod rx;

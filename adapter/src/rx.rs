@@ -430,12 +430,8 @@ impl Adapter {
         dst: IpAddr,
         bytes: &[u8],
     ) -> Decision {
-        let parse = if self.checksum_trusted {
-            wire::parse_trusted
-        } else {
-            wire::parse
-        };
-        let seg = match parse(src, dst, bytes) {
+        let buf = crate::pool::payloads().take();
+        let seg = match wire::parse_into(src, dst, bytes, !self.checksum_trusted, buf) {
             Ok(s) => s,
             Err(WireError::BadChecksum) => return Decision::Dropped(DropKind::BadTcpChecksum),
             Err(_) => return Decision::Dropped(DropKind::BadTcpHeader),

@@ -138,6 +138,9 @@ pub struct Processor {
     max_connections: usize,
     adapter_counters: Arc<vnic_adapter::Counters>,
     cookies: Arc<SynCookies>,
+    /// The buffer the next outgoing segment's payload is built in: the
+    /// last one sent, handed back (see `Connection::poll_transmit_reusing`).
+    spare: Vec<u8>,
 }
 
 /// The app's view of a connection: counts bytes as they pass.
@@ -187,6 +190,7 @@ impl Processor {
             conns: HashMap::new(),
             by_id: HashMap::new(),
             timers: BinaryHeap::new(),
+            spare: Vec::new(),
             apps: s.apps,
             tracer: s.tracer,
             max_connections: s.max_connections,
@@ -337,9 +341,11 @@ impl Processor {
     /// reset and forgotten, and the processor goes on with the others.
     pub fn on_inbound(&mut self, inb: Inbound) {
         let (tuple, peer_mac) = (inb.tuple, inb.peer_mac);
-        if catch_unwind(AssertUnwindSafe(|| self.handle_inbound(inb))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| self.handle_inbound(&inb))).is_err() {
             self.quarantine(tuple, Some(peer_mac));
         }
+        // The stack has the bytes now: the buffer goes back to the RX thread.
+        vnic_adapter::pool::payloads().give(inb.segment.payload);
     }
 
     /// Forgets a connection's place in the half-open queue.
@@ -406,35 +412,35 @@ impl Processor {
         });
     }
 
-    fn handle_inbound(&mut self, inb: Inbound) {
+    fn handle_inbound(&mut self, inb: &Inbound) {
         let now = Instant::now();
         let Inbound {
             tuple,
-            segment,
+            ref segment,
             peer_mac,
             syn_stamp,
             cookie_mss: inb_cookie,
             ..
-        } = inb;
+        } = *inb;
         let up = !self.stats().down.load(Ordering::Relaxed);
         if let Some(c) = self.conns.get_mut(&tuple).filter(|_| up) {
             if syn_stamp != 0 {
                 c.syn_stamp = syn_stamp;
             }
             c.peer_mac = peer_mac;
-            match c.tcp.on_segment(now, &segment) {
+            match c.tcp.on_segment(now, segment) {
                 Disposition::Handled => self.service(tuple, now),
                 Disposition::Reincarnate => {
                     // The flow goes on with the new incarnation.
                     self.forget(tuple, false);
-                    self.accept(now, tuple, &segment, peer_mac, syn_stamp);
+                    self.accept(now, tuple, segment, peer_mac, syn_stamp);
                 }
             }
             return;
         }
         if let Some(mss) = inb_cookie {
             if up && self.conns.len() < self.max_connections {
-                self.accept_cookie(now, tuple, &segment, peer_mac, syn_stamp, mss);
+                self.accept_cookie(now, tuple, segment, peer_mac, syn_stamp, mss);
                 return;
             }
         }
@@ -444,7 +450,7 @@ impl Processor {
             self.stats().refused.fetch_add(1, Ordering::Relaxed);
         }
         if up && is_syn && !full && self.serve.contains_key(&tuple.local.port()) {
-            self.accept(now, tuple, &segment, peer_mac, syn_stamp);
+            self.accept(now, tuple, segment, peer_mac, syn_stamp);
             return;
         }
         if let Some(rst) = segment.rst_reply() {
@@ -646,9 +652,12 @@ impl Processor {
                 };
                 c.app.poll(&mut view);
             }
-            while let Some(seg) = c.tcp.poll_transmit(now) {
+            while let Some(seg) = c.tcp.poll_transmit_reusing(now, &mut self.spare) {
                 self.out
                     .send_tcp_burst(c.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
+                if self.spare.capacity() == 0 {
+                    self.spare = seg.payload;
+                }
             }
             // A run of full segments leaves as one TSO frame (offload on).
             self.out.flush();

@@ -788,7 +788,16 @@ impl Connection {
 
     /// Next segment to send now (None when nothing is due). Call until None.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
-        let seg = self.next_segment(now);
+        self.poll_transmit_reusing(now, &mut Vec::new())
+    }
+
+    /// [`Connection::poll_transmit`] that puts the segment's payload in
+    /// `spare` (taken, leaving an empty `Vec`) instead of a new buffer, when
+    /// the segment carries data. A caller that hands each sent segment's
+    /// payload back as the next `spare` sends a whole stream without an
+    /// allocation per segment.
+    pub fn poll_transmit_reusing(&mut self, now: Instant, spare: &mut Vec<u8>) -> Option<Segment> {
+        let seg = self.next_segment(now, spare);
         self.debug_check();
         if seg.is_some() {
             self.stats.segments_out += 1;
@@ -798,7 +807,7 @@ impl Connection {
         seg
     }
 
-    fn next_segment(&mut self, now: Instant) -> Option<Segment> {
+    fn next_segment(&mut self, now: Instant, spare: &mut Vec<u8>) -> Option<Segment> {
         if let Some(rst) = self.rst_pending.take() {
             return Some(rst);
         }
@@ -817,14 +826,14 @@ impl Connection {
         }
         if self.tlp_pending {
             self.tlp_pending = false;
-            if let Some(seg) = self.loss_probe(now) {
+            if let Some(seg) = self.loss_probe(now, spare) {
                 return Some(seg);
             }
         }
-        if let Some(seg) = self.next_retransmission(now) {
+        if let Some(seg) = self.next_retransmission(now, spare) {
             return Some(seg);
         }
-        if let Some(seg) = self.next_data_segment(now) {
+        if let Some(seg) = self.next_data_segment(now, spare) {
             return Some(seg);
         }
         if self.probe_pending {
@@ -901,7 +910,7 @@ impl Connection {
     /// RFC 6675 NextSeg rule 1 (and the RTO / NewReno equivalents): the
     /// first lost, un-SACKed, not yet retransmitted segment, if cwnd has
     /// room for it (or it is the one fast retransmit must send).
-    fn next_retransmission(&mut self, now: Instant) -> Option<Segment> {
+    fn next_retransmission(&mut self, now: Instant, spare: &mut Vec<u8>) -> Option<Segment> {
         if !self.is_sending_state() || self.snd_una == self.snd_max || self.snd_wnd == 0 {
             self.rxt_head = false;
             return None;
@@ -962,7 +971,7 @@ impl Connection {
         self.log_retransmission(now, start, start + seq_len);
         self.rtt_sample = None; // Karn
         self.count_retransmission();
-        let mut payload = Vec::with_capacity(payload_len);
+        let mut payload = payload_buffer(spare, payload_len);
         self.send_buf.read_at(start, payload_len, &mut payload);
         let control = if fin { Control::Fin } else { Control::None };
         let mut seg = self.segment(now, start, control, payload);
@@ -1057,7 +1066,7 @@ impl Connection {
     /// answered at once (RFC 5681 4.2), with SACK or D-SACK telling what
     /// arrived. At the tail of a recovery the probe is the segment at
     /// SND.UNA instead.
-    fn loss_probe(&mut self, now: Instant) -> Option<Segment> {
+    fn loss_probe(&mut self, now: Instant, spare: &mut Vec<u8>) -> Option<Segment> {
         if !self.tlp_allowed() {
             return None;
         }
@@ -1067,7 +1076,7 @@ impl Connection {
             // if only the ACK was lost the duplicate draws an immediate
             // ACK.
             self.rxt_head = true;
-            let seg = self.next_retransmission(now)?;
+            let seg = self.next_retransmission(now, spare)?;
             self.tlp_out = true;
             self.timers.stop(Timer::LossProbe);
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
@@ -1085,7 +1094,7 @@ impl Connection {
         self.count_retransmission();
         self.rtt_sample = None;
         self.log_retransmission(now, start, start + seq_len);
-        let mut payload = Vec::with_capacity(payload_len);
+        let mut payload = payload_buffer(spare, payload_len);
         self.send_buf.read_at(start, payload_len, &mut payload);
         let control = if fin { Control::Fin } else { Control::None };
         let mut seg = self.segment(now, start, control, payload);
@@ -1111,7 +1120,7 @@ impl Connection {
     /// New data (and FIN) from SND.NXT, limited by the peer's window,
     /// cwnd - pipe and the MSS, held back by Nagle (RFC 9293 3.7.4, in
     /// Minshall's form) and sender SWS avoidance (RFC 9293 3.8.6.2.1).
-    fn next_data_segment(&mut self, now: Instant) -> Option<Segment> {
+    fn next_data_segment(&mut self, now: Instant, spare: &mut Vec<u8>) -> Option<Segment> {
         if !self.is_sending_state() {
             return None;
         }
@@ -1171,7 +1180,7 @@ impl Connection {
         self.timers.stop(Timer::SendOverride);
         let seq = self.snd_nxt;
         let fin = self.fin_seq == Some(seq + len);
-        let mut payload = Vec::with_capacity(len);
+        let mut payload = payload_buffer(spare, len);
         self.send_buf.read_at(seq, len, &mut payload);
         let control = if fin { Control::Fin } else { Control::None };
         let mut seg = self.segment(now, seq, control, payload);
@@ -1993,6 +2002,15 @@ impl Connection {
             _ => {}
         }
     }
+}
+
+/// A buffer for `len` bytes of payload: `spare` (emptied) when it is
+/// there, else a new one.
+fn payload_buffer(spare: &mut Vec<u8>, len: usize) -> Vec<u8> {
+    let mut v = std::mem::take(spare);
+    v.clear();
+    v.reserve(len);
+    v
 }
 
 #[cfg(test)]

@@ -134,7 +134,7 @@ const OPT_TIMESTAMPS: u8 = 8;
 /// Parses and validates the TCP bytes (header+payload) of one IP packet
 /// whose pseudo header is (src, dst): checksum verified, flags sane, options parsed.
 pub fn parse(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError> {
-    parse_checked(src, dst, tcp, true)
+    parse_checked(src, dst, tcp, true, Vec::new())
 }
 
 /// Like [`parse`], every check but the checksum: for segments whose
@@ -142,10 +142,29 @@ pub fn parse(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError>
 /// own segments, whose checksum field holds only the pseudo-header sum).
 /// The addresses must still be of one family.
 pub fn parse_trusted(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError> {
-    parse_checked(src, dst, tcp, false)
+    parse_checked(src, dst, tcp, false, Vec::new())
 }
 
-fn parse_checked(src: IpAddr, dst: IpAddr, tcp: &[u8], verify: bool) -> Result<Segment, WireError> {
+/// [`parse`] (or with `verify` false, [`parse_trusted`]) that copies the
+/// payload into `buf` (cleared first) instead of a new buffer: the caller
+/// recycles payload buffers.
+pub fn parse_into(
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: &[u8],
+    verify: bool,
+    buf: Vec<u8>,
+) -> Result<Segment, WireError> {
+    parse_checked(src, dst, tcp, verify, buf)
+}
+
+fn parse_checked(
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: &[u8],
+    verify: bool,
+    buf: Vec<u8>,
+) -> Result<Segment, WireError> {
     if tcp.len() < TcpHeader::MIN_LEN {
         return Err(WireError::Truncated);
     }
@@ -155,7 +174,7 @@ fn parse_checked(src: IpAddr, dst: IpAddr, tcp: &[u8], verify: bool) -> Result<S
     } else if src.is_ipv4() != dst.is_ipv4() {
         return Err(WireError::AddressFamily);
     }
-    segment_of(&slice)
+    segment_of(&slice, buf)
 }
 
 /// Checks the checksum of `slice` over the pseudo header of (src, dst).
@@ -179,7 +198,7 @@ fn verify_checksum(src: IpAddr, dst: IpAddr, slice: &TcpSlice<'_>) -> Result<(),
 
 /// The reduced segment of a header whose checksum is settled: ports,
 /// flags and options checked.
-fn segment_of(slice: &TcpSlice<'_>) -> Result<Segment, WireError> {
+fn segment_of(slice: &TcpSlice<'_>, mut buf: Vec<u8>) -> Result<Segment, WireError> {
     if slice.source_port() == 0 || slice.destination_port() == 0 {
         return Err(WireError::BadPort);
     }
@@ -208,7 +227,11 @@ fn segment_of(slice: &TcpSlice<'_>) -> Result<Segment, WireError> {
         psh: flags & PSH != 0,
         window: slice.window_size(),
         options,
-        payload: slice.payload().to_vec(),
+        payload: {
+            buf.clear();
+            buf.extend_from_slice(slice.payload());
+            buf
+        },
     })
 }
 

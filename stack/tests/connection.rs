@@ -217,6 +217,38 @@ fn data_out_is_sent_and_released_on_ack() {
     assert_eq!(h.conn.poll_timeout(), None, "nothing in flight: no timer");
 }
 
+/// A sender that hands each sent payload back as the next one's buffer
+/// gets the same segments as one that lets the stack allocate, built in
+/// the buffer it handed back.
+#[test]
+fn poll_transmit_reusing_builds_in_the_buffer_handed_back() {
+    let mut a = H::established();
+    let mut b = H::established();
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
+    assert_eq!(a.conn.send(&data), data.len());
+    assert_eq!(b.conn.send(&data), data.len());
+    let mut spare = Vec::with_capacity(4096);
+    let mut reused = 0;
+    let mut got = Vec::new();
+    while let Some(seg) = a.conn.poll_transmit_reusing(a.now, &mut spare) {
+        let plain = b.conn.poll_transmit(b.now).expect("the same segment");
+        assert_eq!(
+            (seg.seq, seg.payload.len()),
+            (plain.seq, plain.payload.len())
+        );
+        assert_eq!(seg.payload, plain.payload);
+        got.extend_from_slice(&seg.payload);
+        if spare.capacity() == 0 {
+            reused += usize::from(seg.payload.capacity() >= 4096);
+            spare = seg.payload;
+        }
+    }
+    assert!(b.conn.poll_transmit(b.now).is_none());
+    assert_eq!(got, data[..got.len()]);
+    assert!(got.len() > 1000, "the initial window went out");
+    assert!(reused > 0, "payloads were built in the handed-back buffer");
+}
+
 #[test]
 fn data_both_ways_in_one_exchange() {
     let mut h = H::established();

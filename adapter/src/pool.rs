@@ -1,0 +1,76 @@
+//! [`payloads`]: the buffers that carry segment payloads from the RX
+//! thread to the processors, and back.
+//!
+//! The RX thread copies each TCP segment's payload out of its read buffer
+//! (which the next read overwrites) into a buffer from this pool; the
+//! processor, once the stack has taken the bytes into the connection's
+//! receive buffer, gives it back. In steady state no payload costs an
+//! allocation, and buffers freed on another thread than the one that
+//! allocated them (malloc's slow path) no longer happen per segment.
+//!
+//! One pool per process: buffers are plain memory, so adapters in one
+//! process (the test suite runs many) can share them.
+
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::OnceLock;
+
+/// Buffers the pool keeps at most; beyond that, given-back buffers are
+/// freed. Enough for every processor queue's worth of large segments.
+const POOL_BUFFERS: usize = 4096;
+
+/// Buffers smaller than this are not worth keeping; larger ones (beyond
+/// the largest frame) are not kept either.
+const MIN_KEPT: usize = 256;
+const MAX_KEPT: usize = 128 << 10;
+
+/// A bounded lock-free pool of byte buffers.
+pub struct PayloadPool {
+    tx: Sender<Vec<u8>>,
+    rx: Receiver<Vec<u8>>,
+}
+
+impl PayloadPool {
+    fn new() -> PayloadPool {
+        let (tx, rx) = crossbeam_channel::bounded(POOL_BUFFERS);
+        PayloadPool { tx, rx }
+    }
+
+    /// An empty buffer, from the pool when it has one.
+    pub fn take(&self) -> Vec<u8> {
+        self.rx.try_recv().unwrap_or_default()
+    }
+
+    /// Gives a buffer back (freed instead if the pool is full or the
+    /// buffer too small or too large to be worth keeping).
+    pub fn give(&self, mut v: Vec<u8>) {
+        if (MIN_KEPT..=MAX_KEPT).contains(&v.capacity()) {
+            v.clear();
+            let _ = self.tx.try_send(v);
+        }
+    }
+}
+
+/// The process's payload pool.
+pub fn payloads() -> &'static PayloadPool {
+    static POOL: OnceLock<PayloadPool> = OnceLock::new();
+    POOL.get_or_init(PayloadPool::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_empty_and_tiny_ones_are_not_kept() {
+        let p = PayloadPool::new();
+        let mut v = Vec::with_capacity(2048);
+        v.extend_from_slice(b"left over");
+        let ptr = v.as_ptr();
+        p.give(v);
+        p.give(Vec::with_capacity(8));
+        let back = p.take();
+        assert!(back.is_empty());
+        assert_eq!(back.as_ptr(), ptr, "the same buffer");
+        assert_eq!(p.take().capacity(), 0, "the tiny one was freed");
+    }
+}
