@@ -162,7 +162,6 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             tracer: tracer.clone(),
             max_connections: (MAX_CONNECTIONS / n).max(1024),
             adapter_counters: counters.clone(),
-            cookies: cookies.clone(),
             serve: match &plan.config {
                 Some(c) => c.tcp_serve_for(id),
                 None => plan.serve.clone(),
@@ -219,7 +218,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         )
     };
     let mut adapter = Adapter::new(cfg, filter, queues, closed_rx, writer, counters);
-    adapter.set_syn_cookies(cookies, plan.syn_backlog);
+    adapter.set_syn_cookies(cookies, plan.syn_backlog, &tcp);
     let rx_stop = stop.clone();
     threads.push(std::thread::Builder::new().name("vnic-rx".into()).spawn({
         let tracer = tracer.clone();

@@ -39,11 +39,6 @@ pub struct Datagram {
 pub enum ToProcessor {
     /// A segment of one of its connections (or a new one).
     Segment(Inbound),
-    /// A SYN the adapter decided to answer with a SYN cookie (half-open
-    /// queue full): the processor computes the cookie and sends the
-    /// SYN|ACK, keeping no state. Done here, not in the RX thread, so a
-    /// flood's answers are written in parallel.
-    Cookie(Inbound),
     /// A UDP datagram for one of its UDP listeners.
     Datagram(Datagram),
     /// Start (Some(app name)) or stop (None) serving a port, for listeners

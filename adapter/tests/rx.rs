@@ -8,7 +8,7 @@ use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::{self, Ipv4Packet, MutableIpv4Packet};
 use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags, TcpPacket};
 use pnet_packet::Packet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
@@ -17,6 +17,7 @@ use vnic_adapter::{
     Adapter, AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter,
     ToProcessor,
 };
+use vnic_stack::{FourTuple, SeqNumber};
 
 const HOST_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 1];
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -353,7 +354,8 @@ fn frames_for_other_macs_and_ips_are_ignored() {
 fn syn_cookies_when_the_half_open_queue_is_full() {
     let mut r = rig(FilterMode::RoundRobin, 2, &[80]);
     let cookies = Arc::new(vnic_stack::SynCookies::new([5; 16], Instant::now()));
-    r.adapter.set_syn_cookies(cookies, 1);
+    r.adapter
+        .set_syn_cookies(cookies, 1, &vnic_stack::Config::default());
     let now = Instant::now();
     // Processor 0 holds one half-open connection: its queue (1) is full.
     Counters::bump(&r.counters.half_open[0]);
@@ -366,31 +368,26 @@ fn syn_cookies_when_the_half_open_queue_is_full() {
         }
     );
     assert_eq!(r.adapter.flows().len(), 0, "no state for a cookie SYN");
-    assert!(
-        r.sink.take().is_empty(),
-        "the RX thread itself sends nothing"
+    assert_eq!(
+        queued_on(&r),
+        Vec::<usize>::new(),
+        "no processor is involved"
     );
-    // A processor is asked to send the cookie SYN|ACK; the test computes
-    // the cookie the same way that processor does.
-    let job = r
-        .queues
-        .iter()
-        .flat_map(|q| q.try_iter())
-        .find_map(|m| match m {
-            ToProcessor::Cookie(inb) => Some(inb),
-            _ => None,
-        })
-        .expect("a cookie job");
-    assert_eq!(job.tuple.remote.port(), 40000);
+    // The RX thread answers with the cookie SYN|ACK itself: the cookie is
+    // its sequence number, what the key computes for this SYN.
+    let (flags, cookie, ack, sport, dport) = sent_tcp(&r);
+    assert_eq!(flags, TcpFlags::SYN | TcpFlags::ACK);
+    assert_eq!((ack, sport, dport), (1001, 80, 40000));
     let same_key = vnic_stack::SynCookies::new([5; 16], now);
-    let cookie = same_key
-        .make(
-            job.arrived,
-            &job.tuple,
-            job.segment.seq,
-            job.segment.options.mss,
-        )
-        .0;
+    let tuple = FourTuple {
+        local: SocketAddr::new(IpAddr::V4(VIP), 80),
+        remote: SocketAddr::new(IpAddr::V4(HOST), 40000),
+    };
+    assert_eq!(
+        same_key.make(now, &tuple, SeqNumber(1000), None).0,
+        cookie,
+        "the key's cookie for this SYN"
+    );
     // Processor 1 is not full: the next SYN gets a normal placement.
     assert!(matches!(
         r.adapter.handle_frame(now, &syn(&r, 40001, 80)),

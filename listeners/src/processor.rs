@@ -55,8 +55,6 @@ pub struct ProcessorSetup {
     /// The adapter's counters: the processor keeps its half-open gauge
     /// there, which the RX thread reads to decide on SYN cookies.
     pub adapter_counters: Arc<vnic_adapter::Counters>,
-    /// The SYN-cookie secret, shared with the adapter (which checks the ACKs).
-    pub cookies: Arc<SynCookies>,
 }
 
 /// Makes the app for one new connection (tests use it to plant faults).
@@ -137,7 +135,6 @@ pub struct Processor {
     tracer: Arc<Tracer>,
     max_connections: usize,
     adapter_counters: Arc<vnic_adapter::Counters>,
-    cookies: Arc<SynCookies>,
     /// The buffer the next outgoing segment's payload is built in: the
     /// last one sent, handed back (see `Connection::poll_transmit_reusing`).
     spare: Vec<u8>,
@@ -195,7 +192,6 @@ impl Processor {
             tracer: s.tracer,
             max_connections: s.max_connections,
             adapter_counters: s.adapter_counters,
-            cookies: s.cookies,
         }
     }
 
@@ -228,7 +224,6 @@ impl Processor {
                     Ok(ToProcessor::Shutdown) | Err(_) => break,
                     Ok(ToProcessor::SetUp(up)) => self.set_up(up),
                     Ok(ToProcessor::Datagram(d)) => self.on_datagram(d),
-                    Ok(ToProcessor::Cookie(inb)) => self.send_cookie(inb),
                     Ok(ToProcessor::Serve { udp, port, app }) => self.set_serve(udp, port, app),
                     Ok(ToProcessor::Segment(inb)) => self.on_inbound(inb),
                 },
@@ -460,23 +455,6 @@ impl Processor {
         if syn_stamp != 0 {
             let _ = self.closed.send(FlowClosed { tuple, syn_stamp });
         }
-    }
-
-    /// Answers a SYN with a cookie SYN|ACK (the adapter found the half-open
-    /// queue full) and keeps nothing.
-    fn send_cookie(&mut self, inb: Inbound) {
-        let syn = &inb.segment;
-        let cookie = self
-            .cookies
-            .make(inb.arrived, &inb.tuple, syn.seq, syn.options.mss);
-        let mss = self.tcp.mss(inb.tuple.local.is_ipv6());
-        let sa = SynCookies::syn_ack(syn, cookie, mss, u16::MAX);
-        self.out.send_tcp(
-            inb.peer_mac,
-            inb.tuple.local.ip(),
-            inb.tuple.remote.ip(),
-            &sa,
-        );
     }
 
     /// Opens the connection a genuine cookie ACK stands for: the SYN is

@@ -61,7 +61,6 @@ fn rig(max_connections: usize) -> Rig {
         tracer: Tracer::disabled(),
         max_connections,
         adapter_counters: Arc::new(Counters::new(1)),
-        cookies: Arc::new(vnic_stack::SynCookies::new([3; 16], Instant::now())),
     });
     Rig { p, sink, registry }
 }
