@@ -383,11 +383,10 @@ impl Raw {
         let name = std::ffi::CString::new(dev).expect("name");
         // SAFETY: plain libc calls with valid arguments; the fd is closed on drop.
         unsafe {
-            let fd = libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW,
-                (libc::ETH_P_ALL as u16).to_be() as i32,
-            );
+            // Protocol 0: a send-only socket. With ETH_P_ALL it would also
+            // get a copy of every frame in the namespace (its own and
+            // vnic's answers), paid for inside vnic's writes.
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
             assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
             let ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
             assert!(ifindex > 0, "no interface {dev}");
