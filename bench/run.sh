@@ -137,12 +137,20 @@ row "echo 64 B round trip p50 (lower better)" us "$(echo "$vr" | field p50_us)" 
 row "echo 64 B round trip p99 (lower better)" us "$(echo "$vr" | field p99_us)" "$(echo "$kr" | field p99_us)"
 
 echo "short connections ..." >&2
+cpu_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat; } # busy idle
+busy_pct() { # "busy0 idle0" "busy1 idle1" -> % of all cores busy in between
+  echo "$1 $2" | awk '{b=$3-$1; i=$4-$2; printf "%.0f", (b+i)>0 ? 100*b/(b+i) : 0}'
+}
 kc=$(run "$NSKC" connrate $K:80 $CONNS 32)
 for p in 1 2 4; do
   start_vnic $p; sleep 0.3
+  t0=$(cpu_ticks)
   vc=$(run "$NSV" connrate $V:80 $CONNS 32)
+  busy=$(busy_pct "$t0" "$(cpu_ticks)")
   [ "$(echo "$vc" | field failed)" = 0 ] || echo "warning: vnic connrate failures: $vc" >&2
   row "HTTP GET, new conn each, 32 conc, $p cpu" req/s "$(echo "$vc" | field rps)" "$(echo "$kc" | field rps)"
+  ROWS+=("$(printf '| %-42s | %10s | %10s | %6s | %s |' "  all $(nproc) cores busy during it" "$busy" "n/a" "n/a" "%")")
+  echo "${ROWS[-1]}" >&2
 done
 
 if command -v wrk >/dev/null && command -v ab >/dev/null; then
@@ -206,11 +214,22 @@ start_vnic 4; sleep 0.3
 b_dl=$(run "$NSV" download $V:19 $BULK | field gbps); b_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
 start_vnic 4 --pcap "$PCAP"; sleep 0.3
 p_dl=$(run "$NSV" download $V:19 $BULK | field gbps); p_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
-lost=$(timeout 10 "$VNIC" status --control "$CTL" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['trace']['lost'])")
+lost() { timeout 10 "$VNIC" status --control "$CTL" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['trace']['lost'])"; }
+lost=$(lost)
 rm -f "$PCAP"*
 trow "bulk download, 1 conn" Gbit/s "$p_dl" "$b_dl"
 trow "HTTP GET, new conn each, 32 conc" req/s "$p_cr" "$b_cr"
-echo "trace records lost during the --pcap run: $lost" >&2
+start_vnic 4 --pcap "$PCAP" --pcap-snaplen 128; sleep 0.3
+s_dl=$(run "$NSV" download $V:19 $BULK | field gbps); lost=$((lost + $(lost)))
+rm -f "$PCAP"*
+trow "bulk download, --pcap-snaplen 128" Gbit/s "$s_dl" "$b_dl"
+start_vnic 4 --offload off; sleep 0.3
+o_dl=$(run "$NSV" download $V:19 $BULK | field gbps)
+start_vnic 4 --offload off --pcap "$PCAP"; sleep 0.3
+op_dl=$(run "$NSV" download $V:19 $BULK | field gbps); lost=$((lost + $(lost)))
+rm -f "$PCAP"*
+trow "bulk download, --offload off" Gbit/s "$op_dl" "$o_dl"
+echo "trace records lost during the --pcap runs: $lost" >&2
 
 echo "listener models ..." >&2
 for p in 1 2 4; do

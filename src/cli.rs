@@ -204,6 +204,10 @@ pub struct UpArgs {
     /// Rotate the pcapng file after this many MiB (FILE, FILE-1, FILE-2, ...).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub pcap_max_mb: Option<u64>,
+    /// Keep only the first N bytes of each frame in the pcapng file (like
+    /// tcpdump -s; the original length is kept). Default: whole frames.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(64..=262_144))]
+    pub pcap_snaplen: Option<u32>,
     /// One line per frame on stderr (tcpdump-like, with the decision);
     /// --trace=conn: connection events only.
     #[arg(long, value_name = "WHAT", num_args = 0..=1, require_equals = true,
@@ -287,6 +291,8 @@ pub struct Plan {
     pub pcap: Option<PathBuf>,
     /// Rotation size of the pcapng file.
     pub pcap_max_mb: Option<u64>,
+    /// Bytes of each frame kept in the pcapng file.
+    pub pcap_snaplen: Option<u32>,
     /// Trace lines: "frames" or "conn".
     pub trace: Option<String>,
     /// No periodic summary.
@@ -395,6 +401,9 @@ impl Plan {
                 if a.pcap_max_mb.is_some() && a.pcap.is_none() {
                     return Err("--pcap-max-mb needs --pcap FILE".into());
                 }
+                if a.pcap_snaplen.is_some() && a.pcap.is_none() {
+                    return Err("--pcap-snaplen needs --pcap FILE".into());
+                }
                 if a.backends.is_some() || a.balance.is_some() {
                     return Err("--backends and --balance belong to --model distributor".into());
                 }
@@ -424,6 +433,7 @@ impl Plan {
             offload: a.offload == "on",
             pcap: a.pcap,
             pcap_max_mb: a.pcap_max_mb,
+            pcap_snaplen: a.pcap_snaplen,
             trace: a.trace,
         })
     }
@@ -557,5 +567,31 @@ mod tests {
             panic!("must refuse");
         };
         assert!(err.contains("port 80 given twice"), "{err}");
+    }
+
+    fn plan(extra: &[&str]) -> Result<Plan, String> {
+        let mut args = vec!["vnic", "up", "--tap", "t0", "--ip", "10.0.0.2/24"];
+        args.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        let Command::Up(up) = cli.cmd else {
+            panic!("parsed as up");
+        };
+        Plan::from_args(*up)
+    }
+
+    #[test]
+    fn pcap_snaplen_is_checked() {
+        let p = plan(&["--pcap", "x.pcapng", "--pcap-snaplen", "128"]).expect("valid");
+        assert_eq!(p.pcap_snaplen, Some(128));
+        let err = plan(&["--pcap-snaplen", "128"])
+            .err()
+            .expect("needs --pcap");
+        assert!(err.contains("--pcap-snaplen needs --pcap FILE"), "{err}");
+        for bad in ["10", "300000", "x"] {
+            let err = plan(&["--pcap", "x.pcapng", "--pcap-snaplen", bad])
+                .err()
+                .expect("out of range");
+            assert!(err.contains("--pcap-snaplen"), "{bad}: {err}");
+        }
     }
 }

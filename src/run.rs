@@ -80,6 +80,9 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     let tracer = Tracer::start(TraceOptions {
         pcap: plan.pcap.clone(),
         pcap_max_mb: plan.pcap_max_mb,
+        snaplen: plan
+            .pcap_snaplen
+            .map_or(vnic_adapter::trace::SNAPLEN, |n| n as usize),
         lines: match plan.trace.as_deref() {
             Some("conn") => Some(LineMode::Conn),
             Some(_) => Some(LineMode::Frames),

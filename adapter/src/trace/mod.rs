@@ -93,6 +93,9 @@ pub struct TraceOptions {
     /// Start a new file when the current one would pass this many MiB
     /// (FILE, then `STEM-1.EXT`, `STEM-2.EXT`, ...). `None`: one file.
     pub pcap_max_mb: Option<u64>,
+    /// Bytes of each frame kept in the file (`--pcap-snaplen`; at most
+    /// [`SNAPLEN`]); the original length is recorded too.
+    pub snaplen: usize,
     /// Lines on stderr, if any.
     pub lines: Option<LineMode>,
     /// The TAP's name (pcapng `if_name`).
@@ -125,8 +128,8 @@ pub const QUEUE_RECORDS: usize = 65536;
 /// How many frame bytes may wait in that queue; past it, records are lost.
 pub const QUEUE_BYTES: usize = 64 << 20;
 
-/// Frames longer than this are cut in the file (pcapng snaplen); the
-/// original length is kept.
+/// Frames longer than this are always cut in the file (the largest
+/// `--pcap-snaplen`, and the default); the original length is kept.
 pub const SNAPLEN: usize = 262_144;
 
 /// Bits of [`Shared::mode`]: what is on.
@@ -318,6 +321,7 @@ pub struct Tracer {
     iface: String,
     mac: [u8; 6],
     max_bytes: Option<u64>,
+    snaplen: usize,
     control: Mutex<()>,
 }
 
@@ -337,6 +341,7 @@ impl Tracer {
                 &opts.iface,
                 opts.mac,
                 tuning.max_bytes,
+                opts.snaplen.clamp(1, SNAPLEN),
             )?),
             None => None,
         };
@@ -358,6 +363,7 @@ impl Tracer {
             iface: opts.iface,
             mac: opts.mac,
             max_bytes: opts.pcap_max_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            snaplen: opts.snaplen.clamp(1, SNAPLEN),
             control: Mutex::new(()),
         }))
     }
@@ -375,6 +381,7 @@ impl Tracer {
             iface: String::new(),
             mac: [0; 6],
             max_bytes: None,
+            snaplen: SNAPLEN,
             control: Mutex::new(()),
         })
     }
@@ -398,7 +405,7 @@ impl Tracer {
         if mode == 0 {
             return;
         }
-        let data = &frame[..frame.len().min(SNAPLEN)];
+        let data = &frame[..frame.len().min(self.snaplen)];
         if !self.shared.reserve(&self.tx, data.len()) {
             return;
         }
@@ -432,11 +439,11 @@ impl Tracer {
             return;
         }
         let len = len.min(buf.len());
-        if len < HANDOVER_BYTES {
+        let cut = len.min(self.snaplen);
+        if cut < HANDOVER_BYTES {
             let frame = &buf[..len];
             return self.record_with(dir, frame, || comment(frame));
         }
-        let cut = len.min(SNAPLEN);
         if !self.shared.reserve(&self.tx, cut) {
             return;
         }
@@ -485,7 +492,13 @@ impl Tracer {
         }
         match file {
             Some(path) => {
-                let f = pcapng::PcapFile::create(path, &self.iface, self.mac, self.max_bytes)?;
+                let f = pcapng::PcapFile::create(
+                    path,
+                    &self.iface,
+                    self.mac,
+                    self.max_bytes,
+                    self.snaplen,
+                )?;
                 self.control_msg(|ack| Msg::SetPcap(Some(f), ack))?;
                 self.shared.mode.fetch_or(PCAP, Ordering::Relaxed);
             }

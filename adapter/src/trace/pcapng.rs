@@ -41,6 +41,7 @@ pub(crate) struct PcapFile {
     iface: String,
     mac: [u8; 6],
     max_bytes: Option<u64>,
+    snaplen: usize,
     index: u32,
     path: PathBuf,
     out: PcapNgWriter<DirectFile>,
@@ -57,14 +58,16 @@ impl PcapFile {
         iface: &str,
         mac: [u8; 6],
         max_bytes: Option<u64>,
+        snaplen: usize,
     ) -> io::Result<PcapFile> {
-        let (out, size) = open(&base, iface, mac)?;
+        let (out, size) = open(&base, iface, mac, snaplen)?;
         Ok(PcapFile {
             path: base.clone(),
             base,
             iface: iface.to_owned(),
             mac,
             max_bytes,
+            snaplen,
             index: 0,
             out,
             size,
@@ -130,7 +133,7 @@ impl PcapFile {
         self.flush()?;
         self.index += 1;
         let path = rotated_path(&self.base, self.index);
-        let (out, size) = open(&path, &self.iface, self.mac)?;
+        let (out, size) = open(&path, &self.iface, self.mac, self.snaplen)?;
         self.path = path;
         self.out = out;
         self.size = size;
@@ -156,7 +159,12 @@ pub(crate) fn rotated_path(base: &Path, index: u32) -> PathBuf {
 
 /// Creates `path` and writes the SHB and IDB to it, flushed, so even a
 /// file with no packet is a valid pcapng.
-fn open(path: &Path, iface: &str, mac: [u8; 6]) -> io::Result<(PcapNgWriter<DirectFile>, u64)> {
+fn open(
+    path: &Path,
+    iface: &str,
+    mac: [u8; 6],
+    snaplen: usize,
+) -> io::Result<(PcapNgWriter<DirectFile>, u64)> {
     let file = DirectFile::create(path, BUFFER_BYTES).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -175,7 +183,7 @@ fn open(path: &Path, iface: &str, mac: [u8; 6]) -> io::Result<(PcapNgWriter<Dire
     let m = mac;
     let idb = InterfaceDescriptionBlock {
         linktype: DataLink::ETHERNET,
-        snaplen: SNAPLEN as u32,
+        snaplen: snaplen as u32,
         options: vec![
             InterfaceDescriptionOption::IfName(Cow::Owned(iface.to_owned())),
             InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
@@ -199,7 +207,7 @@ fn epb_len(data: usize, comment: usize) -> u64 {
     let flags = 4 + 4;
     let comment = if comment > 0 { 4 + pad4(comment) } else { 0 };
     let opts = flags + comment + 4;
-    (12 + 20 + pad4(data.min(SNAPLEN)) + opts) as u64
+    (12 + 20 + pad4(data) + opts) as u64
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary.

@@ -543,6 +543,7 @@ fn opts(pcap: Option<PathBuf>, lines: Option<LineMode>) -> TraceOptions {
     TraceOptions {
         pcap,
         pcap_max_mb: None,
+        snaplen: SNAPLEN,
         lines,
         iface: "vnic-t0".into(),
         mac: frames::VNIC_MAC,
@@ -674,6 +675,41 @@ fn handed_over_buffers_reach_the_file_intact_and_in_order() {
     }
     assert!(got.dirs.iter().all(|d| *d == Some(2)), "outbound");
     assert_eq!(t.stats().written, 200);
+}
+
+/// `--pcap-snaplen`: every frame cut to the snap length in the file,
+/// its original length kept, and the interface block says the length.
+#[test]
+fn snaplen_cuts_frames_and_keeps_their_length() {
+    let dir = TempDir::new("snap");
+    let path = dir.0.join("s.pcapng");
+    let mut o = opts(Some(path.clone()), None);
+    o.snaplen = 100;
+    let t = Tracer::start_tuned(o, tuning()).expect("start");
+    let big = frames::tcp4(1, ack(1), &[7; 20_000]);
+    let small = frames::tcp4(2, ack(1), &[8; 10]);
+    let mut buf = big.clone();
+    t.record_owned(Direction::Out, &mut buf, big.len(), |_| "out cpu=0".into());
+    t.record_with(Direction::In, &small, || "in cpu=0 flow".into());
+    t.close();
+    let file = std::fs::File::open(&path).expect("open");
+    let mut r = PcapNgReader::new(file).expect("section header");
+    let (mut lens, mut snap) = (Vec::new(), None);
+    while let Some(b) = r.next_block() {
+        match b.expect("a whole block") {
+            Block::InterfaceDescription(i) => snap = Some(i.snaplen),
+            Block::EnhancedPacket(p) => lens.push((p.data.to_vec(), p.original_len)),
+            _ => {}
+        }
+    }
+    assert_eq!(snap, Some(100));
+    assert_eq!(
+        lens,
+        vec![
+            (big[..100].to_vec(), big.len() as u32),
+            (small.clone(), small.len() as u32)
+        ]
+    );
 }
 
 #[test]
