@@ -27,18 +27,19 @@ else
   BULK=$((1024 << 20)); RTTS=20000; CONNS=20000; LOSSBULK=$((256 << 20)); WRKSECS=10; IDLE=100000
 fi
 
-# VNIC, BCLIENT and KSERVER may name binaries built already (the test
+# VNIC, BCLIENT, KSERVER and TAPBLAST may name binaries built already (the test
 # suite does); otherwise they are built here.
-if [ -z "${VNIC:-}" ] || [ -z "${BCLIENT:-}" ] || [ -z "${KSERVER:-}" ]; then
-  cargo build --release --bin vnic --example bclient --example kserver >&2
+if [ -z "${VNIC:-}" ] || [ -z "${BCLIENT:-}" ] || [ -z "${KSERVER:-}" ] || [ -z "${TAPBLAST:-}" ]; then
+  cargo build --release --bin vnic --example bclient --example kserver --example tapblast >&2
   T=${CARGO_TARGET_DIR:-target}
   VNIC=$T/release/vnic
   BCLIENT=$T/release/examples/bclient
   KSERVER=$T/release/examples/kserver
+  TAPBLAST=$T/release/examples/tapblast
 fi
 
 ID=$$
-NSV=vnb-v$ID NSKS=vnb-ks$ID NSKC=vnb-kc$ID TAP=vnbt$ID
+NSV=vnb-v$ID NSKS=vnb-ks$ID NSKC=vnb-kc$ID NSB=vnb-b$ID TAP=vnbt$ID
 CTL=/tmp/vnb-$ID.sock
 PIDS=()
 cleanup() {
@@ -47,6 +48,7 @@ cleanup() {
   ip netns del "$NSV" 2>/dev/null || true
   ip netns del "$NSKS" 2>/dev/null || true
   ip netns del "$NSKC" 2>/dev/null || true
+  ip netns del "$NSB" 2>/dev/null || true
   rm -f "$CTL"
 }
 trap cleanup EXIT
@@ -116,6 +118,13 @@ start_vnic 4 --offload off; sleep 0.3
 vuo=$(run "$NSV" upload $V:9 $BULK | field gbps); vdo=$(run "$NSV" download $V:19 $BULK | field gbps)
 row "bulk upload, vnic --offload off" Gbit/s "$vuo" "$ku"
 row "bulk download, vnic --offload off" Gbit/s "$vdo" "$kd"
+# The ceiling for the rows above: one thread writing plain 1514-byte
+# frames into a TAP, nothing else (examples/tapblast.rs).
+ip netns add "$NSB"
+blast=$(timeout 30 ip netns exec "$NSB" "$TAPBLAST" vnbb$ID 10.7.0.1/24 3 | field gbps)
+ip netns del "$NSB"
+ROWS+=("$(printf '| %-42s | %10s | %10s | %6s | %s |' "bare TAP: 1514 B frames, 1 thread, no TCP" "$blast" "n/a" "n/a" "Gbit/s")")
+echo "${ROWS[-1]}" >&2
 start_vnic 4; sleep 0.3
 
 if command -v nft >/dev/null; then
@@ -139,7 +148,7 @@ row "echo 64 B round trip p99 (lower better)" us "$(echo "$vr" | field p99_us)" 
 echo "short connections ..." >&2
 cpu_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat; } # busy idle
 busy_pct() { # "busy0 idle0" "busy1 idle1" -> % of all cores busy in between
-  echo "$1 $2" | awk '{b=$3-$1; i=$4-$2; printf "%.0f", (b+i)>0 ? 100*b/(b+i) : 0}'
+  echo "$1 $2" | awk '{b=$3-$1; i=$4-$2; t=b+i; if (t <= 0) t=1; printf "%.0f", 100*b/t}'
 }
 kc=$(run "$NSKC" connrate $K:80 $CONNS 32)
 for p in 1 2 4; do

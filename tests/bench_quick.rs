@@ -25,6 +25,7 @@ fn quick_benchmark_runs_to_the_end() {
         .env("VNIC", vnic)
         .env("BCLIENT", examples.join("bclient"))
         .env("KSERVER", examples.join("kserver"))
+        .env("TAPBLAST", examples.join("tapblast"))
         .output()
         .expect("run bench/run.sh");
     let log = format!(
