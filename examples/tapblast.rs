@@ -63,8 +63,8 @@ fn main() {
         let ok = Command::new("ip").args(&a).status().map(|s| s.success());
         assert!(matches!(ok, Ok(true)), "ip {a:?}");
     }
-    let mac_text = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
-        .expect("the TAP's MAC");
+    let mac_text =
+        std::fs::read_to_string(format!("/sys/class/net/{name}/address")).expect("the TAP's MAC");
     let mut mac = [0u8; 6];
     for (m, h) in mac.iter_mut().zip(mac_text.trim().split(':')) {
         *m = u8::from_str_radix(h, 16).expect("MAC");

@@ -451,6 +451,16 @@ impl CaptureSink {
     pub fn take(&self) -> Vec<Vec<u8>> {
         std::mem::take(&mut *self.frames.lock())
     }
+
+    /// How many frames are captured and not yet taken.
+    pub fn len(&self) -> usize {
+        self.frames.lock().len()
+    }
+
+    /// True when no frame waits to be taken.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl FrameSink for CaptureSink {

@@ -11,7 +11,7 @@ use crate::app::udp::{self, UdpAppKind};
 use crate::app::{App, AppContext, AppKind, Socket};
 use crate::distributor::{BackendCtlRequest, Dispatcher, Forwarder, FromBackend};
 use crate::stats::{ProcessorStats, Registry};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use parking_lot::Mutex;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -138,7 +138,13 @@ pub struct Processor {
     /// The buffer the next outgoing segment's payload is built in: the
     /// last one sent, handed back (see `Connection::poll_transmit_reusing`).
     spare: Vec<u8>,
+    /// Connections that received segments and wait to be serviced once
+    /// for the whole batch (see [`Processor::receive_more`]).
+    pending: Vec<FourTuple>,
 }
+
+/// Most queued messages a processor takes before servicing connections.
+const BATCH: usize = 64;
 
 /// The app's view of a connection: counts bytes as they pass.
 struct SocketView<'a> {
@@ -188,6 +194,7 @@ impl Processor {
             by_id: HashMap::new(),
             timers: BinaryHeap::new(),
             spare: Vec::new(),
+            pending: Vec::new(),
             apps: s.apps,
             tracer: s.tracer,
             max_connections: s.max_connections,
@@ -225,7 +232,13 @@ impl Processor {
                     Ok(ToProcessor::SetUp(up)) => self.set_up(up),
                     Ok(ToProcessor::Datagram(d)) => self.on_datagram(d),
                     Ok(ToProcessor::Serve { udp, port, app }) => self.set_serve(udp, port, app),
-                    Ok(ToProcessor::Segment(inb)) => self.on_inbound(inb),
+                    Ok(ToProcessor::Segment(inb)) => {
+                        self.receive(inb);
+                        if !self.receive_more() {
+                            break;
+                        }
+                        self.service_pending(Instant::now());
+                    }
                 },
                 recv(replies) -> msg => {
                     if let Ok(m) = msg {
@@ -335,12 +348,54 @@ impl Processor {
     /// (a bug in the stack or the app) costs only that connection: it is
     /// reset and forgotten, and the processor goes on with the others.
     pub fn on_inbound(&mut self, inb: Inbound) {
+        self.receive(inb);
+        self.service_pending(Instant::now());
+    }
+
+    /// Hands one segment to its connection (or opens one); the connection
+    /// is serviced (app, transmit) later, by [`Processor::service_pending`].
+    fn receive(&mut self, inb: Inbound) {
         let (tuple, peer_mac) = (inb.tuple, inb.peer_mac);
         if catch_unwind(AssertUnwindSafe(|| self.handle_inbound(&inb))).is_err() {
             self.quarantine(tuple, Some(peer_mac));
         }
         // The stack has the bytes now: the buffer goes back to the RX thread.
         vnic_adapter::pool::payloads().give(inb.segment.payload);
+    }
+
+    /// Takes whatever else is already queued, up to [`BATCH`] messages,
+    /// before any connection is serviced: a connection that got several
+    /// segments in the meantime is then serviced once and answers them
+    /// with one ACK, as a kernel does with a NAPI batch. False when the
+    /// processor must stop (Shutdown, or the queue is gone).
+    fn receive_more(&mut self) -> bool {
+        for _ in 1..BATCH {
+            match self.queue.try_recv() {
+                Ok(ToProcessor::Segment(inb)) => self.receive(inb),
+                Ok(ToProcessor::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Ok(ToProcessor::SetUp(up)) => {
+                    self.service_pending(Instant::now());
+                    self.set_up(up);
+                }
+                Ok(ToProcessor::Datagram(d)) => self.on_datagram(d),
+                Ok(ToProcessor::Serve { udp, port, app }) => self.set_serve(udp, port, app),
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        true
+    }
+
+    /// Services every connection that received segments since the last
+    /// call, each once, each guarded like the segments themselves.
+    fn service_pending(&mut self, now: Instant) {
+        let pending = std::mem::take(&mut self.pending);
+        for &tuple in &pending {
+            if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+        self.pending = pending;
+        self.pending.clear();
     }
 
     /// Forgets a connection's place in the half-open queue.
@@ -422,9 +477,19 @@ impl Processor {
             if syn_stamp != 0 {
                 c.syn_stamp = syn_stamp;
             }
-            c.peer_mac = peer_mac;
-            match c.tcp.on_segment(now, segment) {
-                Disposition::Handled => self.service(tuple, now),
+            let before = c.tcp.progress();
+            let disposition = c.tcp.on_segment(now, segment);
+            // A segment that moved nothing forward (out of window, forged,
+            // a duplicate) must not redirect the connection's frames.
+            if c.tcp.progress() != before {
+                c.peer_mac = peer_mac;
+            }
+            match disposition {
+                Disposition::Handled => {
+                    if self.pending.last() != Some(&tuple) {
+                        self.pending.push(tuple);
+                    }
+                }
                 Disposition::Reincarnate => {
                     // The flow goes on with the new incarnation.
                     self.forget(tuple, false);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
 use vnic_adapter::trace::Tracer;
-use vnic_adapter::{Counters, FrameWriter, Inbound};
+use vnic_adapter::{Counters, FrameWriter, Inbound, ToProcessor};
 use vnic_listeners::app::{App, AppKind, Socket};
 use vnic_listeners::processor::{AppSource, Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
@@ -37,13 +37,14 @@ struct Rig {
     p: Processor,
     sink: Arc<CaptureSink>,
     registry: Arc<Registry>,
+    queue: crossbeam_channel::Sender<ToProcessor>,
 }
 
 fn rig(max_connections: usize) -> Rig {
     let sink = Arc::new(CaptureSink::default());
     let out = FrameWriter::new(sink.clone(), [2, 0, 0, 0, 0, 2], Arc::new(Counters::new(1)));
     let registry = Arc::new(Registry::new("monolithic", "round-robin", 1));
-    let (_q_tx, q_rx) = unbounded();
+    let (q_tx, q_rx) = unbounded();
     let (closed_tx, _closed_rx) = unbounded();
     let mut serve = HashMap::new();
     serve.insert(7, AppKind::Echo);
@@ -62,7 +63,12 @@ fn rig(max_connections: usize) -> Rig {
         max_connections,
         adapter_counters: Arc::new(Counters::new(1)),
     });
-    Rig { p, sink, registry }
+    Rig {
+        p,
+        sink,
+        registry,
+        queue: q_tx,
+    }
 }
 
 fn tuple(port: u16) -> FourTuple {
@@ -246,4 +252,94 @@ fn a_cookie_ack_opens_the_connection_it_stands_for() {
         out.iter().find(|o| !o.4.is_empty()).map(|o| o.2),
         Some(cookie.wrapping_add(1))
     );
+}
+
+/// A forged segment from another MAC (out of window, so it moves nothing)
+/// does not redirect the connection: what it draws and what genuine data
+/// brings later both go to the MAC of the genuine peer.
+#[test]
+fn a_forged_segment_does_not_redirect_the_connection() {
+    let mut r = rig(100);
+    let iss = open(&mut r, 40004);
+    let real = [2, 0, 0, 0, 0, 1];
+    r.p.on_inbound(Inbound {
+        tuple: tuple(40004),
+        segment: seg(
+            40004,
+            TcpFlags::ACK | TcpFlags::PSH,
+            1001u32.wrapping_add(50_000_000),
+            iss.wrapping_add(1),
+            b"forged",
+        ),
+        peer_mac: [6, 6, 6, 6, 6, 6],
+        syn_stamp: 0,
+        cookie_mss: None,
+        arrived: Instant::now(),
+    });
+    feed(
+        &mut r,
+        40004,
+        seg(
+            40004,
+            TcpFlags::ACK | TcpFlags::PSH,
+            1001,
+            iss.wrapping_add(1),
+            b"hello",
+        ),
+    );
+    let frames = r.sink.take();
+    let mut echoed = false;
+    for f in &frames {
+        let e = EthernetPacket::new(f).expect("eth");
+        assert_eq!(e.get_destination().octets(), real, "to the genuine peer");
+        let ip = Ipv4Packet::new(e.payload()).expect("ip");
+        let t = TcpPacket::new(ip.payload()).expect("tcp");
+        echoed |= t.payload() == b"hello";
+    }
+    assert!(echoed, "the genuine data was echoed");
+}
+
+/// Segments already queued when the processor looks are taken as one
+/// batch and the connection is serviced once: eight 10-byte segments draw
+/// one answer, echoing all 80 bytes and acknowledging the last.
+#[test]
+fn queued_segments_are_answered_as_one_batch() {
+    let mut r = rig(100);
+    let iss = open(&mut r, 40005);
+    for i in 0..8u32 {
+        let s = seg(
+            40005,
+            TcpFlags::ACK | TcpFlags::PSH,
+            1001 + 10 * i,
+            iss.wrapping_add(1),
+            &[b'a' + i as u8; 10],
+        );
+        r.queue
+            .send(ToProcessor::Segment(Inbound {
+                tuple: tuple(40005),
+                segment: s,
+                peer_mac: [2, 0, 0, 0, 0, 1],
+                syn_stamp: 0,
+                cookie_mss: None,
+                arrived: Instant::now(),
+            }))
+            .expect("queue");
+    }
+    let Rig { p, sink, queue, .. } = r;
+    let t = std::thread::spawn(move || p.run());
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while sink.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let frames = sink.take();
+    queue.send(ToProcessor::Shutdown).expect("shutdown");
+    t.join().expect("processor thread");
+    assert_eq!(frames.len(), 1, "one answer for the batch");
+    let e = EthernetPacket::new(&frames[0]).expect("eth");
+    let ip = Ipv4Packet::new(e.payload()).expect("ip");
+    let tcp = TcpPacket::new(ip.payload()).expect("tcp");
+    assert_eq!(tcp.get_acknowledgement(), 1081, "acknowledges all 80 bytes");
+    let want: Vec<u8> = (0..8u8).flat_map(|i| [b'a' + i; 10]).collect();
+    assert_eq!(tcp.payload(), &want[..], "echoes them in order");
 }

@@ -514,6 +514,14 @@ impl Connection {
         self.state == State::Closed
     }
 
+    /// Where the connection stands in both sequence spaces (RCV.NXT,
+    /// SND.UNA). A segment after which this changed was genuine: it carried
+    /// new data or acknowledged ours, which a blind attacker cannot do. The
+    /// adapter learns the peer's link address only from such segments.
+    pub fn progress(&self) -> (SeqNumber, SeqNumber) {
+        (self.rcv_nxt, self.snd_una)
+    }
+
     /// Counters of this connection.
     pub fn stats(&self) -> ConnStats {
         ConnStats {
