@@ -91,6 +91,9 @@ struct Conn {
     id: u64,
     /// Still in SYN-RECEIVED: it counts against its port's half-open queue.
     half_open: bool,
+    /// Payload bytes received since it was last serviced (see
+    /// [`SERVICE_BYTES`]).
+    unserviced: usize,
 }
 
 /// One deadline in the timer heap, ordered by time alone.
@@ -145,6 +148,13 @@ pub struct Processor {
 
 /// Most queued messages a processor takes before servicing connections.
 const BATCH: usize = 64;
+
+/// A connection that received this many payload bytes within a batch is
+/// serviced (and ACKs) at once instead of at the batch's end. One ACK per
+/// whole batch of 64 KiB segments covered the entire 256 KiB window, and a
+/// single lost ACK then stalled the sender until its RTO (an upload under
+/// 1% loss fell to a tenth); this keeps 16 ACKs or more per window.
+const SERVICE_BYTES: usize = 16 << 10;
 
 /// The app's view of a connection: counts bytes as they pass.
 struct SocketView<'a> {
@@ -479,12 +489,22 @@ impl Processor {
             }
             let before = c.tcp.progress();
             let disposition = c.tcp.on_segment(now, segment);
+            let after = c.tcp.progress();
             // A segment that moved nothing forward (out of window, forged,
             // a duplicate) must not redirect the connection's frames.
-            if c.tcp.progress() != before {
+            if after != before {
                 c.peer_mac = peer_mac;
             }
+            // Data that did not advance RCV.NXT (out of order, a gap): its
+            // duplicate ACK (with SACK) goes out now, not at the end of the
+            // batch, because the sender counts them to find the loss
+            // (RFC 5681 4.2). Batching them cut an upload under 1% loss to a
+            // tenth.
+            let out_of_order = !segment.payload.is_empty() && after.0 == before.0;
+            c.unserviced += segment.payload.len();
+            let due = c.unserviced >= SERVICE_BYTES;
             match disposition {
+                Disposition::Handled if out_of_order || due => self.service(tuple, now),
                 Disposition::Handled => {
                     if self.pending.last() != Some(&tuple) {
                         self.pending.push(tuple);
@@ -609,6 +629,7 @@ impl Processor {
                 armed: None,
                 id,
                 half_open,
+                unserviced: 0,
             },
         );
         if half_open {
@@ -634,6 +655,7 @@ impl Processor {
         let Some(c) = self.conns.get_mut(&tuple) else {
             return;
         };
+        c.unserviced = 0;
         let mut closed = false;
         // The app may free receive space or queue data; one pass of
         // app + transmit + events, twice, lets an app answer what the

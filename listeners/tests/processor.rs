@@ -343,3 +343,53 @@ fn queued_segments_are_answered_as_one_batch() {
     let want: Vec<u8> = (0..8u8).flat_map(|i| [b'a' + i; 10]).collect();
     assert_eq!(tcp.payload(), &want[..], "echoes them in order");
 }
+
+/// A batch does not swallow a whole window into one ACK: a connection is
+/// answered at least every 16 KiB of a batch, so one lost ACK cannot
+/// leave the sender without news of a whole window.
+#[test]
+fn a_large_batch_is_acknowledged_every_16_kib() {
+    let mut r = rig(100);
+    let iss = open(&mut r, 40006);
+    for i in 0..48u32 {
+        let s = seg(
+            40006,
+            TcpFlags::ACK,
+            1001 + 1000 * i,
+            iss.wrapping_add(1),
+            &[b'z'; 1000],
+        );
+        r.queue
+            .send(ToProcessor::Segment(Inbound {
+                tuple: tuple(40006),
+                segment: s,
+                peer_mac: [2, 0, 0, 0, 0, 1],
+                syn_stamp: 0,
+                cookie_mss: None,
+                arrived: Instant::now(),
+            }))
+            .expect("queue");
+    }
+    let Rig { p, sink, queue, .. } = r;
+    let t = std::thread::spawn(move || p.run());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let frames = sink.take();
+    queue.send(ToProcessor::Shutdown).expect("shutdown");
+    t.join().expect("processor thread");
+    let acks: Vec<u32> = frames
+        .iter()
+        .map(|f| {
+            let e = EthernetPacket::new(f).expect("eth");
+            let ip = Ipv4Packet::new(e.payload()).expect("ip");
+            TcpPacket::new(ip.payload())
+                .expect("tcp")
+                .get_acknowledgement()
+        })
+        .collect();
+    let mut last = 1001u32;
+    for a in &acks {
+        assert!(a - last <= 17_000, "ACKs {acks:?}: a gap over 16 KiB");
+        last = *a;
+    }
+    assert_eq!(last, 1001 + 48_000, "all acknowledged: {acks:?}");
+}
