@@ -14,14 +14,15 @@
 use parking_lot::Mutex;
 use std::sync::OnceLock;
 
-/// Buffers the pool keeps at most; beyond that, given-back buffers are
-/// freed. Enough for every processor queue's worth of large segments.
-const POOL_BUFFERS: usize = 4096;
+/// Buffers the payload pool keeps at most; beyond that, given-back
+/// buffers are freed. Enough for every processor queue's worth of large
+/// segments.
+const PAYLOAD_BUFFERS: usize = 4096;
 
 /// Buffers smaller than this are not worth keeping; larger ones (beyond
 /// the largest frame) are not kept either.
 const MIN_KEPT: usize = 256;
-const MAX_KEPT: usize = 128 << 10;
+const MAX_KEPT: usize = 256 << 10;
 
 /// A bounded pool of byte buffers, last in first out: the buffer taken
 /// is the one given back most recently, still in the cache (a FIFO cycled
@@ -29,12 +30,15 @@ const MAX_KEPT: usize = 128 << 10;
 /// copy took 40% of the RX thread in a profiled upload).
 pub struct PayloadPool {
     free: Mutex<Vec<Vec<u8>>>,
+    max: usize,
 }
 
 impl PayloadPool {
-    fn new() -> PayloadPool {
+    /// A pool that keeps at most `max` buffers.
+    pub fn new(max: usize) -> PayloadPool {
         PayloadPool {
-            free: Mutex::new(Vec::with_capacity(POOL_BUFFERS)),
+            free: Mutex::new(Vec::with_capacity(max.min(PAYLOAD_BUFFERS))),
+            max,
         }
     }
 
@@ -49,7 +53,7 @@ impl PayloadPool {
         if (MIN_KEPT..=MAX_KEPT).contains(&v.capacity()) {
             v.clear();
             let mut free = self.free.lock();
-            if free.len() < POOL_BUFFERS {
+            if free.len() < self.max {
                 free.push(v);
             }
         }
@@ -59,7 +63,7 @@ impl PayloadPool {
 /// The process's payload pool.
 pub fn payloads() -> &'static PayloadPool {
     static POOL: OnceLock<PayloadPool> = OnceLock::new();
-    POOL.get_or_init(PayloadPool::new)
+    POOL.get_or_init(|| PayloadPool::new(PAYLOAD_BUFFERS))
 }
 
 #[cfg(test)]
@@ -68,7 +72,7 @@ mod tests {
 
     #[test]
     fn buffers_come_back_empty_and_tiny_ones_are_not_kept() {
-        let p = PayloadPool::new();
+        let p = PayloadPool::new(8);
         let mut v = Vec::with_capacity(2048);
         v.extend_from_slice(b"left over");
         let ptr = v.as_ptr();

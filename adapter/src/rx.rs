@@ -18,7 +18,7 @@ use crate::ndp;
 use crate::queue::{Datagram, FlowClosed, Inbound, ToProcessor};
 use crate::ratelimit::{TokenBucket, ICMP_RATE};
 use crate::tap::{FrameSource, MAX_FRAME_LEN};
-use crate::trace::{rx_comment, Direction, Tracer};
+use crate::trace::{Direction, Note, Tracer};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4Slice, Ipv6Slice};
 use parking_lot::Mutex;
@@ -672,7 +672,7 @@ impl Adapter {
                         let d = self.handle_rx_frame(Instant::now(), &buf[..len], trusted);
                         let filter = &self.filter;
                         tracer.record_owned(Direction::In, &mut buf, len, |_| {
-                            rx_comment(&d, filter.lock().mode())
+                            Note::Rx(d, filter.lock().mode())
                         });
                         // A large frame's buffer went to the trace writer.
                         buf.resize(MAX_FRAME_LEN, 0);

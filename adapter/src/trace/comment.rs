@@ -6,6 +6,55 @@
 
 use crate::filter::FilterMode;
 use crate::rx::Decision;
+use std::sync::Arc;
+
+/// A decision text not yet written out: the hot path records what was
+/// decided, the writer thread turns it into words. Formatting a `String`
+/// per frame on the RX thread or a processor cost more than the rest of
+/// recording a small frame.
+#[derive(Clone, Debug)]
+pub enum Note {
+    /// Ready-made text.
+    Text(String),
+    /// A frame read from the TAP, and what the RX path did with it (see
+    /// [`rx_comment`]).
+    Rx(Decision, FilterMode),
+    /// A frame written by `origin` (see [`out_comment`]), then `suffix`
+    /// (` gso`, ` tx-error`, or nothing).
+    Out {
+        /// `cpu=2` or `adapter`.
+        origin: Arc<str>,
+        /// Appended as is.
+        suffix: &'static str,
+    },
+}
+
+impl Note {
+    /// The text, for the frame it was recorded with.
+    pub fn render(&self, frame: &[u8]) -> String {
+        match self {
+            Note::Text(t) => t.clone(),
+            Note::Rx(d, mode) => rx_comment(d, *mode),
+            Note::Out { origin, suffix } => {
+                let mut c = out_comment(origin, frame);
+                c.push_str(suffix);
+                c
+            }
+        }
+    }
+}
+
+impl From<String> for Note {
+    fn from(s: String) -> Note {
+        Note::Text(s)
+    }
+}
+
+impl From<&str> for Note {
+    fn from(s: &str) -> Note {
+        Note::Text(s.to_owned())
+    }
+}
 
 /// The comment for a frame read from the TAP, from the RX path's
 /// [`Decision`]. A new connection reads `rr-new` under round-robin

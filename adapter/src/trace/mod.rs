@@ -39,11 +39,12 @@ mod frames;
 #[cfg(test)]
 mod tests;
 
-pub use comment::{out_comment, out_kind, rx_comment};
+pub use comment::{out_comment, out_kind, rx_comment, Note};
 pub use line::{format_conn_line, format_line};
 pub use sink::TracingSink;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crate::pool::PayloadPool;
+use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 use std::io;
 use std::path::PathBuf;
@@ -184,7 +185,7 @@ pub(crate) struct FrameRecord {
     pub data: Vec<u8>,
     pub len: usize,
     pub original_len: usize,
-    pub comment: String,
+    pub comment: Note,
     /// What was on when it was recorded ([`PCAP`], [`FRAME_LINES`]).
     pub mode: u8,
 }
@@ -217,6 +218,15 @@ pub(crate) enum Msg {
 /// path no copy and no allocation per frame.
 const POOL_BUFFERS: usize = 64;
 
+/// How many small-frame buffers (copies of frames under
+/// [`HANDOVER_BYTES`]) the writer hands back: a traced transfer without
+/// offloads records half a million small frames a second, and a `malloc`
+/// on one thread freed on another for each cost more than the copy.
+const SMALL_BUFFERS: usize = 4096;
+
+/// The capacity a new small-frame buffer gets: any plain frame fits.
+const SMALL_BYTES: usize = 2048;
+
 /// Frames at least this long are handed over instead of copied.
 pub const HANDOVER_BYTES: usize = 8 << 10;
 
@@ -233,14 +243,14 @@ pub(crate) struct Shared {
     rotated: AtomicU64,
     file: Mutex<Option<PathBuf>>,
     last_error: Mutex<Option<String>>,
-    /// Frame buffers the writer is done with (see [`POOL_BUFFERS`]).
-    pool_tx: Sender<Vec<u8>>,
-    pool_rx: Receiver<Vec<u8>>,
+    /// Large frame buffers the writer is done with (see [`POOL_BUFFERS`]).
+    large: PayloadPool,
+    /// Small frame buffers the writer is done with (see [`SMALL_BUFFERS`]).
+    small: PayloadPool,
 }
 
 impl Default for Shared {
     fn default() -> Shared {
-        let (pool_tx, pool_rx) = crossbeam_channel::bounded(POOL_BUFFERS);
         Shared {
             mode: AtomicU8::new(0),
             queued_bytes: AtomicUsize::new(0),
@@ -250,8 +260,8 @@ impl Default for Shared {
             rotated: AtomicU64::new(0),
             file: Mutex::new(None),
             last_error: Mutex::new(None),
-            pool_tx,
-            pool_rx,
+            large: PayloadPool::new(POOL_BUFFERS),
+            small: PayloadPool::new(SMALL_BUFFERS),
         }
     }
 }
@@ -261,23 +271,28 @@ impl Shared {
         self.lost.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A copy of `data`: small frames in a new buffer, large ones in one
-    /// from the pool.
+    /// A copy of `data` in a buffer from the pool of its size.
     fn copy(&self, data: &[u8]) -> Vec<u8> {
-        if data.len() < HANDOVER_BYTES {
-            return data.to_vec();
+        let pool = if data.len() < HANDOVER_BYTES {
+            &self.small
+        } else {
+            &self.large
+        };
+        let mut v = pool.take();
+        if v.capacity() < data.len() {
+            v.reserve(data.len().max(SMALL_BYTES));
         }
-        let mut v = self.pool_rx.try_recv().unwrap_or_default();
-        v.clear();
         v.extend_from_slice(data);
         v
     }
 
-    /// Gives a frame buffer back for reuse (dropped if it is small, too
-    /// big to keep, or the pool is full).
+    /// Gives a frame buffer back for reuse, to the pool of its size
+    /// (dropped if too big to keep or the pool is full).
     pub(crate) fn recycle(&self, v: Vec<u8>) {
-        if (HANDOVER_BYTES..=POOL_MAX_BYTES).contains(&v.capacity()) {
-            let _ = self.pool_tx.try_send(v);
+        if v.capacity() < HANDOVER_BYTES {
+            self.small.give(v);
+        } else if v.capacity() <= POOL_MAX_BYTES {
+            self.large.give(v);
         }
     }
 
@@ -394,13 +409,18 @@ impl Tracer {
     /// Records one frame with a ready-made comment (see
     /// [`Tracer::record_with`]).
     pub fn record(&self, dir: Direction, frame: &[u8], comment: &str) {
-        self.record_with(dir, frame, || comment.to_owned())
+        self.record_with(dir, frame, || comment)
     }
 
     /// Records one frame; called on the hot path for every frame. When
     /// tracing is off this is one relaxed load and `comment` is never
     /// called; when the queue is full the record is counted as lost.
-    pub fn record_with(&self, dir: Direction, frame: &[u8], comment: impl FnOnce() -> String) {
+    pub fn record_with<N: Into<Note>>(
+        &self,
+        dir: Direction,
+        frame: &[u8],
+        comment: impl FnOnce() -> N,
+    ) {
         let mode = self.shared.mode.load(Ordering::Relaxed) & (PCAP | FRAME_LINES);
         if mode == 0 {
             return;
@@ -415,7 +435,7 @@ impl Tracer {
             data: self.shared.copy(data),
             len: data.len(),
             original_len: frame.len(),
-            comment: comment(),
+            comment: comment().into(),
             mode,
         };
         self.shared.send(&self.tx, rec);
@@ -427,12 +447,12 @@ impl Tracer {
     /// the pool (or a new one of the same capacity). After the call `buf`
     /// has some length and contents the caller must not rely on. The
     /// comment is built from the recorded frame.
-    pub fn record_owned(
+    pub fn record_owned<N: Into<Note>>(
         &self,
         dir: Direction,
         buf: &mut Vec<u8>,
         len: usize,
-        comment: impl FnOnce(&[u8]) -> String,
+        comment: impl FnOnce(&[u8]) -> N,
     ) {
         let mode = self.shared.mode.load(Ordering::Relaxed) & (PCAP | FRAME_LINES);
         if mode == 0 {
@@ -447,15 +467,15 @@ impl Tracer {
         if !self.shared.reserve(&self.tx, cut) {
             return;
         }
-        let fresh = match self.shared.pool_rx.try_recv() {
-            Ok(v) => v,
-            Err(_) => Vec::with_capacity(buf.capacity()),
-        };
+        let mut fresh = self.shared.large.take();
+        if fresh.capacity() == 0 {
+            fresh = Vec::with_capacity(buf.capacity());
+        }
         let data = std::mem::replace(buf, fresh);
         let rec = FrameRecord {
             when: SystemTime::now(),
             dir,
-            comment: comment(&data[..len]),
+            comment: comment(&data[..len]).into(),
             data,
             len: cut,
             original_len: len,

@@ -81,8 +81,10 @@ impl PcapFile {
     }
 
     /// Appends one frame; returns true if a new file was started for it.
-    pub fn write(&mut self, rec: &FrameRecord) -> io::Result<bool> {
-        let comment = cut(&rec.comment, MAX_COMMENT);
+    /// Appends one frame with its decision text; returns true if a new
+    /// file was started for it.
+    pub fn write(&mut self, rec: &FrameRecord, comment: &str) -> io::Result<bool> {
+        let comment = cut(comment, MAX_COMMENT);
         let need = epb_len(rec.len, comment.len());
         let mut rotated = false;
         if let Some(max) = self.max_bytes {

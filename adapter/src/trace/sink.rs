@@ -4,21 +4,22 @@
 //! [`FrameSink`]; whether it traces is decided
 //! once, at wiring time.
 
-use super::{comment, Direction, Tracer};
+use super::{Direction, Note, Tracer};
 use crate::emit::FrameSink;
-use crate::vnet::VnetHeader;
+use crate::vnet::{VnetHeader, GSO_NONE};
 use std::io;
 use std::sync::Arc;
 
 /// A [`FrameSink`] that sends through `inner` and then records the frame
 /// as [`Direction::Out`] with the comment `out <origin>` (`out cpu=2`), or
 /// for origin `adapter`, `out adapter <kind>` (`arp-reply`, `ndp-advert`,
-/// `echo-reply`, `port-unreachable`, `rst`, `tcp`). A frame the inner sink
-/// refused gets ` tx-error` added. One per sender, so the origin is fixed.
+/// `echo-reply`, `port-unreachable`, `rst`, `tcp`); a GSO frame gets
+/// ` gso`, a frame the inner sink refused ` tx-error`. One per sender, so
+/// the origin is fixed.
 pub struct TracingSink {
     inner: Arc<dyn FrameSink>,
     tracer: Arc<Tracer>,
-    origin: String,
+    origin: Arc<str>,
 }
 
 impl TracingSink {
@@ -27,7 +28,24 @@ impl TracingSink {
         TracingSink {
             inner,
             tracer,
-            origin,
+            origin: origin.into(),
+        }
+    }
+
+    /// The decision of a frame this sink wrote: its origin, ` gso` for a
+    /// frame the kernel cuts into segments (one that only has its
+    /// checksum left to the kernel says nothing), ` tx-error` if the
+    /// write failed. Turned into text by the writer thread.
+    fn note(&self, gso: bool, r: &io::Result<()>) -> Note {
+        let suffix = match (gso, r.is_err()) {
+            (false, false) => "",
+            (false, true) => " tx-error",
+            (true, false) => " gso",
+            (true, true) => " gso tx-error",
+        };
+        Note::Out {
+            origin: self.origin.clone(),
+            suffix,
         }
     }
 }
@@ -35,13 +53,8 @@ impl TracingSink {
 impl FrameSink for TracingSink {
     fn send_frame(&self, frame: &[u8]) -> io::Result<()> {
         let r = self.inner.send_frame(frame);
-        self.tracer.record_with(Direction::Out, frame, || {
-            let mut c = comment::out_comment(&self.origin, frame);
-            if r.is_err() {
-                c.push_str(" tx-error");
-            }
-            c
-        });
+        self.tracer
+            .record_with(Direction::Out, frame, || self.note(false, &r));
         r
     }
 
@@ -51,31 +64,18 @@ impl FrameSink for TracingSink {
 
     fn send_gso_frame(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {
         let r = self.inner.send_gso_frame(frame, hdr);
+        let gso = hdr.gso_type != GSO_NONE;
         self.tracer
-            .record_with(Direction::Out, frame, || self.gso_comment(frame, hdr, &r));
+            .record_with(Direction::Out, frame, || self.note(gso, &r));
         r
     }
 
     fn send_gso_buf(&self, frame: &mut Vec<u8>, hdr: &VnetHeader) -> io::Result<()> {
         let r = self.inner.send_gso_frame(frame, hdr);
         let len = frame.len();
+        let gso = hdr.gso_type != GSO_NONE;
         self.tracer
-            .record_owned(Direction::Out, frame, len, |f| self.gso_comment(f, hdr, &r));
+            .record_owned(Direction::Out, frame, len, |_| self.note(gso, &r));
         r
-    }
-}
-
-impl TracingSink {
-    /// `out cpu=2`, with ` gso` for a frame the kernel cuts into segments
-    /// (one that only has its checksum left to the kernel says nothing).
-    fn gso_comment(&self, frame: &[u8], hdr: &VnetHeader, r: &io::Result<()>) -> String {
-        let mut c = comment::out_comment(&self.origin, frame);
-        if hdr.gso_type != crate::vnet::GSO_NONE {
-            c.push_str(" gso");
-        }
-        if r.is_err() {
-            c.push_str(" tx-error");
-        }
-        c
     }
 }

@@ -689,8 +689,8 @@ fn snaplen_cuts_frames_and_keeps_their_length() {
     let big = frames::tcp4(1, ack(1), &[7; 20_000]);
     let small = frames::tcp4(2, ack(1), &[8; 10]);
     let mut buf = big.clone();
-    t.record_owned(Direction::Out, &mut buf, big.len(), |_| "out cpu=0".into());
-    t.record_with(Direction::In, &small, || "in cpu=0 flow".into());
+    t.record_owned(Direction::Out, &mut buf, big.len(), |_| "out cpu=0");
+    t.record_with(Direction::In, &small, || "in cpu=0 flow");
     t.close();
     let file = std::fs::File::open(&path).expect("open");
     let mut r = PcapNgReader::new(file).expect("section header");
@@ -799,10 +799,12 @@ fn a_slow_writer_loses_records_instead_of_blocking() {
 fn off_is_a_no_op_that_never_builds_the_comment() {
     let t = Tracer::start_tuned(opts(None, None), tuning()).expect("start");
     assert!(!t.active());
-    t.record_with(Direction::In, b"abc", || panic!("comment built while off"));
+    t.record_with(Direction::In, b"abc", || -> Note {
+        panic!("comment built while off")
+    });
     t.conn_event(|| panic!("event built while off"));
     let d = Tracer::disabled();
-    d.record_with(Direction::In, b"abc", || {
+    d.record_with(Direction::In, b"abc", || -> Note {
         panic!("comment built while disabled")
     });
     assert!(d.set_pcap(None).is_err());
@@ -886,7 +888,7 @@ fn conn_mode_prints_only_connection_events() {
     let tun = tuning();
     let t = Tracer::start_tuned(opts(None, Some(LineMode::Conn)), tun.clone()).expect("start");
     assert!(!t.active(), "no frame is recorded in conn mode");
-    t.record_with(Direction::In, b"abc", || {
+    t.record_with(Direction::In, b"abc", || -> Note {
         panic!("frame recorded in conn mode")
     });
     t.conn_event(|| "cpu=1 closed".into());

@@ -114,8 +114,9 @@ pub(crate) fn run(rx: Receiver<Msg>, shared: Arc<Shared>, pcap: Option<PcapFile>
 
 impl Writer {
     fn frame(&mut self, rec: &FrameRecord) {
+        let comment = rec.comment.render(rec.frame());
         if rec.mode & PCAP != 0 {
-            match self.pcap.as_mut().map(|p| p.write(rec)) {
+            match self.pcap.as_mut().map(|p| p.write(rec, &comment)) {
                 Some(Ok(rotated)) => {
                     self.shared.written.fetch_add(1, Ordering::Relaxed);
                     if rotated {
@@ -134,12 +135,8 @@ impl Writer {
             }
         }
         if rec.mode & FRAME_LINES != 0 {
-            self.lines.push_str(&line::format_line(
-                rec.when,
-                rec.dir,
-                rec.frame(),
-                &rec.comment,
-            ));
+            self.lines
+                .push_str(&line::format_line(rec.when, rec.dir, rec.frame(), &comment));
             self.lines.push('\n');
             self.shared.lines.fetch_add(1, Ordering::Relaxed);
         }
