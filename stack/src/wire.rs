@@ -134,7 +134,7 @@ const OPT_TIMESTAMPS: u8 = 8;
 /// Parses and validates the TCP bytes (header+payload) of one IP packet
 /// whose pseudo header is (src, dst): checksum verified, flags sane, options parsed.
 pub fn parse(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError> {
-    parse_checked(src, dst, tcp, true, Vec::new())
+    parse_into(src, dst, tcp, true, Vec::new())
 }
 
 /// Like [`parse`], every check but the checksum: for segments whose
@@ -142,23 +142,13 @@ pub fn parse(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError>
 /// own segments, whose checksum field holds only the pseudo-header sum).
 /// The addresses must still be of one family.
 pub fn parse_trusted(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError> {
-    parse_checked(src, dst, tcp, false, Vec::new())
+    parse_into(src, dst, tcp, false, Vec::new())
 }
 
 /// [`parse`] (or with `verify` false, [`parse_trusted`]) that copies the
 /// payload into `buf` (cleared first) instead of a new buffer: the caller
 /// recycles payload buffers.
 pub fn parse_into(
-    src: IpAddr,
-    dst: IpAddr,
-    tcp: &[u8],
-    verify: bool,
-    buf: Vec<u8>,
-) -> Result<Segment, WireError> {
-    parse_checked(src, dst, tcp, verify, buf)
-}
-
-fn parse_checked(
     src: IpAddr,
     dst: IpAddr,
     tcp: &[u8],
