@@ -343,9 +343,11 @@ impl FrameWriter {
         match (b.src, b.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 // Cannot fail: takes() keeps the payload within MAX_GSO_PAYLOAD.
+                // Were it to, the run is counted lost (the stack resends it).
                 let Ok(mut h) =
                     Ipv4Header::new(tcp_len as u16, TTL, IpNumber::TCP, s.octets(), d.octets())
                 else {
+                    Counters::bump(&self.counters.tx_errors);
                     self.buf = buf;
                     return;
                 };
