@@ -4,11 +4,9 @@
 
 mod common;
 
-use common::{can_run, http_get, rss_kib, Netns, Raw};
-use pnet_base::MacAddr;
-use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+use common::{can_run, eth, http_get, rss_kib, Netns, Raw};
+use pnet_packet::ethernet::EtherTypes;
 use pnet_packet::ip::IpNextHeaderProtocols;
-use pnet_packet::ipv4::{self, MutableIpv4Packet};
 use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,31 +35,8 @@ fn spoofed_syn(mac: [u8; 6], src: Ipv4Addr, sport: u16, seq: u32) -> Vec<u8> {
         let ck = tcp::ipv4_checksum(&p.to_immutable(), &src, &dst);
         p.set_checksum(ck);
     }
-    let mut ip = vec![0u8; 20 + t.len()];
-    {
-        let mut p = MutableIpv4Packet::new(&mut ip).expect("ip");
-        p.set_version(4);
-        p.set_header_length(5);
-        p.set_total_length(ip_len(t.len()));
-        p.set_ttl(64);
-        p.set_next_level_protocol(IpNextHeaderProtocols::Tcp);
-        p.set_source(src);
-        p.set_destination(dst);
-        p.set_payload(&t);
-        let ck = ipv4::checksum(&p.to_immutable());
-        p.set_checksum(ck);
-    }
-    let mut f = vec![0u8; 14 + ip.len()];
-    let mut e = MutableEthernetPacket::new(&mut f).expect("eth");
-    e.set_destination(MacAddr::from(mac));
-    e.set_source(MacAddr::new(0x0a, 0, 0, 0, 0, 1));
-    e.set_ethertype(EtherTypes::Ipv4);
-    e.set_payload(&ip);
-    f
-}
-
-fn ip_len(tcp: usize) -> u16 {
-    (20 + tcp) as u16
+    let ip = common::ipv4(src, dst, IpNextHeaderProtocols::Tcp, &t, |_| {});
+    eth(mac, EtherTypes::Ipv4, &ip)
 }
 
 /// The flood at a fixed 50,000 SYN/s (about a third of what vnic reads

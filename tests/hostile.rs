@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{can_run, http_get, Netns, Raw};
-use pnet_base::MacAddr;
-use pnet_packet::ethernet::{EtherType, EtherTypes, MutableEthernetPacket};
+use common::{can_run, eth, http_get, Netns, Raw};
+use pnet_packet::ethernet::{EtherType, EtherTypes};
 use pnet_packet::ip::{IpNextHeaderProtocol, IpNextHeaderProtocols};
 use pnet_packet::ipv4::{self, MutableIpv4Packet};
 use pnet_packet::ipv6::MutableIpv6Packet;
@@ -21,35 +20,13 @@ use std::time::{Duration, Instant};
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
-fn eth(dst: [u8; 6], ty: EtherType, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + payload.len()];
-    let mut e = MutableEthernetPacket::new(&mut f).expect("eth");
-    e.set_destination(MacAddr::from(dst));
-    e.set_source(MacAddr::new(0x0a, 0, 0, 0, 0, 1));
-    e.set_ethertype(ty);
-    e.set_payload(payload);
-    f
-}
-
+/// IPv4 from the host to vnic (see [`common::ipv4`]).
 fn ipv4(
     proto: IpNextHeaderProtocol,
     payload: &[u8],
     tweak: impl FnOnce(&mut MutableIpv4Packet),
 ) -> Vec<u8> {
-    let mut b = vec![0u8; 20 + payload.len()];
-    let mut p = MutableIpv4Packet::new(&mut b).expect("ip");
-    p.set_version(4);
-    p.set_header_length(5);
-    p.set_total_length((20 + payload.len()) as u16);
-    p.set_ttl(64);
-    p.set_next_level_protocol(proto);
-    p.set_source(HOST);
-    p.set_destination(VIP);
-    p.set_payload(payload);
-    let ck = ipv4::checksum(&p.to_immutable());
-    p.set_checksum(ck);
-    tweak(&mut p);
-    b
+    common::ipv4(HOST, VIP, proto, payload, tweak)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -42,16 +42,18 @@ impl PayloadPool {
         }
     }
 
-    /// An empty buffer, from the pool when it has one.
+    /// A buffer from the pool when it has one (else a new, empty one).
+    /// It keeps the length and bytes it was given back with: a caller that
+    /// wants it empty clears it, one that reads into it whole (the RX
+    /// thread's frame buffer) needs no zeroing of what is already there.
     pub fn take(&self) -> Vec<u8> {
         self.free.lock().pop().unwrap_or_default()
     }
 
     /// Gives a buffer back (freed instead if the pool is full or the
     /// buffer too small or too large to be worth keeping).
-    pub fn give(&self, mut v: Vec<u8>) {
+    pub fn give(&self, v: Vec<u8>) {
         if (MIN_KEPT..=MAX_KEPT).contains(&v.capacity()) {
-            v.clear();
             let mut free = self.free.lock();
             if free.len() < self.max {
                 free.push(v);
@@ -71,16 +73,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_come_back_empty_and_tiny_ones_are_not_kept() {
+    fn the_last_buffer_given_comes_back_first_as_it_was() {
         let p = PayloadPool::new(8);
-        let mut v = Vec::with_capacity(2048);
-        v.extend_from_slice(b"left over");
-        let ptr = v.as_ptr();
-        p.give(v);
+        let mut a = Vec::with_capacity(2048);
+        a.extend_from_slice(b"first");
+        let mut b = Vec::with_capacity(2048);
+        b.extend_from_slice(b"second");
+        let ptr = b.as_ptr();
+        p.give(a);
+        p.give(b);
         p.give(Vec::with_capacity(8));
         let back = p.take();
-        assert!(back.is_empty());
-        assert_eq!(back.as_ptr(), ptr, "the same buffer");
+        assert_eq!(back.as_ptr(), ptr, "the last one given (cache-warm)");
+        assert_eq!(back, b"second", "length and bytes kept");
+        assert_eq!(p.take(), b"first");
         assert_eq!(p.take().capacity(), 0, "the tiny one was freed");
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_its_bound() {
+        let p = PayloadPool::new(2);
+        for _ in 0..3 {
+            p.give(Vec::with_capacity(1024));
+        }
+        assert!(p.take().capacity() > 0);
+        assert!(p.take().capacity() > 0);
+        assert_eq!(p.take().capacity(), 0, "the third was freed");
     }
 }

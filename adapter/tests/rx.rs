@@ -1,11 +1,13 @@
 //! The adapter's receive path driven with frames crafted by pnet_packet
 //! (never by our own builder), and its answers parsed by pnet_packet.
 
+mod common;
+
+use common::HOST_MAC;
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use pnet_base::MacAddr;
-use pnet_packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
-use pnet_packet::ip::IpNextHeaderProtocols;
-use pnet_packet::ipv4::{self, Ipv4Packet, MutableIpv4Packet};
+use pnet_packet::ethernet::EthernetPacket;
+use pnet_packet::ipv4::{self, Ipv4Packet};
 use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags, TcpPacket};
 use pnet_packet::Packet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,7 +21,6 @@ use vnic_adapter::{
 };
 use vnic_stack::{FourTuple, SeqNumber};
 
-const HOST_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 1];
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
@@ -92,29 +93,7 @@ fn tcp_frame(
         let ck = tcp::ipv4_checksum(&p.to_immutable(), &HOST, &dst_ip);
         p.set_checksum(ck);
     }
-    let mut ip = vec![0u8; 20 + t.len()];
-    {
-        let mut p = MutableIpv4Packet::new(&mut ip).expect("ip");
-        p.set_version(4);
-        p.set_header_length(5);
-        p.set_total_length((20 + t.len()) as u16);
-        p.set_ttl(64);
-        p.set_next_level_protocol(IpNextHeaderProtocols::Tcp);
-        p.set_source(HOST);
-        p.set_destination(dst_ip);
-        p.set_payload(&t);
-        let ck = ipv4::checksum(&p.to_immutable());
-        p.set_checksum(ck);
-    }
-    let mut f = vec![0u8; 14 + ip.len()];
-    {
-        let mut e = MutableEthernetPacket::new(&mut f).expect("eth");
-        e.set_destination(MacAddr::from(dst_mac));
-        e.set_source(MacAddr::from(HOST_MAC));
-        e.set_ethertype(EtherTypes::Ipv4);
-        e.set_payload(&ip);
-    }
-    f
+    common::tcp_in_ipv4(dst_mac, HOST, dst_ip, &t)
 }
 
 fn syn(r: &Rig, sport: u16, dport: u16) -> Vec<u8> {

@@ -2,10 +2,10 @@
 //! than the MTU whose checksum the kernel left partial, through the RX path
 //! and into the stack. Frames are crafted by pnet_packet.
 
+mod common;
+
+use common::HOST_MAC;
 use crossbeam_channel::{bounded, unbounded, Receiver};
-use pnet_base::MacAddr;
-use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
-use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::{self, MutableIpv4Packet};
 use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,7 +22,6 @@ use vnic_adapter::{
 };
 use vnic_stack::{Config, Connection, Control, FourTuple, Segment, SeqNumber, TcpOptions};
 
-const HOST_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 1];
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// Payload of the large segment: far above a 1500-byte MTU.
@@ -109,29 +108,7 @@ fn frame(mac: [u8; 6], flags: u8, seq: u32, payload: &[u8], csum: Csum) -> Vec<u
         };
         p.set_checksum(ck);
     }
-    let mut ip = vec![0u8; 20 + t.len()];
-    {
-        let mut p = MutableIpv4Packet::new(&mut ip).expect("ip");
-        p.set_version(4);
-        p.set_header_length(5);
-        p.set_total_length((20 + t.len()) as u16);
-        p.set_ttl(64);
-        p.set_next_level_protocol(IpNextHeaderProtocols::Tcp);
-        p.set_source(HOST);
-        p.set_destination(VIP);
-        p.set_payload(&t);
-        let ck = ipv4::checksum(&p.to_immutable());
-        p.set_checksum(ck);
-    }
-    let mut f = vec![0u8; 14 + ip.len()];
-    {
-        let mut e = MutableEthernetPacket::new(&mut f).expect("eth");
-        e.set_destination(MacAddr::from(mac));
-        e.set_source(MacAddr::from(HOST_MAC));
-        e.set_ethertype(EtherTypes::Ipv4);
-        e.set_payload(&ip);
-    }
-    f
+    common::tcp_in_ipv4(mac, HOST, VIP, &t)
 }
 
 fn t_len(payload: &[u8]) -> usize {

@@ -979,11 +979,7 @@ impl Connection {
         self.log_retransmission(now, start, start + seq_len);
         self.rtt_sample = None; // Karn
         self.count_retransmission();
-        let mut payload = payload_buffer(spare, payload_len);
-        self.send_buf.read_at(start, payload_len, &mut payload);
-        let control = if fin { Control::Fin } else { Control::None };
-        let mut seg = self.segment(now, start, control, payload);
-        seg.psh = payload_len > 0 && start + payload_len == data_end;
+        let seg = self.data_segment(now, start, payload_len, fin, data_end, spare);
         self.on_sent(now, start, seq_len, payload_len);
         if self.recovery.is_some() {
             // The last hole may just have been resent: from now on only
@@ -1102,11 +1098,7 @@ impl Connection {
         self.count_retransmission();
         self.rtt_sample = None;
         self.log_retransmission(now, start, start + seq_len);
-        let mut payload = payload_buffer(spare, payload_len);
-        self.send_buf.read_at(start, payload_len, &mut payload);
-        let control = if fin { Control::Fin } else { Control::None };
-        let mut seg = self.segment(now, start, control, payload);
-        seg.psh = payload_len > 0 && start + payload_len == data_end;
+        let seg = self.data_segment(now, start, payload_len, fin, data_end, spare);
         self.on_sent(now, start, seq_len, payload_len);
         self.tlp_out = true;
         self.timers.stop(Timer::LossProbe);
@@ -1188,11 +1180,7 @@ impl Connection {
         self.timers.stop(Timer::SendOverride);
         let seq = self.snd_nxt;
         let fin = self.fin_seq == Some(seq + len);
-        let mut payload = payload_buffer(spare, len);
-        self.send_buf.read_at(seq, len, &mut payload);
-        let control = if fin { Control::Fin } else { Control::None };
-        let mut seg = self.segment(now, seq, control, payload);
-        seg.psh = len > 0 && seq + len == data_end;
+        let seg = self.data_segment(now, seq, len, fin, data_end, spare);
         if len > 0 && len < self.send_mss {
             self.snd_sml = seq + len;
         }
@@ -1304,6 +1292,26 @@ impl Connection {
 
     /// Builds a segment from our side carrying ACK (except our first SYN),
     /// the current window and the negotiated options.
+    /// The segment carrying `len` bytes of the send buffer from `seq` (in
+    /// `spare`'s buffer), with FIN if `fin`, and PSH when it reaches
+    /// `data_end`, the end of the data queued.
+    fn data_segment(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        len: usize,
+        fin: bool,
+        data_end: SeqNumber,
+        spare: &mut Vec<u8>,
+    ) -> Segment {
+        let mut payload = payload_buffer(spare, len);
+        self.send_buf.read_at(seq, len, &mut payload);
+        let control = if fin { Control::Fin } else { Control::None };
+        let mut seg = self.segment(now, seq, control, payload);
+        seg.psh = len > 0 && seq + len == data_end;
+        seg
+    }
+
     fn segment(
         &mut self,
         now: Instant,

@@ -506,3 +506,47 @@ pub fn chargen_mismatch(s: &mut std::net::TcpStream, start: usize, n: usize) -> 
     }
     mismatch
 }
+
+/// The MAC hand-crafted frames come from (the host side of the TAP, as
+/// far as vnic can tell).
+pub const CRAFTED_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 1];
+
+/// An Ethernet frame to `dst` of type `ty` around `payload`, from
+/// [`CRAFTED_MAC`], crafted by pnet.
+pub fn eth(dst: [u8; 6], ty: pnet_packet::ethernet::EtherType, payload: &[u8]) -> Vec<u8> {
+    use pnet_packet::ethernet::MutableEthernetPacket;
+    let mut f = vec![0u8; 14 + payload.len()];
+    let mut e = MutableEthernetPacket::new(&mut f).expect("eth");
+    e.set_destination(pnet_base::MacAddr::from(dst));
+    e.set_source(pnet_base::MacAddr::from(CRAFTED_MAC));
+    e.set_ethertype(ty);
+    e.set_payload(payload);
+    f
+}
+
+/// An IPv4 packet `src` → `dst` of protocol `proto` around `payload`,
+/// with a correct header checksum, then handed to `tweak` (which may
+/// break it on purpose), crafted by pnet.
+pub fn ipv4(
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    proto: pnet_packet::ip::IpNextHeaderProtocol,
+    payload: &[u8],
+    tweak: impl FnOnce(&mut pnet_packet::ipv4::MutableIpv4Packet),
+) -> Vec<u8> {
+    use pnet_packet::ipv4::{self, MutableIpv4Packet};
+    let mut b = vec![0u8; 20 + payload.len()];
+    let mut p = MutableIpv4Packet::new(&mut b).expect("ip");
+    p.set_version(4);
+    p.set_header_length(5);
+    p.set_total_length((20 + payload.len()) as u16);
+    p.set_ttl(64);
+    p.set_next_level_protocol(proto);
+    p.set_source(src);
+    p.set_destination(dst);
+    p.set_payload(payload);
+    let ck = ipv4::checksum(&p.to_immutable());
+    p.set_checksum(ck);
+    tweak(&mut p);
+    b
+}

@@ -279,6 +279,7 @@ impl Shared {
             &self.large
         };
         let mut v = pool.take();
+        v.clear();
         if v.capacity() < data.len() {
             v.reserve(data.len().max(SMALL_BYTES));
         }
