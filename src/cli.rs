@@ -172,6 +172,13 @@ pub struct UpArgs {
     /// distributor model has one front-end).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub processors: Option<u16>,
+    /// RX queues of the TAP, 1 to 16 (default 1), each read by its own
+    /// adapter thread, like a multi-queue NIC with receive-side scaling:
+    /// connections are spread over the queues by a hash of their addresses
+    /// and ports. Above 1 the TAP is multi-queue and needs BPF (root).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub rx_queues: u16,
     /// Listener model: monolithic (one listener per processor, round-robin
     /// filtering) or distributor (one front-end forwarding requests to back-ends).
     #[arg(long, default_value = "monolithic", value_parser = ["monolithic", "distributor"])]
@@ -273,6 +280,8 @@ pub struct Plan {
     pub host_ips: Vec<(IpAddr, u8)>,
     /// Number of processors (1 in the distributor model: the distributor).
     pub processors: usize,
+    /// RX queues of the TAP, each with its adapter thread.
+    pub rx_queues: usize,
     /// Listener model.
     pub model: Model,
     /// Filter mode.
@@ -422,6 +431,7 @@ impl Plan {
             ips,
             host_ips: a.host_ips,
             processors,
+            rx_queues: usize::from(a.rx_queues),
             model,
             filter,
             serve,

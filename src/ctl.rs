@@ -190,6 +190,10 @@ pub fn table(st: &Status) -> String {
         a.icmp_port_unreachable,
         a.rst_sent
     ));
+    if a.rx_queues.len() > 1 {
+        let per: Vec<String> = a.rx_queues.iter().map(u64::to_string).collect();
+        s.push_str(&format!("rx queues: frames {}\n", per.join(" ")));
+    }
     let drops: Vec<String> = a
         .drops
         .iter()

@@ -54,7 +54,14 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         .unwrap_or_else(|| default_path(&plan.tap));
     // Before the TAP: a second vnic on the same TAP is told so plainly.
     let control = ControlServer::bind(&control_path)?;
-    let tap = Arc::new(TapDevice::open_with(&plan.tap, plan.offload)?);
+    let taps: Vec<Arc<TapDevice>> =
+        TapDevice::open_queues(&plan.tap, plan.offload, plan.rx_queues)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+    let Some(tap) = taps.first().cloned() else {
+        return Err(std::io::Error::other("the TAP gave no queue").into());
+    };
     let name = tap.name().to_string();
     if !plan.host_ips.is_empty() {
         host::configure(&name, &plan.host_ips)?;
@@ -63,17 +70,23 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     if let Some(mac) = plan.mac {
         cfg.mac = mac;
     }
-    let counters = Arc::new(Counters::new(plan.processors));
+    let counters = Arc::new(Counters::with_rx_queues(plan.processors, taps.len()));
     let impair_stats = Arc::new(ImpairStats::default());
+    // Every queue can send; frames go out through the first.
     let mut sink: Arc<dyn FrameSink> = tap.clone();
-    let mut source: Box<dyn FrameSource> = Box::new(tap.clone());
+    let mut sources: Vec<Box<dyn FrameSource>> = taps
+        .iter()
+        .map(|t| Box::new(t.clone()) as Box<dyn FrameSource>)
+        .collect();
     if let Some(spec) = &plan.impair {
         sink = Arc::new(ImpairedSink::new(sink, spec.clone(), impair_stats.clone())?);
-        source = Box::new(ImpairedSource::new(
-            source,
-            spec.clone(),
-            impair_stats.clone(),
-        ));
+        sources = sources
+            .into_iter()
+            .map(|s| {
+                Box::new(ImpairedSource::new(s, spec.clone(), impair_stats.clone()))
+                    as Box<dyn FrameSource>
+            })
+            .collect();
     }
     // Tracing sits outside the impairment: it shows what the adapter and
     // the processors saw and sent.
@@ -97,7 +110,6 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             Arc::new(TracingSink::new(sink.clone(), tracer.clone(), origin));
         FrameWriter::new(s, cfg.mac, counters.clone())
     };
-    let writer = traced("adapter".into());
     let n = plan.processors;
     let registry = Arc::new(
         Registry::new(plan.model.name(), plan.filter.name(), n).with_backends(plan.backends()),
@@ -128,7 +140,11 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     };
     let isn = Arc::new(IsnGenerator::new(random_key(), Instant::now()));
     let cookies = Arc::new(SynCookies::new(random_key(), Instant::now()));
-    let (closed_tx, closed_rx) = crossbeam_channel::unbounded();
+    // One report channel per RX queue: a processor tells the thread that
+    // placed a connection that it is gone.
+    let (closed_tx, closed_rx): (Vec<_>, Vec<_>) = (0..taps.len())
+        .map(|_| crossbeam_channel::unbounded())
+        .unzip();
     let mut queues = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n + 1);
     // The distributor model: processor 0 is the distributor, its apps run
@@ -220,13 +236,29 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
                 .spawn(move || summary::run(&rt, &s, SUMMARY_EVERY))?,
         )
     };
-    let mut adapter = Adapter::new(cfg, filter, queues, closed_rx, writer, counters);
-    adapter.set_syn_cookies(cookies, plan.syn_backlog, &tcp);
-    let rx_stop = stop.clone();
-    threads.push(std::thread::Builder::new().name("vnic-rx".into()).spawn({
-        let tracer = tracer.clone();
-        move || adapter.run(source, tracer, rx_stop)
-    })?);
+    let rx_queues = sources.len();
+    for (q, (source, closed)) in sources.into_iter().zip(closed_rx).enumerate() {
+        let mut adapter = Adapter::new(
+            cfg.clone(),
+            filter.clone(),
+            queues.clone(),
+            closed,
+            traced("adapter".into()),
+            counters.clone(),
+        );
+        adapter.set_syn_cookies(cookies.clone(), plan.syn_backlog, &tcp);
+        adapter.set_rx_queue(q, rx_queues);
+        let rx_stop = stop.clone();
+        let name = if rx_queues == 1 {
+            "vnic-rx".to_string()
+        } else {
+            format!("vnic-rx{q}")
+        };
+        threads.push(std::thread::Builder::new().name(name).spawn({
+            let tracer = tracer.clone();
+            move || adapter.run(source, tracer, rx_stop)
+        })?);
+    }
 
     let ips: Vec<String> = plan.ips.iter().map(|ip| ip.to_string()).collect();
     let mut out = std::io::stdout().lock();
@@ -237,9 +269,14 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         .unwrap_or_default();
     // Shown only when on: the fields before it stay as tests parse them.
     let offload = if plan.offload { " offload=on" } else { "" };
+    let rxq = if rx_queues > 1 {
+        format!(" rx-queues={rx_queues}")
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "vnic: ready tap={} ip={} processors={} filter={} model={}{}{}{}",
+        "vnic: ready tap={} ip={} processors={} filter={} model={}{}{}{}{}",
         name,
         ips.join(","),
         n,
@@ -251,7 +288,8 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             Model::Monolithic => String::new(),
         },
         impair,
-        offload
+        offload,
+        rxq
     )?;
     out.flush()?;
     drop(out);

@@ -115,6 +115,12 @@ pub struct Counters {
     pub half_open: Vec<AtomicU64>,
     /// SYNs the adapter answered with a SYN cookie (half-open queue full).
     pub syn_cookies_sent: AtomicU64,
+    /// New SYNs on their way to processor K (dispatched, not yet handled):
+    /// with [`Counters::half_open`] the RX threads bound the half-open
+    /// queue exactly, however many of them place SYNs at once.
+    pub syn_in_flight: Vec<AtomicU64>,
+    /// Frames read from RX queue Q of the TAP (index Q).
+    pub rx_queue_frames: Vec<AtomicU64>,
 }
 
 impl Counters {
@@ -123,7 +129,18 @@ impl Counters {
         Counters {
             queue_full: (0..processors).map(|_| AtomicU64::new(0)).collect(),
             half_open: (0..processors).map(|_| AtomicU64::new(0)).collect(),
+            syn_in_flight: (0..processors).map(|_| AtomicU64::new(0)).collect(),
+            rx_queue_frames: vec![AtomicU64::new(0)],
             ..Counters::default()
+        }
+    }
+
+    /// Counters for an adapter with `processors` processors that reads
+    /// `rx_queues` queues of its TAP.
+    pub fn with_rx_queues(processors: usize, rx_queues: usize) -> Counters {
+        Counters {
+            rx_queue_frames: (0..rx_queues.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            ..Counters::new(processors)
         }
     }
 

@@ -16,17 +16,38 @@ struct Entry {
     stamp: u64,
 }
 
+/// The most RX queues a TAP is read with: a SYN stamp names its queue
+/// in its low byte ([`stamp_queue`]).
+pub const MAX_RX_QUEUES: usize = 16;
+
+/// The RX queue whose flow table made `stamp`, so a processor's report of
+/// a closed connection goes back to the thread that owns its entry.
+pub fn stamp_queue(stamp: u64) -> usize {
+    (stamp & 0xff) as usize
+}
+
 /// 4-tuple → processor.
 #[derive(Debug, Default)]
 pub struct FlowTable {
     map: HashMap<FourTuple, Entry>,
     next_stamp: u64,
+    /// The RX queue this table belongs to (low byte of every stamp).
+    queue: u8,
 }
 
 impl FlowTable {
-    /// An empty table.
+    /// An empty table (RX queue 0).
     pub fn new() -> FlowTable {
         FlowTable::default()
+    }
+
+    /// An empty table for RX queue `queue` (below [`MAX_RX_QUEUES`]):
+    /// its stamps carry the queue.
+    pub fn for_queue(queue: usize) -> FlowTable {
+        FlowTable {
+            queue: queue.min(MAX_RX_QUEUES - 1) as u8,
+            ..FlowTable::default()
+        }
     }
 
     /// The processor holding `tuple`, if any.
@@ -38,7 +59,7 @@ impl FlowTable {
     /// returns the processor and the stamp for this SYN.
     pub fn stamp_syn(&mut self, tuple: FourTuple, processor: usize) -> (usize, u64) {
         self.next_stamp += 1;
-        let stamp = self.next_stamp;
+        let stamp = (self.next_stamp << 8) | u64::from(self.queue);
         let e = self.map.entry(tuple).or_insert(Entry { processor, stamp });
         e.stamp = stamp;
         (e.processor, stamp)
@@ -112,6 +133,18 @@ mod tests {
         assert_eq!(t.lookup(&tuple(1000)), Some(1));
         assert!(t.remove(&tuple(1000), s2));
         assert_eq!(t.lookup(&tuple(1000)), None);
+    }
+
+    #[test]
+    fn stamps_name_their_queue_and_are_never_zero() {
+        let mut t = FlowTable::for_queue(3);
+        let (_, s1) = t.stamp_syn(tuple(1000), 1);
+        let (_, s2) = t.stamp_syn(tuple(1001), 1);
+        assert_eq!((stamp_queue(s1), stamp_queue(s2)), (3, 3));
+        assert_ne!(s1, s2);
+        let (_, s0) = FlowTable::new().stamp_syn(tuple(1), 0);
+        assert_ne!(s0, 0, "0 means no SYN");
+        assert_eq!(stamp_queue(s0), 0);
     }
 
     #[test]

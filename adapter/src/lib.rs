@@ -32,6 +32,7 @@ pub mod pool;
 pub mod queue;
 pub mod ratelimit;
 pub mod rx;
+pub mod steer;
 pub mod tap;
 pub mod trace;
 pub mod vnet;

@@ -17,6 +17,10 @@ pub struct Inbound {
     /// For the ACK of a SYN-cookie SYN|ACK that the adapter found genuine,
     /// the MSS the cookie carried: the processor opens the connection from it.
     pub cookie_mss: Option<u16>,
+    /// A new SYN the adapter counted in the processor's SYNs in flight
+    /// ([`crate::Counters::syn_in_flight`]): the processor takes it off
+    /// that count once it has handled it.
+    pub counted_syn: bool,
     /// When the adapter read the frame.
     pub arrived: Instant,
 }
@@ -66,4 +70,11 @@ pub struct FlowClosed {
     pub tuple: FourTuple,
     /// The stamp of the last SYN the processor saw for it.
     pub syn_stamp: u64,
+}
+
+impl FlowClosed {
+    /// The RX queue whose flow table holds the connection.
+    pub fn rx_queue(&self) -> usize {
+        crate::flow::stamp_queue(self.syn_stamp)
+    }
 }

@@ -103,6 +103,10 @@ pub struct Adapter {
     our_mss: (u16, u16),
     /// The frame being handled came with a checksum the link vouched for.
     checksum_trusted: bool,
+    /// The RX queue this adapter thread reads (index into the counters).
+    rx_queue: usize,
+    /// The flow count last added to the shared counter.
+    flows_reported: u64,
 }
 
 impl Adapter {
@@ -130,7 +134,39 @@ impl Adapter {
             syn_backlog: u64::MAX,
             our_mss: (536, 1220),
             checksum_trusted: false,
+            rx_queue: 0,
+            flows_reported: 0,
         }
+    }
+
+    /// Makes this the adapter thread of RX queue `queue` of `queues` (a
+    /// multi-queue TAP, see [`crate::steer`]): its flow table's stamps name
+    /// the queue, so closed connections are reported back here, and its
+    /// share of the ICMP and RST rate limits is `1/queues`, so the limits
+    /// hold for the whole adapter.
+    pub fn set_rx_queue(&mut self, queue: usize, queues: usize) {
+        let queues = queues.clamp(1, 1 << 16) as u32;
+        self.rx_queue = queue;
+        self.flows = FlowTable::for_queue(queue);
+        self.unreachable_limit =
+            TokenBucket::new((ICMP_RATE.0 / queues).max(1), (ICMP_RATE.1 / queues).max(1));
+        self.rst_limit = TokenBucket::new((20_000 / queues).max(1), (2_000 / queues).max(1));
+    }
+
+    /// Brings the adapter-wide flow count up to date with this thread's
+    /// table (each RX thread adds its own share).
+    fn report_flows(&mut self) {
+        let now = self.flows.len() as u64;
+        if now > self.flows_reported {
+            self.counters
+                .flows
+                .fetch_add(now - self.flows_reported, Ordering::Relaxed);
+        } else if now < self.flows_reported {
+            self.counters
+                .flows
+                .fetch_sub(self.flows_reported - now, Ordering::Relaxed);
+        }
+        self.flows_reported = now;
     }
 
     /// Turns SYN cookies on (RFC 4987): a new SYN placed on a processor
@@ -167,9 +203,7 @@ impl Adapter {
             changed |= self.flows.remove(&c.tuple, c.syn_stamp);
         }
         if changed {
-            self.counters
-                .flows
-                .store(self.flows.len() as u64, Ordering::Relaxed);
+            self.report_flows();
         }
     }
 
@@ -191,6 +225,9 @@ impl Adapter {
         checksum_trusted: bool,
     ) -> Decision {
         Counters::bump(&self.counters.frames_in);
+        if let Some(c) = self.counters.rx_queue_frames.get(self.rx_queue) {
+            Counters::bump(c);
+        }
         self.checksum_trusted = checksum_trusted;
         let d = self.classify(now, frame);
         self.checksum_trusted = false;
@@ -473,12 +510,19 @@ impl Adapter {
             self.reset(src_mac, &tuple, &seg, now);
             return Decision::RstClosedPort;
         };
-        if self.cookies.is_some() {
+        let mut counted = false;
+        let in_flight = self.counters.syn_in_flight.get(pick.processor);
+        if let (Some(_), Some(in_flight)) = (&self.cookies, in_flight) {
+            // Reserve a place first, then look: every RX thread placing
+            // SYNs on this processor sees the others' reservations, so
+            // half-open + in flight never passes the backlog.
+            let ahead = in_flight.fetch_add(1, Ordering::Relaxed);
             let busy = self
                 .counters
                 .half_open
                 .get(pick.processor)
-                .map_or(0, Counters::get);
+                .map_or(0, Counters::get)
+                + ahead;
             // A queue more than half full is also pressure: new SYNs then
             // cost no queue space, which stays for established connections.
             let crowded = self
@@ -486,17 +530,20 @@ impl Adapter {
                 .get(pick.processor)
                 .is_some_and(|q| q.len() * 2 > q.capacity().unwrap_or(usize::MAX));
             if busy >= self.syn_backlog || crowded {
+                in_flight.fetch_sub(1, Ordering::Relaxed);
                 return self.cookie_syn(now, src_mac, tuple, seg, pick.processor);
             }
+            counted = true;
         }
         let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
-        let placed = self.dispatch(processor, tuple, seg, src_mac, stamp, None, now);
+        let placed = self.dispatch_syn(processor, tuple, seg, src_mac, stamp, counted, now);
         if !placed {
             self.flows.forget(&tuple);
+            if let (true, Some(c)) = (counted, self.counters.syn_in_flight.get(pick.processor)) {
+                c.fetch_sub(1, Ordering::Relaxed);
+            }
         }
-        self.counters
-            .flows
-            .store(self.flows.len() as u64, Ordering::Relaxed);
+        self.report_flows();
         if placed {
             Decision::NewConnection {
                 processor,
@@ -592,9 +639,7 @@ impl Adapter {
             return Some(Decision::Dropped(DropKind::QueueFull));
         };
         Counters::bump(&self.counters.syn_cookies_accepted);
-        self.counters
-            .flows
-            .store(self.flows.len() as u64, Ordering::Relaxed);
+        self.report_flows();
         Some(Decision::NewConnection {
             processor,
             port,
@@ -613,17 +658,52 @@ impl Adapter {
         cookie_mss: Option<u16>,
         now: Instant,
     ) -> bool {
+        self.send_inbound(
+            processor,
+            Inbound {
+                tuple,
+                segment,
+                peer_mac,
+                syn_stamp,
+                cookie_mss,
+                counted_syn: false,
+                arrived: now,
+            },
+        )
+    }
+
+    /// Dispatches a new SYN; `counted`: it holds a place in the
+    /// processor's SYNs in flight, which the processor gives back.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_syn(
+        &mut self,
+        processor: usize,
+        tuple: FourTuple,
+        segment: Segment,
+        peer_mac: [u8; 6],
+        syn_stamp: u64,
+        counted: bool,
+        now: Instant,
+    ) -> bool {
+        self.send_inbound(
+            processor,
+            Inbound {
+                tuple,
+                segment,
+                peer_mac,
+                syn_stamp,
+                cookie_mss: None,
+                counted_syn: counted,
+                arrived: now,
+            },
+        )
+    }
+
+    fn send_inbound(&mut self, processor: usize, inbound: Inbound) -> bool {
         let Some(q) = self.queues.get(processor) else {
             return false;
         };
-        let msg = ToProcessor::Segment(Inbound {
-            tuple,
-            segment,
-            peer_mac,
-            syn_stamp,
-            cookie_mss,
-            arrived: now,
-        });
+        let msg = ToProcessor::Segment(inbound);
         match q.try_send(msg) {
             Ok(()) => {
                 Counters::bump(&self.counters.tcp_dispatched);

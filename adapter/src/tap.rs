@@ -26,6 +26,7 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
@@ -51,6 +52,8 @@ pub struct TapDevice {
     fd: OwnedFd,
     name: String,
     offload: bool,
+    /// Held by the first queue of a multi-queue TAP: see [`claim`].
+    _claim: Option<std::os::unix::net::UnixListener>,
 }
 
 /// One frame read by a [`FrameSource`]: its length in the buffer, and
@@ -79,6 +82,42 @@ impl TapDevice {
     /// `offload`, asks for virtio-net headers and lets the kernel use
     /// checksum offload and TSO (IPv4 and IPv6) on the device.
     pub fn open_with(name: &str, offload: bool) -> Result<TapDevice, AdapterError> {
+        TapDevice::attach(name, offload, false)
+    }
+
+    /// Attaches `queues` queues of TAP `name` (creating it if it does not
+    /// exist), one device per queue, like the RX queues of a multi-queue
+    /// NIC. With more than one, the TAP is multi-queue and the RSS
+    /// steering program ([`crate::steer`]) chooses each frame's queue by
+    /// its addresses and ports, so a connection always arrives on the
+    /// same one. Every queue can send.
+    pub fn open_queues(
+        name: &str,
+        offload: bool,
+        queues: usize,
+    ) -> Result<Vec<TapDevice>, AdapterError> {
+        if queues <= 1 {
+            return Ok(vec![TapDevice::open_with(name, offload)?]);
+        }
+        let claim = claim(name)?;
+        let mut first = TapDevice::attach(name, offload, true)?;
+        first._claim = Some(claim);
+        let steering = crate::steer::SteeringProgram::load()
+            .and_then(|p| p.attach(first.fd.as_raw_fd()))
+            .map_err(|e| AdapterError::Io {
+                tap: first.name.clone(),
+                source: io::Error::new(e.kind(), format!("{e}; --rx-queues above 1 needs it")),
+            });
+        steering?;
+        let mut all = vec![first];
+        for _ in 1..queues {
+            let q = TapDevice::attach(&all[0].name, offload, true)?;
+            all.push(q);
+        }
+        Ok(all)
+    }
+
+    fn attach(name: &str, offload: bool, multi: bool) -> Result<TapDevice, AdapterError> {
         if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
             return Err(AdapterError::BadName(name.to_string()));
         }
@@ -87,7 +126,7 @@ impl TapDevice {
                 io::ErrorKind::NotFound,
             )));
         }
-        let map = |e: io::Error| map_open_error(name, e);
+        let map = |e: io::Error| map_open_error(name, e, multi);
         let path = CString::new("/dev/net/tun").map_err(|e| map(io::Error::other(e)))?;
         // SAFETY: a valid NUL-terminated path and plain flags.
         let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -98,7 +137,10 @@ impl TapDevice {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut req = IfReq {
             name: [0; libc::IFNAMSIZ],
-            flags: IFF_TAP | IFF_NO_PI | if offload { IFF_VNET_HDR } else { 0 },
+            flags: IFF_TAP
+                | IFF_NO_PI
+                | if offload { IFF_VNET_HDR } else { 0 }
+                | if multi { IFF_MULTI_QUEUE } else { 0 },
             _pad: [0; 22],
         };
         for (d, s) in req.name.iter_mut().zip(name.bytes()) {
@@ -135,7 +177,12 @@ impl TapDevice {
             }
         }
         set_non_blocking(fd.as_raw_fd()).map_err(io_err)?;
-        Ok(TapDevice { fd, name, offload })
+        Ok(TapDevice {
+            fd,
+            name,
+            offload,
+            _claim: None,
+        })
     }
 
     /// The interface name the kernel gave.
@@ -258,7 +305,7 @@ impl TapDevice {
 
 /// Maps a failure to open /dev/net/tun or attach to `name` to what the
 /// user can act on.
-fn map_open_error(name: &str, e: io::Error) -> AdapterError {
+fn map_open_error(name: &str, e: io::Error, multi: bool) -> AdapterError {
     match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => AdapterError::Permission {
             tap: name.to_string(),
@@ -268,6 +315,13 @@ fn map_open_error(name: &str, e: io::Error) -> AdapterError {
             tap: name.to_string(),
         },
         Some(libc::ENOENT) | Some(libc::ENODEV) => AdapterError::NoTunDevice(e),
+        Some(libc::EINVAL) if multi => AdapterError::Io {
+            tap: name.to_string(),
+            source: io::Error::new(
+                e.kind(),
+                format!("{e}: {name} exists as a single-queue device; make it with `ip tuntap add dev {name} mode tap multi_queue`, or use --rx-queues 1"),
+            ),
+        },
         Some(libc::EINVAL) => AdapterError::Io {
             tap: name.to_string(),
             source: io::Error::new(
@@ -280,6 +334,31 @@ fn map_open_error(name: &str, e: io::Error) -> AdapterError {
             source: e,
         },
     }
+}
+
+/// Claims TAP `name` in this network namespace for this process: a
+/// single-queue TAP refuses a second reader by itself (EBUSY), but a
+/// multi-queue one would let a second vnic attach more queues and take a
+/// share of the frames. The claim is an abstract Unix socket named after
+/// the TAP: abstract names live in the network namespace, like the TAP,
+/// and vanish with the process however it ends, so a crash leaves nothing
+/// stale behind.
+fn claim(name: &str) -> Result<std::os::unix::net::UnixListener, AdapterError> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(format!("vnic-tap-{name}"))
+        .map_err(|e| AdapterError::Io {
+            tap: name.to_string(),
+            source: e,
+        })?;
+    std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => AdapterError::Busy {
+            tap: name.to_string(),
+        },
+        _ => AdapterError::Io {
+            tap: name.to_string(),
+            source: e,
+        },
+    })
 }
 
 /// Sets O_NONBLOCK on `fd`.

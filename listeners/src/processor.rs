@@ -32,8 +32,9 @@ pub struct ProcessorSetup {
     pub id: usize,
     /// Its queue.
     pub queue: Receiver<ToProcessor>,
-    /// Where it reports connections it no longer holds.
-    pub closed: Sender<FlowClosed>,
+    /// Where it reports connections it no longer holds: one channel per
+    /// RX queue, each to the RX thread whose flow table holds them.
+    pub closed: Vec<Sender<FlowClosed>>,
     /// Its way to the TAP.
     pub out: FrameWriter,
     /// Which app serves each TCP port.
@@ -124,7 +125,7 @@ impl Ord for TimerEntry {
 pub struct Processor {
     id: usize,
     queue: Receiver<ToProcessor>,
-    closed: Sender<FlowClosed>,
+    closed: Vec<Sender<FlowClosed>>,
     out: FrameWriter,
     serve: HashMap<u16, AppKind>,
     udp_serve: HashMap<u16, UdpAppKind>,
@@ -369,6 +370,12 @@ impl Processor {
         if catch_unwind(AssertUnwindSafe(|| self.handle_inbound(&inb))).is_err() {
             self.quarantine(tuple, Some(peer_mac));
         }
+        if inb.counted_syn {
+            // Handled: it is half-open now (counted there) or gone.
+            if let Some(c) = self.adapter_counters.syn_in_flight.get(self.id) {
+                c.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         // The stack has the bytes now: the buffer goes back to the RX thread.
         vnic_adapter::pool::payloads().give(inb.segment.payload);
     }
@@ -432,7 +439,7 @@ impl Processor {
         self.by_id.remove(&c.id);
         stats.active.fetch_sub(1, Ordering::Relaxed);
         if report {
-            let _ = self.closed.send(FlowClosed {
+            self.report_closed(FlowClosed {
                 tuple,
                 syn_stamp: c.syn_stamp,
             });
@@ -538,7 +545,14 @@ impl Processor {
                 .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &rst);
         }
         if syn_stamp != 0 {
-            let _ = self.closed.send(FlowClosed { tuple, syn_stamp });
+            self.report_closed(FlowClosed { tuple, syn_stamp });
+        }
+    }
+
+    /// Tells the RX thread that placed a connection that it is gone.
+    fn report_closed(&self, c: FlowClosed) {
+        if let Some(to) = self.closed.get(c.rx_queue()).or(self.closed.first()) {
+            let _ = to.send(c);
         }
     }
 

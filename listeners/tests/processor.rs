@@ -51,7 +51,7 @@ fn rig(max_connections: usize) -> Rig {
     let p = Processor::new(ProcessorSetup {
         id: 0,
         queue: q_rx,
-        closed: closed_tx,
+        closed: vec![closed_tx],
         out,
         serve,
         udp_serve: HashMap::new(),
@@ -102,6 +102,7 @@ fn feed(r: &mut Rig, port: u16, s: Segment) {
         peer_mac: [2, 0, 0, 0, 0, 1],
         syn_stamp: 0,
         cookie_mss: None,
+        counted_syn: false,
         arrived: Instant::now(),
     });
 }
@@ -115,6 +116,7 @@ fn queue_segment(r: &Rig, port: u16, s: Segment) {
             peer_mac: [2, 0, 0, 0, 0, 1],
             syn_stamp: 0,
             cookie_mss: None,
+            counted_syn: false,
             arrived: Instant::now(),
         }))
         .expect("queue");
@@ -255,6 +257,7 @@ fn a_cookie_ack_opens_the_connection_it_stands_for() {
         peer_mac: [2, 0, 0, 0, 0, 1],
         syn_stamp: 1,
         cookie_mss: Some(536),
+        counted_syn: false,
         arrived: Instant::now(),
     });
     assert_eq!(r.p.connections(), 1);
@@ -304,6 +307,7 @@ fn a_forged_segment_does_not_redirect_the_connection() {
         peer_mac: [6, 6, 6, 6, 6, 6],
         syn_stamp: 0,
         cookie_mss: None,
+        counted_syn: false,
         arrived: Instant::now(),
     });
     feed(

@@ -224,6 +224,10 @@ pub struct AdapterStatus {
     /// Cookie ACKs that opened a connection.
     #[serde(default)]
     pub syn_cookies_accepted: u64,
+    /// Frames read from each RX queue of the TAP (one entry unless
+    /// `--rx-queues` asked for more): shows how RSS spreads the load.
+    #[serde(default)]
+    pub rx_queues: Vec<u64>,
     /// Dropped frames by kind.
     pub drops: BTreeMap<String, u64>,
 }

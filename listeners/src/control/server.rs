@@ -306,6 +306,7 @@ impl Runtime {
             flows: Counters::get(&c.flows),
             syn_cookies_sent: Counters::get(&c.syn_cookies_sent),
             syn_cookies_accepted: Counters::get(&c.syn_cookies_accepted),
+            rx_queues: c.rx_queue_frames.iter().map(Counters::get).collect(),
             drops: c
                 .drops()
                 .into_iter()
