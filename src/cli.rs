@@ -208,9 +208,15 @@ pub struct UpArgs {
     /// comment saying what the adapter decided.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
-    /// Rotate the pcapng file after this many MiB (FILE, FILE-1, FILE-2, ...).
+    /// Rotate the pcapng file after this many MiB (FILE, then STEM-1.EXT,
+    /// STEM-2.EXT, ...).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub pcap_max_mb: Option<u64>,
+    /// With --pcap-max-mb: keep at most N files, like tcpdump -W (after
+    /// STEM-(N-1).EXT the next rotation starts FILE again), so a long
+    /// capture cannot fill the disk. Default: no limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub pcap_max_files: Option<u32>,
     /// Keep only the first N bytes of each frame in the pcapng file (like
     /// tcpdump -s; the original length is kept). Default: whole frames.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(64..=262_144))]
@@ -300,6 +306,8 @@ pub struct Plan {
     pub pcap: Option<PathBuf>,
     /// Rotation size of the pcapng file.
     pub pcap_max_mb: Option<u64>,
+    /// Most pcapng files kept by the rotation (a ring; needs `pcap_max_mb`).
+    pub pcap_max_files: Option<u32>,
     /// Bytes of each frame kept in the pcapng file.
     pub pcap_snaplen: Option<u32>,
     /// Trace lines: "frames" or "conn".
@@ -388,6 +396,16 @@ impl Plan {
                 ));
             }
         }
+        // Both models trace, so these hold in both.
+        if a.pcap_max_mb.is_some() && a.pcap.is_none() {
+            return Err("--pcap-max-mb needs --pcap FILE".into());
+        }
+        if a.pcap_max_files.is_some() && a.pcap_max_mb.is_none() {
+            return Err("--pcap-max-files needs --pcap-max-mb N (files rotate by size)".into());
+        }
+        if a.pcap_snaplen.is_some() && a.pcap.is_none() {
+            return Err("--pcap-snaplen needs --pcap FILE".into());
+        }
         let model = match a.model.as_str() {
             "distributor" => {
                 if a.processors.is_some_and(|p| p != 1) {
@@ -407,12 +425,6 @@ impl Plan {
                 }
             }
             _ => {
-                if a.pcap_max_mb.is_some() && a.pcap.is_none() {
-                    return Err("--pcap-max-mb needs --pcap FILE".into());
-                }
-                if a.pcap_snaplen.is_some() && a.pcap.is_none() {
-                    return Err("--pcap-snaplen needs --pcap FILE".into());
-                }
                 if a.backends.is_some() || a.balance.is_some() {
                     return Err("--backends and --balance belong to --model distributor".into());
                 }
@@ -443,6 +455,7 @@ impl Plan {
             offload: a.offload == "on",
             pcap: a.pcap,
             pcap_max_mb: a.pcap_max_mb,
+            pcap_max_files: a.pcap_max_files,
             pcap_snaplen: a.pcap_snaplen,
             trace: a.trace,
         })
@@ -603,5 +616,84 @@ mod tests {
                 .expect("out of range");
             assert!(err.contains("--pcap-snaplen"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn pcap_max_files_is_checked() {
+        let p = plan(&[
+            "--pcap",
+            "x.pcapng",
+            "--pcap-max-mb",
+            "10",
+            "--pcap-max-files",
+            "5",
+        ])
+        .expect("valid");
+        assert_eq!((p.pcap_max_mb, p.pcap_max_files), (Some(10), Some(5)));
+        let p = plan(&["--pcap", "x.pcapng", "--pcap-max-mb", "10"]).expect("valid");
+        assert_eq!(p.pcap_max_files, None, "no limit by default");
+        let p = plan(&[
+            "--pcap",
+            "x.pcapng",
+            "--pcap-max-mb",
+            "1",
+            "--pcap-max-files",
+            "100000",
+        ])
+        .expect("the largest limit");
+        assert_eq!(p.pcap_max_files, Some(100_000));
+    }
+
+    #[test]
+    fn pcap_max_files_needs_pcap_max_mb() {
+        for extra in [
+            &["--pcap", "x.pcapng", "--pcap-max-files", "3"][..],
+            &["--pcap-max-files", "3"],
+            &[
+                "--model",
+                "distributor",
+                "--pcap",
+                "x.pcapng",
+                "--pcap-max-files",
+                "3",
+            ],
+        ] {
+            let err = plan(extra).err().expect("needs --pcap-max-mb");
+            assert_eq!(
+                err, "--pcap-max-files needs --pcap-max-mb N (files rotate by size)",
+                "{extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pcap_max_files_out_of_range_is_refused() {
+        for bad in ["0", "100001", "-1", "x"] {
+            let flag = format!("--pcap-max-files={bad}");
+            let err = plan(&["--pcap", "x.pcapng", "--pcap-max-mb", "10", &flag])
+                .err()
+                .expect("out of range");
+            assert!(err.contains("--pcap-max-files"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn pcap_flags_are_checked_in_the_distributor_model_too() {
+        let err = plan(&["--model", "distributor", "--pcap-max-mb", "5"])
+            .err()
+            .expect("needs --pcap");
+        assert!(err.contains("--pcap-max-mb needs --pcap FILE"), "{err}");
+        let p = plan(&[
+            "--model",
+            "distributor",
+            "--pcap",
+            "x.pcapng",
+            "--pcap-max-mb",
+            "5",
+            "--pcap-max-files",
+            "2",
+        ])
+        .expect("valid");
+        assert_eq!(p.pcap_max_files, Some(2));
     }
 }

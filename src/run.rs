@@ -93,6 +93,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     let tracer = Tracer::start(TraceOptions {
         pcap: plan.pcap.clone(),
         pcap_max_mb: plan.pcap_max_mb,
+        pcap_max_files: plan.pcap_max_files,
         snaplen: plan
             .pcap_snaplen
             .map_or(vnic_adapter::trace::SNAPLEN, |n| n as usize),

@@ -85,8 +85,8 @@ pub enum LineMode {
 }
 
 /// What to trace, from the command line (`--pcap`, `--pcap-max-mb`,
-/// `--trace`) plus what the pcapng Interface Description Block says about
-/// the interface.
+/// `--pcap-max-files`, `--pcap-snaplen`, `--trace`) plus what the pcapng
+/// Interface Description Block says about the interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceOptions {
     /// The pcapng file to write, if any.
@@ -94,6 +94,11 @@ pub struct TraceOptions {
     /// Start a new file when the current one would pass this many MiB
     /// (FILE, then `STEM-1.EXT`, `STEM-2.EXT`, ...). `None`: one file.
     pub pcap_max_mb: Option<u64>,
+    /// With `pcap_max_mb`: keep at most this many files, like tcpdump's
+    /// `-W`, so a long capture cannot fill the disk. After
+    /// `STEM-(N-1).EXT` the next rotation starts FILE again (truncated,
+    /// with fresh headers), then `STEM-1.EXT`, ... `None`: no limit.
+    pub pcap_max_files: Option<u32>,
     /// Bytes of each frame kept in the file (`--pcap-snaplen`; at most
     /// [`SNAPLEN`]); the original length is recorded too.
     pub snaplen: usize,
@@ -115,7 +120,9 @@ pub struct TraceStats {
     /// Records dropped because the writer fell behind (queue full), or
     /// because their file could not be written.
     pub lost: u64,
-    /// New files started because of `--pcap-max-mb`.
+    /// New files started because of `--pcap-max-mb`; with
+    /// `--pcap-max-files` it keeps counting when the ring wraps (a file
+    /// started again counts as a new one).
     pub rotated: u64,
     /// The pcapng file being written now.
     pub file: Option<PathBuf>,
@@ -337,6 +344,9 @@ pub struct Tracer {
     iface: String,
     mac: [u8; 6],
     max_bytes: Option<u64>,
+    /// The file limit of the ring (`--pcap-max-files`), also for files
+    /// started with [`Tracer::set_pcap`].
+    max_files: Option<u32>,
     snaplen: usize,
     control: Mutex<()>,
 }
@@ -357,6 +367,7 @@ impl Tracer {
                 &opts.iface,
                 opts.mac,
                 tuning.max_bytes,
+                opts.pcap_max_files,
                 opts.snaplen.clamp(1, SNAPLEN),
             )?),
             None => None,
@@ -368,6 +379,8 @@ impl Tracer {
         }
         shared.mode.store(mode, Ordering::Relaxed);
         let (tx, rx) = crossbeam_channel::bounded(tuning.queue_records.max(1));
+        // Files started later by `set_pcap` rotate like this one.
+        let max_bytes = tuning.max_bytes;
         let sh = shared.clone();
         let handle = std::thread::Builder::new()
             .name("vnic-trace".into())
@@ -378,7 +391,8 @@ impl Tracer {
             writer: Mutex::new(Some(handle)),
             iface: opts.iface,
             mac: opts.mac,
-            max_bytes: opts.pcap_max_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            max_bytes,
+            max_files: opts.pcap_max_files,
             snaplen: opts.snaplen.clamp(1, SNAPLEN),
             control: Mutex::new(()),
         }))
@@ -397,6 +411,7 @@ impl Tracer {
             iface: String::new(),
             mac: [0; 6],
             max_bytes: None,
+            max_files: None,
             snaplen: SNAPLEN,
             control: Mutex::new(()),
         })
@@ -506,6 +521,8 @@ impl Tracer {
     /// Starts writing a new pcapng file (closing the current one, if
     /// any), or with `None` stops writing and closes it; returns once the
     /// old file is complete. For `vnic ctl trace on FILE` / `trace off`.
+    /// The new file rotates like the start-up one (`--pcap-max-mb`,
+    /// `--pcap-max-files`).
     pub fn set_pcap(&self, file: Option<PathBuf>) -> io::Result<()> {
         let _guard = self.control.lock();
         if self.writer.lock().is_none() {
@@ -518,6 +535,7 @@ impl Tracer {
                     &self.iface,
                     self.mac,
                     self.max_bytes,
+                    self.max_files,
                     self.snaplen,
                 )?;
                 self.control_msg(|ack| Msg::SetPcap(Some(f), ack))?;

@@ -7,6 +7,10 @@
 //! SIGKILL reads cleanly up to the last one. With a size limit the
 //! file rotates: FILE, then `STEM-1.EXT`, `STEM-2.EXT`, ... (the extension
 //! is kept so Wireshark still knows the format), each a complete pcapng.
+//! With a file limit as well (`--pcap-max-files N`, tcpdump's `-W`) the
+//! files form a ring: after `STEM-(N-1).EXT` the next rotation truncates
+//! FILE and starts it again with fresh headers, so at most N files exist
+//! and they hold the newest frames.
 
 use super::direct::DirectFile;
 use super::{Direction, FrameRecord, SNAPLEN};
@@ -41,7 +45,10 @@ pub(crate) struct PcapFile {
     iface: String,
     mac: [u8; 6],
     max_bytes: Option<u64>,
+    /// How many files the rotation cycles through (`None`: no limit).
+    max_files: Option<u32>,
     snaplen: usize,
+    /// Which file is being written: 0 is `base`, K is `STEM-K.EXT`.
     index: u32,
     path: PathBuf,
     out: PcapNgWriter<DirectFile>,
@@ -53,11 +60,15 @@ pub(crate) struct PcapFile {
 
 impl PcapFile {
     /// Creates `base` (truncating it) and writes the headers to it.
+    /// `max_bytes` starts a new file when the current one would grow past
+    /// it; `max_files` (only with `max_bytes`) makes the rotation a ring
+    /// of that many files.
     pub fn create(
         base: PathBuf,
         iface: &str,
         mac: [u8; 6],
         max_bytes: Option<u64>,
+        max_files: Option<u32>,
         snaplen: usize,
     ) -> io::Result<PcapFile> {
         let (out, size) = open(&base, iface, mac, snaplen)?;
@@ -67,6 +78,7 @@ impl PcapFile {
             iface: iface.to_owned(),
             mac,
             max_bytes,
+            max_files,
             snaplen,
             index: 0,
             out,
@@ -80,7 +92,6 @@ impl PcapFile {
         &self.path
     }
 
-    /// Appends one frame; returns true if a new file was started for it.
     /// Appends one frame with its decision text; returns true if a new
     /// file was started for it.
     pub fn write(&mut self, rec: &FrameRecord, comment: &str) -> io::Result<bool> {
@@ -131,16 +142,33 @@ impl PcapFile {
         self.flush()
     }
 
+    /// Finishes the current file and starts the next one: `STEM-K.EXT`
+    /// with K one higher, or, at the file limit, FILE again (truncated,
+    /// with fresh headers).
     fn rotate(&mut self) -> io::Result<()> {
         self.flush()?;
-        self.index += 1;
-        let path = rotated_path(&self.base, self.index);
+        let index = next_index(self.index, self.max_files);
+        let path = rotated_path(&self.base, index);
+        // With one file in the ring this truncates the file `out` still
+        // has open; that is fine, `out` was flushed above and is dropped
+        // without writing anything more.
         let (out, size) = open(&path, &self.iface, self.mac, self.snaplen)?;
+        self.index = index;
         self.path = path;
         self.out = out;
         self.size = size;
         self.packets = 0;
         Ok(())
+    }
+}
+
+/// The index of the file after file `index`: the next one up, or 0
+/// (the base file) once `max_files` files have been used.
+fn next_index(index: u32, max_files: Option<u32>) -> u32 {
+    let next = index.saturating_add(1);
+    match max_files {
+        Some(n) if next >= n => 0,
+        _ => next,
     }
 }
 
@@ -237,6 +265,23 @@ mod tests {
             rotated_path(Path::new("cap"), 1),
             Path::new("cap-1").to_path_buf()
         );
+    }
+
+    #[test]
+    fn a_file_limit_turns_the_rotation_into_a_ring() {
+        let walk = |max: Option<u32>| {
+            let mut i = 0;
+            let mut seen = vec![i];
+            for _ in 0..7 {
+                i = next_index(i, max);
+                seen.push(i);
+            }
+            seen
+        };
+        assert_eq!(walk(None), [0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(walk(Some(3)), [0, 1, 2, 0, 1, 2, 0, 1]);
+        assert_eq!(walk(Some(1)), [0; 8]);
+        assert_eq!(next_index(u32::MAX, None), u32::MAX);
     }
 
     #[test]

@@ -543,6 +543,7 @@ fn opts(pcap: Option<PathBuf>, lines: Option<LineMode>) -> TraceOptions {
     TraceOptions {
         pcap,
         pcap_max_mb: None,
+        pcap_max_files: None,
         snaplen: SNAPLEN,
         lines,
         iface: "vnic-t0".into(),
@@ -768,6 +769,127 @@ fn pcapng_rotates_into_complete_files() {
     }
     assert_eq!(total, n as usize);
     assert!(!pcapng::rotated_path(&path, s.rotated as u32 + 1).exists());
+}
+
+/// Frame `i` of the ring tests: its sequence number says which it is,
+/// and so does its comment.
+fn numbered(i: u32) -> (Vec<u8>, String) {
+    (
+        frames::tcp4(i, ack(1), &[0; 100]),
+        format!("in cpu=0 flow #{i}"),
+    )
+}
+
+/// Checks a ring of `max_files` files after `n` numbered frames and
+/// `rotated` rotations: exactly those files exist, each a complete
+/// pcapng of at most `max_bytes`, and read oldest to newest they hold
+/// an unbroken run of frames ending with the last one written, so the
+/// newest frames are the ones kept. Returns how many frames they hold.
+fn check_ring(base: &Path, max_files: u32, max_bytes: u64, rotated: u64, n: u32) -> usize {
+    for k in 0..max_files {
+        assert!(pcapng::rotated_path(base, k).exists(), "file {k} missing");
+    }
+    let extra = pcapng::rotated_path(base, max_files);
+    assert!(!extra.exists(), "{} exists", extra.display());
+    // The file written last is the one `rotated` steps round the ring;
+    // the oldest kept one is the one after it.
+    let current = (rotated % u64::from(max_files)) as u32;
+    let mut kept = Vec::new();
+    for step in 1..=max_files {
+        let k = (current + step) % max_files;
+        let p = pcapng::rotated_path(base, k);
+        let meta = std::fs::metadata(&p).expect("ring file");
+        assert!(
+            meta.len() <= max_bytes,
+            "{} is {} bytes",
+            p.display(),
+            meta.len()
+        );
+        let got = read_pcapng(&p);
+        assert_eq!(got.idbs.len(), 1, "{}", p.display());
+        assert!(!got.packets.is_empty(), "{} is empty", p.display());
+        kept.extend(got.packets);
+    }
+    let first = n - kept.len() as u32;
+    for (j, (_, data, comment)) in kept.iter().enumerate() {
+        let (frame, text) = numbered(first + j as u32);
+        assert_eq!(comment.as_deref(), Some(text.as_str()), "kept frame {j}");
+        assert_eq!(data, &frame, "kept frame {j}");
+    }
+    kept.len()
+}
+
+/// `--pcap-max-files 3`: about seven rotations leave FILE, `STEM-1` and
+/// `STEM-2` only, each complete, holding the newest frames, the last
+/// one in the file written last; `rotated` counts every rotation.
+#[test]
+fn pcapng_ring_keeps_the_newest_files_only() {
+    let dir = TempDir::new("ring");
+    let path = dir.0.join("r.pcapng");
+    let mut tun = tuning();
+    tun.max_bytes = Some(2000);
+    let mut o = opts(Some(path.clone()), None);
+    o.pcap_max_files = Some(3);
+    let t = Tracer::start_tuned(o, tun).expect("start");
+    // About eight frames of ~250 bytes fit in 2000 bytes after the
+    // headers: 64 frames make about seven rotations.
+    let n = 64;
+    for i in 0..n {
+        let (f, c) = numbered(i);
+        t.record(Direction::In, &f, &c);
+    }
+    t.close();
+    let s = t.stats();
+    assert_eq!((s.written, s.lost), (u64::from(n), 0), "{s:?}");
+    assert!(s.rotated >= 6, "wrapped twice: {s:?}");
+    let kept = check_ring(&path, 3, 2000, s.rotated, n);
+    assert!(kept < n as usize, "older frames were dropped: {kept}");
+}
+
+/// `--pcap-max-files 1`: every rotation starts FILE again, so it holds
+/// only the frames since the last one, whole and readable.
+#[test]
+fn pcapng_ring_of_one_file_restarts_it() {
+    let dir = TempDir::new("ring1");
+    let path = dir.0.join("one.pcapng");
+    let mut tun = tuning();
+    tun.max_bytes = Some(2000);
+    let mut o = opts(Some(path.clone()), None);
+    o.pcap_max_files = Some(1);
+    let t = Tracer::start_tuned(o, tun).expect("start");
+    let n = 30;
+    for i in 0..n {
+        let (f, c) = numbered(i);
+        t.record(Direction::In, &f, &c);
+    }
+    t.close();
+    let s = t.stats();
+    assert!(s.rotated >= 2, "{s:?}");
+    let kept = check_ring(&path, 1, 2000, s.rotated, n);
+    assert!(kept < n as usize, "older frames were dropped: {kept}");
+}
+
+/// A file started with `vnic ctl trace on FILE` rotates in the same
+/// ring as the start-up one.
+#[test]
+fn set_pcap_files_rotate_in_the_ring_too() {
+    let dir = TempDir::new("ringctl");
+    let path = dir.0.join("c.pcapng");
+    let mut tun = tuning();
+    tun.max_bytes = Some(2000);
+    let mut o = opts(None, None);
+    o.pcap_max_files = Some(2);
+    let t = Tracer::start_tuned(o, tun).expect("start");
+    t.set_pcap(Some(path.clone())).expect("on");
+    let n = 40;
+    for i in 0..n {
+        let (f, c) = numbered(i);
+        t.record(Direction::In, &f, &c);
+    }
+    t.close();
+    let s = t.stats();
+    assert!(s.rotated >= 3, "{s:?}");
+    check_ring(&path, 2, 2000, s.rotated, n);
 }
 
 #[test]
