@@ -1,8 +1,10 @@
-//! [`payloads`]: the buffers that carry segment payloads from the RX
-//! thread to the processors, and back.
+//! [`payloads`] and [`frames`]: the buffers that carry segment payloads
+//! from the RX thread to the processors, and back.
 //!
-//! The RX thread copies each TCP segment's payload out of its read buffer
-//! (which the next read overwrites) into a buffer from this pool; the
+//! The RX thread copies each small TCP segment's payload out of its read
+//! buffer (which the next read overwrites) into a buffer from the payload
+//! pool; a large one goes over in the read buffer itself, and the RX
+//! thread reads on into another from the frame pool. The
 //! processor, once the stack has taken the bytes into the connection's
 //! receive buffer, gives it back. In steady state no payload costs an
 //! allocation, and buffers freed on another thread than the one that
@@ -66,6 +68,40 @@ impl PayloadPool {
 pub fn payloads() -> &'static PayloadPool {
     static POOL: OnceLock<PayloadPool> = OnceLock::new();
     POOL.get_or_init(|| PayloadPool::new(PAYLOAD_BUFFERS))
+}
+
+/// Frame buffers the frame pool keeps at most (64 KiB each).
+const FRAME_BUFFERS: usize = 512;
+
+/// The process's pool of frame buffers: whole TAP reads whose large
+/// segment text went to a processor in place
+/// ([`crate::rx::Adapter::handle_rx_buffer`]); they come back once the
+/// stack has the bytes, at full length, so reading into one again needs no
+/// zeroing.
+pub fn frames() -> &'static PayloadPool {
+    static POOL: OnceLock<PayloadPool> = OnceLock::new();
+    POOL.get_or_init(|| PayloadPool::new(FRAME_BUFFERS))
+}
+
+/// A frame buffer of `len` bytes from [`frames`] (a new one, zeroed,
+/// when the pool is empty).
+pub fn frame_buffer(len: usize) -> Vec<u8> {
+    let mut b = frames().take();
+    if b.len() < len {
+        b.resize(len, 0);
+    }
+    b
+}
+
+/// Gives a segment's buffer back where it came from: a whole frame buffer
+/// (at least [`crate::tap::MAX_FRAME_LEN`] long) to [`frames`], any other
+/// to [`payloads`].
+pub fn recycle(buf: Vec<u8>) {
+    if buf.len() >= crate::tap::MAX_FRAME_LEN {
+        frames().give(buf);
+    } else {
+        payloads().give(buf);
+    }
 }
 
 #[cfg(test)]

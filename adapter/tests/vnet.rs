@@ -127,6 +127,112 @@ fn queued(r: &Rig) -> Segment {
     }
 }
 
+/// A rig with one connection placed (its SYN queued and taken).
+fn rig_with_connection() -> Rig {
+    let mut r = rig();
+    let syn = frame(r.mac, TcpFlags::SYN, 1000, &[], Csum::Full);
+    assert!(matches!(
+        r.adapter.handle_frame(Instant::now(), &syn),
+        Decision::NewConnection { .. }
+    ));
+    let _ = queued(&r);
+    r
+}
+
+/// The frame `f` in a read buffer as the RX loop has it: the frame at the
+/// front of a buffer of the largest frame's size.
+fn read_buffer(f: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; vnic_adapter::tap::MAX_FRAME_LEN];
+    buf[..f.len()].copy_from_slice(f);
+    buf
+}
+
+#[test]
+fn a_large_segment_goes_to_its_processor_in_the_read_buffer_itself() {
+    let mut r = rig_with_connection();
+    let data = big_payload();
+    assert!(data.len() >= vnic_adapter::rx::IN_PLACE_MIN);
+    let f = frame(r.mac, TcpFlags::ACK, 1001, &data, Csum::Partial);
+    let mut buf = read_buffer(&f);
+    let read_at = buf.as_ptr();
+    assert_eq!(
+        r.adapter
+            .handle_rx_buffer(Instant::now(), &mut buf, f.len(), true),
+        Decision::Flow { processor: 0 }
+    );
+    assert_ne!(buf.as_ptr(), read_at, "the RX loop got another buffer");
+    assert_eq!(
+        buf.len(),
+        vnic_adapter::tap::MAX_FRAME_LEN,
+        "ready to read into"
+    );
+    let seg = queued(&r);
+    assert_eq!(&*seg.payload, &data[..], "every byte, no copy");
+    assert_eq!(seg.seq, SeqNumber(1001));
+    let whole = seg.payload.into_buffer();
+    assert_eq!(
+        whole.as_ptr(),
+        read_at,
+        "the text is in the buffer read into"
+    );
+    assert_eq!(&whole[..f.len()], &f[..], "headers and text as read");
+}
+
+#[test]
+fn a_small_segment_is_copied_and_the_read_buffer_stays() {
+    let mut r = rig_with_connection();
+    let data = vec![5u8; 1000];
+    let f = frame(r.mac, TcpFlags::ACK, 1001, &data, Csum::Full);
+    let mut buf = read_buffer(&f);
+    let read_at = buf.as_ptr();
+    assert_eq!(
+        r.adapter
+            .handle_rx_buffer(Instant::now(), &mut buf, f.len(), false),
+        Decision::Flow { processor: 0 }
+    );
+    assert_eq!(buf.as_ptr(), read_at);
+    assert_eq!(&*queued(&r).payload, &data[..]);
+}
+
+#[test]
+fn a_large_segment_with_a_bad_checksum_is_dropped_before_any_handover() {
+    let mut r = rig_with_connection();
+    let data = big_payload();
+    let mut f = frame(r.mac, TcpFlags::ACK, 1001, &data, Csum::Full);
+    let last = f.len() - 1;
+    f[last] ^= 0x5a;
+    let mut buf = read_buffer(&f);
+    let read_at = buf.as_ptr();
+    assert_eq!(
+        r.adapter
+            .handle_rx_buffer(Instant::now(), &mut buf, f.len(), false),
+        Decision::Dropped(DropKind::BadTcpChecksum)
+    );
+    assert_eq!(buf.as_ptr(), read_at);
+    assert!(r.queue.try_recv().is_err());
+}
+
+#[test]
+fn a_large_segment_for_a_full_queue_is_counted_dropped_once() {
+    let mut r = rig_with_connection();
+    let data = big_payload();
+    let f = frame(r.mac, TcpFlags::ACK, 1001, &data, Csum::Partial);
+    let mut decisions = Vec::new();
+    for _ in 0..70 {
+        let mut buf = read_buffer(&f);
+        decisions.push(
+            r.adapter
+                .handle_rx_buffer(Instant::now(), &mut buf, f.len(), true),
+        );
+    }
+    let full = decisions
+        .iter()
+        .filter(|d| **d == Decision::Dropped(DropKind::QueueFull))
+        .count();
+    assert_eq!(full, 70 - 64, "the queue holds 64");
+    assert_eq!(r.counters.dropped(DropKind::QueueFull), 6);
+}
+
 #[test]
 fn header_encodes_in_the_kernels_layout() {
     let h = VnetHeader {
@@ -174,7 +280,7 @@ fn large_segment_with_partial_checksum_reaches_the_processor_whole() {
         Decision::Flow { processor: 0 }
     );
     let seg = queued(&r);
-    assert_eq!(seg.payload, data, "one segment, every byte");
+    assert_eq!(&*seg.payload, &data[..], "one segment, every byte");
     assert_eq!(seg.seq, SeqNumber(1001));
 }
 
@@ -233,7 +339,7 @@ fn stack_takes_a_segment_larger_than_its_mss_within_the_window() {
             window_scale: Some(7),
             ..TcpOptions::default()
         },
-        payload: Vec::new(),
+        payload: Default::default(),
     };
     let iss = SeqNumber(5000);
     let mut c = Connection::accept(now, &cfg, tuple, &base, iss);
@@ -253,7 +359,7 @@ fn stack_takes_a_segment_larger_than_its_mss_within_the_window() {
     c.on_segment(
         now,
         &Segment {
-            payload: data.clone(),
+            payload: data.clone().into(),
             ..ack.clone()
         },
     );
@@ -338,7 +444,10 @@ fn data_segment(seq: u32, len: usize, psh: bool) -> Segment {
             timestamps: Some((5, 6)),
             ..TcpOptions::default()
         },
-        payload: (0..len).map(|i| (i as u32 + seq) as u8).collect(),
+        payload: (0..len)
+            .map(|i| (i as u32 + seq) as u8)
+            .collect::<Vec<u8>>()
+            .into(),
     }
 }
 

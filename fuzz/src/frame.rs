@@ -126,7 +126,7 @@ impl Rig {
         let filter = template_filter().clone();
         let (txs, queues): (Vec<_>, Vec<_>) = (0..PROCESSORS).map(|_| bounded(64)).unzip();
         let (closed, crx) = unbounded();
-        let adapter = Adapter::new(
+        let mut adapter = Adapter::new(
             cfg,
             Arc::new(parking_lot::Mutex::new(filter)),
             txs,
@@ -134,6 +134,7 @@ impl Rig {
             out,
             counters.clone(),
         );
+        adapter.set_in_place_min(1);
         Rig {
             adapter,
             sink,
@@ -160,7 +161,13 @@ impl Rig {
     /// Feeds one frame, checks every invariant and returns the decision.
     pub fn feed(&mut self, frame: &[u8]) -> Decision {
         let before = Snapshot::of(&self.counters);
-        let d = self.adapter.handle_frame(self.now, frame);
+        // Frames are handled from a buffer the adapter may keep (a
+        // segment's text then goes over in place: the rig sets the
+        // threshold to one byte so every segment with text takes that way).
+        let mut buf = frame.to_vec();
+        let d = self
+            .adapter
+            .handle_rx_buffer(self.now, &mut buf, frame.len(), false);
         let after = Snapshot::of(&self.counters);
         let out = self.sink.take();
         let queued: Vec<(usize, ToProcessor)> = self
@@ -421,7 +428,7 @@ fn cookie_ack_frame(now: Instant, syn_frame: &[u8]) -> Option<Vec<u8>> {
         psh: false,
         window: 1024,
         options: TcpOptions::default(),
-        payload: Vec::new(),
+        payload: Default::default(),
     };
     let route = Route {
         src_mac: HOST_MAC,

@@ -367,7 +367,7 @@ impl Driver {
             psh: p.psh,
             window: p.window,
             options: self.options(&p.options),
-            payload: peer_payload(seq, len, p.control == Ctl::Syn),
+            payload: peer_payload(seq, len, p.control == Ctl::Syn).into(),
         };
         self.through_wire(&seg)
     }
@@ -406,7 +406,7 @@ impl Driver {
             psh: len > 0,
             window,
             options,
-            payload: peer_payload(seq, len, false),
+            payload: peer_payload(seq, len, false).into(),
         };
         self.through_wire(&seg)
     }
@@ -458,7 +458,7 @@ impl Driver {
                 psh: false,
                 window: *window,
                 options: d.options(options),
-                payload: Vec::new(),
+                payload: Default::default(),
             };
             let syn = d.through_wire(&syn)?;
             d.incarnate(&syn, our_iss);

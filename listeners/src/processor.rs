@@ -377,7 +377,7 @@ impl Processor {
             }
         }
         // The stack has the bytes now: the buffer goes back to the RX thread.
-        vnic_adapter::pool::payloads().give(inb.segment.payload);
+        vnic_adapter::pool::recycle(inb.segment.payload.into_buffer());
     }
 
     /// Takes whatever else is already queued, up to [`BATCH`] messages,
@@ -735,7 +735,7 @@ impl Processor {
                 self.out
                     .send_tcp_burst(c.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
                 if self.spare.capacity() == 0 {
-                    self.spare = seg.payload;
+                    self.spare = seg.payload.into_buffer();
                 }
             }
             // A run of full segments leaves as one TSO frame (offload on).

@@ -1368,7 +1368,7 @@ impl Connection {
             psh: false,
             window,
             options,
-            payload,
+            payload: payload.into(),
         }
     }
 
@@ -1382,7 +1382,7 @@ impl Connection {
             psh: false,
             window: 0,
             options: TcpOptions::default(),
-            payload: Vec::new(),
+            payload: crate::Payload::new(),
         }
     }
 

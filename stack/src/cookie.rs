@@ -106,7 +106,7 @@ impl SynCookies {
                 mss: Some(mss),
                 ..TcpOptions::default()
             },
-            payload: Vec::new(),
+            payload: crate::Payload::new(),
         }
     }
 
@@ -125,7 +125,7 @@ impl SynCookies {
                 mss: Some(mss),
                 ..TcpOptions::default()
             },
-            payload: Vec::new(),
+            payload: crate::Payload::new(),
         }
     }
 }
@@ -153,7 +153,7 @@ mod tests {
             psh: false,
             window: 502,
             options: TcpOptions::default(),
-            payload: Vec::new(),
+            payload: crate::Payload::new(),
         }
     }
 
@@ -228,7 +228,7 @@ mod tests {
             psh: false,
             window: 64240,
             options: TcpOptions::default(),
-            payload: Vec::new(),
+            payload: crate::Payload::new(),
         };
         let sa = SynCookies::syn_ack(&syn, SeqNumber(77), 1460, 65535);
         assert_eq!((sa.src_port, sa.dst_port), (80, 40000));

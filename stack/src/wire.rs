@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use etherparse::{TcpHeader, TcpSlice};
 
+use crate::payload::Payload;
 use crate::seq::SeqNumber;
 
 /// The one control flag a valid segment can carry besides ACK and PSH.
@@ -70,7 +71,7 @@ pub struct Segment {
     /// Decoded options.
     pub options: TcpOptions,
     /// Segment text.
-    pub payload: Vec<u8>,
+    pub payload: Payload,
 }
 
 /// Why [`parse`] refused some bytes.
@@ -153,8 +154,25 @@ pub fn parse_into(
     dst: IpAddr,
     tcp: &[u8],
     verify: bool,
-    buf: Vec<u8>,
+    mut buf: Vec<u8>,
 ) -> Result<Segment, WireError> {
+    let (mut seg, text) = parse_header(src, dst, tcp, verify)?;
+    buf.clear();
+    buf.extend_from_slice(&tcp[text..]);
+    seg.payload = Payload::from(buf);
+    Ok(seg)
+}
+
+/// [`parse`] (or with `verify` false, [`parse_trusted`]) without taking
+/// the text: the segment comes with an empty payload, and the offset in
+/// `tcp` where its text starts. For a caller that hands the text over in
+/// the buffer it was read into ([`Payload::in_buffer`]).
+pub fn parse_header(
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: &[u8],
+    verify: bool,
+) -> Result<(Segment, usize), WireError> {
     if tcp.len() < TcpHeader::MIN_LEN {
         return Err(WireError::Truncated);
     }
@@ -164,7 +182,8 @@ pub fn parse_into(
     } else if src.is_ipv4() != dst.is_ipv4() {
         return Err(WireError::AddressFamily);
     }
-    segment_of(&slice, buf)
+    let text = tcp.len() - slice.payload().len();
+    Ok((segment_of(&slice)?, text))
 }
 
 /// Checks the checksum of `slice` over the pseudo header of (src, dst).
@@ -188,7 +207,7 @@ fn verify_checksum(src: IpAddr, dst: IpAddr, slice: &TcpSlice<'_>) -> Result<(),
 
 /// The reduced segment of a header whose checksum is settled: ports,
 /// flags and options checked.
-fn segment_of(slice: &TcpSlice<'_>, mut buf: Vec<u8>) -> Result<Segment, WireError> {
+fn segment_of(slice: &TcpSlice<'_>) -> Result<Segment, WireError> {
     if slice.source_port() == 0 || slice.destination_port() == 0 {
         return Err(WireError::BadPort);
     }
@@ -217,11 +236,7 @@ fn segment_of(slice: &TcpSlice<'_>, mut buf: Vec<u8>) -> Result<Segment, WireErr
         psh: flags & PSH != 0,
         window: slice.window_size(),
         options,
-        payload: {
-            buf.clear();
-            buf.extend_from_slice(slice.payload());
-            buf
-        },
+        payload: Payload::new(),
     })
 }
 
@@ -376,7 +391,7 @@ impl Segment {
             psh: false,
             window: 0,
             options: TcpOptions::default(),
-            payload: Vec::new(),
+            payload: Payload::new(),
         })
     }
 
@@ -435,7 +450,7 @@ impl Segment {
             psh: self.psh,
             window: self.window,
             options: self.options.clone(),
-            payload: Vec::new(),
+            payload: Payload::new(),
         }
     }
 }
@@ -488,7 +503,7 @@ mod tests {
             psh: false,
             window: 100,
             options: TcpOptions::default(),
-            payload: vec![7; 3000],
+            payload: vec![7; 3000].into(),
         };
         let mut b = Vec::new();
         seg.emit(src, dst, &mut b);

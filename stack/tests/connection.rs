@@ -239,8 +239,8 @@ fn poll_transmit_reusing_builds_in_the_buffer_handed_back() {
         assert_eq!(seg.payload, plain.payload);
         got.extend_from_slice(&seg.payload);
         if spare.capacity() == 0 {
-            reused += usize::from(seg.payload.capacity() >= 4096);
-            spare = seg.payload;
+            reused += usize::from(seg.payload.buffer_capacity() >= 4096);
+            spare = seg.payload.into_buffer();
         }
     }
     assert!(b.conn.poll_transmit(b.now).is_none());

@@ -64,7 +64,7 @@ fn parse_reads_pnet_segment_ipv4() {
     assert_eq!(seg.options.mss, Some(1400));
     assert_eq!(seg.options.window_scale, Some(5));
     assert!(seg.options.sack_permitted);
-    assert_eq!(seg.payload, b"hi");
+    assert_eq!(&*seg.payload, b"hi");
     assert_eq!(seg.seg_len(), 3);
 }
 
@@ -133,7 +133,7 @@ fn sample_segment() -> Segment {
             timestamps: Some((1, 0)),
             sack_blocks: vec![],
         },
-        payload: b"odd-length".to_vec(),
+        payload: b"odd-length".to_vec().into(),
     }
 }
 
