@@ -112,6 +112,57 @@ fn pcapng_has_every_frame_with_its_decision() {
     assert!(req < rep);
 }
 
+/// With four RX queues (four adapter threads recording into one trace)
+/// the file still has every frame, each with its decision, and the
+/// round-robin filter they share still places connections in turn.
+#[test]
+fn pcapng_from_four_rx_queues_has_every_frame() {
+    if !can_run() || !have_tshark() {
+        return;
+    }
+    let ns = Netns::new();
+    let file = format!("/tmp/{}.pcapng", ns.name);
+    let vnic = ns.vnic_quiet_v4(&["--processors", "4", "--rx-queues", "4", "--pcap", &file]);
+    ns.run(|| {
+        for _ in 0..16 {
+            let (status, _) = http_get(&mut connect(), "/", false);
+            assert_eq!(status, 200);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500)); // TIME-WAIT (1 s) ends
+    let st = ns.status_json();
+    let frames = st["adapter"]["frames_in"].as_u64().expect("in")
+        + st["adapter"]["frames_out"].as_u64().expect("out");
+    let per_queue: Vec<u64> = st["adapter"]["rx_queues"]
+        .as_array()
+        .expect("rx_queues")
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let (c, terr) = comments(&file);
+    let _ = std::fs::remove_file(&file);
+    assert!(!terr.contains("cut short"), "{terr}");
+    assert_eq!(c.len() as u64, frames, "one record per frame vnic counted");
+    assert!(
+        c.iter().all(|x| !x.is_empty()),
+        "every packet has a comment"
+    );
+    assert!(
+        per_queue.iter().filter(|n| **n > 0).count() >= 2,
+        "connections came in on several queues: {per_queue:?}"
+    );
+    let new: Vec<&String> = c.iter().filter(|x| x.contains("rr-new")).collect();
+    assert_eq!(new.len(), 16, "{c:?}");
+    for (k, line) in new.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("in cpu={} rr-new", k % 4)),
+            "{line}"
+        );
+    }
+}
+
 #[test]
 fn pcapng_cut_by_sigterm_mid_traffic_is_readable() {
     if !can_run() || !have_tshark() {
