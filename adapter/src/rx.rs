@@ -554,7 +554,7 @@ impl Adapter {
         if let (Some(processor), Some(base), false) = (flow, self.lend_base, new_syn) {
             if text.len() >= self.in_place_min {
                 // The text goes to the processor in the read buffer itself,
-                // once the frame is handled (see `take_handover`).
+                // once the frame is handled (see `handle_rx_buffer`).
                 let start = (text.as_ptr() as usize).wrapping_sub(base);
                 self.handover = Some(Handover {
                     processor,
@@ -626,7 +626,18 @@ impl Adapter {
             counted = true;
         }
         let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
-        let placed = self.dispatch_syn(processor, tuple, seg, src_mac, stamp, counted, now);
+        let placed = self.send_inbound(
+            processor,
+            Inbound {
+                tuple,
+                segment: seg,
+                peer_mac: src_mac,
+                syn_stamp: stamp,
+                cookie_mss: None,
+                counted_syn: counted,
+                arrived: now,
+            },
+        );
         if !placed {
             self.flows.forget(&tuple);
             if let (true, Some(c)) = (counted, self.counters.syn_in_flight.get(pick.processor)) {
@@ -762,33 +773,8 @@ impl Adapter {
         )
     }
 
-    /// Dispatches a new SYN; `counted`: it holds a place in the
-    /// processor's SYNs in flight, which the processor gives back.
-    #[allow(clippy::too_many_arguments)]
-    fn dispatch_syn(
-        &mut self,
-        processor: usize,
-        tuple: FourTuple,
-        segment: Segment,
-        peer_mac: [u8; 6],
-        syn_stamp: u64,
-        counted: bool,
-        now: Instant,
-    ) -> bool {
-        self.send_inbound(
-            processor,
-            Inbound {
-                tuple,
-                segment,
-                peer_mac,
-                syn_stamp,
-                cookie_mss: None,
-                counted_syn: counted,
-                arrived: now,
-            },
-        )
-    }
-
+    /// Puts `inbound` on `processor`'s queue; false if the queue is full
+    /// (counted) or gone.
     fn send_inbound(&mut self, processor: usize, inbound: Inbound) -> bool {
         let Some(q) = self.queues.get(processor) else {
             return false;
