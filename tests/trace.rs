@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{can_run, http_get, Netns};
+use common::{can_run, http_get, Netns, Vnic};
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -37,6 +37,29 @@ fn comments(file: &str) -> (Vec<String>, String) {
     (lines, err)
 }
 
+/// Frames vnic counted in and out, from `vnic status --json`.
+fn frames_counted(st: &serde_json::Value) -> u64 {
+    st["adapter"]["frames_in"].as_u64().expect("in")
+        + st["adapter"]["frames_out"].as_u64().expect("out")
+}
+
+/// Stops vnic (it must exit 0), reads the comment of every packet in
+/// `file` (then removes it), and checks the file holds one packet per
+/// frame vnic counted, each with a comment.
+fn stop_and_read_all(vnic: Vnic, file: &str, frames: u64) -> Vec<String> {
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let (c, terr) = comments(file);
+    let _ = std::fs::remove_file(file);
+    assert!(!terr.contains("cut short"), "{terr}");
+    assert_eq!(c.len() as u64, frames, "one record per frame vnic counted");
+    assert!(
+        c.iter().all(|x| !x.is_empty()),
+        "every packet has a comment"
+    );
+    c
+}
+
 fn connect() -> TcpStream {
     let a: SocketAddr = "10.0.0.2:80".parse().expect("addr");
     let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
@@ -65,18 +88,8 @@ fn pcapng_has_every_frame_with_its_decision() {
     ns.exec_ok(&["ping", "-c", "1", "-W", "2", "10.0.0.2"]);
     std::thread::sleep(Duration::from_millis(1500)); // TIME-WAIT (1 s) ends, FINs settle
     let st = ns.status_json();
-    let frames = st["adapter"]["frames_in"].as_u64().expect("in")
-        + st["adapter"]["frames_out"].as_u64().expect("out");
-    let (code, err) = vnic.stop();
-    assert_eq!(code, Some(0), "{err}");
-    let (c, terr) = comments(&file);
-    let _ = std::fs::remove_file(&file);
-    assert!(!terr.contains("cut short"), "{terr}");
-    assert_eq!(c.len() as u64, frames, "one record per frame vnic counted");
-    assert!(
-        c.iter().all(|x| !x.is_empty()),
-        "every packet has a comment"
-    );
+    let frames = frames_counted(&st);
+    let c = stop_and_read_all(vnic, &file, frames);
     let new: Vec<&String> = c.iter().filter(|x| x.contains("rr-new")).collect();
     assert_eq!(new.len(), 4, "{c:?}");
     for (k, line) in new.iter().enumerate() {
@@ -131,24 +144,14 @@ fn pcapng_from_four_rx_queues_has_every_frame() {
     });
     std::thread::sleep(Duration::from_millis(1500)); // TIME-WAIT (1 s) ends
     let st = ns.status_json();
-    let frames = st["adapter"]["frames_in"].as_u64().expect("in")
-        + st["adapter"]["frames_out"].as_u64().expect("out");
+    let frames = frames_counted(&st);
     let per_queue: Vec<u64> = st["adapter"]["rx_queues"]
         .as_array()
         .expect("rx_queues")
         .iter()
         .filter_map(|v| v.as_u64())
         .collect();
-    let (code, err) = vnic.stop();
-    assert_eq!(code, Some(0), "{err}");
-    let (c, terr) = comments(&file);
-    let _ = std::fs::remove_file(&file);
-    assert!(!terr.contains("cut short"), "{terr}");
-    assert_eq!(c.len() as u64, frames, "one record per frame vnic counted");
-    assert!(
-        c.iter().all(|x| !x.is_empty()),
-        "every packet has a comment"
-    );
+    let c = stop_and_read_all(vnic, &file, frames);
     assert!(
         per_queue.iter().filter(|n| **n > 0).count() >= 2,
         "connections came in on several queues: {per_queue:?}"

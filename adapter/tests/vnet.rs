@@ -265,13 +265,7 @@ fn header_encodes_in_the_kernels_layout() {
 
 #[test]
 fn large_segment_with_partial_checksum_reaches_the_processor_whole() {
-    let mut r = rig();
-    let syn = frame(r.mac, TcpFlags::SYN, 1000, &[], Csum::Full);
-    assert!(matches!(
-        r.adapter.handle_frame(Instant::now(), &syn),
-        Decision::NewConnection { .. }
-    ));
-    let _ = queued(&r);
+    let mut r = rig_with_connection();
     let data = big_payload();
     let f = frame(r.mac, TcpFlags::ACK, 1001, &data, Csum::Partial);
     assert!(f.len() > 1514, "larger than one MTU");
