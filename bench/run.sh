@@ -49,7 +49,7 @@ cleanup() {
   ip netns del "$NSKS" 2>/dev/null || true
   ip netns del "$NSKC" 2>/dev/null || true
   ip netns del "$NSB" 2>/dev/null || true
-  rm -f "$CTL" /tmp/vnb-$ID.pcapng* /dev/shm/vnb-$ID*
+  rm -f "$CTL" /tmp/vnb-$ID.* /dev/shm/vnb-$ID*
 }
 trap cleanup EXIT
 
