@@ -81,8 +81,6 @@ impl DropKind {
 /// processors (frames out) and reporters.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Frames read from the TAP.
-    pub frames_in: AtomicU64,
     /// Frames written to the TAP.
     pub frames_out: AtomicU64,
     /// Frames that were for another MAC or another IP (ignored, not errors).
@@ -119,9 +117,17 @@ pub struct Counters {
     /// with [`Counters::half_open`] the RX threads bound the half-open
     /// queue exactly, however many of them place SYNs at once.
     pub syn_in_flight: Vec<AtomicU64>,
-    /// Frames read from RX queue Q of the TAP (index Q).
-    pub rx_queue_frames: Vec<AtomicU64>,
+    /// Frames read from RX queue Q of the TAP (index Q), each on a cache
+    /// line of its own: every RX thread bumps its own per frame, and
+    /// their sum is the frames read ([`Counters::frames_in`]).
+    rx_queue_frames: Vec<QueueCounter>,
 }
+
+/// One RX queue's frame count, alone on its cache line so the threads of
+/// different queues never contend for it.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct QueueCounter(AtomicU64);
 
 impl Counters {
     /// Counters for an adapter with `processors` processors.
@@ -130,7 +136,7 @@ impl Counters {
             queue_full: (0..processors).map(|_| AtomicU64::new(0)).collect(),
             half_open: (0..processors).map(|_| AtomicU64::new(0)).collect(),
             syn_in_flight: (0..processors).map(|_| AtomicU64::new(0)).collect(),
-            rx_queue_frames: vec![AtomicU64::new(0)],
+            rx_queue_frames: vec![QueueCounter::default()],
             ..Counters::default()
         }
     }
@@ -139,9 +145,31 @@ impl Counters {
     /// `rx_queues` queues of its TAP.
     pub fn with_rx_queues(processors: usize, rx_queues: usize) -> Counters {
         Counters {
-            rx_queue_frames: (0..rx_queues.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            rx_queue_frames: (0..rx_queues.max(1))
+                .map(|_| QueueCounter::default())
+                .collect(),
             ..Counters::new(processors)
         }
+    }
+
+    /// Counts one frame read from RX queue `queue`.
+    pub fn frame_in(&self, queue: usize) {
+        if let Some(c) = self.rx_queue_frames.get(queue) {
+            c.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Frames read from the TAP, all queues.
+    pub fn frames_in(&self) -> u64 {
+        self.rx_queue_frames.iter().map(|c| Self::get(&c.0)).sum()
+    }
+
+    /// Frames read from each RX queue (index = queue).
+    pub fn rx_queue_frames(&self) -> Vec<u64> {
+        self.rx_queue_frames
+            .iter()
+            .map(|c| Self::get(&c.0))
+            .collect()
     }
 
     /// Counts one dropped frame of `kind`.

@@ -288,10 +288,7 @@ impl Adapter {
         frame: &[u8],
         checksum_trusted: bool,
     ) -> Decision {
-        Counters::bump(&self.counters.frames_in);
-        if let Some(c) = self.counters.rx_queue_frames.get(self.rx_queue) {
-            Counters::bump(c);
-        }
+        self.counters.frame_in(self.rx_queue);
         self.checksum_trusted = checksum_trusted;
         let d = self.classify(now, frame);
         self.checksum_trusted = false;

@@ -180,6 +180,9 @@ fn program() -> Vec<Insn> {
             I(i) => out.push(i),
             J(code, imm, label) => {
                 let here = out.len() as i32;
+                // Labels are this function's own constants: the unit
+                // tests load the program, so a missing one shows there.
+                debug_assert!(at.contains_key(label), "label {label}");
                 let off = at.get(label).copied().unwrap_or(here + 1) - here - 1;
                 out.push(insn(JMP | code | K, 0, 0, off as i16, imm));
             }

@@ -102,13 +102,12 @@ impl TapDevice {
         let claim = claim(name)?;
         let mut first = TapDevice::attach(name, offload, true)?;
         first._claim = Some(claim);
-        let steering = crate::steer::SteeringProgram::load()
+        crate::steer::SteeringProgram::load()
             .and_then(|p| p.attach(first.fd.as_raw_fd()))
             .map_err(|e| AdapterError::Io {
                 tap: first.name.clone(),
                 source: io::Error::new(e.kind(), format!("{e}; --rx-queues above 1 needs it")),
-            });
-        steering?;
+            })?;
         let mut all = vec![first];
         for _ in 1..queues {
             let q = TapDevice::attach(&all[0].name, offload, true)?;

@@ -91,7 +91,7 @@ impl Snapshot {
     fn of(c: &Counters) -> Snapshot {
         let g = |a: &AtomicU64| Counters::get(a);
         Snapshot {
-            frames_in: g(&c.frames_in),
+            frames_in: c.frames_in(),
             frames_out: g(&c.frames_out),
             not_for_us: g(&c.not_for_us),
             arp_replies: g(&c.arp_replies),

@@ -7,7 +7,7 @@
 //! (the headers in front are simply not part of the view). Everything
 //! else sees a byte slice (`Deref<Target = [u8]>`), as a `Vec` would show.
 
-use std::ops::{Deref, DerefMut, Range};
+use std::ops::{Deref, Range};
 
 /// Segment text: `buf[range]`.
 #[derive(Clone, Default)]
@@ -50,22 +50,10 @@ impl From<Vec<u8>> for Payload {
     }
 }
 
-impl From<&[u8]> for Payload {
-    fn from(bytes: &[u8]) -> Payload {
-        Payload::from(bytes.to_vec())
-    }
-}
-
 impl Deref for Payload {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         &self.buf[self.start..self.end]
-    }
-}
-
-impl DerefMut for Payload {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.end]
     }
 }
 

@@ -294,7 +294,7 @@ impl Runtime {
             .collect();
         let c = &self.counters;
         let adapter = AdapterStatus {
-            frames_in: Counters::get(&c.frames_in),
+            frames_in: c.frames_in(),
             frames_out: Counters::get(&c.frames_out),
             not_for_us: Counters::get(&c.not_for_us),
             arp_replies: Counters::get(&c.arp_replies),
@@ -306,7 +306,7 @@ impl Runtime {
             flows: Counters::get(&c.flows),
             syn_cookies_sent: Counters::get(&c.syn_cookies_sent),
             syn_cookies_accepted: Counters::get(&c.syn_cookies_accepted),
-            rx_queues: c.rx_queue_frames.iter().map(Counters::get).collect(),
+            rx_queues: c.rx_queue_frames(),
             drops: c
                 .drops()
                 .into_iter()
