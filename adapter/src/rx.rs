@@ -600,23 +600,28 @@ impl Adapter {
         let mut counted = false;
         let in_flight = self.counters.syn_in_flight.get(pick.processor);
         if let (Some(_), Some(in_flight)) = (&self.cookies, in_flight) {
-            // Reserve a place first, then look: every RX thread placing
-            // SYNs on this processor sees the others' reservations, so
-            // half-open + in flight never passes the backlog.
-            let ahead = in_flight.fetch_add(1, Ordering::Relaxed);
-            let busy = self
+            let half_open = self
                 .counters
                 .half_open
                 .get(pick.processor)
-                .map_or(0, Counters::get)
-                + ahead;
+                .map_or(0, Counters::get);
             // A queue more than half full is also pressure: new SYNs then
             // cost no queue space, which stays for established connections.
             let crowded = self
                 .queues
                 .get(pick.processor)
                 .is_some_and(|q| q.len() * 2 > q.capacity().unwrap_or(usize::MAX));
-            if busy >= self.syn_backlog || crowded {
+            // Full already: a cookie, without touching the shared count
+            // (in a flood that is nearly every SYN).
+            if crowded || half_open + Counters::get(in_flight) >= self.syn_backlog {
+                return self.cookie_syn(now, src_mac, tuple, seg, pick.processor);
+            }
+            // Room: reserve a place, then look again. Every RX thread
+            // placing SYNs on this processor sees the others'
+            // reservations, so half-open + in flight never passes the
+            // backlog.
+            let ahead = in_flight.fetch_add(1, Ordering::Relaxed);
+            if half_open + ahead >= self.syn_backlog {
                 in_flight.fetch_sub(1, Ordering::Relaxed);
                 return self.cookie_syn(now, src_mac, tuple, seg, pick.processor);
             }
