@@ -20,10 +20,6 @@ fn connect(addr: &str) -> TcpStream {
     s
 }
 
-fn random(n: usize, seed: u64) -> Vec<u8> {
-    random_bytes(n, seed)
-}
-
 /// Sends `data` through echo and half-closes; returns (bytes back, hash).
 fn echo_roundtrip(data: Vec<u8>) -> (usize, Vec<u8>) {
     echo_through(connect("10.0.0.2:7"), data)
@@ -32,7 +28,7 @@ fn echo_roundtrip(data: Vec<u8>) -> (usize, Vec<u8>) {
 /// 32 MiB over 4 parallel echo connections, every byte back intact.
 fn thirty_two_mib_through_echo(ns: &Netns) {
     let per = 8 << 20;
-    let inputs: Vec<Vec<u8>> = (0..4).map(|i| random(per, 100 + i)).collect();
+    let inputs: Vec<Vec<u8>> = (0..4).map(|i| random_bytes(per, 100 + i)).collect();
     let want: Vec<Vec<u8>> = inputs.iter().map(|d| Sha256::digest(d).to_vec()).collect();
     let t = Instant::now();
     let got = ns.run(move || {
@@ -131,7 +127,7 @@ fn half_close_under_loss() {
         let mut b = [0u8; 16];
         let eof = matches!(d.read(&mut b), Ok(0));
         // echo: the server keeps sending after our FIN.
-        let (n, _) = echo_roundtrip(random(2 << 20, 5));
+        let (n, _) = echo_roundtrip(random_bytes(2 << 20, 5));
         (eof, n)
     });
     assert!(discard_done, "discard closed after our FIN");

@@ -8,28 +8,8 @@ mod common;
 
 use common::{can_run, Netns};
 use sha2::{Digest, Sha256};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
 const BYTES: usize = 64 << 20;
-
-/// Sends `data` to echo at `addr` while reading the echo back; returns
-/// (bytes echoed, their SHA-256).
-fn echo_through(ns: &Netns, addr: &'static str, data: Vec<u8>) -> (usize, Vec<u8>) {
-    ns.run(move || {
-        let a: SocketAddr = addr.parse().expect("addr");
-        let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        s.set_write_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        common::echo_through(s, data)
-    })
-}
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    common::random_bytes(len, seed)
-}
 
 fn frames_in(ns: &Netns) -> u64 {
     let v = ns.status_json();
@@ -54,9 +34,9 @@ fn sixty_four_mib_through_echo(offload: &str, addr: &'static str) -> (u64, Strin
         "{}",
         vnic.ready
     );
-    let data = random(BYTES, 7);
+    let data = common::random_bytes(BYTES, 7);
     let want = Sha256::digest(&data).to_vec();
-    let (total, got) = echo_through(&ns, addr, data);
+    let (total, got) = ns.echo(addr, data);
     assert_eq!(total, BYTES, "every byte echoed, then FIN");
     assert_eq!(got, want, "echoed bytes identical");
     let frames = frames_in(&ns);
@@ -88,9 +68,9 @@ fn offload_on_echoes_over_ipv6_intact() {
     }
     let ns = Netns::new();
     let _vnic = ns.vnic(&["--offload", "on", "--quiet"]);
-    let data = random(8 << 20, 9);
+    let data = common::random_bytes(8 << 20, 9);
     let want = Sha256::digest(&data).to_vec();
-    let (total, got) = echo_through(&ns, "[fd00::2]:7", data);
+    let (total, got) = ns.echo("[fd00::2]:7", data);
     assert_eq!(total, 8 << 20);
     assert_eq!(got, want);
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{can_run, echo_through, http_get, random_bytes, Netns};
+use common::{can_run, http_get, random_bytes, Netns};
 use sha2::{Digest, Sha256};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -76,11 +76,7 @@ fn bulk_both_ways_intact_over_two_rx_queues() {
     let _vnic = ns.vnic(&["--quiet", "--rx-queues", "2"]);
     let data = random_bytes(32 << 20, 11);
     let want = Sha256::digest(&data).to_vec();
-    let (n, got) = ns.run(move || {
-        let a: SocketAddr = "10.0.0.2:7".parse().expect("addr");
-        let s = TcpStream::connect_timeout(&a, Duration::from_secs(2)).expect("connect");
-        echo_through(s, data)
-    });
+    let (n, got) = ns.echo("10.0.0.2:7", data);
     assert_eq!(n, 32 << 20);
     assert_eq!(got, want, "echoed bytes intact and in order");
 }

@@ -101,8 +101,6 @@ pub struct Counters {
     pub tcp_dispatched: AtomicU64,
     /// Frames that could not be written to the TAP.
     pub tx_errors: AtomicU64,
-    /// Connections in the flow table (a gauge the RX thread keeps current).
-    pub flows: AtomicU64,
     /// ACKs that carried a genuine SYN cookie and opened a connection.
     pub syn_cookies_accepted: AtomicU64,
     drops: [AtomicU64; DropKind::ALL.len()],
@@ -117,17 +115,22 @@ pub struct Counters {
     /// with [`Counters::half_open`] the RX threads bound the half-open
     /// queue exactly, however many of them place SYNs at once.
     pub syn_in_flight: Vec<AtomicU64>,
-    /// Frames read from RX queue Q of the TAP (index Q), each on a cache
-    /// line of its own: every RX thread bumps its own per frame, and
-    /// their sum is the frames read ([`Counters::frames_in`]).
-    rx_queue_frames: Vec<QueueCounter>,
+    /// RX queue Q's own counts (index Q), each on a cache line of its
+    /// own: every RX thread writes only its own, per frame, and readers
+    /// sum them ([`Counters::frames_in`], [`Counters::flows`]).
+    rx_queues: Vec<QueueCounters>,
 }
 
-/// One RX queue's frame count, alone on its cache line so the threads of
-/// different queues never contend for it.
+/// What one RX queue's thread counts, alone on its cache line so the
+/// threads of different queues never contend for it.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct QueueCounter(AtomicU64);
+struct QueueCounters {
+    /// Frames read from the queue.
+    frames: AtomicU64,
+    /// Connections in the queue thread's flow table (a gauge).
+    flows: AtomicU64,
+}
 
 impl Counters {
     /// Counters for an adapter with `processors` processors.
@@ -136,7 +139,7 @@ impl Counters {
             queue_full: (0..processors).map(|_| AtomicU64::new(0)).collect(),
             half_open: (0..processors).map(|_| AtomicU64::new(0)).collect(),
             syn_in_flight: (0..processors).map(|_| AtomicU64::new(0)).collect(),
-            rx_queue_frames: vec![QueueCounter::default()],
+            rx_queues: vec![QueueCounters::default()],
             ..Counters::default()
         }
     }
@@ -145,8 +148,8 @@ impl Counters {
     /// `rx_queues` queues of its TAP.
     pub fn with_rx_queues(processors: usize, rx_queues: usize) -> Counters {
         Counters {
-            rx_queue_frames: (0..rx_queues.max(1))
-                .map(|_| QueueCounter::default())
+            rx_queues: (0..rx_queues.max(1))
+                .map(|_| QueueCounters::default())
                 .collect(),
             ..Counters::new(processors)
         }
@@ -154,21 +157,33 @@ impl Counters {
 
     /// Counts one frame read from RX queue `queue`.
     pub fn frame_in(&self, queue: usize) {
-        if let Some(c) = self.rx_queue_frames.get(queue) {
-            c.0.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.rx_queues.get(queue) {
+            c.frames.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the number of connections in RX queue `queue`'s flow table.
+    pub fn set_flows(&self, queue: usize, flows: u64) {
+        if let Some(c) = self.rx_queues.get(queue) {
+            c.flows.store(flows, Ordering::Relaxed);
         }
     }
 
     /// Frames read from the TAP, all queues.
     pub fn frames_in(&self) -> u64 {
-        self.rx_queue_frames.iter().map(|c| Self::get(&c.0)).sum()
+        self.rx_queues.iter().map(|c| Self::get(&c.frames)).sum()
+    }
+
+    /// Connections in the flow tables, all queues.
+    pub fn flows(&self) -> u64 {
+        self.rx_queues.iter().map(|c| Self::get(&c.flows)).sum()
     }
 
     /// Frames read from each RX queue (index = queue).
     pub fn rx_queue_frames(&self) -> Vec<u64> {
-        self.rx_queue_frames
+        self.rx_queues
             .iter()
-            .map(|c| Self::get(&c.0))
+            .map(|c| Self::get(&c.frames))
             .collect()
     }
 

@@ -105,8 +105,6 @@ pub struct Adapter {
     checksum_trusted: bool,
     /// The RX queue this adapter thread reads (index into the counters).
     rx_queue: usize,
-    /// The flow count last added to the shared counter.
-    flows_reported: u64,
     /// While a frame is handled from a buffer the caller can give away:
     /// that buffer's address (a segment's text is located in it by
     /// address, never read through it).
@@ -160,7 +158,6 @@ impl Adapter {
             our_mss: (536, 1220),
             checksum_trusted: false,
             rx_queue: 0,
-            flows_reported: 0,
             lend_base: None,
             handover: None,
             in_place_min: IN_PLACE_MIN,
@@ -188,20 +185,11 @@ impl Adapter {
         self.in_place_min = bytes.max(1);
     }
 
-    /// Brings the adapter-wide flow count up to date with this thread's
-    /// table (each RX thread adds its own share).
-    fn report_flows(&mut self) {
-        let now = self.flows.len() as u64;
-        if now > self.flows_reported {
-            self.counters
-                .flows
-                .fetch_add(now - self.flows_reported, Ordering::Relaxed);
-        } else if now < self.flows_reported {
-            self.counters
-                .flows
-                .fetch_sub(self.flows_reported - now, Ordering::Relaxed);
-        }
-        self.flows_reported = now;
+    /// Publishes this thread's flow count (the adapter's is the sum over
+    /// the RX queues).
+    fn report_flows(&self) {
+        self.counters
+            .set_flows(self.rx_queue, self.flows.len() as u64);
     }
 
     /// Turns SYN cookies on (RFC 4987): a new SYN placed on a processor

@@ -95,6 +95,9 @@ struct Conn {
     /// Payload bytes received since it was last serviced (see
     /// [`SERVICE_BYTES`]).
     unserviced: usize,
+    /// Listed in the processor's `pending` (once per batch, however its
+    /// segments interleave with other connections').
+    queued: bool,
 }
 
 /// One deadline in the timer heap, ordered by time alone.
@@ -513,7 +516,8 @@ impl Processor {
             match disposition {
                 Disposition::Handled if out_of_order || due => self.service(tuple, now),
                 Disposition::Handled => {
-                    if self.pending.last() != Some(&tuple) {
+                    if !c.queued {
+                        c.queued = true;
                         self.pending.push(tuple);
                     }
                 }
@@ -644,6 +648,7 @@ impl Processor {
                 id,
                 half_open,
                 unserviced: 0,
+                queued: false,
             },
         );
         if half_open {
@@ -670,6 +675,7 @@ impl Processor {
             return;
         };
         c.unserviced = 0;
+        c.queued = false;
         let mut closed = false;
         // The app may free receive space or queue data; one pass of
         // app + transmit + events, twice, lets an app answer what the

@@ -97,6 +97,22 @@ impl Netns {
         .expect("thread in namespace panicked")
     }
 
+    /// Sends `data` to the echo service at `addr` from inside the
+    /// namespace, reading the echo back (30 s bounds on both ways);
+    /// returns (bytes echoed, their SHA-256).
+    pub fn echo(&self, addr: &'static str, data: Vec<u8>) -> (usize, Vec<u8>) {
+        self.run(move || {
+            let a: std::net::SocketAddr = addr.parse().expect("addr");
+            let s =
+                std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            s.set_write_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            echo_through(s, data)
+        })
+    }
+
     /// The control socket path the test's vnic uses.
     pub fn control_path(&self) -> String {
         format!("/tmp/{}.sock", self.name)

@@ -303,7 +303,7 @@ impl Runtime {
             icmp_port_unreachable: Counters::get(&c.port_unreachable),
             rst_sent: Counters::get(&c.rst_sent),
             tcp_dispatched: Counters::get(&c.tcp_dispatched),
-            flows: Counters::get(&c.flows),
+            flows: c.flows(),
             syn_cookies_sent: Counters::get(&c.syn_cookies_sent),
             syn_cookies_accepted: Counters::get(&c.syn_cookies_accepted),
             rx_queues: c.rx_queue_frames(),
