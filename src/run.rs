@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::impair::{ImpairStats, ImpairedSink, ImpairedSource};
-use vnic_adapter::trace::{LineMode, TraceOptions, Tracer, TracingSink};
+use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
     host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameSource, FrameWriter, TapDevice,
 };
@@ -106,7 +106,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         mac: cfg.mac,
     })
     .map_err(|e| std::io::Error::new(e.kind(), format!("--pcap: {e}")))?;
-    let traced = |origin: String| -> FrameWriter {
+    let traced = |origin: Origin| -> FrameWriter {
         let s: Arc<dyn FrameSink> =
             Arc::new(TracingSink::new(sink.clone(), tracer.clone(), origin));
         FrameWriter::new(s, cfg.mac, counters.clone())
@@ -178,7 +178,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             id,
             queue: rx,
             closed: closed_tx.clone(),
-            out: traced(format!("cpu={id}")),
+            out: traced(Origin::Cpu(id)),
             tracer: tracer.clone(),
             max_connections: (MAX_CONNECTIONS / n).max(1024),
             adapter_counters: counters.clone(),
@@ -244,7 +244,7 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             filter.clone(),
             queues.clone(),
             closed,
-            traced("adapter".into()),
+            traced(Origin::Adapter),
             counters.clone(),
         );
         adapter.set_syn_cookies(cookies.clone(), plan.syn_backlog, &tcp);

@@ -6,7 +6,6 @@
 
 use crate::filter::FilterMode;
 use crate::rx::Decision;
-use std::sync::Arc;
 
 /// A decision text not yet written out: the hot path records what was
 /// decided, the writer thread turns it into words. Formatting a `String`
@@ -23,7 +22,7 @@ pub enum Note {
     /// (` gso`, ` tx-error`, or nothing).
     Out {
         /// `cpu=2` or `adapter`.
-        origin: Arc<str>,
+        origin: Origin,
         /// Appended as is.
         suffix: &'static str,
     },
@@ -36,7 +35,7 @@ impl Note {
             Note::Text(t) => t.clone(),
             Note::Rx(d, mode) => rx_comment(d, *mode),
             Note::Out { origin, suffix } => {
-                let mut c = out_comment(origin, frame);
+                let mut c = out_comment(*origin, frame);
                 c.push_str(suffix);
                 c
             }
@@ -100,14 +99,34 @@ pub fn rx_comment(d: &Decision, mode: FilterMode) -> String {
     }
 }
 
+/// Who wrote a frame to the TAP: a processor or the adapter itself. A
+/// plain copyable value rather than shared text, so recording a frame
+/// touches no reference count that the writer thread also touches (an
+/// `Arc<str>` clone here was half of the cost of recording a small frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Processor K (`cpu=K`).
+    Cpu(usize),
+    /// The adapter's own answers (ARP, NDP, ICMP, RST).
+    Adapter,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Cpu(k) => write!(f, "cpu={k}"),
+            Origin::Adapter => f.write_str("adapter"),
+        }
+    }
+}
+
 /// The comment for a frame written to the TAP by `origin` (`cpu=2`, or
 /// `adapter`, whose frames also say what they are: `out adapter
 /// arp-reply`).
-pub fn out_comment(origin: &str, frame: &[u8]) -> String {
-    if origin == "adapter" {
-        format!("out adapter {}", out_kind(frame))
-    } else {
-        format!("out {origin}")
+pub fn out_comment(origin: Origin, frame: &[u8]) -> String {
+    match origin {
+        Origin::Adapter => format!("out adapter {}", out_kind(frame)),
+        Origin::Cpu(_) => format!("out {origin}"),
     }
 }
 

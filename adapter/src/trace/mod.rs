@@ -39,7 +39,7 @@ mod frames;
 #[cfg(test)]
 mod tests;
 
-pub use comment::{out_comment, out_kind, rx_comment, Note};
+pub use comment::{out_comment, out_kind, rx_comment, Note, Origin};
 pub use line::{format_conn_line, format_line};
 pub use sink::TracingSink;
 

@@ -4,7 +4,7 @@
 //! [`FrameSink`]; whether it traces is decided
 //! once, at wiring time.
 
-use super::{Direction, Note, Tracer};
+use super::{Direction, Note, Origin, Tracer};
 use crate::emit::FrameSink;
 use crate::vnet::{VnetHeader, GSO_NONE};
 use std::io;
@@ -19,16 +19,16 @@ use std::sync::Arc;
 pub struct TracingSink {
     inner: Arc<dyn FrameSink>,
     tracer: Arc<Tracer>,
-    origin: Arc<str>,
+    origin: Origin,
 }
 
 impl TracingSink {
     /// Wraps `inner`; `origin` names the sender (`cpu=2`, `adapter`).
-    pub fn new(inner: Arc<dyn FrameSink>, tracer: Arc<Tracer>, origin: String) -> TracingSink {
+    pub fn new(inner: Arc<dyn FrameSink>, tracer: Arc<Tracer>, origin: Origin) -> TracingSink {
         TracingSink {
             inner,
             tracer,
-            origin: origin.into(),
+            origin,
         }
     }
 
@@ -44,7 +44,7 @@ impl TracingSink {
             (true, true) => " gso tx-error",
         };
         Note::Out {
-            origin: self.origin.clone(),
+            origin: self.origin,
             suffix,
         }
     }

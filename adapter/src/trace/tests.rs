@@ -173,10 +173,10 @@ fn out_kind_recognises_every_adapter_answer() {
     assert_eq!(out_kind(&frames::udp4(b"x")), "other");
     assert_eq!(out_kind(&[1, 2, 3]), "other");
     assert_eq!(
-        out_comment("adapter", &frames::arp(2)),
+        out_comment(Origin::Adapter, &frames::arp(2)),
         "out adapter arp-reply"
     );
-    assert_eq!(out_comment("cpu=2", &data), "out cpu=2");
+    assert_eq!(out_comment(Origin::Cpu(2), &data), "out cpu=2");
 }
 
 // ------------------------------------------------------------------ lines
@@ -1030,8 +1030,8 @@ fn tracing_sink_records_what_it_sends() {
     let path = dir.0.join("s.pcapng");
     let t = Tracer::start_tuned(opts(Some(path.clone()), None), tuning()).expect("start");
     let cap = Arc::new(CaptureSink::default());
-    let cpu = TracingSink::new(cap.clone(), t.clone(), "cpu=2".into());
-    let adapter = TracingSink::new(cap.clone(), t.clone(), "adapter".into());
+    let cpu = TracingSink::new(cap.clone(), t.clone(), Origin::Cpu(2));
+    let adapter = TracingSink::new(cap.clone(), t.clone(), Origin::Adapter);
     let data = frames::tcp4(1, ack(1), b"hi");
     cpu.send_frame(&data).expect("send");
     adapter.send_frame(&frames::arp(2)).expect("send");
@@ -1054,7 +1054,7 @@ fn tracing_sink_marks_frames_the_device_refused() {
     }
     let tun = tuning();
     let t = Tracer::start_tuned(opts(None, Some(LineMode::Frames)), tun.clone()).expect("start");
-    let s = TracingSink::new(Arc::new(Refuse), t.clone(), "cpu=0".into());
+    let s = TracingSink::new(Arc::new(Refuse), t.clone(), Origin::Cpu(0));
     assert!(s.send_frame(&frames::udp4(b"x")).is_err());
     t.close();
     assert!(lines_of(&tun).trim_end().ends_with("| cpu=0 tx-error"));
