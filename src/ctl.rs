@@ -177,10 +177,11 @@ pub fn table(st: &Status) -> String {
     }
     let a = &st.adapter;
     s.push_str(&format!(
-        "\nadapter: frames in {} out {}  not-for-us {}  flows {}  tcp dispatched {}\n\
+        "\nadapter: frames in {} out {}  tx-errors {}  not-for-us {}  flows {}  tcp dispatched {}\n\
          answers: arp {}  ndp {}  icmp-echo {}  port-unreachable {}  rst {}\n",
         a.frames_in,
         a.frames_out,
+        a.tx_errors,
         a.not_for_us,
         a.flows,
         a.tcp_dispatched,

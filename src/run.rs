@@ -82,9 +82,14 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         sink = Arc::new(ImpairedSink::new(sink, spec.clone(), impair_stats.clone())?);
         sources = sources
             .into_iter()
-            .map(|s| {
-                Box::new(ImpairedSource::new(s, spec.clone(), impair_stats.clone()))
-                    as Box<dyn FrameSource>
+            .enumerate()
+            .map(|(q, s)| {
+                Box::new(ImpairedSource::new(
+                    s,
+                    spec.clone(),
+                    q,
+                    impair_stats.clone(),
+                )) as Box<dyn FrameSource>
             })
             .collect();
     }

@@ -78,11 +78,14 @@ impl DropKind {
 }
 
 /// All adapter counters. Shared (in an `Arc`) between the RX thread, the
-/// processors (frames out) and reporters.
+/// processors (frames out) and reporters. What every frame bumps is kept
+/// per thread, each on a cache line of its own, and summed when read:
+/// frames in, TCP segments dispatched and SYN cookies sent per RX queue,
+/// frames out and write errors per sender (processor or RX queue). A
+/// count that a processor and an RX thread both bumped per frame would
+/// pass its cache line between their cores at every frame.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Frames written to the TAP.
-    pub frames_out: AtomicU64,
     /// Frames that were for another MAC or another IP (ignored, not errors).
     pub not_for_us: AtomicU64,
     /// ARP replies sent.
@@ -97,10 +100,6 @@ pub struct Counters {
     pub unreachable_limited: AtomicU64,
     /// RSTs the adapter sent (closed port, unknown connection).
     pub rst_sent: AtomicU64,
-    /// TCP segments handed to processors.
-    pub tcp_dispatched: AtomicU64,
-    /// Frames that could not be written to the TAP.
-    pub tx_errors: AtomicU64,
     /// ACKs that carried a genuine SYN cookie and opened a connection.
     pub syn_cookies_accepted: AtomicU64,
     drops: [AtomicU64; DropKind::ALL.len()],
@@ -109,8 +108,6 @@ pub struct Counters {
     /// Half-open (SYN-RECEIVED) connections processor K holds now (a gauge
     /// the processor keeps; the RX thread reads it to decide on SYN cookies).
     pub half_open: Vec<AtomicU64>,
-    /// SYNs the adapter answered with a SYN cookie (half-open queue full).
-    pub syn_cookies_sent: AtomicU64,
     /// New SYNs on their way to processor K (dispatched, not yet handled):
     /// with [`Counters::half_open`] the RX threads bound the half-open
     /// queue exactly, however many of them place SYNs at once.
@@ -119,6 +116,19 @@ pub struct Counters {
     /// own: every RX thread writes only its own, per frame, and readers
     /// sum them ([`Counters::frames_in`], [`Counters::flows`]).
     rx_queues: Vec<QueueCounters>,
+    /// Sender S's own counts: processors first (slot K for processor K),
+    /// then the RX queues ([`Counters::rx_sender`]).
+    senders: Vec<SenderCounters>,
+}
+
+/// What one sender of frames counts, alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct SenderCounters {
+    /// Frames written to the TAP.
+    frames: AtomicU64,
+    /// Frames the TAP refused.
+    errors: AtomicU64,
 }
 
 /// What one RX queue's thread counts, alone on its cache line so the
@@ -130,6 +140,10 @@ struct QueueCounters {
     frames: AtomicU64,
     /// Connections in the queue thread's flow table (a gauge).
     flows: AtomicU64,
+    /// TCP segments handed to processors.
+    dispatched: AtomicU64,
+    /// SYNs answered with a SYN cookie (half-open queue full).
+    cookies_sent: AtomicU64,
 }
 
 impl Counters {
@@ -140,6 +154,9 @@ impl Counters {
             half_open: (0..processors).map(|_| AtomicU64::new(0)).collect(),
             syn_in_flight: (0..processors).map(|_| AtomicU64::new(0)).collect(),
             rx_queues: vec![QueueCounters::default()],
+            senders: (0..processors + 1)
+                .map(|_| SenderCounters::default())
+                .collect(),
             ..Counters::default()
         }
     }
@@ -147,12 +164,79 @@ impl Counters {
     /// Counters for an adapter with `processors` processors that reads
     /// `rx_queues` queues of its TAP.
     pub fn with_rx_queues(processors: usize, rx_queues: usize) -> Counters {
+        let rx_queues = rx_queues.max(1);
         Counters {
-            rx_queues: (0..rx_queues.max(1))
-                .map(|_| QueueCounters::default())
+            rx_queues: (0..rx_queues).map(|_| QueueCounters::default()).collect(),
+            senders: (0..processors + rx_queues)
+                .map(|_| SenderCounters::default())
                 .collect(),
             ..Counters::new(processors)
         }
+    }
+
+    /// The sender slot of RX queue `queue`'s thread (for
+    /// [`crate::FrameWriter::set_sender`]); processor K's is K.
+    pub fn rx_sender(&self, queue: usize) -> usize {
+        self.queue_full.len() + queue
+    }
+
+    /// Sender `slot`'s counts; an unknown slot counts in the first.
+    fn sender(&self, slot: usize) -> Option<&SenderCounters> {
+        self.senders.get(slot).or_else(|| self.senders.first())
+    }
+
+    /// Counts one frame written to the TAP by sender `slot`.
+    pub fn frame_out(&self, slot: usize) {
+        if let Some(c) = self.sender(slot) {
+            c.frames.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one frame the TAP refused from sender `slot`.
+    pub fn tx_error(&self, slot: usize) {
+        if let Some(c) = self.sender(slot) {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Frames written to the TAP, all senders.
+    pub fn frames_out(&self) -> u64 {
+        self.senders.iter().map(|c| Self::get(&c.frames)).sum()
+    }
+
+    /// Frames that could not be written to the TAP, all senders.
+    pub fn tx_errors(&self) -> u64 {
+        self.senders.iter().map(|c| Self::get(&c.errors)).sum()
+    }
+
+    /// Counts one TCP segment RX queue `queue` handed to a processor.
+    pub fn dispatched(&self, queue: usize) {
+        if let Some(c) = self.rx_queues.get(queue) {
+            c.dispatched.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// TCP segments handed to processors, all queues.
+    pub fn tcp_dispatched(&self) -> u64 {
+        self.rx_queues
+            .iter()
+            .map(|c| Self::get(&c.dispatched))
+            .sum()
+    }
+
+    /// Counts one SYN that RX queue `queue` answered with a cookie.
+    pub fn syn_cookie_sent(&self, queue: usize) {
+        if let Some(c) = self.rx_queues.get(queue) {
+            c.cookies_sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// SYNs answered with a SYN cookie, all queues.
+    pub fn syn_cookies_sent(&self) -> u64 {
+        self.rx_queues
+            .iter()
+            .map(|c| Self::get(&c.cookies_sent))
+            .sum()
     }
 
     /// Counts one frame read from RX queue `queue`.
@@ -235,5 +319,33 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DropKind::ALL.len());
+    }
+
+    #[test]
+    fn per_thread_counts_add_up_and_stay_apart() {
+        let c = Counters::with_rx_queues(2, 3);
+        assert_eq!(c.rx_sender(0), 2);
+        for slot in 0..5 {
+            for _ in 0..=slot {
+                c.frame_out(slot);
+            }
+        }
+        // An unknown slot still counts (in the first).
+        c.frame_out(99);
+        c.tx_error(4);
+        assert_eq!(c.frames_out(), 1 + 2 + 3 + 4 + 5 + 1);
+        assert_eq!(c.tx_errors(), 1);
+        for q in 0..3 {
+            c.dispatched(q);
+            c.frame_in(q);
+        }
+        c.syn_cookie_sent(2);
+        c.dispatched(7);
+        assert_eq!(c.tcp_dispatched(), 3);
+        assert_eq!(c.syn_cookies_sent(), 1);
+        assert_eq!(c.rx_queue_frames(), vec![1, 1, 1]);
+        // Each thread's counts sit on a cache line of their own.
+        assert_eq!(std::mem::align_of::<SenderCounters>(), 64);
+        assert_eq!(std::mem::align_of::<QueueCounters>(), 64);
     }
 }

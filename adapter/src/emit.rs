@@ -221,6 +221,8 @@ pub struct FrameWriter {
     sink: Arc<dyn FrameSink>,
     mac: [u8; 6],
     counters: Arc<Counters>,
+    /// This writer's sender slot in `counters` ([`FrameWriter::set_sender`]).
+    sender: usize,
     buf: Vec<u8>,
     /// While set, frames are kept here instead of sent (see [`FrameWriter::defer`]).
     deferred: Option<Vec<Vec<u8>>>,
@@ -238,6 +240,7 @@ impl FrameWriter {
             sink,
             mac,
             counters,
+            sender: 0,
             buf: Vec::with_capacity(2048),
             deferred: None,
             burst: None,
@@ -259,9 +262,11 @@ impl FrameWriter {
         }
     }
 
-    /// Another writer into the same sink (for another thread).
-    pub fn clone_writer(&self) -> FrameWriter {
-        FrameWriter::new(self.sink.clone(), self.mac, self.counters.clone())
+    /// Counts this writer's frames in sender slot `slot` of its counters
+    /// (processor K: K; an RX queue: [`Counters::rx_sender`]), so no two
+    /// threads bump the same counter per frame. Slot 0 until set.
+    pub fn set_sender(&mut self, slot: usize) {
+        self.sender = slot;
     }
 
     /// Our MAC.
@@ -347,7 +352,7 @@ impl FrameWriter {
                 let Ok(mut h) =
                     Ipv4Header::new(tcp_len as u16, TTL, IpNumber::TCP, s.octets(), d.octets())
                 else {
-                    Counters::bump(&self.counters.tx_errors);
+                    self.counters.tx_error(self.sender);
                     self.buf = buf;
                     return;
                 };
@@ -375,8 +380,8 @@ impl FrameWriter {
             csum_offset: 16,
         };
         match self.sink.send_gso_buf(&mut buf, &hdr) {
-            Ok(()) => Counters::bump(&self.counters.frames_out),
-            Err(_) => Counters::bump(&self.counters.tx_errors),
+            Ok(()) => self.counters.frame_out(self.sender),
+            Err(_) => self.counters.tx_error(self.sender),
         }
         self.buf = buf;
     }
@@ -430,8 +435,8 @@ impl FrameWriter {
     /// Sends a finished frame.
     pub fn write(&self, frame: &[u8]) {
         match self.sink.send_frame(frame) {
-            Ok(()) => Counters::bump(&self.counters.frames_out),
-            Err(_) => Counters::bump(&self.counters.tx_errors),
+            Ok(()) => self.counters.frame_out(self.sender),
+            Err(_) => self.counters.tx_error(self.sender),
         }
     }
 }

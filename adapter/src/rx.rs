@@ -172,6 +172,7 @@ impl Adapter {
     pub fn set_rx_queue(&mut self, queue: usize, queues: usize) {
         let queues = queues.clamp(1, 1 << 16) as u32;
         self.rx_queue = queue;
+        self.out.set_sender(self.counters.rx_sender(queue));
         self.flows = FlowTable::for_queue(queue);
         self.unreachable_limit =
             TokenBucket::new((ICMP_RATE.0 / queues).max(1), (ICMP_RATE.1 / queues).max(1));
@@ -672,7 +673,7 @@ impl Adapter {
         let sa = SynCookies::syn_ack(&segment, cookie, mss, u16::MAX);
         self.out
             .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &sa);
-        Counters::bump(&self.counters.syn_cookies_sent);
+        self.counters.syn_cookie_sent(self.rx_queue);
         Decision::SynCookie {
             processor: chosen,
             port,
@@ -772,7 +773,7 @@ impl Adapter {
         let msg = ToProcessor::Segment(inbound);
         match q.try_send(msg) {
             Ok(()) => {
-                Counters::bump(&self.counters.tcp_dispatched);
+                self.counters.dispatched(self.rx_queue);
                 true
             }
             Err(TrySendError::Full(_)) => {

@@ -92,7 +92,7 @@ impl Snapshot {
         let g = |a: &AtomicU64| Counters::get(a);
         Snapshot {
             frames_in: c.frames_in(),
-            frames_out: g(&c.frames_out),
+            frames_out: c.frames_out(),
             not_for_us: g(&c.not_for_us),
             arp_replies: g(&c.arp_replies),
             ndp_adverts: g(&c.ndp_adverts),
@@ -100,8 +100,8 @@ impl Snapshot {
             port_unreachable: g(&c.port_unreachable),
             unreachable_limited: g(&c.unreachable_limited),
             rst_sent: g(&c.rst_sent),
-            tcp_dispatched: g(&c.tcp_dispatched),
-            tx_errors: g(&c.tx_errors),
+            tcp_dispatched: c.tcp_dispatched(),
+            tx_errors: c.tx_errors(),
             drops: DropKind::ALL.iter().map(|k| c.dropped(*k)).collect(),
         }
     }

@@ -202,6 +202,10 @@ pub struct AdapterStatus {
     pub frames_in: u64,
     /// Frames written to the TAP.
     pub frames_out: u64,
+    /// Frames the TAP refused (a write error: the link went down, the
+    /// kernel ran out of buffers); a healthy run shows 0.
+    #[serde(default)]
+    pub tx_errors: u64,
     /// Frames for another MAC or IP.
     pub not_for_us: u64,
     /// ARP replies sent.

@@ -295,16 +295,17 @@ impl Runtime {
         let c = &self.counters;
         let adapter = AdapterStatus {
             frames_in: c.frames_in(),
-            frames_out: Counters::get(&c.frames_out),
+            frames_out: c.frames_out(),
+            tx_errors: c.tx_errors(),
             not_for_us: Counters::get(&c.not_for_us),
             arp_replies: Counters::get(&c.arp_replies),
             ndp_adverts: Counters::get(&c.ndp_adverts),
             icmp_echo_replies: Counters::get(&c.echo_replies),
             icmp_port_unreachable: Counters::get(&c.port_unreachable),
             rst_sent: Counters::get(&c.rst_sent),
-            tcp_dispatched: Counters::get(&c.tcp_dispatched),
+            tcp_dispatched: c.tcp_dispatched(),
             flows: c.flows(),
-            syn_cookies_sent: Counters::get(&c.syn_cookies_sent),
+            syn_cookies_sent: c.syn_cookies_sent(),
             syn_cookies_accepted: Counters::get(&c.syn_cookies_accepted),
             rx_queues: c.rx_queue_frames(),
             drops: c
