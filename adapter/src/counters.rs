@@ -180,70 +180,75 @@ impl Counters {
         self.queue_full.len() + queue
     }
 
-    /// Sender `slot`'s counts; an unknown slot counts in the first.
-    fn sender(&self, slot: usize) -> Option<&SenderCounters> {
-        self.senders.get(slot).or_else(|| self.senders.first())
+    /// Adds one to `field` of sender `slot` (an unknown slot counts in
+    /// the first).
+    fn bump_sender(&self, slot: usize, field: fn(&SenderCounters) -> &AtomicU64) {
+        if let Some(c) = self.senders.get(slot).or_else(|| self.senders.first()) {
+            field(c).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds one to `field` of RX queue `queue` (an unknown queue is not
+    /// counted).
+    fn bump_queue(&self, queue: usize, field: fn(&QueueCounters) -> &AtomicU64) {
+        if let Some(c) = self.rx_queues.get(queue) {
+            field(c).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `field` summed over the senders.
+    fn sender_sum(&self, field: fn(&SenderCounters) -> &AtomicU64) -> u64 {
+        self.senders.iter().map(|c| Self::get(field(c))).sum()
+    }
+
+    /// `field` summed over the RX queues.
+    fn queue_sum(&self, field: fn(&QueueCounters) -> &AtomicU64) -> u64 {
+        self.rx_queues.iter().map(|c| Self::get(field(c))).sum()
     }
 
     /// Counts one frame written to the TAP by sender `slot`.
     pub fn frame_out(&self, slot: usize) {
-        if let Some(c) = self.sender(slot) {
-            c.frames.fetch_add(1, Ordering::Relaxed);
-        }
+        self.bump_sender(slot, |c| &c.frames);
     }
 
     /// Counts one frame the TAP refused from sender `slot`.
     pub fn tx_error(&self, slot: usize) {
-        if let Some(c) = self.sender(slot) {
-            c.errors.fetch_add(1, Ordering::Relaxed);
-        }
+        self.bump_sender(slot, |c| &c.errors);
     }
 
     /// Frames written to the TAP, all senders.
     pub fn frames_out(&self) -> u64 {
-        self.senders.iter().map(|c| Self::get(&c.frames)).sum()
+        self.sender_sum(|c| &c.frames)
     }
 
     /// Frames that could not be written to the TAP, all senders.
     pub fn tx_errors(&self) -> u64 {
-        self.senders.iter().map(|c| Self::get(&c.errors)).sum()
+        self.sender_sum(|c| &c.errors)
     }
 
     /// Counts one TCP segment RX queue `queue` handed to a processor.
     pub fn dispatched(&self, queue: usize) {
-        if let Some(c) = self.rx_queues.get(queue) {
-            c.dispatched.fetch_add(1, Ordering::Relaxed);
-        }
+        self.bump_queue(queue, |c| &c.dispatched);
     }
 
     /// TCP segments handed to processors, all queues.
     pub fn tcp_dispatched(&self) -> u64 {
-        self.rx_queues
-            .iter()
-            .map(|c| Self::get(&c.dispatched))
-            .sum()
+        self.queue_sum(|c| &c.dispatched)
     }
 
     /// Counts one SYN that RX queue `queue` answered with a cookie.
     pub fn syn_cookie_sent(&self, queue: usize) {
-        if let Some(c) = self.rx_queues.get(queue) {
-            c.cookies_sent.fetch_add(1, Ordering::Relaxed);
-        }
+        self.bump_queue(queue, |c| &c.cookies_sent);
     }
 
     /// SYNs answered with a SYN cookie, all queues.
     pub fn syn_cookies_sent(&self) -> u64 {
-        self.rx_queues
-            .iter()
-            .map(|c| Self::get(&c.cookies_sent))
-            .sum()
+        self.queue_sum(|c| &c.cookies_sent)
     }
 
     /// Counts one frame read from RX queue `queue`.
     pub fn frame_in(&self, queue: usize) {
-        if let Some(c) = self.rx_queues.get(queue) {
-            c.frames.fetch_add(1, Ordering::Relaxed);
-        }
+        self.bump_queue(queue, |c| &c.frames);
     }
 
     /// Sets the number of connections in RX queue `queue`'s flow table.
@@ -255,12 +260,12 @@ impl Counters {
 
     /// Frames read from the TAP, all queues.
     pub fn frames_in(&self) -> u64 {
-        self.rx_queues.iter().map(|c| Self::get(&c.frames)).sum()
+        self.queue_sum(|c| &c.frames)
     }
 
     /// Connections in the flow tables, all queues.
     pub fn flows(&self) -> u64 {
-        self.rx_queues.iter().map(|c| Self::get(&c.flows)).sum()
+        self.queue_sum(|c| &c.flows)
     }
 
     /// Frames read from each RX queue (index = queue).
