@@ -114,7 +114,13 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     let traced = |origin: Origin| -> FrameWriter {
         let s: Arc<dyn FrameSink> =
             Arc::new(TracingSink::new(sink.clone(), tracer.clone(), origin));
-        FrameWriter::new(s, cfg.mac, counters.clone())
+        let mut w = FrameWriter::new(s, cfg.mac, counters.clone());
+        // Processor K counts its frames in sender slot K; an RX queue's
+        // slot is set with its queue (`Adapter::set_rx_queue`).
+        if let Origin::Cpu(k) = origin {
+            w.set_sender(k);
+        }
+        w
     };
     let n = plan.processors;
     let registry = Arc::new(
