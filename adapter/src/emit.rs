@@ -71,7 +71,14 @@ impl Burst {
     /// fields, the next sequence number, every earlier piece full, and no
     /// PSH before it, so the kernel's cut gives back the very segments the
     /// stack made.
-    fn takes(&self, dst_mac: [u8; 6], src: IpAddr, dst: IpAddr, seg: &Segment) -> bool {
+    fn takes(
+        &self,
+        dst_mac: [u8; 6],
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &Segment,
+        limit: usize,
+    ) -> bool {
         let h = &self.head;
         self.dst_mac == dst_mac
             && self.src == src
@@ -85,7 +92,7 @@ impl Burst {
             && self.last == self.piece
             && seg.payload.len() <= self.piece
             && self.next_seq == seg.seq
-            && self.len + seg.payload.len() <= MAX_GSO_PAYLOAD
+            && self.len + seg.payload.len() <= limit
     }
 }
 
@@ -230,6 +237,8 @@ pub struct FrameWriter {
     gso: bool,
     /// Segments held by [`FrameWriter::send_tcp_burst`] until [`FrameWriter::flush`].
     burst: Option<Burst>,
+    /// Most payload bytes in one GSO frame ([`FrameWriter::set_burst_limit`]).
+    burst_limit: usize,
 }
 
 impl FrameWriter {
@@ -244,7 +253,18 @@ impl FrameWriter {
             buf: Vec::with_capacity(2048),
             deferred: None,
             burst: None,
+            burst_limit: MAX_GSO_PAYLOAD,
         }
+    }
+
+    /// Caps the payload of the GSO frames [`FrameWriter::send_tcp_burst`]
+    /// builds from here on (at most what one frame can carry; at least
+    /// one segment always goes). The processor sets it per connection
+    /// from the congestion window, so a small window leaves in two frames
+    /// or more: a window sent as one frame is lost whole when that frame
+    /// is, and then no ACK is left to tell which segments are missing.
+    pub fn set_burst_limit(&mut self, bytes: usize) {
+        self.burst_limit = bytes.min(MAX_GSO_PAYLOAD);
     }
 
     /// Holds frames back instead of sending them until [`FrameWriter::release`]:
@@ -290,7 +310,7 @@ impl FrameWriter {
             return self.send_tcp(dst_mac, src, dst, seg);
         }
         if let Some(b) = &mut self.burst {
-            if b.takes(dst_mac, src, dst, seg) {
+            if b.takes(dst_mac, src, dst, seg, self.burst_limit) {
                 self.buf.extend_from_slice(&seg.payload);
                 b.len += seg.payload.len();
                 b.next_seq = b.next_seq + seg.payload.len();

@@ -486,6 +486,45 @@ fn a_run_of_full_segments_leaves_as_one_gso_frame_that_cuts_back_exactly() {
 }
 
 #[test]
+fn a_burst_limit_splits_a_run_into_frames_that_still_cut_back_exactly() {
+    let counters = Arc::new(Counters::new(1));
+    let gso = Arc::new(GsoSink::default());
+    let plain = Arc::new(CaptureSink::default());
+    let mut w = FrameWriter::new(gso.clone(), [2, 0, 0, 0, 0, 2], counters.clone());
+    let mut p = FrameWriter::new(plain.clone(), [2, 0, 0, 0, 0, 2], counters);
+    let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+    // Ten full pieces, at most three to a frame: 3 + 3 + 3 + 1.
+    w.set_burst_limit(3 * 1436 + 100);
+    let segs: Vec<Segment> = (0..10)
+        .map(|i| data_segment(100 + i * 1436, 1436, false))
+        .collect();
+    for s in &segs {
+        w.send_tcp_burst(HOST_MAC, src, dst, s);
+        p.send_tcp(HOST_MAC, src, dst, s);
+    }
+    w.flush();
+    let frames = std::mem::take(&mut *gso.frames.lock());
+    let kinds: Vec<Option<u8>> = frames.iter().map(|(_, h)| h.map(|h| h.gso_type)).collect();
+    // The last piece goes alone, with only its checksum left to the kernel.
+    assert_eq!(
+        kinds,
+        vec![
+            Some(GSO_TCPV4),
+            Some(GSO_TCPV4),
+            Some(GSO_TCPV4),
+            Some(GSO_NONE)
+        ]
+    );
+    let cut_all: Vec<Vec<u8>> = frames[..3]
+        .iter()
+        .flat_map(|(f, h)| cut(f, &h.expect("with a virtio-net header")))
+        .collect();
+    let plain = plain.take();
+    assert_eq!(cut_all.len(), 9, "three pieces to a frame");
+    assert_eq!(cut_all, plain[..9], "the same segments, in order");
+}
+
+#[test]
 fn segments_that_cannot_share_a_frame_go_alone() {
     let counters = Arc::new(Counters::new(1));
     let gso = Arc::new(GsoSink::default());

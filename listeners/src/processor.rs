@@ -737,6 +737,7 @@ impl Processor {
                 };
                 c.app.poll(&mut view);
             }
+            self.out.set_burst_limit(c.tcp.gso_burst_limit());
             while let Some(seg) = c.tcp.poll_transmit_reusing(now, &mut self.spare) {
                 self.out
                     .send_tcp_burst(c.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);

@@ -540,6 +540,17 @@ impl Connection {
         self.send_mss
     }
 
+    /// The most payload to put in one GSO frame now: half the congestion
+    /// window, at least one segment (as Linux's `tcp_cwnd_test`). With a
+    /// window of a few dozen segments, as after losses, the window then
+    /// leaves in two frames or more, so losing one frame still leaves
+    /// ACKs with SACK blocks that start fast recovery; a window sent as
+    /// one frame is lost whole and only a probe or the retransmission
+    /// timeout recovers it.
+    pub fn gso_burst_limit(&self) -> usize {
+        (self.cc.window() / 2).max(self.send_mss)
+    }
+
     /// The peer's current send window in bytes (scaling applied): exposed
     /// for tests and tracing.
     pub fn send_window(&self) -> usize {

@@ -86,6 +86,23 @@ fn rfc9438_cubic_multiplies_cwnd_by_beta_0_7_on_loss() {
 }
 
 #[test]
+fn a_gso_frame_carries_at_most_half_the_window() {
+    // Ten segments of window: five to a frame, so losing one frame leaves
+    // the other's ACKs to report it.
+    let mut h = H::established();
+    assert_eq!(h.conn.stats().cwnd, 10 * MSS as usize);
+    assert_eq!(h.conn.gso_burst_limit(), 5 * MSS as usize);
+    // After a loss the window is 7 segments: 3.5 to a frame.
+    ten_segments_out(&mut h);
+    three_dup_acks(&mut h);
+    assert_eq!(h.conn.gso_burst_limit(), 7 * MSS as usize / 2);
+    // Never less than one segment, however small the window.
+    h.advance_ms(10_000);
+    assert_eq!(h.conn.stats().cwnd, MSS as usize, "an RTO left one segment");
+    assert_eq!(h.conn.gso_burst_limit(), MSS as usize);
+}
+
+#[test]
 fn rfc6582_partial_ack_retransmits_next_hole_full_ack_ends_recovery() {
     let mut h = new_reno();
     ten_segments_out(&mut h);
