@@ -62,6 +62,20 @@ for n in "$NSKC" "$NSKS"; do ip -n "$n" link set lo up; done
 ip -n "$NSKC" link set vnbk$ID up; ip -n "$NSKS" link set vnbs$ID up
 ip netns exec "$NSKS" "$KSERVER" 10.8.0.2 >/dev/null &
 PIDS+=($!)
+# The kernel's congestion control is the namespace's default (BBR on some
+# kernels, CUBIC on most); vnic's is CUBIC. A second kernel server, at
+# 10.8.0.3, runs CUBIC for the loss rows, where the two differ most.
+KCC=$(ip netns exec "$NSKS" sysctl -n net.ipv4.tcp_congestion_control)
+ip -n "$NSKS" addr add 10.8.0.3/24 dev vnbs$ID
+if ip netns exec "$NSKS" sysctl -q -w net.ipv4.tcp_congestion_control=cubic 2>/dev/null; then
+  ip netns exec "$NSKS" "$KSERVER" 10.8.0.3 >/dev/null &
+  PIDS+=($!)
+  sleep 0.2 # the listeners take the congestion control they are made with
+  ip netns exec "$NSKS" sysctl -q -w net.ipv4.tcp_congestion_control="$KCC"
+  KCUBIC=10.8.0.3
+else
+  KCUBIC=
+fi
 
 # --- vnic: its TAP in its own namespace, the client on the host side ---
 ip netns add "$NSV"; ip -n "$NSV" link set lo up
@@ -133,6 +147,10 @@ if command -v nft >/dev/null; then
   row "bulk upload, 1% loss" Gbit/s "$vul" "$kul"
   vdl=$(run "$NSV" download $V:19 $LOSSBULK | field gbps); kdl=$(run "$NSKC" download $K:19 $LOSSBULK | field gbps)
   row "bulk download, 1% loss" Gbit/s "$vdl" "$kdl"
+  if [ -n "$KCUBIC" ] && [ "$KCC" != cubic ]; then
+    kdlc=$(run "$NSKC" download $KCUBIC:19 $LOSSBULK | field gbps)
+    row "bulk download, 1% loss, kernel on cubic" Gbit/s "$vdl" "$kdlc"
+  fi
   loss_off "$NSV"; loss_off "$NSKC"
   row "upload: 1% loss / loss-free (vnic, kernel)" ratio "$(python3 -c "print(round($vul/$vu,2))")" "$(python3 -c "print(round($kul/$ku,2))")"
   row "download: 1% loss / loss-free" ratio "$(python3 -c "print(round($vdl/$vd,2))")" "$(python3 -c "print(round($kdl/$kd,2))")"
@@ -270,7 +288,7 @@ done
 
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git diff --quiet 2>/dev/null || echo "+dirty")
-HEADER="### $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT$DIRTY — $(nproc) cores, Linux $(uname -r)"
+HEADER="### $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT$DIRTY — $(nproc) cores, Linux $(uname -r), kernel TCP $KCC"
 CMD="bench/run.sh $*"
 TABLE=$(printf '%s\n' "| measure | vnic | kernel (veth) | vnic/kernel | unit |" "|---|---:|---:|---:|---|" "${ROWS[@]}" \
   "" "Trace cost (vnic, 4 processors; trace records lost: $lost):" "" \

@@ -19,9 +19,10 @@ const DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// CUBIC's state. Windows are kept in bytes as `f64` so the per-ACK
 /// fractional increases accumulate without a separate counter.
 ///
-/// It exists because CUBIC (the Linux default, which the peers we serve
-/// use) recovers to the pre-loss window much faster than Reno on paths
-/// with a large bandwidth-delay product and cuts less (0.7 vs 0.5).
+/// It exists because CUBIC (the default of most Linux kernels, so what
+/// most peers we serve use; some kernels default to BBR) recovers to the
+/// pre-loss window much faster than Reno on paths with a large
+/// bandwidth-delay product and cuts less (0.7 vs 0.5).
 #[derive(Debug)]
 pub(crate) struct Cubic {
     mss: f64,
