@@ -4,11 +4,45 @@
 //! emulates using the same client programs.
 //!
 //! ```text
-//! kserver BIND_ADDR
+//! kserver BIND_ADDR [CONGESTION_CONTROL]
 //! ```
+//!
+//! With CONGESTION_CONTROL (say `cubic`), every connection is switched to
+//! it (`TCP_CONGESTION`, which root may set to any algorithm the kernel
+//! has, where a namespace's default is limited to the allowed ones).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+
+/// The congestion control given on the command line, if any.
+static CC: OnceLock<Option<String>> = OnceLock::new();
+
+/// Switches `s` to the congestion control asked for; exits if the kernel
+/// refuses it (a benchmark row must not silently measure another one).
+fn set_congestion(s: &TcpStream) {
+    let Some(Some(name)) = CC.get() else {
+        return;
+    };
+    // SAFETY: setsockopt on a socket we own, with a buffer of `len` bytes.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        eprintln!(
+            "kserver: TCP_CONGESTION {name}: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(1);
+    }
+}
 
 fn chargen_block() -> Vec<u8> {
     let ring: Vec<u8> = (0x21u8..=0x7e).chain(std::iter::once(0x20)).collect();
@@ -24,6 +58,7 @@ fn serve(port: u16, ip: IpAddr, handler: fn(TcpStream)) {
     let l = TcpListener::bind(SocketAddr::new(ip, port)).expect("bind");
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
+            set_congestion(&s);
             std::thread::spawn(move || handler(s));
         }
     });
@@ -95,9 +130,10 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| {
-            eprintln!("usage: kserver BIND_ADDR");
+            eprintln!("usage: kserver BIND_ADDR [CONGESTION_CONTROL]");
             std::process::exit(2)
         });
+    let _ = CC.set(std::env::args().nth(2));
     serve(9, ip, discard);
     serve(19, ip, chargen);
     serve(7, ip, echo);
