@@ -84,7 +84,7 @@ impl DropKind {
 /// frames out and write errors per sender (processor or RX queue). A
 /// count that a processor and an RX thread both bumped per frame would
 /// pass its cache line between their cores at every frame.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counters {
     /// Frames that were for another MAC or another IP (ignored, not errors).
     pub not_for_us: AtomicU64,
@@ -149,28 +149,32 @@ struct QueueCounters {
 impl Counters {
     /// Counters for an adapter with `processors` processors.
     pub fn new(processors: usize) -> Counters {
-        Counters {
-            queue_full: (0..processors).map(|_| AtomicU64::new(0)).collect(),
-            half_open: (0..processors).map(|_| AtomicU64::new(0)).collect(),
-            syn_in_flight: (0..processors).map(|_| AtomicU64::new(0)).collect(),
-            rx_queues: vec![QueueCounters::default()],
-            senders: (0..processors + 1)
-                .map(|_| SenderCounters::default())
-                .collect(),
-            ..Counters::default()
-        }
+        Counters::with_rx_queues(processors, 1)
     }
 
     /// Counters for an adapter with `processors` processors that reads
     /// `rx_queues` queues of its TAP.
     pub fn with_rx_queues(processors: usize, rx_queues: usize) -> Counters {
         let rx_queues = rx_queues.max(1);
+        let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
         Counters {
+            not_for_us: AtomicU64::new(0),
+            arp_replies: AtomicU64::new(0),
+            ndp_adverts: AtomicU64::new(0),
+            echo_replies: AtomicU64::new(0),
+            port_unreachable: AtomicU64::new(0),
+            unreachable_limited: AtomicU64::new(0),
+            rst_sent: AtomicU64::new(0),
+            syn_cookies_accepted: AtomicU64::new(0),
+            drops: Default::default(),
+            queue_full: zeros(processors),
+            half_open: zeros(processors),
+            syn_in_flight: zeros(processors),
             rx_queues: (0..rx_queues).map(|_| QueueCounters::default()).collect(),
+            // Always at least one slot: a writer's unknown slot counts there.
             senders: (0..processors + rx_queues)
                 .map(|_| SenderCounters::default())
                 .collect(),
-            ..Counters::new(processors)
         }
     }
 
@@ -311,7 +315,7 @@ mod tests {
 
     #[test]
     fn drop_kinds_have_distinct_slots_and_names() {
-        let c = Counters::default();
+        let c = Counters::new(1);
         for (i, k) in DropKind::ALL.iter().enumerate() {
             for _ in 0..=i {
                 c.count_drop(*k);
