@@ -445,13 +445,37 @@ fn data_segment(seq: u32, len: usize, psh: bool) -> Segment {
     }
 }
 
+/// Two writers fed the same segments: `w` into a sink that takes GSO
+/// frames, `p` into a plain one (the segments as the stack made them).
+struct Pair {
+    gso: Arc<GsoSink>,
+    plain: Arc<CaptureSink>,
+    w: FrameWriter,
+    p: FrameWriter,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let counters = Arc::new(Counters::new(1));
+        let gso = Arc::new(GsoSink::default());
+        let plain = Arc::new(CaptureSink::default());
+        Pair {
+            w: FrameWriter::new(gso.clone(), [2, 0, 0, 0, 0, 2], counters.clone()),
+            p: FrameWriter::new(plain.clone(), [2, 0, 0, 0, 0, 2], counters),
+            gso,
+            plain,
+        }
+    }
+}
+
 #[test]
 fn a_run_of_full_segments_leaves_as_one_gso_frame_that_cuts_back_exactly() {
-    let counters = Arc::new(Counters::new(1));
-    let gso = Arc::new(GsoSink::default());
-    let plain = Arc::new(CaptureSink::default());
-    let mut w = FrameWriter::new(gso.clone(), [2, 0, 0, 0, 0, 2], counters.clone());
-    let mut p = FrameWriter::new(plain.clone(), [2, 0, 0, 0, 0, 2], counters);
+    let Pair {
+        gso,
+        plain,
+        mut w,
+        mut p,
+    } = Pair::new();
     let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
     // 30 full pieces (more than 40 KB, far above the MTU), then a short
     // one with PSH: one GSO frame.
@@ -487,11 +511,12 @@ fn a_run_of_full_segments_leaves_as_one_gso_frame_that_cuts_back_exactly() {
 
 #[test]
 fn a_burst_limit_splits_a_run_into_frames_that_still_cut_back_exactly() {
-    let counters = Arc::new(Counters::new(1));
-    let gso = Arc::new(GsoSink::default());
-    let plain = Arc::new(CaptureSink::default());
-    let mut w = FrameWriter::new(gso.clone(), [2, 0, 0, 0, 0, 2], counters.clone());
-    let mut p = FrameWriter::new(plain.clone(), [2, 0, 0, 0, 0, 2], counters);
+    let Pair {
+        gso,
+        plain,
+        mut w,
+        mut p,
+    } = Pair::new();
     let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
     // Ten full pieces, at most three to a frame: 3 + 3 + 3 + 1.
     w.set_burst_limit(3 * 1436 + 100);
@@ -526,11 +551,12 @@ fn a_burst_limit_splits_a_run_into_frames_that_still_cut_back_exactly() {
 
 #[test]
 fn segments_that_cannot_share_a_frame_go_alone() {
-    let counters = Arc::new(Counters::new(1));
-    let gso = Arc::new(GsoSink::default());
-    let plain = Arc::new(CaptureSink::default());
-    let mut w = FrameWriter::new(gso.clone(), [2, 0, 0, 0, 0, 2], counters.clone());
-    let mut p = FrameWriter::new(plain.clone(), [2, 0, 0, 0, 0, 2], counters);
+    let Pair {
+        gso,
+        plain,
+        mut w,
+        mut p,
+    } = Pair::new();
     let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
     // A short piece ends a run; a gap in sequence numbers ends a run; a
     // pure ACK is never held.
