@@ -445,6 +445,9 @@ fn data_segment(seq: u32, len: usize, psh: bool) -> Segment {
     }
 }
 
+/// What a GSO sink received: each frame with its virtio-net header.
+type GsoFrames = Vec<(Vec<u8>, Option<VnetHeader>)>;
+
 /// Two writers fed the same segments: `w` into a sink that takes GSO
 /// frames, `p` into a plain one (the segments as the stack made them).
 struct Pair {
@@ -466,30 +469,55 @@ impl Pair {
             plain,
         }
     }
+
+    /// Gives `segs` to both writers: as bursts to `w`, one by one to `p`.
+    fn feed(&mut self, segs: &[Segment]) {
+        let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+        for s in segs {
+            self.w.send_tcp_burst(HOST_MAC, src, dst, s);
+            self.p.send_tcp(HOST_MAC, src, dst, s);
+        }
+    }
+
+    /// Flushes `w`; returns what each sink got.
+    fn flush(&mut self) -> (GsoFrames, Vec<Vec<u8>>) {
+        self.w.flush();
+        (
+            std::mem::take(&mut *self.gso.frames.lock()),
+            self.plain.take(),
+        )
+    }
+}
+
+/// The GSO type of each frame (`None`: written without a virtio-net
+/// header).
+fn gso_types(frames: &GsoFrames) -> Vec<Option<u8>> {
+    frames.iter().map(|(_, h)| h.map(|h| h.gso_type)).collect()
+}
+
+/// A frame written alone with only its checksum left to the kernel,
+/// completed as the kernel would, for comparing with a plain frame.
+fn completed(f: &[u8], h: &Option<VnetHeader>) -> Vec<u8> {
+    let mut f = f.to_vec();
+    if let Some(h) = h {
+        assert_eq!(h.flags, F_NEEDS_CSUM);
+        assert!(complete_checksum(&mut f, h.csum_start, h.csum_offset));
+    }
+    f
 }
 
 #[test]
 fn a_run_of_full_segments_leaves_as_one_gso_frame_that_cuts_back_exactly() {
-    let Pair {
-        gso,
-        plain,
-        mut w,
-        mut p,
-    } = Pair::new();
-    let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+    let mut pair = Pair::new();
     // 30 full pieces (more than 40 KB, far above the MTU), then a short
     // one with PSH: one GSO frame.
     let mut segs: Vec<Segment> = (0..30)
         .map(|i| data_segment(100 + i * 1436, 1436, false))
         .collect();
     segs.push(data_segment(100 + 30 * 1436, 500, true));
-    for s in &segs {
-        w.send_tcp_burst(HOST_MAC, src, dst, s);
-        p.send_tcp(HOST_MAC, src, dst, s);
-    }
-    assert!(gso.frames.lock().is_empty(), "held until the flush");
-    w.flush();
-    let frames = std::mem::take(&mut *gso.frames.lock());
+    pair.feed(&segs);
+    assert!(pair.gso.frames.lock().is_empty(), "held until the flush");
+    let (frames, plain) = pair.flush();
     assert_eq!(frames.len(), 1, "one write for the whole run");
     let (f, h) = &frames[0];
     let h = h.expect("with a virtio-net header");
@@ -504,35 +532,24 @@ fn a_run_of_full_segments_leaves_as_one_gso_frame_that_cuts_back_exactly() {
     );
     assert_eq!(
         cut(f, &h),
-        plain.take(),
+        plain,
         "the kernel's cut gives the stack's segments"
     );
 }
 
 #[test]
 fn a_burst_limit_splits_a_run_into_frames_that_still_cut_back_exactly() {
-    let Pair {
-        gso,
-        plain,
-        mut w,
-        mut p,
-    } = Pair::new();
-    let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+    let mut pair = Pair::new();
     // Ten full pieces, at most three to a frame: 3 + 3 + 3 + 1.
-    w.set_burst_limit(3 * 1436 + 100);
+    pair.w.set_burst_limit(3 * 1436 + 100);
     let segs: Vec<Segment> = (0..10)
         .map(|i| data_segment(100 + i * 1436, 1436, false))
         .collect();
-    for s in &segs {
-        w.send_tcp_burst(HOST_MAC, src, dst, s);
-        p.send_tcp(HOST_MAC, src, dst, s);
-    }
-    w.flush();
-    let frames = std::mem::take(&mut *gso.frames.lock());
-    let kinds: Vec<Option<u8>> = frames.iter().map(|(_, h)| h.map(|h| h.gso_type)).collect();
+    pair.feed(&segs);
+    let (frames, plain) = pair.flush();
     // The last piece goes alone, with only its checksum left to the kernel.
     assert_eq!(
-        kinds,
+        gso_types(&frames),
         vec![
             Some(GSO_TCPV4),
             Some(GSO_TCPV4),
@@ -544,49 +561,35 @@ fn a_burst_limit_splits_a_run_into_frames_that_still_cut_back_exactly() {
         .iter()
         .flat_map(|(f, h)| cut(f, &h.expect("with a virtio-net header")))
         .collect();
-    let plain = plain.take();
     assert_eq!(cut_all.len(), 9, "three pieces to a frame");
     assert_eq!(cut_all, plain[..9], "the same segments, in order");
+    assert_eq!(completed(&frames[3].0, &frames[3].1), plain[9]);
 }
 
 #[test]
 fn segments_that_cannot_share_a_frame_go_alone() {
-    let Pair {
-        gso,
-        plain,
-        mut w,
-        mut p,
-    } = Pair::new();
-    let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+    let mut pair = Pair::new();
     // A short piece ends a run; a gap in sequence numbers ends a run; a
     // pure ACK is never held.
-    let segs = [
+    pair.feed(&[
         data_segment(100, 1000, false),
         data_segment(1100, 500, false),
         data_segment(1600, 1000, false),
         data_segment(9999, 1000, true),
         data_segment(20000, 0, false),
-    ];
-    for s in &segs {
-        w.send_tcp_burst(HOST_MAC, src, dst, s);
-        p.send_tcp(HOST_MAC, src, dst, s);
-    }
-    w.flush();
-    let frames = std::mem::take(&mut *gso.frames.lock());
-    let kinds: Vec<Option<u8>> = frames.iter().map(|(_, h)| h.map(|h| h.gso_type)).collect();
+    ]);
+    let (frames, plain) = pair.flush();
     // [100+1100] as GSO; [1600] and [9999] alone with only the checksum
     // left to the kernel; the ACK alone, as a plain frame.
     assert_eq!(
-        kinds,
+        gso_types(&frames),
         vec![Some(GSO_TCPV4), Some(GSO_NONE), Some(GSO_NONE), None]
     );
-    let plain = plain.take();
     for (i, (f, h)) in frames.iter().enumerate().skip(1) {
-        let mut f = f.clone();
-        if let Some(h) = h {
-            assert_eq!(h.flags, F_NEEDS_CSUM);
-            assert!(complete_checksum(&mut f, h.csum_start, h.csum_offset));
-        }
-        assert_eq!(f, plain[i + 1], "frame {i} as the stack made it");
+        assert_eq!(
+            completed(f, h),
+            plain[i + 1],
+            "frame {i} as the stack made it"
+        );
     }
 }
