@@ -4,7 +4,6 @@
 
 use crate::cli::{Model, Plan};
 use crate::summary;
-use crossbeam_channel::bounded;
 use parking_lot::Mutex;
 use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
@@ -16,9 +15,10 @@ use vnic_adapter::{
     host, Adapter, AdapterConfig, Counters, Filter, FrameSink, FrameSource, FrameWriter, TapDevice,
 };
 use vnic_listeners::app::udp::UdpAppKind;
+use vnic_listeners::app::Service;
 use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
 use vnic_listeners::distributor::{backend, Dispatcher};
-use vnic_listeners::processor::{AppSource, DistributorLink, Processor, ProcessorSetup};
+use vnic_listeners::processor::{AppSource, DistributorLink, Inbox, Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
 use vnic_stack::{Config, IsnGenerator, SynCookies};
 
@@ -158,6 +158,12 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
         .map(|_| crossbeam_channel::unbounded())
         .unzip();
     let mut queues = Vec::with_capacity(n);
+    let mut inboxes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = Inbox::new(QUEUE_DEPTH)?;
+        queues.push(tx);
+        inboxes.push(rx);
+    }
     let mut threads = Vec::with_capacity(n + 1);
     // The distributor model: processor 0 is the distributor, its apps run
     // at the back-ends.
@@ -165,9 +171,16 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
     let mut distributor = match plan.model {
         Model::Monolithic => None,
         Model::Distributor { backends, balance } => {
+            // The back-ends and the control server wake the distributor
+            // (processor 0) as its frame queue does.
+            let bell = inboxes
+                .first()
+                .map(Inbox::bell)
+                .ok_or_else(|| std::io::Error::other("no processor"))?;
             let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
             let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
-            backend_ctl = Some(ctl_tx);
+            let reply_tx = vnic_adapter::BellSender::new(reply_tx, bell.clone());
+            backend_ctl = Some(vnic_adapter::BellSender::new(ctl_tx, bell));
             let dispatcher = Dispatcher::start(
                 backends,
                 balance,
@@ -182,21 +195,24 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             })
         }
     };
-    for id in 0..n {
-        let (tx, rx) = bounded(QUEUE_DEPTH);
-        queues.push(tx);
+    let services = |m: std::collections::HashMap<u16, vnic_listeners::app::AppKind>| {
+        m.into_iter()
+            .map(|(port, k)| (port, Arc::new(k) as Arc<dyn Service>))
+            .collect()
+    };
+    for (id, inbox) in inboxes.into_iter().enumerate() {
         threads.push(Processor::spawn(ProcessorSetup {
             id,
-            queue: rx,
+            queue: inbox,
             closed: closed_tx.clone(),
             out: traced(Origin::Cpu(id)),
             tracer: tracer.clone(),
             max_connections: (MAX_CONNECTIONS / n).max(1024),
             adapter_counters: counters.clone(),
-            serve: match &plan.config {
+            serve: services(match &plan.config {
                 Some(c) => c.tcp_serve_for(id),
                 None => plan.serve.clone(),
-            },
+            }),
             udp_serve: match &plan.config {
                 Some(c) => c
                     .udp_serve_for(id)

@@ -1,5 +1,8 @@
 //! The messages between the adapter's RX thread and the processors.
 
+use crossbeam_channel::{SendError, Sender, TrySendError};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use vnic_stack::{FourTuple, Segment};
 
@@ -76,5 +79,128 @@ impl FlowClosed {
     /// The RX queue whose flow table holds the connection.
     pub fn rx_queue(&self) -> usize {
         crate::flow::stamp_queue(self.syn_stamp)
+    }
+}
+
+/// A processor's doorbell: how a sender wakes a processor that sleeps in
+/// its event loop (an epoll that also watches the sockets and pipes of its
+/// apps, see `vnic_listeners::processor`).
+///
+/// Ringing costs a system call (an eventfd write), so a sender rings only
+/// when the processor said it is about to sleep: the processor sets
+/// `asleep`, looks at its queues once more, and only then waits; a sender
+/// queues its message, then looks at `asleep`. With a full fence on each
+/// side, at least one of the two sees the other's write, so a message is
+/// never left waiting for a processor that sleeps.
+#[derive(Debug)]
+pub struct Doorbell {
+    asleep: AtomicBool,
+    waker: Option<mio::Waker>,
+}
+
+impl Doorbell {
+    /// A doorbell that wakes the epoll `waker` was registered with.
+    pub fn new(waker: mio::Waker) -> Doorbell {
+        Doorbell {
+            asleep: AtomicBool::new(false),
+            waker: Some(waker),
+        }
+    }
+
+    /// A doorbell with nothing behind it, for a receiver that waits on
+    /// the channel itself (tests that drive a processor by hand).
+    pub fn silent() -> Doorbell {
+        Doorbell {
+            asleep: AtomicBool::new(false),
+            waker: None,
+        }
+    }
+
+    /// Wakes the processor if it sleeps (or is about to).
+    pub fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.asleep.load(Ordering::Relaxed) && self.asleep.swap(false, Ordering::AcqRel) {
+            if let Some(w) = &self.waker {
+                // A failed eventfd write leaves the processor to its next
+                // timer; nothing better can be done from here.
+                let _ = w.wake();
+            }
+        }
+    }
+
+    /// The processor is about to sleep: after this, look at every queue
+    /// once more before waiting.
+    pub fn going_to_sleep(&self) {
+        self.asleep.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The processor is awake (woken, or it found work before sleeping).
+    pub fn awake(&self) {
+        self.asleep.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A channel sender that rings the receiving processor's [`Doorbell`]
+/// after each message: what the RX threads, the control server and the
+/// distributor's back-ends hold for a processor.
+#[derive(Debug)]
+pub struct BellSender<T> {
+    tx: Sender<T>,
+    bell: Arc<Doorbell>,
+}
+
+impl<T> Clone for BellSender<T> {
+    fn clone(&self) -> Self {
+        BellSender {
+            tx: self.tx.clone(),
+            bell: self.bell.clone(),
+        }
+    }
+}
+
+impl<T> BellSender<T> {
+    /// Sends through `tx` and rings `bell`.
+    pub fn new(tx: Sender<T>, bell: Arc<Doorbell>) -> BellSender<T> {
+        BellSender { tx, bell }
+    }
+
+    /// Queues `msg` without waiting; rings on success.
+    pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
+        self.tx.try_send(msg)?;
+        self.bell.ring();
+        Ok(())
+    }
+
+    /// Queues `msg`, waiting for room in a bounded channel; rings on success.
+    pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
+        self.tx.send(msg)?;
+        self.bell.ring();
+        Ok(())
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+
+    /// The channel's bound, if it has one.
+    pub fn capacity(&self) -> Option<usize> {
+        self.tx.capacity()
+    }
+}
+
+/// What the RX threads and the control server hold for each processor.
+pub type ProcessorQueue = BellSender<ToProcessor>;
+
+impl<T> From<Sender<T>> for BellSender<T> {
+    /// A sender whose receiver waits on the channel itself (no doorbell).
+    fn from(tx: Sender<T>) -> Self {
+        BellSender::new(tx, Arc::new(Doorbell::silent()))
     }
 }

@@ -15,11 +15,11 @@ use crate::filter::Protocol;
 use crate::flow::FlowTable;
 use crate::icmp;
 use crate::ndp;
-use crate::queue::{Datagram, FlowClosed, Inbound, ToProcessor};
+use crate::queue::{Datagram, FlowClosed, Inbound, ProcessorQueue, ToProcessor};
 use crate::ratelimit::{TokenBucket, ICMP_RATE};
 use crate::tap::{FrameSource, MAX_FRAME_LEN};
 use crate::trace::{Direction, Note, Tracer};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, TrySendError};
 use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4Slice, Ipv6Slice};
 use parking_lot::Mutex;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -91,7 +91,7 @@ pub struct Adapter {
     cfg: AdapterConfig,
     filter: Arc<Mutex<Filter>>,
     flows: FlowTable,
-    queues: Vec<Sender<ToProcessor>>,
+    queues: Vec<ProcessorQueue>,
     closed: Receiver<FlowClosed>,
     out: FrameWriter,
     counters: Arc<Counters>,
@@ -135,10 +135,10 @@ struct Handover {
 impl Adapter {
     /// An adapter that dispatches to `queues` (index = processor) and
     /// learns of closed connections from `closed`.
-    pub fn new(
+    pub fn new<Q: Into<ProcessorQueue>>(
         cfg: AdapterConfig,
         filter: Arc<Mutex<Filter>>,
-        queues: Vec<Sender<ToProcessor>>,
+        queues: Vec<Q>,
         closed: Receiver<FlowClosed>,
         out: FrameWriter,
         counters: Arc<Counters>,
@@ -147,7 +147,7 @@ impl Adapter {
             cfg,
             filter,
             flows: FlowTable::new(),
-            queues,
+            queues: queues.into_iter().map(Into::into).collect(),
             closed,
             out,
             counters,

@@ -6,12 +6,20 @@
 //! run, and writes what the connection wants to send. It sleeps on its
 //! queue until the earliest timer of its connections: timers sit in one
 //! heap, so nothing scans every connection.
+//!
+//! The thread's one place to sleep is an epoll ([`Inbox`]): its frame
+//! queue rings it through an eventfd ([`vnic_adapter::Doorbell`]), and the
+//! apps that drive descriptors of their own (a proxy's back-end socket, an
+//! exec child's pipes) watch them in the same epoll through [`crate::app::Io`],
+//! keyed by connection number. So one thread drives its TCP connections
+//! and everything behind them.
 
 use crate::app::udp::{self, UdpAppKind};
-use crate::app::{App, AppContext, AppKind, Socket};
+use crate::app::{App, AppContext, AppKind, CloseReason, Io, Service, Socket};
 use crate::distributor::{BackendCtlRequest, Dispatcher, Forwarder, FromBackend};
 use crate::stats::{ProcessorStats, Registry};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::{Events, Poll, Token, Waker};
 use parking_lot::Mutex;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -20,25 +28,26 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::trace::Tracer;
-use vnic_adapter::{Datagram, FlowClosed, FrameWriter, Inbound, ToProcessor};
+use vnic_adapter::{
+    BellSender, Datagram, Doorbell, FlowClosed, FrameWriter, Inbound, ProcessorQueue, ToProcessor,
+};
 use vnic_stack::{
-    CloseReason, Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator,
-    SynCookies,
+    Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator, SynCookies,
 };
 
 /// Everything a processor thread needs, handed over at spawn.
 pub struct ProcessorSetup {
     /// This processor's number.
     pub id: usize,
-    /// Its queue.
-    pub queue: Receiver<ToProcessor>,
+    /// Its queue and event loop.
+    pub queue: Inbox,
     /// Where it reports connections it no longer holds: one channel per
     /// RX queue, each to the RX thread whose flow table holds them.
     pub closed: Vec<Sender<FlowClosed>>,
     /// Its way to the TAP.
     pub out: FrameWriter,
-    /// Which app serves each TCP port.
-    pub serve: HashMap<u16, AppKind>,
+    /// Which service makes the app of each TCP port's connections.
+    pub serve: HashMap<u16, Arc<dyn Service>>,
     /// Which app serves each UDP port.
     pub udp_serve: HashMap<u16, UdpAppKind>,
     /// TCP settings.
@@ -58,17 +67,54 @@ pub struct ProcessorSetup {
     pub adapter_counters: Arc<vnic_adapter::Counters>,
 }
 
-/// Makes the app for one new connection (tests use it to plant faults).
-pub type AppFactory = Arc<dyn Fn(AppKind, AppContext) -> Box<dyn App> + Send + Sync>;
-
 /// Where a processor's apps run.
 pub enum AppSource {
     /// In the processor itself (monolithic model).
     Local,
-    /// In the processor, made by a factory of the caller's.
-    Factory(AppFactory),
-    /// At back-end servers: this processor is the distributor.
+    /// The built-in apps at back-end servers: this processor is the
+    /// distributor (other services still run here).
     Distributor(DistributorLink),
+}
+
+/// The token of the doorbell in a processor's epoll (connection numbers
+/// start at 1 and never reach it).
+const WAKE: Token = Token(usize::MAX);
+
+/// A processor's receiving end: its frame queue and the epoll it sleeps
+/// in, which the queue's senders ring ([`vnic_adapter::Doorbell`]) and the
+/// apps' descriptors wake ([`crate::app::Io`]).
+pub struct Inbox {
+    rx: Receiver<ToProcessor>,
+    poll: Poll,
+    bell: Arc<Doorbell>,
+    registry: Arc<mio::Registry>,
+}
+
+impl Inbox {
+    /// A queue of `depth` messages and the epoll behind it: the sender
+    /// for the RX threads and the control server, and the inbox for the
+    /// processor.
+    pub fn new(depth: usize) -> std::io::Result<(ProcessorQueue, Inbox)> {
+        let poll = Poll::new()?;
+        let bell = Arc::new(Doorbell::new(Waker::new(poll.registry(), WAKE)?));
+        let registry = Arc::new(poll.registry().try_clone()?);
+        let (tx, rx) = crossbeam_channel::bounded(depth);
+        Ok((
+            BellSender::new(tx, bell.clone()),
+            Inbox {
+                rx,
+                poll,
+                bell,
+                registry,
+            },
+        ))
+    }
+
+    /// The doorbell, for other senders to this processor (the distributor's
+    /// back-ends answer through it).
+    pub fn bell(&self) -> Arc<Doorbell> {
+        self.bell.clone()
+    }
 }
 
 /// What the distributor thread needs besides its queue.
@@ -80,6 +126,10 @@ pub struct DistributorLink {
     /// `vnic ctl backend K up|down`, with a channel for the answer.
     pub ctl: Receiver<BackendCtlRequest>,
 }
+
+/// A sender that wakes the distributor processor (made with its
+/// [`Inbox::bell`]).
+pub type ToDistributor<T> = BellSender<T>;
 
 struct Conn {
     tcp: Connection,
@@ -128,9 +178,15 @@ impl Ord for TimerEntry {
 pub struct Processor {
     id: usize,
     queue: Receiver<ToProcessor>,
+    poll: Option<Poll>,
+    bell: Arc<Doorbell>,
+    io: Arc<mio::Registry>,
     closed: Vec<Sender<FlowClosed>>,
     out: FrameWriter,
-    serve: HashMap<u16, AppKind>,
+    serve: HashMap<u16, Arc<dyn Service>>,
+    /// Every service this processor has served, by name, so that a
+    /// listener added at run time may name one (besides the built-ins).
+    known: HashMap<String, Arc<dyn Service>>,
     udp_serve: HashMap<u16, UdpAppKind>,
     tcp: Config,
     isn: Arc<IsnGenerator>,
@@ -189,17 +245,32 @@ impl Socket for SocketView<'_> {
     fn close(&mut self) {
         self.tcp.close();
     }
+    fn abort(&mut self) {
+        self.tcp.abort();
+    }
 }
 
 impl Processor {
     /// A processor ready to run.
     pub fn new(s: ProcessorSetup) -> Processor {
+        let known = s
+            .serve
+            .values()
+            .map(|svc| (svc.name().to_string(), svc.clone()))
+            .collect();
+        for (port, svc) in &s.serve {
+            s.registry.add_service(*port, svc.clone());
+        }
         Processor {
             id: s.id,
-            queue: s.queue,
+            queue: s.queue.rx,
+            poll: Some(s.queue.poll),
+            bell: s.queue.bell,
+            io: s.queue.registry,
             closed: s.closed,
             out: s.out,
             serve: s.serve,
+            known,
             udp_serve: s.udp_serve,
             tcp: s.tcp,
             isn: s.isn,
@@ -229,50 +300,107 @@ impl Processor {
     }
 
     /// The thread's loop: until Shutdown or the queue is gone.
+    ///
+    /// Each turn takes what is queued (frames in batches, back-end replies,
+    /// control requests), fires the timers that are due, and then sleeps in
+    /// the epoll until the doorbell rings, an app's descriptor is ready, or
+    /// the earliest timer is due.
     pub fn run(mut self) {
-        let never_r = crossbeam_channel::never();
-        let never_c = crossbeam_channel::never();
+        let Some(mut poll) = self.poll.take() else {
+            return;
+        };
+        let mut events = Events::with_capacity(256);
         let (replies, ctl) = match &self.apps {
-            AppSource::Distributor(d) => (d.replies.clone(), d.ctl.clone()),
-            _ => (never_r, never_c),
+            AppSource::Distributor(d) => (Some(d.replies.clone()), Some(d.ctl.clone())),
+            AppSource::Local => (None, None),
         };
         loop {
+            let mut busy = false;
+            match self.queue.try_recv() {
+                Ok(msg) => {
+                    busy = true;
+                    if !self.on_message(msg) {
+                        break;
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {}
+            }
+            if let Some(r) = &replies {
+                for _ in 0..BATCH {
+                    let Ok(m) = r.try_recv() else { break };
+                    busy = true;
+                    self.on_backend(m);
+                }
+            }
+            if let Some(c) = &ctl {
+                while let Ok((c, answer)) = c.try_recv() {
+                    busy = true;
+                    let r = match &self.apps {
+                        AppSource::Distributor(d) => d.dispatcher.lock().set_up(c.backend, c.up),
+                        AppSource::Local => Err("no back-ends in the monolithic model".into()),
+                    };
+                    let _ = answer.send(r);
+                }
+            }
+            self.fire_timers(Instant::now());
+            if busy {
+                continue;
+            }
+            // Nothing queued: sleep, unless something came in meanwhile.
+            self.bell.going_to_sleep();
+            let more = !self.queue.is_empty()
+                || replies.as_ref().is_some_and(|r| !r.is_empty())
+                || ctl.as_ref().is_some_and(|c| !c.is_empty());
+            if more {
+                self.bell.awake();
+                continue;
+            }
             let wait = self.next_deadline().map_or(Duration::from_secs(1), |d| {
                 d.saturating_duration_since(Instant::now())
             });
-            crossbeam_channel::select! {
-                recv(self.queue) -> msg => match msg {
-                    Ok(ToProcessor::Shutdown) | Err(_) => break,
-                    Ok(ToProcessor::SetUp(up)) => self.set_up(up),
-                    Ok(ToProcessor::Datagram(d)) => self.on_datagram(d),
-                    Ok(ToProcessor::Serve { udp, port, app }) => self.set_serve(udp, port, app),
-                    Ok(ToProcessor::Segment(inb)) => {
-                        self.receive(inb);
-                        if !self.receive_more() {
-                            break;
-                        }
-                        self.service_pending(Instant::now());
-                    }
-                },
-                recv(replies) -> msg => {
-                    if let Ok(m) = msg {
-                        self.on_backend(m);
-                    }
-                },
-                recv(ctl) -> msg => {
-                    if let Ok((c, answer)) = msg {
-                        let r = match &self.apps {
-                            AppSource::Distributor(d) => d.dispatcher.lock().set_up(c.backend, c.up),
-                            _ => Err("no back-ends in the monolithic model".into()),
-                        };
-                        let _ = answer.send(r);
-                    }
-                },
-                default(wait) => {},
+            let polled = poll.poll(&mut events, Some(wait));
+            self.bell.awake();
+            if polled.is_err() {
+                continue; // EINTR: look again
             }
-            self.fire_timers(Instant::now());
+            self.on_io(&events);
         }
         self.shutdown();
+    }
+
+    /// One message from the queue; false when the processor must stop.
+    fn on_message(&mut self, msg: ToProcessor) -> bool {
+        match msg {
+            ToProcessor::Shutdown => return false,
+            ToProcessor::SetUp(up) => self.set_up(up),
+            ToProcessor::Datagram(d) => self.on_datagram(d),
+            ToProcessor::Serve { udp, port, app } => self.set_serve(udp, port, app),
+            ToProcessor::Segment(inb) => {
+                self.receive(inb);
+                if !self.receive_more() {
+                    return false;
+                }
+                self.service_pending(Instant::now());
+            }
+        }
+        true
+    }
+
+    /// Services each connection one of whose apps' descriptors is ready.
+    fn on_io(&mut self, events: &Events) {
+        let now = Instant::now();
+        for ev in events.iter() {
+            if ev.token() == WAKE {
+                continue;
+            }
+            let Some(tuple) = self.by_id.get(&(ev.token().0 as u64)).copied() else {
+                continue; // the connection is gone
+            };
+            if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
     }
 
     /// A reply or failure report from a back-end.
@@ -331,8 +459,12 @@ impl Processor {
     fn set_serve(&mut self, udp: bool, port: u16, app: Option<String>) {
         match (udp, app) {
             (false, Some(name)) => {
-                if let Some(k) = AppKind::from_name(&name) {
-                    self.serve.insert(port, k);
+                let svc = match AppKind::from_name(&name) {
+                    Some(k) => Some(Arc::new(k) as Arc<dyn Service>),
+                    None => self.known.get(&name).cloned(),
+                };
+                if let Some(svc) = svc {
+                    self.serve.insert(port, svc);
                 }
             }
             (false, None) => {
@@ -456,6 +588,7 @@ impl Processor {
         let Some(mut c) = self.forget(tuple, true) else {
             return;
         };
+        let _ = catch_unwind(AssertUnwindSafe(|| c.app.on_closed(CloseReason::Aborted)));
         let now = Instant::now();
         // The connection may be in a broken state: its own RST is tried,
         // guarded too; failing that, the adapter answers its next segment.
@@ -532,7 +665,9 @@ impl Processor {
         if let Some(mss) = inb_cookie {
             if up && self.conns.len() < self.max_connections {
                 self.accept_cookie(now, tuple, segment, peer_mac, syn_stamp, mss);
-                return;
+                if self.conns.contains_key(&tuple) {
+                    return;
+                }
             }
         }
         let is_syn = segment.control == Control::Syn && segment.ack.is_none();
@@ -542,7 +677,10 @@ impl Processor {
         }
         if up && is_syn && !full && self.serve.contains_key(&tuple.local.port()) {
             self.accept(now, tuple, segment, peer_mac, syn_stamp);
-            return;
+            if self.conns.contains_key(&tuple) {
+                return;
+            }
+            // The service refused it: RST below.
         }
         if let Some(rst) = segment.rst_reply() {
             self.out
@@ -610,29 +748,41 @@ impl Processor {
         iss: vnic_stack::SeqNumber,
         half_open: bool,
     ) {
-        let Some(kind) = self.serve.get(&tuple.local.port()).copied() else {
+        let Some(svc) = self.serve.get(&tuple.local.port()).cloned() else {
             return;
         };
-        let mut tcp = Connection::accept(now, &self.tcp, tuple, syn, iss);
         let id = self.registry.connection_number();
-        let app: Box<dyn App> = match &self.apps {
-            AppSource::Local => kind.instantiate(AppContext {
-                processor: self.id,
-                connection: id,
-                registry: self.registry.clone(),
-                backend: None,
-            }),
-            AppSource::Factory(f) => f(
-                kind,
-                AppContext {
+        let app: Box<dyn App> = match (&self.apps, svc.builtin()) {
+            (AppSource::Distributor(d), Some(kind)) => {
+                Box::new(Forwarder::new(kind, id, d.dispatcher.clone()))
+            }
+            _ => {
+                let ctx = AppContext {
                     processor: self.id,
                     connection: id,
                     registry: self.registry.clone(),
                     backend: None,
-                },
-            ),
-            AppSource::Distributor(d) => Box::new(Forwarder::new(kind, id, d.dispatcher.clone())),
+                    local: tuple.local,
+                    remote: tuple.remote,
+                    io: Io::new(self.io.clone(), id),
+                };
+                match svc.open(ctx) {
+                    Ok(app) => app,
+                    Err(why) => {
+                        self.stats().refused.fetch_add(1, Ordering::Relaxed);
+                        let cpu = self.id;
+                        self.tracer.conn_event(|| {
+                            format!(
+                                "refused {} > {} cpu={cpu}: {why}",
+                                tuple.remote, tuple.local
+                            )
+                        });
+                        return;
+                    }
+                }
+            }
         };
+        let mut tcp = Connection::accept(now, &self.tcp, tuple, syn, iss);
         // Request/response apps turn Nagle off (no 40 ms stalls).
         tcp.set_nodelay(!app.nagle());
         self.stats().accepted.fetch_add(1, Ordering::Relaxed);
@@ -703,6 +853,7 @@ impl Processor {
                     }
                     Event::Closed(reason) => {
                         closed = true;
+                        c.app.on_closed(reason);
                         let st = c.tcp.stats();
                         self.tracer.conn_event(|| {
                             let what = match reason {
@@ -755,7 +906,11 @@ impl Processor {
             self.forget(tuple, true);
             return;
         }
-        if let Some(d) = c.tcp.poll_timeout() {
+        let due = match (c.tcp.poll_timeout(), c.app.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(d) = due {
             if c.armed.is_none_or(|a| d < a) {
                 c.armed = Some(d);
                 self.timers.push(Reverse(TimerEntry { at: d, tuple }));
@@ -803,6 +958,7 @@ impl Processor {
         for t in tuples {
             if let Some(c) = self.conns.get_mut(&t) {
                 c.tcp.abort();
+                c.app.on_closed(CloseReason::Aborted);
                 while let Some(seg) = c.tcp.poll_transmit(now) {
                     self.out
                         .send_tcp(c.peer_mac, t.local.ip(), t.remote.ip(), &seg);

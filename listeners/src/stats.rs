@@ -73,6 +73,26 @@ pub struct BackendSnapshot {
     pub state: String,
 }
 
+/// Counters a [`crate::app::Service`] shows in `vnic status`: a small
+/// table, one row per thing it drives (a proxy target, an exec program),
+/// each row a flat JSON object of names and numbers or strings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServiceReport {
+    /// The rows, in a stable order.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A service's report with the port it serves, as `vnic status` gets it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServiceStatus {
+    /// The TCP port.
+    pub port: u16,
+    /// The service's name (`proxy`, `exec`, ...).
+    pub app: String,
+    /// Its counters.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
 /// The counters of every processor plus the labels the reports carry.
 #[derive(Debug)]
 pub struct Registry {
@@ -86,6 +106,9 @@ pub struct Registry {
     pub next_connection: AtomicU64,
     /// One entry per back-end (distributor model; empty otherwise).
     pub backends: Vec<BackendStats>,
+    /// The services that report counters, by port (see
+    /// [`Registry::add_service`]).
+    services: RwLock<Vec<(u16, std::sync::Arc<dyn crate::app::Service>)>>,
 }
 
 impl Registry {
@@ -97,7 +120,39 @@ impl Registry {
             processors: (0..n).map(|_| ProcessorStats::default()).collect(),
             next_connection: AtomicU64::new(1),
             backends: Vec::new(),
+            services: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Lists `service` (serving `port`) in the status reports, if it
+    /// reports anything; a service serving several ports is listed once.
+    pub fn add_service(&self, port: u16, service: std::sync::Arc<dyn crate::app::Service>) {
+        if service.report().is_none() {
+            return;
+        }
+        let mut list = self.services.write();
+        if !list
+            .iter()
+            .any(|(_, s)| std::sync::Arc::ptr_eq(s, &service))
+        {
+            list.push((port, service));
+            list.sort_by_key(|(p, _)| *p);
+        }
+    }
+
+    /// Every reporting service's counters now, by port.
+    pub fn service_status(&self) -> Vec<ServiceStatus> {
+        self.services
+            .read()
+            .iter()
+            .filter_map(|(port, s)| {
+                s.report().map(|r| ServiceStatus {
+                    port: *port,
+                    app: s.name().to_string(),
+                    rows: r.rows,
+                })
+            })
+            .collect()
     }
 
     /// The same with `m` back-ends (distributor model).

@@ -14,13 +14,24 @@ use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
 use vnic_adapter::trace::Tracer;
 use vnic_adapter::{Counters, FrameWriter, Inbound, ToProcessor};
-use vnic_listeners::app::{App, AppKind, Socket};
-use vnic_listeners::processor::{AppSource, Processor, ProcessorSetup};
+use vnic_listeners::app::{App, AppContext, Refused, Service, Socket};
+use vnic_listeners::processor::{AppSource, Inbox, Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
 use vnic_stack::{wire, Config, FourTuple, IsnGenerator, Segment};
 
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+/// Makes a [`Fragile`] app per connection.
+struct FragileService;
+impl Service for FragileService {
+    fn name(&self) -> &str {
+        "fragile"
+    }
+    fn open(&self, _ctx: AppContext) -> Result<Box<dyn App>, Refused> {
+        Ok(Box::new(Fragile))
+    }
+}
 
 /// An app that panics when it reads the byte `!`, and echoes otherwise.
 struct Fragile;
@@ -37,17 +48,17 @@ struct Rig {
     p: Processor,
     sink: Arc<CaptureSink>,
     registry: Arc<Registry>,
-    queue: crossbeam_channel::Sender<ToProcessor>,
+    queue: vnic_adapter::ProcessorQueue,
 }
 
 fn rig(max_connections: usize) -> Rig {
     let sink = Arc::new(CaptureSink::default());
     let out = FrameWriter::new(sink.clone(), [2, 0, 0, 0, 0, 2], Arc::new(Counters::new(1)));
     let registry = Arc::new(Registry::new("monolithic", "round-robin", 1));
-    let (q_tx, q_rx) = unbounded();
+    let (q_tx, q_rx) = Inbox::new(1024).expect("inbox");
     let (closed_tx, _closed_rx) = unbounded();
     let mut serve = HashMap::new();
-    serve.insert(7, AppKind::Echo);
+    serve.insert(7, Arc::new(FragileService) as Arc<dyn Service>);
     let p = Processor::new(ProcessorSetup {
         id: 0,
         queue: q_rx,
@@ -58,7 +69,7 @@ fn rig(max_connections: usize) -> Rig {
         tcp: Config::default(),
         isn: Arc::new(IsnGenerator::new([7; 16], Instant::now())),
         registry: registry.clone(),
-        apps: AppSource::Factory(Arc::new(|_, _| Box::new(Fragile))),
+        apps: AppSource::Local,
         tracer: Tracer::disabled(),
         max_connections,
         adapter_counters: Arc::new(Counters::new(1)),

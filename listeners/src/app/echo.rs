@@ -99,6 +99,8 @@ pub(crate) mod test_socket {
         pub peer_fin: bool,
         /// How many times the app called `close()`.
         pub close_calls: usize,
+        /// Whether the app reset the connection.
+        pub aborted: bool,
     }
 
     impl FakeSocket {
@@ -158,6 +160,10 @@ pub(crate) mod test_socket {
 
         fn close(&mut self) {
             self.close_calls += 1;
+        }
+
+        fn abort(&mut self) {
+            self.aborted = true;
         }
     }
 }
@@ -262,6 +268,9 @@ mod tests {
             }
             fn close(&mut self) {
                 self.0.close()
+            }
+            fn abort(&mut self) {
+                self.0.abort()
             }
         }
         let input = data(50);

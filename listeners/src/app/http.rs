@@ -778,12 +778,7 @@ mod tests {
         registry.processors[1]
             .bytes_in
             .store(1234, Ordering::Relaxed);
-        AppContext {
-            processor: 2,
-            connection: 7,
-            registry,
-            backend: None,
-        }
+        AppContext::detached(2, 7, registry)
     }
 
     /// Feeds `request` in one piece with ample send space, polls once.

@@ -1,14 +1,23 @@
 //! The applications a processor serves on its connections: echo (RFC 862),
-//! discard (RFC 863), chargen (RFC 864) and a small HTTP/1.x server.
+//! discard (RFC 863), chargen (RFC 864), a small HTTP/1.x server, and any
+//! [`Service`] a user brings (the proxy and exec apps, or a library
+//! user's own).
 //!
 //! An app never sees TCP: it is handed a [`Socket`], the app's view of one
 //! connection, and is polled whenever something happened on it (data
-//! arrived, send space opened, the peer closed). It must never block and
-//! must respect back-pressure: write only what `send_capacity()` allows and
+//! arrived, send space opened, the peer closed, one of its own descriptors
+//! became ready, its own deadline passed). It must never block and must
+//! respect back-pressure: write only what `send_capacity()` allows and
 //! keep the rest for the next poll (or do not read what it cannot answer).
 
 use crate::stats::Registry;
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::time::Instant;
+
+pub use vnic_stack::CloseReason;
 
 pub mod chargen;
 pub mod discard;
@@ -31,6 +40,78 @@ pub trait Socket {
     fn peer_closed(&self) -> bool;
     /// Sends our FIN after everything queued (half-close from our side).
     fn close(&mut self);
+    /// Resets the connection (RST): what an app does when the other end of
+    /// a relay was reset, or it cannot serve the client at all.
+    fn abort(&mut self);
+}
+
+/// Lets an app watch descriptors of its own (a back-end socket, a child's
+/// pipes) from its processor's event loop, so that one thread drives the
+/// TCP connections and everything behind them, with no thread per
+/// connection.
+///
+/// Watching is edge-triggered for reading and writing: the app is polled
+/// after a descriptor becomes readable or writable, and must then read or
+/// write until the call would block (or until back-pressure stops it; it is
+/// polled again when its connection's window or buffers move).
+#[derive(Clone)]
+pub struct Io {
+    registry: Option<Arc<mio::Registry>>,
+    token: mio::Token,
+}
+
+impl fmt::Debug for Io {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Io")
+            .field("enabled", &self.registry.is_some())
+            .field("token", &self.token.0)
+            .finish()
+    }
+}
+
+impl Io {
+    /// No event loop behind it (a distributor back-end, a unit test):
+    /// watching fails with `Unsupported`.
+    pub fn none() -> Io {
+        Io {
+            registry: None,
+            token: mio::Token(0),
+        }
+    }
+
+    /// Watches for connection `conn` of the processor whose epoll
+    /// `registry` belongs to.
+    pub fn new(registry: Arc<mio::Registry>, conn: u64) -> Io {
+        Io {
+            registry: Some(registry),
+            token: mio::Token(conn as usize),
+        }
+    }
+
+    fn registry(&self) -> std::io::Result<&mio::Registry> {
+        self.registry.as_deref().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no event loop to watch descriptors with",
+            )
+        })
+    }
+
+    /// Starts watching `fd` (readable and writable, edge-triggered). The
+    /// descriptor must stay open until [`Io::unwatch`] or until it is
+    /// closed (closing it ends the watch).
+    pub fn watch(&self, fd: RawFd) -> std::io::Result<()> {
+        self.registry()?.register(
+            &mut mio::unix::SourceFd(&fd),
+            self.token,
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )
+    }
+
+    /// Stops watching `fd`.
+    pub fn unwatch(&self, fd: RawFd) -> std::io::Result<()> {
+        self.registry()?.deregister(&mut mio::unix::SourceFd(&fd))
+    }
 }
 
 /// Everything an app may know about where it runs.
@@ -44,6 +125,30 @@ pub struct AppContext {
     pub registry: Arc<Registry>,
     /// In the distributor model, the back-end that runs this request.
     pub backend: Option<usize>,
+    /// The connection's local end (a virtual IP and the served port).
+    pub local: SocketAddr,
+    /// The client's address and port.
+    pub remote: SocketAddr,
+    /// Descriptors the app wants its processor's event loop to watch.
+    pub io: Io,
+}
+
+impl AppContext {
+    /// A context with no connection behind it (a distributor back-end
+    /// running one request, a unit test): unspecified addresses, no
+    /// event loop.
+    pub fn detached(processor: usize, connection: u64, registry: Arc<Registry>) -> AppContext {
+        let none = SocketAddr::from(([0, 0, 0, 0], 0));
+        AppContext {
+            processor,
+            connection,
+            registry,
+            backend: None,
+            local: none,
+            remote: none,
+            io: Io::none(),
+        }
+    }
 }
 
 /// One app instance serves one connection.
@@ -59,6 +164,62 @@ pub trait App: Send {
     /// A reply from a back-end for this connection (distributor model
     /// only; plain apps never get one).
     fn deliver(&mut self, _reply: crate::distributor::Reply) {}
+    /// When the app wants to be polled even if nothing happens (a connect
+    /// timeout, a grace period); the processor keeps it in its timer heap
+    /// with the connection's own timers.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// The connection is gone (closed, reset by the peer, timed out or
+    /// aborted); the app is dropped right after. An app that relays to
+    /// something else passes the news on (a reset becomes a reset).
+    fn on_closed(&mut self, _reason: CloseReason) {}
+}
+
+/// Why a [`Service`] would not take a new connection; the client gets RST.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// What a listener serves: it makes one [`App`] per connection. The
+/// built-in apps ([`AppKind`]), the proxy and the exec apps are services,
+/// and so is whatever a library user registers: the processors know no
+/// closed list of apps.
+pub trait Service: Send + Sync {
+    /// A short name for status reports and traces (`echo`, `proxy`, ...).
+    fn name(&self) -> &str;
+    /// A fresh app for one new connection, or why there is none (the
+    /// connection is then reset).
+    fn open(&self, ctx: AppContext) -> Result<Box<dyn App>, Refused>;
+    /// For a built-in app: which one, so that the distributor model can
+    /// run its logic at the back-ends. Other services run in the
+    /// processor that holds the connection, in every model.
+    fn builtin(&self) -> Option<AppKind> {
+        None
+    }
+    /// Counters worth showing in `vnic status` (e.g. one row per proxy
+    /// target), or None.
+    fn report(&self) -> Option<crate::stats::ServiceReport> {
+        None
+    }
+}
+
+impl fmt::Debug for dyn Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Service({})", self.name())
+    }
+}
+
+impl Service for AppKind {
+    fn name(&self) -> &str {
+        AppKind::name(*self)
+    }
+    fn open(&self, ctx: AppContext) -> Result<Box<dyn App>, Refused> {
+        Ok(self.instantiate(ctx))
+    }
+    fn builtin(&self) -> Option<AppKind> {
+        Some(*self)
+    }
 }
 
 /// The apps `--serve PORT=APP` can name.

@@ -7,7 +7,6 @@ use super::protocol::{
 };
 use crate::distributor::{BackendCtl, BackendCtlRequest};
 use crate::stats::Registry;
-use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -70,7 +69,7 @@ pub struct Runtime {
     /// The distribution filter (shared with the RX thread).
     pub filter: Arc<Mutex<Filter>>,
     /// Each processor's queue, to tell it to go down or up.
-    pub queues: Vec<Sender<ToProcessor>>,
+    pub queues: Vec<vnic_adapter::ProcessorQueue>,
     /// Per-processor counters.
     pub registry: Arc<Registry>,
     /// Adapter counters.
@@ -80,7 +79,7 @@ pub struct Runtime {
     /// Tracing, if this vnic can trace.
     pub trace: Option<Arc<dyn TraceControl>>,
     /// The distributor's back-end control (distributor model only).
-    pub backend_ctl: Option<Sender<BackendCtlRequest>>,
+    pub backend_ctl: Option<vnic_adapter::BellSender<BackendCtlRequest>>,
 }
 
 impl Runtime {

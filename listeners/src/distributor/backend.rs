@@ -57,12 +57,9 @@ pub fn app_handler(registry: Arc<Registry>) -> Handler {
             request,
             connection,
         } => {
-            let mut app = Http::new(AppContext {
-                processor: 0,
-                connection: *connection,
-                registry: registry.clone(),
-                backend: Some(backend),
-            });
+            let mut ctx = AppContext::detached(0, *connection, registry.clone());
+            ctx.backend = Some(backend);
+            let mut app = Http::new(ctx);
             let mut sock = BufferSocket {
                 input: request,
                 read: 0,
@@ -105,6 +102,10 @@ impl Socket for BufferSocket<'_> {
         false
     }
     fn close(&mut self) {
+        self.closed = true;
+    }
+    fn abort(&mut self) {
+        // A request's reply cannot reset its connection: end it instead.
         self.closed = true;
     }
 }

@@ -51,7 +51,7 @@ pub struct Dispatcher {
     next_id: u64,
     in_flight: HashMap<u64, (usize, Job)>,
     waiting: VecDeque<Job>,
-    reply_to: Sender<FromBackend>,
+    reply_to: vnic_adapter::BellSender<FromBackend>,
     registry: Arc<Registry>,
     handler: Handler,
 }
@@ -63,9 +63,10 @@ impl Dispatcher {
         m: usize,
         balance: Balance,
         handler: Handler,
-        reply_to: Sender<FromBackend>,
+        reply_to: impl Into<vnic_adapter::BellSender<FromBackend>>,
         registry: Arc<Registry>,
     ) -> std::io::Result<Dispatcher> {
+        let reply_to = reply_to.into();
         let mut d = Dispatcher {
             slots: (0..m)
                 .map(|_| Slot {

@@ -328,6 +328,9 @@ mod ordering_tests {
         fn close(&mut self) {
             self.closed = true;
         }
+        fn abort(&mut self) {
+            self.closed = true;
+        }
     }
 
     #[test]

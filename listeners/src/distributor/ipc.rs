@@ -38,7 +38,7 @@ pub struct Job {
     /// What to do.
     pub work: Work,
     /// Where the reply goes.
-    pub reply_to: Sender<FromBackend>,
+    pub reply_to: vnic_adapter::BellSender<FromBackend>,
 }
 
 /// A back-end's answer.
