@@ -5,11 +5,15 @@ use crate::config::{self, Config, Overrides};
 use clap::{Args, Parser, Subcommand};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use vnic_adapter::impair::ImpairSpec;
 use vnic_adapter::FilterMode;
-use vnic_listeners::app::AppKind;
+use vnic_listeners::app::exec::{self, ExecOptions, ExecService};
+use vnic_listeners::app::proxy::{self, ProxyOptions, ProxyProtocol, ProxyService};
+use vnic_listeners::app::{AppKind, Service};
 use vnic_listeners::distributor::Balance;
 
 /// vnic: a multi-processor network adapter emulated in user space on a TAP.
@@ -193,10 +197,26 @@ pub struct UpArgs {
     /// (first listener takes all). Default round-robin (with --config: the file's).
     #[arg(long, value_parser = parse_filter)]
     pub filter: Option<FilterMode>,
-    /// Serve APP on PORT (repeatable; APP is echo, discard, chargen or http).
+    /// Serve APP on PORT (repeatable): echo, discard, chargen, http,
+    /// proxy:ADDR:PORT[,ADDR:PORT...] (relay processor K's connections to
+    /// target K mod T; IPv6 as [ADDR]:PORT) or exec:'PROGRAM ARGS...' (a
+    /// program per connection on its stdin and stdout).
     /// Default: 7=echo 9=discard 19=chargen 80=http.
     #[arg(long = "serve", value_name = "PORT=APP", value_parser = parse_serve)]
-    pub serve: Vec<(u16, AppKind)>,
+    pub serve: Vec<(u16, ServeApp)>,
+    /// Proxy: write the HAProxy PROXY protocol header (v1 text, v2 binary)
+    /// first on each back-end connection, so the back-end sees the client.
+    #[arg(long, value_name = "v1|v2", value_parser = ["v1", "v2"])]
+    pub proxy_protocol: Option<String>,
+    /// Proxy: a back-end that has not accepted within this time gets the
+    /// client's connection reset (default 3s).
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub proxy_connect_timeout: Duration,
+    /// Exec: most programs running at once per exec listener (default
+    /// 256); connections beyond it are reset and counted.
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub exec_max: u32,
     /// How long a closed connection stays in TIME-WAIT (e.g. 60s, 500ms).
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub time_wait: Duration,
@@ -293,7 +313,11 @@ pub struct Plan {
     /// Filter mode.
     pub filter: FilterMode,
     /// Port → app.
-    pub serve: HashMap<u16, AppKind>,
+    pub serve: HashMap<u16, ServeApp>,
+    /// How the proxy apps connect.
+    pub proxy: ProxyOptions,
+    /// Limits of the exec apps.
+    pub exec: ExecOptions,
     /// TIME-WAIT length.
     pub time_wait: Duration,
     /// Link impairment, if any.
@@ -356,7 +380,11 @@ impl Plan {
                 if a.model == "distributor" {
                     return Err("--model distributor does not take [[listener]] entries: it has one front-end".into());
                 }
-                a.serve = resolved.tcp_serve().into_iter().collect();
+                a.serve = resolved
+                    .tcp_serve()
+                    .into_iter()
+                    .map(|(port, app)| (port, ServeApp::Builtin(app)))
+                    .collect();
                 config = Some(resolved);
             }
         }
@@ -370,10 +398,10 @@ impl Plan {
         let mut serve = HashMap::new();
         let list = if a.serve.is_empty() && config.is_none() {
             vec![
-                (7, AppKind::Echo),
-                (9, AppKind::Discard),
-                (19, AppKind::Chargen),
-                (80, AppKind::Http),
+                (7, ServeApp::Builtin(AppKind::Echo)),
+                (9, ServeApp::Builtin(AppKind::Discard)),
+                (19, ServeApp::Builtin(AppKind::Chargen)),
+                (80, ServeApp::Builtin(AppKind::Http)),
             ]
         } else {
             a.serve
@@ -447,6 +475,16 @@ impl Plan {
             model,
             filter,
             serve,
+            proxy: ProxyOptions {
+                proxy_protocol: a
+                    .proxy_protocol
+                    .as_deref()
+                    .and_then(ProxyProtocol::from_name),
+                connect_timeout: a.proxy_connect_timeout,
+            },
+            exec: ExecOptions {
+                max: a.exec_max as usize,
+            },
             time_wait: a.time_wait,
             impair: a.impair,
             control: a.control,
@@ -489,8 +527,34 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((ip, prefix))
 }
 
+/// What `--serve PORT=APP` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServeApp {
+    /// echo, discard, chargen or http.
+    Builtin(AppKind),
+    /// `proxy:ADDR:PORT[,ADDR:PORT...]`: relay to these back-ends.
+    Proxy(Vec<SocketAddr>),
+    /// `exec:'PROGRAM ARGS...'`: this program per connection.
+    Exec(Vec<String>),
+}
+
+impl ServeApp {
+    /// The service that makes this app's connections, one per `--serve`
+    /// entry (shared by every processor, so limits and counters are the
+    /// listener's, not a processor's).
+    pub fn service(&self, plan: &Plan) -> Result<Arc<dyn Service>, String> {
+        Ok(match self {
+            ServeApp::Builtin(k) => Arc::new(*k),
+            ServeApp::Proxy(targets) => {
+                Arc::new(ProxyService::new(targets.clone(), plan.proxy.clone()))
+            }
+            ServeApp::Exec(argv) => Arc::new(ExecService::new(argv.clone(), plan.exec.clone())?),
+        })
+    }
+}
+
 /// `PORT=APP`.
-pub fn parse_serve(s: &str) -> Result<(u16, AppKind), String> {
+pub fn parse_serve(s: &str) -> Result<(u16, ServeApp), String> {
     let (port, app) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not PORT=APP (e.g. 8080=http)"))?;
@@ -499,9 +563,19 @@ pub fn parse_serve(s: &str) -> Result<(u16, AppKind), String> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| format!("port {port:?} must be a number from 1 to 65535"))?;
-    let app = AppKind::from_name(app)
-        .ok_or_else(|| format!("unknown app {app:?}: choose echo, discard, chargen or http"))?;
-    Ok((port, app))
+    if let Some(targets) = app.strip_prefix("proxy:") {
+        return Ok((port, ServeApp::Proxy(proxy::parse_targets(targets)?)));
+    }
+    if let Some(command) = app.strip_prefix("exec:") {
+        return Ok((port, ServeApp::Exec(exec::parse_command(command)?)));
+    }
+    let app = AppKind::from_name(app).ok_or_else(|| {
+        format!(
+            "unknown app {app:?}: choose echo, discard, chargen, http, \
+             proxy:ADDR:PORT[,ADDR:PORT...] or exec:'PROGRAM ARGS...'"
+        )
+    })?;
+    Ok((port, ServeApp::Builtin(app)))
 }
 
 /// `loss=5%,reorder=10%,...`.
@@ -552,7 +626,31 @@ mod tests {
 
     #[test]
     fn serve_parsing() {
-        assert_eq!(parse_serve("8080=http"), Ok((8080, AppKind::Http)));
+        assert_eq!(
+            parse_serve("8080=http"),
+            Ok((8080, ServeApp::Builtin(AppKind::Http)))
+        );
+        assert_eq!(
+            parse_serve("80=proxy:127.0.0.1:8080,[::1]:8081"),
+            Ok((
+                80,
+                ServeApp::Proxy(vec![
+                    "127.0.0.1:8080".parse().expect("addr"),
+                    "[::1]:8081".parse().expect("addr")
+                ])
+            ))
+        );
+        assert_eq!(
+            parse_serve("13=exec:/bin/date -u 'a b'"),
+            Ok((
+                13,
+                ServeApp::Exec(vec!["/bin/date".into(), "-u".into(), "a b".into()])
+            ))
+        );
+        assert!(parse_serve("80=proxy:").is_err());
+        assert!(parse_serve("80=proxy:10.0.0.1").is_err());
+        assert!(parse_serve("7=exec:").is_err());
+        assert!(parse_serve("7=exec:'unclosed").is_err());
         assert!(parse_serve("0=http").is_err());
         assert!(parse_serve("80=ftp").is_err());
         assert!(parse_serve("80").is_err());

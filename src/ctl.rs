@@ -243,6 +243,9 @@ pub fn table(st: &Status) -> String {
             ));
         }
     }
+    for svc in &st.services {
+        s.push_str(&service_table(svc));
+    }
     let t = &st.trace;
     s.push_str(&format!(
         "trace: {}{}  records {}  lost {}\n",
@@ -254,5 +257,56 @@ pub fn table(st: &Status) -> String {
         t.records,
         t.lost
     ));
+    s
+}
+
+/// One service's counters as a table: a heading with its port and name,
+/// then its rows under the union of their keys, in first-seen order (the
+/// proxy's targets, exec's program).
+fn service_table(svc: &vnic_listeners::stats::ServiceStatus) -> String {
+    let mut keys: Vec<&str> = Vec::new();
+    for row in &svc.rows {
+        for k in row.keys() {
+            if !keys.contains(&k.as_str()) {
+                keys.push(k);
+            }
+        }
+    }
+    let cell = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "-".into(),
+    };
+    let cells: Vec<Vec<String>> = svc
+        .rows
+        .iter()
+        .map(|r| keys.iter().map(|k| cell(r.get(*k))).collect())
+        .collect();
+    let widths: Vec<usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            cells
+                .iter()
+                .map(|c| c[i].len())
+                .chain([k.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |vals: &[String]| -> String {
+        let parts: Vec<String> = vals
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:>w$}"))
+            .collect();
+        format!("  {}\n", parts.join(" "))
+    };
+    let mut s = format!("\nport {} {}\n", svc.port, svc.app);
+    let head: Vec<String> = keys.iter().map(|k| k.replace('_', "-")).collect();
+    s.push_str(&line(&head));
+    for c in &cells {
+        s.push_str(&line(c));
+    }
     s
 }

@@ -5,6 +5,7 @@
 use crate::cli::{Model, Plan};
 use crate::summary;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -195,7 +196,12 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             })
         }
     };
-    let services = |m: std::collections::HashMap<u16, vnic_listeners::app::AppKind>| {
+    // One service per --serve entry, shared by every processor.
+    let mut services: HashMap<u16, Arc<dyn Service>> = HashMap::new();
+    for (port, app) in &plan.serve {
+        services.insert(*port, app.service(&plan).map_err(std::io::Error::other)?);
+    }
+    let builtin = |m: HashMap<u16, vnic_listeners::app::AppKind>| {
         m.into_iter()
             .map(|(port, k)| (port, Arc::new(k) as Arc<dyn Service>))
             .collect()
@@ -209,10 +215,10 @@ pub fn up(plan: Plan) -> Result<(), UpError> {
             tracer: tracer.clone(),
             max_connections: (MAX_CONNECTIONS / n).max(1024),
             adapter_counters: counters.clone(),
-            serve: services(match &plan.config {
-                Some(c) => c.tcp_serve_for(id),
-                None => plan.serve.clone(),
-            }),
+            serve: match &plan.config {
+                Some(c) => builtin(c.tcp_serve_for(id)),
+                None => services.clone(),
+            },
             udp_serve: match &plan.config {
                 Some(c) => c
                     .udp_serve_for(id)

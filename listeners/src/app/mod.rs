@@ -22,7 +22,9 @@ pub use vnic_stack::CloseReason;
 pub mod chargen;
 pub mod discard;
 pub mod echo;
+pub mod exec;
 pub mod http;
+pub mod proxy;
 pub mod udp;
 
 /// The app's view of one TCP connection.

@@ -127,6 +127,10 @@ pub struct Status {
     /// Back-end servers (distributor model; empty otherwise).
     #[serde(default)]
     pub backends: Vec<crate::stats::BackendSnapshot>,
+    /// Counters of the services that report them (the proxy's per
+    /// target, exec's per program), by port.
+    #[serde(default)]
+    pub services: Vec<crate::stats::ServiceStatus>,
     /// Adapter counters.
     pub adapter: AdapterStatus,
     /// Trace state.

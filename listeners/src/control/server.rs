@@ -336,6 +336,7 @@ impl Runtime {
                 })
                 .collect(),
             backends: self.registry.backend_snapshot(),
+            services: self.registry.service_status(),
             adapter,
             trace: self.trace.as_ref().map(|t| t.status()).unwrap_or_default(),
         }
