@@ -50,7 +50,7 @@ use crate::stats::ServiceReport;
 use reaper::Reaper;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -196,49 +196,24 @@ impl ExecService {
     /// once a started one is reaped (also when it started but could not
     /// be tied to the connection).
     fn start(&self, ctx: AppContext) -> Result<Exec, String> {
-        let spawned = reaper::get().and_then(|r| {
-            self.command(&ctx)
-                .spawn()
-                .map(|child| (r, child))
-                .map_err(|e| format!("exec {}: {e}", self.program()))
-        });
-        let (reaper, mut child) = match spawned {
-            Ok(s) => s,
-            Err(why) => {
-                self.counters.release();
-                return Err(why);
-            }
-        };
+        let (reaper, child) = self.spawn(&ctx).inspect_err(|_| self.counters.release())?;
         self.counters.started.fetch_add(1, Ordering::Relaxed);
-        let pid = child.id();
-        // Opened before the reaper has the child, so the pid is still
-        // this child's (it cannot be reaped and recycled yet).
-        let pidfd = sys::pidfd_open(pid).ok();
-        let (stdin, stdout, stderr) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let id = reaper::next_id();
-        reaper.adopt(id, child, self.counters.clone());
-        // From here on the child is the reaper's: if anything below
-        // fails, dropping `app` stops it.
-        let app = Exec {
-            id,
-            pid,
-            reaper,
-            io: ctx.io.clone(),
-            stdin,
-            stdout,
-            stderr: stderr.map(|e| StderrLines::new(e, ctx.processor, ctx.connection)),
-            pidfd,
-            to_program: Buf::new(TO_PROGRAM),
-            to_client: Buf::new(TO_CLIENT),
-            exited: false,
-            closed: false,
-            stderr_more: false,
-            ended: None,
-        };
+        let app = Exec::new(child, reaper, self.counters.clone(), &ctx);
+        // The child is the reaper's now: if watching fails, dropping
+        // `app` stops it.
         app.watch_all()
             .map_err(|e| format!("exec {}: {e}", self.program()))?;
         Ok(app)
+    }
+
+    /// The reaper and a fresh child, or why there is none.
+    fn spawn(&self, ctx: &AppContext) -> Result<(&'static Reaper, Child), String> {
+        let reaper = reaper::get()?;
+        let child = self
+            .command(ctx)
+            .spawn()
+            .map_err(|e| format!("exec {}: {e}", self.program()))?;
+        Ok((reaper, child))
     }
 }
 
@@ -389,6 +364,40 @@ impl std::fmt::Debug for Exec {
 }
 
 impl Exec {
+    /// The app for a `child` just spawned with three pipes: the pipes
+    /// stay here, the child itself goes to the `reaper`.
+    fn new(
+        mut child: Child,
+        reaper: &'static Reaper,
+        counters: Arc<Counters>,
+        ctx: &AppContext,
+    ) -> Exec {
+        let pid = child.id();
+        // Opened before the reaper has the child, so the pid is still
+        // this child's (it cannot be reaped and recycled yet).
+        let pidfd = sys::pidfd_open(pid).ok();
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let id = reaper::next_id();
+        reaper.adopt(id, child, counters);
+        Exec {
+            id,
+            pid,
+            reaper,
+            io: ctx.io.clone(),
+            stdin,
+            stdout,
+            stderr: stderr.map(|e| StderrLines::new(e, ctx.processor, ctx.connection)),
+            pidfd,
+            to_program: Buf::new(TO_PROGRAM),
+            to_client: Buf::new(TO_CLIENT),
+            exited: false,
+            closed: false,
+            stderr_more: false,
+            ended: None,
+        }
+    }
+
     /// The program's process id (for traces and tests).
     pub fn pid(&self) -> u32 {
         self.pid
@@ -931,6 +940,19 @@ mod tests {
             took >= reaper::GRACE - Duration::from_millis(100),
             "{took:?}"
         );
+    }
+
+    #[test]
+    fn after_a_clean_close_the_program_gets_a_grace_period_then_sigterm() {
+        let mut rig = Rig::new("sh -c 'exec >&-; exec sleep 30'");
+        rig.run_until("FIN at the end of stdout", FakeSocket::closed);
+        let pid = rig.app.pid();
+        rig.app.on_closed(CloseReason::Normal);
+        drop(rig);
+        let took = wait_reaped(pid, PATIENCE);
+        let grace = reaper::GRACE;
+        assert!(took >= grace - Duration::from_millis(100), "{took:?}");
+        assert!(took < grace + Duration::from_millis(1500), "{took:?}");
     }
 
     #[test]

@@ -81,9 +81,10 @@ pub(super) fn readable_now(fd: RawFd) -> bool {
 /// installed is left alone). Children still start with the default: std's
 /// `Command` resets SIGPIPE in each child it spawns.
 pub(super) fn ignore_sigpipe() -> io::Result<()> {
-    // SAFETY: sigaction with a null new action only reads the current one
-    // into a zeroed struct we own.
+    // SAFETY: sigaction is plain data, for which all zeroes are valid.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with a null new action, sigaction only reads the current
+    // one into the struct we own.
     if unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) } < 0 {
         return Err(io::Error::last_os_error());
     }
