@@ -199,6 +199,12 @@ pub trait Service: Send + Sync {
     fn builtin(&self) -> Option<AppKind> {
         None
     }
+    /// For a request/response protocol: its handler, so that the
+    /// distributor model can run each request at a back-end. Other
+    /// services run in the processor that holds the connection.
+    fn requests(&self) -> Option<Arc<dyn crate::distributor::RequestHandler>> {
+        None
+    }
     /// Counters worth showing in `vnic status` (e.g. one row per proxy
     /// target), or None.
     fn report(&self) -> Option<crate::stats::ServiceReport> {
