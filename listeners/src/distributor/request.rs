@@ -35,6 +35,31 @@ pub struct Response {
 
 /// A request/response protocol of the user's, served by the processors
 /// or, in the distributor model, by the back-ends.
+///
+/// ```
+/// use vnic_listeners::distributor::{RequestContext, RequestHandler, Response};
+///
+/// /// `ADD a b` -> the sum, one request per line.
+/// struct Adder;
+///
+/// impl RequestHandler for Adder {
+///     fn name(&self) -> &str {
+///         "adder"
+///     }
+///     fn request_len(&self, buf: &[u8]) -> Option<usize> {
+///         buf.iter().position(|&b| b == b'\n').map(|i| i + 1)
+///     }
+///     fn handle(&self, _ctx: &RequestContext, request: &[u8]) -> Response {
+///         let text = String::from_utf8_lossy(request);
+///         let sum: i64 = text.split_whitespace().skip(1).filter_map(|w| w.parse::<i64>().ok()).sum();
+///         Response { bytes: format!("{sum}\n").into_bytes(), close: false }
+///     }
+/// }
+///
+/// let ctx = RequestContext { processor: 0, backend: Some(1), connection: 7 };
+/// assert_eq!(Adder.request_len(b"ADD 1 2\nADD"), Some(8));
+/// assert_eq!(Adder.handle(&ctx, b"ADD 1 2\n").bytes, b"3\n");
+/// ```
 pub trait RequestHandler: Send + Sync {
     /// A short name for reports.
     fn name(&self) -> &str;
