@@ -284,6 +284,50 @@ for p in 1 2 4; do
   mrow "bulk echo, 1 conn, $p" Gbit/s "$m_eb" "$d_eb"
 done
 
+# --- the proxy against HAProxy: the same round-robin over the same two
+# back-ends (kernel servers on 127.0.0.2 and 127.0.0.3 of the proxy's own
+# namespace); vnic's proxy behind its TAP, HAProxy (mode tcp) on the
+# kernel's TCP behind the veth pair. ---
+PROWS=()
+prow() { PROWS+=("$(fmt_row "$@")"); echo "${PROWS[-1]}" >&2; }
+if command -v haproxy >/dev/null; then
+  echo "proxy: vnic against HAProxy ..." >&2
+  for ns in "$NSV" "$NSKS"; do
+    for b in 127.0.0.2 127.0.0.3; do
+      ip netns exec "$ns" "$KSERVER" $b >/dev/null &
+      PIDS+=($!)
+    done
+  done
+  ip -n "$NSKS" addr add 10.8.0.4/24 dev vnbs$ID
+  HCFG=/tmp/vnb-$ID.haproxy.cfg
+  {
+    printf 'global\n  maxconn 40000\n  nbthread %s\n' "$(nproc)"
+    printf 'defaults\n  mode tcp\n  timeout connect 3s\n  timeout client 60s\n  timeout server 60s\n'
+    for port in 9 19 80; do
+      printf 'frontend f%s\n  bind 10.8.0.4:%s\n  default_backend b%s\n' $port $port $port
+      printf 'backend b%s\n  balance roundrobin\n  server s0 127.0.0.2:%s\n  server s1 127.0.0.3:%s\n' $port $port $port
+    done
+  } > "$HCFG"
+  ip netns exec "$NSKS" haproxy -f "$HCFG" -q >/tmp/vnb-$ID.haproxy.err 2>&1 &
+  PIDS+=($!)
+  targets() { echo "proxy:127.0.0.2:$1,127.0.0.3:$1"; }
+  start_vnic 4 --serve "9=$(targets 9)" --serve "19=$(targets 19)" --serve "80=$(targets 80)"
+  sleep 0.5
+  H=10.8.0.4
+  pu=$(run "$NSV" upload $V:9 $BULK | field gbps); hu=$(run "$NSKC" upload $H:9 $BULK | field gbps)
+  prow "bulk upload through the proxy, 1 conn" Gbit/s "$pu" "$hu"
+  pd=$(run "$NSV" download $V:19 $BULK | field gbps); hd=$(run "$NSKC" download $H:19 $BULK | field gbps)
+  prow "bulk download through the proxy, 1 conn" Gbit/s "$pd" "$hd"
+  pc=$(run "$NSV" connrate $V:80 $CONNS 32); hc=$(run "$NSKC" connrate $H:80 $CONNS 32)
+  [ "$(echo "$pc" | field failed)" = 0 ] || echo "warning: vnic proxy connrate failures: $pc" >&2
+  prow "HTTP GET via proxy, new conn each, 32 conc" req/s "$(echo "$pc" | field rps)" "$(echo "$hc" | field rps)"
+  if command -v wrk >/dev/null; then
+    prow "wrk -t2 -c32 Connection: close via proxy" req/s "$(wrk_rps "$NSV" http://$V/)" "$(wrk_rps "$NSKC" http://$H/)"
+  fi
+else
+  echo "haproxy missing: proxy rows skipped" >&2
+fi
+
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git diff --quiet 2>/dev/null || echo "+dirty")
 HEADER="### $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT$DIRTY — $(nproc) cores, Linux $(uname -r), kernel TCP $KCC"
@@ -292,7 +336,9 @@ TABLE=$(printf '%s\n' "| measure | vnic | kernel (veth) | vnic/kernel | unit |" 
   "" "Trace cost (vnic, 4 processors; trace records lost: $lost):" "" \
   "| measure | with --pcap | without | with/without | unit |" "|---|---:|---:|---:|---|" "${TROWS[@]}" \
   "" "Listener models (same workload, one run):" "" \
-  "| measure | monolithic | distributor | mono/dist | unit |" "|---|---:|---:|---:|---|" "${MROWS[@]}")
+  "| measure | monolithic | distributor | mono/dist | unit |" "|---|---:|---:|---:|---|" "${MROWS[@]}" \
+  "" "Proxy to two kernel back-ends (vnic --serve proxy, 4 processors, against HAProxy mode tcp, roundrobin, $(nproc) threads, over veth):" "" \
+  "| measure | vnic proxy | HAProxy | vnic/HAProxy | unit |" "|---|---:|---:|---:|---|" "${PROWS[@]:-}")
 printf '\n%s\n\n`%s`\n\n%s\n' "$HEADER" "$CMD" "$TABLE"
 if [ "$RECORD" = 1 ]; then
   [ -f BENCHMARKS.md ] || printf '# vnic benchmarks\n\nEach run of `bench/run.sh` appends a section. Ratios are vnic/kernel in the same run (for latency, lower is better).\n' > BENCHMARKS.md

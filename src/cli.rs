@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use vnic::{Builder, Layout, LineMode, Model, Trace, UdpAppKind};
 use vnic_adapter::impair::ImpairSpec;
 use vnic_adapter::FilterMode;
 use vnic_listeners::app::exec::{self, ExecOptions, ExecService};
@@ -265,31 +266,11 @@ pub struct UpArgs {
     pub offload: String,
 }
 
-/// The listener model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Model {
-    /// One listener per processor; the filter spreads connections.
-    Monolithic,
-    /// One distributor front-end; requests go to back-ends.
-    Distributor {
-        /// Number of back-ends.
-        backends: usize,
-        /// Balancing policy.
-        balance: Balance,
-    },
-}
+/// How often `vnic up` prints its one-line summary on stderr (unless
+/// `--quiet`).
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
-impl Model {
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::Monolithic => "monolithic",
-            Model::Distributor { .. } => "distributor",
-        }
-    }
-}
-
-/// A checked `vnic up`: what `run::up` needs, nothing left to validate.
+/// A checked `vnic up`: what [`vnic::Builder`] needs, nothing left to validate.
 pub struct Plan {
     /// The config file's listeners, filter, MAC and MTU, when `--config`
     /// gave listeners.
@@ -300,8 +281,8 @@ pub struct Plan {
     pub mtu: Option<usize>,
     /// TAP name.
     pub tap: String,
-    /// Virtual IPs (address only).
-    pub ips: Vec<IpAddr>,
+    /// Virtual IPs with prefix.
+    pub ips: Vec<(IpAddr, u8)>,
     /// Host-side addresses with prefix.
     pub host_ips: Vec<(IpAddr, u8)>,
     /// Number of processors (1 in the distributor model: the distributor).
@@ -343,12 +324,97 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Back-ends in the plan (0 in the monolithic model).
-    pub fn backends(&self) -> usize {
-        match self.model {
-            Model::Distributor { backends, .. } => backends,
-            Model::Monolithic => 0,
+    /// The library's builder for this plan.
+    pub fn builder(&self) -> Result<Builder, String> {
+        let mut b = Builder::new(&self.tap)
+            .processors(self.processors)
+            .rx_queues(self.rx_queues)
+            .filter(self.filter)
+            .model(self.model)
+            .time_wait(self.time_wait)
+            .syn_backlog(self.syn_backlog)
+            .offload(self.offload)
+            .trace(Trace {
+                pcap: self.pcap.clone(),
+                pcap_max_mb: self.pcap_max_mb,
+                pcap_max_files: self.pcap_max_files,
+                snaplen: self.pcap_snaplen,
+                lines: match self.trace.as_deref() {
+                    Some("conn") => Some(LineMode::Conn),
+                    Some(_) => Some(LineMode::Frames),
+                    None => None,
+                },
+            });
+        for ip in &self.ips {
+            b = b.ip(ip.0, ip.1);
         }
+        for (ip, prefix) in &self.host_ips {
+            b = b.host_ip(*ip, *prefix);
+        }
+        if let Some(mac) = self.mac {
+            b = b.mac(mac);
+        }
+        if let Some(mtu) = self.mtu {
+            b = b.mtu(mtu);
+        }
+        if let Some(spec) = &self.impair {
+            b = b.impair(spec.clone());
+        }
+        if let Some(path) = &self.control {
+            b = b.control(path.clone());
+        }
+        if !self.quiet {
+            b = b.summary(SUMMARY_EVERY);
+        }
+        match &self.config {
+            Some(c) => {
+                let n = self.processors;
+                // One service per port and app, shared by the processors
+                // that listen there (a proxy maps processor K to target
+                // K mod T; an exec limit is the listener's).
+                let mut shared: HashMap<(u16, ServeApp), Arc<dyn Service>> = HashMap::new();
+                let mut tcp = Vec::with_capacity(n);
+                for id in 0..n {
+                    let mut m = HashMap::new();
+                    for (port, app) in c.tcp_serve_for(id) {
+                        let svc = match shared.get(&(port, app.clone())) {
+                            Some(s) => s.clone(),
+                            None => {
+                                let s = app.service(self)?;
+                                shared.insert((port, app), s.clone());
+                                s
+                            }
+                        };
+                        m.insert(port, svc);
+                    }
+                    tcp.push(m);
+                }
+                b = b.layout(Layout {
+                    filter: c.filter.clone(),
+                    tcp,
+                    udp: (0..n)
+                        .map(|id| {
+                            c.udp_serve_for(id)
+                                .into_iter()
+                                .filter_map(|(port, app)| {
+                                    UdpAppKind::from_name(app.name()).map(|k| (port, k))
+                                })
+                                .collect()
+                        })
+                        .collect(),
+                });
+            }
+            None => {
+                let mut ports: Vec<&u16> = self.serve.keys().collect();
+                ports.sort_unstable();
+                for port in ports {
+                    if let Some(app) = self.serve.get(port) {
+                        b = b.serve_shared(*port, app.service(self)?);
+                    }
+                }
+            }
+        }
+        Ok(b)
     }
 
     /// Checks what clap cannot check alone.
@@ -380,11 +446,7 @@ impl Plan {
                 if a.model == "distributor" {
                     return Err("--model distributor does not take [[listener]] entries: it has one front-end".into());
                 }
-                a.serve = resolved
-                    .tcp_serve()
-                    .into_iter()
-                    .map(|(port, app)| (port, ServeApp::Builtin(app)))
-                    .collect();
+                a.serve = resolved.tcp_serve().into_iter().collect();
                 config = Some(resolved);
             }
         }
@@ -468,7 +530,7 @@ impl Plan {
             mac,
             mtu,
             tap,
-            ips,
+            ips: a.ips.clone(),
             host_ips: a.host_ips,
             processors,
             rx_queues: usize::from(a.rx_queues),
@@ -527,8 +589,8 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((ip, prefix))
 }
 
-/// What `--serve PORT=APP` names.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What `--serve PORT=APP` (or a config file's listener) names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ServeApp {
     /// echo, discard, chargen or http.
     Builtin(AppKind),

@@ -19,7 +19,9 @@
 //! [[listener]]
 //! port = 80
 //! protocol = "tcp"                   # default tcp
-//! app = "http"                       # echo | discard | chargen | http (tcp); udp-echo (udp)
+//! app = "http"                       # echo | discard | chargen | http | proxy | exec (tcp); udp-echo (udp)
+//! targets = ["127.0.0.1:8080"]       # app = "proxy": the back-ends (processor K -> target K mod T)
+//! command = "/bin/cat"               # app = "exec": the program per connection, split as a shell would
 //! processor = 0
 //! backup = 1                         # optional
 //! address = "10.0.0.2"               # optional: bound to this address only
@@ -36,6 +38,7 @@
 //! checks the result again (a `--processors 2` against a listener on
 //! processor 3 names that listener's line) and gives the [`Config`] to run.
 
+use crate::cli::ServeApp;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -200,17 +203,23 @@ pub enum ServiceApp {
     Chargen,
     /// The small HTTP server.
     Http,
+    /// The relay to real back-ends (`targets = [...]`).
+    Proxy,
+    /// A program per connection (`command = "..."`).
+    Exec,
     /// UDP echo (RFC 862): every datagram back to its sender.
     UdpEcho,
 }
 
 impl ServiceApp {
     /// Every app, for messages.
-    pub const ALL: [ServiceApp; 5] = [
+    pub const ALL: [ServiceApp; 7] = [
         ServiceApp::Echo,
         ServiceApp::Discard,
         ServiceApp::Chargen,
         ServiceApp::Http,
+        ServiceApp::Proxy,
+        ServiceApp::Exec,
         ServiceApp::UdpEcho,
     ];
 
@@ -226,6 +235,8 @@ impl ServiceApp {
             ServiceApp::Discard => "discard",
             ServiceApp::Chargen => "chargen",
             ServiceApp::Http => "http",
+            ServiceApp::Proxy => "proxy",
+            ServiceApp::Exec => "exec",
             ServiceApp::UdpEcho => "udp-echo",
         }
     }
@@ -245,7 +256,7 @@ impl ServiceApp {
             ServiceApp::Discard => Some(AppKind::Discard),
             ServiceApp::Chargen => Some(AppKind::Chargen),
             ServiceApp::Http => Some(AppKind::Http),
-            ServiceApp::UdpEcho => None,
+            ServiceApp::Proxy | ServiceApp::Exec | ServiceApp::UdpEcho => None,
         }
     }
 }
@@ -265,6 +276,9 @@ pub struct ListenerEntry {
     pub spec: ListenerSpec,
     /// The app behind it.
     pub app: ServiceApp,
+    /// For a TCP listener, what it serves, with the proxy's targets or
+    /// exec's command.
+    pub serve: Option<ServeApp>,
     /// Its line in the file.
     pub line: usize,
 }
@@ -307,7 +321,7 @@ impl Config {
     /// Port → TCP app for processor `processor`: the ports it listens on
     /// as a primary, then those it may take over as a backup (a primary's
     /// app wins: the takeover would collide anyway).
-    pub fn tcp_serve_for(&self, processor: usize) -> HashMap<u16, AppKind> {
+    pub fn tcp_serve_for(&self, processor: usize) -> HashMap<u16, ServeApp> {
         let mut m = HashMap::new();
         for backups in [false, true] {
             for l in &self.listeners {
@@ -316,8 +330,8 @@ impl Config {
                 } else {
                     l.spec.processor == processor
                 };
-                if let (true, Some(app)) = (here, l.app.tcp_app()) {
-                    m.entry(l.spec.port).or_insert(app);
+                if let (true, Some(app)) = (here, &l.serve) {
+                    m.entry(l.spec.port).or_insert_with(|| app.clone());
                 }
             }
         }
@@ -326,11 +340,11 @@ impl Config {
 
     /// Port → TCP app over all listeners (the first listener of a port
     /// names it): what `Plan::serve` and the status's port list hold.
-    pub fn tcp_serve(&self) -> HashMap<u16, AppKind> {
+    pub fn tcp_serve(&self) -> HashMap<u16, ServeApp> {
         let mut m = HashMap::new();
         for l in &self.listeners {
-            if let Some(app) = l.app.tcp_app() {
-                m.entry(l.spec.port).or_insert(app);
+            if let Some(app) = &l.serve {
+                m.entry(l.spec.port).or_insert_with(|| app.clone());
             }
         }
         m
@@ -646,6 +660,7 @@ impl ConfigFile {
                 ),
             ));
         }
+        let serve = self.serve_app(l, app)?;
         let cpu = |v: &Spanned<i64>| -> Result<usize, ConfigError> {
             usize::try_from(*v.get_ref()).or_else(|_| {
                 self.bad(
@@ -730,7 +745,60 @@ impl ConfigFile {
             id,
             spec,
             app,
+            serve,
             line,
+        })
+    }
+
+    /// What a TCP listener serves: the built-in app, or the proxy with its
+    /// `targets`, or exec with its `command`; each of those two keys only
+    /// with its own app.
+    fn serve_app(&self, l: &RawListener, app: ServiceApp) -> Result<Option<ServeApp>, ConfigError> {
+        if let (Some(t), false) = (&l.targets, app == ServiceApp::Proxy) {
+            let span = t.first().map_or(l.app.span(), Spanned::span);
+            return self.bad(span, "targets belong to app = \"proxy\"".into());
+        }
+        if let (Some(c), false) = (&l.command, app == ServiceApp::Exec) {
+            return self.bad(c.span(), "command belongs to app = \"exec\"".into());
+        }
+        Ok(match app {
+            ServiceApp::Proxy => {
+                let Some(targets) = l.targets.as_ref().filter(|t| !t.is_empty()) else {
+                    return self.bad(
+                        l.app.span(),
+                        "app = \"proxy\" needs targets = [\"ADDR:PORT\", ...]".into(),
+                    );
+                };
+                let mut list = Vec::new();
+                for t in targets {
+                    match t.get_ref().parse() {
+                        Ok(a) => list.push(a),
+                        Err(_) => {
+                            return self.bad(
+                                t.span(),
+                                format!(
+                                    "proxy target {:?} is not ADDR:PORT or [ADDR]:PORT",
+                                    t.get_ref()
+                                ),
+                            )
+                        }
+                    }
+                }
+                Some(ServeApp::Proxy(list))
+            }
+            ServiceApp::Exec => {
+                let Some(c) = &l.command else {
+                    return self.bad(
+                        l.app.span(),
+                        "app = \"exec\" needs command = \"PROGRAM ARGS...\"".into(),
+                    );
+                };
+                match vnic_listeners::app::exec::parse_command(c.get_ref()) {
+                    Ok(argv) => Some(ServeApp::Exec(argv)),
+                    Err(e) => return self.bad(c.span(), e),
+                }
+            }
+            other => other.tcp_app().map(ServeApp::Builtin),
         })
     }
 }
@@ -851,6 +919,8 @@ struct RawListener {
     backup: Option<Spanned<i64>>,
     address: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
+    targets: Option<Vec<Spanned<String>>>,
+    command: Option<Spanned<String>>,
 }
 
 #[cfg(test)]
@@ -914,7 +984,10 @@ mod tests {
             .map(|p| p.processor)
             .collect();
         assert_eq!(got, vec![0, 1, 2, 3, 0]);
-        assert_eq!(c.tcp_serve_for(1).get(&80), Some(&AppKind::Http));
+        assert_eq!(
+            c.tcp_serve_for(1).get(&80),
+            Some(&ServeApp::Builtin(AppKind::Http))
+        );
         assert_eq!(c.tcp_serve_for(1).get(&7), None);
         assert_eq!(c.tcp_serve().len(), 2);
         let keys: Vec<Option<String>> = c.filter.listing().into_iter().map(|l| l.key).collect();
@@ -925,8 +998,16 @@ mod tests {
     fn example_primary_backup_loads_and_takes_over() {
         let mut c = resolved(PAIRS);
         assert_eq!(c.mode, FilterMode::None);
-        assert_eq!(c.tcp_serve_for(1).get(&80), Some(&AppKind::Http), "backup");
-        assert_eq!(c.tcp_serve_for(3).get(&7), Some(&AppKind::Echo), "backup");
+        assert_eq!(
+            c.tcp_serve_for(1).get(&80),
+            Some(&ServeApp::Builtin(AppKind::Http)),
+            "backup"
+        );
+        assert_eq!(
+            c.tcp_serve_for(3).get(&7),
+            Some(&ServeApp::Builtin(AppKind::Echo)),
+            "backup"
+        );
         let r = c.filter.set_up_report(0, false);
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].port, r[0].to), (80, Some(1)));
@@ -1226,12 +1307,62 @@ mod tests {
     }
 
     #[test]
+    fn proxy_and_exec_listeners_carry_their_targets_and_command() {
+        let c = resolved(&format!(
+            "{HEAD}[[listener]]\nport = 80\napp = \"proxy\"\nprocessor = 0\n\
+             targets = [\"127.0.0.1:8080\", \"[::1]:8081\"]\n\
+             [[listener]]\nport = 7\napp = \"exec\"\nprocessor = 1\ncommand = \"/bin/date -u 'a b'\"\n"
+        ));
+        assert_eq!(
+            c.tcp_serve_for(0).get(&80),
+            Some(&ServeApp::Proxy(vec![
+                "127.0.0.1:8080".parse().expect("addr"),
+                "[::1]:8081".parse().expect("addr")
+            ]))
+        );
+        assert_eq!(
+            c.tcp_serve_for(1).get(&7),
+            Some(&ServeApp::Exec(vec![
+                "/bin/date".into(),
+                "-u".into(),
+                "a b".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn proxy_and_exec_keys_are_checked_with_their_line() {
+        let e = error_at(&listener("port = 80\napp = \"proxy\"\nprocessor = 0\n"), 11);
+        assert!(e.message.contains("needs targets"), "{e}");
+        let e = error_at(
+            &listener("port = 80\napp = \"proxy\"\nprocessor = 0\ntargets = [\"nowhere\"]\n"),
+            13,
+        );
+        assert!(e.message.contains("\"nowhere\" is not ADDR:PORT"), "{e}");
+        let e = error_at(
+            &listener("port = 80\napp = \"http\"\nprocessor = 0\ntargets = [\"127.0.0.1:1\"]\n"),
+            13,
+        );
+        assert!(
+            e.message.contains("targets belong to app = \"proxy\""),
+            "{e}"
+        );
+        let e = error_at(&listener("port = 7\napp = \"exec\"\nprocessor = 0\n"), 11);
+        assert!(e.message.contains("needs command"), "{e}");
+        let e = error_at(
+            &listener("port = 7\napp = \"exec\"\nprocessor = 0\ncommand = \"'open\"\n"),
+            13,
+        );
+        assert!(e.message.contains("exec command"), "{e}");
+    }
+
+    #[test]
     fn unknown_app_is_named_with_line() {
         let e = error_at(&listener("port = 21\napp = \"ftp\"\nprocessor = 0\n"), 11);
         assert_eq!(e.kind, ConfigErrorKind::UnknownApp);
         assert_eq!(
             e.message,
-            "unknown app \"ftp\": choose echo, discard, chargen, http, udp-echo"
+            "unknown app \"ftp\": choose echo, discard, chargen, http, proxy, exec, udp-echo"
         );
         let e = error_at(
             &listener("port = 7\nprotocol = \"udp\"\napp = \"echo\"\nprocessor = 0\n"),

@@ -1,13 +1,13 @@
-//! `vnic`: the command line. Parses and checks flags, then wires the
-//! adapter, the processors and the TAP together (see docs/ARCHITECTURE.md).
+//! `vnic`: the command line. Parses and checks flags, then hands them to
+//! the library's [`vnic::Builder`], which wires the adapter, the
+//! processors and the TAP together (see docs/ARCHITECTURE.md).
 
 mod cli;
 mod config;
 mod ctl;
-mod run;
-mod summary;
 
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match run::up(plan) {
+            match run_up(plan) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("vnic: {e}");
@@ -32,4 +32,19 @@ fn main() -> ExitCode {
         cli::Command::Status(a) => ctl::status(a),
         cli::Command::Ctl(a) => ctl::ctl(a),
     }
+}
+
+/// `vnic up`: starts the library's [`vnic::Builder`] from the checked
+/// flags, prints the ready line, and runs until SIGINT or SIGTERM.
+fn run_up(plan: cli::Plan) -> Result<(), vnic::Error> {
+    let builder = plan.builder().map_err(vnic::Error::Config)?;
+    let running = builder.start()?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, running.stop_flag())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, running.stop_flag())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", running.ready_line())?;
+    out.flush()?;
+    drop(out);
+    running.wait();
+    Ok(())
 }

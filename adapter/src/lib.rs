@@ -16,6 +16,8 @@
 //! application (that is `vnic-listeners`). Bad input is counted in
 //! [`counters::Counters`] and dropped; nothing here panics on a frame.
 
+#![deny(missing_docs)]
+
 pub mod arp;
 pub mod checksum;
 pub mod config;

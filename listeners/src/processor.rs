@@ -752,9 +752,12 @@ impl Processor {
             return;
         };
         let id = self.registry.connection_number();
-        let app: Box<dyn App> = match (&self.apps, svc.builtin()) {
-            (AppSource::Distributor(d), Some(kind)) => {
+        let app: Box<dyn App> = match (&self.apps, svc.builtin(), svc.requests()) {
+            (AppSource::Distributor(d), Some(kind), _) => {
                 Box::new(Forwarder::new(kind, id, d.dispatcher.clone()))
+            }
+            (AppSource::Distributor(d), None, Some(handler)) => {
+                Box::new(Forwarder::for_requests(handler, id, d.dispatcher.clone()))
             }
             _ => {
                 let ctx = AppContext {

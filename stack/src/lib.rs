@@ -29,7 +29,7 @@
 //! injected time. Nothing here blocks, sleeps, allocates per byte or panics
 //! on bytes from the wire.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod config;
 pub mod congestion;

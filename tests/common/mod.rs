@@ -206,6 +206,19 @@ impl Netns {
         Vnic::start(&full)
     }
 
+    /// Starts `program` (a program built on the vnic library, e.g. an
+    /// example) in the namespace with `args`, and waits for its ready line.
+    pub fn start_program(&self, program: &Path, args: &[&str]) -> Vnic {
+        let mut full: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            self.name.clone(),
+            program.to_string_lossy().into_owned(),
+        ];
+        full.extend(args.iter().map(|s| s.to_string()));
+        Vnic::start(&full)
+    }
+
     /// Starts vnic in the namespace with these extra flags and waits for
     /// its ready line.
     pub fn vnic(&self, extra: &[&str]) -> Vnic {

@@ -154,6 +154,52 @@ impl AppContext {
 }
 
 /// One app instance serves one connection.
+///
+/// ```
+/// use vnic_listeners::app::{App, Socket};
+///
+/// /// Answers every byte with its upper-case form.
+/// struct Upper;
+///
+/// impl App for Upper {
+///     fn poll(&mut self, sock: &mut dyn Socket) {
+///         let mut buf = [0u8; 512];
+///         // Read no more than can be answered now: the rest waits in TCP,
+///         // whose window closes for a client that does not read.
+///         loop {
+///             let room = sock.send_capacity().min(buf.len());
+///             let n = sock.recv(&mut buf[..room]);
+///             if n == 0 {
+///                 break;
+///             }
+///             buf[..n].make_ascii_uppercase();
+///             sock.send(&buf[..n]);
+///         }
+///         if sock.peer_closed() && sock.recv_available() == 0 {
+///             sock.close();
+///         }
+///     }
+/// }
+/// # struct Mem { rx: Vec<u8>, tx: Vec<u8>, fin: bool, closed: bool }
+/// # impl Socket for Mem {
+/// #     fn recv(&mut self, b: &mut [u8]) -> usize {
+/// #         let n = b.len().min(self.rx.len());
+/// #         b[..n].copy_from_slice(&self.rx[..n]);
+/// #         self.rx.drain(..n);
+/// #         n
+/// #     }
+/// #     fn recv_available(&self) -> usize { self.rx.len() }
+/// #     fn send(&mut self, d: &[u8]) -> usize { self.tx.extend_from_slice(d); d.len() }
+/// #     fn send_capacity(&self) -> usize { 1 << 16 }
+/// #     fn peer_closed(&self) -> bool { self.fin }
+/// #     fn close(&mut self) { self.closed = true }
+/// #     fn abort(&mut self) {}
+/// # }
+/// let mut sock = Mem { rx: b"hello".to_vec(), tx: vec![], fin: true, closed: false };
+/// Upper.poll(&mut sock);
+/// assert_eq!(sock.tx, b"HELLO");
+/// assert!(sock.closed);
+/// ```
 pub trait App: Send {
     /// Called whenever the connection may have something for the app: make
     /// as much progress as possible without blocking.
@@ -187,6 +233,66 @@ pub struct Refused(pub String);
 /// built-in apps ([`AppKind`]), the proxy and the exec apps are services,
 /// and so is whatever a library user registers: the processors know no
 /// closed list of apps.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use vnic_listeners::app::{App, AppContext, AppKind, Refused, Service, Socket};
+/// use vnic_listeners::stats::Registry;
+///
+/// /// Greets each client with the processor it landed on, at most `max` at once.
+/// struct Hello {
+///     open: Arc<AtomicUsize>,
+///     max: usize,
+/// }
+///
+/// struct HelloApp {
+///     text: Vec<u8>,
+///     open: Arc<AtomicUsize>,
+/// }
+///
+/// impl App for HelloApp {
+///     fn poll(&mut self, sock: &mut dyn Socket) {
+///         let n = sock.send(&self.text);
+///         self.text.drain(..n);
+///         if self.text.is_empty() {
+///             sock.close();
+///         }
+///     }
+/// }
+///
+/// impl Drop for HelloApp {
+///     fn drop(&mut self) {
+///         self.open.fetch_sub(1, Ordering::Relaxed);
+///     }
+/// }
+///
+/// impl Service for Hello {
+///     fn name(&self) -> &str {
+///         "hello"
+///     }
+///     fn open(&self, ctx: AppContext) -> Result<Box<dyn App>, Refused> {
+///         if self.open.fetch_add(1, Ordering::Relaxed) >= self.max {
+///             self.open.fetch_sub(1, Ordering::Relaxed);
+///             return Err(Refused("too many clients".into()));
+///         }
+///         Ok(Box::new(HelloApp {
+///             text: format!("hello from processor {}\n", ctx.processor).into_bytes(),
+///             open: self.open.clone(),
+///         }))
+///     }
+/// }
+///
+/// let hello = Hello { open: Arc::new(AtomicUsize::new(0)), max: 1 };
+/// let registry = Arc::new(Registry::new("monolithic", "round-robin", 4));
+/// let first = hello.open(AppContext::detached(2, 1, registry.clone()));
+/// assert!(first.is_ok());
+/// assert!(hello.open(AppContext::detached(3, 2, registry.clone())).is_err());
+/// drop(first);
+/// assert!(hello.open(AppContext::detached(3, 3, registry)).is_ok());
+/// // The built-in apps are services too.
+/// assert_eq!(Service::name(&AppKind::Echo), "echo");
+/// ```
 pub trait Service: Send + Sync {
     /// A short name for status reports and traces (`echo`, `proxy`, ...).
     fn name(&self) -> &str;
@@ -197,6 +303,12 @@ pub trait Service: Send + Sync {
     /// run its logic at the back-ends. Other services run in the
     /// processor that holds the connection, in every model.
     fn builtin(&self) -> Option<AppKind> {
+        None
+    }
+    /// For a request/response protocol: its handler, so that the
+    /// distributor model can run each request at a back-end. Other
+    /// services run in the processor that holds the connection.
+    fn requests(&self) -> Option<Arc<dyn crate::distributor::RequestHandler>> {
         None
     }
     /// Counters worth showing in `vnic status` (e.g. one row per proxy

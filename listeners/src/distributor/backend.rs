@@ -4,6 +4,7 @@
 //! elsewhere.
 
 use super::ipc::{FromBackend, Job, Reply, Work};
+use super::request::RequestContext;
 use crate::app::chargen;
 use crate::app::http::Http;
 use crate::app::{App, AppContext, Socket};
@@ -53,6 +54,19 @@ pub fn app_handler(registry: Arc<Registry>) -> Handler {
         Work::Echo(b) => (b.clone(), false),
         Work::Discard(_) => (Vec::new(), false),
         Work::Chargen { offset, len } => (chargen::stream_bytes(*offset, *len), false),
+        Work::Request {
+            handler,
+            request,
+            connection,
+        } => {
+            let ctx = RequestContext {
+                processor: 0,
+                backend: Some(backend),
+                connection: *connection,
+            };
+            let r = handler.0.handle(&ctx, request);
+            (r.bytes, r.close)
+        }
         Work::Http {
             request,
             connection,

@@ -5,6 +5,7 @@
 
 use super::dispatcher::Dispatcher;
 use super::ipc::{Reply, Work};
+use super::request::{HandlerRef, RequestHandler};
 use crate::app::{App, AppKind, Socket};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -22,6 +23,9 @@ const MAX_HEAD: usize = 16 * 1024;
 /// One connection's forwarder.
 pub struct Forwarder {
     kind: AppKind,
+    /// A user's protocol: its handler frames the requests here and
+    /// answers them at the back-ends (`kind` is then unused).
+    requests: Option<Arc<dyn RequestHandler>>,
     conn: u64,
     dispatcher: Arc<Mutex<Dispatcher>>,
     next_seq: u64,
@@ -42,6 +46,7 @@ impl Forwarder {
     pub fn new(kind: AppKind, conn: u64, dispatcher: Arc<Mutex<Dispatcher>>) -> Forwarder {
         Forwarder {
             kind,
+            requests: None,
             conn,
             dispatcher,
             next_seq: 0,
@@ -56,6 +61,61 @@ impl Forwarder {
             close_after_out: false,
             closed: false,
         }
+    }
+
+    /// A forwarder for connection `conn` whose requests `handler` frames
+    /// and the back-ends answer.
+    pub fn for_requests(
+        handler: Arc<dyn RequestHandler>,
+        conn: u64,
+        dispatcher: Arc<Mutex<Dispatcher>>,
+    ) -> Forwarder {
+        let mut f = Forwarder::new(AppKind::Http, conn, dispatcher);
+        f.requests = Some(handler);
+        f
+    }
+
+    /// Frames and submits the user protocol's complete requests; false
+    /// when the client sent more than a request may have without
+    /// completing one (the connection is then reset).
+    fn read_requests(&mut self, sock: &mut dyn Socket, handler: &Arc<dyn RequestHandler>) -> bool {
+        let max = handler.max_request();
+        while !self.no_more_requests {
+            let complete = match handler.request_len(&self.http_buf) {
+                Some(len) if len > 0 && !self.http_buf.is_empty() => Some(len),
+                _ => None,
+            };
+            if let Some(len) = complete {
+                let rest = self.http_buf.split_off(len.min(self.http_buf.len()));
+                let request = std::mem::replace(&mut self.http_buf, rest);
+                let connection = self.conn;
+                self.submit(
+                    Work::Request {
+                        handler: HandlerRef(handler.clone()),
+                        request,
+                        connection,
+                    },
+                    0,
+                );
+                continue;
+            }
+            if self.http_buf.len() > max {
+                return false;
+            }
+            let room = (max + 1).saturating_sub(self.http_buf.len());
+            let want = sock.recv_available().min(room);
+            if want == 0 {
+                break;
+            }
+            let at = self.http_buf.len();
+            self.http_buf.resize(at + want, 0);
+            let n = sock.recv(&mut self.http_buf[at..]);
+            self.http_buf.truncate(at + n);
+            if n == 0 {
+                break;
+            }
+        }
+        true
     }
 
     fn submit(&mut self, work: Work, weight: usize) {
@@ -103,6 +163,13 @@ impl Forwarder {
     }
 
     fn read_input(&mut self, sock: &mut dyn Socket) {
+        if let Some(h) = self.requests.clone() {
+            if !self.read_requests(sock, &h) {
+                sock.abort();
+                self.closed = true;
+            }
+            return;
+        }
         match self.kind {
             AppKind::Echo | AppKind::Discard => {
                 while self.outstanding < MAX_OUTSTANDING && sock.recv_available() > 0 {
@@ -185,6 +252,9 @@ impl App for Forwarder {
             return;
         }
         self.read_input(sock);
+        if self.closed {
+            return;
+        }
         self.flush(sock);
         let drained = self.out_at >= self.out.len() && !self.pending_replies();
         if drained && self.close_after_out {

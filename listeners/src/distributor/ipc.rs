@@ -16,6 +16,15 @@ pub enum Work {
     Echo(Vec<u8>),
     /// One received chunk for discard: the reply is empty.
     Discard(Vec<u8>),
+    /// One whole request of a user's protocol.
+    Request {
+        /// The handler that answers it.
+        handler: super::request::HandlerRef,
+        /// The request bytes.
+        request: Vec<u8>,
+        /// The connection number.
+        connection: u64,
+    },
     /// The next piece of a chargen stream.
     Chargen {
         /// Offset of the piece in the connection's stream.

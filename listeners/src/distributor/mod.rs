@@ -9,6 +9,9 @@
 //! back in request order before sending it. That is one IPC hop more per
 //! request than the monolithic model, and `bench/` measures what it costs.
 //!
+//! Besides the built-in apps, a user's [`RequestHandler`] runs at the
+//! back-ends the same way ([`request`]).
+//!
 //! A back-end that fails (taken down with `vnic ctl backend K down`, or a
 //! panic inside it) loses nothing: the dispatcher sends its in-flight
 //! requests again to another back-end, as PATHSEND retries.
@@ -17,7 +20,9 @@ pub mod backend;
 pub mod dispatcher;
 pub mod forwarder;
 pub mod ipc;
+pub mod request;
 
 pub use dispatcher::{Balance, Dispatcher};
 pub use forwarder::Forwarder;
 pub use ipc::{BackendCtl, BackendCtlRequest, FromBackend, Job, Reply, Work};
+pub use request::{RequestContext, RequestHandler, RequestService, Response};

@@ -1,7 +1,7 @@
 //! Congestion control (RFC 5681, RFC 9438): how much may be in flight.
 //!
 //! The connection owns loss *detection* and *recovery* (duplicate ACKs,
-//! SACK scoreboard, RTO); a [`Controller`] only answers "what is cwnd now"
+//! SACK scoreboard, RTO); a `Controller` only answers "what is cwnd now"
 //! and reacts to the events the connection reports: bytes newly
 //! acknowledged, a congestion event (entering fast recovery), a
 //! retransmission timeout, and a restart after idle. NewReno and CUBIC sit

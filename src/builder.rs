@@ -1,0 +1,715 @@
+//! The builder that starts a vnic: opens the TAP, configures the host
+//! side, starts the processors, the RX threads, the control socket and
+//! the summary line, and hands back a [`Running`] vnic that stops cleanly.
+//!
+//! `vnic up` is one user of it (src/main.rs turns flags into a
+//! [`Builder`]); a program that links vnic is another, with apps of its
+//! own behind the emulated processors.
+
+use crate::summary;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource};
+use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
+use vnic_adapter::{
+    host, Adapter, AdapterConfig, Counters, Filter, FilterMode, FrameSink, FrameSource,
+    FrameWriter, TapDevice,
+};
+use vnic_listeners::app::udp::UdpAppKind;
+use vnic_listeners::app::{App, AppContext, Refused, Service};
+use vnic_listeners::control::{default_path, ControlServer, Runtime, Status, TraceHandle};
+use vnic_listeners::distributor::{backend, Balance, Dispatcher};
+use vnic_listeners::processor::{AppSource, DistributorLink, Inbox, Processor, ProcessorSetup};
+use vnic_listeners::stats::Registry;
+use vnic_stack::{Config, IsnGenerator, SynCookies};
+
+/// Connections the adapter holds at most, split evenly over the
+/// processors: sized so 100,000 connections fit.
+const MAX_CONNECTIONS: usize = 131_072;
+
+/// Depth of each processor's queue, in segments.
+const QUEUE_DEPTH: usize = 8192;
+
+/// The most processors a vnic runs.
+pub const MAX_PROCESSORS: usize = 256;
+
+/// The listener model: how connections reach the code that serves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// One listener per processor; the filter spreads connections.
+    Monolithic,
+    /// One distributor front-end; each request goes to a back-end.
+    Distributor {
+        /// Number of back-ends.
+        backends: usize,
+        /// Balancing policy.
+        balance: Balance,
+    },
+}
+
+impl Model {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Monolithic => "monolithic",
+            Model::Distributor { .. } => "distributor",
+        }
+    }
+}
+
+/// Why a vnic could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The builder was given something that cannot run (no address, no
+    /// processor, a port served twice ...).
+    #[error("{0}")]
+    Config(String),
+    /// The adapter could not be set up (no permission for /dev/net/tun, a
+    /// busy TAP ...).
+    #[error(transparent)]
+    Adapter(#[from] vnic_adapter::AdapterError),
+    /// A listener registration was refused by the filter's rules.
+    #[error("{0}")]
+    Filter(#[from] vnic_adapter::filter::FilterError),
+    /// A thread could not be started, a socket not bound, a signal
+    /// handler not installed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Listeners placed per processor as NonStop configures them (what a
+/// `--config` file with `[[listener]]` entries gives): the filter with
+/// every listener registered, and each processor's services.
+pub struct Layout {
+    /// The filter, listeners registered, addresses set.
+    pub filter: Filter,
+    /// Per processor: TCP port → service (primaries and backups).
+    pub tcp: Vec<HashMap<u16, Arc<dyn Service>>>,
+    /// Per processor: UDP port → app.
+    pub udp: Vec<HashMap<u16, UdpAppKind>>,
+}
+
+/// The packet trace: a pcapng file and/or lines on stderr.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// The pcapng file, if any.
+    pub pcap: Option<PathBuf>,
+    /// Rotate after this many MiB.
+    pub pcap_max_mb: Option<u64>,
+    /// Keep at most this many rotated files.
+    pub pcap_max_files: Option<u32>,
+    /// Keep this many bytes of each frame (default: whole frames).
+    pub snaplen: Option<u32>,
+    /// One line per frame (or per connection event) on stderr.
+    pub lines: Option<LineMode>,
+}
+
+/// Starts a vnic. Every setting has the default `vnic up` has; only the
+/// TAP and one virtual IP must be given.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use vnic::{AppKind, Builder};
+///
+/// // Needs root (or a TAP made for you) and a free TAP name.
+/// let running = Builder::new("vnic0")
+///     .ip("10.0.0.2".parse().unwrap(), 24)
+///     .host_ip("10.0.0.1".parse().unwrap(), 24)
+///     .processors(4)
+///     .serve(80, AppKind::Http)
+///     .start()?;
+/// println!("{}", running.ready_line());
+/// running.stop();
+/// running.wait();
+/// # Ok::<(), vnic::Error>(())
+/// ```
+pub struct Builder {
+    tap: String,
+    ips: Vec<(IpAddr, u8)>,
+    host_ips: Vec<(IpAddr, u8)>,
+    processors: usize,
+    rx_queues: usize,
+    filter: FilterMode,
+    model: Model,
+    serve: Vec<(u16, Arc<dyn Service>)>,
+    layout: Option<Layout>,
+    mac: Option<[u8; 6]>,
+    mtu: Option<usize>,
+    time_wait: Duration,
+    syn_backlog: usize,
+    impair: Option<ImpairSpec>,
+    trace: Trace,
+    control: Option<PathBuf>,
+    summary: Option<Duration>,
+    offload: bool,
+}
+
+/// A service made of a closure (see [`Builder::serve_with`]).
+struct FnService<F> {
+    name: String,
+    make: F,
+}
+
+impl<F> Service for FnService<F>
+where
+    F: Fn(AppContext) -> Box<dyn App> + Send + Sync,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn open(&self, ctx: AppContext) -> Result<Box<dyn App>, Refused> {
+        Ok((self.make)(ctx))
+    }
+}
+
+impl Builder {
+    /// A vnic on TAP `tap` (created when it does not exist, which needs
+    /// root), with `vnic up`'s defaults: 4 processors, round-robin
+    /// filtering, the monolithic model, offloads on, 60 s TIME-WAIT.
+    pub fn new(tap: impl Into<String>) -> Builder {
+        Builder {
+            tap: tap.into(),
+            ips: Vec::new(),
+            host_ips: Vec::new(),
+            processors: 4,
+            rx_queues: 1,
+            filter: FilterMode::RoundRobin,
+            model: Model::Monolithic,
+            serve: Vec::new(),
+            layout: None,
+            mac: None,
+            mtu: None,
+            time_wait: Duration::from_secs(60),
+            syn_backlog: 256,
+            impair: None,
+            trace: Trace::default(),
+            control: None,
+            summary: None,
+            offload: true,
+        }
+    }
+
+    /// Answers on `addr` (IPv4 or IPv6; repeatable).
+    pub fn ip(mut self, addr: IpAddr, prefix: u8) -> Builder {
+        self.ips.push((addr, prefix));
+        self
+    }
+
+    /// Gives the host side of the TAP this address (vnic adds it and
+    /// brings the link up; needs root).
+    pub fn host_ip(mut self, addr: IpAddr, prefix: u8) -> Builder {
+        self.host_ips.push((addr, prefix));
+        self
+    }
+
+    /// Emulated processors, 1 to [`MAX_PROCESSORS`].
+    pub fn processors(mut self, n: usize) -> Builder {
+        self.processors = n;
+        self
+    }
+
+    /// RX queues of the TAP, each with its adapter thread (receive-side
+    /// scaling; above 1 needs root).
+    pub fn rx_queues(mut self, n: usize) -> Builder {
+        self.rx_queues = n;
+        self
+    }
+
+    /// How new connections of a shared port are spread.
+    pub fn filter(mut self, mode: FilterMode) -> Builder {
+        self.filter = mode;
+        self
+    }
+
+    /// The listener model.
+    pub fn model(mut self, model: Model) -> Builder {
+        self.model = model;
+        self
+    }
+
+    /// Serves `service` on TCP `port` on every processor: one value for
+    /// all of them, so its limits and counters are the listener's.
+    pub fn serve(self, port: u16, service: impl Service + 'static) -> Builder {
+        self.serve_shared(port, Arc::new(service))
+    }
+
+    /// [`Builder::serve`] with a service already shared.
+    pub fn serve_shared(mut self, port: u16, service: Arc<dyn Service>) -> Builder {
+        self.serve.push((port, service));
+        self
+    }
+
+    /// Serves the apps `make` returns on TCP `port`: one call per
+    /// connection, with the connection's context.
+    pub fn serve_with<F>(self, port: u16, name: &str, make: F) -> Builder
+    where
+        F: Fn(AppContext) -> Box<dyn App> + Send + Sync + 'static,
+    {
+        self.serve(
+            port,
+            FnService {
+                name: name.to_string(),
+                make,
+            },
+        )
+    }
+
+    /// Listeners placed per processor (instead of [`Builder::serve`]).
+    pub fn layout(mut self, layout: Layout) -> Builder {
+        self.layout = Some(layout);
+        self
+    }
+
+    /// The adapter's MAC (default: derived from the TAP name).
+    pub fn mac(mut self, mac: [u8; 6]) -> Builder {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// The link MTU (default: the TAP's).
+    pub fn mtu(mut self, mtu: usize) -> Builder {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// How long a closed connection stays in TIME-WAIT.
+    pub fn time_wait(mut self, d: Duration) -> Builder {
+        self.time_wait = d;
+        self
+    }
+
+    /// Half-open connections a processor keeps before SYN cookies.
+    pub fn syn_backlog(mut self, n: usize) -> Builder {
+        self.syn_backlog = n;
+        self
+    }
+
+    /// Makes the link bad on purpose (loss, reordering, duplicates, delay).
+    pub fn impair(mut self, spec: ImpairSpec) -> Builder {
+        self.impair = Some(spec);
+        self
+    }
+
+    /// Traces frames (pcapng, lines on stderr).
+    pub fn trace(mut self, trace: Trace) -> Builder {
+        self.trace = trace;
+        self
+    }
+
+    /// The control socket's path (default: `$XDG_RUNTIME_DIR/vnic-TAP.sock`,
+    /// else `/run/vnic/TAP.sock`).
+    pub fn control(mut self, path: PathBuf) -> Builder {
+        self.control = Some(path);
+        self
+    }
+
+    /// Prints a one-line summary on stderr this often while traffic flows
+    /// (default: never).
+    pub fn summary(mut self, every: Duration) -> Builder {
+        self.summary = Some(every);
+        self
+    }
+
+    /// TAP offloads (virtio-net header, checksum offload, TSO); default on.
+    pub fn offload(mut self, on: bool) -> Builder {
+        self.offload = on;
+        self
+    }
+
+    /// Checks what cannot run, before anything is opened.
+    fn check(&self) -> Result<(), Error> {
+        if self.ips.is_empty() {
+            return Err(Error::Config("at least one virtual IP is needed".into()));
+        }
+        if !(1..=MAX_PROCESSORS).contains(&self.processors) {
+            return Err(Error::Config(format!(
+                "processors must be 1 to {MAX_PROCESSORS}, not {}",
+                self.processors
+            )));
+        }
+        if matches!(self.model, Model::Distributor { .. }) && self.processors != 1 {
+            return Err(Error::Config(
+                "the distributor model runs one front-end: one processor".into(),
+            ));
+        }
+        for (i, (port, _)) in self.serve.iter().enumerate() {
+            if self.serve[..i].iter().any(|(p, _)| p == port) {
+                return Err(Error::Config(format!("port {port} is served twice")));
+            }
+        }
+        if self.layout.is_some() && !self.serve.is_empty() {
+            return Err(Error::Config(
+                "a layout and served ports both say what to serve: use one".into(),
+            ));
+        }
+        if let Some(l) = &self.layout {
+            if l.tcp.len() != self.processors || l.udp.len() != self.processors {
+                return Err(Error::Config(
+                    "the layout must list every processor's services".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the vnic: when this returns, frames flow and every
+    /// processor serves its ports.
+    pub fn start(mut self) -> Result<Running, Error> {
+        self.check()?;
+        let control_path = self
+            .control
+            .clone()
+            .unwrap_or_else(|| default_path(&self.tap));
+        // Before the TAP: a second vnic on the same TAP is told so plainly.
+        let control = ControlServer::bind(&control_path)?;
+        let taps: Vec<Arc<TapDevice>> =
+            TapDevice::open_queues(&self.tap, self.offload, self.rx_queues)?
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+        let Some(tap) = taps.first().cloned() else {
+            return Err(std::io::Error::other("the TAP gave no queue").into());
+        };
+        let name = tap.name().to_string();
+        if !self.host_ips.is_empty() {
+            host::configure(&name, &self.host_ips)?;
+        }
+        let ips: Vec<IpAddr> = self.ips.iter().map(|(ip, _)| *ip).collect();
+        let mut cfg = AdapterConfig::new(&name, &ips, self.mtu.unwrap_or_else(|| tap.mtu()));
+        if let Some(mac) = self.mac {
+            cfg.mac = mac;
+        }
+        let n = self.processors;
+        let counters = Arc::new(Counters::with_rx_queues(n, taps.len()));
+        let impair_stats = Arc::new(ImpairStats::default());
+        // Every queue can send; frames go out through the first.
+        let mut sink: Arc<dyn FrameSink> = tap.clone();
+        let mut sources: Vec<Box<dyn FrameSource>> = taps
+            .iter()
+            .map(|t| Box::new(t.clone()) as Box<dyn FrameSource>)
+            .collect();
+        if let Some(spec) = &self.impair {
+            sink = Arc::new(ImpairedSink::new(sink, spec.clone(), impair_stats.clone())?);
+            sources = sources
+                .into_iter()
+                .enumerate()
+                .map(|(q, s)| {
+                    Box::new(ImpairedSource::new(
+                        s,
+                        spec.clone(),
+                        q,
+                        impair_stats.clone(),
+                    )) as Box<dyn FrameSource>
+                })
+                .collect();
+        }
+        // Tracing sits outside the impairment: it shows what the adapter and
+        // the processors saw and sent.
+        let tracer = Tracer::start(TraceOptions {
+            pcap: self.trace.pcap.clone(),
+            pcap_max_mb: self.trace.pcap_max_mb,
+            pcap_max_files: self.trace.pcap_max_files,
+            snaplen: self
+                .trace
+                .snaplen
+                .map_or(vnic_adapter::trace::SNAPLEN, |n| n as usize),
+            lines: self.trace.lines,
+            iface: name.clone(),
+            mac: cfg.mac,
+        })
+        .map_err(|e| std::io::Error::new(e.kind(), format!("--pcap: {e}")))?;
+        let traced = |origin: Origin| -> FrameWriter {
+            let s: Arc<dyn FrameSink> =
+                Arc::new(TracingSink::new(sink.clone(), tracer.clone(), origin));
+            let mut w = FrameWriter::new(s, cfg.mac, counters.clone());
+            // Processor K counts its frames in sender slot K; an RX queue's
+            // slot is set with its queue (`Adapter::set_rx_queue`).
+            if let Origin::Cpu(k) = origin {
+                w.set_sender(k);
+            }
+            w
+        };
+        let backends = match self.model {
+            Model::Distributor { backends, .. } => backends,
+            Model::Monolithic => 0,
+        };
+        let registry = Arc::new(
+            Registry::new(self.model.name(), self.filter.name(), n).with_backends(backends),
+        );
+
+        let mut ports: Vec<u16> = self.serve.iter().map(|(p, _)| *p).collect();
+        let (filter, tcp_serve, udp_serve) = match self.layout.take() {
+            // Listeners as the layout places them, already registered.
+            Some(l) => {
+                for m in &l.tcp {
+                    ports.extend(m.keys());
+                }
+                (l.filter, l.tcp, l.udp)
+            }
+            // Every processor serves every port.
+            None => {
+                let mut f = Filter::new(self.filter, n);
+                f.set_addresses(ips.clone());
+                for (port, _) in &self.serve {
+                    for p in 0..n {
+                        f.register(*port, p)?;
+                    }
+                }
+                let all: HashMap<u16, Arc<dyn Service>> = self.serve.iter().cloned().collect();
+                (f, vec![all; n], vec![HashMap::new(); n])
+            }
+        };
+        ports.sort_unstable();
+        ports.dedup();
+
+        let tcp = Config {
+            mtu: cfg.mtu,
+            time_wait: self.time_wait,
+            ..Config::default()
+        };
+        let isn = Arc::new(IsnGenerator::new(random_key(), Instant::now()));
+        let cookies = Arc::new(SynCookies::new(random_key(), Instant::now()));
+        // One report channel per RX queue: a processor tells the thread that
+        // placed a connection that it is gone.
+        let (closed_tx, closed_rx): (Vec<_>, Vec<_>) = (0..taps.len())
+            .map(|_| crossbeam_channel::unbounded())
+            .unzip();
+        let mut queues = Vec::with_capacity(n);
+        let mut inboxes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = Inbox::new(QUEUE_DEPTH)?;
+            queues.push(tx);
+            inboxes.push(rx);
+        }
+        let mut threads = Vec::with_capacity(n + 1);
+        // The distributor model: processor 0 is the distributor, its apps run
+        // at the back-ends.
+        let mut backend_ctl = None;
+        let mut distributor = match self.model {
+            Model::Monolithic => None,
+            Model::Distributor { backends, balance } => {
+                // The back-ends and the control server wake the distributor
+                // (processor 0) as its frame queue does.
+                let bell = inboxes
+                    .first()
+                    .map(Inbox::bell)
+                    .ok_or_else(|| std::io::Error::other("no processor"))?;
+                let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+                let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
+                let reply_tx = vnic_adapter::BellSender::new(reply_tx, bell.clone());
+                backend_ctl = Some(vnic_adapter::BellSender::new(ctl_tx, bell));
+                let dispatcher = Dispatcher::start(
+                    backends,
+                    balance,
+                    backend::app_handler(registry.clone()),
+                    reply_tx,
+                    registry.clone(),
+                )?;
+                Some(DistributorLink {
+                    dispatcher: Arc::new(Mutex::new(dispatcher)),
+                    replies: reply_rx,
+                    ctl: ctl_rx,
+                })
+            }
+        };
+        for (id, ((inbox, serve), udp_serve)) in inboxes
+            .into_iter()
+            .zip(tcp_serve)
+            .zip(udp_serve)
+            .enumerate()
+        {
+            threads.push(Processor::spawn(ProcessorSetup {
+                id,
+                queue: inbox,
+                closed: closed_tx.clone(),
+                out: traced(Origin::Cpu(id)),
+                tracer: tracer.clone(),
+                max_connections: (MAX_CONNECTIONS / n).max(1024),
+                adapter_counters: counters.clone(),
+                serve,
+                udp_serve,
+                tcp: tcp.clone(),
+                isn: isn.clone(),
+                registry: registry.clone(),
+                apps: match distributor.take() {
+                    Some(link) => AppSource::Distributor(link),
+                    None => AppSource::Local,
+                },
+            })?);
+        }
+        drop(closed_tx);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let filter = Arc::new(Mutex::new(filter));
+        let runtime = Arc::new(Runtime {
+            tap: name.clone(),
+            started: Instant::now(),
+            filter: filter.clone(),
+            queues: queues.clone(),
+            registry: registry.clone(),
+            counters: counters.clone(),
+            ports,
+            trace: Some(Arc::new(TraceHandle(tracer.clone()))),
+            backend_ctl,
+        });
+        let ctl_stop = stop.clone();
+        let ctl_thread = std::thread::Builder::new().name("vnic-ctl".into()).spawn({
+            let rt = runtime.clone();
+            move || control.serve(rt, ctl_stop)
+        })?;
+        let summary = match self.summary {
+            None => None,
+            Some(every) => {
+                let rt = runtime.clone();
+                let s = stop.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("vnic-summary".into())
+                        .spawn(move || summary::run(&rt, &s, every))?,
+                )
+            }
+        };
+        let rx_queues = sources.len();
+        for (q, (source, closed)) in sources.into_iter().zip(closed_rx).enumerate() {
+            let mut adapter = Adapter::new(
+                cfg.clone(),
+                filter.clone(),
+                queues.clone(),
+                closed,
+                traced(Origin::Adapter),
+                counters.clone(),
+            );
+            adapter.set_syn_cookies(cookies.clone(), self.syn_backlog, &tcp);
+            adapter.set_rx_queue(q, rx_queues);
+            let rx_stop = stop.clone();
+            let name = if rx_queues == 1 {
+                "vnic-rx".to_string()
+            } else {
+                format!("vnic-rx{q}")
+            };
+            threads.push(std::thread::Builder::new().name(name).spawn({
+                let tracer = tracer.clone();
+                move || adapter.run(source, tracer, rx_stop)
+            })?);
+        }
+        let ready = self.ready_line(&name, &ips, rx_queues);
+        Ok(Running {
+            ready,
+            stop,
+            threads,
+            ctl_thread: Some(ctl_thread),
+            summary,
+            tracer,
+            runtime,
+        })
+    }
+
+    /// `vnic: ready tap=NAME ip=ADDR[,ADDR...] processors=N filter=MODE
+    /// model=MODEL ...`, the line tests and users wait for.
+    fn ready_line(&self, name: &str, ips: &[IpAddr], rx_queues: usize) -> String {
+        let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+        let model = match self.model {
+            Model::Distributor { backends, balance } => {
+                format!(" backends={backends} balance={}", balance.name())
+            }
+            Model::Monolithic => String::new(),
+        };
+        let impair = self
+            .impair
+            .as_ref()
+            .map(|s| format!(" impair={s}"))
+            .unwrap_or_default();
+        // Shown only when on: the fields before it stay as tests parse them.
+        let offload = if self.offload { " offload=on" } else { "" };
+        let rxq = if rx_queues > 1 {
+            format!(" rx-queues={rx_queues}")
+        } else {
+            String::new()
+        };
+        format!(
+            "vnic: ready tap={} ip={} processors={} filter={} model={}{model}{impair}{offload}{rxq}",
+            name,
+            ips.join(","),
+            self.processors,
+            self.filter.name(),
+            self.model.name(),
+        )
+    }
+}
+
+/// A vnic that runs: frames flow until [`Running::stop`] (or the flag
+/// from [`Running::stop_flag`] is set, e.g. by a signal handler).
+pub struct Running {
+    ready: String,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    ctl_thread: Option<JoinHandle<()>>,
+    summary: Option<JoinHandle<()>>,
+    tracer: Arc<Tracer>,
+    runtime: Arc<Runtime>,
+}
+
+impl Running {
+    /// The ready line `vnic up` prints (`vnic: ready tap=... ip=...
+    /// processors=N filter=MODE model=MODEL ...`).
+    pub fn ready_line(&self) -> &str {
+        &self.ready
+    }
+
+    /// The flag that stops this vnic when set: hand it to a signal
+    /// handler (`signal_hook::flag::register`).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Asks every thread to stop; [`Running::wait`] then returns.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// What `vnic status` would show now.
+    pub fn status(&self) -> Status {
+        self.runtime.status()
+    }
+
+    /// Waits until the vnic has stopped: every connection reset, every
+    /// thread joined, the trace flushed and closed.
+    pub fn wait(mut self) {
+        for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
+        if let Some(t) = self.ctl_thread.take() {
+            let _ = t.join();
+        }
+        // Flush and close the trace so the file is always complete.
+        self.tracer.close();
+        if let Some(t) = self.summary.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A fresh secret for the ISN hash (RFC 6528 wants it unguessable).
+fn random_key() -> [u8; 16] {
+    let mut key = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(&mut key).is_ok() {
+            return key;
+        }
+    }
+    // No /dev/urandom: fall back on the std's randomly keyed hasher.
+    use std::hash::{BuildHasher, Hasher};
+    for chunk in key.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
+    }
+    key
+}
