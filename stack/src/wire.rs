@@ -527,7 +527,7 @@ mod tests {
         };
         let enc = encode_options(&opts);
         let buf = enc.as_slice();
-        assert!(buf.len() <= 40 && buf.len() % 4 == 0);
+        assert!(buf.len() <= 40 && buf.len() & 3 == 0);
         assert_eq!(parse_options(buf).unwrap(), opts);
     }
 }
