@@ -272,6 +272,14 @@ fn service_table(svc: &vnic_listeners::stats::ServiceStatus) -> String {
             }
         }
     }
+    // Names (a target, a program) before the numbers, each group in the
+    // rows' own order.
+    let is_name = |k: &str| {
+        svc.rows
+            .iter()
+            .any(|r| matches!(r.get(k), Some(serde_json::Value::String(_))))
+    };
+    keys.sort_by_key(|k| !is_name(k));
     let cell = |v: Option<&serde_json::Value>| match v {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(v) => v.to_string(),
