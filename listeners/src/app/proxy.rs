@@ -36,12 +36,21 @@
 //!
 //! ## Memory per relayed connection
 //!
-//! Bounded, whatever the two ends do: [`TO_TARGET`] + [`TO_CLIENT`] =
-//! 128 KiB of relay buffers (allocated when first used, freed once both
-//! directions are done), plus at most 107 bytes of PROXY header, plus the
-//! TCP stack's own buffers for the client's connection (with
-//! `vnic_stack::Config`'s defaults, a 256 KiB receive buffer and a 256 KiB
-//! send buffer): 640 KiB at most in vnic. The back-end socket's buffers
+//! Bounded, whatever the two ends do:
+//!
+//! - the relay's own buffers, fixed: [`TO_TARGET`] + [`TO_CLIENT`] =
+//!   128 KiB (allocated when first used, freed once both directions are
+//!   done), plus at most 107 bytes of PROXY header;
+//! - the TCP stack's buffers for the client's connection: with
+//!   `vnic_stack::Config`'s defaults, at most 256 KiB of received bytes
+//!   the relay has not taken and 256 KiB of bytes queued for the client.
+//!   They are stored in growable queues whose allocation grows by
+//!   doubling from the first segment's size, so each may occupy up to
+//!   (not quite) twice its content: 1 MiB between them at worst.
+//!
+//! So 640 KiB of buffered bytes, and at most 1,152 KiB of vnic's memory,
+//! per relayed connection (measured: about 650 KiB of resident memory per
+//! upload to a back-end that never reads). The back-end socket's buffers
 //! are the kernel's (bounded by `net.ipv4.tcp_rmem` / `tcp_wmem`), not
 //! vnic's memory.
 //!
