@@ -315,6 +315,30 @@ impl Vnic {
         }
     }
 
+    /// Waits up to `within` for vnic to exit by itself (killing it if it
+    /// does not); returns the exit status code (None if it had to be
+    /// killed) and stderr.
+    pub fn wait_exit(mut self, within: Duration) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + within;
+        let code = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let err = self
+            .stderr
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
+        (code, err)
+    }
+
     /// SIGTERM, then waits; returns the exit status code and stderr.
     pub fn stop(mut self) -> (Option<i32>, String) {
         let mut child = self.child.take().expect("running");
