@@ -1,16 +1,69 @@
-//! The proxy app's interface (the relay itself is being written on the
-//! `proxy` branch; until it lands, every connection is refused).
+//! `--serve PORT=proxy:ADDR:PORT[,ADDR:PORT...]`: each connection relayed
+//! to a real server over the kernel's TCP, so a user's own service runs
+//! behind the emulated processors. A connection placed on processor K goes
+//! to target K mod T: the processors map onto server instances the way
+//! NonStop listeners in different CPUs are separate servers.
+//!
+//! The relay is two half-duplex pumps, one bounded buffer each way:
+//!
+//! - client → back-end: the client is read only while the buffer towards
+//!   the back-end has room, so a back-end that does not read closes the
+//!   client's TCP window. The client's FIN, once everything before it is
+//!   written, becomes `shutdown(SHUT_WR)` on the back-end socket.
+//! - back-end → client: the back-end is read only while the buffer
+//!   towards the client has room; that buffer drains only as fast as the
+//!   connection's send space opens, so a client that does not read stops
+//!   vnic reading the back-end (whose own window then closes). The
+//!   back-end's EOF, once everything before it is sent, becomes vnic's FIN.
+//!
+//! A reset on either side resets the other: an error on the back-end
+//! socket aborts the client's connection (RST), and a client's reset
+//! (or a connection that times out or is aborted) closes the back-end
+//! socket with `SO_LINGER` 0, which sends RST. A back-end that refuses,
+//! or has not accepted within the connect timeout, gets the client's
+//! connection reset; each is counted per target.
+//!
+//! The back-end socket is non-blocking and watched in the processor's own
+//! epoll ([`crate::app::Io`], edge-triggered): the processor thread that
+//! runs the client's TCP drives the relay too, with no thread per
+//! connection.
+//!
+//! **Memory per relayed connection** is bounded: [`TO_TARGET`] bytes
+//! towards the back-end and [`TO_CLIENT`] towards the client (128 KiB,
+//! allocated when first used), besides the connection's TCP buffers in
+//! the stack (`vnic_stack::Config`: 256 KiB each way by default) and the
+//! kernel's socket buffers of the back-end connection.
+//!
+//! With `--proxy-protocol v1|v2`, HAProxy's PROXY protocol header
+//! (HAProxy's doc/proxy-protocol.txt) goes first on each back-end
+//! connection, so the back-end sees the client's real address and port.
 
-use crate::app::{App, AppContext, Refused, Service};
-use std::net::SocketAddr;
-use std::time::Duration;
+use crate::app::buf::Buf;
+use crate::app::{App, AppContext, CloseReason, Io, Refused, Service, Socket};
+use crate::stats::ServiceReport;
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes buffered towards the back-end, at most.
+pub const TO_TARGET: usize = 64 * 1024;
+/// Bytes buffered towards the client, at most.
+pub const TO_CLIENT: usize = 64 * 1024;
+
+/// When the back-end socket could not be watched (no event loop: a unit
+/// test), how often the relay looks at it anyway.
+const UNWATCHED_POLL: Duration = Duration::from_millis(5);
 
 /// The HAProxy PROXY protocol version written first to each back-end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProxyProtocol {
-    /// The text line.
+    /// The text line (`PROXY TCP4 src dst sport dport\r\n`).
     V1,
-    /// The binary header.
+    /// The binary header (12-byte signature, addresses in network order).
     V2,
 }
 
@@ -23,6 +76,7 @@ impl ProxyProtocol {
             _ => None,
         }
     }
+
     /// The name on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -30,14 +84,73 @@ impl ProxyProtocol {
             ProxyProtocol::V2 => "v2",
         }
     }
+
+    /// The header that tells the back-end the connection goes from
+    /// `client` to `local` (both of one address family, as on one
+    /// connection; a mixed pair is written as IPv6).
+    pub fn header(self, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+        let pair = match (client.ip(), local.ip()) {
+            (IpAddr::V4(c), IpAddr::V4(l)) => Pair::V4(c.octets(), l.octets()),
+            (c, l) => Pair::V6(v6(c).octets(), v6(l).octets()),
+        };
+        match self {
+            ProxyProtocol::V1 => {
+                let (family, c, l) = match pair {
+                    Pair::V4(..) => ("TCP4", client.ip(), local.ip()),
+                    Pair::V6(c, l) => ("TCP6", IpAddr::from(c), IpAddr::from(l)),
+                };
+                format!(
+                    "PROXY {family} {c} {l} {} {}\r\n",
+                    client.port(),
+                    local.port()
+                )
+                .into_bytes()
+            }
+            ProxyProtocol::V2 => {
+                let mut h = V2_SIGNATURE.to_vec();
+                // Version 2, command PROXY.
+                h.push(0x21);
+                let (family, addrs): (u8, Vec<u8>) = match pair {
+                    Pair::V4(c, l) => (0x11, [c.as_slice(), l.as_slice()].concat()),
+                    Pair::V6(c, l) => (0x21, [c.as_slice(), l.as_slice()].concat()),
+                };
+                h.push(family);
+                let len = (addrs.len() + 4) as u16;
+                h.extend_from_slice(&len.to_be_bytes());
+                h.extend_from_slice(&addrs);
+                h.extend_from_slice(&client.port().to_be_bytes());
+                h.extend_from_slice(&local.port().to_be_bytes());
+                h
+            }
+        }
+    }
 }
 
-/// How the proxy connects.
+/// The PROXY protocol v2 signature.
+const V2_SIGNATURE: [u8; 12] = [
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+];
+
+/// Both ends' addresses in one family.
+enum Pair {
+    V4([u8; 4], [u8; 4]),
+    V6([u8; 16], [u8; 16]),
+}
+
+fn v6(ip: IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+/// How the proxy connects to its back-ends.
 #[derive(Clone, Debug)]
 pub struct ProxyOptions {
-    /// PROXY protocol header, if any.
+    /// The PROXY protocol header to send first, if any.
     pub proxy_protocol: Option<ProxyProtocol>,
-    /// Connect timeout.
+    /// A back-end that has not accepted within this time gets the
+    /// client's connection reset.
     pub connect_timeout: Duration,
 }
 
@@ -50,25 +163,82 @@ impl Default for ProxyOptions {
     }
 }
 
-/// `ADDR:PORT[,ADDR:PORT...]`.
+/// `ADDR:PORT[,ADDR:PORT...]` (IPv6 as `[ADDR]:PORT`): the targets of a
+/// `--serve PORT=proxy:...`.
 pub fn parse_targets(s: &str) -> Result<Vec<SocketAddr>, String> {
+    if s.trim().is_empty() {
+        return Err("proxy needs at least one target ADDR:PORT".into());
+    }
     s.split(',')
         .map(|t| {
-            t.parse::<SocketAddr>()
-                .map_err(|_| format!("proxy target {t:?} is not ADDR:PORT or [ADDR]:PORT"))
+            let t = t.trim();
+            let a: SocketAddr = t
+                .parse()
+                .map_err(|_| format!("proxy target {t:?} is not ADDR:PORT or [ADDR]:PORT"))?;
+            if a.port() == 0 || a.ip().is_unspecified() || a.ip().is_multicast() {
+                return Err(format!("proxy target {t:?} cannot be connected to"));
+            }
+            Ok(a)
         })
         .collect()
 }
 
-/// The relay service.
+/// One back-end server and its counters (shared by every processor).
+#[derive(Debug)]
+struct Target {
+    addr: SocketAddr,
+    connects: AtomicU64,
+    failures: AtomicU64,
+    active: AtomicU64,
+    bytes_to_target: AtomicU64,
+    bytes_from_target: AtomicU64,
+}
+
+impl Target {
+    fn new(addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            connects: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            bytes_to_target: AtomicU64::new(0),
+            bytes_from_target: AtomicU64::new(0),
+        }
+    }
+
+    fn row(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut r = serde_json::Map::new();
+        r.insert("target".into(), self.addr.to_string().into());
+        for (k, v) in [
+            ("connects", &self.connects),
+            ("failures", &self.failures),
+            ("active", &self.active),
+            ("bytes_to_target", &self.bytes_to_target),
+            ("bytes_from_target", &self.bytes_from_target),
+        ] {
+            r.insert(k.into(), v.load(Ordering::Relaxed).into());
+        }
+        r
+    }
+}
+
+/// The relay service of one `--serve PORT=proxy:...` entry.
 pub struct ProxyService {
-    targets: Vec<SocketAddr>,
+    targets: Vec<Arc<Target>>,
+    opts: ProxyOptions,
 }
 
 impl ProxyService {
-    /// A service relaying to `targets`.
-    pub fn new(targets: Vec<SocketAddr>, _opts: ProxyOptions) -> ProxyService {
-        ProxyService { targets }
+    /// A service relaying processor K's connections to `targets[K mod T]`
+    /// (`targets` must not be empty: [`parse_targets`] sees to it).
+    pub fn new(targets: Vec<SocketAddr>, opts: ProxyOptions) -> ProxyService {
+        ProxyService {
+            targets: targets
+                .into_iter()
+                .map(|a| Arc::new(Target::new(a)))
+                .collect(),
+            opts,
+        }
     }
 }
 
@@ -76,10 +246,306 @@ impl Service for ProxyService {
     fn name(&self) -> &str {
         "proxy"
     }
-    fn open(&self, _ctx: AppContext) -> Result<Box<dyn App>, Refused> {
-        Err(Refused(format!(
-            "proxy to {:?}: not built yet",
-            self.targets
-        )))
+
+    fn open(&self, ctx: AppContext) -> Result<Box<dyn App>, Refused> {
+        let Some(target) = self.targets.get(ctx.processor % self.targets.len().max(1)) else {
+            return Err(Refused("the proxy has no target".into()));
+        };
+        match Proxy::connect(target.clone(), &ctx, &self.opts) {
+            Ok(p) => Ok(Box::new(p)),
+            Err(e) => {
+                target.failures.fetch_add(1, Ordering::Relaxed);
+                Err(Refused(format!("proxy to {}: {e}", target.addr)))
+            }
+        }
+    }
+
+    fn report(&self) -> Option<ServiceReport> {
+        Some(ServiceReport {
+            rows: self.targets.iter().map(|t| t.row()).collect(),
+        })
     }
 }
+
+/// Where a relay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The back-end has not accepted yet; give up at the deadline.
+    Connecting(Instant),
+    /// Bytes flow.
+    Relaying,
+    /// Both directions are done, or one side was reset.
+    Done,
+}
+
+/// One relayed connection (see the module doc).
+pub struct Proxy {
+    target: Arc<Target>,
+    io: Io,
+    stream: Option<TcpStream>,
+    watched: bool,
+    phase: Phase,
+    to_target: Buf,
+    to_client: Buf,
+    /// The client's FIN became `shutdown(SHUT_WR)` on the back-end.
+    target_shut: bool,
+    /// The back-end's EOF arrived.
+    target_eof: bool,
+    /// Our FIN to the client is queued.
+    client_closed: bool,
+    /// Counted in the target's `active`.
+    counted: bool,
+}
+
+impl Proxy {
+    /// Starts the connection to `target` (non-blocking) for the client
+    /// `ctx` describes; the PROXY header, if asked for, is the first
+    /// thing queued towards it.
+    fn connect(target: Arc<Target>, ctx: &AppContext, opts: &ProxyOptions) -> io::Result<Proxy> {
+        let stream = TcpStream::connect(target.addr)?;
+        // A relay adds no delay of its own to small writes (the client's
+        // side has Nagle off too, see `App::nagle`).
+        let _ = stream.set_nodelay(true);
+        let watched = ctx.io.watch(stream.as_raw_fd()).is_ok();
+        let mut to_target = Buf::new(TO_TARGET);
+        if let Some(pp) = opts.proxy_protocol {
+            let h = pp.header(ctx.remote, ctx.local);
+            let _ = to_target.fill_with(h.len(), |b| {
+                let n = b.len().min(h.len());
+                b[..n].copy_from_slice(&h[..n]);
+                Ok(n)
+            });
+        }
+        Ok(Proxy {
+            target,
+            io: ctx.io.clone(),
+            stream: Some(stream),
+            watched,
+            phase: Phase::Connecting(Instant::now() + opts.connect_timeout),
+            to_target,
+            to_client: Buf::new(TO_CLIENT),
+            target_shut: false,
+            target_eof: false,
+            client_closed: false,
+            counted: false,
+        })
+    }
+
+    /// While connecting: has the back-end accepted (Ok(true)), refused
+    /// (Err), or not answered yet (Ok(false))?
+    fn connected(&self) -> io::Result<bool> {
+        let Some(s) = &self.stream else {
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        };
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+        match s.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The back-end failed (refused, timed out, reset, broke): the client's
+    /// connection is reset, and the back-end socket closed.
+    fn fail(&mut self, sock: &mut dyn Socket, counts_as_failure: bool) {
+        if counts_as_failure {
+            self.target.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        sock.abort();
+        self.close_target(true);
+        self.phase = Phase::Done;
+    }
+
+    /// Closes the back-end socket; with `reset`, so that it gets RST.
+    fn close_target(&mut self, reset: bool) {
+        if let Some(s) = self.stream.take() {
+            if self.watched {
+                let _ = self.io.unwatch(s.as_raw_fd());
+            }
+            if reset {
+                // SO_LINGER {on, 0}: close() sends RST instead of FIN.
+                let _ = socket_linger_zero(&s);
+            }
+        }
+        if self.counted {
+            self.counted = false;
+            self.target.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Client → back-end: read what fits, write what the socket takes,
+    /// and pass the client's FIN on once everything before it is out.
+    /// Err: the back-end socket broke.
+    fn pump_to_target(&mut self, sock: &mut dyn Socket) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let room = self.to_target.room();
+            if room > 0 && sock.recv_available() > 0 {
+                self.to_target.fill_with(room, |b| Ok(sock.recv(b)))?;
+            }
+            if self.to_target.is_empty() {
+                break;
+            }
+            match stream.write(self.to_target.held()) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => {
+                    self.to_target.consume(n);
+                    self.target
+                        .bytes_to_target
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !self.target_shut
+            && sock.peer_closed()
+            && sock.recv_available() == 0
+            && self.to_target.is_empty()
+        {
+            self.target_shut = true;
+            match stream.shutdown(Shutdown::Write) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Back-end → client: read while the buffer has room, send what the
+    /// connection takes, and pass the back-end's EOF on once everything
+    /// before it is sent. Err: the back-end socket broke.
+    fn pump_to_client(&mut self, sock: &mut dyn Socket) -> io::Result<()> {
+        loop {
+            if !self.to_client.is_empty() {
+                let n = sock.send(self.to_client.held());
+                self.to_client.consume(n);
+            }
+            let room = self.to_client.room();
+            if self.target_eof || room == 0 {
+                break;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                break;
+            };
+            match self.to_client.fill_with(room, |b| stream.read(b)) {
+                Ok(0) => self.target_eof = true,
+                Ok(n) => {
+                    self.target
+                        .bytes_from_target
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Send what was read; the next edge brings more.
+                    let n = sock.send(self.to_client.held());
+                    self.to_client.consume(n);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.target_eof && self.to_client.is_empty() && !self.client_closed {
+            self.client_closed = true;
+            sock.close();
+        }
+        Ok(())
+    }
+}
+
+/// Sets `SO_LINGER` to {on, 0 s}, so that closing the socket resets the
+/// connection. Hand-written: neither std nor mio sets linger on a
+/// `TcpStream` (socket2 would, as a new dependency for one option).
+fn socket_linger_zero(s: &TcpStream) -> io::Result<()> {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a linger struct of the
+    // size we pass.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl App for Proxy {
+    fn poll(&mut self, sock: &mut dyn Socket) {
+        if let Phase::Connecting(deadline) = self.phase {
+            match self.connected() {
+                Ok(true) => {
+                    self.phase = Phase::Relaying;
+                    self.counted = true;
+                    self.target.connects.fetch_add(1, Ordering::Relaxed);
+                    self.target.active.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(false) if Instant::now() >= deadline => return self.fail(sock, true),
+                Ok(false) => return,
+                Err(_) => return self.fail(sock, true),
+            }
+        }
+        if self.phase != Phase::Relaying {
+            return;
+        }
+        let pumped = self
+            .pump_to_target(sock)
+            .and_then(|()| self.pump_to_client(sock));
+        if pumped.is_err() {
+            // A reset or broken back-end: the client is reset too.
+            return self.fail(sock, false);
+        }
+        if self.target_shut && self.client_closed {
+            self.phase = Phase::Done;
+            self.close_target(false);
+        }
+    }
+
+    fn nagle(&self) -> bool {
+        // A relay must not hold the back-end's small answers back for the
+        // client's ACK: the back-end decided when to send them.
+        false
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Connecting(deadline) if self.watched => Some(deadline),
+            Phase::Connecting(deadline) => Some(deadline.min(Instant::now() + UNWATCHED_POLL)),
+            Phase::Relaying if !self.watched => Some(Instant::now() + UNWATCHED_POLL),
+            _ => None,
+        }
+    }
+
+    fn on_closed(&mut self, reason: CloseReason) {
+        // The client reset, timed out or was aborted: so is the back-end.
+        self.close_target(reason != CloseReason::Normal);
+        self.phase = Phase::Done;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // Still open here: the connection went without `on_closed` (a
+        // processor that stopped); the back-end is reset, not left waiting.
+        let open = self.phase != Phase::Done;
+        self.close_target(open);
+    }
+}
+
+#[cfg(test)]
+mod tests;

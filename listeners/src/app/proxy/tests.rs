@@ -1,0 +1,290 @@
+//! The relay against real kernel sockets on 127.0.0.1 (the test's own
+//! back-end), with the client side an in-memory socket.
+
+use super::*;
+use crate::app::echo::test_socket::FakeSocket;
+use crate::stats::Registry;
+use std::net::TcpListener;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn ctx(processor: usize) -> AppContext {
+    let mut c = AppContext::detached(
+        processor,
+        1,
+        Arc::new(Registry::new("monolithic", "round-robin", 4)),
+    );
+    c.local = "10.0.0.2:80".parse().expect("addr");
+    c.remote = "10.0.0.1:40000".parse().expect("addr");
+    c
+}
+
+fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = l.local_addr().expect("addr");
+    (l, a)
+}
+
+fn row(svc: &ProxyService, i: usize) -> serde_json::Map<String, serde_json::Value> {
+    svc.report().expect("report").rows.remove(i)
+}
+
+fn count(r: &serde_json::Map<String, serde_json::Value>, k: &str) -> u64 {
+    r.get(k).and_then(|v| v.as_u64()).unwrap_or(u64::MAX)
+}
+
+/// Polls the app until `done` says so (the relay is not watched: it asks
+/// to be polled every few milliseconds, as the processor would).
+fn poll_until(
+    app: &mut Box<dyn App>,
+    sock: &mut FakeSocket,
+    what: &str,
+    mut done: impl FnMut(&FakeSocket) -> bool,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done(sock) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        app.poll(sock);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn targets_parse_as_the_cli_writes_them() {
+    assert_eq!(
+        parse_targets("127.0.0.1:8080,[::1]:8081").expect("ok"),
+        vec![
+            "127.0.0.1:8080".parse::<SocketAddr>().expect("a"),
+            "[::1]:8081".parse::<SocketAddr>().expect("a")
+        ]
+    );
+    for bad in [
+        "",
+        "127.0.0.1",
+        "::1:80",
+        "host:80",
+        "127.0.0.1:0",
+        "0.0.0.0:80",
+        "1.2.3.4:80,",
+    ] {
+        assert!(parse_targets(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn proxy_protocol_headers_are_haproxys() {
+    let c: SocketAddr = "10.0.0.1:40000".parse().expect("a");
+    let l: SocketAddr = "10.0.0.2:80".parse().expect("a");
+    assert_eq!(
+        ProxyProtocol::V1.header(c, l),
+        b"PROXY TCP4 10.0.0.1 10.0.0.2 40000 80\r\n"
+    );
+    let c6: SocketAddr = "[fd00::1]:40000".parse().expect("a");
+    let l6: SocketAddr = "[fd00::2]:80".parse().expect("a");
+    assert_eq!(
+        ProxyProtocol::V1.header(c6, l6),
+        b"PROXY TCP6 fd00::1 fd00::2 40000 80\r\n"
+    );
+    let v2 = ProxyProtocol::V2.header(c, l);
+    let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    want.extend_from_slice(&[
+        0x21, 0x11, 0, 12, 10, 0, 0, 1, 10, 0, 0, 2, 0x9c, 0x40, 0, 80,
+    ]);
+    assert_eq!(v2, want);
+    let v2 = ProxyProtocol::V2.header(c6, l6);
+    assert_eq!(&v2[12..16], &[0x21, 0x21, 0, 36]);
+    assert_eq!(v2.len(), 16 + 36);
+    assert_eq!(&v2[16 + 32..], &[0x9c, 0x40, 0, 80]);
+}
+
+#[test]
+fn processor_k_goes_to_target_k_mod_t() {
+    let (l0, a0) = listener();
+    let (l1, a1) = listener();
+    let svc = ProxyService::new(vec![a0, a1], ProxyOptions::default());
+    let mut apps: Vec<Box<dyn App>> = (0..4).map(|k| svc.open(ctx(k)).expect("open")).collect();
+    let mut sock = FakeSocket::new(1 << 16);
+    for app in &mut apps {
+        poll_until(app, &mut sock, "connect", |_| true);
+    }
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        for app in &mut apps {
+            app.poll(&mut sock);
+        }
+        if count(&row(&svc, 0), "connects") == 2 && count(&row(&svc, 1), "connects") == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "connects: {:?}", svc.report());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    l0.set_nonblocking(true).expect("nb");
+    l1.set_nonblocking(true).expect("nb");
+    assert_eq!((0..3).filter(|_| l0.accept().is_ok()).count(), 2);
+    assert_eq!((0..3).filter(|_| l1.accept().is_ok()).count(), 2);
+    assert_eq!(count(&row(&svc, 0), "active"), 2);
+    drop(apps);
+    assert_eq!(count(&row(&svc, 0), "active"), 0);
+}
+
+#[test]
+fn bytes_go_both_ways_and_half_closes_pass_through() {
+    let (l, a) = listener();
+    let opts = ProxyOptions {
+        proxy_protocol: Some(ProxyProtocol::V1),
+        ..ProxyOptions::default()
+    };
+    let svc = ProxyService::new(vec![a], opts);
+    let mut app = svc.open(ctx(0)).expect("open");
+    let backend = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("read to the client's FIN");
+        s.write_all(b"answer").expect("write");
+        got
+    });
+    let mut sock = FakeSocket::new(1 << 16);
+    sock.push(b"request");
+    sock.peer_fin = true;
+    poll_until(&mut app, &mut sock, "the back-end's answer and FIN", |s| {
+        s.closed()
+    });
+    assert_eq!(sock.tx, b"answer");
+    let got = backend.join().expect("backend");
+    assert_eq!(got, b"PROXY TCP4 10.0.0.1 10.0.0.2 40000 80\r\nrequest");
+    let r = row(&svc, 0);
+    assert_eq!(count(&r, "bytes_from_target"), 6);
+    assert_eq!(count(&r, "bytes_to_target"), got.len() as u64);
+}
+
+#[test]
+fn a_client_that_does_not_read_stops_the_relay_reading_the_back_end() {
+    let (l, a) = listener();
+    let svc = ProxyService::new(vec![a], ProxyOptions::default());
+    let mut app = svc.open(ctx(0)).expect("open");
+    let backend = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_write_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0usize;
+        while sent < 64 << 20 {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break, // blocked: nobody reads
+            }
+        }
+        sent
+    });
+    let mut sock = FakeSocket::new(0);
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        app.poll(&mut sock);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sent = backend.join().expect("backend");
+    let read = count(&row(&svc, 0), "bytes_from_target");
+    assert!(
+        read <= TO_CLIENT as u64,
+        "read {read} with nowhere to put it"
+    );
+    assert!(sent < 64 << 20, "the back-end was never held back");
+    assert!(sock.tx.is_empty());
+}
+
+#[test]
+fn a_back_end_that_does_not_read_closes_the_clients_window() {
+    let (l, a) = listener();
+    let svc = ProxyService::new(vec![a], ProxyOptions::default());
+    let mut app = svc.open(ctx(0)).expect("open");
+    let (_held, _) = l.accept().expect("accept");
+    let mut sock = FakeSocket::new(1 << 16);
+    let mut offered = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if sock.rx.len() < 1 << 20 {
+            sock.push(&vec![1u8; 1 << 16]);
+            offered += 1 << 16;
+        }
+        app.poll(&mut sock);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // What left the client's socket is what the kernel took plus at most
+    // the relay's own buffer: the rest stays in TCP (a closed window).
+    let taken = offered - sock.rx.len();
+    let written = count(&row(&svc, 0), "bytes_to_target") as usize;
+    assert!(
+        taken <= written + TO_TARGET,
+        "taken {taken}, written {written}"
+    );
+    assert!(sock.rx.len() > 1 << 19, "the client's data piles up in TCP");
+}
+
+#[test]
+fn a_refused_connect_resets_the_client_and_counts_a_failure() {
+    let (l, a) = listener();
+    drop(l);
+    let svc = ProxyService::new(vec![a], ProxyOptions::default());
+    match svc.open(ctx(0)) {
+        Err(_) => {}
+        Ok(mut app) => {
+            let mut sock = FakeSocket::new(1 << 16);
+            poll_until(&mut app, &mut sock, "the reset", |s| s.aborted);
+        }
+    }
+    assert_eq!(count(&row(&svc, 0), "failures"), 1);
+    assert_eq!(count(&row(&svc, 0), "connects"), 0);
+}
+
+#[test]
+fn a_back_end_reset_resets_the_client() {
+    let (l, a) = listener();
+    let svc = ProxyService::new(vec![a], ProxyOptions::default());
+    let mut app = svc.open(ctx(0)).expect("open");
+    let mut sock = FakeSocket::new(1 << 16);
+    let (s, _) = l.accept().expect("accept");
+    poll_until(&mut app, &mut sock, "connected", |_| {
+        count(&row(&svc, 0), "connects") == 1
+    });
+    socket_linger_zero_std(&s);
+    drop(s);
+    sock.push(b"anyone there?");
+    poll_until(&mut app, &mut sock, "the reset", |s| s.aborted);
+}
+
+#[test]
+fn a_client_reset_resets_the_back_end() {
+    let (l, a) = listener();
+    let svc = ProxyService::new(vec![a], ProxyOptions::default());
+    let mut app = svc.open(ctx(0)).expect("open");
+    let mut sock = FakeSocket::new(1 << 16);
+    let (mut s, _) = l.accept().expect("accept");
+    poll_until(&mut app, &mut sock, "connected", |_| {
+        count(&row(&svc, 0), "connects") == 1
+    });
+    app.on_closed(CloseReason::Reset);
+    drop(app);
+    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut buf = [0u8; 8];
+    let r = s.read(&mut buf);
+    assert_eq!(r.map_err(|e| e.kind()), Err(io::ErrorKind::ConnectionReset));
+}
+
+/// SO_LINGER 0 on a std socket (the test back-end resets).
+fn socket_linger_zero_std(s: &std::net::TcpStream) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own with a linger struct.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+}
