@@ -39,7 +39,7 @@
 //! connection, so the back-end sees the client's real address and port.
 
 use crate::app::buf::Buf;
-use crate::app::{App, AppContext, CloseReason, Io, Refused, Service, Socket};
+use crate::app::{App, AppContext, CloseReason, Refused, Service, Socket};
 use crate::stats::ServiceReport;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
@@ -281,7 +281,6 @@ enum Phase {
 /// One relayed connection (see the module doc).
 pub struct Proxy {
     target: Arc<Target>,
-    io: Io,
     stream: Option<TcpStream>,
     watched: bool,
     phase: Phase,
@@ -318,7 +317,6 @@ impl Proxy {
         }
         Ok(Proxy {
             target,
-            io: ctx.io.clone(),
             stream: Some(stream),
             watched,
             phase: Phase::Connecting(Instant::now() + opts.connect_timeout),
@@ -361,9 +359,8 @@ impl Proxy {
     /// Closes the back-end socket; with `reset`, so that it gets RST.
     fn close_target(&mut self, reset: bool) {
         if let Some(s) = self.stream.take() {
-            if self.watched {
-                let _ = self.io.unwatch(s.as_raw_fd());
-            }
+            // Closing the descriptor takes it out of the epoll (it is not
+            // shared), so no unwatch: one system call less per connection.
             if reset {
                 // SO_LINGER {on, 0}: close() sends RST instead of FIN.
                 let _ = socket_linger_zero(&s);
@@ -409,6 +406,12 @@ impl Proxy {
             && self.to_target.is_empty()
         {
             self.target_shut = true;
+            if self.target_eof {
+                // The back-end is done too: closing sends the same FIN
+                // as a shutdown would, one system call sooner.
+                self.close_target(false);
+                return Ok(());
+            }
             match stream.shutdown(Shutdown::Write) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
