@@ -207,7 +207,7 @@ fn stoppable_echo(ns: &Netns) -> (u16, Arc<AtomicBool>) {
                             let mut buf = [0u8; 4096];
                             loop {
                                 if s3.load(Ordering::Relaxed) {
-                                    common_linger_zero(&s);
+                                    common::reset_on_close(&s);
                                     return;
                                 }
                                 match s.read(&mut buf) {
@@ -234,25 +234,6 @@ fn stoppable_echo(ns: &Netns) -> (u16, Arc<AtomicBool>) {
         port
     });
     (port, stop)
-}
-
-/// Closes `s` with SO_LINGER 0: the peer gets RST.
-fn common_linger_zero(s: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a socket we own with a linger struct.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
 }
 
 fn ping(s: &mut TcpStream) -> std::io::Result<()> {

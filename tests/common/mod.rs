@@ -603,3 +603,23 @@ pub fn ipv4(
     tweak(&mut p);
     b
 }
+
+/// Makes closing `s` reset its connection (SO_LINGER {on, 0}: RST, not
+/// FIN), as a client or back-end that aborts does.
+pub fn reset_on_close(s: &std::net::TcpStream) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on our own socket with a valid linger struct.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}

@@ -465,7 +465,7 @@ impl Proxy {
 /// Sets `SO_LINGER` to {on, 0 s}, so that closing the socket resets the
 /// connection. Hand-written: neither std nor mio sets linger on a
 /// `TcpStream` (socket2 would, as a new dependency for one option).
-fn socket_linger_zero(s: &TcpStream) -> io::Result<()> {
+fn socket_linger_zero(s: &impl AsRawFd) -> io::Result<()> {
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,

@@ -246,7 +246,7 @@ fn a_back_end_reset_resets_the_client() {
     poll_until(&mut app, &mut sock, "connected", |_| {
         count(&row(&svc, 0), "connects") == 1
     });
-    socket_linger_zero_std(&s);
+    socket_linger_zero(&s).expect("SO_LINGER");
     drop(s);
     sock.push(b"anyone there?");
     poll_until(&mut app, &mut sock, "the reset", |s| s.aborted);
@@ -268,23 +268,4 @@ fn a_client_reset_resets_the_back_end() {
     let mut buf = [0u8; 8];
     let r = s.read(&mut buf);
     assert_eq!(r.map_err(|e| e.kind()), Err(io::ErrorKind::ConnectionReset));
-}
-
-/// SO_LINGER 0 on a std socket (the test back-end resets).
-fn socket_linger_zero_std(s: &std::net::TcpStream) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a socket we own with a linger struct.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0);
 }
