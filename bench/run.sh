@@ -301,15 +301,22 @@ if command -v haproxy >/dev/null; then
   ip -n "$NSKS" addr add 10.8.0.4/24 dev vnbs$ID
   HCFG=/tmp/vnb-$ID.haproxy.cfg
   {
-    printf 'global\n  maxconn 40000\n  nbthread %s\n' "$(nproc)"
+    # maxconn sized to the fd limit here (20,000): the runs use 32 at once.
+    printf 'global\n  maxconn 4096\n  nbthread %s\n' "$(nproc)"
     printf 'defaults\n  mode tcp\n  timeout connect 3s\n  timeout client 60s\n  timeout server 60s\n'
     for port in 9 19 80; do
       printf 'frontend f%s\n  bind 10.8.0.4:%s\n  default_backend b%s\n' $port $port $port
       printf 'backend b%s\n  balance roundrobin\n  server s0 127.0.0.2:%s\n  server s1 127.0.0.3:%s\n' $port $port $port
     done
   } > "$HCFG"
-  ip netns exec "$NSKS" haproxy -f "$HCFG" -q >/tmp/vnb-$ID.haproxy.err 2>&1 &
+  ip netns exec "$NSKS" haproxy -f "$HCFG" >/tmp/vnb-$ID.haproxy.err 2>&1 &
   PIDS+=($!)
+  for _ in $(seq 50); do
+    ip netns exec "$NSKS" ss -ltn | grep -q '10.8.0.4:80 ' && break
+    sleep 0.1
+  done
+  ip netns exec "$NSKS" ss -ltn | grep -q '10.8.0.4:80 ' \
+    || { echo "haproxy did not start: $(cat /tmp/vnb-$ID.haproxy.err)" >&2; exit 1; }
   targets() { echo "proxy:127.0.0.2:$1,127.0.0.3:$1"; }
   start_vnic 4 --serve "9=$(targets 9)" --serve "19=$(targets 19)" --serve "80=$(targets 80)"
   sleep 0.5

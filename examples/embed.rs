@@ -234,6 +234,11 @@ fn main() -> ExitCode {
     let _ = writeln!(out, "{}", running.ready_line());
     let _ = out.flush();
     drop(out);
-    running.wait();
-    ExitCode::SUCCESS
+    match running.wait() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("embed: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -20,7 +20,7 @@ use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
     host, Adapter, AdapterConfig, Counters, Filter, FilterMode, FrameSink, FrameSource,
-    FrameWriter, TapDevice,
+    FrameWriter, TapDevice, ToProcessor,
 };
 use vnic_listeners::app::udp::UdpAppKind;
 use vnic_listeners::app::{App, AppContext, Refused, Service};
@@ -82,6 +82,9 @@ pub enum Error {
     /// handler not installed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The vnic ran and failed: the TAP went away, or an RX thread died.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Listeners placed per processor as NonStop configures them (what a
@@ -127,7 +130,8 @@ pub struct Trace {
 ///     .start()?;
 /// println!("{}", running.ready_line());
 /// running.stop();
-/// running.wait();
+/// let drained = running.wait()?;
+/// println!("{} connections closed, {} reset", drained.closed, drained.reset);
 /// # Ok::<(), vnic::Error>(())
 /// ```
 pub struct Builder {
@@ -149,6 +153,7 @@ pub struct Builder {
     control: Option<PathBuf>,
     summary: Option<Duration>,
     offload: bool,
+    drain: Duration,
 }
 
 /// A service made of a closure (see [`Builder::serve_with`]).
@@ -193,6 +198,7 @@ impl Builder {
             control: None,
             summary: None,
             offload: true,
+            drain: DEFAULT_DRAIN,
         }
     }
 
@@ -320,6 +326,13 @@ impl Builder {
     /// TAP offloads (virtio-net header, checksum offload, TSO); default on.
     pub fn offload(mut self, on: bool) -> Builder {
         self.offload = on;
+        self
+    }
+
+    /// How long a stopping vnic waits for its connections to close with
+    /// FIN before it resets the rest (default 5 s; zero resets at once).
+    pub fn drain(mut self, d: Duration) -> Builder {
+        self.drain = d;
         self
     }
 
@@ -489,6 +502,8 @@ impl Builder {
             inboxes.push(rx);
         }
         let mut threads = Vec::with_capacity(n + 1);
+        let mut processors = Vec::with_capacity(n);
+        let filter = Arc::new(Mutex::new(filter));
         // The distributor model: processor 0 is the distributor, its apps run
         // at the back-ends.
         let mut backend_ctl = None;
@@ -525,29 +540,41 @@ impl Builder {
             .zip(udp_serve)
             .enumerate()
         {
-            threads.push(Processor::spawn(ProcessorSetup {
-                id,
-                queue: inbox,
-                closed: closed_tx.clone(),
-                out: traced(Origin::Cpu(id)),
-                tracer: tracer.clone(),
-                max_connections: (MAX_CONNECTIONS / n).max(1024),
-                adapter_counters: counters.clone(),
-                serve,
-                udp_serve,
-                tcp: tcp.clone(),
-                isn: isn.clone(),
-                registry: registry.clone(),
-                apps: match distributor.take() {
-                    Some(link) => AppSource::Distributor(link),
-                    None => AppSource::Local,
+            let rotation = filter.clone();
+            let failed = move |id: usize| {
+                // Out of the rotation, as `vnic ctl processor K down` does.
+                rotation.lock().set_up(id, false);
+            };
+            processors.push(Processor::spawn(
+                ProcessorSetup {
+                    id,
+                    queue: inbox,
+                    closed: closed_tx.clone(),
+                    out: traced(Origin::Cpu(id)),
+                    tracer: tracer.clone(),
+                    max_connections: (MAX_CONNECTIONS / n).max(1024),
+                    adapter_counters: counters.clone(),
+                    serve,
+                    udp_serve,
+                    tcp: tcp.clone(),
+                    isn: isn.clone(),
+                    registry: registry.clone(),
+                    apps: match distributor.take() {
+                        Some(link) => AppSource::Distributor(link),
+                        None => AppSource::Local,
+                    },
                 },
-            })?);
+                failed,
+            )?);
         }
         drop(closed_tx);
 
+        // `stop` is asked for (a signal, `Running::stop`); `halt` ends the
+        // RX threads, the control socket and the summary once the
+        // connections are drained (or at once when the vnic failed).
         let stop = Arc::new(AtomicBool::new(false));
-        let filter = Arc::new(Mutex::new(filter));
+        let halt = Arc::new(AtomicBool::new(false));
+        let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let runtime = Arc::new(Runtime {
             tap: name.clone(),
             started: Instant::now(),
@@ -559,7 +586,7 @@ impl Builder {
             trace: Some(Arc::new(TraceHandle(tracer.clone()))),
             backend_ctl,
         });
-        let ctl_stop = stop.clone();
+        let ctl_stop = halt.clone();
         let ctl_thread = std::thread::Builder::new().name("vnic-ctl".into()).spawn({
             let rt = runtime.clone();
             move || control.serve(rt, ctl_stop)
@@ -568,7 +595,7 @@ impl Builder {
             None => None,
             Some(every) => {
                 let rt = runtime.clone();
-                let s = stop.clone();
+                let s = halt.clone();
                 Some(
                     std::thread::Builder::new()
                         .name("vnic-summary".into())
@@ -588,21 +615,31 @@ impl Builder {
             );
             adapter.set_syn_cookies(cookies.clone(), self.syn_backlog, &tcp);
             adapter.set_rx_queue(q, rx_queues);
-            let rx_stop = stop.clone();
-            let name = if rx_queues == 1 {
+            let thread = if rx_queues == 1 {
                 "vnic-rx".to_string()
             } else {
                 format!("vnic-rx{q}")
             };
-            threads.push(std::thread::Builder::new().name(name).spawn({
+            let rx = RxThread {
+                tap: name.clone(),
+                halt: halt.clone(),
+                fatal: fatal.clone(),
+                queues: queues.clone(),
+            };
+            threads.push(std::thread::Builder::new().name(thread).spawn({
                 let tracer = tracer.clone();
-                move || adapter.run(source, tracer, rx_stop)
+                move || rx.run(adapter, source, tracer)
             })?);
         }
         let ready = self.ready_line(&name, &ips, rx_queues);
         Ok(Running {
             ready,
             stop,
+            halt,
+            fatal,
+            drain: self.drain,
+            queues,
+            processors,
             threads,
             ctl_thread: Some(ctl_thread),
             summary,
@@ -649,6 +686,11 @@ impl Builder {
 pub struct Running {
     ready: String,
     stop: Arc<AtomicBool>,
+    halt: Arc<AtomicBool>,
+    fatal: Arc<Mutex<Option<String>>>,
+    drain: Duration,
+    queues: Vec<vnic_adapter::ProcessorQueue>,
+    processors: Vec<JoinHandle<()>>,
     threads: Vec<JoinHandle<()>>,
     ctl_thread: Option<JoinHandle<()>>,
     summary: Option<JoinHandle<()>>,
@@ -679,10 +721,32 @@ impl Running {
         self.runtime.status()
     }
 
-    /// Waits until the vnic has stopped: every connection reset, every
-    /// thread joined, the trace flushed and closed.
-    pub fn wait(mut self) {
+    /// Runs until [`Running::stop`] (or the stop flag) or a failure, then
+    /// stops the vnic: new connections are refused, every connection is
+    /// closed with FIN, those still open after the drain time are reset,
+    /// every thread is joined and the trace flushed and closed. Returns
+    /// what was drained, or why the vnic failed (the TAP went away, an RX
+    /// thread died).
+    pub fn wait(mut self) -> Result<Drained, Error> {
+        while !self.stop.load(Ordering::Relaxed) && self.fatal.lock().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let failed = self.fatal.lock().is_some();
+        let drained = if failed {
+            Drained::default()
+        } else {
+            self.drain_connections()
+        };
+        self.halt.store(true, Ordering::Relaxed);
         for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
+        // The RX threads tell the processors to shut down as they end;
+        // this covers processors no RX thread reached.
+        for q in &self.queues {
+            let _ = q.send(ToProcessor::Shutdown);
+        }
+        for t in std::mem::take(&mut self.processors) {
             let _ = t.join();
         }
         if let Some(t) = self.ctl_thread.take() {
@@ -692,6 +756,92 @@ impl Running {
         self.tracer.close();
         if let Some(t) = self.summary.take() {
             let _ = t.join();
+        }
+        let fatal = self.fatal.lock().take();
+        match fatal {
+            Some(why) => Err(Error::Failed(why)),
+            None => Ok(drained),
+        }
+    }
+
+    /// Tells every processor to drain, and waits until no connection is
+    /// open or the drain time is over.
+    fn drain_connections(&self) -> Drained {
+        let registry = &self.runtime.registry;
+        let unfinished = || -> u64 {
+            registry
+                .processors
+                .iter()
+                .map(|p| p.unfinished.load(Ordering::Relaxed))
+                .sum()
+        };
+        let active: u64 = registry
+            .processors
+            .iter()
+            .map(|p| p.active.load(Ordering::Relaxed))
+            .sum();
+        for p in &registry.processors {
+            // Until the processor has counted, everything it holds is open.
+            p.unfinished
+                .store(p.active.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        for q in &self.queues {
+            let _ = q.send(ToProcessor::Drain);
+        }
+        let deadline = Instant::now() + self.drain;
+        while unfinished() > 0 && Instant::now() < deadline && self.fatal.lock().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let reset = unfinished();
+        Drained {
+            closed: active.saturating_sub(reset),
+            reset,
+        }
+    }
+}
+
+/// What stopping a vnic did to its connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections that closed with FIN within the drain time (or were
+    /// closing already).
+    pub closed: u64,
+    /// Connections still open when the drain time was over: reset.
+    pub reset: u64,
+}
+
+/// The default drain time of a stopping vnic.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+
+/// An RX thread's supervision: a failure (the TAP went away, a panic)
+/// stops the whole vnic with one line saying what happened, instead of a
+/// vnic that hangs or retries for ever.
+struct RxThread {
+    tap: String,
+    halt: Arc<AtomicBool>,
+    fatal: Arc<Mutex<Option<String>>>,
+    queues: Vec<vnic_adapter::ProcessorQueue>,
+}
+
+impl RxThread {
+    fn run(self, adapter: Adapter, source: Box<dyn FrameSource>, tracer: Arc<Tracer>) {
+        let halt = self.halt.clone();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            adapter.run(source, tracer, halt)
+        }));
+        let why = match ran {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => format!("the TAP {} failed: {e}", self.tap),
+            Err(p) => format!(
+                "the RX thread of {} failed: {}",
+                self.tap,
+                vnic_listeners::processor::panic_message(p.as_ref())
+            ),
+        };
+        self.fatal.lock().get_or_insert(why);
+        self.halt.store(true, Ordering::Relaxed);
+        for q in &self.queues {
+            let _ = q.send(ToProcessor::Shutdown);
         }
     }
 }

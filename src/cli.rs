@@ -77,12 +77,14 @@ pub struct CtlArgs {
 #[derive(Subcommand, Debug)]
 pub enum CtlCommand {
     /// Take a processor down (its connections are reset, it leaves the
-    /// rotation) or bring it back (it rejoins at its place in line).
+    /// rotation), bring it back (it rejoins at its place in line), or
+    /// crash it (its thread dies as a bug would kill it: vnic notices,
+    /// takes it out of the rotation and resets its connections).
     Processor {
         /// Processor number.
         id: usize,
-        /// up or down.
-        #[arg(value_parser = ["up", "down"])]
+        /// up, down or crash.
+        #[arg(value_parser = ["up", "down", "crash"])]
         state: String,
     },
     /// Change the distribution filter at run time.
@@ -213,6 +215,10 @@ pub struct UpArgs {
     /// client's connection reset (default 3s).
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
     pub proxy_connect_timeout: Duration,
+    /// On SIGINT/SIGTERM: refuse new connections, close the open ones
+    /// with FIN, and reset those still open after this long (default 5s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub drain: Duration,
     /// Exec: most programs running at once per exec listener (default
     /// 256); connections beyond it are reset and counted.
     #[arg(long, value_name = "N", default_value_t = 256,
@@ -299,6 +305,8 @@ pub struct Plan {
     pub proxy: ProxyOptions,
     /// Limits of the exec apps.
     pub exec: ExecOptions,
+    /// How long a stopping vnic drains its connections.
+    pub drain: Duration,
     /// TIME-WAIT length.
     pub time_wait: Duration,
     /// Link impairment, if any.
@@ -334,6 +342,7 @@ impl Plan {
             .time_wait(self.time_wait)
             .syn_backlog(self.syn_backlog)
             .offload(self.offload)
+            .drain(self.drain)
             .trace(Trace {
                 pcap: self.pcap.clone(),
                 pcap_max_mb: self.pcap_max_mb,
@@ -547,6 +556,7 @@ impl Plan {
             exec: ExecOptions {
                 max: a.exec_max as usize,
             },
+            drain: a.drain,
             time_wait: a.time_wait,
             impair: a.impair,
             control: a.control,

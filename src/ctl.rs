@@ -175,6 +175,11 @@ pub fn table(st: &Status) -> String {
             p.retransmissions
         ));
     }
+    for p in &st.processors {
+        if let Some(why) = &p.failure {
+            s.push_str(&format!("processor {} failed: {why}\n", p.id));
+        }
+    }
     let a = &st.adapter;
     s.push_str(&format!(
         "\nadapter: frames in {} out {}  tx-errors {}  not-for-us {}  flows {}  tcp dispatched {}\n\

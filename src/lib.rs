@@ -58,7 +58,7 @@
 //!     })
 //!     .start()?;
 //! println!("{}", running.ready_line());
-//! running.wait();
+//! running.wait()?;
 //! # Ok::<(), vnic::Error>(())
 //! ```
 
@@ -67,7 +67,9 @@
 mod builder;
 mod summary;
 
-pub use builder::{Builder, Error, Layout, Model, Running, Trace, MAX_PROCESSORS};
+pub use builder::{
+    Builder, Drained, Error, Layout, Model, Running, Trace, DEFAULT_DRAIN, MAX_PROCESSORS,
+};
 pub use vnic_adapter::filter::Protocol;
 pub use vnic_adapter::impair::ImpairSpec;
 pub use vnic_adapter::trace::LineMode;

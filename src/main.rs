@@ -45,6 +45,12 @@ fn run_up(plan: cli::Plan) -> Result<(), vnic::Error> {
     writeln!(out, "{}", running.ready_line())?;
     out.flush()?;
     drop(out);
-    running.wait();
+    let drained = running.wait()?;
+    if drained.closed + drained.reset > 0 {
+        eprintln!(
+            "vnic: stopped: {} connection(s) closed with FIN, {} reset after the drain time",
+            drained.closed, drained.reset
+        );
+    }
     Ok(())
 }

@@ -10,7 +10,6 @@ use common::{can_run, echo_through, random_bytes, Netns};
 use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 const PORT: u16 = 7000;
@@ -56,21 +55,7 @@ fn wait_row(ns: &Netns, key: &str, want: u64) -> serde_json::Value {
 
 /// Resets the connection on close (SO_LINGER 0: RST, not FIN).
 fn reset(s: TcpStream) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on our own socket with a valid linger struct.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &l as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    common::reset_on_close(&s);
     drop(s);
 }
 

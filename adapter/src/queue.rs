@@ -63,6 +63,12 @@ pub enum ToProcessor {
     SetUp(bool),
     /// Reset every connection and stop the thread.
     Shutdown,
+    /// Stop accepting and close every connection with FIN (vnic is
+    /// stopping; `Shutdown` follows after the drain time).
+    Drain,
+    /// Fail on purpose, as a bug outside any connection's work would
+    /// (`vnic ctl processor K crash`): the thread panics.
+    Crash,
 }
 
 /// A processor's report that it no longer holds a connection, so the RX

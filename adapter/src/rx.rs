@@ -782,7 +782,17 @@ impl Adapter {
                 }
                 false
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(msg)) => {
+                // The processor's thread has died (it is out of the
+                // rotation already): its connections are gone, so their
+                // segments are answered with RST and their flows dropped.
+                if let ToProcessor::Segment(inb) = msg {
+                    self.flows.forget(&inb.tuple);
+                    self.reset(inb.peer_mac, &inb.tuple, &inb.segment, inb.arrived);
+                    self.report_flows();
+                }
+                false
+            }
         }
     }
 
@@ -800,17 +810,35 @@ impl Adapter {
 
     /// The RX thread: reads frames from `source` until `stop` is set,
     /// recording each with its decision in `tracer` (a no-op when off).
+    /// Tells every processor to shut down when it ends. An error means
+    /// the device failed for good: it is gone (deleted, detached), or
+    /// reads kept failing for [`RX_FAILURE_LIMIT`].
     pub fn run(
         mut self,
         mut source: Box<dyn FrameSource>,
         tracer: Arc<Tracer>,
         stop: Arc<AtomicBool>,
-    ) {
+    ) -> std::io::Result<()> {
+        let r = self.receive_until(&mut *source, &tracer, &stop);
+        for q in &self.queues {
+            let _ = q.send(ToProcessor::Shutdown);
+        }
+        r
+    }
+
+    fn receive_until(
+        &mut self,
+        source: &mut dyn FrameSource,
+        tracer: &Arc<Tracer>,
+        stop: &AtomicBool,
+    ) -> std::io::Result<()> {
         let mut buf = vec![0u8; MAX_FRAME_LEN];
+        let mut failing_since: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             self.reap_closed();
             match source.recv_frame(&mut buf, Duration::from_millis(100)) {
                 Ok(Some(rx)) => {
+                    failing_since = None;
                     let len = rx.len.min(buf.len());
                     let trusted = rx.checksum_trusted;
                     if tracer.active() {
@@ -828,17 +856,34 @@ impl Adapter {
                         self.handle_rx_buffer(Instant::now(), &mut buf, len, trusted);
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => failing_since = None,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    // The device went away (or is being torn down): back off, keep
-                    // checking `stop`, never spin.
+                Err(e) if device_gone(&e) => return Err(e),
+                Err(e) => {
+                    // Transient (no buffer space ...): back off, keep
+                    // checking `stop`, never spin; but not for ever.
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= RX_FAILURE_LIMIT {
+                        return Err(e);
+                    }
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
         }
-        for q in &self.queues {
-            let _ = q.send(ToProcessor::Shutdown);
-        }
+        Ok(())
     }
+}
+
+/// How long reads from the TAP may keep failing before the RX thread
+/// gives up (errors that say the device is gone end it at once).
+pub const RX_FAILURE_LIMIT: Duration = Duration::from_secs(2);
+
+/// True for read errors that mean the TAP is gone for good: deleted or
+/// detached (EBADFD, what a TAP fd reads after `ip link del`), no such
+/// device, or a closed descriptor.
+fn device_gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD | libc::ENODEV | libc::ENXIO | libc::EBADF)
+    )
 }

@@ -32,7 +32,7 @@ use vnic_adapter::{
     BellSender, Datagram, Doorbell, FlowClosed, FrameWriter, Inbound, ProcessorQueue, ToProcessor,
 };
 use vnic_stack::{
-    Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator, SynCookies,
+    Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator, State, SynCookies,
 };
 
 /// Everything a processor thread needs, handed over at spawn.
@@ -204,6 +204,9 @@ pub struct Processor {
     /// Connections that received segments and wait to be serviced once
     /// for the whole batch (see [`Processor::receive_more`]).
     pending: Vec<FourTuple>,
+    /// vnic is stopping: nothing new is accepted, every connection was
+    /// told to close (see [`Processor::drain`]).
+    draining: bool,
 }
 
 /// Most queued messages a processor takes before servicing connections.
@@ -280,6 +283,7 @@ impl Processor {
             timers: BinaryHeap::new(),
             spare: Vec::new(),
             pending: Vec::new(),
+            draining: false,
             apps: s.apps,
             tracer: s.tracer,
             max_connections: s.max_connections,
@@ -287,12 +291,31 @@ impl Processor {
         }
     }
 
-    /// Starts the processor's thread.
-    pub fn spawn(s: ProcessorSetup) -> std::io::Result<std::thread::JoinHandle<()>> {
+    /// Starts the processor's thread. The whole loop is guarded: a panic
+    /// outside any connection's work (which costs only that connection)
+    /// ends the thread, records the panic message in the processor's
+    /// stats (`failure`, shown by `vnic status`), marks it down, and calls
+    /// `on_failure` (which takes it out of the rotation). Its queue closes
+    /// with it, so the adapter resets its connections' segments as they
+    /// arrive.
+    pub fn spawn(
+        s: ProcessorSetup,
+        on_failure: impl FnOnce(usize) + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let name = format!("vnic-cpu{}", s.id);
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || Processor::new(s).run())
+        let (id, registry) = (s.id, s.registry.clone());
+        std::thread::Builder::new().name(name).spawn(move || {
+            let ran = catch_unwind(AssertUnwindSafe(|| Processor::new(s).run()));
+            if let Err(panic) = ran {
+                if let Some(stats) = registry.processors.get(id) {
+                    *stats.failure.lock() = Some(panic_message(panic.as_ref()));
+                    stats.down.store(true, Ordering::Relaxed);
+                    stats.active.store(0, Ordering::Relaxed);
+                    stats.unfinished.store(0, Ordering::Relaxed);
+                }
+                on_failure(id);
+            }
+        })
     }
 
     fn stats(&self) -> &ProcessorStats {
@@ -344,6 +367,9 @@ impl Processor {
                 }
             }
             self.fire_timers(Instant::now());
+            if self.draining {
+                self.count_unfinished();
+            }
             if busy {
                 continue;
             }
@@ -373,6 +399,11 @@ impl Processor {
     fn on_message(&mut self, msg: ToProcessor) -> bool {
         match msg {
             ToProcessor::Shutdown => return false,
+            ToProcessor::Drain => self.drain(),
+            ToProcessor::Crash => panic!(
+                "processor {} crashed on request (vnic ctl processor {} crash)",
+                self.id, self.id
+            ),
             ToProcessor::SetUp(up) => self.set_up(up),
             ToProcessor::Datagram(d) => self.on_datagram(d),
             ToProcessor::Serve { udp, port, app } => self.set_serve(udp, port, app),
@@ -385,6 +416,36 @@ impl Processor {
             }
         }
         true
+    }
+
+    /// vnic is stopping: accept nothing more, and close every connection
+    /// with FIN after what its app has queued (its app sees the close as
+    /// any other). What is still open when the drain time is over is reset
+    /// by the `Shutdown` that follows.
+    fn drain(&mut self) {
+        self.draining = true;
+        let now = Instant::now();
+        let tuples: Vec<FourTuple> = self.conns.keys().copied().collect();
+        for t in tuples {
+            if let Some(c) = self.conns.get_mut(&t) {
+                c.tcp.close();
+            }
+            if catch_unwind(AssertUnwindSafe(|| self.service(t, now))).is_err() {
+                self.quarantine(t, None);
+            }
+        }
+        self.count_unfinished();
+    }
+
+    /// Publishes how many connections are not closed yet (TIME-WAIT counts
+    /// as closed: both sides are done).
+    fn count_unfinished(&self) {
+        let n = self
+            .conns
+            .values()
+            .filter(|c| !matches!(c.tcp.state(), State::TimeWait | State::Closed))
+            .count();
+        self.stats().unfinished.store(n as u64, Ordering::Relaxed);
     }
 
     /// Services each connection one of whose apps' descriptors is ready.
@@ -531,6 +592,12 @@ impl Processor {
                 }
                 Ok(ToProcessor::Datagram(d)) => self.on_datagram(d),
                 Ok(ToProcessor::Serve { udp, port, app }) => self.set_serve(udp, port, app),
+                Ok(msg @ (ToProcessor::Drain | ToProcessor::Crash)) => {
+                    self.service_pending(Instant::now());
+                    if !self.on_message(msg) {
+                        return false;
+                    }
+                }
                 Err(TryRecvError::Empty) => break,
             }
         }
@@ -626,6 +693,7 @@ impl Processor {
             ..
         } = *inb;
         let up = !self.stats().down.load(Ordering::Relaxed);
+        let accepting = up && !self.draining;
         if let Some(c) = self.conns.get_mut(&tuple).filter(|_| up) {
             if syn_stamp != 0 {
                 c.syn_stamp = syn_stamp;
@@ -663,7 +731,7 @@ impl Processor {
             return;
         }
         if let Some(mss) = inb_cookie {
-            if up && self.conns.len() < self.max_connections {
+            if accepting && self.conns.len() < self.max_connections {
                 self.accept_cookie(now, tuple, segment, peer_mac, syn_stamp, mss);
                 if self.conns.contains_key(&tuple) {
                     return;
@@ -675,7 +743,7 @@ impl Processor {
         if full && is_syn {
             self.stats().refused.fetch_add(1, Ordering::Relaxed);
         }
-        if up && is_syn && !full && self.serve.contains_key(&tuple.local.port()) {
+        if accepting && is_syn && !full && self.serve.contains_key(&tuple.local.port()) {
             self.accept(now, tuple, segment, peer_mac, syn_stamp);
             if self.conns.contains_key(&tuple) {
                 return;
@@ -975,5 +1043,17 @@ impl Processor {
     /// Connections this processor holds.
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a message gives a `&str`
+/// or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
     }
 }

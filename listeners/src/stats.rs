@@ -32,6 +32,11 @@ pub struct ProcessorStats {
     pub datagrams: AtomicU64,
     /// Connections in SYN-RECEIVED now (all ports).
     pub half_open: AtomicU64,
+    /// Why the processor's thread died, if it did (the panic message).
+    pub failure: parking_lot::Mutex<Option<String>>,
+    /// While draining (vnic stopping): connections not yet closed (any
+    /// state but TIME-WAIT and CLOSED).
+    pub unfinished: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.

@@ -315,6 +315,30 @@ impl Vnic {
         }
     }
 
+    /// Waits up to `within` for vnic to exit by itself (killing it if it
+    /// does not); returns the exit status code (None if it had to be
+    /// killed) and stderr.
+    pub fn wait_exit(mut self, within: Duration) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + within;
+        let code = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let err = self
+            .stderr
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
+        (code, err)
+    }
+
     /// SIGTERM, then waits; returns the exit status code and stderr.
     pub fn stop(mut self) -> (Option<i32>, String) {
         let mut child = self.child.take().expect("running");
@@ -578,4 +602,24 @@ pub fn ipv4(
     p.set_checksum(ck);
     tweak(&mut p);
     b
+}
+
+/// Makes closing `s` reset its connection (SO_LINGER {on, 0}: RST, not
+/// FIN), as a client or back-end that aborts does.
+pub fn reset_on_close(s: &std::net::TcpStream) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on our own socket with a valid linger struct.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }

@@ -53,6 +53,7 @@ mod reaper;
 mod stderr;
 mod sys;
 
+use crate::app::buf::Buf;
 use crate::app::{App, AppContext, CloseReason, Io, Refused, Service, Socket};
 use crate::stats::ServiceReport;
 use reaper::Reaper;
@@ -258,76 +259,6 @@ impl Service for ExecService {
         row.insert("refused".into(), c.refused.load(Ordering::Relaxed).into());
         row.insert("failed".into(), c.failed.load(Ordering::Relaxed).into());
         Some(ServiceReport { rows: vec![row] })
-    }
-}
-
-/// A bounded byte queue between a pipe and the connection: bytes go in
-/// at the end and leave from the front, and the space is reused.
-#[derive(Debug)]
-struct Buf {
-    /// Allocated on first use, never beyond `cap`.
-    data: Vec<u8>,
-    start: usize,
-    end: usize,
-    cap: usize,
-}
-
-impl Buf {
-    fn new(cap: usize) -> Buf {
-        Buf {
-            data: Vec::new(),
-            start: 0,
-            end: 0,
-            cap,
-        }
-    }
-
-    /// The bytes held, oldest first.
-    fn held(&self) -> &[u8] {
-        &self.data[self.start..self.end]
-    }
-
-    fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
-
-    /// How many more bytes it takes.
-    fn room(&self) -> usize {
-        self.cap - (self.end - self.start)
-    }
-
-    /// The first `n` held bytes are gone.
-    fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.end);
-        if self.start == self.end {
-            self.clear();
-        }
-    }
-
-    fn clear(&mut self) {
-        self.start = 0;
-        self.end = 0;
-    }
-
-    /// Lets `fill` write up to `limit` bytes (and at most the room left)
-    /// at the end; it returns how many it wrote.
-    fn fill_with(
-        &mut self,
-        limit: usize,
-        fill: impl FnOnce(&mut [u8]) -> io::Result<usize>,
-    ) -> io::Result<usize> {
-        if self.data.len() < self.cap {
-            self.data.resize(self.cap, 0);
-        }
-        if self.start > 0 {
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let upto = self.cap.min(self.end + limit);
-        let n = fill(&mut self.data[self.end..upto])?;
-        self.end += n.min(upto - self.end);
-        Ok(n)
     }
 }
 
@@ -731,23 +662,6 @@ mod tests {
         assert!(parse_command("'unclosed").is_err());
         assert!(ExecService::new(Vec::new(), ExecOptions::default()).is_err());
         assert_eq!(ExecOptions::default().max, 256);
-    }
-
-    #[test]
-    fn buf_reuses_its_space_and_never_exceeds_its_bound() {
-        let mut b = Buf::new(8);
-        assert_eq!(b.fill_with(100, |s| Ok(s.len())).ok(), Some(8));
-        assert_eq!(b.room(), 0);
-        b.consume(5);
-        assert_eq!(b.room(), 5);
-        let n = b.fill_with(2, |s| {
-            s.copy_from_slice(b"xy");
-            Ok(2)
-        });
-        assert_eq!(n.ok(), Some(2));
-        assert_eq!(b.held().len(), 5);
-        assert_eq!(&b.held()[3..], b"xy");
-        assert_eq!(b.data.len(), 8);
     }
 
     #[test]

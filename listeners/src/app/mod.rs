@@ -19,6 +19,7 @@ use std::time::Instant;
 
 pub use vnic_stack::CloseReason;
 
+mod buf;
 pub mod chargen;
 pub mod discard;
 pub mod echo;

@@ -1,99 +1,74 @@
-//! `--serve PORT=proxy:ADDR:PORT[,ADDR:PORT...]`: relay each connection to
-//! a real server (a back-end, or "target") over the kernel's TCP.
+//! `--serve PORT=proxy:ADDR:PORT[,ADDR:PORT...]`: each connection relayed
+//! to a real server over the kernel's TCP, so a user's own service runs
+//! behind the emulated processors. A connection placed on processor K goes
+//! to target K mod T: the processors map onto server instances the way
+//! NonStop listeners in different CPUs are separate servers.
 //!
-//! The connections of processor K go to target K mod T, so that the
-//! round-robin filter that spreads connections over processors also
-//! spreads them over the targets. The back-end socket is a non-blocking
-//! `mio` stream watched in the processor's own epoll ([`crate::app::Io`]):
-//! one thread drives the TCP connections and their back-ends, with no
-//! thread per connection.
+//! The relay is two half-duplex pumps, one bounded buffer each way:
 //!
-//! A relay is two half-duplex pumps, one buffer each way (as sozu's
-//! `pipe.rs` or tokio's `copy_bidirectional`):
+//! - client → back-end: the client is read only while the buffer towards
+//!   the back-end has room, so a back-end that does not read closes the
+//!   client's TCP window. The client's FIN, once everything before it is
+//!   written, becomes `shutdown(SHUT_WR)` on the back-end socket.
+//! - back-end → client: the back-end is read only while the buffer
+//!   towards the client has room; that buffer drains only as fast as the
+//!   connection's send space opens, so a client that does not read stops
+//!   vnic reading the back-end (whose own window then closes). The
+//!   back-end's EOF, once everything before it is sent, becomes vnic's FIN.
 //!
-//! - client → target: the client is read only while the buffer towards
-//!   the target has room, so a back-end that does not read closes vnic's
-//!   receive window to the client. The client's FIN, once everything
-//!   before it is written, becomes `shutdown(Write)` on the back-end.
-//! - target → client: the back-end is read only while the buffer towards
-//!   the client has room, and that buffer drains only as far as the
-//!   connection's send space allows, so a client that does not read stops
-//!   vnic reading the back-end (whose kernel then closes its window). The
-//!   back-end's EOF, once everything read is sent, becomes vnic's FIN.
+//! A reset on either side resets the other: an error on the back-end
+//! socket aborts the client's connection (RST), and a client's reset
+//! (or a connection that times out or is aborted) closes the back-end
+//! socket with `SO_LINGER` 0, which sends RST. A back-end that refuses,
+//! or has not accepted within the connect timeout, gets the client's
+//! connection reset; each is counted per target.
 //!
-//! The connection lives until both directions are done. A reset on either
-//! side resets the other: a back-end error resets the client's connection
-//! (RST), and a client's reset (or a timed-out or aborted connection)
-//! closes the back-end socket with `SO_LINGER {on, 0}`, so the back-end
-//! gets RST too. A back-end that refuses, or does not accept within
-//! [`ProxyOptions::connect_timeout`], gets the client's connection reset
-//! and is counted as a failure of that target.
+//! The back-end socket is non-blocking and watched in the processor's own
+//! epoll ([`crate::app::Io`], edge-triggered): the processor thread that
+//! runs the client's TCP drives the relay too, with no thread per
+//! connection.
 //!
-//! With [`ProxyOptions::proxy_protocol`], the HAProxy PROXY protocol
-//! header (v1 text or v2 binary) goes first on each back-end connection,
-//! before any client byte: the source is the client's address and port,
-//! the destination the virtual IP and port it connected to.
+//! **Memory per relayed connection** is bounded: [`TO_TARGET`] bytes
+//! towards the back-end and [`TO_CLIENT`] towards the client (128 KiB,
+//! allocated when first used), besides the connection's TCP buffers in
+//! the stack (`vnic_stack::Config`: 256 KiB each way by default) and the
+//! kernel's socket buffers of the back-end connection.
 //!
-//! ## Memory per relayed connection
-//!
-//! Bounded, whatever the two ends do:
-//!
-//! - the relay's own buffers, fixed: [`TO_TARGET`] + [`TO_CLIENT`] =
-//!   128 KiB (allocated when first used, freed once both directions are
-//!   done), plus at most 107 bytes of PROXY header;
-//! - the TCP stack's buffers for the client's connection: with
-//!   `vnic_stack::Config`'s defaults, at most 256 KiB of received bytes
-//!   the relay has not taken and 256 KiB of bytes queued for the client.
-//!   They are stored in growable queues whose allocation grows by
-//!   doubling from the first segment's size, so each may occupy up to
-//!   (not quite) twice its content: 1 MiB between them at worst.
-//!
-//! So 640 KiB of buffered bytes, and at most 1,152 KiB of vnic's memory,
-//! per relayed connection (measured: about 650 KiB of resident memory per
-//! upload to a back-end that never reads). The back-end socket's buffers
-//! are the kernel's (bounded by `net.ipv4.tcp_rmem` / `tcp_wmem`), not
-//! vnic's memory.
-//!
-//! One limit of that bound: when vnic has sent its FIN and the client's
-//! FIN then arrives, the connection lingers in TIME-WAIT and the relay
-//! goes on writing to the back-end until both directions are done; a
-//! back-end that still has not taken the client's last bytes when
-//! TIME-WAIT ends loses them with the connection.
+//! With `--proxy-protocol v1|v2`, HAProxy's PROXY protocol header
+//! (HAProxy's doc/proxy-protocol.txt) goes first on each back-end
+//! connection, so the back-end sees the client's real address and port.
 
-mod header;
-mod ring;
-
-use crate::app::{App, AppContext, CloseReason, Io, Refused, Service, Socket};
+use crate::app::buf::Buf;
+use crate::app::{App, AppContext, CloseReason, Refused, Service, Socket};
 use crate::stats::ServiceReport;
 use mio::net::TcpStream;
-use ring::Ring;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Most client bytes held for the back-end (read from the connection, not
-/// yet written to the back-end socket).
+/// Bytes buffered towards the back-end, at most.
 pub const TO_TARGET: usize = 64 * 1024;
-
-/// Most back-end bytes held for the client (read from the back-end
-/// socket, not yet taken by the connection).
+/// Bytes buffered towards the client, at most.
 pub const TO_CLIENT: usize = 64 * 1024;
 
-/// Which PROXY protocol header a back-end gets first, so that a back-end
-/// that speaks it learns the real client's address.
+/// When the back-end socket could not be watched (no event loop: a unit
+/// test), how often the relay looks at it anyway.
+const UNWATCHED_POLL: Duration = Duration::from_millis(5);
+
+/// The HAProxy PROXY protocol version written first to each back-end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProxyProtocol {
-    /// Version 1: one text line, `PROXY TCP4 SRC DST SPORT DPORT\r\n`.
+    /// The text line (`PROXY TCP4 src dst sport dport\r\n`).
     V1,
-    /// Version 2: the binary header with its 12-byte signature.
+    /// The binary header (12-byte signature, addresses in network order).
     V2,
 }
 
 impl ProxyProtocol {
-    /// Parses the name `--proxy-protocol` takes: `v1` or `v2`.
+    /// Parses `v1` or `v2`.
     pub fn from_name(s: &str) -> Option<ProxyProtocol> {
         match s {
             "v1" => Some(ProxyProtocol::V1),
@@ -102,24 +77,80 @@ impl ProxyProtocol {
         }
     }
 
-    /// The name on the command line and in reports.
+    /// The name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             ProxyProtocol::V1 => "v1",
             ProxyProtocol::V2 => "v2",
         }
     }
+
+    /// The header that tells the back-end the connection goes from
+    /// `client` to `local` (both of one address family, as on one
+    /// connection; a mixed pair is written as IPv6).
+    pub fn header(self, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+        let pair = match (client.ip(), local.ip()) {
+            (IpAddr::V4(c), IpAddr::V4(l)) => Pair::V4(c.octets(), l.octets()),
+            (c, l) => Pair::V6(v6(c).octets(), v6(l).octets()),
+        };
+        match self {
+            ProxyProtocol::V1 => {
+                let (family, c, l) = match pair {
+                    Pair::V4(..) => ("TCP4", client.ip(), local.ip()),
+                    Pair::V6(c, l) => ("TCP6", IpAddr::from(c), IpAddr::from(l)),
+                };
+                format!(
+                    "PROXY {family} {c} {l} {} {}\r\n",
+                    client.port(),
+                    local.port()
+                )
+                .into_bytes()
+            }
+            ProxyProtocol::V2 => {
+                let mut h = V2_SIGNATURE.to_vec();
+                // Version 2, command PROXY.
+                h.push(0x21);
+                let (family, addrs): (u8, Vec<u8>) = match pair {
+                    Pair::V4(c, l) => (0x11, [c.as_slice(), l.as_slice()].concat()),
+                    Pair::V6(c, l) => (0x21, [c.as_slice(), l.as_slice()].concat()),
+                };
+                h.push(family);
+                let len = (addrs.len() + 4) as u16;
+                h.extend_from_slice(&len.to_be_bytes());
+                h.extend_from_slice(&addrs);
+                h.extend_from_slice(&client.port().to_be_bytes());
+                h.extend_from_slice(&local.port().to_be_bytes());
+                h
+            }
+        }
+    }
 }
 
-/// How a proxy connects to its back-ends: the flags
-/// `--proxy-protocol` and `--proxy-connect-timeout`, kept apart from the
-/// targets so that the CLI builds them once for every proxy entry.
+/// The PROXY protocol v2 signature.
+const V2_SIGNATURE: [u8; 12] = [
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+];
+
+/// Both ends' addresses in one family.
+enum Pair {
+    V4([u8; 4], [u8; 4]),
+    V6([u8; 16], [u8; 16]),
+}
+
+fn v6(ip: IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+/// How the proxy connects to its back-ends.
 #[derive(Clone, Debug)]
 pub struct ProxyOptions {
     /// The PROXY protocol header to send first, if any.
     pub proxy_protocol: Option<ProxyProtocol>,
-    /// How long a back-end may take to accept before the client's
-    /// connection is reset.
+    /// A back-end that has not accepted within this time gets the
+    /// client's connection reset.
     pub connect_timeout: Duration,
 }
 
@@ -132,52 +163,34 @@ impl Default for ProxyOptions {
     }
 }
 
-/// Parses the targets of `proxy:ADDR:PORT[,ADDR:PORT...]`: IP addresses
-/// (no host names: nothing is resolved), IPv6 in brackets, ports 1 to
-/// 65535, at least one. The error is one line naming the bad piece.
+/// `ADDR:PORT[,ADDR:PORT...]` (IPv6 as `[ADDR]:PORT`): the targets of a
+/// `--serve PORT=proxy:...`.
 pub fn parse_targets(s: &str) -> Result<Vec<SocketAddr>, String> {
     if s.trim().is_empty() {
-        return Err("proxy: no target given (want ADDR:PORT[,ADDR:PORT...])".into());
+        return Err("proxy needs at least one target ADDR:PORT".into());
     }
-    s.split(',').map(|t| parse_target(t.trim())).collect()
+    s.split(',')
+        .map(|t| {
+            let t = t.trim();
+            let a: SocketAddr = t
+                .parse()
+                .map_err(|_| format!("proxy target {t:?} is not ADDR:PORT or [ADDR]:PORT"))?;
+            if a.port() == 0 || a.ip().is_unspecified() || a.ip().is_multicast() {
+                return Err(format!("proxy target {t:?} cannot be connected to"));
+            }
+            Ok(a)
+        })
+        .collect()
 }
 
-/// One `ADDR:PORT` or `[ADDR]:PORT` of [`parse_targets`].
-fn parse_target(t: &str) -> Result<SocketAddr, String> {
-    if t.is_empty() {
-        return Err("proxy: an empty target in the list (a stray comma?)".into());
-    }
-    let addr = t.parse::<SocketAddr>().map_err(|_| target_error(t))?;
-    if addr.port() == 0 {
-        return Err(format!("proxy target {t:?}: port 0 cannot be connected to"));
-    }
-    Ok(addr)
-}
-
-/// Why `t` is not a target, as precisely as can be told.
-fn target_error(t: &str) -> String {
-    if !t.starts_with('[') && t.matches(':').count() > 1 {
-        return format!("proxy target {t:?}: an IPv6 address goes in brackets, as [::1]:8080");
-    }
-    if !t.contains(':') {
-        return format!("proxy target {t:?} has no port (want ADDR:PORT)");
-    }
-    format!("proxy target {t:?} is not ADDR:PORT or [ADDR]:PORT (an IP address, not a host name)")
-}
-
-/// One target and its counters, shared by every processor's relays.
+/// One back-end server and its counters (shared by every processor).
 #[derive(Debug)]
 struct Target {
     addr: SocketAddr,
-    /// Back-end connections that were accepted.
     connects: AtomicU64,
-    /// Back-end connections refused, failed, or not accepted in time.
     failures: AtomicU64,
-    /// Relays now between an accepted back-end connection and its end.
     active: AtomicU64,
-    /// Client bytes written to the back-end (the PROXY header not counted).
     bytes_to_target: AtomicU64,
-    /// Back-end bytes read for the client.
     bytes_from_target: AtomicU64,
 }
 
@@ -193,31 +206,31 @@ impl Target {
         }
     }
 
-    /// Its row in `vnic status`.
     fn row(&self) -> serde_json::Map<String, serde_json::Value> {
-        let n = |c: &AtomicU64| serde_json::Value::from(c.load(Ordering::Relaxed));
-        let mut row = serde_json::Map::new();
-        row.insert("target".into(), self.addr.to_string().into());
-        row.insert("connects".into(), n(&self.connects));
-        row.insert("failures".into(), n(&self.failures));
-        row.insert("active".into(), n(&self.active));
-        row.insert("bytes_to_target".into(), n(&self.bytes_to_target));
-        row.insert("bytes_from_target".into(), n(&self.bytes_from_target));
-        row
+        let mut r = serde_json::Map::new();
+        r.insert("target".into(), self.addr.to_string().into());
+        for (k, v) in [
+            ("connects", &self.connects),
+            ("failures", &self.failures),
+            ("active", &self.active),
+            ("bytes_to_target", &self.bytes_to_target),
+            ("bytes_from_target", &self.bytes_from_target),
+        ] {
+            r.insert(k.into(), v.load(Ordering::Relaxed).into());
+        }
+        r
     }
 }
 
-/// One `--serve PORT=proxy:...` listener: it exists so that every
-/// processor serving that port relays to the same targets and counts into
-/// the same per-target counters.
-#[derive(Debug)]
+/// The relay service of one `--serve PORT=proxy:...` entry.
 pub struct ProxyService {
     targets: Vec<Arc<Target>>,
     opts: ProxyOptions,
 }
 
 impl ProxyService {
-    /// A service relaying to `targets` (processor K to target K mod T).
+    /// A service relaying processor K's connections to `targets[K mod T]`
+    /// (`targets` must not be empty: [`parse_targets`] sees to it).
     pub fn new(targets: Vec<SocketAddr>, opts: ProxyOptions) -> ProxyService {
         ProxyService {
             targets: targets
@@ -227,14 +240,6 @@ impl ProxyService {
             opts,
         }
     }
-
-    /// The relay for a connection of processor K: to target K mod T.
-    fn relay(&self, ctx: &AppContext) -> Result<Relay, Refused> {
-        let Some(n) = ctx.processor.checked_rem(self.targets.len()) else {
-            return Err(Refused("proxy: no targets".into()));
-        };
-        Ok(Relay::new(self.targets[n].clone(), &self.opts, ctx))
-    }
 }
 
 impl Service for ProxyService {
@@ -243,7 +248,16 @@ impl Service for ProxyService {
     }
 
     fn open(&self, ctx: AppContext) -> Result<Box<dyn App>, Refused> {
-        Ok(Box::new(self.relay(&ctx)?))
+        let Some(target) = self.targets.get(ctx.processor % self.targets.len().max(1)) else {
+            return Err(Refused("the proxy has no target".into()));
+        };
+        match Proxy::connect(target.clone(), &ctx, &self.opts) {
+            Ok(p) => Ok(Box::new(p)),
+            Err(e) => {
+                target.failures.fetch_add(1, Ordering::Relaxed);
+                Err(Refused(format!("proxy to {}: {e}", target.addr)))
+            }
+        }
     }
 
     fn report(&self) -> Option<ServiceReport> {
@@ -253,391 +267,286 @@ impl Service for ProxyService {
     }
 }
 
-/// Where the back-end connection stands.
-#[derive(Debug)]
-enum Backend {
-    /// Not asked for yet (the first poll connects).
-    Idle,
-    /// Connect issued, not accepted yet.
-    Connecting(TcpStream),
-    /// Accepted: bytes flow.
-    Open(TcpStream),
-    /// Done with: both directions ended, or it failed.
-    Gone,
+/// Where a relay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The back-end has not accepted yet; give up at the deadline.
+    Connecting(Instant),
+    /// Bytes flow.
+    Relaying,
+    /// Both directions are done, or one side was reset.
+    Done,
 }
 
-/// Holds a place in its target's `active` gauge while a relay is open.
-#[derive(Debug)]
-struct Active(Arc<Target>);
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// One relayed connection: the app that pumps bytes between the client's
-/// connection and its back-end socket (see the module doc).
-#[derive(Debug)]
-pub struct Relay {
+/// One relayed connection (see the module doc).
+pub struct Proxy {
     target: Arc<Target>,
-    io: Io,
-    /// When the back-end must have accepted by.
-    deadline: Instant,
-    backend: Backend,
-    /// The PROXY header, or nothing; written before any client byte.
-    preamble: Vec<u8>,
-    /// How much of `preamble` the back-end has taken.
-    preamble_sent: usize,
-    /// Client bytes for the back-end.
-    to_target: Ring,
-    /// Back-end bytes for the client.
-    to_client: Ring,
-    /// The client's FIN was passed on (`shutdown(Write)` on the back-end).
+    stream: Option<TcpStream>,
+    watched: bool,
+    phase: Phase,
+    to_target: Buf,
+    to_client: Buf,
+    /// The client's FIN became `shutdown(SHUT_WR)` on the back-end.
     target_shut: bool,
-    /// The back-end's EOF was read.
+    /// The back-end's EOF arrived.
     target_eof: bool,
-    /// The back-end's EOF was passed on (`close()`: our FIN).
-    client_shut: bool,
-    /// Held while the back-end connection is open.
-    active: Option<Active>,
+    /// Our FIN to the client is queued.
+    client_closed: bool,
+    /// Counted in the target's `active`.
+    counted: bool,
 }
 
-impl Relay {
-    /// A relay to `target` for the connection `ctx` describes; it connects
-    /// on its first poll.
-    fn new(target: Arc<Target>, opts: &ProxyOptions, ctx: &AppContext) -> Relay {
-        let preamble = opts
-            .proxy_protocol
-            .map(|v| header::encode(v, ctx.remote, ctx.local))
-            .unwrap_or_default();
-        Relay {
+impl Proxy {
+    /// Starts the connection to `target` (non-blocking) for the client
+    /// `ctx` describes; the PROXY header, if asked for, is the first
+    /// thing queued towards it.
+    fn connect(target: Arc<Target>, ctx: &AppContext, opts: &ProxyOptions) -> io::Result<Proxy> {
+        let stream = TcpStream::connect(target.addr)?;
+        // A relay adds no delay of its own to small writes (the client's
+        // side has Nagle off too, see `App::nagle`).
+        let _ = stream.set_nodelay(true);
+        let watched = ctx.io.watch(stream.as_raw_fd()).is_ok();
+        let mut to_target = Buf::new(TO_TARGET);
+        if let Some(pp) = opts.proxy_protocol {
+            let h = pp.header(ctx.remote, ctx.local);
+            let _ = to_target.fill_with(h.len(), |b| {
+                let n = b.len().min(h.len());
+                b[..n].copy_from_slice(&h[..n]);
+                Ok(n)
+            });
+        }
+        Ok(Proxy {
             target,
-            io: ctx.io.clone(),
-            deadline: Instant::now() + opts.connect_timeout,
-            backend: Backend::Idle,
-            preamble,
-            preamble_sent: 0,
-            to_target: Ring::new(TO_TARGET),
-            to_client: Ring::new(TO_CLIENT),
+            stream: Some(stream),
+            watched,
+            phase: Phase::Connecting(Instant::now() + opts.connect_timeout),
+            to_target,
+            to_client: Buf::new(TO_CLIENT),
             target_shut: false,
             target_eof: false,
-            client_shut: false,
-            active: None,
+            client_closed: false,
+            counted: false,
+        })
+    }
+
+    /// While connecting: has the back-end accepted (Ok(true)), refused
+    /// (Err), or not answered yet (Ok(false))?
+    fn connected(&self) -> io::Result<bool> {
+        let Some(s) = &self.stream else {
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        };
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+        match s.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
-    /// Issues the non-blocking connect and has the processor watch it.
-    fn connect(&mut self, sock: &mut dyn Socket) {
-        let stream = match TcpStream::connect(self.target.addr) {
-            Ok(s) => s,
-            Err(_) => return self.connect_failed(sock),
-        };
-        // A relay adds no delay of its own (see `App::nagle` below).
-        let _ = stream.set_nodelay(true);
-        match self.io.watch(stream.as_raw_fd()) {
-            // No event loop (a unit test): polling alone drives it.
-            Err(e) if e.kind() != io::ErrorKind::Unsupported => {
-                return self.connect_failed(sock);
-            }
-            _ => {}
+    /// The back-end failed (refused, timed out, reset, broke): the client's
+    /// connection is reset, and the back-end socket closed.
+    fn fail(&mut self, sock: &mut dyn Socket, counts_as_failure: bool) {
+        if counts_as_failure {
+            self.target.failures.fetch_add(1, Ordering::Relaxed);
         }
-        self.backend = Backend::Connecting(stream);
-    }
-
-    /// Moves a connecting back-end on: accepted, refused, or out of time.
-    fn check_connected(&mut self, sock: &mut dyn Socket) {
-        let Backend::Connecting(stream) = &self.backend else {
-            return;
-        };
-        match connect_result(stream) {
-            Ok(true) => self.opened(),
-            Ok(false) if Instant::now() < self.deadline => {}
-            _ => self.connect_failed(sock),
-        }
-    }
-
-    /// The back-end accepted: count it and start relaying.
-    fn opened(&mut self) {
-        let Backend::Connecting(stream) = std::mem::replace(&mut self.backend, Backend::Gone)
-        else {
-            return;
-        };
-        self.backend = Backend::Open(stream);
-        self.target.connects.fetch_add(1, Ordering::Relaxed);
-        self.target.active.fetch_add(1, Ordering::Relaxed);
-        self.active = Some(Active(self.target.clone()));
-    }
-
-    /// The back-end could not be reached: the client is reset.
-    fn connect_failed(&mut self, sock: &mut dyn Socket) {
-        self.target.failures.fetch_add(1, Ordering::Relaxed);
-        self.drop_backend(false);
         sock.abort();
+        self.close_target(true);
+        self.phase = Phase::Done;
     }
 
-    /// Moves bytes both ways until nothing moves, then passes on the ends
-    /// each side announced.
-    fn relay(&mut self, sock: &mut dyn Socket) -> io::Result<()> {
-        while self.pump_to_target(sock)? + self.pump_to_client(sock)? > 0 {}
-        self.pass_client_fin(sock)?;
-        self.pass_target_eof(sock);
-        if self.target_shut && self.client_shut {
-            self.drop_backend(false);
-        }
-        Ok(())
-    }
-
-    /// client → back-end: the PROXY header first, then what the client
-    /// sent. Returns how many bytes moved (read or written).
-    fn pump_to_target(&mut self, sock: &mut dyn Socket) -> io::Result<usize> {
-        let Backend::Open(stream) = &mut self.backend else {
-            return Ok(0);
-        };
-        let mut moved = write_preamble(stream, &self.preamble, &mut self.preamble_sent)?;
-        if self.preamble_sent < self.preamble.len() {
-            return Ok(moved);
-        }
-        moved += read_client(sock, &mut self.to_target);
-        let written = write_ring(stream, &mut self.to_target)?;
-        self.target
-            .bytes_to_target
-            .fetch_add(written as u64, Ordering::Relaxed);
-        Ok(moved + written)
-    }
-
-    /// back-end → client: what the connection's send space takes, then
-    /// as much of the back-end as the buffer holds. Returns how many bytes
-    /// moved.
-    fn pump_to_client(&mut self, sock: &mut dyn Socket) -> io::Result<usize> {
-        let Backend::Open(stream) = &mut self.backend else {
-            return Ok(0);
-        };
-        let mut moved = send_client(sock, &mut self.to_client);
-        if !self.target_eof {
-            let (n, eof) = read_ring(stream, &mut self.to_client)?;
-            self.target_eof = eof;
-            self.target
-                .bytes_from_target
-                .fetch_add(n as u64, Ordering::Relaxed);
-            moved += n;
-        }
-        Ok(moved + send_client(sock, &mut self.to_client))
-    }
-
-    /// The client's FIN, once everything before it is written, becomes
-    /// `shutdown(Write)` on the back-end.
-    fn pass_client_fin(&mut self, sock: &mut dyn Socket) -> io::Result<()> {
-        let Backend::Open(stream) = &self.backend else {
-            return Ok(());
-        };
-        let flushed = self.preamble_sent == self.preamble.len() && self.to_target.is_empty();
-        if self.target_shut || !flushed || !sock.peer_closed() || sock.recv_available() > 0 {
-            return Ok(());
-        }
-        stream.shutdown(Shutdown::Write)?;
-        self.target_shut = true;
-        Ok(())
-    }
-
-    /// The back-end's EOF, once everything read is sent, becomes our FIN.
-    /// When the client has closed already, our FIN waits until the
-    /// client's bytes are all written: the FIN would end the connection
-    /// (and this app with it) at once.
-    fn pass_target_eof(&mut self, sock: &mut dyn Socket) {
-        let client_pending = sock.peer_closed() && !self.target_shut;
-        if self.client_shut || !self.target_eof || !self.to_client.is_empty() || client_pending {
-            return;
-        }
-        sock.close();
-        self.client_shut = true;
-    }
-
-    /// A back-end error resets the client, and the relay ends.
-    fn target_failed(&mut self, sock: &mut dyn Socket) {
-        self.drop_backend(false);
-        sock.abort();
-    }
-
-    /// Stops watching the back-end and closes it (with `reset`, with RST),
-    /// and frees the buffers.
-    fn drop_backend(&mut self, reset: bool) {
-        let old = std::mem::replace(&mut self.backend, Backend::Gone);
-        if let Backend::Connecting(s) | Backend::Open(s) = old {
-            let _ = self.io.unwatch(s.as_raw_fd());
+    /// Closes the back-end socket; with `reset`, so that it gets RST.
+    fn close_target(&mut self, reset: bool) {
+        if let Some(s) = self.stream.take() {
+            // Closing the descriptor takes it out of the epoll (it is not
+            // shared), so no unwatch: one system call less per connection.
             if reset {
-                set_linger_zero(&s);
+                // SO_LINGER {on, 0}: close() sends RST instead of FIN.
+                let _ = socket_linger_zero(&s);
             }
         }
-        self.to_target.release();
-        self.to_client.release();
-        self.active = None;
-    }
-}
-
-/// Whether a non-blocking connect has completed: Ok(true) accepted,
-/// Ok(false) still under way, Err refused or failed (as mio's
-/// `TcpStream::connect` documents).
-fn connect_result(stream: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = stream.take_error()? {
-        return Err(e);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Writes what is left of `preamble`; returns how many bytes went.
-fn write_preamble(stream: &mut TcpStream, preamble: &[u8], sent: &mut usize) -> io::Result<usize> {
-    let start = *sent;
-    while *sent < preamble.len() {
-        match stream.write(&preamble[*sent..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => *sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        if self.counted {
+            self.counted = false;
+            self.target.active.fetch_sub(1, Ordering::Relaxed);
         }
     }
-    Ok(*sent - start)
-}
 
-/// Reads the client into `ring` while both have something; returns how
-/// many bytes.
-fn read_client(sock: &mut dyn Socket, ring: &mut Ring) -> usize {
-    let mut total = 0;
-    while ring.room() > 0 && sock.recv_available() > 0 {
-        let [free, _] = ring.free_mut();
-        let n = sock.recv(free);
-        if n == 0 {
-            break;
-        }
-        ring.commit(n);
-        total += n;
-    }
-    total
-}
-
-/// Sends `ring` to the client as far as its send space goes; returns how
-/// many bytes.
-fn send_client(sock: &mut dyn Socket, ring: &mut Ring) -> usize {
-    let mut total = 0;
-    while !ring.is_empty() && sock.send_capacity() > 0 {
-        let [held, _] = ring.filled();
-        let n = sock.send(held);
-        if n == 0 {
-            break;
-        }
-        ring.consume(n);
-        total += n;
-    }
-    total
-}
-
-/// Writes `ring` to the back-end until it is empty or the write would
-/// block; returns how many bytes.
-fn write_ring(stream: &mut TcpStream, ring: &mut Ring) -> io::Result<usize> {
-    let mut total = 0;
-    while !ring.is_empty() {
-        let [a, b] = ring.filled();
-        match stream.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                ring.consume(n);
-                total += n;
+    /// Client → back-end: read what fits, write what the socket takes,
+    /// and pass the client's FIN on once everything before it is out.
+    /// Err: the back-end socket broke.
+    fn pump_to_target(&mut self, sock: &mut dyn Socket) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let room = self.to_target.room();
+            if room > 0 && sock.recv_available() > 0 {
+                self.to_target.fill_with(room, |b| Ok(sock.recv(b)))?;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(total)
-}
-
-/// Reads the back-end into `ring` until it is full or the read would
-/// block; returns how many bytes, and whether the back-end's EOF came.
-fn read_ring(stream: &mut TcpStream, ring: &mut Ring) -> io::Result<(usize, bool)> {
-    let mut total = 0;
-    while ring.room() > 0 {
-        let [a, b] = ring.free_mut();
-        match stream.read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]) {
-            Ok(0) => return Ok((total, true)),
-            Ok(n) => {
-                ring.commit(n);
-                total += n;
+            if self.to_target.is_empty() {
+                break;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            match stream.write(self.to_target.held()) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => {
+                    self.to_target.consume(n);
+                    self.target
+                        .bytes_to_target
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
+        if !self.target_shut
+            && sock.peer_closed()
+            && sock.recv_available() == 0
+            && self.to_target.is_empty()
+        {
+            self.target_shut = true;
+            if self.target_eof {
+                // The back-end is done too: closing sends the same FIN
+                // as a shutdown would, one system call sooner.
+                self.close_target(false);
+                return Ok(());
+            }
+            match stream.shutdown(Shutdown::Write) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
-    Ok((total, false))
+
+    /// Back-end → client: read while the buffer has room, send what the
+    /// connection takes, and pass the back-end's EOF on once everything
+    /// before it is sent. Err: the back-end socket broke.
+    fn pump_to_client(&mut self, sock: &mut dyn Socket) -> io::Result<()> {
+        loop {
+            if !self.to_client.is_empty() {
+                let n = sock.send(self.to_client.held());
+                self.to_client.consume(n);
+            }
+            let room = self.to_client.room();
+            if self.target_eof || room == 0 {
+                break;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                break;
+            };
+            match self.to_client.fill_with(room, |b| stream.read(b)) {
+                Ok(0) => self.target_eof = true,
+                Ok(n) => {
+                    self.target
+                        .bytes_from_target
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Send what was read; the next edge brings more.
+                    let n = sock.send(self.to_client.held());
+                    self.to_client.consume(n);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.target_eof && self.to_client.is_empty() && !self.client_closed {
+            self.client_closed = true;
+            sock.close();
+        }
+        Ok(())
+    }
 }
 
-/// `SO_LINGER {on, 0}`: closing the socket then sends RST, not FIN.
-fn set_linger_zero(stream: &TcpStream) {
-    let linger = libc::linger {
+/// Sets `SO_LINGER` to {on, 0 s}, so that closing the socket resets the
+/// connection. Hand-written: neither std nor mio sets linger on a
+/// `TcpStream` (socket2 would, as a new dependency for one option).
+fn socket_linger_zero(s: &impl AsRawFd) -> io::Result<()> {
+    let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: a valid socket descriptor, and a pointer to a `linger` of
-    // the length given, which setsockopt only reads.
-    unsafe {
+    // SAFETY: setsockopt on a socket we own, with a linger struct of the
+    // size we pass.
+    let r = unsafe {
         libc::setsockopt(
-            stream.as_raw_fd(),
+            s.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
+            (&l as *const libc::linger).cast(),
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
-impl App for Relay {
+impl App for Proxy {
     fn poll(&mut self, sock: &mut dyn Socket) {
-        if matches!(self.backend, Backend::Idle) {
-            self.connect(sock);
+        if let Phase::Connecting(deadline) = self.phase {
+            match self.connected() {
+                Ok(true) => {
+                    self.phase = Phase::Relaying;
+                    self.counted = true;
+                    self.target.connects.fetch_add(1, Ordering::Relaxed);
+                    self.target.active.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(false) if Instant::now() >= deadline => return self.fail(sock, true),
+                Ok(false) => return,
+                Err(_) => return self.fail(sock, true),
+            }
         }
-        if matches!(self.backend, Backend::Connecting(_)) {
-            self.check_connected(sock);
+        if self.phase != Phase::Relaying {
+            return;
         }
-        if matches!(self.backend, Backend::Open(_)) && self.relay(sock).is_err() {
-            self.target_failed(sock);
+        let pumped = self
+            .pump_to_target(sock)
+            .and_then(|()| self.pump_to_client(sock));
+        if pumped.is_err() {
+            // A reset or broken back-end: the client is reset too.
+            return self.fail(sock, false);
+        }
+        if self.target_shut && self.client_closed {
+            self.phase = Phase::Done;
+            self.close_target(false);
         }
     }
 
-    /// Off. A relay forwards bytes as they come: the back-end (and the
-    /// client's own stack) already chose how to cut them, and a read of up
-    /// to 64 KiB gathers whatever the back-end wrote meanwhile. Nagle
-    /// here would only add a wait on request/response traffic: a reply's
-    /// last, short segment held until the client acknowledges the one
-    /// before, which the client's delayed ACK makes up to 40 ms (Linux)
-    /// or 200 ms. Bulk transfers do not need it (full segments leave
-    /// regardless), and a back-end that writes in dribbles gets them
-    /// coalesced in the relay buffer whenever the client is slower.
     fn nagle(&self) -> bool {
+        // A relay must not hold the back-end's small answers back for the
+        // client's ACK: the back-end decided when to send them.
         false
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match self.backend {
-            Backend::Idle | Backend::Connecting(_) => Some(self.deadline),
-            Backend::Open(_) | Backend::Gone => None,
+        match self.phase {
+            Phase::Connecting(deadline) if self.watched => Some(deadline),
+            Phase::Connecting(deadline) => Some(deadline.min(Instant::now() + UNWATCHED_POLL)),
+            Phase::Relaying if !self.watched => Some(Instant::now() + UNWATCHED_POLL),
+            _ => None,
         }
     }
 
     fn on_closed(&mut self, reason: CloseReason) {
-        let reset = !matches!(reason, CloseReason::Normal);
-        self.drop_backend(reset);
+        // The client reset, timed out or was aborted: so is the back-end.
+        self.close_target(reason != CloseReason::Normal);
+        self.phase = Phase::Done;
     }
 }
 
-impl Drop for Relay {
+impl Drop for Proxy {
     fn drop(&mut self) {
-        self.drop_backend(false);
+        // Still open here: the connection went without `on_closed` (a
+        // processor that stopped); the back-end is reset, not left waiting.
+        let open = self.phase != Phase::Done;
+        self.close_target(open);
     }
 }
 

@@ -142,8 +142,11 @@ pub struct Status {
 pub struct ProcessorStatus {
     /// Processor number.
     pub id: usize,
-    /// "up" or "down".
+    /// "up", "down", or "failed" (its thread died).
     pub state: String,
+    /// Why it failed (the panic message), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Ports it listens on.
     pub ports: Vec<u16>,
     /// Connections it holds now.

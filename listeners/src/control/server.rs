@@ -93,8 +93,10 @@ impl Runtime {
             Request::Processor { id, state } => {
                 let up = match state.as_str() {
                     "up" => true,
-                    "down" => false,
-                    other => return Response::error(format!("state {other:?}: use up or down")),
+                    "down" | "crash" => false,
+                    other => {
+                        return Response::error(format!("state {other:?}: use up, down or crash"))
+                    }
                 };
                 let Some(q) = self.queues.get(id) else {
                     return Response::error(format!(
@@ -102,6 +104,20 @@ impl Runtime {
                         self.queues.len().saturating_sub(1)
                     ));
                 };
+                if let Some(why) = self
+                    .registry
+                    .processors
+                    .get(id)
+                    .and_then(|p| p.failure.lock().clone())
+                {
+                    return Response::error(format!("processor {id} has failed: {why}"));
+                }
+                if state == "crash" {
+                    if q.send(ToProcessor::Crash).is_err() {
+                        return Response::error(format!("processor {id} has stopped"));
+                    }
+                    return Response::ok();
+                }
                 // Out of the rotation first, so no new connection lands on
                 // a processor that is resetting its connections.
                 let takeovers = self.filter.lock().set_up_report(id, up);
@@ -264,9 +280,13 @@ impl Runtime {
             .iter()
             .map(|p| {
                 let stats = &self.registry.processors[p.id];
+                let failure = stats.failure.lock().clone();
                 ProcessorStatus {
                     id: p.id,
-                    state: if stats.down.load(Ordering::Relaxed) {
+                    failure: failure.clone(),
+                    state: if failure.is_some() {
+                        "failed".into()
+                    } else if stats.down.load(Ordering::Relaxed) {
                         "down".into()
                     } else {
                         "up".into()

@@ -102,16 +102,7 @@ impl Forwarder {
             if self.http_buf.len() > max {
                 return false;
             }
-            let room = (max + 1).saturating_sub(self.http_buf.len());
-            let want = sock.recv_available().min(room);
-            if want == 0 {
-                break;
-            }
-            let at = self.http_buf.len();
-            self.http_buf.resize(at + want, 0);
-            let n = sock.recv(&mut self.http_buf[at..]);
-            self.http_buf.truncate(at + n);
-            if n == 0 {
+            if super::request::read_bounded(sock, &mut self.http_buf, max) == 0 {
                 break;
             }
         }

@@ -169,20 +169,25 @@ impl RequestApp {
 
     /// Reads at most what completes the longest allowed request.
     fn read(&mut self, sock: &mut dyn Socket) {
-        let room = self
-            .handler
-            .max_request()
-            .saturating_add(1)
-            .saturating_sub(self.input.len());
-        let want = sock.recv_available().min(room);
-        if want == 0 {
-            return;
-        }
-        let at = self.input.len();
-        self.input.resize(at + want, 0);
-        let n = sock.recv(&mut self.input[at..]);
-        self.input.truncate(at + n);
+        read_bounded(sock, &mut self.input, self.handler.max_request());
     }
+}
+
+/// Appends what the client sent to `input`, but never past `max + 1`
+/// bytes in all (one byte more than the longest request tells a request
+/// that is too long from one that is merely incomplete); returns how many
+/// bytes it read.
+pub(crate) fn read_bounded(sock: &mut dyn Socket, input: &mut Vec<u8>, max: usize) -> usize {
+    let room = max.saturating_add(1).saturating_sub(input.len());
+    let want = sock.recv_available().min(room);
+    if want == 0 {
+        return 0;
+    }
+    let at = input.len();
+    input.resize(at + want, 0);
+    let n = sock.recv(&mut input[at..]);
+    input.truncate(at + n);
+    n
 }
 
 impl App for RequestApp {
