@@ -554,3 +554,70 @@ fn python_http_server_answers_through_vnic() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn a_client_upload_reaches_a_back_end_that_closed_its_side_before_reading() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    // Loopback at an Ethernet MTU, and a back-end with a small receive
+    // buffer: the kernel holds little between vnic and the back-end, so
+    // most of the upload waits in vnic when the client's FIN arrives.
+    ns.exec_ok(&["ip", "link", "set", "lo", "mtu", "1500"]);
+    const SIZE: usize = 240 * 1024;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let port = ns.run(move || {
+        use std::os::fd::AsRawFd;
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let small: libc::c_int = 4096;
+        // SAFETY: setsockopt on our own socket with an int of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                l.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&small as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "SO_RCVBUF");
+        let port = l.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = l.accept() else { return };
+            // The client's bytes and FIN arrive meanwhile; then this
+            // back-end says it is done talking, and reads only later.
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = s.shutdown(Shutdown::Write);
+            std::thread::sleep(Duration::from_millis(700));
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            let _ = tx.send(got);
+        });
+        port
+    });
+    let serve = format!("7=proxy:127.0.0.1:{port}");
+    let vnic = ns.vnic(&["--quiet", "--serve", &serve]);
+    let data = random_bytes(SIZE, 11);
+    let sent = data.clone();
+    let echoed = ns.run(move || {
+        let mut s = connect("10.0.0.2:7");
+        s.write_all(&sent).expect("upload");
+        s.shutdown(Shutdown::Write).expect("our FIN");
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).expect("the back-end's EOF");
+        back
+    });
+    assert!(echoed.is_empty());
+    let got = rx.recv_timeout(Duration::from_secs(15)).expect("back-end");
+    assert_eq!(
+        got.len(),
+        SIZE,
+        "every byte of the upload reached the back-end"
+    );
+    assert!(got == data, "intact");
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+}

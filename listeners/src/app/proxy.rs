@@ -14,7 +14,15 @@
 //!   towards the client has room; that buffer drains only as fast as the
 //!   connection's send space opens, so a client that does not read stops
 //!   vnic reading the back-end (whose own window then closes). The
-//!   back-end's EOF, once everything before it is sent, becomes vnic's FIN.
+//!   back-end's EOF, once everything before it is sent, becomes vnic's FIN;
+//!   if the client has closed too, that FIN also waits until the client's
+//!   bytes are all written to the back-end (the FIN would end the
+//!   connection, and the relay with what it holds, at the client's ACK).
+//!
+//! The connection lives until both directions are done, with one limit:
+//! when vnic's FIN went first and the client's came after, the connection
+//! is in TIME-WAIT, and client bytes a back-end still has not taken when
+//! TIME-WAIT ends (`--time-wait`, 60 s by default) go with it.
 //!
 //! A reset on either side resets the other: an error on the back-end
 //! socket aborts the client's connection (RST), and a client's reset
@@ -32,7 +40,12 @@
 //! towards the back-end and [`TO_CLIENT`] towards the client (128 KiB,
 //! allocated when first used), besides the connection's TCP buffers in
 //! the stack (`vnic_stack::Config`: 256 KiB each way by default) and the
-//! kernel's socket buffers of the back-end connection.
+//! kernel's socket buffers of the back-end connection. The stack keeps
+//! those two in queues that grow by doubling from the first segment's
+//! size, so each may take up to (not quite) twice its 256 KiB: 1,152 KiB
+//! per connection at most, 640 KiB of it bytes in flight (measured: about
+//! 650 KiB of vnic's resident memory per upload stalled by a back-end
+//! that never reads).
 //!
 //! With `--proxy-protocol v1|v2`, HAProxy's PROXY protocol header
 //! (HAProxy's doc/proxy-protocol.txt) goes first on each back-end
@@ -454,7 +467,13 @@ impl Proxy {
                 Err(e) => return Err(e),
             }
         }
-        if self.target_eof && self.to_client.is_empty() && !self.client_closed {
+        // Once the client has closed too, our FIN waits until its bytes are
+        // all written to the back-end: in CLOSE-WAIT our FIN leads to
+        // LAST-ACK, whose ACK ends the connection and drops this relay
+        // with whatever it and the stack still hold.
+        let client_bytes_held = sock.peer_closed() && !self.target_shut;
+        if self.target_eof && self.to_client.is_empty() && !self.client_closed && !client_bytes_held
+        {
             self.client_closed = true;
             sock.close();
         }

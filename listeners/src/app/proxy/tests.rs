@@ -269,3 +269,52 @@ fn a_client_reset_resets_the_back_end() {
     let r = s.read(&mut buf);
     assert_eq!(r.map_err(|e| e.kind()), Err(io::ErrorKind::ConnectionReset));
 }
+
+#[test]
+fn our_fin_waits_for_the_client_bytes_when_both_ends_closed() {
+    // The client sent everything and its FIN; the back-end half-closed
+    // before reading. Our FIN would take the connection to LAST-ACK, and
+    // the client's ACK of it ends the connection and drops the relay with
+    // whatever it and the stack still hold: so our FIN waits until every
+    // client byte is written to the back-end.
+    let (l, a) = listener();
+    let svc = ProxyService::new(vec![a], ProxyOptions::default());
+    let mut app = svc.open(ctx(0)).expect("open");
+    let (back, _) = l.accept().expect("accept");
+    back.shutdown(std::net::Shutdown::Write)
+        .expect("back-end FIN");
+    let data: Vec<u8> = (0..16usize << 20)
+        .map(|i| (i * 31 + i / 997) as u8)
+        .collect();
+    let mut sock = FakeSocket::new(1 << 16);
+    sock.push(&data);
+    sock.peer_fin = true;
+    // The back-end does not read yet: its kernel's buffers fill, the
+    // relay's too, and the rest stays in the client's TCP.
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        app.poll(&mut sock);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(!sock.rx.is_empty(), "the back-end's buffers took it all");
+    assert!(!sock.closed(), "our FIN went while client bytes were held");
+    let reader = std::thread::spawn(move || {
+        let mut back = back;
+        back.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let mut got = Vec::new();
+        back.read_to_end(&mut got)
+            .expect("the client's bytes, then EOF");
+        got
+    });
+    poll_until(&mut app, &mut sock, "our FIN", |s| s.closed());
+    // What the processor does once the client acknowledges that FIN.
+    app.on_closed(CloseReason::Normal);
+    drop(app);
+    let got = reader.join().expect("reader");
+    assert_eq!(
+        got.len(),
+        data.len(),
+        "every client byte reached the back-end"
+    );
+    assert!(got == data, "in order");
+}
