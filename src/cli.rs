@@ -93,8 +93,9 @@ pub enum CtlCommand {
         #[arg(value_parser = ["round-robin", "none"])]
         mode: String,
     },
-    /// Take a back-end down (its in-flight requests go to the others) or
-    /// bring it back (distributor model).
+    /// Take a back-end down (the request it is running finishes there, the
+    /// ones queued for it go to the others) or bring it back (distributor
+    /// model).
     Backend {
         /// Back-end number.
         id: usize,

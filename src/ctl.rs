@@ -238,13 +238,13 @@ pub fn table(st: &Status) -> String {
     }
     if !st.backends.is_empty() {
         s.push_str(&format!(
-            "\n{:>8} {:<5} {:>10} {:>10}\n",
-            "backend", "state", "requests", "in-flight"
+            "\n{:>8} {:<5} {:>10} {:>10} {:>9}\n",
+            "backend", "state", "requests", "in-flight", "restarts"
         ));
         for b in &st.backends {
             s.push_str(&format!(
-                "{:>8} {:<5} {:>10} {:>10}\n",
-                b.id, b.state, b.requests, b.in_flight
+                "{:>8} {:<5} {:>10} {:>10} {:>9}\n",
+                b.id, b.state, b.requests, b.in_flight, b.restarts
             ));
         }
     }

@@ -16,7 +16,7 @@
 
 use crate::app::udp::{self, UdpAppKind};
 use crate::app::{App, AppContext, AppKind, CloseReason, Io, Service, Socket};
-use crate::distributor::{BackendCtlRequest, Dispatcher, Forwarder, FromBackend};
+use crate::distributor::{BackendCtlRequest, Dispatcher, Forwarder, FromBackend, Reply};
 use crate::stats::{ProcessorStats, Registry};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::{Events, Poll, Token, Waker};
@@ -365,6 +365,7 @@ impl Processor {
                     };
                     let _ = answer.send(r);
                 }
+                busy |= self.wake_starved();
             }
             self.fire_timers(Instant::now());
             if self.draining {
@@ -469,26 +470,47 @@ impl Processor {
         let AppSource::Distributor(d) = &self.apps else {
             return;
         };
-        match msg {
-            FromBackend::Failed { backend } => d.dispatcher.lock().fail(backend),
-            FromBackend::Reply(r) => {
-                let Some(r) = d.dispatcher.lock().on_reply(r) else {
-                    return;
-                };
-                let Some(tuple) = self.by_id.get(&r.conn).copied() else {
-                    return; // the connection is gone
-                };
-                let done = catch_unwind(AssertUnwindSafe(|| {
-                    if let Some(c) = self.conns.get_mut(&tuple) {
-                        c.app.deliver(r);
-                    }
-                    self.service(tuple, Instant::now());
-                }));
-                if done.is_err() {
-                    self.quarantine(tuple, None);
+        let replies: Vec<Reply> = match msg {
+            FromBackend::Failed {
+                backend,
+                generation,
+                job,
+            } => d.dispatcher.lock().on_failed(backend, generation, job),
+            FromBackend::Reply(r) => d.dispatcher.lock().on_reply(r).into_iter().collect(),
+        };
+        for r in replies {
+            let Some(tuple) = self.by_id.get(&r.conn).copied() else {
+                continue; // the connection is gone
+            };
+            let done = catch_unwind(AssertUnwindSafe(|| {
+                if let Some(c) = self.conns.get_mut(&tuple) {
+                    c.app.deliver(r);
                 }
+                self.service(tuple, Instant::now());
+            }));
+            if done.is_err() {
+                self.quarantine(tuple, None);
             }
         }
+    }
+
+    /// Services the connections the dispatcher refused room once it has
+    /// room again (distributor model); true if there were any.
+    fn wake_starved(&mut self) -> bool {
+        let starved = match &self.apps {
+            AppSource::Distributor(d) => d.dispatcher.lock().take_starved(),
+            AppSource::Local => return false,
+        };
+        let now = Instant::now();
+        for conn in &starved {
+            let Some(tuple) = self.by_id.get(conn).copied() else {
+                continue; // the connection is gone
+            };
+            if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+        !starved.is_empty()
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -63,6 +63,8 @@ pub struct BackendStats {
     pub in_flight: AtomicU64,
     /// True while it is down.
     pub down: AtomicBool,
+    /// Times it crashed (a panic in its work) and was started again.
+    pub restarts: AtomicU64,
 }
 
 /// A point-in-time copy of one back-end's counters, as `GET /stats` shows it.
@@ -76,6 +78,9 @@ pub struct BackendSnapshot {
     pub in_flight: u64,
     /// "up" or "down".
     pub state: String,
+    /// See [`BackendStats::restarts`].
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// Counters a [`crate::app::Service`] shows in `vnic status`: a small
@@ -175,6 +180,7 @@ impl Registry {
                 id,
                 requests: b.requests.load(Ordering::Relaxed),
                 in_flight: b.in_flight.load(Ordering::Relaxed),
+                restarts: b.restarts.load(Ordering::Relaxed),
                 state: if b.down.load(Ordering::Relaxed) {
                     "down".into()
                 } else {

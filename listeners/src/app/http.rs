@@ -6,7 +6,14 @@
 //!
 //! Requests are parsed incrementally from the byte stream: a request may
 //! arrive in pieces over several polls, or several may arrive in one read;
-//! they are answered in order. Responses go into an outgoing buffer that is
+//! they are answered in order. A request body (Content-Length, or the
+//! chunked transfer coding, RFC 9112 section 7.1) is read and dropped as
+//! it arrives, never buffered; a Content-Length that does not fit in 64
+//! bits, a malformed chunk, or Transfer-Encoding together with
+//! Content-Length (or in HTTP/1.0) is answered 400, a transfer coding
+//! other than chunked 501, and the connection then closes. The
+//! distributor's forwarder frames requests with the same code
+//! ([`request_framing`], [`BodyReader`]). Responses go into an outgoing buffer that is
 //! flushed as send space allows; while that buffer is large no further
 //! request is parsed, so a client that pipelines without reading stalls on
 //! TCP's windows rather than growing the app's memory.
@@ -49,8 +56,8 @@ pub struct Http {
     out_start: usize,
     /// Requests answered on this connection so far.
     requests: u64,
-    /// Bytes of the current request's body still to read and drop.
-    body_left: u64,
+    /// The rest of the current request's body, read and dropped.
+    body: Option<BodyReader>,
     /// No more requests: close once `output` is flushed.
     closing: bool,
     /// Whether `close()` has been called (it is called once).
@@ -92,14 +99,25 @@ enum Route {
 
 /// The status codes this server answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
+pub(crate) enum Status {
+    /// 200.
     Ok,
+    /// 400: the request cannot be understood.
     BadRequest,
+    /// 404.
     NotFound,
+    /// 405: a standard method this server does not allow.
     MethodNotAllowed,
+    /// 431: the request head is too large.
     HeaderFieldsTooLarge,
+    /// 500.
     InternalServerError,
+    /// 501: an unknown method or transfer coding.
     NotImplemented,
+    /// 503: the distributor gave up on a request that crashed its
+    /// back-ends.
+    ServiceUnavailable,
+    /// 505.
     VersionNotSupported,
 }
 
@@ -113,6 +131,7 @@ impl Status {
             Status::HeaderFieldsTooLarge => 431,
             Status::InternalServerError => 500,
             Status::NotImplemented => 501,
+            Status::ServiceUnavailable => 503,
             Status::VersionNotSupported => 505,
         }
     }
@@ -126,8 +145,180 @@ impl Status {
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalServerError => "Internal Server Error",
             Status::NotImplemented => "Not Implemented",
+            Status::ServiceUnavailable => "Service Unavailable",
             Status::VersionNotSupported => "HTTP Version Not Supported",
         }
+    }
+}
+
+/// How a request's body is framed (RFC 9112 section 6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyFraming {
+    /// This many bytes (Content-Length; 0 without one).
+    Length(u64),
+    /// The chunked transfer coding.
+    Chunked,
+}
+
+/// Longest chunk-size line (size and extensions) accepted.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// The rest of one request body, read and dropped as its bytes arrive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BodyReader {
+    /// Bytes left of a Content-Length body.
+    Length(u64),
+    /// A chunked body (RFC 9112 section 7.1).
+    Chunked(ChunkedBody),
+}
+
+impl BodyReader {
+    /// The reader of a body framed so; None when there is no body.
+    pub(crate) fn new(framing: BodyFraming) -> Option<BodyReader> {
+        match framing {
+            BodyFraming::Length(0) => None,
+            BodyFraming::Length(n) => Some(BodyReader::Length(n)),
+            BodyFraming::Chunked => Some(BodyReader::Chunked(ChunkedBody::default())),
+        }
+    }
+
+    /// Takes the body's bytes at the start of `buf`: how many it took, and
+    /// whether the body is complete; the status to answer with when the
+    /// body is malformed.
+    pub(crate) fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), Status> {
+        match self {
+            BodyReader::Length(left) => {
+                let n = (buf.len() as u64).min(*left);
+                *left -= n;
+                Ok((n as usize, *left == 0))
+            }
+            BodyReader::Chunked(c) => c.skip(buf),
+        }
+    }
+}
+
+/// Where a chunked body stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// In a chunk-size line's hex digits (`digits`: at least one seen).
+    Size { size: u64, digits: bool },
+    /// In the chunk extensions after the size.
+    Ext { size: u64 },
+    /// A CR ended the size line: its LF must follow.
+    SizeLf { size: u64 },
+    /// Chunk data bytes still to come.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataCr,
+    /// The LF of that CRLF.
+    DataLf,
+    /// The trailer section, at the start of a line or inside one.
+    Trailer { line_start: bool },
+    /// A CR at the start of a trailer line: the last LF must follow.
+    EndLf,
+    /// The body is complete.
+    Done,
+}
+
+/// The framing of a chunked body, found incrementally: chunk-size lines
+/// (hex, at most 64 bits, extensions allowed, at most
+/// [`MAX_CHUNK_LINE`] bytes), data, CRLF, ..., the last chunk, trailer
+/// fields (at most [`MAX_HEAD`] bytes in all), a blank line. Lines may end
+/// in a bare LF, as request heads may.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkedBody {
+    state: Chunk,
+    /// Bytes of the current size line, or of the trailer section.
+    line: usize,
+}
+
+impl Default for ChunkedBody {
+    fn default() -> Self {
+        ChunkedBody {
+            state: Chunk::Size {
+                size: 0,
+                digits: false,
+            },
+            line: 0,
+        }
+    }
+}
+
+impl ChunkedBody {
+    /// See [`BodyReader::skip`].
+    fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), Status> {
+        let mut i = 0;
+        while i < buf.len() && self.state != Chunk::Done {
+            if let Chunk::Data(left) = self.state {
+                let n = ((buf.len() - i) as u64).min(left);
+                i += n as usize;
+                self.state = if n == left {
+                    Chunk::DataCr
+                } else {
+                    Chunk::Data(left - n)
+                };
+                continue;
+            }
+            let b = buf[i];
+            i += 1;
+            self.line += 1;
+            let size_line_end = |size: u64| {
+                if size == 0 {
+                    Chunk::Trailer { line_start: true }
+                } else {
+                    Chunk::Data(size)
+                }
+            };
+            self.state = match (self.state, b) {
+                (Chunk::Size { size, .. }, b) if b.is_ascii_hexdigit() => {
+                    let d = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+                    let size = size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(d))
+                        .ok_or(Status::BadRequest)?;
+                    Chunk::Size { size, digits: true }
+                }
+                (Chunk::Size { size, digits: true }, b';' | b' ' | b'\t') => Chunk::Ext { size },
+                (Chunk::Size { size, digits: true } | Chunk::Ext { size }, b'\r') => {
+                    Chunk::SizeLf { size }
+                }
+                (
+                    Chunk::Size { size, digits: true }
+                    | Chunk::Ext { size }
+                    | Chunk::SizeLf { size },
+                    b'\n',
+                ) => {
+                    self.line = 0;
+                    size_line_end(size)
+                }
+                (Chunk::Ext { size }, _) => Chunk::Ext { size },
+                (Chunk::DataCr, b'\r') => Chunk::DataLf,
+                (Chunk::DataCr | Chunk::DataLf, b'\n') => {
+                    self.line = 0;
+                    Chunk::Size {
+                        size: 0,
+                        digits: false,
+                    }
+                }
+                (Chunk::Trailer { line_start: true }, b'\r') => Chunk::EndLf,
+                (Chunk::Trailer { line_start: true } | Chunk::EndLf, b'\n') => Chunk::Done,
+                (Chunk::Trailer { .. }, b'\n') => Chunk::Trailer { line_start: true },
+                (Chunk::Trailer { .. }, _) => Chunk::Trailer { line_start: false },
+                _ => return Err(Status::BadRequest),
+            };
+            match self.state {
+                Chunk::Size { .. } | Chunk::Ext { .. } | Chunk::SizeLf { .. }
+                    if self.line > MAX_CHUNK_LINE =>
+                {
+                    return Err(Status::BadRequest)
+                }
+                Chunk::Trailer { .. } | Chunk::EndLf if self.line > MAX_HEAD => {
+                    return Err(Status::HeaderFieldsTooLarge)
+                }
+                _ => {}
+            }
+        }
+        Ok((i, self.state == Chunk::Done))
     }
 }
 
@@ -145,11 +336,8 @@ struct Request {
     line: RequestLine,
     /// Whether the connection stays open after the response.
     keep_alive: bool,
-    /// Body bytes that follow the head (Content-Length).
-    body_len: u64,
-    /// A Transfer-Encoding was given: the body's end cannot be found
-    /// without decoding it, so the connection closes after the response.
-    body_unknown: bool,
+    /// How the body that follows the head is framed.
+    body: BodyFraming,
     /// `Expect: 100-continue` was given.
     expect_continue: bool,
 }
@@ -176,7 +364,7 @@ impl Http {
             output: Vec::new(),
             out_start: 0,
             requests: 0,
-            body_left: 0,
+            body: None,
             closing: false,
             closed: false,
         }
@@ -236,11 +424,21 @@ impl Http {
     /// needs more bytes.
     fn step(&mut self) -> bool {
         let buf = &self.input[self.in_start..];
-        if self.body_left > 0 {
-            let n = (buf.len() as u64).min(self.body_left) as usize;
-            self.in_start += n;
-            self.body_left -= n as u64;
-            return n > 0;
+        if let Some(body) = self.body.as_mut() {
+            match body.skip(buf) {
+                Ok((n, done)) => {
+                    self.in_start += n;
+                    if done {
+                        self.body = None;
+                    }
+                    return n > 0 || done;
+                }
+                Err(status) => {
+                    self.body = None;
+                    self.fail(status);
+                    return true;
+                }
+            }
         }
         // RFC 9112 section 2.2: ignore empty lines before a request line.
         let mut blank = 0;
@@ -293,13 +491,11 @@ impl Http {
     /// Queues the response to a well-formed request.
     fn answer(&mut self, req: Request) {
         self.requests += 1;
-        let keep_alive = req.keep_alive && !req.body_unknown;
-        if !req.body_unknown {
-            self.body_left = req.body_len;
-            if req.expect_continue && req.body_len > 0 && req.line.version == Version::Http11 {
-                self.output
-                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            }
+        let keep_alive = req.keep_alive;
+        self.body = BodyReader::new(req.body);
+        if req.expect_continue && self.body.is_some() && req.line.version == Version::Http11 {
+            self.output
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         let head_only = req.line.method == Method::Head;
         match (req.line.method, req.line.route) {
@@ -394,23 +590,15 @@ impl Http {
         keep_alive: bool,
         extra: &str,
     ) {
-        let connection = if keep_alive { "keep-alive" } else { "close" };
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            self.output,
-            "HTTP/1.1 {} {}\r\nServer: vnic\r\nDate: {}\r\nContent-Type: {}\r\n\
-             Content-Length: {}\r\n{}Connection: {}\r\n\r\n",
-            status.code(),
-            status.reason(),
-            http_date(SystemTime::now()),
+        write_response(
+            &mut self.output,
+            status,
             content_type,
-            body.len(),
+            body,
+            head_only,
+            keep_alive,
             extra,
-            connection,
         );
-        if !head_only {
-            self.output.extend_from_slice(body);
-        }
     }
 
     /// Reads and drops whatever still arrives after our side closed.
@@ -461,9 +649,70 @@ impl App for Http {
     }
 }
 
+/// Appends one response to `out`; `extra` holds further header lines,
+/// each ending in CRLF.
+fn write_response(
+    out: &mut Vec<u8>,
+    status: Status,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+    keep_alive: bool,
+    extra: &str,
+) {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nServer: vnic\r\nDate: {}\r\nContent-Type: {}\r\n\
+         Content-Length: {}\r\n{}Connection: {}\r\n\r\n",
+        status.code(),
+        status.reason(),
+        http_date(SystemTime::now()),
+        content_type,
+        body.len(),
+        extra,
+        connection,
+    );
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+}
+
 /// A short text body for an error status.
 fn error_body(status: Status) -> Vec<u8> {
     format!("{} {}\n", status.code(), status.reason()).into_bytes()
+}
+
+/// The whole response for an error `status`, closing the connection (the
+/// distributor's own answers: a malformed chunk, a request given up).
+pub(crate) fn error_response(status: Status) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_response(
+        &mut out,
+        status,
+        "text/plain",
+        &error_body(status),
+        false,
+        false,
+        "",
+    );
+    out
+}
+
+/// How a complete request head frames its body, and whether the
+/// connection stays open after it; None when the head is not acceptable
+/// (it is answered with an error, and the connection closes).
+pub(crate) fn request_framing(head: &[u8]) -> Option<(BodyFraming, bool)> {
+    parse_head(head).ok().map(|r| (r.body, r.keep_alive))
+}
+
+/// Whether the first line of `buf` is complete and no valid request line
+/// (answered 400 at once, without waiting for the rest of the head).
+pub(crate) fn bad_request_line(buf: &[u8]) -> bool {
+    buf.iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|nl| parse_request_line(strip_cr(&buf[..nl])).is_err())
 }
 
 /// The line without a trailing CR.
@@ -475,7 +724,7 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 /// is complete. The search starts at `from`, before which the caller knows
 /// there is no line end followed by a blank line. Lines may end in CRLF or,
 /// leniently (RFC 9112 section 2.2), in a bare LF.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while let Some(off) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
         let nl = i + off;
@@ -612,7 +861,13 @@ fn parse_head(head: &[u8]) -> Result<Request, Status> {
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut body_len: Option<u64> = None;
-    let mut body_unknown = false;
+    // Transfer-Encoding: given at all; a coding other than chunked; chunked
+    // seen; chunked the last coding so far; chunked given twice.
+    let mut te = false;
+    let mut te_unknown = false;
+    let mut te_chunked = false;
+    let mut te_chunked_last = false;
+    let mut te_twice = false;
     let mut expect_continue = false;
     for field in lines {
         if field.is_empty() {
@@ -645,7 +900,17 @@ fn parse_head(head: &[u8]) -> Result<Request, Status> {
             }
             body_len = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            body_unknown = true;
+            te = true;
+            for coding in value.split(|&b| b == b',').map(trim_ows) {
+                if coding.is_empty() {
+                    continue; // an empty list element (RFC 9110 section 5.6.1)
+                }
+                let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                te_twice |= chunked && te_chunked;
+                te_chunked |= chunked;
+                te_unknown |= !chunked;
+                te_chunked_last = chunked;
+            }
         } else if name.eq_ignore_ascii_case(b"expect") {
             expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
         }
@@ -654,11 +919,25 @@ fn parse_head(head: &[u8]) -> Result<Request, Status> {
         Version::Http11 => !conn_close,
         Version::Http10 => conn_keep_alive && !conn_close,
     };
+    // RFC 9112 section 6: only chunked is implemented (anything else is
+    // 501); it must come once and last; Transfer-Encoding beside
+    // Content-Length, or in HTTP/1.0, leaves the framing in doubt (a
+    // request smuggling attempt): 400.
+    let body = if te {
+        if te_unknown {
+            return Err(Status::NotImplemented);
+        }
+        if !te_chunked_last || te_twice || body_len.is_some() || line.version == Version::Http10 {
+            return Err(Status::BadRequest);
+        }
+        BodyFraming::Chunked
+    } else {
+        BodyFraming::Length(body_len.unwrap_or(0))
+    };
     Ok(Request {
         line,
         keep_alive,
-        body_len: body_len.unwrap_or(0),
-        body_unknown,
+        body,
         expect_continue,
     })
 }
@@ -1029,14 +1308,99 @@ mod tests {
     }
 
     #[test]
-    fn http_transfer_encoding_closes_after_response() {
+    fn http_chunked_body_is_skipped_and_the_connection_kept() {
+        // The chunk's data looks like a request: it must not be answered.
+        let hidden = b"GET /nope HTTP/1.1\r\n\r\n";
+        let mut req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(format!("{:x}\r\n", hidden.len()).as_bytes());
+        req.extend_from_slice(hidden);
+        req.extend_from_slice(b"\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+        let (sock, tx) = exchange(&req);
+        let r = parse_responses(&tx, &[]);
+        let codes: Vec<u16> = r.iter().map(|r| r.status).collect();
+        assert_eq!(codes, [405, 200]);
+        assert_eq!(r[0].header("connection"), Some("keep-alive"));
+        assert!(!sock.closed());
+    }
+
+    #[test]
+    fn http_chunked_body_with_extensions_and_trailers_split_across_polls() {
+        let req = b"GET / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n\
+                    5;name=value\r\nhello\r\nA\r\n0123456789\r\n\
+                    0\r\nX-Trailer: yes\r\n\r\nGET /stats HTTP/1.1\r\n\r\n";
+        let mut app = Http::new(ctx());
+        let mut sock = FakeSocket::new(1 << 20);
+        for &b in req.iter() {
+            sock.push(&[b]);
+            app.poll(&mut sock);
+        }
+        let r = parse_responses(&sock.take_tx(), &[]);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].status, 200);
+        assert_eq!(r[1].header("content-type"), Some("application/json"));
+        assert!(!sock.closed());
+    }
+
+    #[test]
+    fn http_bad_chunk_is_400_then_close() {
+        for body in [
+            &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+            b"10000000000000000\r\n",
+            b"5\r\nhelloXY0\r\n\r\n",
+            b";ext\r\n",
+        ] {
+            let mut req = b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            req.extend_from_slice(body);
+            req.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+            let (sock, tx) = exchange(&req);
+            let codes: Vec<u16> = parse_responses(&tx, &[]).iter().map(|r| r.status).collect();
+            assert_eq!(codes, [200, 400], "{}", String::from_utf8_lossy(body));
+            assert_eq!(sock.close_calls, 1);
+        }
+    }
+
+    #[test]
+    fn http_transfer_codings_other_than_chunked_are_501_or_400() {
+        for (te, code) in [
+            ("gzip", 501),
+            ("gzip, chunked", 501),
+            ("chunked, chunked", 400),
+            ("", 400),
+        ] {
+            let req =
+                format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+            let (sock, tx) = exchange(req.as_bytes());
+            let r = parse_responses(&tx, &[]);
+            assert_eq!(r.len(), 1, "{te}");
+            assert_eq!(r[0].status, code, "{te}");
+            assert_eq!(r[0].header("connection"), Some("close"));
+            assert!(sock.closed());
+        }
+    }
+
+    #[test]
+    fn http_transfer_encoding_with_content_length_or_in_http_10_is_400() {
+        for req in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                [..],
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ] {
+            let (sock, tx) = exchange(req);
+            let r = parse_responses(&tx, &[]);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].status, 400, "{}", String::from_utf8_lossy(req));
+            assert!(sock.closed());
+        }
+    }
+
+    #[test]
+    fn http_content_length_that_overflows_is_400() {
         let (sock, tx) = exchange(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\nGET / HTTP/1.1\r\n\r\n",
         );
         let r = parse_responses(&tx, &[]);
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].status, 405);
-        assert_eq!(r[0].header("connection"), Some("close"));
+        assert_eq!(r[0].status, 400);
         assert!(sock.closed());
     }
 

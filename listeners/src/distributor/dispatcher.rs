@@ -1,13 +1,58 @@
 //! The dispatcher: which back-end gets each request, what is in flight
-//! where, and the retry of a failed back-end's work.
+//! where, the retry of a failed back-end's work, and the bounds on all of
+//! it.
+//!
+//! - **Bounded channels.** Each back-end's job channel holds at most
+//!   [`BACKEND_QUEUE`] jobs (sent and not yet answered); a back-end that
+//!   has that many gets no more until it answers one.
+//! - **A bounded waiting queue.** Jobs no back-end can take (every one
+//!   down or full) wait in one FIFO queue. New work is taken only while
+//!   fewer than [`MAX_WAITING`] jobs wait ([`Dispatcher::has_room`]): a
+//!   forwarder refused room stops reading its client (TCP's window pushes
+//!   back) and asks to be woken ([`Dispatcher::want_room`],
+//!   [`Dispatcher::take_starved`]). Work already taken is never refused:
+//!   the retries of a failed back-end's jobs (at most [`BACKEND_QUEUE`]
+//!   per back-end) may add to the queue beyond the bound.
+//! - **Generations.** Each start of a back-end is a new incarnation with a
+//!   generation number and a [`Life`] shared with its thread. Taken down,
+//!   an incarnation is retired: it claims no further job, the jobs still
+//!   queued for it go to the others, and the one it is running finishes
+//!   there (so no request runs twice). A reply or failure report names its
+//!   incarnation; one from a retired incarnation concerns only its own job,
+//!   never its successor.
+//! - **A retry cap.** A back-end that panics reports the job it was
+//!   running; that job is retried on another back-end (if there is one),
+//!   at most [`MAX_RETRIES`] times. A job that crashed `MAX_RETRIES + 1`
+//!   back-ends is given up: an HTTP request is answered 503 (and its
+//!   connection closed after the replies before it), any other work
+//!   (echo, discard, chargen, a user's request) resets its connection when
+//!   its turn comes, since those protocols have no way to say "failed".
+//! - **Restarts.** A back-end that crashed is restarted at once (a new
+//!   generation, counted in its `restarts`), so a poisonous request cannot
+//!   take every back-end down one after the other. One taken down with
+//!   `vnic ctl backend K down` stays down until `vnic ctl backend K up`;
+//!   while every back-end is down, work waits (bounded as above).
 
-use super::backend::{self, Handler};
+use super::backend::{self, Handler, Life};
 use super::ipc::{FromBackend, Job, Reply, Work};
+use crate::app::http::{error_response, Status};
 use crate::stats::Registry;
-use crossbeam_channel::{unbounded, Sender};
-use std::collections::{HashMap, VecDeque};
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// Most jobs one back-end has at a time (sent and not answered): its job
+/// channel's bound. A back-end works through them one by one, so this is
+/// also the longest queue a request can find at a back-end.
+pub const BACKEND_QUEUE: usize = 64;
+
+/// New work is taken only while fewer jobs than this wait for a back-end.
+pub const MAX_WAITING: usize = 1024;
+
+/// Times a request that crashed its back-end is sent again; after
+/// `MAX_RETRIES + 1` crashes it is given up.
+pub const MAX_RETRIES: u32 = 2;
 
 /// How a request's back-end is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,9 +82,32 @@ impl Balance {
     }
 }
 
+/// One back-end's place: its current incarnation, if it is up.
 struct Slot {
+    /// The incarnation's job channel (None while the back-end is down).
     jobs: Option<Sender<Job>>,
+    /// The incarnation's standing, shared with its thread.
+    life: Option<Arc<Life>>,
+    /// The incarnation's number (each start adds one).
+    generation: u64,
+    /// Jobs of the current incarnation in flight.
     in_flight: usize,
+}
+
+/// A job with what the dispatcher remembers about it.
+struct Entry {
+    job: Job,
+    /// Back-ends it crashed so far.
+    crashes: u32,
+    /// The back-end it crashed last: its retry goes elsewhere if it can.
+    avoid: Option<usize>,
+}
+
+/// Where a job in flight is.
+struct Placed {
+    backend: usize,
+    generation: u64,
+    entry: Entry,
 }
 
 /// Owned by the distributor thread (shared with its forwarders through a
@@ -49,8 +117,11 @@ pub struct Dispatcher {
     balance: Balance,
     next: usize,
     next_id: u64,
-    in_flight: HashMap<u64, (usize, Job)>,
-    waiting: VecDeque<Job>,
+    in_flight: HashMap<u64, Placed>,
+    waiting: VecDeque<Entry>,
+    /// Connections refused room, in the order they asked.
+    starved: Vec<u64>,
+    starved_set: HashSet<u64>,
     reply_to: vnic_adapter::BellSender<FromBackend>,
     registry: Arc<Registry>,
     handler: Handler,
@@ -71,6 +142,8 @@ impl Dispatcher {
             slots: (0..m)
                 .map(|_| Slot {
                     jobs: None,
+                    life: None,
+                    generation: 0,
                     in_flight: 0,
                 })
                 .collect(),
@@ -79,6 +152,8 @@ impl Dispatcher {
             next_id: 1,
             in_flight: HashMap::new(),
             waiting: VecDeque::new(),
+            starved: Vec::new(),
+            starved_set: HashSet::new(),
             reply_to,
             registry,
             handler,
@@ -89,12 +164,20 @@ impl Dispatcher {
         Ok(d)
     }
 
+    /// Starts a new incarnation of back-end `k`.
     fn start_backend(&mut self, k: usize) -> std::io::Result<()> {
-        let (tx, rx) = unbounded();
-        backend::spawn(k, rx, self.handler.clone())?;
-        self.slots[k].jobs = Some(tx);
+        let generation = self.slots[k].generation + 1;
+        let (tx, rx) = bounded(BACKEND_QUEUE);
+        let life = Life::new();
+        backend::spawn(k, generation, life.clone(), rx, self.handler.clone())?;
+        let slot = &mut self.slots[k];
+        slot.generation = generation;
+        slot.jobs = Some(tx);
+        slot.life = Some(life);
+        slot.in_flight = 0;
         if let Some(b) = self.registry.backends.get(k) {
             b.down.store(false, Ordering::Relaxed);
+            b.in_flight.store(0, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -104,7 +187,43 @@ impl Dispatcher {
         self.slots.len()
     }
 
-    /// Sends one request of connection `conn` (its `seq`-th) to a back-end.
+    /// Whether new work is taken now (fewer than [`MAX_WAITING`] jobs
+    /// wait). A caller refused should not read more of its client, and
+    /// may ask to be woken with [`Dispatcher::want_room`].
+    pub fn has_room(&self) -> bool {
+        self.waiting.len() < MAX_WAITING
+    }
+
+    /// Connection `conn` was refused room: [`Dispatcher::take_starved`]
+    /// names it once there is room again.
+    pub fn want_room(&mut self, conn: u64) {
+        if self.starved_set.insert(conn) {
+            self.starved.push(conn);
+        }
+    }
+
+    /// The connections refused room, in the order they asked, once there
+    /// is room again (empty until then).
+    pub fn take_starved(&mut self) -> Vec<u64> {
+        if self.starved.is_empty() || !self.has_room() {
+            return Vec::new();
+        }
+        self.starved_set.clear();
+        std::mem::take(&mut self.starved)
+    }
+
+    /// Connection `conn` is gone: its jobs still waiting are dropped (those
+    /// in flight finish, and their replies are dropped by the caller).
+    pub fn forget(&mut self, conn: u64) {
+        self.waiting.retain(|e| e.job.conn != conn);
+        if self.starved_set.remove(&conn) {
+            self.starved.retain(|&c| c != conn);
+        }
+    }
+
+    /// Sends one request of connection `conn` (its `seq`-th) to a back-end,
+    /// or queues it until one can take it. Never refuses: callers ask
+    /// [`Dispatcher::has_room`] first.
     pub fn submit(&mut self, conn: u64, seq: u64, work: Work) {
         let id = self.next_id;
         self.next_id += 1;
@@ -115,87 +234,205 @@ impl Dispatcher {
             work,
             reply_to: self.reply_to.clone(),
         };
-        self.send(job);
+        self.enqueue(Entry {
+            job,
+            crashes: 0,
+            avoid: None,
+        });
     }
 
-    fn pick(&mut self) -> Option<usize> {
+    /// The back-end for a job: an up one with room, by the balancing
+    /// policy, other than `avoid` if there is another.
+    fn pick(&mut self, avoid: Option<usize>) -> Option<usize> {
         let n = self.slots.len();
-        let up = |s: &Slot| s.jobs.is_some();
-        let k = match self.balance {
-            Balance::RoundRobin => (0..n)
-                .map(|i| (self.next + i) % n)
-                .find(|&k| up(&self.slots[k]))?,
-            Balance::LeastBusy => (0..n)
-                .map(|i| (self.next + i) % n)
-                .filter(|&k| up(&self.slots[k]))
-                .min_by_key(|&k| self.slots[k].in_flight)?,
-        };
+        let mut best: Option<usize> = None;
+        let mut fallback: Option<usize> = None;
+        for i in 0..n {
+            let k = (self.next + i) % n;
+            let s = &self.slots[k];
+            if s.jobs.is_none() || s.in_flight >= BACKEND_QUEUE {
+                continue;
+            }
+            if Some(k) == avoid {
+                fallback = Some(k);
+                continue;
+            }
+            best = match (self.balance, best) {
+                (_, None) => Some(k),
+                (Balance::RoundRobin, b) => b,
+                (Balance::LeastBusy, Some(b)) => {
+                    if s.in_flight < self.slots[b].in_flight {
+                        Some(k)
+                    } else {
+                        Some(b)
+                    }
+                }
+            };
+        }
+        let k = best.or(fallback)?;
         self.next = (k + 1) % n;
         Some(k)
     }
 
-    fn send(&mut self, job: Job) {
-        loop {
-            let Some(k) = self.pick() else {
-                // Nobody is up: keep it until a back-end comes back.
-                self.waiting.push_back(job);
+    /// Queues `e` behind what already waits, then lets the queue move.
+    fn enqueue(&mut self, e: Entry) {
+        if self.waiting.is_empty() {
+            if let Err(e) = self.place(e) {
+                self.waiting.push_back(e);
+            }
+        } else {
+            self.waiting.push_back(e);
+            self.pump();
+        }
+    }
+
+    /// Sends waiting jobs, oldest first, while back-ends can take them.
+    fn pump(&mut self) {
+        while let Some(e) = self.waiting.pop_front() {
+            if let Err(e) = self.place(e) {
+                self.waiting.push_front(e);
                 return;
-            };
-            let Some(tx) = self.slots[k].jobs.as_ref() else {
-                continue;
-            };
-            if tx.send(job.clone()).is_err() {
-                // The thread is gone without a word: treat it as failed.
-                self.fail(k);
-                continue;
             }
-            self.slots[k].in_flight += 1;
-            if let Some(b) = self.registry.backends.get(k) {
-                b.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends `e` to a back-end; gives it back when none can take it.
+    fn place(&mut self, e: Entry) -> Result<(), Entry> {
+        loop {
+            let Some(k) = self.pick(e.avoid) else {
+                return Err(e);
+            };
+            let slot = &mut self.slots[k];
+            let Some(tx) = slot.jobs.as_ref() else {
+                return Err(e);
+            };
+            match tx.try_send(e.job.clone()) {
+                Ok(()) => {
+                    slot.in_flight += 1;
+                    if let Some(b) = self.registry.backends.get(k) {
+                        b.in_flight.store(slot.in_flight as u64, Ordering::Relaxed);
+                    }
+                    let generation = slot.generation;
+                    self.in_flight.insert(
+                        e.job.id,
+                        Placed {
+                            backend: k,
+                            generation,
+                            entry: e,
+                        },
+                    );
+                    return Ok(());
+                }
+                // Cannot happen (it has fewer than its bound in flight):
+                // count it as full.
+                Err(TrySendError::Full(_)) => {
+                    slot.in_flight = BACKEND_QUEUE;
+                }
+                // The thread is gone and its report is on the way: it is
+                // replaced now, and the report will name the old generation.
+                Err(TrySendError::Disconnected(_)) => self.crashed(k),
             }
-            self.in_flight.insert(job.id, (k, job));
-            return;
         }
     }
 
     /// Takes a reply: `Some` the first time a job is answered, `None` for
-    /// a late duplicate (the job was retried elsewhere and answered already).
+    /// a reply nobody waits for (its job was answered or given up).
     pub fn on_reply(&mut self, r: Reply) -> Option<Reply> {
-        let (k, _) = self.in_flight.remove(&r.id)?;
-        self.slots[k].in_flight = self.slots[k].in_flight.saturating_sub(1);
-        if let Some(b) = self.registry.backends.get(k) {
-            b.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let p = self.in_flight.get(&r.id)?;
+        if (p.backend, p.generation) != (r.backend, r.generation) {
+            return None; // not the incarnation that holds it
+        }
+        self.in_flight.remove(&r.id);
+        let slot = &mut self.slots[r.backend];
+        if slot.generation == r.generation {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+            if let Some(b) = self.registry.backends.get(r.backend) {
+                b.in_flight.store(slot.in_flight as u64, Ordering::Relaxed);
+            }
         }
         if let Some(b) = self.registry.backends.get(r.backend) {
             b.requests.fetch_add(1, Ordering::Relaxed);
         }
+        self.pump();
         Some(r)
     }
 
-    /// Back-end `k` failed: it leaves the rotation and everything it had
-    /// in flight goes again to the others.
-    pub fn fail(&mut self, k: usize) {
+    /// Incarnation `generation` of back-end `backend` died running `job`
+    /// (a [`FromBackend::Failed`] report). If it is the current one, its
+    /// queued jobs go to the others and it is restarted; `job` is sent
+    /// again elsewhere, or given up after [`MAX_RETRIES`] retries: the
+    /// replies returned (a 503, or a reset) go to their connections.
+    pub fn on_failed(&mut self, backend: usize, generation: u64, job: u64) -> Vec<Reply> {
+        let Some(slot) = self.slots.get(backend) else {
+            return Vec::new();
+        };
+        if slot.generation == generation && slot.jobs.is_some() {
+            self.crashed(backend);
+        }
+        let mut gave_up = Vec::new();
+        let ours = self
+            .in_flight
+            .get(&job)
+            .is_some_and(|p| (p.backend, p.generation) == (backend, generation));
+        if ours {
+            if let Some(p) = self.in_flight.remove(&job) {
+                let mut e = p.entry;
+                e.crashes += 1;
+                e.avoid = Some(backend);
+                if e.crashes > MAX_RETRIES {
+                    gave_up.push(give_up(e.job, backend, generation));
+                } else {
+                    // Older than what waits: first in line.
+                    self.waiting.push_front(e);
+                }
+            }
+        }
+        self.pump();
+        gave_up
+    }
+
+    /// The current incarnation of `k` died: retired, its queued jobs sent
+    /// elsewhere, and a new one started in its place.
+    fn crashed(&mut self, k: usize) {
+        self.retire(k);
+        if let Some(b) = self.registry.backends.get(k) {
+            b.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.start_backend(k).is_err() {
+            // No thread to be had: it stays down (vnic ctl backend K up
+            // tries again).
+            if let Some(b) = self.registry.backends.get(k) {
+                b.down.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Retires the current incarnation of `k`: it takes nothing more, and
+    /// every job queued for it goes elsewhere, except the one it is
+    /// running (its reply or failure report still comes, and counts).
+    fn retire(&mut self, k: usize) {
         let Some(slot) = self.slots.get_mut(k) else {
             return;
         };
         slot.jobs = None;
         slot.in_flight = 0;
+        let running = slot.life.take().map_or(0, |l| l.retire());
+        let generation = slot.generation;
         if let Some(b) = self.registry.backends.get(k) {
-            b.down.store(true, Ordering::Relaxed);
             b.in_flight.store(0, Ordering::Relaxed);
         }
-        let mut retry: Vec<Job> = Vec::new();
-        self.in_flight.retain(|_, (owner, job)| {
-            if *owner == k {
-                retry.push(job.clone());
-                false
-            } else {
-                true
+        let mut resend: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(id, p)| p.backend == k && p.generation == generation && **id != running)
+            .map(|(id, _)| *id)
+            .collect();
+        resend.sort_unstable();
+        // Ahead of what waits, in their old order.
+        for id in resend.into_iter().rev() {
+            if let Some(p) = self.in_flight.remove(&id) {
+                self.waiting.push_front(p.entry);
             }
-        });
-        retry.sort_by_key(|j| j.id);
-        for job in retry {
-            self.send(job);
         }
     }
 
@@ -208,14 +445,18 @@ impl Dispatcher {
             ));
         }
         if !up {
-            self.fail(k);
+            if self.slots[k].jobs.is_some() {
+                self.retire(k);
+                self.pump();
+            }
+            if let Some(b) = self.registry.backends.get(k) {
+                b.down.store(true, Ordering::Relaxed);
+            }
             return Ok(());
         }
         if self.slots[k].jobs.is_none() {
             self.start_backend(k).map_err(|e| e.to_string())?;
-            while let Some(job) = self.waiting.pop_front() {
-                self.send(job);
-            }
+            self.pump();
         }
         Ok(())
     }
@@ -224,12 +465,37 @@ impl Dispatcher {
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
+
+    /// Requests waiting for a back-end now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+/// The answer to a job given up after crashing `backend`: 503 for HTTP,
+/// a reset for everything else.
+fn give_up(job: Job, backend: usize, generation: u64) -> Reply {
+    let http = matches!(job.work, Work::Http { .. });
+    Reply {
+        id: job.id,
+        conn: job.conn,
+        seq: job.seq,
+        backend,
+        generation,
+        bytes: if http {
+            error_response(Status::ServiceUnavailable)
+        } else {
+            Vec::new()
+        },
+        close: true,
+        reset: !http,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossbeam_channel::Receiver;
+    use crossbeam_channel::{unbounded, Receiver};
     use std::time::Duration;
 
     fn registry(m: usize) -> Arc<Registry> {
@@ -259,7 +525,11 @@ mod tests {
                         out.push(r);
                     }
                 }
-                FromBackend::Failed { backend } => d.fail(backend),
+                FromBackend::Failed {
+                    backend,
+                    generation,
+                    job,
+                } => out.extend(d.on_failed(backend, generation, job)),
             }
         }
         out
@@ -340,9 +610,14 @@ mod tests {
             assert_eq!(r.bytes, vec![i as u8]);
             assert_ne!(r.backend, 1);
         }
-        assert_eq!(reg.backend_snapshot()[1].state, "down");
         assert_eq!(d.in_flight(), 0);
-        // It comes back when told.
+        // Each crash started it again (a new generation).
+        let b1 = &reg.backend_snapshot()[1];
+        assert!(b1.restarts >= 1, "{b1:?}");
+        assert_eq!(b1.state, "up");
+        // Taken down, it stays down until told.
+        d.set_up(1, false).expect("down");
+        assert_eq!(reg.backend_snapshot()[1].state, "down");
         d.set_up(1, true).expect("up");
         assert_eq!(reg.backend_snapshot()[1].state, "up");
     }
@@ -370,5 +645,263 @@ mod tests {
         let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, (0..11).collect::<Vec<u64>>());
         assert!(d.set_up(5, true).is_err());
+    }
+    /// Handles one message as the distributor does; the reply, if any.
+    fn handle(d: &mut Dispatcher, m: FromBackend) -> Vec<Reply> {
+        match m {
+            FromBackend::Reply(r) => d.on_reply(r).into_iter().collect(),
+            FromBackend::Failed {
+                backend,
+                generation,
+                job,
+            } => d.on_failed(backend, generation, job),
+        }
+    }
+
+    /// Every message within `wait` of the last, handled.
+    fn drain(d: &mut Dispatcher, rx: &Receiver<FromBackend>, wait: Duration) -> Vec<Reply> {
+        let mut out = Vec::new();
+        while let Ok(m) = rx.recv_timeout(wait) {
+            out.extend(handle(d, m));
+        }
+        out
+    }
+
+    #[test]
+    fn a_backend_taken_down_runs_none_of_its_queued_jobs_again() {
+        let runs: Arc<Vec<std::sync::atomic::AtomicUsize>> =
+            Arc::new((0..20).map(|_| Default::default()).collect());
+        let counted = runs.clone();
+        let handler: Handler = Arc::new(move |k, w| match w {
+            Work::Echo(b) => {
+                counted[usize::from(b[0])].fetch_add(1, Ordering::SeqCst);
+                if k == 0 {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (b.clone(), false)
+            }
+            _ => (Vec::new(), false),
+        });
+        let (tx, rx) = unbounded();
+        let mut d =
+            Dispatcher::start(2, Balance::RoundRobin, handler, tx, registry(2)).expect("start");
+        for i in 0..20u8 {
+            d.submit(1, u64::from(i), Work::Echo(vec![i]));
+        }
+        // Back-end 0 is inside its first job (of ten) when it goes down.
+        std::thread::sleep(Duration::from_millis(30));
+        d.set_up(0, false).expect("down");
+        let mut got = collect(&mut d, &rx, 20);
+        // Long enough for the old back-end 0 to work through its queue.
+        std::thread::sleep(Duration::from_millis(1200));
+        got.extend(drain(&mut d, &rx, Duration::from_millis(50)));
+        got.sort_by_key(|r| r.seq);
+        let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (0..20).collect::<Vec<u64>>(), "each answered once");
+        let counts: Vec<usize> = runs.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+        assert_eq!(counts, vec![1; 20], "each request ran exactly once");
+    }
+
+    #[test]
+    fn a_late_failure_report_does_not_fail_the_successor() {
+        let crashed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let once = crashed.clone();
+        // `boom` takes 200 ms, then panics the first time.
+        let handler: Handler = Arc::new(move |_, w| match w {
+            Work::Echo(b) if b == b"boom" => {
+                std::thread::sleep(Duration::from_millis(200));
+                assert!(once.swap(true, Ordering::SeqCst), "boom");
+                (b.clone(), false)
+            }
+            Work::Echo(b) => (b.clone(), false),
+            _ => (Vec::new(), false),
+        });
+        let (tx, rx) = unbounded();
+        let reg = registry(2);
+        let mut d =
+            Dispatcher::start(2, Balance::RoundRobin, handler, tx, reg.clone()).expect("start");
+        d.submit(1, 0, Work::Echo(b"boom".to_vec()));
+        std::thread::sleep(Duration::from_millis(50));
+        // Back-end 0 is restarted while its old thread still runs `boom`.
+        d.set_up(0, false).expect("down");
+        d.set_up(0, true).expect("up");
+        let got = drain(&mut d, &rx, Duration::from_millis(500));
+        assert!(crashed.load(Ordering::SeqCst), "the old thread crashed");
+        assert_eq!(got.len(), 1, "boom answered once: {got:?}");
+        assert_eq!(got[0].bytes, b"boom");
+        assert_eq!(
+            reg.backend_snapshot()[0].state,
+            "up",
+            "the old thread's failure is not its successor's"
+        );
+        // The successor serves.
+        for i in 1..5 {
+            d.submit(1, i, Work::Echo(vec![i as u8]));
+        }
+        let got = collect(&mut d, &rx, 4);
+        assert!(got.iter().any(|r| r.backend == 0), "{got:?}");
+    }
+
+    #[test]
+    fn a_request_that_always_crashes_its_backend_gets_503_after_three_deaths() {
+        let deaths = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = deaths.clone();
+        let handler: Handler = Arc::new(move |_, w| match w {
+            Work::Http { request, .. } if request.starts_with(b"GET /poison") => {
+                counted.fetch_add(1, Ordering::SeqCst);
+                panic!("poisoned");
+            }
+            Work::Http { .. } => (b"fine".to_vec(), false),
+            _ => (Vec::new(), false),
+        });
+        let (tx, rx) = unbounded();
+        let reg = registry(2);
+        let mut d =
+            Dispatcher::start(2, Balance::RoundRobin, handler, tx, reg.clone()).expect("start");
+        let http = |path: &str| Work::Http {
+            request: format!("GET {path} HTTP/1.1\r\n\r\n").into_bytes(),
+            connection: 1,
+        };
+        d.submit(1, 0, http("/poison"));
+        let got = collect(&mut d, &rx, 1);
+        assert!(
+            got[0].bytes.starts_with(b"HTTP/1.1 503 "),
+            "{}",
+            String::from_utf8_lossy(&got[0].bytes)
+        );
+        assert!(got[0].close, "503 closes the connection");
+        assert_eq!(deaths.load(Ordering::SeqCst), 3, "one try and two retries");
+        // Every back-end was restarted and serves.
+        assert!(reg.backend_snapshot().iter().all(|b| b.state == "up"));
+        for i in 1..5 {
+            d.submit(1, i, http("/"));
+        }
+        let got = collect(&mut d, &rx, 4);
+        assert!(got.iter().all(|r| r.bytes == b"fine"));
+        assert_eq!(d.in_flight(), 0);
+    }
+
+    #[test]
+    fn the_waiting_queue_and_the_job_channels_are_bounded() {
+        let handler: Handler = Arc::new(|_, w| {
+            std::thread::sleep(Duration::from_millis(1));
+            match w {
+                Work::Echo(b) => (b.clone(), false),
+                _ => (Vec::new(), false),
+            }
+        });
+        let (tx, rx) = unbounded();
+        let reg = registry(2);
+        let d = Arc::new(parking_lot::Mutex::new(
+            Dispatcher::start(2, Balance::RoundRobin, handler, tx, reg.clone()).expect("start"),
+        ));
+        d.lock().set_up(0, false).expect("down");
+        d.lock().set_up(1, false).expect("down");
+        // 100 clients pipeline 200 KiB of echo each while every back-end is down.
+        let mut conns: Vec<(
+            super::super::Forwarder,
+            crate::app::echo::test_socket::FakeSocket,
+        )> = (0..100u64)
+            .map(|c| {
+                let mut sock = crate::app::echo::test_socket::FakeSocket::new(1 << 30);
+                sock.push(&vec![c as u8; 200 * 1024]);
+                let f = super::super::Forwarder::new(crate::app::AppKind::Echo, c, d.clone());
+                (f, sock)
+            })
+            .collect();
+        // Small chunks: the clients' segments come one at a time.
+        for (f, s) in conns.iter_mut() {
+            crate::app::App::poll(f, s);
+        }
+        let waiting = d.lock().waiting();
+        assert!(
+            waiting <= 1024,
+            "{waiting} jobs wait with every back-end down"
+        );
+        d.lock().set_up(0, true).expect("up");
+        d.lock().set_up(1, true).expect("up");
+        let mut most_in_flight = 0;
+        let t = std::time::Instant::now();
+        loop {
+            assert!(t.elapsed() < Duration::from_secs(30), "stalled");
+            for b in reg.backend_snapshot() {
+                most_in_flight = most_in_flight.max(b.in_flight);
+            }
+            let mut delivered = false;
+            while let Ok(m) = rx.try_recv() {
+                for r in handle(&mut d.lock(), m) {
+                    let c = r.conn as usize;
+                    crate::app::App::deliver(&mut conns[c].0, r);
+                    delivered = true;
+                }
+            }
+            for (f, s) in conns.iter_mut() {
+                crate::app::App::poll(f, s);
+            }
+            if conns.iter().all(|(_, s)| s.tx.len() == 200 * 1024) {
+                break;
+            }
+            if !delivered {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        for (c, (_, s)) in conns.iter().enumerate() {
+            assert!(s.tx.iter().all(|&b| b == c as u8), "connection {c} intact");
+        }
+        assert!(
+            most_in_flight <= 64,
+            "{most_in_flight} jobs queued at one back-end"
+        );
+    }
+    #[test]
+    fn other_work_that_always_crashes_is_given_up_with_a_reset() {
+        let handler: Handler = Arc::new(|_, w| match w {
+            Work::Echo(b) if b == b"poison" => panic!("poisoned"),
+            Work::Echo(b) => (b.clone(), false),
+            _ => (Vec::new(), false),
+        });
+        let (tx, rx) = unbounded();
+        let reg = registry(1);
+        let mut d =
+            Dispatcher::start(1, Balance::RoundRobin, handler, tx, reg.clone()).expect("start");
+        d.submit(1, 0, Work::Echo(b"poison".to_vec()));
+        d.submit(2, 0, Work::Echo(b"fine".to_vec()));
+        let mut got = collect(&mut d, &rx, 2);
+        got.sort_by_key(|r| r.conn);
+        assert!(
+            got[0].reset && got[0].close && got[0].bytes.is_empty(),
+            "{:?}",
+            got[0]
+        );
+        assert_eq!(got[1].bytes, b"fine");
+        assert!(!got[1].reset);
+        // One back-end: it died three times, and was started again each time.
+        assert_eq!(reg.backend_snapshot()[0].restarts, 3);
+        assert_eq!(reg.backend_snapshot()[0].state, "up");
+    }
+
+    #[test]
+    fn a_connection_refused_room_is_named_once_there_is_room() {
+        let (tx, _rx) = unbounded();
+        let mut d = Dispatcher::start(1, Balance::RoundRobin, slow_echo(vec![0]), tx, registry(1))
+            .expect("start");
+        d.set_up(0, false).expect("down");
+        for i in 0..MAX_WAITING as u64 {
+            assert!(d.has_room());
+            d.submit(1, i, Work::Echo(vec![1]));
+        }
+        assert!(!d.has_room());
+        d.want_room(7);
+        d.want_room(9);
+        d.want_room(7);
+        assert!(d.take_starved().is_empty(), "no room yet");
+        d.forget(1);
+        assert_eq!(
+            d.waiting(),
+            0,
+            "a gone connection's waiting work is dropped"
+        );
+        assert_eq!(d.take_starved(), vec![7, 9]);
+        assert!(d.take_starved().is_empty());
     }
 }

@@ -50,7 +50,8 @@ pub struct Job {
     pub reply_to: vnic_adapter::BellSender<FromBackend>,
 }
 
-/// A back-end's answer.
+/// A back-end's answer (or the distributor's own, in a back-end's stead:
+/// a 503 or a reset for a request given up, a 400 for a malformed chunk).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     /// The job's id.
@@ -59,23 +60,38 @@ pub struct Reply {
     pub conn: u64,
     /// The job's place among the connection's requests.
     pub seq: u64,
-    /// The back-end that produced it.
+    /// The back-end that produced it ([`NO_BACKEND`] for an answer the
+    /// distributor made itself).
     pub backend: usize,
+    /// The incarnation of that back-end (see [`FromBackend::Failed`]).
+    pub generation: u64,
     /// Bytes to send to the client.
     pub bytes: Vec<u8>,
     /// Close the connection once these bytes are sent.
     pub close: bool,
+    /// Reset the connection when this reply's turn comes (`bytes` are not
+    /// sent): the request was given up and the protocol has no way to say so.
+    pub reset: bool,
 }
+
+/// [`Reply::backend`] of an answer that no back-end produced.
+pub const NO_BACKEND: usize = usize::MAX;
 
 /// What comes back from the back-ends.
 #[derive(Clone, Debug)]
 pub enum FromBackend {
     /// A reply.
     Reply(Reply),
-    /// The back-end died (a panic inside it); its work must be retried.
+    /// The back-end died (a panic inside it) running `job`; it has left,
+    /// its other work must be sent elsewhere, and `job` retried or given up.
     Failed {
         /// Which back-end.
         backend: usize,
+        /// Which incarnation of it: each (re)start of a back-end is a new
+        /// one, so a late report of an old thread never fails its successor.
+        generation: u64,
+        /// The id of the job it was running.
+        job: u64,
     },
 }
 

@@ -13,8 +13,32 @@
 //! back-ends the same way ([`request`]).
 //!
 //! A back-end that fails (taken down with `vnic ctl backend K down`, or a
-//! panic inside it) loses nothing: the dispatcher sends its in-flight
-//! requests again to another back-end, as PATHSEND retries.
+//! panic inside it) loses nothing: the dispatcher sends the requests
+//! queued for it to another back-end, as PATHSEND retries, and no request
+//! runs twice (each back-end incarnation has a generation; a retired one
+//! runs nothing more). A back-end that panicked is restarted at once; the
+//! request it was running is retried on another back-end at most
+//! [`dispatcher::MAX_RETRIES`] (2) times, then given up: HTTP answers 503
+//! and closes, echo, discard, chargen and a user's [`RequestHandler`]
+//! reset the connection (their protocols have no way to say "failed").
+//!
+//! # Bounds
+//!
+//! Per connection ([`forwarder`]): at most [`forwarder::MAX_REQUESTS`]
+//! (64) requests whose reply is not yet handed to TCP, no new request
+//! while [`forwarder::MAX_REPLY_BYTES`] (256 KiB) or more reply bytes
+//! wait for TCP, and at most [`forwarder::MAX_OUTSTANDING`] (256 KiB) of
+//! echo, discard or chargen bytes not yet answered. Past a bound the
+//! forwarder stops reading the client, whose TCP window then closes: a
+//! client that pipelines without reading holds at most 64 requests and
+//! 256 KiB of replies plus the replies of the requests then in flight,
+//! besides its TCP buffers (256 KiB each way).
+//!
+//! For all connections ([`dispatcher`]): each back-end's job channel holds
+//! at most [`dispatcher::BACKEND_QUEUE`] (64) jobs, and new work is taken
+//! only while fewer than [`dispatcher::MAX_WAITING`] (1024) jobs wait for
+//! a back-end (all busy, or all down); a connection refused room stops
+//! reading and is woken when there is room.
 
 pub mod backend;
 pub mod dispatcher;
