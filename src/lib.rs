@@ -67,7 +67,7 @@
 mod builder;
 mod summary;
 
-pub use builder::{Builder, Error, Layout, Model, Running, Trace, MAX_PROCESSORS};
+pub use builder::{Builder, ControlGroup, Error, Layout, Model, Running, Trace, MAX_PROCESSORS};
 pub use vnic_adapter::filter::Protocol;
 pub use vnic_adapter::impair::ImpairSpec;
 pub use vnic_adapter::trace::LineMode;
