@@ -114,6 +114,45 @@ pub struct Trace {
     pub lines: Option<LineMode>,
 }
 
+/// The group whose members may use the control socket besides root and
+/// vnic's own user (`--control-group`): a name from the group database or
+/// a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlGroup {
+    /// A group id.
+    Id(u32),
+    /// A group name, looked up when the vnic starts.
+    Name(String),
+}
+
+impl ControlGroup {
+    /// The group id (a name is looked up in the group database).
+    pub fn gid(&self) -> Result<u32, String> {
+        match self {
+            ControlGroup::Id(g) => Ok(*g),
+            ControlGroup::Name(n) => vnic_listeners::control::resolve_group(n),
+        }
+    }
+}
+
+impl From<u32> for ControlGroup {
+    fn from(gid: u32) -> ControlGroup {
+        ControlGroup::Id(gid)
+    }
+}
+
+impl From<&str> for ControlGroup {
+    fn from(name: &str) -> ControlGroup {
+        ControlGroup::Name(name.to_string())
+    }
+}
+
+impl From<String> for ControlGroup {
+    fn from(name: String) -> ControlGroup {
+        ControlGroup::Name(name)
+    }
+}
+
 /// Starts a vnic. Every setting has the default `vnic up` has; only the
 /// TAP and one virtual IP must be given.
 ///
@@ -151,6 +190,7 @@ pub struct Builder {
     impair: Option<ImpairSpec>,
     trace: Trace,
     control: Option<PathBuf>,
+    control_group: Option<ControlGroup>,
     summary: Option<Duration>,
     offload: bool,
     drain: Duration,
@@ -196,6 +236,7 @@ impl Builder {
             impair: None,
             trace: Trace::default(),
             control: None,
+            control_group: None,
             summary: None,
             offload: true,
             drain: DEFAULT_DRAIN,
@@ -316,6 +357,15 @@ impl Builder {
         self
     }
 
+    /// Lets the members of `group` (a gid or a group name) use the
+    /// control socket too: the socket file gets that group and mode 0660
+    /// instead of 0600, and callers in that group (primary or
+    /// supplementary) are served besides root and vnic's own user.
+    pub fn control_group(mut self, group: impl Into<ControlGroup>) -> Builder {
+        self.control_group = Some(group.into());
+        self
+    }
+
     /// Prints a one-line summary on stderr this often while traffic flows
     /// (default: never).
     pub fn summary(mut self, every: Duration) -> Builder {
@@ -380,8 +430,15 @@ impl Builder {
             .control
             .clone()
             .unwrap_or_else(|| default_path(&self.tap));
+        let group = match &self.control_group {
+            Some(g) => Some(
+                g.gid()
+                    .map_err(|e| Error::Config(format!("control group: {e}")))?,
+            ),
+            None => None,
+        };
         // Before the TAP: a second vnic on the same TAP is told so plainly.
-        let control = ControlServer::bind(&control_path)?;
+        let control = ControlServer::bind(&control_path, group)?;
         let taps: Vec<Arc<TapDevice>> =
             TapDevice::open_queues(&self.tap, self.offload, self.rx_queues)?
                 .into_iter()

@@ -110,12 +110,25 @@ pub enum CtlCommand {
         op: ListenerOp,
     },
     /// Turn tracing on (to a pcapng FILE, or trace lines on stderr) or off.
+    /// FILE is taken from this command's working directory; it is never
+    /// opened through a symbolic link, is created 0600, and an existing
+    /// file is replaced only if it is a pcapng. It rotates at --max-mb and
+    /// keeps --max-files files (defaults: vnic up's --pcap-max-mb and
+    /// --pcap-max-files, else 1024 MiB and 4 files).
     Trace {
         /// on or off.
         #[arg(value_parser = ["on", "off"])]
         state: String,
         /// pcapng file to write.
         file: Option<PathBuf>,
+        /// Start a new file after this many MiB.
+        #[arg(long, value_name = "N", requires = "file",
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        max_mb: Option<u64>,
+        /// Keep at most N files (a ring, like tcpdump -W).
+        #[arg(long, value_name = "N", requires = "file",
+              value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        max_files: Option<u32>,
     },
 }
 
@@ -261,6 +274,11 @@ pub struct UpArgs {
     /// Control socket path (default: $XDG_RUNTIME_DIR/vnic-TAP.sock or /run/vnic/TAP.sock).
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Let members of GROUP (a name or a number) use the control socket
+    /// too: the socket is then 0660 with that group (default 0600: root
+    /// and vnic's own user only).
+    #[arg(long, value_name = "GROUP")]
+    pub control_group: Option<String>,
     /// No periodic summary line on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -314,6 +332,9 @@ pub struct Plan {
     pub impair: Option<ImpairSpec>,
     /// Control socket path, if not the default.
     pub control: Option<PathBuf>,
+    /// The group allowed on the control socket besides root and vnic's
+    /// user (`--control-group`), looked up.
+    pub control_group: Option<u32>,
     /// Half-open connections per listener before SYN cookies.
     pub syn_backlog: usize,
     /// pcapng file.
@@ -372,6 +393,9 @@ impl Plan {
         }
         if let Some(path) = &self.control {
             b = b.control(path.clone());
+        }
+        if let Some(gid) = self.control_group {
+            b = b.control_group(gid);
         }
         if !self.quiet {
             b = b.summary(SUMMARY_EVERY);
@@ -535,6 +559,13 @@ impl Plan {
             Model::Monolithic => usize::from(a.processors.unwrap_or(4)),
             Model::Distributor { .. } => 1,
         };
+        let control_group = match &a.control_group {
+            Some(g) => Some(
+                vnic_listeners::control::resolve_group(g)
+                    .map_err(|e| format!("--control-group: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(Plan {
             config,
             mac,
@@ -561,6 +592,7 @@ impl Plan {
             time_wait: a.time_wait,
             impair: a.impair,
             control: a.control,
+            control_group,
             syn_backlog: a.syn_backlog,
             quiet: a.quiet,
             offload: a.offload == "on",
@@ -771,6 +803,43 @@ mod tests {
             panic!("parsed as up");
         };
         Plan::from_args(*up)
+    }
+
+    #[test]
+    fn control_group_is_looked_up_or_refused_in_one_line() {
+        assert_eq!(plan(&[]).expect("valid").control_group, None);
+        let p = plan(&["--control-group", "root"]).expect("valid");
+        assert_eq!(p.control_group, Some(0));
+        let p = plan(&["--control-group", "4242"]).expect("a number");
+        assert_eq!(p.control_group, Some(4242));
+        let err = plan(&["--control-group", "no-such-group-vnic"])
+            .err()
+            .expect("unknown");
+        assert!(
+            err.starts_with("--control-group: no group named \"no-such-group-vnic\""),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn ctl_trace_caps_need_a_file() {
+        let ok = Cli::try_parse_from([
+            "vnic",
+            "ctl",
+            "trace",
+            "on",
+            "x.pcapng",
+            "--max-mb",
+            "5",
+            "--max-files",
+            "2",
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
+        assert!(Cli::try_parse_from(["vnic", "ctl", "trace", "on", "--max-mb", "5"]).is_err());
+        assert!(
+            Cli::try_parse_from(["vnic", "ctl", "trace", "on", "x", "--max-files", "0"]).is_err()
+        );
     }
 
     #[test]

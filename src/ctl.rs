@@ -1,12 +1,16 @@
 //! `vnic status` and `vnic ctl`: the client side of the control socket.
 
 use crate::cli::{ControlArgs, CtlArgs, CtlCommand, ListenerOp, StatusArgs};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use vnic_listeners::control::{default_path, Request, Response, Status};
+
+/// The longest answer the client reads (a status of hundreds of
+/// processors and listeners is well under 1 MiB).
+const MAX_ANSWER: u64 = 64 << 20;
 
 struct Client {
     writer: UnixStream,
@@ -22,13 +26,19 @@ impl Client {
                 return Err("say which vnic: --tap NAME or --control PATH".into());
             }
         };
-        let s = UnixStream::connect(&path).map_err(|e| {
-            format!(
+        let s = UnixStream::connect(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => format!(
+                "cannot reach vnic at {}: permission denied (the control socket is for root, \
+                 vnic's own user and the members of its --control-group)",
+                path.display()
+            ),
+            _ => format!(
                 "cannot reach vnic at {}: {e} (is it running? is this its --control path?)",
                 path.display()
-            )
+            ),
         })?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
         let reader = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
         Ok(Client { writer: s, reader })
     }
@@ -36,17 +46,26 @@ impl Client {
     fn call(&mut self, req: &Request) -> Result<Response, String> {
         let mut text = serde_json::to_string(req).map_err(|e| e.to_string())?;
         text.push('\n');
-        self.writer
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("control socket: {e}"))?;
+        let sent = self.writer.write_all(text.as_bytes());
+        // A refused caller (not allowed, too many clients) gets one error
+        // line and is disconnected, maybe before the request is written:
+        // that line is still there to read, and says more than EPIPE.
         let mut line = String::new();
-        self.reader
-            .read_line(&mut line)
-            .map_err(|e| format!("control socket: {e}"))?;
-        if line.is_empty() {
-            return Err("vnic closed the control connection".into());
+        let read = (&mut self.reader).take(MAX_ANSWER).read_line(&mut line);
+        if line.ends_with('\n') {
+            return serde_json::from_str(&line).map_err(|e| format!("bad answer from vnic: {e}"));
         }
-        serde_json::from_str(&line).map_err(|e| format!("bad answer from vnic: {e}"))
+        if let Err(e) = sent {
+            return Err(format!("control socket: {e}"));
+        }
+        match read {
+            Err(e) => Err(format!("control socket: {e}")),
+            Ok(0) => Err("vnic closed the control connection".into()),
+            Ok(_) if line.len() as u64 >= MAX_ANSWER => {
+                Err(format!("answer from vnic longer than {MAX_ANSWER} bytes"))
+            }
+            Ok(_) => Err("vnic closed the control connection in the middle of an answer".into()),
+        }
     }
 }
 
@@ -119,10 +138,24 @@ pub fn ctl(a: CtlArgs) -> ExitCode {
                 processor,
             },
         },
-        CtlCommand::Trace { state, file } => Request::Trace {
-            on: state == "on",
-            file: file.map(|f| f.to_string_lossy().into_owned()),
-        },
+        CtlCommand::Trace {
+            state,
+            file,
+            max_mb,
+            max_files,
+        } => {
+            let file = match file.as_deref().map(absolute) {
+                Some(Ok(f)) => Some(f),
+                Some(Err(e)) => return fail(e),
+                None => None,
+            };
+            Request::Trace {
+                on: state == "on",
+                file,
+                max_mb,
+                max_files,
+            }
+        }
     };
     let mut c = match Client::connect(&a.control) {
         Ok(c) => c,
@@ -138,6 +171,19 @@ pub fn ctl(a: CtlArgs) -> ExitCode {
         Ok(r) => fail(r.error.unwrap_or_else(|| "refused".into())),
         Err(e) => fail(e),
     }
+}
+
+/// `file` made absolute from this process's working directory (vnic's own
+/// would mean nothing to the caller), as the request carries it.
+fn absolute(file: &Path) -> Result<String, String> {
+    let abs = std::path::absolute(file)
+        .map_err(|e| format!("cannot make {} an absolute path: {e}", file.display()))?;
+    abs.into_os_string().into_string().map_err(|p| {
+        format!(
+            "{} is not UTF-8: the control protocol carries text",
+            p.display()
+        )
+    })
 }
 
 /// The human table of `vnic status`.
@@ -252,8 +298,13 @@ pub fn table(st: &Status) -> String {
         s.push_str(&service_table(svc));
     }
     let t = &st.trace;
+    let rotation = match (t.max_mb, t.max_files) {
+        (Some(mb), Some(n)) => format!(" (rotates at {mb} MiB, keeps {n} files)"),
+        (Some(mb), None) => format!(" (rotates at {mb} MiB)"),
+        _ => String::new(),
+    };
     s.push_str(&format!(
-        "trace: {}{}  records {}  lost {}\n",
+        "trace: {}{}{rotation}  records {}  lost {}\n",
         if t.active { "on" } else { "off" },
         t.file
             .as_ref()

@@ -68,7 +68,8 @@ mod builder;
 mod summary;
 
 pub use builder::{
-    Builder, Drained, Error, Layout, Model, Running, Trace, DEFAULT_DRAIN, MAX_PROCESSORS,
+    Builder, ControlGroup, Drained, Error, Layout, Model, Running, Trace, DEFAULT_DRAIN,
+    MAX_PROCESSORS,
 };
 pub use vnic_adapter::filter::Protocol;
 pub use vnic_adapter::impair::ImpairSpec;

@@ -272,7 +272,14 @@ impl Vnic {
     }
 
     fn start(args: &[String]) -> Vnic {
-        let mut child = Command::new("ip")
+        Vnic::start_program("ip", args)
+    }
+
+    /// Starts `program ARGS` (which must end up running `vnic up`, e.g.
+    /// `sh -c 'umask 000; exec ip netns exec ...'`) and waits for vnic's
+    /// ready line.
+    pub fn start_program(program: &str, args: &[String]) -> Vnic {
+        let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

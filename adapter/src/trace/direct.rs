@@ -17,14 +17,13 @@
 //! with `ftruncate`, and rewritten whole on the next write. So at every
 //! [`DirectFile::sync`] the file is exactly the bytes appended so far.
 //!
-//! A filesystem that refuses `O_DIRECT` (at `open` or at the first write)
+//! A filesystem that refuses `O_DIRECT` (when it is set or at the first write)
 //! gets ordinary writes through the page cache instead, same code path.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
 
 /// Alignment of the buffer, of file offsets and of write lengths: the
 /// largest logical block size in common use.
@@ -98,29 +97,25 @@ pub(crate) struct DirectFile {
 }
 
 impl DirectFile {
-    /// Creates (truncates) `path` for writing, with `O_DIRECT` where the
-    /// filesystem has it. `capacity` is the buffer's starting size.
-    pub fn create(path: &Path, capacity: usize) -> io::Result<DirectFile> {
-        let open = |flags| {
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(flags)
-                .open(path)
+    /// Writes to `file` (opened for writing, empty), with `O_DIRECT`
+    /// where its filesystem has it. `capacity` is the buffer's starting
+    /// size.
+    pub fn new(file: File, capacity: usize) -> DirectFile {
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor `file` owns, integer arguments.
+        // A filesystem without direct I/O refuses the flag (EINVAL): the
+        // file is then written through the page cache.
+        let direct = unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            fl >= 0 && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_DIRECT) == 0
         };
-        let (file, direct) = match open(libc::O_DIRECT) {
-            Ok(f) => (f, true),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(0)?, false),
-            Err(e) => return Err(e),
-        };
-        Ok(DirectFile {
+        DirectFile {
             file,
             direct,
             buf: AlignedBuf::with_capacity(capacity.max(BLOCK)),
             base: 0,
             synced: 0,
-        })
+        }
     }
 
     /// Bytes appended so far (in the file or waiting).
@@ -224,7 +219,7 @@ mod tests {
     #[test]
     fn the_file_is_exactly_what_was_appended_at_every_sync() {
         let path = temp("a.bin");
-        let mut f = DirectFile::create(&path, BLOCK).expect("create");
+        let mut f = DirectFile::new(File::create(&path).expect("create"), BLOCK);
         let mut want = Vec::new();
         let mut x = 7u32;
         for round in 0..60 {

@@ -110,6 +110,17 @@ pub struct TraceOptions {
     pub mac: [u8; 6],
 }
 
+/// How a pcapng file rotates: a new file when the current one would pass
+/// `max_bytes`, and a ring of at most `max_files` files (see
+/// [`TraceOptions::pcap_max_mb`] and [`TraceOptions::pcap_max_files`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Start a new file past this size; `None`: one file, no limit.
+    pub max_bytes: Option<u64>,
+    /// Keep at most this many files (only with `max_bytes`).
+    pub max_files: Option<u32>,
+}
+
 /// What the tracer did so far, for `vnic status` and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceStats {
@@ -126,6 +137,8 @@ pub struct TraceStats {
     pub rotated: u64,
     /// The pcapng file being written now.
     pub file: Option<PathBuf>,
+    /// How that file rotates.
+    pub rotation: Rotation,
     /// The last error writing a file (writing stops on error).
     pub last_error: Option<String>,
 }
@@ -249,6 +262,8 @@ pub(crate) struct Shared {
     lost: AtomicU64,
     rotated: AtomicU64,
     file: Mutex<Option<PathBuf>>,
+    /// How the file being written rotates.
+    rotation: Mutex<Rotation>,
     last_error: Mutex<Option<String>>,
     /// Large frame buffers the writer is done with (see [`POOL_BUFFERS`]).
     large: PayloadPool,
@@ -266,6 +281,7 @@ impl Default for Shared {
             lost: AtomicU64::new(0),
             rotated: AtomicU64::new(0),
             file: Mutex::new(None),
+            rotation: Mutex::new(Rotation::default()),
             last_error: Mutex::new(None),
             large: PayloadPool::new(POOL_BUFFERS),
             small: PayloadPool::new(SMALL_BUFFERS),
@@ -376,6 +392,10 @@ impl Tracer {
         if let Some(f) = &file {
             mode |= PCAP;
             *shared.file.lock() = Some(f.path().to_path_buf());
+            *shared.rotation.lock() = Rotation {
+                max_bytes: tuning.max_bytes,
+                max_files: opts.pcap_max_files,
+            };
         }
         shared.mode.store(mode, Ordering::Relaxed);
         let (tx, rx) = crossbeam_channel::bounded(tuning.queue_records.max(1));
@@ -520,10 +540,27 @@ impl Tracer {
 
     /// Starts writing a new pcapng file (closing the current one, if
     /// any), or with `None` stops writing and closes it; returns once the
-    /// old file is complete. For `vnic ctl trace on FILE` / `trace off`.
-    /// The new file rotates like the start-up one (`--pcap-max-mb`,
-    /// `--pcap-max-files`).
+    /// old file is complete. The new file rotates like the start-up one
+    /// (`--pcap-max-mb`, `--pcap-max-files`).
     pub fn set_pcap(&self, file: Option<PathBuf>) -> io::Result<()> {
+        self.set_pcap_rotating(file, self.rotation())
+    }
+
+    /// The rotation the start-up flags asked for (`--pcap-max-mb`,
+    /// `--pcap-max-files`).
+    pub fn rotation(&self) -> Rotation {
+        Rotation {
+            max_bytes: self.max_bytes,
+            max_files: self.max_files,
+        }
+    }
+
+    /// Like [`Tracer::set_pcap`], the new file rotating as `rotation`
+    /// says. For `vnic ctl trace on FILE` / `trace off`. The file is
+    /// opened as the start-up one is (see `pcapng::open_file`): never
+    /// through a symbolic link, created 0600, and an existing file is
+    /// replaced only if it is a pcapng (or empty).
+    pub fn set_pcap_rotating(&self, file: Option<PathBuf>, rotation: Rotation) -> io::Result<()> {
         let _guard = self.control.lock();
         if self.writer.lock().is_none() {
             return Err(io::Error::other("packet tracing is not running"));
@@ -534,11 +571,12 @@ impl Tracer {
                     path,
                     &self.iface,
                     self.mac,
-                    self.max_bytes,
-                    self.max_files,
+                    rotation.max_bytes,
+                    rotation.max_files,
                     self.snaplen,
                 )?;
                 self.control_msg(|ack| Msg::SetPcap(Some(f), ack))?;
+                *self.shared.rotation.lock() = rotation;
                 self.shared.mode.fetch_or(PCAP, Ordering::Relaxed);
             }
             None => {
@@ -572,6 +610,7 @@ impl Tracer {
             lost: s.lost.load(Ordering::Relaxed),
             rotated: s.rotated.load(Ordering::Relaxed),
             file: s.file.lock().clone(),
+            rotation: *s.rotation.lock(),
             last_error: s.last_error.lock().clone(),
         }
     }

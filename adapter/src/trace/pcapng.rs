@@ -22,7 +22,9 @@ use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeade
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, Endianness};
 use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -187,20 +189,104 @@ pub(crate) fn rotated_path(base: &Path, index: u32) -> PathBuf {
     base.with_file_name(name)
 }
 
-/// Creates `path` and writes the SHB and IDB to it, flushed, so even a
-/// file with no packet is a valid pcapng.
+/// The first bytes of every pcapng file: a Section Header Block's type
+/// (the same in both byte orders).
+const SHB_TYPE: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+/// The SHB's byte-order magic, at offset 8, as little- and big-endian
+/// files write it.
+const BYTE_ORDER_MAGIC: [[u8; 4]; 2] = [[0x4d, 0x3c, 0x2b, 0x1a], [0x1a, 0x2b, 0x3c, 0x4d]];
+
+/// Opens `path` to write a trace into, empty. vnic often runs as root and
+/// the path may come from a less trusted caller (the control socket), so:
+///
+/// - a new file is created with mode 0600 whatever the umask (a trace
+///   holds the traffic), never through a symbolic link (`O_EXCL`);
+/// - an existing one is opened with `O_NOFOLLOW` (a symbolic link is
+///   refused), must be a regular file, and is truncated only if it is
+///   empty or a pcapng (a file written by an earlier trace, or the ring
+///   coming round); anything else is left untouched and is an error.
+///   It keeps its owner and mode.
+///
+/// Only the last component is checked for links: the directories on the
+/// way are the caller's to trust.
+pub(crate) fn open_file(path: &Path) -> io::Result<File> {
+    let new = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path);
+    match new {
+        Ok(f) => {
+            // The umask may have taken bits away; 0600 exactly.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            return Ok(f);
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let refuse = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_string());
+    // A cheap look first, so a device or a FIFO is never even opened.
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Err(refuse(SYMLINK));
+    }
+    if !meta.file_type().is_file() {
+        return Err(refuse(NOT_FILE));
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => refuse(SYMLINK),
+            _ => e,
+        })?;
+    // What was opened is what counts (the path may have changed since).
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(refuse(NOT_FILE));
+    }
+    if meta.len() > 0 && !is_pcapng(&f) {
+        return Err(refuse(
+            "it exists and is not a pcapng file: vnic does not overwrite it \
+             (remove it or choose another name)",
+        ));
+    }
+    f.set_len(0)?;
+    Ok(f)
+}
+
+const SYMLINK: &str = "it is a symbolic link: trace files are never opened through one \
+                       (give the real path)";
+const NOT_FILE: &str = "it is not a regular file";
+
+/// True if `f` starts with a pcapng Section Header Block.
+fn is_pcapng(f: &File) -> bool {
+    let mut head = [0u8; 12];
+    if f.read_exact_at(&mut head, 0).is_err() {
+        return false;
+    }
+    head[..4] == SHB_TYPE && BYTE_ORDER_MAGIC.iter().any(|m| head[8..12] == *m)
+}
+
+/// Opens `path` (see [`open_file`]) and writes the SHB and IDB to it,
+/// flushed, so even a file with no packet is a valid pcapng.
 fn open(
     path: &Path,
     iface: &str,
     mac: [u8; 6],
     snaplen: usize,
 ) -> io::Result<(PcapNgWriter<DirectFile>, u64)> {
-    let file = DirectFile::create(path, BUFFER_BYTES).map_err(|e| {
+    let file = open_file(path).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!("cannot create pcap file {}: {e}", path.display()),
+            format!("cannot write pcap file {}: {e}", path.display()),
         )
     })?;
+    let file = DirectFile::new(file, BUFFER_BYTES);
     let shb = SectionHeaderBlock {
         endianness: Endianness::native(),
         options: vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(

@@ -10,6 +10,7 @@ use crate::rx::Decision;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -1115,4 +1116,125 @@ fn tshark_shows_comments_and_directions_when_installed() {
     ]
     .map(|(c, d)| (c.to_owned(), d));
     assert_eq!(rows, want, "{text}");
+}
+
+// ------------------------------------------------- where a trace may write
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn a_new_trace_file_is_0600() {
+    let dir = TempDir::new("mode");
+    let path = dir.0.join("m.pcapng");
+    let t = Tracer::start_tuned(opts(Some(path.clone()), None), tuning()).expect("start");
+    assert_eq!(mode_of(&path), 0o600);
+    let b = dir.0.join("b.pcapng");
+    t.set_pcap(Some(b.clone())).expect("on");
+    assert_eq!(mode_of(&b), 0o600);
+    t.close();
+}
+
+#[test]
+fn a_trace_is_never_written_through_a_symbolic_link() {
+    let dir = TempDir::new("link");
+    let target = dir.0.join("target");
+    std::fs::write(&target, "precious").expect("write");
+    let link = dir.0.join("l.pcapng");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let err = match Tracer::start(opts(Some(link.clone()), None)) {
+        Ok(_) => panic!("wrote through a link"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("symbolic link") && err.contains("l.pcapng"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&target).expect("kept"), "precious");
+    // Dangling: nothing is created at the far end.
+    let far = dir.0.join("far");
+    let dangling = dir.0.join("d.pcapng");
+    std::os::unix::fs::symlink(&far, &dangling).expect("symlink");
+    let t = Tracer::start_tuned(opts(None, None), tuning()).expect("start");
+    let err = t.set_pcap(Some(dangling)).expect_err("refused");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(!far.exists());
+    assert!(!t.active());
+    t.close();
+}
+
+#[test]
+fn only_an_empty_file_or_a_pcapng_is_replaced() {
+    let dir = TempDir::new("exist");
+    let t = Tracer::start_tuned(opts(None, None), tuning()).expect("start");
+    let notes = dir.0.join("notes.pcapng");
+    std::fs::write(&notes, "precious notes\n").expect("write");
+    let err = t.set_pcap(Some(notes.clone())).expect_err("refused");
+    assert!(err.to_string().contains("not a pcapng"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&notes).expect("kept"),
+        "precious notes\n"
+    );
+    // A file too short to hold a section header is not a pcapng either.
+    std::fs::write(&notes, [0x0a, 0x0d, 0x0d, 0x0a]).expect("write");
+    assert!(t.set_pcap(Some(notes)).is_err());
+    // Not a regular file: refused without being opened (a FIFO would
+    // block an open for writing).
+    assert!(t.set_pcap(Some(dir.0.clone())).is_err());
+    assert!(t.set_pcap(Some(PathBuf::from("/dev/null"))).is_err());
+    // An earlier trace is replaced, big-endian or little; an empty file is used.
+    let f = frames::udp4(b"x");
+    let old = dir.0.join("old.pcapng");
+    t.set_pcap(Some(old.clone())).expect("first");
+    t.record(Direction::In, &f, "first");
+    t.set_pcap(None).expect("off");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    t.set_pcap(Some(old.clone())).expect("again");
+    t.record(Direction::In, &f, "second");
+    t.set_pcap(None).expect("off");
+    let comments: Vec<String> = read_pcapng(&old)
+        .packets
+        .into_iter()
+        .filter_map(|(_, _, c)| c)
+        .collect();
+    assert_eq!(comments, ["second"]);
+    assert_eq!(mode_of(&old), 0o640, "an existing file keeps its mode");
+    let mut be = vec![0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 28, 0x1a, 0x2b, 0x3c, 0x4d];
+    be.resize(28, 0);
+    let big = dir.0.join("big.pcapng");
+    std::fs::write(&big, &be).expect("write");
+    t.set_pcap(Some(big)).expect("a big-endian pcapng");
+    let empty = dir.0.join("empty.pcapng");
+    std::fs::write(&empty, "").expect("write");
+    t.set_pcap(Some(empty)).expect("an empty file");
+    t.close();
+}
+
+/// A run-time trace's rotation is the caller's, and `stats` says which.
+#[test]
+fn set_pcap_rotating_uses_the_rotation_it_is_given() {
+    let dir = TempDir::new("rotating");
+    let path = dir.0.join("r.pcapng");
+    let t = Tracer::start_tuned(opts(None, None), tuning()).expect("start");
+    assert_eq!(t.rotation(), Rotation::default());
+    let r = Rotation {
+        max_bytes: Some(2000),
+        max_files: Some(2),
+    };
+    t.set_pcap_rotating(Some(path.clone()), r).expect("on");
+    assert_eq!(t.stats().rotation, r);
+    let n = 40;
+    for i in 0..n {
+        let (f, c) = numbered(i);
+        t.record(Direction::In, &f, &c);
+    }
+    t.close();
+    let s = t.stats();
+    assert!(s.rotated >= 3, "{s:?}");
+    check_ring(&path, 2, 2000, s.rotated, n);
 }

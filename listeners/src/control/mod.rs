@@ -4,9 +4,22 @@
 //! A Unix stream socket speaking JSON lines: the client writes one request
 //! object per line, the server answers each with one response object per
 //! line. The protocol is documented in `docs/CONTROL.md`.
+//!
+//! Only root, vnic's own user and the members of `--control-group` may
+//! use it ([`access`]: the file's mode and the caller's credentials), and
+//! no client can hold more than its share ([`server`]: a bounded number of
+//! clients, bounded request lines, answers that time out).
 
+pub mod access;
 pub mod protocol;
 pub mod server;
 
+#[cfg(test)]
+mod tests;
+
+pub use access::{resolve_group, Access, Peer};
 pub use protocol::{Request, Response, Status};
-pub use server::{default_path, ControlServer, Runtime, TraceControl, TraceHandle};
+pub use server::{
+    default_path, runtime_rotation, ControlServer, Runtime, TraceControl, TraceHandle, MAX_CLIENTS,
+    MAX_REQUEST, REQUEST_TIMEOUT, RUNTIME_TRACE_MAX_FILES, RUNTIME_TRACE_MAX_MB, WRITE_TIMEOUT,
+};

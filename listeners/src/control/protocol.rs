@@ -62,9 +62,17 @@ pub enum Request {
     Trace {
         /// On or off.
         on: bool,
-        /// pcapng file to write (on), if any.
+        /// pcapng file to write (on), if any: an absolute path.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<String>,
+        /// Rotate the file after this many MiB (default: `--pcap-max-mb`,
+        /// else 1024).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_mb: Option<u64>,
+        /// Keep at most this many files (default: `--pcap-max-files`,
+        /// else 4).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_files: Option<u32>,
     },
 }
 
@@ -254,6 +262,12 @@ pub struct TraceStatus {
     pub records: u64,
     /// Records lost because the writer fell behind.
     pub lost: u64,
+    /// The pcapng file rotates after this many MiB (none: never).
+    #[serde(default)]
+    pub max_mb: Option<u64>,
+    /// At most this many pcapng files are kept (none: no limit).
+    #[serde(default)]
+    pub max_files: Option<u32>,
 }
 
 #[cfg(test)]
@@ -282,6 +296,17 @@ mod tests {
                 Request::Trace {
                     on: true,
                     file: Some("/tmp/x.pcapng".into()),
+                    max_mb: None,
+                    max_files: None,
+                },
+            ),
+            (
+                r#"{"cmd":"trace","on":true,"file":"/tmp/x.pcapng","max_mb":10,"max_files":2}"#,
+                Request::Trace {
+                    on: true,
+                    file: Some("/tmp/x.pcapng".into()),
+                    max_mb: Some(10),
+                    max_files: Some(2),
                 },
             ),
         ];
