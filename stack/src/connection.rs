@@ -136,6 +136,10 @@ pub struct ConnStats {
     pub challenge_acks: u64,
     /// Segments dropped by PAWS (RFC 7323 5).
     pub paws_rejected: u64,
+    /// Payload bytes the receive buffer copied, in from segments and out
+    /// to the application: about twice `bytes_in` whatever the order the
+    /// segments came in (the work a sender can cause is linear).
+    pub recv_bytes_copied: u64,
 }
 
 /// Largest value of the 16-bit window field.
@@ -529,6 +533,7 @@ impl Connection {
             rto: self.rtt.rto(),
             cwnd: self.cc.window(),
             ssthresh: self.cc.ssthresh(),
+            recv_bytes_copied: self.recv_buf.bytes_copied(),
             ..self.stats
         }
     }
