@@ -10,8 +10,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, MIN_SND_MSS};
 use crate::congestion::{new_controller, Controller};
+use crate::ratelimit::{ReplyLimiter, Unlimited};
 use crate::reassembly::RecvBuffer;
 use crate::rtt::RttEstimator;
 use crate::sack::{SackReport, Scoreboard};
@@ -140,6 +141,10 @@ pub struct ConnStats {
     /// to the application: about twice `bytes_in` whatever the order the
     /// segments came in (the work a sender can cause is linear).
     pub recv_bytes_copied: u64,
+    /// Replies to invalid segments (ACKs for unacceptable segments,
+    /// challenge ACKs, RSTs for bad ACKs) that the caller's
+    /// [`ReplyLimiter`] refused.
+    pub replies_limited: u64,
 }
 
 /// Largest value of the 16-bit window field.
@@ -321,6 +326,10 @@ pub struct Connection {
     ack_pending: bool,
     probe_pending: bool,
     rst_pending: Option<Segment>,
+    /// The segment being handled was invalid and earns an ACK (or RST),
+    /// if the caller's [`ReplyLimiter`] allows one.
+    invalid_ack: bool,
+    invalid_rst: Option<Segment>,
     want_writable: bool,
     /// RFC 5961 7: start of the current one-second window and challenge
     /// ACKs sent in it.
@@ -428,6 +437,8 @@ impl Connection {
             ack_pending: false,
             probe_pending: false,
             rst_pending: None,
+            invalid_ack: false,
+            invalid_rst: None,
             want_writable: false,
             challenge_window: None,
             challenge_count: 0,
@@ -488,7 +499,12 @@ impl Connection {
     fn apply_syn_options(&mut self, opts: &TcpOptions) {
         let ipv6 = self.tuple.is_ipv6();
         let peer_mss = opts.mss.map_or(if ipv6 { 1220 } else { 536 }, usize::from);
-        self.mss = peer_mss.min(self.cfg.mss(ipv6) as usize).max(1);
+        // A tiny MSS option would make us send a byte per frame: the
+        // floor is [`MIN_SND_MSS`] (never above what our own MTU allows).
+        self.mss = peer_mss
+            .max(MIN_SND_MSS)
+            .min(self.cfg.mss(ipv6) as usize)
+            .max(1);
         // RFC 9293 3.7.1: options in every segment come out of the MSS.
         let overhead = if self.ts_ok { TIMESTAMPS_OPTION_LEN } else { 0 };
         self.send_mss = self.mss.saturating_sub(overhead).max(1);
@@ -1156,7 +1172,16 @@ impl Connection {
             self.cc.on_idle_restart();
             self.last_data_sent = Some(now);
         }
-        let max_seg = self.send_mss.saturating_sub(self.sack_option_len()).max(1);
+        // SACK blocks come out of the segment too, but never take it below
+        // what the MSS floor leaves once timestamps are in.
+        let floor = self
+            .send_mss
+            .min(MIN_SND_MSS - TIMESTAMPS_OPTION_LEN)
+            .max(1);
+        let max_seg = self
+            .send_mss
+            .saturating_sub(self.sack_option_len())
+            .max(floor);
         let wnd_avail = (self.snd_una + self.snd_wnd).distance_from(self.snd_nxt);
         // RFC 3042 (limited transmit): the first two duplicate ACKs each
         // let one new segment out beyond cwnd, to earn the third.
@@ -1452,32 +1477,84 @@ impl Connection {
         if self.challenge_count < self.cfg.challenge_ack_limit {
             self.challenge_count += 1;
             self.stats.challenge_acks += 1;
-            self.ack_pending = true;
+            self.invalid_ack = true;
         }
     }
 
-    /// Handles one segment of this connection (RFC 9293 3.10.7).
+    /// Handles one segment of this connection (RFC 9293 3.10.7), every
+    /// reply to an invalid segment allowed.
     pub fn on_segment(&mut self, now: Instant, seg: &Segment) -> Disposition {
+        self.on_segment_limited(now, seg, &mut Unlimited)
+    }
+
+    /// Like [`Connection::on_segment`], but a reply that only answers an
+    /// invalid segment (an ACK for an unacceptable or PAWS-failed segment,
+    /// a challenge ACK, an RST for a bad ACK) is sent only if `limiter`
+    /// allows it: a processor shares one budget among its connections.
+    pub fn on_segment_limited(
+        &mut self,
+        now: Instant,
+        seg: &Segment,
+        limiter: &mut dyn ReplyLimiter,
+    ) -> Disposition {
         self.stats.segments_in += 1;
         match self.state {
             State::Closed => {}
             State::SynSent => self.on_segment_syn_sent(now, seg),
-            _ => {
-                // RFC 9293 3.10.7.4 / RFC 6191: a SYN above RCV.NXT may
-                // reopen a connection in TIME-WAIT.
-                if self.state == State::TimeWait
-                    && seg.control == Control::Syn
-                    && seg.ack.is_none()
-                    && seg.seq > self.rcv_nxt
-                {
+            State::TimeWait if seg.control == Control::Syn && seg.ack.is_none() => {
+                // RFC 6191: a SYN may reopen a connection in TIME-WAIT;
+                // one that may not is dropped without a word.
+                if self.syn_may_reincarnate(seg) {
                     return Disposition::Reincarnate;
                 }
+            }
+            _ => {
                 self.on_segment_synchronized(now, seg);
                 self.update_persist(now);
             }
         }
+        self.settle_invalid_replies(now, limiter);
         self.debug_check();
         Disposition::Handled
+    }
+
+    /// RFC 6191 2: when the old incarnation used timestamps and the SYN
+    /// offers them, a newer TSval (or the same TSval and a higher sequence
+    /// number) proves the SYN is not an old duplicate; otherwise its
+    /// sequence number must lie above RCV.NXT (RFC 9293 3.10.7.4).
+    fn syn_may_reincarnate(&self, syn: &Segment) -> bool {
+        let syn_ts = syn
+            .options
+            .timestamps
+            .map(|t| t.0)
+            .filter(|_| self.cfg.timestamps);
+        match (self.ts_ok && self.ts_recent_at.is_some(), syn_ts) {
+            (true, Some(tsval)) => {
+                ts_before(self.ts_recent, tsval)
+                    || (tsval == self.ts_recent && syn.seq > self.rcv_nxt)
+            }
+            _ => syn.seq > self.rcv_nxt,
+        }
+    }
+
+    /// The replies the segment just handled earned because it was invalid
+    /// go out only if the limiter allows (an ACK already due for other
+    /// reasons goes anyway).
+    fn settle_invalid_replies(&mut self, now: Instant, limiter: &mut dyn ReplyLimiter) {
+        if let Some(rst) = self.invalid_rst.take() {
+            if limiter.allow(now) {
+                self.rst_pending = Some(rst);
+            } else {
+                self.stats.replies_limited += 1;
+            }
+        }
+        if std::mem::take(&mut self.invalid_ack) && !self.ack_pending && self.is_synchronized() {
+            if limiter.allow(now) {
+                self.ack_pending = true;
+            } else {
+                self.stats.replies_limited += 1;
+            }
+        }
     }
 
     /// RFC 9293 3.10.7.3.
@@ -1485,7 +1562,7 @@ impl Connection {
         if let Some(ack) = seg.ack {
             if ack <= self.iss || ack > self.snd_max {
                 if seg.control != Control::Rst {
-                    self.rst_pending = Some(self.rst_segment(ack, None));
+                    self.invalid_rst = Some(self.rst_segment(ack, None));
                 }
                 return;
             }
@@ -1570,7 +1647,7 @@ impl Connection {
                 self.ts_recent_at = None; // R2: TS.Recent too old to trust
             } else if ts_before(tsval, self.ts_recent) {
                 self.stats.paws_rejected += 1;
-                self.ack_pending = true;
+                self.invalid_ack = true;
                 return;
             }
         }
@@ -1583,22 +1660,13 @@ impl Connection {
             let zero_window_allowance = wnd == 0 && seg.seq == self.rcv_nxt;
             if !zero_window_allowance {
                 if seg.control != Control::Rst {
-                    self.ack_pending = true;
+                    self.invalid_ack = true;
                 }
                 if self.state == State::TimeWait && seg.control == Control::Fin {
                     // A retransmitted FIN: re-ACK and restart 2*MSL.
                     self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
                 }
                 return;
-            }
-        }
-
-        // RFC 7323 4.3 (R3): remember the TSval to echo, from the segment
-        // that covers the left edge of what we will ACK next.
-        if let Some(tsval) = tsval {
-            if !ts_before(tsval, self.ts_recent) && seg.seq <= self.last_ack_sent {
-                self.ts_recent = tsval;
-                self.ts_recent_at = Some(now);
             }
         }
 
@@ -1626,7 +1694,12 @@ impl Connection {
         }
 
         // Second: RST (RFC 5961 3.2): only an RST exactly at RCV.NXT
-        // resets; any other in-window RST earns a challenge ACK.
+        // resets; any other in-window RST earns a challenge ACK. In
+        // TIME-WAIT an RST is ignored (RFC 1337: it would cut TIME-WAIT
+        // short and let old duplicates into a new incarnation).
+        if seg.control == Control::Rst && self.state == State::TimeWait {
+            return;
+        }
         if seg.control == Control::Rst {
             if seg.seq == self.rcv_nxt {
                 self.enter_closed(CloseReason::Reset);
@@ -1655,7 +1728,7 @@ impl Connection {
                 self.snd_wl2 = ack;
                 self.push_event(Event::Established);
             } else {
-                self.rst_pending = Some(self.rst_segment(ack, None));
+                self.invalid_rst = Some(self.rst_segment(ack, None));
                 return;
             }
         }
@@ -1665,6 +1738,17 @@ impl Connection {
         if ack > self.snd_max || ack < self.snd_una - self.max_snd_wnd {
             self.challenge_ack(now);
             return;
+        }
+        // RFC 7323 4.3 (R3): remember the TSval to echo, from the segment
+        // that covers the left edge of what we will ACK next; only now
+        // that the whole segment, ACK included, is acceptable (as Linux's
+        // tcp_ack with FLAG_UPDATE_TS_RECENT), so a blind in-window segment
+        // cannot poison PAWS.
+        if let Some(tsval) = tsval {
+            if !ts_before(tsval, self.ts_recent) && seg.seq <= self.last_ack_sent {
+                self.ts_recent = tsval;
+                self.ts_recent_at = Some(now);
+            }
         }
         self.on_ack(now, seg, ack);
 

@@ -5,12 +5,33 @@
 #[macro_use]
 mod common;
 
-use common::{Spec, H, PEER_ISS};
+use common::{Spec, H, OUR_ISS, PEER_ISS};
 use pnet_packet::tcp::TcpFlags;
-use vnic_stack::Config;
+use std::time::Instant;
+use vnic_stack::{Config, ReplyLimiter, Unlimited};
+
+/// A limiter with `n` replies left.
+struct Budget(u32);
+
+impl ReplyLimiter for Budget {
+    fn allow(&mut self, _now: Instant) -> bool {
+        let ok = self.0 > 0;
+        self.0 = self.0.saturating_sub(1);
+        ok
+    }
+}
+
+/// The peer sends `spec`; replies to invalid segments ask `limiter`.
+fn send_limited(h: &mut H, spec: Spec, limiter: &mut dyn ReplyLimiter) {
+    let bytes = common::craft(&spec, h.tuple.remote, h.tuple.local);
+    let seg = vnic_stack::parse(h.tuple.remote.ip(), h.tuple.local.ip(), &bytes).unwrap();
+    h.conn.on_segment_limited(h.now, &seg, limiter);
+}
 
 /// The peer's next sequence number right after the handshake.
 const P: u32 = PEER_ISS + 1;
+/// Our next sequence number right after the handshake.
+const U: u32 = OUR_ISS + 1;
 
 /// One-byte segments in descending order across the whole receive window,
 /// then the byte at RCV.NXT: every byte is delivered once and in order,
@@ -37,4 +58,58 @@ fn reassembly_descending_one_byte_segments_cost_linear_copies() {
         st.recv_bytes_copied,
         wnd
     );
+}
+
+/// Linux's tcp_min_snd_mss (CVE-2019-11479): a peer's MSS option below 48
+/// is raised to 48, so a peer cannot make us send one byte per segment.
+#[test]
+fn min_snd_mss_peer_mss_of_one_is_raised_to_48() {
+    let mut h = H::established_with(Config::default(), 1);
+    assert_eq!(h.conn.send_mss(), 48);
+    h.conn.set_nodelay(true);
+    assert_eq!(h.conn.send(&[7u8; 1000]), 1000);
+    let out = h.recv_all();
+    assert!(!out.is_empty());
+    for (i, o) in out.iter().enumerate() {
+        assert_eq!(o.payload.len(), 48, "segment {i}: {o:?}");
+        assert_eq!(o.seq, U + 48 * i as u32);
+    }
+}
+
+/// RFC 9293 3.10.7.4 ACKs for unacceptable segments and RFC 5961 challenge
+/// ACKs are sent only while the caller's limiter allows: a blind flood of
+/// such segments cannot make a processor send a frame for each.
+#[test]
+fn replies_to_invalid_segments_are_sent_only_if_the_limiter_allows() {
+    let mut h = H::established();
+    let mut budget = Budget(2);
+    // Out of window, in-window RST not at RCV.NXT, SYN, ACK of unsent data.
+    let invalid = [
+        Spec::new(TcpFlags::ACK).seq(P + 1_000_000).data(b"x"),
+        Spec::new(TcpFlags::RST).seq(P + 100),
+        Spec::new(TcpFlags::SYN).seq(P + 5),
+        Spec::new(TcpFlags::ACK).seq(P).ack(U + 100_000),
+    ];
+    let mut sent = 0;
+    for _ in 0..3 {
+        for spec in invalid.iter().cloned() {
+            send_limited(&mut h, spec, &mut budget);
+            sent += h.recv_all().len();
+        }
+    }
+    assert_eq!(sent, 2, "the budget of two replies");
+    assert_eq!(h.conn.stats().replies_limited, 10);
+    // Valid data is acknowledged whatever the budget says.
+    send_limited(
+        &mut h,
+        Spec::new(TcpFlags::ACK).seq(P + 5).data(b"gap"),
+        &mut budget,
+    );
+    recv!(h, ACK, ack = P);
+    send_limited(
+        &mut h,
+        Spec::new(TcpFlags::ACK).seq(P + 1_000_000),
+        &mut Unlimited,
+    );
+    recv!(h, ACK, ack = P);
 }
