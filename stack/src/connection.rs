@@ -1174,10 +1174,7 @@ impl Connection {
         }
         // SACK blocks come out of the segment too, but never take it below
         // what the MSS floor leaves once timestamps are in.
-        let floor = self
-            .send_mss
-            .min(MIN_SND_MSS - TIMESTAMPS_OPTION_LEN)
-            .max(1);
+        let floor = self.send_mss.clamp(1, MIN_SND_MSS - TIMESTAMPS_OPTION_LEN);
         let max_seg = self
             .send_mss
             .saturating_sub(self.sack_option_len())
