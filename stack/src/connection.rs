@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, MIN_SND_MSS};
 use crate::congestion::{new_controller, Controller};
+use crate::rack::RetransmitLog;
 use crate::ratelimit::{ReplyLimiter, Unlimited};
 use crate::reassembly::RecvBuffer;
 use crate::rtt::RttEstimator;
@@ -166,16 +167,6 @@ enum Recovery {
     NewReno,
 }
 
-/// One retransmission in flight (RFC 8985 keeps the same per segment).
-#[derive(Clone, Copy, Debug)]
-struct RxtRecord {
-    start: SeqNumber,
-    end: SeqNumber,
-    /// Place in the send order ([`Connection`]'s `tx_order`).
-    order: u64,
-    sent_at: Instant,
-}
-
 /// RFC 8985 RACK.xmit_ts / RACK.end_seq / RACK.rtt, with the send order
 /// standing in for the send time and its end sequence tie-break.
 #[derive(Clone, Copy, Debug)]
@@ -269,7 +260,7 @@ pub struct Connection {
     /// (RFC 8985) reads the send time of a delivered segment from it.
     sent_log: VecDeque<(SeqNumber, u64, Instant)>,
     /// Retransmissions not yet delivered, in the order sent.
-    rxt_log: VecDeque<RxtRecord>,
+    rxt_log: RetransmitLog,
     /// Retransmissions RACK found lost (not at SND.UNA), to send again.
     rack_rxt: VecDeque<(SeqNumber, SeqNumber)>,
     /// RACK (RFC 8985 6.1): the most recently sent segment known
@@ -404,7 +395,7 @@ impl Connection {
             last_data_sent: None,
             tx_order: 0,
             sent_log: VecDeque::new(),
-            rxt_log: VecDeque::new(),
+            rxt_log: RetransmitLog::default(),
             rack_rxt: VecDeque::new(),
             rack: None,
             rack_min_rtt: None,
@@ -1023,16 +1014,8 @@ impl Connection {
 
     /// Remembers a retransmission of `[start, end)` for RACK.
     fn log_retransmission(&mut self, now: Instant, start: SeqNumber, end: SeqNumber) {
-        if self.rxt_log.len() >= MAX_SEND_RECORDS {
-            self.rxt_log.pop_front();
-        }
         self.tx_order += 1;
-        self.rxt_log.push_back(RxtRecord {
-            start,
-            end,
-            order: self.tx_order,
-            sent_at: now,
-        });
+        self.rxt_log.record(start, end, self.tx_order, now);
     }
 
     /// True while a SACK recovery has resent every hole it knows to be
@@ -1947,7 +1930,7 @@ impl Connection {
             tops[4] = Some(ack - 1);
         }
         for top in tops.into_iter().flatten() {
-            if self.rxt_log.iter().any(|x| x.start <= top && top < x.end) {
+            if self.rxt_log.covers(top) {
                 continue;
             }
             let i = self.sent_log.partition_point(|e| e.0 <= top);
@@ -1968,46 +1951,25 @@ impl Connection {
         self.rtt.srtt().map_or(wnd, |s| wnd.min(s.max(MIN_PTO)))
     }
 
-    /// RFC 8985 6.2 step 5 for retransmissions: a retransmission is lost
-    /// when a segment sent after it was delivered and it is itself not
-    /// acknowledged RACK.rtt + RACK.reo_wnd after it was sent. Otherwise
-    /// the reordering timer waits for that moment. The retransmission at
-    /// SND.UNA is resent at once; others when cwnd allows.
+    /// RFC 8985 6.2 step 5 for retransmissions (see [`RetransmitLog`]).
+    /// Otherwise the reordering timer waits for the moment the next one
+    /// becomes lost. The retransmission at SND.UNA is resent at once;
+    /// others when cwnd allows.
     fn rack_detect_lost_retransmissions(&mut self, now: Instant) {
         let una = self.snd_una;
         let sb = &self.scoreboard;
         self.rxt_log
-            .retain(|x| x.end > una && sb.hole_from(x.start.max(una), x.end).is_some());
+            .prune(|x| x.end > una && sb.hole_from(x.start.max(una), x.end).is_some());
         let Some(rack) = self.rack.filter(|_| self.sack_ok) else {
             return;
         };
-        let reo = self.rack_reo_wnd();
-        let mut deadline: Option<Instant> = None;
-        let mut i = 0;
-        while i < self.rxt_log.len() {
-            let x = self.rxt_log[i];
-            if x.order >= rack.order {
-                break; // sent after everything known delivered
-            }
-            let due = x.sent_at + rack.rtt + reo;
-            if due > now {
-                deadline = Some(deadline.map_or(due, |d| d.min(due)));
-                i += 1;
-                continue;
-            }
-            self.rxt_log.remove(i);
-            self.lost_retransmits += 1;
-            if x.start <= self.snd_una {
-                self.rxt_head = true;
-            } else if !self
-                .rack_rxt
-                .iter()
-                .any(|r| r.0 <= x.start && x.start < r.1)
-            {
-                self.rack_rxt.push_back((x.start, x.end));
-            }
-        }
-        match deadline {
+        let wait = rack.rtt + self.rack_reo_wnd();
+        let found = self
+            .rxt_log
+            .detect_lost(rack.order, wait, now, una, &mut self.rack_rxt);
+        self.lost_retransmits += found.lost;
+        self.rxt_head |= found.head;
+        match found.deadline {
             Some(d) => self.timers.set(Timer::Reorder, d),
             None => self.timers.stop(Timer::Reorder),
         }

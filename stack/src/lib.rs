@@ -37,6 +37,7 @@ pub mod connection;
 pub mod cookie;
 pub mod isn;
 pub mod payload;
+mod rack;
 pub mod ratelimit;
 mod reassembly;
 mod rtt;
