@@ -447,7 +447,7 @@ impl Processor {
         stats
             .bytes_in
             .fetch_add(d.payload.len() as u64, Ordering::Relaxed);
-        if let Some(reply) = app.answer(&d.payload) {
+        if let Some(reply) = app.answer(d.remote.port(), &d.payload) {
             stats
                 .bytes_out
                 .fetch_add(reply.len() as u64, Ordering::Relaxed);
