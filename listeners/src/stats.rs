@@ -32,6 +32,13 @@ pub struct ProcessorStats {
     pub datagrams: AtomicU64,
     /// Connections in SYN-RECEIVED now (all ports).
     pub half_open: AtomicU64,
+    /// Replies to invalid segments (ACKs for unacceptable segments,
+    /// challenge ACKs, RSTs for segments of no connection) not sent
+    /// because the processor's budget for them was spent.
+    pub replies_limited: AtomicU64,
+    /// Passes over a connection that stopped at the per-pass segment
+    /// limit (the connection was serviced again on the next turn).
+    pub send_limited: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.

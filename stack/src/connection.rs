@@ -1639,7 +1639,15 @@ impl Connection {
             // A zero window still takes ACKs and RSTs at RCV.NXT.
             let zero_window_allowance = wnd == 0 && seg.seq == self.rcv_nxt;
             if !zero_window_allowance {
-                if seg.control != Control::Rst {
+                // A retransmission of what we have (our ACK was lost) is
+                // answered like data; anything else only within the
+                // caller's budget for invalid segments.
+                let end = seg.seq + seg.seg_len();
+                let recent_duplicate =
+                    end <= self.rcv_nxt && seg.seq >= self.rcv_nxt - self.recv_buf.capacity();
+                if seg.control != Control::Rst && recent_duplicate {
+                    self.ack_pending = true;
+                } else if seg.control != Control::Rst {
                     self.invalid_ack = true;
                 }
                 if self.state == State::TimeWait && seg.control == Control::Fin {

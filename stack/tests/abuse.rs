@@ -113,3 +113,32 @@ fn replies_to_invalid_segments_are_sent_only_if_the_limiter_allows() {
     );
     recv!(h, ACK, ack = P);
 }
+
+/// A retransmission of data already received (our ACK was lost) is not an
+/// invalid segment: its ACK goes out whatever the limiter says, as long as
+/// it lies within one receive buffer below RCV.NXT (a blind attacker
+/// guessing that range is as unlikely as guessing the window).
+#[test]
+fn recent_duplicate_is_acked_even_when_the_reply_budget_is_spent() {
+    let mut h = H::established();
+    send!(h, ACK, seq = P, data = b"hello");
+    h.advance_ms(40);
+    recv!(h, ACK, ack = P + 5);
+    let mut none = Budget(0);
+    send_limited(
+        &mut h,
+        Spec::new(TcpFlags::ACK).seq(P).data(b"hello"),
+        &mut none,
+    );
+    recv!(h, ACK, ack = P + 5);
+    // Far below RCV.NXT: an invalid segment, refused.
+    send_limited(
+        &mut h,
+        Spec::new(TcpFlags::ACK)
+            .seq(P.wrapping_sub(10_000_000))
+            .data(b"x"),
+        &mut none,
+    );
+    recv_nothing!(h);
+    assert_eq!(h.conn.stats().replies_limited, 1);
+}
