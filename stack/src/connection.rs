@@ -180,6 +180,17 @@ struct RackState {
 /// read 0).
 const MIN_PTO: Duration = Duration::from_millis(2);
 
+/// Most segments of new data in flight: cwnd is capped at this many
+/// segments. Every segment draws an ACK the processor must handle, so a
+/// peer that makes segments small (down to [`MIN_SND_MSS`]) must not also
+/// make them many: with a tiny MSS and a huge window it could otherwise
+/// keep thousands in flight and queue thousands of ACKs ahead of every
+/// other connection of the processor. With the default buffers a peer
+/// with an MSS of 536 or more never meets the cap (256 KiB is 489 such
+/// segments); Linux clamps cwnd in packets the same way
+/// (`snd_cwnd_clamp`).
+const MAX_FLIGHT_SEGMENTS: usize = 512;
+
 /// Most send records kept (beyond it the oldest are forgotten: RACK then
 /// knows less, and the RTO still covers everything).
 const MAX_SEND_RECORDS: usize = 4096;
@@ -1170,7 +1181,8 @@ impl Connection {
         } else {
             0
         };
-        let cwnd_avail = (self.cc.window() + limited_transmit).saturating_sub(self.pipe());
+        let cwnd = self.cc.window().min(MAX_FLIGHT_SEGMENTS * self.send_mss);
+        let cwnd_avail = (cwnd + limited_transmit).saturating_sub(self.pipe());
         let len = unsent.min(wnd_avail).min(cwnd_avail).min(max_seg);
         if len == 0 {
             // A lone FIN (no data left) needs no window.

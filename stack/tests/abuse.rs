@@ -142,3 +142,35 @@ fn recent_duplicate_is_acked_even_when_the_reply_budget_is_spent() {
     recv_nothing!(h);
     assert_eq!(h.conn.stats().replies_limited, 1);
 }
+
+/// A peer with a tiny MSS and a huge window gets at most 512 segments in
+/// flight (cwnd is capped at 512 segments): each segment draws an ACK that
+/// the processor must handle, so a peer that makes segments small must not
+/// also make them many. With the default buffers a peer with MSS 536 or
+/// more never meets the cap (256 KiB is 489 such segments).
+#[test]
+fn flight_is_capped_at_512_segments() {
+    let syn = Spec::new(TcpFlags::SYN).mss(1).wscale(7);
+    let mut h = H::established_spec(Config::default(), syn);
+    h.conn.set_nodelay(true);
+    let data = vec![1u8; 256 * 1024];
+    let mut queued = h.conn.send(&data);
+    let mut most = 0usize;
+    for _ in 0..30 {
+        let out = h.recv_all();
+        let ends: Vec<u32> = out
+            .iter()
+            .filter(|o| !o.payload.is_empty())
+            .map(|o| o.seq.wrapping_add(o.payload.len() as u32))
+            .collect();
+        most = most.max(ends.len());
+        // An ACK for every segment (slow start at full speed).
+        for e in ends {
+            send!(h, ACK, ack = e, win = 65535);
+        }
+        queued += h.conn.send(&data[..h.conn.send_capacity().min(data.len())]);
+    }
+    assert!(queued > 256 * 1024);
+    assert!(most <= 512, "{most} segments sent in one window");
+    assert!(most >= 256, "cwnd grew: {most}");
+}
