@@ -27,6 +27,8 @@ const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 50);
 /// The bound the issue states for the echo connection's round trips.
 const BOUND: Duration = Duration::from_millis(50);
+/// Nanoseconds between two of the crafted peer's one-byte segments.
+const RATE_NS: u64 = 13_333;
 
 /// A raw socket that reads every frame on one interface.
 struct Sniffer {
@@ -278,7 +280,7 @@ fn descending_one_byte_segments_do_not_stall_the_processor() {
             );
             sent += 1;
             if i % 100 == 99 {
-                let due = Duration::from_micros(i as u64 * 20);
+                let due = Duration::from_nanos(i as u64 * RATE_NS);
                 if let Some(wait) = due.checked_sub(t.elapsed()) {
                     std::thread::sleep(wait);
                 }
