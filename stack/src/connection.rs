@@ -95,8 +95,10 @@ pub enum Event {
 pub enum Disposition {
     /// Nothing more to do.
     Handled,
-    /// A SYN arrived in TIME-WAIT that RFC 9293 lets open a new incarnation:
-    /// the caller drops this connection and calls `Connection::accept` with the same segment.
+    /// A SYN arrived in TIME-WAIT that RFC 6191 lets open a new incarnation
+    /// (a newer timestamp, or without timestamps a sequence number above
+    /// RCV.NXT): the caller drops this connection and calls
+    /// `Connection::accept` with the same segment.
     Reincarnate,
 }
 
@@ -134,7 +136,9 @@ pub struct ConnStats {
     pub cwnd: usize,
     /// Slow start threshold in bytes (`usize::MAX` before the first loss).
     pub ssthresh: usize,
-    /// Challenge ACKs sent (RFC 5961), after rate limiting.
+    /// Challenge ACKs sent (RFC 5961), after the connection's own rate
+    /// limit (`challenge_ack_limit`; the caller's [`ReplyLimiter`] may
+    /// still hold some back, counted in `replies_limited`).
     pub challenge_acks: u64,
     /// Segments dropped by PAWS (RFC 7323 5).
     pub paws_rejected: u64,
