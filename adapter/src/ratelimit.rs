@@ -42,6 +42,21 @@ impl TokenBucket {
 /// Default rate for ICMP errors: Linux's icmp_ratelimit is about 1000/s.
 pub const ICMP_RATE: (u32, u32) = (1000, 50);
 
+/// Rate and burst, per processor, of replies to invalid TCP segments: ACKs
+/// for unacceptable segments, challenge ACKs (RFC 5961 7) and RSTs for
+/// segments of no connection. Linux allowed 1000 challenge ACKs a second
+/// per namespace (`tcp_challenge_ack_limit`, before it became per socket);
+/// a processor is vnic's unit, and a burst of a whole second's worth lets
+/// a real peer's burst of stray segments (after a restart, say) all be
+/// answered.
+pub const INVALID_REPLY_RATE: (u32, u32) = (1000, 1000);
+
+impl vnic_stack::ReplyLimiter for TokenBucket {
+    fn allow(&mut self, now: Instant) -> bool {
+        TokenBucket::allow(self, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

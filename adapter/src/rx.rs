@@ -693,6 +693,11 @@ impl Adapter {
         if seg.control != Control::None || seg.ack.is_none() {
             return None;
         }
+        // No cookie made in the last two periods: none can be genuine, so
+        // a stray ACK is not hashed (nor given a chance as a guess).
+        if !cookies.sent_recently(now) {
+            return None;
+        }
         let port = seg.dst_port;
         let mss = cookies.check(now, &tuple, seg)?;
         // The client believes it is connected once it sent this ACK: if

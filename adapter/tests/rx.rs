@@ -409,3 +409,59 @@ fn syn_cookies_when_the_half_open_queue_is_full() {
     );
     assert_eq!(r.adapter.flows().len(), 2);
 }
+
+/// Issue 15: a stray ACK is checked as a SYN cookie only when cookies were
+/// sent in the last two cookie periods (no genuine cookie can be older).
+/// Otherwise even an ACK that carries a valid cookie (here computed with
+/// the same key, as a lucky guess would be) is a stray: RST.
+#[test]
+fn cookie_acks_are_checked_only_when_cookies_were_sent_recently() {
+    let mut r = rig(FilterMode::RoundRobin, 1, &[80]);
+    let t0 = Instant::now();
+    let cookies = Arc::new(vnic_stack::SynCookies::new([5; 16], t0));
+    r.adapter
+        .set_syn_cookies(cookies, 1, &vnic_stack::Config::default());
+    let same_key = vnic_stack::SynCookies::new([5; 16], t0);
+    let tuple = |sport| FourTuple {
+        local: SocketAddr::new(IpAddr::V4(VIP), 80),
+        remote: SocketAddr::new(IpAddr::V4(HOST), sport),
+    };
+    let ack_of = |r: &Rig, sport, cookie: SeqNumber| {
+        tcp_frame(
+            r.mac,
+            VIP,
+            sport,
+            80,
+            TcpFlags::ACK,
+            1001,
+            cookie.0.wrapping_add(1),
+        )
+    };
+    // No cookie sent yet.
+    let guess = same_key.make(t0, &tuple(40000), SeqNumber(1000), None);
+    assert_eq!(
+        r.adapter.handle_frame(t0, &ack_of(&r, 40000, guess)),
+        Decision::RstNoConnection
+    );
+    r.sink.take();
+    // A cookie goes out (the half-open queue is full): cookies are checked.
+    Counters::bump(&r.counters.half_open[0]);
+    assert!(matches!(
+        r.adapter.handle_frame(t0, &syn(&r, 40001, 80)),
+        Decision::SynCookie { .. }
+    ));
+    r.sink.take();
+    let guess = same_key.make(t0, &tuple(40002), SeqNumber(1000), None);
+    assert!(matches!(
+        r.adapter.handle_frame(t0, &ack_of(&r, 40002, guess)),
+        Decision::NewConnection { .. }
+    ));
+    queued_on(&r);
+    // Three periods (64 s each) later, with no cookie sent since: strays again.
+    let later = t0 + std::time::Duration::from_secs(3 * 64);
+    let guess = same_key.make(later, &tuple(40003), SeqNumber(1000), None);
+    assert_eq!(
+        r.adapter.handle_frame(later, &ack_of(&r, 40003, guess)),
+        Decision::RstNoConnection
+    );
+}

@@ -673,8 +673,11 @@ impl Driver {
             assert_eq!(len, 0, "our SYN carries no data");
         }
         if len > 0 {
+            // The peer's MSS, raised to the floor (tcp_min_snd_mss), capped
+            // by our MTU.
             let mss = self
                 .peer_mss
+                .max(vnic_stack::MIN_SND_MSS)
                 .min(usize::from(self.cfg.mss(self.tuple.is_ipv6())));
             assert!(
                 len <= mss && len <= self.conn.send_mss(),

@@ -27,12 +27,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vnic_adapter::ratelimit::{TokenBucket, INVALID_REPLY_RATE};
 use vnic_adapter::trace::Tracer;
 use vnic_adapter::{
     BellSender, Datagram, Doorbell, FlowClosed, FrameWriter, Inbound, ProcessorQueue, ToProcessor,
 };
 use vnic_stack::{
-    Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator, State, SynCookies,
+    Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator, ReplyLimiter, State,
+    SynCookies,
 };
 
 /// Everything a processor thread needs, handed over at spawn.
@@ -148,6 +150,24 @@ struct Conn {
     /// Listed in the processor's `pending` (once per batch, however its
     /// segments interleave with other connections').
     queued: bool,
+    /// Listed in the processor's `backlog`: its last pass stopped at
+    /// [`MAX_SEGMENTS_PER_PASS`] with more to send.
+    backlogged: bool,
+}
+
+/// The processor's budget for replies to invalid segments (one token
+/// bucket for all its connections), counting what it refused.
+struct InvalidReplies {
+    bucket: TokenBucket,
+    refused: u64,
+}
+
+impl ReplyLimiter for InvalidReplies {
+    fn allow(&mut self, now: Instant) -> bool {
+        let ok = self.bucket.allow(now);
+        self.refused += u64::from(!ok);
+        ok
+    }
 }
 
 /// One deadline in the timer heap, ordered by time alone.
@@ -207,10 +227,27 @@ pub struct Processor {
     /// vnic is stopping: nothing new is accepted, every connection was
     /// told to close (see [`Processor::drain`]).
     draining: bool,
+    /// Connections whose last pass stopped at [`MAX_SEGMENTS_PER_PASS`]:
+    /// serviced again on the next turn of the loop.
+    backlog: Vec<FourTuple>,
+    /// Budget for replies to invalid segments.
+    invalid_replies: InvalidReplies,
 }
 
 /// Most queued messages a processor takes before servicing connections.
 const BATCH: usize = 64;
+
+/// Most segments one pass over a connection sends (Linux's NAPI weight,
+/// the packets one device poll handles before yielding, is the same 64).
+/// A peer that opens a huge window with tiny segments (or one ACK that
+/// releases a whole window) could otherwise keep the processor writing
+/// frames for one connection while every other one waits; at about a
+/// microsecond or two per frame, 64 frames keep a pass well under a
+/// millisecond. A bulk transfer rarely meets it: an ACK releases a few
+/// segments, and a pass of 64 full segments is 92 KiB (two TSO frames).
+/// A connection that hits it goes to the back of the line and is serviced
+/// again on the next turn, after the queue's next batch.
+const MAX_SEGMENTS_PER_PASS: usize = 64;
 
 /// A connection that received this many payload bytes within a batch is
 /// serviced (and ACKs) at once instead of at the batch's end. One ACK per
@@ -284,6 +321,11 @@ impl Processor {
             spare: Vec::new(),
             pending: Vec::new(),
             draining: false,
+            backlog: Vec::new(),
+            invalid_replies: InvalidReplies {
+                bucket: TokenBucket::new(INVALID_REPLY_RATE.0, INVALID_REPLY_RATE.1),
+                refused: 0,
+            },
             apps: s.apps,
             tracer: s.tracer,
             max_connections: s.max_connections,
@@ -370,6 +412,9 @@ impl Processor {
             self.fire_timers(Instant::now());
             if self.draining {
                 self.count_unfinished();
+            }
+            if self.service_backlog(Instant::now()) {
+                busy = true;
             }
             if busy {
                 continue;
@@ -530,7 +575,7 @@ impl Processor {
         stats
             .bytes_in
             .fetch_add(d.payload.len() as u64, Ordering::Relaxed);
-        if let Some(reply) = app.answer(&d.payload) {
+        if let Some(reply) = app.answer(d.remote.port(), &d.payload) {
             stats
                 .bytes_out
                 .fetch_add(reply.len() as u64, Ordering::Relaxed);
@@ -706,6 +751,16 @@ impl Processor {
 
     fn handle_inbound(&mut self, inb: &Inbound) {
         let now = Instant::now();
+        self.handle_segment(now, inb);
+        let refused = std::mem::take(&mut self.invalid_replies.refused);
+        if refused > 0 {
+            self.stats()
+                .replies_limited
+                .fetch_add(refused, Ordering::Relaxed);
+        }
+    }
+
+    fn handle_segment(&mut self, now: Instant, inb: &Inbound) {
         let Inbound {
             tuple,
             ref segment,
@@ -721,7 +776,9 @@ impl Processor {
                 c.syn_stamp = syn_stamp;
             }
             let before = c.tcp.progress();
-            let disposition = c.tcp.on_segment(now, segment);
+            let disposition = c
+                .tcp
+                .on_segment_limited(now, segment, &mut self.invalid_replies);
             let after = c.tcp.progress();
             // A segment that moved nothing forward (out of window, forged,
             // a duplicate) must not redirect the connection's frames.
@@ -773,8 +830,10 @@ impl Processor {
             // The service refused it: RST below.
         }
         if let Some(rst) = segment.rst_reply() {
-            self.out
-                .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &rst);
+            if self.invalid_replies.allow(now) {
+                self.out
+                    .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &rst);
+            }
         }
         if syn_stamp != 0 {
             self.report_closed(FlowClosed { tuple, syn_stamp });
@@ -892,6 +951,7 @@ impl Processor {
                 half_open,
                 unserviced: 0,
                 queued: false,
+                backlogged: false,
             },
         );
         if half_open {
@@ -920,6 +980,8 @@ impl Processor {
         c.unserviced = 0;
         c.queued = false;
         let mut closed = false;
+        // Segments this pass may still send (see MAX_SEGMENTS_PER_PASS).
+        let mut budget = MAX_SEGMENTS_PER_PASS;
         // The app may free receive space or queue data; one pass of
         // app + transmit + events, twice, lets an app answer what the
         // first pass's events (e.g. Established) made possible.
@@ -982,7 +1044,11 @@ impl Processor {
                 c.app.poll(&mut view);
             }
             self.out.set_burst_limit(c.tcp.gso_burst_limit());
-            while let Some(seg) = c.tcp.poll_transmit_reusing(now, &mut self.spare) {
+            while budget > 0 {
+                let Some(seg) = c.tcp.poll_transmit_reusing(now, &mut self.spare) else {
+                    break;
+                };
+                budget -= 1;
                 self.out
                     .send_tcp_burst(c.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
                 if self.spare.capacity() == 0 {
@@ -998,6 +1064,13 @@ impl Processor {
         if closed || c.tcp.is_closed() {
             self.forget(tuple, true);
             return;
+        }
+        if budget == 0 && !c.backlogged {
+            // More may be due: the rest goes on the next turn, after the
+            // other connections had theirs.
+            c.backlogged = true;
+            self.backlog.push(tuple);
+            stats.send_limited.fetch_add(1, Ordering::Relaxed);
         }
         let due = match (c.tcp.poll_timeout(), c.app.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -1060,6 +1133,28 @@ impl Processor {
             self.forget(t, true);
         }
         self.timers.clear();
+    }
+
+    /// Services, once each, the connections whose last pass stopped at
+    /// [`MAX_SEGMENTS_PER_PASS`] with more to send; true if some still
+    /// have more (they wait for the next call). The thread's loop calls it
+    /// every turn; it is public for tests and for callers that drive the
+    /// processor with [`Processor::on_inbound`] themselves.
+    pub fn service_backlog(&mut self, now: Instant) -> bool {
+        if self.backlog.is_empty() {
+            return false;
+        }
+        let turn = std::mem::take(&mut self.backlog);
+        for &tuple in &turn {
+            let Some(c) = self.conns.get_mut(&tuple) else {
+                continue; // gone meanwhile
+            };
+            c.backlogged = false;
+            if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+        !self.backlog.is_empty()
     }
 
     /// Connections this processor holds.

@@ -37,6 +37,13 @@ pub struct ProcessorStats {
     /// While draining (vnic stopping): connections not yet closed (any
     /// state but TIME-WAIT and CLOSED).
     pub unfinished: AtomicU64,
+    /// Replies to invalid segments (ACKs for unacceptable segments,
+    /// challenge ACKs, RSTs for segments of no connection) not sent
+    /// because the processor's budget for them was spent.
+    pub replies_limited: AtomicU64,
+    /// Passes over a connection that stopped at the per-pass segment
+    /// limit (the connection was serviced again on the next turn).
+    pub send_limited: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.

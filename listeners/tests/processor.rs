@@ -52,13 +52,18 @@ struct Rig {
 }
 
 fn rig(max_connections: usize) -> Rig {
+    rig_serving(max_connections, Arc::new(FragileService))
+}
+
+/// A rig whose port 7 runs `service`.
+fn rig_serving(max_connections: usize, service: Arc<dyn Service>) -> Rig {
     let sink = Arc::new(CaptureSink::default());
     let out = FrameWriter::new(sink.clone(), [2, 0, 0, 0, 0, 2], Arc::new(Counters::new(1)));
     let registry = Arc::new(Registry::new("monolithic", "round-robin", 1));
     let (q_tx, q_rx) = Inbox::new(1024).expect("inbox");
     let (closed_tx, _closed_rx) = unbounded();
     let mut serve = HashMap::new();
-    serve.insert(7, Arc::new(FragileService) as Arc<dyn Service>);
+    serve.insert(7, service);
     let p = Processor::new(ProcessorSetup {
         id: 0,
         queue: q_rx,
@@ -410,4 +415,143 @@ fn a_large_batch_is_acknowledged_every_16_kib() {
         last = *a;
     }
     assert_eq!(last, 1001 + 48_000, "all acknowledged: {acks:?}");
+}
+
+/// Makes a [`Blaster`] per connection.
+struct BlasterService;
+impl Service for BlasterService {
+    fn name(&self) -> &str {
+        "blaster"
+    }
+    fn open(&self, _ctx: AppContext) -> Result<Box<dyn App>, Refused> {
+        Ok(Box::new(Blaster(0)))
+    }
+}
+
+/// An app that keeps the send buffer full of the byte pattern `i % 251`
+/// (its field: bytes queued so far).
+struct Blaster(usize);
+impl App for Blaster {
+    fn poll(&mut self, sock: &mut dyn Socket) {
+        let n = sock.send_capacity().min(64 * 1024);
+        let chunk: Vec<u8> = (self.0..self.0 + n).map(|i| (i % 251) as u8).collect();
+        self.0 += sock.send(&chunk);
+    }
+    fn nagle(&self) -> bool {
+        false
+    }
+}
+
+/// Issue 15 part 3: one pass over a connection sends at most
+/// `MAX_SEGMENTS_PER_PASS` (64) segments; a connection that has more is
+/// serviced again on the processor's next turn, and no byte is lost,
+/// duplicated or reordered on the way.
+#[test]
+fn a_pass_sends_at_most_64_segments_and_the_rest_follows_next_turn() {
+    let mut r = rig_serving(100, Arc::new(BlasterService));
+    feed(&mut r, 40010, seg(40010, TcpFlags::SYN, 1000, 0, &[]));
+    let iss = sent(&r)
+        .iter()
+        .find(|o| o.1 == TcpFlags::SYN | TcpFlags::ACK)
+        .expect("SYN|ACK")
+        .2;
+    let mut next = iss.wrapping_add(1);
+    feed(&mut r, 40010, seg(40010, TcpFlags::ACK, 1001, next, &[]));
+    let mut most = 0usize;
+    let mut turns_after_the_limit = 0;
+    // Data frames of one pass: checked in order, contiguous, the pattern;
+    // returns the end of each.
+    let check = |r: &Rig, next: &mut u32| -> Vec<u32> {
+        let frames = sent(r);
+        let mut ends = Vec::new();
+        for f in frames.iter().filter(|f| !f.4.is_empty()) {
+            assert_eq!(f.2, *next, "contiguous, in order");
+            let off = f.2.wrapping_sub(iss.wrapping_add(1)) as usize;
+            for (i, b) in f.4.iter().enumerate() {
+                assert_eq!(*b, ((off + i) % 251) as u8, "byte {}", off + i);
+            }
+            *next = next.wrapping_add(f.4.len() as u32);
+            ends.push(*next);
+        }
+        ends
+    };
+    let mut in_flight = check(&r, &mut next);
+    for round in 0..12 {
+        // Rounds 0-5: an ACK for every segment, so slow start doubles cwnd
+        // each round. Then one cumulative ACK a round: it releases the
+        // whole window (122 segments of 536 bytes) in one pass.
+        let acks: Vec<u32> = if round < 6 {
+            std::mem::take(&mut in_flight)
+        } else {
+            vec![next]
+        };
+        in_flight.clear();
+        for ack in acks {
+            feed(&mut r, 40010, seg(40010, TcpFlags::ACK, 1001, ack, &[]));
+            let ends = check(&r, &mut next);
+            most = most.max(ends.len());
+            assert!(ends.len() <= 64, "{} segments in one pass", ends.len());
+            in_flight.extend(ends);
+            // The processor's next turns.
+            loop {
+                let more = r.p.service_backlog(Instant::now());
+                let ends = check(&r, &mut next);
+                assert!(ends.len() <= 64, "{} segments in a later pass", ends.len());
+                turns_after_the_limit += usize::from(!ends.is_empty());
+                in_flight.extend(ends);
+                if !more {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(most, 64, "the window released more than a pass sends");
+    assert!(turns_after_the_limit > 0);
+    assert!(next.wrapping_sub(iss) > 300_000, "the transfer went on");
+}
+
+/// Issue 15 part 5: ACKs for unacceptable segments, challenge ACKs and the
+/// RSTs a processor sends for segments of no connection share one token
+/// bucket per processor (1000 a second, bursts of 1000): a blind flood of
+/// invalid segments cannot make the processor send a frame for each.
+#[test]
+fn replies_to_invalid_segments_are_rate_limited_per_processor() {
+    let mut r = rig(100);
+    let a = open(&mut r, 40020);
+    let b = open(&mut r, 40021);
+    let mut replies = 0;
+    for i in 0..1500u32 {
+        // Far out of the window: an ACK each, before the fix.
+        let far = 1001u32.wrapping_add(10_000_000 + i);
+        feed(
+            &mut r,
+            40020,
+            seg(40020, TcpFlags::ACK, far, a.wrapping_add(1), b"x"),
+        );
+        feed(
+            &mut r,
+            40021,
+            seg(40021, TcpFlags::ACK, far, b.wrapping_add(1), b"x"),
+        );
+        // No connection at all: an RST each, before the fix.
+        feed(
+            &mut r,
+            50000 + (i % 1000) as u16,
+            seg(50000, TcpFlags::ACK, 7, 7, &[]),
+        );
+        replies += sent(&r).len();
+    }
+    assert!(
+        replies <= 1100,
+        "{replies} replies to 4500 invalid segments"
+    );
+    assert!(replies >= 1000, "the burst is allowed: {replies}");
+    // Valid data is still acknowledged.
+    feed(
+        &mut r,
+        40020,
+        seg(40020, TcpFlags::ACK, 1001, a.wrapping_add(1), b"ok"),
+    );
+    let out = sent(&r);
+    assert!(out.iter().any(|o| o.3 == 1003), "{out:?}");
 }

@@ -75,6 +75,14 @@ impl Default for Config {
     }
 }
 
+/// The smallest MSS we send with, whatever the peer's MSS option says
+/// (Linux's `tcp_min_snd_mss`, 48 by default since the 2019 SACK panic
+/// fixes, CVE-2019-11479). With a peer MSS of 1, a reply left one byte per
+/// frame and 40 or more bytes of headers each: 48 is the most a real path
+/// needs (IPv4's minimum MTU of 68 less 20 bytes of IP header) and makes
+/// the header overhead at most about half.
+pub const MIN_SND_MSS: usize = 48;
+
 impl Config {
     /// The MSS we advertise for a connection of this address family:
     /// the MTU minus the minimal IP and TCP headers.

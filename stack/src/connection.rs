@@ -10,8 +10,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, MIN_SND_MSS};
 use crate::congestion::{new_controller, Controller};
+use crate::rack::RetransmitLog;
+use crate::ratelimit::{ReplyLimiter, Unlimited};
 use crate::reassembly::RecvBuffer;
 use crate::rtt::RttEstimator;
 use crate::sack::{SackReport, Scoreboard};
@@ -93,8 +95,10 @@ pub enum Event {
 pub enum Disposition {
     /// Nothing more to do.
     Handled,
-    /// A SYN arrived in TIME-WAIT that RFC 9293 lets open a new incarnation:
-    /// the caller drops this connection and calls `Connection::accept` with the same segment.
+    /// A SYN arrived in TIME-WAIT that RFC 6191 lets open a new incarnation
+    /// (a newer timestamp, or without timestamps a sequence number above
+    /// RCV.NXT): the caller drops this connection and calls
+    /// `Connection::accept` with the same segment.
     Reincarnate,
 }
 
@@ -132,10 +136,20 @@ pub struct ConnStats {
     pub cwnd: usize,
     /// Slow start threshold in bytes (`usize::MAX` before the first loss).
     pub ssthresh: usize,
-    /// Challenge ACKs sent (RFC 5961), after rate limiting.
+    /// Challenge ACKs sent (RFC 5961), after the connection's own rate
+    /// limit (`challenge_ack_limit`; the caller's [`ReplyLimiter`] may
+    /// still hold some back, counted in `replies_limited`).
     pub challenge_acks: u64,
     /// Segments dropped by PAWS (RFC 7323 5).
     pub paws_rejected: u64,
+    /// Payload bytes the receive buffer copied, in from segments and out
+    /// to the application: about twice `bytes_in` whatever the order the
+    /// segments came in (the work a sender can cause is linear).
+    pub recv_bytes_copied: u64,
+    /// Replies to invalid segments (ACKs for unacceptable segments,
+    /// challenge ACKs, RSTs for bad ACKs) that the caller's
+    /// [`ReplyLimiter`] refused.
+    pub replies_limited: u64,
 }
 
 /// Largest value of the 16-bit window field.
@@ -157,16 +171,6 @@ enum Recovery {
     NewReno,
 }
 
-/// One retransmission in flight (RFC 8985 keeps the same per segment).
-#[derive(Clone, Copy, Debug)]
-struct RxtRecord {
-    start: SeqNumber,
-    end: SeqNumber,
-    /// Place in the send order ([`Connection`]'s `tx_order`).
-    order: u64,
-    sent_at: Instant,
-}
-
 /// RFC 8985 RACK.xmit_ts / RACK.end_seq / RACK.rtt, with the send order
 /// standing in for the send time and its end sequence tie-break.
 #[derive(Clone, Copy, Debug)]
@@ -179,6 +183,17 @@ struct RackState {
 /// Linux's TCP_TIMEOUT_MIN (our SRTT comes from 1 ms timestamps and may
 /// read 0).
 const MIN_PTO: Duration = Duration::from_millis(2);
+
+/// Most segments of new data in flight: cwnd is capped at this many
+/// segments. Every segment draws an ACK the processor must handle, so a
+/// peer that makes segments small (down to [`MIN_SND_MSS`]) must not also
+/// make them many: with a tiny MSS and a huge window it could otherwise
+/// keep thousands in flight and queue thousands of ACKs ahead of every
+/// other connection of the processor. With the default buffers a peer
+/// with an MSS of 536 or more never meets the cap (256 KiB is 489 such
+/// segments); Linux clamps cwnd in packets the same way
+/// (`snd_cwnd_clamp`).
+const MAX_FLIGHT_SEGMENTS: usize = 512;
 
 /// Most send records kept (beyond it the oldest are forgotten: RACK then
 /// knows less, and the RTO still covers everything).
@@ -260,7 +275,7 @@ pub struct Connection {
     /// (RFC 8985) reads the send time of a delivered segment from it.
     sent_log: VecDeque<(SeqNumber, u64, Instant)>,
     /// Retransmissions not yet delivered, in the order sent.
-    rxt_log: VecDeque<RxtRecord>,
+    rxt_log: RetransmitLog,
     /// Retransmissions RACK found lost (not at SND.UNA), to send again.
     rack_rxt: VecDeque<(SeqNumber, SeqNumber)>,
     /// RACK (RFC 8985 6.1): the most recently sent segment known
@@ -317,6 +332,10 @@ pub struct Connection {
     ack_pending: bool,
     probe_pending: bool,
     rst_pending: Option<Segment>,
+    /// The segment being handled was invalid and earns an ACK (or RST),
+    /// if the caller's [`ReplyLimiter`] allows one.
+    invalid_ack: bool,
+    invalid_rst: Option<Segment>,
     want_writable: bool,
     /// RFC 5961 7: start of the current one-second window and challenge
     /// ACKs sent in it.
@@ -391,7 +410,7 @@ impl Connection {
             last_data_sent: None,
             tx_order: 0,
             sent_log: VecDeque::new(),
-            rxt_log: VecDeque::new(),
+            rxt_log: RetransmitLog::default(),
             rack_rxt: VecDeque::new(),
             rack: None,
             rack_min_rtt: None,
@@ -424,6 +443,8 @@ impl Connection {
             ack_pending: false,
             probe_pending: false,
             rst_pending: None,
+            invalid_ack: false,
+            invalid_rst: None,
             want_writable: false,
             challenge_window: None,
             challenge_count: 0,
@@ -484,7 +505,12 @@ impl Connection {
     fn apply_syn_options(&mut self, opts: &TcpOptions) {
         let ipv6 = self.tuple.is_ipv6();
         let peer_mss = opts.mss.map_or(if ipv6 { 1220 } else { 536 }, usize::from);
-        self.mss = peer_mss.min(self.cfg.mss(ipv6) as usize).max(1);
+        // A tiny MSS option would make us send a byte per frame: the
+        // floor is [`MIN_SND_MSS`] (never above what our own MTU allows).
+        self.mss = peer_mss
+            .max(MIN_SND_MSS)
+            .min(self.cfg.mss(ipv6) as usize)
+            .max(1);
         // RFC 9293 3.7.1: options in every segment come out of the MSS.
         let overhead = if self.ts_ok { TIMESTAMPS_OPTION_LEN } else { 0 };
         self.send_mss = self.mss.saturating_sub(overhead).max(1);
@@ -529,6 +555,7 @@ impl Connection {
             rto: self.rtt.rto(),
             cwnd: self.cc.window(),
             ssthresh: self.cc.ssthresh(),
+            recv_bytes_copied: self.recv_buf.bytes_copied(),
             ..self.stats
         }
     }
@@ -1002,16 +1029,8 @@ impl Connection {
 
     /// Remembers a retransmission of `[start, end)` for RACK.
     fn log_retransmission(&mut self, now: Instant, start: SeqNumber, end: SeqNumber) {
-        if self.rxt_log.len() >= MAX_SEND_RECORDS {
-            self.rxt_log.pop_front();
-        }
         self.tx_order += 1;
-        self.rxt_log.push_back(RxtRecord {
-            start,
-            end,
-            order: self.tx_order,
-            sent_at: now,
-        });
+        self.rxt_log.record(start, end, self.tx_order, now);
     }
 
     /// True while a SACK recovery has resent every hole it knows to be
@@ -1151,7 +1170,13 @@ impl Connection {
             self.cc.on_idle_restart();
             self.last_data_sent = Some(now);
         }
-        let max_seg = self.send_mss.saturating_sub(self.sack_option_len()).max(1);
+        // SACK blocks come out of the segment too, but never take it below
+        // what the MSS floor leaves once timestamps are in.
+        let floor = self.send_mss.clamp(1, MIN_SND_MSS - TIMESTAMPS_OPTION_LEN);
+        let max_seg = self
+            .send_mss
+            .saturating_sub(self.sack_option_len())
+            .max(floor);
         let wnd_avail = (self.snd_una + self.snd_wnd).distance_from(self.snd_nxt);
         // RFC 3042 (limited transmit): the first two duplicate ACKs each
         // let one new segment out beyond cwnd, to earn the third.
@@ -1160,7 +1185,8 @@ impl Connection {
         } else {
             0
         };
-        let cwnd_avail = (self.cc.window() + limited_transmit).saturating_sub(self.pipe());
+        let cwnd = self.cc.window().min(MAX_FLIGHT_SEGMENTS * self.send_mss);
+        let cwnd_avail = (cwnd + limited_transmit).saturating_sub(self.pipe());
         let len = unsent.min(wnd_avail).min(cwnd_avail).min(max_seg);
         if len == 0 {
             // A lone FIN (no data left) needs no window.
@@ -1447,32 +1473,84 @@ impl Connection {
         if self.challenge_count < self.cfg.challenge_ack_limit {
             self.challenge_count += 1;
             self.stats.challenge_acks += 1;
-            self.ack_pending = true;
+            self.invalid_ack = true;
         }
     }
 
-    /// Handles one segment of this connection (RFC 9293 3.10.7).
+    /// Handles one segment of this connection (RFC 9293 3.10.7), every
+    /// reply to an invalid segment allowed.
     pub fn on_segment(&mut self, now: Instant, seg: &Segment) -> Disposition {
+        self.on_segment_limited(now, seg, &mut Unlimited)
+    }
+
+    /// Like [`Connection::on_segment`], but a reply that only answers an
+    /// invalid segment (an ACK for an unacceptable or PAWS-failed segment,
+    /// a challenge ACK, an RST for a bad ACK) is sent only if `limiter`
+    /// allows it: a processor shares one budget among its connections.
+    pub fn on_segment_limited(
+        &mut self,
+        now: Instant,
+        seg: &Segment,
+        limiter: &mut dyn ReplyLimiter,
+    ) -> Disposition {
         self.stats.segments_in += 1;
         match self.state {
             State::Closed => {}
             State::SynSent => self.on_segment_syn_sent(now, seg),
-            _ => {
-                // RFC 9293 3.10.7.4 / RFC 6191: a SYN above RCV.NXT may
-                // reopen a connection in TIME-WAIT.
-                if self.state == State::TimeWait
-                    && seg.control == Control::Syn
-                    && seg.ack.is_none()
-                    && seg.seq > self.rcv_nxt
-                {
+            State::TimeWait if seg.control == Control::Syn && seg.ack.is_none() => {
+                // RFC 6191: a SYN may reopen a connection in TIME-WAIT;
+                // one that may not is dropped without a word.
+                if self.syn_may_reincarnate(seg) {
                     return Disposition::Reincarnate;
                 }
+            }
+            _ => {
                 self.on_segment_synchronized(now, seg);
                 self.update_persist(now);
             }
         }
+        self.settle_invalid_replies(now, limiter);
         self.debug_check();
         Disposition::Handled
+    }
+
+    /// RFC 6191 2: when the old incarnation used timestamps and the SYN
+    /// offers them, a newer TSval (or the same TSval and a higher sequence
+    /// number) proves the SYN is not an old duplicate; otherwise its
+    /// sequence number must lie above RCV.NXT (RFC 9293 3.10.7.4).
+    fn syn_may_reincarnate(&self, syn: &Segment) -> bool {
+        let syn_ts = syn
+            .options
+            .timestamps
+            .map(|t| t.0)
+            .filter(|_| self.cfg.timestamps);
+        match (self.ts_ok && self.ts_recent_at.is_some(), syn_ts) {
+            (true, Some(tsval)) => {
+                ts_before(self.ts_recent, tsval)
+                    || (tsval == self.ts_recent && syn.seq > self.rcv_nxt)
+            }
+            _ => syn.seq > self.rcv_nxt,
+        }
+    }
+
+    /// The replies the segment just handled earned because it was invalid
+    /// go out only if the limiter allows (an ACK already due for other
+    /// reasons goes anyway).
+    fn settle_invalid_replies(&mut self, now: Instant, limiter: &mut dyn ReplyLimiter) {
+        if let Some(rst) = self.invalid_rst.take() {
+            if limiter.allow(now) {
+                self.rst_pending = Some(rst);
+            } else {
+                self.stats.replies_limited += 1;
+            }
+        }
+        if std::mem::take(&mut self.invalid_ack) && !self.ack_pending && self.is_synchronized() {
+            if limiter.allow(now) {
+                self.ack_pending = true;
+            } else {
+                self.stats.replies_limited += 1;
+            }
+        }
     }
 
     /// RFC 9293 3.10.7.3.
@@ -1480,7 +1558,7 @@ impl Connection {
         if let Some(ack) = seg.ack {
             if ack <= self.iss || ack > self.snd_max {
                 if seg.control != Control::Rst {
-                    self.rst_pending = Some(self.rst_segment(ack, None));
+                    self.invalid_rst = Some(self.rst_segment(ack, None));
                 }
                 return;
             }
@@ -1565,7 +1643,7 @@ impl Connection {
                 self.ts_recent_at = None; // R2: TS.Recent too old to trust
             } else if ts_before(tsval, self.ts_recent) {
                 self.stats.paws_rejected += 1;
-                self.ack_pending = true;
+                self.invalid_ack = true;
                 return;
             }
         }
@@ -1577,23 +1655,22 @@ impl Connection {
             // A zero window still takes ACKs and RSTs at RCV.NXT.
             let zero_window_allowance = wnd == 0 && seg.seq == self.rcv_nxt;
             if !zero_window_allowance {
-                if seg.control != Control::Rst {
+                // A retransmission of what we have (our ACK was lost) is
+                // answered like data; anything else only within the
+                // caller's budget for invalid segments.
+                let end = seg.seq + seg.seg_len();
+                let recent_duplicate =
+                    end <= self.rcv_nxt && seg.seq >= self.rcv_nxt - self.recv_buf.capacity();
+                if seg.control != Control::Rst && recent_duplicate {
                     self.ack_pending = true;
+                } else if seg.control != Control::Rst {
+                    self.invalid_ack = true;
                 }
                 if self.state == State::TimeWait && seg.control == Control::Fin {
                     // A retransmitted FIN: re-ACK and restart 2*MSL.
                     self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
                 }
                 return;
-            }
-        }
-
-        // RFC 7323 4.3 (R3): remember the TSval to echo, from the segment
-        // that covers the left edge of what we will ACK next.
-        if let Some(tsval) = tsval {
-            if !ts_before(tsval, self.ts_recent) && seg.seq <= self.last_ack_sent {
-                self.ts_recent = tsval;
-                self.ts_recent_at = Some(now);
             }
         }
 
@@ -1621,7 +1698,12 @@ impl Connection {
         }
 
         // Second: RST (RFC 5961 3.2): only an RST exactly at RCV.NXT
-        // resets; any other in-window RST earns a challenge ACK.
+        // resets; any other in-window RST earns a challenge ACK. In
+        // TIME-WAIT an RST is ignored (RFC 1337: it would cut TIME-WAIT
+        // short and let old duplicates into a new incarnation).
+        if seg.control == Control::Rst && self.state == State::TimeWait {
+            return;
+        }
         if seg.control == Control::Rst {
             if seg.seq == self.rcv_nxt {
                 self.enter_closed(CloseReason::Reset);
@@ -1650,7 +1732,7 @@ impl Connection {
                 self.snd_wl2 = ack;
                 self.push_event(Event::Established);
             } else {
-                self.rst_pending = Some(self.rst_segment(ack, None));
+                self.invalid_rst = Some(self.rst_segment(ack, None));
                 return;
             }
         }
@@ -1660,6 +1742,17 @@ impl Connection {
         if ack > self.snd_max || ack < self.snd_una - self.max_snd_wnd {
             self.challenge_ack(now);
             return;
+        }
+        // RFC 7323 4.3 (R3): remember the TSval to echo, from the segment
+        // that covers the left edge of what we will ACK next; only now
+        // that the whole segment, ACK included, is acceptable (as Linux's
+        // tcp_ack with FLAG_UPDATE_TS_RECENT), so a blind in-window segment
+        // cannot poison PAWS.
+        if let Some(tsval) = tsval {
+            if !ts_before(tsval, self.ts_recent) && seg.seq <= self.last_ack_sent {
+                self.ts_recent = tsval;
+                self.ts_recent_at = Some(now);
+            }
         }
         self.on_ack(now, seg, ack);
 
@@ -1861,7 +1954,7 @@ impl Connection {
             tops[4] = Some(ack - 1);
         }
         for top in tops.into_iter().flatten() {
-            if self.rxt_log.iter().any(|x| x.start <= top && top < x.end) {
+            if self.rxt_log.covers(top) {
                 continue;
             }
             let i = self.sent_log.partition_point(|e| e.0 <= top);
@@ -1882,46 +1975,25 @@ impl Connection {
         self.rtt.srtt().map_or(wnd, |s| wnd.min(s.max(MIN_PTO)))
     }
 
-    /// RFC 8985 6.2 step 5 for retransmissions: a retransmission is lost
-    /// when a segment sent after it was delivered and it is itself not
-    /// acknowledged RACK.rtt + RACK.reo_wnd after it was sent. Otherwise
-    /// the reordering timer waits for that moment. The retransmission at
-    /// SND.UNA is resent at once; others when cwnd allows.
+    /// RFC 8985 6.2 step 5 for retransmissions (see [`RetransmitLog`]).
+    /// Otherwise the reordering timer waits for the moment the next one
+    /// becomes lost. The retransmission at SND.UNA is resent at once;
+    /// others when cwnd allows.
     fn rack_detect_lost_retransmissions(&mut self, now: Instant) {
         let una = self.snd_una;
         let sb = &self.scoreboard;
         self.rxt_log
-            .retain(|x| x.end > una && sb.hole_from(x.start.max(una), x.end).is_some());
+            .prune(|x| x.end > una && sb.hole_from(x.start.max(una), x.end).is_some());
         let Some(rack) = self.rack.filter(|_| self.sack_ok) else {
             return;
         };
-        let reo = self.rack_reo_wnd();
-        let mut deadline: Option<Instant> = None;
-        let mut i = 0;
-        while i < self.rxt_log.len() {
-            let x = self.rxt_log[i];
-            if x.order >= rack.order {
-                break; // sent after everything known delivered
-            }
-            let due = x.sent_at + rack.rtt + reo;
-            if due > now {
-                deadline = Some(deadline.map_or(due, |d| d.min(due)));
-                i += 1;
-                continue;
-            }
-            self.rxt_log.remove(i);
-            self.lost_retransmits += 1;
-            if x.start <= self.snd_una {
-                self.rxt_head = true;
-            } else if !self
-                .rack_rxt
-                .iter()
-                .any(|r| r.0 <= x.start && x.start < r.1)
-            {
-                self.rack_rxt.push_back((x.start, x.end));
-            }
-        }
-        match deadline {
+        let wait = rack.rtt + self.rack_reo_wnd();
+        let found = self
+            .rxt_log
+            .detect_lost(rack.order, wait, now, una, &mut self.rack_rxt);
+        self.lost_retransmits += found.lost;
+        self.rxt_head |= found.head;
+        match found.deadline {
             Some(d) => self.timers.set(Timer::Reorder, d),
             None => self.timers.stop(Timer::Reorder),
         }

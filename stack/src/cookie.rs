@@ -3,31 +3,65 @@
 //! sequence number, so a flood of spoofed SYNs costs no memory, and a real
 //! client's ACK (which echoes the cookie + 1) rebuilds the connection.
 //!
-//! Layout of the 32-bit cookie: 5 bits of a 64-second clock, 3 bits
-//! choosing the client's MSS from a table, 24 bits of a keyed SipHash of
-//! the 4-tuple, the client's ISN and the full clock. A cookie is accepted
-//! for the clock slot it names and the one before (64 to 128 s). The
-//! window-scale, SACK and timestamp options of the client's SYN are not
-//! kept: a cookie connection runs without them, as in the classic scheme.
+//! Layout of the 32-bit cookie: 1 bit of a 64-second clock (its parity),
+//! 3 bits choosing the client's MSS from a table, and 28 bits of a keyed
+//! SipHash (the MAC) of the 4-tuple, the client's ISN, the full clock and
+//! the MSS index. A cookie is accepted for the clock slot it names and the
+//! one before (64 to 128 s): the parity bit says which of the two, and the
+//! full slot inside the MAC rejects anything older. So of the 32 bits, 28
+//! are unguessable and the MAC covers every other bit: a blind guess
+//! passes with probability 2^-28 (one in 268 million), and a client
+//! holding one genuine cookie cannot change the MSS it carries. (Five
+//! clock bits and a 24-bit MAC that left the MSS bits out, as before,
+//! bought nothing: two slots need one bit.) The window-scale, SACK and
+//! timestamp options of the client's SYN are not kept: a cookie connection
+//! runs without them, as in the classic scheme.
+//!
+//! [`SynCookies::sent_recently`] tells whether any cookie was made in the
+//! last two slots: only then can an ACK carry a genuine one, so the
+//! adapter checks stray ACKs only then.
 
 use crate::seq::SeqNumber;
 use crate::tuple::FourTuple;
 use crate::wire::{Control, Segment, TcpOptions};
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// The MSS values a cookie can carry (the largest not above the client's
 /// is chosen).
 const MSS_TABLE: [u16; 8] = [536, 1024, 1220, 1360, 1440, 1460, 4312, 8960];
+/// Where the MSS index sits in the cookie (3 bits).
+const MSS_SHIFT: u32 = 28;
+/// Where the clock's parity bit sits.
+const CLOCK_SHIFT: u32 = 31;
+/// The MAC's bits.
+const MAC_MASK: u32 = (1 << MSS_SHIFT) - 1;
 /// Seconds per clock slot.
 const SLOT_SECS: u64 = 64;
 
 /// Makes and checks SYN cookies with a secret key.
-#[derive(Clone)]
+///
+/// It exists so a listener whose half-open queue is full can answer SYNs
+/// without keeping state, and tell a genuine cookie ACK from a forged one.
+/// Shared (behind an `Arc`) by every RX thread, it also remembers when it
+/// last made a cookie.
 pub struct SynCookies {
     key: [u8; 16],
     epoch: Instant,
+    /// Clock slot of the last cookie made (0: none yet; slots start at 32).
+    last_made: AtomicU64,
+}
+
+impl Clone for SynCookies {
+    fn clone(&self) -> SynCookies {
+        SynCookies {
+            key: self.key,
+            epoch: self.epoch,
+            last_made: AtomicU64::new(self.last_made.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl std::fmt::Debug for SynCookies {
@@ -39,19 +73,33 @@ impl std::fmt::Debug for SynCookies {
 impl SynCookies {
     /// Cookies keyed with `key` (random at start-up), clock from `epoch`.
     pub fn new(key: [u8; 16], epoch: Instant) -> SynCookies {
-        SynCookies { key, epoch }
+        SynCookies {
+            key,
+            epoch,
+            last_made: AtomicU64::new(0),
+        }
+    }
+
+    /// True if a cookie was made in this clock slot or the one before: the
+    /// only time an ACK can carry a genuine cookie. Stray ACKs need no
+    /// check otherwise (no hashing, no chance for a guess).
+    pub fn sent_recently(&self, now: Instant) -> bool {
+        let last = self.last_made.load(Ordering::Relaxed);
+        last != 0 && last + 1 >= self.slot(now)
     }
 
     fn slot(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_secs() / SLOT_SECS + 32
     }
 
-    fn hash(&self, tuple: &FourTuple, client_isn: SeqNumber, slot: u64) -> u32 {
+    /// The MAC: 28 bits of SipHash over everything the cookie stands for.
+    fn mac(&self, tuple: &FourTuple, client_isn: SeqNumber, slot: u64, mss_idx: u32) -> u32 {
         let mut h = SipHasher24::new_with_key(&self.key);
         tuple.hash_into(&mut h);
         h.write_u32(client_isn.0);
         h.write_u64(slot);
-        (h.finish() as u32) & 0x00ff_ffff
+        h.write_u32(mss_idx);
+        (h.finish() as u32) & MAC_MASK
     }
 
     /// The cookie (our ISN) for a SYN with sequence `client_isn` and MSS
@@ -66,7 +114,12 @@ impl SynCookies {
         let mss = client_mss.unwrap_or(536);
         let idx = MSS_TABLE.iter().rposition(|m| *m <= mss).unwrap_or(0) as u32;
         let slot = self.slot(now);
-        let v = ((slot as u32 & 0x1f) << 27) | (idx << 24) | self.hash(tuple, client_isn, slot);
+        if self.last_made.load(Ordering::Relaxed) != slot {
+            self.last_made.store(slot, Ordering::Relaxed);
+        }
+        let v = ((slot as u32 & 1) << CLOCK_SHIFT)
+            | (idx << MSS_SHIFT)
+            | self.mac(tuple, client_isn, slot, idx);
         SeqNumber(v)
     }
 
@@ -81,14 +134,15 @@ impl SynCookies {
         let cookie = ack_no.0.wrapping_sub(1);
         let client_isn = SeqNumber(ack.seq.0.wrapping_sub(1));
         let now_slot = self.slot(now);
-        let c_slot = u64::from(cookie >> 27);
+        let parity = u64::from(cookie >> CLOCK_SHIFT);
         let slot = [now_slot, now_slot - 1]
             .into_iter()
-            .find(|s| s & 0x1f == c_slot)?;
-        if self.hash(tuple, client_isn, slot) != cookie & 0x00ff_ffff {
+            .find(|s| s & 1 == parity)?;
+        let idx = (cookie >> MSS_SHIFT) & 0x7;
+        if self.mac(tuple, client_isn, slot, idx) != cookie & MAC_MASK {
             return None;
         }
-        MSS_TABLE.get(((cookie >> 24) & 0x7) as usize).copied()
+        MSS_TABLE.get(idx as usize).copied()
     }
 
     /// The stateless SYN|ACK answering `syn` with cookie `cookie`,
@@ -201,7 +255,7 @@ mod tests {
         );
         let other_key = SynCookies::new([8; 16], t0);
         assert_eq!(other_key.check(t0, &tuple(), &ack_for(cookie, 1000)), None);
-        // Guessing: a million random cookies let very few through (2^-24 each).
+        // Guessing: a million random cookies let very few through (2^-28 each).
         let mut hits = 0;
         for g in 0..1_000_000u32 {
             if c.check(
@@ -215,6 +269,24 @@ mod tests {
             }
         }
         assert!(hits <= 2, "{hits}");
+    }
+
+    /// Issue 15: the MAC covers the MSS bits too, so a client with one
+    /// genuine cookie cannot pick another MSS by flipping them.
+    #[test]
+    fn the_mac_covers_the_mss_index() {
+        let t0 = Instant::now();
+        let c = SynCookies::new([9; 16], t0);
+        let cookie = c.make(t0, &tuple(), SeqNumber(1000), Some(536));
+        assert_eq!(c.check(t0, &tuple(), &ack_for(cookie, 1000)), Some(536));
+        for k in 1..8u32 {
+            let other = SeqNumber(cookie.0 ^ (k << MSS_SHIFT));
+            assert_eq!(
+                c.check(t0, &tuple(), &ack_for(other, 1000)),
+                None,
+                "MSS bits flipped by {k}"
+            );
+        }
     }
 
     #[test]

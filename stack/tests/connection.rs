@@ -736,10 +736,11 @@ fn time_wait_new_syn_above_rcv_nxt_reincarnates() {
     let mut fresh = vnic_stack::Connection::accept(h.now, &h.cfg, h.tuple, &syn, SeqNumber(77));
     let synack = fresh.poll_transmit(h.now).unwrap();
     assert_eq!(synack.ack, Some(SeqNumber(P + 1001)));
-    // A SYN at or below RCV.NXT is an old duplicate: no new incarnation.
+    // A SYN at or below RCV.NXT is an old duplicate: no new incarnation,
+    // and RFC 6191 drops it without a word.
     let d = send!(h, SYN, seq = P);
     assert_eq!(d, Disposition::Handled);
-    recv!(h, ACK, seq = U + 1, ack = P + 1);
+    recv_nothing!(h);
     assert_eq!(h.conn.state(), State::TimeWait);
 }
 
@@ -862,11 +863,20 @@ fn rst_in_last_ack_closes() {
     assert_reset(&mut h);
 }
 
+/// RFC 1337 (TIME-WAIT assassination): an RST in TIME-WAIT is ignored;
+/// the connection lingers its full 2*MSL so old duplicates die out.
 #[test]
-fn rst_in_time_wait_closes() {
+fn rfc1337_rst_in_time_wait_is_ignored() {
     let mut h = to_time_wait();
+    h.at_ms(500);
     send!(h, RST, seq = P + 1);
-    assert_reset(&mut h);
+    send!(h, RST | ACK, seq = P + 1, ack = U + 1);
+    assert_eq!(h.conn.state(), State::TimeWait);
+    recv_nothing!(h);
+    assert_eq!(h.events(), vec![]);
+    h.at_ms(2000);
+    assert!(h.conn.is_closed());
+    assert_eq!(h.events(), vec![Event::Closed(CloseReason::Normal)]);
 }
 
 #[test]

@@ -121,18 +121,22 @@ fn hostile_sack_blocks_never_corrupt_the_stream() {
     assert_eq!(h.conn.state(), State::Established);
 }
 
-/// A peer MSS of 1 (and timestamps eating the whole MSS) still gives
-/// segments of at least one and at most one byte.
+/// A peer MSS of 1 (and timestamps eating the whole MSS) gives segments of
+/// the MSS floor (Linux's tcp_min_snd_mss, 48) less the timestamps option,
+/// and the transfer completes.
 #[test]
-fn peer_mss_of_one_gives_one_byte_segments() {
+fn peer_mss_of_one_gives_segments_of_the_mss_floor() {
     let syn = Spec::new(TcpFlags::SYN).mss(1).ts((1, 0));
     let mut h = H::established_spec(Config::default(), syn);
-    let sent = app_send(&mut h, 0, 50);
+    // The floor (48) less the timestamps option (12).
+    let seg = vnic_stack::MIN_SND_MSS - 12;
+    assert_eq!(h.conn.send_mss(), seg);
+    let sent = app_send(&mut h, 0, 500);
     let mut acked = 0;
     for _ in 0..200 {
-        let out = drain(&mut h, 1, sent);
+        let out = drain(&mut h, seg, sent);
         if let Some(last) = out.iter().rfind(|o| !o.payload.is_empty()) {
-            acked = (last.seq - U + 1) as usize;
+            acked = (last.seq - U) as usize + last.payload.len();
             send!(h, ACK, ack = U + acked as u32, ts = (2, 0));
         } else {
             wait(&mut h, 1_000, 1, sent);

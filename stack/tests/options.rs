@@ -166,6 +166,66 @@ fn rfc7323_paws_drops_segment_with_old_tsval_and_acks() {
     assert_eq!(h.read_all(), b"cur");
 }
 
+/// RFC 7323 4.3 / 5.3 R3 (and Linux): TS.Recent is taken only from a
+/// segment that is acceptable as a whole, its ACK included. A blind
+/// in-window segment with an ACK of data never sent must not move it, or
+/// every later segment of the real peer fails PAWS.
+#[test]
+fn rfc7323_ts_recent_not_updated_by_segment_with_unacceptable_ack() {
+    let mut h = with_ts();
+    let forged = 101u32.wrapping_add(1 << 30);
+    send!(h, ACK, seq = P, ack = U + 100_000, ts = (forged, 0));
+    recv!(h, ACK, ack = P, tsecr = 101);
+    send!(h, SYN, seq = P, ts = (forged, 0));
+    recv!(h, ACK, ack = P, tsecr = 101);
+    // The real peer goes on with its own clock.
+    send!(h, ACK, seq = P, ts = (102, 0), data = b"real");
+    assert_eq!(h.read_all(), b"real");
+    assert_eq!(h.conn.stats().paws_rejected, 0);
+}
+
+/// TIME-WAIT with timestamps: peer TSval 300 on its FIN.
+fn ts_time_wait() -> H {
+    let mut h = with_ts();
+    h.conn.close();
+    let fin = recv!(h, FIN | ACK, seq = U, ack = P);
+    let ours = fin.ts.unwrap().0;
+    send!(h, ACK, ack = U + 1, ts = (200, ours));
+    send!(h, FIN | ACK, seq = P, ack = U + 1, ts = (300, ours));
+    recv!(h, ACK, seq = U + 1, ack = P + 1, tsecr = 300);
+    assert_eq!(h.conn.state(), vnic_stack::State::TimeWait);
+    h.events();
+    h
+}
+
+/// RFC 6191 2: in TIME-WAIT, a SYN of a connection that used timestamps
+/// opens a new incarnation only if its TSval is newer than the last one
+/// seen; an older one is dropped, whatever its sequence number.
+#[test]
+fn rfc6191_time_wait_syn_with_old_timestamp_does_not_reincarnate() {
+    let mut h = ts_time_wait();
+    let d = send!(h, SYN, seq = P + 1_000_000, ts = (299, 0));
+    assert_eq!(d, vnic_stack::Disposition::Handled);
+    assert_eq!(h.conn.state(), vnic_stack::State::TimeWait);
+    recv_nothing!(h);
+    let d = send!(h, SYN, seq = P + 1_000_000, ts = (301, 0));
+    assert_eq!(d, vnic_stack::Disposition::Reincarnate);
+}
+
+/// RFC 6191 2: a newer TSval reopens even with a lower sequence number,
+/// and without timestamps the sequence number must be above RCV.NXT.
+#[test]
+fn rfc6191_time_wait_syn_newer_timestamp_reincarnates_any_sequence() {
+    let mut h = ts_time_wait();
+    let d = send!(h, SYN, seq = P - 5, ts = (400, 0));
+    assert_eq!(d, vnic_stack::Disposition::Reincarnate);
+    let mut h = ts_time_wait();
+    let d = send!(h, SYN, seq = P - 5);
+    assert_eq!(d, vnic_stack::Disposition::Handled);
+    let d = send!(h, SYN, seq = P + 5);
+    assert_eq!(d, vnic_stack::Disposition::Reincarnate);
+}
+
 #[test]
 fn rfc7323_paws_does_not_apply_to_rst() {
     let mut h = with_ts();

@@ -7,6 +7,13 @@ use std::net::{IpAddr, SocketAddr};
 use vnic_adapter::emit::TTL;
 use vnic_adapter::FrameWriter;
 
+/// Source ports never answered: port 0 (no real sender uses it) and the
+/// services that answer every datagram, echo (7), daytime (13), qotd (17)
+/// and chargen (19). An answer to one of them would be answered again, and
+/// two such services (or one and a spoofed source) would bounce a datagram
+/// between them forever, as Linux's and the BSDs' inetd refuse to do.
+pub const LOOPING_PORTS: [u16; 5] = [0, 7, 13, 17, 19];
+
 /// The UDP apps a listener can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UdpAppKind {
@@ -30,8 +37,12 @@ impl UdpAppKind {
         }
     }
 
-    /// The reply to one datagram, if any.
-    pub fn answer(self, payload: &[u8]) -> Option<Vec<u8>> {
+    /// The reply to one datagram from source port `from_port`, if any.
+    /// Datagrams from [`LOOPING_PORTS`] get none.
+    pub fn answer(self, from_port: u16, payload: &[u8]) -> Option<Vec<u8>> {
+        if LOOPING_PORTS.contains(&from_port) {
+            return None;
+        }
         match self {
             UdpAppKind::Echo => Some(payload.to_vec()),
         }
@@ -97,7 +108,9 @@ mod tests {
         let mut w = FrameWriter::new(sink.clone(), [2, 0, 0, 0, 0, 2], Arc::new(Counters::new(1)));
         let local: SocketAddr = "10.0.0.2:7".parse().expect("addr");
         let remote: SocketAddr = "10.0.0.1:5555".parse().expect("addr");
-        let reply = UdpAppKind::Echo.answer(b"ping").expect("echo answers");
+        let reply = UdpAppKind::Echo
+            .answer(5555, b"ping")
+            .expect("echo answers");
         send(&mut w, [2, 0, 0, 0, 0, 1], local, remote, &reply);
         let frames = sink.take();
         let e = EthernetPacket::new(&frames[0]).expect("eth");
@@ -109,5 +122,23 @@ mod tests {
         let src = "10.0.0.2".parse().expect("ip");
         let dst = "10.0.0.1".parse().expect("ip");
         assert_eq!(pudp::ipv4_checksum(&u, &src, &dst), u.get_checksum());
+    }
+
+    /// Issue 15: a datagram from a port whose service answers every
+    /// datagram (echo 7, daytime 13, qotd 17, chargen 19) or from port 0
+    /// is dropped, so two such services (or a spoofed pair) cannot bounce
+    /// datagrams between them forever.
+    #[test]
+    fn echo_drops_datagrams_from_looping_source_ports() {
+        for port in [0, 7, 13, 17, 19] {
+            assert_eq!(UdpAppKind::Echo.answer(port, b"x"), None, "port {port}");
+        }
+        for port in [1, 53, 1024, 5555, 65535] {
+            assert_eq!(
+                UdpAppKind::Echo.answer(port, b"x"),
+                Some(b"x".to_vec()),
+                "port {port}"
+            );
+        }
     }
 }

@@ -183,6 +183,12 @@ pub struct ProcessorStatus {
     /// Connections in SYN-RECEIVED now.
     #[serde(default)]
     pub half_open: u64,
+    /// Replies to invalid segments held back by the processor's rate limit.
+    #[serde(default)]
+    pub replies_limited: u64,
+    /// Passes over a connection that stopped at the per-pass segment limit.
+    #[serde(default)]
+    pub send_limited: u64,
 }
 
 /// One listener's line in `vnic status`.

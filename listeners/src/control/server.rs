@@ -408,6 +408,8 @@ impl Runtime {
                     refused: stats.refused.load(Ordering::Relaxed),
                     datagrams: stats.datagrams.load(Ordering::Relaxed),
                     half_open: stats.half_open.load(Ordering::Relaxed),
+                    replies_limited: stats.replies_limited.load(Ordering::Relaxed),
+                    send_limited: stats.send_limited.load(Ordering::Relaxed),
                 }
             })
             .collect();
