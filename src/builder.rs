@@ -6,25 +6,25 @@
 //! [`Builder`]); a program that links vnic is another, with apps of its
 //! own behind the emulated processors.
 
+use crate::running::{Running, RxThread, DEFAULT_DRAIN};
 use crate::summary;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource};
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
     host, Adapter, AdapterConfig, Counters, Filter, FilterMode, FrameSink, FrameSource,
-    FrameWriter, TapDevice, ToProcessor,
+    FrameWriter, TapDevice,
 };
 use vnic_listeners::app::udp::UdpAppKind;
 use vnic_listeners::app::{App, AppContext, Refused, Service};
-use vnic_listeners::control::{default_path, ControlServer, Runtime, Status, TraceHandle};
+use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
 use vnic_listeners::distributor::{backend, Balance, Dispatcher};
 use vnic_listeners::processor::{AppSource, DistributorLink, Inbox, Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
@@ -735,171 +735,6 @@ impl Builder {
             self.filter.name(),
             self.model.name(),
         )
-    }
-}
-
-/// A vnic that runs: frames flow until [`Running::stop`] (or the flag
-/// from [`Running::stop_flag`] is set, e.g. by a signal handler).
-pub struct Running {
-    ready: String,
-    stop: Arc<AtomicBool>,
-    halt: Arc<AtomicBool>,
-    fatal: Arc<Mutex<Option<String>>>,
-    drain: Duration,
-    queues: Vec<vnic_adapter::ProcessorQueue>,
-    processors: Vec<JoinHandle<()>>,
-    threads: Vec<JoinHandle<()>>,
-    ctl_thread: Option<JoinHandle<()>>,
-    summary: Option<JoinHandle<()>>,
-    tracer: Arc<Tracer>,
-    runtime: Arc<Runtime>,
-}
-
-impl Running {
-    /// The ready line `vnic up` prints (`vnic: ready tap=... ip=...
-    /// processors=N filter=MODE model=MODEL ...`).
-    pub fn ready_line(&self) -> &str {
-        &self.ready
-    }
-
-    /// The flag that stops this vnic when set: hand it to a signal
-    /// handler (`signal_hook::flag::register`).
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
-    }
-
-    /// Asks every thread to stop; [`Running::wait`] then returns.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
-    /// What `vnic status` would show now.
-    pub fn status(&self) -> Status {
-        self.runtime.status()
-    }
-
-    /// Runs until [`Running::stop`] (or the stop flag) or a failure, then
-    /// stops the vnic: new connections are refused, every connection is
-    /// closed with FIN, those still open after the drain time are reset,
-    /// every thread is joined and the trace flushed and closed. Returns
-    /// what was drained, or why the vnic failed (the TAP went away, an RX
-    /// thread died).
-    pub fn wait(mut self) -> Result<Drained, Error> {
-        while !self.stop.load(Ordering::Relaxed) && self.fatal.lock().is_none() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let failed = self.fatal.lock().is_some();
-        let drained = if failed {
-            Drained::default()
-        } else {
-            self.drain_connections()
-        };
-        self.halt.store(true, Ordering::Relaxed);
-        for t in std::mem::take(&mut self.threads) {
-            let _ = t.join();
-        }
-        // The RX threads tell the processors to shut down as they end;
-        // this covers processors no RX thread reached.
-        for q in &self.queues {
-            let _ = q.send(ToProcessor::Shutdown);
-        }
-        for t in std::mem::take(&mut self.processors) {
-            let _ = t.join();
-        }
-        if let Some(t) = self.ctl_thread.take() {
-            let _ = t.join();
-        }
-        // Flush and close the trace so the file is always complete.
-        self.tracer.close();
-        if let Some(t) = self.summary.take() {
-            let _ = t.join();
-        }
-        let fatal = self.fatal.lock().take();
-        match fatal {
-            Some(why) => Err(Error::Failed(why)),
-            None => Ok(drained),
-        }
-    }
-
-    /// Tells every processor to drain, and waits until no connection is
-    /// open or the drain time is over.
-    fn drain_connections(&self) -> Drained {
-        let registry = &self.runtime.registry;
-        let unfinished = || -> u64 {
-            registry
-                .processors
-                .iter()
-                .map(|p| p.unfinished.load(Ordering::Relaxed))
-                .sum()
-        };
-        let active: u64 = registry
-            .processors
-            .iter()
-            .map(|p| p.active.load(Ordering::Relaxed))
-            .sum();
-        for p in &registry.processors {
-            // Until the processor has counted, everything it holds is open.
-            p.unfinished
-                .store(p.active.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        for q in &self.queues {
-            let _ = q.send(ToProcessor::Drain);
-        }
-        let deadline = Instant::now() + self.drain;
-        while unfinished() > 0 && Instant::now() < deadline && self.fatal.lock().is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let reset = unfinished();
-        Drained {
-            closed: active.saturating_sub(reset),
-            reset,
-        }
-    }
-}
-
-/// What stopping a vnic did to its connections.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Drained {
-    /// Connections that closed with FIN within the drain time (or were
-    /// closing already).
-    pub closed: u64,
-    /// Connections still open when the drain time was over: reset.
-    pub reset: u64,
-}
-
-/// The default drain time of a stopping vnic.
-pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
-
-/// An RX thread's supervision: a failure (the TAP went away, a panic)
-/// stops the whole vnic with one line saying what happened, instead of a
-/// vnic that hangs or retries for ever.
-struct RxThread {
-    tap: String,
-    halt: Arc<AtomicBool>,
-    fatal: Arc<Mutex<Option<String>>>,
-    queues: Vec<vnic_adapter::ProcessorQueue>,
-}
-
-impl RxThread {
-    fn run(self, adapter: Adapter, source: Box<dyn FrameSource>, tracer: Arc<Tracer>) {
-        let halt = self.halt.clone();
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            adapter.run(source, tracer, halt)
-        }));
-        let why = match ran {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => format!("the TAP {} failed: {e}", self.tap),
-            Err(p) => format!(
-                "the RX thread of {} failed: {}",
-                self.tap,
-                vnic_listeners::processor::panic_message(p.as_ref())
-            ),
-        };
-        self.fatal.lock().get_or_insert(why);
-        self.halt.store(true, Ordering::Relaxed);
-        for q in &self.queues {
-            let _ = q.send(ToProcessor::Shutdown);
-        }
     }
 }
 

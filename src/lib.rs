@@ -65,12 +65,11 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod running;
 mod summary;
 
-pub use builder::{
-    Builder, ControlGroup, Drained, Error, Layout, Model, Running, Trace, DEFAULT_DRAIN,
-    MAX_PROCESSORS,
-};
+pub use builder::{Builder, ControlGroup, Error, Layout, Model, Trace, MAX_PROCESSORS};
+pub use running::{Drained, Running, DEFAULT_DRAIN};
 pub use vnic_adapter::filter::Protocol;
 pub use vnic_adapter::impair::ImpairSpec;
 pub use vnic_adapter::trace::LineMode;

@@ -1,0 +1,586 @@
+//! One emulated processor: a thread with its own queue and its own TCP
+//! connections (the monolithic listener model).
+//!
+//! The thread drains its queue, hands each segment to the connection it
+//! belongs to (making a new one for a SYN on a served port), lets the app
+//! run, and writes what the connection wants to send. It sleeps on its
+//! queue until the earliest timer of its connections: timers sit in one
+//! heap, so nothing scans every connection.
+//!
+//! The thread's one place to sleep is an epoll ([`Inbox`]): its frame
+//! queue rings it through an eventfd ([`vnic_adapter::Doorbell`]), and the
+//! apps that drive descriptors of their own (a proxy's back-end socket, an
+//! exec child's pipes) watch them in the same epoll through [`crate::app::Io`],
+//! keyed by connection number. So one thread drives its TCP connections
+//! and everything behind them.
+
+mod lifecycle;
+mod receive;
+mod service;
+
+use crate::app::udp::{self, UdpAppKind};
+use crate::app::{App, AppContext, AppKind, CloseReason, Io, Service, Socket};
+use crate::distributor::{BackendCtlRequest, Dispatcher, Forwarder, FromBackend, Reply};
+use crate::stats::{ProcessorStats, Registry};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::{Events, Poll, Token, Waker};
+use parking_lot::Mutex;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vnic_adapter::ratelimit::{TokenBucket, INVALID_REPLY_RATE};
+use vnic_adapter::trace::Tracer;
+use vnic_adapter::{
+    BellSender, Datagram, Doorbell, FlowClosed, FrameWriter, Inbound, ProcessorQueue, ToProcessor,
+};
+use vnic_stack::{
+    Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator, ReplyLimiter, State,
+    SynCookies,
+};
+
+/// Everything a processor thread needs, handed over at spawn.
+pub struct ProcessorSetup {
+    /// This processor's number.
+    pub id: usize,
+    /// Its queue and event loop.
+    pub queue: Inbox,
+    /// Where it reports connections it no longer holds: one channel per
+    /// RX queue, each to the RX thread whose flow table holds them.
+    pub closed: Vec<Sender<FlowClosed>>,
+    /// Its way to the TAP.
+    pub out: FrameWriter,
+    /// Which service makes the app of each TCP port's connections.
+    pub serve: HashMap<u16, Arc<dyn Service>>,
+    /// Which app serves each UDP port.
+    pub udp_serve: HashMap<u16, UdpAppKind>,
+    /// TCP settings.
+    pub tcp: Config,
+    /// Shared ISN generator (RFC 6528).
+    pub isn: Arc<IsnGenerator>,
+    /// Counters.
+    pub registry: Arc<Registry>,
+    /// Where the apps run: here, or at the back-ends (distributor model).
+    pub apps: AppSource,
+    /// Connection events for `--trace=conn`.
+    pub tracer: Arc<Tracer>,
+    /// Most connections this processor holds; a SYN beyond it gets RST.
+    pub max_connections: usize,
+    /// The adapter's counters: the processor keeps its half-open gauge
+    /// there, which the RX thread reads to decide on SYN cookies.
+    pub adapter_counters: Arc<vnic_adapter::Counters>,
+}
+
+/// Where a processor's apps run.
+pub enum AppSource {
+    /// In the processor itself (monolithic model).
+    Local,
+    /// The built-in apps at back-end servers: this processor is the
+    /// distributor (other services still run here).
+    Distributor(DistributorLink),
+}
+
+/// The token of the doorbell in a processor's epoll (connection numbers
+/// start at 1 and never reach it).
+const WAKE: Token = Token(usize::MAX);
+
+/// A processor's receiving end: its frame queue and the epoll it sleeps
+/// in, which the queue's senders ring ([`vnic_adapter::Doorbell`]) and the
+/// apps' descriptors wake ([`crate::app::Io`]).
+pub struct Inbox {
+    rx: Receiver<ToProcessor>,
+    poll: Poll,
+    bell: Arc<Doorbell>,
+    registry: Arc<mio::Registry>,
+}
+
+impl Inbox {
+    /// A queue of `depth` messages and the epoll behind it: the sender
+    /// for the RX threads and the control server, and the inbox for the
+    /// processor.
+    pub fn new(depth: usize) -> std::io::Result<(ProcessorQueue, Inbox)> {
+        let poll = Poll::new()?;
+        let bell = Arc::new(Doorbell::new(Waker::new(poll.registry(), WAKE)?));
+        let registry = Arc::new(poll.registry().try_clone()?);
+        let (tx, rx) = crossbeam_channel::bounded(depth);
+        Ok((
+            BellSender::new(tx, bell.clone()),
+            Inbox {
+                rx,
+                poll,
+                bell,
+                registry,
+            },
+        ))
+    }
+
+    /// The doorbell, for other senders to this processor (the distributor's
+    /// back-ends answer through it).
+    pub fn bell(&self) -> Arc<Doorbell> {
+        self.bell.clone()
+    }
+}
+
+/// What the distributor thread needs besides its queue.
+pub struct DistributorLink {
+    /// The dispatcher (this thread is its only user).
+    pub dispatcher: Arc<Mutex<Dispatcher>>,
+    /// Replies and failure reports from the back-ends.
+    pub replies: Receiver<FromBackend>,
+    /// `vnic ctl backend K up|down`, with a channel for the answer.
+    pub ctl: Receiver<BackendCtlRequest>,
+}
+
+/// A sender that wakes the distributor processor (made with its
+/// [`Inbox::bell`]).
+pub type ToDistributor<T> = BellSender<T>;
+
+struct Conn {
+    tcp: Connection,
+    app: Box<dyn App>,
+    peer_mac: [u8; 6],
+    syn_stamp: u64,
+    /// The deadline this connection has in the timer heap, if any.
+    armed: Option<Instant>,
+    /// Connection number (routes back-end replies in the distributor model).
+    id: u64,
+    /// Still in SYN-RECEIVED: it counts against its port's half-open queue.
+    half_open: bool,
+    /// Payload bytes received since it was last serviced (see
+    /// [`SERVICE_BYTES`]).
+    unserviced: usize,
+    /// Listed in the processor's `pending` (once per batch, however its
+    /// segments interleave with other connections').
+    queued: bool,
+    /// Listed in the processor's `backlog`: its last pass stopped at
+    /// [`MAX_SEGMENTS_PER_PASS`] with more to send.
+    backlogged: bool,
+}
+
+/// The processor's budget for replies to invalid segments (one token
+/// bucket for all its connections), counting what it refused.
+struct InvalidReplies {
+    bucket: TokenBucket,
+    refused: u64,
+}
+
+impl ReplyLimiter for InvalidReplies {
+    fn allow(&mut self, now: Instant) -> bool {
+        let ok = self.bucket.allow(now);
+        self.refused += u64::from(!ok);
+        ok
+    }
+}
+
+/// One deadline in the timer heap, ordered by time alone.
+#[derive(Clone, Copy, Debug)]
+struct TimerEntry {
+    at: Instant,
+    tuple: FourTuple,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for TimerEntry {}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerEntry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&other.at)
+    }
+}
+
+/// The processor's state, owned by its thread.
+pub struct Processor {
+    id: usize,
+    queue: Receiver<ToProcessor>,
+    poll: Option<Poll>,
+    bell: Arc<Doorbell>,
+    io: Arc<mio::Registry>,
+    closed: Vec<Sender<FlowClosed>>,
+    out: FrameWriter,
+    serve: HashMap<u16, Arc<dyn Service>>,
+    /// Every service this processor has served, by name, so that a
+    /// listener added at run time may name one (besides the built-ins).
+    known: HashMap<String, Arc<dyn Service>>,
+    udp_serve: HashMap<u16, UdpAppKind>,
+    tcp: Config,
+    isn: Arc<IsnGenerator>,
+    registry: Arc<Registry>,
+    conns: HashMap<FourTuple, Conn>,
+    by_id: HashMap<u64, FourTuple>,
+    timers: BinaryHeap<Reverse<TimerEntry>>,
+    apps: AppSource,
+    tracer: Arc<Tracer>,
+    max_connections: usize,
+    adapter_counters: Arc<vnic_adapter::Counters>,
+    /// The buffer the next outgoing segment's payload is built in: the
+    /// last one sent, handed back (see `Connection::poll_transmit_reusing`).
+    spare: Vec<u8>,
+    /// Connections that received segments and wait to be serviced once
+    /// for the whole batch (see [`Processor::receive_more`]).
+    pending: Vec<FourTuple>,
+    /// vnic is stopping: nothing new is accepted, every connection was
+    /// told to close (see [`Processor::drain`]).
+    draining: bool,
+    /// Connections whose last pass stopped at [`MAX_SEGMENTS_PER_PASS`]:
+    /// serviced again on the next turn of the loop.
+    backlog: Vec<FourTuple>,
+    /// Budget for replies to invalid segments.
+    invalid_replies: InvalidReplies,
+}
+
+/// Most queued messages a processor takes before servicing connections.
+const BATCH: usize = 64;
+
+/// Most segments one pass over a connection sends (Linux's NAPI weight,
+/// the packets one device poll handles before yielding, is the same 64).
+/// A peer that opens a huge window with tiny segments (or one ACK that
+/// releases a whole window) could otherwise keep the processor writing
+/// frames for one connection while every other one waits; at about a
+/// microsecond or two per frame, 64 frames keep a pass well under a
+/// millisecond. A bulk transfer rarely meets it: an ACK releases a few
+/// segments, and a pass of 64 full segments is 92 KiB (two TSO frames).
+/// A connection that hits it goes to the back of the line and is serviced
+/// again on the next turn, after the queue's next batch.
+const MAX_SEGMENTS_PER_PASS: usize = 64;
+
+/// A connection that received this many payload bytes within a batch is
+/// serviced (and ACKs) at once instead of at the batch's end. One ACK per
+/// whole batch of 64 KiB segments covered the entire 256 KiB window, and a
+/// single lost ACK then stalled the sender until its RTO (an upload under
+/// 1% loss fell to a tenth); this keeps 16 ACKs or more per window.
+const SERVICE_BYTES: usize = 16 << 10;
+
+/// The app's view of a connection: counts bytes as they pass.
+struct SocketView<'a> {
+    tcp: &'a mut Connection,
+    stats: &'a ProcessorStats,
+}
+
+impl Socket for SocketView<'_> {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.tcp.recv(buf);
+        self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+    fn recv_available(&self) -> usize {
+        self.tcp.recv_available()
+    }
+    fn send(&mut self, data: &[u8]) -> usize {
+        let n = self.tcp.send(data);
+        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+    fn send_capacity(&self) -> usize {
+        self.tcp.send_capacity()
+    }
+    fn peer_closed(&self) -> bool {
+        self.tcp.peer_fin_received()
+    }
+    fn close(&mut self) {
+        self.tcp.close();
+    }
+    fn abort(&mut self) {
+        self.tcp.abort();
+    }
+}
+
+impl Processor {
+    /// A processor ready to run.
+    pub fn new(s: ProcessorSetup) -> Processor {
+        let known = s
+            .serve
+            .values()
+            .map(|svc| (svc.name().to_string(), svc.clone()))
+            .collect();
+        for (port, svc) in &s.serve {
+            s.registry.add_service(*port, svc.clone());
+        }
+        Processor {
+            id: s.id,
+            queue: s.queue.rx,
+            poll: Some(s.queue.poll),
+            bell: s.queue.bell,
+            io: s.queue.registry,
+            closed: s.closed,
+            out: s.out,
+            serve: s.serve,
+            known,
+            udp_serve: s.udp_serve,
+            tcp: s.tcp,
+            isn: s.isn,
+            registry: s.registry,
+            conns: HashMap::new(),
+            by_id: HashMap::new(),
+            timers: BinaryHeap::new(),
+            spare: Vec::new(),
+            pending: Vec::new(),
+            draining: false,
+            backlog: Vec::new(),
+            invalid_replies: InvalidReplies {
+                bucket: TokenBucket::new(INVALID_REPLY_RATE.0, INVALID_REPLY_RATE.1),
+                refused: 0,
+            },
+            apps: s.apps,
+            tracer: s.tracer,
+            max_connections: s.max_connections,
+            adapter_counters: s.adapter_counters,
+        }
+    }
+
+    /// Starts the processor's thread. The whole loop is guarded: a panic
+    /// outside any connection's work (which costs only that connection)
+    /// ends the thread, records the panic message in the processor's
+    /// stats (`failure`, shown by `vnic status`), marks it down, and calls
+    /// `on_failure` (which takes it out of the rotation). Its queue closes
+    /// with it, so the adapter resets its connections' segments as they
+    /// arrive.
+    pub fn spawn(
+        s: ProcessorSetup,
+        on_failure: impl FnOnce(usize) + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let name = format!("vnic-cpu{}", s.id);
+        let (id, registry) = (s.id, s.registry.clone());
+        std::thread::Builder::new().name(name).spawn(move || {
+            let ran = catch_unwind(AssertUnwindSafe(|| Processor::new(s).run()));
+            if let Err(panic) = ran {
+                if let Some(stats) = registry.processors.get(id) {
+                    *stats.failure.lock() = Some(panic_message(panic.as_ref()));
+                    stats.down.store(true, Ordering::Relaxed);
+                    stats.active.store(0, Ordering::Relaxed);
+                    stats.unfinished.store(0, Ordering::Relaxed);
+                }
+                on_failure(id);
+            }
+        })
+    }
+
+    fn stats(&self) -> &ProcessorStats {
+        &self.registry.processors[self.id]
+    }
+
+    /// The thread's loop: until Shutdown or the queue is gone.
+    ///
+    /// Each turn takes what is queued (frames in batches, back-end replies,
+    /// control requests), fires the timers that are due, and then sleeps in
+    /// the epoll until the doorbell rings, an app's descriptor is ready, or
+    /// the earliest timer is due.
+    pub fn run(mut self) {
+        let Some(mut poll) = self.poll.take() else {
+            return;
+        };
+        let mut events = Events::with_capacity(256);
+        let (replies, ctl) = match &self.apps {
+            AppSource::Distributor(d) => (Some(d.replies.clone()), Some(d.ctl.clone())),
+            AppSource::Local => (None, None),
+        };
+        loop {
+            let mut busy = false;
+            match self.queue.try_recv() {
+                Ok(msg) => {
+                    busy = true;
+                    if !self.on_message(msg) {
+                        break;
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {}
+            }
+            if let Some(r) = &replies {
+                for _ in 0..BATCH {
+                    let Ok(m) = r.try_recv() else { break };
+                    busy = true;
+                    self.on_backend(m);
+                }
+            }
+            if let Some(c) = &ctl {
+                while let Ok((c, answer)) = c.try_recv() {
+                    busy = true;
+                    let r = match &self.apps {
+                        AppSource::Distributor(d) => d.dispatcher.lock().set_up(c.backend, c.up),
+                        AppSource::Local => Err("no back-ends in the monolithic model".into()),
+                    };
+                    let _ = answer.send(r);
+                }
+                busy |= self.wake_starved();
+            }
+            self.fire_timers(Instant::now());
+            if self.draining {
+                self.count_unfinished();
+            }
+            if self.service_backlog(Instant::now()) {
+                busy = true;
+            }
+            if busy {
+                continue;
+            }
+            // Nothing queued: sleep, unless something came in meanwhile.
+            self.bell.going_to_sleep();
+            let more = !self.queue.is_empty()
+                || replies.as_ref().is_some_and(|r| !r.is_empty())
+                || ctl.as_ref().is_some_and(|c| !c.is_empty());
+            if more {
+                self.bell.awake();
+                continue;
+            }
+            let wait = self.next_deadline().map_or(Duration::from_secs(1), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            let polled = poll.poll(&mut events, Some(wait));
+            self.bell.awake();
+            if polled.is_err() {
+                continue; // EINTR: look again
+            }
+            self.on_io(&events);
+        }
+        self.shutdown();
+    }
+
+    /// One message from the queue; false when the processor must stop.
+    fn on_message(&mut self, msg: ToProcessor) -> bool {
+        match msg {
+            ToProcessor::Shutdown => return false,
+            ToProcessor::Drain => self.drain(),
+            ToProcessor::Crash => panic!(
+                "processor {} crashed on request (vnic ctl processor {} crash)",
+                self.id, self.id
+            ),
+            ToProcessor::SetUp(up) => self.set_up(up),
+            ToProcessor::Datagram(d) => self.on_datagram(d),
+            ToProcessor::Serve { udp, port, app } => self.set_serve(udp, port, app),
+            ToProcessor::Segment(inb) => {
+                self.receive(inb);
+                if !self.receive_more() {
+                    return false;
+                }
+                self.service_pending(Instant::now());
+            }
+        }
+        true
+    }
+
+    /// A reply or failure report from a back-end.
+    fn on_backend(&mut self, msg: FromBackend) {
+        let AppSource::Distributor(d) = &self.apps else {
+            return;
+        };
+        let replies: Vec<Reply> = match msg {
+            FromBackend::Failed {
+                backend,
+                generation,
+                job,
+            } => d.dispatcher.lock().on_failed(backend, generation, job),
+            FromBackend::Reply(r) => d.dispatcher.lock().on_reply(r).into_iter().collect(),
+        };
+        for r in replies {
+            let Some(tuple) = self.by_id.get(&r.conn).copied() else {
+                continue; // the connection is gone
+            };
+            let done = catch_unwind(AssertUnwindSafe(|| {
+                if let Some(c) = self.conns.get_mut(&tuple) {
+                    c.app.deliver(r);
+                }
+                self.service(tuple, Instant::now());
+            }));
+            if done.is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+    }
+
+    /// Services the connections the dispatcher refused room once it has
+    /// room again (distributor model); true if there were any.
+    fn wake_starved(&mut self) -> bool {
+        let starved = match &self.apps {
+            AppSource::Distributor(d) => d.dispatcher.lock().take_starved(),
+            AppSource::Local => return false,
+        };
+        let now = Instant::now();
+        for conn in &starved {
+            let Some(tuple) = self.by_id.get(conn).copied() else {
+                continue; // the connection is gone
+            };
+            if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+        !starved.is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// A UDP datagram for one of this processor's UDP listeners.
+    fn on_datagram(&mut self, d: Datagram) {
+        if self.stats().down.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(app) = self.udp_serve.get(&d.local.port()).copied() else {
+            return;
+        };
+        let stats = &self.registry.processors[self.id];
+        stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_in
+            .fetch_add(d.payload.len() as u64, Ordering::Relaxed);
+        if let Some(reply) = app.answer(d.remote.port(), &d.payload) {
+            stats
+                .bytes_out
+                .fetch_add(reply.len() as u64, Ordering::Relaxed);
+            udp::send(&mut self.out, d.peer_mac, d.local, d.remote, &reply);
+        }
+    }
+
+    /// Starts or stops serving a port (listeners added or removed at run time).
+    fn set_serve(&mut self, udp: bool, port: u16, app: Option<String>) {
+        match (udp, app) {
+            (false, Some(name)) => {
+                let svc = match AppKind::from_name(&name) {
+                    Some(k) => Some(Arc::new(k) as Arc<dyn Service>),
+                    None => self.known.get(&name).cloned(),
+                };
+                if let Some(svc) = svc {
+                    self.serve.insert(port, svc);
+                }
+            }
+            (false, None) => {
+                self.serve.remove(&port);
+            }
+            (true, Some(name)) => {
+                if let Some(k) = UdpAppKind::from_name(&name) {
+                    self.udp_serve.insert(port, k);
+                }
+            }
+            (true, None) => {
+                self.udp_serve.remove(&port);
+            }
+        }
+    }
+
+    /// Connections this processor holds.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a message gives a `&str`
+/// or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}

@@ -1,0 +1,200 @@
+//! Servicing connections: the app's turn, what TCP sends (at most
+//! [`MAX_SEGMENTS_PER_PASS`] a pass), events, timers, and the connections
+//! whose apps' descriptors are ready.
+
+use super::*;
+
+impl Processor {
+    /// Services each connection one of whose apps' descriptors is ready.
+    pub(super) fn on_io(&mut self, events: &Events) {
+        let now = Instant::now();
+        for ev in events.iter() {
+            if ev.token() == WAKE {
+                continue;
+            }
+            let Some(tuple) = self.by_id.get(&(ev.token().0 as u64)).copied() else {
+                continue; // the connection is gone
+            };
+            if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+    }
+
+    /// Services every connection that received segments since the last
+    /// call, each once, each guarded like the segments themselves.
+    pub(super) fn service_pending(&mut self, now: Instant) {
+        let pending = std::mem::take(&mut self.pending);
+        for &tuple in &pending {
+            if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    /// Lets the app run, sends what is due, handles events, re-arms the
+    /// timer, and drops the connection once it is closed.
+    pub(super) fn service(&mut self, tuple: FourTuple, now: Instant) {
+        let stats = &self.registry.processors[self.id];
+        let Some(c) = self.conns.get_mut(&tuple) else {
+            return;
+        };
+        c.unserviced = 0;
+        c.queued = false;
+        let mut closed = false;
+        // Segments this pass may still send (see MAX_SEGMENTS_PER_PASS).
+        let mut budget = MAX_SEGMENTS_PER_PASS;
+        // The app may free receive space or queue data; one pass of
+        // app + transmit + events, twice, lets an app answer what the
+        // first pass's events (e.g. Established) made possible.
+        for _ in 0..2 {
+            let mut readable = false;
+            while let Some(ev) = c.tcp.poll_event() {
+                match ev {
+                    Event::Established => {
+                        readable = true;
+                        Self::leave_half_open(
+                            self.adapter_counters.half_open.get(self.id),
+                            stats,
+                            c,
+                        );
+                    }
+                    Event::Retransmit => {
+                        stats.retransmissions.fetch_add(1, Ordering::Relaxed);
+                        self.tracer.conn_event(|| {
+                            format!(
+                                "retransmit {} > {} cpu={}",
+                                tuple.remote, tuple.local, self.id
+                            )
+                        });
+                    }
+                    Event::Closed(reason) => {
+                        closed = true;
+                        c.app.on_closed(reason);
+                        let st = c.tcp.stats();
+                        self.tracer.conn_event(|| {
+                            let what = match reason {
+                                CloseReason::Normal => "closed",
+                                CloseReason::Reset => "reset by peer",
+                                CloseReason::TimedOut => "timed out",
+                                CloseReason::Aborted => "reset",
+                            };
+                            format!(
+                                "{what} {} > {} cpu={} in={} out={} rtx={} rto={} fast={} \
+                                 sack-recoveries={} srtt={:?}",
+                                tuple.remote,
+                                tuple.local,
+                                self.id,
+                                st.bytes_in,
+                                st.bytes_out,
+                                st.segments_retransmitted,
+                                st.retransmissions,
+                                st.fast_retransmits,
+                                st.sack_recoveries,
+                                st.srtt.unwrap_or_default()
+                            )
+                        });
+                    }
+                    _ => readable = true,
+                }
+            }
+            if !closed {
+                let mut view = SocketView {
+                    tcp: &mut c.tcp,
+                    stats,
+                };
+                c.app.poll(&mut view);
+            }
+            self.out.set_burst_limit(c.tcp.gso_burst_limit());
+            while budget > 0 {
+                let Some(seg) = c.tcp.poll_transmit_reusing(now, &mut self.spare) else {
+                    break;
+                };
+                budget -= 1;
+                self.out
+                    .send_tcp_burst(c.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
+                if self.spare.capacity() == 0 {
+                    self.spare = seg.payload.into_buffer();
+                }
+            }
+            // A run of full segments leaves as one TSO frame (offload on).
+            self.out.flush();
+            if !readable {
+                break;
+            }
+        }
+        if closed || c.tcp.is_closed() {
+            self.forget(tuple, true);
+            return;
+        }
+        if budget == 0 && !c.backlogged {
+            // More may be due: the rest goes on the next turn, after the
+            // other connections had theirs.
+            c.backlogged = true;
+            self.backlog.push(tuple);
+            stats.send_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        let due = match (c.tcp.poll_timeout(), c.app.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(d) = due {
+            if c.armed.is_none_or(|a| d < a) {
+                c.armed = Some(d);
+                self.timers.push(Reverse(TimerEntry { at: d, tuple }));
+            }
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse(TimerEntry { at: d, tuple })) = self.timers.peek().copied() {
+            if d > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get_mut(&tuple) else {
+                continue;
+            };
+            if c.armed != Some(d) {
+                continue; // superseded by an earlier deadline
+            }
+            c.armed = None;
+            let fired = catch_unwind(AssertUnwindSafe(|| {
+                if let Some(c) = self.conns.get_mut(&tuple) {
+                    match c.tcp.poll_timeout() {
+                        Some(due) if due <= now => c.tcp.on_timeout(now),
+                        _ => {}
+                    }
+                }
+                self.service(tuple, now);
+            }));
+            if fired.is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+    }
+
+    /// Services, once each, the connections whose last pass stopped at
+    /// [`MAX_SEGMENTS_PER_PASS`] with more to send; true if some still
+    /// have more (they wait for the next call). The thread's loop calls it
+    /// every turn; it is public for tests and for callers that drive the
+    /// processor with [`Processor::on_inbound`] themselves.
+    pub fn service_backlog(&mut self, now: Instant) -> bool {
+        if self.backlog.is_empty() {
+            return false;
+        }
+        let turn = std::mem::take(&mut self.backlog);
+        for &tuple in &turn {
+            let Some(c) = self.conns.get_mut(&tuple) else {
+                continue; // gone meanwhile
+            };
+            c.backlogged = false;
+            if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+        !self.backlog.is_empty()
+    }
+}
