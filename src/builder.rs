@@ -26,7 +26,9 @@ use vnic_listeners::app::udp::UdpAppKind;
 use vnic_listeners::app::{App, AppContext, Refused, Service};
 use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
 use vnic_listeners::distributor::{backend, Balance, Dispatcher};
-use vnic_listeners::processor::{AppSource, DistributorLink, Inbox, Processor, ProcessorSetup};
+use vnic_listeners::processor::{
+    AppSource, DistributorLink, Inbox, Processor, ProcessorSetup, DEFAULT_MEMORY_BUDGET,
+};
 use vnic_listeners::stats::Registry;
 use vnic_stack::{Config, IsnGenerator, SynCookies};
 
@@ -36,6 +38,12 @@ const MAX_CONNECTIONS: usize = 131_072;
 
 /// Depth of each processor's queue, in segments.
 const QUEUE_DEPTH: usize = 8192;
+
+/// Bytes of buffers each processor's queue holds at most (issue 15: by
+/// count alone, 8,192 large segments held in place are half a gigabyte).
+/// 32 MiB is 500 full 64 KiB offload segments, several times what the
+/// windows of a busy processor's connections put in flight at once.
+pub const QUEUE_BYTES: usize = 32 << 20;
 
 /// The most processors a vnic runs.
 pub const MAX_PROCESSORS: usize = 256;
@@ -194,6 +202,9 @@ pub struct Builder {
     summary: Option<Duration>,
     offload: bool,
     drain: Duration,
+    memory_budget: usize,
+    idle_timeout: Option<Duration>,
+    zero_window_timeout: Option<Duration>,
 }
 
 /// A service made of a closure (see [`Builder::serve_with`]).
@@ -240,6 +251,9 @@ impl Builder {
             summary: None,
             offload: true,
             drain: DEFAULT_DRAIN,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            idle_timeout: Some(vnic_stack::DEFAULT_IDLE_TIMEOUT),
+            zero_window_timeout: Some(vnic_stack::DEFAULT_ZERO_WINDOW_TIMEOUT),
         }
     }
 
@@ -383,6 +397,31 @@ impl Builder {
     /// FIN before it resets the rest (default 5 s; zero resets at once).
     pub fn drain(mut self, d: Duration) -> Builder {
         self.drain = d;
+        self
+    }
+
+    /// Bytes of memory the connections of all processors may hold
+    /// together, split evenly between the processors (default 1 GiB). At
+    /// its budget a processor refuses new connections, then resets the
+    /// connections whose peers have held a zero window longest
+    /// (`listeners/src/processor/memory.rs` states the policy).
+    pub fn memory_budget(mut self, bytes: usize) -> Builder {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// Resets a connection on which nothing moved for this long (default
+    /// 10 minutes; None: never).
+    pub fn idle_timeout(mut self, limit: Option<Duration>) -> Builder {
+        self.idle_timeout = limit;
+        self
+    }
+
+    /// Resets a connection whose peer kept a zero window, with our data
+    /// waiting, for this long, however it answers our probes (default 2
+    /// minutes; None: never).
+    pub fn zero_window_timeout(mut self, limit: Option<Duration>) -> Builder {
+        self.zero_window_timeout = limit;
         self
     }
 
@@ -542,6 +581,8 @@ impl Builder {
         let tcp = Config {
             mtu: cfg.mtu,
             time_wait: self.time_wait,
+            idle_timeout: self.idle_timeout,
+            zero_window_timeout: self.zero_window_timeout,
             ..Config::default()
         };
         let isn = Arc::new(IsnGenerator::new(random_key(), Instant::now()));
@@ -554,7 +595,7 @@ impl Builder {
         let mut queues = Vec::with_capacity(n);
         let mut inboxes = Vec::with_capacity(n);
         for _ in 0..n {
-            let (tx, rx) = Inbox::new(QUEUE_DEPTH)?;
+            let (tx, rx) = Inbox::new(QUEUE_DEPTH, QUEUE_BYTES)?;
             queues.push(tx);
             inboxes.push(rx);
         }
@@ -611,6 +652,7 @@ impl Builder {
                     tracer: tracer.clone(),
                     max_connections: (MAX_CONNECTIONS / n).max(1024),
                     adapter_counters: counters.clone(),
+                    memory_budget: self.memory_budget / n,
                     serve,
                     udp_serve,
                     tcp: tcp.clone(),

@@ -241,6 +241,21 @@ pub struct UpArgs {
     /// How long a closed connection stays in TIME-WAIT (e.g. 60s, 500ms).
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub time_wait: Duration,
+    /// Memory the connections of all processors may hold together (e.g.
+    /// 512M, 2G), split evenly: at its share a processor refuses new
+    /// connections, then resets those whose peers held a zero window
+    /// longest (default 1G).
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub memory_budget: usize,
+    /// Reset a connection on which no byte moved either way for this long
+    /// (default 10m; 0: never).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Reset a connection whose peer kept a zero window, with our data
+    /// waiting, for this long, even if it answers every probe (default
+    /// 2m; 0: never).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub zero_window_timeout: Duration,
     /// Impair the link in both directions, e.g.
     /// loss=5%,reorder=10%,duplicate=2%,delay=2ms,jitter=1ms,seed=7
     #[arg(long, value_name = "SPEC", value_parser = parse_impair)]
@@ -328,6 +343,12 @@ pub struct Plan {
     pub drain: Duration,
     /// TIME-WAIT length.
     pub time_wait: Duration,
+    /// Memory budget of all processors' connections, in bytes.
+    pub memory_budget: usize,
+    /// Idle limit of a connection (None: never).
+    pub idle_timeout: Option<Duration>,
+    /// Zero-window limit of a connection (None: never).
+    pub zero_window_timeout: Option<Duration>,
     /// Link impairment, if any.
     pub impair: Option<ImpairSpec>,
     /// Control socket path, if not the default.
@@ -365,6 +386,9 @@ impl Plan {
             .syn_backlog(self.syn_backlog)
             .offload(self.offload)
             .drain(self.drain)
+            .memory_budget(self.memory_budget)
+            .idle_timeout(self.idle_timeout)
+            .zero_window_timeout(self.zero_window_timeout)
             .trace(Trace {
                 pcap: self.pcap.clone(),
                 pcap_max_mb: self.pcap_max_mb,
@@ -590,6 +614,9 @@ impl Plan {
             },
             drain: a.drain,
             time_wait: a.time_wait,
+            memory_budget: a.memory_budget,
+            idle_timeout: Some(a.idle_timeout).filter(|d| !d.is_zero()),
+            zero_window_timeout: Some(a.zero_window_timeout).filter(|d| !d.is_zero()),
             impair: a.impair,
             control: a.control,
             control_group,
@@ -694,13 +721,17 @@ pub fn parse_filter(s: &str) -> Result<FilterMode, String> {
         .ok_or_else(|| format!("unknown filter {s:?}: choose round-robin or none"))
 }
 
-/// `500ms`, `2s`, `1.5s`, or a bare number of seconds.
+/// `500ms`, `2s`, `1.5s`, `10m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 60s, 500ms)");
+    let bad = || format!("{s:?} is not a duration (e.g. 60s, 500ms, 10m)");
     let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
         (n, 1e-3)
     } else if let Some(n) = s.strip_suffix('s') {
         (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
     } else {
         (s, 1.0)
     };
@@ -711,9 +742,48 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * scale))
 }
 
+/// `512M`, `2G`, `64MiB`, `4096K`, or a bare number of bytes; at least
+/// 1 MiB, at most 1 TiB.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let bad = || format!("{s:?} is not a size from 1M to 1T (e.g. 512M, 2G)");
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 30),
+        Some((i, 'T' | 't')) => (&t[..i], 40),
+        _ => (t, 0),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    let bytes = v * f64::from(1u32 << shift.min(30)) * f64::from(1u32 << (shift - shift.min(30)));
+    if !bytes.is_finite() || !(f64::from(1u32 << 20)..=2f64.powi(40)).contains(&bytes) {
+        return Err(bad());
+    }
+    Ok(bytes as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_parsing() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("4096K"), Ok(4 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("100K").is_err(), "below 1 MiB");
+        assert!(parse_size("2T").is_err());
+        assert!(parse_size("-1G").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("").is_err());
+    }
 
     #[test]
     fn cidr_parsing() {
@@ -767,6 +837,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("abc").is_err());
     }

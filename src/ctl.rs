@@ -193,7 +193,7 @@ pub fn table(st: &Status) -> String {
         st.tap, st.model, st.filter, st.uptime_secs
     );
     s.push_str(&format!(
-        "{:>4} {:<5} {:<18} {:>7} {:>9} {:>12} {:>12} {:>6} {:>7} {:>8}\n",
+        "{:>4} {:<5} {:<18} {:>7} {:>9} {:>12} {:>12} {:>6} {:>7} {:>8} {:>13}\n",
         "cpu",
         "state",
         "ports",
@@ -203,12 +203,13 @@ pub fn table(st: &Status) -> String {
         "bytes-out",
         "queue",
         "qdrops",
-        "retrans"
+        "retrans",
+        "memory-MiB"
     ));
     for p in &st.processors {
         let ports: Vec<String> = p.ports.iter().map(|x| x.to_string()).collect();
         s.push_str(&format!(
-            "{:>4} {:<5} {:<18} {:>7} {:>9} {:>12} {:>12} {:>6} {:>7} {:>8}\n",
+            "{:>4} {:<5} {:<18} {:>7} {:>9} {:>12} {:>12} {:>6} {:>7} {:>8} {:>13}\n",
             p.id,
             p.state,
             ports.join(","),
@@ -217,9 +218,27 @@ pub fn table(st: &Status) -> String {
             p.bytes_in,
             p.bytes_out,
             p.queue_depth,
-            p.queue_drops,
-            p.retransmissions
+            p.queue_drops + p.queue_bytes_drops,
+            p.retransmissions,
+            format!("{}/{}", mib(p.memory), mib(p.memory_budget))
         ));
+    }
+    for p in &st.processors {
+        let limits = [
+            ("refused-for-memory", p.memory_refused),
+            ("reset-for-memory", p.memory_resets),
+            ("idle-resets", p.idle_resets),
+            ("zero-window-resets", p.zero_window_resets),
+            ("queue-bytes-drops", p.queue_bytes_drops),
+        ];
+        let hit: Vec<String> = limits
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        if !hit.is_empty() {
+            s.push_str(&format!("processor {} limits: {}\n", p.id, hit.join("  ")));
+        }
     }
     for p in &st.processors {
         if let Some(why) = &p.failure {
@@ -373,4 +392,9 @@ fn service_table(svc: &vnic_listeners::stats::ServiceStatus) -> String {
         s.push_str(&line(c));
     }
     s
+}
+
+/// Bytes as MiB with one decimal (the status table's memory column).
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / f64::from(1u32 << 20))
 }

@@ -10,14 +10,13 @@
 
 mod common;
 
-use common::{can_run, eth, Netns, Raw};
+use common::{can_run, echo_round_trips, eth, Netns, Raw, BOUND};
 use pnet_packet::ethernet::{EtherTypes, EthernetPacket};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::Ipv4Packet;
 use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags, TcpPacket};
 use pnet_packet::Packet;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +24,6 @@ use std::time::{Duration, Instant};
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// The crafted peer's address (not the host's: the kernel ignores it).
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 50);
-/// The bound the issue states for the echo connection's round trips.
-const BOUND: Duration = Duration::from_millis(50);
 /// Nanoseconds between two of the crafted peer's one-byte segments.
 const RATE_NS: u64 = 13_333;
 
@@ -203,34 +200,6 @@ fn start(ns: &Netns, extra: &[&str]) -> common::Vnic {
     let vnic = ns.vnic_quiet_v4(&args);
     ns.exec_ok(&["ip", "link", "set", "dev", &ns.tap, "txqueuelen", "20000"]);
     vnic
-}
-
-/// Small round trips on an echo connection until `stop`; returns the
-/// longest round trip and how many there were.
-fn echo_round_trips(stop: Arc<AtomicBool>) -> (Duration, usize) {
-    let t0 = Instant::now();
-    let a: SocketAddr = "10.0.0.2:7".parse().expect("addr");
-    let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect echo");
-    s.set_nodelay(true).expect("nodelay");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut worst = Duration::ZERO;
-    let mut rounds = 0usize;
-    let mut back = [0u8; 32];
-    while !stop.load(Ordering::Relaxed) {
-        let msg = [rounds as u8; 32];
-        let t = Instant::now();
-        s.write_all(&msg).expect("echo write");
-        s.read_exact(&mut back).expect("echo read");
-        worst = worst.max(t.elapsed());
-        if t.elapsed() > BOUND {
-            eprintln!("slow round trip at {:?}: {:?}", t0.elapsed(), t.elapsed());
-        }
-        assert_eq!(back, msg, "echo intact");
-        rounds += 1;
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    (worst, rounds)
 }
 
 /// Issue 15 part 2: one-byte segments in descending order across the

@@ -105,6 +105,9 @@ pub struct Counters {
     drops: [AtomicU64; DropKind::ALL.len()],
     /// Segments dropped because processor K's queue was full (index K).
     pub queue_full: Vec<AtomicU64>,
+    /// Segments and datagrams dropped because processor K's queue held its
+    /// bound in bytes (index K; see [`crate::QueueBytes`]).
+    pub queue_bytes_full: Vec<AtomicU64>,
     /// Half-open (SYN-RECEIVED) connections processor K holds now (a gauge
     /// the processor keeps; the RX thread reads it to decide on SYN cookies).
     pub half_open: Vec<AtomicU64>,
@@ -168,6 +171,7 @@ impl Counters {
             syn_cookies_accepted: AtomicU64::new(0),
             drops: Default::default(),
             queue_full: zeros(processors),
+            queue_bytes_full: zeros(processors),
             half_open: zeros(processors),
             syn_in_flight: zeros(processors),
             rx_queues: (0..rx_queues).map(|_| QueueCounters::default()).collect(),

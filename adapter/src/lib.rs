@@ -45,6 +45,9 @@ pub use emit::{FrameSink, FrameWriter};
 pub use error::AdapterError;
 pub use filter::{Filter, FilterMode};
 pub use flow::FlowTable;
-pub use queue::{BellSender, Datagram, Doorbell, FlowClosed, Inbound, ProcessorQueue, ToProcessor};
+pub use queue::{
+    BellSender, Datagram, Doorbell, FlowClosed, Inbound, ProcessorQueue, QueueBytes, QueueRefused,
+    ToProcessor,
+};
 pub use rx::Adapter;
 pub use tap::{FrameSource, RxFrame, TapDevice};

@@ -1,7 +1,7 @@
 //! The messages between the adapter's RX thread and the processors.
 
 use crossbeam_channel::{SendError, Sender, TrySendError};
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use vnic_stack::{FourTuple, Segment};
@@ -69,6 +69,20 @@ pub enum ToProcessor {
     /// Fail on purpose, as a bug outside any connection's work would
     /// (`vnic ctl processor K crash`): the thread panics.
     Crash,
+}
+
+impl ToProcessor {
+    /// The bytes of memory the message holds while it waits in a queue:
+    /// a segment's or datagram's buffer and the message itself. What
+    /// [`QueueBytes`] counts.
+    pub fn weight(&self) -> usize {
+        let own = std::mem::size_of::<ToProcessor>();
+        match self {
+            ToProcessor::Segment(inb) => own + inb.segment.payload.buffer_capacity(),
+            ToProcessor::Datagram(d) => own + d.payload.capacity(),
+            _ => 0,
+        }
+    }
 }
 
 /// A processor's report that it no longer holds a connection, so the RX
@@ -147,6 +161,81 @@ impl Doorbell {
     }
 }
 
+/// The bytes a processor's queue holds, against a bound.
+///
+/// A queue bounded by count alone holds up to its depth in 64 KiB
+/// buffers when large segments travel in place (8,192 of them would be
+/// half a gigabyte): this bounds it in bytes as well (issue 15). The
+/// sender adds a message's [`ToProcessor::weight`] before queueing it
+/// and the processor takes it off when it takes the message out.
+#[derive(Debug)]
+pub struct QueueBytes {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl QueueBytes {
+    /// A gauge that refuses messages past `limit` bytes.
+    pub fn new(limit: usize) -> QueueBytes {
+        QueueBytes {
+            held: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Takes `bytes` if they fit under the bound.
+    fn take(&self, bytes: usize) -> bool {
+        if bytes == 0 {
+            return true;
+        }
+        let mut held = self.held.load(Ordering::Relaxed);
+        loop {
+            // An empty queue takes any one message, so no message is too
+            // large ever to pass.
+            if held > 0 && held.saturating_add(bytes) > self.limit {
+                return false;
+            }
+            match self.held.compare_exchange_weak(
+                held,
+                held + bytes,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// The processor took a message of `bytes` out of the queue.
+    pub fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.held.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The bound.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// Why a message did not go on a processor's queue.
+#[derive(Debug)]
+pub enum QueueRefused<T> {
+    /// As many messages as the queue's depth wait already.
+    Full(T),
+    /// The bytes waiting would pass the queue's bound in bytes.
+    Bytes(T),
+    /// The processor is gone.
+    Disconnected(T),
+}
+
 /// A channel sender that rings the receiving processor's [`Doorbell`]
 /// after each message: what the RX threads, the control server and the
 /// distributor's back-ends hold for a processor.
@@ -154,6 +243,7 @@ impl Doorbell {
 pub struct BellSender<T> {
     tx: Sender<T>,
     bell: Arc<Doorbell>,
+    bytes: Arc<QueueBytes>,
 }
 
 impl<T> Clone for BellSender<T> {
@@ -161,14 +251,21 @@ impl<T> Clone for BellSender<T> {
         BellSender {
             tx: self.tx.clone(),
             bell: self.bell.clone(),
+            bytes: self.bytes.clone(),
         }
     }
 }
 
 impl<T> BellSender<T> {
-    /// Sends through `tx` and rings `bell`.
+    /// Sends through `tx` and rings `bell`; no bound in bytes.
     pub fn new(tx: Sender<T>, bell: Arc<Doorbell>) -> BellSender<T> {
-        BellSender { tx, bell }
+        BellSender::bounded(tx, bell, Arc::new(QueueBytes::new(usize::MAX)))
+    }
+
+    /// Sends through `tx`, rings `bell`, and keeps what waits under the
+    /// bound of `bytes` (see [`BellSender::try_send_weighed`]).
+    pub fn bounded(tx: Sender<T>, bell: Arc<Doorbell>, bytes: Arc<QueueBytes>) -> BellSender<T> {
+        BellSender { tx, bell, bytes }
     }
 
     /// Queues `msg` without waiting; rings on success.
@@ -176,6 +273,33 @@ impl<T> BellSender<T> {
         self.tx.try_send(msg)?;
         self.bell.ring();
         Ok(())
+    }
+
+    /// Queues `msg`, which holds `weight` bytes, without waiting, if the
+    /// queue has room for one more message and for its bytes; rings on
+    /// success. The receiver releases the same weight when it takes it.
+    pub fn try_send_weighed(&self, msg: T, weight: usize) -> Result<(), QueueRefused<T>> {
+        if !self.bytes.take(weight) {
+            return Err(QueueRefused::Bytes(msg));
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) => {
+                self.bell.ring();
+                Ok(())
+            }
+            Err(e) => {
+                self.bytes.release(weight);
+                Err(match e {
+                    TrySendError::Full(m) => QueueRefused::Full(m),
+                    TrySendError::Disconnected(m) => QueueRefused::Disconnected(m),
+                })
+            }
+        }
+    }
+
+    /// The queue's bytes (held now, and the bound).
+    pub fn bytes(&self) -> &Arc<QueueBytes> {
+        &self.bytes
     }
 
     /// Queues `msg`, waiting for room in a bounded channel; rings on success.
@@ -208,5 +332,41 @@ impl<T> From<Sender<T>> for BellSender<T> {
     /// A sender whose receiver waits on the channel itself (no doorbell).
     fn from(tx: Sender<T>) -> Self {
         BellSender::new(tx, Arc::new(Doorbell::silent()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_bounded_in_bytes_refuses_past_its_bound_and_takes_one_message_always() {
+        let (tx, rx) = crossbeam_channel::bounded(100);
+        let q = BellSender::bounded(
+            tx,
+            Arc::new(Doorbell::silent()),
+            Arc::new(QueueBytes::new(1000)),
+        );
+        // One message larger than the bound passes when nothing waits.
+        assert!(q.try_send_weighed(1u8, 5000).is_ok());
+        assert!(matches!(
+            q.try_send_weighed(2u8, 10),
+            Err(QueueRefused::Bytes(2))
+        ));
+        assert_eq!(rx.try_recv().ok(), Some(1));
+        q.bytes().release(5000);
+        assert!(q.try_send_weighed(3u8, 600).is_ok());
+        assert!(q.try_send_weighed(4u8, 400).is_ok());
+        assert!(matches!(
+            q.try_send_weighed(5u8, 1),
+            Err(QueueRefused::Bytes(5))
+        ));
+        assert_eq!(q.bytes().held(), 1000);
+        drop(rx);
+        assert!(matches!(
+            q.try_send_weighed(6u8, 0),
+            Err(QueueRefused::Disconnected(6))
+        ));
+        assert_eq!(q.bytes().held(), 1000, "a refused message takes nothing");
     }
 }

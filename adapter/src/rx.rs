@@ -15,11 +15,11 @@ use crate::filter::Protocol;
 use crate::flow::FlowTable;
 use crate::icmp;
 use crate::ndp;
-use crate::queue::{Datagram, FlowClosed, Inbound, ProcessorQueue, ToProcessor};
+use crate::queue::{Datagram, FlowClosed, Inbound, ProcessorQueue, QueueRefused, ToProcessor};
 use crate::ratelimit::{TokenBucket, ICMP_RATE};
 use crate::tap::{FrameSource, MAX_FRAME_LEN};
 use crate::trace::{Direction, Note, Tracer};
-use crossbeam_channel::{Receiver, TrySendError};
+use crossbeam_channel::Receiver;
 use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4Slice, Ipv6Slice};
 use parking_lot::Mutex;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -472,16 +472,15 @@ impl Adapter {
                 payload: udp[8..len].to_vec(),
                 peer_mac: src_mac,
             });
-            return match q.try_send(msg) {
+            let weight = msg.weight();
+            return match q.try_send_weighed(msg, weight) {
                 Ok(()) => Decision::Datagram {
                     processor: pick.processor,
                     port: dst_port,
                     slot: pick.slot,
                 },
-                Err(_) => {
-                    if let Some(c) = self.counters.queue_full.get(pick.processor) {
-                        Counters::bump(c);
-                    }
+                Err(e) => {
+                    self.count_refused(pick.processor, &e);
                     Decision::Dropped(DropKind::QueueFull)
                 }
             };
@@ -769,6 +768,18 @@ impl Adapter {
         )
     }
 
+    /// Counts a message `processor`'s queue refused: full by count, or by
+    /// bytes.
+    fn count_refused<T>(&self, processor: usize, why: &QueueRefused<T>) {
+        let counter = match why {
+            QueueRefused::Bytes(_) => self.counters.queue_bytes_full.get(processor),
+            _ => self.counters.queue_full.get(processor),
+        };
+        if let Some(c) = counter {
+            Counters::bump(c);
+        }
+    }
+
     /// Puts `inbound` on `processor`'s queue; false if the queue is full
     /// (counted) or gone.
     fn send_inbound(&mut self, processor: usize, inbound: Inbound) -> bool {
@@ -776,18 +787,17 @@ impl Adapter {
             return false;
         };
         let msg = ToProcessor::Segment(inbound);
-        match q.try_send(msg) {
+        let weight = msg.weight();
+        match q.try_send_weighed(msg, weight) {
             Ok(()) => {
                 self.counters.dispatched(self.rx_queue);
                 true
             }
-            Err(TrySendError::Full(_)) => {
-                if let Some(c) = self.counters.queue_full.get(processor) {
-                    Counters::bump(c);
-                }
+            Err(e @ (QueueRefused::Full(_) | QueueRefused::Bytes(_))) => {
+                self.count_refused(processor, &e);
                 false
             }
-            Err(TrySendError::Disconnected(msg)) => {
+            Err(QueueRefused::Disconnected(msg)) => {
                 // The processor's thread has died (it is out of the
                 // rotation already): its connections are gone, so their
                 // segments are answered with RST and their flows dropped.

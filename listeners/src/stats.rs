@@ -44,6 +44,21 @@ pub struct ProcessorStats {
     /// Passes over a connection that stopped at the per-pass segment
     /// limit (the connection was serviced again on the next turn).
     pub send_limited: AtomicU64,
+    /// Bytes of memory its connections hold now (TCP state, buffers as
+    /// allocated, their apps' buffers): what its memory budget counts.
+    pub memory: AtomicU64,
+    /// Its memory budget in bytes.
+    pub memory_budget: AtomicU64,
+    /// SYNs refused because its connections held their memory budget.
+    pub memory_refused: AtomicU64,
+    /// Connections reset to bring its memory back under the budget (those
+    /// whose peers held a zero window longest).
+    pub memory_resets: AtomicU64,
+    /// Connections reset because nothing moved on them for the idle limit.
+    pub idle_resets: AtomicU64,
+    /// Connections reset because their peers kept a zero window for the
+    /// zero-window limit.
+    pub zero_window_resets: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.

@@ -9,6 +9,7 @@ use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags, TcpPacket};
 use pnet_packet::Packet;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
@@ -57,10 +58,16 @@ fn rig(max_connections: usize) -> Rig {
 
 /// A rig whose port 7 runs `service`.
 fn rig_serving(max_connections: usize, service: Arc<dyn Service>) -> Rig {
+    rig_with(max_connections, service, usize::MAX)
+}
+
+/// A rig whose port 7 runs `service`, its connections held to
+/// `memory_budget` bytes.
+fn rig_with(max_connections: usize, service: Arc<dyn Service>, memory_budget: usize) -> Rig {
     let sink = Arc::new(CaptureSink::default());
     let out = FrameWriter::new(sink.clone(), [2, 0, 0, 0, 0, 2], Arc::new(Counters::new(1)));
     let registry = Arc::new(Registry::new("monolithic", "round-robin", 1));
-    let (q_tx, q_rx) = Inbox::new(1024).expect("inbox");
+    let (q_tx, q_rx) = Inbox::new(1024, usize::MAX).expect("inbox");
     let (closed_tx, _closed_rx) = unbounded();
     let mut serve = HashMap::new();
     serve.insert(7, service);
@@ -78,6 +85,7 @@ fn rig_serving(max_connections: usize, service: Arc<dyn Service>) -> Rig {
         tracer: Tracer::disabled(),
         max_connections,
         adapter_counters: Arc::new(Counters::new(1)),
+        memory_budget,
     });
     Rig {
         p,
@@ -96,6 +104,11 @@ fn tuple(port: u16) -> FourTuple {
 
 /// A segment from the host, crafted by pnet and parsed by the stack's edge.
 fn seg(port: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Segment {
+    seg_win(port, flags, seq, ack, 65535, payload)
+}
+
+/// [`seg`] advertising window `win`.
+fn seg_win(port: u16, flags: u8, seq: u32, ack: u32, win: u16, payload: &[u8]) -> Segment {
     let mut t = vec![0u8; 20 + payload.len()];
     let mut p = MutableTcpPacket::new(&mut t).expect("tcp");
     p.set_source(port);
@@ -104,7 +117,7 @@ fn seg(port: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Segment {
     p.set_acknowledgement(ack);
     p.set_data_offset(5);
     p.set_flags(flags);
-    p.set_window(65535);
+    p.set_window(win);
     p.set_payload(payload);
     let ck = tcp::ipv4_checksum(&p.to_immutable(), &HOST, &VIP);
     p.set_checksum(ck);
@@ -554,4 +567,110 @@ fn replies_to_invalid_segments_are_rate_limited_per_processor() {
     );
     let out = sent(&r);
     assert!(out.iter().any(|o| o.3 == 1003), "{out:?}");
+}
+
+/// Makes a [`Hog`] per connection.
+struct HogService;
+impl Service for HogService {
+    fn name(&self) -> &str {
+        "hog"
+    }
+    fn open(&self, _ctx: AppContext) -> Result<Box<dyn App>, Refused> {
+        Ok(Box::new(Hog))
+    }
+}
+
+/// An app that queues all its connection's send buffer takes (as chargen
+/// does): with the peer's window closed, each connection holds a full
+/// send buffer.
+struct Hog;
+impl App for Hog {
+    fn poll(&mut self, sock: &mut dyn Socket) {
+        let chunk = [b'h'; 4096];
+        while sock.send(&chunk) > 0 {}
+    }
+}
+
+/// Opens a connection from `port` whose ACK closes the window.
+fn open_closed_window(r: &mut Rig, port: u16) {
+    feed(r, port, seg(port, TcpFlags::SYN, 1000, 0, &[]));
+    let iss = sent(r)
+        .iter()
+        .find(|o| o.1 == TcpFlags::SYN | TcpFlags::ACK)
+        .expect("SYN|ACK")
+        .2;
+    let ack = seg_win(port, TcpFlags::ACK, 1001, iss.wrapping_add(1), 0, &[]);
+    feed(r, port, ack);
+    assert!(sent(r).is_empty(), "nothing goes into a closed window");
+}
+
+/// Issue 15 part 4: at its budget a processor refuses new connections
+/// (RST, counted), and then resets the connections whose peers have held
+/// a zero window longest, oldest first, until the budget holds; after
+/// that it accepts again.
+#[test]
+fn at_its_memory_budget_a_processor_refuses_then_resets_the_oldest_zero_window_holders() {
+    let budget = 700 << 10;
+    let mut r = rig_with(100, Arc::new(HogService), budget);
+    let mem = |r: &Rig| r.registry.processors[0].memory.load(Ordering::Relaxed) as usize;
+    for port in [41001, 41002, 41003] {
+        open_closed_window(&mut r, port);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let held = mem(&r);
+    assert!(held > budget, "three full send buffers: {held} bytes");
+    assert!(
+        held < (3 * 300) << 10,
+        "each near its nominal 256 KiB: {held}"
+    );
+
+    feed(&mut r, 41004, seg(41004, TcpFlags::SYN, 1000, 0, &[]));
+    let out = sent(&r);
+    assert!(
+        out.iter().any(|o| o.0 == 41004 && o.1 & TcpFlags::RST != 0),
+        "a SYN beyond the budget gets RST: {out:?}"
+    );
+    let stats = &r.registry.processors[0];
+    assert_eq!(stats.memory_refused.load(Ordering::Relaxed), 1);
+
+    r.p.keep_budget(Instant::now());
+    let out = sent(&r);
+    let reset: Vec<u16> = out
+        .iter()
+        .filter(|o| o.1 & TcpFlags::RST != 0)
+        .map(|o| o.0)
+        .collect();
+    assert_eq!(
+        reset,
+        vec![41001],
+        "the oldest zero window goes, and only it"
+    );
+    assert_eq!(
+        r.registry.processors[0]
+            .memory_resets
+            .load(Ordering::Relaxed),
+        1
+    );
+    assert!(mem(&r) <= budget, "back under the budget: {}", mem(&r));
+    assert_eq!(r.p.connections(), 2);
+
+    feed(&mut r, 41005, seg(41005, TcpFlags::SYN, 1000, 0, &[]));
+    assert!(
+        sent(&r)
+            .iter()
+            .any(|o| o.0 == 41005 && o.1 == TcpFlags::SYN | TcpFlags::ACK),
+        "accepting again"
+    );
+}
+
+/// A connection that is gone gives its memory back to the budget.
+#[test]
+fn closed_connections_give_their_memory_back() {
+    let mut r = rig_with(100, Arc::new(HogService), usize::MAX);
+    open_closed_window(&mut r, 42001);
+    let mem = |r: &Rig| r.registry.processors[0].memory.load(Ordering::Relaxed);
+    assert!(mem(&r) > 256 << 10);
+    feed(&mut r, 42001, seg(42001, TcpFlags::RST, 1001, 0, &[]));
+    assert_eq!(r.p.connections(), 0);
+    assert_eq!(mem(&r), 0);
 }

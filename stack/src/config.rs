@@ -50,7 +50,30 @@ pub struct Config {
     /// small window holds back may wait before it is sent anyway (the
     /// "override timeout", 0.1 to 1 s).
     pub sws_override: Duration,
+    /// Reset a connection on which nothing has moved for this long: no
+    /// byte of the peer's accepted, none of ours acknowledged, no state
+    /// change (None: never). RFC 9293 sets no such limit, so without one a
+    /// peer may hold a connection and its buffers for ever; NonStop's
+    /// TCP/IP and most servers close idle sessions too. TIME-WAIT has its
+    /// own timer and is not counted.
+    pub idle_timeout: Option<Duration>,
+    /// Reset a connection whose peer has advertised a zero window, with our
+    /// data waiting, for this long, however it answers our window probes
+    /// (None: never). RFC 9293 3.8.6.1 lets a sender probe for ever as
+    /// long as the peer answers; that is what lets a peer pin a full send
+    /// buffer (Linux bounds only orphaned sockets, `tcp_orphan_retries`).
+    pub zero_window_timeout: Option<Duration>,
 }
+
+/// The default [`Config::idle_timeout`]: 10 minutes, long enough for an
+/// interactive session left alone over a coffee, short enough that a peer
+/// that opens connections and goes silent does not keep them for hours.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The default [`Config::zero_window_timeout`]: 2 minutes, the time a
+/// stalled reader (a paused download) is given before its connection's
+/// send buffer is taken back.
+pub const DEFAULT_ZERO_WINDOW_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Default for Config {
     fn default() -> Self {
@@ -71,6 +94,8 @@ impl Default for Config {
             timestamps: true,
             challenge_ack_limit: 10,
             sws_override: Duration::from_millis(200),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            zero_window_timeout: Some(DEFAULT_ZERO_WINDOW_TIMEOUT),
         }
     }
 }

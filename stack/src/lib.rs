@@ -48,7 +48,7 @@ pub mod timers;
 pub mod tuple;
 pub mod wire;
 
-pub use config::{Config, MIN_SND_MSS};
+pub use config::{Config, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZERO_WINDOW_TIMEOUT, MIN_SND_MSS};
 pub use congestion::CongestionAlgorithm;
 pub use connection::{CloseReason, ConnStats, Connection, Disposition, Event, State};
 pub use cookie::SynCookies;

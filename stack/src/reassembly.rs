@@ -77,6 +77,17 @@ impl RecvBuffer {
         self.held_bytes
     }
 
+    /// Bytes of memory the buffer holds (its allocations, not its length).
+    pub(crate) fn memory(&self) -> usize {
+        self.buf.capacity() + self.held.capacity() * std::mem::size_of::<(SeqNumber, SeqNumber)>()
+    }
+
+    /// Gives back the memory the unread and held bytes do not use.
+    pub(crate) fn shrink(&mut self) {
+        self.buf.shrink_to_fit();
+        self.held.shrink_to_fit();
+    }
+
     /// Bytes copied so far, into the buffer and out to the application:
     /// at most twice the bytes received (each byte in once, out once).
     pub(crate) fn bytes_copied(&self) -> u64 {
@@ -106,6 +117,7 @@ impl RecvBuffer {
         if seq == rcv_nxt && self.held.is_empty() {
             // The common case: in order, nothing held.
             self.buf.truncate(self.ready);
+            crate::send_buffer::grow_within(&mut self.buf, data.len(), self.capacity);
             self.buf.extend(data);
             self.ready += data.len();
             self.copied += data.len() as u64;
@@ -202,6 +214,8 @@ impl RecvBuffer {
     /// stale gap before `at` is filled with zeros, once).
     fn write_at(&mut self, at: usize, bytes: &[u8]) {
         self.copied += bytes.len() as u64;
+        let more = (at + bytes.len()).saturating_sub(self.buf.len());
+        crate::send_buffer::grow_within(&mut self.buf, more, self.capacity);
         if at >= self.buf.len() {
             self.buf.resize(at, 0);
             self.buf.extend(bytes);
@@ -290,6 +304,25 @@ mod tests {
             b.bytes_copied(),
             n + 1
         );
+    }
+
+    #[test]
+    fn a_full_window_holds_no_more_than_its_nominal_size() {
+        let cap = 256 * 1024;
+        let mut b = RecvBuffer::new(cap);
+        let mut nxt = SeqNumber(0);
+        // Held out of order first (a hole at the start), then in order.
+        b.insert(nxt, nxt + 1460, &vec![1u8; cap - 1460]);
+        while b.window() > 0 {
+            let n = b.window().min(1460);
+            nxt = b.insert(nxt, nxt, &vec![2u8; n]);
+        }
+        assert_eq!(b.available(), cap);
+        assert!(b.memory() < cap + cap / 8, "{} bytes for {cap}", b.memory());
+        let mut sink = vec![0; cap];
+        assert_eq!(b.read(&mut sink), cap);
+        b.shrink();
+        assert!(b.memory() < 64, "{} bytes held when empty", b.memory());
     }
 
     #[test]

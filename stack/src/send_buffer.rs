@@ -44,8 +44,19 @@ impl SendBuffer {
     /// Queues as much of `bytes` as fits; returns how much.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
+        grow_within(&mut self.data, n, self.capacity);
         self.data.extend(&bytes[..n]);
         n
+    }
+
+    /// Bytes of memory the queue holds (its allocation, not its length).
+    pub(crate) fn memory(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Gives back the memory the queued bytes do not use.
+    pub(crate) fn shrink(&mut self) {
+        self.data.shrink_to_fit();
     }
 
     /// Releases every byte below `ack`; returns how many were released.
@@ -73,9 +84,41 @@ impl SendBuffer {
     }
 }
 
+/// Makes room in `buf` for `more` bytes, growing it at most to `limit`.
+///
+/// It exists because a `VecDeque` left to itself doubles, and the nominal
+/// size times two (a 256 KiB buffer could hold 512 KiB) is what a peer
+/// that fills every buffer of every connection would get (issue 15).
+/// Growth is still geometric below the limit, so filling a buffer costs
+/// few reallocations.
+pub(crate) fn grow_within(buf: &mut VecDeque<u8>, more: usize, limit: usize) {
+    let need = buf.len().saturating_add(more);
+    if need <= buf.capacity() {
+        return;
+    }
+    let target = buf
+        .capacity()
+        .saturating_mul(2)
+        .clamp(need, limit.max(need));
+    buf.reserve_exact(target - buf.len());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_buffer_holds_no_more_than_its_nominal_size() {
+        let cap = 256 * 1024;
+        let mut b = SendBuffer::new(cap, SeqNumber(1));
+        while b.push(&[7u8; 1460]) > 0 {}
+        assert_eq!(b.len(), cap);
+        // VecDeque may round an exact request up a little, never double it.
+        assert!(b.memory() < cap + cap / 8, "{} bytes for {cap}", b.memory());
+        b.ack_to(SeqNumber(1) + cap);
+        b.shrink();
+        assert!(b.memory() < 64, "{} bytes held when empty", b.memory());
+    }
 
     #[test]
     fn read_ack_across_wrap() {

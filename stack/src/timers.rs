@@ -26,10 +26,14 @@ pub enum Timer {
     /// RFC 8985 6.3: RACK's reordering window ran out for a segment sent
     /// before one already delivered: it is lost.
     Reorder,
+    /// The connection's idle limit ([`crate::Config::idle_timeout`]): when
+    /// it fires, the connection is reset unless something moved meanwhile
+    /// (then it is set again from the last progress).
+    Idle,
 }
 
 impl Timer {
-    const ALL: [Timer; 7] = [
+    const ALL: [Timer; 8] = [
         Timer::Retransmit,
         Timer::Persist,
         Timer::TimeWait,
@@ -37,6 +41,7 @@ impl Timer {
         Timer::SendOverride,
         Timer::LossProbe,
         Timer::Reorder,
+        Timer::Idle,
     ];
 
     fn index(self) -> usize {
@@ -47,7 +52,7 @@ impl Timer {
 /// One optional deadline per [`Timer`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; 7],
+    deadlines: [Option<Instant>; 8],
 }
 
 impl TimerTable {
@@ -60,7 +65,7 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.deadlines = [None; 7];
+        self.deadlines = [None; 8];
     }
 
     /// Sets `timer` unless it is already running (keeps the earlier deadline).

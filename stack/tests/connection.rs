@@ -214,7 +214,11 @@ fn data_out_is_sent_and_released_on_ack() {
     send!(h, ACK, ack = U + 5);
     assert_eq!(h.conn.send_queued(), 0);
     recv_nothing!(h);
-    assert_eq!(h.conn.poll_timeout(), None, "nothing in flight: no timer");
+    assert_eq!(
+        h.conn.poll_timeout(),
+        h.idle_deadline(),
+        "nothing in flight: only the idle limit"
+    );
 }
 
 /// A sender that hands each sent payload back as the next one's buffer
@@ -580,7 +584,7 @@ fn rto_resends_one_segment_from_snd_una_then_continues_on_ack() {
     recv!(h, PSH | ACK, seq = U + 2920, len = 80);
     recv_nothing!(h);
     send!(h, ACK, ack = U + 3000);
-    assert_eq!(h.conn.poll_timeout(), None);
+    assert_eq!(h.conn.poll_timeout(), h.idle_deadline());
 }
 
 #[test]
@@ -990,4 +994,101 @@ fn random_segments_never_panic_in_any_state() {
             }
         }
     }
+}
+
+// ----- limits (issue 15) ----------------------------------------------------
+
+fn idle_cfg(limit: Duration) -> Config {
+    Config {
+        idle_timeout: Some(limit),
+        ..cfg()
+    }
+}
+
+/// Nothing moves for the idle limit: RST, and the application hears why.
+#[test]
+fn a_connection_idle_for_the_limit_is_reset() {
+    let mut h = H::established_with(idle_cfg(Duration::from_secs(60)), 1460);
+    h.advance_ms(59_999);
+    assert_eq!(h.conn.state(), State::Established);
+    recv_nothing!(h);
+    h.advance_ms(1);
+    recv!(h, RST | ACK, seq = U, ack = P);
+    assert_eq!(h.events(), vec![Event::Closed(CloseReason::Idle)]);
+}
+
+/// Data either way is progress: the limit counts from the last byte
+/// accepted or acknowledged. Keep-alive-like empty ACKs are not.
+#[test]
+fn progress_either_way_restarts_the_idle_limit_and_empty_acks_do_not() {
+    let mut h = H::established_with(idle_cfg(Duration::from_secs(60)), 1460);
+    h.advance_ms(50_000);
+    send!(h, ACK, seq = P, ack = U, data = b"ping");
+    h.read_all();
+    h.advance_ms(50_000); // 100 s since the open, 50 s since the data
+    assert_eq!(h.conn.state(), State::Established);
+    h.recv_all();
+    h.conn.send(b"pong");
+    h.recv_all();
+    send!(h, ACK, seq = P + 4, ack = U + 4);
+    h.advance_ms(50_000);
+    assert_eq!(h.conn.state(), State::Established);
+    // Empty ACKs (a keep-alive) every 20 s do not count.
+    for _ in 0..2 {
+        send!(h, ACK, seq = P + 3, ack = U + 4);
+        h.recv_all();
+        h.advance_ms(5_000);
+    }
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(h.events().last(), Some(&Event::Closed(CloseReason::Idle)));
+}
+
+/// With the limit off a quiet connection keeps no timer at all.
+#[test]
+fn without_an_idle_limit_a_quiet_connection_has_no_timer() {
+    let mut h = H::established_with(
+        Config {
+            idle_timeout: None,
+            ..cfg()
+        },
+        1460,
+    );
+    assert_eq!(h.conn.poll_timeout(), None);
+    h.advance_ms(86_400_000);
+    assert_eq!(h.conn.state(), State::Established);
+}
+
+/// TIME-WAIT keeps no buffer memory, whatever the connection carried.
+#[test]
+fn time_wait_gives_its_buffers_back() {
+    let mut h = H::established();
+    let empty = h.conn.memory();
+    h.conn.send(&[1u8; 200_000]);
+    let full = h.conn.memory();
+    assert!(
+        full >= empty + 200_000,
+        "{full} bytes held with 200 kB queued"
+    );
+    h.conn.close();
+    let mut acked = U;
+    loop {
+        let out = h.recv_all();
+        let Some(end) = out
+            .iter()
+            .map(|o| o.seq + o.payload.len() as u32 + (o.flags & TcpFlags::FIN != 0) as u32)
+            .max()
+        else {
+            break;
+        };
+        acked = acked.max(end);
+        send!(h, ACK, seq = P, ack = acked);
+    }
+    send!(h, FIN | ACK, seq = P, ack = acked);
+    assert_eq!(h.conn.state(), State::TimeWait);
+    // A few events' worth beyond a fresh connection, no buffer.
+    let tw = h.conn.memory();
+    assert!(
+        tw < empty + 1024,
+        "{tw} bytes held in TIME-WAIT, {empty} when new"
+    );
 }

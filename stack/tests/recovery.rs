@@ -22,6 +22,16 @@ fn cfg() -> Config {
     }
 }
 
+/// RFC 9293's own rules: neither of vnic's limits on quiet connections
+/// (a probed zero window counts as neither progress nor failure).
+fn rfc_limits_only() -> Config {
+    Config {
+        zero_window_timeout: None,
+        idle_timeout: None,
+        ..Config::default()
+    }
+}
+
 fn new_reno() -> H {
     H::established_with(
         Config {
@@ -118,7 +128,7 @@ fn rfc6582_partial_ack_retransmits_next_hole_full_ack_ends_recovery() {
     assert_eq!(st.fast_retransmits, 1, "one recovery for both holes");
     assert_eq!(st.segments_retransmitted, 2);
     assert_eq!(st.cwnd, 5 * MSS as usize, "cwnd = ssthresh after recovery");
-    assert_eq!(h.conn.poll_timeout(), None);
+    assert_eq!(h.conn.poll_timeout(), h.idle_deadline());
 }
 
 #[test]
@@ -159,7 +169,7 @@ fn rfc6675_sack_recovery_retransmits_only_the_holes() {
     assert_eq!(st.segments_retransmitted, 2);
     send!(h, ACK, ack = U + 10 * MSS);
     assert_eq!(h.conn.send_queued(), 0);
-    assert_eq!(h.conn.poll_timeout(), None);
+    assert_eq!(h.conn.poll_timeout(), h.idle_deadline());
 }
 
 #[test]
@@ -266,7 +276,8 @@ fn sending_is_limited_by_min_of_cwnd_and_peer_window() {
 
 #[test]
 fn rfc9293_persist_probes_back_off_capped_and_never_give_up_while_answered() {
-    let mut h = H::established();
+    // RFC 9293's own rule: without vnic's zero-window limit.
+    let mut h = H::established_with(rfc_limits_only(), 1460);
     send!(h, ACK, win = 0);
     h.conn.send(b"waiting");
     recv_nothing!(h);
@@ -290,9 +301,80 @@ fn rfc9293_persist_probes_back_off_capped_and_never_give_up_while_answered() {
     recv!(h, PSH | ACK, seq = U, len = 7);
 }
 
+/// An established connection whose zero-window limit is `limit`.
+fn zero_window_limited(limit: Duration) -> H {
+    let cfg = Config {
+        zero_window_timeout: Some(limit),
+        ..Config::default()
+    };
+    H::established_with(cfg, 1460)
+}
+
+/// Issue 15: a peer that answers every probe but never opens its window
+/// holds our send buffer only for the zero-window limit; then RST, and the
+/// application hears why.
+#[test]
+fn a_zero_window_held_past_the_limit_resets_however_the_probes_are_answered() {
+    let limit = Duration::from_secs(30);
+    let mut h = zero_window_limited(limit);
+    send!(h, ACK, win = 0);
+    let start = h.now;
+    h.conn.send(&[5u8; 10_000]);
+    recv_nothing!(h);
+    let mut probes = 0;
+    while h.conn.state() == State::Established {
+        let d = h.conn.poll_timeout().expect("persist timer");
+        assert!(
+            d <= start + limit,
+            "no timer past the limit: {:?}",
+            d - start
+        );
+        h.now = d;
+        h.conn.on_timeout(d);
+        if h.conn.state() != State::Established {
+            break;
+        }
+        recv!(h, ACK, seq = U - 1, len = 0);
+        send!(h, ACK, win = 0);
+        probes += 1;
+        assert!(probes < 100, "never reset");
+    }
+    assert_eq!(h.now - start, limit, "reset at the limit, not later");
+    recv!(h, RST | ACK, seq = U);
+    assert_eq!(
+        h.events().last(),
+        Some(&Event::Closed(vnic_stack::CloseReason::ZeroWindow))
+    );
+}
+
+/// A window that opens (even a little) ends the episode: the limit counts
+/// from the last time the window closed, not from the first.
+#[test]
+fn an_opening_window_restarts_the_zero_window_limit() {
+    let limit = Duration::from_secs(30);
+    let mut h = zero_window_limited(limit);
+    h.conn.send(&[5u8; 100_000]);
+    h.recv_all();
+    let mut acked = 0u32;
+    for _ in 0..5 {
+        // Closed for 20 s (less than the limit), then one segment's worth.
+        send!(h, ACK, ack = U + acked, win = 0);
+        h.now += Duration::from_secs(20);
+        h.conn.on_timeout(h.now);
+        h.recv_all();
+        assert_eq!(h.conn.state(), State::Established);
+        send!(h, ACK, ack = U + acked, win = 1460);
+        let sent = h.recv_all();
+        assert!(!sent.is_empty(), "the window opened: data goes out");
+        acked += 1460;
+        send!(h, ACK, ack = U + acked, win = 0);
+    }
+    assert_eq!(h.conn.state(), State::Established);
+}
+
 #[test]
 fn window_closing_under_data_in_flight_waits_for_reopening_not_rto() {
-    let mut h = H::established();
+    let mut h = H::established_with(rfc_limits_only(), 1460);
     h.conn.send(&[1u8; 3000]);
     h.recv_all();
     // The peer took the first segment and its buffer is full.
@@ -527,7 +609,7 @@ fn tlp_at_tail_of_sack_recovery_resends_snd_una_instead_of_waiting_for_rto() {
     // Its ACK ends the recovery.
     send!(h, ACK, ack = u + 10 * MSS);
     assert_eq!(h.conn.send_queued(), 0);
-    assert_eq!(h.conn.poll_timeout(), None);
+    assert_eq!(h.conn.poll_timeout(), h.idle_deadline());
 }
 
 #[test]

@@ -630,3 +630,37 @@ pub fn reset_on_close(s: &std::net::TcpStream) {
     };
     assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
+
+/// The bound issue 15 states for the round trips of an echo connection
+/// on a processor under attack.
+pub const BOUND: Duration = Duration::from_millis(50);
+
+/// Small round trips on an echo connection until `stop`; returns the
+/// longest round trip and how many there were.
+pub fn echo_round_trips(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> (Duration, usize) {
+    use std::io::Write;
+    let t0 = Instant::now();
+    let a: std::net::SocketAddr = "10.0.0.2:7".parse().expect("addr");
+    let mut s =
+        std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect echo");
+    s.set_nodelay(true).expect("nodelay");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut worst = Duration::ZERO;
+    let mut rounds = 0usize;
+    let mut back = [0u8; 32];
+    while !stop.load(Ordering::Relaxed) {
+        let msg = [rounds as u8; 32];
+        let t = Instant::now();
+        s.write_all(&msg).expect("echo write");
+        s.read_exact(&mut back).expect("echo read");
+        worst = worst.max(t.elapsed());
+        if t.elapsed() > BOUND {
+            eprintln!("slow round trip at {:?}: {:?}", t0.elapsed(), t.elapsed());
+        }
+        assert_eq!(back, msg, "echo intact");
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (worst, rounds)
+}

@@ -87,6 +87,20 @@ impl Buf {
         self.end = 0;
     }
 
+    /// Bytes of memory it holds (its buffer once allocated, else none).
+    pub(crate) fn memory(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// An empty buffer gives its memory back (to this thread's spares,
+    /// for the next connection); the next fill takes one again.
+    pub(crate) fn trim(&mut self) {
+        if self.is_empty() {
+            self.clear();
+            give_back(std::mem::take(&mut self.data));
+        }
+    }
+
     /// Lets `fill` write up to `limit` bytes (and at most the room left)
     /// at the end; it returns how many it wrote.
     pub(crate) fn fill_with(
@@ -134,5 +148,13 @@ mod tests {
         assert_eq!(b.held().len(), 5);
         assert_eq!(&b.held()[3..], b"xy");
         assert_eq!(b.data.len(), 8);
+        assert_eq!(b.memory(), 8);
+        b.trim();
+        assert_eq!(b.memory(), 8, "bytes held: kept");
+        b.consume(5);
+        b.trim();
+        assert_eq!(b.memory(), 0, "empty: given back");
+        assert_eq!(b.fill_with(3, |s| Ok(s.len())).ok(), Some(3));
+        assert_eq!(b.held().len(), 3);
     }
 }

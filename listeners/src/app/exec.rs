@@ -518,6 +518,13 @@ fn retry_later(e: &io::Error) -> bool {
 }
 
 impl App for Exec {
+    fn memory(&self) -> usize {
+        self.to_program.memory() + self.to_client.memory()
+    }
+    fn trim(&mut self) {
+        self.to_program.trim();
+        self.to_client.trim();
+    }
     fn poll(&mut self, sock: &mut dyn Socket) {
         // Before reading stdout: an exit seen now means a stdout that
         // would block later holds nothing more.

@@ -223,6 +223,16 @@ pub trait App: Send {
     /// aborted); the app is dropped right after. An app that relays to
     /// something else passes the news on (a reset becomes a reset).
     fn on_closed(&mut self, _reason: CloseReason) {}
+    /// Bytes of memory the app holds for its connection besides the
+    /// connection's TCP buffers (a relay's buffers, replies waiting): what
+    /// the processor's memory budget counts for it.
+    fn memory(&self) -> usize {
+        0
+    }
+    /// Gives back memory the app holds but does not use now (a relay's
+    /// empty buffers); the processor calls it on quiet connections when
+    /// its memory budget runs short.
+    fn trim(&mut self) {}
 }
 
 /// Why a [`Service`] would not take a new connection; the client gets RST.

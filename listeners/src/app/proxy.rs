@@ -508,6 +508,13 @@ fn socket_linger_zero(s: &impl AsRawFd) -> io::Result<()> {
 }
 
 impl App for Proxy {
+    fn memory(&self) -> usize {
+        self.to_target.memory() + self.to_client.memory()
+    }
+    fn trim(&mut self) {
+        self.to_target.trim();
+        self.to_client.trim();
+    }
     fn poll(&mut self, sock: &mut dyn Socket) {
         if let Phase::Connecting(deadline) = self.phase {
             match self.connected() {

@@ -189,6 +189,32 @@ pub struct ProcessorStatus {
     /// Passes over a connection that stopped at the per-pass segment limit.
     #[serde(default)]
     pub send_limited: u64,
+    /// Bytes of buffers waiting in its queue now.
+    #[serde(default)]
+    pub queue_bytes: u64,
+    /// Segments and datagrams dropped because its queue held its bound in
+    /// bytes.
+    #[serde(default)]
+    pub queue_bytes_drops: u64,
+    /// Bytes of memory its connections hold now (TCP state, buffers as
+    /// allocated, their apps' buffers).
+    #[serde(default)]
+    pub memory: u64,
+    /// Its memory budget in bytes (`--memory-budget` split evenly).
+    #[serde(default)]
+    pub memory_budget: u64,
+    /// SYNs refused because its connections held their memory budget.
+    #[serde(default)]
+    pub memory_refused: u64,
+    /// Connections reset to bring its memory back under the budget.
+    #[serde(default)]
+    pub memory_resets: u64,
+    /// Connections reset after the idle limit (`--idle-timeout`).
+    #[serde(default)]
+    pub idle_resets: u64,
+    /// Connections reset after the zero-window limit (`--zero-window-timeout`).
+    #[serde(default)]
+    pub zero_window_resets: u64,
 }
 
 /// One listener's line in `vnic status`.

@@ -410,6 +410,18 @@ impl Runtime {
                     half_open: stats.half_open.load(Ordering::Relaxed),
                     replies_limited: stats.replies_limited.load(Ordering::Relaxed),
                     send_limited: stats.send_limited.load(Ordering::Relaxed),
+                    queue_bytes: self.queues.get(p.id).map_or(0, |q| q.bytes().held() as u64),
+                    queue_bytes_drops: self
+                        .counters
+                        .queue_bytes_full
+                        .get(p.id)
+                        .map_or(0, Counters::get),
+                    memory: stats.memory.load(Ordering::Relaxed),
+                    memory_budget: stats.memory_budget.load(Ordering::Relaxed),
+                    memory_refused: stats.memory_refused.load(Ordering::Relaxed),
+                    memory_resets: stats.memory_resets.load(Ordering::Relaxed),
+                    idle_resets: stats.idle_resets.load(Ordering::Relaxed),
+                    zero_window_resets: stats.zero_window_resets.load(Ordering::Relaxed),
                 }
             })
             .collect();

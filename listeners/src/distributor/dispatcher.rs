@@ -277,7 +277,7 @@ impl Dispatcher {
     /// Queues `e` behind what already waits, then lets the queue move.
     fn enqueue(&mut self, e: Entry) {
         if self.waiting.is_empty() {
-            if let Err(e) = self.place(e) {
+            if let Some(e) = self.place(e) {
                 self.waiting.push_back(e);
             }
         } else {
@@ -289,7 +289,7 @@ impl Dispatcher {
     /// Sends waiting jobs, oldest first, while back-ends can take them.
     fn pump(&mut self) {
         while let Some(e) = self.waiting.pop_front() {
-            if let Err(e) = self.place(e) {
+            if let Some(e) = self.place(e) {
                 self.waiting.push_front(e);
                 return;
             }
@@ -297,14 +297,14 @@ impl Dispatcher {
     }
 
     /// Sends `e` to a back-end; gives it back when none can take it.
-    fn place(&mut self, e: Entry) -> Result<(), Entry> {
+    fn place(&mut self, e: Entry) -> Option<Entry> {
         loop {
             let Some(k) = self.pick(e.avoid) else {
-                return Err(e);
+                return Some(e);
             };
             let slot = &mut self.slots[k];
             let Some(tx) = slot.jobs.as_ref() else {
-                return Err(e);
+                return Some(e);
             };
             match tx.try_send(e.job.clone()) {
                 Ok(()) => {
@@ -321,7 +321,7 @@ impl Dispatcher {
                             entry: e,
                         },
                     );
-                    return Ok(());
+                    return None;
                 }
                 // Cannot happen (it has fewer than its bound in flight):
                 // count it as full.

@@ -424,6 +424,16 @@ impl Forwarder {
 }
 
 impl App for Forwarder {
+    fn memory(&self) -> usize {
+        self.ready_bytes + self.out.capacity() + self.http_buf.capacity()
+    }
+    fn trim(&mut self) {
+        if self.out_at >= self.out.len() {
+            self.out = Vec::new();
+            self.out_at = 0;
+        }
+        self.http_buf.shrink_to_fit();
+    }
     fn poll(&mut self, sock: &mut dyn Socket) {
         if self.closed {
             return;

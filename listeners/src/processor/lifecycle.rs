@@ -64,6 +64,7 @@ impl Processor {
         let mut c = self.conns.remove(&tuple)?;
         let stats = &self.registry.processors[self.id];
         Self::leave_half_open(self.adapter_counters.half_open.get(self.id), stats, &mut c);
+        self.memory.release(c.mem, stats);
         self.by_id.remove(&c.id);
         stats.active.fetch_sub(1, Ordering::Relaxed);
         if report {

@@ -15,8 +15,11 @@
 //! and everything behind them.
 
 mod lifecycle;
+mod memory;
 mod receive;
 mod service;
+
+pub use memory::DEFAULT_MEMORY_BUDGET;
 
 use crate::app::udp::{self, UdpAppKind};
 use crate::app::{App, AppContext, AppKind, CloseReason, Io, Service, Socket};
@@ -34,7 +37,8 @@ use std::time::{Duration, Instant};
 use vnic_adapter::ratelimit::{TokenBucket, INVALID_REPLY_RATE};
 use vnic_adapter::trace::Tracer;
 use vnic_adapter::{
-    BellSender, Datagram, Doorbell, FlowClosed, FrameWriter, Inbound, ProcessorQueue, ToProcessor,
+    BellSender, Datagram, Doorbell, FlowClosed, FrameWriter, Inbound, ProcessorQueue, QueueBytes,
+    ToProcessor,
 };
 use vnic_stack::{
     Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator, ReplyLimiter, State,
@@ -71,6 +75,9 @@ pub struct ProcessorSetup {
     /// The adapter's counters: the processor keeps its half-open gauge
     /// there, which the RX thread reads to decide on SYN cookies.
     pub adapter_counters: Arc<vnic_adapter::Counters>,
+    /// Bytes of memory this processor's connections may hold (see
+    /// [`memory`](self) for the policy when they reach it).
+    pub memory_budget: usize,
 }
 
 /// Where a processor's apps run.
@@ -91,24 +98,28 @@ const WAKE: Token = Token(usize::MAX);
 /// apps' descriptors wake ([`crate::app::Io`]).
 pub struct Inbox {
     rx: Receiver<ToProcessor>,
+    bytes: Arc<QueueBytes>,
     poll: Poll,
     bell: Arc<Doorbell>,
     registry: Arc<mio::Registry>,
 }
 
 impl Inbox {
-    /// A queue of `depth` messages and the epoll behind it: the sender
-    /// for the RX threads and the control server, and the inbox for the
-    /// processor.
-    pub fn new(depth: usize) -> std::io::Result<(ProcessorQueue, Inbox)> {
+    /// A queue of at most `depth` messages holding at most `bytes` bytes
+    /// of buffers ([`ToProcessor::weight`]), and the epoll behind it: the
+    /// sender for the RX threads and the control server, and the inbox
+    /// for the processor.
+    pub fn new(depth: usize, bytes: usize) -> std::io::Result<(ProcessorQueue, Inbox)> {
         let poll = Poll::new()?;
         let bell = Arc::new(Doorbell::new(Waker::new(poll.registry(), WAKE)?));
         let registry = Arc::new(poll.registry().try_clone()?);
         let (tx, rx) = crossbeam_channel::bounded(depth);
+        let bytes = Arc::new(QueueBytes::new(bytes));
         Ok((
-            BellSender::new(tx, bell.clone()),
+            BellSender::bounded(tx, bell.clone(), bytes.clone()),
             Inbox {
                 rx,
+                bytes,
                 poll,
                 bell,
                 registry,
@@ -140,6 +151,8 @@ pub type ToDistributor<T> = BellSender<T>;
 struct Conn {
     tcp: Connection,
     app: Box<dyn App>,
+    /// Bytes of memory it held when last counted (see [`memory`](self)).
+    mem: usize,
     peer_mac: [u8; 6],
     syn_stamp: u64,
     /// The deadline this connection has in the timer heap, if any.
@@ -202,6 +215,8 @@ impl Ord for TimerEntry {
 pub struct Processor {
     id: usize,
     queue: Receiver<ToProcessor>,
+    /// The bytes waiting in `queue`: each message taken gives its weight back.
+    queue_bytes: Arc<QueueBytes>,
     poll: Option<Poll>,
     bell: Arc<Doorbell>,
     io: Arc<mio::Registry>,
@@ -236,6 +251,8 @@ pub struct Processor {
     backlog: Vec<FourTuple>,
     /// Budget for replies to invalid segments.
     invalid_replies: InvalidReplies,
+    /// What the connections may hold and do hold (see [`memory`](self)).
+    memory: memory::Budget,
 }
 
 /// Most queued messages a processor takes before servicing connections.
@@ -305,9 +322,14 @@ impl Processor {
         for (port, svc) in &s.serve {
             s.registry.add_service(*port, svc.clone());
         }
+        if let Some(stats) = s.registry.processors.get(s.id) {
+            let budget = u64::try_from(s.memory_budget).unwrap_or(u64::MAX);
+            stats.memory_budget.store(budget, Ordering::Relaxed);
+        }
         Processor {
             id: s.id,
             queue: s.queue.rx,
+            queue_bytes: s.queue.bytes,
             poll: Some(s.queue.poll),
             bell: s.queue.bell,
             io: s.queue.registry,
@@ -334,6 +356,7 @@ impl Processor {
             tracer: s.tracer,
             max_connections: s.max_connections,
             adapter_counters: s.adapter_counters,
+            memory: memory::Budget::new(s.memory_budget),
         }
     }
 
@@ -385,7 +408,7 @@ impl Processor {
         };
         loop {
             let mut busy = false;
-            match self.queue.try_recv() {
+            match self.take_message() {
                 Ok(msg) => {
                     busy = true;
                     if !self.on_message(msg) {
@@ -414,6 +437,7 @@ impl Processor {
                 busy |= self.wake_starved();
             }
             self.fire_timers(Instant::now());
+            self.keep_budget(Instant::now());
             if self.draining {
                 self.count_unfinished();
             }
@@ -432,7 +456,11 @@ impl Processor {
                 self.bell.awake();
                 continue;
             }
-            let wait = self.next_deadline().map_or(Duration::from_secs(1), |d| {
+            let due = match (self.next_deadline(), self.memory.deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wait = due.map_or(Duration::from_secs(1), |d| {
                 d.saturating_duration_since(Instant::now())
             });
             let polled = poll.poll(&mut events, Some(wait));
@@ -518,6 +546,14 @@ impl Processor {
 
     fn next_deadline(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// The next message of the queue, its bytes given back to the queue's
+    /// bound.
+    fn take_message(&self) -> Result<ToProcessor, TryRecvError> {
+        let msg = self.queue.try_recv()?;
+        self.queue_bytes.release(msg.weight());
+        Ok(msg)
     }
 
     /// A UDP datagram for one of this processor's UDP listeners.

@@ -37,7 +37,7 @@ impl Processor {
     /// processor must stop (Shutdown, or the queue is gone).
     pub(super) fn receive_more(&mut self) -> bool {
         for _ in 1..BATCH {
-            match self.queue.try_recv() {
+            match self.take_message() {
                 Ok(ToProcessor::Segment(inb)) => self.receive(inb),
                 Ok(ToProcessor::Shutdown) | Err(TryRecvError::Disconnected) => return false,
                 Ok(ToProcessor::SetUp(up)) => {
@@ -119,7 +119,7 @@ impl Processor {
             return;
         }
         if let Some(mss) = inb_cookie {
-            if accepting && self.conns.len() < self.max_connections {
+            if accepting && self.conns.len() < self.max_connections && !self.refuse_for_memory() {
                 self.accept_cookie(now, tuple, segment, peer_mac, syn_stamp, mss);
                 if self.conns.contains_key(&tuple) {
                     return;
@@ -127,9 +127,12 @@ impl Processor {
             }
         }
         let is_syn = segment.control == Control::Syn && segment.ack.is_none();
-        let full = self.conns.len() >= self.max_connections;
+        let mut full = self.conns.len() >= self.max_connections;
         if full && is_syn {
             self.stats().refused.fetch_add(1, Ordering::Relaxed);
+        }
+        if accepting && is_syn && !full && self.refuse_for_memory() {
+            full = true;
         }
         if accepting && is_syn && !full && self.serve.contains_key(&tuple.local.port()) {
             self.accept(now, tuple, segment, peer_mac, syn_stamp);
@@ -253,6 +256,7 @@ impl Processor {
             Conn {
                 tcp,
                 app,
+                mem: 0,
                 peer_mac,
                 syn_stamp,
                 armed: None,

@@ -72,6 +72,14 @@ impl Processor {
                     }
                     Event::Closed(reason) => {
                         closed = true;
+                        let limit = match reason {
+                            CloseReason::Idle => Some(&stats.idle_resets),
+                            CloseReason::ZeroWindow => Some(&stats.zero_window_resets),
+                            _ => None,
+                        };
+                        if let Some(count) = limit {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
                         c.app.on_closed(reason);
                         let st = c.tcp.stats();
                         self.tracer.conn_event(|| {
@@ -80,6 +88,8 @@ impl Processor {
                                 CloseReason::Reset => "reset by peer",
                                 CloseReason::TimedOut => "timed out",
                                 CloseReason::Aborted => "reset",
+                                CloseReason::Idle => "reset when idle too long",
+                                CloseReason::ZeroWindow => "reset after a zero window too long",
                             };
                             format!(
                                 "{what} {} > {} cpu={} in={} out={} rtx={} rto={} fast={} \
@@ -146,6 +156,7 @@ impl Processor {
                 self.timers.push(Reverse(TimerEntry { at: d, tuple }));
             }
         }
+        self.memory.recount(c, stats);
     }
 
     pub(super) fn fire_timers(&mut self, now: Instant) {

@@ -69,6 +69,11 @@ pub enum CloseReason {
     TimedOut,
     /// The application called [`Connection::abort`].
     Aborted,
+    /// Nothing moved for [`Config::idle_timeout`] (we sent RST).
+    Idle,
+    /// The peer kept a zero window for [`Config::zero_window_timeout`]
+    /// while our data waited (we sent RST).
+    ZeroWindow,
 }
 
 /// Something the application should know about.
@@ -330,6 +335,12 @@ pub struct Connection {
     rtt_sample: Option<(SeqNumber, Instant)>,
     timers: TimerTable,
     persist_backoff: u32,
+    /// Since when the peer's window has been zero with our data waiting
+    /// (the start of the current persist episode).
+    zero_window_since: Option<Instant>,
+    /// When something last moved: a byte of the peer's accepted, one of
+    /// ours acknowledged, or the connection opened (for the idle limit).
+    last_progress: Instant,
     /// Window probes sent since the peer last sent an acceptable ACK.
     persist_unanswered: u32,
 
@@ -380,6 +391,10 @@ impl Connection {
         let ipv6 = tuple.is_ipv6();
         let default_peer_mss = if ipv6 { 1220 } else { 536 };
         let mss = default_peer_mss.min(cfg.mss(ipv6) as usize);
+        let mut timers = TimerTable::default();
+        if let Some(limit) = cfg.idle_timeout {
+            timers.set(Timer::Idle, now + limit);
+        }
         Connection {
             cfg: cfg.clone(),
             tuple,
@@ -441,8 +456,10 @@ impl Connection {
             peer_fin_received: false,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_sample: None,
-            timers: TimerTable::default(),
+            timers,
             persist_backoff: 0,
+            zero_window_since: None,
+            last_progress: now,
             persist_unanswered: 0,
             ack_pending: false,
             probe_pending: false,
@@ -747,8 +764,15 @@ impl Connection {
                 Timer::Retransmit => self.on_retransmit_timeout(now),
                 Timer::Persist => {
                     if self.persist_unanswered >= self.cfg.max_retransmissions {
-                        self.give_up();
+                        self.give_up(CloseReason::TimedOut);
                         return;
+                    }
+                    let limit = self.cfg.zero_window_timeout;
+                    if let (Some(since), Some(limit)) = (self.zero_window_since, limit) {
+                        if now.saturating_duration_since(since) >= limit {
+                            self.give_up(CloseReason::ZeroWindow);
+                            return;
+                        }
                     }
                     self.probe_pending = true;
                     self.persist_unanswered += 1;
@@ -775,8 +799,76 @@ impl Connection {
                         self.rack_detect_lost_retransmissions(now);
                     }
                 }
+                Timer::Idle => {
+                    if self.check_idle(now) {
+                        return;
+                    }
+                }
             }
         }
+    }
+
+    /// The idle limit's timer fired: resets the connection (true) if
+    /// nothing moved for the whole limit, else sets the timer again from
+    /// the last progress.
+    fn check_idle(&mut self, now: Instant) -> bool {
+        let Some(limit) = self.cfg.idle_timeout else {
+            return false;
+        };
+        if matches!(self.state, State::Closed | State::TimeWait) {
+            return false;
+        }
+        let due = self.last_progress + limit;
+        if now >= due {
+            self.give_up(CloseReason::Idle);
+            return true;
+        }
+        self.timers.set(Timer::Idle, due);
+        false
+    }
+
+    // ----- memory -----------------------------------------------------------
+
+    /// Bytes of memory the connection holds: the state itself, its send
+    /// and receive buffers as allocated (not as filled), and its logs.
+    ///
+    /// It exists so the processor can keep a budget (issue 15): the
+    /// buffers' nominal sizes say what a connection may hold, this says
+    /// what it does hold now.
+    pub fn memory(&self) -> usize {
+        let log = std::mem::size_of::<(SeqNumber, u64, Instant)>();
+        let pair = std::mem::size_of::<(SeqNumber, SeqNumber)>();
+        std::mem::size_of::<Connection>()
+            + self.send_buf.memory()
+            + self.recv_buf.memory()
+            + self.sent_log.capacity() * log
+            + self.rack_rxt.capacity() * pair
+            + self.events.capacity() * std::mem::size_of::<Event>()
+    }
+
+    /// Gives back the buffer memory the queued bytes do not use (a buffer
+    /// that once filled keeps its allocation otherwise). The processor
+    /// calls it on connections that went quiet, and on all of them when
+    /// its memory budget runs short.
+    pub fn trim(&mut self) {
+        self.send_buf.shrink();
+        self.recv_buf.shrink();
+        self.sent_log.shrink_to_fit();
+        self.rack_rxt.shrink_to_fit();
+        self.events.shrink_to_fit();
+    }
+
+    /// Since when the peer's window has been zero with our data waiting,
+    /// if it is now: the processor's memory policy resets the connections
+    /// that have held a zero window longest first.
+    pub fn zero_window_since(&self) -> Option<Instant> {
+        self.zero_window_since
+    }
+
+    /// When something last moved on the connection (see
+    /// [`Config::idle_timeout`]).
+    pub fn last_progress(&self) -> Instant {
+        self.last_progress
     }
 
     // ----- output ---------------------------------------------------------
@@ -813,6 +905,9 @@ impl Connection {
 
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
+        // Everything of ours was acknowledged: a TIME-WAIT connection
+        // needs no buffer memory (there may be many of them).
+        self.trim();
         self.timers.stop_all();
         self.timers.set(Timer::TimeWait, now + self.cfg.time_wait);
     }

@@ -362,6 +362,7 @@ impl Connection {
             .max(text.len().min(self.cfg.mss(self.tuple.is_ipv6()) as usize));
         self.rcv_nxt = self.recv_buf.insert(self.rcv_nxt, seq, text);
         if self.rcv_nxt != before {
+            self.last_progress = now;
             self.stats.bytes_in += (self.rcv_nxt - before) as u64;
             self.push_event(Event::Readable);
             self.sack_report.prune(self.rcv_nxt);
@@ -488,6 +489,7 @@ impl Connection {
     pub(super) fn on_ack_advance(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
         let released = self.send_buf.ack_to(ack);
         self.snd_una = ack;
+        self.last_progress = now;
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
         }

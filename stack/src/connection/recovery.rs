@@ -6,10 +6,10 @@ use super::*;
 
 impl Connection {
     /// Retransmissions ran out: RST and CLOSED(TimedOut).
-    pub(super) fn give_up(&mut self) {
+    pub(super) fn give_up(&mut self, reason: CloseReason) {
         let ack = (self.state != State::SynSent).then_some(self.rcv_nxt);
         self.rst_pending = Some(self.rst_segment(self.snd_max, ack));
-        self.enter_closed(CloseReason::TimedOut);
+        self.enter_closed(reason);
     }
 
     /// RFC 6298 5.4-5.6 and RFC 5681 3.1: resend from SND.UNA with a
@@ -23,7 +23,7 @@ impl Connection {
             _ => self.cfg.max_retransmissions,
         };
         if self.rtt.backoffs() >= limit {
-            self.give_up();
+            self.give_up(CloseReason::TimedOut);
             return;
         }
         let first = self.rtt.backoffs() == 0;

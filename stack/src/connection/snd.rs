@@ -241,10 +241,17 @@ impl Connection {
         if !blocked {
             self.timers.stop(Timer::Persist);
             self.persist_backoff = 0;
+            self.zero_window_since = None;
         } else if !self.timers.is_running(Timer::Persist) && !self.probe_pending {
+            let since = *self.zero_window_since.get_or_insert(now);
             let factor = 1u32 << self.persist_backoff.min(16);
             let wait = self.rtt.rto().saturating_mul(factor).min(self.cfg.rto_max);
-            self.timers.set(Timer::Persist, now + wait);
+            let mut at = now + wait;
+            if let Some(limit) = self.cfg.zero_window_timeout {
+                // The probe that finds the limit passed is on time.
+                at = at.min(since + limit);
+            }
+            self.timers.set(Timer::Persist, at);
         }
     }
 

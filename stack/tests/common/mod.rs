@@ -387,6 +387,12 @@ impl H {
         H::established_with(Config::default(), 1460)
     }
 
+    /// The deadline of the connection's idle limit as set when it opened:
+    /// what `poll_timeout` says once nothing else is pending.
+    pub fn idle_deadline(&self) -> Option<Instant> {
+        self.cfg.idle_timeout.map(|d| self.t0 + d)
+    }
+
     /// The peer sends `spec`.
     pub fn send(&mut self, spec: Spec) -> Disposition {
         let bytes = craft(&spec, self.tuple.remote, self.tuple.local);
