@@ -76,6 +76,36 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Every request's `cmd`, so that the documentation can be checked
+    /// against the protocol (a test in `tests/docs.rs` finds each in
+    /// docs/CONTROL.md).
+    pub const NAMES: &'static [&'static str] = &[
+        "status",
+        "processor",
+        "backend",
+        "listener-add",
+        "listener-remove",
+        "filter",
+        "trace",
+    ];
+
+    /// This request's `cmd`, as it is on the wire. Being exhaustive, it
+    /// makes a new request fail to compile until it is named here and in
+    /// [`Request::NAMES`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Processor { .. } => "processor",
+            Request::Backend { .. } => "backend",
+            Request::ListenerAdd { .. } => "listener-add",
+            Request::ListenerRemove { .. } => "listener-remove",
+            Request::Filter { .. } => "filter",
+            Request::Trace { .. } => "trace",
+        }
+    }
+}
+
 /// The answer to one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
@@ -305,6 +335,51 @@ pub struct TraceStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every request names itself as serde writes it, and is in NAMES.
+    #[test]
+    fn names_are_the_wire_names() {
+        let all = [
+            Request::Status,
+            Request::Processor {
+                id: 0,
+                state: "up".into(),
+            },
+            Request::Backend {
+                id: 0,
+                state: "up".into(),
+            },
+            Request::ListenerAdd {
+                protocol: "tcp".into(),
+                port: 1,
+                processor: 0,
+                app: "echo".into(),
+                backup: None,
+                address: None,
+                key: None,
+            },
+            Request::ListenerRemove {
+                protocol: "tcp".into(),
+                port: 1,
+                processor: 0,
+            },
+            Request::Filter {
+                mode: "none".into(),
+            },
+            Request::Trace {
+                on: false,
+                file: None,
+                max_mb: None,
+                max_files: None,
+            },
+        ];
+        assert_eq!(all.len(), Request::NAMES.len());
+        for r in all {
+            let v = serde_json::to_value(&r).expect("serialize");
+            assert_eq!(v["cmd"].as_str(), Some(r.name()));
+            assert!(Request::NAMES.contains(&r.name()));
+        }
+    }
 
     #[test]
     fn requests_round_trip_as_documented() {
