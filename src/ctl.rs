@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use vnic_listeners::control::{default_path, Request, Response, Status};
+use vnic_listeners::control::{Request, Response, Status};
 
 /// The longest answer the client reads (a status of hundreds of
 /// processors and listeners is well under 1 MiB).
@@ -19,13 +19,7 @@ struct Client {
 
 impl Client {
     fn connect(args: &ControlArgs) -> Result<Client, String> {
-        let path: PathBuf = match (&args.control, &args.tap) {
-            (Some(p), _) => p.clone(),
-            (None, Some(tap)) => default_path(tap),
-            (None, None) => {
-                return Err("say which vnic: --tap NAME or --control PATH".into());
-            }
-        };
+        let path = find_socket(args)?;
         let s = UnixStream::connect(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => format!(
                 "cannot reach vnic at {}: permission denied (the control socket is for root, \
@@ -67,6 +61,90 @@ impl Client {
             Ok(_) => Err("vnic closed the control connection in the middle of an answer".into()),
         }
     }
+}
+
+/// The directories where a vnic's default control socket may be: the
+/// caller's `$XDG_RUNTIME_DIR` (as `vnic-TAP.sock`) and `/run/vnic` (as
+/// `TAP.sock`). Both are searched, because a vnic started with `sudo` has
+/// root's environment (no `XDG_RUNTIME_DIR`: `/run/vnic`) while the user
+/// asking has their own.
+fn socket_dirs() -> Vec<(PathBuf, &'static str)> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        dirs.push((PathBuf::from(dir), "vnic-"));
+    }
+    dirs.push((PathBuf::from("/run/vnic"), ""));
+    dirs
+}
+
+/// The control socket to talk to: `--control PATH`; else TAP's default
+/// socket in the first of [`socket_dirs`] that has it; else, without
+/// `--tap`, the only vnic socket found there. Every error names the paths
+/// it tried.
+pub fn find_socket(args: &ControlArgs) -> Result<PathBuf, String> {
+    if let Some(p) = &args.control {
+        return Ok(p.clone());
+    }
+    let dirs = socket_dirs();
+    if let Some(tap) = &args.tap {
+        let tried: Vec<PathBuf> = dirs
+            .iter()
+            .map(|(dir, prefix)| dir.join(format!("{prefix}{tap}.sock")))
+            .collect();
+        if let Some(found) = tried.iter().find(|p| answers(p)) {
+            return Ok(found.clone());
+        }
+        return Err(format!(
+            "no vnic on TAP {tap}: no control socket at {} (is it running? started with \
+             --control PATH? then give the same --control)",
+            list(&tried)
+        ));
+    }
+    let mut found = Vec::new();
+    for (dir, prefix) in &dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(prefix) && name.ends_with(".sock") && answers(&e.path()) {
+                found.push(e.path());
+            }
+        }
+    }
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(format!(
+            "no running vnic found: no control socket in {} (say --tap NAME or --control PATH)",
+            list(&dirs.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>())
+        )),
+        _ => Err(format!(
+            "several vnics run here ({}): say which with --tap NAME or --control PATH",
+            list(&found)
+        )),
+    }
+}
+
+/// A socket a vnic answers on (a socket file left by a crashed vnic
+/// refuses the connection, and is passed over).
+fn answers(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let socket = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket());
+    socket
+        && match UnixStream::connect(p) {
+            Ok(_) => true,
+            // Not ours to use, but a vnic is there: say so when connecting.
+            Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+        }
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
