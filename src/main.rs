@@ -46,11 +46,6 @@ fn run_up(plan: cli::Plan) -> Result<(), vnic::Error> {
     out.flush()?;
     drop(out);
     let drained = running.wait()?;
-    if drained.closed + drained.reset > 0 {
-        eprintln!(
-            "vnic: stopped: {} connection(s) closed with FIN, {} reset after the drain time",
-            drained.closed, drained.reset
-        );
-    }
+    eprintln!("vnic: stopped: {drained}");
     Ok(())
 }

@@ -90,6 +90,15 @@ impl Running {
             let _ = t.join();
         }
         let fatal = self.fatal.lock().take();
+        let end = self.runtime.status();
+        let drained = Drained {
+            frames_in: end.adapter.frames_in,
+            frames_out: end.adapter.frames_out,
+            connections: end.processors.iter().map(|p| p.accepted).sum(),
+            trace_records: end.trace.records,
+            trace_lost: end.trace.lost,
+            ..drained
+        };
         match fatal {
             Some(why) => Err(Error::Failed(why)),
             None => Ok(drained),
@@ -128,11 +137,13 @@ impl Running {
         Drained {
             closed: active.saturating_sub(reset),
             reset,
+            ..Drained::default()
         }
     }
 }
 
-/// What stopping a vnic did to its connections.
+/// What stopping a vnic did to its connections, and what it did over its
+/// whole run: what `vnic up` sums up in one line at exit, as tcpdump does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Drained {
     /// Connections that closed with FIN within the drain time (or were
@@ -140,6 +151,36 @@ pub struct Drained {
     pub closed: u64,
     /// Connections still open when the drain time was over: reset.
     pub reset: u64,
+    /// Frames read from the TAP over the whole run.
+    pub frames_in: u64,
+    /// Frames written to the TAP over the whole run.
+    pub frames_out: u64,
+    /// TCP connections accepted over the whole run (all processors).
+    pub connections: u64,
+    /// Trace records written (pcapng blocks or trace lines).
+    pub trace_records: u64,
+    /// Trace records lost (the writer could not keep up).
+    pub trace_lost: u64,
+}
+
+impl std::fmt::Display for Drained {
+    /// `vnic: stopped: 1204 frames in, 1187 out; 12 connection(s): 1
+    /// closed with FIN, 0 reset after the drain time; trace: 2391 records
+    /// written, 0 lost`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} frames in, {} out; {} connection(s): {} closed with FIN, {} reset after the \
+             drain time; trace: {} records written, {} lost",
+            self.frames_in,
+            self.frames_out,
+            self.connections,
+            self.closed,
+            self.reset,
+            self.trace_records,
+            self.trace_lost
+        )
+    }
 }
 
 /// The default drain time of a stopping vnic.

@@ -137,7 +137,7 @@ fn sigterm_drains_with_fin_and_resets_only_what_stays_open() {
         "the polite client saw FIN"
     );
     assert!(
-        err.contains("1 connection(s) closed with FIN, 1 reset after the drain time"),
+        err.contains("2 connection(s): 1 closed with FIN, 1 reset after the drain time"),
         "{err}"
     );
     assert!(took < Duration::from_secs(5), "drain took {took:?}");

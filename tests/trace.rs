@@ -49,6 +49,23 @@ fn frames_counted(st: &serde_json::Value) -> u64 {
 fn stop_and_read_all(vnic: Vnic, file: &str, frames: u64) -> Vec<String> {
     let (code, err) = vnic.stop();
     assert_eq!(code, Some(0), "{err}");
+    // The summary at exit (issue 17 part 7) adds up to what status said.
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix("vnic: stopped: "))
+        .unwrap_or_else(|| panic!("no summary line at exit: {err}"));
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // in, out, connections, closed, reset, records, lost
+    assert_eq!(n.len(), 7, "{line}");
+    assert_eq!(n[0] + n[1], frames, "frames in and out: {line}");
+    assert_eq!(
+        (n[5], n[6]),
+        (frames, 0),
+        "trace records written, lost: {line}"
+    );
     let (c, terr) = comments(file);
     let _ = std::fs::remove_file(file);
     assert!(!terr.contains("cut short"), "{terr}");
