@@ -35,6 +35,19 @@ pub enum Command {
     Status(StatusArgs),
     /// Steer a running vnic.
     Ctl(CtlArgs),
+    /// Print a shell completion script: `vnic completions bash >
+    /// /etc/bash_completion.d/vnic` (or zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff): `vnic man > vnic.1` for the command,
+    /// `vnic man up > vnic-up.1` for a subcommand's flags (as git's
+    /// pages are one per command); `man ./vnic-up.1` shows it.
+    Man {
+        /// up, status, ctl, completions (default: vnic itself).
+        subcommand: Option<String>,
+    },
 }
 
 /// Where the control socket is: `--control PATH`, or the default for `--tap NAME`.
@@ -721,26 +734,9 @@ pub fn parse_filter(s: &str) -> Result<FilterMode, String> {
         .ok_or_else(|| format!("unknown filter {s:?}: choose round-robin or none"))
 }
 
-/// `500ms`, `2s`, `1.5s`, `10m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 60s, 500ms, 10m)");
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !v.is_finite() || v < 0.0 || v * scale > 86_400.0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(v * scale))
-}
+/// vnic's one duration syntax (`500ms`, `2s`, `1.5s`, `2m`, `1h`), for
+/// clap's value parsers.
+pub use vnic_adapter::duration::parse_duration;
 
 /// `512M`, `2G`, `64MiB`, `4096K`, or a bare number of bytes; at least
 /// 1 MiB, at most 1 TiB.

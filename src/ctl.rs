@@ -259,7 +259,7 @@ fn absolute(file: &Path) -> Result<String, String> {
     abs.into_os_string().into_string().map_err(|p| {
         format!(
             "{} is not UTF-8: the control protocol carries text",
-            p.display()
+            Path::new(&p).display()
         )
     })
 }

@@ -6,7 +6,7 @@ mod cli;
 mod config;
 mod ctl;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -31,6 +31,45 @@ fn main() -> ExitCode {
         }
         cli::Command::Status(a) => ctl::status(a),
         cli::Command::Ctl(a) => ctl::ctl(a),
+        cli::Command::Completions { shell } => {
+            let mut cmd = cli::Cli::command();
+            clap_complete::generate(shell, &mut cmd, "vnic", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        cli::Command::Man { subcommand } => {
+            let top = cli::Cli::command();
+            let cmd = match subcommand {
+                None => top,
+                Some(name) => {
+                    // Named as man expects: vnic-up(1).
+                    let page: &'static str = match name.as_str() {
+                        "up" => "vnic-up",
+                        "status" => "vnic-status",
+                        "ctl" => "vnic-ctl",
+                        "completions" => "vnic-completions",
+                        _ => "",
+                    };
+                    match top.find_subcommand(&name).filter(|_| !page.is_empty()) {
+                        Some(sub) => sub.clone().name(page).version(env!("CARGO_PKG_VERSION")),
+                        None => {
+                            eprintln!(
+                                "vnic: man: no subcommand {name:?} (up, status, ctl, completions)"
+                            );
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            };
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                // A closed pipe (`vnic man | head`) is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vnic: man: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 

@@ -98,19 +98,12 @@ fn percent(k: &str, v: &str) -> Result<f64, String> {
     }
 }
 
+/// A delay or jitter: vnic's one duration syntax
+/// ([`crate::duration::parse_duration`]), from 0 to 10 s.
 fn millis(k: &str, v: &str) -> Result<Duration, String> {
-    let (n, scale) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = v.strip_suffix("us") {
-        (n, 1e-6)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        return Err(format!("{k}={v}: give a duration with a unit (e.g. 2ms)"));
-    };
-    match n.parse::<f64>() {
-        Ok(x) if x >= 0.0 && x * scale <= 10.0 => Ok(Duration::from_secs_f64(x * scale)),
-        _ => Err(format!("{k}={v}: give a duration from 0 to 10s")),
+    match crate::duration::parse_duration(v) {
+        Ok(d) if d <= Duration::from_secs(10) => Ok(d),
+        _ => Err(format!("{k}={v}: give a duration from 0 to 10s (e.g. 2ms)")),
     }
 }
 
@@ -387,7 +380,13 @@ mod tests {
     fn parse_errors_are_clear() {
         assert!(ImpairSpec::parse("loss=120%").is_err());
         assert!(ImpairSpec::parse("loss").is_err());
-        assert!(ImpairSpec::parse("delay=2").is_err());
+        assert!(ImpairSpec::parse("delay=20").is_err(), "20 s: over 10 s");
+        assert!(ImpairSpec::parse("delay=2x").is_err());
+        // vnic's one duration syntax: a bare number is seconds.
+        assert_eq!(
+            ImpairSpec::parse("delay=2").map(|s| s.delay),
+            Ok(Duration::from_secs(2))
+        );
         assert!(ImpairSpec::parse("wobble=1%").is_err());
     }
 

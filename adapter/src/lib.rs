@@ -22,6 +22,7 @@ pub mod arp;
 pub mod checksum;
 pub mod config;
 pub mod counters;
+pub mod duration;
 pub mod emit;
 pub mod error;
 pub mod filter;
