@@ -1,6 +1,9 @@
 //! `bench/run.sh --quick` runs to the end: it fails only if vnic breaks
 //! (a transfer or request fails), never on a slow figure. Runs under
 //! CI=true (or VNIC_BENCH=1); elsewhere it says loudly that it skipped.
+//! The smoltcp reference server (bench/smolserver, a crate outside the
+//! workspace) is built by the script itself, into the same target
+//! directory.
 
 use std::path::Path;
 use std::process::Command;
@@ -35,5 +38,6 @@ fn quick_benchmark_runs_to_the_end() {
     );
     assert!(out.status.success(), "bench/run.sh --quick failed:\n{log}");
     assert!(log.contains("| bulk upload, 1 conn"), "{log}");
+    assert!(log.contains("| vnic/smoltcp | vnic/kernel |"), "{log}");
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
 }
