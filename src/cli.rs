@@ -21,6 +21,10 @@ use vnic_listeners::distributor::Balance;
 #[derive(Parser, Debug)]
 #[command(name = "vnic", version, about)]
 pub struct Cli {
+    /// More log: -v adds debug events, -vv everything (RUST_LOG, e.g.
+    /// RUST_LOG=vnic_listeners=debug, overrides both).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
     pub cmd: Command,
@@ -307,8 +311,9 @@ pub struct UpArgs {
     /// and vnic's own user only).
     #[arg(long, value_name = "GROUP")]
     pub control_group: Option<String>,
-    /// No periodic summary line on stderr.
-    #[arg(long)]
+    /// No periodic summary line on stderr, and only warnings and errors
+    /// in the log.
+    #[arg(short, long)]
     pub quiet: bool,
     /// TAP offloads: `on` opens the TAP with a virtio-net header and lets
     /// the kernel hand over TCP segments of up to 64 KiB with checksums

@@ -148,7 +148,7 @@ fn list(paths: &[PathBuf]) -> String {
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("vnic: {msg}");
+    log::error!("{msg}");
     ExitCode::from(1)
 }
 

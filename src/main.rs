@@ -12,19 +12,21 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    let quiet = matches!(&args.cmd, cli::Command::Up(up) if up.quiet);
+    init_log(args.verbose, quiet);
     match args.cmd {
         cli::Command::Up(up) => {
             let plan = match cli::Plan::from_args(*up) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("vnic: {e}");
+                    log::error!("{e}");
                     return ExitCode::from(2);
                 }
             };
             match run_up(plan) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("vnic: {e}");
+                    log::error!("{e}");
                     ExitCode::from(1)
                 }
             }
@@ -52,8 +54,8 @@ fn main() -> ExitCode {
                     match top.find_subcommand(&name).filter(|_| !page.is_empty()) {
                         Some(sub) => sub.clone().name(page).version(env!("CARGO_PKG_VERSION")),
                         None => {
-                            eprintln!(
-                                "vnic: man: no subcommand {name:?} (up, status, ctl, completions)"
+                            log::error!(
+                                "man: no subcommand {name:?} (up, status, ctl, completions)"
                             );
                             return ExitCode::from(2);
                         }
@@ -65,7 +67,7 @@ fn main() -> ExitCode {
                 // A closed pipe (`vnic man | head`) is not an error.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("vnic: man: {e}");
+                    log::error!("man: {e}");
                     ExitCode::from(1)
                 }
             }
@@ -85,6 +87,33 @@ fn run_up(plan: cli::Plan) -> Result<(), vnic::Error> {
     out.flush()?;
     drop(out);
     let drained = running.wait()?;
-    eprintln!("vnic: stopped: {drained}");
+    log::info!("stopped: {drained}");
     Ok(())
+}
+
+/// The log: events and errors, never a line per frame (`--trace` is for
+/// frames). Info by default (the periodic summary, the line at exit),
+/// warnings and errors with `up --quiet`, debug with `-v`, everything with
+/// `-vv`; `RUST_LOG` overrides. Each line is `vnic: ...` as one-line
+/// errors always were, with the level named below info.
+fn init_log(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (_, 2..) => "trace",
+        (_, 1) => "debug",
+        (true, 0) => "warn",
+        (false, 0) => "info",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format(|buf, record| match record.level() {
+            log::Level::Error | log::Level::Info => writeln!(buf, "vnic: {}", record.args()),
+            log::Level::Warn => writeln!(buf, "vnic: warning: {}", record.args()),
+            level => writeln!(
+                buf,
+                "vnic: {} {}: {}",
+                level.as_str().to_lowercase(),
+                record.target(),
+                record.args()
+            ),
+        })
+        .init();
 }

@@ -126,6 +126,10 @@ impl Running {
             p.unfinished
                 .store(p.active.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        log::info!(
+            "stopping: closing {active} connection(s) with FIN, at most {:?}",
+            self.drain
+        );
         for q in &self.queues {
             let _ = q.send(ToProcessor::Drain);
         }

@@ -40,8 +40,8 @@ pub fn run(rt: &Runtime, stop: &AtomicBool, every: Duration) {
                 .iter()
                 .map(|p| p.bytes_in + p.bytes_out)
                 .sum::<u64>();
-        eprintln!(
-            "vnic: conns {} | new {:.0}/s | frames {:.0}/s | payload {:.1} Mbit/s",
+        log::info!(
+            "conns {} | new {:.0}/s | frames {:.0}/s | payload {:.1} Mbit/s",
             conns.join("/"),
             accepted as f64 / dt,
             (frames - before) as f64 / dt,

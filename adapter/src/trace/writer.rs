@@ -172,7 +172,7 @@ impl Writer {
             Some(p) => format!("writing {p}: {e}"),
             None => e.to_string(),
         };
-        eprintln!("vnic: packet trace stopped: {msg}");
+        log::warn!("packet trace stopped: {msg}");
         *self.shared.last_error.lock() = Some(msg);
     }
 

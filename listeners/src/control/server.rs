@@ -149,6 +149,7 @@ pub struct Runtime {
 impl Runtime {
     /// Carries out one request.
     pub fn handle(&self, req: Request) -> Response {
+        log::debug!("control request {}", req.name());
         match req {
             Request::Status => Response {
                 status: Some(self.status()),
@@ -746,6 +747,7 @@ fn remove_stale(path: &Path) -> io::Result<()> {
 /// One error line to a caller that will not be served, without waiting
 /// on it; the connection closes when `stream` is dropped.
 fn refuse(stream: &UnixStream, msg: &str) {
+    log::warn!("control socket: a caller was refused: {msg}");
     let _ = stream.set_nonblocking(true);
     let mut w = stream;
     let _ = w.write_all(&answer_line(&Response::error(msg)));

@@ -48,6 +48,9 @@ pub(super) struct Budget {
     held: usize,
     next_sweep: Option<Instant>,
     next_relief: Option<Instant>,
+    /// Whether it was at its limit when last looked at (the log says when
+    /// that changes, not at every refused SYN).
+    was_exhausted: bool,
 }
 
 impl Budget {
@@ -57,6 +60,7 @@ impl Budget {
             held: 0,
             next_sweep: None,
             next_relief: None,
+            was_exhausted: false,
         }
     }
 
@@ -105,6 +109,20 @@ impl Processor {
     /// [`Processor::on_inbound`] themselves.
     pub fn keep_budget(&mut self, now: Instant) {
         let limit = self.memory.limit;
+        let exhausted = self.memory.exhausted();
+        if exhausted != self.memory.was_exhausted {
+            self.memory.was_exhausted = exhausted;
+            if exhausted {
+                log::warn!(
+                    "processor {}: its connections hold {} bytes, its memory budget: new \
+                     connections are refused",
+                    self.id,
+                    self.memory.held
+                );
+            } else {
+                log::info!("processor {}: back under its memory budget", self.id);
+            }
+        }
         if self.memory.held > limit && self.memory.next_relief.is_none_or(|t| now >= t) {
             self.memory.next_relief = Some(now + RELIEF_EVERY);
             self.trim_connections(now, Duration::ZERO);
@@ -148,6 +166,7 @@ impl Processor {
             .filter_map(|(t, c)| c.tcp.zero_window_since().map(|since| (since, *t)))
             .collect();
         holders.sort_unstable_by_key(|&(since, _)| since);
+        let before = self.stats().memory_resets.load(Ordering::Relaxed);
         for (since, tuple) in holders {
             if self.memory.held <= self.memory.limit {
                 break;
@@ -169,6 +188,14 @@ impl Processor {
             if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
                 self.quarantine(tuple, None);
             }
+        }
+        let reset = self.stats().memory_resets.load(Ordering::Relaxed) - before;
+        if reset > 0 {
+            log::warn!(
+                "processor {}: reset {reset} connection(s) whose peers held a zero window \
+                 longest, to keep its memory budget",
+                self.id
+            );
         }
     }
 }

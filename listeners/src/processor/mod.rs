@@ -376,8 +376,10 @@ impl Processor {
         std::thread::Builder::new().name(name).spawn(move || {
             let ran = catch_unwind(AssertUnwindSafe(|| Processor::new(s).run()));
             if let Err(panic) = ran {
+                let why = panic_message(panic.as_ref());
+                log::error!("processor {id} failed: {why}; it left the rotation");
                 if let Some(stats) = registry.processors.get(id) {
-                    *stats.failure.lock() = Some(panic_message(panic.as_ref()));
+                    *stats.failure.lock() = Some(why);
                     stats.down.store(true, Ordering::Relaxed);
                     stats.active.store(0, Ordering::Relaxed);
                     stats.unfinished.store(0, Ordering::Relaxed);

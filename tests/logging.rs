@@ -1,0 +1,72 @@
+//! The log (issue 17 part 8): events and errors through `log`, never a
+//! line per frame; `-q` keeps warnings and errors, `-v` adds debug
+//! events, `RUST_LOG` overrides both.
+
+mod common;
+
+use common::{can_run, Netns, Vnic};
+
+#[test]
+fn quiet_keeps_errors_verbose_adds_debug_and_rust_log_overrides() {
+    if !can_run() {
+        return;
+    }
+    // -q: a processor that dies is still said, the exit line is not.
+    let ns = Netns::new();
+    let vnic = ns.vnic(&["-q"]);
+    let out = ns.vnic_cmd(&["ctl", "processor", "1", "crash"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("vnic: processor 1 failed: processor 1 crashed on request"),
+        "{err}"
+    );
+    assert!(!err.contains("stopped:"), "info is off with -q: {err}");
+
+    // -v: debug events (a control request) with their source named; the
+    // exit line is there too.
+    let ns = Netns::new();
+    let vnic = ns.vnic(&["-v"]);
+    ns.status_json();
+    let (_, err) = vnic.stop();
+    assert!(
+        err.contains("vnic: debug vnic_listeners::control::server: control request status"),
+        "{err}"
+    );
+    assert!(err.contains("vnic: stopped: "), "{err}");
+    // No line per frame, whatever the level.
+    assert!(err.lines().count() < 20, "{err}");
+
+    // RUST_LOG=off: nothing at all.
+    let ns = Netns::new();
+    let control = ns.control_path();
+    let args: Vec<String> = [
+        "RUST_LOG=off",
+        "ip",
+        "netns",
+        "exec",
+        &ns.name,
+        env!("CARGO_BIN_EXE_vnic"),
+        "up",
+        "-v",
+        "--tap",
+        &ns.tap,
+        "--ip",
+        "10.0.0.2/24",
+        "--control",
+        &control,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let vnic = Vnic::start_program("env", &args);
+    ns.status_json();
+    let (_, err) = vnic.stop();
+    assert!(err.trim().is_empty(), "{err}");
+}
