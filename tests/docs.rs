@@ -141,3 +141,56 @@ fn control_md_and_readme_match_a_running_vnic() {
         "status fields docs/CONTROL.md does not name: {undocumented:?}"
     );
 }
+
+/// Every `.rs` file below `dir` (relative to the checkout), as text.
+fn sources(dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![std::path::PathBuf::from(format!(
+        "{}/{dir}",
+        env!("CARGO_MANIFEST_DIR")
+    ))];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+/// The names after `prefix` in `text` (identifier characters).
+fn names_after(text: &str, prefix: &str) -> BTreeSet<String> {
+    text.match_indices(prefix)
+        .map(|(i, _)| {
+            text[i + prefix.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+#[test]
+fn stack_api_md_names_what_production_calls_and_nothing_gone() {
+    let doc = read("docs/STACK_API.md");
+    let stack: String = sources("stack/src").concat();
+    let defined = names_after(&stack, "fn ");
+    let documented = names_after(&doc, "pub fn ");
+    let gone: Vec<_> = documented.difference(&defined).collect();
+    assert!(
+        gone.is_empty(),
+        "docs/STACK_API.md names functions the stack has not: {gone:?}"
+    );
+    let processor: String = sources("listeners/src/processor").concat();
+    let called = names_after(&processor, ".tcp.");
+    let missing: Vec<_> = called.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "the processor calls Connection methods docs/STACK_API.md does not name: {missing:?}"
+    );
+}
