@@ -87,7 +87,9 @@ fn run_up(plan: cli::Plan) -> Result<(), vnic::Error> {
     out.flush()?;
     drop(out);
     let drained = running.wait()?;
-    log::info!("stopped: {drained}");
+    // The run's result, as tcpdump's "N packets captured": output, not
+    // log, so -q and RUST_LOG leave it.
+    let _ = writeln!(std::io::stderr(), "vnic: stopped: {drained}");
     Ok(())
 }
 
