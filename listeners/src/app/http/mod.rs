@@ -1,8 +1,11 @@
 //! A small HTTP/1.0 and HTTP/1.1 server: `GET /` tells the client which
 //! processor (and which connection) served it, `GET /stats` reports every
-//! processor's counters as JSON. Real clients (curl, ab) drive it, so it
-//! speaks enough of RFC 9112 to keep them happy: keep-alive, pipelining,
-//! HEAD, request bodies skipped, clear errors for everything else.
+//! processor's counters as JSON, and `GET /dashboard` (or `GET /` from a
+//! browser, whose Accept names `text/html`) is a page that draws those
+//! counters as bars, refreshed from `/stats` every second. Real clients
+//! (curl, ab) drive it, so it speaks enough of RFC 9112 to keep them
+//! happy: keep-alive, pipelining, HEAD, request bodies skipped, clear
+//! errors for everything else.
 //!
 //! Requests are parsed incrementally from the byte stream: a request may
 //! arrive in pieces over several polls, or several may arrive in one read;
@@ -37,6 +40,9 @@ const MAX_HEAD: usize = 16 * 1024;
 const OUT_HIGH_WATER: usize = 64 * 1024;
 /// Bytes read (and dropped) per step once our side is closed.
 const DRAIN_CHUNK: usize = 4 * 1024;
+/// The dashboard page: one bar per processor (and per back-end), drawn
+/// from same-origin `/stats` once a second; no other resource.
+const DASHBOARD: &[u8] = include_bytes!("dashboard.html");
 
 /// One HTTP connection: it exists so `--serve PORT=http` has something to
 /// hand each accepted connection.
@@ -99,6 +105,9 @@ enum Route {
     Root,
     /// `/stats`: every processor's counters.
     Stats,
+    /// `/dashboard`, or `/` asked for as `text/html`: the page that draws
+    /// `/stats`.
+    Dashboard,
     /// Anything else: 404.
     NotFound,
 }
@@ -329,6 +338,10 @@ impl Http {
                     self.respond(status, "text/plain", &body, head_only, keep_alive, "");
                 }
             },
+            (Method::Get | Method::Head, Route::Dashboard) => {
+                let ctype = "text/html; charset=utf-8";
+                self.respond(Status::Ok, ctype, DASHBOARD, head_only, keep_alive, "");
+            }
             (Method::Get | Method::Head, Route::NotFound) => {
                 let body = error_body(Status::NotFound);
                 let status = Status::NotFound;
@@ -684,6 +697,97 @@ mod tests {
         assert_eq!(procs[1]["accepted"], 5);
         assert_eq!(procs[1]["bytes_in"], 1234);
         assert_eq!(v["backends"], serde_json::json!([]));
+    }
+
+    /// `out` without its `Date:` line.
+    fn without_date(out: &[u8]) -> String {
+        let text = String::from_utf8_lossy(out);
+        text.split("\r\n")
+            .filter(|l| !l.starts_with("Date: "))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    #[test]
+    fn http_dashboard_is_html_with_its_length() {
+        let len = DASHBOARD.len().to_string();
+        for (request, head_only) in [
+            (&b"GET /dashboard HTTP/1.1\r\nHost: vnic\r\n\r\n"[..], false),
+            (b"HEAD /dashboard?x HTTP/1.1\r\n\r\n", true),
+        ] {
+            let (sock, tx) = exchange(request);
+            let [page] = &parse_responses(&tx, &[head_only])[..] else {
+                panic!("one response");
+            };
+            assert_eq!(page.status, 200);
+            let html = Some("text/html; charset=utf-8");
+            assert_eq!(page.header("content-type"), html);
+            assert_eq!(page.header("content-length"), Some(len.as_str()));
+            assert_eq!(page.body, if head_only { &[][..] } else { DASHBOARD });
+            assert!(!sock.closed());
+        }
+        let page = std::str::from_utf8(DASHBOARD).expect("UTF-8 page");
+        assert!(page.contains("<title>vnic dashboard</title>"));
+    }
+
+    #[test]
+    fn http_dashboard_loads_nothing_but_stats() {
+        let page = std::str::from_utf8(DASHBOARD).expect("UTF-8 page");
+        for outside in [
+            "src=",
+            "href=",
+            "url(",
+            "@import",
+            "://",
+            "XMLHttpRequest",
+            "WebSocket",
+            "EventSource",
+        ] {
+            assert!(!page.contains(outside), "{outside} in the page");
+        }
+        assert_eq!(page.matches("fetch(").count(), 1);
+        assert!(page.contains("fetch(\"/stats\""));
+    }
+
+    #[test]
+    fn http_root_for_a_browser_is_the_dashboard() {
+        for accept in [
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "TEXT/HTML",
+            "*/*;q=0.1, text/html ; q=0.5",
+        ] {
+            let req = format!("GET / HTTP/1.1\r\nAccept: {accept}\r\n\r\n");
+            let (_, tx) = exchange(req.as_bytes());
+            let r = parse_responses(&tx, &[]);
+            assert_eq!(r[0].status, 200, "{accept}");
+            assert_eq!(r[0].body, DASHBOARD, "{accept}");
+        }
+    }
+
+    #[test]
+    fn http_root_for_other_clients_is_unchanged_byte_for_byte() {
+        // What curl, wrk and ab get (benchmarks count on its size).
+        let want = "HTTP/1.1 200 OK\r\nServer: vnic\r\nContent-Type: text/plain\r\n\
+                    Content-Length: 71\r\nConnection: keep-alive\r\n\r\n\
+                    processor=2\nconnection=7\nrequest=1\nmodel=monolithic\nfilter=round-robin\n";
+        for accept in [
+            None,
+            Some("*/*"),
+            Some("text/*"),
+            Some("text/plain"),
+            Some("text/html;q=0"),
+            Some("text/html; Q=0.000, application/json"),
+            Some("text/htmlx"),
+        ] {
+            let field = accept
+                .map(|a| format!("Accept: {a}\r\n"))
+                .unwrap_or_default();
+            let req = format!(
+                "GET / HTTP/1.1\r\nHost: 10.0.0.2\r\nUser-Agent: curl/7.88.1\r\n{field}\r\n"
+            );
+            let (_, tx) = exchange(req.as_bytes());
+            assert_eq!(without_date(&tx), want, "{accept:?}");
+        }
     }
 
     #[test]

@@ -138,8 +138,34 @@ pub(super) fn route(target: &[u8]) -> Result<Route, Status> {
     Ok(match &path[..end] {
         b"/" => Route::Root,
         b"/stats" => Route::Stats,
+        b"/dashboard" => Route::Dashboard,
         _ => Route::NotFound,
     })
+}
+
+/// Whether an Accept value (RFC 9110 section 12.5.1) names `text/html`
+/// itself with a non-zero weight; `*/*` and `text/*` do not count.
+pub(super) fn accepts_html(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|range| {
+        let mut parts = range.split(|&b| b == b';').map(trim_ows);
+        let html = parts
+            .next()
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"text/html"));
+        html && !parts.any(|p| match p {
+            [b'q' | b'Q', b'=', weight @ ..] => is_zero_weight(weight),
+            _ => false,
+        })
+    })
+}
+
+/// Whether a weight (`qvalue`, RFC 9110 section 12.4.2) is zero: `0`,
+/// `0.`, `0.0`, ... `0.000`.
+fn is_zero_weight(weight: &[u8]) -> bool {
+    match weight {
+        [b'0'] => true,
+        [b'0', b'.', zeros @ ..] => zeros.iter().all(|&b| b == b'0'),
+        _ => false,
+    }
 }
 
 /// Trims optional whitespace (SP and HTAB) from both ends.
@@ -192,6 +218,7 @@ pub(super) fn parse_head(head: &[u8]) -> Result<Request, Status> {
     let mut te_chunked_last = false;
     let mut te_twice = false;
     let mut expect_continue = false;
+    let mut wants_html = false;
     for field in lines {
         if field.is_empty() {
             break;
@@ -236,8 +263,19 @@ pub(super) fn parse_head(head: &[u8]) -> Result<Request, Status> {
             }
         } else if name.eq_ignore_ascii_case(b"expect") {
             expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case(b"accept") {
+            wants_html |= accepts_html(value);
         }
     }
+    // A browser asking for `/` gets the dashboard; every other client
+    // (curl, wrk, ab: `*/*` or no Accept) the plain reply.
+    let line = match line.route {
+        Route::Root if wants_html => RequestLine {
+            route: Route::Dashboard,
+            ..line
+        },
+        _ => line,
+    };
     let keep_alive = match line.version {
         Version::Http11 => !conn_close,
         Version::Http10 => conn_keep_alive && !conn_close,
