@@ -345,6 +345,7 @@ fn tracer(max_mb: Option<u64>, max_files: Option<u32>) -> Arc<Tracer> {
         lines: None,
         iface: "t0".into(),
         mac: [2, 0, 0, 0, 0, 1],
+        pcap_filter: None,
     })
     .expect("tracer")
 }
