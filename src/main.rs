@@ -2,6 +2,7 @@
 //! the library's [`vnic::Builder`], which wires the adapter, the
 //! processors and the TAP together (see docs/ARCHITECTURE.md).
 
+mod capture;
 mod cli;
 mod config;
 mod ctl;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Status(a) => ctl::status(a),
         cli::Command::Ctl(a) => ctl::ctl(a),
+        cli::Command::Capture(a) => capture::capture(a),
     }
 }
 
