@@ -6,25 +6,13 @@
 
 mod common;
 
-use common::{can_run, http_get, Netns};
+use common::{can_run, have_tshark, http_get, wait_child, Netns};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// tshark is needed (installed by .ci/run); outside CI its absence skips.
-fn have_tshark() -> bool {
-    if Command::new("tshark").arg("-v").output().is_ok() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("tshark must be installed under CI=true");
-    }
-    eprintln!("\n*** SKIPPING capture test: tshark is not installed ***\n");
-    false
-}
 
 /// A `vnic capture` running against the test's vnic.
 struct Capture {
@@ -65,18 +53,7 @@ impl Capture {
     /// Waits up to `within` for it to exit; returns its exit code and
     /// the rest of its stderr.
     fn wait(mut self, within: Duration) -> (Option<i32>, String) {
-        let deadline = Instant::now() + within;
-        let code = loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                break st.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let code = wait_child(&mut self.child, within);
         let mut rest = String::new();
         while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(2)) {
             rest.push_str(&l);

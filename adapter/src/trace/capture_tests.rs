@@ -3,23 +3,12 @@
 //! decision text, a full buffer counted as lost.
 
 use super::capture::names_cpu;
-use super::frames::{self, Flags};
+use super::frames::{self, syn4 as syn};
 use super::tests::{opts, read_pcapng_from, tuning};
 use super::*;
 use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use std::thread::JoinHandle;
-
-fn syn(seq: u32) -> Vec<u8> {
-    frames::tcp4(
-        seq,
-        Flags {
-            syn: true,
-            ..Flags::default()
-        },
-        b"",
-    )
-}
 
 /// Reads `stream` on a thread until it ends; returns every byte it gave
 /// and its closing statistics block.

@@ -96,14 +96,7 @@ mod tests {
 
     #[test]
     fn tcpdump_expressions_match_as_libpcap_says() {
-        let syn = frames::tcp4(
-            1,
-            Flags {
-                syn: true,
-                ..Flags::default()
-            },
-            b"",
-        );
+        let syn = frames::syn4(1);
         let ping = frames::ping4(false);
         let f = FrameFilter::compile("tcp port 80 and host 10.0.0.1").expect("compiles");
         assert!(f.matches(&syn));
