@@ -19,6 +19,8 @@ pub mod protocol;
 pub mod server;
 
 #[cfg(test)]
+mod capture_tests;
+#[cfg(test)]
 mod tests;
 
 pub use access::{resolve_group, Access, Peer};
