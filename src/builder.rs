@@ -120,6 +120,9 @@ pub struct Trace {
     pub snaplen: Option<u32>,
     /// One line per frame (or per connection event) on stderr.
     pub lines: Option<LineMode>,
+    /// A tcpdump filter expression: only the frames it keeps go to the
+    /// pcapng file (`--pcap-filter`).
+    pub filter: Option<String>,
 }
 
 /// The group whose members may use the control socket besides root and
@@ -532,6 +535,7 @@ impl Builder {
             lines: self.trace.lines,
             iface: name.clone(),
             mac: cfg.mac,
+            pcap_filter: self.trace.filter.clone(),
         })
         .map_err(|e| std::io::Error::new(e.kind(), format!("--pcap: {e}")))?;
         let traced = |origin: Origin| -> FrameWriter {

@@ -52,6 +52,9 @@ pub enum Command {
         /// up, status, ctl, completions (default: vnic itself).
         subcommand: Option<String>,
     },
+    /// Stream pcapng from a running vnic, each frame with the adapter's
+    /// decision as its comment: `vnic capture -w - | wireshark -k -i -`.
+    Capture(CaptureArgs),
 }
 
 /// Where the control socket is: `--control PATH`, or the default for `--tap NAME`.
@@ -88,6 +91,28 @@ pub struct CtlArgs {
     /// What to change.
     #[command(subcommand)]
     pub what: CtlCommand,
+}
+
+/// Flags of `vnic capture`: which vnic, where the pcapng goes, and
+/// which frames (tcpdump's filter language, a processor).
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// Which vnic.
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Write pcapng to FILE (replaced), or to stdout with `-` (the
+    /// default when stdout is not a terminal).
+    #[arg(short = 'w', value_name = "FILE|-")]
+    pub write: Option<PathBuf>,
+    /// Only frames whose decision names processor K (`cpu=K`): the ones
+    /// it received and the ones it sent.
+    #[arg(long, value_name = "K")]
+    pub processor: Option<usize>,
+    /// A tcpdump filter expression, e.g. `tcp port 80 and host
+    /// 10.0.0.1` (several words are joined with spaces, as tcpdump does;
+    /// after `--` a word may start with `-`).
+    #[arg(value_name = "FILTER")]
+    pub filter: Vec<String>,
 }
 
 /// The things `vnic ctl` steers.
@@ -294,6 +319,11 @@ pub struct UpArgs {
     /// tcpdump -s; the original length is kept). Default: whole frames.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(64..=262_144))]
     pub pcap_snaplen: Option<u32>,
+    /// Keep only the frames this tcpdump filter expression matches in
+    /// the pcapng file (e.g. 'tcp port 80 and host 10.0.0.1'; compiled by
+    /// libpcap). Files started with `vnic ctl trace on` use it too.
+    #[arg(long, value_name = "FILTER")]
+    pub pcap_filter: Option<String>,
     /// One line per frame on stderr (tcpdump-like, with the decision);
     /// --trace=conn: connection events only.
     #[arg(long, value_name = "WHAT", num_args = 0..=1, require_equals = true,
@@ -384,6 +414,8 @@ pub struct Plan {
     pub pcap_max_files: Option<u32>,
     /// Bytes of each frame kept in the pcapng file.
     pub pcap_snaplen: Option<u32>,
+    /// The pcapng file's tcpdump filter, checked by libpcap.
+    pub pcap_filter: Option<String>,
     /// Trace lines: "frames" or "conn".
     pub trace: Option<String>,
     /// No periodic summary.
@@ -417,6 +449,7 @@ impl Plan {
                     Some(_) => Some(LineMode::Frames),
                     None => None,
                 },
+                filter: self.pcap_filter.clone(),
             });
         for ip in &self.ips {
             b = b.ip(ip.0, ip.1);
@@ -572,6 +605,7 @@ impl Plan {
         if a.pcap_snaplen.is_some() && a.pcap.is_none() {
             return Err("--pcap-snaplen needs --pcap FILE".into());
         }
+        let pcap_filter = checked_pcap_filter(a.pcap_filter.as_deref(), a.pcap.is_some())?;
         let model = match a.model.as_str() {
             "distributor" => {
                 if a.processors.is_some_and(|p| p != 1) {
@@ -645,9 +679,23 @@ impl Plan {
             pcap_max_mb: a.pcap_max_mb,
             pcap_max_files: a.pcap_max_files,
             pcap_snaplen: a.pcap_snaplen,
+            pcap_filter,
             trace: a.trace,
         })
     }
+}
+
+/// `--pcap-filter`: needs `--pcap`, and must compile (libpcap's message
+/// otherwise, in one line). A blank filter is no filter.
+fn checked_pcap_filter(filter: Option<&str>, pcap: bool) -> Result<Option<String>, String> {
+    let Some(f) = vnic_adapter::trace::filter::normalize(filter) else {
+        return Ok(None);
+    };
+    if !pcap {
+        return Err("--pcap-filter needs --pcap FILE".into());
+    }
+    vnic_adapter::trace::filter::check(&f).map_err(|e| format!("--pcap-filter: {e}"))?;
+    Ok(Some(f))
 }
 
 /// `ADDR/PREFIX` → (address, prefix); unicast addresses only.
@@ -1008,5 +1056,59 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(p.pcap_max_files, Some(2));
+    }
+
+    #[test]
+    fn pcap_filter_is_compiled_by_libpcap_and_needs_pcap() {
+        let p = plan(&["--pcap", "x.pcapng", "--pcap-filter", " tcp port 80 "]).expect("valid");
+        assert_eq!(p.pcap_filter.as_deref(), Some("tcp port 80"));
+        let err = plan(&["--pcap-filter", "tcp"]).err().expect("needs --pcap");
+        assert_eq!(err, "--pcap-filter needs --pcap FILE");
+        let err = plan(&["--pcap", "x.pcapng", "--pcap-filter", "tcp prot 80"])
+            .err()
+            .expect("bad filter");
+        assert!(
+            err.starts_with("--pcap-filter: bad capture filter \"tcp prot 80\": "),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn capture_takes_a_filter_of_several_words() {
+        let cli = Cli::try_parse_from([
+            "vnic",
+            "capture",
+            "--tap",
+            "t0",
+            "-w",
+            "-",
+            "--processor",
+            "1",
+            "tcp",
+            "port",
+            "80",
+        ])
+        .expect("parses");
+        let Command::Capture(c) = cli.cmd else {
+            panic!("not capture");
+        };
+        assert_eq!(c.filter.join(" "), "tcp port 80");
+        assert_eq!(c.processor, Some(1));
+        assert_eq!(c.write.as_deref(), Some(std::path::Path::new("-")));
+        let cli = Cli::try_parse_from(["vnic", "capture", "tcp", "port", "80", "-w", "x"])
+            .expect("flags after the filter");
+        let Command::Capture(c) = cli.cmd else {
+            panic!("not capture");
+        };
+        assert_eq!(c.filter.join(" "), "tcp port 80");
+        assert_eq!(c.write.as_deref(), Some(std::path::Path::new("x")));
+        let cli = Cli::try_parse_from(["vnic", "capture", "--tap", "t0", "tcp port 80"])
+            .expect("one quoted word");
+        let Command::Capture(c) = cli.cmd else {
+            panic!("not capture");
+        };
+        assert_eq!(c.filter, ["tcp port 80"]);
+        assert_eq!(c.write, None);
     }
 }

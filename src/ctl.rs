@@ -12,13 +12,16 @@ use vnic_listeners::control::{Request, Response, Status};
 /// processors and listeners is well under 1 MiB).
 const MAX_ANSWER: u64 = 64 << 20;
 
-struct Client {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
+/// A connection to a running vnic's control socket (also the start of a
+/// live capture, `src/capture.rs`, which reads on from `reader`).
+pub(crate) struct Client {
+    pub(crate) writer: UnixStream,
+    pub(crate) reader: BufReader<UnixStream>,
 }
 
 impl Client {
-    fn connect(args: &ControlArgs) -> Result<Client, String> {
+    /// Connects to the vnic `args` names; errors are one line.
+    pub(crate) fn connect(args: &ControlArgs) -> Result<Client, String> {
         let path = find_socket(args)?;
         let s = UnixStream::connect(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => format!(
@@ -37,7 +40,8 @@ impl Client {
         Ok(Client { writer: s, reader })
     }
 
-    fn call(&mut self, req: &Request) -> Result<Response, String> {
+    /// Sends one request and reads its answer line.
+    pub(crate) fn call(&mut self, req: &Request) -> Result<Response, String> {
         let mut text = serde_json::to_string(req).map_err(|e| e.to_string())?;
         text.push('\n');
         let sent = self.writer.write_all(text.as_bytes());
@@ -147,7 +151,8 @@ fn list(paths: &[PathBuf]) -> String {
         .join(" or ")
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
+/// Prints `vnic: MSG` on stderr (through the log); exit status 1.
+pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
     log::error!("{msg}");
     ExitCode::from(1)
 }
@@ -410,6 +415,28 @@ pub fn table(st: &Status) -> String {
         t.records,
         t.lost
     ));
+    s.push_str(&capture_lines(t));
+    s
+}
+
+/// The trace's filter and the live captures, a line each, for the
+/// status table.
+fn capture_lines(t: &vnic_listeners::control::protocol::TraceStatus) -> String {
+    let mut s = String::new();
+    if let Some(f) = &t.filter {
+        s.push_str(&format!("trace filter: {f}\n"));
+    }
+    for c in &t.captures {
+        let filter = c
+            .filter
+            .as_deref()
+            .map_or("all".into(), |f| format!("'{f}'"));
+        let cpu = c.processor.map_or("any".into(), |k| k.to_string());
+        s.push_str(&format!(
+            "capture {}: filter {filter}  cpu {cpu}  frames {}  lost {}  up {:.0}s\n",
+            c.id, c.frames, c.lost, c.secs
+        ));
+    }
     s
 }
 

@@ -2,6 +2,7 @@
 //! the library's [`vnic::Builder`], which wires the adapter, the
 //! processors and the TAP together (see docs/ARCHITECTURE.md).
 
+mod capture;
 mod cli;
 mod config;
 mod ctl;
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Capture(a) => capture::capture(a),
     }
 }
 

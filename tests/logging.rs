@@ -29,7 +29,10 @@ fn quiet_keeps_errors_verbose_adds_debug_and_rust_log_overrides() {
     );
     // The exit line is the run's result, not log: there with -q too.
     assert!(err.contains("vnic: stopped: "), "{err}");
-    assert!(!err.contains("stopping: closing"), "info is off with -q: {err}");
+    assert!(
+        !err.contains("stopping: closing"),
+        "info is off with -q: {err}"
+    );
 
     // -v: debug events (a control request) with their source named; the
     // exit line is there too.

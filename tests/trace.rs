@@ -4,23 +4,11 @@
 
 mod common;
 
-use common::{can_run, http_get, Netns, Vnic};
+use common::{can_run, have_tshark, http_get, Netns, Vnic};
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
-
-/// tshark is needed (installed by .ci/run); outside CI its absence skips.
-fn have_tshark() -> bool {
-    if Command::new("tshark").arg("-v").output().is_ok() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("tshark must be installed under CI=true");
-    }
-    eprintln!("\n*** SKIPPING trace test: tshark is not installed ***\n");
-    false
-}
 
 /// (comment) of every packet in the file, via tshark.
 fn comments(file: &str) -> (Vec<String>, String) {

@@ -56,6 +56,15 @@ pub fn tcp4(seq: u32, f: Flags, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Host → vnic SYN over IPv4 (port 40000 → 80), no payload.
+pub fn syn4(seq: u32) -> Vec<u8> {
+    let f = Flags {
+        syn: true,
+        ..Flags::default()
+    };
+    tcp4(seq, f, b"")
+}
+
 /// Host → vnic TCP over IPv6 (port 40000 → 80).
 pub fn tcp6(seq: u32, f: Flags, payload: &[u8]) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(HOST_MAC, VNIC_MAC).ipv6(HOST6, VNIC6, 64);

@@ -23,23 +23,36 @@
 //! When tracing is off, [`Tracer::record_with`] is one relaxed atomic
 //! load and never builds its comment.
 //!
+//! Live captures (`vnic capture`, [`Tracer::capture`]) take their frames
+//! from the same queue: the writer thread filters them (tcpdump filters
+//! compiled by libpcap, [`filter`]) and hands each capture its pcapng
+//! through a bounded buffer of its own ([`capture`]). `--pcap-filter`
+//! keeps only matching frames in the pcapng file the same way.
+//!
 //! Submodules: [`comment`] (decision texts), [`mod@line`] (the stderr line),
-//! `pcapng` (the file and its rotation), `writer` (the writer thread) and
-//! [`sink`] (the outgoing-frame wrapper).
+//! `pcapng` (the file and its rotation), `writer` (the writer thread),
+//! [`sink`] (the outgoing-frame wrapper), [`filter`] (tcpdump filters)
+//! and [`capture`] (live captures).
 
+pub mod capture;
 pub mod comment;
 mod direct;
+pub mod filter;
 pub mod line;
 mod pcapng;
 pub mod sink;
 mod writer;
 
 #[cfg(test)]
+mod capture_tests;
+#[cfg(test)]
 mod frames;
 #[cfg(test)]
 mod tests;
 
+pub use capture::{CaptureError, CaptureSpec, CaptureStats, CaptureStream, Next};
 pub use comment::{out_comment, out_kind, rx_comment, Note, Origin};
+pub use filter::{FilterError, FrameFilter};
 pub use line::{format_conn_line, format_line};
 pub use sink::TracingSink;
 
@@ -108,6 +121,10 @@ pub struct TraceOptions {
     pub iface: String,
     /// The adapter's MAC (pcapng `if_MACaddr`).
     pub mac: [u8; 6],
+    /// A tcpdump filter expression (`--pcap-filter`): only the frames it
+    /// keeps go to the pcapng files (lines and captures are not
+    /// affected).
+    pub pcap_filter: Option<String>,
 }
 
 /// How a pcapng file rotates: a new file when the current one would pass
@@ -141,6 +158,10 @@ pub struct TraceStats {
     pub rotation: Rotation,
     /// The last error writing a file (writing stops on error).
     pub last_error: Option<String>,
+    /// The pcapng files' filter (`--pcap-filter`), if any.
+    pub filter: Option<String>,
+    /// The live captures running now.
+    pub captures: Vec<CaptureStats>,
 }
 
 /// How many records the queue between the hot path and the writer holds.
@@ -157,6 +178,15 @@ pub const SNAPLEN: usize = 262_144;
 const PCAP: u8 = 1;
 const FRAME_LINES: u8 = 2;
 const CONN_LINES: u8 = 4;
+/// At least one live capture is running.
+pub(crate) const CAPTURE: u8 = 8;
+/// Any of these means frames are recorded.
+const RECORDING: u8 = PCAP | FRAME_LINES | CAPTURE;
+
+/// How long [`Tracer::close`] waits for the live captures to send their
+/// last frames and their report (a stream that cannot write gives up
+/// after the control socket's write timeout).
+const CAPTURE_END_WAIT: Duration = Duration::from_secs(5);
 
 /// How long control calls (`set_pcap`, `close`) wait for the writer.
 const CONTROL_WAIT: Duration = Duration::from_secs(5);
@@ -183,6 +213,8 @@ pub(crate) struct Tuning {
     pub writer_delay: Duration,
     /// Where lines go.
     pub line_out: LineOut,
+    /// Bytes a live capture may have waiting for its client.
+    pub capture_bytes: usize,
 }
 
 impl Tuning {
@@ -192,6 +224,7 @@ impl Tuning {
             max_bytes: opts.pcap_max_mb.map(|mb| mb.saturating_mul(1 << 20)),
             writer_delay: Duration::ZERO,
             line_out: LineOut::Stderr,
+            capture_bytes: capture::CAPTURE_QUEUE_BYTES,
         }
     }
 }
@@ -227,6 +260,13 @@ pub(crate) enum Msg {
     /// Switch to this file (or none); acknowledge once the old one is
     /// closed.
     SetPcap(Option<pcapng::PcapFile>, Sender<()>),
+    /// Start delivering to this capture (its filter compiled by the
+    /// writer); answer whether it could.
+    Subscribe(
+        Arc<capture::Subscriber>,
+        capture::Interface,
+        Sender<Result<(), String>>,
+    ),
     /// Flush, close the file, acknowledge and stop.
     Close(Sender<()>),
 }
@@ -269,6 +309,11 @@ pub(crate) struct Shared {
     large: PayloadPool,
     /// Small frame buffers the writer is done with (see [`SMALL_BUFFERS`]).
     small: PayloadPool,
+    /// The live captures running (for `stats` and to know when the last
+    /// one ends; the writer keeps its own list with their filters).
+    captures: Mutex<Vec<Arc<capture::Subscriber>>>,
+    /// The number the next capture gets.
+    next_capture: AtomicU64,
 }
 
 impl Default for Shared {
@@ -285,6 +330,8 @@ impl Default for Shared {
             last_error: Mutex::new(None),
             large: PayloadPool::new(POOL_BUFFERS),
             small: PayloadPool::new(SMALL_BUFFERS),
+            captures: Mutex::new(Vec::new()),
+            next_capture: AtomicU64::new(1),
         }
     }
 }
@@ -364,6 +411,10 @@ pub struct Tracer {
     /// started with [`Tracer::set_pcap`].
     max_files: Option<u32>,
     snaplen: usize,
+    /// The pcapng files' filter (`--pcap-filter`).
+    pcap_filter: Option<String>,
+    /// Bytes each live capture may have waiting for its client.
+    capture_bytes: usize,
     control: Mutex<()>,
 }
 
@@ -376,6 +427,10 @@ impl Tracer {
     }
 
     pub(crate) fn start_tuned(opts: TraceOptions, tuning: Tuning) -> io::Result<Arc<Tracer>> {
+        let pcap_filter = filter::normalize(opts.pcap_filter.as_deref());
+        if let Some(f) = &pcap_filter {
+            filter::check(f).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        }
         let shared = Arc::new(Shared::default());
         let file = match &opts.pcap {
             Some(p) => Some(pcapng::PcapFile::create(
@@ -401,10 +456,12 @@ impl Tracer {
         let (tx, rx) = crossbeam_channel::bounded(tuning.queue_records.max(1));
         // Files started later by `set_pcap` rotate like this one.
         let max_bytes = tuning.max_bytes;
+        let capture_bytes = tuning.capture_bytes;
         let sh = shared.clone();
+        let file_filter = pcap_filter.clone();
         let handle = std::thread::Builder::new()
             .name("vnic-trace".into())
-            .spawn(move || writer::run(rx, sh, file, tuning))?;
+            .spawn(move || writer::run(rx, sh, file, file_filter, tuning))?;
         Ok(Arc::new(Tracer {
             shared,
             tx,
@@ -414,6 +471,8 @@ impl Tracer {
             max_bytes,
             max_files: opts.pcap_max_files,
             snaplen: opts.snaplen.clamp(1, SNAPLEN),
+            pcap_filter,
+            capture_bytes,
             control: Mutex::new(()),
         }))
     }
@@ -433,12 +492,21 @@ impl Tracer {
             max_bytes: None,
             max_files: None,
             snaplen: SNAPLEN,
+            pcap_filter: None,
+            capture_bytes: capture::CAPTURE_QUEUE_BYTES,
             control: Mutex::new(()),
         })
     }
 
-    /// True when frames are being recorded (pcap or frame lines on).
+    /// True when frames are being recorded (a pcapng file, frame lines
+    /// or a live capture): what the RX path asks before it records.
     pub fn active(&self) -> bool {
+        self.shared.mode.load(Ordering::Relaxed) & RECORDING != 0
+    }
+
+    /// True when a pcapng file or frame lines are on (what `vnic status`
+    /// calls the trace being on; live captures are listed apart).
+    pub fn tracing(&self) -> bool {
         self.shared.mode.load(Ordering::Relaxed) & (PCAP | FRAME_LINES) != 0
     }
 
@@ -457,7 +525,7 @@ impl Tracer {
         frame: &[u8],
         comment: impl FnOnce() -> N,
     ) {
-        let mode = self.shared.mode.load(Ordering::Relaxed) & (PCAP | FRAME_LINES);
+        let mode = self.shared.mode.load(Ordering::Relaxed) & RECORDING;
         if mode == 0 {
             return;
         }
@@ -490,7 +558,7 @@ impl Tracer {
         len: usize,
         comment: impl FnOnce(&[u8]) -> N,
     ) {
-        let mode = self.shared.mode.load(Ordering::Relaxed) & (PCAP | FRAME_LINES);
+        let mode = self.shared.mode.load(Ordering::Relaxed) & RECORDING;
         if mode == 0 {
             return;
         }
@@ -595,10 +663,10 @@ impl Tracer {
             return;
         }
         let bits = lines_bits(mode);
-        let old = self.shared.mode.load(Ordering::Relaxed);
-        self.shared
-            .mode
-            .store((old & PCAP) | bits, Ordering::Relaxed);
+        // Bit by bit: a capture ending may clear its bit meanwhile.
+        let m = &self.shared.mode;
+        m.fetch_and(!(FRAME_LINES | CONN_LINES), Ordering::Relaxed);
+        m.fetch_or(bits, Ordering::Relaxed);
     }
 
     /// What the tracer did so far.
@@ -612,7 +680,57 @@ impl Tracer {
             file: s.file.lock().clone(),
             rotation: *s.rotation.lock(),
             last_error: s.last_error.lock().clone(),
+            filter: self.pcap_filter.clone(),
+            captures: {
+                let lost = s.lost.load(Ordering::Relaxed);
+                s.captures.lock().iter().map(|c| c.stats(lost)).collect()
+            },
         }
+    }
+
+    /// Starts a live capture (`vnic capture`): a pcapng stream of the
+    /// frames `spec` keeps, from now until the stream is dropped or the
+    /// tracer closes. The filter is checked here (a bad one is refused
+    /// with libpcap's message) and compiled again by the writer thread,
+    /// which runs it. At most [`capture::MAX_CAPTURES`] run at once.
+    pub fn capture(&self, spec: CaptureSpec) -> Result<CaptureStream, CaptureError> {
+        let spec = capture::checked(spec)?;
+        let _guard = self.control.lock();
+        if self.writer.lock().is_none() {
+            return Err(CaptureError::NotRunning);
+        }
+        let running = self.shared.captures.lock().len();
+        if running >= capture::MAX_CAPTURES {
+            return Err(CaptureError::TooMany(running));
+        }
+        let id = self.shared.next_capture.fetch_add(1, Ordering::Relaxed);
+        let sub = Arc::new(capture::Subscriber::new(
+            id,
+            spec,
+            self.shared.lost.load(Ordering::Relaxed),
+            self.capture_bytes,
+        ));
+        let iface = capture::Interface {
+            name: self.iface.clone(),
+            mac: self.mac,
+            snaplen: self.snaplen,
+        };
+        let stream = CaptureStream::new(sub.clone(), self.shared.clone(), &iface)
+            .map_err(|_| CaptureError::NotRunning)?;
+        // From here on, dropping `stream` undoes what follows.
+        match self.control_msg(|ack| Msg::Subscribe(sub.clone(), iface, ack)) {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                return Err(CaptureError::Filter(FilterError {
+                    expr: sub.filter().unwrap_or_default().to_owned(),
+                    why,
+                }))
+            }
+            Err(_) => return Err(CaptureError::WriterStuck),
+        }
+        self.shared.captures.lock().push(sub);
+        self.shared.mode.fetch_or(CAPTURE, Ordering::Relaxed);
+        Ok(stream)
     }
 
     /// Writes everything queued, closes the file and stops the writer
@@ -626,11 +744,17 @@ impl Tracer {
         if self.control_msg(Msg::Close).is_ok() {
             let _ = handle.join();
         }
+        // The writer ended every capture; their streams send what they
+        // have and their report, then go.
+        let deadline = std::time::Instant::now() + CAPTURE_END_WAIT;
+        while !self.shared.captures.lock().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Sends a control message (waiting for room: this is not the hot
-    /// path) and waits for the writer's acknowledgement.
-    fn control_msg(&self, msg: impl FnOnce(Sender<()>) -> Msg) -> io::Result<()> {
+    /// path) and waits for the writer's answer.
+    fn control_msg<T>(&self, msg: impl FnOnce(Sender<T>) -> Msg) -> io::Result<T> {
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
         let stuck = || io::Error::new(io::ErrorKind::TimedOut, "the trace writer is not answering");
         self.tx

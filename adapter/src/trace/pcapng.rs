@@ -106,26 +106,9 @@ impl PcapFile {
                 rotated = true;
             }
         }
-        // epb_flags bits 0-1: 01 inbound, 10 outbound (Wireshark shows
-        // it as frame.packet_flags_direction).
-        let flags = match rec.dir {
-            Direction::In => 1,
-            Direction::Out => 2,
-        };
-        let mut options = Vec::with_capacity(2);
-        options.push(EnhancedPacketOption::Flags(flags));
-        if !comment.is_empty() {
-            options.push(EnhancedPacketOption::Comment(Cow::Borrowed(comment)));
-        }
-        let data = rec.frame();
-        let epb = EnhancedPacketBlock {
-            interface_id: 0,
-            timestamp: rec.when.duration_since(UNIX_EPOCH).unwrap_or_default(),
-            original_len: u32::try_from(rec.original_len).unwrap_or(u32::MAX),
-            data: Cow::Borrowed(data),
-            options,
-        };
-        self.out.write_pcapng_block(epb).map_err(io::Error::other)?;
+        self.out
+            .write_pcapng_block(packet_block(rec, comment))
+            .map_err(io::Error::other)?;
         self.size += need;
         self.packets += 1;
         if self.out.get_ref().unsynced() >= SYNC_BYTES {
@@ -287,6 +270,22 @@ fn open(
         )
     })?;
     let file = DirectFile::new(file, BUFFER_BYTES);
+    let mut out = start_section(file, iface, mac, snaplen)?;
+    let size = out.get_ref().len();
+    out.get_mut().sync()?;
+    Ok((out, size))
+}
+
+/// A pcapng writer on `to` that has written the Section Header Block and
+/// the Interface Description Block naming the TAP (interface 0, Ethernet,
+/// nanosecond timestamps): how a trace file and a live capture stream
+/// both begin.
+pub(crate) fn start_section<W: io::Write>(
+    to: W,
+    iface: &str,
+    mac: [u8; 6],
+    snaplen: usize,
+) -> io::Result<PcapNgWriter<W>> {
     let shb = SectionHeaderBlock {
         endianness: Endianness::native(),
         options: vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(
@@ -295,11 +294,11 @@ fn open(
         )))],
         ..Default::default()
     };
-    let mut out = PcapNgWriter::with_section_header(file, shb).map_err(io::Error::other)?;
+    let mut out = PcapNgWriter::with_section_header(to, shb).map_err(io::Error::other)?;
     let m = mac;
     let idb = InterfaceDescriptionBlock {
         linktype: DataLink::ETHERNET,
-        snaplen: snaplen as u32,
+        snaplen: u32::try_from(snaplen).unwrap_or(u32::MAX),
         options: vec![
             InterfaceDescriptionOption::IfName(Cow::Owned(iface.to_owned())),
             InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
@@ -311,9 +310,32 @@ fn open(
         ],
     };
     out.write_pcapng_block(idb).map_err(io::Error::other)?;
-    let size = out.get_ref().len();
-    out.get_mut().sync()?;
-    Ok((out, size))
+    Ok(out)
+}
+
+/// The Enhanced Packet Block of one recorded frame: its direction in
+/// `epb_flags` and the decision text (cut to [`MAX_COMMENT`]) as its
+/// comment. Trace files and live captures write the same block.
+pub(crate) fn packet_block<'a>(rec: &'a FrameRecord, comment: &'a str) -> EnhancedPacketBlock<'a> {
+    let comment = cut(comment, MAX_COMMENT);
+    // epb_flags bits 0-1: 01 inbound, 10 outbound (Wireshark shows
+    // it as frame.packet_flags_direction).
+    let flags = match rec.dir {
+        Direction::In => 1,
+        Direction::Out => 2,
+    };
+    let mut options = Vec::with_capacity(2);
+    options.push(EnhancedPacketOption::Flags(flags));
+    if !comment.is_empty() {
+        options.push(EnhancedPacketOption::Comment(Cow::Borrowed(comment)));
+    }
+    EnhancedPacketBlock {
+        interface_id: 0,
+        timestamp: rec.when.duration_since(UNIX_EPOCH).unwrap_or_default(),
+        original_len: u32::try_from(rec.original_len).unwrap_or(u32::MAX),
+        data: Cow::Borrowed(rec.frame()),
+        options,
+    }
 }
 
 /// The size of an EPB with `data` bytes, the flags option and a

@@ -540,7 +540,7 @@ impl Drop for TempDir {
     }
 }
 
-fn opts(pcap: Option<PathBuf>, lines: Option<LineMode>) -> TraceOptions {
+pub(super) fn opts(pcap: Option<PathBuf>, lines: Option<LineMode>) -> TraceOptions {
     TraceOptions {
         pcap,
         pcap_max_mb: None,
@@ -549,29 +549,35 @@ fn opts(pcap: Option<PathBuf>, lines: Option<LineMode>) -> TraceOptions {
         lines,
         iface: "vnic-t0".into(),
         mac: frames::VNIC_MAC,
+        pcap_filter: None,
     }
 }
 
-fn tuning() -> Tuning {
+pub(super) fn tuning() -> Tuning {
     Tuning {
         queue_records: QUEUE_RECORDS,
         max_bytes: None,
         writer_delay: Duration::ZERO,
         line_out: LineOut::Buffer(Arc::new(Mutex::new(Vec::new()))),
+        capture_bytes: capture::CAPTURE_QUEUE_BYTES,
     }
 }
 
 /// What a pcapng file holds: its IDBs' options and its packets.
-struct Read {
-    idbs: Vec<Vec<InterfaceDescriptionOption<'static>>>,
-    packets: Vec<(Duration, Vec<u8>, Option<String>)>,
+pub(super) struct Read {
+    pub(super) idbs: Vec<Vec<InterfaceDescriptionOption<'static>>>,
+    pub(super) packets: Vec<(Duration, Vec<u8>, Option<String>)>,
     /// epb_flags direction bits of each packet.
-    dirs: Vec<Option<u32>>,
+    pub(super) dirs: Vec<Option<u32>>,
 }
 
 fn read_pcapng(path: &Path) -> Read {
-    let file = std::fs::File::open(path).expect("open pcapng");
-    let mut r = PcapNgReader::new(file).expect("section header");
+    read_pcapng_from(std::fs::File::open(path).expect("open pcapng"))
+}
+
+/// Reads a pcapng stream to its end (every block must be whole).
+pub(super) fn read_pcapng_from(from: impl std::io::Read) -> Read {
+    let mut r = PcapNgReader::new(from).expect("section header");
     let mut out = Read {
         idbs: vec![],
         packets: vec![],

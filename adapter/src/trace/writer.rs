@@ -7,8 +7,10 @@
 //! whole disk blocks on its own every few MiB), so a SIGKILL loses at most
 //! the last few hundred milliseconds.
 
+use super::capture::Deliveries;
+use super::filter::FrameFilter;
 use super::pcapng::PcapFile;
-use super::{line, FrameRecord, LineOut, Msg, Shared, Tuning, FRAME_LINES, PCAP};
+use super::{line, FrameRecord, LineOut, Msg, Shared, Tuning, CAPTURE, FRAME_LINES, PCAP};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
@@ -29,6 +31,10 @@ const IDLE: Duration = Duration::from_secs(1);
 struct Writer {
     shared: Arc<Shared>,
     pcap: Option<PcapFile>,
+    /// `--pcap-filter`, compiled here (a libpcap program is not `Send`).
+    file_filter: Option<FrameFilter>,
+    /// The live captures, with their filters.
+    captures: Deliveries,
     lines: String,
     line_out: LineOut,
     last_flush: Instant,
@@ -44,15 +50,31 @@ struct Writer {
 /// frame in a profile of a traced download). Once the queue has stayed
 /// empty for [`LINGER`], the writer flushes and blocks until the next
 /// record, so an idle vnic has an idle writer.
-pub(crate) fn run(rx: Receiver<Msg>, shared: Arc<Shared>, pcap: Option<PcapFile>, t: Tuning) {
+pub(crate) fn run(
+    rx: Receiver<Msg>,
+    shared: Arc<Shared>,
+    pcap: Option<PcapFile>,
+    file_filter: Option<String>,
+    t: Tuning,
+) {
     let mut w = Writer {
         shared,
         pcap,
+        file_filter: None,
+        captures: Deliveries::default(),
         lines: String::with_capacity(FLUSH_BYTES),
         line_out: t.line_out,
         last_flush: Instant::now(),
         delay: t.writer_delay,
     };
+    if let Some(f) = file_filter {
+        // Checked by `Tracer::start`; should libpcap say otherwise here,
+        // the file gets nothing rather than everything.
+        match FrameFilter::compile(&f) {
+            Ok(f) => w.file_filter = Some(f),
+            Err(e) => w.fail(std::io::Error::other(e)),
+        }
+    }
     let mut empty_since: Option<Instant> = None;
     loop {
         let msg = match rx.try_recv() {
@@ -97,9 +119,13 @@ pub(crate) fn run(rx: Receiver<Msg>, shared: Arc<Shared>, pcap: Option<PcapFile>
                 w.pcap = file;
                 let _ = ack.send(());
             }
+            Msg::Subscribe(sub, iface, ack) => {
+                let _ = ack.send(w.captures.add(sub, &iface));
+            }
             Msg::Close(ack) => {
                 w.flush();
                 w.close_pcap();
+                w.captures.end_all();
                 let _ = ack.send(());
                 return;
             }
@@ -110,12 +136,20 @@ pub(crate) fn run(rx: Receiver<Msg>, shared: Arc<Shared>, pcap: Option<PcapFile>
     }
     w.flush();
     w.close_pcap();
+    w.captures.end_all();
 }
 
 impl Writer {
     fn frame(&mut self, rec: &FrameRecord) {
         let comment = rec.comment.render(rec.frame());
-        if rec.mode & PCAP != 0 {
+        if rec.mode & CAPTURE != 0 {
+            self.captures.deliver(rec, &comment);
+        }
+        let kept = self
+            .file_filter
+            .as_ref()
+            .is_none_or(|f| f.matches(rec.frame()));
+        if rec.mode & PCAP != 0 && kept {
             match self.pcap.as_mut().map(|p| p.write(rec, &comment)) {
                 Some(Ok(rotated)) => {
                     self.shared.written.fetch_add(1, Ordering::Relaxed);

@@ -9,16 +9,22 @@
 //! use it ([`access`]: the file's mode and the caller's credentials), and
 //! no client can hold more than its share ([`server`]: a bounded number of
 //! clients, bounded request lines, answers that time out).
+//!
+//! A `capture` request turns its connection into a pcapng stream
+//! (`capture`: length-prefixed chunks, then a report line).
 
 pub mod access;
+mod capture;
 pub mod protocol;
 pub mod server;
 
 #[cfg(test)]
+mod capture_tests;
+#[cfg(test)]
 mod tests;
 
 pub use access::{resolve_group, Access, Peer};
-pub use protocol::{Request, Response, Status};
+pub use protocol::{CaptureEnd, CaptureStatus, Request, Response, Status};
 pub use server::{
     default_path, runtime_rotation, ControlServer, Runtime, TraceControl, TraceHandle, MAX_CLIENTS,
     MAX_REQUEST, REQUEST_TIMEOUT, RUNTIME_TRACE_MAX_FILES, RUNTIME_TRACE_MAX_MB, WRITE_TIMEOUT,

@@ -74,6 +74,17 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_files: Option<u32>,
     },
+    /// Start a live capture (`vnic capture`): after the `{"ok":true}`
+    /// line the connection carries pcapng in length-prefixed chunks, then
+    /// a [`CaptureEnd`] line (docs/CONTROL.md, "Live capture").
+    Capture {
+        /// A tcpdump filter expression (libpcap compiles it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+        /// Only frames whose decision names `cpu=K`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        processor: Option<usize>,
+    },
 }
 
 impl Request {
@@ -88,6 +99,7 @@ impl Request {
         "listener-remove",
         "filter",
         "trace",
+        "capture",
     ];
 
     /// This request's `cmd`, as it is on the wire. Being exhaustive, it
@@ -102,6 +114,7 @@ impl Request {
             Request::ListenerRemove { .. } => "listener-remove",
             Request::Filter { .. } => "filter",
             Request::Trace { .. } => "trace",
+            Request::Capture { .. } => "capture",
         }
     }
 }
@@ -314,7 +327,7 @@ pub struct AdapterStatus {
 }
 
 /// Trace state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TraceStatus {
     /// True while frames are being traced.
     pub active: bool,
@@ -330,6 +343,56 @@ pub struct TraceStatus {
     /// At most this many pcapng files are kept (none: no limit).
     #[serde(default)]
     pub max_files: Option<u32>,
+    /// The pcapng files' tcpdump filter (`--pcap-filter`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The live captures running now.
+    #[serde(default)]
+    pub captures: Vec<CaptureStatus>,
+}
+
+// ------------------------------------------------------------ live capture
+
+/// One live capture (`vnic capture`), as `vnic status` lists it and as
+/// the line that ends its stream reports it: so a capture that lost
+/// frames says so, to its client and to the operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    /// Its number in this vnic's life, from 1.
+    pub id: u64,
+    /// Its tcpdump filter, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The processor it keeps (`cpu=K`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor: Option<usize>,
+    /// Frames it kept and queued for its client.
+    pub frames: u64,
+    /// pcapng bytes handed to its client's connection.
+    pub bytes: u64,
+    /// Frames it kept but dropped because its client did not read fast
+    /// enough.
+    pub lost: u64,
+    /// Frames vnic's trace queue dropped (before any filter) while it
+    /// ran; they may or may not have matched.
+    pub trace_lost: u64,
+    /// Seconds it has run.
+    pub secs: f64,
+}
+
+/// The last line of a capture stream, after the zero-length chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureEnd {
+    /// True: the stream ended as it should (false: it was cut short,
+    /// `error` says why).
+    pub ok: bool,
+    /// Why it ended: "vnic stopped" or "client stopped".
+    pub reason: String,
+    /// What the capture did.
+    pub capture: CaptureStatus,
+    /// What went wrong, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[cfg(test)]
@@ -372,6 +435,10 @@ mod tests {
                 max_mb: None,
                 max_files: None,
             },
+            Request::Capture {
+                filter: None,
+                processor: None,
+            },
         ];
         assert_eq!(all.len(), Request::NAMES.len());
         for r in all {
@@ -405,6 +472,20 @@ mod tests {
                     file: Some("/tmp/x.pcapng".into()),
                     max_mb: None,
                     max_files: None,
+                },
+            ),
+            (
+                r#"{"cmd":"capture","filter":"tcp port 80","processor":1}"#,
+                Request::Capture {
+                    filter: Some("tcp port 80".into()),
+                    processor: Some(1),
+                },
+            ),
+            (
+                r#"{"cmd":"capture"}"#,
+                Request::Capture {
+                    filter: None,
+                    processor: None,
                 },
             ),
             (

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::filter::{FilterKey, ListenerSpec, Protocol};
-use vnic_adapter::trace::{LineMode, Rotation, Tracer};
+use vnic_adapter::trace::{CaptureSpec, CaptureStream, LineMode, Rotation, Tracer};
 use vnic_adapter::{Counters, Filter, FilterMode, ToProcessor};
 
 /// The rotation size of a pcapng file started at run time (`vnic ctl
@@ -56,6 +56,11 @@ pub trait TraceControl: Send + Sync {
     ) -> Result<(), String>;
     /// The trace state for `vnic status`.
     fn status(&self) -> TraceStatus;
+    /// Starts a live capture (`vnic capture`); an error is one line
+    /// (libpcap's word on a bad filter, too many captures).
+    fn capture(&self, _spec: CaptureSpec) -> Result<CaptureStream, String> {
+        Err("live capture is not available in this vnic".into())
+    }
 }
 
 /// The rotation of a run-time trace: what the request asks, else the
@@ -114,13 +119,23 @@ impl TraceControl for TraceHandle {
         let st = self.0.stats();
         let rotation = st.file.as_ref().map(|_| st.rotation).unwrap_or_default();
         TraceStatus {
-            active: self.0.active(),
+            active: self.0.tracing(),
             file: st.file.map(|f| f.display().to_string()),
             records: st.written,
             lost: st.lost,
             max_mb: rotation.max_bytes.map(|b| b >> 20),
             max_files: rotation.max_files,
+            filter: st.filter,
+            captures: st
+                .captures
+                .iter()
+                .map(super::capture::capture_status)
+                .collect(),
         }
+    }
+
+    fn capture(&self, spec: CaptureSpec) -> Result<CaptureStream, String> {
+        self.0.capture(spec).map_err(|e| e.to_string())
     }
 }
 
@@ -272,7 +287,30 @@ impl Runtime {
                 max_mb,
                 max_files,
             } => self.trace(on, file, max_mb, max_files),
+            // Served by the client thread, which streams it.
+            Request::Capture { .. } => {
+                Response::error("a capture is a stream: the client thread serves it")
+            }
         }
+    }
+
+    /// `capture`: checks the processor, then starts the capture (its
+    /// filter is checked by libpcap in the tracer).
+    fn capture(
+        &self,
+        filter: Option<String>,
+        processor: Option<usize>,
+    ) -> Result<CaptureStream, String> {
+        let Some(t) = &self.trace else {
+            return Err("live capture is not available in this vnic".into());
+        };
+        if let Some(k) = processor.filter(|k| *k >= self.queues.len()) {
+            return Err(format!(
+                "processor {k} does not exist (processors: 0..{})",
+                self.queues.len().saturating_sub(1)
+            ));
+        }
+        t.capture(CaptureSpec { filter, processor })
     }
 
     /// `trace`: checks the request, then hands it to the tracer.
@@ -530,11 +568,28 @@ impl Default for Limits {
 /// What answers requests: the [`Runtime`]; a stand-in in tests.
 pub(super) trait Handler: Send + Sync {
     fn handle(&self, req: Request) -> Response;
+
+    /// Starts a live capture, streamed by the client thread.
+    fn capture(
+        &self,
+        _filter: Option<String>,
+        _processor: Option<usize>,
+    ) -> Result<CaptureStream, String> {
+        Err("live capture is not available here".into())
+    }
 }
 
 impl Handler for Runtime {
     fn handle(&self, req: Request) -> Response {
         Runtime::handle(self, req)
+    }
+
+    fn capture(
+        &self,
+        filter: Option<String>,
+        processor: Option<usize>,
+    ) -> Result<CaptureStream, String> {
+        Runtime::capture(self, filter, processor)
     }
 }
 
@@ -842,6 +897,22 @@ fn client(stream: UnixStream, handler: &dyn Handler, stop: &AtomicBool, limits: 
             continue;
         }
         let resp = match serde_json::from_slice::<Request>(&line) {
+            // After its answer the connection is the capture's stream.
+            Ok(Request::Capture { filter, processor }) => {
+                match handler.capture(filter, processor) {
+                    Ok(cap) => {
+                        let started = Response {
+                            notes: vec![format!("capture {} started", cap.id())],
+                            ..Response::ok()
+                        };
+                        if reply(&started).is_ok() {
+                            super::capture::stream(&stream, cap, stop, limits);
+                        }
+                        return;
+                    }
+                    Err(e) => Response::error(e),
+                }
+            }
             Ok(req) => handler.handle(req),
             Err(e) => Response::error(format!("bad request: {e}")),
         };

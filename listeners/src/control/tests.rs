@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use vnic_adapter::trace::{Rotation, TraceOptions, Tracer};
 use vnic_adapter::{Counters, Filter, FilterMode};
 
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(super) fn new(name: &str) -> TempDir {
         let d = std::env::temp_dir().join(format!("vnic-ctl-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("dir");
@@ -322,7 +322,7 @@ fn clients_over_the_cap_are_refused_and_places_come_back() {
 
 // ----------------------------------------------------------------- trace
 
-fn runtime(trace: Option<Arc<dyn TraceControl>>) -> Runtime {
+pub(super) fn runtime(trace: Option<Arc<dyn TraceControl>>) -> Runtime {
     Runtime {
         tap: "t0".into(),
         started: Instant::now(),
@@ -336,7 +336,7 @@ fn runtime(trace: Option<Arc<dyn TraceControl>>) -> Runtime {
     }
 }
 
-fn tracer(max_mb: Option<u64>, max_files: Option<u32>) -> Arc<Tracer> {
+pub(super) fn tracer(max_mb: Option<u64>, max_files: Option<u32>) -> Arc<Tracer> {
     Tracer::start(TraceOptions {
         pcap: None,
         pcap_max_mb: max_mb,
@@ -345,6 +345,7 @@ fn tracer(max_mb: Option<u64>, max_files: Option<u32>) -> Arc<Tracer> {
         lines: None,
         iface: "t0".into(),
         mac: [2, 0, 0, 0, 0, 1],
+        pcap_filter: None,
     })
     .expect("tracer")
 }
