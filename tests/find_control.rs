@@ -11,26 +11,10 @@ use std::process::{Command, Output};
 /// Starts vnic in `ns` without `--control`, with `xdg` as its
 /// `$XDG_RUNTIME_DIR` (None: unset, so the socket goes to /run/vnic).
 fn start(ns: &Netns, xdg: Option<&str>) -> Vnic {
-    let mut args: Vec<String> = match xdg {
-        Some(d) => vec![format!("XDG_RUNTIME_DIR={d}")],
-        None => vec!["-u".into(), "XDG_RUNTIME_DIR".into()],
-    };
-    for a in [
-        "ip",
-        "netns",
-        "exec",
-        &ns.name,
-        env!("CARGO_BIN_EXE_vnic"),
-        "up",
-        "--quiet",
-        "--tap",
-        &ns.tap,
-        "--ip",
-        "10.0.0.2/24",
-    ] {
-        args.push(a.to_string());
+    match xdg {
+        Some(d) => ns.vnic_with_env(&[&format!("XDG_RUNTIME_DIR={d}")], &["--quiet"]),
+        None => ns.vnic_with_env(&["-u", "XDG_RUNTIME_DIR"], &["--quiet"]),
     }
-    Vnic::start_program("env", &args)
 }
 
 /// `vnic ARGS` as a user whose `$XDG_RUNTIME_DIR` is `xdg`.

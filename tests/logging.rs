@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{can_run, Netns, Vnic};
+use common::{can_run, Netns};
 
 #[test]
 fn quiet_keeps_errors_verbose_adds_debug_and_rust_log_overrides() {
@@ -51,26 +51,7 @@ fn quiet_keeps_errors_verbose_adds_debug_and_rust_log_overrides() {
     // RUST_LOG=off: no log at all, only the exit line.
     let ns = Netns::new();
     let control = ns.control_path();
-    let args: Vec<String> = [
-        "RUST_LOG=off",
-        "ip",
-        "netns",
-        "exec",
-        &ns.name,
-        env!("CARGO_BIN_EXE_vnic"),
-        "up",
-        "-v",
-        "--tap",
-        &ns.tap,
-        "--ip",
-        "10.0.0.2/24",
-        "--control",
-        &control,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let vnic = Vnic::start_program("env", &args);
+    let vnic = ns.vnic_with_env(&["RUST_LOG=off"], &["-v", "--control", &control]);
     ns.status_json();
     let (_, err) = vnic.stop();
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();

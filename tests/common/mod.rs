@@ -219,6 +219,30 @@ impl Netns {
         Vnic::start(&full)
     }
 
+    /// Starts `vnic up --tap TAP --ip 10.0.0.2/24 EXTRA...` in the
+    /// namespace under `env ENV...` (`NAME=VALUE`, or `-u NAME` to unset),
+    /// with no `--control` unless EXTRA has one, and waits for its ready
+    /// line: for tests of what the environment changes.
+    pub fn vnic_with_env(&self, env: &[&str], extra: &[&str]) -> Vnic {
+        let mut args: Vec<String> = env.iter().map(|s| s.to_string()).collect();
+        let tap = self.tap.clone();
+        let name = self.name.clone();
+        let base = [
+            "ip",
+            "netns",
+            "exec",
+            &name,
+            env!("CARGO_BIN_EXE_vnic"),
+            "up",
+            "--tap",
+            &tap,
+            "--ip",
+            "10.0.0.2/24",
+        ];
+        args.extend(base.iter().chain(extra).map(|s| s.to_string()));
+        Vnic::start_program("env", &args)
+    }
+
     /// Starts vnic in the namespace with these extra flags and waits for
     /// its ready line.
     pub fn vnic(&self, extra: &[&str]) -> Vnic {
