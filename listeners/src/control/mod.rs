@@ -13,13 +13,15 @@
 pub mod access;
 pub mod protocol;
 pub mod server;
+mod sockets;
 
 #[cfg(test)]
 mod tests;
 
 pub use access::{resolve_group, Access, Peer};
-pub use protocol::{Request, Response, Status};
+pub use protocol::{Request, Response, SocketRow, SocketState, SocketTable, Status};
 pub use server::{
     default_path, runtime_rotation, ControlServer, Runtime, TraceControl, TraceHandle, MAX_CLIENTS,
     MAX_REQUEST, REQUEST_TIMEOUT, RUNTIME_TRACE_MAX_FILES, RUNTIME_TRACE_MAX_MB, WRITE_TIMEOUT,
 };
+pub use sockets::SOCKETS_TIMEOUT;

@@ -333,6 +333,8 @@ fn runtime(trace: Option<Arc<dyn TraceControl>>) -> Runtime {
         ports: Vec::new(),
         trace,
         backend_ctl: None,
+        socket_queries: Vec::new(),
+        impair: None,
     }
 }
 
