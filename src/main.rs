@@ -5,6 +5,8 @@
 mod cli;
 mod config;
 mod ctl;
+mod socket_table;
+mod watch;
 
 use clap::Parser;
 use std::io::Write;
