@@ -279,76 +279,46 @@ fn or_dash(s: &str) -> &str {
 /// The processors in three tables: traffic (with rates when watching),
 /// queues and limits, memory.
 fn processor_tables(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
-    let rate_of = |id: usize| rates.and_then(|r| r.processors.iter().find(|p| p.id == id));
-    let mut s = String::new();
-    let mut head = vec![
-        ("cpu", 4),
-        ("state", 6),
-        ("active", 7),
-        ("accepted", 9),
-        ("conn/s", 8),
-        ("frames-in", 11),
-        ("/s", 8),
-        ("frames-out", 11),
-        ("/s", 8),
-        ("bytes-in", 13),
-        ("/s", 8),
-        ("bytes-out", 13),
-        ("/s", 8),
-        ("retrans", 8),
-    ];
-    // Without rates, their columns go.
-    if rates.is_none() {
-        head.retain(|(h, _)| !h.ends_with("/s"));
+    let rate = |per: Option<f64>| per.map_or("-".into(), crate::watch::human_rate);
+    let mut head = vec!["cpu", "state", "active", "accepted"];
+    if rates.is_some() {
+        head.push("conn/s");
     }
-    s.push_str(&row(&head
-        .iter()
-        .map(|(h, w)| (h.to_string(), *w))
-        .collect::<Vec<_>>()));
-    for p in &st.processors {
-        let r = rate_of(p.id);
+    for total in ["frames-in", "frames-out", "bytes-in", "bytes-out"] {
+        head.push(total);
+        if rates.is_some() {
+            head.push("/s");
+        }
+    }
+    head.push("retrans");
+    let traffic = st.processors.iter().map(|p| {
+        let r = rates.and_then(|r| r.processors.iter().find(|q| q.id == p.id));
         let mut cells = vec![
-            (p.id.to_string(), 4),
-            (p.state.clone(), 6),
-            (p.active.to_string(), 7),
-            (p.accepted.to_string(), 9),
+            p.id.to_string(),
+            p.state.clone(),
+            p.active.to_string(),
+            p.accepted.to_string(),
         ];
         if rates.is_some() {
-            let per = r.map(|r| r.connections_per_sec);
-            cells.push((per.map_or("-".into(), crate::watch::human_rate), 8));
+            cells.push(rate(r.map(|r| r.connections_per_sec)));
         }
-        let mut pair = |total: u64, w: usize, per: Option<f64>| {
-            cells.push((total.to_string(), w));
+        for (total, per) in [
+            (p.frames_in, r.map(|r| r.frames_in_per_sec)),
+            (p.frames_out, r.map(|r| r.frames_out_per_sec)),
+            (p.bytes_in, r.map(|r| r.bytes_in_per_sec)),
+            (p.bytes_out, r.map(|r| r.bytes_out_per_sec)),
+        ] {
+            cells.push(total.to_string());
             if rates.is_some() {
-                cells.push((per.map_or("-".into(), crate::watch::human_rate), 8));
+                cells.push(rate(per));
             }
-        };
-        pair(p.frames_in, 11, r.map(|r| r.frames_in_per_sec));
-        pair(p.frames_out, 11, r.map(|r| r.frames_out_per_sec));
-        pair(p.bytes_in, 13, r.map(|r| r.bytes_in_per_sec));
-        pair(p.bytes_out, 13, r.map(|r| r.bytes_out_per_sec));
-        cells.push((p.retransmissions.to_string(), 8));
-        s.push_str(&row(&cells));
-    }
-    s.push('\n');
-    let limits = [
-        ("cpu", 4),
-        ("ports", 18),
-        ("queue", 6),
-        ("queue-bytes", 12),
-        ("queue-drops", 12),
-        ("queue-bytes-drops", 18),
-        ("half-open", 10),
-        ("refused", 8),
-        ("panics", 7),
-        ("datagrams", 10),
-        ("replies-limited", 16),
-        ("send-limited", 13),
-    ];
-    s.push_str(&row(&limits.map(|(h, w)| (h.to_string(), w))));
-    for p in &st.processors {
+        }
+        cells.push(p.retransmissions.to_string());
+        cells
+    });
+    let limits = st.processors.iter().map(|p| {
         let ports: Vec<String> = p.ports.iter().map(u16::to_string).collect();
-        let vals = [
+        vec![
             p.id.to_string(),
             ports.join(","),
             p.queue_depth.to_string(),
@@ -361,26 +331,10 @@ fn processor_tables(st: &Status, rates: Option<&crate::watch::Rates>) -> String 
             p.datagrams.to_string(),
             p.replies_limited.to_string(),
             p.send_limited.to_string(),
-        ];
-        s.push_str(&row(&limits
-            .iter()
-            .zip(vals)
-            .map(|((_, w), v)| (v, *w))
-            .collect::<Vec<_>>()));
-    }
-    s.push('\n');
-    let memory = [
-        ("cpu", 4),
-        ("memory-MiB", 11),
-        ("budget-MiB", 11),
-        ("refused-for-memory", 19),
-        ("reset-for-memory", 17),
-        ("idle-resets", 12),
-        ("zero-window-resets", 19),
-    ];
-    s.push_str(&row(&memory.map(|(h, w)| (h.to_string(), w))));
-    for p in &st.processors {
-        let vals = [
+        ]
+    });
+    let memory = st.processors.iter().map(|p| {
+        vec![
             p.id.to_string(),
             mib(p.memory),
             mib(p.memory_budget),
@@ -388,20 +342,69 @@ fn processor_tables(st: &Status, rates: Option<&crate::watch::Rates>) -> String 
             p.memory_resets.to_string(),
             p.idle_resets.to_string(),
             p.zero_window_resets.to_string(),
-        ];
-        s.push_str(&row(&memory
-            .iter()
-            .zip(vals)
-            .map(|((_, w), v)| (v, *w))
-            .collect::<Vec<_>>()));
-    }
-    s
+        ]
+    });
+    [
+        grid(&head, traffic),
+        grid(
+            &[
+                "cpu",
+                "ports",
+                "queue",
+                "queue-bytes",
+                "queue-drops",
+                "queue-bytes-drops",
+                "half-open",
+                "refused",
+                "panics",
+                "datagrams",
+                "replies-limited",
+                "send-limited",
+            ],
+            limits,
+        ),
+        grid(
+            &[
+                "cpu",
+                "memory-MiB",
+                "budget-MiB",
+                "refused-for-memory",
+                "reset-for-memory",
+                "idle-resets",
+                "zero-window-resets",
+            ],
+            memory,
+        ),
+    ]
+    .join("\n")
 }
 
-/// One line of right-aligned cells, each at least its width.
-fn row(cells: &[(String, usize)]) -> String {
-    let parts: Vec<String> = cells.iter().map(|(v, w)| format!("{v:>w$}")).collect();
-    format!("{}\n", parts.join(" "))
+/// A table: the heads, then the rows, each column right-aligned as wide
+/// as its widest cell (and at least 4).
+fn grid(head: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let width = |i: usize| {
+        rows.iter()
+            .filter_map(|r| r.get(i).map(String::len))
+            .chain([head[i].len(), 4])
+            .max()
+            .unwrap_or(4)
+    };
+    let widths: Vec<usize> = (0..head.len()).map(width).collect();
+    let line = |cells: &[String]| -> String {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:>w$}"))
+            .collect();
+        format!("{}\n", parts.join("  "))
+    };
+    let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
+    let mut s = line(&head);
+    for r in &rows {
+        s.push_str(&line(r));
+    }
+    s
 }
 
 /// The adapter's counters, every drop kind, the RX queues and the
@@ -478,38 +481,13 @@ fn service_table(svc: &vnic_listeners::stats::ServiceStatus) -> String {
         Some(v) => v.to_string(),
         None => "-".into(),
     };
-    let cells: Vec<Vec<String>> = svc
+    let cells = svc
         .rows
         .iter()
-        .map(|r| keys.iter().map(|k| cell(r.get(*k))).collect())
-        .collect();
-    let widths: Vec<usize> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            cells
-                .iter()
-                .map(|c| c[i].len())
-                .chain([k.len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |vals: &[String]| -> String {
-        let parts: Vec<String> = vals
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:>w$}"))
-            .collect();
-        format!("  {}\n", parts.join(" "))
-    };
-    let mut s = format!("\nport {} {}\n", svc.port, svc.app);
+        .map(|r| keys.iter().map(|k| cell(r.get(*k))).collect());
     let head: Vec<String> = keys.iter().map(|k| k.replace('_', "-")).collect();
-    s.push_str(&line(&head));
-    for c in &cells {
-        s.push_str(&line(c));
-    }
-    s
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    format!("\nport {} {}\n{}", svc.port, svc.app, grid(&head, cells))
 }
 
 /// Bytes as MiB with one decimal (the status table's memory column).
