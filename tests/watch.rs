@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `vnic status ARGS --control PATH` running, its stdout and stderr piped.
 fn spawn_status(control: &str, args: &[&str]) -> Child {
@@ -27,18 +27,7 @@ fn spawn_status(control: &str, args: &[&str]) -> Child {
 
 /// Waits up to 5 s for `child` to exit; its status code and stderr.
 fn exit_of(mut child: Child) -> (Option<i32>, String) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let code = loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            break st.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = common::wait_for_exit(&mut child, Duration::from_secs(5));
     let mut err = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
@@ -46,14 +35,17 @@ fn exit_of(mut child: Child) -> (Option<i32>, String) {
     (code, err)
 }
 
+/// `child` ends with status 0 and nothing on stderr once its reader
+/// (already dropped) went away.
+fn ends_quietly(child: Child) {
+    let (code, err) = exit_of(child);
+    assert_eq!(code, Some(0), "stderr: {err}");
+    assert!(err.is_empty(), "quietly: {err}");
+}
+
 /// New connections to the http app from the namespace until `stop`.
 fn traffic(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
-    let path = format!("/var/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        use std::os::unix::io::AsRawFd;
-        let f = std::fs::File::open(&path).expect("netns");
-        // SAFETY: a valid namespace fd; affects only this thread.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    ns.spawn(move || {
         let a: SocketAddr = "10.0.0.2:80".parse().expect("addr");
         let mut n = 0;
         while !stop.load(Ordering::Relaxed) {
@@ -126,9 +118,7 @@ fn watch_json_is_one_object_a_line_with_rates_and_a_closed_pipe_ends_it_with_0()
     assert!(busy.count() >= 3, "{made} connections made: {samples:#?}");
     // The reader goes away: the next sample meets EPIPE and vnic ends.
     drop(lines);
-    let (code, err) = exit_of(child);
-    assert_eq!(code, Some(0), "stderr: {err}");
-    assert!(err.is_empty(), "quietly: {err}");
+    ends_quietly(child);
 }
 
 #[test]
@@ -211,9 +201,7 @@ fn watch_table_shows_rates_beside_the_totals_and_a_closed_pipe_ends_it_with_0() 
     }
     assert!(screen.contains("/s in,"), "adapter rates: {screen}");
     drop(out);
-    let (code, err) = exit_of(child);
-    assert_eq!(code, Some(0), "stderr: {err}");
-    assert!(err.is_empty(), "quietly: {err}");
+    ends_quietly(child);
 }
 
 #[test]
@@ -246,8 +234,7 @@ fn sockets_watch_json_is_one_table_a_line() {
         assert!(t["sample_time"].as_str().is_some_and(|s| s.ends_with('Z')));
     }
     drop(lines);
-    let (code, err) = exit_of(child);
-    assert_eq!(code, Some(0), "stderr: {err}");
+    ends_quietly(child);
 }
 
 #[test]
