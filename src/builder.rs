@@ -603,6 +603,7 @@ impl Builder {
             queues.push(tx);
             inboxes.push(rx);
         }
+        let socket_queries = inboxes.iter().map(Inbox::socket_queries).collect();
         let mut threads = Vec::with_capacity(n + 1);
         let mut processors = Vec::with_capacity(n);
         let filter = Arc::new(Mutex::new(filter));
@@ -688,6 +689,11 @@ impl Builder {
             ports,
             trace: Some(Arc::new(TraceHandle(tracer.clone()))),
             backend_ctl,
+            socket_queries,
+            impair: self
+                .impair
+                .as_ref()
+                .map(|spec| (spec.to_string(), impair_stats.clone())),
         });
         let ctl_stop = halt.clone();
         let ctl_thread = std::thread::Builder::new().name("vnic-ctl".into()).spawn({

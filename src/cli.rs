@@ -74,12 +74,32 @@ pub struct StatusArgs {
     /// Which vnic.
     #[command(flatten)]
     pub control: ControlArgs,
-    /// Print the raw JSON.
+    /// Print the raw JSON (with --watch: one JSON object per line).
     #[arg(long)]
     pub json: bool,
-    /// Refresh every second until interrupted.
+    /// Refresh every --interval until interrupted, with rates
+    /// (connections/s, frames/s, bytes/s) beside the totals.
     #[arg(long)]
     pub watch: bool,
+    /// How often --watch refreshes (default 1s, at least 100ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "watch")]
+    pub interval: Option<Duration>,
+    /// The socket table instead: every listener and connection (also
+    /// SYN-RECEIVED and TIME-WAIT) with its processor, queues, cwnd,
+    /// srtt, rto and retransmissions.
+    #[arg(long)]
+    pub sockets: bool,
+    /// With --sockets: only processor K's sockets.
+    #[arg(long, value_name = "K", requires = "sockets")]
+    pub processor: Option<usize>,
+    /// With --sockets: only sockets whose local or foreign port is P.
+    #[arg(long, value_name = "P", requires = "sockets")]
+    pub port: Option<String>,
+    /// With --sockets: only sockets in STATE (listen, syn-received,
+    /// established, fin-wait-1, fin-wait-2, close-wait, closing, last-ack,
+    /// time-wait, unconn).
+    #[arg(long, value_name = "STATE", requires = "sockets")]
+    pub state: Option<String>,
 }
 
 /// Flags of `vnic ctl`.
@@ -150,6 +170,14 @@ pub enum CtlCommand {
         /// add or remove.
         #[command(subcommand)]
         op: ListenerOp,
+    },
+    /// Zero the counters of the processors, adapter, back-ends, services
+    /// and impairment (gauges such as active connections and memory
+    /// stay); `vnic status` shows the new Reset Time.
+    Stats {
+        /// reset.
+        #[arg(value_parser = ["reset"])]
+        action: String,
     },
     /// Turn tracing on (to a pcapng FILE, or trace lines on stderr) or off.
     /// FILE is taken from this command's working directory; it is never

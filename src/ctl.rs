@@ -12,6 +12,10 @@ use vnic_listeners::control::{Request, Response, Status};
 /// processors and listeners is well under 1 MiB).
 const MAX_ANSWER: u64 = 64 << 20;
 
+/// The longest socket table the client reads: a row is about 250 bytes,
+/// so this holds every connection vnic can have (131,072) a few times over.
+const MAX_SOCKETS_ANSWER: u64 = 1 << 30;
+
 /// A connection to a running vnic's control socket (also the start of a
 /// live capture, `src/capture.rs`, which reads on from `reader`).
 pub(crate) struct Client {
@@ -42,6 +46,10 @@ impl Client {
 
     /// Sends one request and reads its answer line.
     pub(crate) fn call(&mut self, req: &Request) -> Result<Response, String> {
+        let max = match req {
+            Request::Sockets { .. } => MAX_SOCKETS_ANSWER,
+            _ => MAX_ANSWER,
+        };
         let mut text = serde_json::to_string(req).map_err(|e| e.to_string())?;
         text.push('\n');
         let sent = self.writer.write_all(text.as_bytes());
@@ -49,7 +57,7 @@ impl Client {
         // line and is disconnected, maybe before the request is written:
         // that line is still there to read, and says more than EPIPE.
         let mut line = String::new();
-        let read = (&mut self.reader).take(MAX_ANSWER).read_line(&mut line);
+        let read = (&mut self.reader).take(max).read_line(&mut line);
         if line.ends_with('\n') {
             return serde_json::from_str(&line).map_err(|e| format!("bad answer from vnic: {e}"));
         }
@@ -59,8 +67,8 @@ impl Client {
         match read {
             Err(e) => Err(format!("control socket: {e}")),
             Ok(0) => Err("vnic closed the control connection".into()),
-            Ok(_) if line.len() as u64 >= MAX_ANSWER => {
-                Err(format!("answer from vnic longer than {MAX_ANSWER} bytes"))
+            Ok(_) if line.len() as u64 >= max => {
+                Err(format!("answer from vnic longer than {max} bytes"))
             }
             Ok(_) => Err("vnic closed the control connection in the middle of an answer".into()),
         }
@@ -157,34 +165,22 @@ pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// `vnic status [--json] [--watch]`.
+/// `vnic status [--sockets [filters]] [--json] [--watch [--interval D]]`:
+/// the flags are checked first (a bad one is one line and status 2), then
+/// [`crate::watch::run`] asks and shows.
 pub fn status(a: StatusArgs) -> ExitCode {
+    let view = match crate::watch::View::from_args(&a) {
+        Ok(v) => v,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut c = match Client::connect(&a.control) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    loop {
-        let st = match c.call(&Request::Status) {
-            Ok(Response {
-                status: Some(st), ..
-            }) => st,
-            Ok(r) => return fail(r.error.unwrap_or_else(|| "no status in answer".into())),
-            Err(e) => return fail(e),
-        };
-        let text = if a.json {
-            serde_json::to_string_pretty(&st).unwrap_or_default()
-        } else {
-            table(&st)
-        };
-        if a.watch {
-            print!("\x1b[H\x1b[2J");
-        }
-        println!("{text}");
-        if !a.watch {
-            return ExitCode::SUCCESS;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    crate::watch::run(&view, &mut |req| c.call(req))
 }
 
 /// `vnic ctl ...`.
@@ -193,6 +189,7 @@ pub fn ctl(a: CtlArgs) -> ExitCode {
         CtlCommand::Processor { id, state } => Request::Processor { id, state },
         CtlCommand::Filter { mode } => Request::Filter { mode },
         CtlCommand::Backend { id, state } => Request::Backend { id, state },
+        CtlCommand::Stats { .. } => Request::StatsReset,
         CtlCommand::Listener { op } => match op {
             ListenerOp::Add {
                 port,
@@ -269,99 +266,32 @@ fn absolute(file: &Path) -> Result<String, String> {
     })
 }
 
-/// The human table of `vnic status`.
+/// The human table of `vnic status`: every field of the JSON.
 pub fn table(st: &Status) -> String {
+    table_with(st, None)
+}
+
+/// The table, with the rates of `vnic status --watch` beside the totals
+/// when given.
+pub fn table_with(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
     let mut s = format!(
-        "vnic on {}  model={}  filter={}  up {:.0}s\n\n",
-        st.tap, st.model, st.filter, st.uptime_secs
+        "vnic on {}  model={}  filter={}  up {:.0}s\n\
+         Reset Time {}  Sample Time {}  ({:.1}s of counters)\n\n",
+        st.tap,
+        st.model,
+        st.filter,
+        st.uptime_secs,
+        or_dash(&st.reset_time),
+        or_dash(&st.sample_time),
+        st.since_reset_secs
     );
-    s.push_str(&format!(
-        "{:>4} {:<5} {:<18} {:>7} {:>9} {:>12} {:>12} {:>6} {:>7} {:>8} {:>13}\n",
-        "cpu",
-        "state",
-        "ports",
-        "active",
-        "accepted",
-        "bytes-in",
-        "bytes-out",
-        "queue",
-        "qdrops",
-        "retrans",
-        "memory-MiB"
-    ));
-    for p in &st.processors {
-        let ports: Vec<String> = p.ports.iter().map(|x| x.to_string()).collect();
-        s.push_str(&format!(
-            "{:>4} {:<5} {:<18} {:>7} {:>9} {:>12} {:>12} {:>6} {:>7} {:>8} {:>13}\n",
-            p.id,
-            p.state,
-            ports.join(","),
-            p.active,
-            p.accepted,
-            p.bytes_in,
-            p.bytes_out,
-            p.queue_depth,
-            p.queue_drops + p.queue_bytes_drops,
-            p.retransmissions,
-            format!("{}/{}", mib(p.memory), mib(p.memory_budget))
-        ));
-    }
-    for p in &st.processors {
-        let limits = [
-            ("refused-for-memory", p.memory_refused),
-            ("reset-for-memory", p.memory_resets),
-            ("idle-resets", p.idle_resets),
-            ("zero-window-resets", p.zero_window_resets),
-            ("queue-bytes-drops", p.queue_bytes_drops),
-        ];
-        let hit: Vec<String> = limits
-            .iter()
-            .filter(|(_, v)| *v > 0)
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        if !hit.is_empty() {
-            s.push_str(&format!("processor {} limits: {}\n", p.id, hit.join("  ")));
-        }
-    }
+    s.push_str(&processor_tables(st, rates));
     for p in &st.processors {
         if let Some(why) = &p.failure {
             s.push_str(&format!("processor {} failed: {why}\n", p.id));
         }
     }
-    let a = &st.adapter;
-    s.push_str(&format!(
-        "\nadapter: frames in {} out {}  tx-errors {}  not-for-us {}  flows {}  tcp dispatched {}\n\
-         answers: arp {}  ndp {}  icmp-echo {}  port-unreachable {}  rst {}\n",
-        a.frames_in,
-        a.frames_out,
-        a.tx_errors,
-        a.not_for_us,
-        a.flows,
-        a.tcp_dispatched,
-        a.arp_replies,
-        a.ndp_adverts,
-        a.icmp_echo_replies,
-        a.icmp_port_unreachable,
-        a.rst_sent
-    ));
-    if a.rx_queues.len() > 1 {
-        let per: Vec<String> = a.rx_queues.iter().map(u64::to_string).collect();
-        s.push_str(&format!("rx queues: frames {}\n", per.join(" ")));
-    }
-    let drops: Vec<String> = a
-        .drops
-        .iter()
-        .filter(|(_, v)| **v > 0)
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    s.push_str(&format!(
-        "dropped: {}\n",
-        if drops.is_empty() {
-            "none".to_string()
-        } else {
-            drops.join("  ")
-        }
-    ));
+    s.push_str(&adapter_lines(st, rates));
     if !st.listeners.is_empty() {
         s.push_str(&format!(
             "\n{:>4} {:<4} {:>6} {:<16} {:>4} {:>6} {:>7} {:<9} {:<9} {:<16}\n",
@@ -403,7 +333,8 @@ pub fn table(st: &Status) -> String {
     let rotation = match (t.max_mb, t.max_files) {
         (Some(mb), Some(n)) => format!(" (rotates at {mb} MiB, keeps {n} files)"),
         (Some(mb), None) => format!(" (rotates at {mb} MiB)"),
-        _ => String::new(),
+        (None, Some(n)) => format!(" (keeps {n} files)"),
+        (None, None) => String::new(),
     };
     s.push_str(&format!(
         "trace: {}{}{rotation}  records {}  lost {}\n",
@@ -440,6 +371,195 @@ fn capture_lines(t: &vnic_listeners::control::protocol::TraceStatus) -> String {
     s
 }
 
+/// `-` for a field an older vnic does not send.
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// The processors in three tables: traffic (with rates when watching),
+/// queues and limits, memory.
+fn processor_tables(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
+    let rate = |per: Option<f64>| per.map_or("-".into(), crate::watch::human_rate);
+    let mut head = vec!["cpu", "state", "active", "accepted"];
+    if rates.is_some() {
+        head.push("conn/s");
+    }
+    for total in ["frames-in", "frames-out", "bytes-in", "bytes-out"] {
+        head.push(total);
+        if rates.is_some() {
+            head.push("/s");
+        }
+    }
+    head.push("retrans");
+    let traffic = st.processors.iter().map(|p| {
+        let r = rates.and_then(|r| r.processors.iter().find(|q| q.id == p.id));
+        let mut cells = vec![
+            p.id.to_string(),
+            p.state.clone(),
+            p.active.to_string(),
+            p.accepted.to_string(),
+        ];
+        if rates.is_some() {
+            cells.push(rate(r.map(|r| r.connections_per_sec)));
+        }
+        for (total, per) in [
+            (p.frames_in, r.map(|r| r.frames_in_per_sec)),
+            (p.frames_out, r.map(|r| r.frames_out_per_sec)),
+            (p.bytes_in, r.map(|r| r.bytes_in_per_sec)),
+            (p.bytes_out, r.map(|r| r.bytes_out_per_sec)),
+        ] {
+            cells.push(total.to_string());
+            if rates.is_some() {
+                cells.push(rate(per));
+            }
+        }
+        cells.push(p.retransmissions.to_string());
+        cells
+    });
+    let limits = st.processors.iter().map(|p| {
+        let ports: Vec<String> = p.ports.iter().map(u16::to_string).collect();
+        vec![
+            p.id.to_string(),
+            ports.join(","),
+            p.queue_depth.to_string(),
+            p.queue_bytes.to_string(),
+            p.queue_drops.to_string(),
+            p.queue_bytes_drops.to_string(),
+            p.half_open.to_string(),
+            p.refused.to_string(),
+            p.panics.to_string(),
+            p.datagrams.to_string(),
+            p.replies_limited.to_string(),
+            p.send_limited.to_string(),
+        ]
+    });
+    let memory = st.processors.iter().map(|p| {
+        vec![
+            p.id.to_string(),
+            mib(p.memory),
+            mib(p.memory_budget),
+            p.memory_refused.to_string(),
+            p.memory_resets.to_string(),
+            p.idle_resets.to_string(),
+            p.zero_window_resets.to_string(),
+        ]
+    });
+    [
+        grid(&head, traffic),
+        grid(
+            &[
+                "cpu",
+                "ports",
+                "queue",
+                "queue-bytes",
+                "queue-drops",
+                "queue-bytes-drops",
+                "half-open",
+                "refused",
+                "panics",
+                "datagrams",
+                "replies-limited",
+                "send-limited",
+            ],
+            limits,
+        ),
+        grid(
+            &[
+                "cpu",
+                "memory-MiB",
+                "budget-MiB",
+                "refused-for-memory",
+                "reset-for-memory",
+                "idle-resets",
+                "zero-window-resets",
+            ],
+            memory,
+        ),
+    ]
+    .join("\n")
+}
+
+/// A table: the heads, then the rows, each column right-aligned as wide
+/// as its widest cell (and at least 4).
+fn grid(head: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let width = |i: usize| {
+        rows.iter()
+            .filter_map(|r| r.get(i).map(String::len))
+            .chain([head[i].len(), 4])
+            .max()
+            .unwrap_or(4)
+    };
+    let widths: Vec<usize> = (0..head.len()).map(width).collect();
+    let line = |cells: &[String]| -> String {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:>w$}"))
+            .collect();
+        format!("{}\n", parts.join("  "))
+    };
+    let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
+    let mut s = line(&head);
+    for r in &rows {
+        s.push_str(&line(r));
+    }
+    s
+}
+
+/// The adapter's counters, every drop kind, the RX queues and the
+/// impairment.
+fn adapter_lines(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
+    let a = &st.adapter;
+    let per_sec = rates
+        .map(|r| {
+            format!(
+                "  ({}/s in, {}/s out)",
+                crate::watch::human_rate(r.adapter.frames_in_per_sec),
+                crate::watch::human_rate(r.adapter.frames_out_per_sec)
+            )
+        })
+        .unwrap_or_default();
+    let mut s = format!(
+        "\nadapter: frames in {} out {}{per_sec}  tx-errors {}  not-for-us {}  flows {}  tcp dispatched {}\n\
+         answers: arp {}  ndp {}  icmp-echo {}  port-unreachable {}  rst {}\n\
+         syn cookies: sent {}  accepted {}\n",
+        a.frames_in,
+        a.frames_out,
+        a.tx_errors,
+        a.not_for_us,
+        a.flows,
+        a.tcp_dispatched,
+        a.arp_replies,
+        a.ndp_adverts,
+        a.icmp_echo_replies,
+        a.icmp_port_unreachable,
+        a.rst_sent,
+        a.syn_cookies_sent,
+        a.syn_cookies_accepted
+    );
+    let per: Vec<String> = a.rx_queues.iter().map(u64::to_string).collect();
+    s.push_str(&format!("rx queues: frames {}\n", per.join(" ")));
+    let drops: Vec<String> = a.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    s.push_str("dropped:");
+    for chunk in drops.chunks(5) {
+        s.push_str(&format!("  {}\n        ", chunk.join("  ")));
+    }
+    s.truncate(s.trim_end().len());
+    s.push('\n');
+    if let Some(i) = &st.impair {
+        s.push_str(&format!(
+            "impairment {}: lost {}  duplicated {}  reordered {}\n",
+            i.spec, i.lost, i.duplicated, i.reordered
+        ));
+    }
+    s
+}
+
 /// One service's counters as a table: a heading with its port and name,
 /// then its rows under the union of their keys, in first-seen order (the
 /// proxy's targets, exec's program).
@@ -465,41 +585,116 @@ fn service_table(svc: &vnic_listeners::stats::ServiceStatus) -> String {
         Some(v) => v.to_string(),
         None => "-".into(),
     };
-    let cells: Vec<Vec<String>> = svc
+    let cells = svc
         .rows
         .iter()
-        .map(|r| keys.iter().map(|k| cell(r.get(*k))).collect())
-        .collect();
-    let widths: Vec<usize> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            cells
-                .iter()
-                .map(|c| c[i].len())
-                .chain([k.len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |vals: &[String]| -> String {
-        let parts: Vec<String> = vals
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:>w$}"))
-            .collect();
-        format!("  {}\n", parts.join(" "))
-    };
-    let mut s = format!("\nport {} {}\n", svc.port, svc.app);
+        .map(|r| keys.iter().map(|k| cell(r.get(*k))).collect());
     let head: Vec<String> = keys.iter().map(|k| k.replace('_', "-")).collect();
-    s.push_str(&line(&head));
-    for c in &cells {
-        s.push_str(&line(c));
-    }
-    s
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    format!("\nport {} {}\n{}", svc.port, svc.app, grid(&head, cells))
 }
 
 /// Bytes as MiB with one decimal (the status table's memory column).
 fn mib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / f64::from(1u32 << 20))
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// A status with every optional part present and every list filled.
+    fn full_status() -> Value {
+        let processor = |id: u64, failure: Value| {
+            json!({"id": id, "state": "failed", "failure": failure, "ports": [7, 80],
+                   "active": 0, "accepted": 0, "bytes_in": 0, "bytes_out": 0,
+                   "queue_depth": 0, "queue_drops": 0, "retransmissions": 0, "panics": 0,
+                   "refused": 0, "datagrams": 0, "half_open": 0, "replies_limited": 0,
+                   "send_limited": 0, "queue_bytes": 0, "queue_bytes_drops": 0,
+                   "memory": 0, "memory_budget": 0, "memory_refused": 0, "memory_resets": 0,
+                   "idle_resets": 0, "zero_window_resets": 0, "frames_in": 0, "frames_out": 0})
+        };
+        json!({
+            "tap": "tapname", "model": "modelname", "filter": "filtername",
+            "uptime_secs": 1.0, "reset_time": "2024-01-02T03:04:05.678Z",
+            "sample_time": "2024-01-02T04:05:06.789Z", "since_reset_secs": 1.0,
+            "processors": [processor(0, json!("why it failed")), processor(1, Value::Null)],
+            "listeners": [{"id": 0, "protocol": "udp", "port": 0, "address": "10.9.8.7",
+                           "processor": 0, "backup": 0, "serving": 0, "key": "keyname",
+                           "app": "appname", "state": "listenerstate"}],
+            "backends": [{"id": 0, "requests": 0, "in_flight": 0, "state": "backendstate",
+                          "restarts": 0}],
+            "services": [{"port": 0, "app": "servicename",
+                          "rows": [{"target": "10.1.1.1:99", "connects": 0}]}],
+            "adapter": {"frames_in": 0, "frames_out": 0, "tx_errors": 0, "not_for_us": 0,
+                        "arp_replies": 0, "ndp_adverts": 0, "icmp_echo_replies": 0,
+                        "icmp_port_unreachable": 0, "rst_sent": 0, "tcp_dispatched": 0,
+                        "flows": 0, "syn_cookies_sent": 0, "syn_cookies_accepted": 0,
+                        "rx_queues": [0, 0], "drops": {"bad-tcp-checksum": 0, "queue-full": 0}},
+            "trace": {"active": true, "file": "/tmp/tracefile.pcapng", "records": 0, "lost": 0,
+                      "max_mb": 0, "max_files": 0},
+            "impair": {"spec": "loss=5%", "lost": 0, "duplicated": 0, "reordered": 0}
+        })
+    }
+
+    /// Fields the table shows in another form (seconds rounded, bytes
+    /// as MiB).
+    const RESHAPED: [&str; 4] = ["uptime_secs", "since_reset_secs", "memory", "memory_budget"];
+
+    /// Gives every number its own value (10000, 10001, ...) and collects
+    /// each leaf as the table must show it.
+    fn number(v: &mut Value, key: &str, next: &mut u64, leaves: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    number(v, k, next, leaves);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| number(v, key, next, leaves)),
+            Value::Number(_) if !RESHAPED.contains(&key) => {
+                *v = json!(*next);
+                leaves.push((key.to_string(), next.to_string()));
+                *next += 1;
+            }
+            Value::String(s) => leaves.push((key.to_string(), s.clone())),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_field_of_the_json_is_in_the_table() {
+        let mut v = full_status();
+        let mut leaves = Vec::new();
+        number(&mut v, "", &mut 10_000, &mut leaves);
+        let st: Status = serde_json::from_value(v).expect("a status");
+        let text = table(&st);
+        let words: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+            .collect();
+        for (key, shown) in &leaves {
+            let found = if shown.chars().all(|c| c.is_ascii_digit()) {
+                words.contains(&shown.as_str())
+            } else {
+                text.contains(shown.as_str())
+            };
+            assert!(found, "{key} = {shown} is not in the table:\n{text}");
+        }
+        assert!(text.contains("10.9.8.7"), "{text}");
+    }
+
+    #[test]
+    fn watching_shows_rates_beside_the_totals() {
+        let mut v = full_status();
+        v["processors"][1]["accepted"] = json!(30);
+        let st: Status = serde_json::from_value(v).expect("a status");
+        let rates = crate::watch::Rates::between(None, &st);
+        let text = table_with(&st, Some(&rates));
+        let head = text.lines().nth(3).expect("the traffic table's head");
+        assert!(head.contains("conn/s") && head.contains("/s"), "{text}");
+        // 30 connections over 1 s since the reset.
+        let line = text.lines().nth(5).expect("processor 1");
+        let thirty = line.split_whitespace().filter(|w| *w == "30").count();
+        assert_eq!(thirty, 2, "accepted 30, and 30/s: {line}");
+    }
 }

@@ -6,6 +6,8 @@ mod capture;
 mod cli;
 mod config;
 mod ctl;
+mod socket_table;
+mod watch;
 
 use clap::{CommandFactory, Parser};
 use std::io::Write;

@@ -28,23 +28,30 @@ pub fn run(rt: &Runtime, stop: &AtomicBool, every: Duration) {
             .iter()
             .map(|p| p.active.to_string())
             .collect();
-        let accepted: u64 = now.processors.iter().map(|p| p.accepted).sum::<u64>()
-            - last.processors.iter().map(|p| p.accepted).sum::<u64>();
+        // Saturating: `vnic ctl stats reset` may have zeroed the counters
+        // since the last line.
+        let accepted: u64 = now
+            .processors
+            .iter()
+            .map(|p| p.accepted)
+            .sum::<u64>()
+            .saturating_sub(last.processors.iter().map(|p| p.accepted).sum::<u64>());
         let bytes: u64 = now
             .processors
             .iter()
             .map(|p| p.bytes_in + p.bytes_out)
             .sum::<u64>()
-            - last
-                .processors
-                .iter()
-                .map(|p| p.bytes_in + p.bytes_out)
-                .sum::<u64>();
+            .saturating_sub(
+                last.processors
+                    .iter()
+                    .map(|p| p.bytes_in + p.bytes_out)
+                    .sum::<u64>(),
+            );
         log::info!(
             "conns {} | new {:.0}/s | frames {:.0}/s | payload {:.1} Mbit/s",
             conns.join("/"),
             accepted as f64 / dt,
-            (frames - before) as f64 / dt,
+            frames.saturating_sub(before) as f64 / dt,
             bytes as f64 * 8.0 / dt / 1e6
         );
         last = now;

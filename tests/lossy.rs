@@ -73,13 +73,9 @@ fn echo_32_mib_on_4_connections_through_vnic_impairment() {
 }
 
 fn nft_loss(ns: &Netns, dev: &str, percent: u32) {
-    let rules = format!(
+    ns.nft(&format!(
         "table netdev vnicloss {{\n chain in {{ type filter hook ingress device \"{dev}\" priority 0; numgen random mod 100 < {percent} drop; }}\n chain out {{ type filter hook egress device \"{dev}\" priority 0; numgen random mod 100 < {percent} drop; }}\n}}\n"
-    );
-    let path = format!("/tmp/{}.nft", ns.name);
-    std::fs::write(&path, rules).expect("write rules");
-    ns.exec_ok(&["nft", "-f", &path]);
-    let _ = std::fs::remove_file(&path);
+    ));
 }
 
 #[test]

@@ -284,6 +284,46 @@ impl Counters {
             .collect()
     }
 
+    /// Frames sender `slot` wrote to the TAP (processor K's slot is K):
+    /// a processor's frames out.
+    pub fn frames_out_of(&self, slot: usize) -> u64 {
+        self.senders.get(slot).map_or(0, |c| Self::get(&c.frames))
+    }
+
+    /// Zeroes every counter (`vnic ctl stats reset`); the gauges (flows,
+    /// half-open connections, SYNs in flight) stay, since the RX threads
+    /// and the processors decide by them. A frame counted while this runs
+    /// may be lost: the reset is not atomic over all counters, only each.
+    pub fn reset(&self) {
+        let zero = |c: &AtomicU64| c.store(0, Ordering::Relaxed);
+        for c in [
+            &self.not_for_us,
+            &self.arp_replies,
+            &self.ndp_adverts,
+            &self.echo_replies,
+            &self.port_unreachable,
+            &self.unreachable_limited,
+            &self.rst_sent,
+            &self.syn_cookies_accepted,
+        ] {
+            zero(c);
+        }
+        self.drops
+            .iter()
+            .chain(&self.queue_full)
+            .chain(&self.queue_bytes_full)
+            .for_each(zero);
+        for q in &self.rx_queues {
+            zero(&q.frames);
+            zero(&q.dispatched);
+            zero(&q.cookies_sent);
+        }
+        for s in &self.senders {
+            zero(&s.frames);
+            zero(&s.errors);
+        }
+    }
+
     /// Counts one dropped frame of `kind`.
     pub fn count_drop(&self, kind: DropKind) {
         self.drops[kind.index()].fetch_add(1, Ordering::Relaxed);
@@ -332,6 +372,40 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DropKind::ALL.len());
+    }
+
+    #[test]
+    fn reset_zeroes_the_counters_and_keeps_the_gauges() {
+        let c = Counters::with_rx_queues(2, 2);
+        c.frame_in(1);
+        c.frame_out(1);
+        c.tx_error(0);
+        c.dispatched(0);
+        c.syn_cookie_sent(1);
+        c.count_drop(DropKind::BadTcpChecksum);
+        Counters::bump(&c.rst_sent);
+        Counters::bump(&c.queue_full[1]);
+        c.set_flows(0, 7);
+        Counters::bump(&c.half_open[0]);
+        Counters::bump(&c.syn_in_flight[1]);
+        assert_eq!(c.frames_out_of(1), 1);
+        c.reset();
+        assert_eq!(
+            (
+                c.frames_in(),
+                c.frames_out(),
+                c.tx_errors(),
+                c.tcp_dispatched()
+            ),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(c.syn_cookies_sent(), 0);
+        assert!(c.drops().iter().all(|(_, v)| *v == 0));
+        assert_eq!(Counters::get(&c.rst_sent), 0);
+        assert_eq!(Counters::get(&c.queue_full[1]), 0);
+        assert_eq!(c.flows(), 7, "a gauge");
+        assert_eq!(Counters::get(&c.half_open[0]), 1, "a gauge");
+        assert_eq!(Counters::get(&c.syn_in_flight[1]), 1, "a gauge");
     }
 
     #[test]

@@ -133,6 +133,15 @@ pub struct ImpairStats {
     pub reordered: AtomicU64,
 }
 
+impl ImpairStats {
+    /// Zeroes the counters (`vnic ctl stats reset`).
+    pub fn reset(&self) {
+        for c in [&self.lost, &self.duplicated, &self.reordered] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// How long a held-back frame waits beyond its normal delay.
 const REORDER_HOLD: Duration = Duration::from_millis(1);
 

@@ -59,6 +59,8 @@ pub struct ProcessorStats {
     /// Connections reset because their peers kept a zero window for the
     /// zero-window limit.
     pub zero_window_resets: AtomicU64,
+    /// TCP segments and UDP datagrams taken from its queue.
+    pub frames_in: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.
@@ -141,6 +143,9 @@ pub struct Registry {
     /// The services that report counters, by port (see
     /// [`Registry::add_service`]).
     services: RwLock<Vec<(u16, std::sync::Arc<dyn crate::app::Service>)>>,
+    /// When the counters were last zeroed, else when the registry was
+    /// made (see [`Registry::reset_counters`]).
+    reset: parking_lot::Mutex<ResetTime>,
 }
 
 impl Registry {
@@ -153,6 +158,7 @@ impl Registry {
             next_connection: AtomicU64::new(1),
             backends: Vec::new(),
             services: RwLock::new(Vec::new()),
+            reset: parking_lot::Mutex::new(ResetTime::now()),
         }
     }
 
@@ -235,5 +241,157 @@ impl Registry {
                 bytes_out: p.bytes_out.load(Ordering::Relaxed),
             })
             .collect()
+    }
+}
+
+// ----- resetting the counters (`vnic ctl stats reset`) --------------------
+
+/// When the counters started counting: the wall clock for people, and a
+/// clock that never jumps for the span they cover (rates).
+#[derive(Debug, Clone, Copy)]
+pub struct ResetTime {
+    /// The wall-clock time (NonStop's Reset Time).
+    pub wall: std::time::SystemTime,
+    /// The same moment on the monotonic clock.
+    pub mono: std::time::Instant,
+}
+
+impl ResetTime {
+    /// Now.
+    pub fn now() -> ResetTime {
+        ResetTime {
+            wall: std::time::SystemTime::now(),
+            mono: std::time::Instant::now(),
+        }
+    }
+}
+
+impl ProcessorStats {
+    /// Zeroes the counters; the gauges (`active`, `half_open`, `memory`,
+    /// `memory_budget`, `unfinished`) and the state (`down`, `failure`)
+    /// stay.
+    pub fn reset_counters(&self) {
+        for c in [
+            &self.accepted,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.retransmissions,
+            &self.queue_drops,
+            &self.panics,
+            &self.refused,
+            &self.datagrams,
+            &self.replies_limited,
+            &self.send_limited,
+            &self.memory_refused,
+            &self.memory_resets,
+            &self.idle_resets,
+            &self.zero_window_resets,
+            &self.frames_in,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl BackendStats {
+    /// Zeroes the counters (`requests`, `restarts`); `in_flight` is a
+    /// gauge and stays.
+    pub fn reset_counters(&self) {
+        self.requests.store(0, Ordering::Relaxed);
+        self.restarts.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Registry {
+    /// Zeroes the counters of every processor, back-end and reporting
+    /// service, and makes now the Reset Time; returns it. The adapter's
+    /// counters are the caller's (they are not in the registry).
+    pub fn reset_counters(&self) -> ResetTime {
+        for p in &self.processors {
+            p.reset_counters();
+        }
+        for b in &self.backends {
+            b.reset_counters();
+        }
+        for (_, svc) in self.services.read().iter() {
+            svc.reset_counters();
+        }
+        let now = ResetTime::now();
+        *self.reset.lock() = now;
+        now
+    }
+
+    /// When the counters were last zeroed, else when vnic started.
+    pub fn reset_time(&self) -> ResetTime {
+        *self.reset.lock()
+    }
+}
+
+/// `t` as RFC 3339 in UTC with milliseconds (`2024-05-01T12:00:00.123Z`),
+/// without a date crate: the days since 1970 to a civil date by Howard
+/// Hinnant's `civil_from_days`.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod reset_tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29 (a leap day in a century year) 23:59:59.999
+        let t = UNIX_EPOCH + Duration::from_millis(951_868_799_999);
+        assert_eq!(rfc3339(t), "2000-02-29T23:59:59.999Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096);
+        assert_eq!(rfc3339(t), "2024-02-29T12:34:56.000Z");
+        let t = UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+        assert_eq!(rfc3339(t), "2100-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn reset_zeroes_counters_and_keeps_gauges() {
+        let r = Registry::new("monolithic", "round-robin", 2).with_backends(1);
+        let p = &r.processors[1];
+        for c in [&p.accepted, &p.bytes_in, &p.frames_in, &p.memory_resets] {
+            c.store(5, Ordering::Relaxed);
+        }
+        p.active.store(3, Ordering::Relaxed);
+        p.half_open.store(2, Ordering::Relaxed);
+        p.memory.store(4096, Ordering::Relaxed);
+        r.backends[0].requests.store(9, Ordering::Relaxed);
+        r.backends[0].in_flight.store(1, Ordering::Relaxed);
+        let before = r.reset_time();
+        let at = r.reset_counters();
+        assert!(at.mono >= before.mono);
+        assert_eq!(r.reset_time().mono, at.mono);
+        for c in [&p.accepted, &p.bytes_in, &p.frames_in, &p.memory_resets] {
+            assert_eq!(c.load(Ordering::Relaxed), 0);
+        }
+        assert_eq!(p.active.load(Ordering::Relaxed), 3);
+        assert_eq!(p.half_open.load(Ordering::Relaxed), 2);
+        assert_eq!(p.memory.load(Ordering::Relaxed), 4096);
+        assert_eq!(r.backends[0].requests.load(Ordering::Relaxed), 0);
+        assert_eq!(r.backends[0].in_flight.load(Ordering::Relaxed), 1);
     }
 }

@@ -85,6 +85,15 @@ impl Netns {
     /// Runs `f` on a thread that joined the namespace, so std::net sockets
     /// it makes use the namespace's kernel TCP.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f).join().expect("thread in namespace panicked")
+    }
+
+    /// Starts `f` on a thread that joined the namespace (threads it starts
+    /// are in the namespace too), for clients that run beside the test.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/var/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let file = std::fs::File::open(&path).expect("open netns");
@@ -93,8 +102,15 @@ impl Netns {
             assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
             f()
         })
-        .join()
-        .expect("thread in namespace panicked")
+    }
+
+    /// Loads nftables `rules` (the text of an `nft -f` file) in the
+    /// namespace: loss, or frames dropped on purpose.
+    pub fn nft(&self, rules: &str) {
+        let path = format!("/tmp/{}.nft", self.name);
+        std::fs::write(&path, rules).expect("write rules");
+        self.exec_ok(&["nft", "-f", &path]);
+        let _ = std::fs::remove_file(&path);
     }
 
     /// Sends `data` to the echo service at `addr` from inside the
@@ -389,6 +405,23 @@ impl Drop for Vnic {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Waits up to `within` for `child` to exit by itself (killing it if it
+/// does not); its exit status code, None if it had to be killed.
+pub fn wait_for_exit(child: &mut Child, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -260,6 +260,13 @@ impl Service for ExecService {
         row.insert("failed".into(), c.failed.load(Ordering::Relaxed).into());
         Some(ServiceReport { rows: vec![row] })
     }
+
+    fn reset_counters(&self) {
+        let c = &self.counters;
+        for n in [&c.started, &c.exited, &c.refused, &c.failed] {
+            n.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One connection's program: the app that pumps bytes between the

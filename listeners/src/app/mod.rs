@@ -327,6 +327,9 @@ pub trait Service: Send + Sync {
     fn report(&self) -> Option<crate::stats::ServiceReport> {
         None
     }
+    /// Zeroes the counters of [`Service::report`] (`vnic ctl stats
+    /// reset`); gauges (connections or programs open now) stay.
+    fn reset_counters(&self) {}
 }
 
 impl fmt::Debug for dyn Service {

@@ -278,6 +278,19 @@ impl Service for ProxyService {
             rows: self.targets.iter().map(|t| t.row()).collect(),
         })
     }
+
+    fn reset_counters(&self) {
+        for t in &self.targets {
+            for c in [
+                &t.connects,
+                &t.failures,
+                &t.bytes_to_target,
+                &t.bytes_from_target,
+            ] {
+                c.store(0, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// Where a relay is.

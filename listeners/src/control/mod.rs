@@ -17,6 +17,7 @@ pub mod access;
 mod capture;
 pub mod protocol;
 pub mod server;
+mod sockets;
 
 #[cfg(test)]
 mod capture_tests;
@@ -24,8 +25,11 @@ mod capture_tests;
 mod tests;
 
 pub use access::{resolve_group, Access, Peer};
-pub use protocol::{CaptureEnd, CaptureStatus, Request, Response, Status};
+pub use protocol::{
+    CaptureEnd, CaptureStatus, Request, Response, SocketRow, SocketState, SocketTable, Status,
+};
 pub use server::{
     default_path, runtime_rotation, ControlServer, Runtime, TraceControl, TraceHandle, MAX_CLIENTS,
     MAX_REQUEST, REQUEST_TIMEOUT, RUNTIME_TRACE_MAX_FILES, RUNTIME_TRACE_MAX_MB, WRITE_TIMEOUT,
 };
+pub use sockets::SOCKETS_TIMEOUT;

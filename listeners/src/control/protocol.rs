@@ -85,6 +85,26 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         processor: Option<usize>,
     },
+    /// The socket table (`vnic status --sockets`): every listener and
+    /// every connection, as NonStop's STATUS lists sockets; each filter
+    /// left out matches all. Answered with [`Response::sockets`].
+    Sockets {
+        /// Only this processor's sockets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        processor: Option<usize>,
+        /// Only sockets with this local or foreign port.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        /// Only sockets in this state (`listen`, `syn-received`,
+        /// `established`, ..., `time-wait`; see [`SocketState`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
+    },
+    /// Zeroes every counter of the processors, the adapter, the
+    /// back-ends, the services and the link impairment, and sets the
+    /// Reset Time (`vnic ctl stats reset`, NonStop's STATS ... RESET).
+    /// Gauges (active connections, memory, queue depths) stay.
+    StatsReset,
 }
 
 impl Request {
@@ -100,6 +120,8 @@ impl Request {
         "filter",
         "trace",
         "capture",
+        "sockets",
+        "stats-reset",
     ];
 
     /// This request's `cmd`, as it is on the wire. Being exhaustive, it
@@ -115,6 +137,8 @@ impl Request {
             Request::Filter { .. } => "filter",
             Request::Trace { .. } => "trace",
             Request::Capture { .. } => "capture",
+            Request::Sockets { .. } => "sockets",
+            Request::StatsReset => "stats-reset",
         }
     }
 }
@@ -134,6 +158,9 @@ pub struct Response {
     /// their backups when a processor went down).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The socket table, for `sockets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockets: Option<SocketTable>,
 }
 
 impl Response {
@@ -144,6 +171,7 @@ impl Response {
             error: None,
             status: None,
             notes: Vec::new(),
+            sockets: None,
         }
     }
 
@@ -154,6 +182,7 @@ impl Response {
             error: Some(msg.into()),
             status: None,
             notes: Vec::new(),
+            sockets: None,
         }
     }
 }
@@ -169,6 +198,17 @@ pub struct Status {
     pub filter: String,
     /// Seconds since start.
     pub uptime_secs: f64,
+    /// When the counters were last zeroed (`vnic ctl stats reset`), else
+    /// when vnic started: RFC 3339, UTC (NonStop's Reset Time).
+    #[serde(default)]
+    pub reset_time: String,
+    /// When this status was taken: RFC 3339, UTC (NonStop's Sample Time).
+    #[serde(default)]
+    pub sample_time: String,
+    /// Seconds from the Reset Time to the Sample Time, on a clock that
+    /// never jumps: the span the counters cover.
+    #[serde(default)]
+    pub since_reset_secs: f64,
     /// One entry per processor.
     pub processors: Vec<ProcessorStatus>,
     /// Every listener with its processor, backup, key (masked), bound
@@ -186,6 +226,10 @@ pub struct Status {
     pub adapter: AdapterStatus,
     /// Trace state.
     pub trace: TraceStatus,
+    /// The link impairment's counters (`vnic up --impair`; absent
+    /// without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<ImpairStatus>,
 }
 
 /// One processor's line in `vnic status`.
@@ -258,6 +302,13 @@ pub struct ProcessorStatus {
     /// Connections reset after the zero-window limit (`--zero-window-timeout`).
     #[serde(default)]
     pub zero_window_resets: u64,
+    /// TCP segments and UDP datagrams it took from its queue (for the
+    /// frames/s of `vnic status --watch`).
+    #[serde(default)]
+    pub frames_in: u64,
+    /// Frames it wrote to the TAP (a TSO frame counts once).
+    #[serde(default)]
+    pub frames_out: u64,
 }
 
 /// One listener's line in `vnic status`.
@@ -395,6 +446,164 @@ pub struct CaptureEnd {
     pub error: Option<String>,
 }
 
+/// The link impairment's counters, both directions together, so a user
+/// who asked for loss can see how much there was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImpairStatus {
+    /// What `--impair` asked for (`loss=5%,reorder=0%,...`).
+    pub spec: String,
+    /// Frames dropped.
+    pub lost: u64,
+    /// Extra copies sent.
+    pub duplicated: u64,
+    /// Frames held back to be overtaken.
+    pub reordered: u64,
+}
+
+// ----- the socket table (`vnic status --sockets`) -------------------------
+
+/// The answer to `sockets`: one row per listener and connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocketTable {
+    /// When the rows were taken: RFC 3339, UTC.
+    pub sample_time: String,
+    /// Milliseconds the processors took to list their connections, from
+    /// the request to the last row (the rows of one processor are taken
+    /// in bounded steps between its other work, so this is not a pause).
+    pub collect_ms: f64,
+    /// The rows: by processor, listeners first, then connections in the
+    /// order they were accepted.
+    pub rows: Vec<SocketRow>,
+    /// Processors asked whose connections are not listed: failed, or too
+    /// slow to answer (each also has a line in the response's notes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<usize>,
+}
+
+/// One socket: a listener or a connection, with a connection's TCP
+/// figures as `ss -ti` shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocketRow {
+    /// "tcp" or "udp".
+    pub proto: String,
+    /// RFC 9293's name: `LISTEN`, `SYN-RECEIVED`, `ESTABLISHED`, ...,
+    /// `TIME-WAIT`; `UNCONN` for a UDP listener.
+    pub state: String,
+    /// Local address; `*` for a listener on every virtual IP.
+    pub laddr: String,
+    /// Local port.
+    pub lport: u16,
+    /// Foreign address; `*` for a listener.
+    pub faddr: String,
+    /// Foreign port; none for a listener.
+    pub fport: Option<u16>,
+    /// Bytes queued to send and not yet acknowledged.
+    pub send_q: u64,
+    /// Bytes received in order and not yet read by the app.
+    pub recv_q: u64,
+    /// The processor that holds it.
+    pub processor: usize,
+    /// The connection's number (`connection=N` of the http app and the
+    /// traces); none for a listener.
+    #[serde(default)]
+    pub connection: Option<u64>,
+    /// Congestion window, bytes.
+    #[serde(default)]
+    pub cwnd: Option<u64>,
+    /// Smoothed round-trip time, milliseconds (none before the first
+    /// measurement).
+    #[serde(default)]
+    pub srtt_ms: Option<f64>,
+    /// Retransmission timeout, milliseconds (backoff included).
+    #[serde(default)]
+    pub rto_ms: Option<f64>,
+    /// Segments sent again (timeouts, fast retransmit, SACK recovery).
+    #[serde(default)]
+    pub retransmits: Option<u64>,
+    /// Payload bytes received in order.
+    #[serde(default)]
+    pub bytes_in: Option<u64>,
+    /// Payload bytes sent (first transmissions).
+    #[serde(default)]
+    pub bytes_out: Option<u64>,
+}
+
+/// A state `sockets` can select, by the name a user types
+/// (`--state established`); it exists so that the client and the server
+/// accept and refuse the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketState {
+    /// A TCP listener.
+    Listen,
+    /// A UDP listener.
+    Unconn,
+    /// A connection in this TCP state.
+    Tcp(vnic_stack::State),
+}
+
+impl SocketState {
+    /// Every selectable state with its name, in RFC 9293's order.
+    pub const ALL: [(&'static str, SocketState); 11] = [
+        ("listen", SocketState::Listen),
+        ("syn-sent", SocketState::Tcp(vnic_stack::State::SynSent)),
+        (
+            "syn-received",
+            SocketState::Tcp(vnic_stack::State::SynReceived),
+        ),
+        (
+            "established",
+            SocketState::Tcp(vnic_stack::State::Established),
+        ),
+        ("fin-wait-1", SocketState::Tcp(vnic_stack::State::FinWait1)),
+        ("fin-wait-2", SocketState::Tcp(vnic_stack::State::FinWait2)),
+        ("close-wait", SocketState::Tcp(vnic_stack::State::CloseWait)),
+        ("closing", SocketState::Tcp(vnic_stack::State::Closing)),
+        ("last-ack", SocketState::Tcp(vnic_stack::State::LastAck)),
+        ("time-wait", SocketState::Tcp(vnic_stack::State::TimeWait)),
+        ("unconn", SocketState::Unconn),
+    ];
+
+    /// The state a user named: any case, `_` for `-`, and `syn-recv` as
+    /// `ss` spells it; or a one-line error listing the names.
+    pub fn parse(name: &str) -> Result<SocketState, String> {
+        let norm = name.trim().to_ascii_lowercase().replace('_', "-");
+        let norm = if norm == "syn-recv" {
+            "syn-received".to_string()
+        } else {
+            norm
+        };
+        SocketState::ALL
+            .iter()
+            .find(|(n, _)| *n == norm)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = SocketState::ALL.iter().map(|(n, _)| *n).collect();
+                format!("unknown state {name:?}: use {}", names.join(", "))
+            })
+    }
+
+    /// The name rows carry (`ESTABLISHED`, `TIME-WAIT`, `LISTEN`).
+    pub fn label(self) -> &'static str {
+        use vnic_stack::State as S;
+        match self {
+            SocketState::Listen => "LISTEN",
+            SocketState::Unconn => "UNCONN",
+            SocketState::Tcp(s) => match s {
+                S::SynSent => "SYN-SENT",
+                S::SynReceived => "SYN-RECEIVED",
+                S::Established => "ESTABLISHED",
+                S::FinWait1 => "FIN-WAIT-1",
+                S::FinWait2 => "FIN-WAIT-2",
+                S::CloseWait => "CLOSE-WAIT",
+                S::Closing => "CLOSING",
+                S::LastAck => "LAST-ACK",
+                S::TimeWait => "TIME-WAIT",
+                S::Closed => "CLOSED",
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,12 +706,73 @@ mod tests {
                     max_files: Some(2),
                 },
             ),
+            (
+                r#"{"cmd":"sockets"}"#,
+                Request::Sockets {
+                    processor: None,
+                    port: None,
+                    state: None,
+                },
+            ),
+            (
+                r#"{"cmd":"sockets","processor":2,"port":80,"state":"time-wait"}"#,
+                Request::Sockets {
+                    processor: Some(2),
+                    port: Some(80),
+                    state: Some("time-wait".into()),
+                },
+            ),
+            (r#"{"cmd":"stats-reset"}"#, Request::StatsReset),
         ];
         for (text, req) in cases {
             let parsed: Request = serde_json::from_str(text).expect(text);
             assert_eq!(parsed, req);
             assert_eq!(serde_json::to_string(&req).expect("json"), text);
         }
+    }
+
+    #[test]
+    fn state_names_parse_as_users_type_them() {
+        use vnic_stack::State;
+        for (name, want) in [
+            ("established", SocketState::Tcp(State::Established)),
+            ("ESTABLISHED", SocketState::Tcp(State::Established)),
+            ("time_wait", SocketState::Tcp(State::TimeWait)),
+            ("syn-recv", SocketState::Tcp(State::SynReceived)),
+            ("SYN_RECV", SocketState::Tcp(State::SynReceived)),
+            ("listen", SocketState::Listen),
+        ] {
+            assert_eq!(SocketState::parse(name), Ok(want), "{name}");
+        }
+        let e = SocketState::parse("open").expect_err("unknown");
+        assert!(
+            e.starts_with("unknown state \"open\": use listen, syn-sent"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        for (name, s) in SocketState::ALL {
+            assert_eq!(s.label().to_ascii_lowercase(), name);
+        }
+    }
+
+    #[test]
+    fn an_old_status_without_the_new_fields_still_reads() {
+        // What a vnic from before the Reset Time and frame counts sends.
+        let old = r#"{"tap":"t","model":"monolithic","filter":"none","uptime_secs":1.0,
+            "processors":[{"id":0,"state":"up","ports":[],"active":0,"accepted":1,
+            "bytes_in":0,"bytes_out":0,"queue_depth":0,"queue_drops":0,"retransmissions":0}],
+            "adapter":{"frames_in":0,"frames_out":0,"not_for_us":0,"arp_replies":0,
+            "ndp_adverts":0,"icmp_echo_replies":0,"icmp_port_unreachable":0,"rst_sent":0,
+            "tcp_dispatched":0,"flows":0,"drops":{}},
+            "trace":{"active":false,"file":null,"records":0,"lost":0}}"#;
+        let st: Status = serde_json::from_str(old).expect("old status");
+        assert_eq!(
+            (st.reset_time.as_str(), st.processors[0].frames_in),
+            ("", 0)
+        );
+        assert!(st.impair.is_none());
+        let resp: Response = serde_json::from_str(r#"{"ok":true}"#).expect("old answer");
+        assert!(resp.sockets.is_none());
     }
 
     #[test]

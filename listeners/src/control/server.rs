@@ -159,6 +159,12 @@ pub struct Runtime {
     pub trace: Option<Arc<dyn TraceControl>>,
     /// The distributor's back-end control (distributor model only).
     pub backend_ctl: Option<vnic_adapter::BellSender<BackendCtlRequest>>,
+    /// Each processor's way to answer `sockets` (index = processor; see
+    /// [`crate::processor::Inbox::socket_queries`]).
+    pub socket_queries: Vec<crate::processor::SocketQueries>,
+    /// The link impairment (`--impair`), if any: what was asked, and its
+    /// counters.
+    pub impair: Option<(String, Arc<vnic_adapter::impair::ImpairStats>)>,
 }
 
 impl Runtime {
@@ -291,6 +297,12 @@ impl Runtime {
             Request::Capture { .. } => {
                 Response::error("a capture is a stream: the client thread serves it")
             }
+            Request::Sockets {
+                processor,
+                port,
+                state,
+            } => self.sockets(processor, port, state.as_deref()),
+            Request::StatsReset => self.reset_stats(),
         }
     }
 
@@ -461,6 +473,8 @@ impl Runtime {
                     memory_resets: stats.memory_resets.load(Ordering::Relaxed),
                     idle_resets: stats.idle_resets.load(Ordering::Relaxed),
                     zero_window_resets: stats.zero_window_resets.load(Ordering::Relaxed),
+                    frames_in: stats.frames_in.load(Ordering::Relaxed),
+                    frames_out: self.counters.frames_out_of(p.id),
                 }
             })
             .collect();
@@ -486,11 +500,15 @@ impl Runtime {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
         };
+        let reset = self.registry.reset_time();
         Status {
             tap: self.tap.clone(),
             model: self.registry.model.clone(),
             filter: filter.mode().name().to_string(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
+            reset_time: crate::stats::rfc3339(reset.wall),
+            sample_time: crate::stats::rfc3339(std::time::SystemTime::now()),
+            since_reset_secs: reset.mono.elapsed().as_secs_f64(),
             processors,
             listeners: filter
                 .listing()
@@ -512,6 +530,7 @@ impl Runtime {
             services: self.registry.service_status(),
             adapter,
             trace: self.trace.as_ref().map(|t| t.status()).unwrap_or_default(),
+            impair: self.impair_status(),
         }
     }
 }
@@ -708,6 +727,7 @@ impl ControlServer {
             .name("vnic-ctl-client".into())
             .spawn(move || {
                 let _place = place;
+                below_the_processors();
                 client(stream, handler.as_ref(), &stop, &limits);
             });
     }
@@ -719,6 +739,23 @@ impl Drop for ControlServer {
     /// is left behind.
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// How much nicer than the processors a control client's thread runs.
+pub const CLIENT_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority by [`CLIENT_NICE`]: a socket
+/// table of 100,000 rows costs its client thread a few hundred
+/// milliseconds of CPU (rows to text, text to JSON), which on a machine
+/// with few cores must not come out of the processors' time. (Linux
+/// gives each thread its own nice value; raising it needs no privilege.)
+fn below_the_processors() {
+    // SAFETY: gettid and setpriority have no memory preconditions; the
+    // "process" of PRIO_PROCESS is this thread's id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, CLIENT_NICE);
     }
 }
 

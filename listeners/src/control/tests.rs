@@ -333,6 +333,8 @@ pub(super) fn runtime(trace: Option<Arc<dyn TraceControl>>) -> Runtime {
         ports: Vec::new(),
         trace,
         backend_ctl: None,
+        socket_queries: Vec::new(),
+        impair: None,
     }
 }
 
@@ -446,4 +448,56 @@ fn the_trace_request_sets_the_tracers_rotation() {
     });
     assert!(!r.ok, "a cap without a file: {r:?}");
     t.close();
+}
+
+// ----- sockets and stats-reset (issue 17) ----------------------------------
+
+fn sockets_req(processor: Option<usize>, port: Option<u16>, state: Option<&str>) -> Request {
+    Request::Sockets {
+        processor,
+        port,
+        state: state.map(str::to_string),
+    }
+}
+
+#[test]
+fn bad_socket_filters_are_one_line_each() {
+    let rt = runtime(None);
+    for (req, says) in [
+        (
+            sockets_req(None, None, Some("open")),
+            "unknown state \"open\"",
+        ),
+        (sockets_req(None, Some(0), None), "port 0"),
+        (
+            sockets_req(Some(3), None, None),
+            "processor 3 does not exist",
+        ),
+    ] {
+        let r = rt.handle(req);
+        let e = r.error.unwrap_or_default();
+        assert!(!r.ok && e.contains(says) && !e.contains('\n'), "{e}");
+    }
+}
+
+#[test]
+fn stats_reset_zeroes_the_counters_and_moves_the_reset_time() {
+    let rt = runtime(None);
+    let before = rt.status();
+    let p = &rt.registry.processors[0];
+    p.accepted.store(7, Ordering::Relaxed);
+    p.active.store(2, Ordering::Relaxed);
+    rt.counters.frame_in(0);
+    Counters::bump(&rt.counters.rst_sent);
+    std::thread::sleep(Duration::from_millis(5));
+    let r = rt.handle(Request::StatsReset);
+    assert!(r.ok, "{r:?}");
+    assert!(r.notes[0].starts_with("counters reset at 20"), "{r:?}");
+    let after = rt.status();
+    assert!(after.reset_time > before.reset_time, "{after:?}");
+    assert!(after.since_reset_secs < 1.0, "{after:?}");
+    assert_eq!(after.processors[0].accepted, 0);
+    assert_eq!(after.processors[0].active, 2, "a gauge");
+    assert_eq!((after.adapter.frames_in, after.adapter.rst_sent), (0, 0));
+    assert!(after.sample_time >= after.reset_time);
 }

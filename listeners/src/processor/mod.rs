@@ -18,8 +18,12 @@ mod lifecycle;
 mod memory;
 mod receive;
 mod service;
+mod sockets;
 
 pub use memory::DEFAULT_MEMORY_BUDGET;
+pub use sockets::{
+    ConnRow, SocketChunk, SocketFilter, SocketQueries, SocketQuery, QUERY_DEPTH, ROWS_PER_STEP,
+};
 
 use crate::app::udp::{self, UdpAppKind};
 use crate::app::{App, AppContext, AppKind, CloseReason, Io, Service, Socket};
@@ -102,6 +106,8 @@ pub struct Inbox {
     poll: Poll,
     bell: Arc<Doorbell>,
     registry: Arc<mio::Registry>,
+    /// `vnic status --sockets` requests (see [`sockets`](self::sockets)).
+    socket_queries: (Sender<SocketQuery>, Receiver<SocketQuery>),
 }
 
 impl Inbox {
@@ -123,8 +129,16 @@ impl Inbox {
                 poll,
                 bell,
                 registry,
+                socket_queries: crossbeam_channel::bounded(QUERY_DEPTH),
             },
         ))
+    }
+
+    /// Where the control server sends this processor's `vnic status
+    /// --sockets` requests: beside the frame queue, rung by the same
+    /// doorbell, so a full frame queue never refuses one.
+    pub fn socket_queries(&self) -> SocketQueries {
+        BellSender::new(self.socket_queries.0.clone(), self.bell.clone())
     }
 
     /// The doorbell, for other senders to this processor (the distributor's
@@ -253,6 +267,9 @@ pub struct Processor {
     invalid_replies: InvalidReplies,
     /// What the connections may hold and do hold (see [`memory`](self)).
     memory: memory::Budget,
+    /// `vnic status --sockets` requests, and the listings under way.
+    socket_queries: Receiver<SocketQuery>,
+    listings: sockets::Listings,
 }
 
 /// Most queued messages a processor takes before servicing connections.
@@ -357,6 +374,8 @@ impl Processor {
             max_connections: s.max_connections,
             adapter_counters: s.adapter_counters,
             memory: memory::Budget::new(s.memory_budget),
+            socket_queries: s.queue.socket_queries.1,
+            listings: sockets::Listings::default(),
         }
     }
 
@@ -446,12 +465,16 @@ impl Processor {
             if self.service_backlog(Instant::now()) {
                 busy = true;
             }
+            if self.serve_socket_queries() {
+                busy = true;
+            }
             if busy {
                 continue;
             }
             // Nothing queued: sleep, unless something came in meanwhile.
             self.bell.going_to_sleep();
             let more = !self.queue.is_empty()
+                || !self.socket_queries.is_empty()
                 || replies.as_ref().is_some_and(|r| !r.is_empty())
                 || ctl.as_ref().is_some_and(|c| !c.is_empty());
             if more {
@@ -568,6 +591,7 @@ impl Processor {
         };
         let stats = &self.registry.processors[self.id];
         stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        stats.frames_in.fetch_add(1, Ordering::Relaxed);
         stats
             .bytes_in
             .fetch_add(d.payload.len() as u64, Ordering::Relaxed);

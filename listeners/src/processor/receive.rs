@@ -17,6 +17,7 @@ impl Processor {
     /// is serviced (app, transmit) later, by [`Processor::service_pending`].
     pub(super) fn receive(&mut self, inb: Inbound) {
         let (tuple, peer_mac) = (inb.tuple, inb.peer_mac);
+        self.stats().frames_in.fetch_add(1, Ordering::Relaxed);
         if catch_unwind(AssertUnwindSafe(|| self.handle_inbound(&inb))).is_err() {
             self.quarantine(tuple, Some(peer_mac));
         }
