@@ -3,7 +3,6 @@
 //! processors and the TAP together (see docs/ARCHITECTURE.md).
 
 mod cli;
-mod config;
 mod ctl;
 
 use clap::Parser;
