@@ -76,6 +76,15 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Parses one request line (without its newline), as the server reads
+    /// it; the error is the refusal's message. Public so the `control`
+    /// fuzz target (fuzz/) parses exactly what the server parses.
+    pub fn from_line(line: &[u8]) -> Result<Request, String> {
+        serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))
+    }
+}
+
 /// The answer to one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
@@ -112,6 +121,16 @@ impl Response {
             status: None,
             notes: Vec::new(),
         }
+    }
+
+    /// The response as the server sends it: one JSON line. Public so the
+    /// `control` fuzz target (fuzz/) checks the very bytes a client reads.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut text = serde_json::to_vec(self).unwrap_or_else(|_| {
+            br#"{"ok":false,"error":"the answer could not be written as JSON"}"#.to_vec()
+        });
+        text.push(b'\n');
+        text
     }
 }
 

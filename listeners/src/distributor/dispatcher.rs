@@ -470,6 +470,14 @@ impl Dispatcher {
     pub fn waiting(&self) -> usize {
         self.waiting.len()
     }
+
+    /// Takes every job waiting for a back-end, oldest first. It exists so
+    /// a harness with no back-end threads (a dispatcher of 0 back-ends:
+    /// the `framing` fuzz target, fuzz/) sees what the forwarders framed
+    /// and answers it itself.
+    pub fn take_waiting(&mut self) -> Vec<Job> {
+        self.waiting.drain(..).map(|e| e.job).collect()
+    }
 }
 
 /// The answer to a job given up after crashing `backend`: 503 for HTTP,

@@ -23,16 +23,21 @@ mod parse;
 
 use super::{App, AppContext, Socket};
 use crate::stats::ProcessorSnapshot;
-pub(crate) use body::{BodyFraming, BodyReader};
+// The parser's pieces are public so the `http` and `framing` fuzz
+// targets (fuzz/) drive exactly what the server and the distributor run.
+pub use body::{BodyFraming, BodyReader, ChunkedBody};
 use parse::*;
-pub(crate) use parse::{bad_request_line, find_head_end, request_framing};
+pub use parse::{
+    bad_request_line, find_head_end, parse_head, request_framing, Request, RequestLine,
+};
 use serde::Serialize;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest request head (request line plus header fields) accepted; a
-/// longer one is answered 431 and the connection closed.
-const MAX_HEAD: usize = 16 * 1024;
+/// longer one is answered 431 and the connection closed. Public so the
+/// fuzz targets can check that no more is ever held.
+pub const MAX_HEAD: usize = 16 * 1024;
 /// No further request is parsed while this many response bytes wait.
 const OUT_HIGH_WATER: usize = 64 * 1024;
 /// Bytes read (and dropped) per step once our side is closed.
@@ -72,7 +77,7 @@ pub struct Http {
 
 /// The protocol versions a request may carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Version {
+pub enum Version {
     /// HTTP/1.0: closes after each response unless asked to keep alive.
     Http10,
     /// HTTP/1.1 (and any later 1.x): keeps alive unless asked to close.
@@ -81,7 +86,7 @@ enum Version {
 
 /// What the server does with a request's method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Method {
+pub enum Method {
     /// Served.
     Get,
     /// Served like GET, without the body.
@@ -94,7 +99,7 @@ enum Method {
 
 /// The resources this server has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Route {
+pub enum Route {
     /// `/`: who served the request.
     Root,
     /// `/stats`: every processor's counters.
@@ -105,7 +110,7 @@ enum Route {
 
 /// The status codes this server answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Status {
+pub enum Status {
     /// 200.
     Ok,
     /// 400: the request cannot be understood.
@@ -128,7 +133,8 @@ pub(crate) enum Status {
 }
 
 impl Status {
-    fn code(self) -> u16 {
+    /// The three-digit code.
+    pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
             Status::BadRequest => 400,
