@@ -172,10 +172,15 @@ impl Forwarder {
                 _ => None,
             };
             if let Some(len) = complete {
+                let len = len.min(self.http_buf.len());
+                if len > max {
+                    // All that `read_bounded` lets in, and one byte too many.
+                    return false;
+                }
                 if !self.may_submit(0) {
                     break;
                 }
-                let rest = self.http_buf.split_off(len.min(self.http_buf.len()));
+                let rest = self.http_buf.split_off(len);
                 let request = std::mem::replace(&mut self.http_buf, rest);
                 let connection = self.conn;
                 self.submit(

@@ -69,8 +69,8 @@ pub trait RequestHandler: Send + Sync {
     /// The answer to one whole request (at a back-end in the distributor
     /// model, at the processor otherwise).
     fn handle(&self, ctx: &RequestContext, request: &[u8]) -> Response;
-    /// The longest request accepted; a client that sends more without
-    /// completing one is reset.
+    /// The longest request accepted; a longer one, or more bytes than
+    /// this without a complete request, resets the connection.
     fn max_request(&self) -> usize {
         MAX_REQUEST
     }
@@ -207,6 +207,12 @@ impl App for RequestApp {
             };
             if let Some(len) = complete {
                 let len = len.min(self.input.len());
+                if len > self.handler.max_request() {
+                    // All that `read` lets in, and one byte too many.
+                    sock.abort();
+                    self.done = true;
+                    return;
+                }
                 let rest = self.input.split_off(len);
                 let request = std::mem::replace(&mut self.input, rest);
                 let r = self.handler.handle(&self.ctx, &request);

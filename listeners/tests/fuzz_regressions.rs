@@ -1,0 +1,137 @@
+//! Regression tests from fuzzing the apps, the distributor's request
+//! framing and the control protocol (`fuzz/`, targets `http`, `framing`,
+//! `control`). Each input is the one the fuzzer (or its seed corpus)
+//! found, cut down to what shows the bug.
+
+use crossbeam_channel::unbounded;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use vnic_listeners::app::{App, AppContext, Socket};
+use vnic_listeners::distributor::backend::app_handler;
+use vnic_listeners::distributor::request::RequestApp;
+use vnic_listeners::distributor::{
+    Balance, Dispatcher, Forwarder, RequestContext, RequestHandler, Response, Work,
+};
+use vnic_listeners::stats::Registry;
+
+/// A connection in memory: what the client sent, what the app answered.
+#[derive(Default)]
+struct Mem {
+    rx: VecDeque<u8>,
+    tx: Vec<u8>,
+    aborted: bool,
+    closed: bool,
+}
+
+impl Mem {
+    fn with(input: &[u8]) -> Mem {
+        Mem {
+            rx: input.iter().copied().collect(),
+            ..Mem::default()
+        }
+    }
+}
+
+impl Socket for Mem {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.rx.len());
+        for (d, s) in buf.iter_mut().zip(self.rx.drain(..n)) {
+            *d = s;
+        }
+        n
+    }
+    fn recv_available(&self) -> usize {
+        self.rx.len()
+    }
+    fn send(&mut self, data: &[u8]) -> usize {
+        self.tx.extend_from_slice(data);
+        data.len()
+    }
+    fn send_capacity(&self) -> usize {
+        1 << 20
+    }
+    fn peer_closed(&self) -> bool {
+        false
+    }
+    fn close(&mut self) {
+        self.closed = true;
+    }
+    fn abort(&mut self) {
+        self.aborted = true;
+    }
+}
+
+/// One request per line, of at most 4 bytes; answered "ok".
+struct ShortLines;
+
+impl RequestHandler for ShortLines {
+    fn name(&self) -> &str {
+        "short-lines"
+    }
+    fn request_len(&self, buf: &[u8]) -> Option<usize> {
+        buf.iter().position(|&b| b == b'\n').map(|i| i + 1)
+    }
+    fn handle(&self, _ctx: &RequestContext, _request: &[u8]) -> Response {
+        Response {
+            bytes: b"ok\n".to_vec(),
+            close: false,
+        }
+    }
+    fn max_request(&self) -> usize {
+        4
+    }
+}
+
+fn registry() -> Arc<Registry> {
+    Arc::new(Registry::new("distributor", "round-robin", 1))
+}
+
+/// The requests a forwarder over a dispatcher with no back-end framed
+/// from `input`, and whether it reset the connection.
+fn forwarded(input: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    let (tx, _rx) = unbounded();
+    let reg = registry();
+    let d = Dispatcher::start(0, Balance::RoundRobin, app_handler(reg.clone()), tx, reg)
+        .expect("no back-end, no thread");
+    let d = Arc::new(Mutex::new(d));
+    let mut f = Forwarder::for_requests(Arc::new(ShortLines), 1, d.clone());
+    let mut sock = Mem::with(input);
+    f.poll(&mut sock);
+    let requests = d
+        .lock()
+        .take_waiting()
+        .into_iter()
+        .map(|j| match j.work {
+            Work::Request { request, .. } => request,
+            other => panic!("not a request: {other:?}"),
+        })
+        .collect();
+    (requests, sock.aborted)
+}
+
+/// What the monolithic model's app answered to `input`, and whether it
+/// reset the connection.
+fn answered(input: &[u8]) -> (Vec<u8>, bool) {
+    let mut app = RequestApp::new(
+        Arc::new(ShortLines),
+        &AppContext::detached(0, 1, registry()),
+    );
+    let mut sock = Mem::with(input);
+    app.poll(&mut sock);
+    (sock.tx, sock.aborted)
+}
+
+/// Found by the `framing` target's seed corpus: a request one byte
+/// longer than `max_request` (all `read_bounded` lets in) was taken for
+/// a request in both models. It is too long: the connection is reset,
+/// as for any longer one.
+#[test]
+fn a_request_one_byte_over_max_request_resets_the_connection() {
+    assert_eq!(forwarded(b"abc\n"), (vec![b"abc\n".to_vec()], false));
+    assert_eq!(forwarded(b"abcd\n"), (vec![], true));
+    assert_eq!(forwarded(b"abcde\n"), (vec![], true));
+    assert_eq!(answered(b"abc\n"), (b"ok\n".to_vec(), false));
+    assert_eq!(answered(b"abcd\n"), (Vec::new(), true));
+    assert_eq!(answered(b"abcde\n"), (Vec::new(), true));
+}
