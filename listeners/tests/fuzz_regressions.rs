@@ -135,3 +135,26 @@ fn a_request_one_byte_over_max_request_resets_the_connection() {
     assert_eq!(answered(b"abcd\n"), (Vec::new(), true));
     assert_eq!(answered(b"abcde\n"), (Vec::new(), true));
 }
+
+/// Found by the `control` target: serde names an unknown command or
+/// field as the client wrote it, so a name with a newline (or an escape
+/// sequence) in its JSON string made a refusal of several lines, printed
+/// so by `vnic ctl`. Control characters are written escaped.
+#[test]
+fn a_control_refusal_is_one_line_whatever_the_request_holds() {
+    use vnic_listeners::control::Request;
+    for line in [
+        &br#"{"cmd":"li\u007f"}"#[..],
+        br#"{"cmd":"a\nb"}"#,
+        br#"{"cmd":"tr\u0085ace\r"}"#,
+        br#"{"cmd":"\u001b[2Jfilter"}"#,
+    ] {
+        let e = Request::from_line(line).expect_err("not a request");
+        assert!(
+            !e.chars().any(char::is_control),
+            "{e:?} from {:?}",
+            String::from_utf8_lossy(line)
+        );
+        assert!(e.starts_with("bad request: "), "{e}");
+    }
+}

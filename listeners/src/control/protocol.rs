@@ -81,8 +81,24 @@ impl Request {
     /// it; the error is the refusal's message. Public so the `control`
     /// fuzz target (fuzz/) parses exactly what the server parses.
     pub fn from_line(line: &[u8]) -> Result<Request, String> {
-        serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))
+        serde_json::from_slice(line).map_err(|e| one_line(&format!("bad request: {e}")))
     }
+}
+
+/// `text` with every control character written as its escape (`\n`,
+/// `\u{1b}`): a refusal may quote what the client sent (serde names an
+/// unknown command as written), and `vnic ctl` prints it as one line on
+/// a terminal.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The answer to one request.
@@ -113,11 +129,12 @@ impl Response {
         }
     }
 
-    /// A refusal with its reason.
+    /// A refusal with its reason (control characters escaped, so it is
+    /// one line).
     pub fn error(msg: impl Into<String>) -> Response {
         Response {
             ok: false,
-            error: Some(msg.into()),
+            error: Some(one_line(&msg.into())),
             status: None,
             notes: Vec::new(),
         }
