@@ -158,3 +158,42 @@ fn a_control_refusal_is_one_line_whatever_the_request_holds() {
         assert!(e.starts_with("bad request: "), "{e}");
     }
 }
+
+/// Found by the `framing` target: a client that sent a good request and
+/// then too much without completing another was reset by the
+/// distributor at once, so the answer to the good request was lost,
+/// and whether it was depended on how TCP had cut the stream. The reset
+/// now comes after the answers to the requests before it, as in the
+/// monolithic model.
+#[test]
+fn a_request_too_long_resets_after_the_answers_before_it() {
+    let input = b"ab\nxxxxxx";
+    assert_eq!(answered(input), (b"ok\n".to_vec(), true));
+    let (tx, _rx) = unbounded();
+    let reg = registry();
+    let handler = app_handler(reg.clone());
+    let d = Dispatcher::start(0, Balance::RoundRobin, handler.clone(), tx, reg)
+        .expect("no back-end, no thread");
+    let d = Arc::new(Mutex::new(d));
+    let mut f = Forwarder::for_requests(Arc::new(ShortLines), 1, d.clone());
+    let mut sock = Mem::with(input);
+    f.poll(&mut sock);
+    let jobs = d.lock().take_waiting();
+    assert_eq!(jobs.len(), 1, "the good request goes to a back-end");
+    assert!(!sock.aborted, "not reset before its answer");
+    for job in jobs {
+        let (bytes, close) = handler(0, &job.work);
+        f.deliver(vnic_listeners::distributor::Reply {
+            id: job.id,
+            conn: job.conn,
+            seq: job.seq,
+            backend: 0,
+            generation: 1,
+            bytes,
+            close,
+            reset: false,
+        });
+    }
+    f.poll(&mut sock);
+    assert_eq!((sock.tx, sock.aborted), (b"ok\n".to_vec(), true));
+}

@@ -212,8 +212,9 @@ impl Forwarder {
     }
 
     /// Answers in the distributor itself, in its place among the
-    /// connection's requests, and closes after it.
-    fn answer_here(&mut self, bytes: Vec<u8>) {
+    /// connection's requests, and closes (or, with `reset`, resets)
+    /// after it.
+    fn answer_here(&mut self, bytes: Vec<u8>, reset: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.weights.push_back(0);
@@ -226,7 +227,7 @@ impl Forwarder {
             generation: 0,
             bytes,
             close: true,
-            reset: false,
+            reset,
         });
     }
 
@@ -278,8 +279,9 @@ impl Forwarder {
         self.blocked = false;
         if let Some(h) = self.requests.clone() {
             if !self.read_requests(sock, &h) {
-                sock.abort();
-                self.closed = true;
+                // Too long to be a request: reset, after the answers to
+                // the requests before it.
+                self.answer_here(Vec::new(), true);
             }
             return;
         }
@@ -344,7 +346,7 @@ impl Forwarder {
                     }
                     Err(status) => {
                         self.body = None;
-                        self.answer_here(error_response(status));
+                        self.answer_here(error_response(status), false);
                     }
                 }
                 continue;
