@@ -5,9 +5,8 @@
 
 use crossbeam_channel::unbounded;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
 use std::sync::Arc;
-use vnic_listeners::app::{App, AppContext, Socket};
+use vnic_listeners::app::{App, AppContext, MemSocket};
 use vnic_listeners::distributor::backend::app_handler;
 use vnic_listeners::distributor::request::RequestApp;
 use vnic_listeners::distributor::{
@@ -15,51 +14,11 @@ use vnic_listeners::distributor::{
 };
 use vnic_listeners::stats::Registry;
 
-/// A connection in memory: what the client sent, what the app answered.
-#[derive(Default)]
-struct Mem {
-    rx: VecDeque<u8>,
-    tx: Vec<u8>,
-    aborted: bool,
-    closed: bool,
-}
-
-impl Mem {
-    fn with(input: &[u8]) -> Mem {
-        Mem {
-            rx: input.iter().copied().collect(),
-            ..Mem::default()
-        }
-    }
-}
-
-impl Socket for Mem {
-    fn recv(&mut self, buf: &mut [u8]) -> usize {
-        let n = buf.len().min(self.rx.len());
-        for (d, s) in buf.iter_mut().zip(self.rx.drain(..n)) {
-            *d = s;
-        }
-        n
-    }
-    fn recv_available(&self) -> usize {
-        self.rx.len()
-    }
-    fn send(&mut self, data: &[u8]) -> usize {
-        self.tx.extend_from_slice(data);
-        data.len()
-    }
-    fn send_capacity(&self) -> usize {
-        1 << 20
-    }
-    fn peer_closed(&self) -> bool {
-        false
-    }
-    fn close(&mut self) {
-        self.closed = true;
-    }
-    fn abort(&mut self) {
-        self.aborted = true;
-    }
+/// A connection on which the client sent `input`.
+fn with(input: &[u8]) -> MemSocket {
+    let mut s = MemSocket::new(1 << 20);
+    s.push(input);
+    s
 }
 
 /// One request per line, of at most 4 bytes; answered "ok".
@@ -96,7 +55,7 @@ fn forwarded(input: &[u8]) -> (Vec<Vec<u8>>, bool) {
         .expect("no back-end, no thread");
     let d = Arc::new(Mutex::new(d));
     let mut f = Forwarder::for_requests(Arc::new(ShortLines), 1, d.clone());
-    let mut sock = Mem::with(input);
+    let mut sock = with(input);
     f.poll(&mut sock);
     let requests = d
         .lock()
@@ -117,7 +76,7 @@ fn answered(input: &[u8]) -> (Vec<u8>, bool) {
         Arc::new(ShortLines),
         &AppContext::detached(0, 1, registry()),
     );
-    let mut sock = Mem::with(input);
+    let mut sock = with(input);
     app.poll(&mut sock);
     (sock.tx, sock.aborted)
 }
@@ -176,7 +135,7 @@ fn a_request_too_long_resets_after_the_answers_before_it() {
         .expect("no back-end, no thread");
     let d = Arc::new(Mutex::new(d));
     let mut f = Forwarder::for_requests(Arc::new(ShortLines), 1, d.clone());
-    let mut sock = Mem::with(input);
+    let mut sock = with(input);
     f.poll(&mut sock);
     let jobs = d.lock().take_waiting();
     assert_eq!(jobs.len(), 1, "the good request goes to a back-end");

@@ -630,7 +630,7 @@ mod ordering_tests {
         assert!(!sock.closed);
     }
 
-    use crate::app::echo::test_socket::FakeSocket;
+    use crate::app::MemSocket;
     use crate::distributor::backend::app_handler;
 
     /// A forwarder over real back-ends running the real apps.
@@ -650,7 +650,7 @@ mod ordering_tests {
         f: &mut Forwarder,
         d: &Arc<Mutex<Dispatcher>>,
         rx: &Receiver<FromBackend>,
-        sock: &mut FakeSocket,
+        sock: &mut MemSocket,
         wait: Duration,
     ) -> usize {
         let mut n = 0;
@@ -690,7 +690,7 @@ mod ordering_tests {
     #[test]
     fn a_pipelining_client_that_reads_nothing_is_not_read_past_the_bound() {
         let (mut f, d, rx) = real(AppKind::Http, 2);
-        let mut sock = FakeSocket::new(0);
+        let mut sock = MemSocket::new(0);
         let n = 10_000;
         let one = b"GET /stats HTTP/1.1\r\n\r\n";
         for _ in 0..n {
@@ -727,7 +727,7 @@ mod ordering_tests {
     /// and whether the connection was closed.
     fn http_exchange(input: &[u8], piece: usize) -> (Vec<(u16, Vec<u8>)>, bool) {
         let (mut f, d, rx) = real(AppKind::Http, 2);
-        let mut sock = FakeSocket::new(1 << 30);
+        let mut sock = MemSocket::new(1 << 30);
         for part in input.chunks(piece) {
             sock.push(part);
             f.poll(&mut sock);
@@ -807,7 +807,7 @@ mod ordering_tests {
                 .expect("start"),
         ));
         let mut f = Forwarder::new(AppKind::Echo, 1, d);
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(b"abc");
         f.poll(&mut sock);
         sock.push(b"def");

@@ -246,7 +246,7 @@ impl App for RequestApp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::echo::test_socket::FakeSocket;
+    use crate::app::MemSocket;
     use crate::stats::Registry;
 
     /// Lines: each answered with its length; `bye` closes.
@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn pipelined_requests_are_answered_in_order() {
         let mut a = app();
-        let mut sock = FakeSocket::new(1 << 16);
+        let mut sock = MemSocket::new(1 << 16);
         sock.push(b"a\nbcd\nef");
         a.poll(&mut sock);
         assert_eq!(sock.tx, b"3 2\n3 4\n");
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn the_next_request_waits_until_the_answer_is_sent() {
         let mut a = app();
-        let mut sock = FakeSocket::new(2);
+        let mut sock = MemSocket::new(2);
         sock.push(&b"a\n".repeat(20));
         a.poll(&mut sock);
         assert_eq!(sock.tx, b"3 ");
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn an_endless_request_resets_the_connection() {
         let mut a = app();
-        let mut sock = FakeSocket::new(1 << 16);
+        let mut sock = MemSocket::new(1 << 16);
         sock.push(&[b'x'; 40]);
         a.poll(&mut sock);
         assert!(sock.aborted);
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn a_closing_answer_closes_after_it_is_sent() {
         let mut a = app();
-        let mut sock = FakeSocket::new(1 << 16);
+        let mut sock = MemSocket::new(1 << 16);
         sock.push(b"bye\nmore\n");
         a.poll(&mut sock);
         assert_eq!(sock.tx, b"3 4\n");
@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn the_clients_fin_closes_once_answers_are_out() {
         let mut a = app();
-        let mut sock = FakeSocket::new(1 << 16);
+        let mut sock = MemSocket::new(1 << 16);
         sock.push(b"a\nhalf");
         sock.peer_fin = true;
         a.poll(&mut sock);

@@ -554,8 +554,8 @@ fn http_date(t: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::echo::test_socket::FakeSocket;
     use super::*;
+    use crate::app::MemSocket;
     use crate::stats::Registry;
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
@@ -640,9 +640,9 @@ mod tests {
     }
 
     /// Feeds `request` in one piece with ample send space, polls once.
-    fn exchange(request: &[u8]) -> (FakeSocket, Vec<u8>) {
+    fn exchange(request: &[u8]) -> (MemSocket, Vec<u8>) {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(request);
         app.poll(&mut sock);
         let tx = sock.take_tx();
@@ -746,7 +746,7 @@ mod tests {
         let request =
             b"GET /stats HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\nGET / HTTP/1.0\r\n\r\n";
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         let first_head_len = 45;
         assert_eq!(&request[first_head_len - 4..first_head_len], b"\r\n\r\n");
         for (i, &b) in request.iter().enumerate() {
@@ -862,7 +862,7 @@ mod tests {
     #[test]
     fn http_get_body_split_across_polls_is_skipped() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(b"GET / HTTP/1.1\r\nContent-Length: 40000\r\n\r\n");
         app.poll(&mut sock);
         for _ in 0..40 {
@@ -908,7 +908,7 @@ mod tests {
                     5;name=value\r\nhello\r\nA\r\n0123456789\r\n\
                     0\r\nX-Trailer: yes\r\n\r\nGET /stats HTTP/1.1\r\n\r\n";
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         for &b in req.iter() {
             sock.push(&[b]);
             app.poll(&mut sock);
@@ -994,7 +994,7 @@ mod tests {
     #[test]
     fn http_oversized_head_is_431_then_close() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(b"GET / HTTP/1.1\r\n");
         for i in 0..2000 {
             sock.push(format!("X-Filler-{i}: {}\r\n", "y".repeat(20)).as_bytes());
@@ -1017,7 +1017,7 @@ mod tests {
     #[test]
     fn http_peer_fin_without_request_closes() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1000);
+        let mut sock = MemSocket::new(1000);
         app.poll(&mut sock);
         assert!(!sock.closed());
         sock.peer_fin = true;
@@ -1029,7 +1029,7 @@ mod tests {
     #[test]
     fn http_peer_fin_after_requests_answers_then_closes() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n");
         sock.peer_fin = true;
         app.poll(&mut sock);
@@ -1041,7 +1041,7 @@ mod tests {
     #[test]
     fn http_response_waits_for_send_space_and_closes_after_it() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(10);
+        let mut sock = MemSocket::new(10);
         sock.push(b"GET /stats HTTP/1.0\r\n\r\n");
         app.poll(&mut sock);
         assert_eq!(sock.tx.len(), 10);
@@ -1062,7 +1062,7 @@ mod tests {
     #[test]
     fn http_stops_parsing_while_responses_wait() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(0);
+        let mut sock = MemSocket::new(0);
         let one = b"GET / HTTP/1.1\r\n\r\n";
         let n = 10_000;
         for _ in 0..n {
