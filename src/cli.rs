@@ -1,14 +1,13 @@
 //! Flags, and the checked plan they turn into. Every mistake in a flag is
 //! one clear line (exit status 2), never a panic.
 
-use crate::config::{self, Config, Overrides};
 use clap::{Args, Parser, Subcommand};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use vnic::config::{self, parse_cidr, Config, Overrides, ServeApp};
 use vnic::{Builder, Layout, LineMode, Model, Trace, UdpAppKind};
 use vnic_adapter::impair::ImpairSpec;
 use vnic_adapter::FilterMode;
@@ -517,7 +516,7 @@ impl Plan {
                         let svc = match shared.get(&(port, app.clone())) {
                             Some(s) => s.clone(),
                             None => {
-                                let s = app.service(self)?;
+                                let s = service(&app, self)?;
                                 shared.insert((port, app), s.clone());
                                 s
                             }
@@ -546,7 +545,7 @@ impl Plan {
                 ports.sort_unstable();
                 for port in ports {
                     if let Some(app) = self.serve.get(port) {
-                        b = b.serve_shared(*port, app.service(self)?);
+                        b = b.serve_shared(*port, service(app, self)?);
                     }
                 }
             }
@@ -726,57 +725,17 @@ fn checked_pcap_filter(filter: Option<&str>, pcap: bool) -> Result<Option<String
     Ok(Some(f))
 }
 
-/// `ADDR/PREFIX` → (address, prefix); unicast addresses only.
-pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let (addr, prefix) = s
-        .split_once('/')
-        .ok_or_else(|| format!("{s:?} is not ADDR/PREFIX (e.g. 10.0.0.2/24 or fd00::2/64)"))?;
-    let ip: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} is not an IPv4 or IPv6 address"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= max)
-        .ok_or_else(|| format!("prefix {prefix:?} must be a number from 0 to {max}"))?;
-    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
-        return Err(format!(
-            "{ip} cannot be an interface address (unspecified, multicast or loopback)"
-        ));
-    }
-    if let IpAddr::V4(v4) = ip {
-        if v4.is_broadcast() {
-            return Err(format!("{ip} is the broadcast address"));
+/// The service that makes `app`'s connections, one per `--serve` entry
+/// (shared by every processor, so limits and counters are the listener's,
+/// not a processor's).
+fn service(app: &ServeApp, plan: &Plan) -> Result<Arc<dyn Service>, String> {
+    Ok(match app {
+        ServeApp::Builtin(k) => Arc::new(*k),
+        ServeApp::Proxy(targets) => {
+            Arc::new(ProxyService::new(targets.clone(), plan.proxy.clone()))
         }
-    }
-    Ok((ip, prefix))
-}
-
-/// What `--serve PORT=APP` (or a config file's listener) names.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ServeApp {
-    /// echo, discard, chargen or http.
-    Builtin(AppKind),
-    /// `proxy:ADDR:PORT[,ADDR:PORT...]`: relay to these back-ends.
-    Proxy(Vec<SocketAddr>),
-    /// `exec:'PROGRAM ARGS...'`: this program per connection.
-    Exec(Vec<String>),
-}
-
-impl ServeApp {
-    /// The service that makes this app's connections, one per `--serve`
-    /// entry (shared by every processor, so limits and counters are the
-    /// listener's, not a processor's).
-    pub fn service(&self, plan: &Plan) -> Result<Arc<dyn Service>, String> {
-        Ok(match self {
-            ServeApp::Builtin(k) => Arc::new(*k),
-            ServeApp::Proxy(targets) => {
-                Arc::new(ProxyService::new(targets.clone(), plan.proxy.clone()))
-            }
-            ServeApp::Exec(argv) => Arc::new(ExecService::new(argv.clone(), plan.exec.clone())?),
-        })
-    }
+        ServeApp::Exec(argv) => Arc::new(ExecService::new(argv.clone(), plan.exec.clone())?),
+    })
 }
 
 /// `PORT=APP`.

@@ -38,11 +38,10 @@
 //! checks the result again (a `--processors 2` against a listener on
 //! processor 3 names that listener's line) and gives the [`Config`] to run.
 
-use crate::cli::ServeApp;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -52,11 +51,10 @@ use vnic_adapter::filter::{
 use vnic_adapter::{Filter, FilterMode};
 use vnic_listeners::app::AppKind;
 
+use crate::MAX_PROCESSORS;
+
 /// Processors when neither the file nor `--processors` says (the CLI's default).
 pub const DEFAULT_PROCESSORS: usize = 4;
-
-/// The most processors vnic runs (the CLI's limit).
-pub const MAX_PROCESSORS: usize = 256;
 
 /// Reads and checks a config file (see the module doc). The values the
 /// command line may override are checked as the file gives them; call
@@ -92,6 +90,44 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
     };
     file.check(&Overrides::default(), false)?;
     Ok(file)
+}
+
+/// `ADDR/PREFIX` → (address, prefix); unicast addresses only.
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not ADDR/PREFIX (e.g. 10.0.0.2/24 or fd00::2/64)"))?;
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IPv4 or IPv6 address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= max)
+        .ok_or_else(|| format!("prefix {prefix:?} must be a number from 0 to {max}"))?;
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        return Err(format!(
+            "{ip} cannot be an interface address (unspecified, multicast or loopback)"
+        ));
+    }
+    if let IpAddr::V4(v4) = ip {
+        if v4.is_broadcast() {
+            return Err(format!("{ip} is the broadcast address"));
+        }
+    }
+    Ok((ip, prefix))
+}
+
+/// What `--serve PORT=APP` (or a config file's listener) names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ServeApp {
+    /// echo, discard, chargen or http.
+    Builtin(AppKind),
+    /// `proxy:ADDR:PORT[,ADDR:PORT...]`: relay to these back-ends.
+    Proxy(Vec<SocketAddr>),
+    /// `exec:'PROGRAM ARGS...'`: this program per connection.
+    Exec(Vec<String>),
 }
 
 /// A line and column in the file (both from 1), where an error is.
@@ -425,7 +461,7 @@ impl ConfigFile {
         };
         if flags.host_ips.is_empty() {
             for h in &a.host_addresses {
-                if let Ok((ip, _)) = crate::cli::parse_cidr(h.get_ref()) {
+                if let Ok((ip, _)) = parse_cidr(h.get_ref()) {
                     if addresses.iter().any(|(v, _)| *v == ip) {
                         return self.bad(
                             h.span(),
@@ -562,8 +598,8 @@ impl ConfigFile {
     ) -> Result<Vec<(IpAddr, u8)>, ConfigError> {
         let mut out: Vec<(IpAddr, u8)> = Vec::new();
         for s in list {
-            let (ip, prefix) = crate::cli::parse_cidr(s.get_ref())
-                .or_else(|e| self.bad(s.span(), format!("{what}: {e}")))?;
+            let (ip, prefix) =
+                parse_cidr(s.get_ref()).or_else(|e| self.bad(s.span(), format!("{what}: {e}")))?;
             if out.iter().any(|(o, _)| *o == ip) {
                 return self.bad(s.span(), format!("{what}: {ip} is given twice"));
             }

@@ -65,6 +65,10 @@
 #![deny(missing_docs)]
 
 mod builder;
+/// The `vnic up --config FILE` format: public so the command line and the
+/// `config` fuzz target (fuzz/) run the very parser and checks, and so a
+/// library user can load the same files.
+pub mod config;
 mod running;
 mod summary;
 

@@ -4,7 +4,6 @@
 
 mod capture;
 mod cli;
-mod config;
 mod ctl;
 mod socket_table;
 mod watch;

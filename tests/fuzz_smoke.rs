@@ -1,8 +1,11 @@
-//! The fuzz targets build and run briefly (`fuzz/run.sh`), so a new crash
-//! in frame handling or in the stack is caught by the normal test run.
-//! Under CI=true (or VNIC_FUZZ=1) it runs each target for 60 s (or
-//! VNIC_FUZZ_SECONDS); elsewhere it says loudly that it skipped, since it
-//! takes a few minutes.
+//! The fuzz targets build and run briefly (`fuzz/run.sh`, with debug
+//! assertions and overflow checks on), so a new crash in frame handling,
+//! the offload path, the stack, the HTTP parser, the distributor's
+//! framing, the control protocol or the config file is caught by the
+//! normal test run. Under CI=true (or VNIC_FUZZ=1) it runs every target
+//! for 10 s (or VNIC_FUZZ_SECONDS) from its seed corpus, which libFuzzer
+//! replays first; elsewhere it says loudly that it skipped, since the
+//! build alone takes minutes. Longer runs are `fuzz/run.sh SECONDS`.
 
 use std::process::Command;
 
@@ -16,7 +19,7 @@ fn fuzz_targets_run_without_a_crash() {
         );
         return;
     }
-    let secs = std::env::var("VNIC_FUZZ_SECONDS").unwrap_or_else(|_| "60".into());
+    let secs = std::env::var("VNIC_FUZZ_SECONDS").unwrap_or_else(|_| "10".into());
     let script = format!("{}/fuzz/run.sh", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")
         .arg(&script)

@@ -1,14 +1,18 @@
 //! Makes the seed corpus of the `stack` target: random byte strings
 //! (a fixed xorshift stream, so the output is reproducible) decoded as
 //! scripts and run through the harness; a string is kept when its run
-//! reaches a sequence of states no kept string reached.
+//! reaches a sequence of states no kept string reached (from the same
+//! kind of start, with or without data each way and a reincarnation).
 //!
 //! `cargo run --release --example gen_stack_seeds -- OUT_DIR [COUNT]`
 
 use arbitrary::{Arbitrary, Unstructured};
 use std::collections::HashSet;
 use std::path::PathBuf;
-use vnic_fuzz::stack::Script;
+use vnic_fuzz::stack::{Script, Start};
+
+/// Seeds kept that reincarnate a connection from TIME-WAIT.
+const REOPENED: usize = 4;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -27,9 +31,11 @@ fn main() {
         x
     };
     let mut seen = HashSet::new();
-    let mut kept = 0;
+    // Reincarnations from TIME-WAIT are rare in random scripts (a few in
+    // 100,000): the search goes on for them after `count` others.
+    let (mut kept, mut reopened) = (0, 0);
     for _ in 0..2_000_000 {
-        if kept >= count {
+        if kept >= count && reopened >= REOPENED {
             break;
         }
         let len = 64 + (next() % 1500) as usize;
@@ -38,17 +44,33 @@ fn main() {
             continue;
         };
         let outcome = script.run();
+        let start = match script.start {
+            Start::Accept { .. } => 0,
+            Start::Connect { .. } => 1,
+            Start::Cookie { .. } => 2,
+        };
+        let reincarnated = outcome.reincarnations > 0;
+        if (reincarnated && reopened >= REOPENED) || (!reincarnated && kept >= count) {
+            continue;
+        }
         let key = (
-            matches!(script.start, vnic_fuzz::stack::Start::Accept { .. }),
+            start,
             format!("{:?}", outcome.states),
             outcome.delivered > 0,
             outcome.sent > 0,
+            reincarnated,
         );
         if outcome.states.len() < 2 || !seen.insert(key) {
             continue;
         }
-        std::fs::write(out.join(format!("gen-{kept:03}")), &bytes).expect("write seed");
-        kept += 1;
+        let name = if reincarnated {
+            reopened += 1;
+            format!("reopen-{reopened:03}")
+        } else {
+            kept += 1;
+            format!("gen-{kept:03}")
+        };
+        std::fs::write(out.join(name), &bytes).expect("write seed");
     }
-    println!("{kept} seeds written to {}", out.display());
+    println!("{} seeds written to {}", kept + reopened, out.display());
 }

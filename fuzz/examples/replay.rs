@@ -1,5 +1,5 @@
 //! Runs fuzz inputs through a harness without libFuzzer, for debugging
-//! and timing: `cargo run --example replay -- frame|stack FILE...`.
+//! and timing: `cargo run --example replay -- TARGET FILE...`.
 //! With a directory, runs every file in it.
 
 use std::path::Path;
@@ -8,13 +8,10 @@ use std::time::Instant;
 fn main() {
     let mut args = std::env::args().skip(1);
     let target = args.next().unwrap_or_default();
-    let run: fn(&[u8]) = match target.as_str() {
-        "frame" => vnic_fuzz::frame::run,
-        "stack" => vnic_fuzz::stack::run,
-        _ => {
-            eprintln!("usage: replay frame|stack FILE|DIR...");
-            std::process::exit(2);
-        }
+    let Some((_, run)) = vnic_fuzz::TARGETS.iter().find(|(name, _)| *name == target) else {
+        let names: Vec<&str> = vnic_fuzz::TARGETS.iter().map(|(n, _)| *n).collect();
+        eprintln!("usage: replay {} FILE|DIR...", names.join("|"));
+        std::process::exit(2);
     };
     let mut files = Vec::new();
     for a in args {

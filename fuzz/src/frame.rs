@@ -23,7 +23,7 @@
 
 use crate::checksum;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
-use etherparse::{EtherType, NetSlice, SlicedPacket};
+use etherparse::{EtherType, NetSlice, SlicedPacket, TransportSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
@@ -31,6 +31,7 @@ use std::time::Instant;
 use vnic_adapter::emit::{build_tcp_frame, CaptureSink, Route};
 use vnic_adapter::filter::{ListenerSpec, Protocol};
 use vnic_adapter::rx::Decision;
+use vnic_adapter::tap::MAX_FRAME_LEN;
 use vnic_adapter::{
     Adapter, AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter,
     ToProcessor,
@@ -160,6 +161,13 @@ impl Rig {
 
     /// Feeds one frame, checks every invariant and returns the decision.
     pub fn feed(&mut self, frame: &[u8]) -> Decision {
+        self.feed_rx(frame, false)
+    }
+
+    /// Feeds one frame as a TAP read gives it, saying whether its TCP
+    /// checksum is taken on trust (offload), checks every invariant and
+    /// returns the decision.
+    pub fn feed_rx(&mut self, frame: &[u8], checksum_trusted: bool) -> Decision {
         let before = Snapshot::of(&self.counters);
         // Frames are handled from a buffer the adapter may keep (a
         // segment's text then goes over in place: the rig sets the
@@ -167,7 +175,7 @@ impl Rig {
         let mut buf = frame.to_vec();
         let d = self
             .adapter
-            .handle_rx_buffer(self.now, &mut buf, frame.len(), false);
+            .handle_rx_buffer(self.now, &mut buf, frame.len(), checksum_trusted);
         let after = Snapshot::of(&self.counters);
         let out = self.sink.take();
         let queued: Vec<(usize, ToProcessor)> = self
@@ -285,6 +293,7 @@ impl Rig {
                 assert_eq!(queued.len(), 1, "one segment queued");
                 assert!(matches!(queued[0], (q, ToProcessor::Segment(_)) if q == processor));
             }
+
             Decision::Datagram {
                 processor, port, ..
             } => {
@@ -302,6 +311,17 @@ impl Rig {
                 assert_eq!(dispatched, 0);
                 assert!(queued.is_empty(), "{d:?} queues nothing");
             }
+        }
+        if let (
+            Decision::Flow { .. } | Decision::NewConnection { .. },
+            [(_, ToProcessor::Segment(s))],
+        ) = (d, queued)
+        {
+            assert_eq!(
+                &s.segment.payload[..],
+                tcp_text(input).expect("a TCP frame"),
+                "the segment queued carries the frame's text"
+            );
         }
         for f in out {
             check_out_frame(f, self.mac, input.len());
@@ -325,6 +345,9 @@ fn check_out_frame(f: &[u8], mac: [u8; 6], input_len: usize) {
             f.len()
         );
     }
+    // Beyond the MTU only as an answer to a frame as large (a 64 KiB
+    // segment the kernel handed over whole): never past what IP carries.
+    assert!(f.len() <= MAX_FRAME_LEN, "a frame of {} bytes", f.len());
     if eth.ether_type() == EtherType::ARP {
         return;
     }
@@ -363,9 +386,18 @@ fn check_out_frame(f: &[u8], mac: [u8; 6], input_len: usize) {
     }
 }
 
+/// The text (payload) of the TCP segment in an Ethernet frame, within
+/// the IP packet's own length.
+pub fn tcp_text(frame: &[u8]) -> Option<&[u8]> {
+    match SlicedPacket::from_ethernet(frame).ok()?.transport? {
+        TransportSlice::Tcp(t) => Some(t.payload()),
+        _ => None,
+    }
+}
+
 /// The filter every rig starts from: round-robin, TCP 7/9/19/80 and UDP 7
 /// on every processor.
-fn template_filter() -> &'static Filter {
+pub fn template_filter() -> &'static Filter {
     static FILTER: OnceLock<Filter> = OnceLock::new();
     FILTER.get_or_init(|| {
         let mut filter = Filter::new(FilterMode::RoundRobin, PROCESSORS);

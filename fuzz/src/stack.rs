@@ -2,8 +2,12 @@
 //! application calls against one [`Connection`].
 //!
 //! A [`Script`] (decoded from the fuzzer's bytes with `arbitrary`) picks a
-//! configuration, starts the connection by `accept` (a peer SYN) or by
-//! `connect`, and runs up to [`MAX_OPS`] [`Op`]s. Sequence and
+//! configuration, starts the connection by `accept` (a peer SYN), by
+//! `connect`, or from a SYN cookie (the peer's ACK bringing back the
+//! cookie of a stateless SYN|ACK, as the adapter and the processor open
+//! it), and runs up to [`MAX_OPS`] [`Op`]s. A SYN that reincarnates the
+//! connection in TIME-WAIT opens the new one as the processor does:
+//! `Connection::accept` with an ISN from the [`IsnGenerator`]. Sequence and
 //! acknowledgment numbers are chosen relative to what the connection has
 //! said so far ([`Num`]) or absolute, so the fuzzer reaches every state
 //! without guessing 32-bit numbers. Every peer segment goes through
@@ -16,14 +20,18 @@
 //! application queued at that place in the stream, acknowledges exactly
 //! what arrived in order, puts its FIN after all queued data and only
 //! after `close`; `recv` returns the peer's bytes in order; timers that
-//! fired are gone; a closed connection has no timer.
+//! fired are gone; a closed connection has no timer. A genuine cookie
+//! younger than 64 s is accepted with the MSS the SYN asked for (or less,
+//! from the cookie's table), the connection it opens is ESTABLISHED, and
+//! a well-behaved new SYN (above RCV.NXT, no timestamps) reopens a
+//! connection in TIME-WAIT.
 
 use crate::checksum;
 use arbitrary::Arbitrary;
 use std::time::{Duration, Instant};
 use vnic_stack::{
-    wire, Config, CongestionAlgorithm, Connection, Control, Disposition, Event, FourTuple, Segment,
-    SeqNumber, State, TcpOptions,
+    wire, Config, CongestionAlgorithm, Connection, Control, Disposition, Event, FourTuple,
+    IsnGenerator, Segment, SeqNumber, State, SynCookies, TcpOptions,
 };
 
 /// Operations of one script that are run; the rest is ignored.
@@ -212,6 +220,15 @@ pub enum Op {
     Abort,
     /// The application turns Nagle off (true) or on.
     Nodelay(bool),
+    /// The peer opens a new connection from the same port: a SYN above
+    /// what we received (RCV.NXT + 1 + `gap`), as a client reusing its
+    /// port does; in TIME-WAIT it reincarnates the connection.
+    Reopen {
+        /// How far above RCV.NXT.
+        gap: u16,
+        /// With a timestamps option (TSval: the peer's clock).
+        ts: bool,
+    },
 }
 
 /// How the connection starts.
@@ -227,6 +244,21 @@ pub enum Start {
         window: u16,
         /// The SYN's options.
         options: PeerOptions,
+    },
+    /// Passive open from a SYN cookie: the peer's SYN is answered with a
+    /// stateless cookie SYN|ACK, and its ACK, `delay` seconds later,
+    /// brings the cookie back.
+    Cookie {
+        /// The peer's ISS.
+        peer_iss: u32,
+        /// The MSS option of the SYN.
+        mss: Option<u16>,
+        /// Seconds from the SYN to the ACK.
+        delay: u8,
+        /// SEG.WND of the ACK.
+        window: u16,
+        /// Data on the ACK (modulo [`MAX_PAYLOAD`] + 1 bytes).
+        len: u16,
     },
     /// Active open.
     Connect {
@@ -260,6 +292,10 @@ pub struct Outcome {
     pub sent: u64,
     /// The connection's counters at the end.
     pub stats: Option<vnic_stack::ConnStats>,
+    /// Times a SYN reincarnated the connection from TIME-WAIT.
+    pub reincarnations: u32,
+    /// The connection was opened from a SYN cookie.
+    pub from_cookie: bool,
 }
 
 /// The connection under test and what the harness knows about it.
@@ -289,6 +325,8 @@ pub struct Driver {
     delivered: u64,
     close_called: bool,
     outcome: Outcome,
+    /// The processor's ISN generator, for a reincarnation's ISS.
+    isn: IsnGenerator,
 }
 
 fn tuple(v6: bool) -> FourTuple {
@@ -421,6 +459,8 @@ impl Driver {
                 peer_iss, our_iss, ..
             }
             | Start::Connect { peer_iss, our_iss } => (SeqNumber(*peer_iss), SeqNumber(*our_iss)),
+            // Our ISS is the cookie, made below.
+            Start::Cookie { peer_iss, .. } => (SeqNumber(*peer_iss), SeqNumber(0)),
         };
         // A placeholder until the real connection is made below.
         let conn = Connection::connect(now, &cfg, tuple, our_iss);
@@ -444,7 +484,18 @@ impl Driver {
             delivered: 0,
             close_called: false,
             outcome: Outcome::default(),
+            isn: IsnGenerator::new([9; 16], now),
         };
+        if let Start::Cookie {
+            mss,
+            delay,
+            window,
+            len,
+            ..
+        } = *start
+        {
+            d.open_from_cookie(mss, delay, window, len)?;
+        }
         if let Start::Accept {
             window, options, ..
         } = start
@@ -465,6 +516,85 @@ impl Driver {
         }
         d.after_step();
         Some(d)
+    }
+
+    /// Opens the connection as the adapter and the processor open one
+    /// from a SYN cookie (see [`Start::Cookie`]); None when the cookie
+    /// came back too late (64 s or more) and nothing opened.
+    fn open_from_cookie(
+        &mut self,
+        mss: Option<u16>,
+        delay: u8,
+        window: u16,
+        len: u16,
+    ) -> Option<()> {
+        let jar = SynCookies::new([7; 16], self.start);
+        let syn = self.through_wire(&Segment {
+            src_port: self.tuple.remote.port(),
+            dst_port: self.tuple.local.port(),
+            seq: self.peer_next,
+            ack: None,
+            control: Control::Syn,
+            psh: false,
+            window: u16::MAX,
+            options: TcpOptions {
+                mss,
+                ..TcpOptions::default()
+            },
+            payload: Default::default(),
+        })?;
+        // The adapter's stateless answer (Adapter::cookie_syn).
+        let cookie = jar.make(self.now, &self.tuple, syn.seq, syn.options.mss);
+        let our_mss = self.cfg.mss(self.tuple.is_ipv6());
+        let syn_ack = SynCookies::syn_ack(&syn, cookie, our_mss, u16::MAX);
+        assert_eq!(syn_ack.ack, Some(syn.seq + 1), "the cookie SYN|ACK's ACK");
+        self.our_iss = cookie;
+        self.our_max = cookie;
+        self.check_ours(&syn_ack);
+        self.now += Duration::from_secs(u64::from(delay));
+        let n = usize::from(len) % (MAX_PAYLOAD + 1);
+        let seq = syn.seq + 1;
+        let ack = self.through_wire(&Segment {
+            src_port: self.tuple.remote.port(),
+            dst_port: self.tuple.local.port(),
+            seq,
+            ack: Some(cookie + 1),
+            control: Control::None,
+            psh: n > 0,
+            window,
+            options: TcpOptions::default(),
+            payload: peer_payload(seq, n, false).into(),
+        })?;
+        // The adapter's check (Adapter::cookie_ack).
+        let Some(mss) = jar.check(self.now, &self.tuple, &ack) else {
+            assert!(
+                delay >= 64,
+                "a genuine cookie refused {delay} s after its SYN"
+            );
+            return None;
+        };
+        let asked = syn.options.mss.unwrap_or(536).max(536);
+        assert!(
+            mss <= asked,
+            "the cookie carries MSS {mss}, the SYN {asked}"
+        );
+        // The processor's (Processor::accept_cookie): the SYN rebuilt from
+        // the cookie, the cookie our ISS; the SYN|ACK this connection would
+        // send went out already, statelessly.
+        let rebuilt = SynCookies::rebuilt_syn(&ack, mss);
+        self.incarnate(&rebuilt, cookie);
+        while let Some(s) = self.conn.poll_transmit(self.now) {
+            assert_eq!(s.control, Control::Syn, "only the SYN|ACK was due");
+            self.check_ours(&s);
+        }
+        self.feed(&ack);
+        assert_eq!(
+            self.conn.state(),
+            State::Established,
+            "a genuine cookie ACK opens the connection"
+        );
+        self.outcome.from_cookie = true;
+        Some(())
     }
 
     /// A new connection by `accept` of `syn` (the start, or a SYN that
@@ -502,8 +632,11 @@ impl Driver {
         if disposition == Disposition::Reincarnate {
             assert_eq!(was, State::TimeWait, "only TIME-WAIT reincarnates");
             assert_eq!(seg.control, Control::Syn);
-            let iss = self.our_max + 100_000;
+            // The processor forgets the old incarnation and accepts the
+            // SYN with a new ISN (Processor::accept).
+            let iss = self.isn.isn(self.now, &self.tuple);
             self.incarnate(seg, iss);
+            self.outcome.reincarnations += 1;
             return;
         }
         if was == State::SynSent && !matches!(self.conn.state(), State::SynSent | State::Closed) {
@@ -609,8 +742,50 @@ impl Driver {
             }
             Op::Abort => self.conn.abort(),
             Op::Nodelay(on) => self.conn.set_nodelay(*on),
+            Op::Reopen { gap, ts } => self.reopen(*gap, *ts),
         }
         self.after_step();
+    }
+
+    /// [`Op::Reopen`].
+    fn reopen(&mut self, gap: u16, ts: bool) {
+        let rcv_nxt = match self.irs {
+            Some(irs) => {
+                let fin = usize::from(self.conn.peer_fin_received());
+                irs + 1 + self.conn.stats().bytes_in as usize + fin
+            }
+            None => self.peer_next,
+        };
+        let syn = Segment {
+            src_port: self.tuple.remote.port(),
+            dst_port: self.tuple.local.port(),
+            seq: rcv_nxt + 1 + usize::from(gap),
+            ack: None,
+            control: Control::Syn,
+            psh: false,
+            window: u16::MAX,
+            options: TcpOptions {
+                mss: Some(1460),
+                window_scale: Some(7),
+                sack_permitted: true,
+                timestamps: ts.then(|| (self.peer_clock(), 0)),
+                ..TcpOptions::default()
+            },
+            payload: Default::default(),
+        };
+        let Some(syn) = self.through_wire(&syn) else {
+            return;
+        };
+        let was = self.conn.state();
+        let before = self.outcome.reincarnations;
+        self.feed(&syn);
+        if was == State::TimeWait && !ts {
+            assert_eq!(
+                self.outcome.reincarnations,
+                before + 1,
+                "a new SYN above RCV.NXT reopens TIME-WAIT (RFC 6191)"
+            );
+        }
     }
 
     /// Drains poll_transmit and the events, checking each.

@@ -137,8 +137,8 @@ mod stream_tests {
 
 #[cfg(test)]
 mod tests {
-    use super::super::echo::test_socket::FakeSocket;
     use super::*;
+    use crate::app::MemSocket;
 
     /// The stream's byte at offset `p`, computed the slow, obvious way.
     fn reference_byte(p: usize) -> u8 {
@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn chargen_first_lines_are_exact() {
         let mut app = Chargen::new();
-        let mut sock = FakeSocket::new(LINE_BYTES * 200);
+        let mut sock = MemSocket::new(LINE_BYTES * 200);
         app.poll(&mut sock);
         assert_eq!(sock.tx.len(), LINE_BYTES * 200);
         let l = lines(&sock.tx);
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn chargen_stream_is_unbroken_across_odd_capacities() {
         let mut app = Chargen::new();
-        let mut sock = FakeSocket::new(0);
+        let mut sock = MemSocket::new(0);
         let mut out = Vec::new();
         let mut cap = 1usize;
         while out.len() < 3 * PERIOD + 1234 {
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn chargen_ignores_input_and_closes_when_client_does() {
         let mut app = Chargen::new();
-        let mut sock = FakeSocket::new(100);
+        let mut sock = MemSocket::new(100);
         sock.push(b"hello, please stop");
         app.poll(&mut sock);
         assert!(sock.rx.is_empty(), "input is read and ignored");
@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn chargen_sends_nothing_without_capacity() {
         let mut app = Chargen::new();
-        let mut sock = FakeSocket::new(0);
+        let mut sock = MemSocket::new(0);
         app.poll(&mut sock);
         assert!(sock.tx.is_empty());
         assert!(!sock.closed());

@@ -51,13 +51,13 @@ impl App for Discard {
 
 #[cfg(test)]
 mod tests {
-    use super::super::echo::test_socket::FakeSocket;
     use super::*;
+    use crate::app::MemSocket;
 
     #[test]
     fn discard_reads_everything_sends_nothing() {
         let mut app = Discard::new();
-        let mut sock = FakeSocket::new(1000);
+        let mut sock = MemSocket::new(1000);
         sock.push(&vec![0xAB; 100_000]);
         app.poll(&mut sock);
         assert!(sock.rx.is_empty());
@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn discard_closes_once_after_fin() {
         let mut app = Discard::new();
-        let mut sock = FakeSocket::new(1000);
+        let mut sock = MemSocket::new(1000);
         sock.push(b"some bytes");
         app.poll(&mut sock);
         assert!(!sock.closed());

@@ -79,99 +79,10 @@ impl App for Echo {
     }
 }
 
-/// An in-memory [`Socket`] for the apps' unit tests: the test feeds the
-/// receive side, sets the send capacity, and reads back what was sent.
-#[cfg(test)]
-pub(crate) mod test_socket {
-    use crate::app::Socket;
-    use std::collections::VecDeque;
-
-    /// See the module doc.
-    #[derive(Debug, Default)]
-    pub(crate) struct FakeSocket {
-        /// Bytes "received from the peer", not yet read by the app.
-        pub rx: VecDeque<u8>,
-        /// Everything the app has sent, in order.
-        pub tx: Vec<u8>,
-        /// What `send_capacity()` reports; `send` uses it up.
-        pub capacity: usize,
-        /// Whether the peer's FIN has "arrived".
-        pub peer_fin: bool,
-        /// How many times the app called `close()`.
-        pub close_calls: usize,
-        /// Whether the app reset the connection.
-        pub aborted: bool,
-    }
-
-    impl FakeSocket {
-        /// A socket with `capacity` bytes of send space and nothing received.
-        pub fn new(capacity: usize) -> FakeSocket {
-            FakeSocket {
-                capacity,
-                ..FakeSocket::default()
-            }
-        }
-
-        /// The peer sends `data`.
-        pub fn push(&mut self, data: &[u8]) {
-            assert!(!self.peer_fin, "test bug: data after FIN");
-            self.rx.extend(data);
-        }
-
-        /// Takes everything sent so far.
-        pub fn take_tx(&mut self) -> Vec<u8> {
-            std::mem::take(&mut self.tx)
-        }
-
-        /// Whether the app closed its side.
-        pub fn closed(&self) -> bool {
-            self.close_calls > 0
-        }
-    }
-
-    impl Socket for FakeSocket {
-        fn recv(&mut self, buf: &mut [u8]) -> usize {
-            let n = buf.len().min(self.rx.len());
-            for (dst, src) in buf.iter_mut().zip(self.rx.drain(..n)) {
-                *dst = src;
-            }
-            n
-        }
-
-        fn recv_available(&self) -> usize {
-            self.rx.len()
-        }
-
-        fn send(&mut self, data: &[u8]) -> usize {
-            assert_eq!(self.close_calls, 0, "app sent after close()");
-            let n = data.len().min(self.capacity);
-            self.tx.extend_from_slice(&data[..n]);
-            self.capacity -= n;
-            n
-        }
-
-        fn send_capacity(&self) -> usize {
-            self.capacity
-        }
-
-        fn peer_closed(&self) -> bool {
-            self.peer_fin
-        }
-
-        fn close(&mut self) {
-            self.close_calls += 1;
-        }
-
-        fn abort(&mut self) {
-            self.aborted = true;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::test_socket::FakeSocket;
     use super::*;
+    use crate::app::MemSocket;
 
     fn data(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -181,7 +92,7 @@ mod tests {
     fn echo_returns_every_byte_with_tiny_send_capacity() {
         let input = data(10_000);
         let mut app = Echo::new();
-        let mut sock = FakeSocket::new(0);
+        let mut sock = MemSocket::new(0);
         sock.push(&input);
         let mut out = Vec::new();
         for round in 0.. {
@@ -200,7 +111,7 @@ mod tests {
     #[test]
     fn echo_reads_only_what_it_can_send() {
         let mut app = Echo::new();
-        let mut sock = FakeSocket::new(5);
+        let mut sock = MemSocket::new(5);
         sock.push(&data(100));
         app.poll(&mut sock);
         assert_eq!(sock.tx.len(), 5);
@@ -214,7 +125,7 @@ mod tests {
     fn echo_sends_rest_after_fin_then_closes_once() {
         let input = data(1000);
         let mut app = Echo::new();
-        let mut sock = FakeSocket::new(100);
+        let mut sock = MemSocket::new(100);
         sock.push(&input);
         sock.peer_fin = true;
         app.poll(&mut sock);
@@ -236,7 +147,7 @@ mod tests {
     #[test]
     fn echo_closes_on_fin_without_data() {
         let mut app = Echo::new();
-        let mut sock = FakeSocket::new(100);
+        let mut sock = MemSocket::new(100);
         app.poll(&mut sock);
         assert!(!sock.closed());
         sock.peer_fin = true;
@@ -248,7 +159,7 @@ mod tests {
     #[test]
     fn echo_keeps_bytes_a_short_send_refused() {
         /// A socket whose `send` takes only half (rounded up) of what it promised.
-        struct Stingy(FakeSocket);
+        struct Stingy(MemSocket);
         impl Socket for Stingy {
             fn recv(&mut self, buf: &mut [u8]) -> usize {
                 self.0.recv(buf)
@@ -275,7 +186,7 @@ mod tests {
         }
         let input = data(50);
         let mut app = Echo::new();
-        let mut sock = Stingy(FakeSocket::new(0));
+        let mut sock = Stingy(MemSocket::new(0));
         sock.0.push(&input);
         sock.0.peer_fin = true;
         for _ in 0..1000 {

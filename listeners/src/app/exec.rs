@@ -578,7 +578,7 @@ impl Drop for Exec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::echo::test_socket::FakeSocket;
+    use crate::app::MemSocket;
     use crate::stats::Registry;
 
     /// Long enough for any of these programs, short enough to fail fast.
@@ -598,7 +598,7 @@ mod tests {
         poll: mio::Poll,
         events: mio::Events,
         app: Exec,
-        sock: FakeSocket,
+        sock: MemSocket,
     }
 
     fn context(poll: &mio::Poll, conn: u64) -> AppContext {
@@ -621,7 +621,7 @@ mod tests {
                 poll,
                 events: mio::Events::with_capacity(16),
                 app,
-                sock: FakeSocket::new(1 << 20),
+                sock: MemSocket::new(1 << 20),
             }
         }
 
@@ -637,7 +637,7 @@ mod tests {
                 .poll(&mut self.events, Some(Duration::from_millis(20)));
         }
 
-        fn run_until(&mut self, what: &str, done: impl Fn(&FakeSocket) -> bool) {
+        fn run_until(&mut self, what: &str, done: impl Fn(&MemSocket) -> bool) {
             let deadline = Instant::now() + PATIENCE;
             while !done(&self.sock) {
                 assert!(Instant::now() < deadline, "timed out waiting: {what}");
@@ -723,7 +723,7 @@ mod tests {
             "sh -c 'echo $TCPREMOTEIP $TCPREMOTEPORT $TCPLOCALIP $TCPLOCALPORT \
              $PROTO $VNIC_PROCESSOR $VNIC_CONNECTION'",
         );
-        rig.run_until("the program's output and FIN", FakeSocket::closed);
+        rig.run_until("the program's output and FIN", MemSocket::closed);
         assert_eq!(
             String::from_utf8_lossy(&rig.sock.tx),
             "10.0.0.1 40000 10.0.0.2 7 TCP 0 7\n"
@@ -733,7 +733,7 @@ mod tests {
     #[test]
     fn a_program_that_exits_at_once_closes_the_connection_cleanly() {
         let mut rig = Rig::new("/bin/true");
-        rig.run_until("FIN", FakeSocket::closed);
+        rig.run_until("FIN", MemSocket::closed);
         assert!(rig.sock.tx.is_empty());
         assert!(!rig.sock.aborted);
         let pid = rig.app.pid();
@@ -751,7 +751,7 @@ mod tests {
         assert!(rig.sock.tx.is_empty(), "the program still reads");
         assert!(rig.sock.rx.is_empty(), "the input went to the program");
         rig.sock.peer_fin = true;
-        rig.run_until("output after EOF on stdin", FakeSocket::closed);
+        rig.run_until("output after EOF on stdin", MemSocket::closed);
         assert_eq!(rig.sock.tx, b"stdin-closed\n");
     }
 
@@ -759,7 +759,7 @@ mod tests {
     fn the_program_exit_ends_its_output_though_a_grandchild_holds_stdout() {
         let mut rig = Rig::new("sh -c 'sleep 3 & echo bye'");
         let t = Instant::now();
-        rig.run_until("FIN after the exit", FakeSocket::closed);
+        rig.run_until("FIN after the exit", MemSocket::closed);
         assert_eq!(rig.sock.tx, b"bye\n");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }
@@ -772,7 +772,7 @@ mod tests {
             rig.turn();
         }
         rig.sock.peer_fin = true;
-        rig.run_until("FIN", FakeSocket::closed);
+        rig.run_until("FIN", MemSocket::closed);
         assert_eq!(rig.sock.tx, b"done\n");
         assert!(rig.sock.rx.is_empty(), "client bytes read and dropped");
     }
@@ -780,14 +780,14 @@ mod tests {
     #[test]
     fn stderr_lines_do_not_disturb_stdout() {
         let mut rig = Rig::new("sh -c 'echo to-stderr >&2; printf partial >&2; echo out'");
-        rig.run_until("FIN", FakeSocket::closed);
+        rig.run_until("FIN", MemSocket::closed);
         assert_eq!(rig.sock.tx, b"out\n");
     }
 
     #[test]
     fn children_start_with_sigpipe_at_its_default() {
         let mut rig = Rig::new("cat /proc/self/status");
-        rig.run_until("FIN", FakeSocket::closed);
+        rig.run_until("FIN", MemSocket::closed);
         let status = String::from_utf8_lossy(&rig.sock.tx).into_owned();
         let ignored = status
             .lines()
@@ -881,7 +881,7 @@ mod tests {
     #[test]
     fn after_a_clean_close_the_program_gets_a_grace_period_then_sigterm() {
         let mut rig = Rig::new("sh -c 'exec >&-; exec sleep 30'");
-        rig.run_until("FIN at the end of stdout", FakeSocket::closed);
+        rig.run_until("FIN at the end of stdout", MemSocket::closed);
         let pid = rig.app.pid();
         rig.app.on_closed(CloseReason::Normal);
         drop(rig);

@@ -25,8 +25,11 @@ pub mod discard;
 pub mod echo;
 pub mod exec;
 pub mod http;
+mod mem;
 pub mod proxy;
 pub mod udp;
+
+pub use mem::MemSocket;
 
 /// The app's view of one TCP connection.
 pub trait Socket {

@@ -143,6 +143,31 @@ impl Request {
     }
 }
 
+impl Request {
+    /// Parses one request line (without its newline), as the server reads
+    /// it; the error is the refusal's message. Public so the `control`
+    /// fuzz target (fuzz/) parses exactly what the server parses.
+    pub fn from_line(line: &[u8]) -> Result<Request, String> {
+        serde_json::from_slice(line).map_err(|e| one_line(&format!("bad request: {e}")))
+    }
+}
+
+/// `text` with every control character written as its escape (`\n`,
+/// `\u{1b}`): a refusal may quote what the client sent (serde names an
+/// unknown command as written), and `vnic ctl` prints it as one line on
+/// a terminal.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The answer to one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
@@ -175,15 +200,26 @@ impl Response {
         }
     }
 
-    /// A refusal with its reason.
+    /// A refusal with its reason (control characters escaped, so it is
+    /// one line).
     pub fn error(msg: impl Into<String>) -> Response {
         Response {
             ok: false,
-            error: Some(msg.into()),
+            error: Some(one_line(&msg.into())),
             status: None,
             notes: Vec::new(),
             sockets: None,
         }
+    }
+
+    /// The response as the server sends it: one JSON line. Public so the
+    /// `control` fuzz target (fuzz/) checks the very bytes a client reads.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut text = serde_json::to_vec(self).unwrap_or_else(|_| {
+            br#"{"ok":false,"error":"the answer could not be written as JSON"}"#.to_vec()
+        });
+        text.push(b'\n');
+        text
     }
 }
 

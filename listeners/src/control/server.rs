@@ -842,16 +842,7 @@ fn refuse(stream: &UnixStream, msg: &str) {
     log::warn!("control socket: a caller was refused: {msg}");
     let _ = stream.set_nonblocking(true);
     let mut w = stream;
-    let _ = w.write_all(&answer_line(&Response::error(msg)));
-}
-
-/// `resp` as one JSON line.
-fn answer_line(resp: &Response) -> Vec<u8> {
-    let mut text = serde_json::to_vec(resp).unwrap_or_else(|_| {
-        br#"{"ok":false,"error":"the answer could not be written as JSON"}"#.to_vec()
-    });
-    text.push(b'\n');
-    text
+    let _ = w.write_all(&Response::error(msg).to_line());
 }
 
 /// Writes all of `bytes` before `deadline`, or fails.
@@ -887,7 +878,7 @@ fn client(stream: UnixStream, handler: &dyn Handler, stop: &AtomicBool, limits: 
     let reply = |resp: &Response| {
         write_by(
             &stream,
-            &answer_line(resp),
+            &resp.to_line(),
             Instant::now() + limits.write_timeout,
         )
     };
@@ -933,7 +924,7 @@ fn client(stream: UnixStream, handler: &dyn Handler, stop: &AtomicBool, limits: 
         if !complete {
             continue;
         }
-        let resp = match serde_json::from_slice::<Request>(&line) {
+        let resp = match Request::from_line(&line) {
             // After its answer the connection is the capture's stream.
             Ok(Request::Capture { filter, processor }) => {
                 match handler.capture(filter, processor) {
@@ -951,7 +942,7 @@ fn client(stream: UnixStream, handler: &dyn Handler, stop: &AtomicBool, limits: 
                 }
             }
             Ok(req) => handler.handle(req),
-            Err(e) => Response::error(format!("bad request: {e}")),
+            Err(e) => Response::error(e),
         };
         line.clear();
         first_byte = None;

@@ -470,6 +470,14 @@ impl Dispatcher {
     pub fn waiting(&self) -> usize {
         self.waiting.len()
     }
+
+    /// Takes every job waiting for a back-end, oldest first. It exists so
+    /// a harness with no back-end threads (a dispatcher of 0 back-ends:
+    /// the `framing` fuzz target, fuzz/) sees what the forwarders framed
+    /// and answers it itself.
+    pub fn take_waiting(&mut self) -> Vec<Job> {
+        self.waiting.drain(..).map(|e| e.job).collect()
+    }
 }
 
 /// The answer to a job given up after crashing `backend`: 503 for HTTP,
@@ -798,12 +806,9 @@ mod tests {
         d.lock().set_up(0, false).expect("down");
         d.lock().set_up(1, false).expect("down");
         // 100 clients pipeline 200 KiB of echo each while every back-end is down.
-        let mut conns: Vec<(
-            super::super::Forwarder,
-            crate::app::echo::test_socket::FakeSocket,
-        )> = (0..100u64)
+        let mut conns: Vec<(super::super::Forwarder, crate::app::MemSocket)> = (0..100u64)
             .map(|c| {
-                let mut sock = crate::app::echo::test_socket::FakeSocket::new(1 << 30);
+                let mut sock = crate::app::MemSocket::new(1 << 30);
                 sock.push(&vec![c as u8; 200 * 1024]);
                 let f = super::super::Forwarder::new(crate::app::AppKind::Echo, c, d.clone());
                 (f, sock)

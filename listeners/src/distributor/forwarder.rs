@@ -172,10 +172,15 @@ impl Forwarder {
                 _ => None,
             };
             if let Some(len) = complete {
+                let len = len.min(self.http_buf.len());
+                if len > max {
+                    // All that `read_bounded` lets in, and one byte too many.
+                    return false;
+                }
                 if !self.may_submit(0) {
                     break;
                 }
-                let rest = self.http_buf.split_off(len.min(self.http_buf.len()));
+                let rest = self.http_buf.split_off(len);
                 let request = std::mem::replace(&mut self.http_buf, rest);
                 let connection = self.conn;
                 self.submit(
@@ -207,8 +212,9 @@ impl Forwarder {
     }
 
     /// Answers in the distributor itself, in its place among the
-    /// connection's requests, and closes after it.
-    fn answer_here(&mut self, bytes: Vec<u8>) {
+    /// connection's requests, and closes (or, with `reset`, resets)
+    /// after it.
+    fn answer_here(&mut self, bytes: Vec<u8>, reset: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.weights.push_back(0);
@@ -221,7 +227,7 @@ impl Forwarder {
             generation: 0,
             bytes,
             close: true,
-            reset: false,
+            reset,
         });
     }
 
@@ -273,8 +279,9 @@ impl Forwarder {
         self.blocked = false;
         if let Some(h) = self.requests.clone() {
             if !self.read_requests(sock, &h) {
-                sock.abort();
-                self.closed = true;
+                // Too long to be a request: reset, after the answers to
+                // the requests before it.
+                self.answer_here(Vec::new(), true);
             }
             return;
         }
@@ -339,7 +346,7 @@ impl Forwarder {
                     }
                     Err(status) => {
                         self.body = None;
-                        self.answer_here(error_response(status));
+                        self.answer_here(error_response(status), false);
                     }
                 }
                 continue;
@@ -633,7 +640,7 @@ mod ordering_tests {
         assert!(!sock.closed);
     }
 
-    use crate::app::echo::test_socket::FakeSocket;
+    use crate::app::MemSocket;
     use crate::distributor::backend::app_handler;
 
     /// A forwarder over real back-ends running the real apps.
@@ -653,7 +660,7 @@ mod ordering_tests {
         f: &mut Forwarder,
         d: &Arc<Mutex<Dispatcher>>,
         rx: &Receiver<FromBackend>,
-        sock: &mut FakeSocket,
+        sock: &mut MemSocket,
         wait: Duration,
     ) -> usize {
         let mut n = 0;
@@ -693,7 +700,7 @@ mod ordering_tests {
     #[test]
     fn a_pipelining_client_that_reads_nothing_is_not_read_past_the_bound() {
         let (mut f, d, rx) = real(AppKind::Http, 2);
-        let mut sock = FakeSocket::new(0);
+        let mut sock = MemSocket::new(0);
         let n = 10_000;
         let one = b"GET /stats HTTP/1.1\r\n\r\n";
         for _ in 0..n {
@@ -730,7 +737,7 @@ mod ordering_tests {
     /// and whether the connection was closed.
     fn http_exchange(input: &[u8], piece: usize) -> (Vec<(u16, Vec<u8>)>, bool) {
         let (mut f, d, rx) = real(AppKind::Http, 2);
-        let mut sock = FakeSocket::new(1 << 30);
+        let mut sock = MemSocket::new(1 << 30);
         for part in input.chunks(piece) {
             sock.push(part);
             f.poll(&mut sock);
@@ -810,7 +817,7 @@ mod ordering_tests {
                 .expect("start"),
         ));
         let mut f = Forwarder::new(AppKind::Echo, 1, d);
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(b"abc");
         f.poll(&mut sock);
         sock.push(b"def");

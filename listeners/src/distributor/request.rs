@@ -69,8 +69,8 @@ pub trait RequestHandler: Send + Sync {
     /// The answer to one whole request (at a back-end in the distributor
     /// model, at the processor otherwise).
     fn handle(&self, ctx: &RequestContext, request: &[u8]) -> Response;
-    /// The longest request accepted; a client that sends more without
-    /// completing one is reset.
+    /// The longest request accepted; a longer one, or more bytes than
+    /// this without a complete request, resets the connection.
     fn max_request(&self) -> usize {
         MAX_REQUEST
     }
@@ -207,6 +207,12 @@ impl App for RequestApp {
             };
             if let Some(len) = complete {
                 let len = len.min(self.input.len());
+                if len > self.handler.max_request() {
+                    // All that `read` lets in, and one byte too many.
+                    sock.abort();
+                    self.done = true;
+                    return;
+                }
                 let rest = self.input.split_off(len);
                 let request = std::mem::replace(&mut self.input, rest);
                 let r = self.handler.handle(&self.ctx, &request);
@@ -240,7 +246,7 @@ impl App for RequestApp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::echo::test_socket::FakeSocket;
+    use crate::app::MemSocket;
     use crate::stats::Registry;
 
     /// Lines: each answered with its length; `bye` closes.
@@ -271,7 +277,7 @@ mod tests {
     #[test]
     fn pipelined_requests_are_answered_in_order() {
         let mut a = app();
-        let mut sock = FakeSocket::new(1 << 16);
+        let mut sock = MemSocket::new(1 << 16);
         sock.push(b"a\nbcd\nef");
         a.poll(&mut sock);
         assert_eq!(sock.tx, b"3 2\n3 4\n");
@@ -283,7 +289,7 @@ mod tests {
     #[test]
     fn the_next_request_waits_until_the_answer_is_sent() {
         let mut a = app();
-        let mut sock = FakeSocket::new(2);
+        let mut sock = MemSocket::new(2);
         sock.push(&b"a\n".repeat(20));
         a.poll(&mut sock);
         assert_eq!(sock.tx, b"3 ");
@@ -298,7 +304,7 @@ mod tests {
     #[test]
     fn an_endless_request_resets_the_connection() {
         let mut a = app();
-        let mut sock = FakeSocket::new(1 << 16);
+        let mut sock = MemSocket::new(1 << 16);
         sock.push(&[b'x'; 40]);
         a.poll(&mut sock);
         assert!(sock.aborted);
@@ -308,7 +314,7 @@ mod tests {
     #[test]
     fn a_closing_answer_closes_after_it_is_sent() {
         let mut a = app();
-        let mut sock = FakeSocket::new(1 << 16);
+        let mut sock = MemSocket::new(1 << 16);
         sock.push(b"bye\nmore\n");
         a.poll(&mut sock);
         assert_eq!(sock.tx, b"3 4\n");
@@ -318,7 +324,7 @@ mod tests {
     #[test]
     fn the_clients_fin_closes_once_answers_are_out() {
         let mut a = app();
-        let mut sock = FakeSocket::new(1 << 16);
+        let mut sock = MemSocket::new(1 << 16);
         sock.push(b"a\nhalf");
         sock.peer_fin = true;
         a.poll(&mut sock);

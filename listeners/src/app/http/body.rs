@@ -6,7 +6,7 @@ use super::*;
 
 /// How a request's body is framed (RFC 9112 section 6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BodyFraming {
+pub enum BodyFraming {
     /// This many bytes (Content-Length; 0 without one).
     Length(u64),
     /// The chunked transfer coding.
@@ -18,7 +18,7 @@ pub(super) const MAX_CHUNK_LINE: usize = 4 * 1024;
 
 /// The rest of one request body, read and dropped as its bytes arrive.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum BodyReader {
+pub enum BodyReader {
     /// Bytes left of a Content-Length body.
     Length(u64),
     /// A chunked body (RFC 9112 section 7.1).
@@ -27,7 +27,7 @@ pub(crate) enum BodyReader {
 
 impl BodyReader {
     /// The reader of a body framed so; None when there is no body.
-    pub(crate) fn new(framing: BodyFraming) -> Option<BodyReader> {
+    pub fn new(framing: BodyFraming) -> Option<BodyReader> {
         match framing {
             BodyFraming::Length(0) => None,
             BodyFraming::Length(n) => Some(BodyReader::Length(n)),
@@ -38,7 +38,7 @@ impl BodyReader {
     /// Takes the body's bytes at the start of `buf`: how many it took, and
     /// whether the body is complete; the status to answer with when the
     /// body is malformed.
-    pub(crate) fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), Status> {
+    pub fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), Status> {
         match self {
             BodyReader::Length(left) => {
                 let n = (buf.len() as u64).min(*left);
@@ -79,7 +79,7 @@ pub(super) enum Chunk {
 /// fields (at most [`MAX_HEAD`] bytes in all), a blank line. Lines may end
 /// in a bare LF, as request heads may.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ChunkedBody {
+pub struct ChunkedBody {
     state: Chunk,
     /// Bytes of the current size line, or of the trailer section.
     line: usize,

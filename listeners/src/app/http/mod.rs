@@ -26,16 +26,21 @@ mod parse;
 
 use super::{App, AppContext, Socket};
 use crate::stats::ProcessorSnapshot;
-pub(crate) use body::{BodyFraming, BodyReader};
+// The parser's pieces are public so the `http` and `framing` fuzz
+// targets (fuzz/) drive exactly what the server and the distributor run.
+pub use body::{BodyFraming, BodyReader, ChunkedBody};
 use parse::*;
-pub(crate) use parse::{bad_request_line, find_head_end, request_framing};
+pub use parse::{
+    bad_request_line, find_head_end, parse_head, request_framing, Request, RequestLine,
+};
 use serde::Serialize;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest request head (request line plus header fields) accepted; a
-/// longer one is answered 431 and the connection closed.
-const MAX_HEAD: usize = 16 * 1024;
+/// longer one is answered 431 and the connection closed. Public so the
+/// fuzz targets can check that no more is ever held.
+pub const MAX_HEAD: usize = 16 * 1024;
 /// No further request is parsed while this many response bytes wait.
 const OUT_HIGH_WATER: usize = 64 * 1024;
 /// Bytes read (and dropped) per step once our side is closed.
@@ -78,7 +83,7 @@ pub struct Http {
 
 /// The protocol versions a request may carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Version {
+pub enum Version {
     /// HTTP/1.0: closes after each response unless asked to keep alive.
     Http10,
     /// HTTP/1.1 (and any later 1.x): keeps alive unless asked to close.
@@ -87,7 +92,7 @@ enum Version {
 
 /// What the server does with a request's method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Method {
+pub enum Method {
     /// Served.
     Get,
     /// Served like GET, without the body.
@@ -100,7 +105,7 @@ enum Method {
 
 /// The resources this server has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Route {
+pub enum Route {
     /// `/`: who served the request.
     Root,
     /// `/stats`: every processor's counters.
@@ -114,7 +119,7 @@ enum Route {
 
 /// The status codes this server answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Status {
+pub enum Status {
     /// 200.
     Ok,
     /// 400: the request cannot be understood.
@@ -137,7 +142,8 @@ pub(crate) enum Status {
 }
 
 impl Status {
-    fn code(self) -> u16 {
+    /// The three-digit code.
+    pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
             Status::BadRequest => 400,
@@ -561,8 +567,8 @@ fn http_date(t: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::echo::test_socket::FakeSocket;
     use super::*;
+    use crate::app::MemSocket;
     use crate::stats::Registry;
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
@@ -647,9 +653,9 @@ mod tests {
     }
 
     /// Feeds `request` in one piece with ample send space, polls once.
-    fn exchange(request: &[u8]) -> (FakeSocket, Vec<u8>) {
+    fn exchange(request: &[u8]) -> (MemSocket, Vec<u8>) {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(request);
         app.poll(&mut sock);
         let tx = sock.take_tx();
@@ -844,7 +850,7 @@ mod tests {
         let request =
             b"GET /stats HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\nGET / HTTP/1.0\r\n\r\n";
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         let first_head_len = 45;
         assert_eq!(&request[first_head_len - 4..first_head_len], b"\r\n\r\n");
         for (i, &b) in request.iter().enumerate() {
@@ -960,7 +966,7 @@ mod tests {
     #[test]
     fn http_get_body_split_across_polls_is_skipped() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(b"GET / HTTP/1.1\r\nContent-Length: 40000\r\n\r\n");
         app.poll(&mut sock);
         for _ in 0..40 {
@@ -1006,7 +1012,7 @@ mod tests {
                     5;name=value\r\nhello\r\nA\r\n0123456789\r\n\
                     0\r\nX-Trailer: yes\r\n\r\nGET /stats HTTP/1.1\r\n\r\n";
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         for &b in req.iter() {
             sock.push(&[b]);
             app.poll(&mut sock);
@@ -1092,7 +1098,7 @@ mod tests {
     #[test]
     fn http_oversized_head_is_431_then_close() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(b"GET / HTTP/1.1\r\n");
         for i in 0..2000 {
             sock.push(format!("X-Filler-{i}: {}\r\n", "y".repeat(20)).as_bytes());
@@ -1115,7 +1121,7 @@ mod tests {
     #[test]
     fn http_peer_fin_without_request_closes() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1000);
+        let mut sock = MemSocket::new(1000);
         app.poll(&mut sock);
         assert!(!sock.closed());
         sock.peer_fin = true;
@@ -1127,7 +1133,7 @@ mod tests {
     #[test]
     fn http_peer_fin_after_requests_answers_then_closes() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(1 << 20);
+        let mut sock = MemSocket::new(1 << 20);
         sock.push(b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n");
         sock.peer_fin = true;
         app.poll(&mut sock);
@@ -1139,7 +1145,7 @@ mod tests {
     #[test]
     fn http_response_waits_for_send_space_and_closes_after_it() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(10);
+        let mut sock = MemSocket::new(10);
         sock.push(b"GET /stats HTTP/1.0\r\n\r\n");
         app.poll(&mut sock);
         assert_eq!(sock.tx.len(), 10);
@@ -1160,7 +1166,7 @@ mod tests {
     #[test]
     fn http_stops_parsing_while_responses_wait() {
         let mut app = Http::new(ctx());
-        let mut sock = FakeSocket::new(0);
+        let mut sock = MemSocket::new(0);
         let one = b"GET / HTTP/1.1\r\n\r\n";
         let n = 10_000;
         for _ in 0..n {

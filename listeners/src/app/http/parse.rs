@@ -5,34 +5,38 @@ use super::*;
 
 /// What the request line says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct RequestLine {
-    pub(super) method: Method,
-    pub(super) route: Route,
-    pub(super) version: Version,
+pub struct RequestLine {
+    /// What the server does with the method.
+    pub method: Method,
+    /// The resource the target names.
+    pub route: Route,
+    /// The protocol version.
+    pub version: Version,
 }
 
 /// A parsed request head, reduced to what the server acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Request {
-    pub(super) line: RequestLine,
+pub struct Request {
+    /// The request line.
+    pub line: RequestLine,
     /// Whether the connection stays open after the response.
-    pub(super) keep_alive: bool,
+    pub keep_alive: bool,
     /// How the body that follows the head is framed.
-    pub(super) body: BodyFraming,
+    pub body: BodyFraming,
     /// `Expect: 100-continue` was given.
-    pub(super) expect_continue: bool,
+    pub expect_continue: bool,
 }
 
 /// How a complete request head frames its body, and whether the
 /// connection stays open after it; None when the head is not acceptable
 /// (it is answered with an error, and the connection closes).
-pub(crate) fn request_framing(head: &[u8]) -> Option<(BodyFraming, bool)> {
+pub fn request_framing(head: &[u8]) -> Option<(BodyFraming, bool)> {
     parse_head(head).ok().map(|r| (r.body, r.keep_alive))
 }
 
 /// Whether the first line of `buf` is complete and no valid request line
 /// (answered 400 at once, without waiting for the rest of the head).
-pub(crate) fn bad_request_line(buf: &[u8]) -> bool {
+pub fn bad_request_line(buf: &[u8]) -> bool {
     buf.iter()
         .position(|&b| b == b'\n')
         .is_some_and(|nl| parse_request_line(strip_cr(&buf[..nl])).is_err())
@@ -47,7 +51,7 @@ pub(super) fn strip_cr(line: &[u8]) -> &[u8] {
 /// is complete. The search starts at `from`, before which the caller knows
 /// there is no line end followed by a blank line. Lines may end in CRLF or,
 /// leniently (RFC 9112 section 2.2), in a bare LF.
-pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while let Some(off) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
         let nl = i + off;
@@ -204,7 +208,7 @@ pub(super) fn parse_content_length(value: &[u8]) -> Result<u64, Status> {
 }
 
 /// Parses a complete request head (ending with its blank line).
-pub(super) fn parse_head(head: &[u8]) -> Result<Request, Status> {
+pub fn parse_head(head: &[u8]) -> Result<Request, Status> {
     let mut lines = head.split(|&b| b == b'\n').map(strip_cr);
     let line = parse_request_line(lines.next().ok_or(Status::BadRequest)?)?;
     let mut conn_close = false;

@@ -2,7 +2,7 @@
 //! back-end), with the client side an in-memory socket.
 
 use super::*;
-use crate::app::echo::test_socket::FakeSocket;
+use crate::app::MemSocket;
 use crate::stats::Registry;
 use std::net::TcpListener;
 
@@ -37,9 +37,9 @@ fn count(r: &serde_json::Map<String, serde_json::Value>, k: &str) -> u64 {
 /// to be polled every few milliseconds, as the processor would).
 fn poll_until(
     app: &mut Box<dyn App>,
-    sock: &mut FakeSocket,
+    sock: &mut MemSocket,
     what: &str,
-    mut done: impl FnMut(&FakeSocket) -> bool,
+    mut done: impl FnMut(&MemSocket) -> bool,
 ) {
     let deadline = Instant::now() + PATIENCE;
     while !done(sock) {
@@ -103,7 +103,7 @@ fn processor_k_goes_to_target_k_mod_t() {
     let (l1, a1) = listener();
     let svc = ProxyService::new(vec![a0, a1], ProxyOptions::default());
     let mut apps: Vec<Box<dyn App>> = (0..4).map(|k| svc.open(ctx(k)).expect("open")).collect();
-    let mut sock = FakeSocket::new(1 << 16);
+    let mut sock = MemSocket::new(1 << 16);
     for app in &mut apps {
         poll_until(app, &mut sock, "connect", |_| true);
     }
@@ -143,7 +143,7 @@ fn bytes_go_both_ways_and_half_closes_pass_through() {
         s.write_all(b"answer").expect("write");
         got
     });
-    let mut sock = FakeSocket::new(1 << 16);
+    let mut sock = MemSocket::new(1 << 16);
     sock.push(b"request");
     sock.peer_fin = true;
     poll_until(&mut app, &mut sock, "the back-end's answer and FIN", |s| {
@@ -176,7 +176,7 @@ fn a_client_that_does_not_read_stops_the_relay_reading_the_back_end() {
         }
         sent
     });
-    let mut sock = FakeSocket::new(0);
+    let mut sock = MemSocket::new(0);
     let deadline = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < deadline {
         app.poll(&mut sock);
@@ -198,7 +198,7 @@ fn a_back_end_that_does_not_read_closes_the_clients_window() {
     let svc = ProxyService::new(vec![a], ProxyOptions::default());
     let mut app = svc.open(ctx(0)).expect("open");
     let (_held, _) = l.accept().expect("accept");
-    let mut sock = FakeSocket::new(1 << 16);
+    let mut sock = MemSocket::new(1 << 16);
     let mut offered = 0usize;
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
@@ -228,7 +228,7 @@ fn a_refused_connect_resets_the_client_and_counts_a_failure() {
     match svc.open(ctx(0)) {
         Err(_) => {}
         Ok(mut app) => {
-            let mut sock = FakeSocket::new(1 << 16);
+            let mut sock = MemSocket::new(1 << 16);
             poll_until(&mut app, &mut sock, "the reset", |s| s.aborted);
         }
     }
@@ -241,7 +241,7 @@ fn a_back_end_reset_resets_the_client() {
     let (l, a) = listener();
     let svc = ProxyService::new(vec![a], ProxyOptions::default());
     let mut app = svc.open(ctx(0)).expect("open");
-    let mut sock = FakeSocket::new(1 << 16);
+    let mut sock = MemSocket::new(1 << 16);
     let (s, _) = l.accept().expect("accept");
     poll_until(&mut app, &mut sock, "connected", |_| {
         count(&row(&svc, 0), "connects") == 1
@@ -257,7 +257,7 @@ fn a_client_reset_resets_the_back_end() {
     let (l, a) = listener();
     let svc = ProxyService::new(vec![a], ProxyOptions::default());
     let mut app = svc.open(ctx(0)).expect("open");
-    let mut sock = FakeSocket::new(1 << 16);
+    let mut sock = MemSocket::new(1 << 16);
     let (mut s, _) = l.accept().expect("accept");
     poll_until(&mut app, &mut sock, "connected", |_| {
         count(&row(&svc, 0), "connects") == 1
@@ -286,7 +286,7 @@ fn our_fin_waits_for_the_client_bytes_when_both_ends_closed() {
     let data: Vec<u8> = (0..16usize << 20)
         .map(|i| (i * 31 + i / 997) as u8)
         .collect();
-    let mut sock = FakeSocket::new(1 << 16);
+    let mut sock = MemSocket::new(1 << 16);
     sock.push(&data);
     sock.peer_fin = true;
     // The back-end does not read yet: its kernel's buffers fill, the

@@ -1,0 +1,4 @@
+//! See `vnic_fuzz::control` for what an input is and what is checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vnic_fuzz::control::run(data));
