@@ -179,6 +179,15 @@ impl RequestHandler for Lines {
     }
 }
 
+/// The requests up to the first one [`Lines`] answers with a close.
+fn until_close(requests: &[Vec<u8>]) -> &[Vec<u8>] {
+    let end = requests
+        .iter()
+        .position(|r| r == b"bye\n")
+        .map_or(requests.len(), |i| i + 1);
+    &requests[..end]
+}
+
 /// Checks that every request is a piece of `stream`, in order (a request
 /// can only be found at or after the end of the one before).
 fn in_order(stream: &[u8], requests: &[Vec<u8>]) {
@@ -268,7 +277,16 @@ fn check_lines(stream: &[u8], answers: Answers, max: usize) {
     let whole = run(&[stream.len()], usize::MAX / 2);
     let cuts = pieces(stream.len(), seed, 1 + (seed % 61) as usize);
     let cut = run(&cuts, 1 + (seed >> 8) as usize % 500);
-    assert_eq!(whole, cut, "all at once and in pieces");
+    assert_eq!(whole.output, cut.output, "all at once and in pieces");
+    assert_eq!((whole.closed, whole.aborted), (cut.closed, cut.aborted));
+    // Requests pipelined behind one whose answer closes may be forwarded
+    // before that answer comes back (the handler decides at a back-end);
+    // they are never answered. Up to that one, both runs forward alike.
+    assert_eq!(
+        until_close(&whole.requests),
+        until_close(&cut.requests),
+        "all at once and in pieces"
+    );
     in_order(stream, &whole.requests);
     for r in &whole.requests {
         assert!(

@@ -29,8 +29,8 @@
 use crate::split::{hash, pieces};
 use std::sync::{Arc, OnceLock};
 use vnic_listeners::app::http::{
-    bad_request_line, find_head_end, parse_head, request_framing, BodyFraming, BodyReader, Http,
-    Method, Request, Route, Version,
+    bad_request_line, blank_lines, find_head_end, parse_head, request_framing, BodyFraming,
+    BodyReader, Http, Method, Request, Route, Version,
 };
 use vnic_listeners::app::{App, AppContext, MemSocket};
 use vnic_listeners::stats::Registry;
@@ -266,24 +266,12 @@ pub fn body(framing: BodyFraming, rest: &[u8], seed: u64) -> Option<usize> {
     (outcome == Ok(true)).then_some(at)
 }
 
-/// Blank lines the server skips before a request line (CRLF or LF).
-fn leading_blank_lines(buf: &[u8]) -> usize {
-    let mut n = 0;
-    loop {
-        match &buf[n..] {
-            [b'\r', b'\n', ..] => n += 2,
-            [b'\n', ..] => n += 1,
-            _ => return n,
-        }
-    }
-}
-
 /// Part 2 of the module doc: request by request through the parser.
 pub fn check_requests(data: &[u8]) {
     let seed = hash(data);
     let mut buf = data;
     for _ in 0..MAX_REQUESTS {
-        buf = &buf[leading_blank_lines(buf)..];
+        buf = &buf[blank_lines(buf)..];
         let Some(end) = find_head_end(buf, 0) else {
             return;
         };

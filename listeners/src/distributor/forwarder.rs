@@ -32,7 +32,7 @@ use super::dispatcher::Dispatcher;
 use super::ipc::{Reply, Work, NO_BACKEND};
 use super::request::{HandlerRef, RequestHandler};
 use crate::app::http::{
-    bad_request_line, error_response, find_head_end, request_framing, BodyReader,
+    bad_request_line, blank_lines, error_response, find_head_end, request_framing, BodyReader,
 };
 use crate::app::{App, AppKind, CloseReason, Socket};
 use parking_lot::Mutex;
@@ -351,12 +351,9 @@ impl Forwarder {
                 }
                 continue;
             }
-            // RFC 9112 section 2.2: empty lines before a request line are ignored.
-            let blank = self
-                .http_buf
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
+            // RFC 9112 section 2.2: empty lines before a request line are
+            // ignored (the same ones the http app ignores).
+            let blank = blank_lines(&self.http_buf);
             if blank > 0 {
                 self.http_buf.drain(..blank);
                 self.scan_from = 0;

@@ -31,7 +31,7 @@ use crate::stats::ProcessorSnapshot;
 pub use body::{BodyFraming, BodyReader, ChunkedBody};
 use parse::*;
 pub use parse::{
-    bad_request_line, find_head_end, parse_head, request_framing, Request, RequestLine,
+    bad_request_line, blank_lines, find_head_end, parse_head, request_framing, Request, RequestLine,
 };
 use serde::Serialize;
 use std::io::Write as _;
@@ -271,14 +271,7 @@ impl Http {
             }
         }
         // RFC 9112 section 2.2: ignore empty lines before a request line.
-        let mut blank = 0;
-        loop {
-            match &buf[blank..] {
-                [b'\r', b'\n', ..] => blank += 2,
-                [b'\n', ..] => blank += 1,
-                _ => break,
-            }
-        }
+        let blank = blank_lines(buf);
         if blank > 0 {
             self.consume(blank);
             return true;

@@ -42,6 +42,21 @@ pub fn bad_request_line(buf: &[u8]) -> bool {
         .is_some_and(|nl| parse_request_line(strip_cr(&buf[..nl])).is_err())
 }
 
+/// How many bytes of empty lines (CRLF, or a bare LF) start `buf`: what
+/// is skipped before a request line (RFC 9112 section 2.2), by the server
+/// and the distributor's forwarder alike (and the `http` fuzz target). A
+/// lone CR is not an empty line.
+pub fn blank_lines(buf: &[u8]) -> usize {
+    let mut n = 0;
+    loop {
+        match &buf[n..] {
+            [b'\r', b'\n', ..] => n += 2,
+            [b'\n', ..] => n += 1,
+            _ => return n,
+        }
+    }
+}
+
 /// The line without a trailing CR.
 pub(super) fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
