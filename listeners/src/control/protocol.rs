@@ -684,6 +684,12 @@ mod tests {
                 filter: None,
                 processor: None,
             },
+            Request::Sockets {
+                processor: None,
+                port: None,
+                state: None,
+            },
+            Request::StatsReset,
         ];
         assert_eq!(all.len(), Request::NAMES.len());
         for r in all {
