@@ -27,6 +27,7 @@ pub mod emit;
 pub mod error;
 pub mod filter;
 pub mod flow;
+pub mod flowmap;
 pub mod host;
 pub mod icmp;
 pub mod impair;
