@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vnic_adapter::direct::{DirectQueue, HandBack};
+use vnic_adapter::flowmap::FlowMap;
 use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource};
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
@@ -190,6 +192,7 @@ pub struct Builder {
     host_ips: Vec<(IpAddr, u8)>,
     processors: usize,
     rx_queues: usize,
+    processor_queues: bool,
     filter: FilterMode,
     model: Model,
     serve: Vec<(u16, Arc<dyn Service>)>,
@@ -239,6 +242,7 @@ impl Builder {
             host_ips: Vec::new(),
             processors: 4,
             rx_queues: 1,
+            processor_queues: false,
             filter: FilterMode::RoundRobin,
             model: Model::Monolithic,
             serve: Vec::new(),
@@ -283,6 +287,18 @@ impl Builder {
     /// scaling; above 1 needs root).
     pub fn rx_queues(mut self, n: usize) -> Builder {
         self.rx_queues = n;
+        self
+    }
+
+    /// Gives every processor a TAP queue of its own, where it reads the
+    /// frames of its connections itself: no RX thread between, no
+    /// hand-off per frame (the RX threads still read everything else and
+    /// place new connections; an eBPF map in the TAP's steering program
+    /// says which queue each connection's frames go to). Needs root (BPF);
+    /// not with an impairment, which the processors' reads would bypass.
+    /// See `adapter/src/flowmap.rs`.
+    pub fn processor_queues(mut self, on: bool) -> Builder {
+        self.processor_queues = on;
         self
     }
 
@@ -454,6 +470,13 @@ impl Builder {
                 "a layout and served ports both say what to serve: use one".into(),
             ));
         }
+        if self.processor_queues && self.impair.is_some() {
+            return Err(Error::Config(
+                "--processor-queues and --impair do not go together: the processors' own \
+                 queues would bypass the impairment"
+                    .into(),
+            ));
+        }
         if let Some(l) = &self.layout {
             if l.tcp.len() != self.processors || l.udp.len() != self.processors {
                 return Err(Error::Config(
@@ -481,11 +504,30 @@ impl Builder {
         };
         // Before the TAP: a second vnic on the same TAP is told so plainly.
         let control = ControlServer::bind(&control_path, group)?;
-        let taps: Vec<Arc<TapDevice>> =
-            TapDevice::open_queues(&self.tap, self.offload, self.rx_queues)?
-                .into_iter()
-                .map(Arc::new)
-                .collect();
+        let n = self.processors;
+        let rss_queues = self.rx_queues.max(1);
+        // With processor queues: the kernel's flow table, and the queues
+        // after the RX threads' one per processor.
+        let flow_map = match self.processor_queues {
+            true => Some(Arc::new(
+                FlowMap::create(MAX_CONNECTIONS.max(n * 1024)).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{e}; --processor-queues needs it"))
+                })?,
+            )),
+            false => None,
+        };
+        let mut opened = match &flow_map {
+            Some(m) => TapDevice::open_processor_queues(&self.tap, self.offload, rss_queues, n, m)?,
+            None => TapDevice::open_queues(&self.tap, self.offload, self.rx_queues)?,
+        };
+        // The processors hand frames back to the RX threads, and wake them.
+        let mut hand_back = Vec::new();
+        if flow_map.is_some() {
+            for t in opened.iter_mut().take(rss_queues) {
+                hand_back.push(HandBack::channel(t.rx_waker()?));
+            }
+        }
+        let taps: Vec<Arc<TapDevice>> = opened.into_iter().map(Arc::new).collect();
         let Some(tap) = taps.first().cloned() else {
             return Err(std::io::Error::other("the TAP gave no queue").into());
         };
@@ -498,13 +540,13 @@ impl Builder {
         if let Some(mac) = self.mac {
             cfg.mac = mac;
         }
-        let n = self.processors;
         let counters = Arc::new(Counters::with_rx_queues(n, taps.len()));
         let impair_stats = Arc::new(ImpairStats::default());
         // Every queue can send; frames go out through the first.
         let mut sink: Arc<dyn FrameSink> = tap.clone();
         let mut sources: Vec<Box<dyn FrameSource>> = taps
             .iter()
+            .take(rss_queues)
             .map(|t| Box::new(t.clone()) as Box<dyn FrameSource>)
             .collect();
         if let Some(spec) = &self.impair {
@@ -593,7 +635,7 @@ impl Builder {
         let cookies = Arc::new(SynCookies::new(random_key(), Instant::now()));
         // One report channel per RX queue: a processor tells the thread that
         // placed a connection that it is gone.
-        let (closed_tx, closed_rx): (Vec<_>, Vec<_>) = (0..taps.len())
+        let (closed_tx, closed_rx): (Vec<_>, Vec<_>) = (0..sources.len())
             .map(|_| crossbeam_channel::unbounded())
             .unzip();
         let mut queues = Vec::with_capacity(n);
@@ -644,9 +686,27 @@ impl Builder {
             .enumerate()
         {
             let rotation = filter.clone();
+            let flows = flow_map.clone();
             let failed = move |id: usize| {
                 // Out of the rotation, as `vnic ctl processor K down` does.
                 rotation.lock().set_up(id, false);
+                // Its connections' frames go to the RX threads again,
+                // which answer them with RST.
+                if let Some(f) = flows {
+                    f.remove_queue(rss_queues + id);
+                }
+            };
+            let direct = match (&flow_map, taps.get(rss_queues + id)) {
+                (Some(m), Some(tap)) => Some(DirectQueue::new(
+                    tap.clone(),
+                    rss_queues + id,
+                    cfg.clone(),
+                    m.clone(),
+                    hand_back.iter().map(|(h, _)| h.clone()).collect(),
+                    counters.clone(),
+                    tracer.clone(),
+                )),
+                _ => None,
             };
             processors.push(Processor::spawn(
                 ProcessorSetup {
@@ -658,6 +718,7 @@ impl Builder {
                     max_connections: (MAX_CONNECTIONS / n).max(1024),
                     adapter_counters: counters.clone(),
                     memory_budget: self.memory_budget / n,
+                    direct,
                     serve,
                     udp_serve,
                     tcp: tcp.clone(),
@@ -680,6 +741,7 @@ impl Builder {
         let halt = Arc::new(AtomicBool::new(false));
         let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let runtime = Arc::new(Runtime {
+            flow_map: flow_map.clone(),
             tap: name.clone(),
             started: Instant::now(),
             filter: filter.clone(),
@@ -713,6 +775,7 @@ impl Builder {
             }
         };
         let rx_queues = sources.len();
+        let mut handed_back: Vec<_> = hand_back.into_iter().map(|(_, rx)| Some(rx)).collect();
         for (q, (source, closed)) in sources.into_iter().zip(closed_rx).enumerate() {
             let mut adapter = Adapter::new(
                 cfg.clone(),
@@ -724,6 +787,12 @@ impl Builder {
             );
             adapter.set_syn_cookies(cookies.clone(), self.syn_backlog, &tcp);
             adapter.set_rx_queue(q, rx_queues);
+            if let Some(m) = &flow_map {
+                adapter.set_processor_queues(m.clone(), rx_queues);
+            }
+            if let Some(rx) = handed_back.get_mut(q).and_then(Option::take) {
+                adapter.set_handed_back(rx);
+            }
             let thread = if rx_queues == 1 {
                 "vnic-rx".to_string()
             } else {
@@ -779,8 +848,13 @@ impl Builder {
         } else {
             String::new()
         };
+        let own = if self.processor_queues {
+            " processor-queues=on"
+        } else {
+            ""
+        };
         format!(
-            "vnic: ready tap={} ip={} processors={} filter={} model={}{model}{impair}{offload}{rxq}",
+            "vnic: ready tap={} ip={} processors={} filter={} model={}{model}{impair}{offload}{rxq}{own}",
             name,
             ips.join(","),
             self.processors,

@@ -269,6 +269,13 @@ pub struct UpArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=16))]
     pub rx_queues: u16,
+    /// Give every processor a TAP queue of its own, where it reads the
+    /// frames of its connections itself, with no RX thread between (an
+    /// eBPF flow map in the TAP's steering program; new connections and
+    /// everything else still go through the RX threads). Cheaper per
+    /// frame; needs BPF (root); not with --impair.
+    #[arg(long)]
+    pub processor_queues: bool,
     /// Listener model: monolithic (one listener per processor, round-robin
     /// filtering) or distributor (one front-end forwarding requests to back-ends).
     #[arg(long, default_value = "monolithic", value_parser = ["monolithic", "distributor"])]
@@ -404,6 +411,8 @@ pub struct Plan {
     pub processors: usize,
     /// RX queues of the TAP, each with its adapter thread.
     pub rx_queues: usize,
+    /// A TAP queue per processor, read by the processor itself.
+    pub processor_queues: bool,
     /// Listener model.
     pub model: Model,
     /// Filter mode.
@@ -457,6 +466,7 @@ impl Plan {
         let mut b = Builder::new(&self.tap)
             .processors(self.processors)
             .rx_queues(self.rx_queues)
+            .processor_queues(self.processor_queues)
             .filter(self.filter)
             .model(self.model)
             .time_wait(self.time_wait)
@@ -678,6 +688,7 @@ impl Plan {
             host_ips: a.host_ips,
             processors,
             rx_queues: usize::from(a.rx_queues),
+            processor_queues: a.processor_queues,
             model,
             filter,
             serve,

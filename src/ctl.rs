@@ -544,6 +544,12 @@ fn adapter_lines(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
     );
     let per: Vec<String> = a.rx_queues.iter().map(u64::to_string).collect();
     s.push_str(&format!("rx queues: frames {}\n", per.join(" ")));
+    if a.processor_queues {
+        s.push_str(&format!(
+            "processor queues: steered flows {}  handed back {}  lost {}\n",
+            a.steered_flows, a.handed_back, a.handed_back_drops
+        ));
+    }
     let drops: Vec<String> = a.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
     s.push_str("dropped:");
     for chunk in drops.chunks(5) {

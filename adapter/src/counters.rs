@@ -102,6 +102,13 @@ pub struct Counters {
     pub rst_sent: AtomicU64,
     /// ACKs that carried a genuine SYN cookie and opened a connection.
     pub syn_cookies_accepted: AtomicU64,
+    /// With processor queues: frames a processor read from its own queue
+    /// and handed back to an RX thread to decide on
+    /// ([`crate::direct::DirectQueue`]).
+    pub handed_back: AtomicU64,
+    /// Frames a processor could not hand back (the RX thread's channel
+    /// was full): dropped.
+    pub handed_back_drops: AtomicU64,
     drops: [AtomicU64; DropKind::ALL.len()],
     /// Segments dropped because processor K's queue was full (index K).
     pub queue_full: Vec<AtomicU64>,
@@ -169,6 +176,8 @@ impl Counters {
             unreachable_limited: AtomicU64::new(0),
             rst_sent: AtomicU64::new(0),
             syn_cookies_accepted: AtomicU64::new(0),
+            handed_back: AtomicU64::new(0),
+            handed_back_drops: AtomicU64::new(0),
             drops: Default::default(),
             queue_full: zeros(processors),
             queue_bytes_full: zeros(processors),
@@ -305,6 +314,8 @@ impl Counters {
             &self.unreachable_limited,
             &self.rst_sent,
             &self.syn_cookies_accepted,
+            &self.handed_back,
+            &self.handed_back_drops,
         ] {
             zero(c);
         }

@@ -22,6 +22,7 @@ pub mod arp;
 pub mod checksum;
 pub mod config;
 pub mod counters;
+pub mod direct;
 pub mod duration;
 pub mod emit;
 pub mod error;
@@ -52,4 +53,4 @@ pub use queue::{
     ToProcessor,
 };
 pub use rx::Adapter;
-pub use tap::{FrameSource, RxFrame, TapDevice};
+pub use tap::{FrameSource, RxFrame, RxWaker, TapDevice};

@@ -9,10 +9,12 @@ use crate::arp;
 use crate::checksum;
 use crate::config::AdapterConfig;
 use crate::counters::{Counters, DropKind};
+use crate::direct::HandedBack;
 use crate::emit::{FrameWriter, TTL};
 use crate::filter::Filter;
 use crate::filter::Protocol;
 use crate::flow::FlowTable;
+use crate::flowmap::FlowMap;
 use crate::icmp;
 use crate::ndp;
 use crate::queue::{Datagram, FlowClosed, Inbound, ProcessorQueue, QueueRefused, ToProcessor};
@@ -114,6 +116,11 @@ pub struct Adapter {
     handover: Option<Handover>,
     /// Text length from which a segment goes over in place.
     in_place_min: usize,
+    /// With processor queues: the kernel's flow map, and the TAP queue of
+    /// processor 0 (processor K reads queue `first + K`).
+    steering: Option<(Arc<FlowMap>, usize)>,
+    /// Frames the processors read from their own queues and hand back.
+    handed_back: Option<Receiver<HandedBack>>,
 }
 
 /// Segments with at least this much text go to their processor in the
@@ -161,6 +168,37 @@ impl Adapter {
             lend_base: None,
             handover: None,
             in_place_min: IN_PLACE_MIN,
+            steering: None,
+            handed_back: None,
+        }
+    }
+
+    /// Steers the connections this adapter places to their processors'
+    /// own TAP queues: their entries go into `flows` (processor K's queue
+    /// is `first + K`) before their SYN goes to the processor, which
+    /// removes them when it forgets the connection. See [`crate::flowmap`].
+    pub fn set_processor_queues(&mut self, flows: Arc<FlowMap>, first: usize) {
+        self.steering = Some((flows, first));
+    }
+
+    /// Frames the processors hand back ([`crate::direct::HandBack`]): the
+    /// RX thread handles them as if it had read them.
+    pub fn set_handed_back(&mut self, frames: Receiver<HandedBack>) {
+        self.handed_back = Some(frames);
+    }
+
+    /// The flow table now maps `tuple` to `processor`: steer its frames
+    /// to the processor's own queue.
+    fn steer(&self, tuple: &FourTuple, processor: usize) {
+        if let Some((flows, first)) = &self.steering {
+            flows.insert(tuple, first + processor);
+        }
+    }
+
+    /// The flow table dropped `tuple`: its frames come here again.
+    fn unsteer(&self, tuple: &FourTuple) {
+        if let Some((flows, _)) = &self.steering {
+            flows.remove(tuple);
         }
     }
 
@@ -616,6 +654,7 @@ impl Adapter {
             counted = true;
         }
         let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
+        self.steer(&tuple, processor);
         let placed = self.send_inbound(
             processor,
             Inbound {
@@ -630,6 +669,7 @@ impl Adapter {
         );
         if !placed {
             self.flows.forget(&tuple);
+            self.unsteer(&tuple);
             if let (true, Some(c)) = (counted, self.counters.syn_in_flight.get(pick.processor)) {
                 c.fetch_sub(1, Ordering::Relaxed);
             }
@@ -717,6 +757,7 @@ impl Adapter {
         let mut placed = None;
         for p in candidates {
             let (processor, stamp) = self.flows.stamp_syn(tuple, p);
+            self.steer(&tuple, processor);
             if self.dispatch(
                 processor,
                 tuple,
@@ -730,6 +771,7 @@ impl Adapter {
                 break;
             }
             self.flows.forget(&tuple);
+            self.unsteer(&tuple);
         }
         let Some(processor) = placed else {
             return Some(Decision::Dropped(DropKind::QueueFull));
@@ -803,6 +845,7 @@ impl Adapter {
                 // segments are answered with RST and their flows dropped.
                 if let ToProcessor::Segment(inb) = msg {
                     self.flows.forget(&inb.tuple);
+                    self.unsteer(&inb.tuple);
                     self.reset(inb.peer_mac, &inb.tuple, &inb.segment, inb.arrived);
                     self.report_flows();
                 }
@@ -851,25 +894,12 @@ impl Adapter {
         let mut failing_since: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             self.reap_closed();
+            self.take_handed_back(tracer);
             match source.recv_frame(&mut buf, Duration::from_millis(100)) {
                 Ok(Some(rx)) => {
                     failing_since = None;
                     let len = rx.len.min(buf.len());
-                    let trusted = rx.checksum_trusted;
-                    if tracer.active() {
-                        // Answers wait until the question is in the trace.
-                        self.out.defer();
-                        let d = self.handle_rx_frame(Instant::now(), &buf[..len], trusted);
-                        let filter = &self.filter;
-                        tracer.record_owned(Direction::In, &mut buf, len, |_| {
-                            Note::Rx(d, filter.lock().mode())
-                        });
-                        // A large frame's buffer went to the trace writer.
-                        buf.resize(MAX_FRAME_LEN, 0);
-                        self.out.release();
-                    } else {
-                        self.handle_rx_buffer(Instant::now(), &mut buf, len, trusted);
-                    }
+                    self.take_frame(&mut buf, len, rx.checksum_trusted, tracer);
                 }
                 Ok(None) => failing_since = None,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -886,6 +916,41 @@ impl Adapter {
             }
         }
         Ok(())
+    }
+}
+
+impl Adapter {
+    /// Handles the frame in the first `len` bytes of `buf` as read from
+    /// the TAP now: traced with its decision when a trace runs (a large
+    /// frame's buffer may go to the trace writer, `buf` is then a new
+    /// one), else possibly handed over in place ([`Adapter::handle_rx_buffer`]).
+    fn take_frame(&mut self, buf: &mut Vec<u8>, len: usize, trusted: bool, tracer: &Tracer) {
+        if tracer.active() {
+            // Answers wait until the question is in the trace.
+            self.out.defer();
+            let d = self.handle_rx_frame(Instant::now(), &buf[..len], trusted);
+            let filter = &self.filter;
+            tracer.record_owned(Direction::In, buf, len, |_| {
+                Note::Rx(d, filter.lock().mode())
+            });
+            buf.resize(MAX_FRAME_LEN, 0);
+            self.out.release();
+        } else {
+            self.handle_rx_buffer(Instant::now(), buf, len, trusted);
+        }
+    }
+
+    /// Handles the frames the processors handed back (see
+    /// [`crate::direct`]) as if this thread had read them.
+    pub fn take_handed_back(&mut self, tracer: &Tracer) {
+        let Some(rx) = self.handed_back.clone() else {
+            return;
+        };
+        while let Ok(mut h) = rx.try_recv() {
+            let len = h.len.min(h.frame.len());
+            self.take_frame(&mut h.frame, len, h.checksum_trusted, tracer);
+            crate::pool::recycle(h.frame);
+        }
     }
 }
 

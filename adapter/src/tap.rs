@@ -54,6 +54,21 @@ pub struct TapDevice {
     offload: bool,
     /// Held by the first queue of a multi-queue TAP: see [`claim`].
     _claim: Option<std::os::unix::net::UnixListener>,
+    /// The eventfd that wakes a reader waiting in [`TapDevice::recv_frame`].
+    wake: Option<std::sync::Arc<OwnedFd>>,
+}
+
+/// Wakes the RX thread reading a TAP queue (see [`TapDevice::rx_waker`]).
+#[derive(Clone, Debug)]
+pub struct RxWaker(std::sync::Arc<OwnedFd>);
+
+impl RxWaker {
+    /// Rings: the reader's wait ends at once.
+    pub fn wake(&self) {
+        let one = 1u64;
+        // SAFETY: an eventfd write takes 8 bytes from `one`.
+        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
 }
 
 /// One frame read by a [`FrameSource`]: its length in the buffer, and
@@ -99,14 +114,49 @@ impl TapDevice {
         if queues <= 1 {
             return Ok(vec![TapDevice::open_with(name, offload)?]);
         }
+        TapDevice::open_steered(name, offload, queues, |_| {
+            crate::steer::SteeringProgram::load()
+                .map_err(|e| io::Error::new(e.kind(), format!("{e}; --rx-queues above 1 needs it")))
+        })
+    }
+
+    /// Attaches `rss_queues + processors` queues of TAP `name` (creating
+    /// it if it does not exist): the first `rss_queues` for the RX
+    /// threads, then one for each processor, which reads the frames of
+    /// its own connections there. The flow-steering program
+    /// ([`crate::steer::SteeringProgram::load_flows`]) sends a frame whose
+    /// 4-tuple is in `flows` to the queue the map names, and everything
+    /// else to the RX queues by the RSS hash.
+    pub fn open_processor_queues(
+        name: &str,
+        offload: bool,
+        rss_queues: usize,
+        processors: usize,
+        flows: &crate::flowmap::FlowMap,
+    ) -> Result<Vec<TapDevice>, AdapterError> {
+        let rss = rss_queues.max(1);
+        TapDevice::open_steered(name, offload, rss + processors, |_| {
+            crate::steer::SteeringProgram::load_flows(flows, rss)
+                .map_err(|e| io::Error::new(e.kind(), format!("{e}; --processor-queues needs it")))
+        })
+    }
+
+    /// Attaches `queues` queues of a multi-queue TAP and attaches the
+    /// steering program `program` makes.
+    fn open_steered(
+        name: &str,
+        offload: bool,
+        queues: usize,
+        program: impl FnOnce(&TapDevice) -> io::Result<crate::steer::SteeringProgram>,
+    ) -> Result<Vec<TapDevice>, AdapterError> {
         let claim = claim(name)?;
         let mut first = TapDevice::attach(name, offload, true)?;
         first._claim = Some(claim);
-        crate::steer::SteeringProgram::load()
+        program(&first)
             .and_then(|p| p.attach(first.fd.as_raw_fd()))
-            .map_err(|e| AdapterError::Io {
+            .map_err(|source| AdapterError::Io {
                 tap: first.name.clone(),
-                source: io::Error::new(e.kind(), format!("{e}; --rx-queues above 1 needs it")),
+                source,
             })?;
         let mut all = vec![first];
         for _ in 1..queues {
@@ -181,6 +231,7 @@ impl TapDevice {
             name,
             offload,
             _claim: None,
+            wake: None,
         })
     }
 
@@ -217,6 +268,39 @@ impl TapDevice {
         self.recv_inner(buf, timeout, false)
     }
 
+    /// One frame if one is waiting, without waiting: `Ok(None)` when the
+    /// queue is empty. For a processor that reads its own queue from its
+    /// event loop (the fd is in its epoll).
+    pub fn try_recv_frame(&self, buf: &mut [u8]) -> io::Result<Option<RxFrame>> {
+        loop {
+            match self.read_once(buf, false) {
+                Ok(Some(f)) => return Ok(Some(f)),
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Makes [`TapDevice::recv_frame`] also return (with `Ok(None)`)
+    /// when the returned [`RxWaker`] is rung: the processors ring the RX
+    /// thread that reads this queue when they hand it a frame of theirs
+    /// to decide on. Call before the device is shared.
+    pub fn rx_waker(&mut self) -> io::Result<RxWaker> {
+        if let Some(w) = &self.wake {
+            return Ok(RxWaker(w.clone()));
+        }
+        // SAFETY: plain flags; a fresh fd or -1.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        self.wake = Some(fd.clone());
+        Ok(RxWaker(fd))
+    }
+
     fn recv_inner(
         &self,
         buf: &mut [u8],
@@ -235,16 +319,31 @@ impl TapDevice {
             if polled {
                 return Ok(None);
             }
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let wake = self.wake.as_ref().map_or(-1, |w| w.as_raw_fd());
+            let mut pfd = [
+                libc::pollfd {
+                    fd: self.fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: wake,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let count = if wake < 0 { 1 } else { 2 };
             let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-            // SAFETY: one valid pollfd, count 1.
-            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            // SAFETY: `count` valid pollfds.
+            let r = unsafe { libc::poll(pfd.as_mut_ptr(), count, ms) };
             if r < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if pfd[1].revents != 0 {
+                let mut n = 0u64;
+                // SAFETY: an eventfd read takes 8 bytes into `n`.
+                unsafe { libc::read(wake, (&mut n as *mut u64).cast(), 8) };
+                return Ok(None);
             }
             if r == 0 {
                 return Ok(None);
@@ -401,6 +500,12 @@ pub trait FrameSource: Send {
             len,
             checksum_trusted: false,
         }))
+    }
+}
+
+impl AsRawFd for TapDevice {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 

@@ -85,6 +85,7 @@ fn runtime() -> (Runtime, Vec<Receiver<ToProcessor>>) {
         })
         .unzip();
     let rt = Runtime {
+        flow_map: None,
         tap: TAP.into(),
         started: Instant::now(),
         filter: Arc::new(Mutex::new(filter)),

@@ -72,6 +72,7 @@ fn rig_with(max_connections: usize, service: Arc<dyn Service>, memory_budget: us
     let mut serve = HashMap::new();
     serve.insert(7, service);
     let p = Processor::new(ProcessorSetup {
+        direct: None,
         id: 0,
         queue: q_rx,
         closed: vec![closed_tx],

@@ -409,6 +409,21 @@ pub struct AdapterStatus {
     /// `--rx-queues` asked for more): shows how RSS spreads the load.
     #[serde(default)]
     pub rx_queues: Vec<u64>,
+    /// True with `--processor-queues`: each processor reads its own TAP
+    /// queue (the last entries of `rx_queues`, one per processor).
+    #[serde(default)]
+    pub processor_queues: bool,
+    /// Connections the TAP's steering program sends to their processor's
+    /// own queue now (entries of the kernel's flow map).
+    #[serde(default)]
+    pub steered_flows: u64,
+    /// Frames processors read from their own queue and handed back to an
+    /// RX thread to decide on (not their connection's, or a trace runs).
+    #[serde(default)]
+    pub handed_back: u64,
+    /// Frames a processor could not hand back (the channel was full).
+    #[serde(default)]
+    pub handed_back_drops: u64,
     /// Dropped frames by kind.
     pub drops: BTreeMap<String, u64>,
 }

@@ -165,6 +165,9 @@ pub struct Runtime {
     /// The link impairment (`--impair`), if any: what was asked, and its
     /// counters.
     pub impair: Option<(String, Arc<vnic_adapter::impair::ImpairStats>)>,
+    /// With `--processor-queues`: the kernel's flow map (its entries are
+    /// counted for `steered_flows`).
+    pub flow_map: Option<Arc<vnic_adapter::flowmap::FlowMap>>,
 }
 
 impl Runtime {
@@ -494,6 +497,10 @@ impl Runtime {
             syn_cookies_sent: c.syn_cookies_sent(),
             syn_cookies_accepted: Counters::get(&c.syn_cookies_accepted),
             rx_queues: c.rx_queue_frames(),
+            processor_queues: self.flow_map.is_some(),
+            steered_flows: self.flow_map.as_ref().map_or(0, |m| m.len() as u64),
+            handed_back: Counters::get(&c.handed_back),
+            handed_back_drops: Counters::get(&c.handed_back_drops),
             drops: c
                 .drops()
                 .into_iter()

@@ -38,6 +38,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vnic_adapter::direct::DirectQueue;
 use vnic_adapter::ratelimit::{TokenBucket, INVALID_REPLY_RATE};
 use vnic_adapter::trace::Tracer;
 use vnic_adapter::{
@@ -82,6 +83,9 @@ pub struct ProcessorSetup {
     /// Bytes of memory this processor's connections may hold (see
     /// [`memory`](self) for the policy when they reach it).
     pub memory_budget: usize,
+    /// With `--processor-queues`: its own TAP queue, where it reads the
+    /// frames of its connections itself (see [`vnic_adapter::direct`]).
+    pub direct: Option<DirectQueue>,
 }
 
 /// Where a processor's apps run.
@@ -96,6 +100,8 @@ pub enum AppSource {
 /// The token of the doorbell in a processor's epoll (connection numbers
 /// start at 1 and never reach it).
 const WAKE: Token = Token(usize::MAX);
+/// The token of the processor's own TAP queue in its epoll.
+const OWN_QUEUE: Token = Token(usize::MAX - 1);
 
 /// A processor's receiving end: its frame queue and the epoll it sleeps
 /// in, which the queue's senders ring ([`vnic_adapter::Doorbell`]) and the
@@ -270,6 +276,10 @@ pub struct Processor {
     /// `vnic status --sockets` requests, and the listings under way.
     socket_queries: Receiver<SocketQuery>,
     listings: sockets::Listings,
+    /// Its own TAP queue, if it has one, and the segments read from it
+    /// and not yet handed to their connections.
+    direct: Option<DirectQueue>,
+    direct_batch: Vec<Inbound>,
 }
 
 /// Most queued messages a processor takes before servicing connections.
@@ -376,6 +386,8 @@ impl Processor {
             memory: memory::Budget::new(s.memory_budget),
             socket_queries: s.queue.socket_queries.1,
             listings: sockets::Listings::default(),
+            direct: s.direct,
+            direct_batch: Vec::with_capacity(BATCH),
         }
     }
 
@@ -423,6 +435,19 @@ impl Processor {
             return;
         };
         let mut events = Events::with_capacity(256);
+        if let Some(d) = &self.direct {
+            let fd = d.fd();
+            let own = mio::unix::SourceFd(&fd);
+            if let Err(e) =
+                poll.registry()
+                    .register(&mut { own }, OWN_QUEUE, mio::Interest::READABLE)
+            {
+                // Its frames then wait for nothing: say why and go on
+                // through the RX threads (the map entries are not made).
+                log::error!("processor {}: its own TAP queue: {e}", self.id);
+                self.direct = None;
+            }
+        }
         let (replies, ctl) = match &self.apps {
             AppSource::Distributor(d) => (Some(d.replies.clone()), Some(d.ctl.clone())),
             AppSource::Local => (None, None),
@@ -457,6 +482,9 @@ impl Processor {
                 }
                 busy |= self.wake_starved();
             }
+            if self.read_own_queue() {
+                busy = true;
+            }
             self.fire_timers(Instant::now());
             self.keep_budget(Instant::now());
             if self.draining {
@@ -474,6 +502,7 @@ impl Processor {
             // Nothing queued: sleep, unless something came in meanwhile.
             self.bell.going_to_sleep();
             let more = !self.queue.is_empty()
+                || self.direct.as_ref().is_some_and(DirectQueue::pending)
                 || !self.socket_queries.is_empty()
                 || replies.as_ref().is_some_and(|r| !r.is_empty())
                 || ctl.as_ref().is_some_and(|c| !c.is_empty());

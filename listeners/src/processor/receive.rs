@@ -59,6 +59,42 @@ impl Processor {
         true
     }
 
+    /// Reads a batch of frames from the processor's own TAP queue, if it
+    /// has one and it may hold frames, and hands each to its connection
+    /// as [`Processor::receive`] does for queued ones; then services
+    /// them. True if it read anything.
+    pub(super) fn read_own_queue(&mut self) -> bool {
+        let Some(d) = self.direct.as_mut().filter(|d| d.pending()) else {
+            return false;
+        };
+        let conns = &self.conns;
+        let up = !self.registry.processors[self.id]
+            .down
+            .load(Ordering::Relaxed);
+        let read = d.read(
+            Instant::now(),
+            BATCH,
+            |t| up && conns.contains_key(t),
+            &mut self.direct_batch,
+        );
+        if let Err(e) = read {
+            // The RX threads see the device fail too and stop vnic; this
+            // queue is not read again.
+            log::warn!("processor {}: reading its own TAP queue: {e}", self.id);
+            self.direct = None;
+        }
+        let mut batch = std::mem::take(&mut self.direct_batch);
+        let any = !batch.is_empty();
+        for inb in batch.drain(..) {
+            self.receive(inb);
+        }
+        self.direct_batch = batch;
+        if any {
+            self.service_pending(Instant::now());
+        }
+        any
+    }
+
     pub(super) fn handle_inbound(&mut self, inb: &Inbound) {
         let now = Instant::now();
         self.handle_segment(now, inb);
@@ -85,6 +121,9 @@ impl Processor {
             if syn_stamp != 0 {
                 c.syn_stamp = syn_stamp;
             }
+            // A SYN read from the processor's own queue carries no stamp:
+            // a reincarnation keeps the flow entry's.
+            let stamp = c.syn_stamp;
             let before = c.tcp.progress();
             let disposition = c
                 .tcp
@@ -114,7 +153,7 @@ impl Processor {
                 Disposition::Reincarnate => {
                     // The flow goes on with the new incarnation.
                     self.forget(tuple, false);
-                    self.accept(now, tuple, segment, peer_mac, syn_stamp);
+                    self.accept(now, tuple, segment, peer_mac, stamp);
                 }
             }
             return;
@@ -155,6 +194,10 @@ impl Processor {
 
     /// Tells the RX thread that placed a connection that it is gone.
     pub(super) fn report_closed(&self, c: FlowClosed) {
+        // Its frames go to the RX thread again before it hears of the end.
+        if let Some(d) = &self.direct {
+            d.forget(&c.tuple);
+        }
         if let Some(to) = self.closed.get(c.rx_queue()).or(self.closed.first()) {
             let _ = to.send(c);
         }

@@ -12,6 +12,12 @@ impl Processor {
             if ev.token() == WAKE {
                 continue;
             }
+            if ev.token() == OWN_QUEUE {
+                if let Some(d) = &mut self.direct {
+                    d.readable();
+                }
+                continue;
+            }
             let Some(tuple) = self.by_id.get(&(ev.token().0 as u64)).copied() else {
                 continue; // the connection is gone
             };
