@@ -675,3 +675,27 @@ fn closed_connections_give_their_memory_back() {
     assert_eq!(r.p.connections(), 0);
     assert_eq!(mem(&r), 0);
 }
+
+#[test]
+fn the_timer_heap_stays_within_twice_the_connections() {
+    // Each connection arms its idle timer (ten minutes away) and is then
+    // reset by its peer: the entries it leaves would stay ten minutes.
+    let mut r = rig(100_000);
+    for i in 0..6000u16 {
+        let port = 10_000 + i;
+        let iss = open(&mut r, port);
+        feed(
+            &mut r,
+            port,
+            seg(port, TcpFlags::RST, 1001, iss.wrapping_add(1), &[]),
+        );
+        let held = r.p.connections();
+        assert!(
+            r.p.timer_entries() <= 2 * held + 1024,
+            "{} timer entries for {held} connections",
+            r.p.timer_entries()
+        );
+    }
+    assert_eq!(r.p.connections(), 0);
+    sent(&r);
+}

@@ -73,6 +73,8 @@ impl Processor {
                 syn_stamp: c.syn_stamp,
             });
         }
+        // Its timer entries stay behind: they count toward a rebuild.
+        self.compact_timers();
         Some(c)
     }
 

@@ -282,6 +282,18 @@ pub struct Processor {
     direct_batch: Vec<Inbound>,
 }
 
+/// Stale timer entries allowed beyond twice the connections before the
+/// heap is rebuilt ([`Processor::compact_timers`]).
+const TIMER_SLACK: usize = 1024;
+
+impl Processor {
+    /// Timer entries the heap holds now (live and stale): what
+    /// [`Processor::compact_timers`] bounds. For tests and status.
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+}
+
 /// Most queued messages a processor takes before servicing connections.
 const BATCH: usize = 64;
 

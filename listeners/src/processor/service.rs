@@ -163,6 +163,28 @@ impl Processor {
             }
         }
         self.memory.recount(c, stats);
+        self.compact_timers();
+    }
+
+    /// Rebuilds the timer heap from the connections' own deadlines once
+    /// it holds many more entries than there are connections. Entries are
+    /// lazy: a connection that moves its deadline earlier, or is gone,
+    /// leaves its old entry until its time comes; a connection's idle
+    /// timer is ten minutes away, so under short connections the heap held
+    /// every connection of the last ten minutes (millions of entries, tens
+    /// of bytes each, and a deeper heap for every pop). Rebuilt at twice
+    /// the connections, the heap stays within that, each rebuild costing
+    /// what the pushes since the last one cost.
+    pub(super) fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.conns.len() + TIMER_SLACK {
+            return;
+        }
+        let live: Vec<Reverse<TimerEntry>> = self
+            .conns
+            .iter()
+            .filter_map(|(t, c)| c.armed.map(|at| Reverse(TimerEntry { at, tuple: *t })))
+            .collect();
+        self.timers = BinaryHeap::from(live);
     }
 
     pub(super) fn fire_timers(&mut self, now: Instant) {
