@@ -703,13 +703,12 @@ impl Adapter {
         let Some(cookies) = &self.cookies else {
             return Decision::Dropped(DropKind::QueueFull);
         };
-        let cookie = cookies.make(now, &tuple, segment.seq, segment.options.mss);
         let mss = if tuple.local.is_ipv6() {
             self.our_mss.1
         } else {
             self.our_mss.0
         };
-        let sa = SynCookies::syn_ack(&segment, cookie, mss, u16::MAX);
+        let sa = cookies.answer(now, &tuple, &segment, mss);
         self.out
             .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &sa);
         self.counters.syn_cookie_sent(self.rx_queue);

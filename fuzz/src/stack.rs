@@ -544,9 +544,9 @@ impl Driver {
             payload: Default::default(),
         })?;
         // The adapter's stateless answer (Adapter::cookie_syn).
-        let cookie = jar.make(self.now, &self.tuple, syn.seq, syn.options.mss);
         let our_mss = self.cfg.mss(self.tuple.is_ipv6());
-        let syn_ack = SynCookies::syn_ack(&syn, cookie, our_mss, u16::MAX);
+        let syn_ack = jar.answer(self.now, &self.tuple, &syn, our_mss);
+        let cookie = syn_ack.seq;
         assert_eq!(syn_ack.ack, Some(syn.seq + 1), "the cookie SYN|ACK's ACK");
         self.our_iss = cookie;
         self.our_max = cookie;
@@ -578,16 +578,16 @@ impl Driver {
             mss <= asked,
             "the cookie carries MSS {mss}, the SYN {asked}"
         );
-        // The processor's (Processor::accept_cookie): the SYN rebuilt from
-        // the cookie, the cookie our ISS; the SYN|ACK this connection would
-        // send went out already, statelessly.
+        // The processor's (Processor::accept_cookie): the connection the
+        // cookie stands for, its SYN|ACK sent already, statelessly, and
+        // the ACK taken. The model learns the SYN the cookie stands for.
         let rebuilt = SynCookies::rebuilt_syn(&ack, mss);
         self.incarnate(&rebuilt, cookie);
-        while let Some(s) = self.conn.poll_transmit(self.now) {
-            assert_eq!(s.control, Control::Syn, "only the SYN|ACK was due");
-            self.check_ours(&s);
-        }
-        self.feed(&ack);
+        self.our_max = cookie + 1;
+        self.conn = Connection::accept_cookie(self.now, &self.cfg, self.tuple, &ack, mss)
+            .expect("a cookie ACK acknowledges");
+        self.peer_next = self.peer_next.max(ack.seq + ack.seg_len());
+        self.peer_acked = cookie + 1;
         assert_eq!(
             self.conn.state(),
             State::Established,

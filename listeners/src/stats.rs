@@ -30,8 +30,6 @@ pub struct ProcessorStats {
     pub refused: AtomicU64,
     /// UDP datagrams its UDP listeners received.
     pub datagrams: AtomicU64,
-    /// Connections in SYN-RECEIVED now (all ports).
-    pub half_open: AtomicU64,
     /// Why the processor's thread died, if it did (the panic message).
     pub failure: parking_lot::Mutex<Option<String>>,
     /// While draining (vnic stopping): connections not yet closed (any
@@ -377,7 +375,6 @@ mod reset_tests {
             c.store(5, Ordering::Relaxed);
         }
         p.active.store(3, Ordering::Relaxed);
-        p.half_open.store(2, Ordering::Relaxed);
         p.memory.store(4096, Ordering::Relaxed);
         r.backends[0].requests.store(9, Ordering::Relaxed);
         r.backends[0].in_flight.store(1, Ordering::Relaxed);
@@ -389,7 +386,6 @@ mod reset_tests {
             assert_eq!(c.load(Ordering::Relaxed), 0);
         }
         assert_eq!(p.active.load(Ordering::Relaxed), 3);
-        assert_eq!(p.half_open.load(Ordering::Relaxed), 2);
         assert_eq!(p.memory.load(Ordering::Relaxed), 4096);
         assert_eq!(r.backends[0].requests.load(Ordering::Relaxed), 0);
         assert_eq!(r.backends[0].in_flight.load(Ordering::Relaxed), 1);

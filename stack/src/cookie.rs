@@ -145,9 +145,25 @@ impl SynCookies {
         MSS_TABLE.get(idx as usize).copied()
     }
 
+    /// The window a cookie SYN|ACK advertises (unscaled: the cookie
+    /// cannot remember a window scale); the connection the cookie opens
+    /// takes it as what it advertised.
+    pub const WINDOW: u16 = u16::MAX;
+
+    /// Answers `syn` (a SYN for `tuple`, received at `now`) statelessly:
+    /// the SYN|ACK whose ISN is a fresh cookie, advertising `mss` and
+    /// [`SynCookies::WINDOW`] and no other option (a cookie has no room to
+    /// remember them). The adapter sends it as it is; the ACK that carries
+    /// the cookie back opens the connection through
+    /// [`crate::Connection::accept_cookie`].
+    pub fn answer(&self, now: Instant, tuple: &FourTuple, syn: &Segment, mss: u16) -> Segment {
+        let cookie = self.make(now, tuple, syn.seq, syn.options.mss);
+        SynCookies::syn_ack(syn, cookie, mss, SynCookies::WINDOW)
+    }
+
     /// The stateless SYN|ACK answering `syn` with cookie `cookie`,
     /// advertising our `mss` and an unscaled `window`.
-    pub fn syn_ack(syn: &Segment, cookie: SeqNumber, mss: u16, window: u16) -> Segment {
+    fn syn_ack(syn: &Segment, cookie: SeqNumber, mss: u16, window: u16) -> Segment {
         Segment {
             src_port: syn.dst_port,
             dst_port: syn.src_port,

@@ -461,7 +461,9 @@ impl Runtime {
                     panics: stats.panics.load(Ordering::Relaxed),
                     refused: stats.refused.load(Ordering::Relaxed),
                     datagrams: stats.datagrams.load(Ordering::Relaxed),
-                    half_open: stats.half_open.load(Ordering::Relaxed),
+                    // One count, kept where the RX threads read it to
+                    // decide on SYN cookies.
+                    half_open: self.counters.half_open.get(p.id).map_or(0, Counters::get),
                     replies_limited: stats.replies_limited.load(Ordering::Relaxed),
                     send_limited: stats.send_limited.load(Ordering::Relaxed),
                     queue_bytes: self.queues.get(p.id).map_or(0, |q| q.bytes().held() as u64),

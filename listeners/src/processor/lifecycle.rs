@@ -43,15 +43,13 @@ impl Processor {
         }
     }
 
-    /// Forgets a connection's place in the half-open queue.
-    pub(super) fn leave_half_open(
-        gauge: Option<&std::sync::atomic::AtomicU64>,
-        stats: &ProcessorStats,
-        c: &mut Conn,
-    ) {
+    /// Forgets a connection's place in the half-open queue: the gauge in
+    /// the adapter's counters (the one count of half-open connections,
+    /// which the RX threads read to decide on SYN cookies and the status
+    /// shows).
+    pub(super) fn leave_half_open(gauge: Option<&std::sync::atomic::AtomicU64>, c: &mut Conn) {
         if c.half_open {
             c.half_open = false;
-            stats.half_open.fetch_sub(1, Ordering::Relaxed);
             if let Some(g) = gauge {
                 g.fetch_sub(1, Ordering::Relaxed);
             }
@@ -63,7 +61,7 @@ impl Processor {
     pub(super) fn forget(&mut self, tuple: FourTuple, report: bool) -> Option<Conn> {
         let mut c = self.conns.remove(&tuple)?;
         let stats = &self.registry.processors[self.id];
-        Self::leave_half_open(self.adapter_counters.half_open.get(self.id), stats, &mut c);
+        Self::leave_half_open(self.adapter_counters.half_open.get(self.id), &mut c);
         self.memory.release(c.mem, stats);
         self.by_id.remove(&c.id);
         stats.active.fetch_sub(1, Ordering::Relaxed);

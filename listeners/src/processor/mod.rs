@@ -47,7 +47,6 @@ use vnic_adapter::{
 };
 use vnic_stack::{
     Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator, ReplyLimiter, State,
-    SynCookies,
 };
 
 /// Everything a processor thread needs, handed over at spawn.

@@ -203,9 +203,9 @@ impl Processor {
         }
     }
 
-    /// Opens the connection a genuine cookie ACK stands for: the SYN is
-    /// rebuilt from the cookie, its SYN|ACK was already sent, and the ACK
-    /// completes the handshake.
+    /// Opens the connection a genuine cookie ACK stands for
+    /// ([`Connection::accept_cookie`]): its SYN|ACK went out statelessly
+    /// already, the ACK completes the handshake.
     pub(super) fn accept_cookie(
         &mut self,
         now: Instant,
@@ -215,17 +215,10 @@ impl Processor {
         syn_stamp: u64,
         mss: u16,
     ) {
-        let Some(ack_no) = ack.ack else {
+        let Some(tcp) = Connection::accept_cookie(now, &self.tcp, tuple, ack, mss) else {
             return;
         };
-        let syn = SynCookies::rebuilt_syn(ack, mss);
-        let iss = vnic_stack::SeqNumber(ack_no.0.wrapping_sub(1));
-        self.accept_with(now, tuple, &syn, peer_mac, syn_stamp, iss, false);
-        if let Some(c) = self.conns.get_mut(&tuple) {
-            // The SYN|ACK went out statelessly already.
-            while c.tcp.poll_transmit(now).is_some() {}
-            let _ = c.tcp.on_segment(now, ack);
-        }
+        self.accept_with(tuple, tcp, peer_mac, syn_stamp, false);
         self.service(tuple, now);
     }
 
@@ -238,19 +231,20 @@ impl Processor {
         syn_stamp: u64,
     ) {
         let iss = self.isn.isn(now, &tuple);
-        self.accept_with(now, tuple, syn, peer_mac, syn_stamp, iss, true);
+        let tcp = Connection::accept(now, &self.tcp, tuple, syn, iss);
+        self.accept_with(tuple, tcp, peer_mac, syn_stamp, true);
         self.service(tuple, now);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Makes the app of a new connection `tcp` and takes both in; a
+    /// `half_open` one counts in the half-open queue until Established.
+    /// Nothing if the port's service refuses (counted in `refused`).
     pub(super) fn accept_with(
         &mut self,
-        now: Instant,
         tuple: FourTuple,
-        syn: &vnic_stack::Segment,
+        mut tcp: Connection,
         peer_mac: [u8; 6],
         syn_stamp: u64,
-        iss: vnic_stack::SeqNumber,
         half_open: bool,
     ) {
         let Some(svc) = self.serve.get(&tuple.local.port()).cloned() else {
@@ -290,7 +284,6 @@ impl Processor {
                 }
             }
         };
-        let mut tcp = Connection::accept(now, &self.tcp, tuple, syn, iss);
         // Request/response apps turn Nagle off (no 40 ms stalls).
         tcp.set_nodelay(!app.nagle());
         self.stats().accepted.fetch_add(1, Ordering::Relaxed);
@@ -312,7 +305,6 @@ impl Processor {
             },
         );
         if half_open {
-            self.stats().half_open.fetch_add(1, Ordering::Relaxed);
             if let Some(g) = self.adapter_counters.half_open.get(self.id) {
                 g.fetch_add(1, Ordering::Relaxed);
             }

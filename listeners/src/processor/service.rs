@@ -61,11 +61,7 @@ impl Processor {
                 match ev {
                     Event::Established => {
                         readable = true;
-                        Self::leave_half_open(
-                            self.adapter_counters.half_open.get(self.id),
-                            stats,
-                            c,
-                        );
+                        Self::leave_half_open(self.adapter_counters.half_open.get(self.id), c);
                     }
                     Event::Retransmit => {
                         stats.retransmissions.fetch_add(1, Ordering::Relaxed);

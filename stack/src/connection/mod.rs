@@ -508,6 +508,34 @@ impl Connection {
         c
     }
 
+    /// Passive open from a SYN cookie: `ack` is the ACK of the SYN|ACK
+    /// that [`crate::SynCookies::answer`] sent, its cookie already checked
+    /// ([`crate::SynCookies::check`] gave `mss`). The connection is what
+    /// the cookie stands for (the client's ISN and MSS; no window scaling,
+    /// SACK or timestamps: the SYN|ACK offered none) with its SYN|ACK
+    /// already sent, and `ack` is then taken like any segment: the
+    /// connection is Established, with whatever data the ACK carried.
+    /// The SYN|ACK's send time is unknown, so it gives no RTT sample.
+    /// None if `ack` carries no acknowledgement.
+    pub fn accept_cookie(
+        now: Instant,
+        cfg: &Config,
+        tuple: FourTuple,
+        ack: &Segment,
+        mss: u16,
+    ) -> Option<Connection> {
+        let iss = SeqNumber(ack.ack?.0.wrapping_sub(1));
+        let syn = crate::SynCookies::rebuilt_syn(ack, mss);
+        let mut c = Connection::accept(now, cfg, tuple, &syn, iss);
+        // What the stateless SYN|ACK sent and advertised.
+        c.snd_nxt = iss + 1;
+        c.snd_max = iss + 1;
+        c.last_ack_sent = c.rcv_nxt;
+        c.rcv_adv = c.rcv_nxt + usize::from(crate::SynCookies::WINDOW);
+        let _ = c.on_segment(now, ack);
+        Some(c)
+    }
+
     /// Active open (used by tests and the two-stack property test). State
     /// SynSent. Our SYN offers window scaling, SACK and timestamps (as
     /// far as the config allows); each is used only if the SYN|ACK
