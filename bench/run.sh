@@ -170,10 +170,10 @@ vu=$(run "$NSV" upload $V:9 $BULK | field gbps);   ku=$(run "$NSKC" upload $K:9 
 row "bulk upload, 1 conn (to discard)" Gbit/s "$vu" n/a "$ku"
 vd=$(run "$NSV" download $V:19 $BULK | field gbps); kd=$(run "$NSKC" download $K:19 $BULK | field gbps)
 row "bulk download, 1 conn (from chargen)" Gbit/s "$vd" n/a "$kd"
-start_vnic 4 --processor-queues; sleep 0.3
+start_vnic 4 --processor-queues off; sleep 0.3
 vuq=$(run "$NSV" upload $V:9 $BULK | field gbps); vdq=$(run "$NSV" download $V:19 $BULK | field gbps)
-row "bulk upload, --processor-queues" Gbit/s "$vuq" n/a "$ku"
-row "bulk download, --processor-queues" Gbit/s "$vdq" n/a "$kd"
+row "bulk upload, --processor-queues off" Gbit/s "$vuq" n/a "$ku"
+row "bulk download, --processor-queues off" Gbit/s "$vdq" n/a "$kd"
 # smoltcp's TAP has no offloads: its figures stand beside vnic's without.
 start_vnic 4 --offload off; sleep 0.3
 vuo=$(run "$NSV" upload $V:9 $BULK | field gbps); vdo=$(run "$NSV" download $V:19 $BULK | field gbps)
@@ -296,11 +296,11 @@ if command -v wrk >/dev/null && command -v ab >/dev/null; then
   # The same wrk run against 1 and 4 processors, each processor reading
   # its own TAP queue or not (--processor-queues): the CPU per request of
   # the two designs, and whether more processors cost more per request.
-  for pq in "" --processor-queues; do
+  for pq in on off; do
     for p in 1 4; do
-      start_vnic $p $pq; sleep 0.3
+      start_vnic $p --processor-queues $pq; sleep 0.3
       wq=$(measure "$VNIC_PID" wrk_run "$NSV" http://$V/ 32 -H "Connection: close")
-      row "wrk Connection: close, $p cpu ${pq:-(RX thread hands off)}" req/s "$(first "$wq" 1)" "$(first "$ws" 1)" "$(first "$wk" 1)"
+      row "wrk Connection: close, $p cpu, processor queues $pq" req/s "$(first "$wq" 1)" "$(first "$ws" 1)" "$(first "$wk" 1)"
       row "  server CPU per request (lower better)" us "$(wcpu "$wq")" "$(wcpu "$ws")" "$(wcpu "$wk")"
     done
   done

@@ -21,8 +21,8 @@ use vnic_adapter::flowmap::FlowMap;
 use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource};
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
-    host, Adapter, AdapterConfig, Counters, Filter, FilterMode, FrameSink, FrameSource,
-    FrameWriter, TapDevice,
+    host, Adapter, AdapterConfig, AdapterError, Counters, Filter, FilterMode, FrameSink,
+    FrameSource, FrameWriter, TapDevice,
 };
 use vnic_listeners::app::udp::UdpAppKind;
 use vnic_listeners::app::{App, AppContext, Refused, Service};
@@ -166,6 +166,36 @@ impl From<String> for ControlGroup {
     }
 }
 
+/// Whether each processor reads its own connections' frames from a TAP
+/// queue of its own (`--processor-queues`, see `adapter/src/flowmap.rs`).
+///
+/// It exists as three values because the faster design needs what not
+/// every run has: BPF (root or CAP_BPF) and a TAP that can be multi-queue
+/// (one made beforehand must have been made `multi_queue`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProcessorQueues {
+    /// On when it can be (no `--impair`, BPF allowed, the TAP multi-queue),
+    /// else off, saying why in the log (info level).
+    #[default]
+    Auto,
+    /// On, or vnic does not start (one line saying why).
+    On,
+    /// Off: every frame goes through an RX thread.
+    Off,
+}
+
+impl ProcessorQueues {
+    /// The mode a command-line word names (`auto`, `on`, `off`).
+    pub fn from_name(name: &str) -> Option<ProcessorQueues> {
+        match name {
+            "auto" => Some(ProcessorQueues::Auto),
+            "on" => Some(ProcessorQueues::On),
+            "off" => Some(ProcessorQueues::Off),
+            _ => None,
+        }
+    }
+}
+
 /// Starts a vnic. Every setting has the default `vnic up` has; only the
 /// TAP and one virtual IP must be given.
 ///
@@ -192,7 +222,9 @@ pub struct Builder {
     host_ips: Vec<(IpAddr, u8)>,
     processors: usize,
     rx_queues: usize,
-    processor_queues: bool,
+    processor_queues: ProcessorQueues,
+    /// The processors read their own queues (set when the TAP opened).
+    processor_queues_on: bool,
     filter: FilterMode,
     model: Model,
     serve: Vec<(u16, Arc<dyn Service>)>,
@@ -242,7 +274,8 @@ impl Builder {
             host_ips: Vec::new(),
             processors: 4,
             rx_queues: 1,
-            processor_queues: false,
+            processor_queues: ProcessorQueues::Auto,
+            processor_queues_on: false,
             filter: FilterMode::RoundRobin,
             model: Model::Monolithic,
             serve: Vec::new(),
@@ -290,15 +323,14 @@ impl Builder {
         self
     }
 
-    /// Gives every processor a TAP queue of its own, where it reads the
-    /// frames of its connections itself: no RX thread between, no
-    /// hand-off per frame (the RX threads still read everything else and
-    /// place new connections; an eBPF map in the TAP's steering program
-    /// says which queue each connection's frames go to). Needs root (BPF);
-    /// not with an impairment, which the processors' reads would bypass.
-    /// See `adapter/src/flowmap.rs`.
-    pub fn processor_queues(mut self, on: bool) -> Builder {
-        self.processor_queues = on;
+    /// Whether every processor gets a TAP queue of its own, where it
+    /// reads the frames of its connections itself: no RX thread between,
+    /// no hand-off per frame (the RX threads still read everything else
+    /// and place new connections; an eBPF map in the TAP's steering
+    /// program says which queue each connection's frames go to). See
+    /// `adapter/src/flowmap.rs` and [`ProcessorQueues`].
+    pub fn processor_queues(mut self, mode: ProcessorQueues) -> Builder {
+        self.processor_queues = mode;
         self
     }
 
@@ -470,9 +502,9 @@ impl Builder {
                 "a layout and served ports both say what to serve: use one".into(),
             ));
         }
-        if self.processor_queues && self.impair.is_some() {
+        if self.processor_queues == ProcessorQueues::On && self.impair.is_some() {
             return Err(Error::Config(
-                "--processor-queues and --impair do not go together: the processors' own \
+                "--processor-queues on and --impair do not go together: the processors' own \
                  queues would bypass the impairment"
                     .into(),
             ));
@@ -508,18 +540,7 @@ impl Builder {
         let rss_queues = self.rx_queues.max(1);
         // With processor queues: the kernel's flow table, and the queues
         // after the RX threads' one per processor.
-        let flow_map = match self.processor_queues {
-            true => Some(Arc::new(
-                FlowMap::create(MAX_CONNECTIONS.max(n * 1024)).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("{e}; --processor-queues needs it"))
-                })?,
-            )),
-            false => None,
-        };
-        let mut opened = match &flow_map {
-            Some(m) => TapDevice::open_processor_queues(&self.tap, self.offload, rss_queues, n, m)?,
-            None => TapDevice::open_queues(&self.tap, self.offload, self.rx_queues)?,
-        };
+        let (flow_map, mut opened) = self.open_tap(n, rss_queues)?;
         // The processors hand frames back to the RX threads, and wake them.
         let mut hand_back = Vec::new();
         if flow_map.is_some() {
@@ -826,6 +847,54 @@ impl Builder {
         })
     }
 
+    /// Opens the TAP's queues: with processor queues (as asked, or in
+    /// `auto` mode when possible) the flow map and `rss_queues` RX queues
+    /// plus one per processor, else the RX queues alone.
+    fn open_tap(
+        &mut self,
+        n: usize,
+        rss_queues: usize,
+    ) -> Result<(Option<Arc<FlowMap>>, Vec<TapDevice>), Error> {
+        let want = match self.processor_queues {
+            ProcessorQueues::Off => false,
+            ProcessorQueues::On => true,
+            // The impairment sits on the RX threads' reads.
+            ProcessorQueues::Auto => self.impair.is_none(),
+        };
+        if want {
+            let tried = FlowMap::create(MAX_CONNECTIONS.max(n * 1024))
+                .map_err(|e| AdapterError::Io {
+                    tap: self.tap.clone(),
+                    source: e,
+                })
+                .and_then(|m| {
+                    let m = Arc::new(m);
+                    TapDevice::open_processor_queues(&self.tap, self.offload, rss_queues, n, &m)
+                        .map(|q| (m, q))
+                });
+            match tried {
+                Ok((m, q)) => {
+                    self.processor_queues_on = true;
+                    return Ok((Some(m), q));
+                }
+                Err(e) if self.processor_queues == ProcessorQueues::On => {
+                    return Err(std::io::Error::other(format!(
+                        "{e}; --processor-queues on needs BPF (root or CAP_BPF) and a \
+                         multi-queue TAP"
+                    ))
+                    .into());
+                }
+                Err(e) => {
+                    log::info!("processor queues off ({e}): every frame goes through the RX thread")
+                }
+            }
+        }
+        Ok((
+            None,
+            TapDevice::open_queues(&self.tap, self.offload, self.rx_queues)?,
+        ))
+    }
+
     /// `vnic: ready tap=NAME ip=ADDR[,ADDR...] processors=N filter=MODE
     /// model=MODEL ...`, the line tests and users wait for.
     fn ready_line(&self, name: &str, ips: &[IpAddr], rx_queues: usize) -> String {
@@ -848,7 +917,7 @@ impl Builder {
         } else {
             String::new()
         };
-        let own = if self.processor_queues {
+        let own = if self.processor_queues_on {
             " processor-queues=on"
         } else {
             ""

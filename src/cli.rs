@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use vnic::config::{self, parse_cidr, Config, Overrides, ServeApp};
-use vnic::{Builder, Layout, LineMode, Model, Trace, UdpAppKind};
+use vnic::{Builder, Layout, LineMode, Model, ProcessorQueues, Trace, UdpAppKind};
 use vnic_adapter::impair::ImpairSpec;
 use vnic_adapter::FilterMode;
 use vnic_listeners::app::exec::{self, ExecOptions, ExecService};
@@ -272,10 +272,12 @@ pub struct UpArgs {
     /// Give every processor a TAP queue of its own, where it reads the
     /// frames of its connections itself, with no RX thread between (an
     /// eBPF flow map in the TAP's steering program; new connections and
-    /// everything else still go through the RX threads). Cheaper per
-    /// frame; needs BPF (root); not with --impair.
-    #[arg(long)]
-    pub processor_queues: bool,
+    /// everything else still go through the RX threads). auto (default):
+    /// on when BPF is allowed, the TAP can be multi-queue and there is no
+    /// --impair; on: or do not start; off: never.
+    #[arg(long, value_name = "auto|on|off", default_value = "auto",
+          value_parser = ["auto", "on", "off"])]
+    pub processor_queues: String,
     /// Listener model: monolithic (one listener per processor, round-robin
     /// filtering) or distributor (one front-end forwarding requests to back-ends).
     #[arg(long, default_value = "monolithic", value_parser = ["monolithic", "distributor"])]
@@ -412,7 +414,7 @@ pub struct Plan {
     /// RX queues of the TAP, each with its adapter thread.
     pub rx_queues: usize,
     /// A TAP queue per processor, read by the processor itself.
-    pub processor_queues: bool,
+    pub processor_queues: ProcessorQueues,
     /// Listener model.
     pub model: Model,
     /// Filter mode.
@@ -688,7 +690,7 @@ impl Plan {
             host_ips: a.host_ips,
             processors,
             rx_queues: usize::from(a.rx_queues),
-            processor_queues: a.processor_queues,
+            processor_queues: ProcessorQueues::from_name(&a.processor_queues).unwrap_or_default(),
             model,
             filter,
             serve,

@@ -72,7 +72,9 @@ pub mod config;
 mod running;
 mod summary;
 
-pub use builder::{Builder, ControlGroup, Error, Layout, Model, Trace, MAX_PROCESSORS};
+pub use builder::{
+    Builder, ControlGroup, Error, Layout, Model, ProcessorQueues, Trace, MAX_PROCESSORS,
+};
 pub use running::{Drained, Running, DEFAULT_DRAIN};
 pub use vnic_adapter::filter::Protocol;
 pub use vnic_adapter::impair::ImpairSpec;

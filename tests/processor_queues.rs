@@ -1,6 +1,7 @@
 //! `--processor-queues`: every processor reads the frames of its own
 //! connections from a TAP queue of its own (an eBPF flow map in the
-//! steering program), the RX thread only new connections and the rest.
+//! steering program), the RX thread only new connections and the rest;
+//! `auto` (the default) falls back to the RX threads when it cannot be.
 //! The kernel's TCP is the client, in the test's own namespace.
 
 mod common;
@@ -94,7 +95,7 @@ fn processors_read_their_own_queues_and_round_robin_still_places() {
         return;
     }
     let ns = Netns::new();
-    let vnic = ns.vnic(&["--quiet", "--processors", "4", "--processor-queues"]);
+    let vnic = ns.vnic(&["--quiet", "--processors", "4", "--processor-queues", "on"]);
     assert!(vnic.ready.contains("processor-queues=on"), "{}", vnic.ready);
     let placed = ns.run(|| {
         let a: SocketAddr = "10.0.0.2:80".parse().expect("addr");
@@ -151,7 +152,7 @@ fn bulk_both_ways_intact_through_processor_queues() {
         return;
     }
     let ns = Netns::new();
-    let _vnic = ns.vnic(&["--quiet", "--processors", "2", "--processor-queues"]);
+    let _vnic = ns.vnic(&["--quiet", "--processors", "2", "--processor-queues", "on"]);
     for (i, size) in [(0u64, 32usize << 20), (1, 8 << 20)] {
         let data = random_bytes(size, 20 + i);
         let want = Sha256::digest(&data).to_vec();
@@ -172,7 +173,7 @@ fn a_new_connection_on_the_port_of_one_in_time_wait_is_placed_and_reaped() {
         return;
     }
     let ns = Netns::new();
-    let _vnic = ns.vnic(&["--quiet", "--processors", "2", "--processor-queues"]);
+    let _vnic = ns.vnic(&["--quiet", "--processors", "2", "--processor-queues", "on"]);
     let to: SocketAddr = "10.0.0.2:80".parse().expect("addr");
     let codes = ns.run(move || {
         (0..3)
@@ -206,6 +207,7 @@ fn a_trace_records_every_frame_while_processors_have_their_own_queues() {
         "--processors",
         "2",
         "--processor-queues",
+        "on",
         "--pcap",
         &pcap,
     ]);
@@ -246,7 +248,7 @@ fn a_crashed_processors_connections_are_reset_and_the_others_go_on() {
         return;
     }
     let ns = Netns::new();
-    let vnic = ns.vnic(&["--processors", "2", "--quiet", "--processor-queues"]);
+    let vnic = ns.vnic(&["--processors", "2", "--quiet", "--processor-queues", "on"]);
     let (mut on0, mut on1) = ns.run(|| (connect("10.0.0.2:80"), connect("10.0.0.2:80")));
     let who = |s: &mut TcpStream| {
         let (status, body) = http_get(s, "/", true);
@@ -290,6 +292,7 @@ fn processor_queues_with_an_impairment_is_refused_in_one_line() {
         "--ip",
         "10.0.0.2/24",
         "--processor-queues",
+        "on",
         "--impair",
         "loss=1%",
         "--control",
@@ -299,7 +302,48 @@ fn processor_queues_with_an_impairment_is_refused_in_one_line() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
-        err.contains("--processor-queues and --impair do not go together"),
+        err.contains("--processor-queues on and --impair do not go together"),
         "{err}"
     );
+}
+
+#[test]
+fn auto_falls_back_to_the_rx_thread_where_processor_queues_cannot_be() {
+    if !can_run() {
+        return;
+    }
+    // A TAP made beforehand without multi_queue cannot have more queues.
+    let ns = Netns::new();
+    ns.exec_ok(&["ip", "tuntap", "add", "dev", &ns.tap, "mode", "tap"]);
+    let vnic = ns.vnic(&["--quiet", "--processors", "2"]);
+    assert!(!vnic.ready.contains("processor-queues"), "{}", vnic.ready);
+    let st = ns.status_json();
+    assert_eq!(st["adapter"]["processor_queues"], false);
+    let (n, _) = ns.echo("10.0.0.2:7", random_bytes(1 << 20, 9));
+    assert_eq!(n, 1 << 20);
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+    // With `on` it is an error, in one line.
+    let ns = Netns::new();
+    ns.exec_ok(&["ip", "tuntap", "add", "dev", &ns.tap, "mode", "tap"]);
+    let out = ns.vnic_raw(&[
+        "up",
+        "--tap",
+        &ns.tap,
+        "--ip",
+        "10.0.0.2/24",
+        "--processor-queues",
+        "on",
+        "--control",
+        &ns.control_path(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--processor-queues on needs BPF"), "{err}");
+    // And `--impair` turns `auto` off.
+    let ns = Netns::new();
+    let vnic = ns.vnic(&["--quiet", "--impair", "loss=0%"]);
+    assert!(!vnic.ready.contains("processor-queues"), "{}", vnic.ready);
+    drop(vnic);
 }
