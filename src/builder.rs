@@ -166,6 +166,11 @@ impl From<String> for ControlGroup {
     }
 }
 
+/// The cores vnic may run on (1 if unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Whether each processor reads its own connections' frames from a TAP
 /// queue of its own (`--processor-queues`, see `adapter/src/flowmap.rs`).
 ///
@@ -174,8 +179,11 @@ impl From<String> for ControlGroup {
 /// (one made beforehand must have been made `multi_queue`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProcessorQueues {
-    /// On when it can be (no `--impair`, BPF allowed, the TAP multi-queue),
-    /// else off, saying why in the log (info level).
+    /// On when it can be and pays: at least as many processors as cores
+    /// (below that an RX thread has a core of its own, where its reading
+    /// and parsing beside the processor is worth more than the hand-off
+    /// costs), no `--impair`, BPF allowed, the TAP multi-queue; else off,
+    /// saying why in the log (info level) when it could not be.
     #[default]
     Auto,
     /// On, or vnic does not start (one line saying why).
@@ -858,8 +866,14 @@ impl Builder {
         let want = match self.processor_queues {
             ProcessorQueues::Off => false,
             ProcessorQueues::On => true,
-            // The impairment sits on the RX threads' reads.
-            ProcessorQueues::Auto => self.impair.is_none(),
+            // The impairment sits on the RX threads' reads. With fewer
+            // processors than cores an RX thread has a core of its own,
+            // and reading and parsing there, beside the processor, is
+            // worth more than the hand-off costs: one processor reading
+            // its own queue took 5 s of one-byte segments at 50,000 a
+            // second with echo round trips on it of up to 1.3 s on 2 busy
+            // cores, against 54 ms with the RX thread (tests/abuse.rs).
+            ProcessorQueues::Auto => self.impair.is_none() && n >= cores(),
         };
         if want {
             let tried = FlowMap::create(MAX_CONNECTIONS.max(n * 1024))

@@ -273,8 +273,9 @@ pub struct UpArgs {
     /// frames of its connections itself, with no RX thread between (an
     /// eBPF flow map in the TAP's steering program; new connections and
     /// everything else still go through the RX threads). auto (default):
-    /// on when BPF is allowed, the TAP can be multi-queue and there is no
-    /// --impair; on: or do not start; off: never.
+    /// on with at least as many processors as cores, when BPF is allowed,
+    /// the TAP can be multi-queue and there is no --impair; on: or do not
+    /// start; off: never.
     #[arg(long, value_name = "auto|on|off", default_value = "auto",
           value_parser = ["auto", "on", "off"])]
     pub processor_queues: String,

@@ -101,7 +101,10 @@ fn control_md_and_readme_match_a_running_vnic() {
         return;
     }
     let ns = Netns::new();
-    let vnic = ns.vnic(&["--quiet"]);
+    // The README's example ran with 4 processors on a machine of at most 4
+    // cores, so `--processor-queues auto` put them on; here too, whatever
+    // this machine's cores.
+    let vnic = ns.vnic(&["--quiet", "--processor-queues", "on"]);
     // The README's ready line has the fields vnic prints, in its order.
     let readme = read("README.md");
     let documented = readme

@@ -315,7 +315,12 @@ fn auto_falls_back_to_the_rx_thread_where_processor_queues_cannot_be() {
     // A TAP made beforehand without multi_queue cannot have more queues.
     let ns = Netns::new();
     ns.exec_ok(&["ip", "tuntap", "add", "dev", &ns.tap, "mode", "tap"]);
-    let vnic = ns.vnic(&["--quiet", "--processors", "2"]);
+    // As many processors as cores: `auto` would put them on.
+    let cores = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 256)
+        .to_string();
+    let vnic = ns.vnic(&["--quiet", "--processors", &cores]);
     assert!(!vnic.ready.contains("processor-queues"), "{}", vnic.ready);
     let st = ns.status_json();
     assert_eq!(st["adapter"]["processor_queues"], false);
@@ -341,9 +346,57 @@ fn auto_falls_back_to_the_rx_thread_where_processor_queues_cannot_be() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--processor-queues on needs BPF"), "{err}");
+    // Fewer processors than cores: `auto` leaves them off (an RX thread
+    // has a core of its own), unless this machine has one core.
+    let ns = Netns::new();
+    let vnic = ns.vnic(&["--quiet", "--processors", "1"]);
+    let one_core = std::thread::available_parallelism().map_or(1, usize::from) == 1;
+    assert_eq!(
+        vnic.ready.contains("processor-queues=on"),
+        one_core,
+        "{}",
+        vnic.ready
+    );
+    drop(vnic);
     // And `--impair` turns `auto` off.
     let ns = Netns::new();
     let vnic = ns.vnic(&["--quiet", "--impair", "loss=0%"]);
     assert!(!vnic.ready.contains("processor-queues"), "{}", vnic.ready);
     drop(vnic);
+}
+
+#[test]
+fn rss_spreads_new_connections_over_the_rx_queues_beside_processor_queues() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let vnic = ns.vnic(&[
+        "--quiet",
+        "--processors",
+        "2",
+        "--rx-queues",
+        "2",
+        "--processor-queues",
+        "on",
+    ]);
+    assert!(vnic.ready.contains("rx-queues=2"), "{}", vnic.ready);
+    let ok = ns.run(|| {
+        let a: SocketAddr = "10.0.0.2:80".parse().expect("addr");
+        (0..48)
+            .filter(|_| {
+                let mut s =
+                    TcpStream::connect_timeout(&a, Duration::from_secs(2)).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                http_get(&mut s, "/", false).0 == 200
+            })
+            .count()
+    });
+    assert_eq!(ok, 48);
+    let per = as_u64s(&ns.status_json()["adapter"]["rx_queues"]);
+    assert_eq!(per.len(), 4, "two RX queues, two processor queues: {per:?}");
+    assert!(per.iter().all(|n| *n > 0), "{per:?}");
+    // Each processor reports its closed connections to the RX thread that
+    // placed them, and removes their steering.
+    wait_until_empty(&ns);
 }

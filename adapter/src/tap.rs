@@ -58,6 +58,69 @@ pub struct TapDevice {
     wake: Option<std::sync::Arc<OwnedFd>>,
 }
 
+/// Frames each queue of a TAP with processor queues holds (its
+/// `txqueuelen`): as deep as a processor's own queue.
+pub const PROCESSOR_RING: u32 = 8192;
+
+/// Sets the TAP's `txqueuelen` (the depth of each of its queues' rings,
+/// frames the host sent that vnic has not read yet) to at least `len`.
+fn set_tx_queue_len(name: &str, len: u32) -> io::Result<()> {
+    #[repr(C)]
+    struct IfReqQlen {
+        name: [libc::c_char; libc::IFNAMSIZ],
+        qlen: libc::c_int,
+        _pad: [u8; 20],
+    }
+    let mut req = IfReqQlen {
+        name: [0; libc::IFNAMSIZ],
+        qlen: 0,
+        _pad: [0; 20],
+    };
+    for (d, s) in req
+        .name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: a fresh socket, only used for the two ioctls below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh fd that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: SIOCGIFTXQLEN/SIOCSIFTXQLEN read and write one `struct
+    // ifreq` (name, then an int), which `IfReqQlen` lays out in 40 bytes.
+    if unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFTXQLEN,
+            &mut req as *mut IfReqQlen,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let want = libc::c_int::try_from(len).unwrap_or(libc::c_int::MAX);
+    if req.qlen >= want {
+        return Ok(());
+    }
+    req.qlen = want;
+    // SAFETY: as above.
+    if unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFTXQLEN,
+            &mut req as *mut IfReqQlen,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Wakes the RX thread reading a TAP queue (see [`TapDevice::rx_waker`]).
 #[derive(Clone, Debug)]
 pub struct RxWaker(std::sync::Arc<OwnedFd>);
@@ -135,10 +198,20 @@ impl TapDevice {
         flows: &crate::flowmap::FlowMap,
     ) -> Result<Vec<TapDevice>, AdapterError> {
         let rss = rss_queues.max(1);
-        TapDevice::open_steered(name, offload, rss + processors, |_| {
+        let queues = TapDevice::open_steered(name, offload, rss + processors, |_| {
             crate::steer::SteeringProgram::load_flows(flows, rss)
                 .map_err(|e| io::Error::new(e.kind(), format!("{e}; --processor-queues needs it")))
-        })
+        })?;
+        if let Some(first) = queues.first() {
+            // A processor's queue is the TAP's own ring now, not vnic's
+            // (8192 deep): at the TAP's default of 1000 frames a burst of
+            // small segments for one processor overflowed it, and the
+            // kernel dropped frames of its other connections with them.
+            if let Err(e) = set_tx_queue_len(first.name(), PROCESSOR_RING) {
+                log::info!("{}: txqueuelen stays as it was: {e}", first.name());
+            }
+        }
+        Ok(queues)
     }
 
     /// Attaches `queues` queues of a multi-queue TAP and attaches the
