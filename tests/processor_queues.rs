@@ -6,26 +6,12 @@
 
 mod common;
 
-use common::{body_value, can_run, have_tshark, http_get, random_bytes, Netns};
+use common::{as_u64s, body_value, can_run, have_tshark, http_get, random_bytes, Netns};
 use sha2::{Digest, Sha256};
-use std::io::{ErrorKind, Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
-
-fn as_u64s(v: &serde_json::Value) -> Vec<u64> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
-        .unwrap_or_default()
-}
-
-fn connect(addr: &str) -> TcpStream {
-    let a: SocketAddr = addr.parse().expect("addr");
-    let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s
-}
 
 /// A connection to `to` from local port `port` (reused at once: the
 /// socket has SO_REUSEADDR), as a client that reuses its port does.
@@ -242,41 +228,26 @@ fn a_trace_records_every_frame_while_processors_have_their_own_queues() {
     assert!(handed > 0, "the frames went back through the RX thread");
 }
 
-#[test]
-fn a_crashed_processors_connections_are_reset_and_the_others_go_on() {
-    if !can_run() {
-        return;
-    }
-    let ns = Netns::new();
-    let vnic = ns.vnic(&["--processors", "2", "--quiet", "--processor-queues", "on"]);
-    let (mut on0, mut on1) = ns.run(|| (connect("10.0.0.2:80"), connect("10.0.0.2:80")));
-    let who = |s: &mut TcpStream| {
-        let (status, body) = http_get(s, "/", true);
-        assert_eq!(status, 200);
-        body_value(&body, "processor").expect("processor=")
-    };
-    assert_eq!((who(&mut on0), who(&mut on1)), ("0".into(), "1".into()));
-    assert_eq!(ns.status_json()["adapter"]["steered_flows"], 2);
-    let out = ns.vnic_cmd(&["ctl", "processor", "1", "crash"]);
-    assert!(out.status.success());
-    let t = Instant::now();
-    while ns.status_json()["processors"][1]["state"] != "failed" {
-        assert!(t.elapsed() < Duration::from_secs(5), "never failed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Its flows left the kernel's map: the RX thread answers with RST.
-    assert_eq!(ns.status_json()["adapter"]["steered_flows"], 1);
-    on1.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("send");
-    let mut buf = [0u8; 64];
-    match on1.read(&mut buf) {
-        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
-        Ok(n) => panic!("a dead processor's connection answered {n} bytes"),
-    }
-    assert_eq!(who(&mut on0), "0");
-    drop((on0, on1));
-    let (code, err) = vnic.stop();
-    assert_eq!(code, Some(0), "{err}");
+/// `vnic up --processor-queues on` with `extra` flags, which must fail
+/// with exit status 1 and one line: that line.
+fn refused(ns: &Netns, extra: &[&str]) -> String {
+    let control = ns.control_path();
+    let mut args = vec![
+        "up",
+        "--tap",
+        &ns.tap,
+        "--ip",
+        "10.0.0.2/24",
+        "--processor-queues",
+        "on",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--control", &control]);
+    let out = ns.vnic_raw(&args);
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
 }
 
 #[test]
@@ -285,22 +256,7 @@ fn processor_queues_with_an_impairment_is_refused_in_one_line() {
         return;
     }
     let ns = Netns::new();
-    let out = ns.vnic_raw(&[
-        "up",
-        "--tap",
-        &ns.tap,
-        "--ip",
-        "10.0.0.2/24",
-        "--processor-queues",
-        "on",
-        "--impair",
-        "loss=1%",
-        "--control",
-        &ns.control_path(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = refused(&ns, &["--impair", "loss=1%"]);
     assert!(
         err.contains("--processor-queues on and --impair do not go together"),
         "{err}"
@@ -331,20 +287,7 @@ fn auto_falls_back_to_the_rx_thread_where_processor_queues_cannot_be() {
     // With `on` it is an error, in one line.
     let ns = Netns::new();
     ns.exec_ok(&["ip", "tuntap", "add", "dev", &ns.tap, "mode", "tap"]);
-    let out = ns.vnic_raw(&[
-        "up",
-        "--tap",
-        &ns.tap,
-        "--ip",
-        "10.0.0.2/24",
-        "--processor-queues",
-        "on",
-        "--control",
-        &ns.control_path(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = refused(&ns, &[]);
     assert!(err.contains("--processor-queues on needs BPF"), "{err}");
     // Fewer processors than cores: `auto` leaves them off (an RX thread
     // has a core of its own), unless this machine has one core.

@@ -4,16 +4,10 @@
 
 mod common;
 
-use common::{can_run, http_get, random_bytes, Netns};
+use common::{as_u64s, can_run, http_get, random_bytes, Netns};
 use sha2::{Digest, Sha256};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-
-fn as_u64s(v: &serde_json::Value) -> Vec<u64> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
-        .unwrap_or_default()
-}
 
 #[test]
 fn connections_spread_over_four_rx_queues_and_their_flows_are_reaped() {

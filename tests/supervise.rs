@@ -31,11 +31,29 @@ fn processor_of(s: &mut TcpStream) -> usize {
 
 #[test]
 fn a_processor_that_dies_leaves_the_rotation_and_its_connections_are_reset() {
+    dies_and_its_connections_are_reset("off");
+}
+
+/// The same with each processor reading its own TAP queue: the failed
+/// processor's flows leave the kernel's flow map, so the RX thread sees
+/// (and resets) its connections' next segments.
+#[test]
+fn a_processor_with_its_own_queue_that_dies_is_handled_the_same() {
+    dies_and_its_connections_are_reset("on");
+}
+
+fn dies_and_its_connections_are_reset(processor_queues: &str) {
     if !can_run() {
         return;
     }
     let ns = Netns::new();
-    let vnic = ns.vnic(&["--processors", "2", "--quiet"]);
+    let vnic = ns.vnic(&[
+        "--processors",
+        "2",
+        "--quiet",
+        "--processor-queues",
+        processor_queues,
+    ]);
     let (mut on0, mut on1) = ns.run(|| (connect("10.0.0.2:80"), connect("10.0.0.2:80")));
     assert_eq!(processor_of(&mut on0), 0);
     assert_eq!(processor_of(&mut on1), 1);
@@ -60,6 +78,10 @@ fn a_processor_that_dies_leaves_the_rotation_and_its_connections_are_reset() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(failure.contains("crashed on request"), "{failure}");
+    if processor_queues == "on" {
+        // Its flow left the kernel's map; processor 0's stays.
+        assert_eq!(ns.status_json()["adapter"]["steered_flows"], 1);
+    }
     let table = String::from_utf8_lossy(&ns.vnic_cmd(&["status"]).stdout).into_owned();
     assert!(table.contains("processor 1 failed: "), "{table}");
 

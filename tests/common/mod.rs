@@ -741,3 +741,11 @@ pub fn wait_child(child: &mut Child, within: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A JSON array of numbers (a status field such as `rx_queues`) as u64s.
+#[allow(dead_code)]
+pub fn as_u64s(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+        .unwrap_or_default()
+}
