@@ -63,6 +63,7 @@
 //! ```
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod builder;
 /// The `vnic up --config FILE` format: public so the command line and the

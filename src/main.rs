@@ -2,6 +2,8 @@
 //! the library's [`vnic::Builder`], which wires the adapter, the
 //! processors and the TAP together (see docs/ARCHITECTURE.md).
 
+#![forbid(unsafe_code)]
+
 mod capture;
 mod cli;
 mod ctl;

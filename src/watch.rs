@@ -118,7 +118,7 @@ pub fn run(view: &View, call: &mut dyn FnMut(&Request) -> Result<Response, Strin
 }
 
 /// How much nicer than vnic `vnic status` runs.
-const STATUS_NICE: libc::c_int = 10;
+const STATUS_NICE: i32 = 10;
 
 /// Lowers this process's priority by [`STATUS_NICE`]: a monitor should
 /// not compete with what it watches, and reading and printing a socket
@@ -127,9 +127,8 @@ const STATUS_NICE: libc::c_int = 10;
 /// processors' time (docs/CONTROL.md has the measurements). The control
 /// server's threads run below the processors too.
 fn below_vnic() {
-    // SAFETY: setpriority on this process has no memory preconditions;
-    // raising one's own nice value needs no privilege.
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, STATUS_NICE) };
+    // Raising one's own nice value needs no privilege.
+    let _ = rustix::process::setpriority_process(None, STATUS_NICE);
 }
 
 /// Writes one sample, after clearing the screen if asked.

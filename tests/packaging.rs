@@ -33,6 +33,7 @@ fn licence_files_match_the_crates_licence() {
         "adapter/Cargo.toml",
         "stack/Cargo.toml",
         "listeners/Cargo.toml",
+        "sys/Cargo.toml",
     ] {
         let text = root(krate);
         assert!(text.contains("license.workspace = true"), "{krate}");

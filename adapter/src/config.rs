@@ -59,21 +59,6 @@ pub fn default_mac(tap: &str) -> [u8; 6] {
     [0x02, 0x76, 0x6e, v[0], v[1], v[2]]
 }
 
-/// The solicited-node multicast address (RFC 4291 2.7.1) of `ip`.
-pub fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
-    let o = ip.octets();
-    Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | u16::from(o[13]),
-        u16::from_be_bytes([o[14], o[15]]),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,16 +70,5 @@ mod tests {
         assert_eq!(m[0] & 0x02, 0x02, "locally administered");
         assert_eq!(m, default_mac("vnic0"));
         assert_ne!(m, default_mac("vnic1"));
-    }
-
-    #[test]
-    fn solicited_node_address() {
-        let ip: Ipv6Addr = "fd00::1:2345:6789".parse().unwrap_or(Ipv6Addr::LOCALHOST);
-        assert_eq!(
-            solicited_node(ip),
-            "ff02::1:ff45:6789"
-                .parse::<Ipv6Addr>()
-                .unwrap_or(Ipv6Addr::LOCALHOST)
-        );
     }
 }

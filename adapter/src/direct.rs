@@ -132,11 +132,6 @@ impl DirectQueue {
         self.flows.remove(tuple);
     }
 
-    /// Removes every flow steered to this queue (the processor failed).
-    pub fn forget_all(&self) -> usize {
-        self.flows.remove_queue(self.queue)
-    }
-
     /// Reads up to `max` frames at `now`: each TCP segment of a
     /// connection `holds` says the processor holds is pushed onto `out`,
     /// every other frame handed back to an RX thread. An error means the

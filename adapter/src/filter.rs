@@ -293,13 +293,6 @@ impl Filter {
         self.served.get(&port).is_some_and(|l| !l.is_empty())
     }
 
-    /// True if some listener of `protocol` registered `port` (any address).
-    pub fn serves_for(&self, protocol: Protocol, port: u16) -> bool {
-        self.listeners
-            .values()
-            .any(|l| l.spec.protocol == protocol && l.spec.port == port)
-    }
-
     /// The ports of `protocol` with at least one listener, ascending.
     pub fn ports(&self, protocol: Protocol) -> Vec<u16> {
         let mut v: Vec<u16> = self
@@ -333,20 +326,6 @@ impl Filter {
     /// True if `processor` exists and is up.
     pub fn is_up(&self, processor: usize) -> bool {
         self.up.get(processor).copied().unwrap_or(false)
-    }
-
-    /// Chooses the processor for a new TCP connection to `port` among the
-    /// wildcard listeners and advances the line. None if no live wildcard
-    /// listener serves the port. (Address-aware callers use
-    /// [`Filter::pick_for`].)
-    pub fn pick(&mut self, port: u16) -> Option<Pick> {
-        let mode = self.mode;
-        let line = self.lines.get_mut(&LineKey {
-            protocol: Protocol::Tcp,
-            port,
-            address: None,
-        })?;
-        pick_in(mode, line)
     }
 
     /// Chooses the processor for a new TCP connection, or for one UDP
@@ -422,8 +401,6 @@ impl Filter {
             key: l.spec.key.as_ref().map(FilterKey::masked),
             app: l.spec.app.clone(),
             state,
-            slot,
-            takeover_error: l.collision.as_ref().map(ToString::to_string),
         })
     }
 
@@ -710,9 +687,16 @@ mod tests {
         f
     }
 
+    /// The pick the RX thread makes (`Filter::pick_for`) for a new TCP
+    /// connection to `port` at an address no listener is bound to: the
+    /// wildcard listeners' line.
+    fn pick(f: &mut Filter, port: u16) -> Option<Pick> {
+        f.pick_for(Protocol::Tcp, IpAddr::from([192, 0, 2, 1]), port)
+    }
+
     fn picks(f: &mut Filter, port: u16, n: usize) -> Vec<usize> {
         (0..n)
-            .map(|_| f.pick(port).map(|p| p.processor).unwrap_or(usize::MAX))
+            .map(|_| pick(f, port).map(|p| p.processor).unwrap_or(usize::MAX))
             .collect()
     }
 
@@ -774,9 +758,9 @@ mod tests {
         let mut f = Filter::new(FilterMode::RoundRobin, 4);
         f.register(80, 2).expect("register");
         f.register(80, 0).expect("register");
-        assert_eq!(slot_and_cpu(f.pick(80)), Some((2, 0)));
-        assert_eq!(slot_and_cpu(f.pick(80)), Some((0, 1)));
-        assert_eq!(slot_and_cpu(f.pick(80)), Some((2, 0)));
+        assert_eq!(slot_and_cpu(pick(&mut f, 80)), Some((2, 0)));
+        assert_eq!(slot_and_cpu(pick(&mut f, 80)), Some((0, 1)));
+        assert_eq!(slot_and_cpu(pick(&mut f, 80)), Some((2, 0)));
     }
 
     #[test]
@@ -819,12 +803,12 @@ mod tests {
     #[test]
     fn unserved_port_and_all_down_pick_nothing() {
         let mut f = four(FilterMode::RoundRobin);
-        assert_eq!(f.pick(81), None);
+        assert_eq!(pick(&mut f, 81), None);
         assert!(!f.serves(81));
         for p in 0..4 {
             f.set_up(p, false);
         }
-        assert_eq!(f.pick(80), None);
+        assert_eq!(pick(&mut f, 80), None);
     }
 
     #[test]
@@ -1013,7 +997,7 @@ mod tests {
             "port 7/udp is already served on processor 1 (one listener per processor per port)"
         );
         assert_eq!(f.ports(Protocol::Udp), vec![7]);
-        assert!(f.serves(7) && f.serves_for(Protocol::Udp, 7));
+        assert!(f.serves(7));
     }
 
     #[test]
@@ -1231,7 +1215,6 @@ mod tests {
         );
         let info = f.info(a).expect("a");
         assert_eq!(info.state, ListenerState::Down);
-        assert!(info.takeover_error.is_some());
         assert_eq!(picks(&mut f, 80, 2), vec![1, 1]);
     }
 
@@ -1270,7 +1253,7 @@ mod tests {
         let r = f.set_up_report(0, false);
         assert_eq!(r[0].kind, TakeoverKind::Down);
         assert_eq!(f.info(a).map(|i| i.state), Some(ListenerState::Down));
-        assert_eq!(f.pick(7), None);
+        assert_eq!(pick(&mut f, 7), None);
         let r = f.set_up_report(0, true);
         assert_eq!(r[0].kind, TakeoverKind::BackToPrimary);
         assert!(r[0]

@@ -90,17 +90,6 @@ impl FlowTable {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
-
-    /// Connections held by each processor (index = processor).
-    pub fn per_processor(&self, processors: usize) -> Vec<usize> {
-        let mut v = vec![0; processors];
-        for e in self.map.values() {
-            if let Some(c) = v.get_mut(e.processor) {
-                *c += 1;
-            }
-        }
-        v
-    }
 }
 
 #[cfg(test)]
@@ -148,12 +137,11 @@ mod tests {
     }
 
     #[test]
-    fn counts_per_processor() {
+    fn counts_its_flows() {
         let mut t = FlowTable::new();
         for port in 0..8 {
             t.stamp_syn(tuple(port), usize::from(port % 4));
         }
-        assert_eq!(t.per_processor(4), vec![2, 2, 2, 2]);
         assert_eq!(t.len(), 8);
     }
 }

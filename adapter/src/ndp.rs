@@ -137,10 +137,34 @@ mod tests {
         buf
     }
 
+    /// The solicited-node multicast address (RFC 4291 2.7.1) of `ip`.
+    fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
+        let o = ip.octets();
+        Ipv6Addr::new(
+            0xff02,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0xff00 | u16::from(o[13]),
+            u16::from_be_bytes([o[14], o[15]]),
+        )
+    }
+
+    #[test]
+    fn solicited_node_address() {
+        let ip: Ipv6Addr = "fd00::1:2345:6789".parse().expect("address");
+        assert_eq!(
+            solicited_node(ip),
+            "ff02::1:ff45:6789".parse::<Ipv6Addr>().expect("group")
+        );
+    }
+
     #[test]
     fn solicitation_to_solicited_node_group_is_answered() {
         let c = cfg();
-        let group = crate::config::solicited_node(addr("fd00::2"));
+        let group = solicited_node(addr("fd00::2"));
         let ns = solicitation(addr("fd00::1"), group, addr("fd00::2"), true);
         let a = answer(&c, addr("fd00::1"), [9; 6], 255, &ns)
             .expect("valid")

@@ -18,6 +18,7 @@
 //! stack); it starts no thread per connection.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod control;

@@ -30,6 +30,7 @@
 //! on bytes from the wire.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod congestion;

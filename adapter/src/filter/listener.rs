@@ -264,10 +264,6 @@ pub struct ListenerInfo {
     pub app: String,
     /// What it is doing.
     pub state: ListenerState,
-    /// Its place in its line (0-based).
-    pub slot: usize,
-    /// Why its backup could not take over, if that is why it is down.
-    pub takeover_error: Option<String>,
 }
 
 /// What happened to a listener when a processor went down or came up.

@@ -7,7 +7,7 @@
 //! the RX loop: frames going out pass through a [`TracingSink`] wrapped
 //! around the TAP's [`FrameSink`](crate::emit::FrameSink); frames coming
 //! in are recorded by the RX thread with [`Tracer::record_with`] and the
-//! decision text of [`rx_comment`].
+//! decision text of [`comment::rx_comment`].
 //!
 //! Nothing here ever slows traffic down. The hot path copies the frame
 //! into a bounded queue ([`QUEUE_RECORDS`] records, [`QUEUE_BYTES`] bytes)
@@ -51,9 +51,8 @@ mod frames;
 mod tests;
 
 pub use capture::{CaptureError, CaptureSpec, CaptureStats, CaptureStream, Next};
-pub use comment::{out_comment, out_kind, rx_comment, Note, Origin};
+pub use comment::{Note, Origin};
 pub use filter::{FilterError, FrameFilter};
-pub use line::{format_conn_line, format_line};
 pub use sink::TracingSink;
 
 use crate::pool::PayloadPool;

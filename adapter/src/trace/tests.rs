@@ -1,7 +1,9 @@
 //! Tests of the tracer: decision texts, trace lines for every kind of
 //! frame, and pcapng files read back with `pcap-file`'s reader.
 
+use super::comment::{out_comment, out_kind, rx_comment};
 use super::frames::{self, Flags};
+use super::line::{format_conn_line, format_line};
 use super::*;
 use crate::counters::DropKind;
 use crate::emit::{CaptureSink, FrameSink};

@@ -364,10 +364,16 @@ impl Exec {
     /// them (and the pidfd). Without an event loop (`Io::none()`) the
     /// app still works when polled, only nothing wakes it.
     fn watch_all(&self) -> io::Result<()> {
+        if let Some(p) = &self.stdin {
+            sys::set_nonblocking(p)?;
+        }
+        if let Some(p) = &self.stdout {
+            sys::set_nonblocking(p)?;
+        }
+        if let Some(lines) = &self.stderr {
+            lines.set_nonblocking()?;
+        }
         for fd in self.fds() {
-            if Some(fd) != self.pidfd.as_ref().map(AsRawFd::as_raw_fd) {
-                sys::set_nonblocking(fd)?;
-            }
             match self.io.watch(fd) {
                 Err(e) if e.kind() != io::ErrorKind::Unsupported => return Err(e),
                 _ => {}
@@ -384,10 +390,7 @@ impl Exec {
     /// Notes the program's exit (its pidfd became readable): from then on
     /// a stdout that would block has ended.
     fn check_exit(&mut self) {
-        let exited = self
-            .pidfd
-            .as_ref()
-            .is_some_and(|fd| sys::readable_now(fd.as_raw_fd()));
+        let exited = self.pidfd.as_ref().is_some_and(sys::readable_now);
         if exited {
             self.exited = true;
             if let Some(fd) = self.pidfd.take() {
@@ -794,7 +797,7 @@ mod tests {
             .find_map(|l| l.strip_prefix("SigIgn:"))
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .expect("SigIgn line");
-        let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+        let sigpipe = 1u64 << (rustix::process::Signal::PIPE.as_raw() - 1);
         assert_eq!(ignored & sigpipe, 0, "SIGPIPE ignored in the child");
     }
 

@@ -57,7 +57,7 @@ use crate::stats::ServiceReport;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -495,29 +495,12 @@ impl Proxy {
 }
 
 /// Sets `SO_LINGER` to {on, 0 s}, so that closing the socket resets the
-/// connection. Hand-written: neither std nor mio sets linger on a
-/// `TcpStream` (socket2 would, as a new dependency for one option).
-fn socket_linger_zero(s: &impl AsRawFd) -> io::Result<()> {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a socket we own, with a linger struct of the
-    // size we pass.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+/// connection (neither std nor mio sets linger on a `TcpStream`).
+fn socket_linger_zero(s: &impl AsFd) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_linger(
+        s,
+        Some(Duration::ZERO),
+    )?)
 }
 
 impl App for Proxy {

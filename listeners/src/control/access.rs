@@ -11,23 +11,31 @@
 //! one refusal line and is disconnected, also if the file's mode was
 //! widened by hand.
 //!
-//! Why libc by hand: std has no peer credentials on the workspace's
-//! rust-version (`UnixStream::peer_cred` is unstable), no group database
-//! and no way to set a socket's mode before `bind`. `nix` covers most of
-//! it but would bring a new dependency tree (nix, bitflags, cfg_aliases,
-//! memoffset) for six calls, and still needs `unsafe` for the group
-//! lookup's buffer; `rustix` has peer credentials but no group database
-//! (that is glibc's NSS, reachable only through libc). libc is already a
-//! dependency, so the calls are written here, each `unsafe` block small
-//! and commented, and the logic around them (who is allowed) is plain
-//! code with its own tests.
+//! Where the system calls are: std has no peer credentials on the
+//! workspace's rust-version (`UnixStream::peer_cred` is unstable), no
+//! group database and no way to set a socket's mode before `bind`. The
+//! socket, its mode, `bind`, `listen`, `geteuid` and `fchownat` are safe
+//! `rustix` calls here. Four calls no safe crate has are in `vnic-sys`,
+//! each a few lines of libc with its SAFETY argument: the group lookup
+//! (`getgrnam_r`, glibc's NSS: files, LDAP, whatever `nsswitch.conf`
+//! names), `SO_PEERGROUPS`, `SO_PEERCRED` (rustix has it, but holds the
+//! pid as a non-zero `Pid`, where the kernel says 0 for a peer in a pid
+//! namespace that cannot see it) and `fchmodat(AT_SYMLINK_NOFOLLOW)`
+//! (glibc's; rustix's raw syscalls refuse the flag). The logic around
+//! them (who is allowed) is plain code with its own tests.
 
+use rustix::fs::{AtFlags, Mode, CWD};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::process::Gid;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+
+/// The room for a path in a `sockaddr_un` (`sun_path`, 108 bytes on
+/// Linux), its NUL included.
+const SUN_PATH_LEN: usize = 108;
 
 /// Who is on the other end of a control connection, as the kernel saw it
 /// at `connect`.
@@ -57,8 +65,7 @@ pub struct Access {
 impl Access {
     /// Root, this process's user, and `group`'s members.
     pub fn new(group: Option<u32>) -> Access {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let owner = unsafe { libc::geteuid() };
+        let owner = rustix::process::geteuid().as_raw();
         Access { owner, group }
     }
 
@@ -101,68 +108,13 @@ impl Access {
 
 /// The credentials of the process at the other end of `s`.
 pub fn peer(s: &UnixStream) -> io::Result<Peer> {
-    let fd = s.as_raw_fd();
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` is a writable ucred and `len` its size; the kernel
-    // writes at most `len` bytes.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let cred = vnic_sys::peer_credentials(s)?;
     Ok(Peer {
         pid: cred.pid,
         uid: cred.uid,
         gid: cred.gid,
-        groups: peer_groups(fd)?,
+        groups: vnic_sys::peer_groups(s)?,
     })
-}
-
-/// The peer's supplementary groups (`SO_PEERGROUPS`); empty on a kernel
-/// without it.
-fn peer_groups(fd: RawFd) -> io::Result<Vec<u32>> {
-    let mut groups: Vec<libc::gid_t> = vec![0; 64];
-    // Twice at most: the first answer says how much room the list needs.
-    for _ in 0..2 {
-        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
-        // SAFETY: `groups` has room for `len` bytes; the kernel writes at
-        // most that, or fails with ERANGE and sets `len` to what it needs.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_PEERGROUPS,
-                groups.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if r == 0 {
-            groups.truncate(len as usize / std::mem::size_of::<libc::gid_t>());
-            return Ok(groups);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ERANGE) => {
-                let need = len as usize / std::mem::size_of::<libc::gid_t>();
-                groups = vec![0; need.max(groups.len() * 2)];
-            }
-            Some(libc::ENOPROTOOPT) => return Ok(Vec::new()),
-            _ => return Err(e),
-        }
-    }
-    Err(io::Error::other("the peer's group list keeps growing"))
 }
 
 /// The gid of group `name`: a name from the group database (files, LDAP,
@@ -175,40 +127,12 @@ pub fn resolve_group(name: &str) -> Result<u32, String> {
         .map_err(|_| format!("no group named {name:?} (give a group name or a number)"))
 }
 
-/// `getgrnam_r`, growing the buffer while it is too small.
+/// The group database's gid for `name`, if it has one.
 fn lookup_group(name: &str) -> Result<Option<u32>, String> {
     let Ok(cname) = CString::new(name) else {
         return Err(format!("{name:?} is not a group name"));
     };
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: all-zero is a valid `group` (null pointers, gid 0).
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: `cname` is NUL-terminated; `grp`, `buf` (with its true
-        // length) and `found` are valid for writing for the whole call;
-        // the strings `grp` points to live in `buf`, unused after it.
-        let r = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        if r == libc::ERANGE && buf.len() < (1 << 20) {
-            buf = vec![0; buf.len() * 4];
-            continue;
-        }
-        if r != 0 {
-            return Err(format!(
-                "looking up group {name:?}: {}",
-                io::Error::from_raw_os_error(r)
-            ));
-        }
-        return Ok((!found.is_null()).then_some(grp.gr_gid));
-    }
+    vnic_sys::group_id(&cname).map_err(|e| format!("looking up group {name:?}: {e}"))
 }
 
 /// A Unix stream socket bound at `path` and listening, whose file is
@@ -217,79 +141,44 @@ fn lookup_group(name: &str) -> Result<Option<u32>, String> {
 /// before `bind`, which makes the file with it: there is no moment when
 /// the file has the umask's looser mode.
 pub fn bind_listener(path: &Path, mode: u32) -> io::Result<UnixListener> {
-    // SAFETY: all-zero is a valid sockaddr_un (family set below).
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let bytes = path.as_os_str().as_bytes();
-    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+    if bytes.is_empty() || bytes.len() >= SUN_PATH_LEN || bytes.contains(&0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "{} cannot be a socket path (1 to {} bytes, no NUL)",
                 path.display(),
-                addr.sun_path.len() - 1
+                SUN_PATH_LEN - 1
             ),
         ));
     }
-    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: plain socket(2); the result is checked and owned at once.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
-    // SAFETY: fchmod, bind and listen on the descriptor we own; `addr` is
-    // a valid sockaddr_un of at least `len` bytes.
-    unsafe {
-        if libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) != 0
-            || libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
-                len,
-            ) != 0
-            || libc::listen(fd.as_raw_fd(), 128) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    let addr = SocketAddrUnix::new(path)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 128)?;
     Ok(UnixListener::from(fd))
 }
 
 /// Gives the socket file at `path` group `group` (if any) and exactly
 /// `mode`, never through a symbolic link.
 pub fn set_owner_and_mode(path: &Path, group: Option<u32>, mode: u32) -> io::Result<()> {
-    let cpath = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the socket path"))?;
     if let Some(g) = group {
-        // SAFETY: `cpath` is NUL-terminated; uid -1 leaves the owner as is.
-        if unsafe { libc::lchown(cpath.as_ptr(), u32::MAX, g) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // The owner is left as it is.
+        rustix::fs::chownat(
+            CWD,
+            path,
+            None,
+            Some(Gid::from_raw(g)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
     }
-    // SAFETY: `cpath` is NUL-terminated. With AT_SYMLINK_NOFOLLOW glibc
-    // (2.32+) refuses a symbolic link instead of changing its target.
-    let r = unsafe {
-        libc::fchmodat(
-            libc::AT_FDCWD,
-            cpath.as_ptr(),
-            mode as libc::mode_t,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    vnic_sys::chmod_no_follow(path, mode)
 }
 
 #[cfg(test)]
@@ -341,8 +230,8 @@ mod tests {
     fn our_own_connection_shows_our_credentials() {
         let (a, _b) = UnixStream::pair().expect("pair");
         let p = super::peer(&a).expect("peer");
-        // SAFETY: no preconditions.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
         assert_eq!((p.uid, p.gid, p.pid), (uid, gid, std::process::id() as i32));
         assert!(Access::new(None).allows(&p));
     }

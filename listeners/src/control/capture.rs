@@ -16,9 +16,10 @@
 
 use super::protocol::{CaptureEnd, CaptureStatus};
 use super::server::Limits;
+use rustix::io::Errno;
+use rustix::net::RecvFlags;
 use std::cell::Cell;
 use std::io::{self, Write};
-use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -64,27 +65,13 @@ enum Input {
 fn client_input(sock: &UnixStream) -> Input {
     let mut scratch = [0u8; 256];
     loop {
-        // SAFETY: recv into a buffer we own, of its length; MSG_DONTWAIT
-        // so it never blocks whatever the socket's mode.
-        let n = unsafe {
-            libc::recv(
-                sock.as_raw_fd(),
-                scratch.as_mut_ptr().cast(),
-                scratch.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        match n {
-            0 => return Input::Done,
-            n if n > 0 => continue,
-            _ => {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock => Input::Quiet,
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Input::Gone,
-                };
-            }
+        // MSG_DONTWAIT so it never blocks whatever the socket's mode.
+        match rustix::net::recv(sock, &mut scratch, RecvFlags::DONTWAIT) {
+            Ok((0, _)) => return Input::Done,
+            Ok(_) => continue,
+            Err(Errno::WOULDBLOCK) => return Input::Quiet,
+            Err(Errno::INTR) => continue,
+            Err(_) => return Input::Gone,
         }
     }
 }

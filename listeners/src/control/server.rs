@@ -760,12 +760,9 @@ pub const CLIENT_NICE: i32 = 10;
 /// with few cores must not come out of the processors' time. (Linux
 /// gives each thread its own nice value; raising it needs no privilege.)
 fn below_the_processors() {
-    // SAFETY: gettid and setpriority have no memory preconditions; the
-    // "process" of PRIO_PROCESS is this thread's id.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, CLIENT_NICE);
-    }
+    // The "process" of PRIO_PROCESS is this thread's id.
+    let tid = rustix::thread::gettid();
+    let _ = rustix::process::setpriority_process(Some(tid), CLIENT_NICE);
 }
 
 /// A client's place under [`MAX_CLIENTS`], given back when dropped.

@@ -7,8 +7,8 @@ use super::server::{Handler, Limits};
 use super::*;
 use crate::stats::Registry;
 use parking_lot::Mutex;
+use rustix::event::{PollFd, PollFlags};
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -115,15 +115,15 @@ const STATUS: &[u8] = b"{\"cmd\":\"status\"}\n";
 /// True if the server closed `s` within `within` (without reading it).
 fn hung_up(s: &UnixStream, within: Duration) -> bool {
     let deadline = Instant::now() + within;
-    let mut pfd = libc::pollfd {
-        fd: s.as_raw_fd(),
-        events: libc::POLLRDHUP,
-        revents: 0,
+    let wait = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 20_000_000,
     };
+    let hup = PollFlags::RDHUP | PollFlags::HUP;
     while Instant::now() < deadline {
-        // SAFETY: one valid pollfd for the call.
-        let r = unsafe { libc::poll(&mut pfd, 1, 20) };
-        if r > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0 {
+        let mut pfd = [PollFd::new(s, PollFlags::RDHUP)];
+        let r = rustix::event::poll(&mut pfd, Some(&wait)).unwrap_or(0);
+        if r > 0 && pfd[0].revents().intersects(hup) {
             return true;
         }
     }

@@ -20,6 +20,7 @@ use super::stderr::{Pumped, StderrLines};
 use super::{sys, Counters};
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
+use rustix::process::Signal;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Child;
@@ -134,7 +135,7 @@ struct Entry {
     pidfd: Option<OwnedFd>,
     counters: Arc<Counters>,
     /// The next signal and when it is due.
-    signal: Option<(Instant, libc::c_int)>,
+    signal: Option<(Instant, Signal)>,
     /// Its stderr, once its connection is gone.
     stderr: Option<StderrLines>,
     /// The stderr pipe had more than one pump's budget.
@@ -233,7 +234,7 @@ impl Worker {
         };
         let at = Instant::now() + after;
         if e.signal.is_none_or(|(t, _)| at < t) {
-            e.signal = Some((at, libc::SIGTERM));
+            e.signal = Some((at, Signal::TERM));
         }
     }
 
@@ -362,25 +363,22 @@ impl Worker {
             return;
         }
         send_signal(e, sig);
-        e.signal = (sig == libc::SIGTERM).then(|| (now + GRACE, libc::SIGKILL));
+        e.signal = (sig == Signal::TERM).then(|| (now + GRACE, Signal::KILL));
     }
 }
 
 /// Signals a child the reaper holds (so it is not reaped yet, and its pid
 /// is still its own even without a pidfd).
-fn send_signal(e: &mut Entry, sig: libc::c_int) {
+fn send_signal(e: &mut Entry, sig: Signal) {
     match &e.pidfd {
         Some(fd) => {
-            let _ = sys::pidfd_send_signal(fd.as_raw_fd(), sig);
+            let _ = sys::pidfd_send_signal(fd, sig);
         }
-        None if sig == libc::SIGKILL => {
+        None if sig == Signal::KILL => {
             let _ = e.child.kill();
         }
         None => {
-            if let Ok(pid) = libc::pid_t::try_from(e.child.id()) {
-                // SAFETY: kill takes no memory; the pid is our unreaped child's.
-                unsafe { libc::kill(pid, sig) };
-            }
+            let _ = sys::kill(e.child.id(), sig);
         }
     }
 }

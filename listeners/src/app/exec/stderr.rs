@@ -118,6 +118,14 @@ impl StderrLines {
         self.pipe.as_ref().map(|p| p.as_raw_fd())
     }
 
+    /// Puts the pipe in non-blocking mode, for the processor's epoll.
+    pub(super) fn set_nonblocking(&self) -> io::Result<()> {
+        match &self.pipe {
+            Some(p) => super::sys::set_nonblocking(p),
+            None => Ok(()),
+        }
+    }
+
     /// Reads what the pipe holds, up to [`PUMP_BUDGET`] bytes, and passes
     /// on every complete line.
     pub(super) fn pump(&mut self) -> Pumped {

@@ -1,28 +1,24 @@
-//! The few system calls the exec app makes by hand.
+//! The few system calls the exec app makes beyond what std offers.
 //!
-//! Why by hand: std can set O_NONBLOCK only on sockets, not on a child's
-//! pipes (`ChildStdin` and friends have no `set_nonblocking`); its pidfd
-//! support (`CommandExt::create_pidfd`, `PidFd`) is still unstable; and the
-//! libc crate has the pidfd syscall numbers but no wrapper functions. Each
-//! call here is one `fcntl`, `syscall`, `poll`, `sigaction` or `rlimit`
-//! with its error turned into an `io::Error`; nothing else is unsafe in the
-//! exec app.
+//! Why: std can set O_NONBLOCK only on sockets, not on a child's pipes
+//! (`ChildStdin` and friends have no `set_nonblocking`), and its pidfd
+//! support (`CommandExt::create_pidfd`, `PidFd`) is still unstable. Each
+//! call here is one safe `rustix` call (`fcntl`, `pidfd_open`,
+//! `pidfd_send_signal`, `poll`, `rlimit`), or `vnic_sys::ignore_sigpipe`
+//! where rustix has no safe `sigaction`; the listeners crate has no
+//! `unsafe` (`#![forbid(unsafe_code)]`).
 
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::OFlags;
+use rustix::process::{Pid, PidfdFlags, Resource, Rlimit, Signal};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 /// Puts `fd` in non-blocking mode (our end of a child's pipe), so that a
 /// read or write that would wait returns `WouldBlock` instead.
-pub(super) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL on a descriptor we own; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+pub(super) fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(&fd)?;
+    rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK)?;
     Ok(())
 }
 
@@ -30,72 +26,50 @@ pub(super) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 /// readable when the child exits, and through which it can be signalled
 /// without any risk of hitting a recycled pid. Close-on-exec, always.
 pub(super) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: pidfd_open takes a pid and flags, and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
 /// Sends `signal` to the process `pidfd` stands for. ESRCH (it has
 /// exited) comes back as an error the caller may ignore.
-pub(super) fn pidfd_send_signal(pidfd: RawFd, signal: libc::c_int) -> io::Result<()> {
-    // SAFETY: no siginfo (NULL) and no flags, as pidfd_send_signal(2) allows.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd,
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0 as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+pub(super) fn pidfd_send_signal(pidfd: impl AsFd, signal: Signal) -> io::Result<()> {
+    Ok(rustix::process::pidfd_send_signal(pidfd, signal)?)
+}
+
+/// Sends `signal` to child `pid`, for a child without a pidfd (a kernel
+/// before 5.3). The caller holds the child unreaped, so the pid is still
+/// its own.
+pub(super) fn kill(pid: u32, signal: Signal) -> io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::kill_process(pid, signal)?)
 }
 
 /// Whether `fd` is readable right now (for a pidfd: the child has
 /// exited), without waiting.
-pub(super) fn readable_now(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
+pub(super) fn readable_now(fd: impl AsFd) -> bool {
+    let mut p = [PollFd::new(&fd, PollFlags::IN)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n > 0 && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+    let n = rustix::event::poll(&mut p, Some(&zero)).unwrap_or(0);
+    n > 0
+        && p[0]
+            .revents()
+            .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
 }
 
 /// Makes sure a write to a pipe whose reader has gone returns EPIPE
-/// instead of killing the whole process with SIGPIPE. Rust binaries start
-/// with SIGPIPE ignored already; a program embedding this library may not,
-/// so a default disposition is turned into "ignore" (a handler someone
-/// installed is left alone). Children still start with the default: std's
-/// `Command` resets SIGPIPE in each child it spawns.
+/// instead of killing the whole process with SIGPIPE (see
+/// [`vnic_sys::ignore_sigpipe`]).
 pub(super) fn ignore_sigpipe() -> io::Result<()> {
-    // SAFETY: sigaction is plain data, for which all zeroes are valid.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: with a null new action, sigaction only reads the current
-    // one into the struct we own.
-    if unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if old.sa_sigaction != libc::SIG_DFL {
-        return Ok(());
-    }
-    // SAFETY: SIG_IGN for SIGPIPE; signal() takes no memory of ours.
-    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    vnic_sys::ignore_sigpipe()
 }
 
 /// Raises this process's soft limit on open descriptors to at least
@@ -103,23 +77,18 @@ pub(super) fn ignore_sigpipe() -> io::Result<()> {
 /// five (three pipes, two pidfds), and the common soft limit of 1,024
 /// would otherwise cap `--exec-max` near 200.
 pub(super) fn raise_fd_limit(want: u64) -> io::Result<()> {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let target = want.min(l.rlim_max);
-    if l.rlim_cur >= target {
+    // `None` is RLIM_INFINITY.
+    let l = rustix::process::getrlimit(Resource::Nofile);
+    let target = want.min(l.maximum.unwrap_or(u64::MAX));
+    if l.current.unwrap_or(u64::MAX) >= target {
         return Ok(());
     }
-    l.rlim_cur = target;
-    // SAFETY: setrlimit reads the struct we own; the soft limit stays
-    // within the hard one.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::process::setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(target),
+            maximum: l.maximum,
+        },
+    )?;
     Ok(())
 }
