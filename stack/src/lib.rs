@@ -39,6 +39,7 @@ pub mod cookie;
 pub mod isn;
 pub mod payload;
 mod rack;
+mod rate;
 pub mod ratelimit;
 mod reassembly;
 mod rtt;

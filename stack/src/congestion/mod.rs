@@ -4,15 +4,24 @@
 //! SACK scoreboard, RTO); a `Controller` only answers "what is cwnd now"
 //! and reacts to the events the connection reports: bytes newly
 //! acknowledged, a congestion event (entering fast recovery), a
-//! retransmission timeout, and a restart after idle. NewReno and CUBIC sit
-//! behind this one trait so the algorithm is a [`crate::Config`] choice.
+//! retransmission timeout, and a restart after idle. NewReno, CUBIC and
+//! BBR sit behind this one trait so the algorithm is a [`crate::Config`]
+//! choice.
+//!
+//! BBR builds a model of the path from delivery-rate samples
+//! ([`crate::rate`]) instead of reacting to loss; a controller that wants
+//! them says so ([`Controller::wants_samples`]) and then gets an
+//! [`AckSample`] for every ACK that delivered data, in recovery too. The
+//! loss-based controllers ignore samples and cost nothing for them.
 
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
+mod bbr;
 mod cubic;
 mod new_reno;
 
+pub(crate) use bbr::Bbr;
 pub(crate) use cubic::Cubic;
 pub(crate) use new_reno::NewReno;
 
@@ -28,6 +37,67 @@ pub enum CongestionAlgorithm {
     Cubic,
     /// NewReno (RFC 5681 + RFC 6582): halve on loss, +1 MSS per RTT.
     NewReno,
+    /// BBR v1 (draft-cardwell-iccrg-bbr-congestion-control-00): a model
+    /// of the path's bottleneck bandwidth and minimum RTT sets cwnd to
+    /// twice the bandwidth-delay product; random loss does not shrink it.
+    Bbr,
+}
+
+impl CongestionAlgorithm {
+    /// Every algorithm, for messages and parsers.
+    pub const ALL: [CongestionAlgorithm; 3] = [
+        CongestionAlgorithm::Cubic,
+        CongestionAlgorithm::NewReno,
+        CongestionAlgorithm::Bbr,
+    ];
+
+    /// The name on the command line and in config files (`cubic`,
+    /// `newreno`, `bbr`), the same as Linux's `tcp_congestion_control`
+    /// except `newreno` (Linux says `reno`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CongestionAlgorithm::Cubic => "cubic",
+            CongestionAlgorithm::NewReno => "newreno",
+            CongestionAlgorithm::Bbr => "bbr",
+        }
+    }
+
+    /// Parses [`CongestionAlgorithm::name`]; anything else is `None`.
+    pub fn from_name(s: &str) -> Option<CongestionAlgorithm> {
+        Self::ALL.into_iter().find(|a| a.name() == s)
+    }
+}
+
+impl std::fmt::Display for CongestionAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one ACK told the sender, for a model-based controller (BBR).
+///
+/// It exists so the connection, which owns the scoreboard and the send
+/// log, hands a controller everything the BBR draft's per-ACK update
+/// reads, in one value, without the controller seeing sequence numbers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AckSample {
+    /// When the ACK arrived.
+    pub(crate) now: Instant,
+    /// Bytes this ACK newly delivered (cumulatively or by SACK).
+    pub(crate) delivered: usize,
+    /// Bytes delivered over the connection's life (C.delivered).
+    pub(crate) total_delivered: u64,
+    /// Data in flight (RFC 6675 pipe) before the ACK.
+    pub(crate) prior_inflight: usize,
+    /// Data in flight after it.
+    pub(crate) inflight: usize,
+    /// The ACK made the sender find data lost.
+    pub(crate) lost: bool,
+    /// Fast recovery or an RTO's recovery is running after this ACK.
+    pub(crate) in_recovery: bool,
+    /// The delivery-rate sample, when the ACK delivered a segment the
+    /// estimator can time (not a retransmission).
+    pub(crate) rate: Option<crate::rate::RateSample>,
 }
 
 /// RFC 6928: initial window of 10 segments (capped at 14600 bytes... for
@@ -56,6 +126,14 @@ pub(crate) trait Controller: Debug + Send {
     /// RFC 5681 4.1: nothing was sent for longer than an RTO; restart from
     /// at most the initial window.
     fn on_idle_restart(&mut self);
+    /// True if the controller reads [`AckSample`]s: the connection then
+    /// keeps a delivery-rate log ([`crate::rate::DeliveryRate`]).
+    fn wants_samples(&self) -> bool {
+        false
+    }
+    /// An ACK delivered data (in or out of recovery); only called when
+    /// [`Controller::wants_samples`] says so.
+    fn on_ack_sample(&mut self, _sample: &AckSample) {}
 }
 
 /// Builds the controller `algo` for a connection whose segments carry
@@ -64,6 +142,7 @@ pub(crate) fn new_controller(algo: CongestionAlgorithm, mss: usize) -> Box<dyn C
     match algo {
         CongestionAlgorithm::Cubic => Box::new(Cubic::new(mss)),
         CongestionAlgorithm::NewReno => Box::new(NewReno::new(mss)),
+        CongestionAlgorithm::Bbr => Box::new(Bbr::new(mss)),
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, MIN_SND_MSS};
 use crate::congestion::{new_controller, Controller};
 use crate::rack::RetransmitLog;
+use crate::rate::DeliveryRate;
 use crate::ratelimit::{ReplyLimiter, Unlimited};
 use crate::reassembly::RecvBuffer;
 use crate::rtt::RttEstimator;
@@ -257,6 +258,9 @@ pub struct Connection {
 
     // Congestion control and loss recovery (RFC 5681, 6582, 6675).
     cc: Box<dyn Controller>,
+    /// Delivery-rate estimation, kept only for a controller that reads
+    /// samples (BBR).
+    rate: Option<Box<DeliveryRate>>,
     scoreboard: Scoreboard,
     recovery: Option<Recovery>,
     /// RFC 6675 RecoveryPoint / RFC 6582 "recover": no new recovery
@@ -418,6 +422,7 @@ impl Connection {
             snd_sml: iss,
             sws_override_due: false,
             cc: new_controller(cfg.congestion, mss),
+            rate: None,
             scoreboard: Scoreboard::default(),
             recovery: None,
             recovery_point: iss,
@@ -564,6 +569,10 @@ impl Connection {
         let overhead = if self.ts_ok { TIMESTAMPS_OPTION_LEN } else { 0 };
         self.send_mss = self.mss.saturating_sub(overhead).max(1);
         self.cc = new_controller(self.cfg.congestion, self.send_mss);
+        self.rate = self
+            .cc
+            .wants_samples()
+            .then(|| Box::new(DeliveryRate::new(self.epoch)));
     }
 
     // ----- queries -------------------------------------------------------
@@ -872,6 +881,7 @@ impl Connection {
             + self.sent_log.capacity() * log
             + self.rack_rxt.capacity() * pair
             + self.events.capacity() * std::mem::size_of::<Event>()
+            + self.rate.as_ref().map_or(0, |r| r.memory())
     }
 
     /// Gives back the buffer memory the queued bytes do not use (a buffer
@@ -884,6 +894,9 @@ impl Connection {
         self.sent_log.shrink_to_fit();
         self.rack_rxt.shrink_to_fit();
         self.events.shrink_to_fit();
+        if let Some(r) = &mut self.rate {
+            r.shrink();
+        }
     }
 
     /// Since when the peer's window has been zero with our data waiting,

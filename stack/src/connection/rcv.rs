@@ -3,6 +3,18 @@
 //! peer's FIN.
 
 use super::*;
+use crate::congestion::AckSample;
+
+/// The state an ACK's [`AckSample`] is measured against, taken before the
+/// ACK is applied.
+pub(super) struct AckBefore {
+    una: SeqNumber,
+    sacked: usize,
+    pipe: usize,
+    newest: Option<SeqNumber>,
+    /// Recoveries entered plus retransmissions found lost so far.
+    losses: u64,
+}
 
 impl Connection {
     /// RFC 5961 7: a challenge ACK, at most `challenge_ack_limit` per
@@ -393,6 +405,7 @@ impl Connection {
         let seg_wnd = (seg.window as usize) << self.snd_wscale;
         let window_same = seg_wnd == self.snd_wnd;
         self.persist_unanswered = 0;
+        let before = self.ack_before(seg, ack);
 
         if self.sack_ok {
             self.rack_update(now, seg, ack);
@@ -469,6 +482,9 @@ impl Connection {
 
         self.rack_detect_lost_retransmissions(now);
         self.maybe_enter_recovery(now, flight_before);
+        if let Some(before) = before {
+            self.sample_ack(now, before);
+        }
         if !self.tlp_allowed() {
             self.timers.stop(Timer::LossProbe);
         } else if ack_advanced || !self.timers.is_running(Timer::LossProbe) {
@@ -483,6 +499,65 @@ impl Connection {
             self.high_rxt = self.snd_una;
             self.timers.stop(Timer::Retransmit);
         }
+    }
+
+    /// What an [`AckSample`] needs from before the ACK is applied; None
+    /// when the controller reads no samples. The newest byte the ACK
+    /// reports delivered is taken from the SACK blocks' tops and the byte
+    /// below the cumulative ACK, as RACK does, skipping retransmitted
+    /// ones.
+    pub(super) fn ack_before(&self, seg: &Segment, ack: SeqNumber) -> Option<AckBefore> {
+        self.rate.as_ref()?;
+        let mut newest: Option<SeqNumber> = None;
+        let mut consider = |top: SeqNumber| {
+            if !self.rxt_log.covers(top) && newest.is_none_or(|n| top > n) {
+                newest = Some(top);
+            }
+        };
+        if self.sack_ok {
+            for &(l, r) in &seg.options.sack_blocks {
+                if l < r && r <= self.snd_max && r > ack {
+                    consider(r - 1);
+                }
+            }
+        }
+        if ack > self.snd_una && ack <= self.snd_max {
+            consider(ack - 1);
+        }
+        Some(AckBefore {
+            una: self.snd_una,
+            sacked: self.scoreboard.sacked_bytes(),
+            pipe: self.pipe(),
+            newest,
+            losses: self.stats.fast_retransmits + self.lost_retransmits,
+        })
+    }
+
+    /// Hands the controller the [`AckSample`] of the ACK just applied:
+    /// what it delivered (cumulatively and by SACK), the flight before
+    /// and after, the recovery state and the delivery-rate sample.
+    pub(super) fn sample_ack(&mut self, now: Instant, before: AckBefore) {
+        let acked = self.snd_una.distance_from(before.una);
+        let delivered = (acked + self.scoreboard.sacked_bytes()).saturating_sub(before.sacked);
+        let inflight = self.pipe();
+        let in_recovery = self.recovery.is_some() || self.snd_una < self.recovery_point;
+        let lost = self.stats.fast_retransmits + self.lost_retransmits > before.losses;
+        let una = self.snd_una;
+        let Some(r) = self.rate.as_mut() else {
+            return;
+        };
+        let rate = r.on_ack(now, delivered, before.newest, una);
+        let sample = AckSample {
+            now,
+            delivered,
+            total_delivered: r.delivered(),
+            prior_inflight: before.pipe,
+            inflight,
+            lost,
+            in_recovery,
+            rate,
+        };
+        self.cc.on_ack_sample(&sample);
     }
 
     /// SND.UNA moves forward to `ack` (RFC 9293 3.10.7.4, ESTABLISHED).

@@ -110,6 +110,7 @@ impl Connection {
         let unsent = data_end.distance_from(self.snd_nxt);
         let fin_unsent = self.fin_seq.is_some_and(|f| self.snd_nxt <= f);
         if unsent == 0 && !fin_unsent {
+            self.mark_app_limited();
             return None;
         }
         // RFC 5681 4.1: after an idle period longer than the RTO, restart
@@ -180,6 +181,22 @@ impl Connection {
         Some(seg)
     }
 
+    /// draft-cheng-iccrg-delivery-rate-estimation 3.4: the application
+    /// has nothing more to send though cwnd has room, so the rate samples
+    /// of what is sent until the flight is delivered say less than the
+    /// path can carry.
+    fn mark_app_limited(&mut self) {
+        if self.rate.is_none() {
+            return;
+        }
+        let pipe = self.pipe();
+        if pipe < self.cc.window() {
+            if let Some(r) = &mut self.rate {
+                r.on_app_limited(pipe);
+            }
+        }
+    }
+
     /// Bookkeeping after sending `seg_len` sequence numbers from `seq`.
     pub(super) fn on_sent(
         &mut self,
@@ -190,6 +207,13 @@ impl Connection {
     ) {
         let end = seq + seg_len;
         let new_data = end.distance_from(self.snd_max);
+        if let Some(r) = self
+            .rate
+            .as_mut()
+            .filter(|_| new_data > 0 && seq != self.iss)
+        {
+            r.on_send(now, end, self.snd_una == self.snd_max);
+        }
         if end > self.snd_max {
             let new = end - self.snd_max;
             self.stats.bytes_out += new.min(data_len) as u64;
