@@ -32,7 +32,7 @@ use vnic_listeners::processor::{
     AppSource, DistributorLink, Inbox, Processor, ProcessorSetup, DEFAULT_MEMORY_BUDGET,
 };
 use vnic_listeners::stats::Registry;
-use vnic_stack::{Config, IsnGenerator, SynCookies};
+use vnic_stack::{Config, CongestionAlgorithm, IsnGenerator, SynCookies};
 
 /// Connections the adapter holds at most, split evenly over the
 /// processors: sized so 100,000 connections fit.
@@ -251,6 +251,8 @@ pub struct Builder {
     memory_budget: usize,
     idle_timeout: Option<Duration>,
     zero_window_timeout: Option<Duration>,
+    congestion: CongestionAlgorithm,
+    port_congestion: HashMap<u16, CongestionAlgorithm>,
 }
 
 /// A service made of a closure (see [`Builder::serve_with`]).
@@ -302,6 +304,8 @@ impl Builder {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             idle_timeout: Some(vnic_stack::DEFAULT_IDLE_TIMEOUT),
             zero_window_timeout: Some(vnic_stack::DEFAULT_ZERO_WINDOW_TIMEOUT),
+            congestion: CongestionAlgorithm::default(),
+            port_congestion: HashMap::new(),
         }
     }
 
@@ -484,6 +488,21 @@ impl Builder {
         self
     }
 
+    /// The congestion control of every connection (default CUBIC; BBR
+    /// keeps its rate on a lossy path, NewReno is the textbook one).
+    pub fn congestion(mut self, algo: CongestionAlgorithm) -> Builder {
+        self.congestion = algo;
+        self
+    }
+
+    /// The congestion control of the connections of TCP port `port`,
+    /// over [`Builder::congestion`] (a config file's `[[listener]]
+    /// congestion`).
+    pub fn port_congestion(mut self, port: u16, algo: CongestionAlgorithm) -> Builder {
+        self.port_congestion.insert(port, algo);
+        self
+    }
+
     /// Checks what cannot run, before anything is opened.
     fn check(&self) -> Result<(), Error> {
         if self.ips.is_empty() {
@@ -658,8 +677,20 @@ impl Builder {
             time_wait: self.time_wait,
             idle_timeout: self.idle_timeout,
             zero_window_timeout: self.zero_window_timeout,
+            congestion: self.congestion,
             ..Config::default()
         };
+        let tcp_ports: HashMap<u16, Config> = self
+            .port_congestion
+            .iter()
+            .map(|(&port, &congestion)| {
+                let cfg = Config {
+                    congestion,
+                    ..tcp.clone()
+                };
+                (port, cfg)
+            })
+            .collect();
         let isn = Arc::new(IsnGenerator::new(random_key(), Instant::now()));
         let cookies = Arc::new(SynCookies::new(random_key(), Instant::now()));
         // One report channel per RX queue: a processor tells the thread that
@@ -751,6 +782,7 @@ impl Builder {
                     serve,
                     udp_serve,
                     tcp: tcp.clone(),
+                    tcp_ports: tcp_ports.clone(),
                     isn: isn.clone(),
                     registry: registry.clone(),
                     apps: match distributor.take() {

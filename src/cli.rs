@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use vnic::config::{self, parse_cidr, Config, Overrides, ServeApp};
-use vnic::{Builder, Layout, LineMode, Model, ProcessorQueues, Trace, UdpAppKind};
+use vnic::{
+    Builder, CongestionAlgorithm, Layout, LineMode, Model, ProcessorQueues, Trace, UdpAppKind,
+};
 use vnic_adapter::impair::ImpairSpec;
 use vnic_adapter::FilterMode;
 use vnic_listeners::app::exec::{self, ExecOptions, ExecService};
@@ -326,6 +328,12 @@ pub struct UpArgs {
     /// longest (default 1G).
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
     pub memory_budget: usize,
+    /// Congestion control of the TCP connections: cubic (the default),
+    /// newreno, or bbr (keeps its rate under random loss). Overrides the
+    /// config file's [adapter] congestion; a [[listener]]'s own
+    /// congestion still holds for its port.
+    #[arg(long, value_name = "cubic|newreno|bbr", value_parser = parse_congestion)]
+    pub congestion: Option<CongestionAlgorithm>,
     /// Reset a connection on which no byte moved either way for this long
     /// (default 10m; 0: never).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
@@ -432,6 +440,10 @@ pub struct Plan {
     pub time_wait: Duration,
     /// Memory budget of all processors' connections, in bytes.
     pub memory_budget: usize,
+    /// Congestion control of the connections.
+    pub congestion: CongestionAlgorithm,
+    /// Ports whose listener runs its own congestion control.
+    pub port_congestion: HashMap<u16, CongestionAlgorithm>,
     /// Idle limit of a connection (None: never).
     pub idle_timeout: Option<Duration>,
     /// Zero-window limit of a connection (None: never).
@@ -478,6 +490,7 @@ impl Plan {
             .drain(self.drain)
             .memory_budget(self.memory_budget)
             .idle_timeout(self.idle_timeout)
+            .congestion(self.congestion)
             .zero_window_timeout(self.zero_window_timeout)
             .trace(Trace {
                 pcap: self.pcap.clone(),
@@ -502,6 +515,9 @@ impl Plan {
         }
         if let Some(mtu) = self.mtu {
             b = b.mtu(mtu);
+        }
+        for (&port, &algo) in &self.port_congestion {
+            b = b.port_congestion(port, algo);
         }
         if let Some(spec) = &self.impair {
             b = b.impair(spec.clone());
@@ -570,6 +586,7 @@ impl Plan {
     pub fn from_args(mut a: UpArgs) -> Result<Plan, String> {
         let mut config = None;
         let (mut mac, mut mtu) = (None, None);
+        let mut file_congestion = None;
         if let Some(path) = &a.config {
             let file = config::load(path).map_err(|e| e.to_string())?;
             let resolved = file
@@ -588,6 +605,7 @@ impl Plan {
             a.filter = Some(resolved.mode);
             mac = resolved.mac;
             mtu = resolved.mtu;
+            file_congestion = resolved.congestion;
             if file.has_listeners() {
                 if !a.serve.is_empty() {
                     return Err("--serve and [[listener]] entries in --config both say what to serve: use one".into());
@@ -682,6 +700,10 @@ impl Plan {
             ),
             None => None,
         };
+        let port_congestion = config
+            .as_ref()
+            .map(Config::tcp_congestion)
+            .unwrap_or_default();
         Ok(Plan {
             config,
             mac,
@@ -708,6 +730,8 @@ impl Plan {
             drain: a.drain,
             time_wait: a.time_wait,
             memory_budget: a.memory_budget,
+            congestion: a.congestion.or(file_congestion).unwrap_or_default(),
+            port_congestion,
             idle_timeout: Some(a.idle_timeout).filter(|d| !d.is_zero()),
             zero_window_timeout: Some(a.zero_window_timeout).filter(|d| !d.is_zero()),
             impair: a.impair,
@@ -786,6 +810,12 @@ pub fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
 pub fn parse_filter(s: &str) -> Result<FilterMode, String> {
     FilterMode::from_name(s)
         .ok_or_else(|| format!("unknown filter {s:?}: choose round-robin or none"))
+}
+
+/// `--congestion NAME`: one of [`CongestionAlgorithm::ALL`].
+pub fn parse_congestion(s: &str) -> Result<CongestionAlgorithm, String> {
+    CongestionAlgorithm::from_name(s)
+        .ok_or_else(|| format!("unknown congestion control {s:?}: choose cubic, newreno or bbr"))
 }
 
 /// vnic's one duration syntax (`500ms`, `2s`, `1.5s`, `2m`, `1h`), for

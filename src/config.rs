@@ -9,6 +9,7 @@
 //! mac = "02:76:6e:00:00:01"          # optional; default derived from the tap name
 //! mtu = 1500                         # optional; default the TAP's MTU
 //! processors = 4                     # optional; default 4
+//! congestion = "cubic"               # optional: cubic (default) | newreno | bbr
 //!
 //! [filter]
 //! mode = "round-robin"               # or "none" (the default: filtering is off unless configured)
@@ -26,6 +27,7 @@
 //! backup = 1                         # optional
 //! address = "10.0.0.2"               # optional: bound to this address only
 //! key = "web1"                       # optional: else [filter] key
+//! congestion = "bbr"                 # optional (tcp): else [adapter] congestion
 //! ```
 //!
 //! [`load`] reads and checks everything before anything starts: the TOML
@@ -50,6 +52,7 @@ use vnic_adapter::filter::{
 };
 use vnic_adapter::{Filter, FilterMode};
 use vnic_listeners::app::AppKind;
+use vnic_stack::CongestionAlgorithm;
 
 use crate::MAX_PROCESSORS;
 
@@ -315,6 +318,9 @@ pub struct ListenerEntry {
     /// For a TCP listener, what it serves, with the proxy's targets or
     /// exec's command.
     pub serve: Option<ServeApp>,
+    /// Its own congestion control (`congestion = ...`), for a TCP
+    /// listener that sets one.
+    pub congestion: Option<CongestionAlgorithm>,
     /// Its line in the file.
     pub line: usize,
 }
@@ -345,6 +351,8 @@ pub struct Config {
     pub processors: usize,
     /// The filter mode.
     pub mode: FilterMode,
+    /// `[adapter] congestion`, if the file sets it.
+    pub congestion: Option<CongestionAlgorithm>,
     /// The listeners, in file order (empty: the file leaves listeners to
     /// `--serve` and its defaults).
     pub listeners: Vec<ListenerEntry>,
@@ -384,6 +392,14 @@ impl Config {
             }
         }
         m
+    }
+
+    /// Port → congestion control of the TCP listeners that set their own.
+    pub fn tcp_congestion(&self) -> HashMap<u16, CongestionAlgorithm> {
+        self.listeners
+            .iter()
+            .filter_map(|l| Some((l.spec.port, l.congestion?)))
+            .collect()
     }
 
     /// Port → UDP app for processor `processor`, as [`Config::tcp_serve_for`].
@@ -548,9 +564,33 @@ impl ConfigFile {
         filter.set_addresses(addresses.iter().map(|(ip, _)| *ip).collect());
         filter.set_shared_ports(Protocol::Tcp, self.ranges(&f.tcp_ports)?);
         filter.set_shared_ports(Protocol::Udp, self.ranges(&f.udp_ports)?);
-        let mut listeners = Vec::new();
+        let congestion = match &a.congestion {
+            Some(c) => Some(self.congestion(c)?),
+            None => None,
+        };
+        let mut listeners: Vec<ListenerEntry> = Vec::new();
         for l in &self.raw.listener {
-            listeners.push(self.listener(l, &default_key, &mut filter, flags)?);
+            let entry = self.listener(l, &default_key, &mut filter, flags)?;
+            let same_port = |e: &&ListenerEntry| e.spec.port == entry.spec.port;
+            if let (Some(c), Some(span)) = (entry.congestion, &l.get_ref().congestion) {
+                if let Some(other) = listeners
+                    .iter()
+                    .filter(same_port)
+                    .find(|e| e.congestion.is_some_and(|o| o != c))
+                {
+                    return self.bad(
+                        span.span(),
+                        format!(
+                            "port {} already runs congestion = \"{}\" (line {}): the \
+                             listeners of one port share it",
+                            entry.spec.port,
+                            other.congestion.unwrap_or_default(),
+                            other.line
+                        ),
+                    );
+                }
+            }
+            listeners.push(entry);
         }
         if complete {
             let whole = |m: String| self.err(None, ConfigErrorKind::Missing, m);
@@ -574,6 +614,7 @@ impl ConfigFile {
                 mtu,
                 processors,
                 mode,
+                congestion,
                 listeners,
                 filter,
             });
@@ -586,9 +627,26 @@ impl ConfigFile {
             mtu,
             processors,
             mode,
+            congestion,
             listeners,
             filter,
         })
+    }
+
+    /// A `congestion = "..."` value.
+    fn congestion(&self, c: &Spanned<String>) -> Result<CongestionAlgorithm, ConfigError> {
+        CongestionAlgorithm::from_name(c.get_ref()).map_or_else(
+            || {
+                self.bad(
+                    c.span(),
+                    format!(
+                        "unknown congestion control {:?}: choose \"cubic\", \"newreno\" or \"bbr\"",
+                        c.get_ref()
+                    ),
+                )
+            },
+            Ok,
+        )
     }
 
     fn cidrs(
@@ -697,6 +755,13 @@ impl ConfigFile {
             ));
         }
         let serve = self.serve_app(l, app)?;
+        let congestion = match &l.congestion {
+            Some(c) if protocol != Protocol::Tcp => {
+                return self.bad(c.span(), "congestion belongs to TCP listeners".into())
+            }
+            Some(c) => Some(self.congestion(c)?),
+            None => None,
+        };
         let cpu = |v: &Spanned<i64>| -> Result<usize, ConfigError> {
             usize::try_from(*v.get_ref()).or_else(|_| {
                 self.bad(
@@ -782,6 +847,7 @@ impl ConfigFile {
             spec,
             app,
             serve,
+            congestion,
             line,
         })
     }
@@ -905,6 +971,7 @@ struct RawAdapter {
     mac: Option<Spanned<String>>,
     mtu: Option<Spanned<i64>>,
     processors: Option<Spanned<i64>>,
+    congestion: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -957,6 +1024,7 @@ struct RawListener {
     key: Option<Spanned<String>>,
     targets: Option<Vec<Spanned<String>>>,
     command: Option<Spanned<String>>,
+    congestion: Option<Spanned<String>>,
 }
 
 #[cfg(test)]
@@ -1304,6 +1372,59 @@ mod tests {
         );
         let e = error_at("[filter]\nudp_ports = [0]\n", 2);
         assert_eq!(e.message, "shared ports: 0 is not a port from 1 to 65535");
+    }
+
+    #[test]
+    fn congestion_globally_and_per_listener() {
+        let c = resolved(&format!(
+            "{}[[listener]]\nport = 80\napp = \"http\"\nprocessor = 0\n\
+             congestion = \"bbr\"\n[[listener]]\nport = 80\napp = \"http\"\n\
+             processor = 1\n[[listener]]\nport = 8000\napp = \"echo\"\nprocessor = 0\n",
+            HEAD.replace(
+                "processors = 4\n",
+                "processors = 4\ncongestion = \"newreno\"\n"
+            )
+        ));
+        assert_eq!(c.congestion, Some(CongestionAlgorithm::NewReno));
+        let ports = c.tcp_congestion();
+        assert_eq!(ports.get(&80), Some(&CongestionAlgorithm::Bbr));
+        assert_eq!(ports.get(&8000), None, "the global value covers it");
+        assert_eq!(resolved(HEAD).congestion, None);
+    }
+
+    #[test]
+    fn bad_congestion_is_named_with_line() {
+        let e = error_at("[adapter]\ncongestion = \"vegas\"\n", 2);
+        assert_eq!(
+            e.message,
+            "unknown congestion control \"vegas\": choose \"cubic\", \"newreno\" or \"bbr\""
+        );
+        let e = error_at(
+            &listener("port = 80\napp = \"http\"\nprocessor = 0\ncongestion = \"BBR\"\n"),
+            13,
+        );
+        assert!(e.message.contains("unknown congestion control"), "{e}");
+        let e = error_at(
+            &listener(
+                "port = 7\nprotocol = \"udp\"\napp = \"udp-echo\"\nprocessor = 0\n\
+                 congestion = \"bbr\"\n",
+            ),
+            14,
+        );
+        assert_eq!(e.message, "congestion belongs to TCP listeners");
+        let e = error_at(
+            &listener(
+                "port = 80\napp = \"http\"\nprocessor = 0\ncongestion = \"bbr\"\n\
+                 [[listener]]\nport = 80\napp = \"http\"\nprocessor = 1\n\
+                 congestion = \"cubic\"\n",
+            ),
+            18,
+        );
+        assert!(
+            e.message
+                .contains("port 80 already runs congestion = \"bbr\" (line 9)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -92,3 +92,4 @@ pub use vnic_listeners::distributor::{
     Balance, RequestContext, RequestHandler, RequestService, Response,
 };
 pub use vnic_listeners::stats::{Registry, ServiceReport};
+pub use vnic_stack::CongestionAlgorithm;

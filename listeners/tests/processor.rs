@@ -80,6 +80,7 @@ fn rig_with(max_connections: usize, service: Arc<dyn Service>, memory_budget: us
         serve,
         udp_serve: HashMap::new(),
         tcp: Config::default(),
+        tcp_ports: HashMap::new(),
         isn: Arc::new(IsnGenerator::new([7; 16], Instant::now())),
         registry: registry.clone(),
         apps: AppSource::Local,

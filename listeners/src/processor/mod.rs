@@ -66,6 +66,9 @@ pub struct ProcessorSetup {
     pub udp_serve: HashMap<u16, UdpAppKind>,
     /// TCP settings.
     pub tcp: Config,
+    /// TCP settings of the ports whose listener has its own (a config
+    /// file's `[[listener]] congestion`); other ports use `tcp`.
+    pub tcp_ports: HashMap<u16, Config>,
     /// Shared ISN generator (RFC 6528).
     pub isn: Arc<IsnGenerator>,
     /// Counters.
@@ -247,6 +250,7 @@ pub struct Processor {
     known: HashMap<String, Arc<dyn Service>>,
     udp_serve: HashMap<u16, UdpAppKind>,
     tcp: Config,
+    tcp_ports: HashMap<u16, Config>,
     isn: Arc<IsnGenerator>,
     registry: Arc<Registry>,
     conns: HashMap<FourTuple, Conn>,
@@ -378,6 +382,7 @@ impl Processor {
             known,
             udp_serve: s.udp_serve,
             tcp: s.tcp,
+            tcp_ports: s.tcp_ports,
             isn: s.isn,
             registry: s.registry,
             conns: HashMap::new(),

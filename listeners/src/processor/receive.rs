@@ -215,7 +215,8 @@ impl Processor {
         syn_stamp: u64,
         mss: u16,
     ) {
-        let Some(tcp) = Connection::accept_cookie(now, &self.tcp, tuple, ack, mss) else {
+        let cfg = self.tcp_config(tuple.local.port());
+        let Some(tcp) = Connection::accept_cookie(now, cfg, tuple, ack, mss) else {
             return;
         };
         self.accept_with(tuple, tcp, peer_mac, syn_stamp, false);
@@ -231,9 +232,15 @@ impl Processor {
         syn_stamp: u64,
     ) {
         let iss = self.isn.isn(now, &tuple);
-        let tcp = Connection::accept(now, &self.tcp, tuple, syn, iss);
+        let tcp = Connection::accept(now, self.tcp_config(tuple.local.port()), tuple, syn, iss);
         self.accept_with(tuple, tcp, peer_mac, syn_stamp, true);
         self.service(tuple, now);
+    }
+
+    /// The TCP settings of a connection to local port `port`: its
+    /// listener's own (a config file's `congestion`), else the processor's.
+    fn tcp_config(&self, port: u16) -> &vnic_stack::Config {
+        self.tcp_ports.get(&port).unwrap_or(&self.tcp)
     }
 
     /// Makes the app of a new connection `tcp` and takes both in; a
