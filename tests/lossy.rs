@@ -72,12 +72,6 @@ fn echo_32_mib_on_4_connections_through_vnic_impairment() {
     assert!(retrans > 0, "loss made vnic retransmit");
 }
 
-fn nft_loss(ns: &Netns, dev: &str, percent: u32) {
-    ns.nft(&format!(
-        "table netdev vnicloss {{\n chain in {{ type filter hook ingress device \"{dev}\" priority 0; numgen random mod 100 < {percent} drop; }}\n chain out {{ type filter hook egress device \"{dev}\" priority 0; numgen random mod 100 < {percent} drop; }}\n}}\n"
-    ));
-}
-
 #[test]
 fn echo_32_mib_on_4_connections_through_nftables_loss() {
     if !can_run() {
@@ -85,7 +79,7 @@ fn echo_32_mib_on_4_connections_through_nftables_loss() {
     }
     let ns = Netns::new();
     let _vnic = ns.vnic(&[]);
-    nft_loss(&ns, &ns.tap, 5);
+    ns.nft_loss(&ns.tap, 5);
     thirty_two_mib_through_echo(&ns);
 }
 

@@ -113,6 +113,15 @@ impl Netns {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// Drops `percent`% of the frames each way on `dev` at random, with
+    /// nftables on its ingress and egress hooks (this kernel has no netem;
+    /// vnic does not see the rule, unlike `--impair`).
+    pub fn nft_loss(&self, dev: &str, percent: u32) {
+        self.nft(&format!(
+            "table netdev vnicloss {{\n chain in {{ type filter hook ingress device \"{dev}\" priority 0; numgen random mod 100 < {percent} drop; }}\n chain out {{ type filter hook egress device \"{dev}\" priority 0; numgen random mod 100 < {percent} drop; }}\n}}\n"
+        ));
+    }
+
     /// Sends `data` to the echo service at `addr` from inside the
     /// namespace, reading the echo back (30 s bounds on both ways);
     /// returns (bytes echoed, their SHA-256).
