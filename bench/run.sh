@@ -47,6 +47,7 @@ if [ -z "${SMOLSERVER:-}" ]; then
 fi
 
 ID=$$
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 NSV=vnb-v$ID NSKS=vnb-ks$ID NSKC=vnb-kc$ID NSB=vnb-b$ID NSM=vnb-m$ID TAP=vnbt$ID STAP=vnbm$ID
 CTL=/tmp/vnb-$ID.sock
 PIDS=()
@@ -199,6 +200,20 @@ if command -v nft >/dev/null; then
     row "bulk download, 1% loss, kernel on cubic" Gbit/s "$vdl" n/a "$kdlc"
   fi
   loss_off "$NSV"; loss_off "$NSKC"
+  # vnic on BBR (issue 18): loss-free and at 1% loss (the same size), beside
+  # vnic on CUBIC (the rows above) and the kernel on $KCC and on CUBIC.
+  start_vnic 4 --congestion bbr; sleep 0.3
+  vdb=$(run "$NSV" download $V:19 $LOSSBULK | field gbps)
+  loss_on "$NSV" "$TAP"
+  vdlb=$(run "$NSV" download $V:19 $LOSSBULK | field gbps)
+  loss_off "$NSV"
+  start_vnic 4; sleep 0.3
+  row "bulk download, 1% loss, vnic on bbr" Gbit/s "$vdlb" n/a "$kdl"
+  if [ -n "${kdlc:-}" ]; then
+    row "bulk download, 1% loss, vnic bbr, kernel cubic" Gbit/s "$vdlb" n/a "$kdlc"
+  fi
+  row "bulk download, vnic on bbr, loss-free" Gbit/s "$vdb" n/a "$kd"
+  row "download bbr: 1% loss / loss-free" ratio "$(ratio "$vdlb" "$vdb")" n/a "$(ratio "$kdl" "$kd")"
   row "upload: 1% loss / loss-free (vnic, kernel)" ratio "$(python3 -c "print(round($vul/$vu,2))")" n/a "$(python3 -c "print(round($kul/$ku,2))")"
   row "download: 1% loss / loss-free" ratio "$(python3 -c "print(round($vdl/$vd,2))")" n/a "$(python3 -c "print(round($kdl/$kd,2))")"
 else
@@ -471,7 +486,7 @@ fi
 
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git diff --quiet 2>/dev/null || echo "+dirty")
-HEADER="### $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT$DIRTY — $(nproc) cores, Linux $(uname -r), kernel TCP $KCC"
+HEADER="### $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT$DIRTY — $(nproc) cores, Linux $(uname -r), kernel TCP $KCC — load $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
 CMD="bench/run.sh $*"
 TABLE=$(printf '%s\n' "| measure | vnic | smoltcp (TAP) | kernel (veth) | vnic/smoltcp | vnic/kernel | unit |" \
   "|---|---:|---:|---:|---:|---:|---|" "${ROWS[@]}" \

@@ -22,6 +22,10 @@
 //! ([`Connection::on_timeout`]); the application talks to
 //! [`Connection::send`], [`Connection::recv`] and [`Connection::poll_event`].
 //!
+//! Congestion control is chosen per connection ([`Config::congestion`]):
+//! CUBIC (the default), NewReno, or BBR, which models the path from
+//! delivery-rate samples and keeps its rate under random loss.
+//!
 //! # What it must never touch
 //!
 //! No sockets, no threads, no clock: the time is always passed in as an
