@@ -86,7 +86,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "watch")]
     pub interval: Option<Duration>,
     /// The socket table instead: every listener and connection (also
-    /// SYN-RECEIVED and TIME-WAIT) with its processor, queues, cwnd,
+    /// SYN-RECEIVED and TIME-WAIT) with its processor, queues, cwnd, cc,
     /// srtt, rto and retransmissions.
     #[arg(long)]
     pub sockets: bool,

@@ -30,7 +30,7 @@ pub fn table(t: &SocketTable) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<5} {:<sw$} {:<lw$} {:>5} {:<fw$} {:>5} {:>8} {:>8} {:>4} {:>8} {:>8} {:>8} {:>8} {:>6} {:>12} {:>12}",
+        "{:<5} {:<sw$} {:<lw$} {:>5} {:<fw$} {:>5} {:>8} {:>8} {:>4} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6} {:>12} {:>12}",
         "Proto",
         "State",
         "Laddr",
@@ -42,6 +42,7 @@ pub fn table(t: &SocketTable) -> String {
         "cpu",
         "conn",
         "cwnd",
+        "cc",
         "srtt-ms",
         "rto-ms",
         "rexmt",
@@ -53,7 +54,7 @@ pub fn table(t: &SocketTable) -> String {
     for r in &t.rows {
         let _ = writeln!(
             s,
-            "{:<5} {:<sw$} {:<lw$} {:>5} {:<fw$} {:>5} {:>8} {:>8} {:>4} {:>8} {:>8} {:>8} {:>8} {:>6} {:>12} {:>12}",
+            "{:<5} {:<sw$} {:<lw$} {:>5} {:<fw$} {:>5} {:>8} {:>8} {:>4} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6} {:>12} {:>12}",
             r.proto,
             r.state,
             r.laddr,
@@ -65,6 +66,7 @@ pub fn table(t: &SocketTable) -> String {
             r.processor,
             dash(r.connection),
             dash(r.cwnd),
+            r.cc.as_deref().unwrap_or("-"),
             ms(r.srtt_ms),
             ms(r.rto_ms),
             dash(r.retransmits),

@@ -98,6 +98,7 @@ fn the_socket_table_lists_each_connection_on_its_processor_and_filters_select() 
             assert_eq!(r["faddr"], "10.0.0.1", "{r}");
             assert!(r["connection"].as_u64().is_some(), "{r}");
             assert!(r["cwnd"].as_u64().unwrap_or(0) > 0, "{r}");
+            assert_eq!(r["cc"], "cubic", "the default: {r}");
             assert!(r["rto_ms"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
             assert!(r["srtt_ms"].as_f64().is_some(), "an RTT was measured: {r}");
             assert_eq!(r["retransmits"], 0, "{r}");
@@ -168,7 +169,7 @@ fn the_socket_table_lists_each_connection_on_its_processor_and_filters_select() 
             .collect();
         assert_eq!(
             head.join(" "),
-            "Proto State Laddr Lport Faddr Fport SendQ RecvQ cpu conn cwnd srtt-ms rto-ms rexmt \
+            "Proto State Laddr Lport Faddr Fport SendQ RecvQ cpu conn cwnd cc srtt-ms rto-ms rexmt \
              bytes-in bytes-out"
         );
         for (s, p) in &conns {

@@ -561,6 +561,10 @@ pub struct SocketRow {
     /// Congestion window, bytes.
     #[serde(default)]
     pub cwnd: Option<u64>,
+    /// Congestion control: `cubic`, `newreno` or `bbr` (as `ss -i` names
+    /// it).
+    #[serde(default)]
+    pub cc: Option<String>,
     /// Smoothed round-trip time, milliseconds (none before the first
     /// measurement).
     #[serde(default)]

@@ -144,8 +144,12 @@ pub struct ConnStats {
     pub dup_acks: u64,
     /// Congestion window in bytes.
     pub cwnd: usize,
-    /// Slow start threshold in bytes (`usize::MAX` before the first loss).
+    /// Slow start threshold in bytes (`usize::MAX` before the first loss;
+    /// always for BBR, which has none).
     pub ssthresh: usize,
+    /// The congestion control the connection runs (`ss -i` names it too),
+    /// so an operator sees a listener's own choice at work.
+    pub congestion: crate::CongestionAlgorithm,
     /// Challenge ACKs sent (RFC 5961), after the connection's own rate
     /// limit (`challenge_ack_limit`; the caller's [`ReplyLimiter`] may
     /// still hold some back, counted in `replies_limited`).
@@ -613,6 +617,7 @@ impl Connection {
             rto: self.rtt.rto(),
             cwnd: self.cc.window(),
             ssthresh: self.cc.ssthresh(),
+            congestion: self.cfg.congestion,
             recv_bytes_copied: self.recv_buf.bytes_copied(),
             ..self.stats
         }
