@@ -56,9 +56,13 @@ const FULL_BW_ROUNDS: u32 = 3;
 /// BBR's states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
+    /// Doubling the rate each round until the bandwidth stops growing.
     Startup,
+    /// Draining the queue STARTUP built, down to one BDP in flight.
     Drain,
+    /// Steady state: cwnd 2 BDP, pacing gain cycling around 1.
     ProbeBw,
+    /// Four segments in flight for 200 ms, to see min_rtt again.
     ProbeRtt,
 }
 
@@ -141,6 +145,7 @@ pub(crate) struct Bbr {
 }
 
 impl Bbr {
+    /// A connection's BBR, in STARTUP with the initial window.
     pub(crate) fn new(mss: usize) -> Self {
         let cwnd = initial_window(mss);
         Bbr {
