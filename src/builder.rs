@@ -21,8 +21,8 @@ use vnic_adapter::flowmap::FlowMap;
 use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource};
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
-    host, Adapter, AdapterConfig, AdapterError, Counters, Filter, FilterMode, FrameSink,
-    FrameSource, FrameWriter, TapDevice,
+    host, AdapterConfig, AdapterError, Counters, Filter, FilterMode, FrameSink, FrameSource,
+    FrameWriter, RxQueue, TapDevice,
 };
 use vnic_listeners::app::udp::UdpAppKind;
 use vnic_listeners::app::{App, AppContext, Refused, Service};
@@ -633,8 +633,8 @@ impl Builder {
                 Arc::new(TracingSink::new(sink.clone(), tracer.clone(), origin));
             let mut w = FrameWriter::new(s, cfg.mac, counters.clone());
             // Processor K counts its frames in sender slot K; an RX queue's
-            // slot is set with its queue (`Adapter::set_rx_queue`).
-            if let Origin::Cpu(k) = origin {
+            // slot is set with its queue (`RxQueue::set_rx_queue`).
+            if let Origin::Processor(k) = origin {
                 w.set_sender(k);
             }
             w
@@ -760,11 +760,13 @@ impl Builder {
                 (Some(m), Some(tap)) => Some(DirectQueue::new(
                     tap.clone(),
                     rss_queues + id,
+                    id,
                     cfg.clone(),
                     m.clone(),
                     hand_back.iter().map(|(h, _)| h.clone()).collect(),
                     counters.clone(),
                     tracer.clone(),
+                    filter.clone(),
                 )),
                 _ => None,
             };
@@ -773,7 +775,7 @@ impl Builder {
                     id,
                     queue: inbox,
                     closed: closed_tx.clone(),
-                    out: traced(Origin::Cpu(id)),
+                    out: traced(Origin::Processor(id)),
                     tracer: tracer.clone(),
                     max_connections: (MAX_CONNECTIONS / n).max(1024),
                     adapter_counters: counters.clone(),
@@ -781,7 +783,7 @@ impl Builder {
                     direct,
                     serve,
                     udp_serve,
-                    tcp: tcp.clone(),
+                    tcp_config: tcp.clone(),
                     tcp_ports: tcp_ports.clone(),
                     isn: isn.clone(),
                     registry: registry.clone(),
@@ -838,7 +840,7 @@ impl Builder {
         let rx_queues = sources.len();
         let mut handed_back: Vec<_> = hand_back.into_iter().map(|(_, rx)| Some(rx)).collect();
         for (q, (source, closed)) in sources.into_iter().zip(closed_rx).enumerate() {
-            let mut adapter = Adapter::new(
+            let mut adapter = RxQueue::new(
                 cfg.clone(),
                 filter.clone(),
                 queues.clone(),

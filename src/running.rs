@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vnic_adapter::trace::Tracer;
-use vnic_adapter::{Adapter, FrameSource, ToProcessor};
+use vnic_adapter::{FrameSource, RxQueue, ToProcessor};
 use vnic_listeners::control::{Runtime, Status};
 
 use crate::builder::Error;
@@ -201,7 +201,7 @@ pub(crate) struct RxThread {
 }
 
 impl RxThread {
-    pub(crate) fn run(self, adapter: Adapter, source: Box<dyn FrameSource>, tracer: Arc<Tracer>) {
+    pub(crate) fn run(self, adapter: RxQueue, source: Box<dyn FrameSource>, tracer: Arc<Tracer>) {
         let halt = self.halt.clone();
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             adapter.run(source, tracer, halt)

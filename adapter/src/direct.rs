@@ -9,22 +9,26 @@
 //! buffer). Everything else it does not decide: a frame that is not a
 //! plain TCP segment for one of our addresses, a bad checksum, a segment
 //! of a connection the processor no longer holds (the flow map is
-//! cleared as the processor forgets it, so only a race lands one here),
-//! and every frame while a trace runs (the trace records each frame with
-//! the RX thread's decision) goes to the RX thread that reads the RX
-//! queue the RSS hash names, which handles it as if it had read it
-//! ([`Adapter::take_handed_back`](crate::rx::Adapter::take_handed_back)).
+//! cleared as the processor forgets it, so only a race lands one here)
+//! goes to the RX thread that reads the RX queue the RSS hash names, which
+//! handles it as if it had read it
+//! ([`RxQueue::take_handed_back`](crate::rx::RxQueue::take_handed_back)).
+//! While a trace runs, the processor records each frame it takes with the
+//! decision the RX thread would have written (`in cpu=K flow`).
 
 use crate::config::AdapterConfig;
 use crate::counters::Counters;
+use crate::filter::Filter;
 use crate::flowmap::FlowMap;
 use crate::queue::Inbound;
+use crate::rx::Decision;
 use crate::rx::IN_PLACE_MIN;
 use crate::steer::{flow_hash, queue_of};
 use crate::tap::{RxWaker, TapDevice, MAX_FRAME_LEN};
-use crate::trace::Tracer;
+use crate::trace::{Direction, Note, Tracer};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use etherparse::{EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4Slice, Ipv6Slice};
+use parking_lot::Mutex;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -58,7 +62,7 @@ pub struct HandBack {
 impl HandBack {
     /// A channel to the RX thread that `wake` wakes: the sender for the
     /// processors, the receiver for the RX thread
-    /// ([`crate::rx::Adapter::set_handed_back`]).
+    /// ([`crate::rx::RxQueue::set_handed_back`]).
     pub fn channel(wake: RxWaker) -> (HandBack, Receiver<HandedBack>) {
         let (tx, rx) = crossbeam_channel::bounded(HAND_BACK_DEPTH);
         (HandBack { tx, wake }, rx)
@@ -76,6 +80,10 @@ pub struct DirectQueue {
     back: Vec<HandBack>,
     counters: Arc<Counters>,
     tracer: Arc<Tracer>,
+    /// The filter, for its mode in the trace's decision comments.
+    filter: Arc<Mutex<Filter>>,
+    /// The processor this queue is for.
+    processor: usize,
     buf: Vec<u8>,
     /// A read ended before the queue was empty: read on before sleeping
     /// (the fd is edge-triggered in the processor's epoll).
@@ -87,16 +95,21 @@ pub struct DirectQueue {
 type Parsed = Option<(Inbound, std::ops::Range<usize>)>;
 
 impl DirectQueue {
-    /// The queue `queue` of `tap` (a processor's), steered by `flows`,
-    /// handing back to the RX threads through `back` (one per RX queue).
+    /// The queue `queue` of `tap`, processor `processor`'s, steered by
+    /// `flows`, handing back to the RX threads through `back` (one per RX
+    /// queue), recording what it reads in `tracer` as the RX thread would
+    /// (with `filter`'s mode).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         tap: Arc<TapDevice>,
         queue: usize,
+        processor: usize,
         cfg: AdapterConfig,
         flows: Arc<FlowMap>,
         back: Vec<HandBack>,
         counters: Arc<Counters>,
         tracer: Arc<Tracer>,
+        filter: Arc<Mutex<Filter>>,
     ) -> DirectQueue {
         DirectQueue {
             tap,
@@ -106,6 +119,8 @@ impl DirectQueue {
             back,
             counters,
             tracer,
+            filter,
+            processor,
             buf: vec![0; MAX_FRAME_LEN],
             more: true,
         }
@@ -157,14 +172,11 @@ impl DirectQueue {
                 }
             };
             let len = rx.len.min(self.buf.len());
-            let parsed = match self.tracer.active() {
-                true => None,
-                false => self.parse(now, len, rx.checksum_trusted),
-            };
-            match parsed {
+            match self.parse(now, len, rx.checksum_trusted) {
                 Some((mut inb, text)) if holds(&inb.tuple) => {
                     self.counters.frame_in(self.queue);
-                    inb.segment.payload = if text.len() >= IN_PLACE_MIN {
+                    let traced = self.tracer.active();
+                    inb.segment.payload = if text.len() >= IN_PLACE_MIN && !traced {
                         let frame = std::mem::replace(
                             &mut self.buf,
                             crate::pool::frame_buffer(MAX_FRAME_LEN),
@@ -176,6 +188,19 @@ impl DirectQueue {
                         b.extend_from_slice(&self.buf[text]);
                         Payload::from(b)
                     };
+                    if traced {
+                        // What the RX thread would have recorded; the
+                        // frame's buffer may go to the trace writer.
+                        let decision = Decision::Flow {
+                            processor: self.processor,
+                        };
+                        let filter = &self.filter;
+                        self.tracer
+                            .record_owned(Direction::In, &mut self.buf, len, |_| {
+                                Note::Rx(decision, filter.lock().mode())
+                            });
+                        self.buf.resize(MAX_FRAME_LEN, 0);
+                    }
                     out.push(inb);
                 }
                 _ => self.hand_back(len, rx.checksum_trusted),

@@ -17,7 +17,7 @@
 //! map names, a miss (a new SYN, ARP, NDP, ICMP, UDP, anything not a
 //! plain TCP segment) to the RX threads as before. The RX thread that
 //! places a connection writes its entry before the SYN goes to the
-//! processor ([`crate::rx::Adapter`]); the processor deletes it when it
+//! processor ([`crate::rx::RxQueue`]); the processor deletes it when it
 //! forgets the connection, before it reports the flow closed. Frames that
 //! reach a processor's queue without its connection (a race with that
 //! deletion) go back to the RX thread, which decides as it always did.

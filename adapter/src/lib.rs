@@ -1,7 +1,7 @@
 //! The emulated adapter: everything between the TAP device and the
 //! processors.
 //!
-//! A frame enters in [`rx::Adapter::handle_frame`] (fed by the RX thread that
+//! A frame enters in [`rx::RxQueue::handle_frame`] (fed by the RX thread that
 //! reads the [`tap::TapDevice`]). It is parsed once with etherparse; ARP,
 //! IPv6 neighbour discovery and ICMP echo are answered right here
 //! ([`arp`], [`ndp`], [`icmp`]); a TCP segment is checksummed and reduced
@@ -52,5 +52,5 @@ pub use queue::{
     BellSender, Datagram, Doorbell, FlowClosed, Inbound, ProcessorQueue, QueueBytes, QueueRefused,
     ToProcessor,
 };
-pub use rx::Adapter;
+pub use rx::RxQueue;
 pub use tap::{FrameSource, RxFrame, RxWaker, TapDevice};

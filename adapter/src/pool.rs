@@ -75,7 +75,7 @@ const FRAME_BUFFERS: usize = 512;
 
 /// The process's pool of frame buffers: whole TAP reads whose large
 /// segment text went to a processor in place
-/// ([`crate::rx::Adapter::handle_rx_buffer`]); they come back once the
+/// ([`crate::rx::RxQueue::handle_rx_buffer`]); they come back once the
 /// stack has the bytes, at full length, so reading into one again needs no
 /// zeroing.
 pub fn frames() -> &'static PayloadPool {

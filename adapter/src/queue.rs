@@ -1,5 +1,6 @@
 //! The messages between the adapter's RX thread and the processors.
 
+use crate::filter::Protocol;
 use crossbeam_channel::{SendError, Sender, TrySendError};
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -51,16 +52,18 @@ pub enum ToProcessor {
     /// Start (Some(app name)) or stop (None) serving a port, for listeners
     /// added or removed at run time.
     Serve {
-        /// True for UDP, false for TCP.
-        udp: bool,
+        /// TCP or UDP.
+        protocol: Protocol,
         /// The port.
         port: u16,
         /// The app's name, or None to stop serving.
         app: Option<String>,
     },
-    /// The processor fails (false: every connection is reset with RST and
-    /// nothing new is accepted) or comes back (true).
-    SetUp(bool),
+    /// The processor fails, as `vnic ctl processor K down` says: every
+    /// connection is reset with RST and nothing new is accepted.
+    Down,
+    /// The processor comes back (`vnic ctl processor K up`).
+    Up,
     /// Reset every connection and stop the thread.
     Shutdown,
     /// Stop accepting and close every connection with FIN (vnic is

@@ -1,8 +1,8 @@
 //! The RX path: one frame in, one decision out.
 //!
-//! [`Adapter::handle_frame`] is the whole receive side of the emulated
+//! [`RxQueue::handle_frame`] is the whole receive side of the emulated
 //! adapter, free of I/O so unit tests can drive it with crafted frames.
-//! [`Adapter::run`] is the RX thread around it: read the TAP, handle,
+//! [`RxQueue::run`] is the RX thread around it: read the TAP, handle,
 //! repeat, and drop flow entries the processors report closed.
 
 use crate::arp;
@@ -89,7 +89,7 @@ pub enum Decision {
 }
 
 /// The receive side of the adapter.
-pub struct Adapter {
+pub struct RxQueue {
     cfg: AdapterConfig,
     filter: Arc<Mutex<Filter>>,
     flows: FlowTable,
@@ -139,7 +139,7 @@ struct Handover {
     text: std::ops::Range<usize>,
 }
 
-impl Adapter {
+impl RxQueue {
     /// An adapter that dispatches to `queues` (index = processor) and
     /// learns of closed connections from `closed`.
     pub fn new<Q: Into<ProcessorQueue>>(
@@ -149,8 +149,8 @@ impl Adapter {
         closed: Receiver<FlowClosed>,
         out: FrameWriter,
         counters: Arc<Counters>,
-    ) -> Adapter {
-        Adapter {
+    ) -> RxQueue {
+        RxQueue {
             cfg,
             filter,
             flows: FlowTable::new(),
@@ -276,7 +276,7 @@ impl Adapter {
     }
 
     /// Handles the frame in the first `len` bytes of `buf`, read from the
-    /// TAP at `now`, like [`Adapter::handle_rx_frame`]; but a segment of
+    /// TAP at `now`, like [`RxQueue::handle_rx_frame`]; but a segment of
     /// a known connection with at least [`IN_PLACE_MIN`] bytes of text
     /// goes to its processor in `buf` itself, without a copy, and `buf` is
     /// replaced by a frame buffer from the pool ([`crate::pool::frames`]).
@@ -918,11 +918,11 @@ impl Adapter {
     }
 }
 
-impl Adapter {
+impl RxQueue {
     /// Handles the frame in the first `len` bytes of `buf` as read from
     /// the TAP now: traced with its decision when a trace runs (a large
     /// frame's buffer may go to the trace writer, `buf` is then a new
-    /// one), else possibly handed over in place ([`Adapter::handle_rx_buffer`]).
+    /// one), else possibly handed over in place ([`RxQueue::handle_rx_buffer`]).
     fn take_frame(&mut self, buf: &mut Vec<u8>, len: usize, trusted: bool, tracer: &Tracer) {
         if tracer.active() {
             // Answers wait until the question is in the trace.

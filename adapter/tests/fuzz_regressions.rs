@@ -12,7 +12,7 @@ use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
 use vnic_adapter::rx::Decision;
 use vnic_adapter::{
-    Adapter, AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter,
+    AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter, RxQueue,
     ToProcessor,
 };
 
@@ -60,7 +60,7 @@ fn bytes(hex: &str) -> Vec<u8> {
 /// over TCP ports 7/9/19/80, frames captured, queues drained after each
 /// frame.
 struct Rig {
-    adapter: Adapter,
+    adapter: RxQueue,
     sink: Arc<CaptureSink>,
     queues: Vec<Receiver<ToProcessor>>,
     _closed: Sender<FlowClosed>,
@@ -85,7 +85,7 @@ impl Rig {
         let (txs, queues): (Vec<_>, Vec<_>) = (0..4).map(|_| bounded(64)).unzip();
         let (closed, crx) = unbounded();
         Rig {
-            adapter: Adapter::new(
+            adapter: RxQueue::new(
                 cfg,
                 Arc::new(parking_lot::Mutex::new(filter)),
                 txs,

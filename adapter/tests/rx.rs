@@ -16,7 +16,7 @@ use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
 use vnic_adapter::rx::Decision;
 use vnic_adapter::{
-    Adapter, AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter,
+    AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter, RxQueue,
     ToProcessor,
 };
 use vnic_stack::{FourTuple, SeqNumber};
@@ -25,7 +25,7 @@ const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 struct Rig {
-    adapter: Adapter,
+    adapter: RxQueue,
     sink: Arc<CaptureSink>,
     queues: Vec<Receiver<ToProcessor>>,
     closed: crossbeam_channel::Sender<FlowClosed>,
@@ -54,7 +54,7 @@ fn rig(mode: FilterMode, processors: usize, ports: &[u16]) -> Rig {
     }
     let (ctx, crx) = unbounded();
     Rig {
-        adapter: Adapter::new(
+        adapter: RxQueue::new(
             cfg,
             Arc::new(parking_lot::Mutex::new(filter)),
             txs,

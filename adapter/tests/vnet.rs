@@ -18,7 +18,7 @@ use vnic_adapter::vnet::{
     VNET_HDR_LEN,
 };
 use vnic_adapter::{
-    Adapter, AdapterConfig, Counters, DropKind, Filter, FilterMode, FrameWriter, ToProcessor,
+    AdapterConfig, Counters, DropKind, Filter, FilterMode, FrameWriter, RxQueue, ToProcessor,
 };
 use vnic_stack::{Config, Connection, Control, FourTuple, Segment, SeqNumber, TcpOptions};
 
@@ -28,7 +28,7 @@ const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const BIG: usize = 20_000;
 
 struct Rig {
-    adapter: Adapter,
+    adapter: RxQueue,
     queue: Receiver<ToProcessor>,
     counters: Arc<Counters>,
     mac: [u8; 6],
@@ -44,7 +44,7 @@ fn rig() -> Rig {
     let (tx, rx) = bounded(64);
     let (_ctx, crx) = unbounded();
     Rig {
-        adapter: Adapter::new(
+        adapter: RxQueue::new(
             cfg,
             Arc::new(parking_lot::Mutex::new(filter)),
             vec![tx],

@@ -1,6 +1,6 @@
 //! The `frame` target: any bytes as a frame through the adapter's RX path.
 //!
-//! Each input is handed to a fresh [`Adapter`] (4 processors, round-robin
+//! Each input is handed to a fresh [`RxQueue`] (4 processors, round-robin
 //! over TCP ports 7/9/19/80 and UDP port 7, a [`CaptureSink`], bounded
 //! queues drained after every frame) in three forms:
 //!
@@ -33,7 +33,7 @@ use vnic_adapter::filter::{ListenerSpec, Protocol};
 use vnic_adapter::rx::Decision;
 use vnic_adapter::tap::MAX_FRAME_LEN;
 use vnic_adapter::{
-    Adapter, AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter,
+    RxQueue, AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter,
     ToProcessor,
 };
 use vnic_stack::{wire, Control, FourTuple, Segment, SynCookies, TcpOptions};
@@ -61,7 +61,7 @@ pub const MTU: usize = 1500;
 /// An adapter with everything around it that a test needs to watch.
 pub struct Rig {
     /// The adapter under test.
-    pub adapter: Adapter,
+    pub adapter: RxQueue,
     sink: Arc<CaptureSink>,
     queues: Vec<Receiver<ToProcessor>>,
     /// Kept so the adapter's FlowClosed channel stays connected.
@@ -127,7 +127,7 @@ impl Rig {
         let filter = template_filter().clone();
         let (txs, queues): (Vec<_>, Vec<_>) = (0..PROCESSORS).map(|_| bounded(64)).unzip();
         let (closed, crx) = unbounded();
-        let mut adapter = Adapter::new(
+        let mut adapter = RxQueue::new(
             cfg,
             Arc::new(parking_lot::Mutex::new(filter)),
             txs,

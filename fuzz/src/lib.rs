@@ -3,7 +3,7 @@
 //! libFuzzer drives.
 //!
 //! - [`frame`]: any bytes as an Ethernet frame through
-//!   `vnic_adapter::Adapter::handle_frame` (parse, filter, ARP/NDP/ICMP
+//!   `vnic_adapter::RxQueue::handle_frame` (parse, filter, ARP/NDP/ICMP
 //!   responders, flow table), checking every frame the adapter writes and
 //!   its counters.
 //! - [`stack`]: a script of peer segments, time steps and application

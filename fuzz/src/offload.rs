@@ -1,7 +1,7 @@
 //! The `offload` target: any bytes as one read from a TAP opened with
 //! offload (`--offload on`): a virtio-net header (10 bytes) and the frame
 //! after it, through [`RxFrame::from_offload_read`] and
-//! `Adapter::handle_rx_buffer` with the checksum trust it gives, as the
+//! `RxQueue::handle_rx_buffer` with the checksum trust it gives, as the
 //! RX thread does.
 //!
 //! Each input is fed in two forms, each to a fresh [`Rig`] (so every

@@ -543,7 +543,7 @@ impl Driver {
             },
             payload: Default::default(),
         })?;
-        // The adapter's stateless answer (Adapter::cookie_syn).
+        // The adapter's stateless answer (RxQueue::cookie_syn).
         let our_mss = self.cfg.mss(self.tuple.is_ipv6());
         let syn_ack = jar.answer(self.now, &self.tuple, &syn, our_mss);
         let cookie = syn_ack.seq;
@@ -565,7 +565,7 @@ impl Driver {
             options: TcpOptions::default(),
             payload: peer_payload(seq, n, false).into(),
         })?;
-        // The adapter's check (Adapter::cookie_ack).
+        // The adapter's check (RxQueue::cookie_ack).
         let Some(mss) = jar.check(self.now, &self.tuple, &ack) else {
             assert!(
                 delay >= 64,

@@ -79,7 +79,7 @@ fn rig_with(max_connections: usize, service: Arc<dyn Service>, memory_budget: us
         out,
         serve,
         udp_serve: HashMap::new(),
-        tcp: Config::default(),
+        tcp_config: Config::default(),
         tcp_ports: HashMap::new(),
         isn: Arc::new(IsnGenerator::new([7; 16], Instant::now())),
         registry: registry.clone(),

@@ -106,7 +106,7 @@ pub fn rx_comment(d: &Decision, mode: FilterMode) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// Processor K (`cpu=K`).
-    Cpu(usize),
+    Processor(usize),
     /// The adapter's own answers (ARP, NDP, ICMP, RST).
     Adapter,
 }
@@ -114,7 +114,7 @@ pub enum Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Origin::Cpu(k) => write!(f, "cpu={k}"),
+            Origin::Processor(k) => write!(f, "cpu={k}"),
             Origin::Adapter => f.write_str("adapter"),
         }
     }
@@ -126,7 +126,7 @@ impl std::fmt::Display for Origin {
 pub fn out_comment(origin: Origin, frame: &[u8]) -> String {
     match origin {
         Origin::Adapter => format!("out adapter {}", out_kind(frame)),
-        Origin::Cpu(_) => format!("out {origin}"),
+        Origin::Processor(_) => format!("out {origin}"),
     }
 }
 

@@ -179,7 +179,7 @@ fn out_kind_recognises_every_adapter_answer() {
         out_comment(Origin::Adapter, &frames::arp(2)),
         "out adapter arp-reply"
     );
-    assert_eq!(out_comment(Origin::Cpu(2), &data), "out cpu=2");
+    assert_eq!(out_comment(Origin::Processor(2), &data), "out cpu=2");
 }
 
 // ------------------------------------------------------------------ lines
@@ -1039,7 +1039,7 @@ fn tracing_sink_records_what_it_sends() {
     let path = dir.0.join("s.pcapng");
     let t = Tracer::start_tuned(opts(Some(path.clone()), None), tuning()).expect("start");
     let cap = Arc::new(CaptureSink::default());
-    let cpu = TracingSink::new(cap.clone(), t.clone(), Origin::Cpu(2));
+    let cpu = TracingSink::new(cap.clone(), t.clone(), Origin::Processor(2));
     let adapter = TracingSink::new(cap.clone(), t.clone(), Origin::Adapter);
     let data = frames::tcp4(1, ack(1), b"hi");
     cpu.send_frame(&data).expect("send");
@@ -1063,7 +1063,7 @@ fn tracing_sink_marks_frames_the_device_refused() {
     }
     let tun = tuning();
     let t = Tracer::start_tuned(opts(None, Some(LineMode::Frames)), tun.clone()).expect("start");
-    let s = TracingSink::new(Arc::new(Refuse), t.clone(), Origin::Cpu(0));
+    let s = TracingSink::new(Arc::new(Refuse), t.clone(), Origin::Processor(0));
     assert!(s.send_frame(&frames::udp4(b"x")).is_err());
     t.close();
     assert!(lines_of(&tun).trim_end().ends_with("| cpu=0 tx-error"));

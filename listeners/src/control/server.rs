@@ -210,7 +210,12 @@ impl Runtime {
                 // Out of the rotation first, so no new connection lands on
                 // a processor that is resetting its connections.
                 let takeovers = self.filter.lock().set_up_report(id, up);
-                if q.send(ToProcessor::SetUp(up)).is_err() {
+                let msg = if up {
+                    ToProcessor::Up
+                } else {
+                    ToProcessor::Down
+                };
+                if q.send(msg).is_err() {
                     return Response::error(format!("processor {id} has stopped"));
                 }
                 Response {
@@ -249,7 +254,7 @@ impl Runtime {
                         {
                             if let Some(q) = self.queues.get(p) {
                                 let _ = q.send(ToProcessor::Serve {
-                                    udp: proto == Protocol::Udp,
+                                    protocol: proto,
                                     port,
                                     app: None,
                                 });
@@ -411,7 +416,7 @@ impl Runtime {
         for p in [Some(processor), backup].into_iter().flatten() {
             if let Some(q) = self.queues.get(p) {
                 let _ = q.send(ToProcessor::Serve {
-                    udp: proto == Protocol::Udp,
+                    protocol: proto,
                     port,
                     app: Some(app.clone()),
                 });

@@ -39,6 +39,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::direct::DirectQueue;
+use vnic_adapter::filter::Protocol;
 use vnic_adapter::ratelimit::{TokenBucket, INVALID_REPLY_RATE};
 use vnic_adapter::trace::Tracer;
 use vnic_adapter::{
@@ -65,9 +66,9 @@ pub struct ProcessorSetup {
     /// Which app serves each UDP port.
     pub udp_serve: HashMap<u16, UdpAppKind>,
     /// TCP settings.
-    pub tcp: Config,
+    pub tcp_config: Config,
     /// TCP settings of the ports whose listener has its own (a config
-    /// file's `[[listener]] congestion`); other ports use `tcp`.
+    /// file's `[[listener]] congestion`); other ports use `tcp_config`.
     pub tcp_ports: HashMap<u16, Config>,
     /// Shared ISN generator (RFC 6528).
     pub isn: Arc<IsnGenerator>,
@@ -249,7 +250,7 @@ pub struct Processor {
     /// listener added at run time may name one (besides the built-ins).
     known: HashMap<String, Arc<dyn Service>>,
     udp_serve: HashMap<u16, UdpAppKind>,
-    tcp: Config,
+    tcp_config: Config,
     tcp_ports: HashMap<u16, Config>,
     isn: Arc<IsnGenerator>,
     registry: Arc<Registry>,
@@ -381,7 +382,7 @@ impl Processor {
             serve: s.serve,
             known,
             udp_serve: s.udp_serve,
-            tcp: s.tcp,
+            tcp_config: s.tcp_config,
             tcp_ports: s.tcp_ports,
             isn: s.isn,
             registry: s.registry,
@@ -553,9 +554,14 @@ impl Processor {
                 "processor {} crashed on request (vnic ctl processor {} crash)",
                 self.id, self.id
             ),
-            ToProcessor::SetUp(up) => self.set_up(up),
+            ToProcessor::Up => self.set_up(true),
+            ToProcessor::Down => self.set_up(false),
             ToProcessor::Datagram(d) => self.on_datagram(d),
-            ToProcessor::Serve { udp, port, app } => self.set_serve(udp, port, app),
+            ToProcessor::Serve {
+                protocol,
+                port,
+                app,
+            } => self.set_serve(protocol, port, app),
             ToProcessor::Segment(inb) => {
                 self.receive(inb);
                 if !self.receive_more() {
@@ -650,9 +656,9 @@ impl Processor {
     }
 
     /// Starts or stops serving a port (listeners added or removed at run time).
-    fn set_serve(&mut self, udp: bool, port: u16, app: Option<String>) {
-        match (udp, app) {
-            (false, Some(name)) => {
+    fn set_serve(&mut self, protocol: Protocol, port: u16, app: Option<String>) {
+        match (protocol, app) {
+            (Protocol::Tcp, Some(name)) => {
                 let svc = match AppKind::from_name(&name) {
                     Some(k) => Some(Arc::new(k) as Arc<dyn Service>),
                     None => self.known.get(&name).cloned(),
@@ -661,15 +667,15 @@ impl Processor {
                     self.serve.insert(port, svc);
                 }
             }
-            (false, None) => {
+            (Protocol::Tcp, None) => {
                 self.serve.remove(&port);
             }
-            (true, Some(name)) => {
+            (Protocol::Udp, Some(name)) => {
                 if let Some(k) = UdpAppKind::from_name(&name) {
                     self.udp_serve.insert(port, k);
                 }
             }
-            (true, None) => {
+            (Protocol::Udp, None) => {
                 self.udp_serve.remove(&port);
             }
         }

@@ -41,12 +41,16 @@ impl Processor {
             match self.take_message() {
                 Ok(ToProcessor::Segment(inb)) => self.receive(inb),
                 Ok(ToProcessor::Shutdown) | Err(TryRecvError::Disconnected) => return false,
-                Ok(ToProcessor::SetUp(up)) => {
+                Ok(msg @ (ToProcessor::Up | ToProcessor::Down)) => {
                     self.service_pending(Instant::now());
-                    self.set_up(up);
+                    self.set_up(matches!(msg, ToProcessor::Up));
                 }
                 Ok(ToProcessor::Datagram(d)) => self.on_datagram(d),
-                Ok(ToProcessor::Serve { udp, port, app }) => self.set_serve(udp, port, app),
+                Ok(ToProcessor::Serve {
+                    protocol,
+                    port,
+                    app,
+                }) => self.set_serve(protocol, port, app),
                 Ok(msg @ (ToProcessor::Drain | ToProcessor::Crash)) => {
                     self.service_pending(Instant::now());
                     if !self.on_message(msg) {
@@ -240,7 +244,7 @@ impl Processor {
     /// The TCP settings of a connection to local port `port`: its
     /// listener's own (a config file's `congestion`), else the processor's.
     fn tcp_config(&self, port: u16) -> &vnic_stack::Config {
-        self.tcp_ports.get(&port).unwrap_or(&self.tcp)
+        self.tcp_ports.get(&port).unwrap_or(&self.tcp_config)
     }
 
     /// Makes the app of a new connection `tcp` and takes both in; a
