@@ -563,3 +563,174 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receiver after the peer's SYN at 1000 (RCV.NXT 1001), a 1000-byte
+    /// buffer, an MSS of 100, and a full window advertised.
+    fn receiver() -> Receiver {
+        let mut r = Receiver::new(1000, 100);
+        r.on_syn(SeqNumber(1000));
+        let w = r.window_field();
+        r.on_ack_sent(w, false);
+        r
+    }
+
+    #[test]
+    fn acceptability_four_cases() {
+        let n = SeqNumber(100);
+        assert!(acceptable(n, 0, n, 0));
+        assert!(!acceptable(n + 1, 0, n, 0));
+        assert!(acceptable(n + 9, 0, n, 10));
+        assert!(!acceptable(n + 10, 0, n, 10));
+        assert!(!acceptable(n, 1, n, 0));
+        assert!(acceptable(n - 5, 10, n, 10));
+        assert!(!acceptable(n - 5, 5, n, 10));
+        assert!(acceptable(n + 9, 5, n, 10));
+        assert!(!acceptable(n + 10, 5, n, 10));
+    }
+
+    #[test]
+    fn wscale_covers_buffer() {
+        assert_eq!(wscale_for(65535), 0);
+        assert_eq!(wscale_for(65536), 1);
+        assert_eq!(wscale_for(256 * 1024), 3);
+        assert_eq!(wscale_for(usize::MAX), 14);
+    }
+
+    #[test]
+    fn syn_starts_the_sequence_space_after_it() {
+        let r = receiver();
+        assert_eq!((r.irs, r.nxt), (SeqNumber(1000), SeqNumber(1001)));
+        assert_eq!(r.wnd(), 1000);
+        assert_eq!(r.adv, SeqNumber(2001));
+        assert_eq!(r.last_ack_sent, SeqNumber(1001));
+    }
+
+    #[test]
+    fn zero_window_still_takes_a_segment_at_rcv_nxt() {
+        let mut r = receiver();
+        r.take_text(SeqNumber(1001), &[7; 1000]);
+        assert_eq!(r.wnd(), 0);
+        assert!(r.acceptable(SeqNumber(2001), 0));
+        assert!(
+            r.acceptable(SeqNumber(2001), 1),
+            "a FIN or probe at RCV.NXT"
+        );
+        assert!(!r.acceptable(SeqNumber(2002), 0));
+    }
+
+    #[test]
+    fn trim_cuts_the_duplicate_front_and_the_back_beyond_the_window() {
+        let r = receiver();
+        let data = [1u8; 20];
+        let t = r.trim(SeqNumber(991), &data, true);
+        assert_eq!(
+            (t.seq, t.text.len(), t.fin, t.ack_now),
+            (SeqNumber(1001), 10, true, true)
+        );
+        let big = [2u8; 1100];
+        let t = r.trim(SeqNumber(1001), &big, true);
+        assert_eq!(t.text.len(), 1000);
+        assert!(!t.fin, "the FIN lay beyond the window");
+        assert!(t.ack_now);
+        let t = r.trim(SeqNumber(1001), &data, false);
+        assert_eq!((t.text.len(), t.ack_now), (20, false));
+    }
+
+    #[test]
+    fn recent_duplicates_lie_within_one_buffer_below_rcv_nxt() {
+        let mut r = receiver();
+        r.take_text(SeqNumber(1001), &[1; 500]);
+        assert!(r.is_recent_duplicate(SeqNumber(1001), 100));
+        assert!(!r.is_recent_duplicate(SeqNumber(1450), 100));
+        assert!(!r.is_recent_duplicate(SeqNumber(1001) - 1000, 10));
+    }
+
+    #[test]
+    fn out_of_order_text_is_reported_and_acked_at_once() {
+        let mut r = receiver();
+        assert_eq!(r.take_text(SeqNumber(1101), &[1; 50]), 0);
+        assert!(r.ack_pending);
+        assert_eq!(
+            r.sack_report.blocks(),
+            &[(SeqNumber(1101), SeqNumber(1151))]
+        );
+        r.ack_pending = false;
+        assert_eq!(r.take_text(SeqNumber(1001), &[1; 100]), 150);
+        assert!(r.sack_report.blocks().is_empty(), "the gap is filled");
+        assert_eq!(r.nxt, SeqNumber(1151));
+    }
+
+    #[test]
+    fn rfc1122_second_full_segment_is_acked_the_first_may_wait() {
+        let mut r = receiver();
+        r.take_text(SeqNumber(1001), &[1; 100]);
+        assert!(r.delay_ack(false, false, false));
+        assert!(!r.ack_pending);
+        r.take_text(SeqNumber(1101), &[1; 100]);
+        assert!(!r.delay_ack(false, false, false));
+        assert!(r.ack_pending);
+        // Filling a gap, asked to, or delayed ACKs off: at once.
+        let mut r = receiver();
+        assert!(!r.delay_ack(true, false, false));
+        let mut r = receiver();
+        assert!(!r.delay_ack(false, true, false));
+        let mut r = receiver();
+        assert!(!r.delay_ack(false, false, true));
+    }
+
+    #[test]
+    fn fin_is_taken_once_after_everything_before_it() {
+        let mut r = receiver();
+        r.fin_at(SeqNumber(1101));
+        r.fin_at(SeqNumber(1500));
+        assert_eq!(r.fin, Some(SeqNumber(1101)), "the first FIN seen counts");
+        assert!(!r.take_fin(), "a gap before it");
+        r.take_text(SeqNumber(1001), &[1; 100]);
+        assert!(r.take_fin());
+        assert_eq!(r.nxt, SeqNumber(1102));
+        assert!(r.fin_received && r.ack_pending);
+        assert!(!r.take_fin(), "only once");
+    }
+
+    #[test]
+    fn rfc9293_receiver_sws_avoidance_holds_small_window_openings() {
+        let mut r = receiver();
+        assert_eq!(r.sws_threshold(), 100);
+        r.take_text(SeqNumber(1001), &[1; 1000]);
+        let w = r.window_field();
+        r.on_ack_sent(w, false);
+        assert_eq!(w, 0);
+        let mut out = [0u8; 50];
+        assert_eq!(r.read(&mut out, true), 50);
+        assert_eq!(r.window_field(), 0, "50 bytes is less than one MSS");
+        assert!(!r.ack_pending);
+        let mut out = [0u8; 500];
+        assert_eq!(r.read(&mut out, true), 500);
+        assert_eq!(r.window_field(), 550);
+        assert!(r.ack_pending, "a window update is due");
+    }
+
+    #[test]
+    fn the_advertised_edge_never_moves_left() {
+        let mut r = receiver();
+        let edge = r.adv;
+        r.take_text(SeqNumber(1001), &[1; 600]);
+        r.on_ack_sent(0, false);
+        assert_eq!(r.adv, edge);
+        assert_eq!(r.last_ack_sent, SeqNumber(1601));
+    }
+
+    #[test]
+    fn window_scaling_offered_and_declined() {
+        let mut r = Receiver::new(1 << 20, 1460);
+        r.offer_wscale(1 << 20);
+        assert_eq!((r.wscale, r.syn_wscale), (5, Some(5)));
+        assert_eq!(r.syn_window(), u16::MAX, "a SYN's window is never scaled");
+        r.decline_wscale();
+        assert_eq!((r.wscale, r.syn_wscale), (0, None));
+    }
+}

@@ -579,3 +579,168 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSS: usize = 100;
+
+    fn recovery(algo: crate::CongestionAlgorithm) -> LossRecovery {
+        let cfg = Config {
+            congestion: algo,
+            ..Config::default()
+        };
+        LossRecovery::new(&cfg, SeqNumber(1000), MSS)
+    }
+
+    /// 1000 bytes outstanding from 1001.
+    const UNA: SeqNumber = SeqNumber(1001);
+    const MAX: SeqNumber = SeqNumber(2001);
+
+    #[test]
+    fn rfc6675_pipe_is_outstanding_less_sacked_and_lost() {
+        let mut r = recovery(crate::CongestionAlgorithm::NewReno);
+        assert_eq!(r.pipe(UNA, MAX, MSS, 0), 1000);
+        // SACK 1201..1601: 400 SACKed; in SACK recovery the hole below
+        // (DupThresh segments SACKed above it) is lost up to the block.
+        r.scoreboard
+            .insert(UNA, MAX, SeqNumber(1201), SeqNumber(1601));
+        assert_eq!(r.pipe(UNA, MAX, MSS, 0), 600);
+        r.enter(Instant::now(), true, UNA, MAX, MSS, 1000);
+        assert_eq!(r.lost_boundary(MAX, MSS), SeqNumber(1201));
+        assert_eq!(r.pipe(UNA, MAX, MSS, 0), 400);
+        // Retransmitting the hole puts it back in the pipe.
+        r.high_rxt = SeqNumber(1201);
+        assert_eq!(r.pipe(UNA, MAX, MSS, 0), 600);
+        assert_eq!(r.pipe(UNA, MAX, MSS, 50), 550, "RACK-lost retransmissions");
+    }
+
+    #[test]
+    fn rfc5681_third_duplicate_ack_enters_recovery() {
+        let mut r = recovery(crate::CongestionAlgorithm::NewReno);
+        for i in 0..3 {
+            assert!(!r.loss_detected(false, UNA, 1000, MSS, false), "after {i}");
+            r.on_duplicate_ack(false, MSS, 1000);
+        }
+        assert!(r.loss_detected(false, UNA, 1000, MSS, false));
+        assert_eq!(r.dup_sacked, 300, "NewReno inflation as pipe");
+        let cwnd = r.cc.window();
+        r.enter(Instant::now(), false, UNA, MAX, MSS, 1000);
+        assert_eq!(r.mode, Some(Recovery::NewReno));
+        assert_eq!(r.recovery_point, MAX);
+        assert_eq!(r.lost_until, UNA + MSS, "one segment at SND.UNA");
+        assert!(r.rxt_head);
+        assert!(r.cc.window() < cwnd);
+    }
+
+    #[test]
+    fn rfc5827_early_retransmit_lowers_the_threshold() {
+        let mut r = recovery(crate::CongestionAlgorithm::NewReno);
+        r.on_duplicate_ack(false, MSS, 300);
+        assert!(!r.loss_detected(false, UNA, 300, MSS, false));
+        assert!(!r.loss_detected(false, UNA, 300, MSS, true));
+        r.on_duplicate_ack(false, MSS, 300);
+        assert!(
+            r.loss_detected(false, UNA, 300, MSS, true),
+            "3 segments: 2 dup ACKs"
+        );
+        assert!(
+            !r.loss_detected(false, UNA, 300, MSS, false),
+            "new data can earn more"
+        );
+    }
+
+    #[test]
+    fn rfc6582_partial_ack_marks_the_next_hole_full_ack_ends_recovery() {
+        let t0 = Instant::now();
+        let mut r = recovery(crate::CongestionAlgorithm::NewReno);
+        for _ in 0..3 {
+            r.on_duplicate_ack(false, MSS, 1000);
+        }
+        r.enter(t0, false, UNA, MAX, MSS, 1000);
+        r.rxt_head = false;
+        let una = SeqNumber(1301);
+        r.on_cumulative_ack(t0, una, MAX, 300, MSS, 1000);
+        assert_eq!(r.mode, Some(Recovery::NewReno));
+        assert_eq!((r.high_rxt, r.lost_until), (una, una + MSS));
+        assert!(r.rxt_head);
+        assert_eq!(r.dup_sacked, 100, "the dup ACKs it covers are gone");
+        assert_eq!(r.dup_acks, 0);
+        r.on_cumulative_ack(t0, MAX, MAX, 700, MSS, 700);
+        assert_eq!(r.mode, None);
+        assert_eq!(r.dup_sacked, 0);
+    }
+
+    #[test]
+    fn cwnd_grows_only_outside_recovery() {
+        let t0 = Instant::now();
+        let mut r = recovery(crate::CongestionAlgorithm::NewReno);
+        let w = r.cc.window();
+        r.on_cumulative_ack(t0, UNA + 100, MAX, 100, MSS, w);
+        assert!(r.cc.window() > w, "slow start");
+        r.enter(t0, true, UNA, MAX, MSS, 1000);
+        let w = r.cc.window();
+        r.on_cumulative_ack(t0, UNA + 100, MAX, 100, MSS, 1000);
+        assert_eq!(r.cc.window(), w);
+    }
+
+    #[test]
+    fn rfc6675_rto_ends_recovery_and_a_second_one_forgets_the_scoreboard() {
+        let mut r = recovery(crate::CongestionAlgorithm::Cubic);
+        r.scoreboard
+            .insert(UNA, MAX, SeqNumber(1201), SeqNumber(1601));
+        r.enter(Instant::now(), true, UNA, MAX, MSS, 1000);
+        r.on_rto(true, UNA, MAX);
+        assert_eq!(r.mode, None);
+        assert_eq!(
+            (r.recovery_point, r.lost_until, r.high_rxt),
+            (MAX, MAX, UNA)
+        );
+        assert!(r.rxt_head);
+        assert_eq!(r.scoreboard.sacked_bytes(), 400, "kept after the first");
+        assert_eq!(r.pipe(UNA, MAX, MSS, 0), 0, "everything un-SACKed is lost");
+        r.on_rto(false, UNA, MAX);
+        assert_eq!(r.scoreboard.sacked_bytes(), 0);
+    }
+
+    #[test]
+    fn sack_recovery_tail_once_every_lost_hole_is_resent() {
+        let mut r = recovery(crate::CongestionAlgorithm::Cubic);
+        r.scoreboard
+            .insert(UNA, MAX, SeqNumber(1201), SeqNumber(1601));
+        assert!(!r.at_tail(UNA, MAX, MSS, true), "no recovery");
+        r.enter(Instant::now(), true, UNA, MAX, MSS, 1000);
+        r.rxt_head = false;
+        assert!(
+            !r.at_tail(UNA, MAX, MSS, true),
+            "the hole is not resent yet"
+        );
+        r.high_rxt = SeqNumber(1201);
+        assert!(r.at_tail(UNA, MAX, MSS, true));
+        assert!(
+            !r.at_tail(UNA, MAX, MSS, false),
+            "a lost retransmission waits"
+        );
+    }
+
+    #[test]
+    fn rfc6298_timed_segment_sampled_once_acknowledged() {
+        let t0 = Instant::now();
+        let mut r = recovery(crate::CongestionAlgorithm::Cubic);
+        r.rtt_sample = Some((SeqNumber(1101), t0));
+        r.sample_timed_segment(t0 + Duration::from_millis(30), SeqNumber(1100));
+        assert!(r.rtt_sample.is_some());
+        r.sample_timed_segment(t0 + Duration::from_millis(40), SeqNumber(1101));
+        assert_eq!(r.rtt_sample, None);
+        assert_eq!(r.rtt.srtt(), Some(Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn closed_window_marks_the_flight_lost() {
+        let mut r = recovery(crate::CongestionAlgorithm::Cubic);
+        r.on_window_closed(UNA, MAX);
+        assert_eq!((r.lost_until, r.high_rxt), (MAX, UNA));
+        assert_eq!(r.pipe(UNA, MAX, MSS, 0), 0);
+    }
+}

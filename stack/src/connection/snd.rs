@@ -636,3 +636,142 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender with ISS 1000 whose SYN is acknowledged, a 1000-byte
+    /// buffer, an MSS of 100 and a peer window of 500.
+    fn sender() -> Sender {
+        let mut s = Sender::new(SeqNumber(1000), 100, 1000, false);
+        s.record_sent(SeqNumber(1000), 1);
+        s.advance(SeqNumber(1001));
+        s.on_peer_syn(SeqNumber(5000), SeqNumber(1001), 500);
+        s
+    }
+
+    #[test]
+    fn sending_moves_nxt_and_max_and_counts_new_bytes() {
+        let mut s = sender();
+        assert_eq!(s.buf.push(&[1; 300]), 300);
+        assert_eq!(s.unsent(), 300);
+        assert_eq!(s.record_sent(SeqNumber(1001), 200), 200);
+        assert_eq!((s.nxt, s.max), (SeqNumber(1201), SeqNumber(1201)));
+        assert_eq!(s.outstanding(), 200);
+        assert_eq!(s.window_room(), 300);
+        // A retransmission is not new.
+        assert_eq!(s.record_sent(SeqNumber(1001), 100), 0);
+        assert_eq!(s.advance(SeqNumber(1101)), 100);
+        assert_eq!(s.una, SeqNumber(1101));
+        s.check(false);
+    }
+
+    #[test]
+    fn advance_past_nxt_pulls_nxt_along() {
+        let mut s = sender();
+        s.buf.push(&[1; 300]);
+        s.record_sent(SeqNumber(1001), 300);
+        s.nxt = SeqNumber(1001); // rewound, as after an RTO of the SYN
+        s.advance(SeqNumber(1201));
+        assert_eq!(s.nxt, SeqNumber(1201));
+        s.check(false);
+    }
+
+    #[test]
+    fn rfc9293_window_update_only_from_newer_segments() {
+        let mut s = sender();
+        assert!(s.update_window(SeqNumber(5001), SeqNumber(1001), 800));
+        assert_eq!((s.wnd, s.max_wnd), (800, 800));
+        // An older segment (lower SEG.SEQ) cannot shrink or reopen it.
+        assert!(!s.update_window(SeqNumber(5000), SeqNumber(1001), 0));
+        // Same SEG.SEQ, an ACK no older: taken.
+        assert!(s.update_window(SeqNumber(5001), SeqNumber(1001), 100));
+        assert_eq!((s.wnd, s.max_wnd), (100, 800));
+        // An ACK below SND.UNA: never.
+        s.advance(SeqNumber(1001));
+        assert!(!s.update_window(SeqNumber(6000), SeqNumber(1000), 900));
+    }
+
+    #[test]
+    fn scaled_window_applies_the_peer_shift() {
+        let mut s = sender();
+        s.wscale = 7;
+        assert_eq!(s.scaled(2), 256);
+    }
+
+    #[test]
+    fn fin_follows_the_queued_data() {
+        let mut s = sender();
+        s.buf.push(&[1; 10]);
+        s.queue_fin();
+        assert_eq!(s.fin_seq, Some(SeqNumber(1011)));
+        assert!(s.fin_unsent());
+        s.record_sent(SeqNumber(1001), 11);
+        assert!(!s.fin_unsent());
+        assert!(s.waiting(), "in flight");
+        s.advance(SeqNumber(1012));
+        assert!(!s.waiting());
+        s.check(false);
+    }
+
+    #[test]
+    fn minshall_nagle_holds_while_a_small_segment_is_unacked() {
+        let mut s = sender();
+        assert!(!s.nagle_holds());
+        s.sml = SeqNumber(1011);
+        assert!(s.nagle_holds());
+        s.nodelay = true;
+        assert!(!s.nagle_holds());
+        s.nodelay = false;
+        s.queue_fin();
+        assert!(!s.nagle_holds(), "closing flushes");
+        let mut s = sender();
+        s.sml = SeqNumber(1011);
+        s.advance(SeqNumber(1011));
+        assert!(!s.nagle_holds(), "acknowledged");
+    }
+
+    #[test]
+    fn persist_backs_off_and_caps_at_rto_max() {
+        let t0 = Instant::now();
+        let rto = Duration::from_secs(1);
+        let max = Duration::from_secs(5);
+        let mut p = Persist::default();
+        assert_eq!(p.next_probe(t0, rto, max, None), t0 + rto);
+        assert_eq!(p.zero_window_since, Some(t0));
+        assert_eq!(p.on_expiry(t0 + rto, 10, None), PersistExpiry::Probe);
+        assert!(p.probe_pending);
+        assert_eq!(p.next_probe(t0, rto, max, None), t0 + 2 * rto);
+        p.backoff = 10;
+        assert_eq!(p.next_probe(t0, rto, max, None), t0 + max);
+        p.end_episode();
+        assert_eq!((p.backoff, p.zero_window_since), (0, None));
+    }
+
+    #[test]
+    fn persist_gives_up_on_unanswered_probes_or_the_zero_window_limit() {
+        let t0 = Instant::now();
+        let rto = Duration::from_secs(1);
+        let limit = Some(Duration::from_secs(3));
+        let mut p = Persist::default();
+        // The probe that finds the limit passed is on time.
+        p.backoff = 3;
+        assert_eq!(
+            p.next_probe(t0, rto, Duration::from_secs(60), limit),
+            t0 + Duration::from_secs(3)
+        );
+        assert_eq!(
+            p.on_expiry(t0 + Duration::from_secs(3), 10, limit),
+            PersistExpiry::GiveUp(CloseReason::ZeroWindow)
+        );
+        let mut p = Persist::default();
+        for _ in 0..2 {
+            assert_eq!(p.on_expiry(t0, 2, None), PersistExpiry::Probe);
+        }
+        assert_eq!(
+            p.on_expiry(t0, 2, None),
+            PersistExpiry::GiveUp(CloseReason::TimedOut)
+        );
+    }
+}
