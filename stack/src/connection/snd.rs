@@ -754,9 +754,11 @@ mod tests {
         let t0 = Instant::now();
         let rto = Duration::from_secs(1);
         let limit = Some(Duration::from_secs(3));
-        let mut p = Persist::default();
         // The probe that finds the limit passed is on time.
-        p.backoff = 3;
+        let mut p = Persist {
+            backoff: 3,
+            ..Persist::default()
+        };
         assert_eq!(
             p.next_probe(t0, rto, Duration::from_secs(60), limit),
             t0 + Duration::from_secs(3)
