@@ -14,7 +14,10 @@ use vnic_stack::{CloseReason, Config};
 /// Runs the exchange of `bytes` each way over `link`; returns the
 /// finished simulation.
 fn exchange(cfg: &Config, v6: bool, bytes: usize, link: Link, seed: u64) -> Sim {
-    let mut sim = Sim::new_on(v6, cfg.clone(), cfg.clone(), link, seed, bytes, bytes);
+    let mut sim = Sim::new(cfg.clone(), cfg.clone(), link, seed, bytes, bytes);
+    if v6 {
+        sim = sim.over_ipv6();
+    }
     sim.linger = true;
     assert!(sim.run(Duration::from_secs(600)), "exchange did not finish");
     sim

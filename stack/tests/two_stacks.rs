@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use proptest::prelude::*;
 use common::sim::{Link, Sim};
+use proptest::prelude::*;
 use vnic_stack::{CloseReason, Config, CongestionAlgorithm};
 
 fn cfg(sack: bool, timestamps: bool, cubic: bool) -> Config {

@@ -221,22 +221,34 @@ const MAX_FLIGHT_SEGMENTS: usize = 512;
 /// that applies RFC 9293's rules across these parts.
 #[derive(Debug)]
 pub struct Connection {
+    /// The knobs this connection was made with.
     cfg: Config,
+    /// Our address and the peer's.
     tuple: FourTuple,
+    /// Where the RFC 9293 state machine stands.
     state: State,
     /// close() was called before the handshake completed.
     close_pending: bool,
+    /// The send side.
     snd: Sender,
+    /// The receive side.
     rcv: Receiver,
+    /// Congestion control, loss recovery, the RTO.
     rec: LossRecovery,
+    /// RACK-TLP.
     rack: RackTlp,
+    /// SACK and timestamps as negotiated.
     opt: Negotiated,
+    /// Replies owed to invalid segments.
     replies: Replies,
+    /// Every timer's deadline.
     timers: TimerTable,
     /// When something last moved: a byte of the peer's accepted, one of
     /// ours acknowledged, or the connection opened (for the idle limit).
     last_progress: Instant,
+    /// Notifications for the application, oldest first.
     events: VecDeque<Event>,
+    /// Counters.
     stats: ConnStats,
 }
 

@@ -150,7 +150,6 @@ impl LossRecovery {
     /// recovery (cwnd is ssthresh already), a partial one in NewReno
     /// recovery marks the next hole for retransmission at once (RFC 6582
     /// 3.2); outside recovery the controller grows cwnd.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_cumulative_ack(
         &mut self,
         now: Instant,
@@ -216,7 +215,6 @@ impl LossRecovery {
 
     /// Enters recovery (SACK-based when `sack_ok`, else NewReno) for the
     /// data up to `max`, telling the controller of the congestion event.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn enter(
         &mut self,
         now: Instant,

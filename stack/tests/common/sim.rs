@@ -157,6 +157,11 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     Rng(seed | 1).bytes(len)
 }
 
+/// `a`'s connect, its ISS near the top of the sequence space (it wraps).
+fn active_open(now: Instant, cfg: &Config, tuple: FourTuple) -> Connection {
+    Connection::connect(now, cfg, tuple, SeqNumber(u32::MAX - 5000))
+}
+
 /// A segment on the wire: (arrival, order, direction 0 = a->b, bytes).
 type InFlight = Reverse<(Instant, u64, usize, Vec<u8>)>;
 
@@ -192,36 +197,13 @@ impl Sim {
         a_bytes: usize,
         b_bytes: usize,
     ) -> Sim {
-        Sim::new_on(false, cfg_a, cfg_b, link, seed, a_bytes, b_bytes)
-    }
-
-    /// [`Sim::new`] over IPv6 when `v6`.
-    pub fn new_on(
-        v6: bool,
-        cfg_a: Config,
-        cfg_b: Config,
-        link: Link,
-        seed: u64,
-        a_bytes: usize,
-        b_bytes: usize,
-    ) -> Sim {
         let t0 = Instant::now();
-        let (ca, sb) = if v6 {
-            ("[fd00::2]:40000", "[fd00::1]:80")
-        } else {
-            ("10.0.0.2:40000", "10.0.0.1:80")
-        };
+        let (ca, sb) = ("10.0.0.2:40000", "10.0.0.1:80");
         let mut a = End::new(ca, sb, pattern(seed ^ 0xa, a_bytes));
         let mut b = End::new(sb, ca, pattern(seed ^ 0xb, b_bytes));
         a.expect = b_bytes;
         b.expect = a_bytes;
-        // The active side starts near the top of the sequence space: wraps.
-        a.conn = Some(Connection::connect(
-            t0,
-            &cfg_a,
-            a.tuple,
-            SeqNumber(u32::MAX - 5000),
-        ));
+        a.conn = Some(active_open(t0, &cfg_a, a.tuple));
         Sim {
             t0,
             now: t0,
@@ -238,6 +220,22 @@ impl Sim {
             dropped: 0,
             linger: false,
         }
+    }
+
+    /// The same two ends over IPv6 (before anything ran).
+    pub fn over_ipv6(mut self) -> Sim {
+        let ca: SocketAddr = "[fd00::2]:40000".parse().unwrap();
+        let sb: SocketAddr = "[fd00::1]:80".parse().unwrap();
+        self.a.tuple = FourTuple {
+            local: ca,
+            remote: sb,
+        };
+        self.b.tuple = FourTuple {
+            local: sb,
+            remote: ca,
+        };
+        self.a.conn = Some(active_open(self.t0, &self.cfg_a, self.a.tuple));
+        self
     }
 
     fn put_on_wire(&mut self, dir: usize, bytes: Vec<u8>) {
