@@ -75,7 +75,7 @@ struct SendRecord {
 /// It exists so the connection can turn each ACK into a [`RateSample`]
 /// without a per-segment structure of its own; records of segments sent
 /// in one burst with the same snapshot share one entry.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct DeliveryRate {
     delivered: u64,
     delivered_time: Instant,

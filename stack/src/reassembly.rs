@@ -26,7 +26,7 @@ const MAX_RANGES: usize = 64;
 /// window, hand the application each byte exactly once and in order, and
 /// compute the window it advertises from the space the application has not
 /// yet read.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct RecvBuffer {
     /// The first `ready` bytes: in-order data the application has not read.
     /// Beyond them, the byte of sequence number RCV.NXT + k at `ready + k`

@@ -19,7 +19,7 @@ pub(crate) const DUP_THRESH: usize = 3;
 /// and can tell which holes are lost (IsLost) and how much is in the
 /// network (pipe) with work proportional to the number of ranges (holes),
 /// never to the bytes in flight.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Scoreboard {
     ranges: Vec<(SeqNumber, SeqNumber)>,
     sacked: usize,
@@ -156,7 +156,7 @@ const MAX_REPORT_BLOCKS: usize = 4;
 /// It exists so each ACK reports the block holding the segment that
 /// triggered it first, then the blocks reported most recently, so that a
 /// block keeps being repeated in several ACKs even when some are lost.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct SackReport {
     blocks: Vec<(SeqNumber, SeqNumber)>,
 }

@@ -9,7 +9,7 @@ use crate::seq::SeqNumber;
 /// It exists so the connection can (re)read any range between SND.UNA and
 /// the end of the queued data by sequence number, and release bytes as they
 /// are acknowledged, without copying the remaining data (a ring, not a Vec).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SendBuffer {
     data: VecDeque<u8>,
     capacity: usize,

@@ -1,13 +1,13 @@
-//! BBR against CUBIC over the simulated link with random loss: the
-//! transfer must arrive intact, BBR must keep most of its loss-free rate
-//! under 1% loss, and beat CUBIC there (issue 18: the kernel's BBR keeps
+//! BBR against CUBIC over the simulated link (`common::sim`) with random
+//! loss: the transfer must arrive intact, BBR must keep most of its
+//! loss-free rate under 1% loss, and beat CUBIC there (issue 18: the kernel's BBR keeps
 //! its rate under random loss where CUBIC backs off).
 
-mod sim;
+mod common;
 
 use std::time::Duration;
 
-use sim::{Link, Sim};
+use common::sim::{Link, Sim};
 use vnic_stack::{Config, CongestionAlgorithm};
 
 const BYTES: usize = 4 << 20;

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::rng::Rng;
 use common::{Spec, H, OUR_ISS, PEER_ISS};
 use pnet_packet::tcp::TcpFlags;
 use vnic_stack::{CloseReason, Config, Disposition, Event, SeqNumber, State};
@@ -922,17 +923,9 @@ fn segments_after_close_are_ignored() {
 
 // ----- robustness ------------------------------------------------------------
 
-/// xorshift64*: deterministic noise.
-fn noise(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-}
-
 #[test]
 fn random_segments_never_panic_in_any_state() {
-    let mut st = 42u64;
+    let mut st = Rng(42);
     let setups: [fn() -> H; 6] = [
         || H::established(),
         || {
@@ -974,20 +967,20 @@ fn random_segments_never_panic_in_any_state() {
             let mut h = setup();
             h.conn.send(&[1u8; 3000]);
             for _ in 0..20 {
-                let near = |st: &mut u64, base: u32| {
-                    base.wrapping_add((noise(st) % 140_000) as u32)
+                let near = |st: &mut Rng, base: u32| {
+                    base.wrapping_add((st.next() % 140_000) as u32)
                         .wrapping_sub(70_000)
                 };
-                let flags = flag_sets[(noise(&mut st) % flag_sets.len() as u64) as usize];
-                let len = (noise(&mut st) % 3000) as usize;
+                let flags = flag_sets[(st.next() % flag_sets.len() as u64) as usize];
+                let len = (st.next() % 3000) as usize;
                 let spec = Spec::new(flags)
                     .seq(near(&mut st, P))
                     .ack(near(&mut st, U))
-                    .win(noise(&mut st) as u16)
+                    .win(st.next() as u16)
                     .data(&vec![7u8; len]);
                 let _ = h.send(spec);
                 h.recv_all();
-                h.advance_ms(noise(&mut st) % 3000);
+                h.advance_ms(st.next() % 3000);
                 h.recv_all();
                 h.read_all();
                 h.events();

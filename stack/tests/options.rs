@@ -1,6 +1,8 @@
 //! Option negotiation (RFC 7323 window scaling and timestamps, RFC 2018
-//! SACK), PAWS, SACK block reporting, delayed ACKs and Nagle, driven as a
-//! packet trace: the peer's segments crafted with pnet, time injected.
+//! SACK), PAWS and TS.Recent, TIME-WAIT reincarnation by timestamp (RFC
+//! 6191), SACK block reporting, delayed ACKs, Nagle and receiver SWS
+//! avoidance, driven as a packet trace: the peer's segments crafted with
+//! pnet, time injected.
 
 #[macro_use]
 mod common;

@@ -1,14 +1,14 @@
-//! Two vnic stacks over the simulated link of `sim`: a property test
+//! Two vnic stacks over the simulated link of `common::sim`: a property test
 //! (the link drops, duplicates and reorders at random; whatever it does,
 //! every byte arrives once and in order in both directions, and both ends
 //! finish the close), and a receiver that stops reading for a minute.
 
-mod sim;
+mod common;
 
 use std::time::Duration;
 
+use common::sim::{Link, Sim};
 use proptest::prelude::*;
-use sim::{Link, Sim};
 use vnic_stack::{CloseReason, Config, CongestionAlgorithm};
 
 fn cfg(sack: bool, timestamps: bool, cubic: bool) -> Config {

@@ -7,26 +7,31 @@
 //! [`Connection::poll_event`]. Field names follow the RFC (`snd_una`,
 //! `snd_nxt`, `rcv_nxt`, ...) so the code can be read against it.
 
+mod ack;
+mod options;
 mod rcv;
 mod recovery;
+mod replies;
 mod snd;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, MIN_SND_MSS};
-use crate::congestion::{new_controller, Controller};
-use crate::rack::RetransmitLog;
+use crate::congestion::new_controller;
+use crate::rack::{RackTlp, MIN_PTO};
 use crate::rate::DeliveryRate;
 use crate::ratelimit::{ReplyLimiter, Unlimited};
-use crate::reassembly::RecvBuffer;
-use crate::rtt::RttEstimator;
-use crate::sack::{SackReport, Scoreboard};
-use crate::send_buffer::SendBuffer;
 use crate::seq::SeqNumber;
 use crate::timers::{Timer, TimerTable};
 use crate::tuple::FourTuple;
 use crate::wire::{Control, Segment, TcpOptions};
+
+use options::{Negotiated, TIMESTAMPS_OPTION_LEN};
+use rcv::Receiver;
+use recovery::LossRecovery;
+use replies::Replies;
+use snd::{PersistExpiry, Sender};
 
 /// The RFC 9293 connection states (LISTEN lives in the listener, not here).
 ///
@@ -169,34 +174,16 @@ pub struct ConnStats {
 /// Largest value of the 16-bit window field.
 const MAX_WINDOW_FIELD: usize = u16::MAX as usize;
 
-/// Bytes the timestamps option takes in every segment once negotiated
-/// (two NOPs + kind + length + TSval + TSecr).
-const TIMESTAMPS_OPTION_LEN: usize = 12;
-
-/// RFC 7323 5.5: TS.Recent is invalid after 24 days of idleness.
-const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 60 * 60);
-
-/// Which loss recovery is running (RFC 6675 or RFC 6582).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Recovery {
-    /// SACK-based: the scoreboard says what is lost.
-    Sack,
-    /// NewReno: one hole at a time, at SND.UNA.
-    NewReno,
+/// The MSS a peer is assumed to have when its SYN carries no MSS option
+/// (RFC 9293 3.7.1: 536 over IPv4; RFC 8200's 1280-byte minimum MTU less
+/// the headers over IPv6).
+fn default_peer_mss(ipv6: bool) -> usize {
+    if ipv6 {
+        1220
+    } else {
+        536
+    }
 }
-
-/// RFC 8985 RACK.xmit_ts / RACK.end_seq / RACK.rtt, with the send order
-/// standing in for the send time and its end sequence tie-break.
-#[derive(Clone, Copy, Debug)]
-struct RackState {
-    order: u64,
-    rtt: Duration,
-}
-
-/// Slack added to the probe timeout: two ticks of a 1 ms clock, as
-/// Linux's TCP_TIMEOUT_MIN (our SRTT comes from 1 ms timestamps and may
-/// read 0).
-const MIN_PTO: Duration = Duration::from_millis(2);
 
 /// Most segments of new data in flight: cwnd is capped at this many
 /// segments. Every segment draws an ACK the processor must handle, so a
@@ -209,196 +196,66 @@ const MIN_PTO: Duration = Duration::from_millis(2);
 /// (`snd_cwnd_clamp`).
 const MAX_FLIGHT_SEGMENTS: usize = 512;
 
-/// Most send records kept (beyond it the oldest are forgotten: RACK then
-/// knows less, and the RTO still covers everything).
-const MAX_SEND_RECORDS: usize = 4096;
-
 /// One TCP connection (one TCB).
 ///
 /// It exists to hold everything RFC 9293 keeps per connection and to apply
 /// the rules for segments, timeouts and application calls to it, without
-/// doing any I/O itself.
+/// doing any I/O itself. The TCB is a handful of parts, each with its own
+/// invariants and tests, and each a plain value (no references into
+/// anything else):
+///
+/// - [`Sender`] (`snd.rs`): the send sequence space, the send buffer,
+///   Nagle and sender SWS state, persist;
+/// - [`Receiver`] (`rcv.rs`): the receive sequence space, reassembly,
+///   SACK reporting, the delayed-ACK decision, the peer's FIN;
+/// - [`LossRecovery`] (`recovery.rs`): the congestion controller, the
+///   RFC 6675 scoreboard and pipe, the recovery point, the RTO state;
+/// - [`RackTlp`] (`crate::rack`): RACK-TLP's send records and probe state;
+/// - [`Negotiated`] (`options.rs`): SACK and timestamps as negotiated,
+///   TS.Recent and our timestamp clock;
+/// - [`Replies`] (`replies.rs`): RSTs and ACKs owed to invalid segments,
+///   and the RFC 5961 challenge-ACK budget;
+///
+/// plus what belongs to the whole connection: config, addresses, state,
+/// timers, events and counters. The methods of `Connection` are the glue
+/// that applies RFC 9293's rules across these parts.
 #[derive(Debug)]
 pub struct Connection {
+    /// The knobs this connection was made with.
     cfg: Config,
+    /// Our address and the peer's.
     tuple: FourTuple,
+    /// Where the RFC 9293 state machine stands.
     state: State,
-    /// Origin of our timestamp clock (the moment the connection was made).
-    epoch: Instant,
-
-    // Send sequence space (RFC 9293 3.3.1).
-    iss: SeqNumber,
-    snd_una: SeqNumber,
-    /// Next new sequence number to send. Retransmissions are sent from the
-    /// scoreboard without moving it; only a SYN retransmission rewinds it.
-    snd_nxt: SeqNumber,
-    /// Highest sequence number sent so far.
-    snd_max: SeqNumber,
-    /// Peer's window in bytes, scaling applied.
-    snd_wnd: usize,
-    /// Largest window the peer ever offered (RFC 5961 MAX.SND.WND, and
-    /// the sender SWS rule of RFC 9293 3.8.6.2.1).
-    max_snd_wnd: usize,
-    snd_wl1: SeqNumber,
-    snd_wl2: SeqNumber,
-    /// Shift applied to the peer's window field (0 unless negotiated).
-    snd_wscale: u8,
-    /// min(peer's MSS, our MTU's MSS).
-    mss: usize,
-    /// Payload of a full-sized segment: `mss` less the timestamps option.
-    send_mss: usize,
-    send_buf: SendBuffer,
-    /// Sequence number of our FIN, fixed when the application closes.
-    fin_seq: Option<SeqNumber>,
     /// close() was called before the handshake completed.
     close_pending: bool,
-    /// Nagle's algorithm is off (TCP_NODELAY).
-    nodelay: bool,
-    /// End of the last sub-MSS segment sent (Minshall's Nagle variant:
-    /// hold a small segment only while another small one is unacked).
-    snd_sml: SeqNumber,
-    /// The SWS override timeout fired: a held sub-MSS segment may go.
-    sws_override_due: bool,
-
-    // Congestion control and loss recovery (RFC 5681, 6582, 6675).
-    cc: Box<dyn Controller>,
-    /// Delivery-rate estimation, kept only for a controller that reads
-    /// samples (BBR).
-    rate: Option<Box<DeliveryRate>>,
-    scoreboard: Scoreboard,
-    recovery: Option<Recovery>,
-    /// RFC 6675 RecoveryPoint / RFC 6582 "recover": no new recovery
-    /// starts until SND.UNA reaches it.
-    recovery_point: SeqNumber,
-    /// RFC 6675 HighRxt: retransmission has covered the holes up to here.
-    high_rxt: SeqNumber,
-    /// Every un-SACKed byte below this is taken as lost (after an RTO,
-    /// the first segment in NewReno recovery, data beyond a closed window).
-    lost_until: SeqNumber,
-    /// Send the segment at SND.UNA next, whatever cwnd says (fast
-    /// retransmit, RFC 6582 partial ACK, RTO).
-    rxt_head: bool,
-    dup_acks: u32,
-    /// Without SACK, bytes the duplicate ACKs say have left the network
-    /// (one SMSS each): NewReno's window inflation, expressed as pipe.
-    dup_sacked: usize,
-    /// When new data was last sent (RFC 5681 4.1 restart after idle).
-    last_data_sent: Option<Instant>,
-    /// Send order counter: every data segment sent gets the next value,
-    /// so "sent after" is exact even when two sends share an Instant.
-    tx_order: u64,
-    /// New data in the order sent (= sequence order), coalesced per
-    /// send instant: `(end, order of its last segment, when)`. RACK
-    /// (RFC 8985) reads the send time of a delivered segment from it.
-    sent_log: VecDeque<(SeqNumber, u64, Instant)>,
-    /// Retransmissions not yet delivered, in the order sent.
-    rxt_log: RetransmitLog,
-    /// Retransmissions RACK found lost (not at SND.UNA), to send again.
-    rack_rxt: VecDeque<(SeqNumber, SeqNumber)>,
-    /// RACK (RFC 8985 6.1): the most recently sent segment known
-    /// delivered, its send time and the RTT it measured.
-    rack: Option<RackState>,
-    /// RACK's min RTT over delivered, never retransmitted segments
-    /// (exact, from our own clock; the timestamp clock has 1 ms ticks).
-    rack_min_rtt: Option<Duration>,
-    /// Lost retransmissions detected by RACK.
-    lost_retransmits: u64,
-    /// A tail loss probe is due (RFC 8985 7.3).
-    tlp_pending: bool,
-    /// A probe was sent and SND.UNA has not moved since (one at a time).
-    tlp_out: bool,
-
-    // Options.
-    sack_ok: bool,
-    ts_ok: bool,
-    /// RFC 7323 TS.Recent and when it was set (None: not valid).
-    ts_recent: u32,
-    ts_recent_at: Option<Instant>,
-    ts_offset: u32,
-    /// RFC 7323 Last.ACK.sent.
-    last_ack_sent: SeqNumber,
-
-    // Receive sequence space.
-    irs: SeqNumber,
-    rcv_nxt: SeqNumber,
-    /// Right edge of the last window we advertised.
-    rcv_adv: SeqNumber,
-    /// Shift we apply to our window field (0 unless negotiated).
-    rcv_wscale: u8,
-    /// Window scale option to put in our SYN / SYN|ACK.
-    syn_wscale: Option<u8>,
-    recv_buf: RecvBuffer,
-    /// Largest segment the peer sent us (what "full-sized" means for
-    /// the every-second-segment ACK rule).
-    rcv_mss: usize,
-    sack_report: SackReport,
-    /// Sequence number of the peer's FIN once seen (maybe ahead of a gap).
-    peer_fin: Option<SeqNumber>,
-    peer_fin_received: bool,
-
-    rtt: RttEstimator,
-    /// The one segment being timed when timestamps are off: (sequence
-    /// number that acknowledges it, when it was sent). Never a
-    /// retransmitted one (Karn).
-    rtt_sample: Option<(SeqNumber, Instant)>,
+    /// The send side.
+    snd: Sender,
+    /// The receive side.
+    rcv: Receiver,
+    /// Congestion control, loss recovery, the RTO.
+    rec: LossRecovery,
+    /// RACK-TLP.
+    rack: RackTlp,
+    /// SACK and timestamps as negotiated.
+    opt: Negotiated,
+    /// Replies owed to invalid segments.
+    replies: Replies,
+    /// Every timer's deadline.
     timers: TimerTable,
-    persist_backoff: u32,
-    /// Since when the peer's window has been zero with our data waiting
-    /// (the start of the current persist episode).
-    zero_window_since: Option<Instant>,
     /// When something last moved: a byte of the peer's accepted, one of
     /// ours acknowledged, or the connection opened (for the idle limit).
     last_progress: Instant,
-    /// Window probes sent since the peer last sent an acceptable ACK.
-    persist_unanswered: u32,
-
-    ack_pending: bool,
-    probe_pending: bool,
-    rst_pending: Option<Segment>,
-    /// The segment being handled was invalid and earns an ACK (or RST),
-    /// if the caller's [`ReplyLimiter`] allows one.
-    invalid_ack: bool,
-    invalid_rst: Option<Segment>,
-    want_writable: bool,
-    /// RFC 5961 7: start of the current one-second window and challenge
-    /// ACKs sent in it.
-    challenge_window: Option<Instant>,
-    challenge_count: u32,
+    /// Notifications for the application, oldest first.
     events: VecDeque<Event>,
+    /// Counters.
     stats: ConnStats,
-}
-
-/// The smallest shift that lets a 16-bit field describe `buffer` bytes.
-fn wscale_for(buffer: usize) -> u8 {
-    let mut shift = 0u8;
-    while shift < 14 && (MAX_WINDOW_FIELD << shift) < buffer {
-        shift += 1;
-    }
-    shift
-}
-
-/// RFC 9293 3.10.7.4, first check: is any of the segment inside the window?
-fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: usize) -> bool {
-    let end = rcv_nxt + wnd;
-    let inside = |s: SeqNumber| rcv_nxt <= s && s < end;
-    match (len, wnd) {
-        (0, 0) => seq == rcv_nxt,
-        (0, _) => inside(seq),
-        (_, 0) => false,
-        _ => inside(seq) || inside(seq + (len - 1)),
-    }
-}
-
-/// Serial comparison of two timestamps (RFC 7323 5.2): `a < b`.
-fn ts_before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
 }
 
 impl Connection {
     fn new(now: Instant, cfg: &Config, tuple: FourTuple, iss: SeqNumber, state: State) -> Self {
         let ipv6 = tuple.is_ipv6();
-        let default_peer_mss = if ipv6 { 1220 } else { 536 };
-        let mss = default_peer_mss.min(cfg.mss(ipv6) as usize);
+        let mss = default_peer_mss(ipv6).min(cfg.mss(ipv6) as usize);
         let mut timers = TimerTable::default();
         if let Some(limit) = cfg.idle_timeout {
             timers.set(Timer::Idle, now + limit);
@@ -407,77 +264,15 @@ impl Connection {
             cfg: cfg.clone(),
             tuple,
             state,
-            epoch: now,
-            iss,
-            snd_una: iss,
-            snd_nxt: iss,
-            snd_max: iss,
-            snd_wnd: 0,
-            max_snd_wnd: 0,
-            snd_wl1: SeqNumber(0),
-            snd_wl2: iss,
-            snd_wscale: 0,
-            mss,
-            send_mss: mss,
-            send_buf: SendBuffer::new(cfg.send_buffer, iss + 1),
-            fin_seq: None,
             close_pending: false,
-            nodelay: cfg.nodelay,
-            snd_sml: iss,
-            sws_override_due: false,
-            cc: new_controller(cfg.congestion, mss),
-            rate: None,
-            scoreboard: Scoreboard::default(),
-            recovery: None,
-            recovery_point: iss,
-            high_rxt: iss,
-            lost_until: iss,
-            rxt_head: false,
-            dup_acks: 0,
-            dup_sacked: 0,
-            last_data_sent: None,
-            tx_order: 0,
-            sent_log: VecDeque::new(),
-            rxt_log: RetransmitLog::default(),
-            rack_rxt: VecDeque::new(),
-            rack: None,
-            rack_min_rtt: None,
-            lost_retransmits: 0,
-            tlp_pending: false,
-            tlp_out: false,
-            sack_ok: false,
-            ts_ok: false,
-            ts_recent: 0,
-            ts_recent_at: None,
-            // RFC 7323 7.1: a per-connection offset so TSval does not
-            // reveal uptime; derived from the (keyed, random) ISS.
-            ts_offset: iss.0.rotate_left(16) ^ 0x9e37_79b9,
-            last_ack_sent: SeqNumber(0),
-            irs: SeqNumber(0),
-            rcv_nxt: SeqNumber(0),
-            rcv_adv: SeqNumber(0),
-            rcv_wscale: 0,
-            syn_wscale: None,
-            recv_buf: RecvBuffer::new(cfg.recv_buffer),
-            rcv_mss: 536.min(cfg.mss(ipv6) as usize),
-            sack_report: SackReport::default(),
-            peer_fin: None,
-            peer_fin_received: false,
-            rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
-            rtt_sample: None,
+            snd: Sender::new(iss, mss, cfg.send_buffer, cfg.nodelay),
+            rcv: Receiver::new(cfg.recv_buffer, cfg.mss(ipv6) as usize),
+            rec: LossRecovery::new(cfg, iss, mss),
+            rack: RackTlp::default(),
+            opt: Negotiated::new(now, iss),
+            replies: Replies::default(),
             timers,
-            persist_backoff: 0,
-            zero_window_since: None,
             last_progress: now,
-            persist_unanswered: 0,
-            ack_pending: false,
-            probe_pending: false,
-            rst_pending: None,
-            invalid_ack: false,
-            invalid_rst: None,
-            want_writable: false,
-            challenge_window: None,
-            challenge_count: 0,
             events: VecDeque::new(),
             stats: ConnStats::default(),
         }
@@ -495,23 +290,16 @@ impl Connection {
     ) -> Connection {
         let mut c = Connection::new(now, cfg, tuple, iss, State::SynReceived);
         c.stats.segments_in = 1;
-        c.irs = syn.seq;
-        c.rcv_nxt = syn.seq + 1;
-        c.rcv_adv = c.rcv_nxt;
-        c.snd_wnd = syn.window as usize;
-        c.max_snd_wnd = c.snd_wnd;
-        c.snd_wl1 = syn.seq;
-        c.snd_wl2 = iss;
+        c.rcv.on_syn(syn.seq);
+        c.snd.on_peer_syn(syn.seq, iss, syn.window as usize);
         if let Some(ws) = syn.options.window_scale {
-            c.snd_wscale = ws;
-            c.rcv_wscale = wscale_for(cfg.recv_buffer);
-            c.syn_wscale = Some(c.rcv_wscale);
+            c.snd.wscale = ws;
+            c.rcv.offer_wscale(cfg.recv_buffer);
         }
-        c.sack_ok = cfg.sack && syn.options.sack_permitted;
-        c.ts_ok = cfg.timestamps && syn.options.timestamps.is_some();
-        if let (true, Some((tsval, _))) = (c.ts_ok, syn.options.timestamps) {
-            c.ts_recent = tsval;
-            c.ts_recent_at = Some(now);
+        c.opt.sack_ok = cfg.sack && syn.options.sack_permitted;
+        c.opt.ts_ok = cfg.timestamps && syn.options.timestamps.is_some();
+        if let (true, Some((tsval, _))) = (c.opt.ts_ok, syn.options.timestamps) {
+            c.opt.set_recent(tsval, now);
         }
         c.apply_syn_options(&syn.options);
         c
@@ -537,10 +325,8 @@ impl Connection {
         let syn = crate::SynCookies::rebuilt_syn(ack, mss);
         let mut c = Connection::accept(now, cfg, tuple, &syn, iss);
         // What the stateless SYN|ACK sent and advertised.
-        c.snd_nxt = iss + 1;
-        c.snd_max = iss + 1;
-        c.last_ack_sent = c.rcv_nxt;
-        c.rcv_adv = c.rcv_nxt + usize::from(crate::SynCookies::WINDOW);
+        c.snd.record_sent(iss, 1);
+        c.rcv.on_ack_sent(crate::SynCookies::WINDOW, true);
         let _ = c.on_segment(now, ack);
         Some(c)
     }
@@ -551,10 +337,9 @@ impl Connection {
     /// answers it.
     pub fn connect(now: Instant, cfg: &Config, tuple: FourTuple, iss: SeqNumber) -> Connection {
         let mut c = Connection::new(now, cfg, tuple, iss, State::SynSent);
-        c.rcv_wscale = wscale_for(cfg.recv_buffer);
-        c.syn_wscale = Some(c.rcv_wscale);
-        c.sack_ok = cfg.sack;
-        c.ts_ok = cfg.timestamps;
+        c.rcv.offer_wscale(cfg.recv_buffer);
+        c.opt.sack_ok = cfg.sack;
+        c.opt.ts_ok = cfg.timestamps;
         c
     }
 
@@ -562,21 +347,21 @@ impl Connection {
     /// are known (the options negotiated must be set before).
     fn apply_syn_options(&mut self, opts: &TcpOptions) {
         let ipv6 = self.tuple.is_ipv6();
-        let peer_mss = opts.mss.map_or(if ipv6 { 1220 } else { 536 }, usize::from);
+        let peer_mss = opts.mss.map_or(default_peer_mss(ipv6), usize::from);
         // A tiny MSS option would make us send a byte per frame: the
         // floor is [`MIN_SND_MSS`] (never above what our own MTU allows).
-        self.mss = peer_mss
+        self.snd.mss = peer_mss
             .max(MIN_SND_MSS)
             .min(self.cfg.mss(ipv6) as usize)
             .max(1);
         // RFC 9293 3.7.1: options in every segment come out of the MSS.
-        let overhead = if self.ts_ok { TIMESTAMPS_OPTION_LEN } else { 0 };
-        self.send_mss = self.mss.saturating_sub(overhead).max(1);
-        self.cc = new_controller(self.cfg.congestion, self.send_mss);
-        self.rate = self
+        self.snd.send_mss = self.snd.mss.saturating_sub(self.opt.overhead()).max(1);
+        self.rec.cc = new_controller(self.cfg.congestion, self.snd.send_mss);
+        self.rec.rate = self
+            .rec
             .cc
             .wants_samples()
-            .then(|| Box::new(DeliveryRate::new(self.epoch)));
+            .then(|| Box::new(DeliveryRate::new(self.opt.epoch)));
     }
 
     // ----- queries -------------------------------------------------------
@@ -593,7 +378,7 @@ impl Connection {
 
     /// True once the peer's FIN has been received in order.
     pub fn peer_fin_received(&self) -> bool {
-        self.peer_fin_received
+        self.rcv.fin_received
     }
 
     /// True in CLOSED: drain `poll_transmit` (a final RST may wait there)
@@ -607,18 +392,18 @@ impl Connection {
     /// new data or acknowledged ours, which a blind attacker cannot do. The
     /// adapter learns the peer's link address only from such segments.
     pub fn progress(&self) -> (SeqNumber, SeqNumber) {
-        (self.rcv_nxt, self.snd_una)
+        (self.rcv.nxt, self.snd.una)
     }
 
     /// Counters of this connection.
     pub fn stats(&self) -> ConnStats {
         ConnStats {
-            srtt: self.rtt.srtt(),
-            rto: self.rtt.rto(),
-            cwnd: self.cc.window(),
-            ssthresh: self.cc.ssthresh(),
+            srtt: self.rec.rtt.srtt(),
+            rto: self.rec.rtt.rto(),
+            cwnd: self.rec.cc.window(),
+            ssthresh: self.rec.cc.ssthresh(),
             congestion: self.cfg.congestion,
-            recv_bytes_copied: self.recv_buf.bytes_copied(),
+            recv_bytes_copied: self.rcv.buf.bytes_copied(),
             ..self.stats
         }
     }
@@ -627,7 +412,7 @@ impl Connection {
     /// capped by our MTU, less the timestamps option when negotiated
     /// (RFC 9293 3.7.1). Exposed for tests and tracing.
     pub fn send_mss(&self) -> usize {
-        self.send_mss
+        self.snd.send_mss
     }
 
     /// The most payload to put in one GSO frame now: half the congestion
@@ -638,42 +423,42 @@ impl Connection {
     /// one frame is lost whole and only a probe or the retransmission
     /// timeout recovers it.
     pub fn gso_burst_limit(&self) -> usize {
-        (self.cc.window() / 2).max(self.send_mss)
+        (self.rec.cc.window() / 2).max(self.snd.send_mss)
     }
 
     /// The peer's current send window in bytes (scaling applied): exposed
     /// for tests and tracing.
     pub fn send_window(&self) -> usize {
-        self.snd_wnd
+        self.snd.wnd
     }
 
     /// The current retransmission timeout, backoff included.
     pub fn rto(&self) -> Duration {
-        self.rtt.rto()
+        self.rec.rtt.rto()
     }
 
     /// True when both SYNs carried SACK-permitted (RFC 2018): we report
     /// SACK blocks and recover from the peer's.
     pub fn sack_enabled(&self) -> bool {
-        self.sack_ok && self.is_synchronized_or_closed()
+        self.opt.sack_ok && self.is_synchronized_or_closed()
     }
 
     /// True when both SYNs carried timestamps (RFC 7323): every segment
     /// carries them, RTT comes from TSecr and PAWS is on.
     pub fn timestamps_enabled(&self) -> bool {
-        self.ts_ok && self.is_synchronized_or_closed()
+        self.opt.ts_ok && self.is_synchronized_or_closed()
     }
 
     /// True when Nagle's algorithm is off.
     pub fn nodelay(&self) -> bool {
-        self.nodelay
+        self.snd.nodelay
     }
 
     /// Turns Nagle's algorithm off (`true`, like TCP_NODELAY) or on.
     /// With it off, a small write goes out at once even while other small
     /// segments are unacknowledged: what request/response apps want.
     pub fn set_nodelay(&mut self, nodelay: bool) {
-        self.nodelay = nodelay;
+        self.snd.nodelay = nodelay;
     }
 
     fn is_synchronized_or_closed(&self) -> bool {
@@ -686,7 +471,7 @@ impl Connection {
         matches!(
             self.state,
             State::SynSent | State::SynReceived | State::Established | State::CloseWait
-        ) && self.fin_seq.is_none()
+        ) && self.snd.fin_seq.is_none()
             && !self.close_pending
     }
 
@@ -694,26 +479,13 @@ impl Connection {
     /// the receive window, and queues a window update when the window had
     /// become small and now opened by a worthwhile amount.
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
-        let old_wnd = self.rcv_adv.distance_from(self.rcv_nxt);
-        let n = self.recv_buf.read(buf);
-        if n == 0 || self.peer_fin_received || !self.is_synchronized() {
-            return n;
-        }
-        let new_edge = self.rcv_nxt + ((self.window_field() as usize) << self.rcv_wscale);
-        let increase = new_edge.distance_from(self.rcv_adv);
-        let cap = self.recv_buf.capacity();
-        // RFC 9293 3.8.6.2.2 (receiver SWS avoidance): only announce a
-        // window that grew by min(half the buffer, one MSS); and only
-        // bother with a separate segment when the window had got small.
-        if old_wnd < cap / 2 && increase >= self.sws_threshold() {
-            self.ack_pending = true;
-        }
-        n
+        let synchronized = self.is_synchronized();
+        self.rcv.read(buf, synchronized)
     }
 
     /// In-order bytes ready for recv().
     pub fn recv_available(&self) -> usize {
-        self.recv_buf.available()
+        self.rcv.buf.available()
     }
 
     /// Queues up to send_capacity() bytes of `data`; returns how many.
@@ -722,9 +494,9 @@ impl Connection {
         if !self.may_queue_data() {
             return 0;
         }
-        let n = self.send_buf.push(data);
+        let n = self.snd.buf.push(data);
         if n < data.len() {
-            self.want_writable = true;
+            self.snd.want_writable = true;
         }
         n
     }
@@ -732,7 +504,7 @@ impl Connection {
     /// Bytes send() would accept now.
     pub fn send_capacity(&self) -> usize {
         if self.may_queue_data() {
-            self.send_buf.free()
+            self.snd.buf.free()
         } else {
             0
         }
@@ -740,7 +512,7 @@ impl Connection {
 
     /// Bytes queued and not yet acknowledged (unacked + unsent).
     pub fn send_queued(&self) -> usize {
-        self.send_buf.len()
+        self.snd.buf.len()
     }
 
     /// Half-close: a FIN follows the queued data (RFC 9293 3.10.4). We keep
@@ -751,11 +523,11 @@ impl Connection {
             State::SynSent => self.enter_closed(CloseReason::Normal),
             State::SynReceived => self.close_pending = true,
             State::Established => {
-                self.fin_seq = Some(self.send_buf.end());
+                self.snd.queue_fin();
                 self.state = State::FinWait1;
             }
             State::CloseWait => {
-                self.fin_seq = Some(self.send_buf.end());
+                self.snd.queue_fin();
                 self.state = State::LastAck;
             }
             _ => {}
@@ -773,7 +545,7 @@ impl Connection {
                 | State::FinWait2
                 | State::CloseWait
         ) {
-            self.rst_pending = Some(self.rst_segment(self.snd_max, Some(self.rcv_nxt)));
+            self.replies.rst_pending = Some(self.rst_segment(self.snd.max, Some(self.rcv.nxt)));
         }
         if self.state != State::Closed {
             self.enter_closed(CloseReason::Aborted);
@@ -805,20 +577,15 @@ impl Connection {
             match timer {
                 Timer::Retransmit => self.on_retransmit_timeout(now),
                 Timer::Persist => {
-                    if self.persist_unanswered >= self.cfg.max_retransmissions {
-                        self.give_up(CloseReason::TimedOut);
+                    let expiry = self.snd.persist.on_expiry(
+                        now,
+                        self.cfg.max_retransmissions,
+                        self.cfg.zero_window_timeout,
+                    );
+                    if let PersistExpiry::GiveUp(reason) = expiry {
+                        self.give_up(reason);
                         return;
                     }
-                    let limit = self.cfg.zero_window_timeout;
-                    if let (Some(since), Some(limit)) = (self.zero_window_since, limit) {
-                        if now.saturating_duration_since(since) >= limit {
-                            self.give_up(CloseReason::ZeroWindow);
-                            return;
-                        }
-                    }
-                    self.probe_pending = true;
-                    self.persist_unanswered += 1;
-                    self.persist_backoff = self.persist_backoff.saturating_add(1);
                 }
                 Timer::TimeWait => {
                     if self.state == State::TimeWait {
@@ -827,13 +594,13 @@ impl Connection {
                 }
                 Timer::DelayedAck => {
                     if self.is_synchronized() {
-                        self.ack_pending = true;
+                        self.rcv.ack_pending = true;
                     }
                 }
-                Timer::SendOverride => self.sws_override_due = true,
+                Timer::SendOverride => self.snd.sws_override_due = true,
                 Timer::LossProbe => {
                     if self.tlp_allowed() {
-                        self.tlp_pending = true;
+                        self.rack.tlp_pending = true;
                     }
                 }
                 Timer::Reorder => {
@@ -878,15 +645,12 @@ impl Connection {
     /// buffers' nominal sizes say what a connection may hold, this says
     /// what it does hold now.
     pub fn memory(&self) -> usize {
-        let log = std::mem::size_of::<(SeqNumber, u64, Instant)>();
-        let pair = std::mem::size_of::<(SeqNumber, SeqNumber)>();
         std::mem::size_of::<Connection>()
-            + self.send_buf.memory()
-            + self.recv_buf.memory()
-            + self.sent_log.capacity() * log
-            + self.rack_rxt.capacity() * pair
+            + self.snd.buf.memory()
+            + self.rcv.buf.memory()
+            + self.rack.memory()
+            + self.rec.rate.as_ref().map_or(0, |r| r.memory())
             + self.events.capacity() * std::mem::size_of::<Event>()
-            + self.rate.as_ref().map_or(0, |r| r.memory())
     }
 
     /// Gives back the buffer memory the queued bytes do not use (a buffer
@@ -894,12 +658,11 @@ impl Connection {
     /// calls it on connections that went quiet, and on all of them when
     /// its memory budget runs short.
     pub fn trim(&mut self) {
-        self.send_buf.shrink();
-        self.recv_buf.shrink();
-        self.sent_log.shrink_to_fit();
-        self.rack_rxt.shrink_to_fit();
+        self.snd.buf.shrink();
+        self.rcv.buf.shrink();
+        self.rack.shrink();
         self.events.shrink_to_fit();
-        if let Some(r) = &mut self.rate {
+        if let Some(r) = &mut self.rec.rate {
             r.shrink();
         }
     }
@@ -908,7 +671,7 @@ impl Connection {
     /// if it is now: the processor's memory policy resets the connections
     /// that have held a zero window longest first.
     pub fn zero_window_since(&self) -> Option<Instant> {
-        self.zero_window_since
+        self.snd.persist.zero_window_since
     }
 
     /// When something last moved on the connection (see
@@ -917,24 +680,9 @@ impl Connection {
         self.last_progress
     }
 
-    // ----- output ---------------------------------------------------------
-
-    // ----- input ----------------------------------------------------------
-
     /// Debug builds check the send sequence space after every call.
     fn debug_check(&self) {
-        debug_assert!(
-            self.snd_una <= self.snd_nxt && self.snd_nxt <= self.snd_max,
-            "una {} nxt {} max {}",
-            self.snd_una,
-            self.snd_nxt,
-            self.snd_max
-        );
-        debug_assert!(
-            self.state == State::Closed
-                || self.send_buf.end() + self.fin_seq.is_some() as usize + 1 >= self.snd_max,
-            "sent beyond the queued data"
-        );
+        self.snd.check(self.state == State::Closed);
     }
 
     fn is_synchronized(&self) -> bool {
@@ -944,8 +692,8 @@ impl Connection {
     fn enter_closed(&mut self, reason: CloseReason) {
         self.state = State::Closed;
         self.timers.stop_all();
-        self.ack_pending = false;
-        self.probe_pending = false;
+        self.rcv.ack_pending = false;
+        self.snd.persist.probe_pending = false;
         self.push_event(Event::Closed(reason));
     }
 
@@ -966,31 +714,4 @@ fn payload_buffer(spare: &mut Vec<u8>, len: usize) -> Vec<u8> {
     v.clear();
     v.reserve(len);
     v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn acceptability_four_cases() {
-        let n = SeqNumber(100);
-        assert!(acceptable(n, 0, n, 0));
-        assert!(!acceptable(n + 1, 0, n, 0));
-        assert!(acceptable(n + 9, 0, n, 10));
-        assert!(!acceptable(n + 10, 0, n, 10));
-        assert!(!acceptable(n, 1, n, 0));
-        assert!(acceptable(n - 5, 10, n, 10));
-        assert!(!acceptable(n - 5, 5, n, 10));
-        assert!(acceptable(n + 9, 5, n, 10));
-        assert!(!acceptable(n + 10, 5, n, 10));
-    }
-
-    #[test]
-    fn wscale_covers_buffer() {
-        assert_eq!(wscale_for(65535), 0);
-        assert_eq!(wscale_for(65536), 1);
-        assert_eq!(wscale_for(256 * 1024), 3);
-        assert_eq!(wscale_for(usize::MAX), 14);
-    }
 }

@@ -1,8 +1,296 @@
 //! Sending (RFC 9293 section 3.8, RFC 9293 3.8.6 for the window, RFC 1122
 //! 4.2.3.4 for Nagle and silly-window avoidance): what goes out next, new
-//! data, persist, and how each segment is built.
+//! data, persist, and how each segment is built. [`Sender`] holds the send
+//! sequence space; the `Connection` methods below decide what to send.
 
 use super::*;
+use crate::send_buffer::SendBuffer;
+
+/// The send sequence space (RFC 9293 3.3.1), the send buffer, and the
+/// state Nagle, sender SWS avoidance and persist keep.
+///
+/// It exists so the send side of the TCB is one value, with the rules
+/// that only move its own numbers (the window update, SND.UNA advancing,
+/// recording what was sent) next to it.
+///
+/// Invariants:
+/// - SND.UNA <= SND.NXT <= SND.MAX (`una`, `nxt`, `max`), checked in
+///   debug builds after every call ([`Sender::check`]);
+/// - the send buffer holds exactly the bytes from SND.UNA (after the
+///   SYN) to its end; nothing beyond its end (plus the SYN and FIN) is
+///   ever sent;
+/// - `fin_seq`, once set, is the buffer's end: no byte is queued after it;
+/// - `max_wnd` >= every window the peer offered; `wnd` is taken only
+///   from a segment newer than (SND.WL1, SND.WL2) ([`Sender::update_window`]);
+/// - `send_mss` <= `mss`, both at least 1.
+#[derive(Clone, Debug)]
+pub(super) struct Sender {
+    /// Our initial sequence number (ISS); our SYN occupies it.
+    pub(super) iss: SeqNumber,
+    /// SND.UNA: oldest unacknowledged sequence number.
+    pub(super) una: SeqNumber,
+    /// SND.NXT: next new sequence number to send. Retransmissions are
+    /// sent from the scoreboard without moving it; only a SYN
+    /// retransmission rewinds it.
+    pub(super) nxt: SeqNumber,
+    /// Highest sequence number sent so far.
+    pub(super) max: SeqNumber,
+    /// SND.WND: the peer's window in bytes, scaling applied.
+    pub(super) wnd: usize,
+    /// Largest window the peer ever offered (RFC 5961 MAX.SND.WND, and
+    /// the sender SWS rule of RFC 9293 3.8.6.2.1).
+    pub(super) max_wnd: usize,
+    /// SND.WL1: sequence number of the segment that last set the window.
+    pub(super) wl1: SeqNumber,
+    /// SND.WL2: acknowledgment number of that segment.
+    pub(super) wl2: SeqNumber,
+    /// Shift applied to the peer's window field (0 unless negotiated).
+    pub(super) wscale: u8,
+    /// min(peer's MSS, our MTU's MSS).
+    pub(super) mss: usize,
+    /// Payload of a full-sized segment: `mss` less the timestamps option.
+    pub(super) send_mss: usize,
+    /// Bytes queued by the application and not yet acknowledged.
+    pub(super) buf: SendBuffer,
+    /// Sequence number of our FIN, fixed when the application closes.
+    pub(super) fin_seq: Option<SeqNumber>,
+    /// Nagle's algorithm is off (TCP_NODELAY).
+    pub(super) nodelay: bool,
+    /// End of the last sub-MSS segment sent (Minshall's Nagle variant:
+    /// hold a small segment only while another small one is unacked).
+    pub(super) sml: SeqNumber,
+    /// The SWS override timeout fired: a held sub-MSS segment may go.
+    pub(super) sws_override_due: bool,
+    /// When new data was last sent (RFC 5681 4.1 restart after idle).
+    pub(super) last_data_sent: Option<Instant>,
+    /// send() was short: tell the application when space opens.
+    pub(super) want_writable: bool,
+    /// Zero-window probing.
+    pub(super) persist: Persist,
+}
+
+impl Sender {
+    /// Nothing sent yet: everything at `iss`, the buffer's data starting
+    /// after the SYN.
+    pub(super) fn new(iss: SeqNumber, mss: usize, buffer: usize, nodelay: bool) -> Self {
+        Sender {
+            iss,
+            una: iss,
+            nxt: iss,
+            max: iss,
+            wnd: 0,
+            max_wnd: 0,
+            wl1: SeqNumber(0),
+            wl2: iss,
+            wscale: 0,
+            mss,
+            send_mss: mss,
+            buf: SendBuffer::new(buffer, iss + 1),
+            fin_seq: None,
+            nodelay,
+            sml: iss,
+            sws_override_due: false,
+            last_data_sent: None,
+            want_writable: false,
+            persist: Persist::default(),
+        }
+    }
+
+    /// The peer's SYN (sequence `seq`, window `wnd`, unscaled) sets the
+    /// window; `wl2` is the acknowledgment it counts as.
+    pub(super) fn on_peer_syn(&mut self, seq: SeqNumber, wl2: SeqNumber, wnd: usize) {
+        self.wnd = wnd;
+        self.max_wnd = wnd;
+        self.wl1 = seq;
+        self.wl2 = wl2;
+    }
+
+    /// A segment's window field in bytes, scaling applied.
+    pub(super) fn scaled(&self, window: u16) -> usize {
+        (window as usize) << self.wscale
+    }
+
+    /// Sets the window from a segment (`seq`, `ack`, `wnd` scaled) if it
+    /// is newer than the one that set it last (SND.WL1/WL2 keep old
+    /// segments from reopening it). True if taken.
+    pub(super) fn update_window(&mut self, seq: SeqNumber, ack: SeqNumber, wnd: usize) -> bool {
+        let newer = self.wl1 < seq || (self.wl1 == seq && self.wl2 <= ack);
+        if ack < self.una || !newer {
+            return false;
+        }
+        self.set_window(seq, ack, wnd);
+        true
+    }
+
+    /// The window becomes `wnd` (scaled), set by the segment `seq`/`ack`.
+    pub(super) fn set_window(&mut self, seq: SeqNumber, ack: SeqNumber, wnd: usize) {
+        self.wnd = wnd;
+        self.max_wnd = self.max_wnd.max(wnd);
+        self.wl1 = seq;
+        self.wl2 = ack;
+    }
+
+    /// SND.UNA moves forward to `ack`; returns the buffer bytes released.
+    pub(super) fn advance(&mut self, ack: SeqNumber) -> usize {
+        let released = self.buf.ack_to(ack);
+        self.una = ack;
+        if self.nxt < ack {
+            self.nxt = ack;
+        }
+        released
+    }
+
+    /// `seg_len` sequence numbers from `seq` went out: SND.MAX and SND.NXT
+    /// move past them. Returns how many were new (beyond the old SND.MAX).
+    pub(super) fn record_sent(&mut self, seq: SeqNumber, seg_len: usize) -> usize {
+        let end = seq + seg_len;
+        let new = end.distance_from(self.max);
+        if end > self.max {
+            self.max = end;
+        }
+        self.nxt = self.nxt.max(end);
+        new
+    }
+
+    /// Sequence numbers sent and not acknowledged.
+    pub(super) fn outstanding(&self) -> usize {
+        self.max.distance_from(self.una)
+    }
+
+    /// Bytes queued and not sent yet.
+    pub(super) fn unsent(&self) -> usize {
+        self.buf.end().distance_from(self.nxt)
+    }
+
+    /// Our FIN is queued and not sent yet (or being resent from SND.NXT).
+    pub(super) fn fin_unsent(&self) -> bool {
+        self.fin_seq.is_some_and(|f| self.nxt <= f)
+    }
+
+    /// Something waits for the peer's window: unsent data, an unsent FIN,
+    /// or data in flight.
+    pub(super) fn waiting(&self) -> bool {
+        self.buf.end() > self.nxt || self.fin_unsent() || self.una < self.max
+    }
+
+    /// Room the peer's window leaves from SND.NXT.
+    pub(super) fn window_room(&self) -> usize {
+        (self.una + self.wnd).distance_from(self.nxt)
+    }
+
+    /// The FIN follows the data queued so far (the application closed).
+    pub(super) fn queue_fin(&mut self) {
+        self.fin_seq = Some(self.buf.end());
+    }
+
+    /// Nagle (RFC 9293 3.7.4, Minshall's form): hold a small segment while
+    /// another small one is unacknowledged, unless Nagle is off or we are
+    /// closing (the FIN flushes it).
+    pub(super) fn nagle_holds(&self) -> bool {
+        !self.nodelay && self.fin_seq.is_none() && self.sml > self.una
+    }
+
+    /// Debug builds check the invariants (`closed`: the connection is
+    /// CLOSED, where the buffer no longer bounds what was sent).
+    pub(super) fn check(&self, closed: bool) {
+        debug_assert!(
+            self.una <= self.nxt && self.nxt <= self.max,
+            "una {} nxt {} max {}",
+            self.una,
+            self.nxt,
+            self.max
+        );
+        debug_assert!(
+            closed || self.buf.end() + self.fin_seq.is_some() as usize + 1 >= self.max,
+            "sent beyond the queued data"
+        );
+    }
+}
+
+/// What a persist timeout calls for ([`Persist::on_expiry`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum PersistExpiry {
+    /// Send a window probe.
+    Probe,
+    /// Give up on the peer, for this reason.
+    GiveUp(CloseReason),
+}
+
+/// Zero-window probing (RFC 9293 3.8.6.1).
+///
+/// It exists so the persist timer's backoff and its limits (probes
+/// unanswered, time at zero window) are one value with its own rules.
+///
+/// Invariants:
+/// - `zero_window_since` is set exactly while the peer's window is zero
+///   with our data waiting (the persist episode); `backoff` is zero
+///   outside an episode;
+/// - `unanswered` counts probes since the last acceptable ACK;
+/// - `probe_pending` is set by a timeout and cleared when the probe goes
+///   out.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Persist {
+    /// Doublings of the probe interval so far in this episode.
+    pub(super) backoff: u32,
+    /// Since when the peer's window has been zero with our data waiting
+    /// (the start of the current persist episode).
+    pub(super) zero_window_since: Option<Instant>,
+    /// Window probes sent since the peer last sent an acceptable ACK.
+    pub(super) unanswered: u32,
+    /// A window probe is due.
+    pub(super) probe_pending: bool,
+}
+
+impl Persist {
+    /// When the next probe is due, from `now`: the RTO doubled per probe
+    /// (at most `rto_max`), and never after the zero-window limit runs
+    /// out (the probe that finds it passed is on time). Starts the
+    /// episode if none runs.
+    pub(super) fn next_probe(
+        &mut self,
+        now: Instant,
+        rto: Duration,
+        rto_max: Duration,
+        limit: Option<Duration>,
+    ) -> Instant {
+        let since = *self.zero_window_since.get_or_insert(now);
+        let factor = 1u32 << self.backoff.min(16);
+        let mut at = now + rto.saturating_mul(factor).min(rto_max);
+        if let Some(limit) = limit {
+            at = at.min(since + limit);
+        }
+        at
+    }
+
+    /// The window opened (or nothing waits): the episode ends.
+    pub(super) fn end_episode(&mut self) {
+        self.backoff = 0;
+        self.zero_window_since = None;
+    }
+
+    /// The persist timer fired: give up after `max_probes` unanswered
+    /// probes or once the window stayed zero for `limit`; else probe and
+    /// back off.
+    pub(super) fn on_expiry(
+        &mut self,
+        now: Instant,
+        max_probes: u32,
+        limit: Option<Duration>,
+    ) -> PersistExpiry {
+        if self.unanswered >= max_probes {
+            return PersistExpiry::GiveUp(CloseReason::TimedOut);
+        }
+        if let (Some(since), Some(limit)) = (self.zero_window_since, limit) {
+            if now.saturating_duration_since(since) >= limit {
+                return PersistExpiry::GiveUp(CloseReason::ZeroWindow);
+            }
+        }
+        self.probe_pending = true;
+        self.unanswered += 1;
+        self.backoff = self.backoff.saturating_add(1);
+        PersistExpiry::Probe
+    }
+}
 
 impl Connection {
     /// Next segment to send now (None when nothing is due). Call until None.
@@ -27,24 +315,24 @@ impl Connection {
     }
 
     pub(super) fn next_segment(&mut self, now: Instant, spare: &mut Vec<u8>) -> Option<Segment> {
-        if let Some(rst) = self.rst_pending.take() {
+        if let Some(rst) = self.replies.rst_pending.take() {
             return Some(rst);
         }
         match self.state {
             State::Closed => return None,
-            State::SynSent | State::SynReceived if self.snd_nxt == self.iss => {
-                if self.snd_max != self.iss {
+            State::SynSent | State::SynReceived if self.snd.nxt == self.snd.iss => {
+                if self.snd.max != self.snd.iss {
                     self.count_retransmission();
                 }
-                let seg = self.segment(now, self.iss, Control::Syn, Vec::new());
-                self.on_sent(now, self.iss, 1, 0);
+                let seg = self.segment(now, self.snd.iss, Control::Syn, Vec::new());
+                self.on_sent(now, self.snd.iss, 1, 0);
                 return Some(seg);
             }
             State::SynSent => return None,
             _ => {}
         }
-        if self.tlp_pending {
-            self.tlp_pending = false;
+        if self.rack.tlp_pending {
+            self.rack.tlp_pending = false;
             if let Some(seg) = self.loss_probe(now, spare) {
                 return Some(seg);
             }
@@ -55,15 +343,15 @@ impl Connection {
         if let Some(seg) = self.next_data_segment(now, spare) {
             return Some(seg);
         }
-        if self.probe_pending {
+        if self.snd.persist.probe_pending {
             // A zero-window probe that needs no sequence space: an old
             // sequence number makes the peer answer with an ACK carrying
             // its current window.
-            self.probe_pending = false;
-            return Some(self.segment(now, self.snd_una - 1, Control::None, Vec::new()));
+            self.snd.persist.probe_pending = false;
+            return Some(self.segment(now, self.snd.una - 1, Control::None, Vec::new()));
         }
-        if self.ack_pending {
-            return Some(self.segment(now, self.snd_nxt, Control::None, Vec::new()));
+        if self.rcv.ack_pending {
+            return Some(self.segment(now, self.snd.nxt, Control::None, Vec::new()));
         }
         None
     }
@@ -86,13 +374,8 @@ impl Connection {
 
     /// Option bytes SACK blocks will add to our next segment.
     pub(super) fn sack_option_len(&self) -> usize {
-        let n = self.sack_report.blocks().len();
-        if !self.sack_ok || n == 0 {
-            return 0;
-        }
-        let ts = if self.ts_ok { TIMESTAMPS_OPTION_LEN } else { 0 };
-        let room = (40 - ts - 4) / 8;
-        4 + 8 * n.min(room)
+        self.opt
+            .sack_option_len(self.rcv.sack_report.blocks().len())
     }
 
     /// New data (and FIN) from SND.NXT, limited by the peer's window,
@@ -106,76 +389,23 @@ impl Connection {
         if !self.is_sending_state() {
             return None;
         }
-        let data_end = self.send_buf.end();
-        let unsent = data_end.distance_from(self.snd_nxt);
-        let fin_unsent = self.fin_seq.is_some_and(|f| self.snd_nxt <= f);
-        if unsent == 0 && !fin_unsent {
+        if self.snd.unsent() == 0 && !self.snd.fin_unsent() {
             self.mark_app_limited();
             return None;
         }
-        // RFC 5681 4.1: after an idle period longer than the RTO, restart
-        // from (at most) the initial window.
-        if self.snd_una == self.snd_max
-            && self
-                .last_data_sent
-                .is_some_and(|t| now.saturating_duration_since(t) > self.rtt.rto())
-        {
-            self.cc.on_idle_restart();
-            self.last_data_sent = Some(now);
-        }
-        // SACK blocks come out of the segment too, but never take it below
-        // what the MSS floor leaves once timestamps are in.
-        let floor = self.send_mss.clamp(1, MIN_SND_MSS - TIMESTAMPS_OPTION_LEN);
-        let max_seg = self
-            .send_mss
-            .saturating_sub(self.sack_option_len())
-            .max(floor);
-        let wnd_avail = (self.snd_una + self.snd_wnd).distance_from(self.snd_nxt);
-        // RFC 3042 (limited transmit): the first two duplicate ACKs each
-        // let one new segment out beyond cwnd, to earn the third.
-        let limited_transmit = if self.recovery.is_none() {
-            (self.dup_acks.min(2) as usize) * self.send_mss
-        } else {
-            0
-        };
-        let cwnd = self.cc.window().min(MAX_FLIGHT_SEGMENTS * self.send_mss);
-        let cwnd_avail = (cwnd + limited_transmit).saturating_sub(self.pipe());
-        let len = unsent.min(wnd_avail).min(cwnd_avail).min(max_seg);
-        if len == 0 {
-            // A lone FIN (no data left) needs no window.
-            if unsent != 0 || !fin_unsent {
-                return None;
-            }
-        } else if len < max_seg {
-            if len == unsent {
-                // Nagle: all queued data fits in a small segment. Hold it
-                // while another small segment is unacknowledged, unless
-                // Nagle is off or we are closing (the FIN flushes it).
-                let small_unacked = self.snd_sml > self.snd_una;
-                if !self.nodelay && self.fin_seq.is_none() && small_unacked {
-                    return None;
-                }
-            } else if cwnd_avail < wnd_avail {
-                // cwnd-limited: the ACKs in flight will open it.
-                return None;
-            } else if len < self.max_snd_wnd / 2 && !self.sws_override_due {
-                // Sender SWS avoidance: the peer's window allows only a
-                // sliver; wait for it to open, or for the override timeout.
-                self.timers
-                    .set_if_idle(Timer::SendOverride, now + self.cfg.sws_override);
-                return None;
-            }
-        }
-        self.sws_override_due = false;
+        self.restart_after_idle(now);
+        let len = self.data_allowance(now)?;
+        self.snd.sws_override_due = false;
         self.timers.stop(Timer::SendOverride);
-        let seq = self.snd_nxt;
-        let fin = self.fin_seq == Some(seq + len);
+        let seq = self.snd.nxt;
+        let data_end = self.snd.buf.end();
+        let fin = self.snd.fin_seq == Some(seq + len);
         let seg = self.data_segment(now, seq, len, fin, data_end, spare);
-        if len > 0 && len < self.send_mss {
-            self.snd_sml = seq + len;
+        if len > 0 && len < self.snd.send_mss {
+            self.snd.sml = seq + len;
         }
         if len > 0 {
-            self.last_data_sent = Some(now);
+            self.snd.last_data_sent = Some(now);
         }
         self.on_sent(now, seq, len + fin as usize, len);
         Some(seg)
@@ -186,18 +416,80 @@ impl Connection {
     /// of what is sent until the flight is delivered say less than the
     /// path can carry.
     fn mark_app_limited(&mut self) {
-        if self.rate.is_none() {
+        if self.rec.rate.is_none() {
             return;
         }
         let pipe = self.pipe();
-        if pipe < self.cc.window() {
-            if let Some(r) = &mut self.rate {
+        if pipe < self.rec.cc.window() {
+            if let Some(r) = &mut self.rec.rate {
                 r.on_app_limited(pipe);
             }
         }
     }
 
-    /// Bookkeeping after sending `seg_len` sequence numbers from `seq`.
+    /// RFC 5681 4.1: after an idle period longer than the RTO, restart
+    /// from (at most) the initial window.
+    fn restart_after_idle(&mut self, now: Instant) {
+        let rto = self.rec.rtt.rto();
+        if self.snd.una == self.snd.max
+            && self
+                .snd
+                .last_data_sent
+                .is_some_and(|t| now.saturating_duration_since(t) > rto)
+        {
+            self.rec.cc.on_idle_restart();
+            self.snd.last_data_sent = Some(now);
+        }
+    }
+
+    /// How many bytes of new data may go now (0: a lone FIN), or None
+    /// when the window, cwnd, Nagle or sender SWS avoidance hold it.
+    fn data_allowance(&mut self, now: Instant) -> Option<usize> {
+        let unsent = self.snd.unsent();
+        let fin_unsent = self.snd.fin_unsent();
+        // SACK blocks come out of the segment too, but never take it below
+        // what the MSS floor leaves once timestamps are in.
+        let send_mss = self.snd.send_mss;
+        let floor = send_mss.clamp(1, MIN_SND_MSS - TIMESTAMPS_OPTION_LEN);
+        let max_seg = send_mss.saturating_sub(self.sack_option_len()).max(floor);
+        let wnd_avail = self.snd.window_room();
+        // RFC 3042 (limited transmit): the first two duplicate ACKs each
+        // let one new segment out beyond cwnd, to earn the third.
+        let limited_transmit = if self.rec.mode.is_none() {
+            (self.rec.dup_acks.min(2) as usize) * send_mss
+        } else {
+            0
+        };
+        let cwnd = self.rec.cc.window().min(MAX_FLIGHT_SEGMENTS * send_mss);
+        let cwnd_avail = (cwnd + limited_transmit).saturating_sub(self.pipe());
+        let len = unsent.min(wnd_avail).min(cwnd_avail).min(max_seg);
+        if len == 0 {
+            // A lone FIN (no data left) needs no window.
+            return (unsent == 0 && fin_unsent).then_some(0);
+        }
+        if len < max_seg {
+            if len == unsent {
+                // Nagle: all queued data fits in a small segment.
+                if self.snd.nagle_holds() {
+                    return None;
+                }
+            } else if cwnd_avail < wnd_avail {
+                // cwnd-limited: the ACKs in flight will open it.
+                return None;
+            } else if len < self.snd.max_wnd / 2 && !self.snd.sws_override_due {
+                // Sender SWS avoidance: the peer's window allows only a
+                // sliver; wait for it to open, or for the override timeout.
+                self.timers
+                    .set_if_idle(Timer::SendOverride, now + self.cfg.sws_override);
+                return None;
+            }
+        }
+        Some(len)
+    }
+
+    /// Bookkeeping after sending `seg_len` sequence numbers from `seq`
+    /// (`data_len` of them payload): SND.MAX/NXT, the timed segment, the
+    /// RACK send record, the retransmission and probe timers.
     pub(super) fn on_sent(
         &mut self,
         now: Instant,
@@ -206,45 +498,24 @@ impl Connection {
         data_len: usize,
     ) {
         let end = seq + seg_len;
-        let new_data = end.distance_from(self.snd_max);
-        if let Some(r) = self
-            .rate
-            .as_mut()
-            .filter(|_| new_data > 0 && seq != self.iss)
-        {
-            r.on_send(now, end, self.snd_una == self.snd_max);
-        }
-        if end > self.snd_max {
-            let new = end - self.snd_max;
-            self.stats.bytes_out += new.min(data_len) as u64;
-            if !self.ts_ok && seq >= self.snd_max && self.rtt_sample.is_none() {
-                self.rtt_sample = Some((end, now));
-            }
-            self.snd_max = end;
-        }
-        if new_data > 0 && seq != self.iss {
-            // RACK tracks data (and FIN), not the SYN.
-            let previous = self.tx_order;
-            self.tx_order += 1;
-            match self.sent_log.back_mut() {
-                // Coalesce with the previous send if nothing else went
-                // out in between (so the order stays exact w.r.t. any
-                // retransmission).
-                Some(last) if last.2 == now && last.1 == previous => {
-                    last.0 = end;
-                    last.1 = self.tx_order;
-                }
-                _ => {
-                    if self.sent_log.len() >= MAX_SEND_RECORDS {
-                        self.sent_log.pop_front();
-                    }
-                    self.sent_log.push_back((end, self.tx_order, now));
-                }
+        let first_send = seq >= self.snd.max;
+        let idle = self.snd.una == self.snd.max;
+        let new_data = self.snd.record_sent(seq, seg_len);
+        if new_data > 0 {
+            self.stats.bytes_out += new_data.min(data_len) as u64;
+            if !self.opt.ts_ok && first_send && self.rec.rtt_sample.is_none() {
+                self.rec.rtt_sample = Some((end, now));
             }
         }
-        self.snd_nxt = self.snd_nxt.max(end);
+        if new_data > 0 && seq != self.snd.iss {
+            // RACK and the delivery rate track data (and FIN), not the SYN.
+            self.rack.record_sent(end, now);
+            if let Some(r) = self.rec.rate.as_mut() {
+                r.on_send(now, end, idle);
+            }
+        }
         if !self.timers.is_running(Timer::Retransmit) {
-            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            self.timers.set(Timer::Retransmit, now + self.rec.rtt.rto());
         }
         if data_len > 0 && new_data > 0 {
             // RFC 8985 7.2: (re)start the probe timer after new data.
@@ -258,66 +529,22 @@ impl Connection {
     /// window waits for the reopening too (the RTO is stopped: a peer
     /// that answers our probes is alive, and we never give up on it).
     pub(super) fn update_persist(&mut self, now: Instant) {
-        let waiting = self.send_buf.end() > self.snd_nxt
-            || self.fin_seq.is_some_and(|f| self.snd_nxt <= f)
-            || self.snd_una < self.snd_max;
-        let blocked = self.is_sending_state() && self.snd_wnd == 0 && waiting;
+        let blocked = self.is_sending_state() && self.snd.wnd == 0 && self.snd.waiting();
         if !blocked {
             self.timers.stop(Timer::Persist);
-            self.persist_backoff = 0;
-            self.zero_window_since = None;
-        } else if !self.timers.is_running(Timer::Persist) && !self.probe_pending {
-            let since = *self.zero_window_since.get_or_insert(now);
-            let factor = 1u32 << self.persist_backoff.min(16);
-            let wait = self.rtt.rto().saturating_mul(factor).min(self.cfg.rto_max);
-            let mut at = now + wait;
-            if let Some(limit) = self.cfg.zero_window_timeout {
-                // The probe that finds the limit passed is on time.
-                at = at.min(since + limit);
-            }
+            self.snd.persist.end_episode();
+        } else if !self.timers.is_running(Timer::Persist) && !self.snd.persist.probe_pending {
+            let rto = self.rec.rtt.rto();
+            let at = self.snd.persist.next_probe(
+                now,
+                rto,
+                self.cfg.rto_max,
+                self.cfg.zero_window_timeout,
+            );
             self.timers.set(Timer::Persist, at);
         }
     }
 
-    /// RCV.WND: from RCV.NXT to the right edge we advertised, within the
-    /// free buffer space.
-    pub(super) fn rcv_wnd(&self) -> usize {
-        self.rcv_adv
-            .distance_from(self.rcv_nxt)
-            .min(self.recv_buf.window())
-    }
-
-    /// RFC 9293 3.8.6.2.2: the right edge moves only by at least
-    /// min(half the buffer, one MSS).
-    pub(super) fn sws_threshold(&self) -> usize {
-        (self.recv_buf.capacity() / 2)
-            .min(self.cfg.mss(self.tuple.is_ipv6()) as usize)
-            .max(1)
-    }
-
-    /// The window field we send now, with receiver SWS avoidance: a free
-    /// space that would move the advertised right edge by less than the
-    /// threshold is not announced yet.
-    pub(super) fn window_field(&self) -> u16 {
-        let free = self.recv_buf.window();
-        let offered = self.rcv_adv.distance_from(self.rcv_nxt);
-        let wnd = if free > offered && free - offered < self.sws_threshold() {
-            offered
-        } else {
-            free
-        };
-        (wnd >> self.rcv_wscale).min(MAX_WINDOW_FIELD) as u16
-    }
-
-    /// Our timestamp clock: milliseconds since the connection was made,
-    /// plus a per-connection offset (RFC 7323 5.4: 1 ms to 1 s per tick).
-    pub(super) fn ts_val(&self, now: Instant) -> u32 {
-        let ms = now.saturating_duration_since(self.epoch).as_millis() as u32;
-        self.ts_offset.wrapping_add(ms)
-    }
-
-    /// Builds a segment from our side carrying ACK (except our first SYN),
-    /// the current window and the negotiated options.
     /// The segment carrying `len` bytes of the send buffer from `seq` (in
     /// `spare`'s buffer), with FIN if `fin`, and PSH when it reaches
     /// `data_end`, the end of the data queued.
@@ -331,13 +558,15 @@ impl Connection {
         spare: &mut Vec<u8>,
     ) -> Segment {
         let mut payload = payload_buffer(spare, len);
-        self.send_buf.read_at(seq, len, &mut payload);
+        self.snd.buf.read_at(seq, len, &mut payload);
         let control = if fin { Control::Fin } else { Control::None };
         let mut seg = self.segment(now, seq, control, payload);
         seg.psh = len > 0 && seq + len == data_end;
         seg
     }
 
+    /// Builds a segment from our side carrying ACK (except our first SYN),
+    /// the current window and the negotiated options.
     pub(super) fn segment(
         &mut self,
         now: Instant,
@@ -346,36 +575,31 @@ impl Connection {
         payload: Vec<u8>,
     ) -> Segment {
         let syn = control == Control::Syn;
-        let ack = (self.state != State::SynSent).then_some(self.rcv_nxt);
+        let ack = (self.state != State::SynSent).then_some(self.rcv.nxt);
         let window = if syn {
-            // RFC 7323 2.2: the window in a SYN is never scaled.
-            self.recv_buf.window().min(MAX_WINDOW_FIELD) as u16
+            self.rcv.syn_window()
         } else {
-            self.window_field()
+            self.rcv.window_field()
         };
         if ack.is_some() {
-            self.ack_pending = false;
             self.timers.stop(Timer::DelayedAck);
-            self.last_ack_sent = self.rcv_nxt;
-            let shift = if syn { 0 } else { self.rcv_wscale };
-            let edge = self.rcv_nxt + ((window as usize) << shift);
-            self.rcv_adv = self.rcv_adv.max(edge);
+            self.rcv.on_ack_sent(window, syn);
         }
-        let timestamps = self.ts_ok.then(|| {
-            let ecr = if ack.is_some() { self.ts_recent } else { 0 };
-            (self.ts_val(now), ecr)
+        let timestamps = self.opt.ts_ok.then(|| {
+            let ecr = if ack.is_some() { self.opt.ts_recent } else { 0 };
+            (self.opt.ts_val(now), ecr)
         });
         let options = if syn {
             TcpOptions {
                 mss: Some(self.cfg.mss(self.tuple.is_ipv6())),
-                window_scale: self.syn_wscale,
-                sack_permitted: self.sack_ok,
+                window_scale: self.rcv.syn_wscale,
+                sack_permitted: self.opt.sack_ok,
                 timestamps,
                 sack_blocks: Vec::new(),
             }
         } else {
-            let sack_blocks = if self.sack_ok && ack.is_some() {
-                self.sack_report.blocks().to_vec()
+            let sack_blocks = if self.opt.sack_ok && ack.is_some() {
+                self.rcv.sack_report.blocks().to_vec()
             } else {
                 Vec::new()
             };
@@ -410,5 +634,146 @@ impl Connection {
             options: TcpOptions::default(),
             payload: crate::Payload::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender with ISS 1000 whose SYN is acknowledged, a 1000-byte
+    /// buffer, an MSS of 100 and a peer window of 500.
+    fn sender() -> Sender {
+        let mut s = Sender::new(SeqNumber(1000), 100, 1000, false);
+        s.record_sent(SeqNumber(1000), 1);
+        s.advance(SeqNumber(1001));
+        s.on_peer_syn(SeqNumber(5000), SeqNumber(1001), 500);
+        s
+    }
+
+    #[test]
+    fn sending_moves_nxt_and_max_and_counts_new_bytes() {
+        let mut s = sender();
+        assert_eq!(s.buf.push(&[1; 300]), 300);
+        assert_eq!(s.unsent(), 300);
+        assert_eq!(s.record_sent(SeqNumber(1001), 200), 200);
+        assert_eq!((s.nxt, s.max), (SeqNumber(1201), SeqNumber(1201)));
+        assert_eq!(s.outstanding(), 200);
+        assert_eq!(s.window_room(), 300);
+        // A retransmission is not new.
+        assert_eq!(s.record_sent(SeqNumber(1001), 100), 0);
+        assert_eq!(s.advance(SeqNumber(1101)), 100);
+        assert_eq!(s.una, SeqNumber(1101));
+        s.check(false);
+    }
+
+    #[test]
+    fn advance_past_nxt_pulls_nxt_along() {
+        let mut s = sender();
+        s.buf.push(&[1; 300]);
+        s.record_sent(SeqNumber(1001), 300);
+        s.nxt = SeqNumber(1001); // rewound, as after an RTO of the SYN
+        s.advance(SeqNumber(1201));
+        assert_eq!(s.nxt, SeqNumber(1201));
+        s.check(false);
+    }
+
+    #[test]
+    fn rfc9293_window_update_only_from_newer_segments() {
+        let mut s = sender();
+        assert!(s.update_window(SeqNumber(5001), SeqNumber(1001), 800));
+        assert_eq!((s.wnd, s.max_wnd), (800, 800));
+        // An older segment (lower SEG.SEQ) cannot shrink or reopen it.
+        assert!(!s.update_window(SeqNumber(5000), SeqNumber(1001), 0));
+        // Same SEG.SEQ, an ACK no older: taken.
+        assert!(s.update_window(SeqNumber(5001), SeqNumber(1001), 100));
+        assert_eq!((s.wnd, s.max_wnd), (100, 800));
+        // An ACK below SND.UNA: never.
+        s.advance(SeqNumber(1001));
+        assert!(!s.update_window(SeqNumber(6000), SeqNumber(1000), 900));
+    }
+
+    #[test]
+    fn scaled_window_applies_the_peer_shift() {
+        let mut s = sender();
+        s.wscale = 7;
+        assert_eq!(s.scaled(2), 256);
+    }
+
+    #[test]
+    fn fin_follows_the_queued_data() {
+        let mut s = sender();
+        s.buf.push(&[1; 10]);
+        s.queue_fin();
+        assert_eq!(s.fin_seq, Some(SeqNumber(1011)));
+        assert!(s.fin_unsent());
+        s.record_sent(SeqNumber(1001), 11);
+        assert!(!s.fin_unsent());
+        assert!(s.waiting(), "in flight");
+        s.advance(SeqNumber(1012));
+        assert!(!s.waiting());
+        s.check(false);
+    }
+
+    #[test]
+    fn minshall_nagle_holds_while_a_small_segment_is_unacked() {
+        let mut s = sender();
+        assert!(!s.nagle_holds());
+        s.sml = SeqNumber(1011);
+        assert!(s.nagle_holds());
+        s.nodelay = true;
+        assert!(!s.nagle_holds());
+        s.nodelay = false;
+        s.queue_fin();
+        assert!(!s.nagle_holds(), "closing flushes");
+        let mut s = sender();
+        s.sml = SeqNumber(1011);
+        s.advance(SeqNumber(1011));
+        assert!(!s.nagle_holds(), "acknowledged");
+    }
+
+    #[test]
+    fn persist_backs_off_and_caps_at_rto_max() {
+        let t0 = Instant::now();
+        let rto = Duration::from_secs(1);
+        let max = Duration::from_secs(5);
+        let mut p = Persist::default();
+        assert_eq!(p.next_probe(t0, rto, max, None), t0 + rto);
+        assert_eq!(p.zero_window_since, Some(t0));
+        assert_eq!(p.on_expiry(t0 + rto, 10, None), PersistExpiry::Probe);
+        assert!(p.probe_pending);
+        assert_eq!(p.next_probe(t0, rto, max, None), t0 + 2 * rto);
+        p.backoff = 10;
+        assert_eq!(p.next_probe(t0, rto, max, None), t0 + max);
+        p.end_episode();
+        assert_eq!((p.backoff, p.zero_window_since), (0, None));
+    }
+
+    #[test]
+    fn persist_gives_up_on_unanswered_probes_or_the_zero_window_limit() {
+        let t0 = Instant::now();
+        let rto = Duration::from_secs(1);
+        let limit = Some(Duration::from_secs(3));
+        // The probe that finds the limit passed is on time.
+        let mut p = Persist {
+            backoff: 3,
+            ..Persist::default()
+        };
+        assert_eq!(
+            p.next_probe(t0, rto, Duration::from_secs(60), limit),
+            t0 + Duration::from_secs(3)
+        );
+        assert_eq!(
+            p.on_expiry(t0 + Duration::from_secs(3), 10, limit),
+            PersistExpiry::GiveUp(CloseReason::ZeroWindow)
+        );
+        let mut p = Persist::default();
+        for _ in 0..2 {
+            assert_eq!(p.on_expiry(t0, 2, None), PersistExpiry::Probe);
+        }
+        assert_eq!(
+            p.on_expiry(t0, 2, None),
+            PersistExpiry::GiveUp(CloseReason::TimedOut)
+        );
     }
 }

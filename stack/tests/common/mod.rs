@@ -1,7 +1,13 @@
 //! Test harness: the peer's segments are crafted with `pnet_packet`, ours
 //! are emitted to bytes and read back with `pnet_packet`, so the stack is
 //! never checked by its own parser or emitter alone.
+//!
+//! Beside it, shared by every test file: [`rng`] (the one seeded RNG) and
+//! [`sim`] (the one simulated link between two stacks).
 #![allow(dead_code, unused_macros)]
+
+pub mod rng;
+pub mod sim;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -1,9 +1,9 @@
-//! A simulated network for two vnic stacks (connect + accept): every
-//! segment goes through `Segment::emit` and `wire::parse`, crosses a link
-//! with a delay, an optional bottleneck rate with a drop-tail queue, and
-//! random loss, duplication and reordering; time is simulated and jumps
+//! The one simulated network of the stack's tests: two vnic stacks
+//! (connect + accept) whose every segment goes through `Segment::emit`
+//! and `wire::parse`, crosses a link with a delay, an optional bottleneck
+//! rate with a drop-tail queue, and random loss, duplication and
+//! reordering ([`Rng`]-driven from a seed); time is simulated and jumps
 //! from event to event, so RTOs and other timers fire as they would.
-#![allow(dead_code)]
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,23 +14,7 @@ use vnic_stack::{
     parse, CloseReason, Config, Connection, Disposition, Event, FourTuple, SeqNumber, State,
 };
 
-/// xorshift64*: deterministic impairments from a seed.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-}
+use super::rng::Rng;
 
 /// What the link does to each segment (one set for both directions).
 #[derive(Clone, Copy, Debug)]
@@ -156,20 +140,26 @@ impl End {
         }
     }
 
-    /// Closed, or lingering in TIME-WAIT (nothing left to do but wait).
-    pub fn finished(&self) -> bool {
+    /// Closed, or (unless `linger`) in TIME-WAIT (nothing left to do
+    /// but wait).
+    pub fn finished(&self, linger: bool) -> bool {
         self.closed.is_some()
-            || self
-                .conn
-                .as_ref()
-                .is_some_and(|c| c.state() == State::TimeWait)
+            || (!linger
+                && self
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.state() == State::TimeWait))
     }
 }
 
 /// Pseudo-random bytes, different per seed.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut r = Rng(seed | 1);
-    (0..len).map(|_| r.next() as u8).collect()
+    Rng(seed | 1).bytes(len)
+}
+
+/// `a`'s connect, its ISS near the top of the sequence space (it wraps).
+fn active_open(now: Instant, cfg: &Config, tuple: FourTuple) -> Connection {
+    Connection::connect(now, cfg, tuple, SeqNumber(u32::MAX - 5000))
 }
 
 /// A segment on the wire: (arrival, order, direction 0 = a->b, bytes).
@@ -192,10 +182,13 @@ pub struct Sim {
     /// Segments emitted (both directions).
     pub segments: u64,
     pub dropped: u64,
+    /// Run on through TIME-WAIT until both ends are CLOSED.
+    pub linger: bool,
 }
 
 impl Sim {
-    /// `a` connects to `b`; `a` sends `a_bytes`, `b` sends `b_bytes`.
+    /// `a` connects to `b` over IPv4; `a` sends `a_bytes`, `b` sends
+    /// `b_bytes`.
     pub fn new(
         cfg_a: Config,
         cfg_b: Config,
@@ -205,25 +198,12 @@ impl Sim {
         b_bytes: usize,
     ) -> Sim {
         let t0 = Instant::now();
-        let mut a = End::new(
-            "10.0.0.2:40000",
-            "10.0.0.1:80",
-            pattern(seed ^ 0xa, a_bytes),
-        );
-        let mut b = End::new(
-            "10.0.0.1:80",
-            "10.0.0.2:40000",
-            pattern(seed ^ 0xb, b_bytes),
-        );
+        let (ca, sb) = ("10.0.0.2:40000", "10.0.0.1:80");
+        let mut a = End::new(ca, sb, pattern(seed ^ 0xa, a_bytes));
+        let mut b = End::new(sb, ca, pattern(seed ^ 0xb, b_bytes));
         a.expect = b_bytes;
         b.expect = a_bytes;
-        // The active side starts near the top of the sequence space: wraps.
-        a.conn = Some(Connection::connect(
-            t0,
-            &cfg_a,
-            a.tuple,
-            SeqNumber(u32::MAX - 5000),
-        ));
+        a.conn = Some(active_open(t0, &cfg_a, a.tuple));
         Sim {
             t0,
             now: t0,
@@ -238,7 +218,24 @@ impl Sim {
             link_free: [t0, t0],
             segments: 0,
             dropped: 0,
+            linger: false,
         }
+    }
+
+    /// The same two ends over IPv6 (before anything ran).
+    pub fn over_ipv6(mut self) -> Sim {
+        let ca: SocketAddr = "[fd00::2]:40000".parse().unwrap();
+        let sb: SocketAddr = "[fd00::1]:80".parse().unwrap();
+        self.a.tuple = FourTuple {
+            local: ca,
+            remote: sb,
+        };
+        self.b.tuple = FourTuple {
+            local: sb,
+            remote: ca,
+        };
+        self.a.conn = Some(active_open(self.t0, &self.cfg_a, self.a.tuple));
+        self
     }
 
     fn put_on_wire(&mut self, dir: usize, bytes: Vec<u8>) {
@@ -292,7 +289,8 @@ impl Sim {
         }
     }
 
-    /// Runs until both ends are finished (closed or in TIME-WAIT) or
+    /// Runs until both ends are finished (closed, or in TIME-WAIT unless
+    /// `linger`) or
     /// `limit` of simulated time passed; returns true when finished.
     pub fn run(&mut self, limit: Duration) -> bool {
         let deadline = self.t0 + limit;
@@ -304,7 +302,7 @@ impl Sim {
             self.a.app(self.now);
             self.b.app(self.now);
             self.transmit();
-            if self.a.finished() && self.b.finished() {
+            if self.a.finished(self.linger) && self.b.finished(self.linger) {
                 return true;
             }
             let next_wire = self.wire.peek().map(|Reverse((t, ..))| *t);
