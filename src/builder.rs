@@ -32,7 +32,7 @@ use vnic_listeners::processor::{
     AppSource, DistributorLink, Inbox, Processor, ProcessorSetup, DEFAULT_MEMORY_BUDGET,
 };
 use vnic_listeners::stats::Registry;
-use vnic_stack::{Config, CongestionAlgorithm, IsnGenerator, SynCookies};
+use vnic_stack::{CongestionAlgorithm, IsnGenerator, SynCookies, TcpConfig};
 
 /// Connections the adapter holds at most, split evenly over the
 /// processors: sized so 100,000 connections fit.
@@ -672,19 +672,19 @@ impl Builder {
         ports.sort_unstable();
         ports.dedup();
 
-        let tcp = Config {
+        let tcp = TcpConfig {
             mtu: cfg.mtu,
             time_wait: self.time_wait,
             idle_timeout: self.idle_timeout,
             zero_window_timeout: self.zero_window_timeout,
             congestion: self.congestion,
-            ..Config::default()
+            ..TcpConfig::default()
         };
-        let tcp_ports: HashMap<u16, Config> = self
+        let tcp_ports: HashMap<u16, TcpConfig> = self
             .port_congestion
             .iter()
             .map(|(&port, &congestion)| {
-                let cfg = Config {
+                let cfg = TcpConfig {
                     congestion,
                     ..tcp.clone()
                 };

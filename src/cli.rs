@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use vnic::config::{self, parse_cidr, Config, Overrides, ServeApp};
+use vnic::config::{self, parse_cidr, Overrides, ResolvedConfig, ServeApp};
 use vnic::{
     Builder, CongestionAlgorithm, Layout, LineMode, Model, ProcessorQueues, Trace, UdpAppKind,
 };
@@ -407,7 +407,7 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 pub struct Plan {
     /// The config file's listeners, filter, MAC and MTU, when `--config`
     /// gave listeners.
-    pub config: Option<Config>,
+    pub config: Option<ResolvedConfig>,
     /// The adapter's MAC, when the config file sets one.
     pub mac: Option<[u8; 6]>,
     /// The link MTU, when the config file sets one.
@@ -702,7 +702,7 @@ impl Plan {
         };
         let port_congestion = config
             .as_ref()
-            .map(Config::tcp_congestion)
+            .map(ResolvedConfig::tcp_congestion)
             .unwrap_or_default();
         Ok(Plan {
             config,

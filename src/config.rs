@@ -38,7 +38,7 @@
 //! Flags and the file describe the same things, and a flag overrides the
 //! file: [`ConfigFile::resolve`] takes the flags' values ([`Overrides`]),
 //! checks the result again (a `--processors 2` against a listener on
-//! processor 3 names that listener's line) and gives the [`Config`] to run.
+//! processor 3 names that listener's line) and gives the [`ResolvedConfig`] to run.
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -309,7 +309,7 @@ impl fmt::Display for ServiceApp {
 /// One `[[listener]]`, checked and registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenerEntry {
-    /// Its number in [`Config::filter`].
+    /// Its number in [`ResolvedConfig::filter`].
     pub id: ListenerId,
     /// What was registered (the key is the listener's own or `[filter] key`).
     pub spec: ListenerSpec,
@@ -326,7 +326,7 @@ pub struct ListenerEntry {
 }
 
 /// A config file read and checked; [`ConfigFile::resolve`] turns it, with
-/// the flags, into the [`Config`] to run.
+/// the flags, into the [`ResolvedConfig`] to run.
 #[derive(Clone, Debug)]
 pub struct ConfigFile {
     path: PathBuf,
@@ -336,7 +336,7 @@ pub struct ConfigFile {
 
 /// Everything `vnic up` needs from the file and the flags, checked.
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct ResolvedConfig {
     /// TAP name.
     pub tap: String,
     /// Virtual IPs with prefix (at least one).
@@ -361,7 +361,7 @@ pub struct Config {
     pub filter: Filter,
 }
 
-impl Config {
+impl ResolvedConfig {
     /// Port → TCP app for processor `processor`: the ports it listens on
     /// as a primary, then those it may take over as a backup (a primary's
     /// app wins: the takeover would collide anyway).
@@ -402,7 +402,7 @@ impl Config {
             .collect()
     }
 
-    /// Port → UDP app for processor `processor`, as [`Config::tcp_serve_for`].
+    /// Port → UDP app for processor `processor`, as [`ResolvedConfig::tcp_serve_for`].
     pub fn udp_serve_for(&self, processor: usize) -> HashMap<u16, ServiceApp> {
         let mut m = HashMap::new();
         for backups in [false, true] {
@@ -430,7 +430,7 @@ impl ConfigFile {
 
     /// The file with the flags over it, checked again, ready to run. Needs
     /// a TAP and at least one virtual address from one or the other.
-    pub fn resolve(&self, flags: &Overrides) -> Result<Config, ConfigError> {
+    pub fn resolve(&self, flags: &Overrides) -> Result<ResolvedConfig, ConfigError> {
         self.check(flags, true)
     }
 
@@ -455,7 +455,7 @@ impl ConfigFile {
     /// Every check of the file, with `flags` over it. With `complete`
     /// false (at load, before the flags are known) a missing TAP or
     /// address list is let through.
-    fn check(&self, flags: &Overrides, complete: bool) -> Result<Config, ConfigError> {
+    fn check(&self, flags: &Overrides, complete: bool) -> Result<ResolvedConfig, ConfigError> {
         let a = &self.raw.adapter;
         let tap = match (&flags.tap, &a.tap) {
             (Some(t), _) => Some(t.clone()),
@@ -606,7 +606,7 @@ impl ConfigFile {
                         .into(),
                 ));
             }
-            return Ok(Config {
+            return Ok(ResolvedConfig {
                 tap,
                 addresses,
                 host_addresses,
@@ -619,7 +619,7 @@ impl ConfigFile {
                 filter,
             });
         }
-        Ok(Config {
+        Ok(ResolvedConfig {
             tap: tap.unwrap_or_default(),
             addresses,
             host_addresses,
@@ -1049,7 +1049,7 @@ mod tests {
         parse(text, Path::new("test.toml"))
     }
 
-    fn resolved(text: &str) -> Config {
+    fn resolved(text: &str) -> ResolvedConfig {
         load_str(text)
             .and_then(|f| f.resolve(&Overrides::default()))
             .unwrap_or_else(|e| panic!("should load: {e}"))

@@ -240,7 +240,7 @@ impl RxQueue {
         &mut self,
         cookies: Arc<SynCookies>,
         backlog: usize,
-        tcp: &vnic_stack::Config,
+        tcp: &vnic_stack::TcpConfig,
     ) {
         self.cookies = Some(cookies);
         self.syn_backlog = backlog as u64;

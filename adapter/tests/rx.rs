@@ -334,7 +334,7 @@ fn syn_cookies_when_the_half_open_queue_is_full() {
     let mut r = rig(FilterMode::RoundRobin, 2, &[80]);
     let cookies = Arc::new(vnic_stack::SynCookies::new([5; 16], Instant::now()));
     r.adapter
-        .set_syn_cookies(cookies, 1, &vnic_stack::Config::default());
+        .set_syn_cookies(cookies, 1, &vnic_stack::TcpConfig::default());
     let now = Instant::now();
     // Processor 0 holds one half-open connection: its queue (1) is full.
     Counters::bump(&r.counters.half_open[0]);
@@ -420,7 +420,7 @@ fn cookie_acks_are_checked_only_when_cookies_were_sent_recently() {
     let t0 = Instant::now();
     let cookies = Arc::new(vnic_stack::SynCookies::new([5; 16], t0));
     r.adapter
-        .set_syn_cookies(cookies, 1, &vnic_stack::Config::default());
+        .set_syn_cookies(cookies, 1, &vnic_stack::TcpConfig::default());
     let same_key = vnic_stack::SynCookies::new([5; 16], t0);
     let tuple = |sport| FourTuple {
         local: SocketAddr::new(IpAddr::V4(VIP), 80),

@@ -20,7 +20,7 @@ use vnic_adapter::vnet::{
 use vnic_adapter::{
     AdapterConfig, Counters, DropKind, Filter, FilterMode, FrameWriter, RxQueue, ToProcessor,
 };
-use vnic_stack::{Config, Connection, Control, FourTuple, Segment, SeqNumber, TcpOptions};
+use vnic_stack::{Connection, Control, FourTuple, Segment, SeqNumber, TcpConfig, TcpOptions};
 
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -315,7 +315,7 @@ fn completing_a_partial_checksum_gives_the_full_one() {
 #[test]
 fn stack_takes_a_segment_larger_than_its_mss_within_the_window() {
     let now = Instant::now();
-    let cfg = Config::default();
+    let cfg = TcpConfig::default();
     let tuple = FourTuple {
         local: SocketAddr::new(IpAddr::V4(VIP), 7),
         remote: SocketAddr::new(IpAddr::V4(HOST), 40000),

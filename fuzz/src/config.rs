@@ -15,7 +15,7 @@
 use crate::control::one_line;
 use crate::split::hash;
 use std::path::Path;
-use vnic::config::{parse, Config, ConfigError, ConfigFile, Overrides};
+use vnic::config::{parse, ResolvedConfig, ConfigError, ConfigFile, Overrides};
 use vnic::{FilterMode, MAX_PROCESSORS};
 
 /// The name errors give the file.
@@ -44,7 +44,7 @@ fn check_error(e: &ConfigError, text: &str) {
 }
 
 /// Checks what a config that resolved holds.
-fn check_config(c: &Config) {
+fn check_config(c: &ResolvedConfig) {
     assert!(!c.tap.is_empty() && c.tap.len() <= 15, "tap {:?}", c.tap);
     assert!(!c.addresses.is_empty(), "no address");
     assert!((1..=MAX_PROCESSORS).contains(&c.processors));

@@ -154,7 +154,7 @@ impl Rig {
         rig.adapter.set_syn_cookies(
             Arc::new(cookies_for(rig.now)),
             0,
-            &vnic_stack::Config::default(),
+            &vnic_stack::TcpConfig::default(),
         );
         rig
     }

@@ -30,7 +30,7 @@ use crate::checksum;
 use arbitrary::Arbitrary;
 use std::time::{Duration, Instant};
 use vnic_stack::{
-    wire, Config, CongestionAlgorithm, Connection, Control, Disposition, Event, FourTuple,
+    wire, TcpConfig, CongestionAlgorithm, Connection, Control, Disposition, Event, FourTuple,
     IsnGenerator, Segment, SeqNumber, State, SynCookies, TcpOptions,
 };
 
@@ -76,12 +76,12 @@ pub struct Knobs {
 
 impl Knobs {
     /// The stack configuration these knobs describe.
-    pub fn config(&self) -> Config {
-        let mut c = Config {
+    pub fn config(&self) -> TcpConfig {
+        let mut c = TcpConfig {
             sack: self.sack,
             timestamps: self.timestamps,
             nodelay: self.nodelay,
-            ..Config::default()
+            ..TcpConfig::default()
         };
         if !self.delayed_ack {
             c.delayed_ack = Duration::ZERO;
@@ -300,7 +300,7 @@ pub struct Outcome {
 
 /// The connection under test and what the harness knows about it.
 pub struct Driver {
-    cfg: Config,
+    cfg: TcpConfig,
     conn: Connection,
     tuple: FourTuple,
     start: Instant,

@@ -18,7 +18,7 @@ use vnic_adapter::{Counters, FrameWriter, Inbound, ToProcessor};
 use vnic_listeners::app::{App, AppContext, Refused, Service, Socket};
 use vnic_listeners::processor::{AppSource, Inbox, Processor, ProcessorSetup};
 use vnic_listeners::stats::Registry;
-use vnic_stack::{wire, Config, FourTuple, IsnGenerator, Segment};
+use vnic_stack::{wire, FourTuple, IsnGenerator, Segment, TcpConfig};
 
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -79,7 +79,7 @@ fn rig_with(max_connections: usize, service: Arc<dyn Service>, memory_budget: us
         out,
         serve,
         udp_serve: HashMap::new(),
-        tcp_config: Config::default(),
+        tcp_config: TcpConfig::default(),
         tcp_ports: HashMap::new(),
         isn: Arc::new(IsnGenerator::new([7; 16], Instant::now())),
         registry: registry.clone(),

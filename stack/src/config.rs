@@ -10,7 +10,7 @@ use crate::congestion::CongestionAlgorithm;
 /// adapter can set buffer sizes, without any constant buried in the state
 /// machine.
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct TcpConfig {
     /// Link MTU (1500): our MSS is `mtu - 40` (IPv4) or `mtu - 60` (IPv6).
     pub mtu: usize,
     /// Receive buffer size: the most we ever advertise as our window.
@@ -65,19 +65,19 @@ pub struct Config {
     pub zero_window_timeout: Option<Duration>,
 }
 
-/// The default [`Config::idle_timeout`]: 10 minutes, long enough for an
+/// The default [`TcpConfig::idle_timeout`]: 10 minutes, long enough for an
 /// interactive session left alone over a coffee, short enough that a peer
 /// that opens connections and goes silent does not keep them for hours.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The default [`Config::zero_window_timeout`]: 2 minutes, the time a
+/// The default [`TcpConfig::zero_window_timeout`]: 2 minutes, the time a
 /// stalled reader (a paused download) is given before its connection's
 /// send buffer is taken back.
 pub const DEFAULT_ZERO_WINDOW_TIMEOUT: Duration = Duration::from_secs(120);
 
-impl Default for Config {
+impl Default for TcpConfig {
     fn default() -> Self {
-        Config {
+        TcpConfig {
             mtu: 1500,
             recv_buffer: 256 * 1024,
             send_buffer: 256 * 1024,
@@ -108,7 +108,7 @@ impl Default for Config {
 /// the header overhead at most about half.
 pub const MIN_SND_MSS: usize = 48;
 
-impl Config {
+impl TcpConfig {
     /// The MSS we advertise for a connection of this address family:
     /// the MTU minus the minimal IP and TCP headers.
     pub fn mss(&self, ipv6: bool) -> u16 {

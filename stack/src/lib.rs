@@ -6,7 +6,7 @@
 //! the state machine of one such connection ([`Connection`]) plus what
 //! surrounds it at the edge: parsing and emitting segments ([`wire`]),
 //! initial sequence numbers ([`IsnGenerator`], RFC 6528) and the tunables
-//! ([`Config`]).
+//! ([`TcpConfig`]).
 //!
 //! # Where a segment enters and leaves
 //!
@@ -22,7 +22,7 @@
 //! ([`Connection::on_timeout`]); the application talks to
 //! [`Connection::send`], [`Connection::recv`] and [`Connection::poll_event`].
 //!
-//! Congestion control is chosen per connection ([`Config::congestion`]):
+//! Congestion control is chosen per connection ([`TcpConfig::congestion`]):
 //! CUBIC (the default), NewReno, or BBR, which models the path from
 //! delivery-rate samples and keeps its rate under random loss.
 //!
@@ -54,7 +54,7 @@ pub mod timers;
 pub mod tuple;
 pub mod wire;
 
-pub use config::{Config, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZERO_WINDOW_TIMEOUT, MIN_SND_MSS};
+pub use config::{TcpConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZERO_WINDOW_TIMEOUT, MIN_SND_MSS};
 pub use congestion::CongestionAlgorithm;
 pub use connection::{CloseReason, ConnStats, Connection, Disposition, Event, State};
 pub use cookie::SynCookies;

@@ -5,7 +5,7 @@
 //! 5.3), a challenge ACK (RFC 5961), an RST for a bad ACK in a
 //! half-synchronized state. A blind attacker can send such segments as
 //! fast as it likes, and each reply costs the processor a frame. The
-//! connection limits its own challenge ACKs ([`crate::Config`]'s
+//! connection limits its own challenge ACKs ([`crate::TcpConfig`]'s
 //! `challenge_ack_limit`); a caller that owns many connections (a
 //! processor) limits the sum of all of them through a [`ReplyLimiter`]
 //! handed to [`crate::Connection::on_segment_limited`], as Linux does

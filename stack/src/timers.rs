@@ -26,7 +26,7 @@ pub enum Timer {
     /// RFC 8985 6.3: RACK's reordering window ran out for a segment sent
     /// before one already delivered: it is lost.
     Reorder,
-    /// The connection's idle limit ([`crate::Config::idle_timeout`]): when
+    /// The connection's idle limit ([`crate::TcpConfig::idle_timeout`]): when
     /// it fires, the connection is reset unless something moved meanwhile
     /// (then it is set again from the last progress).
     Idle,

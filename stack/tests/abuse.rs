@@ -8,7 +8,7 @@ mod common;
 use common::{Spec, H, OUR_ISS, PEER_ISS};
 use pnet_packet::tcp::TcpFlags;
 use std::time::Instant;
-use vnic_stack::{Config, ReplyLimiter, Unlimited};
+use vnic_stack::{ReplyLimiter, TcpConfig, Unlimited};
 
 /// A limiter with `n` replies left.
 struct Budget(u32);
@@ -39,7 +39,7 @@ const U: u32 = OUR_ISS + 1;
 /// once, out once), not once per later arrival (quadratic).
 #[test]
 fn reassembly_descending_one_byte_segments_cost_linear_copies() {
-    let mut h = H::established_with(Config::default(), 1460);
+    let mut h = H::established_with(TcpConfig::default(), 1460);
     let wnd = 65535u32;
     for i in (1..wnd).rev() {
         h.send(Spec::new(TcpFlags::ACK).seq(P + i).data(&[i as u8]));
@@ -64,7 +64,7 @@ fn reassembly_descending_one_byte_segments_cost_linear_copies() {
 /// is raised to 48, so a peer cannot make us send one byte per segment.
 #[test]
 fn min_snd_mss_peer_mss_of_one_is_raised_to_48() {
-    let mut h = H::established_with(Config::default(), 1);
+    let mut h = H::established_with(TcpConfig::default(), 1);
     assert_eq!(h.conn.send_mss(), 48);
     h.conn.set_nodelay(true);
     assert_eq!(h.conn.send(&[7u8; 1000]), 1000);
@@ -151,7 +151,7 @@ fn recent_duplicate_is_acked_even_when_the_reply_budget_is_spent() {
 #[test]
 fn flight_is_capped_at_512_segments() {
     let syn = Spec::new(TcpFlags::SYN).mss(1).wscale(7);
-    let mut h = H::established_spec(Config::default(), syn);
+    let mut h = H::established_spec(TcpConfig::default(), syn);
     h.conn.set_nodelay(true);
     let data = vec![1u8; 256 * 1024];
     let mut queued = h.conn.send(&data);

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::sim::{Link, Sim};
-use vnic_stack::{Config, CongestionAlgorithm};
+use vnic_stack::{CongestionAlgorithm, TcpConfig};
 
 const BYTES: usize = 4 << 20;
 
@@ -16,10 +16,10 @@ const BYTES: usize = 4 << 20;
 /// RTT (a BDP of 125 kB, inside the 256 KiB buffers) and `loss` in both
 /// directions; the data is checked byte for byte.
 fn goodput(algo: CongestionAlgorithm, loss: f64, seed: u64) -> f64 {
-    let cfg = Config {
+    let cfg = TcpConfig {
         time_wait: Duration::from_millis(100),
         congestion: algo,
-        ..Config::default()
+        ..TcpConfig::default()
     };
     let link = Link {
         rate_bps: Some(50_000_000),

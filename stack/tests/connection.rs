@@ -9,17 +9,17 @@ use std::time::Duration;
 use common::rng::Rng;
 use common::{Spec, H, OUR_ISS, PEER_ISS};
 use pnet_packet::tcp::TcpFlags;
-use vnic_stack::{CloseReason, Config, Disposition, Event, SeqNumber, State};
+use vnic_stack::{CloseReason, Disposition, Event, SeqNumber, State, TcpConfig};
 
 /// The peer's next sequence number right after the handshake.
 const P: u32 = PEER_ISS + 1;
 /// Our next sequence number right after the handshake.
 const U: u32 = OUR_ISS + 1;
 
-fn cfg() -> Config {
-    Config {
+fn cfg() -> TcpConfig {
+    TcpConfig {
         time_wait: Duration::from_secs(2),
-        ..Config::default()
+        ..TcpConfig::default()
     }
 }
 
@@ -56,7 +56,7 @@ fn passive_open_syn_ack_advertises_mtu_mss_ipv6() {
 
 #[test]
 fn passive_open_mss_follows_configured_mtu() {
-    let c = Config { mtu: 9000, ..cfg() };
+    let c = TcpConfig { mtu: 9000, ..cfg() };
     let mut h = H::accept(c, false, Spec::new(TcpFlags::SYN).seq(PEER_ISS));
     recv!(h, SYN | ACK, mss = 8960);
 }
@@ -304,7 +304,7 @@ fn out_of_order_segment_held_until_gap_fills() {
 
 #[test]
 fn segment_beyond_window_is_trimmed() {
-    let c = Config {
+    let c = TcpConfig {
         recv_buffer: 1000,
         ..cfg()
     };
@@ -359,7 +359,7 @@ fn syn_in_synchronized_state_gets_challenge_ack() {
 
 #[test]
 fn never_send_beyond_peer_window() {
-    let c = Config {
+    let c = TcpConfig {
         sws_override: Duration::from_millis(100),
         ..cfg()
     };
@@ -404,7 +404,7 @@ fn zero_window_stops_sending_and_persist_timer_probes() {
 
 #[test]
 fn receive_window_shrinks_with_unread_data_and_opens_after_recv() {
-    let c = Config {
+    let c = TcpConfig {
         recv_buffer: 4000,
         ..cfg()
     };
@@ -429,7 +429,7 @@ fn receive_window_shrinks_with_unread_data_and_opens_after_recv() {
 
 #[test]
 fn zero_window_probe_with_data_is_acked_not_accepted() {
-    let c = Config {
+    let c = TcpConfig {
         recv_buffer: 1000,
         ..cfg()
     };
@@ -446,7 +446,7 @@ fn zero_window_probe_with_data_is_acked_not_accepted() {
 
 #[test]
 fn writable_event_after_short_send_when_space_opens() {
-    let c = Config {
+    let c = TcpConfig {
         send_buffer: 1000,
         ..cfg()
     };
@@ -488,7 +488,7 @@ fn syn_ack_retransmitted_with_exponential_backoff_then_given_up() {
 
 #[test]
 fn syn_retransmitted_then_given_up_in_syn_sent() {
-    let c = Config {
+    let c = TcpConfig {
         syn_retransmissions: 2,
         ..cfg()
     };
@@ -508,7 +508,7 @@ fn syn_retransmitted_then_given_up_in_syn_sent() {
 
 #[test]
 fn data_retransmitted_on_rto_with_backoff_then_rst_and_timed_out() {
-    let c = Config {
+    let c = TcpConfig {
         max_retransmissions: 3,
         ..cfg()
     };
@@ -991,8 +991,8 @@ fn random_segments_never_panic_in_any_state() {
 
 // ----- limits (issue 15) ----------------------------------------------------
 
-fn idle_cfg(limit: Duration) -> Config {
-    Config {
+fn idle_cfg(limit: Duration) -> TcpConfig {
+    TcpConfig {
         idle_timeout: Some(limit),
         ..cfg()
     }
@@ -1040,7 +1040,7 @@ fn progress_either_way_restarts_the_idle_limit_and_empty_acks_do_not() {
 #[test]
 fn without_an_idle_limit_a_quiet_connection_has_no_timer() {
     let mut h = H::established_with(
-        Config {
+        TcpConfig {
             idle_timeout: None,
             ..cfg()
         },

@@ -9,7 +9,7 @@ mod common;
 use common::{craft, decode, tuple, Spec, H, PEER_ISS};
 use pnet_packet::tcp::TcpFlags;
 use std::time::{Duration, Instant};
-use vnic_stack::{Config, Connection, Event, State, SynCookies};
+use vnic_stack::{Connection, Event, State, SynCookies, TcpConfig};
 
 fn parse(tuple: &vnic_stack::FourTuple, spec: &Spec) -> vnic_stack::Segment {
     let bytes = craft(spec, tuple.remote, tuple.local);
@@ -18,7 +18,7 @@ fn parse(tuple: &vnic_stack::FourTuple, spec: &Spec) -> vnic_stack::Segment {
 
 #[test]
 fn a_cookie_ack_with_data_opens_an_established_connection_that_sent_nothing_yet() {
-    let cfg = Config::default();
+    let cfg = TcpConfig::default();
     let t = tuple(false);
     let t0 = Instant::now();
     let jar = SynCookies::new([3; 16], t0);
@@ -92,5 +92,5 @@ fn an_ack_without_acknowledgement_opens_nothing() {
     let now = Instant::now();
     let mut seg = parse(&t, &Spec::new(TcpFlags::ACK).seq(PEER_ISS + 1).ack(5));
     seg.ack = None;
-    assert!(Connection::accept_cookie(now, &Config::default(), t, &seg, 1460).is_none());
+    assert!(Connection::accept_cookie(now, &TcpConfig::default(), t, &seg, 1460).is_none());
 }

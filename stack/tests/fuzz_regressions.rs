@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{Out, Spec, H, OUR_ISS, PEER_ISS};
 use pnet_packet::tcp::TcpFlags;
-use vnic_stack::{Config, Disposition, State};
+use vnic_stack::{Disposition, State, TcpConfig};
 
 /// The peer's next sequence number right after the handshake.
 const P: u32 = PEER_ISS + 1;
@@ -88,7 +88,7 @@ fn sack_ts() -> Spec {
 /// SND.UNA, mark unsent data or make us send bytes out of place.
 #[test]
 fn hostile_sack_blocks_never_corrupt_the_stream() {
-    let mut h = H::established_spec(Config::default(), sack_ts());
+    let mut h = H::established_spec(TcpConfig::default(), sack_ts());
     let mss = 1000;
     let sent = app_send(&mut h, 0, 8000);
     let out = drain(&mut h, mss, sent);
@@ -127,7 +127,7 @@ fn hostile_sack_blocks_never_corrupt_the_stream() {
 #[test]
 fn peer_mss_of_one_gives_segments_of_the_mss_floor() {
     let syn = Spec::new(TcpFlags::SYN).mss(1).ts((1, 0));
-    let mut h = H::established_spec(Config::default(), syn);
+    let mut h = H::established_spec(TcpConfig::default(), syn);
     // The floor (48) less the timestamps option (12).
     let seg = vnic_stack::MIN_SND_MSS - 12;
     assert_eq!(h.conn.send_mss(), seg);
@@ -153,7 +153,7 @@ fn peer_mss_of_one_gives_segments_of_the_mss_floor() {
 #[test]
 fn zero_window_for_minutes_keeps_probing_the_right_byte() {
     let syn = Spec::new(TcpFlags::SYN).mss(1460).wscale(14).win(0);
-    let mut h = H::established_spec(Config::default(), syn);
+    let mut h = H::established_spec(TcpConfig::default(), syn);
     send!(h, ACK, win = 0);
     let sent = app_send(&mut h, 0, 5000);
     drain(&mut h, 1460, sent);
@@ -176,9 +176,9 @@ fn zero_window_for_minutes_keeps_probing_the_right_byte() {
 /// path ends in CLOSED (or TIME-WAIT's end) with no timer left.
 #[test]
 fn every_close_path_ends_without_timers() {
-    let cfg = Config {
+    let cfg = TcpConfig {
         time_wait: Duration::from_secs(1),
-        ..Config::default()
+        ..TcpConfig::default()
     };
     // CLOSE-WAIT -> LAST-ACK, FIN never acknowledged.
     let mut h = H::established_with(cfg.clone(), 1460);
@@ -218,9 +218,9 @@ fn every_close_path_ends_without_timers() {
 /// reincarnates (the caller accepts it anew), nothing else reopens it.
 #[test]
 fn time_wait_under_a_segment_storm() {
-    let cfg = Config {
+    let cfg = TcpConfig {
         time_wait: Duration::from_secs(5),
-        ..Config::default()
+        ..TcpConfig::default()
     };
     let mut h = H::established_with(cfg, 1460);
     h.conn.close();

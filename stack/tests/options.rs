@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use common::{Spec, H, OUR_ISS, PEER_ISS};
 use pnet_packet::tcp::TcpFlags;
-use vnic_stack::{Config, Event};
+use vnic_stack::{Event, TcpConfig};
 
 const P: u32 = PEER_ISS + 1;
 const U: u32 = OUR_ISS + 1;
 
-fn cfg() -> Config {
-    Config {
+fn cfg() -> TcpConfig {
+    TcpConfig {
         time_wait: Duration::from_secs(2),
-        ..Config::default()
+        ..TcpConfig::default()
     }
 }
 
@@ -314,7 +314,7 @@ fn rfc5681_second_full_sized_segment_acked_at_once() {
 
 #[test]
 fn rfc1122_single_segment_acked_after_the_delay() {
-    let c = Config {
+    let c = TcpConfig {
         delayed_ack: Duration::from_millis(100),
         ..cfg()
     };
@@ -401,7 +401,7 @@ fn nagle_does_not_hold_back_the_last_data_before_fin() {
 
 #[test]
 fn receiver_sws_window_update_only_for_a_worthwhile_increase() {
-    let c = Config {
+    let c = TcpConfig {
         recv_buffer: 4000,
         ..cfg()
     };

@@ -9,11 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::sim::{Link, Sim};
-use vnic_stack::{CloseReason, Config};
+use vnic_stack::{CloseReason, TcpConfig};
 
 /// Runs the exchange of `bytes` each way over `link`; returns the
 /// finished simulation.
-fn exchange(cfg: &Config, v6: bool, bytes: usize, link: Link, seed: u64) -> Sim {
+fn exchange(cfg: &TcpConfig, v6: bool, bytes: usize, link: Link, seed: u64) -> Sim {
     let mut sim = Sim::new(cfg.clone(), cfg.clone(), link, seed, bytes, bytes);
     if v6 {
         sim = sim.over_ipv6();
@@ -23,10 +23,10 @@ fn exchange(cfg: &Config, v6: bool, bytes: usize, link: Link, seed: u64) -> Sim 
     sim
 }
 
-fn cfg() -> Config {
-    Config {
+fn cfg() -> TcpConfig {
+    TcpConfig {
         time_wait: Duration::from_secs(1),
-        ..Config::default()
+        ..TcpConfig::default()
     }
 }
 
@@ -76,7 +76,7 @@ fn two_stacks_exchange_1mib_over_lossy_reordering_link() {
 
 #[test]
 fn two_stacks_with_small_buffers_and_ipv6() {
-    let c = Config {
+    let c = TcpConfig {
         recv_buffer: 3000,
         send_buffer: 5000,
         mtu: 1280,

@@ -9,32 +9,32 @@ use std::time::Duration;
 
 use common::{Spec, H, OUR_ISS, PEER_ISS};
 use pnet_packet::tcp::TcpFlags;
-use vnic_stack::{Config, CongestionAlgorithm, Event, State};
+use vnic_stack::{CongestionAlgorithm, Event, State, TcpConfig};
 
 const P: u32 = PEER_ISS + 1;
 const U: u32 = OUR_ISS + 1;
 const MSS: u32 = 1460;
 
-fn cfg() -> Config {
-    Config {
+fn cfg() -> TcpConfig {
+    TcpConfig {
         time_wait: Duration::from_secs(2),
-        ..Config::default()
+        ..TcpConfig::default()
     }
 }
 
 /// RFC 9293's own rules: neither of vnic's limits on quiet connections
 /// (a probed zero window counts as neither progress nor failure).
-fn rfc_limits_only() -> Config {
-    Config {
+fn rfc_limits_only() -> TcpConfig {
+    TcpConfig {
         zero_window_timeout: None,
         idle_timeout: None,
-        ..Config::default()
+        ..TcpConfig::default()
     }
 }
 
 fn new_reno() -> H {
     H::established_with(
-        Config {
+        TcpConfig {
             congestion: CongestionAlgorithm::NewReno,
             ..cfg()
         },
@@ -303,9 +303,9 @@ fn rfc9293_persist_probes_back_off_capped_and_never_give_up_while_answered() {
 
 /// An established connection whose zero-window limit is `limit`.
 fn zero_window_limited(limit: Duration) -> H {
-    let cfg = Config {
+    let cfg = TcpConfig {
         zero_window_timeout: Some(limit),
-        ..Config::default()
+        ..TcpConfig::default()
     };
     H::established_with(cfg, 1460)
 }
@@ -453,7 +453,7 @@ fn rfc5961_ack_beyond_snd_nxt_is_dropped_with_ack() {
 
 #[test]
 fn rfc5961_challenge_acks_rate_limited_per_second() {
-    let c = Config {
+    let c = TcpConfig {
         challenge_ack_limit: 3,
         ..cfg()
     };

@@ -10,18 +10,18 @@ mod common;
 use std::time::Duration;
 
 use common::sim::{Link, Sim};
-use vnic_stack::{Config, CongestionAlgorithm};
+use vnic_stack::{CongestionAlgorithm, TcpConfig};
 
 const BYTES: usize = 4 << 20;
 const RATE: u64 = 1_000_000_000;
 const DELAY: Duration = Duration::from_micros(100);
 
-fn cfg(algo: CongestionAlgorithm, sack: bool) -> Config {
-    Config {
+fn cfg(algo: CongestionAlgorithm, sack: bool) -> TcpConfig {
+    TcpConfig {
         time_wait: Duration::from_millis(100),
         congestion: algo,
         sack,
-        ..Config::default()
+        ..TcpConfig::default()
     }
 }
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use common::sim::{Link, Sim};
 use proptest::prelude::*;
-use vnic_stack::{CloseReason, Config, CongestionAlgorithm};
+use vnic_stack::{CloseReason, CongestionAlgorithm, TcpConfig};
 
-fn cfg(sack: bool, timestamps: bool, cubic: bool) -> Config {
-    Config {
+fn cfg(sack: bool, timestamps: bool, cubic: bool) -> TcpConfig {
+    TcpConfig {
         time_wait: Duration::from_millis(500),
         sack,
         timestamps,
@@ -21,7 +21,7 @@ fn cfg(sack: bool, timestamps: bool, cubic: bool) -> Config {
         } else {
             CongestionAlgorithm::NewReno
         },
-        ..Config::default()
+        ..TcpConfig::default()
     }
 }
 

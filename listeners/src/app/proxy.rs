@@ -39,7 +39,7 @@
 //! **Memory per relayed connection** is bounded: [`TO_TARGET`] bytes
 //! towards the back-end and [`TO_CLIENT`] towards the client (128 KiB,
 //! allocated when first used), besides the connection's TCP buffers in
-//! the stack (`vnic_stack::Config`: 256 KiB each way by default) and the
+//! the stack (`vnic_stack::TcpConfig`: 256 KiB each way by default) and the
 //! kernel's socket buffers of the back-end connection. The stack keeps
 //! those two in queues that grow by doubling from the first segment's
 //! size, so each may take up to (not quite) twice its 256 KiB: 1,152 KiB

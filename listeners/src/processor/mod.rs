@@ -47,7 +47,8 @@ use vnic_adapter::{
     ToProcessor,
 };
 use vnic_stack::{
-    Config, Connection, Control, Disposition, Event, FourTuple, IsnGenerator, ReplyLimiter, State,
+    Connection, Control, Disposition, Event, FourTuple, IsnGenerator, ReplyLimiter, State,
+    TcpConfig,
 };
 
 /// Everything a processor thread needs, handed over at spawn.
@@ -66,10 +67,10 @@ pub struct ProcessorSetup {
     /// Which app serves each UDP port.
     pub udp_serve: HashMap<u16, UdpAppKind>,
     /// TCP settings.
-    pub tcp_config: Config,
+    pub tcp_config: TcpConfig,
     /// TCP settings of the ports whose listener has its own (a config
     /// file's `[[listener]] congestion`); other ports use `tcp_config`.
-    pub tcp_ports: HashMap<u16, Config>,
+    pub tcp_ports: HashMap<u16, TcpConfig>,
     /// Shared ISN generator (RFC 6528).
     pub isn: Arc<IsnGenerator>,
     /// Counters.
@@ -250,8 +251,8 @@ pub struct Processor {
     /// listener added at run time may name one (besides the built-ins).
     known: HashMap<String, Arc<dyn Service>>,
     udp_serve: HashMap<u16, UdpAppKind>,
-    tcp_config: Config,
-    tcp_ports: HashMap<u16, Config>,
+    tcp_config: TcpConfig,
+    tcp_ports: HashMap<u16, TcpConfig>,
     isn: Arc<IsnGenerator>,
     registry: Arc<Registry>,
     conns: HashMap<FourTuple, Conn>,

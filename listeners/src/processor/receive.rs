@@ -243,7 +243,7 @@ impl Processor {
 
     /// The TCP settings of a connection to local port `port`: its
     /// listener's own (a config file's `congestion`), else the processor's.
-    fn tcp_config(&self, port: u16) -> &vnic_stack::Config {
+    fn tcp_config(&self, port: u16) -> &vnic_stack::TcpConfig {
         self.tcp_ports.get(&port).unwrap_or(&self.tcp_config)
     }
 

@@ -5,7 +5,7 @@
 //! and reacts to the events the connection reports: bytes newly
 //! acknowledged, a congestion event (entering fast recovery), a
 //! retransmission timeout, and a restart after idle. NewReno, CUBIC and
-//! BBR sit behind this one trait so the algorithm is a [`crate::Config`]
+//! BBR sit behind this one trait so the algorithm is a [`crate::TcpConfig`]
 //! choice.
 //!
 //! BBR builds a model of the path from delivery-rate samples
@@ -28,7 +28,7 @@ pub(crate) use new_reno::NewReno;
 /// Which congestion controller a connection runs.
 ///
 /// It exists so the adapter (or a test) can pick the algorithm per
-/// processor through [`crate::Config::congestion`] without the state machine
+/// processor through [`crate::TcpConfig::congestion`] without the state machine
 /// knowing which one runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CongestionAlgorithm {

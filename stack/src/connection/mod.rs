@@ -17,7 +17,7 @@ mod snd;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, MIN_SND_MSS};
+use crate::config::{TcpConfig, MIN_SND_MSS};
 use crate::congestion::new_controller;
 use crate::rack::{RackTlp, MIN_PTO};
 use crate::rate::DeliveryRate;
@@ -75,9 +75,9 @@ pub enum CloseReason {
     TimedOut,
     /// The application called [`Connection::abort`].
     Aborted,
-    /// Nothing moved for [`Config::idle_timeout`] (we sent RST).
+    /// Nothing moved for [`TcpConfig::idle_timeout`] (we sent RST).
     Idle,
-    /// The peer kept a zero window for [`Config::zero_window_timeout`]
+    /// The peer kept a zero window for [`TcpConfig::zero_window_timeout`]
     /// while our data waited (we sent RST).
     ZeroWindow,
 }
@@ -222,7 +222,7 @@ const MAX_FLIGHT_SEGMENTS: usize = 512;
 #[derive(Debug)]
 pub struct Connection {
     /// The knobs this connection was made with.
-    cfg: Config,
+    cfg: TcpConfig,
     /// Our address and the peer's.
     tuple: FourTuple,
     /// Where the RFC 9293 state machine stands.
@@ -253,7 +253,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn new(now: Instant, cfg: &Config, tuple: FourTuple, iss: SeqNumber, state: State) -> Self {
+    fn new(now: Instant, cfg: &TcpConfig, tuple: FourTuple, iss: SeqNumber, state: State) -> Self {
         let ipv6 = tuple.is_ipv6();
         let mss = default_peer_mss(ipv6).min(cfg.mss(ipv6) as usize);
         let mut timers = TimerTable::default();
@@ -283,7 +283,7 @@ impl Connection {
     /// options the SYN offered (window scaling, SACK, timestamps).
     pub fn accept(
         now: Instant,
-        cfg: &Config,
+        cfg: &TcpConfig,
         tuple: FourTuple,
         syn: &Segment,
         iss: SeqNumber,
@@ -316,7 +316,7 @@ impl Connection {
     /// None if `ack` carries no acknowledgement.
     pub fn accept_cookie(
         now: Instant,
-        cfg: &Config,
+        cfg: &TcpConfig,
         tuple: FourTuple,
         ack: &Segment,
         mss: u16,
@@ -335,7 +335,7 @@ impl Connection {
     /// SynSent. Our SYN offers window scaling, SACK and timestamps (as
     /// far as the config allows); each is used only if the SYN|ACK
     /// answers it.
-    pub fn connect(now: Instant, cfg: &Config, tuple: FourTuple, iss: SeqNumber) -> Connection {
+    pub fn connect(now: Instant, cfg: &TcpConfig, tuple: FourTuple, iss: SeqNumber) -> Connection {
         let mut c = Connection::new(now, cfg, tuple, iss, State::SynSent);
         c.rcv.offer_wscale(cfg.recv_buffer);
         c.opt.sack_ok = cfg.sack;
@@ -675,7 +675,7 @@ impl Connection {
     }
 
     /// When something last moved on the connection (see
-    /// [`Config::idle_timeout`]).
+    /// [`TcpConfig::idle_timeout`]).
     pub fn last_progress(&self) -> Instant {
         self.last_progress
     }

@@ -72,7 +72,7 @@ pub(super) struct LossRecovery {
 
 impl LossRecovery {
     /// No loss seen, the controller of `cfg` for segments of `mss` bytes.
-    pub(super) fn new(cfg: &Config, iss: SeqNumber, mss: usize) -> Self {
+    pub(super) fn new(cfg: &TcpConfig, iss: SeqNumber, mss: usize) -> Self {
         LossRecovery {
             cc: new_controller(cfg.congestion, mss),
             rate: None,
@@ -585,9 +585,9 @@ mod tests {
     const MSS: usize = 100;
 
     fn recovery(algo: crate::CongestionAlgorithm) -> LossRecovery {
-        let cfg = Config {
+        let cfg = TcpConfig {
             congestion: algo,
-            ..Config::default()
+            ..TcpConfig::default()
         };
         LossRecovery::new(&cfg, SeqNumber(1000), MSS)
     }

@@ -18,7 +18,7 @@ use pnet_packet::tcp::{
     TcpPacket,
 };
 use pnet_packet::Packet;
-use vnic_stack::{Config, Connection, Disposition, Event, FourTuple, SeqNumber, State};
+use vnic_stack::{Connection, Disposition, Event, FourTuple, SeqNumber, State, TcpConfig};
 
 /// Our ISS in every scripted test.
 pub const OUR_ISS: u32 = 10_000;
@@ -323,12 +323,12 @@ pub struct H {
     pub t0: Instant,
     pub now: Instant,
     pub tuple: FourTuple,
-    pub cfg: Config,
+    pub cfg: TcpConfig,
 }
 
 impl H {
     /// Passive open from the peer's `syn`.
-    pub fn accept(cfg: Config, v6: bool, syn: Spec) -> H {
+    pub fn accept(cfg: TcpConfig, v6: bool, syn: Spec) -> H {
         let tuple = tuple(v6);
         let t0 = Instant::now();
         let bytes = craft(&syn, tuple.remote, tuple.local);
@@ -344,7 +344,7 @@ impl H {
     }
 
     /// Active open.
-    pub fn connect(cfg: Config, v6: bool) -> H {
+    pub fn connect(cfg: TcpConfig, v6: bool) -> H {
         let tuple = tuple(v6);
         let t0 = Instant::now();
         let conn = Connection::connect(t0, &cfg, tuple, SeqNumber(OUR_ISS));
@@ -360,7 +360,7 @@ impl H {
     /// An ESTABLISHED connection (passive open), peer MSS `mss`, peer
     /// window 65535, no window scaling; the handshake's segments and events
     /// are consumed.
-    pub fn established_with(cfg: Config, mss: u16) -> H {
+    pub fn established_with(cfg: TcpConfig, mss: u16) -> H {
         let mut h = H::accept(cfg, false, Spec::new(TcpFlags::SYN).seq(PEER_ISS).mss(mss));
         let synack = h.recv().expect("SYN|ACK");
         assert_eq!(synack.flags, TcpFlags::SYN | TcpFlags::ACK);
@@ -374,7 +374,7 @@ impl H {
     /// (sequence number set here). When the SYN offered timestamps, the
     /// peer's ACK carries TSval `peer_tsval + 1` and echoes ours. Handshake
     /// segments and events are consumed.
-    pub fn established_spec(cfg: Config, syn: Spec) -> H {
+    pub fn established_spec(cfg: TcpConfig, syn: Spec) -> H {
         let peer_ts = syn.ts;
         let mut h = H::accept(cfg, false, syn.seq(PEER_ISS));
         let synack = h.recv().expect("SYN|ACK");
@@ -390,7 +390,7 @@ impl H {
     }
 
     pub fn established() -> H {
-        H::established_with(Config::default(), 1460)
+        H::established_with(TcpConfig::default(), 1460)
     }
 
     /// The deadline of the connection's idle limit as set when it opened:

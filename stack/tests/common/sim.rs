@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use vnic_stack::{
-    parse, CloseReason, Config, Connection, Disposition, Event, FourTuple, SeqNumber, State,
+    parse, CloseReason, Connection, Disposition, Event, FourTuple, SeqNumber, State, TcpConfig,
 };
 
 use super::rng::Rng;
@@ -116,7 +116,7 @@ impl End {
         }
     }
 
-    fn deliver(&mut self, now: Instant, cfg: &Config, bytes: &[u8]) {
+    fn deliver(&mut self, now: Instant, cfg: &TcpConfig, bytes: &[u8]) {
         let seg = parse(self.tuple.remote.ip(), self.tuple.local.ip(), bytes)
             .expect("a stack emitted bytes its peer cannot parse");
         match self.conn.as_mut() {
@@ -158,7 +158,7 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// `a`'s connect, its ISS near the top of the sequence space (it wraps).
-fn active_open(now: Instant, cfg: &Config, tuple: FourTuple) -> Connection {
+fn active_open(now: Instant, cfg: &TcpConfig, tuple: FourTuple) -> Connection {
     Connection::connect(now, cfg, tuple, SeqNumber(u32::MAX - 5000))
 }
 
@@ -171,8 +171,8 @@ pub struct Sim {
     pub now: Instant,
     pub a: End,
     pub b: End,
-    pub cfg_a: Config,
-    pub cfg_b: Config,
+    pub cfg_a: TcpConfig,
+    pub cfg_b: TcpConfig,
     pub link: Link,
     rng: Rng,
     wire: BinaryHeap<InFlight>,
@@ -190,8 +190,8 @@ impl Sim {
     /// `a` connects to `b` over IPv4; `a` sends `a_bytes`, `b` sends
     /// `b_bytes`.
     pub fn new(
-        cfg_a: Config,
-        cfg_b: Config,
+        cfg_a: TcpConfig,
+        cfg_b: TcpConfig,
         link: Link,
         seed: u64,
         a_bytes: usize,
