@@ -69,7 +69,7 @@ pub(crate) enum Mode {
 /// The largest bandwidth sample of the last [`BW_FILTER_ROUNDS`] round
 /// trips: a deque of samples decreasing in value and increasing in round,
 /// at most one per round, so it is exact and holds at most 11 entries.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct MaxBwFilter {
     samples: VecDeque<(u64, f64)>,
 }
@@ -109,7 +109,7 @@ impl MaxBwFilter {
 /// cwnd, while the path could carry the same rate; BBR keeps the rate its
 /// model says the path has. Linux peers that run BBR are what vnic is
 /// compared with.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Bbr {
     mss: usize,
     mode: Mode,
@@ -432,6 +432,10 @@ impl Bbr {
 }
 
 impl Controller for Bbr {
+    fn clone_box(&self) -> Box<dyn Controller> {
+        Box::new(self.clone())
+    }
+
     fn window(&self) -> usize {
         self.cwnd
     }

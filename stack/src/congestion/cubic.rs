@@ -23,7 +23,7 @@ const DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// most peers we serve use; some kernels default to BBR) recovers to the
 /// pre-loss window much faster than Reno on paths with a large
 /// bandwidth-delay product and cuts less (0.7 vs 0.5).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Cubic {
     mss: f64,
     cwnd: f64,
@@ -71,6 +71,10 @@ impl Cubic {
 }
 
 impl Controller for Cubic {
+    fn clone_box(&self) -> Box<dyn Controller> {
+        Box::new(self.clone())
+    }
+
     fn window(&self) -> usize {
         self.cwnd as usize
     }

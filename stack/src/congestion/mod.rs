@@ -109,6 +109,10 @@ pub(crate) const INITIAL_WINDOW_SEGMENTS: usize = 10;
 /// It exists so the connection drives any algorithm through the same
 /// five events and reads one number (`window`) back.
 pub(crate) trait Controller: Debug + Send {
+    /// A copy of this controller's whole state: what makes a
+    /// connection's checkpoint (`Connection: Clone`) carry its congestion
+    /// state too, whichever algorithm runs.
+    fn clone_box(&self) -> Box<dyn Controller>;
     /// cwnd in bytes.
     fn window(&self) -> usize;
     /// ssthresh in bytes (`usize::MAX` until the first loss).
@@ -156,4 +160,10 @@ pub(crate) fn initial_window(mss: usize) -> usize {
 /// by more than what one ACK adds.
 pub(crate) fn slow_start(cwnd: usize, acked: usize, mss: usize) -> usize {
     cwnd.saturating_add(acked.min(2 * mss))
+}
+
+impl Clone for Box<dyn Controller> {
+    fn clone(&self) -> Box<dyn Controller> {
+        self.clone_box()
+    }
 }

@@ -9,7 +9,7 @@ use super::{initial_window, slow_start, Controller};
 ///
 /// It exists as the simple, well-understood alternative to CUBIC and as
 /// the reference the tests compare CUBIC against.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct NewReno {
     mss: usize,
     cwnd: usize,
@@ -31,6 +31,10 @@ impl NewReno {
 }
 
 impl Controller for NewReno {
+    fn clone_box(&self) -> Box<dyn Controller> {
+        Box::new(self.clone())
+    }
+
     fn window(&self) -> usize {
         self.cwnd
     }

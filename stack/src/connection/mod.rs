@@ -219,7 +219,15 @@ const MAX_FLIGHT_SEGMENTS: usize = 512;
 /// plus what belongs to the whole connection: config, addresses, state,
 /// timers, events and counters. The methods of `Connection` are the glue
 /// that applies RFC 9293's rules across these parts.
-#[derive(Debug)]
+///
+/// `Clone` is a checkpoint: the copy is the whole TCB as a value (both
+/// sides' sequence space and buffers, recovery and RACK state, the
+/// congestion controller, timers, pending events) and, given the same
+/// segments at the same times, behaves exactly as the original from the
+/// moment it was taken (`stack/tests/checkpoint.rs`). It is what moving a
+/// connection to another processor, or keeping a backup of it, starts
+/// from.
+#[derive(Clone, Debug)]
 pub struct Connection {
     /// The knobs this connection was made with.
     cfg: TcpConfig,

@@ -33,9 +33,9 @@ pub(super) enum Recovery {
 /// - `dup_sacked` is zero with SACK, and never more than is outstanding;
 /// - `rtt_sample`, when set, times a segment sent once (Karn).
 ///
-/// Every part is a plain value except the controller, a trait object
-/// (`Box<dyn Controller>`).
-#[derive(Debug)]
+/// Every part is a plain value; the controller, a trait object
+/// (`Box<dyn Controller>`), is copied through `Controller::clone_box`.
+#[derive(Clone, Debug)]
 pub(super) struct LossRecovery {
     /// The congestion controller (cwnd, ssthresh).
     pub(super) cc: Box<dyn Controller>,

@@ -184,6 +184,10 @@ pub struct Sim {
     pub dropped: u64,
     /// Run on through TIME-WAIT until both ends are CLOSED.
     pub linger: bool,
+    /// For each end (a, b): once this many segments were emitted, its
+    /// connection is replaced by a checkpoint of itself (a clone, the
+    /// original dropped), as a connection moved to another processor is.
+    pub restore_at: [Option<u64>; 2],
 }
 
 impl Sim {
@@ -219,6 +223,7 @@ impl Sim {
             segments: 0,
             dropped: 0,
             linger: false,
+            restore_at: [None, None],
         }
     }
 
@@ -302,6 +307,7 @@ impl Sim {
             self.a.app(self.now);
             self.b.app(self.now);
             self.transmit();
+            self.restore_due();
             if self.a.finished(self.linger) && self.b.finished(self.linger) {
                 return true;
             }
@@ -346,6 +352,19 @@ impl Sim {
             for e in [&mut self.a, &mut self.b] {
                 if let Some(c) = e.conn.as_mut() {
                     c.on_timeout(self.now);
+                }
+            }
+        }
+    }
+
+    /// Replaces each end's connection by its checkpoint once its
+    /// `restore_at` is reached (once).
+    fn restore_due(&mut self) {
+        for (i, end) in [&mut self.a, &mut self.b].into_iter().enumerate() {
+            if self.restore_at[i].is_some_and(|n| self.segments >= n) {
+                self.restore_at[i] = None;
+                if let Some(c) = end.conn.take() {
+                    end.conn = Some(c.clone());
                 }
             }
         }
