@@ -64,4 +64,4 @@ pub use ratelimit::{ReplyLimiter, Unlimited};
 pub use seq::SeqNumber;
 pub use timers::Timer;
 pub use tuple::FourTuple;
-pub use wire::{parse, parse_trusted, Control, Segment, TcpOptions, WireError};
+pub use wire::{parse, Control, Segment, TcpOptions, WireError};

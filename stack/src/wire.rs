@@ -135,38 +135,19 @@ const OPT_TIMESTAMPS: u8 = 8;
 /// Parses and validates the TCP bytes (header+payload) of one IP packet
 /// whose pseudo header is (src, dst): checksum verified, flags sane, options parsed.
 pub fn parse(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError> {
-    parse_into(src, dst, tcp, true, Vec::new())
-}
-
-/// Like [`parse`], every check but the checksum: for segments whose
-/// checksum the link vouched for (a TAP with offload marks the kernel's
-/// own segments, whose checksum field holds only the pseudo-header sum).
-/// The addresses must still be of one family.
-pub fn parse_trusted(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, WireError> {
-    parse_into(src, dst, tcp, false, Vec::new())
-}
-
-/// [`parse`] (or with `verify` false, [`parse_trusted`]) that copies the
-/// payload into `buf` (cleared first) instead of a new buffer: the caller
-/// recycles payload buffers.
-pub fn parse_into(
-    src: IpAddr,
-    dst: IpAddr,
-    tcp: &[u8],
-    verify: bool,
-    mut buf: Vec<u8>,
-) -> Result<Segment, WireError> {
-    let (mut seg, text) = parse_header(src, dst, tcp, verify)?;
-    buf.clear();
-    buf.extend_from_slice(&tcp[text..]);
-    seg.payload = Payload::from(buf);
+    let (mut seg, text) = parse_header(src, dst, tcp, true)?;
+    seg.payload = Payload::from(tcp[text..].to_vec());
     Ok(seg)
 }
 
-/// [`parse`] (or with `verify` false, [`parse_trusted`]) without taking
-/// the text: the segment comes with an empty payload, and the offset in
-/// `tcp` where its text starts. For a caller that hands the text over in
-/// the buffer it was read into ([`Payload::in_buffer`]).
+/// [`parse`] without taking the text: the segment comes with an empty
+/// payload, and the offset in `tcp` where its text starts, for a caller
+/// that copies the text into a buffer of its own or hands it over in the
+/// buffer it was read into ([`Payload::in_buffer`]) — the RX path. With
+/// `verify` false every check but the checksum is made: for segments
+/// whose checksum the link vouched for (a TAP with offload marks the
+/// kernel's own segments, whose checksum field holds only the
+/// pseudo-header sum); the addresses must still be of one family.
 pub fn parse_header(
     src: IpAddr,
     dst: IpAddr,
@@ -488,7 +469,7 @@ mod tests {
     }
 
     #[test]
-    fn parse_trusted_skips_only_the_checksum() {
+    fn parse_header_unverified_skips_only_the_checksum() {
         use std::net::Ipv4Addr;
         let (src, dst) = (
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
@@ -509,11 +490,25 @@ mod tests {
         seg.emit(src, dst, &mut b);
         b[16] ^= 0xff; // the checksum field: now only "partial"
         assert_eq!(parse(src, dst, &b), Err(WireError::BadChecksum));
-        assert_eq!(parse_trusted(src, dst, &b), Ok(seg));
+        let (head, text) = parse_header(src, dst, &b, false).expect("trusted");
+        assert_eq!(&b[text..], &[7; 3000][..]);
+        assert_eq!(
+            Segment {
+                payload: vec![7; 3000].into(),
+                ..head
+            },
+            seg
+        );
         b[13] |= SYN | FIN;
-        assert_eq!(parse_trusted(src, dst, &b), Err(WireError::BadFlags));
+        assert_eq!(
+            parse_header(src, dst, &b, false).map(|_| ()),
+            Err(WireError::BadFlags)
+        );
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
-        assert_eq!(parse_trusted(src, v6, &b), Err(WireError::AddressFamily));
+        assert_eq!(
+            parse_header(src, v6, &b, false).map(|_| ()),
+            Err(WireError::AddressFamily)
+        );
     }
 
     #[test]
