@@ -72,19 +72,33 @@ pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
     parse(&text, path)
 }
 
+/// `text` with every control character written as an escape (`\t`,
+/// `\u{1b}`): error messages quote the file's keys and values, and a tab
+/// or an escape sequence in one must not break the one line an error is
+/// (found by the `config` fuzz target: a key with tabs in it).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 /// [`load`] on text already read; `path` names it in error messages.
 pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
     let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         at: e.span().map(|s| Location::of(text, s.start)),
         kind: ConfigErrorKind::Syntax,
-        message: e
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; "),
+        message: printable(
+            &e.message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
     })?;
     let file = ConfigFile {
         path: path.to_path_buf(),
@@ -444,7 +458,7 @@ impl ConfigFile {
             file: self.path.clone(),
             at: span.map(|s| Location::of(&self.text, s.start)),
             kind,
-            message,
+            message: printable(&message),
         }
     }
 
@@ -1056,6 +1070,16 @@ mod tests {
     }
 
     /// The error for `text`, checked for its line; returns it for more checks.
+    #[test]
+    fn control_characters_the_file_quotes_are_escaped_in_its_errors() {
+        // The `config` fuzz target's crash: a quoted key with tabs in it.
+        let text = "'\u{ff}\tap\u{9e}\tap\"udp-echo' = 0\n";
+        let e = parse(text, Path::new("x.toml")).expect_err("unknown fields");
+        let msg = e.to_string();
+        assert!(!msg.chars().any(char::is_control), "{msg:?}");
+        assert!(msg.contains("\\t"), "the tab shows as \\t: {msg:?}");
+    }
+
     fn error_at(text: &str, line: usize) -> ConfigError {
         let e = load_str(text).expect_err("should be refused");
         assert_eq!(e.at.map(|a| a.line), Some(line), "{e}");
