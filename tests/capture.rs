@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{can_run, have_tshark, http_get, wait_child, Netns};
+use common::{can_run, have_tshark, http_get, wait_for_exit, Netns};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -53,7 +53,7 @@ impl Capture {
     /// Waits up to `within` for it to exit; returns its exit code and
     /// the rest of its stderr.
     fn wait(mut self, within: Duration) -> (Option<i32>, String) {
-        let code = wait_child(&mut self.child, within);
+        let code = wait_for_exit(&mut self.child, within);
         let mut rest = String::new();
         while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(2)) {
             rest.push_str(&l);

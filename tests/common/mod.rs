@@ -376,7 +376,7 @@ impl Vnic {
     /// killed) and stderr.
     pub fn wait_exit(mut self, within: Duration) -> (Option<i32>, String) {
         let mut child = self.child.take().expect("running");
-        let code = wait_child(&mut child, within);
+        let code = wait_for_exit(&mut child, within);
         let err = self
             .stderr
             .recv_timeout(Duration::from_secs(5))
@@ -732,23 +732,6 @@ pub fn have_tshark() -> bool {
     }
     eprintln!("\n*** SKIPPING test: tshark is not installed ***\n");
     false
-}
-
-/// Waits up to `within` for `child` to exit, killing it if it does not;
-/// returns its exit status code (None if it had to be killed).
-pub fn wait_child(child: &mut Child, within: Duration) -> Option<i32> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            return st.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A JSON array of numbers (a status field such as `rx_queues`) as u64s.

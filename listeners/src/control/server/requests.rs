@@ -1,0 +1,123 @@
+//! The requests of [`Runtime::handle`] that take more than a line: a live capture,
+//! the trace's settings, a listener added at run time.
+
+use super::*;
+
+impl Runtime {
+    /// `capture`: checks the processor, then starts the capture (its
+    /// filter is checked by libpcap in the tracer).
+    pub(super) fn capture(
+        &self,
+        filter: Option<String>,
+        processor: Option<usize>,
+    ) -> Result<CaptureStream, String> {
+        let Some(t) = &self.trace else {
+            return Err("live capture is not available in this vnic".into());
+        };
+        if let Some(k) = processor.filter(|k| *k >= self.queues.len()) {
+            return Err(format!(
+                "processor {k} does not exist (processors: 0..{})",
+                self.queues.len().saturating_sub(1)
+            ));
+        }
+        t.capture(CaptureSpec { filter, processor })
+    }
+
+    /// `trace`: checks the request, then hands it to the tracer.
+    pub(super) fn trace(
+        &self,
+        on: bool,
+        file: Option<String>,
+        max_mb: Option<u64>,
+        max_files: Option<u32>,
+    ) -> Response {
+        let Some(t) = &self.trace else {
+            return Response::error("tracing is not available in this vnic");
+        };
+        let file = file.map(PathBuf::from);
+        if let Some(f) = &file {
+            // vnic's own working directory means nothing to the caller:
+            // `vnic ctl` makes the path absolute from its own.
+            if !f.is_absolute() {
+                return Response::error(format!(
+                    "trace file {:?} must be an absolute path",
+                    f.display().to_string()
+                ));
+            }
+        }
+        if on && file.is_none() && (max_mb.is_some() || max_files.is_some()) {
+            return Response::error("max_mb and max_files need a trace file");
+        }
+        if max_mb.is_some_and(|m| !(1..=MAX_TRACE_MB).contains(&m)) {
+            return Response::error(format!("max_mb must be 1 to {MAX_TRACE_MB}"));
+        }
+        if max_files.is_some_and(|n| !(1..=MAX_TRACE_FILES).contains(&n)) {
+            return Response::error(format!("max_files must be 1 to {MAX_TRACE_FILES}"));
+        }
+        match t.set(on, file, max_mb, max_files) {
+            Ok(()) => Response::ok(),
+            Err(e) => Response::error(e),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn add_listener(
+        &self,
+        protocol: &str,
+        port: u16,
+        processor: usize,
+        app: String,
+        backup: Option<usize>,
+        address: Option<String>,
+        key: Option<String>,
+    ) -> Response {
+        let Some(proto) = Protocol::from_name(protocol) else {
+            return Response::error(format!("protocol {protocol:?}: use tcp or udp"));
+        };
+        let known = match proto {
+            Protocol::Tcp => crate::app::AppKind::from_name(&app).is_some(),
+            Protocol::Udp => crate::app::udp::UdpAppKind::from_name(&app).is_some(),
+        };
+        if !known {
+            return Response::error(format!(
+                "app {app:?} does not speak {protocol}: tcp apps are echo, discard, chargen, http; udp: udp-echo"
+            ));
+        }
+        let address = match address.map(|a| a.parse::<std::net::IpAddr>()) {
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => return Response::error("address: not an IPv4 or IPv6 address"),
+            None => None,
+        };
+        let key = match key.map(|k| FilterKey::new(&k)) {
+            Some(Ok(k)) => Some(k),
+            Some(Err(e)) => return Response::error(e.to_string()),
+            None => None,
+        };
+        let spec = ListenerSpec {
+            protocol: proto,
+            port,
+            processor,
+            backup,
+            address,
+            key,
+            app: app.clone(),
+        };
+        // The processors learn the app before the filter can send them traffic.
+        for p in [Some(processor), backup].into_iter().flatten() {
+            if let Some(q) = self.queues.get(p) {
+                let _ = q.send(ToProcessor::Serve {
+                    protocol: proto,
+                    port,
+                    app: Some(app.clone()),
+                });
+            }
+        }
+        match self.filter.lock().add_listener(spec) {
+            Ok(id) => Response {
+                notes: vec![format!("listener {} added", id.0)],
+                ..Response::ok()
+            },
+            Err(e) => Response::error(e.to_string()),
+        }
+    }
+}
