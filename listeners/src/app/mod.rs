@@ -236,6 +236,52 @@ pub trait App: Send {
     /// empty buffers); the processor calls it on quiet connections when
     /// its memory budget runs short.
     fn trim(&mut self) {}
+    /// A copy of the app's state from which another processor can go on
+    /// with the connection: what a live migration carries (`vnic ctl
+    /// connection move`, `drain`, the hybrid model's hand-off) and what a
+    /// process pair's backup keeps (`--pairs`). Called between polls, when
+    /// the app's state and its connection's agree. The copy shares what
+    /// cannot be copied (a back-end socket, a child's pipes: a kernel
+    /// descriptor serves any thread of the process), so that dropping the
+    /// app afterwards does not close it under the copy.
+    ///
+    /// [`NoCheckpoint::Unsupported`] (the default): the connection is reset
+    /// where it would have been moved or taken over.
+    /// [`NoCheckpoint::Busy`]: not now (work in flight elsewhere); a move
+    /// is retried later.
+    fn checkpoint(&mut self) -> Result<Box<dyn AppCheckpoint>, NoCheckpoint> {
+        Err(NoCheckpoint::Unsupported)
+    }
+    /// The connection went to another processor with the checkpoint just
+    /// taken: stop watching descriptors here ([`Io::unwatch`]) and let go
+    /// of nothing the checkpoint shares. The app is dropped right after,
+    /// without [`App::on_closed`].
+    fn on_moved(&mut self) {}
+}
+
+/// Why an app gave no checkpoint ([`App::checkpoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCheckpoint {
+    /// This app cannot be resumed elsewhere: its connection is reset
+    /// instead of moved.
+    Unsupported,
+    /// Not now: something is in flight that only this processor will hear
+    /// about (a back-end's reply); ask again later.
+    Busy,
+}
+
+/// What [`App::checkpoint`] leaves: the app's state, ready to go on with
+/// its connection on another processor. Each is restored at most once.
+pub trait AppCheckpoint: Send {
+    /// The app, going on from the checkpoint on the processor `ctx` names
+    /// (its descriptors watched by that processor's event loop through
+    /// `ctx.io`). An error resets the connection.
+    fn restore(self: Box<Self>, ctx: AppContext) -> Result<Box<dyn App>, Refused>;
+    /// Bytes of memory the checkpoint holds (a process pair's backup
+    /// counts what it keeps).
+    fn memory(&self) -> usize {
+        0
+    }
 }
 
 /// Why a [`Service`] would not take a new connection; the client gets RST.
