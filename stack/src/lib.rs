@@ -56,7 +56,10 @@ pub mod wire;
 
 pub use config::{TcpConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZERO_WINDOW_TIMEOUT, MIN_SND_MSS};
 pub use congestion::CongestionAlgorithm;
-pub use connection::{CloseReason, ConnStats, Connection, Disposition, Event, State};
+pub use connection::{
+    Checkpoint, CheckpointGap, CloseReason, ConnStats, Connection, Disposition, Event, SendMark,
+    State,
+};
 pub use cookie::SynCookies;
 pub use isn::IsnGenerator;
 pub use payload::Payload;

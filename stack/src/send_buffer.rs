@@ -67,6 +67,65 @@ impl SendBuffer {
         n
     }
 
+    /// Sequence number of the first queued byte (SND.UNA once the SYN is
+    /// acknowledged).
+    pub(crate) fn start(&self) -> SeqNumber {
+        self.start
+    }
+
+    /// Takes the queued bytes out, leaving the buffer empty at the same
+    /// start, so the rest of the connection can be cloned without them
+    /// (a checkpoint copies only the bytes its backup lacks); give them
+    /// back with [`SendBuffer::put_back`].
+    pub(crate) fn take_data(&mut self) -> VecDeque<u8> {
+        std::mem::take(&mut self.data)
+    }
+
+    /// Gives back the bytes [`SendBuffer::take_data`] took out.
+    pub(crate) fn put_back(&mut self, data: VecDeque<u8>) {
+        self.data = data;
+    }
+
+    /// Rebuilds the data of this buffer (empty, as a checkpoint carries
+    /// it, starting at the primary's SND.UNA) from the backup's `older`
+    /// buffer and `tail`, the bytes from `from` on: `older` is released
+    /// up to this buffer's start, then `tail` is appended. When `from` is
+    /// the start, `tail` is all the data and `older` only lends its
+    /// allocation. False (the buffer left empty) when the bytes do not
+    /// join: `older` does not end at `from` (a checkpoint in between was
+    /// lost), is missing, or starts after this buffer's start.
+    pub(crate) fn rebuild(
+        &mut self,
+        older: Option<SendBuffer>,
+        from: SeqNumber,
+        tail: &[u8],
+    ) -> bool {
+        let start = self.start;
+        let mut data = match older {
+            Some(mut o) if from != start => {
+                if o.start > start || o.end() != from || start > from {
+                    return false;
+                }
+                o.ack_to(start);
+                o.data
+            }
+            Some(o) => {
+                let mut d = o.data;
+                d.clear();
+                d
+            }
+            None if from == start => VecDeque::new(),
+            None => return false,
+        };
+        if data.len().saturating_add(tail.len()) > self.capacity {
+            return false;
+        }
+        grow_within(&mut data, tail.len(), self.capacity);
+        data.extend(tail);
+        self.data = data;
+        true
+    }
+
     /// Appends up to `len` bytes starting at sequence number `seq` to `out`.
     pub(crate) fn read_at(&self, seq: SeqNumber, len: usize, out: &mut Vec<u8>) {
         let off = seq.distance_from(self.start).min(self.data.len());
@@ -118,6 +177,44 @@ mod tests {
         b.ack_to(SeqNumber(1) + cap);
         b.shrink();
         assert!(b.memory() < 64, "{} bytes held when empty", b.memory());
+    }
+
+    #[test]
+    fn rebuild_joins_an_older_copy_and_a_tail_or_refuses() {
+        let mut primary = SendBuffer::new(16, SeqNumber(u32::MAX - 3));
+        primary.push(b"abcdefgh");
+        let mut backup = primary.clone();
+        primary.ack_to(SeqNumber(u32::MAX - 1));
+        primary.push(b"ijk");
+        // The checkpoint: empty at the primary's start, the tail apart.
+        let mut cp = primary.clone();
+        let data = cp.take_data();
+        assert_eq!(cp.len(), 0);
+        cp.put_back(data);
+        let mut tail = Vec::new();
+        primary.read_at(backup.end(), 100, &mut tail);
+        assert_eq!(tail, b"ijk");
+        let mut empty = primary.clone();
+        empty.take_data();
+        let mut got = empty.clone();
+        assert!(got.rebuild(Some(backup.clone()), backup.end(), &tail));
+        let mut out = Vec::new();
+        got.read_at(got.start(), 100, &mut out);
+        assert_eq!(out, b"cdefghijk");
+        assert_eq!((got.start(), got.end()), (primary.start(), primary.end()));
+        // A tail that does not start where the older copy ends: a gap.
+        assert!(!empty
+            .clone()
+            .rebuild(Some(backup.clone()), backup.end() + 1, b"jk"));
+        // No older copy and only a tail: a gap; the whole data: fine.
+        assert!(!empty.clone().rebuild(None, backup.end(), &tail));
+        let mut all = Vec::new();
+        primary.read_at(primary.start(), 100, &mut all);
+        assert!(empty.clone().rebuild(None, primary.start(), &all));
+        // An older copy that starts after the checkpoint's start: refused.
+        backup.ack_to(SeqNumber(2));
+        let end = backup.end();
+        assert!(!empty.clone().rebuild(Some(backup), end, b""));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! `snd_nxt`, `rcv_nxt`, ...) so the code can be read against it.
 
 mod ack;
+mod checkpoint;
 mod options;
 mod rcv;
 mod recovery;
@@ -27,6 +28,7 @@ use crate::timers::{Timer, TimerTable};
 use crate::tuple::FourTuple;
 use crate::wire::{Control, Segment, TcpOptions};
 
+pub use checkpoint::{Checkpoint, CheckpointGap, SendMark};
 use options::{Negotiated, TIMESTAMPS_OPTION_LEN};
 use rcv::Receiver;
 use recovery::LossRecovery;

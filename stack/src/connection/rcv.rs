@@ -269,6 +269,17 @@ impl Receiver {
         self.adv = self.adv.max(edge);
     }
 
+    /// A backup takes the connection over (`checkpoint.rs`): the dead
+    /// primary may have advertised the window its checkpoint allowed, so
+    /// the right edge covers it (we never shrink the window), and an ACK
+    /// is due at once, so the peer learns RCV.NXT and resends what the
+    /// primary took in but never acknowledged.
+    pub(super) fn on_take_over(&mut self) {
+        let edge = self.nxt + ((self.window_field() as usize) << self.wscale);
+        self.adv = self.adv.max(edge);
+        self.ack_pending = true;
+    }
+
     /// The application reads up to `out.len()` in-order bytes; returns
     /// how many. When the window had become small and reading opened it
     /// by a worthwhile amount (receiver SWS avoidance), a window update

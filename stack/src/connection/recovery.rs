@@ -255,6 +255,25 @@ impl LossRecovery {
         }
     }
 
+    /// A backup takes the connection over (`checkpoint.rs`): whatever of
+    /// `una`..`max` the dead primary sent, all of it not SACKed goes
+    /// again, the head at once, as after an RTO (and no recovery starts
+    /// before `max`: our own resends draw duplicate ACKs). The controller
+    /// restarts as after idle (RFC 5681 4.1: cwnd at most the initial
+    /// window, ssthresh kept), not as after a loss: nothing says the path
+    /// lost anything. No timed segment: what it timed may go again (Karn).
+    pub(super) fn on_take_over(&mut self, una: SeqNumber, max: SeqNumber) {
+        self.cc.on_idle_restart();
+        self.mode = None;
+        self.recovery_point = max;
+        self.lost_until = max;
+        self.high_rxt = una;
+        self.rxt_head = una < max;
+        self.dup_acks = 0;
+        self.dup_sacked = 0;
+        self.rtt_sample = None;
+    }
+
     /// The peer's window closed under data in flight (`una`..`max`): it
     /// will be dropped beyond the window; resend it all when it opens.
     pub(super) fn on_window_closed(&mut self, una: SeqNumber, max: SeqNumber) {

@@ -190,6 +190,20 @@ impl Sender {
         !self.nodelay && self.fin_seq.is_none() && self.sml > self.una
     }
 
+    /// A backup takes the connection over (`checkpoint.rs`) at `now`: the
+    /// dead primary may have sent all the queued data and our FIN after
+    /// the checkpoint. SND.MAX covers it all, so the peer's ACKs of it
+    /// are acceptable, and SND.NXT with it: what lies below goes again as
+    /// lost, from SND.UNA.
+    pub(super) fn assume_all_sent(&mut self, now: Instant) {
+        let end = self.buf.end() + self.fin_seq.is_some() as usize;
+        if end > self.max {
+            self.max = end;
+        }
+        self.nxt = self.max;
+        self.last_data_sent = Some(now);
+    }
+
     /// Debug builds check the invariants (`closed`: the connection is
     /// CLOSED, where the buffer no longer bounds what was sent).
     pub(super) fn check(&self, closed: bool) {
