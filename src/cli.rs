@@ -136,6 +136,20 @@ pub struct CaptureArgs {
     pub filter: Vec<String>,
 }
 
+/// `vnic ctl connection ...`.
+#[derive(Subcommand, Debug)]
+pub enum ConnectionOp {
+    /// Move a connection: `vnic ctl connection move 10.0.0.1:40000-10.0.0.2:80 --to 2`.
+    Move {
+        /// ADDR:PORT-ADDR:PORT, its two ends in either order
+        /// ([ADDR]:PORT for IPv6), as `vnic status --sockets` shows them.
+        connection: String,
+        /// The processor that takes it.
+        #[arg(long)]
+        to: usize,
+    },
+}
+
 /// The things `vnic ctl` steers.
 #[derive(Subcommand, Debug)]
 pub enum CtlCommand {
@@ -146,9 +160,19 @@ pub enum CtlCommand {
     Processor {
         /// Processor number.
         id: usize,
-        /// up, down or crash.
-        #[arg(value_parser = ["up", "down", "crash"])]
+        /// up, down, drain (move every connection to the other live
+        /// processors with nothing lost, then down: planned maintenance)
+        /// or crash.
+        #[arg(value_parser = ["up", "down", "drain", "crash"])]
         state: String,
+    },
+    /// Move one live connection to another processor with nothing lost
+    /// (its TCP state and its app's checkpoint go; an app without one is
+    /// reset).
+    Connection {
+        /// move.
+        #[command(subcommand)]
+        op: ConnectionOp,
     },
     /// Change the distribution filter at run time.
     Filter {
@@ -334,6 +358,13 @@ pub struct UpArgs {
     /// congestion still holds for its port.
     #[arg(long, value_name = "cubic|newreno|bbr", value_parser = parse_congestion)]
     pub congestion: Option<CongestionAlgorithm>,
+    /// Process pairs (NonStop's primary and backup): processor K
+    /// checkpoints its connections to processor K+1 (mod N), which takes
+    /// them over with nothing lost when K fails (`vnic ctl processor K
+    /// crash`, a panic). A config file's [[listener]] backup = K pairs
+    /// that listener's processor with K on its port, with or without it.
+    #[arg(long)]
+    pub pairs: bool,
     /// Reset a connection on which no byte moved either way for this long
     /// (default 10m; 0: never).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
@@ -442,6 +473,8 @@ pub struct Plan {
     pub memory_budget: usize,
     /// Congestion control of the connections.
     pub congestion: CongestionAlgorithm,
+    /// Process pairs on every port (`--pairs`).
+    pub pairs: bool,
     /// Ports whose listener runs its own congestion control.
     pub port_congestion: HashMap<u16, CongestionAlgorithm>,
     /// Idle limit of a connection (None: never).
@@ -491,6 +524,7 @@ impl Plan {
             .memory_budget(self.memory_budget)
             .idle_timeout(self.idle_timeout)
             .congestion(self.congestion)
+            .pairs(self.pairs)
             .zero_window_timeout(self.zero_window_timeout)
             .trace(Trace {
                 pcap: self.pcap.clone(),
@@ -731,6 +765,7 @@ impl Plan {
             time_wait: a.time_wait,
             memory_budget: a.memory_budget,
             congestion: a.congestion.or(file_congestion).unwrap_or_default(),
+            pairs: a.pairs,
             port_congestion,
             idle_timeout: Some(a.idle_timeout).filter(|d| !d.is_zero()),
             zero_window_timeout: Some(a.zero_window_timeout).filter(|d| !d.is_zero()),

@@ -187,6 +187,9 @@ pub fn status(a: StatusArgs) -> ExitCode {
 pub fn ctl(a: CtlArgs) -> ExitCode {
     let req = match a.what {
         CtlCommand::Processor { id, state } => Request::Processor { id, state },
+        CtlCommand::Connection {
+            op: crate::cli::ConnectionOp::Move { connection, to },
+        } => Request::ConnectionMove { connection, to },
         CtlCommand::Filter { mode } => Request::Filter { mode },
         CtlCommand::Backend { id, state } => Request::Backend { id, state },
         CtlCommand::Stats { .. } => Request::StatsReset,
@@ -292,6 +295,26 @@ pub fn table_with(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
         }
     }
     s.push_str(&adapter_lines(st, rates));
+    if !st.pairs.is_empty() {
+        s.push_str(&format!(
+            "\npairs: {:>7} {:>5} {:>6} {:>11} {:>12} {:>7} {:>9} {:>9} {:>9}\n",
+            "primary", "port", "backup", "checkpoints", "bytes", "standby", "lag us", "max lag", "takeovers"
+        ));
+        for p in &st.pairs {
+            s.push_str(&format!(
+                "       {:>7} {:>5} {:>6} {:>11} {:>12} {:>7} {:>9} {:>9} {:>9}\n",
+                p.primary,
+                p.port.map_or("all".to_string(), |p| p.to_string()),
+                p.backup,
+                p.checkpoints,
+                p.checkpoint_bytes,
+                p.standby,
+                p.lag_us,
+                p.max_lag_us,
+                p.takeovers
+            ));
+        }
+    }
     if !st.listeners.is_empty() {
         s.push_str(&format!(
             "\n{:>4} {:<4} {:>6} {:<16} {:>4} {:>6} {:>7} {:<9} {:<9} {:<16}\n",

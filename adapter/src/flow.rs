@@ -76,6 +76,38 @@ impl FlowTable {
         }
     }
 
+    /// Points `tuple` at `to` if `from` holds it now (a live migration);
+    /// returns whether it did. A report about an older incarnation (another
+    /// processor holds the tuple now, or the entry is gone) changes nothing.
+    pub fn switch(&mut self, tuple: &FourTuple, from: usize, to: usize) -> bool {
+        match self.map.get_mut(tuple) {
+            Some(e) if e.processor == from => {
+                e.processor = to;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Points `tuple` at `to` whatever holds it now: its processor died
+    /// and `to` is its backup, which took its connections over.
+    pub fn redirect(&mut self, tuple: &FourTuple, to: usize) {
+        if let Some(e) = self.map.get_mut(tuple) {
+            e.processor = to;
+        }
+    }
+
+    /// Removes `tuple` if `processor` holds it; returns whether it did.
+    pub fn remove_held(&mut self, tuple: &FourTuple, processor: usize) -> bool {
+        match self.map.get(tuple) {
+            Some(e) if e.processor == processor => {
+                self.map.remove(tuple);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Removes `tuple` whatever its stamp (the SYN never reached a processor).
     pub fn forget(&mut self, tuple: &FourTuple) {
         self.map.remove(tuple);
@@ -134,6 +166,25 @@ mod tests {
         let (_, s0) = FlowTable::new().stamp_syn(tuple(1), 0);
         assert_ne!(s0, 0, "0 means no SYN");
         assert_eq!(stamp_queue(s0), 0);
+    }
+
+    #[test]
+    fn a_switch_moves_only_the_holders_entry() {
+        let mut t = FlowTable::new();
+        let (_, stamp) = t.stamp_syn(tuple(1), 2);
+        assert!(!t.switch(&tuple(1), 3, 0), "not held by 3");
+        assert_eq!(t.lookup(&tuple(1)), Some(2));
+        assert!(t.switch(&tuple(1), 2, 0));
+        assert_eq!(t.lookup(&tuple(1)), Some(0));
+        assert!(!t.switch(&tuple(9), 0, 1), "no entry");
+        // The new holder's report of the end still removes it.
+        assert!(t.remove(&tuple(1), stamp));
+        t.stamp_syn(tuple(2), 1);
+        t.redirect(&tuple(2), 3);
+        assert_eq!(t.lookup(&tuple(2)), Some(3));
+        assert!(!t.remove_held(&tuple(2), 1));
+        assert!(t.remove_held(&tuple(2), 3));
+        assert!(t.is_empty());
     }
 
     #[test]

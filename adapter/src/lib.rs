@@ -33,6 +33,7 @@ pub mod host;
 pub mod icmp;
 pub mod impair;
 pub mod ndp;
+pub mod pairs;
 pub mod pool;
 pub mod queue;
 pub mod ratelimit;
@@ -48,8 +49,9 @@ pub use emit::{FrameSink, FrameWriter};
 pub use error::AdapterError;
 pub use filter::{Filter, FilterMode};
 pub use flow::FlowTable;
+pub use pairs::Pairs;
 pub use queue::{
-    BellSender, Datagram, Doorbell, FlowClosed, Inbound, ProcessorQueue, QueueBytes, QueueRefused,
+    BellSender, Datagram, Doorbell, FlowClosed, FlowReport, Inbound, ProcessorQueue, QueueBytes, QueueRefused,
     ToProcessor,
 };
 pub use rx::RxQueue;

@@ -72,6 +72,21 @@ pub enum ToProcessor {
     /// Fail on purpose, as a bug outside any connection's work would
     /// (`vnic ctl processor K crash`): the thread panics.
     Crash,
+    /// A connection moving in from another processor (a live migration
+    /// or a process pair's takeover): the listeners crate's adoption,
+    /// which the adapter only carries. It travels in the same queue as
+    /// the segments so that it is taken in before any segment the RX
+    /// thread sends once the flow is switched.
+    Adopt(Box<dyn std::any::Any + Send>),
+    /// A request to move connections away or to take over from a failed
+    /// processor (the listeners crate's request, from the control server
+    /// or a failure handler), which the adapter only carries.
+    Migrate(Box<dyn std::any::Any + Send>),
+    /// The RX thread now sends this moved connection's frames to its new
+    /// processor (see [`FlowReport::Moved`]): nothing more for it comes
+    /// through this queue from the RX thread, so the old processor stops
+    /// forwarding.
+    FlowSwitched(FourTuple),
 }
 
 impl ToProcessor {
@@ -102,6 +117,53 @@ impl FlowClosed {
     /// The RX queue whose flow table holds the connection.
     pub fn rx_queue(&self) -> usize {
         crate::flow::stamp_queue(self.syn_stamp)
+    }
+}
+
+/// What a processor tells the RX thread that placed a connection about
+/// its flow entry, on one channel so the reports keep their order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowReport {
+    /// The processor no longer holds the connection: the entry goes.
+    Closed(FlowClosed),
+    /// The connection moved from processor `from` to `to` (a live
+    /// migration, `vnic ctl connection move`): its frames go to `to` from
+    /// now on, and `from` hears it ([`ToProcessor::FlowSwitched`]) so that
+    /// it stops forwarding what still reaches it.
+    Moved {
+        /// The connection and the stamp of its last SYN.
+        flow: FlowClosed,
+        /// The processor it left.
+        from: usize,
+        /// The processor that holds it now.
+        to: usize,
+    },
+    /// A segment reached `processor` through the flow entry of a
+    /// connection it does not hold (a dead processor's connection its
+    /// backup had no checkpoint of): the entry goes if it still names
+    /// that processor. Sent to every RX queue: without the SYN's stamp the
+    /// processor cannot tell which one holds it.
+    NotHeld {
+        /// The connection.
+        tuple: FourTuple,
+        /// The processor that does not hold it.
+        processor: usize,
+    },
+}
+
+impl FlowReport {
+    /// The RX queue whose flow table holds the connection.
+    pub fn rx_queue(&self) -> usize {
+        match self {
+            FlowReport::Closed(c) | FlowReport::Moved { flow: c, .. } => c.rx_queue(),
+            FlowReport::NotHeld { .. } => 0,
+        }
+    }
+}
+
+impl From<FlowClosed> for FlowReport {
+    fn from(c: FlowClosed) -> FlowReport {
+        FlowReport::Closed(c)
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
 use vnic_adapter::rx::Decision;
 use vnic_adapter::{
-    AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter, RxQueue,
+    AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowReport, FrameWriter, RxQueue,
     ToProcessor,
 };
 
@@ -63,7 +63,7 @@ struct Rig {
     adapter: RxQueue,
     sink: Arc<CaptureSink>,
     queues: Vec<Receiver<ToProcessor>>,
-    _closed: Sender<FlowClosed>,
+    _closed: Sender<FlowReport>,
     counters: Arc<Counters>,
 }
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
 use vnic_adapter::rx::Decision;
 use vnic_adapter::{
-    AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter, RxQueue,
+    AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FlowReport, FrameWriter, RxQueue,
     ToProcessor,
 };
 use vnic_stack::{FourTuple, SeqNumber};
@@ -28,7 +28,7 @@ struct Rig {
     adapter: RxQueue,
     sink: Arc<CaptureSink>,
     queues: Vec<Receiver<ToProcessor>>,
-    closed: crossbeam_channel::Sender<FlowClosed>,
+    closed: crossbeam_channel::Sender<FlowReport>,
     counters: Arc<Counters>,
     mac: [u8; 6],
 }
@@ -253,10 +253,13 @@ fn closed_flow_is_forgotten_and_next_syn_placed_anew() {
     assert_eq!(r.adapter.flows().len(), 1);
     let tuple = r.adapter_tuple(40000);
     r.closed
-        .send(FlowClosed {
-            tuple,
-            syn_stamp: stamp,
-        })
+        .send(
+            FlowClosed {
+                tuple,
+                syn_stamp: stamp,
+            }
+            .into(),
+        )
         .expect("send");
     r.adapter.reap_closed();
     assert_eq!(r.adapter.flows().len(), 0);

@@ -33,7 +33,7 @@ use vnic_adapter::filter::{ListenerSpec, Protocol};
 use vnic_adapter::rx::Decision;
 use vnic_adapter::tap::MAX_FRAME_LEN;
 use vnic_adapter::{
-    RxQueue, AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FrameWriter,
+    RxQueue, AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowReport, FrameWriter,
     ToProcessor,
 };
 use vnic_stack::{wire, Control, FourTuple, Segment, SynCookies, TcpOptions};
@@ -64,8 +64,8 @@ pub struct Rig {
     pub adapter: RxQueue,
     sink: Arc<CaptureSink>,
     queues: Vec<Receiver<ToProcessor>>,
-    /// Kept so the adapter's FlowClosed channel stays connected.
-    _closed: Sender<FlowClosed>,
+    /// Kept so the adapter's flow report channel stays connected.
+    _closed: Sender<FlowReport>,
     counters: Arc<Counters>,
     /// Our MAC.
     pub mac: [u8; 6],

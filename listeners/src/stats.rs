@@ -59,6 +59,41 @@ pub struct ProcessorStats {
     pub zero_window_resets: AtomicU64,
     /// TCP segments and UDP datagrams taken from its queue.
     pub frames_in: AtomicU64,
+    /// Connections that moved in from another processor (live migration).
+    pub moved_in: AtomicU64,
+    /// Connections it moved to another processor.
+    pub moved_out: AtomicU64,
+    /// Connections reset where they would have moved (an app without a
+    /// checkpoint, or one that could not be restored).
+    pub migration_resets: AtomicU64,
+    /// Segments of connections it had moved away that still reached it
+    /// (queued before the flow switched) and that it forwarded.
+    pub forwarded: AtomicU64,
+    /// The payload bytes of those segments.
+    pub forwarded_bytes: AtomicU64,
+    /// Segments it could not forward (the new processor's queue was
+    /// full): the client sends them again.
+    pub forward_drops: AtomicU64,
+    /// Checkpoints it sent its backups (process pairs).
+    pub checkpoints: AtomicU64,
+    /// Bytes those checkpoints carried (send data, state, app state).
+    pub checkpoint_bytes: AtomicU64,
+    /// Times it waited for room in a backup's checkpoint queue.
+    pub checkpoint_waits: AtomicU64,
+    /// Checkpoints it received that did not follow the copy it held (a
+    /// connection left unprotected).
+    pub checkpoint_gaps: AtomicU64,
+    /// As a backup: the age of the last checkpoint it applied, in µs
+    /// (how far its copies lag behind their primaries).
+    pub checkpoint_lag_us: AtomicU64,
+    /// As a backup: the largest such age since start (or reset).
+    pub checkpoint_lag_max_us: AtomicU64,
+    /// As a backup: the connections it holds copies of now.
+    pub standby: AtomicU64,
+    /// As a backup: connections it took over from a failed primary.
+    pub takeovers: AtomicU64,
+    /// Of those, the ones it reset (an app without checkpoint).
+    pub takeover_resets: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.
@@ -285,6 +320,19 @@ impl ProcessorStats {
             &self.idle_resets,
             &self.zero_window_resets,
             &self.frames_in,
+            &self.moved_in,
+            &self.moved_out,
+            &self.migration_resets,
+            &self.forwarded,
+            &self.forwarded_bytes,
+            &self.forward_drops,
+            &self.checkpoints,
+            &self.checkpoint_bytes,
+            &self.checkpoint_waits,
+            &self.checkpoint_gaps,
+            &self.checkpoint_lag_max_us,
+            &self.takeovers,
+            &self.takeover_resets,
         ] {
             c.store(0, Ordering::Relaxed);
         }

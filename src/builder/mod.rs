@@ -24,14 +24,16 @@ use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
     host, AdapterConfig, AdapterError, Counters, Filter, FilterMode, FrameSink, FrameSource,
-    FrameWriter, RxQueue, TapDevice,
+    FrameWriter, Pairs, RxQueue, TapDevice, ToProcessor,
 };
+use vnic_adapter::filter::Protocol;
 use vnic_listeners::app::udp::UdpAppKind;
 use vnic_listeners::app::{App, AppContext, Refused, Service};
 use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
 use vnic_listeners::distributor::{backend, Balance, Dispatcher};
 use vnic_listeners::processor::{
-    AppSource, DistributorLink, Inbox, Processor, ProcessorSetup, DEFAULT_MEMORY_BUDGET,
+    AppSource, DistributorLink, Inbox, Migration, Processor, ProcessorSetup,
+    DEFAULT_MEMORY_BUDGET,
 };
 use vnic_listeners::stats::Registry;
 use vnic_stack::{CongestionAlgorithm, IsnGenerator, SynCookies, TcpConfig};
@@ -255,6 +257,7 @@ pub struct Builder {
     zero_window_timeout: Option<Duration>,
     congestion: CongestionAlgorithm,
     port_congestion: HashMap<u16, CongestionAlgorithm>,
+    pairs: bool,
 }
 
 /// A service made of a closure (see [`Builder::serve_with`]).
@@ -308,6 +311,7 @@ impl Builder {
             zero_window_timeout: Some(vnic_stack::DEFAULT_ZERO_WINDOW_TIMEOUT),
             congestion: CongestionAlgorithm::default(),
             port_congestion: HashMap::new(),
+            pairs: false,
         }
     }
 
@@ -502,6 +506,15 @@ impl Builder {
     /// congestion`).
     pub fn port_congestion(mut self, port: u16, algo: CongestionAlgorithm) -> Builder {
         self.port_congestion.insert(port, algo);
+        self
+    }
+
+    /// Process pairs on every port (`--pairs`): processor K checkpoints
+    /// its connections to processor K+1 (mod N), which takes them over
+    /// with nothing lost when K fails. A layout's listeners with a
+    /// `backup` are paired on their port whether or not this is on.
+    pub fn pairs(mut self, on: bool) -> Builder {
+        self.pairs = on;
         self
     }
 }

@@ -31,6 +31,12 @@ impl Builder {
                 "a layout and served ports both say what to serve: use one".into(),
             ));
         }
+        if self.pairs && self.processors < 2 {
+            return Err(Error::Config(
+                "--pairs needs at least two processors: a backup runs in another processor"
+                    .into(),
+            ));
+        }
         if self.processor_queues == ProcessorQueues::On && self.impair.is_some() {
             return Err(Error::Config(
                 "--processor-queues on and --impair do not go together: the processors' own \
@@ -210,6 +216,20 @@ impl Builder {
         let socket_queries = inboxes.iter().map(Inbox::socket_queries).collect();
         let mut threads = Vec::with_capacity(n + 1);
         let mut processors = Vec::with_capacity(n);
+        // Process pairs: `--pairs` on every port, and the listeners a
+        // layout gave a backup on theirs.
+        let mut pairs = if self.pairs {
+            Pairs::ring(n)
+        } else {
+            Pairs::none()
+        };
+        for l in filter.listing() {
+            if let (Protocol::Tcp, Some(b)) = (l.protocol, l.backup) {
+                pairs.set_port(l.processor, l.port, b);
+            }
+        }
+        let pairs = Arc::new(pairs);
+        let checkpoint_queues: Vec<_> = inboxes.iter().map(Inbox::checkpoints).collect();
         let filter = Arc::new(Mutex::new(filter));
         // The distributor model: processor 0 is the distributor, its apps run
         // at the back-ends.
@@ -249,13 +269,21 @@ impl Builder {
         {
             let rotation = filter.clone();
             let flows = flow_map.clone();
+            let (backups, peers) = (pairs.clone(), queues.clone());
             let failed = move |id: usize| {
                 // Out of the rotation, as `vnic ctl processor K down` does.
                 rotation.lock().set_up(id, false);
                 // Its connections' frames go to the RX threads again,
-                // which answer them with RST.
+                // which answer them with RST, or send them to its backup.
                 if let Some(f) = flows {
                     f.remove_queue(rss_queues + id);
+                }
+                // Its backups take over what it checkpointed to them.
+                for b in backups.backups_of(id) {
+                    if let Some(q) = peers.get(b) {
+                        let m = Migration::TakeOver { from: id };
+                        let _ = q.send(ToProcessor::Migrate(Box::new(m)));
+                    }
                 }
             };
             let direct = match (&flow_map, taps.get(rss_queues + id)) {
@@ -277,6 +305,9 @@ impl Builder {
                     id,
                     queue: inbox,
                     closed: closed_tx.clone(),
+                    peers: queues.clone(),
+                    pairs: pairs.clone(),
+                    checkpoint_queues: checkpoint_queues.clone(),
                     out: traced(Origin::Processor(id)),
                     tracer: tracer.clone(),
                     max_connections: (MAX_CONNECTIONS / n).max(1024),
@@ -307,6 +338,7 @@ impl Builder {
         let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let runtime = Arc::new(Runtime {
             flow_map: flow_map.clone(),
+            pairs: pairs.clone(),
             tap: name.clone(),
             started: Instant::now(),
             filter: filter.clone(),
@@ -352,6 +384,7 @@ impl Builder {
             );
             adapter.set_syn_cookies(cookies.clone(), self.syn_backlog, &tcp);
             adapter.set_rx_queue(q, rx_queues);
+            adapter.set_pairs(pairs.clone());
             if let Some(m) = &flow_map {
                 adapter.set_processor_queues(m.clone(), rx_queues);
             }

@@ -20,7 +20,7 @@ use crate::flow::FlowTable;
 use crate::flowmap::FlowMap;
 use crate::icmp;
 use crate::ndp;
-use crate::queue::{Datagram, FlowClosed, Inbound, ProcessorQueue, QueueRefused, ToProcessor};
+use crate::queue::{Datagram, FlowReport, Inbound, ProcessorQueue, QueueRefused, ToProcessor};
 use crate::ratelimit::{TokenBucket, ICMP_RATE};
 use crate::tap::{FrameSource, MAX_FRAME_LEN};
 use crate::trace::{Direction, Note, Tracer};
@@ -97,7 +97,7 @@ pub struct RxQueue {
     filter: Arc<Mutex<Filter>>,
     flows: FlowTable,
     queues: Vec<ProcessorQueue>,
-    closed: Receiver<FlowClosed>,
+    closed: Receiver<FlowReport>,
     out: FrameWriter,
     counters: Arc<Counters>,
     unreachable_limit: TokenBucket,
@@ -124,6 +124,8 @@ pub struct RxQueue {
     steering: Option<(Arc<FlowMap>, usize)>,
     /// Frames the processors read from their own queues and hand back.
     handed_back: Option<Receiver<HandedBack>>,
+    /// Process pairs: where a dead processor's connections went.
+    pairs: Arc<crate::Pairs>,
 }
 
 /// Segments with at least this much text go to their processor in the
@@ -149,7 +151,7 @@ impl RxQueue {
         cfg: AdapterConfig,
         filter: Arc<Mutex<Filter>>,
         queues: Vec<Q>,
-        closed: Receiver<FlowClosed>,
+        closed: Receiver<FlowReport>,
         out: FrameWriter,
         counters: Arc<Counters>,
     ) -> RxQueue {
@@ -173,6 +175,7 @@ impl RxQueue {
             in_place_min: IN_PLACE_MIN,
             steering: None,
             handed_back: None,
+            pairs: Arc::new(crate::Pairs::none()),
         }
     }
 
@@ -261,11 +264,38 @@ impl RxQueue {
         &self.flows
     }
 
-    /// Drops the flow entries of connections the processors closed.
+    /// Process pairs ([`crate::pairs`]): a segment for a processor whose
+    /// thread died goes to its backup, which took its connections over,
+    /// instead of being answered with RST.
+    pub fn set_pairs(&mut self, pairs: Arc<crate::Pairs>) {
+        self.pairs = pairs;
+    }
+
+    /// Drops the flow entries of connections the processors closed, and
+    /// switches those of connections they moved.
     pub fn reap_closed(&mut self) {
         let mut changed = false;
-        while let Ok(c) = self.closed.try_recv() {
-            changed |= self.flows.remove(&c.tuple, c.syn_stamp);
+        while let Ok(r) = self.closed.try_recv() {
+            match r {
+                FlowReport::Closed(c) => changed |= self.flows.remove(&c.tuple, c.syn_stamp),
+                FlowReport::NotHeld { tuple, processor } => {
+                    if self.flows.remove_held(&tuple, processor) {
+                        self.unsteer(&tuple);
+                        changed = true;
+                    }
+                }
+                FlowReport::Moved { flow, from, to } => {
+                    if self.flows.switch(&flow.tuple, from, to) {
+                        self.steer(&flow.tuple, to);
+                    }
+                    // What the old processor still gets for the flow it
+                    // forwards until this reaches it. If its queue is full
+                    // it stops forwarding after a while by itself.
+                    if let Some(q) = self.queues.get(from) {
+                        let _ = q.try_send(ToProcessor::FlowSwitched(flow.tuple));
+                    }
+                }
+            }
         }
         if changed {
             self.report_flows();

@@ -273,33 +273,49 @@ impl RxQueue {
     /// Puts `inbound` on `processor`'s queue; false if the queue is full
     /// (counted) or gone.
     pub(super) fn send_inbound(&mut self, processor: usize, inbound: Inbound) -> bool {
-        let Some(q) = self.queues.get(processor) else {
-            return false;
-        };
-        let msg = ToProcessor::Segment(inbound);
-        let weight = msg.weight();
-        match q.try_send_weighed(msg, weight) {
-            Ok(()) => {
-                self.counters.dispatched(self.rx_queue);
-                true
-            }
-            Err(e @ (QueueRefused::Full(_) | QueueRefused::Bytes(_))) => {
-                self.count_refused(processor, &e);
-                false
-            }
-            Err(QueueRefused::Disconnected(msg)) => {
-                // The processor's thread has died (it is out of the
-                // rotation already): its connections are gone, so their
-                // segments are answered with RST and their flows dropped.
-                if let ToProcessor::Segment(inb) = msg {
+        let mut processor = processor;
+        let mut msg = ToProcessor::Segment(inbound);
+        // A dead processor's backup, and the backup's if it died too: at
+        // most once round the processors.
+        for _ in 0..=self.queues.len() {
+            let Some(q) = self.queues.get(processor) else {
+                return false;
+            };
+            let weight = msg.weight();
+            match q.try_send_weighed(msg, weight) {
+                Ok(()) => {
+                    self.counters.dispatched(self.rx_queue);
+                    return true;
+                }
+                Err(e @ (QueueRefused::Full(_) | QueueRefused::Bytes(_))) => {
+                    self.count_refused(processor, &e);
+                    return false;
+                }
+                Err(QueueRefused::Disconnected(back)) => {
+                    let ToProcessor::Segment(inb) = back else {
+                        return false;
+                    };
+                    // The processor's thread has died (it is out of the
+                    // rotation already). With a backup, that processor took
+                    // its connections over: the flow follows it there.
+                    if let Some(b) = self.pairs.backup_of(processor, inb.tuple.local.port()) {
+                        self.flows.redirect(&inb.tuple, b);
+                        self.steer(&inb.tuple, b);
+                        processor = b;
+                        msg = ToProcessor::Segment(inb);
+                        continue;
+                    }
+                    // Without one its connections are gone, so their
+                    // segments are answered with RST and their flows dropped.
                     self.flows.forget(&inb.tuple);
                     self.unsteer(&inb.tuple);
                     self.reset(inb.peer_mac, &inb.tuple, &inb.segment, inb.arrived);
                     self.report_flows();
+                    return false;
                 }
-                false
             }
         }
+        false
     }
 
     pub(super) fn reset(

@@ -9,11 +9,13 @@ use std::collections::BTreeMap;
 pub enum Request {
     /// The whole status: processors, adapter counters, trace.
     Status,
-    /// Take processor `id` down (its connections are reset) or bring it up.
+    /// Take processor `id` down (its connections are reset), bring it up,
+    /// drain it (its connections move to the other live processors, then
+    /// it goes down) or crash it.
     Processor {
         /// Processor number.
         id: usize,
-        /// "up" or "down".
+        /// "up", "down", "drain" or "crash".
         state: String,
     },
     /// Take back-end `id` down (its in-flight requests are retried
@@ -105,6 +107,14 @@ pub enum Request {
     /// Reset Time (`vnic ctl stats reset`, NonStop's STATS ... RESET).
     /// Gauges (active connections, memory, queue depths) stay.
     StatsReset,
+    /// Move one live connection to processor `to` with nothing lost
+    /// (`vnic ctl connection move`).
+    ConnectionMove {
+        /// `ADDR:PORT-ADDR:PORT`, its two ends in either order.
+        connection: String,
+        /// The processor that takes it.
+        to: usize,
+    },
 }
 
 impl Request {
@@ -122,6 +132,7 @@ impl Request {
         "capture",
         "sockets",
         "stats-reset",
+        "connection-move",
     ];
 
     /// This request's `cmd`, as it is on the wire. Being exhaustive, it
@@ -139,6 +150,7 @@ impl Request {
             Request::Capture { .. } => "capture",
             Request::Sockets { .. } => "sockets",
             Request::StatsReset => "stats-reset",
+            Request::ConnectionMove { .. } => "connection-move",
         }
     }
 }
@@ -266,6 +278,40 @@ pub struct Status {
     /// without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impair: Option<ImpairStatus>,
+    /// The process pairs (`--pairs`, listeners with a backup), each with
+    /// its checkpoint traffic, lag and takeovers; empty without pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<PairStatus>,
+}
+
+/// One process pair in `vnic status`: a primary processor (on one port,
+/// or on every port) and the backup that keeps its checkpoints. The
+/// counters are the primary's (what it sent) and the backup's (what it
+/// holds, how far behind, what it took over), as their processors count
+/// them for all their pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairStatus {
+    /// The primary processor.
+    pub primary: usize,
+    /// The port, or None for every port (`--pairs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The backup processor.
+    pub backup: usize,
+    /// Checkpoints the primary sent.
+    pub checkpoints: u64,
+    /// Bytes they carried.
+    pub checkpoint_bytes: u64,
+    /// Connections the backup holds copies of now.
+    pub standby: u64,
+    /// Age of the last checkpoint the backup applied, in µs.
+    pub lag_us: u64,
+    /// The largest such age, in µs.
+    pub max_lag_us: u64,
+    /// Connections the backup took over from a failed primary.
+    pub takeovers: u64,
+    /// Of those, the ones reset (an app without checkpoint).
+    pub takeover_resets: u64,
 }
 
 /// One processor's line in `vnic status`.
@@ -345,6 +391,27 @@ pub struct ProcessorStatus {
     /// Frames it wrote to the TAP (a TSO frame counts once).
     #[serde(default)]
     pub frames_out: u64,
+    /// Connections that moved in from other processors (live migration,
+    /// drain, the hybrid model's hand-off).
+    #[serde(default)]
+    pub moved_in: u64,
+    /// Connections it moved to other processors.
+    #[serde(default)]
+    pub moved_out: u64,
+    /// Connections reset where they would have moved (their app has no
+    /// checkpoint).
+    #[serde(default)]
+    pub migration_resets: u64,
+    /// Segments of connections it had moved away that still reached it
+    /// and that it forwarded to their new processor.
+    #[serde(default)]
+    pub forwarded: u64,
+    /// Their payload bytes.
+    #[serde(default)]
+    pub forwarded_bytes: u64,
+    /// Segments it could not forward (the new processor's queue was full).
+    #[serde(default)]
+    pub forward_drops: u64,
 }
 
 /// One listener's line in `vnic status`.

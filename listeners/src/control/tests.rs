@@ -325,6 +325,7 @@ fn clients_over_the_cap_are_refused_and_places_come_back() {
 pub(super) fn runtime(trace: Option<Arc<dyn TraceControl>>) -> Runtime {
     Runtime {
         flow_map: None,
+        pairs: Arc::new(vnic_adapter::Pairs::none()),
         tap: "t0".into(),
         started: Instant::now(),
         filter: Arc::new(Mutex::new(Filter::new(FilterMode::RoundRobin, 1))),

@@ -60,6 +60,7 @@ impl Processor {
     /// counters; with `report`, the RX thread is told its flow entry can go.
     pub(super) fn forget(&mut self, tuple: FourTuple, report: bool) -> Option<Conn> {
         let mut c = self.conns.remove(&tuple)?;
+        self.pair.forget(tuple, &c.pair);
         let stats = &self.registry.processors[self.id];
         Self::leave_half_open(self.adapter_counters.half_open.get(self.id), &mut c);
         self.memory.release(c.mem, stats);

@@ -16,11 +16,15 @@
 
 mod lifecycle;
 mod memory;
+mod migrate;
+mod pairs;
 mod receive;
 mod service;
 mod sockets;
 
 pub use memory::DEFAULT_MEMORY_BUDGET;
+pub use migrate::{Adoption, DrainReport, Migration, MoveResult};
+pub use pairs::{Checkpointed, PairLink, PairMsg, CHECKPOINT_QUEUE};
 pub use sockets::{
     ConnRow, SocketChunk, SocketFilter, SocketQueries, SocketQuery, QUERY_DEPTH, ROWS_PER_STEP,
 };
@@ -43,8 +47,8 @@ use vnic_adapter::filter::Protocol;
 use vnic_adapter::ratelimit::{TokenBucket, INVALID_REPLY_RATE};
 use vnic_adapter::trace::Tracer;
 use vnic_adapter::{
-    BellSender, Datagram, Doorbell, FlowClosed, FrameWriter, Inbound, ProcessorQueue, QueueBytes,
-    ToProcessor,
+    BellSender, Datagram, Doorbell, FlowClosed, FlowReport, FrameWriter, Inbound, ProcessorQueue,
+    QueueBytes, ToProcessor,
 };
 use vnic_stack::{
     Connection, Control, Disposition, Event, FourTuple, IsnGenerator, ReplyLimiter, State,
@@ -58,8 +62,17 @@ pub struct ProcessorSetup {
     /// Its queue and event loop.
     pub queue: Inbox,
     /// Where it reports connections it no longer holds: one channel per
-    /// RX queue, each to the RX thread whose flow table holds them.
-    pub closed: Vec<Sender<FlowClosed>>,
+    /// RX queue, each to the RX thread whose flow table holds them (and
+    /// where it moved them).
+    pub closed: Vec<Sender<FlowReport>>,
+    /// Every processor's queue (its own too), by number: where its
+    /// connections go when they move ([`Migration`]).
+    pub peers: Vec<ProcessorQueue>,
+    /// The process pairs, and every processor's checkpoint queue
+    /// ([`Inbox::checkpoints`]) by number.
+    pub pairs: Arc<vnic_adapter::Pairs>,
+    /// See `pairs`.
+    pub checkpoint_queues: Vec<BellSender<PairMsg>>,
     /// Its way to the TAP.
     pub out: FrameWriter,
     /// Which service makes the app of each TCP port's connections.
@@ -118,6 +131,8 @@ pub struct Inbox {
     registry: Arc<mio::Registry>,
     /// `vnic status --sockets` requests (see [`sockets`](self::sockets)).
     socket_queries: (Sender<SocketQuery>, Receiver<SocketQuery>),
+    /// Checkpoints from the processors it backs up (see `pairs.rs`).
+    checkpoints: (Sender<PairMsg>, Receiver<PairMsg>),
 }
 
 impl Inbox {
@@ -140,6 +155,7 @@ impl Inbox {
                 bell,
                 registry,
                 socket_queries: crossbeam_channel::bounded(QUERY_DEPTH),
+                checkpoints: crossbeam_channel::bounded(CHECKPOINT_QUEUE),
             },
         ))
     }
@@ -149,6 +165,12 @@ impl Inbox {
     /// doorbell, so a full frame queue never refuses one.
     pub fn socket_queries(&self) -> SocketQueries {
         BellSender::new(self.socket_queries.0.clone(), self.bell.clone())
+    }
+
+    /// Where the processors it backs up send their checkpoints, rung by
+    /// the same doorbell (see `pairs.rs`).
+    pub fn checkpoints(&self) -> BellSender<PairMsg> {
+        BellSender::new(self.checkpoints.0.clone(), self.bell.clone())
     }
 
     /// The doorbell, for other senders to this processor (the distributor's
@@ -194,6 +216,8 @@ struct Conn {
     /// Listed in the processor's `backlog`: its last pass stopped at
     /// [`MAX_SEGMENTS_PER_PASS`] with more to send.
     backlogged: bool,
+    /// Its backup and what the backup holds (process pairs).
+    pair: pairs::PairState,
 }
 
 /// The processor's budget for replies to invalid segments (one token
@@ -244,7 +268,15 @@ pub struct Processor {
     poll: Option<Poll>,
     bell: Arc<Doorbell>,
     io: Arc<mio::Registry>,
-    closed: Vec<Sender<FlowClosed>>,
+    closed: Vec<Sender<FlowReport>>,
+    peers: Vec<ProcessorQueue>,
+    /// Connections moved away whose segments it still forwards: new
+    /// processor, and since when.
+    moved: HashMap<FourTuple, (usize, Instant)>,
+    /// A drain (`vnic ctl processor K drain`) under way.
+    evacuation: Option<migrate::Evacuation>,
+    /// Its process pairs.
+    pair: PairLink,
     out: FrameWriter,
     serve: HashMap<u16, Arc<dyn Service>>,
     /// Every service this processor has served, by name, so that a
@@ -379,6 +411,10 @@ impl Processor {
             bell: s.queue.bell,
             io: s.queue.registry,
             closed: s.closed,
+            peers: s.peers,
+            moved: HashMap::new(),
+            evacuation: None,
+            pair: PairLink::new(s.id, s.pairs, s.checkpoint_queues, s.queue.checkpoints.1),
             out: s.out,
             serve: s.serve,
             known,
@@ -506,6 +542,10 @@ impl Processor {
             }
             self.fire_timers(Instant::now());
             self.keep_budget(Instant::now());
+            self.expire_moved(Instant::now());
+            if self.evacuate(Instant::now()) {
+                busy = self.conns.is_empty() && busy;
+            }
             if self.draining {
                 self.count_unfinished();
             }
@@ -513,6 +553,9 @@ impl Processor {
                 busy = true;
             }
             if self.serve_socket_queries() {
+                busy = true;
+            }
+            if self.apply_checkpoints() {
                 busy = true;
             }
             if busy {
@@ -523,16 +566,21 @@ impl Processor {
             let more = !self.queue.is_empty()
                 || self.direct.as_ref().is_some_and(DirectQueue::pending)
                 || !self.socket_queries.is_empty()
+                || self.pair.pending()
                 || replies.as_ref().is_some_and(|r| !r.is_empty())
                 || ctl.as_ref().is_some_and(|c| !c.is_empty());
             if more {
                 self.bell.awake();
                 continue;
             }
-            let due = match (self.next_deadline(), self.memory.deadline()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let due = [
+                self.next_deadline(),
+                self.memory.deadline(),
+                self.evacuation_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let wait = due.map_or(Duration::from_secs(1), |d| {
                 d.saturating_duration_since(Instant::now())
             });
@@ -570,6 +618,9 @@ impl Processor {
                 }
                 self.service_pending(Instant::now());
             }
+            ToProcessor::Adopt(a) => self.on_adopt(a),
+            ToProcessor::Migrate(m) => self.on_migrate(m),
+            ToProcessor::FlowSwitched(t) => self.flow_switched(t),
         }
         true
     }

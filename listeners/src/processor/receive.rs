@@ -16,6 +16,21 @@ impl Processor {
     /// Hands one segment to its connection (or opens one); the connection
     /// is serviced (app, transmit) later, by [`Processor::service_pending`].
     pub(super) fn receive(&mut self, inb: Inbound) {
+        #[cfg(feature = "test-faults")]
+        test_fault(self.id, &inb);
+        let inb = if self.conns.contains_key(&inb.tuple) {
+            inb
+        } else {
+            if self.pair.holds(&inb.tuple) {
+                // A dead primary's connection whose segment came first:
+                // taken over here and now (see pairs.rs).
+                self.take_over(None, Some(inb.tuple));
+            }
+            match self.forward_moved(inb) {
+                Some(inb) => inb,
+                None => return,
+            }
+        };
         let (tuple, peer_mac) = (inb.tuple, inb.peer_mac);
         self.stats().frames_in.fetch_add(1, Ordering::Relaxed);
         if catch_unwind(AssertUnwindSafe(|| self.handle_inbound(&inb))).is_err() {
@@ -51,7 +66,13 @@ impl Processor {
                     port,
                     app,
                 }) => self.set_serve(protocol, port, app),
-                Ok(msg @ (ToProcessor::Drain | ToProcessor::Crash)) => {
+                Ok(
+                    msg @ (ToProcessor::Drain
+                    | ToProcessor::Crash
+                    | ToProcessor::Adopt(_)
+                    | ToProcessor::Migrate(_)
+                    | ToProcessor::FlowSwitched(_)),
+                ) => {
                     self.service_pending(Instant::now());
                     if !self.on_message(msg) {
                         return false;
@@ -203,7 +224,7 @@ impl Processor {
             d.forget(&c.tuple);
         }
         if let Some(to) = self.closed.get(c.rx_queue()).or(self.closed.first()) {
-            let _ = to.send(c);
+            let _ = to.send(c.into());
         }
     }
 
@@ -313,6 +334,7 @@ impl Processor {
                 unserviced: 0,
                 queued: false,
                 backlogged: false,
+                pair: self.pair.state_for(tuple.local.port()),
             },
         );
         if half_open {
@@ -328,5 +350,21 @@ impl Processor {
                 tuple.remote, tuple.local
             )
         });
+    }
+}
+
+/// The test-only fault (`--features test-faults`, which `cargo test`
+/// turns on through the root package's dev-dependency and `cargo build`
+/// never does): a segment whose text holds `VNIC-TEST-PANIC` makes the
+/// processor's thread panic outside any connection's guarded work, once
+/// per vnic, as a bug in the processor itself would.
+#[cfg(feature = "test-faults")]
+fn test_fault(id: usize, inb: &Inbound) {
+    use std::sync::atomic::AtomicBool;
+    static FIRED: AtomicBool = AtomicBool::new(false);
+    const MARK: &[u8] = b"VNIC-TEST-PANIC";
+    let text: &[u8] = &inb.segment.payload;
+    if text.windows(MARK.len()).any(|w| w == MARK) && !FIRED.swap(true, Ordering::Relaxed) {
+        panic!("processor {id}: test fault (a segment carried VNIC-TEST-PANIC)");
     }
 }

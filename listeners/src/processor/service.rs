@@ -119,6 +119,8 @@ impl Processor {
                 };
                 c.app.poll(&mut view);
             }
+            // Before anything of this pass leaves (see pairs.rs).
+            self.pair.checkpoint(tuple, c, stats);
             self.out.set_burst_limit(c.tcp.gso_burst_limit());
             while budget > 0 {
                 let Some(seg) = c.tcp.poll_transmit_reusing(now, &mut self.spare) else {

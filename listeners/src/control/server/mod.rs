@@ -5,12 +5,15 @@
 //! bounds ([`MAX_CLIENTS`], [`MAX_REQUEST`], [`REQUEST_TIMEOUT`],
 //! [`WRITE_TIMEOUT`]), and removes the file on stop.
 
+mod migrate;
 mod requests;
 mod status;
 
+pub use migrate::parse_connection;
+
 use super::access::{self, Access};
 use super::protocol::{
-    AdapterStatus, ListenerStatus, ProcessorStatus, Request, Response, Status, TraceStatus,
+    AdapterStatus, ListenerStatus, PairStatus, ProcessorStatus, Request, Response, Status, TraceStatus,
 };
 use crate::distributor::{BackendCtl, BackendCtlRequest};
 use crate::stats::Registry;
@@ -171,6 +174,8 @@ pub struct Runtime {
     /// With `--processor-queues`: the kernel's flow map (its entries are
     /// counted for `steered_flows`).
     pub flow_map: Option<Arc<vnic_adapter::flowmap::FlowMap>>,
+    /// The process pairs (for status).
+    pub pairs: Arc<vnic_adapter::Pairs>,
 }
 
 impl Runtime {
@@ -182,12 +187,16 @@ impl Runtime {
                 status: Some(self.status()),
                 ..Response::ok()
             },
+            Request::Processor { id, state } if state == "drain" => self.drain_processor(id),
+            Request::ConnectionMove { connection, to } => self.move_connection(&connection, to),
             Request::Processor { id, state } => {
                 let up = match state.as_str() {
                     "up" => true,
                     "down" | "crash" => false,
                     other => {
-                        return Response::error(format!("state {other:?}: use up, down or crash"))
+                        return Response::error(format!(
+                            "state {other:?}: use up, down, drain or crash"
+                        ))
                     }
                 };
                 let Some(q) = self.queues.get(id) else {

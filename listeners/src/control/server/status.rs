@@ -58,6 +58,12 @@ impl Runtime {
                     zero_window_resets: stats.zero_window_resets.load(Ordering::Relaxed),
                     frames_in: stats.frames_in.load(Ordering::Relaxed),
                     frames_out: self.counters.frames_out_of(p.id),
+                    moved_in: stats.moved_in.load(Ordering::Relaxed),
+                    moved_out: stats.moved_out.load(Ordering::Relaxed),
+                    migration_resets: stats.migration_resets.load(Ordering::Relaxed),
+                    forwarded: stats.forwarded.load(Ordering::Relaxed),
+                    forwarded_bytes: stats.forwarded_bytes.load(Ordering::Relaxed),
+                    forward_drops: stats.forward_drops.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -118,6 +124,33 @@ impl Runtime {
             adapter,
             trace: self.trace.as_ref().map(|t| t.status()).unwrap_or_default(),
             impair: self.impair_status(),
+            pairs: self.pair_status(),
         }
+    }
+}
+
+impl Runtime {
+    /// Each process pair with its primary's and backup's counters.
+    fn pair_status(&self) -> Vec<PairStatus> {
+        let get = |k: usize| self.registry.processors.get(k);
+        let load = |k: usize, f: fn(&crate::stats::ProcessorStats) -> &std::sync::atomic::AtomicU64| {
+            get(k).map_or(0, |p| f(p).load(Ordering::Relaxed))
+        };
+        self.pairs
+            .list()
+            .into_iter()
+            .map(|(primary, port, backup)| PairStatus {
+                primary,
+                port,
+                backup,
+                checkpoints: load(primary, |p| &p.checkpoints),
+                checkpoint_bytes: load(primary, |p| &p.checkpoint_bytes),
+                standby: load(backup, |p| &p.standby),
+                lag_us: load(backup, |p| &p.checkpoint_lag_us),
+                max_lag_us: load(backup, |p| &p.checkpoint_lag_max_us),
+                takeovers: load(backup, |p| &p.takeovers),
+                takeover_resets: load(backup, |p| &p.takeover_resets),
+            })
+            .collect()
     }
 }

@@ -1,0 +1,348 @@
+//! Process pairs (`--pairs`, a config file's `backup = K`): each
+//! processor checkpoints its connections to its backup processor, which
+//! takes them over when it fails (NonStop's primary and backup processes).
+//!
+//! **Granularity: one checkpoint per service of a connection, taken after
+//! its app ran and before anything is transmitted** (`Processor::service`
+//! calls [`PairLink::checkpoint`] between the app's poll and the first
+//! `poll_transmit`). That is the one rule that makes a takeover lossless:
+//! the client never sees an ACK for bytes, nor bytes, that the backup's
+//! copy does not reflect, because nothing leaves before the checkpoint
+//! that covers it is in the backup's queue (an in-process channel: it
+//! survives the primary's thread). Establishment, every acknowledged step
+//! of either direction and every app state change are services, so each
+//! is covered. A checkpoint carries the whole TCP state but only the send
+//! data the backup does not hold yet (`vnic_stack::Checkpoint`), so a
+//! bulk transfer copies each byte to the backup once. Per-segment or
+//! per-ACK checkpoints would cost the same bytes and many more messages;
+//! coarser ones (every N ms) would have to hold back ACKs and data until
+//! the next one, which a client sees as delay.
+//!
+//! The backup applies what reaches it on every turn of its loop and keeps
+//! one copy per connection (`Standby`). When the primary's thread dies,
+//! its failure handler sends each backup [`Migration::TakeOver`]: the
+//! backup applies what is still queued, makes each copy a live connection
+//! (`Connection::take_over`: it retransmits what may be missing at once)
+//! and restores its app. A segment of such a connection that reaches the
+//! backup first (the RX thread sends a dead processor's segments to its
+//! backup) takes it over there and then.
+
+use super::*;
+use crate::app::{AppCheckpoint, NoCheckpoint};
+use vnic_adapter::Pairs;
+use vnic_stack::{Checkpoint, SendMark};
+
+/// Checkpoints one processor's queue holds before its primaries wait.
+pub const CHECKPOINT_QUEUE: usize = 4096;
+
+/// What a primary sends its backup.
+pub enum PairMsg {
+    /// A connection's state after a service.
+    Checkpoint(Box<Checkpointed>),
+    /// The primary no longer holds it (closed, reset, moved): the copy goes.
+    Forget {
+        /// The connection.
+        tuple: FourTuple,
+    },
+}
+
+/// One checkpoint of one connection.
+pub struct Checkpointed {
+    /// The connection.
+    pub tuple: FourTuple,
+    /// The primary.
+    pub from: usize,
+    /// Its TCP state (the send data the backup lacks).
+    pub tcp: Checkpoint,
+    /// Its app's state; None when the app has none (the connection is
+    /// then reset at a takeover, not resumed).
+    pub app: Option<Box<dyn AppCheckpoint>>,
+    /// Where its frames go.
+    pub peer_mac: [u8; 6],
+    /// Its last SYN's stamp.
+    pub syn_stamp: u64,
+    /// Its connection number.
+    pub id: u64,
+    /// When the primary sent it (for the lag status shows).
+    pub sent: Instant,
+}
+
+/// The backup's copy of one connection.
+struct Standby {
+    from: usize,
+    tcp: Connection,
+    app: Option<Box<dyn AppCheckpoint>>,
+    peer_mac: [u8; 6],
+    syn_stamp: u64,
+    id: u64,
+}
+
+/// A processor's side of its process pairs: where its checkpoints go,
+/// and the copies it keeps for others.
+pub struct PairLink {
+    id: usize,
+    pairs: Arc<Pairs>,
+    /// Every processor's checkpoint queue, by number.
+    out: Vec<BellSender<PairMsg>>,
+    inbox: Receiver<PairMsg>,
+    standby: HashMap<FourTuple, Standby>,
+    /// Backups whose queue is gone (their thread died): nothing more is
+    /// sent there.
+    dead: Vec<bool>,
+}
+
+/// What a connection carries for its pair.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct PairState {
+    /// Its backup, if its port has one.
+    pub backup: Option<usize>,
+    /// What the backup already holds of its send data.
+    pub mark: Option<SendMark>,
+}
+
+impl PairLink {
+    /// Processor `id`'s side, with everyone's checkpoint queues and its own.
+    pub fn new(
+        id: usize,
+        pairs: Arc<Pairs>,
+        out: Vec<BellSender<PairMsg>>,
+        inbox: Receiver<PairMsg>,
+    ) -> PairLink {
+        let dead = vec![false; out.len()];
+        PairLink {
+            id,
+            pairs,
+            out,
+            inbox,
+            standby: HashMap::new(),
+            dead,
+        }
+    }
+
+    /// No pairs (a processor built alone, in a test).
+    pub fn none(id: usize) -> PairLink {
+        let (_, inbox) = crossbeam_channel::bounded(1);
+        PairLink::new(id, Arc::new(Pairs::none()), Vec::new(), inbox)
+    }
+
+    /// The pair state of a new connection to `port`.
+    pub(super) fn state_for(&self, port: u16) -> PairState {
+        PairState {
+            backup: self
+                .pairs
+                .backup_of(self.id, port)
+                .filter(|&b| b < self.out.len()),
+            mark: None,
+        }
+    }
+
+    /// True when checkpoints wait to be applied.
+    pub(super) fn pending(&self) -> bool {
+        !self.inbox.is_empty()
+    }
+
+    /// Sends the backup the connection's state, before anything of this
+    /// service is transmitted (see the [module](self)). Waits while the
+    /// backup's queue is full, applying its own queue meanwhile so that
+    /// two processors backing each other up never wait on each other.
+    pub(super) fn checkpoint(&mut self, tuple: FourTuple, c: &mut Conn, stats: &ProcessorStats) {
+        let Some(b) = c.pair.backup else {
+            return;
+        };
+        if self.dead.get(b).copied().unwrap_or(true) {
+            return;
+        }
+        let app = match c.app.checkpoint() {
+            Ok(a) => Some(a),
+            Err(NoCheckpoint::Unsupported | NoCheckpoint::Busy) => None,
+        };
+        let tcp = c.tcp.checkpoint(c.pair.mark);
+        let mark = tcp.mark();
+        let bytes = tcp.memory() as u64 + app.as_ref().map_or(0, |a| a.memory() as u64);
+        let mut msg = PairMsg::Checkpoint(Box::new(Checkpointed {
+            tuple,
+            from: self.id,
+            tcp,
+            app,
+            peer_mac: c.peer_mac,
+            syn_stamp: c.syn_stamp,
+            id: c.id,
+            sent: Instant::now(),
+        }));
+        loop {
+            match self.out[b].try_send(msg) {
+                Ok(()) => {
+                    c.pair.mark = Some(mark);
+                    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    stats.checkpoint_bytes.fetch_add(bytes, Ordering::Relaxed);
+                    return;
+                }
+                Err(crossbeam_channel::TrySendError::Full(m)) => {
+                    msg = m;
+                    stats.checkpoint_waits.fetch_add(1, Ordering::Relaxed);
+                    self.apply(stats);
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                    // The backup died: this primary goes on unprotected.
+                    self.dead[b] = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Tells the connection's backup it is gone from here.
+    pub(super) fn forget(&mut self, tuple: FourTuple, pair: &PairState) {
+        let Some(b) = pair.backup.filter(|_| pair.mark.is_some()) else {
+            return;
+        };
+        if self.dead.get(b).copied().unwrap_or(true) {
+            return;
+        }
+        // Forgetting must not be lost or the copy would stay: wait for room.
+        if self.out[b].send(PairMsg::Forget { tuple }).is_err() {
+            self.dead[b] = true;
+        }
+    }
+
+    /// Applies every checkpoint waiting; true if there were any.
+    pub(super) fn apply(&mut self, stats: &ProcessorStats) -> bool {
+        let mut any = false;
+        while let Ok(m) = self.inbox.try_recv() {
+            any = true;
+            match m {
+                PairMsg::Forget { tuple } => {
+                    self.standby.remove(&tuple);
+                }
+                PairMsg::Checkpoint(cp) => {
+                    let Checkpointed {
+                        tuple,
+                        from,
+                        tcp,
+                        app,
+                        peer_mac,
+                        syn_stamp,
+                        id,
+                        sent,
+                    } = *cp;
+                    let lag = sent.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+                    stats.checkpoint_lag_us.store(lag, Ordering::Relaxed);
+                    stats.checkpoint_lag_max_us.fetch_max(lag, Ordering::Relaxed);
+                    let older = self.standby.remove(&tuple).map(|s| s.tcp);
+                    match tcp.apply(older) {
+                        Ok(tcp) => {
+                            self.standby.insert(
+                                tuple,
+                                Standby {
+                                    from,
+                                    tcp,
+                                    app,
+                                    peer_mac,
+                                    syn_stamp,
+                                    id,
+                                },
+                            );
+                        }
+                        Err(_) => {
+                            // A checkpoint was missed: this copy cannot be
+                            // trusted, and the connection is not protected.
+                            stats.checkpoint_gaps.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        stats
+            .standby
+            .store(self.standby.len() as u64, Ordering::Relaxed);
+        any
+    }
+
+    /// Takes the copies of `from`'s connections out (all of them, or the
+    /// one `only` names).
+    fn take(&mut self, from: Option<usize>, only: Option<FourTuple>) -> Vec<(FourTuple, Standby)> {
+        let keys: Vec<FourTuple> = match only {
+            Some(t) => vec![t],
+            None => self
+                .standby
+                .iter()
+                .filter(|(_, s)| from.is_none_or(|f| s.from == f))
+                .map(|(t, _)| *t)
+                .collect(),
+        };
+        keys.into_iter()
+            .filter_map(|t| self.standby.remove(&t).map(|s| (t, s)))
+            .collect()
+    }
+
+    /// True if this processor holds a copy of `tuple`.
+    pub(super) fn holds(&self, tuple: &FourTuple) -> bool {
+        self.standby.contains_key(tuple)
+    }
+}
+
+impl Processor {
+    /// Applies the checkpoints other processors sent; true if any.
+    pub(super) fn apply_checkpoints(&mut self) -> bool {
+        let stats = &self.registry.processors[self.id];
+        self.pair.apply(stats)
+    }
+
+    /// Makes live connections of the copies of `from`'s connections (or
+    /// of the one `only` names): its primary died.
+    pub(super) fn take_over(&mut self, from: Option<usize>, only: Option<FourTuple>) {
+        self.apply_checkpoints();
+        let now = Instant::now();
+        let copies = self.pair.take(from, only);
+        for (tuple, s) in copies {
+            if self.conns.contains_key(&tuple) {
+                continue; // it moved here meanwhile: the live one wins
+            }
+            let Standby {
+                from,
+                mut tcp,
+                app,
+                peer_mac,
+                syn_stamp,
+                id,
+            } = s;
+            self.stats().takeovers.fetch_add(1, Ordering::Relaxed);
+            tcp.take_over(now);
+            let Some(app) = app else {
+                // Its app had no checkpoint: reset, as a restarted host would.
+                tcp.abort();
+                while let Some(seg) = tcp.poll_transmit(now) {
+                    self.out
+                        .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
+                }
+                self.stats().takeover_resets.fetch_add(1, Ordering::Relaxed);
+                self.report_closed(FlowClosed { tuple, syn_stamp });
+                continue;
+            };
+            let adoption = Adoption {
+                tuple,
+                tcp,
+                app,
+                peer_mac,
+                syn_stamp,
+                id,
+                from,
+            };
+            if !self.take_in(adoption, None, now) {
+                self.stats().takeover_resets.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let cpu = self.id;
+            self.tracer.conn_event(|| {
+                format!(
+                    "took over {} > {} cpu={cpu} from cpu={from} connection={id}",
+                    tuple.remote, tuple.local
+                )
+            });
+            if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                self.quarantine(tuple, None);
+            }
+        }
+    }
+}
