@@ -21,6 +21,7 @@ pub use vnic_stack::CloseReason;
 
 mod buf;
 pub mod chargen;
+pub(crate) mod checkpoint;
 pub mod discard;
 pub mod echo;
 pub mod exec;

@@ -31,10 +31,11 @@
 use super::dispatcher::Dispatcher;
 use super::ipc::{Reply, Work, NO_BACKEND};
 use super::request::{HandlerRef, RequestHandler};
+use crate::app::checkpoint::Copied;
 use crate::app::http::{
     bad_request_line, blank_lines, error_response, find_head_end, request_framing, BodyReader,
 };
-use crate::app::{App, AppKind, CloseReason, Socket};
+use crate::app::{App, AppCheckpoint, AppContext, AppKind, CloseReason, NoCheckpoint, Socket};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -493,6 +494,44 @@ impl App for Forwarder {
 
     fn on_closed(&mut self, _reason: CloseReason) {
         self.dispatcher.lock().forget(self.conn);
+    }
+
+    /// [`NoCheckpoint::Busy`] while a request it submitted is not yet
+    /// delivered (at a back-end, or answered and waiting its turn): the
+    /// reply comes back to this processor only. Otherwise its framing
+    /// state (the HTTP head or user request being read, the body left to
+    /// skip, chargen's offset), the reply bytes not yet sent, and the
+    /// shared dispatcher and handler it needs to go on.
+    fn checkpoint(&mut self) -> Result<Box<dyn AppCheckpoint>, NoCheckpoint> {
+        if self.pending_replies() || !self.ready.is_empty() {
+            return Err(NoCheckpoint::Busy);
+        }
+        let copy = Forwarder {
+            kind: self.kind,
+            requests: self.requests.clone(),
+            conn: self.conn,
+            dispatcher: self.dispatcher.clone(),
+            next_seq: self.next_seq,
+            next_deliver: self.next_deliver,
+            ready: BTreeMap::new(),
+            ready_bytes: 0,
+            out: self.out[self.out_at.min(self.out.len())..].to_vec(),
+            out_at: 0,
+            outstanding: self.outstanding,
+            weights: self.weights.clone(),
+            http_buf: self.http_buf.clone(),
+            scan_from: self.scan_from,
+            line_checked: self.line_checked,
+            body: self.body.clone(),
+            chargen_offset: self.chargen_offset,
+            no_more_requests: self.no_more_requests,
+            blocked: self.blocked,
+            close_after_out: self.close_after_out,
+            closed: self.closed,
+        };
+        let bytes = copy.out.capacity() + copy.http_buf.capacity();
+        let rebind = |f: &mut Forwarder, ctx: AppContext| f.conn = ctx.connection;
+        Ok(Copied::new(copy, bytes, rebind).boxed())
     }
 }
 
