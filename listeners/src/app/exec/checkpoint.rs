@@ -151,3 +151,139 @@ impl Drop for ExecCheckpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ExecOptions, ExecService};
+    use crate::app::{App, AppContext, Io, MemSocket};
+    use crate::stats::Registry;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A processor's view: its epoll, and the context of connection 7.
+    struct Cpu {
+        poll: mio::Poll,
+        events: mio::Events,
+    }
+
+    impl Cpu {
+        fn new() -> Cpu {
+            Cpu {
+                poll: mio::Poll::new().expect("poll"),
+                events: mio::Events::with_capacity(16),
+            }
+        }
+
+        fn ctx(&self) -> AppContext {
+            let registry = Arc::new(Registry::new("monolithic", "round-robin", 2));
+            let mut ctx = AppContext::detached(0, 7, registry);
+            let io = self.poll.registry().try_clone().expect("registry");
+            ctx.io = Io::new(Arc::new(io), 7);
+            ctx
+        }
+
+        /// Polls `app` until `done`, waiting on this epoll between polls.
+        fn run_until(
+            &mut self,
+            app: &mut Box<dyn App>,
+            sock: &mut MemSocket,
+            what: &str,
+            done: impl Fn(&MemSocket) -> bool,
+        ) {
+            let deadline = Instant::now() + PATIENCE;
+            while !done(sock) {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                app.poll(sock);
+                let _ = self
+                    .poll
+                    .poll(&mut self.events, Some(Duration::from_millis(10)));
+            }
+        }
+    }
+
+    fn cat() -> ExecService {
+        ExecService::new(vec!["/bin/cat".into()], ExecOptions { max: 4 }).expect("service")
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    fn wait_reaped(pid: u32) {
+        let t = Instant::now();
+        while alive(pid) {
+            assert!(t.elapsed() < PATIENCE, "pid {pid} not reaped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts cat as `open` would, with its pid.
+    fn open(svc: &ExecService, cpu: &Cpu) -> (Box<dyn App>, u32) {
+        assert!(svc.counters.reserve(svc.opts.max), "a place");
+        let app = svc.start(cpu.ctx()).expect("started");
+        let pid = app.pid();
+        (Box::new(app), pid)
+    }
+
+    #[test]
+    fn a_moved_exec_app_keeps_its_child_and_the_bytes_it_held() {
+        let svc = cat();
+        let mut a = Cpu::new();
+        let mut b = Cpu::new();
+        let (mut app, pid) = open(&svc, &a);
+        let mut sock = MemSocket::new(1 << 20);
+        sock.push(b"before the move\n");
+        a.run_until(&mut app, &mut sock, "the first echo", |s| {
+            s.tx.len() == 16
+        });
+        // Bytes the client sent that the app has read but cat not
+        // answered yet, then the move.
+        sock.push(b"during the move\n");
+        app.poll(&mut sock);
+        let cp = app.checkpoint().expect("a checkpoint");
+        app.on_moved();
+        drop(app);
+        assert!(alive(pid), "dropping the moved app left cat alone");
+        let mut app = cp.restore(b.ctx()).expect("restored");
+        sock.push(b"after the move\n");
+        b.run_until(&mut app, &mut sock, "every echo", |s| s.tx.len() == 47);
+        assert_eq!(
+            sock.tx,
+            b"before the move\nduring the move\nafter the move\n"
+        );
+        // The client's FIN still ends cat's input, and the relay.
+        sock.peer_fin = true;
+        b.run_until(&mut app, &mut sock, "our FIN", MemSocket::closed);
+        drop(app);
+        wait_reaped(pid);
+    }
+
+    #[test]
+    fn checkpoints_dropped_unrestored_leave_the_app_and_its_child_alone() {
+        let svc = cat();
+        let mut a = Cpu::new();
+        let (mut app, pid) = open(&svc, &a);
+        let mut sock = MemSocket::new(1 << 20);
+        let mut want = Vec::new();
+        for i in 0..100 {
+            let line = format!("line {i}\n");
+            sock.push(line.as_bytes());
+            want.extend_from_slice(line.as_bytes());
+            app.poll(&mut sock);
+            // A process pair's primary: a checkpoint after every poll,
+            // the older one dropped by the backup.
+            drop(app.checkpoint().expect("a checkpoint"));
+        }
+        a.run_until(&mut app, &mut sock, "every echo", |s| s.tx.len() == want.len());
+        assert_eq!(sock.tx, want);
+        assert!(alive(pid));
+        // Both gone: the child is stopped and reaped.
+        let cp = app.checkpoint().expect("a checkpoint");
+        drop(app);
+        assert!(alive(pid), "the checkpoint still holds cat");
+        drop(cp);
+        wait_reaped(pid);
+    }
+}
