@@ -235,9 +235,7 @@ mod tests {
         let (mut app, pid) = open(&svc, &a);
         let mut sock = MemSocket::new(1 << 20);
         sock.push(b"before the move\n");
-        a.run_until(&mut app, &mut sock, "the first echo", |s| {
-            s.tx.len() == 16
-        });
+        a.run_until(&mut app, &mut sock, "the first echo", |s| s.tx.len() == 16);
         // Bytes the client sent that the app has read but cat not
         // answered yet, then the move.
         sock.push(b"during the move\n");
@@ -276,7 +274,9 @@ mod tests {
             // the older one dropped by the backup.
             drop(app.checkpoint().expect("a checkpoint"));
         }
-        a.run_until(&mut app, &mut sock, "every echo", |s| s.tx.len() == want.len());
+        a.run_until(&mut app, &mut sock, "every echo", |s| {
+            s.tx.len() == want.len()
+        });
         assert_eq!(sock.tx, want);
         assert!(alive(pid));
         // Both gone: the child is stopped and reaped.
