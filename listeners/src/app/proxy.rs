@@ -47,6 +47,14 @@
 //! 650 KiB of vnic's resident memory per upload stalled by a back-end
 //! that never reads).
 //!
+//! **Checkpoints** (`App::checkpoint`: a connection moved to another
+//! processor, or a process pair's backup): the back-end socket is shared
+//! (`Arc`) by the relay and its checkpoints, and the bytes held each way
+//! are copied (none when the pumps keep up; at most 128 KiB). The last
+//! holder closes the socket: with FIN if the relay that finished with it
+//! closed cleanly (that relay's FIN goes at once by `shutdown`), with RST
+//! if it was reset or no relay finished with it.
+//!
 //! With `--proxy-protocol v1|v2`, HAProxy's PROXY protocol header
 //! (HAProxy's doc/proxy-protocol.txt) goes first on each back-end
 //! connection, so the back-end sees the client's real address and port.
