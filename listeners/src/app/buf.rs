@@ -60,6 +60,20 @@ impl Buf {
         }
     }
 
+    /// A buffer bounded by `cap` that holds `bytes` (at most `cap` of
+    /// them): a relay's buffer as its checkpoint kept it, restored.
+    pub(crate) fn with_held(cap: usize, bytes: &[u8]) -> Buf {
+        let mut b = Buf::new(cap);
+        if !bytes.is_empty() {
+            let _ = b.fill_with(bytes.len(), |s| {
+                let n = s.len().min(bytes.len());
+                s[..n].copy_from_slice(&bytes[..n]);
+                Ok(n)
+            });
+        }
+        b
+    }
+
     /// The bytes held, oldest first.
     pub(crate) fn held(&self) -> &[u8] {
         &self.data[self.start..self.end]

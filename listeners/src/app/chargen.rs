@@ -9,7 +9,8 @@
 //! at compile time and each poll copies slices of it, so the stream can be
 //! pushed at link speed without any per-byte work.
 
-use super::{App, Socket};
+use super::checkpoint::{keep_context, Copied};
+use super::{App, AppCheckpoint, NoCheckpoint, Socket};
 
 /// Characters in the ring: 0x21..=0x7E, then 0x20.
 const RING: usize = 95;
@@ -116,6 +117,15 @@ impl App for Chargen {
                 break;
             }
         }
+    }
+
+    /// The position in the stream and whether our FIN went.
+    fn checkpoint(&mut self) -> Result<Box<dyn AppCheckpoint>, NoCheckpoint> {
+        let copy = Chargen {
+            pos: self.pos,
+            closed: self.closed,
+        };
+        Ok(Copied::new(copy, 0, keep_context).boxed())
     }
 }
 

@@ -6,7 +6,8 @@
 //! app buffer without bound. After the client's FIN the app returns what is
 //! left and closes its side.
 
-use super::{App, Socket};
+use super::checkpoint::{keep_context, Copied};
+use super::{App, AppCheckpoint, NoCheckpoint, Socket};
 
 /// The most bytes moved in one step of a poll; also the largest size the
 /// per-connection scratch buffer ever grows to.
@@ -76,6 +77,19 @@ impl App for Echo {
 
     fn nagle(&self) -> bool {
         false
+    }
+
+    /// The bytes read but not yet sent (none, unless a socket took less
+    /// than it promised) and whether our FIN went; the scratch buffer is
+    /// not carried.
+    fn checkpoint(&mut self) -> Result<Box<dyn AppCheckpoint>, NoCheckpoint> {
+        let copy = Echo {
+            buf: Vec::new(),
+            pending: self.pending.clone(),
+            closed: self.closed,
+        };
+        let bytes = copy.pending.capacity();
+        Ok(Copied::new(copy, bytes, keep_context).boxed())
     }
 }
 

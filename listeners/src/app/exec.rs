@@ -49,20 +49,25 @@
 //! connection beyond that, or one whose program cannot be started, is
 //! refused (the client gets RST) and counted.
 
+mod checkpoint;
 mod reaper;
 mod stderr;
 mod sys;
 
 use crate::app::buf::Buf;
-use crate::app::{App, AppContext, CloseReason, Io, Refused, Service, Socket};
+use crate::app::{
+    App, AppCheckpoint, AppContext, CloseReason, Io, NoCheckpoint, Refused, Service, Socket,
+};
 use crate::stats::ServiceReport;
+use checkpoint::ChildShare;
 use reaper::Reaper;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use stderr::{Pumped, StderrLines};
 
 /// Most client bytes held for the program's stdin (read from the client
@@ -277,14 +282,22 @@ pub struct Exec {
     pid: u32,
     reaper: &'static Reaper,
     io: Io,
-    /// Our end of the program's stdin; None once closed.
-    stdin: Option<ChildStdin>,
+    /// The child, shared with this app's checkpoints: the last holder to
+    /// let go stops it. None once let go.
+    child: Option<Arc<ChildShare>>,
+    /// The connection went to another processor (`on_moved`): dropping
+    /// the app lets go of its shares and nothing else.
+    moved: bool,
+    /// Our end of the program's stdin; None once closed. Shared with
+    /// checkpoints, as the other descriptors: it closes when the last
+    /// holder lets go.
+    stdin: Option<Arc<File>>,
     /// Our end of the program's stdout; None once it ended.
-    stdout: Option<ChildStdout>,
+    stdout: Option<Arc<File>>,
     stderr: Option<StderrLines>,
     /// Readable once the program exits; None once that was seen (or
     /// without pidfd support: then its stdout's EOF alone ends it).
-    pidfd: Option<OwnedFd>,
+    pidfd: Option<Arc<OwnedFd>>,
     /// Client bytes for the program's stdin.
     to_program: Buf,
     /// Program bytes for the client.
@@ -295,8 +308,6 @@ pub struct Exec {
     closed: bool,
     /// The stderr pipe had more than one pump's budget.
     stderr_more: bool,
-    /// How the connection ended, once it did.
-    ended: Option<CloseReason>,
 }
 
 impl std::fmt::Debug for Exec {
@@ -321,9 +332,11 @@ impl Exec {
         let pid = child.id();
         // Opened before the reaper has the child, so the pid is still
         // this child's (it cannot be reaped and recycled yet).
-        let pidfd = sys::pidfd_open(pid).ok();
-        let (stdin, stdout, stderr) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let pidfd = sys::pidfd_open(pid).ok().map(Arc::new);
+        let pipe = |fd: OwnedFd| Arc::new(File::from(fd));
+        let stdin = child.stdin.take().map(|p| pipe(p.into()));
+        let stdout = child.stdout.take().map(|p| pipe(p.into()));
+        let stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));
         let id = reaper::next_id();
         reaper.adopt(id, child, counters);
         Exec {
@@ -331,6 +344,8 @@ impl Exec {
             pid,
             reaper,
             io: ctx.io.clone(),
+            child: Some(Arc::new(ChildShare::new(id, reaper))),
+            moved: false,
             stdin,
             stdout,
             stderr: stderr.map(|e| StderrLines::new(e, ctx.processor, ctx.connection)),
@@ -340,7 +355,6 @@ impl Exec {
             exited: false,
             closed: false,
             stderr_more: false,
-            ended: None,
         }
     }
 
@@ -373,6 +387,12 @@ impl Exec {
         if let Some(lines) = &self.stderr {
             lines.set_nonblocking()?;
         }
+        self.watch_fds()
+    }
+
+    /// Has the processor's epoll watch the pipes and the pidfd (already
+    /// non-blocking).
+    fn watch_fds(&self) -> io::Result<()> {
         for fd in self.fds() {
             match self.io.watch(fd) {
                 Err(e) if e.kind() != io::ErrorKind::Unsupported => return Err(e),
@@ -423,7 +443,7 @@ impl Exec {
         if self.to_program.is_empty() {
             return 0;
         }
-        match stdin.write(self.to_program.held()) {
+        match (&**stdin).write(self.to_program.held()) {
             Ok(n) => {
                 self.to_program.consume(n);
                 n
@@ -472,7 +492,7 @@ impl Exec {
             if want == 0 {
                 return;
             }
-            match self.to_client.fill_with(want, |b| stdout.read(b)) {
+            match self.to_client.fill_with(want, |b| (&**stdout).read(b)) {
                 Ok(0) => self.end_stdout(),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -551,7 +571,23 @@ impl App for Exec {
     }
 
     fn on_closed(&mut self, reason: CloseReason) {
-        self.ended = Some(reason);
+        if let Some(child) = &self.child {
+            child.ended(reason);
+        }
+    }
+
+    /// See [`checkpoint`]: the child and its pipes shared, the buffers
+    /// copied.
+    fn checkpoint(&mut self) -> Result<Box<dyn AppCheckpoint>, NoCheckpoint> {
+        Ok(Box::new(self.share()))
+    }
+
+    fn on_moved(&mut self) {
+        let fds: Vec<RawFd> = self.fds().collect();
+        for fd in fds {
+            self.unwatch(fd);
+        }
+        self.moved = true;
     }
 }
 
@@ -561,19 +597,15 @@ impl Drop for Exec {
     /// the program is stopped: at once after a reset, a timeout or a drop
     /// without close; after a grace period following a clean close.
     fn drop(&mut self) {
-        let fds: Vec<RawFd> = self.fds().collect();
-        for fd in fds {
-            self.unwatch(fd);
+        if !self.moved {
+            let fds: Vec<RawFd> = self.fds().collect();
+            for fd in fds {
+                self.unwatch(fd);
+            }
         }
-        if let Some(lines) = self.stderr.take() {
-            self.reaper.take_stderr(self.id, lines);
-        }
-        if !self.exited {
-            let after = match self.ended {
-                Some(CloseReason::Normal) => reaper::GRACE,
-                _ => Duration::ZERO,
-            };
-            self.reaper.stop(self.id, after);
+        // A checkpoint may hold the child still: then it is theirs.
+        if let Some(child) = self.child.take() {
+            child.release(self.stderr.take(), self.exited);
         }
     }
 }
@@ -583,6 +615,7 @@ mod tests {
     use super::*;
     use crate::app::MemSocket;
     use crate::stats::Registry;
+    use std::time::Duration;
 
     /// Long enough for any of these programs, short enough to fail fast.
     const PATIENCE: Duration = Duration::from_secs(10);

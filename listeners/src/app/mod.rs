@@ -21,6 +21,9 @@ pub use vnic_stack::CloseReason;
 
 mod buf;
 pub mod chargen;
+pub(crate) mod checkpoint;
+#[cfg(test)]
+mod checkpoint_tests;
 pub mod discard;
 pub mod echo;
 pub mod exec;

@@ -47,18 +47,28 @@
 //! 650 KiB of vnic's resident memory per upload stalled by a back-end
 //! that never reads).
 //!
+//! **Checkpoints** (`App::checkpoint`: a connection moved to another
+//! processor, or a process pair's backup): the back-end socket is shared
+//! (`Arc`) by the relay and its checkpoints, and the bytes held each way
+//! are copied (none when the pumps keep up; at most 128 KiB). The last
+//! holder closes the socket: with FIN if the relay that finished with it
+//! closed cleanly (that relay's FIN goes at once by `shutdown`), with RST
+//! if it was reset or no relay finished with it.
+//!
 //! With `--proxy-protocol v1|v2`, HAProxy's PROXY protocol header
 //! (HAProxy's doc/proxy-protocol.txt) goes first on each back-end
 //! connection, so the back-end sees the client's real address and port.
 
 use crate::app::buf::Buf;
-use crate::app::{App, AppContext, CloseReason, Refused, Service, Socket};
+use crate::app::{
+    App, AppCheckpoint, AppContext, CloseReason, Io, NoCheckpoint, Refused, Service, Socket,
+};
 use crate::stats::ServiceReport;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -304,11 +314,77 @@ enum Phase {
     Done,
 }
 
+/// The back-end connection of one relay, shared by the relay and its
+/// checkpoints ([`App::checkpoint`]): the socket is closed when the last
+/// of them lets go, so a connection moved to another processor, or kept
+/// by a process pair's backup, keeps its back-end.
+#[derive(Debug)]
+struct Backend {
+    stream: TcpStream,
+    target: Arc<Target>,
+    /// Counted in the target's `active` (by whichever holder saw the
+    /// connect first); the count goes when the socket does.
+    counted: AtomicBool,
+    /// How the relay that finished with the socket wanted it closed
+    /// ([`ENDING_OPEN`], [`ENDING_FIN`], [`ENDING_RST`]), for whichever
+    /// holder lets go last.
+    ending: AtomicU8,
+}
+
+/// No relay has finished with the back-end socket yet.
+const ENDING_OPEN: u8 = 0;
+/// A relay finished cleanly: the socket closes with FIN.
+const ENDING_FIN: u8 = 1;
+/// A relay was reset or failed: the socket closes with RST.
+const ENDING_RST: u8 = 2;
+
+impl Backend {
+    /// Counts the connection as made, once: true the first time.
+    fn count(&self) -> bool {
+        let first = !self.counted.swap(true, Ordering::Relaxed);
+        if first {
+            self.target.connects.fetch_add(1, Ordering::Relaxed);
+            self.target.active.fetch_add(1, Ordering::Relaxed);
+        }
+        first
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if self.counted.load(Ordering::Relaxed) {
+            self.target.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Lets go of a holder's share of the back-end socket: the last holder
+/// closes it, with RST (`SO_LINGER` 0) if the relay that finished with
+/// it was reset, or, if none has finished with it, when `open_reset`
+/// says so; an earlier holder leaves it to the others.
+fn release(backend: Arc<Backend>, open_reset: bool) {
+    if let Some(b) = Arc::into_inner(backend) {
+        let reset = match b.ending.load(Ordering::Relaxed) {
+            ENDING_FIN => false,
+            ENDING_RST => true,
+            _ => open_reset,
+        };
+        if reset {
+            let _ = socket_linger_zero(&b.stream);
+        }
+    }
+}
+
 /// One relayed connection (see the module doc).
 pub struct Proxy {
     target: Arc<Target>,
-    stream: Option<TcpStream>,
+    stream: Option<Arc<Backend>>,
+    /// The event loop that watches the back-end socket for this relay.
+    io: Io,
     watched: bool,
+    /// The connection went to another processor (`on_moved`): dropping
+    /// the relay lets go of its share of the socket and nothing else.
+    moved: bool,
     phase: Phase,
     to_target: Buf,
     to_client: Buf,
@@ -318,8 +394,6 @@ pub struct Proxy {
     target_eof: bool,
     /// Our FIN to the client is queued.
     client_closed: bool,
-    /// Counted in the target's `active`.
-    counted: bool,
 }
 
 impl Proxy {
@@ -342,23 +416,29 @@ impl Proxy {
             });
         }
         Ok(Proxy {
+            stream: Some(Arc::new(Backend {
+                stream,
+                target: target.clone(),
+                counted: AtomicBool::new(false),
+                ending: AtomicU8::new(ENDING_OPEN),
+            })),
             target,
-            stream: Some(stream),
+            io: ctx.io.clone(),
             watched,
+            moved: false,
             phase: Phase::Connecting(Instant::now() + opts.connect_timeout),
             to_target,
             to_client: Buf::new(TO_CLIENT),
             target_shut: false,
             target_eof: false,
             client_closed: false,
-            counted: false,
         })
     }
 
     /// While connecting: has the back-end accepted (Ok(true)), refused
     /// (Err), or not answered yet (Ok(false))?
     fn connected(&self) -> io::Result<bool> {
-        let Some(s) = &self.stream else {
+        let Some(s) = self.stream.as_ref().map(|b| &b.stream) else {
             return Err(io::Error::from(io::ErrorKind::NotConnected));
         };
         if let Some(e) = s.take_error()? {
@@ -384,17 +464,23 @@ impl Proxy {
 
     /// Closes the back-end socket; with `reset`, so that it gets RST.
     fn close_target(&mut self, reset: bool) {
-        if let Some(s) = self.stream.take() {
-            // Closing the descriptor takes it out of the epoll (it is not
-            // shared), so no unwatch: one system call less per connection.
-            if reset {
-                // SO_LINGER {on, 0}: close() sends RST instead of FIN.
-                let _ = socket_linger_zero(&s);
+        if let Some(b) = self.stream.take() {
+            let ending = if reset { ENDING_RST } else { ENDING_FIN };
+            b.ending.store(ending, Ordering::Relaxed);
+            // Closing the descriptor takes it out of the epoll, so no
+            // unwatch (one system call less per connection), unless a
+            // checkpoint still holds it open: then the back-end gets our
+            // FIN now rather than when that checkpoint goes.
+            if Arc::strong_count(&b) > 1 {
+                if self.watched {
+                    let _ = self.io.unwatch(b.stream.as_raw_fd());
+                }
+                if !reset {
+                    let _ = b.stream.shutdown(Shutdown::Write);
+                }
             }
-        }
-        if self.counted {
-            self.counted = false;
-            self.target.active.fetch_sub(1, Ordering::Relaxed);
+            // SO_LINGER {on, 0}: close() sends RST instead of FIN.
+            release(b, reset);
         }
     }
 
@@ -402,9 +488,10 @@ impl Proxy {
     /// and pass the client's FIN on once everything before it is out.
     /// Err: the back-end socket broke.
     fn pump_to_target(&mut self, sock: &mut dyn Socket) -> io::Result<()> {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(backend) = self.stream.as_ref() else {
             return Ok(());
         };
+        let mut stream = &backend.stream;
         loop {
             let room = self.to_target.room();
             if room > 0 && sock.recv_available() > 0 {
@@ -460,9 +547,10 @@ impl Proxy {
             if self.target_eof || room == 0 {
                 break;
             }
-            let Some(stream) = self.stream.as_mut() else {
+            let Some(backend) = self.stream.as_ref() else {
                 break;
             };
+            let mut stream = &backend.stream;
             match self.to_client.fill_with(room, |b| stream.read(b)) {
                 Ok(0) => self.target_eof = true,
                 Ok(n) => {
@@ -516,9 +604,9 @@ impl App for Proxy {
             match self.connected() {
                 Ok(true) => {
                     self.phase = Phase::Relaying;
-                    self.counted = true;
-                    self.target.connects.fetch_add(1, Ordering::Relaxed);
-                    self.target.active.fetch_add(1, Ordering::Relaxed);
+                    if let Some(b) = &self.stream {
+                        b.count();
+                    }
                 }
                 Ok(false) if Instant::now() >= deadline => return self.fail(sock, true),
                 Ok(false) => return,
@@ -561,6 +649,81 @@ impl App for Proxy {
         self.close_target(reason != CloseReason::Normal);
         self.phase = Phase::Done;
     }
+
+    /// The back-end socket (shared: it stays open while the relay or any
+    /// checkpoint holds it), a copy of the bytes held each way, the phase
+    /// (a connect in progress keeps its deadline: `Instant`s are one
+    /// clock for every thread) and which sides are shut.
+    fn checkpoint(&mut self) -> Result<Box<dyn AppCheckpoint>, NoCheckpoint> {
+        Ok(Box::new(ProxyCheckpoint {
+            target: self.target.clone(),
+            stream: self.stream.clone(),
+            phase: self.phase,
+            to_target: self.to_target.held().to_vec(),
+            to_client: self.to_client.held().to_vec(),
+            target_shut: self.target_shut,
+            target_eof: self.target_eof,
+            client_closed: self.client_closed,
+        }))
+    }
+
+    fn on_moved(&mut self) {
+        if let (true, Some(b)) = (self.watched, &self.stream) {
+            let _ = self.io.unwatch(b.stream.as_raw_fd());
+        }
+        self.watched = false;
+        self.moved = true;
+    }
+}
+
+/// A relay as [`Proxy::checkpoint`] left it: the shared back-end socket
+/// and copies of its buffers. Dropped unrestored, it lets go of its share
+/// of the socket only (the last holder closes it, with RST if its relay
+/// was not done).
+struct ProxyCheckpoint {
+    target: Arc<Target>,
+    stream: Option<Arc<Backend>>,
+    phase: Phase,
+    to_target: Vec<u8>,
+    to_client: Vec<u8>,
+    target_shut: bool,
+    target_eof: bool,
+    client_closed: bool,
+}
+
+impl AppCheckpoint for ProxyCheckpoint {
+    fn restore(mut self: Box<Self>, ctx: AppContext) -> Result<Box<dyn App>, Refused> {
+        let stream = self.stream.take();
+        let watched = match &stream {
+            Some(b) if self.phase != Phase::Done => ctx.io.watch(b.stream.as_raw_fd()).is_ok(),
+            _ => false,
+        };
+        Ok(Box::new(Proxy {
+            target: self.target.clone(),
+            stream,
+            io: ctx.io,
+            watched,
+            moved: false,
+            phase: self.phase,
+            to_target: Buf::with_held(TO_TARGET, &self.to_target),
+            to_client: Buf::with_held(TO_CLIENT, &self.to_client),
+            target_shut: self.target_shut,
+            target_eof: self.target_eof,
+            client_closed: self.client_closed,
+        }))
+    }
+
+    fn memory(&self) -> usize {
+        self.to_target.capacity() + self.to_client.capacity()
+    }
+}
+
+impl Drop for ProxyCheckpoint {
+    fn drop(&mut self) {
+        if let Some(b) = self.stream.take() {
+            release(b, self.phase != Phase::Done);
+        }
+    }
 }
 
 impl Drop for Proxy {
@@ -568,7 +731,14 @@ impl Drop for Proxy {
         // Still open here: the connection went without `on_closed` (a
         // processor that stopped); the back-end is reset, not left waiting.
         let open = self.phase != Phase::Done;
-        self.close_target(open);
+        if self.moved {
+            // The relay goes on elsewhere: only our share goes.
+            if let Some(b) = self.stream.take() {
+                release(b, open);
+            }
+        } else {
+            self.close_target(open);
+        }
     }
 }
 

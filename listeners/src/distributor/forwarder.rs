@@ -31,10 +31,11 @@
 use super::dispatcher::Dispatcher;
 use super::ipc::{Reply, Work, NO_BACKEND};
 use super::request::{HandlerRef, RequestHandler};
+use crate::app::checkpoint::Copied;
 use crate::app::http::{
     bad_request_line, blank_lines, error_response, find_head_end, request_framing, BodyReader,
 };
-use crate::app::{App, AppKind, CloseReason, Socket};
+use crate::app::{App, AppCheckpoint, AppContext, AppKind, CloseReason, NoCheckpoint, Socket};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -494,6 +495,44 @@ impl App for Forwarder {
     fn on_closed(&mut self, _reason: CloseReason) {
         self.dispatcher.lock().forget(self.conn);
     }
+
+    /// [`NoCheckpoint::Busy`] while a request it submitted is not yet
+    /// delivered (at a back-end, or answered and waiting its turn): the
+    /// reply comes back to this processor only. Otherwise its framing
+    /// state (the HTTP head or user request being read, the body left to
+    /// skip, chargen's offset), the reply bytes not yet sent, and the
+    /// shared dispatcher and handler it needs to go on.
+    fn checkpoint(&mut self) -> Result<Box<dyn AppCheckpoint>, NoCheckpoint> {
+        if self.pending_replies() || !self.ready.is_empty() {
+            return Err(NoCheckpoint::Busy);
+        }
+        let copy = Forwarder {
+            kind: self.kind,
+            requests: self.requests.clone(),
+            conn: self.conn,
+            dispatcher: self.dispatcher.clone(),
+            next_seq: self.next_seq,
+            next_deliver: self.next_deliver,
+            ready: BTreeMap::new(),
+            ready_bytes: 0,
+            out: self.out[self.out_at.min(self.out.len())..].to_vec(),
+            out_at: 0,
+            outstanding: self.outstanding,
+            weights: self.weights.clone(),
+            http_buf: self.http_buf.clone(),
+            scan_from: self.scan_from,
+            line_checked: self.line_checked,
+            body: self.body.clone(),
+            chargen_offset: self.chargen_offset,
+            no_more_requests: self.no_more_requests,
+            blocked: self.blocked,
+            close_after_out: self.close_after_out,
+            closed: self.closed,
+        };
+        let bytes = copy.out.capacity() + copy.http_buf.capacity();
+        let rebind = |f: &mut Forwarder, ctx: AppContext| f.conn = ctx.connection;
+        Ok(Copied::new(copy, bytes, rebind).boxed())
+    }
 }
 
 #[cfg(test)]
@@ -836,5 +875,113 @@ mod ordering_tests {
         f.poll(&mut sock);
         assert_eq!(sock.tx, b"abc");
         assert!(sock.aborted, "then reset");
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+    use crate::app::{AppContext, MemSocket};
+    use crate::distributor::backend::app_handler;
+    use crate::distributor::ipc::FromBackend;
+    use crate::distributor::Balance;
+    use crate::stats::Registry;
+    use crossbeam_channel::{unbounded, Receiver};
+    use std::time::Duration;
+
+    /// A forwarder (as a processor holds it) over real back-ends.
+    fn real(kind: AppKind) -> (Box<dyn App>, Arc<Mutex<Dispatcher>>, Receiver<FromBackend>) {
+        let (tx, rx) = unbounded();
+        let reg = Arc::new(Registry::new("distributor", "round-robin", 1).with_backends(2));
+        let d = Arc::new(Mutex::new(
+            Dispatcher::start(2, Balance::RoundRobin, app_handler(reg.clone()), tx, reg)
+                .expect("start"),
+        ));
+        (Box::new(Forwarder::new(kind, 1, d.clone())), d, rx)
+    }
+
+    fn ctx() -> AppContext {
+        let reg = Arc::new(Registry::new("distributor", "round-robin", 1));
+        AppContext::detached(0, 1, reg)
+    }
+
+    /// Hands the app every reply until none came for `wait`.
+    fn pump(
+        f: &mut Box<dyn App>,
+        d: &Arc<Mutex<Dispatcher>>,
+        rx: &Receiver<FromBackend>,
+        sock: &mut MemSocket,
+    ) {
+        while let Ok(m) = rx.recv_timeout(Duration::from_millis(200)) {
+            match m {
+                FromBackend::Reply(r) => {
+                    if let Some(r) = d.lock().on_reply(r) {
+                        f.deliver(r);
+                    }
+                }
+                other => panic!("no back-end fails here: {other:?}"),
+            }
+            f.poll(sock);
+        }
+    }
+
+    /// Checkpoint, `on_moved`, drop, restore: the connection moved.
+    fn moved(f: Box<dyn App>) -> Box<dyn App> {
+        let mut f = f;
+        let cp = f.checkpoint().expect("a checkpoint");
+        f.on_moved();
+        drop(f);
+        cp.restore(ctx()).expect("restored")
+    }
+
+    #[test]
+    fn busy_while_a_request_is_out_then_moved_the_echo_goes_on() {
+        let (mut f, d, rx) = real(AppKind::Echo);
+        let mut sock = MemSocket::new(1 << 20);
+        let first: Vec<u8> = (0..40_000usize).map(|i| i as u8).collect();
+        sock.push(&first);
+        f.poll(&mut sock);
+        assert_eq!(
+            f.checkpoint().err(),
+            Some(NoCheckpoint::Busy),
+            "requests at the back-ends"
+        );
+        pump(&mut f, &d, &rx, &mut sock);
+        let mut f = moved(f);
+        let second: Vec<u8> = (0..30_000usize).map(|i| (i * 3) as u8).collect();
+        sock.push(&second);
+        f.poll(&mut sock);
+        pump(&mut f, &d, &rx, &mut sock);
+        let want = [first, second].concat();
+        assert!(sock.tx == want, "{} of {} bytes", sock.tx.len(), want.len());
+    }
+
+    #[test]
+    fn moved_mid_http_request_head_and_mid_body_each_request_is_answered_once() {
+        let (mut f, d, rx) = real(AppKind::Http);
+        let mut sock = MemSocket::new(1 << 20);
+        let input: &[&[u8]] = &[
+            b"GET / HT",
+            b"TP/1.1\r\nHost: a\r\n",
+            b"\r\nGET /nothing HTTP/1.1\r\nContent-Length: 10\r\n\r\nhello",
+            b"world",
+            b"GET /x HTTP/1.1\r\n\r\n",
+        ];
+        for piece in input {
+            sock.push(piece);
+            f.poll(&mut sock);
+            pump(&mut f, &d, &rx, &mut sock);
+            // Pairs style first: many checkpoints, each dropped.
+            for _ in 0..100 {
+                drop(f.checkpoint().expect("nothing out after pump"));
+            }
+            f = moved(f);
+        }
+        let text = String::from_utf8_lossy(&sock.tx).to_string();
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 1, "{text}");
+        assert_eq!(text.matches("HTTP/1.1 404").count(), 2, "{text}");
+        sock.peer_fin = true;
+        f.poll(&mut sock);
+        assert!(sock.closed());
     }
 }

@@ -6,7 +6,8 @@
 //! model the processor that holds the connection answers it itself
 //! ([`RequestApp`]).
 
-use crate::app::{App, AppContext, Refused, Service, Socket};
+use crate::app::checkpoint::Copied;
+use crate::app::{App, AppCheckpoint, AppContext, NoCheckpoint, Refused, Service, Socket};
 use std::fmt;
 use std::sync::Arc;
 
@@ -240,6 +241,27 @@ impl App for RequestApp {
 
     fn nagle(&self) -> bool {
         false
+    }
+
+    /// The request bytes read but not answered yet, the answer not yet
+    /// sent, and whether it closes; restored with the new processor in
+    /// the handler's [`RequestContext`].
+    fn checkpoint(&mut self) -> Result<Box<dyn AppCheckpoint>, NoCheckpoint> {
+        let copy = RequestApp {
+            handler: self.handler.clone(),
+            ctx: self.ctx,
+            input: self.input.clone(),
+            out: self.out[self.out_at..].to_vec(),
+            out_at: 0,
+            close_after_out: self.close_after_out,
+            done: self.done,
+        };
+        let bytes = copy.input.capacity() + copy.out.capacity();
+        let rebind = |a: &mut RequestApp, ctx: AppContext| {
+            a.ctx.processor = ctx.processor;
+            a.ctx.connection = ctx.connection;
+        };
+        Ok(Copied::new(copy, bytes, rebind).boxed())
     }
 }
 

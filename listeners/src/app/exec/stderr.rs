@@ -6,9 +6,10 @@
 //! each with the prefix, so a program that never writes a newline costs at
 //! most that much memory.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::process::ChildStderr;
+use std::sync::Arc;
 
 /// Longest line kept before it is passed on (cut) anyway.
 pub(super) const MAX_LINE: usize = 4096;
@@ -31,7 +32,7 @@ pub(super) enum Pumped {
 
 /// Splits bytes into lines of at most [`MAX_LINE`] bytes; knows nothing
 /// of descriptors, so that it can be tested alone.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct LineSplitter {
     /// The line so far (no newline), at most [`MAX_LINE`] bytes.
     line: Vec<u8>,
@@ -95,7 +96,9 @@ fn to_vnic_stderr(processor: usize, connection: u64, line: &[u8]) {
 /// is in the middle of.
 #[derive(Debug)]
 pub(super) struct StderrLines {
-    pipe: Option<ChildStderr>,
+    /// Shared with the app's checkpoints ([`StderrLines::share`]): the
+    /// pipe closes when the last of them lets go.
+    pipe: Option<Arc<File>>,
     lines: LineSplitter,
     processor: usize,
     connection: u64,
@@ -104,13 +107,29 @@ pub(super) struct StderrLines {
 impl StderrLines {
     /// Passes on what `pipe` (already non-blocking) carries, with the
     /// prefix of this `processor` and `connection`.
-    pub(super) fn new(pipe: ChildStderr, processor: usize, connection: u64) -> StderrLines {
+    pub(super) fn new(pipe: File, processor: usize, connection: u64) -> StderrLines {
         StderrLines {
-            pipe: Some(pipe),
+            pipe: Some(Arc::new(pipe)),
             lines: LineSplitter::default(),
             processor,
             connection,
         }
+    }
+
+    /// Another holder of the same pipe, with a copy of the line it is in
+    /// the middle of: what an exec app's checkpoint keeps.
+    pub(super) fn share(&self) -> StderrLines {
+        StderrLines {
+            pipe: self.pipe.clone(),
+            lines: self.lines.clone(),
+            processor: self.processor,
+            connection: self.connection,
+        }
+    }
+
+    /// Bytes of the unfinished line held.
+    pub(super) fn held(&self) -> usize {
+        self.lines.line.len()
     }
 
     /// The pipe's descriptor while it is open.
@@ -134,10 +153,10 @@ impl StderrLines {
         let mut buf = [0u8; 4096];
         let mut taken = 0;
         while taken < PUMP_BUDGET {
-            let Some(pipe) = self.pipe.as_mut() else {
+            let Some(pipe) = self.pipe.as_ref() else {
                 return Pumped::Eof;
             };
-            match pipe.read(&mut buf) {
+            match (&**pipe).read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     taken += n;

@@ -24,7 +24,8 @@
 mod body;
 mod parse;
 
-use super::{App, AppContext, Socket};
+use super::checkpoint::Copied;
+use super::{App, AppCheckpoint, AppContext, NoCheckpoint, Socket};
 use crate::stats::ProcessorSnapshot;
 // The parser's pieces are public so the `http` and `framing` fuzz
 // targets (fuzz/) drive exactly what the server and the distributor run.
@@ -443,6 +444,28 @@ impl Http {
 }
 
 impl App for Http {
+    /// The unparsed request bytes, the unsent response bytes, the parse
+    /// position (head scan, request line checked, body left to skip) and
+    /// the connection's request count; restored with the new processor's
+    /// context (so `GET /` names the processor that answers it).
+    fn checkpoint(&mut self) -> Result<Box<dyn AppCheckpoint>, NoCheckpoint> {
+        let copy = Http {
+            ctx: self.ctx.clone(),
+            input: self.input[self.in_start..].to_vec(),
+            in_start: 0,
+            scan_from: self.scan_from,
+            line_checked: self.line_checked,
+            output: self.output[self.out_start..].to_vec(),
+            out_start: 0,
+            requests: self.requests,
+            body: self.body.clone(),
+            closing: self.closing,
+            closed: self.closed,
+        };
+        let bytes = copy.input.capacity() + copy.output.capacity();
+        Ok(Copied::new(copy, bytes, |h: &mut Http, ctx| h.ctx = ctx).boxed())
+    }
+
     fn poll(&mut self, sock: &mut dyn Socket) {
         loop {
             self.flush(sock);

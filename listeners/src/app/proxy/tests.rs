@@ -318,3 +318,116 @@ fn our_fin_waits_for_the_client_bytes_when_both_ends_closed() {
     );
     assert!(got == data, "in order");
 }
+
+/// Checkpoint, `on_moved`, drop, restore into a fresh context: the
+/// connection moved to another processor.
+fn moved(mut app: Box<dyn App>) -> Box<dyn App> {
+    let cp = app.checkpoint().expect("a checkpoint");
+    app.on_moved();
+    drop(app);
+    cp.restore(ctx(0)).expect("restored")
+}
+
+/// Reads exactly `n` bytes from the back-end's side.
+fn read_n(back: &mut std::net::TcpStream, n: usize) -> Vec<u8> {
+    back.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut got = vec![0; n];
+    back.read_exact(&mut got).expect("bytes from the relay");
+    got
+}
+
+#[test]
+fn a_moved_relay_keeps_its_back_end_connection_and_held_bytes() {
+    let (l, a) = listener();
+    let svc = ProxyService::new(vec![a], ProxyOptions::default());
+    let app = svc.open(ctx(0)).expect("open");
+    // Moved while the connect is still in progress: the restored relay
+    // finishes it.
+    let mut app = moved(app);
+    let (mut back, _) = l.accept().expect("accept");
+    let mut sock = MemSocket::new(1 << 16);
+    sock.push(b"hello ");
+    poll_until(&mut app, &mut sock, "the client's bytes relayed", |s| {
+        s.rx.is_empty()
+    });
+    assert_eq!(read_n(&mut back, 6), b"hello ");
+    // Back-end bytes the relay holds for a client with no send space.
+    back.write_all(b"from the back-end").expect("write");
+    sock.capacity = 0;
+    let until = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < until {
+        app.poll(&mut sock);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(app.memory() > 0, "the relay holds the back-end's bytes");
+    let mut app = moved(app);
+    sock.capacity = 1 << 16;
+    poll_until(&mut app, &mut sock, "the held bytes", |s| s.tx.len() == 17);
+    assert_eq!(sock.tx, b"from the back-end");
+    sock.push(b"world");
+    poll_until(&mut app, &mut sock, "more client bytes", |s| {
+        s.rx.is_empty()
+    });
+    assert_eq!(read_n(&mut back, 5), b"world");
+    let r = row(&svc, 0);
+    assert_eq!((count(&r, "connects"), count(&r, "active")), (1, 1));
+    // Both ends close cleanly: the back-end sees EOF, the gauge drops.
+    sock.peer_fin = true;
+    back.shutdown(std::net::Shutdown::Write).expect("FIN");
+    poll_until(&mut app, &mut sock, "our FIN", MemSocket::closed);
+    let mut rest = Vec::new();
+    back.read_to_end(&mut rest).expect("EOF");
+    assert!(rest.is_empty());
+    app.on_closed(CloseReason::Normal);
+    drop(app);
+    assert_eq!(count(&row(&svc, 0), "active"), 0);
+}
+
+#[test]
+fn checkpoints_dropped_unrestored_leave_the_relay_alone_and_the_last_holder_closes() {
+    let (l, a) = listener();
+    let svc = ProxyService::new(vec![a], ProxyOptions::default());
+    let mut app = svc.open(ctx(0)).expect("open");
+    let (mut back, _) = l.accept().expect("accept");
+    let mut sock = MemSocket::new(1 << 16);
+    let mut want = Vec::new();
+    for i in 0..100 {
+        let line = format!("line {i}\n");
+        sock.push(line.as_bytes());
+        want.extend_from_slice(line.as_bytes());
+        app.poll(&mut sock);
+        // A process pair's primary: a checkpoint after every poll.
+        drop(app.checkpoint().expect("a checkpoint"));
+    }
+    poll_until(&mut app, &mut sock, "every byte relayed", |s| {
+        s.rx.is_empty()
+    });
+    assert_eq!(read_n(&mut back, want.len()), want);
+    back.write_all(b"pong").expect("write");
+    poll_until(&mut app, &mut sock, "the answer", |s| s.tx.len() == 4);
+    assert_eq!(sock.tx, b"pong");
+    // The app goes (a primary that died) while a checkpoint holds the
+    // socket: the back-end sees nothing yet.
+    let cp = app.checkpoint().expect("a checkpoint");
+    drop(app);
+    back.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut one = [0u8; 1];
+    let r = back.read(&mut one);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            || e.kind() == io::ErrorKind::TimedOut),
+        "the back-end connection is still open: {r:?}"
+    );
+    assert_eq!(count(&row(&svc, 0), "active"), 1);
+    // The last holder goes: the relay was not done, so the back-end is
+    // reset (as a relay dropped without on_closed always was).
+    drop(cp);
+    back.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let r = back.read(&mut one);
+    assert!(
+        matches!(&r, Ok(0)) || r.is_err(),
+        "the back-end saw its connection end: {r:?}"
+    );
+    assert_eq!(count(&row(&svc, 0), "active"), 0);
+}
