@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod workload;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
