@@ -209,6 +209,17 @@ impl RackTlp {
         }
     }
 
+    /// SND.UNA moved to `una`: the send records of data wholly below it
+    /// go. No ACK can name them again ([`RackTlp::on_delivered`] looks
+    /// at bytes from SND.UNA up), and without this a bulk transfer keeps
+    /// [`MAX_SEND_RECORDS`] of them for good, which every checkpoint of
+    /// the connection would copy.
+    pub(crate) fn forget_acked(&mut self, una: SeqNumber) {
+        while self.sent_log.front().is_some_and(|e| e.0 <= una) {
+            self.sent_log.pop_front();
+        }
+    }
+
     /// Remembers a retransmission of `[start, end)` sent `now`.
     pub(crate) fn record_retransmission(&mut self, start: SeqNumber, end: SeqNumber, now: Instant) {
         self.tx_order += 1;
@@ -415,6 +426,26 @@ mod tests {
         let t1 = t0 + Duration::from_millis(1);
         r.record_sent(SeqNumber(400), t1);
         assert_eq!(r.sent_log.back(), Some(&(SeqNumber(400), 5, t1)));
+    }
+
+    #[test]
+    fn send_records_below_snd_una_are_forgotten() {
+        let t0 = Instant::now();
+        let mut r = RackTlp::default();
+        for i in 1..=10u32 {
+            r.record_sent(SeqNumber(i * 100), t0 + Duration::from_millis(i as u64));
+        }
+        r.forget_acked(SeqNumber(450));
+        assert_eq!(r.sent_log.front().map(|e| e.0), Some(SeqNumber(500)));
+        // The byte below a later cumulative ACK still finds its record.
+        r.on_delivered(t0 + Duration::from_millis(20), [SeqNumber(549)]);
+        assert_eq!(
+            r.latest.map(|l| l.order),
+            Some(6),
+            "the record ending at 600"
+        );
+        r.forget_acked(SeqNumber(1000));
+        assert!(r.sent_log.is_empty());
     }
 
     #[test]

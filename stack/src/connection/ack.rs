@@ -244,6 +244,7 @@ impl Connection {
         let released = self.snd.advance(ack);
         self.last_progress = now;
         self.rec.scoreboard.advance(ack);
+        self.rack.forget_acked(ack);
         // RTT: from the echoed timestamp when negotiated (RFC 7323 4.1),
         // else from the one timed segment (RFC 6298, Karn).
         match tsecr {

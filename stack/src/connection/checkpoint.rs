@@ -524,6 +524,69 @@ mod tests {
     }
 
     #[test]
+    fn take_over_resends_from_snd_una_at_once_with_the_restart_window() {
+        let mut p = Pair::new(11);
+        p.loss = 0;
+        let mut replica = None;
+        // Until the server has data in flight and a window beyond the
+        // initial one.
+        let iw = crate::congestion::initial_window(p.server.send_mss());
+        for _ in 0..200 {
+            let segs = p.client_turn();
+            p.server_service(&segs);
+            p.server.send(&[1u8; 64 * 1024]);
+            let cp = p.server.checkpoint(None);
+            replica = Some(cp.apply(None).expect("full"));
+            if p.server.stats().cwnd > iw && p.server.snd.una < p.server.snd.max {
+                break;
+            }
+            p.server_transmit();
+        }
+        let mut r = replica.expect("checkpointed");
+        let before = r.stats();
+        assert!(before.cwnd > iw);
+        let (una, end) = (r.snd.una, r.snd.buf.end());
+        let now = p.now + Duration::from_millis(30);
+        r.take_over(now);
+        assert_eq!(r.snd.max, end, "ACKs of all queued data are acceptable");
+        let after = r.stats();
+        assert_eq!(after.cwnd, iw, "RFC 5681 4.1 restart window");
+        assert_eq!(after.ssthresh, before.ssthresh, "not a loss");
+        assert_eq!(after.retransmissions, before.retransmissions);
+        assert_eq!(r.timers.next_deadline(), Some(now + r.rto()));
+        let first = r.poll_transmit(now).expect("a segment at once");
+        assert_eq!(first.seq, una, "from SND.UNA");
+        assert!(!first.payload.is_empty());
+        assert_eq!(first.ack, Some(r.rcv.nxt));
+    }
+
+    #[test]
+    fn take_over_with_nothing_outstanding_sends_an_ack_at_once() {
+        let mut p = Pair::new(12);
+        p.loss = 0;
+        for _ in 0..20 {
+            let segs = p.client_turn();
+            p.server_service(&segs);
+            p.server_transmit();
+        }
+        // The client's last data arrives; the server reads it, writes
+        // nothing, checkpoints and dies before its ACK goes out.
+        let segs = p.client_turn();
+        for seg in &segs {
+            p.server.on_segment(p.now, seg);
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        p.server.recv(&mut buf);
+        let mut r = p.server.checkpoint(None).apply(None).expect("full");
+        assert_eq!(r.snd.una, r.snd.max, "nothing outstanding");
+        r.take_over(p.now);
+        let ack = r.poll_transmit(p.now).expect("an ACK at once");
+        assert!(ack.payload.is_empty());
+        assert_eq!(ack.ack, Some(r.rcv.nxt));
+        assert_eq!(r.poll_transmit(p.now), None);
+    }
+
+    #[test]
     fn a_mark_of_another_connection_gives_a_full_checkpoint() {
         let mut a = Pair::new(1);
         let mut b = Pair::new(2);
