@@ -298,7 +298,15 @@ pub fn table_with(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
     if !st.pairs.is_empty() {
         s.push_str(&format!(
             "\npairs: {:>7} {:>5} {:>6} {:>11} {:>12} {:>7} {:>9} {:>9} {:>9}\n",
-            "primary", "port", "backup", "checkpoints", "bytes", "standby", "lag us", "max lag", "takeovers"
+            "primary",
+            "port",
+            "backup",
+            "checkpoints",
+            "bytes",
+            "standby",
+            "lag us",
+            "max lag",
+            "takeovers"
         ));
         for p in &st.pairs {
             s.push_str(&format!(

@@ -24,7 +24,10 @@ fn wait_failed(ns: &Netns, k: usize) -> String {
         if p["state"] == "failed" {
             return p["failure"].as_str().unwrap_or_default().to_string();
         }
-        assert!(Instant::now() < deadline, "processor {k} never failed: {st}");
+        assert!(
+            Instant::now() < deadline,
+            "processor {k} never failed: {st}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -46,13 +49,17 @@ fn crash_mid_transfer(processor_queues: &str) {
     std::thread::sleep(Duration::from_millis(400));
     let st = ns.status_json();
     assert!(
-        st["pairs"][1]["standby"].as_u64().unwrap_or(0) >= 3,
+        st["pairs"][1]["standby"].as_u64().unwrap_or(0) >= 2,
         "processor 2 holds copies of processor 1's connections: {}",
         st["pairs"]
     );
     let crashed = Instant::now();
     let out = ns.vnic_cmd(&["ctl", "processor", "1", "crash"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(wait_failed(&ns, 1).contains("crashed on request"));
     std::thread::sleep(Duration::from_millis(300));
     let outcomes = load.finish();
@@ -62,7 +69,10 @@ fn crash_mid_transfer(processor_queues: &str) {
         crashed.elapsed()
     );
     for o in &outcomes {
-        eprintln!("  {}: {} bytes, longest stall {:?}", o.name, o.bytes, o.longest_stall);
+        eprintln!(
+            "  {}: {} bytes, longest stall {:?}",
+            o.name, o.bytes, o.longest_stall
+        );
     }
     let st = ns.status_json();
     let pair = st["pairs"]
@@ -71,7 +81,7 @@ fn crash_mid_transfer(processor_queues: &str) {
         .cloned()
         .expect("pair of processor 1");
     assert_eq!(pair["backup"], 2, "{pair}");
-    assert!(pair["takeovers"].as_u64().unwrap_or(0) >= 3, "{pair}");
+    assert!(pair["takeovers"].as_u64().unwrap_or(0) >= 2, "{pair}");
     assert_eq!(pair["takeover_resets"], 0, "{pair}");
     let table = String::from_utf8_lossy(&ns.vnic_cmd(&["status"]).stdout).into_owned();
     assert!(table.contains("pairs: "), "{table}");
@@ -108,6 +118,7 @@ fn without_pairs_only_the_crashed_processors_connections_are_reset() {
     let ns = Netns::new();
     let vnic = ns.vnic(&["--processors", "4", "--quiet"]);
     let load = workload::start(&ns, 4, CHARGEN, ECHO);
+    let placed = workload::processors_of(&ns, &load.ports);
     std::thread::sleep(Duration::from_millis(300));
     let crashed = Instant::now();
     let out = ns.vnic_cmd(&["ctl", "processor", "1", "crash"]);
@@ -115,23 +126,32 @@ fn without_pairs_only_the_crashed_processors_connections_are_reset() {
     wait_failed(&ns, 1);
     std::thread::sleep(Duration::from_millis(200));
     let outcomes = load.finish();
-    let reset = outcomes
+    let on1: Vec<&workload::Outcome> = outcomes
         .iter()
-        .enumerate()
-        .filter(|(i, o)| i % 4 == 1 && o.error.is_some())
-        .count();
-    assert!(reset >= 1, "the http client at least was running: {outcomes:#?}");
-    // Connection i went to processor i % 4: processor 1 holds 1, 5 and 9
-    // (those that had not ended before the crash are reset).
-    for (i, o) in outcomes.iter().enumerate() {
-        if i % 4 == 1 && o.ended > crashed {
-            let e = o.error.clone().unwrap_or_default();
+        .zip(&placed)
+        .filter(|(_, p)| **p == Some(1))
+        .map(|(o, _)| o)
+        .collect();
+    assert!(!on1.is_empty(), "{placed:?}");
+    // Processor 1's streams still running at the crash end: reset at the
+    // client's next segment (an HTTP request, an echo write), or, for a
+    // chargen reader that has nothing to send, never answered again.
+    for o in &on1 {
+        if o.ended > crashed {
             assert!(
-                e.contains("reset") || e.contains("did not come whole") || e.contains("closed"),
-                "{} on the crashed processor should have been reset: {o:?}",
+                o.error.is_some(),
+                "{} on the crashed processor went on: {o:?}",
                 o.name
             );
-        } else {
+        }
+    }
+    assert!(
+        on1.iter()
+            .any(|o| o.error.as_deref().is_some_and(|e| e.contains("reset"))),
+        "{on1:#?}"
+    );
+    for (o, p) in outcomes.iter().zip(&placed) {
+        if *p != Some(1) {
             assert!(o.error.is_none(), "{} was touched: {o:?}", o.name);
         }
     }
@@ -152,7 +172,8 @@ fn a_real_panic_in_a_processor_is_taken_over_like_a_crash() {
     let echoed = ns.run(|| {
         let a: SocketAddr = "10.0.0.2:7".parse().expect("addr");
         let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         s.write_all(b"VNIC-TEST-PANIC").expect("write");
         let mut back = [0u8; 15];
         match s.read_exact(&mut back) {
@@ -170,7 +191,11 @@ fn a_real_panic_in_a_processor_is_taken_over_like_a_crash() {
     let stall = assert_intact(&outcomes);
     eprintln!("panic: every stream intact, longest stall {stall:?}");
     let st = ns.status_json();
-    assert!(st["pairs"][0]["takeovers"].as_u64().unwrap_or(0) >= 3, "{}", st["pairs"]);
+    assert!(
+        st["pairs"][0]["takeovers"].as_u64().unwrap_or(0) >= 3,
+        "{}",
+        st["pairs"]
+    );
     let (code, err) = vnic.stop();
     assert_eq!(code, Some(0), "{err}");
 }

@@ -51,8 +51,8 @@ pub use filter::{Filter, FilterMode};
 pub use flow::FlowTable;
 pub use pairs::Pairs;
 pub use queue::{
-    BellSender, Datagram, Doorbell, FlowClosed, FlowReport, Inbound, ProcessorQueue, QueueBytes, QueueRefused,
-    ToProcessor,
+    BellSender, Datagram, Doorbell, FlowClosed, FlowReport, Inbound, ProcessorQueue, QueueBytes,
+    QueueRefused, ToProcessor,
 };
 pub use rx::RxQueue;
 pub use tap::{FrameSource, RxFrame, RxWaker, TapDevice};

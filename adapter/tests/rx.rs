@@ -16,8 +16,8 @@ use std::time::Instant;
 use vnic_adapter::emit::CaptureSink;
 use vnic_adapter::rx::Decision;
 use vnic_adapter::{
-    AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FlowReport, FrameWriter, RxQueue,
-    ToProcessor,
+    AdapterConfig, Counters, DropKind, Filter, FilterMode, FlowClosed, FlowReport, FrameWriter,
+    RxQueue, ToProcessor,
 };
 use vnic_stack::{FourTuple, SeqNumber};
 

@@ -19,6 +19,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::direct::{DirectQueue, HandBack};
+use vnic_adapter::filter::Protocol;
 use vnic_adapter::flowmap::FlowMap;
 use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource};
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
@@ -26,14 +27,12 @@ use vnic_adapter::{
     host, AdapterConfig, AdapterError, Counters, Filter, FilterMode, FrameSink, FrameSource,
     FrameWriter, Pairs, RxQueue, TapDevice, ToProcessor,
 };
-use vnic_adapter::filter::Protocol;
 use vnic_listeners::app::udp::UdpAppKind;
 use vnic_listeners::app::{App, AppContext, Refused, Service};
 use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
 use vnic_listeners::distributor::{backend, Balance, Dispatcher};
 use vnic_listeners::processor::{
-    AppSource, DistributorLink, Inbox, Migration, Processor, ProcessorSetup,
-    DEFAULT_MEMORY_BUDGET,
+    AppSource, DistributorLink, Inbox, Migration, Processor, ProcessorSetup, DEFAULT_MEMORY_BUDGET,
 };
 use vnic_listeners::stats::Registry;
 use vnic_stack::{CongestionAlgorithm, IsnGenerator, SynCookies, TcpConfig};

@@ -33,8 +33,7 @@ impl Builder {
         }
         if self.pairs && self.processors < 2 {
             return Err(Error::Config(
-                "--pairs needs at least two processors: a backup runs in another processor"
-                    .into(),
+                "--pairs needs at least two processors: a backup runs in another processor".into(),
             ));
         }
         if self.processor_queues == ProcessorQueues::On && self.impair.is_some() {

@@ -118,7 +118,12 @@ impl Load {
 }
 
 /// Counts the wait since the last read that brought bytes.
-fn read_some(s: &mut TcpStream, buf: &mut [u8], last: &mut Instant, o: &mut Outcome) -> Result<usize, String> {
+fn read_some(
+    s: &mut TcpStream,
+    buf: &mut [u8],
+    last: &mut Instant,
+    o: &mut Outcome,
+) -> Result<usize, String> {
     let n = s.read(buf).map_err(|e| format!("{}: read: {e}", o.name))?;
     if n > 0 {
         o.longest_stall = o.longest_stall.max(last.elapsed());
@@ -175,9 +180,14 @@ fn echo(s: TcpStream, data: Vec<u8>, o: &mut Outcome) -> Result<(), String> {
         }
         h.update(&buf[..n]);
     }
-    writer.join().map_err(|_| "echo writer panicked".to_string())??;
+    writer
+        .join()
+        .map_err(|_| "echo writer panicked".to_string())??;
     if o.bytes != len || h.finalize().to_vec() != want {
-        return Err(format!("{}: {} of {len} bytes back, or not the same", o.name, o.bytes));
+        return Err(format!(
+            "{}: {} of {len} bytes back, or not the same",
+            o.name, o.bytes
+        ));
     }
     Ok(())
 }
@@ -185,13 +195,22 @@ fn echo(s: TcpStream, data: Vec<u8>, o: &mut Outcome) -> Result<(), String> {
 fn http(mut s: TcpStream, stop: &AtomicBool, o: &mut Outcome) -> Result<(), String> {
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        write!(s, "GET / HTTP/1.1\r\nHost: vnic\r\nConnection: keep-alive\r\n\r\n")
-            .map_err(|e| format!("{}: write: {e}", o.name))?;
+        write!(
+            s,
+            "GET / HTTP/1.1\r\nHost: vnic\r\nConnection: keep-alive\r\n\r\n"
+        )
+        .map_err(|e| format!("{}: write: {e}", o.name))?;
         let name = o.name.clone();
-        let (status, body) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            read_response(&mut s)
-        }))
-        .map_err(|_| format!("{name}: the response did not come whole"))?;
+        let (status, body) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_response(&mut s)))
+                .map_err(|p| {
+                    let why = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    format!("{name}: the response did not come whole: {why}")
+                })?;
         if status != 200 {
             return Err(format!("{}: status {status}", o.name));
         }
@@ -213,4 +232,26 @@ pub fn assert_intact(outcomes: &[Outcome]) -> Duration {
         .map(|o| o.longest_stall)
         .max()
         .unwrap_or_default()
+}
+
+/// The processor holding each client port's connection, from `vnic
+/// status --sockets --json` (None: no such connection now).
+pub fn processors_of(ns: &Netns, ports: &[u16]) -> Vec<Option<usize>> {
+    let out = ns.vnic_cmd(&["status", "--sockets", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table: serde_json::Value = serde_json::from_slice(&out.stdout).expect("socket table");
+    let rows = table["rows"].as_array().cloned().unwrap_or_default();
+    ports
+        .iter()
+        .map(|&p| {
+            rows.iter()
+                .find(|r| r["fport"].as_u64() == Some(u64::from(p)))
+                .and_then(|r| r["processor"].as_u64())
+                .map(|k| k as usize)
+        })
+        .collect()
 }

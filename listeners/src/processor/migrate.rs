@@ -166,7 +166,9 @@ impl Processor {
             }
             Ok(Err(NoCheckpoint::Unsupported)) | Err(_) => {
                 self.reset_one(tuple, now);
-                self.stats().migration_resets.fetch_add(1, Ordering::Relaxed);
+                self.stats()
+                    .migration_resets
+                    .fetch_add(1, Ordering::Relaxed);
                 return MoveResult::Reset;
             }
         };
@@ -240,12 +242,7 @@ impl Processor {
     /// Takes a connection in: with `app` (it never left) or from its
     /// checkpoint. A checkpoint that cannot be restored resets it; false
     /// then.
-    pub(super) fn take_in(
-        &mut self,
-        a: Adoption,
-        app: Option<Box<dyn App>>,
-        now: Instant,
-    ) -> bool {
+    pub(super) fn take_in(&mut self, a: Adoption, app: Option<Box<dyn App>>, now: Instant) -> bool {
         let Adoption {
             tuple,
             mut tcp,
@@ -280,7 +277,9 @@ impl Processor {
                     self.out
                         .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
                 }
-                self.stats().migration_resets.fetch_add(1, Ordering::Relaxed);
+                self.stats()
+                    .migration_resets
+                    .fetch_add(1, Ordering::Relaxed);
                 self.report_closed(FlowClosed { tuple, syn_stamp });
                 let cpu = self.id;
                 self.tracer.conn_event(|| {
@@ -339,13 +338,17 @@ impl Processor {
         let msg = ToProcessor::Segment(inb);
         let weight = msg.weight();
         let stats = self.stats();
-        match self.peers.get(to).map(|q| q.try_send_weighed(msg, weight)) {
-            Some(Ok(())) => {
+        let sent = match self.peers.get(to) {
+            Some(q) => q.try_send_weighed(msg, weight).is_ok(),
+            None => false,
+        };
+        match sent {
+            true => {
                 stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 stats.forwarded_bytes.fetch_add(bytes, Ordering::Relaxed);
             }
             // TCP sends it again.
-            _ => {
+            false => {
                 stats.forward_drops.fetch_add(1, Ordering::Relaxed);
             }
         }

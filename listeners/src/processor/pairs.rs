@@ -28,7 +28,7 @@
 //! backup) takes it over there and then.
 
 use super::*;
-use crate::app::{AppCheckpoint, NoCheckpoint};
+use crate::app::AppCheckpoint;
 use vnic_adapter::Pairs;
 use vnic_stack::{Checkpoint, SendMark};
 
@@ -152,10 +152,10 @@ impl PairLink {
         if self.dead.get(b).copied().unwrap_or(true) {
             return;
         }
-        let app = match c.app.checkpoint() {
-            Ok(a) => Some(a),
-            Err(NoCheckpoint::Unsupported | NoCheckpoint::Busy) => None,
-        };
+        // Busy or unsupported: the copy has no app and is reset at a
+        // takeover (a busy one has a reply on its way to this processor
+        // only).
+        let app = c.app.checkpoint().ok();
         let tcp = c.tcp.checkpoint(c.pair.mark);
         let mark = tcp.mark();
         let bytes = tcp.memory() as u64 + app.as_ref().map_or(0, |a| a.memory() as u64);
@@ -228,7 +228,9 @@ impl PairLink {
                     } = *cp;
                     let lag = sent.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
                     stats.checkpoint_lag_us.store(lag, Ordering::Relaxed);
-                    stats.checkpoint_lag_max_us.fetch_max(lag, Ordering::Relaxed);
+                    stats
+                        .checkpoint_lag_max_us
+                        .fetch_max(lag, Ordering::Relaxed);
                     let older = self.standby.remove(&tuple).map(|s| s.tcp);
                     match tcp.apply(older) {
                         Ok(tcp) => {

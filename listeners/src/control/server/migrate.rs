@@ -21,9 +21,9 @@ pub fn parse_connection(text: &str) -> Result<[FourTuple; 2], String> {
         .split_once('-')
         .ok_or_else(|| format!("connection {text:?}: write ADDR:PORT-ADDR:PORT"))?;
     let parse = |s: &str| {
-        s.trim()
-            .parse::<SocketAddr>()
-            .map_err(|_| format!("connection {text:?}: {s:?} is not ADDR:PORT ([ADDR]:PORT for IPv6)"))
+        s.trim().parse::<SocketAddr>().map_err(|_| {
+            format!("connection {text:?}: {s:?} is not ADDR:PORT ([ADDR]:PORT for IPv6)")
+        })
     };
     let (a, b) = (parse(a)?, parse(b)?);
     if a.is_ipv4() != b.is_ipv4() {
@@ -97,12 +97,10 @@ impl Runtime {
                             ..Response::ok()
                         }
                     }
-                    Ok(MoveResult::Reset) => {
-                        return Response::error(format!(
-                            "{} > {}: its app cannot move (no checkpoint): the connection was reset",
-                            tuple.remote, tuple.local
-                        ))
-                    }
+                    Ok(MoveResult::Reset) => return Response::error(format!(
+                        "{} > {}: its app cannot move (no checkpoint): the connection was reset",
+                        tuple.remote, tuple.local
+                    )),
                     Ok(MoveResult::Busy(why)) => {
                         return Response::error(format!(
                             "{} > {} not moved now: {why}; try again",
@@ -171,7 +169,12 @@ mod tests {
         assert_eq!(a.remote, b.local);
         let [c, _] = parse_connection("[fd00::2]:80-[fd00::1]:5000").expect("v6");
         assert_eq!(c.local.port(), 80);
-        for bad in ["10.0.0.2:80", "10.0.0.2-10.0.0.1:5", "10.0.0.2:80-[fd00::1]:5", "x-y"] {
+        for bad in [
+            "10.0.0.2:80",
+            "10.0.0.2-10.0.0.1:5",
+            "10.0.0.2:80-[fd00::1]:5",
+            "x-y",
+        ] {
             let e = parse_connection(bad).expect_err(bad);
             assert!(e.starts_with("connection "), "{e}");
             assert!(!e.contains('\n'));

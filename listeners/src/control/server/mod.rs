@@ -13,7 +13,8 @@ pub use migrate::parse_connection;
 
 use super::access::{self, Access};
 use super::protocol::{
-    AdapterStatus, ListenerStatus, PairStatus, ProcessorStatus, Request, Response, Status, TraceStatus,
+    AdapterStatus, ListenerStatus, PairStatus, ProcessorStatus, Request, Response, Status,
+    TraceStatus,
 };
 use crate::distributor::{BackendCtl, BackendCtlRequest};
 use crate::stats::Registry;

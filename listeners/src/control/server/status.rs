@@ -133,9 +133,10 @@ impl Runtime {
     /// Each process pair with its primary's and backup's counters.
     fn pair_status(&self) -> Vec<PairStatus> {
         let get = |k: usize| self.registry.processors.get(k);
-        let load = |k: usize, f: fn(&crate::stats::ProcessorStats) -> &std::sync::atomic::AtomicU64| {
-            get(k).map_or(0, |p| f(p).load(Ordering::Relaxed))
-        };
+        let load =
+            |k: usize, f: fn(&crate::stats::ProcessorStats) -> &std::sync::atomic::AtomicU64| {
+                get(k).map_or(0, |p| f(p).load(Ordering::Relaxed))
+            };
         self.pairs
             .list()
             .into_iter()
