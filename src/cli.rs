@@ -306,13 +306,20 @@ pub struct UpArgs {
           value_parser = ["auto", "on", "off"])]
     pub processor_queues: String,
     /// Listener model: monolithic (one listener per processor, round-robin
-    /// filtering) or distributor (one front-end forwarding requests to back-ends).
-    #[arg(long, default_value = "monolithic", value_parser = ["monolithic", "distributor"])]
+    /// filtering), distributor (one front-end forwarding requests to
+    /// back-ends) or hybrid (processor 0 accepts each connection and
+    /// hands it to one of the other processors by --balance, which then
+    /// serves it directly: NonStop's "servers inherit the connections").
+    #[arg(long, default_value = "monolithic",
+          value_parser = ["monolithic", "distributor", "hybrid"])]
     pub model: String,
     /// Back-end server instances of the distributor model, 1 to 256 (default 4).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub backends: Option<u16>,
-    /// How the distributor picks a back-end per request: round-robin or least-busy.
+    /// How the distributor picks a back-end per request, or the hybrid
+    /// model's distributor a processor per connection: round-robin or
+    /// least-busy (default: round-robin for the distributor, least-busy
+    /// for hybrid).
     #[arg(long, value_parser = ["round-robin", "least-busy"])]
     pub balance: Option<String>,
     /// How new connections of a shared port are spread: round-robin or none
@@ -644,8 +651,11 @@ impl Plan {
                 if !a.serve.is_empty() {
                     return Err("--serve and [[listener]] entries in --config both say what to serve: use one".into());
                 }
-                if a.model == "distributor" {
-                    return Err("--model distributor does not take [[listener]] entries: it has one front-end".into());
+                if a.model == "distributor" || a.model == "hybrid" {
+                    return Err(format!(
+                        "--model {} does not take [[listener]] entries: it has one front-end",
+                        a.model
+                    ));
                 }
                 a.serve = resolved.tcp_serve().into_iter().collect();
                 config = Some(resolved);
@@ -716,15 +726,32 @@ impl Plan {
                         .unwrap_or(Balance::RoundRobin),
                 }
             }
+            "hybrid" => {
+                if a.backends.is_some() {
+                    return Err("--backends belongs to --model distributor: the hybrid model's servers are processors (--processors)".into());
+                }
+                if a.processors.is_some_and(|p| p < 2) {
+                    return Err("--model hybrid needs at least two processors: the distributor (0) and a server".into());
+                }
+                Model::Hybrid {
+                    balance: a
+                        .balance
+                        .as_deref()
+                        .and_then(Balance::from_name)
+                        .unwrap_or(Balance::LeastBusy),
+                }
+            }
             _ => {
                 if a.backends.is_some() || a.balance.is_some() {
-                    return Err("--backends and --balance belong to --model distributor".into());
+                    return Err(
+                        "--backends and --balance belong to --model distributor or hybrid".into(),
+                    );
                 }
                 Model::Monolithic
             }
         };
         let processors = match model {
-            Model::Monolithic => usize::from(a.processors.unwrap_or(4)),
+            Model::Monolithic | Model::Hybrid { .. } => usize::from(a.processors.unwrap_or(4)),
             Model::Distributor { .. } => 1,
         };
         let control_group = match &a.control_group {

@@ -94,6 +94,9 @@ pub struct ProcessorStats {
     pub takeovers: AtomicU64,
     /// Of those, the ones it reset (an app without checkpoint).
     pub takeover_resets: AtomicU64,
+    /// The hybrid model's distributor: connections it served itself
+    /// because no other processor could take them.
+    pub hand_off_local: AtomicU64,
 }
 
 /// A point-in-time copy of one processor's counters, as `GET /stats` shows it.
@@ -333,6 +336,7 @@ impl ProcessorStats {
             &self.checkpoint_lag_max_us,
             &self.takeovers,
             &self.takeover_resets,
+            &self.hand_off_local,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -79,6 +79,7 @@ fn rig_with(max_connections: usize, service: Arc<dyn Service>, memory_budget: us
         peers: vec![q_tx.clone()],
         pairs: Arc::new(vnic_adapter::Pairs::none()),
         checkpoint_queues: Vec::new(),
+        hand_off: None,
         out,
         serve,
         udp_serve: HashMap::new(),

@@ -32,7 +32,8 @@ use vnic_listeners::app::{App, AppContext, Refused, Service};
 use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
 use vnic_listeners::distributor::{backend, Balance, Dispatcher};
 use vnic_listeners::processor::{
-    AppSource, DistributorLink, Inbox, Migration, Processor, ProcessorSetup, DEFAULT_MEMORY_BUDGET,
+    AppSource, DistributorLink, HandOff, Inbox, Migration, Processor, ProcessorSetup,
+    DEFAULT_MEMORY_BUDGET,
 };
 use vnic_listeners::stats::Registry;
 use vnic_stack::{CongestionAlgorithm, IsnGenerator, SynCookies, TcpConfig};
@@ -65,6 +66,15 @@ pub enum Model {
         /// Balancing policy.
         balance: Balance,
     },
+    /// NonStop's hybrid model (manual §3-9, "servers inherit the
+    /// connections"): processor 0, the distributor, is the only listener;
+    /// it accepts each connection and hands it off (a live migration) to
+    /// one of the other processors by `balance`, which serves it from then
+    /// on, its frames no longer passing through the distributor.
+    Hybrid {
+        /// How the distributor picks the processor.
+        balance: Balance,
+    },
 }
 
 impl Model {
@@ -73,6 +83,7 @@ impl Model {
         match self {
             Model::Monolithic => "monolithic",
             Model::Distributor { .. } => "distributor",
+            Model::Hybrid { .. } => "hybrid",
         }
     }
 }

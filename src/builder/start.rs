@@ -31,6 +31,21 @@ impl Builder {
                 "a layout and served ports both say what to serve: use one".into(),
             ));
         }
+        if matches!(self.model, Model::Hybrid { .. }) {
+            if self.processors < 2 {
+                return Err(Error::Config(
+                    "the hybrid model needs at least two processors: the distributor (0) and a \
+                     server"
+                        .into(),
+                ));
+            }
+            if self.layout.is_some() {
+                return Err(Error::Config(
+                    "the hybrid model has one front-end: a layout of listeners does not apply"
+                        .into(),
+                ));
+            }
+        }
         if self.pairs && self.processors < 2 {
             return Err(Error::Config(
                 "--pairs needs at least two processors: a backup runs in another processor".into(),
@@ -148,7 +163,7 @@ impl Builder {
         };
         let backends = match self.model {
             Model::Distributor { backends, .. } => backends,
-            Model::Monolithic => 0,
+            Model::Monolithic | Model::Hybrid { .. } => 0,
         };
         let registry = Arc::new(
             Registry::new(self.model.name(), self.filter.name(), n).with_backends(backends),
@@ -167,8 +182,14 @@ impl Builder {
             None => {
                 let mut f = Filter::new(self.filter, n);
                 f.set_addresses(ips.clone());
+                // The hybrid model's distributor (processor 0) is the only
+                // listener: the others inherit its connections.
+                let listeners = match self.model {
+                    Model::Hybrid { .. } => 1,
+                    _ => n,
+                };
                 for (port, _) in &self.serve {
-                    for p in 0..n {
+                    for p in 0..listeners {
                         f.register(*port, p)?;
                     }
                 }
@@ -234,7 +255,7 @@ impl Builder {
         // at the back-ends.
         let mut backend_ctl = None;
         let mut distributor = match self.model {
-            Model::Monolithic => None,
+            Model::Monolithic | Model::Hybrid { .. } => None,
             Model::Distributor { backends, balance } => {
                 // The back-ends and the control server wake the distributor
                 // (processor 0) as its frame queue does.
@@ -307,6 +328,10 @@ impl Builder {
                     peers: queues.clone(),
                     pairs: pairs.clone(),
                     checkpoint_queues: checkpoint_queues.clone(),
+                    hand_off: match self.model {
+                        Model::Hybrid { balance } if id == 0 => Some(HandOff::new(balance, n)),
+                        _ => None,
+                    },
                     out: traced(Origin::Processor(id)),
                     tracer: tracer.clone(),
                     max_connections: (MAX_CONNECTIONS / n).max(1024),
@@ -485,6 +510,7 @@ impl Builder {
             Model::Distributor { backends, balance } => {
                 format!(" backends={backends} balance={}", balance.name())
             }
+            Model::Hybrid { balance } => format!(" balance={}", balance.name()),
             Model::Monolithic => String::new(),
         };
         let impair = self

@@ -412,6 +412,10 @@ pub struct ProcessorStatus {
     /// Segments it could not forward (the new processor's queue was full).
     #[serde(default)]
     pub forward_drops: u64,
+    /// The hybrid model's distributor: connections it served itself
+    /// because no other processor could take them.
+    #[serde(default)]
+    pub hand_off_local: u64,
 }
 
 /// One listener's line in `vnic status`.

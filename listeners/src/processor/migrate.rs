@@ -314,6 +314,7 @@ impl Processor {
                 queued: false,
                 backlogged: false,
                 pair,
+                hold_app: false,
             },
         );
         self.by_id.insert(id, tuple);

@@ -14,6 +14,7 @@
 //! keyed by connection number. So one thread drives its TCP connections
 //! and everything behind them.
 
+mod hybrid;
 mod lifecycle;
 mod memory;
 mod migrate;
@@ -22,6 +23,7 @@ mod receive;
 mod service;
 mod sockets;
 
+pub use hybrid::HandOff;
 pub use memory::DEFAULT_MEMORY_BUDGET;
 pub use migrate::{Adoption, DrainReport, Migration, MoveResult};
 pub use pairs::{Checkpointed, PairLink, PairMsg, CHECKPOINT_QUEUE};
@@ -73,6 +75,9 @@ pub struct ProcessorSetup {
     pub pairs: Arc<vnic_adapter::Pairs>,
     /// See `pairs`.
     pub checkpoint_queues: Vec<BellSender<PairMsg>>,
+    /// In the hybrid model, processor 0's hand-off policy (see
+    /// [`hybrid`](self::hybrid)); None everywhere else.
+    pub hand_off: Option<HandOff>,
     /// Its way to the TAP.
     pub out: FrameWriter,
     /// Which service makes the app of each TCP port's connections.
@@ -218,6 +223,9 @@ struct Conn {
     backlogged: bool,
     /// Its backup and what the backup holds (process pairs).
     pair: pairs::PairState,
+    /// The hybrid model's distributor holds its app for the processor it
+    /// hands it off to: not polled here.
+    hold_app: bool,
 }
 
 /// The processor's budget for replies to invalid segments (one token
@@ -277,6 +285,8 @@ pub struct Processor {
     evacuation: Option<migrate::Evacuation>,
     /// Its process pairs.
     pair: PairLink,
+    /// The hybrid model's distributor: where its connections go.
+    hand_off: Option<HandOff>,
     out: FrameWriter,
     serve: HashMap<u16, Arc<dyn Service>>,
     /// Every service this processor has served, by name, so that a
@@ -415,6 +425,7 @@ impl Processor {
             moved: HashMap::new(),
             evacuation: None,
             pair: PairLink::new(s.id, s.pairs, s.checkpoint_queues, s.queue.checkpoints.1),
+            hand_off: s.hand_off,
             out: s.out,
             serve: s.serve,
             known,

@@ -335,6 +335,7 @@ impl Processor {
                 queued: false,
                 backlogged: false,
                 pair: self.pair.state_for(tuple.local.port()),
+                hold_app: self.hands_off(),
             },
         );
         if half_open {

@@ -50,6 +50,9 @@ impl Processor {
         c.unserviced = 0;
         c.queued = false;
         let mut closed = false;
+        // The hybrid model's distributor hands a connection off once its
+        // handshake is complete (see hybrid.rs).
+        let mut established = false;
         // Segments this pass may still send (see MAX_SEGMENTS_PER_PASS).
         let mut budget = MAX_SEGMENTS_PER_PASS;
         // The app may free receive space or queue data; one pass of
@@ -61,6 +64,7 @@ impl Processor {
                 match ev {
                     Event::Established => {
                         readable = true;
+                        established = true;
                         Self::leave_half_open(self.adapter_counters.half_open.get(self.id), c);
                     }
                     Event::Retransmit => {
@@ -112,7 +116,7 @@ impl Processor {
                     _ => readable = true,
                 }
             }
-            if !closed {
+            if !closed && !c.hold_app {
                 let mut view = SocketView {
                     tcp: &mut c.tcp,
                     stats,
@@ -160,8 +164,12 @@ impl Processor {
                 self.timers.push(Reverse(TimerEntry { at: d, tuple }));
             }
         }
+        let hand_off = established && c.hold_app;
         self.memory.recount(c, stats);
         self.compact_timers();
+        if hand_off {
+            self.hand_off(tuple, now);
+        }
     }
 
     /// Rebuilds the timer heap from the connections' own deadlines once

@@ -97,10 +97,12 @@ impl Runtime {
                             ..Response::ok()
                         }
                     }
-                    Ok(MoveResult::Reset) => return Response::error(format!(
+                    Ok(MoveResult::Reset) => {
+                        return Response::error(format!(
                         "{} > {}: its app cannot move (no checkpoint): the connection was reset",
                         tuple.remote, tuple.local
-                    )),
+                    ))
+                    }
                     Ok(MoveResult::Busy(why)) => {
                         return Response::error(format!(
                             "{} > {} not moved now: {why}; try again",

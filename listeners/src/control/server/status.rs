@@ -64,6 +64,7 @@ impl Runtime {
                     forwarded: stats.forwarded.load(Ordering::Relaxed),
                     forwarded_bytes: stats.forwarded_bytes.load(Ordering::Relaxed),
                     forward_drops: stats.forward_drops.load(Ordering::Relaxed),
+                    hand_off_local: stats.hand_off_local.load(Ordering::Relaxed),
                 }
             })
             .collect();
