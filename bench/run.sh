@@ -24,7 +24,7 @@ for a in "$@"; do
 done
 
 if [ "$QUICK" = 1 ]; then
-  BULK=$((64 << 20)); RTTS=2000; CONNS=2000; LOSSBULK=$((16 << 20)); WRKSECS=2; IDLE=10000
+  BULK=$((64 << 20)); RTTS=2000; CONNS=2000; LOSSBULK=$((16 << 20)); WRKSECS=2; IDLE=10000; CRASHES=${CRASHES:-3}
 else
   BULK=$((1024 << 20)); RTTS=20000; CONNS=20000; LOSSBULK=$((256 << 20)); WRKSECS=10; IDLE=100000
 fi
@@ -436,6 +436,47 @@ for p in 1 2 4; do
   mrow "bulk echo, 1 conn, $p" Gbit/s "$m_eb" "$d_eb"
 done
 
+echo "hybrid model ..." >&2
+HROWS=()
+hrow() { HROWS+=("$(fmt_row "$@")"); echo "${HROWS[-1]}" >&2; }
+start_vnic 4 --model hybrid; sleep 0.3
+h_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
+h_rt=$(run "$NSV" httprtt $V:80 $RTTS)
+h_eb=$(run "$NSV" echobulk $V:7 $LOSSBULK | field gbps)
+# $m_* and $d_* are the last round above: 4 processors, 4 back-ends.
+hrow "HTTP GET new conn, 32 conc, 4 cpu: vs monolithic" req/s "$h_cr" "$m_cr"
+hrow "  vs distributor (4 back-ends)" req/s "$h_cr" "$d_cr"
+hrow "keep-alive GET p50 (lower better): vs monolithic" us "$(echo "$h_rt" | field p50_us)" "$(echo "$m_rt" | field p50_us)"
+hrow "  vs distributor" us "$(echo "$h_rt" | field p50_us)" "$(echo "$d_rt" | field p50_us)"
+hrow "bulk echo, 1 conn: vs monolithic" Gbit/s "$h_eb" "$m_eb"
+hrow "  vs distributor" Gbit/s "$h_eb" "$d_eb"
+
+echo "process pairs ..." >&2
+PAROWS=()
+parow() { PAROWS+=("$(fmt_row "$@")"); echo "${PAROWS[-1]}" >&2; }
+start_vnic 4; sleep 0.3
+n_dl=$(run "$NSV" download $V:19 $BULK | field gbps); n_ul=$(run "$NSV" upload $V:9 $BULK | field gbps)
+n_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
+start_vnic 4 --pairs; sleep 0.3
+p_dl=$(run "$NSV" download $V:19 $BULK | field gbps); p_ul=$(run "$NSV" upload $V:9 $BULK | field gbps)
+p_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
+parow "bulk download, 1 conn" Gbit/s "$p_dl" "$n_dl"
+parow "bulk upload, 1 conn" Gbit/s "$p_ul" "$n_ul"
+parow "HTTP GET, new conn each, 32 conc" req/s "$p_cr" "$n_cr"
+# Takeover stall: crash processor 1 under a chargen download, 10 times,
+# each in a fresh vnic (a crashed processor stays failed).
+STALLS=()
+for i in $(seq ${CRASHES:-10}); do
+  start_vnic 4 --pairs; sleep 0.3
+  out=$(ip netns exec "$NSV" timeout 60 python3 bench/stall.py "$VNIC" "$CTL" $V)
+  echo "  crash $i: $out" >&2
+  [ "$(echo "$out" | field intact)" = True ] || { echo "the download broke at a takeover: $out" >&2; exit 1; }
+  STALLS+=("$(echo "$out" | field stall_ms)")
+done
+read -r stall_p50 stall_max < <(printf '%s\n' "${STALLS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)], a[NR]}')
+STALL_LINE="Takeover stall (crash of processor 1 under a chargen download, --pairs, 4 processors, ${#STALLS[@]} crashes, every download intact): p50 ${stall_p50} ms, max ${stall_max} ms (all: ${STALLS[*]})."
+echo "$STALL_LINE" >&2
+
 # --- the proxy against HAProxy: the same round-robin over the same two
 # back-ends (kernel servers on 127.0.0.2 and 127.0.0.3 of the proxy's own
 # namespace); vnic's proxy behind its TAP, HAProxy (mode tcp) on the
@@ -497,6 +538,11 @@ TABLE=$(printf '%s\n' "| measure | vnic | smoltcp (TAP) | kernel (veth) | vnic/s
   "| measure | with --pcap | without | with/without | unit |" "|---|---:|---:|---:|---|" "${TROWS[@]}" \
   "" "Listener models (same workload, one run):" "" \
   "| measure | monolithic | distributor | mono/dist | unit |" "|---|---:|---:|---:|---|" "${MROWS[@]}" \
+  "" "Hybrid model (--model hybrid, processor 0 hands each connection to 1-3, least-busy):" "" \
+  "| measure | hybrid | other model | hybrid/other | unit |" "|---|---:|---:|---:|---|" "${HROWS[@]}" \
+  "" "Process pairs (4 processors, --pairs against without; target: at least 0.80):" "" \
+  "| measure | with --pairs | without | pairs/without | unit |" "|---|---:|---:|---:|---|" "${PAROWS[@]}" \
+  "" "$STALL_LINE" \
   "" "Proxy to two kernel back-ends (vnic --serve proxy, 4 processors, against HAProxy mode tcp, roundrobin, $(nproc) threads, over veth):" "" \
   "| measure | vnic proxy | HAProxy | vnic/HAProxy | unit |" "|---|---:|---:|---:|---|" "${PROWS[@]:-}")
 printf '\n%s\n\n`%s`\n\n%s\n' "$HEADER" "$CMD" "$TABLE"

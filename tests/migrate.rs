@@ -116,7 +116,7 @@ fn echo_moved_20_times(processor_queues: &str) {
     let mut control = std::os::unix::net::UnixStream::connect(ns.control_path()).expect("control");
     let mut answers = std::io::BufReader::new(control.try_clone().expect("clone"));
     while moves < 20 && !run.is_finished() {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(3));
         let to = (moves + 1) % 2;
         writeln!(
             control,

@@ -416,6 +416,33 @@ pub struct ProcessorStatus {
     /// because no other processor could take them.
     #[serde(default)]
     pub hand_off_local: u64,
+    /// Checkpoints it sent its backups (process pairs).
+    #[serde(default)]
+    pub checkpoints: u64,
+    /// Bytes they carried.
+    #[serde(default)]
+    pub checkpoint_bytes: u64,
+    /// Times it waited for room in a backup's checkpoint queue.
+    #[serde(default)]
+    pub checkpoint_waits: u64,
+    /// Checkpoints it got that did not follow its copy (a connection left unprotected).
+    #[serde(default)]
+    pub checkpoint_gaps: u64,
+    /// As a backup: age of the last checkpoint it applied, in µs.
+    #[serde(default)]
+    pub checkpoint_lag_us: u64,
+    /// As a backup: the largest such age, in µs.
+    #[serde(default)]
+    pub checkpoint_lag_max_us: u64,
+    /// As a backup: connections it holds copies of now.
+    #[serde(default)]
+    pub standby: u64,
+    /// As a backup: connections it took over from a failed primary.
+    #[serde(default)]
+    pub takeovers: u64,
+    /// Of those, the ones it reset (an app without checkpoint).
+    #[serde(default)]
+    pub takeover_resets: u64,
 }
 
 /// One listener's line in `vnic status`.
@@ -780,6 +807,10 @@ mod tests {
                 state: None,
             },
             Request::StatsReset,
+            Request::ConnectionMove {
+                connection: "10.0.0.1:1-10.0.0.2:80".into(),
+                to: 1,
+            },
         ];
         assert_eq!(all.len(), Request::NAMES.len());
         for r in all {

@@ -65,6 +65,15 @@ impl Runtime {
                     forwarded_bytes: stats.forwarded_bytes.load(Ordering::Relaxed),
                     forward_drops: stats.forward_drops.load(Ordering::Relaxed),
                     hand_off_local: stats.hand_off_local.load(Ordering::Relaxed),
+                    checkpoints: stats.checkpoints.load(Ordering::Relaxed),
+                    checkpoint_bytes: stats.checkpoint_bytes.load(Ordering::Relaxed),
+                    checkpoint_waits: stats.checkpoint_waits.load(Ordering::Relaxed),
+                    checkpoint_gaps: stats.checkpoint_gaps.load(Ordering::Relaxed),
+                    checkpoint_lag_us: stats.checkpoint_lag_us.load(Ordering::Relaxed),
+                    checkpoint_lag_max_us: stats.checkpoint_lag_max_us.load(Ordering::Relaxed),
+                    standby: stats.standby.load(Ordering::Relaxed),
+                    takeovers: stats.takeovers.load(Ordering::Relaxed),
+                    takeover_resets: stats.takeover_resets.load(Ordering::Relaxed),
                 }
             })
             .collect();
