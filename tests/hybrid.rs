@@ -7,17 +7,9 @@
 mod common;
 
 use common::workload::{self, assert_intact};
-use common::{body_value, can_run, http_get, Netns};
-use std::net::{SocketAddr, TcpStream};
+use common::{body_value, can_run, connect, http_get, Netns};
+use std::net::TcpStream;
 use std::time::Duration;
-
-fn connect(addr: &str) -> TcpStream {
-    let a: SocketAddr = addr.parse().expect("addr");
-    let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s
-}
 
 fn get(s: &mut TcpStream) -> usize {
     let (status, body) = http_get(s, "/", true);

@@ -7,19 +7,11 @@
 mod common;
 
 use common::workload::{self, assert_intact};
-use common::{body_value, can_run, echo_through, http_get, random_bytes, Netns};
+use common::{body_value, can_run, connect, echo_through, http_get, random_bytes, Netns};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-fn connect(addr: &str) -> TcpStream {
-    let a: SocketAddr = addr.parse().expect("addr");
-    let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    s
-}
 
 fn processor_of(s: &mut TcpStream) -> String {
     let (status, body) = http_get(s, "/", true);

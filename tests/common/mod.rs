@@ -540,6 +540,18 @@ impl Drop for Raw {
     }
 }
 
+/// A connection to `addr` (from a thread in the namespace), with 20 s
+/// bounds on connecting, reading and writing.
+pub fn connect(addr: &str) -> std::net::TcpStream {
+    let a: std::net::SocketAddr = addr.parse().expect("addr");
+    let s = std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s
+}
+
 /// `n` pseudo-random bytes, the same for the same seed.
 pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     use rand::{RngCore, SeedableRng};

@@ -6,10 +6,10 @@
 //! its longest stall (the longest wait between two reads that brought
 //! bytes).
 
-use super::{chargen_period, random_bytes, read_response, Netns};
+use super::{chargen_period, connect, random_bytes, read_response, Netns};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -39,16 +39,6 @@ pub struct Load {
     streams: Vec<JoinHandle<Outcome>>,
     /// The client ports of the streams, in the order they connected.
     pub ports: Vec<u16>,
-}
-
-fn connect(addr: &str) -> TcpStream {
-    let a: SocketAddr = addr.parse().expect("addr");
-    let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    s.set_write_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    s
 }
 
 /// Opens `per_kind` connections of each kind in turn (chargen, echo,

@@ -255,15 +255,7 @@ impl Processor {
         let app = match app {
             Some(app) => Ok(app),
             None => {
-                let ctx = AppContext {
-                    processor: self.id,
-                    connection: id,
-                    registry: self.registry.clone(),
-                    backend: None,
-                    local: tuple.local,
-                    remote: tuple.remote,
-                    io: Io::new(self.io.clone(), id),
-                };
+                let ctx = self.app_context(tuple, id);
                 catch_unwind(AssertUnwindSafe(|| checkpoint.restore(ctx)))
                     .unwrap_or_else(|_| Err(crate::app::Refused("its restore panicked".into())))
             }
@@ -291,33 +283,9 @@ impl Processor {
                 return false;
             }
         };
-        let half_open = tcp.state() == State::SynReceived;
-        let pair = self.pair.state_for(tuple.local.port());
-        self.stats().active.fetch_add(1, Ordering::Relaxed);
-        if half_open {
-            if let Some(g) = self.adapter_counters.half_open.get(self.id) {
-                g.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.conns.insert(
-            tuple,
-            Conn {
-                tcp,
-                app,
-                mem: 0,
-                peer_mac,
-                syn_stamp,
-                armed: None,
-                id,
-                half_open,
-                unserviced: 0,
-                queued: false,
-                backlogged: false,
-                pair,
-                hold_app: false,
-            },
-        );
-        self.by_id.insert(id, tuple);
+        let mut c = Conn::new(tcp, app, peer_mac, syn_stamp, id);
+        c.half_open = c.tcp.state() == State::SynReceived;
+        self.hold(tuple, c);
         true
     }
 

@@ -228,6 +228,28 @@ struct Conn {
     hold_app: bool,
 }
 
+impl Conn {
+    /// A connection just taken in: not half-open, no timer armed, its
+    /// memory not counted yet, its app polled here.
+    fn new(tcp: Connection, app: Box<dyn App>, peer_mac: [u8; 6], syn_stamp: u64, id: u64) -> Conn {
+        Conn {
+            tcp,
+            app,
+            mem: 0,
+            peer_mac,
+            syn_stamp,
+            armed: None,
+            id,
+            half_open: false,
+            unserviced: 0,
+            queued: false,
+            backlogged: false,
+            pair: pairs::PairState::default(),
+            hold_app: false,
+        }
+    }
+}
+
 /// The processor's budget for replies to invalid segments (one token
 /// bucket for all its connections), counting what it refused.
 struct InvalidReplies {

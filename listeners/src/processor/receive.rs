@@ -262,6 +262,33 @@ impl Processor {
         self.service(tuple, now);
     }
 
+    /// What an app of connection `id` on this processor may know.
+    pub(super) fn app_context(&self, tuple: FourTuple, id: u64) -> AppContext {
+        AppContext {
+            processor: self.id,
+            connection: id,
+            registry: self.registry.clone(),
+            backend: None,
+            local: tuple.local,
+            remote: tuple.remote,
+            io: Io::new(self.io.clone(), id),
+        }
+    }
+
+    /// Takes a new or moved-in connection into the table: counted active
+    /// (and half-open), its process pair set, findable by its number.
+    pub(super) fn hold(&mut self, tuple: FourTuple, mut c: Conn) {
+        c.pair = self.pair.state_for(tuple.local.port());
+        self.stats().active.fetch_add(1, Ordering::Relaxed);
+        if c.half_open {
+            if let Some(g) = self.adapter_counters.half_open.get(self.id) {
+                g.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.by_id.insert(c.id, tuple);
+        self.conns.insert(tuple, c);
+    }
+
     /// The TCP settings of a connection to local port `port`: its
     /// listener's own (a config file's `congestion`), else the processor's.
     fn tcp_config(&self, port: u16) -> &vnic_stack::TcpConfig {
@@ -291,15 +318,7 @@ impl Processor {
                 Box::new(Forwarder::for_requests(handler, id, d.dispatcher.clone()))
             }
             _ => {
-                let ctx = AppContext {
-                    processor: self.id,
-                    connection: id,
-                    registry: self.registry.clone(),
-                    backend: None,
-                    local: tuple.local,
-                    remote: tuple.remote,
-                    io: Io::new(self.io.clone(), id),
-                };
+                let ctx = self.app_context(tuple, id);
                 match svc.open(ctx) {
                     Ok(app) => app,
                     Err(why) => {
@@ -319,31 +338,10 @@ impl Processor {
         // Request/response apps turn Nagle off (no 40 ms stalls).
         tcp.set_nodelay(!app.nagle());
         self.stats().accepted.fetch_add(1, Ordering::Relaxed);
-        self.stats().active.fetch_add(1, Ordering::Relaxed);
-        self.conns.insert(
-            tuple,
-            Conn {
-                tcp,
-                app,
-                mem: 0,
-                peer_mac,
-                syn_stamp,
-                armed: None,
-                id,
-                half_open,
-                unserviced: 0,
-                queued: false,
-                backlogged: false,
-                pair: self.pair.state_for(tuple.local.port()),
-                hold_app: self.hands_off(),
-            },
-        );
-        if half_open {
-            if let Some(g) = self.adapter_counters.half_open.get(self.id) {
-                g.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.by_id.insert(id, tuple);
+        let mut c = Conn::new(tcp, app, peer_mac, syn_stamp, id);
+        c.half_open = half_open;
+        c.hold_app = self.hands_off();
+        self.hold(tuple, c);
         let cpu = self.id;
         self.tracer.conn_event(|| {
             format!(
