@@ -258,35 +258,19 @@ impl Run {
             ["the client", "the server"][dir],
             self.now - self.t0
         );
-        if self.rng.chance(self.link.loss) {
+        let Some(arrivals) = self.link.schedule(
+            &mut self.rng,
+            &mut self.link_free[dir],
+            self.now,
+            bytes.len(),
+        ) else {
             return;
-        }
-        let mut depart = self.now;
-        if let Some(rate) = self.link.rate_bps {
-            // A drop-tail bottleneck, as in `common::sim`.
-            let free = self.link_free[dir].max(self.now);
-            let backlog =
-                free.saturating_duration_since(self.now).as_secs_f64() * rate as f64 / 8.0;
-            if backlog as usize + bytes.len() > self.link.queue_bytes {
-                return;
-            }
-            let wire_bits = ((bytes.len() + 58) * 8) as f64;
-            depart = free + Duration::from_secs_f64(wire_bits / rate as f64);
-            self.link_free[dir] = depart;
-        }
-        let mut arrive = depart + self.link.delay;
-        if self.rng.chance(self.link.reorder) {
-            arrive += self.link.delay.mul_f64(3.0 * self.rng.unit()) + Duration::from_micros(100);
-        }
-        if self.rng.chance(self.link.dup) {
-            let later = arrive + Duration::from_micros(self.rng.next() % 3000);
+        };
+        for at in arrivals {
             self.order += 1;
             self.wire
-                .push(Reverse((later, self.order, dir, tag, bytes.clone())));
+                .push(Reverse((at, self.order, dir, tag, bytes.clone())));
         }
-        self.order += 1;
-        self.wire
-            .push(Reverse((arrive, self.order, dir, tag, bytes)));
     }
 
     fn transmit(&mut self, dir: usize) {

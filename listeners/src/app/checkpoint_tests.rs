@@ -5,9 +5,30 @@
 //! every poll and drops each checkpoint (a process pair's primary).
 
 use super::*;
-use crate::distributor::request::RequestApp;
-use crate::distributor::{RequestContext, RequestHandler, Response};
+use crate::distributor::request::tests::Lines;
+use crate::distributor::request::{RequestApp, MAX_REQUEST};
+use crate::distributor::RequestHandler;
 use crate::stats::Registry;
+
+/// Pushes `n` lines into `sock` one by one, polling `app` after each and
+/// taking a checkpoint that is dropped at once (a process pair's primary,
+/// its older checkpoints dropped by the backup); returns the bytes pushed.
+/// Shared with the exec and proxy apps' checkpoint tests.
+pub(super) fn push_lines_checkpointing_each_poll(
+    app: &mut Box<dyn App>,
+    sock: &mut MemSocket,
+    n: usize,
+) -> Vec<u8> {
+    let mut pushed = Vec::new();
+    for i in 0..n {
+        let line = format!("line {i}\n");
+        sock.push(line.as_bytes());
+        pushed.extend_from_slice(line.as_bytes());
+        app.poll(sock);
+        drop(app.checkpoint().expect("a checkpoint"));
+    }
+    pushed
+}
 
 /// A [`MemSocket`] whose `send` may take only half (rounded up) of what
 /// it is offered, so that apps are left holding bytes read but not sent.
@@ -260,22 +281,13 @@ fn http_moved_mid_request_mid_body_and_mid_reply_answers_as_if_never_moved() {
     }
 }
 
-/// Lines, each answered with the processor and its length; `bye` closes.
-struct Lines;
-
-impl RequestHandler for Lines {
-    fn name(&self) -> &str {
-        "lines"
-    }
-    fn request_len(&self, buf: &[u8]) -> Option<usize> {
-        buf.iter().position(|&b| b == b'\n').map(|i| i + 1)
-    }
-    fn handle(&self, ctx: &RequestContext, request: &[u8]) -> Response {
-        Response {
-            bytes: format!("cpu{} {}\n", ctx.processor, request.len()).into_bytes(),
-            close: request == b"bye\n",
-        }
-    }
+/// Lines, each answered with `cpu`, the processor and its length; `bye`
+/// closes.
+fn lines() -> Arc<dyn RequestHandler> {
+    Arc::new(Lines {
+        prefix: "cpu",
+        max_request: MAX_REQUEST,
+    })
 }
 
 #[test]
@@ -285,7 +297,7 @@ fn a_request_handler_moved_mid_request_and_mid_answer_answers_each_once() {
         input.extend_from_slice(format!("request number {i}\n").as_bytes());
     }
     input.extend_from_slice(b"bye\nnever read\n");
-    let handler: Arc<dyn RequestHandler> = Arc::new(Lines);
+    let handler = lines();
     let make = || -> Box<dyn App> { Box::new(RequestApp::new(handler.clone(), &ctx())) };
     let feed = Feed {
         input: &input,
@@ -305,7 +317,7 @@ fn a_request_handler_moved_mid_request_and_mid_answer_answers_each_once() {
 
 #[test]
 fn a_restored_app_answers_as_the_processor_it_was_restored_on() {
-    let handler: Arc<dyn RequestHandler> = Arc::new(Lines);
+    let handler = lines();
     let mut app: Box<dyn App> = Box::new(RequestApp::new(handler, &ctx()));
     let mut sock = MemSocket::new(1 << 16);
     sock.push(b"a\nb");

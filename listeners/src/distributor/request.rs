@@ -266,13 +266,17 @@ impl App for RequestApp {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::app::MemSocket;
     use crate::stats::Registry;
 
-    /// Lines: each answered with its length; `bye` closes.
-    struct Lines;
+    /// Lines: each answered with `prefix`, the processor and its length;
+    /// `bye` closes. Also the request handler of the app checkpoint tests.
+    pub(crate) struct Lines {
+        pub(crate) prefix: &'static str,
+        pub(crate) max_request: usize,
+    }
     impl RequestHandler for Lines {
         fn name(&self) -> &str {
             "lines"
@@ -282,18 +286,22 @@ mod tests {
         }
         fn handle(&self, ctx: &RequestContext, request: &[u8]) -> Response {
             Response {
-                bytes: format!("{} {}\n", ctx.processor, request.len()).into_bytes(),
+                bytes: format!("{}{} {}\n", self.prefix, ctx.processor, request.len()).into_bytes(),
                 close: request == b"bye\n",
             }
         }
         fn max_request(&self) -> usize {
-            16
+            self.max_request
         }
     }
 
     fn app() -> RequestApp {
         let ctx = AppContext::detached(3, 1, Arc::new(Registry::new("monolithic", "none", 4)));
-        RequestApp::new(Arc::new(Lines), &ctx)
+        let lines = Lines {
+            prefix: "",
+            max_request: 16,
+        };
+        RequestApp::new(Arc::new(lines), &ctx)
     }
 
     #[test]

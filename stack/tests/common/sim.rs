@@ -45,6 +45,44 @@ impl Link {
             reorder: 0.0,
         }
     }
+
+    /// When a segment of `len` TCP bytes sent at `now` arrives: None when
+    /// it is lost or tail-dropped at the bottleneck, else its arrival and,
+    /// when it is duplicated, the copy's. `free` is when this direction's
+    /// bottleneck is next free (moved on by what is queued); the random
+    /// draws come from `rng`, in a fixed order for the seed.
+    pub fn schedule(
+        &self,
+        rng: &mut Rng,
+        free: &mut Instant,
+        now: Instant,
+        len: usize,
+    ) -> Option<Vec<Instant>> {
+        if rng.chance(self.loss) {
+            return None;
+        }
+        let mut depart = now;
+        if let Some(rate) = self.rate_bps {
+            let start = (*free).max(now);
+            let backlog = start.saturating_duration_since(now).as_secs_f64() * rate as f64 / 8.0;
+            if backlog as usize + len > self.queue_bytes {
+                return None;
+            }
+            // IP header (20) + Ethernet framing (38) on top of TCP.
+            let wire_bits = ((len + 58) * 8) as f64;
+            depart = start + Duration::from_secs_f64(wire_bits / rate as f64);
+            *free = depart;
+        }
+        let mut arrive = depart + self.delay;
+        if rng.chance(self.reorder) {
+            arrive += self.delay.mul_f64(3.0 * rng.unit()) + Duration::from_micros(100);
+        }
+        let mut arrivals = vec![arrive];
+        if rng.chance(self.dup) {
+            arrivals.push(arrive + Duration::from_micros(rng.next() % 3000));
+        }
+        Some(arrivals)
+    }
 }
 
 /// One endpoint: its connection (None until the SYN arrives, for the
@@ -245,36 +283,20 @@ impl Sim {
 
     fn put_on_wire(&mut self, dir: usize, bytes: Vec<u8>) {
         self.segments += 1;
-        if self.rng.chance(self.link.loss) {
+        let Some(arrivals) = self.link.schedule(
+            &mut self.rng,
+            &mut self.link_free[dir],
+            self.now,
+            bytes.len(),
+        ) else {
             self.dropped += 1;
             return;
-        }
-        let mut depart = self.now;
-        if let Some(rate) = self.link.rate_bps {
-            let free = self.link_free[dir].max(self.now);
-            let backlog =
-                free.saturating_duration_since(self.now).as_secs_f64() * rate as f64 / 8.0;
-            if backlog as usize + bytes.len() > self.link.queue_bytes {
-                self.dropped += 1;
-                return;
-            }
-            // IP header (20) + Ethernet framing (38) on top of TCP.
-            let wire_bits = ((bytes.len() + 58) * 8) as f64;
-            depart = free + Duration::from_secs_f64(wire_bits / rate as f64);
-            self.link_free[dir] = depart;
-        }
-        let mut arrive = depart + self.link.delay;
-        if self.rng.chance(self.link.reorder) {
-            arrive += self.link.delay.mul_f64(3.0 * self.rng.unit()) + Duration::from_micros(100);
-        }
-        if self.rng.chance(self.link.dup) {
-            let later = arrive + Duration::from_micros(self.rng.next() % 3000);
+        };
+        for at in arrivals {
             self.order += 1;
             self.wire
-                .push(Reverse((later, self.order, dir, bytes.clone())));
+                .push(Reverse((at, self.order, dir, bytes.clone())));
         }
-        self.order += 1;
-        self.wire.push(Reverse((arrive, self.order, dir, bytes)));
     }
 
     fn transmit(&mut self) {

@@ -155,6 +155,7 @@ impl Drop for ExecCheckpoint {
 #[cfg(test)]
 mod tests {
     use super::super::{ExecOptions, ExecService};
+    use crate::app::checkpoint_tests::push_lines_checkpointing_each_poll;
     use crate::app::{App, AppContext, Io, MemSocket};
     use crate::stats::Registry;
     use std::sync::Arc;
@@ -264,16 +265,8 @@ mod tests {
         let mut a = Cpu::new();
         let (mut app, pid) = open(&svc, &a);
         let mut sock = MemSocket::new(1 << 20);
-        let mut want = Vec::new();
-        for i in 0..100 {
-            let line = format!("line {i}\n");
-            sock.push(line.as_bytes());
-            want.extend_from_slice(line.as_bytes());
-            app.poll(&mut sock);
-            // A process pair's primary: a checkpoint after every poll,
-            // the older one dropped by the backup.
-            drop(app.checkpoint().expect("a checkpoint"));
-        }
+        // A process pair's primary: a checkpoint after every poll.
+        let want = push_lines_checkpointing_each_poll(&mut app, &mut sock, 100);
         a.run_until(&mut app, &mut sock, "every echo", |s| {
             s.tx.len() == want.len()
         });

@@ -2,6 +2,7 @@
 //! back-end), with the client side an in-memory socket.
 
 use super::*;
+use crate::app::checkpoint_tests::push_lines_checkpointing_each_poll;
 use crate::app::MemSocket;
 use crate::stats::Registry;
 use std::net::TcpListener;
@@ -390,15 +391,8 @@ fn checkpoints_dropped_unrestored_leave_the_relay_alone_and_the_last_holder_clos
     let mut app = svc.open(ctx(0)).expect("open");
     let (mut back, _) = l.accept().expect("accept");
     let mut sock = MemSocket::new(1 << 16);
-    let mut want = Vec::new();
-    for i in 0..100 {
-        let line = format!("line {i}\n");
-        sock.push(line.as_bytes());
-        want.extend_from_slice(line.as_bytes());
-        app.poll(&mut sock);
-        // A process pair's primary: a checkpoint after every poll.
-        drop(app.checkpoint().expect("a checkpoint"));
-    }
+    // A process pair's primary: a checkpoint after every poll.
+    let want = push_lines_checkpointing_each_poll(&mut app, &mut sock, 100);
     poll_until(&mut app, &mut sock, "every byte relayed", |s| {
         s.rx.is_empty()
     });
