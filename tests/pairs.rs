@@ -8,6 +8,7 @@ mod common;
 
 use common::workload::{self, assert_intact};
 use common::{can_run, Netns};
+use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -193,6 +194,48 @@ fn a_real_panic_in_a_processor_is_taken_over_like_a_crash() {
         "{}",
         st["pairs"]
     );
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_config_files_listener_backup_is_a_process_pair_on_its_port() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let file = format!("/tmp/{}.toml", ns.name);
+    std::fs::write(
+        &file,
+        "[adapter]\naddresses = [\"10.0.0.2/24\"]\nhost_addresses = [\"10.0.0.1/24\"]\n\
+         processors = 4\n[filter]\nmode = \"none\"\n\
+         [[listener]]\nport = 7\napp = \"echo\"\nprocessor = 2\nbackup = 3\n\
+         [[listener]]\nport = 80\napp = \"http\"\nprocessor = 0\n",
+    )
+    .expect("write config");
+    let vnic = ns.vnic_config(&file, &[]);
+    let st = ns.status_json();
+    assert_eq!(st["pairs"].as_array().map(Vec::len), Some(1), "{}", st["pairs"]);
+    assert_eq!(st["pairs"][0]["primary"], 2);
+    assert_eq!(st["pairs"][0]["port"], 7);
+    assert_eq!(st["pairs"][0]["backup"], 3);
+    let data = common::random_bytes(256 << 20, 3);
+    let want = Sha256::digest(&data).to_vec();
+    let echo = ns.spawn(move || common::echo_through(common::connect("10.0.0.2:7"), data));
+    std::thread::sleep(Duration::from_millis(100));
+    let out = ns.vnic_cmd(&["ctl", "processor", "2", "crash"]);
+    assert!(out.status.success());
+    wait_failed(&ns, 2);
+    let (n, hash) = echo.join().expect("echo");
+    assert_eq!(n, 256 << 20);
+    assert_eq!(hash, want, "intact across the takeover");
+    let st = ns.status_json();
+    assert_eq!(st["pairs"][0]["takeovers"], 1, "{}", st["pairs"]);
+    // The listener moved to its backup too: a new echo lands on 3.
+    let (n, _) = ns.echo("10.0.0.2:7", b"again".to_vec());
+    assert_eq!(n, 5);
+    assert_eq!(ns.status_json()["processors"][3]["accepted"], 1);
+    let _ = std::fs::remove_file(&file);
     let (code, err) = vnic.stop();
     assert_eq!(code, Some(0), "{err}");
 }
