@@ -215,7 +215,12 @@ fn a_config_files_listener_backup_is_a_process_pair_on_its_port() {
     .expect("write config");
     let vnic = ns.vnic_config(&file, &[]);
     let st = ns.status_json();
-    assert_eq!(st["pairs"].as_array().map(Vec::len), Some(1), "{}", st["pairs"]);
+    assert_eq!(
+        st["pairs"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        st["pairs"]
+    );
     assert_eq!(st["pairs"][0]["primary"], 2);
     assert_eq!(st["pairs"][0]["port"], 7);
     assert_eq!(st["pairs"][0]["backup"], 3);

@@ -340,6 +340,18 @@ impl<T> BellSender<T> {
         Ok(())
     }
 
+    /// Queues `msg` without waiting, and rings only once `ring_at`
+    /// messages or more wait: for messages the receiver may take at its
+    /// own pace, on its next turn (a process pair's checkpoints), so that a
+    /// busy sender does not wake a sleeping receiver for every one.
+    pub fn try_send_lazy(&self, msg: T, ring_at: usize) -> Result<(), TrySendError<T>> {
+        self.tx.try_send(msg)?;
+        if self.tx.len() >= ring_at {
+            self.bell.ring();
+        }
+        Ok(())
+    }
+
     /// Queues `msg`, which holds `weight` bytes, without waiting, if the
     /// queue has room for one more message and for its bytes; rings on
     /// success. The receiver releases the same weight when it takes it.
