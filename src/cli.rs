@@ -307,12 +307,20 @@ pub struct UpArgs {
     pub processor_queues: String,
     /// Listener model: monolithic (one listener per processor, round-robin
     /// filtering), distributor (one front-end forwarding requests to
-    /// back-ends) or hybrid (processor 0 accepts each connection and
-    /// hands it to one of the other processors by --balance, which then
-    /// serves it directly: NonStop's "servers inherit the connections").
+    /// back-ends), hybrid (processor 0 accepts each connection and hands
+    /// it to one of the other processors by --balance, which then serves
+    /// it directly: NonStop's "servers inherit the connections") or
+    /// broker (each processor serves on a port of its own; the served
+    /// ports tell each client where to connect, by --balance).
     #[arg(long, default_value = "monolithic",
-          value_parser = ["monolithic", "distributor", "hybrid"])]
+          value_parser = ["monolithic", "distributor", "hybrid", "broker"])]
     pub model: String,
+    /// Broker model: the first of the processors' own ports (default
+    /// 8000): the i-th served port's processor K serves it on
+    /// BASE + i*N + K, and the served port answers each client with where
+    /// to go (HTTP: a 307 redirect; others: one line ADDR PORT).
+    #[arg(long, value_name = "BASE")]
+    pub broker_ports: Option<u16>,
     /// Back-end server instances of the distributor model, 1 to 256 (default 4).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub backends: Option<u16>,
@@ -651,7 +659,7 @@ impl Plan {
                 if !a.serve.is_empty() {
                     return Err("--serve and [[listener]] entries in --config both say what to serve: use one".into());
                 }
-                if a.model == "distributor" || a.model == "hybrid" {
+                if a.model != "monolithic" {
                     return Err(format!(
                         "--model {} does not take [[listener]] entries: it has one front-end",
                         a.model
@@ -708,6 +716,9 @@ impl Plan {
             return Err("--pcap-snaplen needs --pcap FILE".into());
         }
         let pcap_filter = checked_pcap_filter(a.pcap_filter.as_deref(), a.pcap.is_some())?;
+        if a.broker_ports.is_some() && a.model != "broker" {
+            return Err("--broker-ports belongs to --model broker".into());
+        }
         let model = match a.model.as_str() {
             "distributor" => {
                 if a.processors.is_some_and(|p| p != 1) {
@@ -719,6 +730,19 @@ impl Plan {
                 }
                 Model::Distributor {
                     backends: usize::from(a.backends.unwrap_or(4)),
+                    balance: a
+                        .balance
+                        .as_deref()
+                        .and_then(Balance::from_name)
+                        .unwrap_or(Balance::RoundRobin),
+                }
+            }
+            "broker" => {
+                if a.backends.is_some() {
+                    return Err("--backends belongs to --model distributor: the broker model's servers are processors (--processors)".into());
+                }
+                Model::Broker {
+                    base: a.broker_ports.unwrap_or(8000),
                     balance: a
                         .balance
                         .as_deref()
@@ -751,7 +775,9 @@ impl Plan {
             }
         };
         let processors = match model {
-            Model::Monolithic | Model::Hybrid { .. } => usize::from(a.processors.unwrap_or(4)),
+            Model::Monolithic | Model::Hybrid { .. } | Model::Broker { .. } => {
+                usize::from(a.processors.unwrap_or(4))
+            }
             Model::Distributor { .. } => 1,
         };
         let control_group = match &a.control_group {

@@ -27,6 +27,7 @@ use vnic_adapter::{
     host, AdapterConfig, AdapterError, Counters, Filter, FilterMode, FrameSink, FrameSource,
     FrameWriter, Pairs, RxQueue, TapDevice, ToProcessor,
 };
+use vnic_listeners::app::broker::Broker;
 use vnic_listeners::app::udp::UdpAppKind;
 use vnic_listeners::app::{App, AppContext, Refused, Service};
 use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
@@ -75,6 +76,17 @@ pub enum Model {
         /// How the distributor picks the processor.
         balance: Balance,
     },
+    /// NonStop's broker model: every processor serves each app on a port
+    /// of its own (the i-th served port's processor K on `base + i*N + K`);
+    /// the served ports are brokers that answer each client with where to
+    /// connect (HTTP: a 307 redirect; others: one line `ADDR PORT`), the
+    /// processor chosen by `balance` ([`vnic_listeners::app::broker`]).
+    Broker {
+        /// The first of the processors' own ports.
+        base: u16,
+        /// How the broker picks the processor.
+        balance: Balance,
+    },
 }
 
 impl Model {
@@ -84,6 +96,7 @@ impl Model {
             Model::Monolithic => "monolithic",
             Model::Distributor { .. } => "distributor",
             Model::Hybrid { .. } => "hybrid",
+            Model::Broker { .. } => "broker",
         }
     }
 }

@@ -46,6 +46,16 @@ impl Builder {
                 ));
             }
         }
+        if let Model::Broker { base, .. } = self.model {
+            if self.layout.is_some() {
+                return Err(Error::Config(
+                    "the broker model places its own listeners: a layout of listeners does not \
+                     apply"
+                        .into(),
+                ));
+            }
+            self.broker_ports(base, self.processors)?;
+        }
         if self.pairs && self.processors < 2 {
             return Err(Error::Config(
                 "--pairs needs at least two processors: a backup runs in another processor".into(),
@@ -163,7 +173,7 @@ impl Builder {
         };
         let backends = match self.model {
             Model::Distributor { backends, .. } => backends,
-            Model::Monolithic | Model::Hybrid { .. } => 0,
+            Model::Monolithic | Model::Hybrid { .. } | Model::Broker { .. } => 0,
         };
         let registry = Arc::new(
             Registry::new(self.model.name(), self.filter.name(), n).with_backends(backends),
@@ -194,7 +204,25 @@ impl Builder {
                     }
                 }
                 let all: HashMap<u16, Arc<dyn Service>> = self.serve.iter().cloned().collect();
-                (f, vec![all; n], vec![HashMap::new(); n])
+                let mut tcp = vec![all; n];
+                if let Model::Broker { base, balance } = self.model {
+                    let own = self.broker_ports(base, n)?;
+                    for ((port, svc), own) in self.serve.iter().zip(own) {
+                        let broker: Arc<dyn Service> = Arc::new(Broker::new(
+                            svc.name(),
+                            own.clone(),
+                            balance,
+                            registry.clone(),
+                        ));
+                        for (k, &p) in own.iter().enumerate() {
+                            f.register(p, k)?;
+                            tcp[k].insert(*port, broker.clone());
+                            tcp[k].insert(p, svc.clone());
+                            ports.push(p);
+                        }
+                    }
+                }
+                (f, tcp, vec![HashMap::new(); n])
             }
         };
         ports.sort_unstable();
@@ -255,7 +283,7 @@ impl Builder {
         // at the back-ends.
         let mut backend_ctl = None;
         let mut distributor = match self.model {
-            Model::Monolithic | Model::Hybrid { .. } => None,
+            Model::Monolithic | Model::Hybrid { .. } | Model::Broker { .. } => None,
             Model::Distributor { backends, balance } => {
                 // The back-ends and the control server wake the distributor
                 // (processor 0) as its frame queue does.
@@ -511,6 +539,9 @@ impl Builder {
                 format!(" backends={backends} balance={}", balance.name())
             }
             Model::Hybrid { balance } => format!(" balance={}", balance.name()),
+            Model::Broker { base, balance } => {
+                format!(" broker-ports={base} balance={}", balance.name())
+            }
             Model::Monolithic => String::new(),
         };
         let impair = self
@@ -538,5 +569,36 @@ impl Builder {
             self.filter.name(),
             self.model.name(),
         )
+    }
+}
+
+impl Builder {
+    /// The broker model's own ports: the i-th served port (in the order
+    /// served) is served by processor K on `base + i*n + K`. An error when
+    /// they pass 65535 or meet a served port.
+    pub(super) fn broker_ports(&self, base: u16, n: usize) -> Result<Vec<Vec<u16>>, Error> {
+        let served: Vec<u16> = self.serve.iter().map(|(p, _)| *p).collect();
+        let mut all = Vec::with_capacity(served.len());
+        for i in 0..served.len() {
+            let mut own = Vec::with_capacity(n);
+            for k in 0..n {
+                let p = usize::from(base) + i * n + k;
+                let p = u16::try_from(p).map_err(|_| {
+                    Error::Config(format!(
+                        "--broker-ports {base}: {} ports from there pass 65535",
+                        served.len() * n
+                    ))
+                })?;
+                if served.contains(&p) {
+                    return Err(Error::Config(format!(
+                        "--broker-ports {base}: port {p} would be both a broker port and a \
+                         processor's own"
+                    )));
+                }
+                own.push(p);
+            }
+            all.push(own);
+        }
+        Ok(all)
     }
 }

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 pub use vnic_stack::CloseReason;
 
+pub mod broker;
 mod buf;
 pub mod chargen;
 pub(crate) mod checkpoint;
