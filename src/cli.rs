@@ -284,8 +284,9 @@ pub struct UpArgs {
     /// Address for the host side of the TAP; vnic adds it and brings the link up (repeatable).
     #[arg(long = "host-ip", value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
     pub host_ips: Vec<(IpAddr, u8)>,
-    /// Number of emulated processors (threads), 1 to 256 (default 4; the
-    /// distributor model has one front-end).
+    /// Number of emulated processors (threads), 1 to 256 (default 4; in
+    /// the distributor model, the front-ends: default 1, several share
+    /// each port under the filter).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub processors: Option<u16>,
     /// RX queues of the TAP, 1 to 16 (default 1), each read by its own
@@ -306,8 +307,8 @@ pub struct UpArgs {
           value_parser = ["auto", "on", "off"])]
     pub processor_queues: String,
     /// Listener model: monolithic (one listener per processor, round-robin
-    /// filtering), distributor (one front-end forwarding requests to
-    /// back-ends), hybrid (processor 0 accepts each connection and hands
+    /// filtering), distributor (front-ends, --processors of them, forwarding
+    /// requests to one pool of back-ends), hybrid (processor 0 accepts each connection and hands
     /// it to one of the other processors by --balance, which then serves
     /// it directly: NonStop's "servers inherit the connections") or
     /// broker (each processor serves on a port of its own; the served
@@ -661,7 +662,7 @@ impl Plan {
                 }
                 if a.model != "monolithic" {
                     return Err(format!(
-                        "--model {} does not take [[listener]] entries: it has one front-end",
+                        "--model {} does not take [[listener]] entries: it places its own listeners",
                         a.model
                     ));
                 }
@@ -720,23 +721,14 @@ impl Plan {
             return Err("--broker-ports belongs to --model broker".into());
         }
         let model = match a.model.as_str() {
-            "distributor" => {
-                if a.processors.is_some_and(|p| p != 1) {
-                    return Err(
-                        "--model distributor runs one front-end thread: leave out --processors \
-                                (size it with --backends)"
-                            .into(),
-                    );
-                }
-                Model::Distributor {
-                    backends: usize::from(a.backends.unwrap_or(4)),
-                    balance: a
-                        .balance
-                        .as_deref()
-                        .and_then(Balance::from_name)
-                        .unwrap_or(Balance::RoundRobin),
-                }
-            }
+            "distributor" => Model::Distributor {
+                backends: usize::from(a.backends.unwrap_or(4)),
+                balance: a
+                    .balance
+                    .as_deref()
+                    .and_then(Balance::from_name)
+                    .unwrap_or(Balance::RoundRobin),
+            },
             "broker" => {
                 if a.backends.is_some() {
                     return Err("--backends belongs to --model distributor: the broker model's servers are processors (--processors)".into());
@@ -778,7 +770,9 @@ impl Plan {
             Model::Monolithic | Model::Hybrid { .. } | Model::Broker { .. } => {
                 usize::from(a.processors.unwrap_or(4))
             }
-            Model::Distributor { .. } => 1,
+            // One front-end unless asked: several share the port under the
+            // filter (the manual's section 3-8).
+            Model::Distributor { .. } => usize::from(a.processors.unwrap_or(1)),
         };
         let control_group = match &a.control_group {
             Some(g) => Some(

@@ -199,9 +199,81 @@ fn model_flags_are_checked() {
         "--ip",
         "10.0.0.2/24",
         "--model",
+        "hybrid",
+        "--broker-ports",
+        "9000",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model broker"));
+}
+
+/// The manual's section 3-8: several distributors share one port under
+/// round-robin filtering, all forwarding to one pool of back-ends.
+#[test]
+fn four_distributors_share_the_port_round_robin_over_one_pool_of_back_ends() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let vnic = ns.vnic(&[
+        "--model",
         "distributor",
         "--processors",
         "4",
+        "--backends",
+        "3",
+        "--quiet",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    let seen = ns.run(|| {
+        (0..8)
+            .map(|_| {
+                let mut s = common::connect("10.0.0.2:80");
+                let (status, body) = common::http_get(&mut s, "/", false);
+                assert_eq!(status, 200);
+                let front: usize = common::body_value(&body, "processor")
+                    .and_then(|v| v.parse().ok())
+                    .expect("processor=");
+                let backend: usize = common::body_value(&body, "backend")
+                    .and_then(|v| v.parse().ok())
+                    .expect("backend=");
+                (front, backend)
+            })
+            .collect::<Vec<_>>()
+    });
+    let fronts: Vec<usize> = seen.iter().map(|(f, _)| *f).collect();
+    assert_eq!(
+        fronts,
+        vec![0, 1, 2, 3, 0, 1, 2, 3],
+        "round-robin over the front-ends"
+    );
+    let mut backends: Vec<usize> = seen.iter().map(|(_, b)| *b).collect();
+    backends.sort_unstable();
+    backends.dedup();
+    assert_eq!(
+        backends,
+        vec![0, 1, 2],
+        "one pool, all of it used: {seen:?}"
+    );
+    // Echo through every front-end at once, each intact.
+    let echoes: Vec<_> = (0..4)
+        .map(|i| {
+            let data = common::random_bytes(4 << 20, i);
+            ns.spawn(move || {
+                let want = data.clone();
+                let (n, _) = common::echo_through(common::connect("10.0.0.2:7"), data);
+                (n, want.len())
+            })
+        })
+        .collect();
+    for e in echoes {
+        let (n, len) = e.join().expect("echo");
+        assert_eq!(n, len);
+    }
+    let st = ns.status_json();
+    let requests: u64 = (0..3)
+        .map(|b| st["backends"][b]["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(requests >= 8, "{st}");
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
 }

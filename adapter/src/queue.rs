@@ -340,6 +340,12 @@ impl<T> BellSender<T> {
         Ok(())
     }
 
+    /// Wakes the receiver without a message (it looks at its queues, and
+    /// at whatever else it watches, on its next turn).
+    pub fn ring(&self) {
+        self.bell.ring();
+    }
+
     /// Queues `msg` without waiting, and rings only once `ring_at`
     /// messages or more wait: for messages the receiver may take at its
     /// own pace, on its next turn (a process pair's checkpoints), so that a

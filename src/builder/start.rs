@@ -16,11 +16,6 @@ impl Builder {
                 self.processors
             )));
         }
-        if matches!(self.model, Model::Distributor { .. }) && self.processors != 1 {
-            return Err(Error::Config(
-                "the distributor model runs one front-end: one processor".into(),
-            ));
-        }
         for (i, (port, _)) in self.serve.iter().enumerate() {
             if self.serve[..i].iter().any(|(p, _)| p == port) {
                 return Err(Error::Config(format!("port {port} is served twice")));
@@ -282,31 +277,58 @@ impl Builder {
         // The distributor model: processor 0 is the distributor, its apps run
         // at the back-ends.
         let mut backend_ctl = None;
-        let mut distributor = match self.model {
-            Model::Monolithic | Model::Hybrid { .. } | Model::Broker { .. } => None,
+        // The distributor model: every processor is a front-end (a
+        // distributor) sharing one dispatcher and its back-ends; each
+        // hears its own replies.
+        let mut distributors: Vec<Option<DistributorLink>> = match self.model {
+            Model::Monolithic | Model::Hybrid { .. } | Model::Broker { .. } => {
+                (0..n).map(|_| None).collect()
+            }
             Model::Distributor { backends, balance } => {
-                // The back-ends and the control server wake the distributor
-                // (processor 0) as its frame queue does.
+                // The back-ends wake each front-end as its frame queue
+                // does; `vnic ctl backend` goes to processor 0.
+                let mut replies = Vec::with_capacity(n);
+                for inbox in &inboxes {
+                    let (tx, rx) = crossbeam_channel::unbounded();
+                    replies.push((vnic_adapter::BellSender::new(tx, inbox.bell()), rx));
+                }
                 let bell = inboxes
                     .first()
                     .map(Inbox::bell)
                     .ok_or_else(|| std::io::Error::other("no processor"))?;
-                let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
                 let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
-                let reply_tx = vnic_adapter::BellSender::new(reply_tx, bell.clone());
                 backend_ctl = Some(vnic_adapter::BellSender::new(ctl_tx, bell));
-                let dispatcher = Dispatcher::start(
+                let first = replies
+                    .first()
+                    .map(|(tx, _)| tx.clone())
+                    .ok_or_else(|| std::io::Error::other("no processor"))?;
+                let mut dispatcher = Dispatcher::start(
                     backends,
                     balance,
                     backend::app_handler(registry.clone()),
-                    reply_tx,
+                    first,
                     registry.clone(),
                 )?;
-                Some(DistributorLink {
-                    dispatcher: Arc::new(Mutex::new(dispatcher)),
-                    replies: reply_rx,
-                    ctl: ctl_rx,
-                })
+                for (k, (tx, _)) in replies.iter().enumerate().skip(1) {
+                    dispatcher.set_front(k, tx.clone());
+                }
+                let dispatcher = Arc::new(Mutex::new(dispatcher));
+                replies
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, (_, rx))| {
+                        Some(DistributorLink {
+                            dispatcher: dispatcher.clone(),
+                            replies: rx,
+                            // Only processor 0 hears `vnic ctl backend`.
+                            ctl: if k == 0 {
+                                ctl_rx.clone()
+                            } else {
+                                crossbeam_channel::never()
+                            },
+                        })
+                    })
+                    .collect()
             }
         };
         for (id, ((inbox, serve), udp_serve)) in inboxes
@@ -372,7 +394,7 @@ impl Builder {
                     tcp_ports: tcp_ports.clone(),
                     isn: isn.clone(),
                     registry: registry.clone(),
-                    apps: match distributor.take() {
+                    apps: match distributors.get_mut(id).and_then(Option::take) {
                         Some(link) => AppSource::Distributor(link),
                         None => AppSource::Local,
                     },

@@ -120,9 +120,10 @@ pub fn app_handler(registry: Arc<Registry>) -> Handler {
             handler,
             request,
             connection,
+            processor,
         } => {
             let ctx = RequestContext {
-                processor: 0,
+                processor: *processor,
                 backend: Some(backend),
                 connection: *connection,
             };
@@ -132,8 +133,9 @@ pub fn app_handler(registry: Arc<Registry>) -> Handler {
         Work::Http {
             request,
             connection,
+            processor,
         } => {
-            let mut ctx = AppContext::detached(0, *connection, registry.clone());
+            let mut ctx = AppContext::detached(*processor, *connection, registry.clone());
             ctx.backend = Some(backend);
             let mut app = Http::new(ctx);
             let mut sock = BufferSocket {

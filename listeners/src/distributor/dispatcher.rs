@@ -119,10 +119,15 @@ pub struct Dispatcher {
     next_id: u64,
     in_flight: HashMap<u64, Placed>,
     waiting: VecDeque<Entry>,
-    /// Connections refused room, in the order they asked.
-    starved: Vec<u64>,
+    /// Connections refused room, in the order they asked, with their
+    /// front-end.
+    starved: Vec<(usize, u64)>,
     starved_set: HashSet<u64>,
-    reply_to: vnic_adapter::BellSender<FromBackend>,
+    /// Where each front-end (distributor processor) hears its replies:
+    /// several distributors share one pool of back-ends (`--model
+    /// distributor --processors N`), each job's reply going to the one
+    /// that submitted it.
+    reply_to: Vec<vnic_adapter::BellSender<FromBackend>>,
     registry: Arc<Registry>,
     handler: Handler,
 }
@@ -154,7 +159,7 @@ impl Dispatcher {
             waiting: VecDeque::new(),
             starved: Vec::new(),
             starved_set: HashSet::new(),
-            reply_to,
+            reply_to: vec![reply_to],
             registry,
             handler,
         };
@@ -194,22 +199,56 @@ impl Dispatcher {
         self.waiting.len() < MAX_WAITING
     }
 
+    /// Front-end `front` (another distributor processor, numbered from 1)
+    /// hears its replies on `reply_to`; front-end 0's came with
+    /// [`Dispatcher::start`].
+    pub fn set_front(&mut self, front: usize, reply_to: vnic_adapter::BellSender<FromBackend>) {
+        if self.reply_to.len() <= front {
+            let first = self.reply_to[0].clone();
+            self.reply_to.resize(front + 1, first);
+        }
+        self.reply_to[front] = reply_to;
+    }
+
     /// Connection `conn` was refused room: [`Dispatcher::take_starved`]
     /// names it once there is room again.
     pub fn want_room(&mut self, conn: u64) {
+        self.want_room_at(0, conn);
+    }
+
+    /// [`Dispatcher::want_room`] for a connection of front-end `front`.
+    pub fn want_room_at(&mut self, front: usize, conn: u64) {
         if self.starved_set.insert(conn) {
-            self.starved.push(conn);
+            self.starved.push((front, conn));
         }
     }
 
     /// The connections refused room, in the order they asked, once there
     /// is room again (empty until then).
     pub fn take_starved(&mut self) -> Vec<u64> {
+        self.take_starved_at(0)
+    }
+
+    /// [`Dispatcher::take_starved`] for front-end `front`: its own
+    /// connections; the other front-ends that have some waiting are woken
+    /// to take theirs.
+    pub fn take_starved_at(&mut self, front: usize) -> Vec<u64> {
         if self.starved.is_empty() || !self.has_room() {
             return Vec::new();
         }
-        self.starved_set.clear();
-        std::mem::take(&mut self.starved)
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.starved)
+            .into_iter()
+            .partition(|(f, _)| *f == front);
+        for (f, _) in &others {
+            if let Some(r) = self.reply_to.get(*f) {
+                r.ring();
+            }
+        }
+        for (_, c) in &mine {
+            self.starved_set.remove(c);
+        }
+        self.starved = others;
+        mine.into_iter().map(|(_, c)| c).collect()
     }
 
     /// Connection `conn` is gone: its jobs still waiting are dropped (those
@@ -217,7 +256,7 @@ impl Dispatcher {
     pub fn forget(&mut self, conn: u64) {
         self.waiting.retain(|e| e.job.conn != conn);
         if self.starved_set.remove(&conn) {
-            self.starved.retain(|&c| c != conn);
+            self.starved.retain(|&(_, c)| c != conn);
         }
     }
 
@@ -225,14 +264,25 @@ impl Dispatcher {
     /// or queues it until one can take it. Never refuses: callers ask
     /// [`Dispatcher::has_room`] first.
     pub fn submit(&mut self, conn: u64, seq: u64, work: Work) {
+        self.submit_from(0, conn, seq, work);
+    }
+
+    /// [`Dispatcher::submit`] for a connection of front-end `front`: its
+    /// reply goes there.
+    pub fn submit_from(&mut self, front: usize, conn: u64, seq: u64, work: Work) {
         let id = self.next_id;
         self.next_id += 1;
+        let reply_to = self
+            .reply_to
+            .get(front)
+            .unwrap_or(&self.reply_to[0])
+            .clone();
         let job = Job {
             id,
             conn,
             seq,
             work,
-            reply_to: self.reply_to.clone(),
+            reply_to,
         };
         self.enqueue(Entry {
             job,
@@ -769,6 +819,7 @@ mod tests {
         let http = |path: &str| Work::Http {
             request: format!("GET {path} HTTP/1.1\r\n\r\n").into_bytes(),
             connection: 1,
+            processor: 0,
         };
         d.submit(1, 0, http("/poison"));
         let got = collect(&mut d, &rx, 1);

@@ -62,6 +62,9 @@ pub struct Forwarder {
     /// answers them at the back-ends (`kind` is then unused).
     requests: Option<Arc<dyn RequestHandler>>,
     conn: u64,
+    /// The front-end (distributor processor) that holds the connection:
+    /// its replies come back there.
+    front: usize,
     dispatcher: Arc<Mutex<Dispatcher>>,
     next_seq: u64,
     next_deliver: u64,
@@ -99,6 +102,7 @@ impl Forwarder {
             kind,
             requests: None,
             conn,
+            front: 0,
             dispatcher,
             next_seq: 0,
             next_deliver: 0,
@@ -118,6 +122,13 @@ impl Forwarder {
             close_after_out: false,
             closed: false,
         }
+    }
+
+    /// The forwarder of a connection front-end `front` holds (with several
+    /// distributors; 0 is the default).
+    pub fn at_front(mut self, front: usize) -> Forwarder {
+        self.front = front;
+        self
     }
 
     /// A forwarder for connection `conn` whose requests `handler` frames
@@ -154,7 +165,7 @@ impl Forwarder {
             && {
                 let mut d = self.dispatcher.lock();
                 d.has_room() || {
-                    d.want_room(self.conn);
+                    d.want_room_at(self.front, self.conn);
                     false
                 }
             };
@@ -189,6 +200,7 @@ impl Forwarder {
                         handler: HandlerRef(handler.clone()),
                         request,
                         connection,
+                        processor: self.front,
                     },
                     0,
                 );
@@ -209,7 +221,9 @@ impl Forwarder {
         self.next_seq += 1;
         self.outstanding += weight;
         self.weights.push_back(weight);
-        self.dispatcher.lock().submit(self.conn, seq, work);
+        self.dispatcher
+            .lock()
+            .submit_from(self.front, self.conn, seq, work);
     }
 
     /// Answers in the distributor itself, in its place among the
@@ -422,6 +436,7 @@ impl Forwarder {
             Work::Http {
                 request,
                 connection,
+                processor: self.front,
             },
             0,
         );
@@ -510,6 +525,7 @@ impl App for Forwarder {
             kind: self.kind,
             requests: self.requests.clone(),
             conn: self.conn,
+            front: self.front,
             dispatcher: self.dispatcher.clone(),
             next_seq: self.next_seq,
             next_deliver: self.next_deliver,
@@ -530,7 +546,11 @@ impl App for Forwarder {
             closed: self.closed,
         };
         let bytes = copy.out.capacity() + copy.http_buf.capacity();
-        let rebind = |f: &mut Forwarder, ctx: AppContext| f.conn = ctx.connection;
+        // Restored on another front-end, its replies come back there.
+        let rebind = |f: &mut Forwarder, ctx: AppContext| {
+            f.conn = ctx.connection;
+            f.front = ctx.processor;
+        };
         Ok(Copied::new(copy, bytes, rebind).boxed())
     }
 }

@@ -11,6 +11,9 @@ pub enum Work {
         request: Vec<u8>,
         /// The connection number, for the `connection=N` line.
         connection: u64,
+        /// The front-end (distributor processor) that holds it, for the
+        /// `processor=K` line.
+        processor: usize,
     },
     /// One received chunk for echo: the reply is the same bytes.
     Echo(Vec<u8>),
@@ -24,6 +27,8 @@ pub enum Work {
         request: Vec<u8>,
         /// The connection number.
         connection: u64,
+        /// The front-end that holds it.
+        processor: usize,
     },
     /// The next piece of a chargen stream.
     Chargen {

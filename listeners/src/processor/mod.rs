@@ -691,7 +691,7 @@ impl Processor {
     /// room again (distributor model); true if there were any.
     fn wake_starved(&mut self) -> bool {
         let starved = match &self.apps {
-            AppSource::Distributor(d) => d.dispatcher.lock().take_starved(),
+            AppSource::Distributor(d) => d.dispatcher.lock().take_starved_at(self.id),
             AppSource::Local => return false,
         };
         let now = Instant::now();

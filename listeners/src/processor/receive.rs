@@ -312,11 +312,11 @@ impl Processor {
         let id = self.registry.connection_number();
         let app: Box<dyn App> = match (&self.apps, svc.builtin(), svc.requests()) {
             (AppSource::Distributor(d), Some(kind), _) => {
-                Box::new(Forwarder::new(kind, id, d.dispatcher.clone()))
+                Box::new(Forwarder::new(kind, id, d.dispatcher.clone()).at_front(self.id))
             }
-            (AppSource::Distributor(d), None, Some(handler)) => {
-                Box::new(Forwarder::for_requests(handler, id, d.dispatcher.clone()))
-            }
+            (AppSource::Distributor(d), None, Some(handler)) => Box::new(
+                Forwarder::for_requests(handler, id, d.dispatcher.clone()).at_front(self.id),
+            ),
             _ => {
                 let ctx = self.app_context(tuple, id);
                 match svc.open(ctx) {
