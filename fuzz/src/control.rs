@@ -98,6 +98,7 @@ fn runtime() -> (Runtime, Vec<Receiver<ToProcessor>>) {
         // No processor threads here: `sockets` answers that they are missing.
         socket_queries: Vec::new(),
         impair: None,
+        tcp: TcpStatus::of(&vnic_stack::TcpConfig::default()),
     };
     (rt, rxs)
 }
