@@ -209,10 +209,7 @@ impl ConfigFile {
                 Ok(_) => {
                     return self.bad(
                         w.span(),
-                        format!(
-                            "send_space = {:?} must be from 4K to 1G",
-                            w.get_ref().0
-                        ),
+                        format!("send_space = {:?} must be from 4K to 1G", w.get_ref().0),
                     )
                 }
                 Err(e) => return self.bad(w.span(), format!("send_space: {e}")),

@@ -55,8 +55,8 @@ pub mod tuple;
 pub mod wire;
 
 pub use config::{
-    TcpConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TOTAL_RETRANSMISSION_TIME, DEFAULT_ZERO_WINDOW_TIMEOUT,
-    MIN_SND_MSS,
+    TcpConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TOTAL_RETRANSMISSION_TIME,
+    DEFAULT_ZERO_WINDOW_TIMEOUT, MIN_SND_MSS,
 };
 pub use congestion::CongestionAlgorithm;
 pub use connection::{

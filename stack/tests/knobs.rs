@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{H, PEER_ISS, OUR_ISS};
+use common::{H, OUR_ISS, PEER_ISS};
 use vnic_stack::{CloseReason, Event, State, TcpConfig};
 
 /// The peer's next sequence number right after the handshake.

@@ -342,8 +342,10 @@ impl Connection {
         }
         // The total time runs out between two backoffs: wake up then.
         let next = now + self.rec.rtt.rto();
-        self.timers
-            .set(Timer::Retransmit, give_up_at.map_or(next, |at| next.min(at)));
+        self.timers.set(
+            Timer::Retransmit,
+            give_up_at.map_or(next, |at| next.min(at)),
+        );
     }
 
     /// Everything un-SACKed below this is lost
