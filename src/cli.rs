@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use vnic::config::{self, parse_cidr, Overrides, ResolvedConfig, ServeApp};
+use vnic::config::{self, parse_cidr, Overrides, ResolvedConfig, ServeApp, TcpKnobs};
 use vnic::{
     Builder, CongestionAlgorithm, Layout, LineMode, Model, ProcessorQueues, Trace, UdpAppKind,
 };
@@ -491,6 +491,8 @@ pub struct Plan {
     pub congestion: CongestionAlgorithm,
     /// Process pairs on every port (`--pairs`).
     pub pairs: bool,
+    /// The TCP knobs (the config file's `[tcp]`, else the defaults).
+    pub tcp: TcpKnobs,
     /// Ports whose listener runs its own congestion control.
     pub port_congestion: HashMap<u16, CongestionAlgorithm>,
     /// Idle limit of a connection (None: never).
@@ -541,6 +543,7 @@ impl Plan {
             .idle_timeout(self.idle_timeout)
             .congestion(self.congestion)
             .pairs(self.pairs)
+            .tcp(self.tcp.clone())
             .zero_window_timeout(self.zero_window_timeout)
             .trace(Trace {
                 pcap: self.pcap.clone(),
@@ -637,6 +640,7 @@ impl Plan {
         let mut config = None;
         let (mut mac, mut mtu) = (None, None);
         let mut file_congestion = None;
+        let mut tcp = TcpKnobs::default();
         if let Some(path) = &a.config {
             let file = config::load(path).map_err(|e| e.to_string())?;
             let resolved = file
@@ -656,6 +660,7 @@ impl Plan {
             mac = resolved.mac;
             mtu = resolved.mtu;
             file_congestion = resolved.congestion;
+            tcp = resolved.tcp.clone();
             if file.has_listeners() {
                 if !a.serve.is_empty() {
                     return Err("--serve and [[listener]] entries in --config both say what to serve: use one".into());
@@ -813,6 +818,7 @@ impl Plan {
             memory_budget: a.memory_budget,
             congestion: a.congestion.or(file_congestion).unwrap_or_default(),
             pairs: a.pairs,
+            tcp,
             port_congestion,
             idle_timeout: Some(a.idle_timeout).filter(|d| !d.is_zero()),
             zero_window_timeout: Some(a.zero_window_timeout).filter(|d| !d.is_zero()),

@@ -28,7 +28,17 @@
 //! address = "10.0.0.2"               # optional: bound to this address only
 //! key = "web1"                       # optional: else [filter] key
 //! congestion = "bbr"                 # optional (tcp): else [adapter] congestion
+//!
+//! [tcp]                              # optional, every key too (NonStop's per-monitor knobs)
+//! max_rto = "64s"                    # longest retransmission timeout (default 60s)
+//! max_retransmissions = 12           # retransmissions before the reset (default 12)
+//! total_retransmission_time = "720s" # reset after this long without progress ("0": no limit; default 720s)
+//! delayed_ack = true                 # false: ACK every segment at once (default true)
+//! delayed_ack_time = "40ms"          # 1ms to 500ms (default 40ms)
+//! send_space = "256K"                # bytes an app may queue to send, 4K to 1G (default 256K)
 //! ```
+//!
+//! `[tcp]` is read by [`tcp`] (its module doc says what each knob does).
 //!
 //! [`load`] reads and checks everything before anything starts: the TOML
 //! syntax and types, every value, and every listener run through the
@@ -55,6 +65,9 @@ use vnic_listeners::app::AppKind;
 use vnic_stack::CongestionAlgorithm;
 
 use crate::MAX_PROCESSORS;
+
+mod tcp;
+pub use tcp::TcpKnobs;
 
 /// Processors when neither the file nor `--processors` says (the CLI's default).
 pub const DEFAULT_PROCESSORS: usize = 4;
@@ -370,6 +383,8 @@ pub struct ResolvedConfig {
     /// The listeners, in file order (empty: the file leaves listeners to
     /// `--serve` and its defaults).
     pub listeners: Vec<ListenerEntry>,
+    /// `[tcp]`: the TCP knobs (the stack's defaults for what it leaves out).
+    pub tcp: TcpKnobs,
     /// The filter with mode, shared ranges, addresses and every listener
     /// registered: ready for the RX thread.
     pub filter: Filter,
@@ -582,6 +597,7 @@ impl ConfigFile {
             Some(c) => Some(self.congestion(c)?),
             None => None,
         };
+        let tcp = self.tcp(&self.raw.tcp)?;
         let mut listeners: Vec<ListenerEntry> = Vec::new();
         for l in &self.raw.listener {
             let entry = self.listener(l, &default_key, &mut filter, flags)?;
@@ -630,6 +646,7 @@ impl ConfigFile {
                 mode,
                 congestion,
                 listeners,
+                tcp,
                 filter,
             });
         }
@@ -643,6 +660,7 @@ impl ConfigFile {
             mode,
             congestion,
             listeners,
+            tcp,
             filter,
         })
     }
@@ -972,6 +990,8 @@ struct RawFile {
     filter: RawFilter,
     #[serde(default)]
     listener: Vec<Spanned<RawListener>>,
+    #[serde(default)]
+    tcp: tcp::RawTcp,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -1049,7 +1069,7 @@ mod tests {
     const PAIRS: &str = include_str!("../examples/primary-backup.toml");
     const UDP: &str = include_str!("../examples/udp-per-address.toml");
 
-    const HEAD: &str = "[adapter]\n\
+    pub(super) const HEAD: &str = "[adapter]\n\
                         tap = \"t0\"\n\
                         addresses = [\"10.0.0.2/24\", \"10.0.0.3/24\"]\n\
                         processors = 4\n\
@@ -1063,7 +1083,7 @@ mod tests {
         parse(text, Path::new("test.toml"))
     }
 
-    fn resolved(text: &str) -> ResolvedConfig {
+    pub(super) fn resolved(text: &str) -> ResolvedConfig {
         load_str(text)
             .and_then(|f| f.resolve(&Overrides::default()))
             .unwrap_or_else(|e| panic!("should load: {e}"))
@@ -1080,7 +1100,7 @@ mod tests {
         assert!(msg.contains("\\t"), "the tab shows as \\t: {msg:?}");
     }
 
-    fn error_at(text: &str, line: usize) -> ConfigError {
+    pub(super) fn error_at(text: &str, line: usize) -> ConfigError {
         let e = load_str(text).expect_err("should be refused");
         assert_eq!(e.at.map(|a| a.line), Some(line), "{e}");
         assert!(

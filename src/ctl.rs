@@ -594,7 +594,46 @@ fn adapter_lines(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
             i.spec, i.lost, i.duplicated, i.reordered
         ));
     }
+    if let Some(t) = &st.tcp {
+        s.push_str(&tcp_line(t));
+    }
     s
+}
+
+/// The TCP settings in force, in the config file's own words and units.
+fn tcp_line(t: &vnic_listeners::control::TcpStatus) -> String {
+    let total = t
+        .total_retransmission_time_ms
+        .map_or_else(|| "none".to_string(), millis);
+    let delayed = match t.delayed_ack {
+        true => millis(t.delayed_ack_time_ms),
+        false => "off".to_string(),
+    };
+    format!(
+        "tcp: max-rto {}  max-retransmissions {}  total-retransmission-time {total}  \
+         delayed-ack {delayed}  send-space {}\n",
+        millis(t.max_rto_ms),
+        t.max_retransmissions,
+        bytes(t.send_space)
+    )
+}
+
+/// Milliseconds as the config file writes them: `64s` or `40ms`.
+fn millis(ms: u64) -> String {
+    match ms % 1000 {
+        0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+/// Bytes as the config file writes them: `1M`, `256K`, or a number.
+fn bytes(b: u64) -> String {
+    match b {
+        0 => "0".into(),
+        b if b % (1 << 20) == 0 => format!("{}M", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}K", b >> 10),
+        b => b.to_string(),
+    }
 }
 
 /// One service's counters as a table: a heading with its port and name,
@@ -671,13 +710,25 @@ mod table_tests {
                         "rx_queues": [0, 0], "drops": {"bad-tcp-checksum": 0, "queue-full": 0}},
             "trace": {"active": true, "file": "/tmp/tracefile.pcapng", "records": 0, "lost": 0,
                       "max_mb": 0, "max_files": 0},
-            "impair": {"spec": "loss=5%", "lost": 0, "duplicated": 0, "reordered": 0}
+            "impair": {"spec": "loss=5%", "lost": 0, "duplicated": 0, "reordered": 0},
+            "tcp": {"max_rto_ms": 0, "max_retransmissions": 0,
+                    "total_retransmission_time_ms": 0, "delayed_ack": true,
+                    "delayed_ack_time_ms": 0, "send_space": 0}
         })
     }
 
     /// Fields the table shows in another form (seconds rounded, bytes
-    /// as MiB).
-    const RESHAPED: [&str; 4] = ["uptime_secs", "since_reset_secs", "memory", "memory_budget"];
+    /// as MiB, the TCP settings in the config file's units).
+    const RESHAPED: [&str; 8] = [
+        "uptime_secs",
+        "since_reset_secs",
+        "memory",
+        "memory_budget",
+        "max_rto_ms",
+        "total_retransmission_time_ms",
+        "delayed_ack_time_ms",
+        "send_space",
+    ];
 
     /// Gives every number its own value (10000, 10001, ...) and collects
     /// each leaf as the table must show it.
@@ -718,6 +769,33 @@ mod table_tests {
             assert!(found, "{key} = {shown} is not in the table:\n{text}");
         }
         assert!(text.contains("10.9.8.7"), "{text}");
+    }
+
+    #[test]
+    fn tcp_settings_show_in_the_config_files_units() {
+        let mut v = full_status();
+        v["tcp"] = json!({"max_rto_ms": 64000, "max_retransmissions": 12,
+                          "total_retransmission_time_ms": 720000, "delayed_ack": true,
+                          "delayed_ack_time_ms": 40, "send_space": 262144});
+        let st: Status = serde_json::from_value(v.clone()).expect("a status");
+        assert!(
+            table(&st).contains(
+                "tcp: max-rto 64s  max-retransmissions 12  total-retransmission-time 720s  \
+                 delayed-ack 40ms  send-space 256K\n"
+            ),
+            "{}",
+            table(&st)
+        );
+        v["tcp"]["delayed_ack"] = json!(false);
+        v["tcp"]["delayed_ack_time_ms"] = json!(0);
+        v["tcp"]["total_retransmission_time_ms"] = Value::Null;
+        v["tcp"]["send_space"] = json!(5000);
+        let st: Status = serde_json::from_value(v).expect("a status");
+        let text = table(&st);
+        assert!(
+            text.contains("total-retransmission-time none  delayed-ack off  send-space 5000"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -76,6 +76,7 @@ mod summary;
 pub use builder::{
     Builder, ControlGroup, Error, Layout, Model, ProcessorQueues, Trace, MAX_PROCESSORS,
 };
+pub use config::TcpKnobs;
 pub use running::{Drained, Running, DEFAULT_DRAIN};
 pub use vnic_adapter::filter::Protocol;
 pub use vnic_adapter::impair::ImpairSpec;

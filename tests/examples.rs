@@ -114,4 +114,20 @@ fn the_example_configs_do_what_their_comments_say() {
     let d = |k: usize| st["processors"][k]["datagrams"].as_u64().unwrap_or(0);
     assert_eq!((d(0) + d(1), d(2) + d(3)), (1, 1), "{out}");
     assert_eq!(vnic.stop().0, Some(0));
+
+    // tcp-knobs: the status shows NonStop's values in force.
+    let c = commands("tcp-knobs.toml");
+    let ns = Netns::new();
+    let vnic = up(&ns, &c[0]);
+    let (ok, out) = shell(&ns, &c[1]);
+    assert!(ok, "{}: {out}", c[1]);
+    let st: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(
+        st["tcp"],
+        serde_json::json!({"max_rto_ms": 64000, "max_retransmissions": 12,
+                           "total_retransmission_time_ms": 720000, "delayed_ack": true,
+                           "delayed_ack_time_ms": 40, "send_space": 262144}),
+        "{out}"
+    );
+    assert_eq!(vnic.stop().0, Some(0));
 }

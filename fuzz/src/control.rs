@@ -86,6 +86,7 @@ fn runtime() -> (Runtime, Vec<Receiver<ToProcessor>>) {
         .unzip();
     let rt = Runtime {
         flow_map: None,
+        pairs: Arc::new(vnic_adapter::Pairs::none()),
         tap: TAP.into(),
         started: Instant::now(),
         filter: Arc::new(Mutex::new(filter)),
@@ -98,6 +99,7 @@ fn runtime() -> (Runtime, Vec<Receiver<ToProcessor>>) {
         // No processor threads here: `sockets` answers that they are missing.
         socket_queries: Vec::new(),
         impair: None,
+        tcp: vnic_listeners::control::TcpStatus::of(&vnic_stack::TcpConfig::default()),
     };
     (rt, rxs)
 }

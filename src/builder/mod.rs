@@ -39,6 +39,8 @@ use vnic_listeners::processor::{
 use vnic_listeners::stats::Registry;
 use vnic_stack::{CongestionAlgorithm, IsnGenerator, SynCookies, TcpConfig};
 
+use crate::config::TcpKnobs;
+
 /// Connections the adapter holds at most, split evenly over the
 /// processors: sized so 100,000 connections fit.
 const MAX_CONNECTIONS: usize = 131_072;
@@ -281,6 +283,7 @@ pub struct Builder {
     congestion: CongestionAlgorithm,
     port_congestion: HashMap<u16, CongestionAlgorithm>,
     pairs: bool,
+    tcp: TcpKnobs,
 }
 
 /// A service made of a closure (see [`Builder::serve_with`]).
@@ -335,6 +338,7 @@ impl Builder {
             congestion: CongestionAlgorithm::default(),
             port_congestion: HashMap::new(),
             pairs: false,
+            tcp: TcpKnobs::default(),
         }
     }
 
@@ -529,6 +533,14 @@ impl Builder {
     /// congestion`).
     pub fn port_congestion(mut self, port: u16, algo: CongestionAlgorithm) -> Builder {
         self.port_congestion.insert(port, algo);
+        self
+    }
+
+    /// The TCP knobs of every connection (a config file's `[tcp]`: the
+    /// maximum RTO, the retransmission count and total time, delayed
+    /// ACKs, the send space); default the stack's.
+    pub fn tcp(mut self, knobs: TcpKnobs) -> Builder {
+        self.tcp = knobs;
         self
     }
 

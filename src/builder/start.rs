@@ -223,7 +223,7 @@ impl Builder {
         ports.sort_unstable();
         ports.dedup();
 
-        let tcp = TcpConfig {
+        let mut tcp = TcpConfig {
             mtu: cfg.mtu,
             time_wait: self.time_wait,
             idle_timeout: self.idle_timeout,
@@ -231,6 +231,7 @@ impl Builder {
             congestion: self.congestion,
             ..TcpConfig::default()
         };
+        self.tcp.apply(&mut tcp);
         let tcp_ports: HashMap<u16, TcpConfig> = self
             .port_congestion
             .iter()
@@ -413,6 +414,7 @@ impl Builder {
         let runtime = Arc::new(Runtime {
             flow_map: flow_map.clone(),
             pairs: pairs.clone(),
+            tcp: vnic_listeners::control::TcpStatus::of(&tcp),
             tap: name.clone(),
             started: Instant::now(),
             filter: filter.clone(),

@@ -23,10 +23,24 @@ pub struct TcpConfig {
     pub rto_initial: Duration,
     /// Lower bound of the RTO (RFC 6298 says 1 s; Linux uses 200 ms).
     pub rto_min: Duration,
-    /// Upper bound of the RTO, backoff included.
+    /// Upper bound of the RTO, backoff included (NonStop's maximum
+    /// retransmission timeout; its default is 64 s, ours 60 s as Linux's
+    /// `TCP_RTO_MAX` was before it became tunable).
     pub rto_max: Duration,
-    /// Retransmissions of one segment before the connection is reset.
+    /// Retransmissions of one segment before the connection is reset
+    /// (NonStop's maximum retransmission count, 12 there and here).
     pub max_retransmissions: u32,
+    /// Reset a connection that has been retransmitting for this long
+    /// without progress: counted from the first retransmission timeout
+    /// since something of ours was last acknowledged (None: only
+    /// `max_retransmissions` ends it). NonStop's total retransmission
+    /// time, 720 s there and here. It exists because `max_retransmissions`
+    /// alone bounds the time only through `rto_max`: with a long
+    /// `rto_max` a dead peer would hold a connection for hours, and an
+    /// operator thinks of "how long before we give up" in seconds. The
+    /// connection closes with [`crate::CloseReason::TimedOut`], as when the
+    /// count runs out.
+    pub total_retransmission_time: Option<Duration>,
     /// Retransmissions of a SYN or SYN|ACK before giving up.
     pub syn_retransmissions: u32,
     /// Congestion controller (CUBIC unless a test or the operator picks
@@ -70,6 +84,13 @@ pub struct TcpConfig {
 /// that opens connections and goes silent does not keep them for hours.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The default [`TcpConfig::total_retransmission_time`]: NonStop's 720 s.
+/// With the other defaults (1 s initial RTO, 60 s `rto_max`, 12
+/// retransmissions) the count ends a stalled connection first, about
+/// 8 minutes (483 s) after the segment was sent; the time limit takes over when `rto_max` or the count
+/// is raised.
+pub const DEFAULT_TOTAL_RETRANSMISSION_TIME: Duration = Duration::from_secs(720);
+
 /// The default [`TcpConfig::zero_window_timeout`]: 2 minutes, the time a
 /// stalled reader (a paused download) is given before its connection's
 /// send buffer is taken back.
@@ -86,6 +107,7 @@ impl Default for TcpConfig {
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(60),
             max_retransmissions: 12,
+            total_retransmission_time: Some(DEFAULT_TOTAL_RETRANSMISSION_TIME),
             syn_retransmissions: 5,
             congestion: CongestionAlgorithm::Cubic,
             delayed_ack: Duration::from_millis(40),

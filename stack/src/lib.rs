@@ -54,7 +54,10 @@ pub mod timers;
 pub mod tuple;
 pub mod wire;
 
-pub use config::{TcpConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZERO_WINDOW_TIMEOUT, MIN_SND_MSS};
+pub use config::{
+    TcpConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TOTAL_RETRANSMISSION_TIME,
+    DEFAULT_ZERO_WINDOW_TIMEOUT, MIN_SND_MSS,
+};
 pub use congestion::CongestionAlgorithm;
 pub use connection::{
     Checkpoint, CheckpointGap, CloseReason, ConnStats, Connection, Disposition, Event, SendMark,

@@ -27,7 +27,7 @@ mod tests;
 pub use access::{resolve_group, Access, Peer};
 pub use protocol::{
     CaptureEnd, CaptureStatus, PairStatus, Request, Response, SocketRow, SocketState, SocketTable,
-    Status,
+    Status, TcpStatus,
 };
 pub use server::{
     default_path, runtime_rotation, ControlServer, Runtime, TraceControl, TraceHandle, MAX_CLIENTS,

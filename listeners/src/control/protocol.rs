@@ -282,6 +282,10 @@ pub struct Status {
     /// its checkpoint traffic, lag and takeovers; empty without pairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pairs: Vec<PairStatus>,
+    /// The TCP settings the connections run with (a config file's
+    /// `[tcp]`, else the defaults); absent from a vnic older than them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpStatus>,
 }
 
 /// One process pair in `vnic status`: a primary processor (on one port,
@@ -607,6 +611,41 @@ pub struct ImpairStatus {
     pub duplicated: u64,
     /// Frames held back to be overtaken.
     pub reordered: u64,
+}
+
+/// The TCP settings in force, in `vnic status` (NonStop shows a
+/// monitor's the same way): what a connection whose peer vanished will go
+/// through before it is reset, and how it acknowledges and buffers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpStatus {
+    /// Longest retransmission timeout, backoff included, in ms.
+    pub max_rto_ms: u64,
+    /// Retransmissions of a segment before the connection is reset.
+    pub max_retransmissions: u32,
+    /// Reset after retransmitting this long without progress, in ms
+    /// (None: no time limit, only the count).
+    pub total_retransmission_time_ms: Option<u64>,
+    /// Delayed ACKs on (false: every segment acknowledged at once).
+    pub delayed_ack: bool,
+    /// Longest wait of a delayed ACK, in ms (0 when they are off).
+    pub delayed_ack_time_ms: u64,
+    /// Bytes an app may queue to send on one connection.
+    pub send_space: u64,
+}
+
+impl TcpStatus {
+    /// The settings of `cfg`, the processors' default connection config.
+    pub fn of(cfg: &vnic_stack::TcpConfig) -> TcpStatus {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        TcpStatus {
+            max_rto_ms: ms(cfg.rto_max),
+            max_retransmissions: cfg.max_retransmissions,
+            total_retransmission_time_ms: cfg.total_retransmission_time.map(ms),
+            delayed_ack: !cfg.delayed_ack.is_zero(),
+            delayed_ack_time_ms: ms(cfg.delayed_ack),
+            send_space: cfg.send_buffer as u64,
+        }
+    }
 }
 
 // ----- the socket table (`vnic status --sockets`) -------------------------

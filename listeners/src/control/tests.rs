@@ -337,6 +337,7 @@ pub(super) fn runtime(trace: Option<Arc<dyn TraceControl>>) -> Runtime {
         backend_ctl: None,
         socket_queries: Vec::new(),
         impair: None,
+        tcp: TcpStatus::of(&vnic_stack::TcpConfig::default()),
     }
 }
 

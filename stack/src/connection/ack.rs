@@ -256,6 +256,7 @@ impl Connection {
             _ => self.rec.sample_timed_segment(now, ack),
         }
         self.rec.rtt.reset_backoff();
+        self.rec.stalled_since = None;
         self.rack.tlp_out = false;
         // RFC 6298 5.2 / 5.3.
         if self.snd.una == self.snd.max {

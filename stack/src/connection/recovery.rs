@@ -68,6 +68,9 @@ pub(super) struct LossRecovery {
     /// number that acknowledges it, when it was sent). Never a
     /// retransmitted one (Karn).
     pub(super) rtt_sample: Option<(SeqNumber, Instant)>,
+    /// When the first retransmission timeout since SND.UNA last moved
+    /// fired (None: none has), for [`TcpConfig::total_retransmission_time`].
+    pub(super) stalled_since: Option<Instant>,
 }
 
 impl LossRecovery {
@@ -86,6 +89,7 @@ impl LossRecovery {
             dup_sacked: 0,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_sample: None,
+            stalled_since: None,
         }
     }
 
@@ -293,7 +297,8 @@ impl LossRecovery {
 }
 
 impl Connection {
-    /// Retransmissions ran out: RST and CLOSED(TimedOut).
+    /// Retransmissions (their count or their total time) ran out, or
+    /// another limit did: RST and CLOSED(`reason`).
     pub(super) fn give_up(&mut self, reason: CloseReason) {
         let ack = (self.state != State::SynSent).then_some(self.rcv.nxt);
         self.replies.rst_pending = Some(self.rst_segment(self.snd.max, ack));
@@ -301,7 +306,10 @@ impl Connection {
     }
 
     /// RFC 6298 5.4-5.6 and RFC 5681 3.1: resend from SND.UNA with a
-    /// doubled RTO and cwnd = 1 MSS, or give up.
+    /// doubled RTO and cwnd = 1 MSS, or give up: after
+    /// `max_retransmissions` (`syn_retransmissions` in the handshake), or
+    /// once `total_retransmission_time` has passed since the first
+    /// timeout without progress (RFC 9293 3.8.3's R2 as a time).
     pub(super) fn on_retransmit_timeout(&mut self, now: Instant) {
         if matches!(self.state, State::Closed | State::TimeWait) || self.snd.una == self.snd.max {
             return;
@@ -310,7 +318,12 @@ impl Connection {
             State::SynSent | State::SynReceived => self.cfg.syn_retransmissions,
             _ => self.cfg.max_retransmissions,
         };
-        if self.rec.rtt.backoffs() >= limit {
+        let stalled_since = *self.rec.stalled_since.get_or_insert(now);
+        let give_up_at = self
+            .cfg
+            .total_retransmission_time
+            .and_then(|t| stalled_since.checked_add(t));
+        if self.rec.rtt.backoffs() >= limit || give_up_at.is_some_and(|at| now >= at) {
             self.give_up(CloseReason::TimedOut);
             return;
         }
@@ -327,7 +340,12 @@ impl Connection {
             self.rack.forget_retransmissions();
             self.timers.stop(Timer::Reorder);
         }
-        self.timers.set(Timer::Retransmit, now + self.rec.rtt.rto());
+        // The total time runs out between two backoffs: wake up then.
+        let next = now + self.rec.rtt.rto();
+        self.timers.set(
+            Timer::Retransmit,
+            give_up_at.map_or(next, |at| next.min(at)),
+        );
     }
 
     /// Everything un-SACKed below this is lost

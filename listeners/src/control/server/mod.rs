@@ -14,7 +14,7 @@ pub use migrate::parse_connection;
 use super::access::{self, Access};
 use super::protocol::{
     AdapterStatus, ListenerStatus, PairStatus, ProcessorStatus, Request, Response, Status,
-    TraceStatus,
+    TcpStatus, TraceStatus,
 };
 use crate::distributor::{BackendCtl, BackendCtlRequest};
 use crate::stats::Registry;
@@ -177,6 +177,9 @@ pub struct Runtime {
     pub flow_map: Option<Arc<vnic_adapter::flowmap::FlowMap>>,
     /// The process pairs (for status).
     pub pairs: Arc<vnic_adapter::Pairs>,
+    /// The TCP settings in force (for status), from the processors'
+    /// default `TcpConfig`.
+    pub tcp: TcpStatus,
 }
 
 impl Runtime {

@@ -135,6 +135,7 @@ impl Runtime {
             trace: self.trace.as_ref().map(|t| t.status()).unwrap_or_default(),
             impair: self.impair_status(),
             pairs: self.pair_status(),
+            tcp: Some(self.tcp.clone()),
         }
     }
 }
