@@ -288,6 +288,24 @@ impl Filter {
             .map(|(id, _)| *id)
     }
 
+    /// The app label `processor` runs for (`protocol`, `port`): that of
+    /// its own listener there (as primary), else that of the first
+    /// registered listener it is the backup of; `None` if neither. What
+    /// `vnic ctl listener add|remove` tells the processors, so that a
+    /// backup never replaces the app a processor listens with, and a
+    /// removal never stops another listener's app.
+    pub fn app_at(&self, protocol: Protocol, port: u16, processor: usize) -> Option<&str> {
+        let of_port = || {
+            self.listeners
+                .values()
+                .filter(move |l| l.spec.protocol == protocol && l.spec.port == port)
+        };
+        of_port()
+            .find(|l| l.spec.processor == processor)
+            .or_else(|| of_port().find(|l| l.spec.backup == Some(processor)))
+            .map(|l| l.spec.app.as_str())
+    }
+
     /// True if some TCP listener registered `port` (any address).
     pub fn serves(&self, port: u16) -> bool {
         self.served.get(&port).is_some_and(|l| !l.is_empty())

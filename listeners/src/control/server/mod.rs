@@ -249,38 +249,7 @@ impl Runtime {
                 protocol,
                 port,
                 processor,
-            } => {
-                let Some(proto) = Protocol::from_name(&protocol) else {
-                    return Response::error(format!("protocol {protocol:?}: use tcp or udp"));
-                };
-                let mut f = self.filter.lock();
-                let Some(id) = f.listener_at(proto, port, processor) else {
-                    return Response::error(format!(
-                        "no {protocol} listener of port {port} in processor {processor}"
-                    ));
-                };
-                match f.remove_listener(id) {
-                    Ok(r) => {
-                        for p in [Some(r.listener.processor), r.listener.backup]
-                            .into_iter()
-                            .flatten()
-                        {
-                            if let Some(q) = self.queues.get(p) {
-                                let _ = q.send(ToProcessor::Serve {
-                                    protocol: proto,
-                                    port,
-                                    app: None,
-                                });
-                            }
-                        }
-                        Response {
-                            notes: r.takeovers.iter().map(|t| t.to_string()).collect(),
-                            ..Response::ok()
-                        }
-                    }
-                    Err(e) => Response::error(e.to_string()),
-                }
-            }
+            } => self.remove_listener(&protocol, port, processor),
             Request::Backend { id, state } => {
                 let up = match state.as_str() {
                     "up" => true,
