@@ -17,6 +17,8 @@ use vnic_adapter::{Filter, FilterMode};
 fn runtime_with_queues(n: usize) -> (Runtime, Vec<Receiver<ToProcessor>>) {
     let mut rt = runtime(None);
     rt.filter = Arc::new(Mutex::new(Filter::new(FilterMode::RoundRobin, n)));
+    rt.registry = Arc::new(crate::stats::Registry::new("monolithic", "round-robin", n));
+    rt.counters = Arc::new(vnic_adapter::Counters::new(n));
     let mut rxs = Vec::new();
     rt.queues = (0..n)
         .map(|_| {
@@ -119,4 +121,56 @@ fn listener_remove_leaves_the_backups_own_listener_serving() {
     let left = rt.filter.lock().listing();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].processor, 1);
+}
+
+#[test]
+fn status_ports_show_late_backup_and_udp_listeners() {
+    let (rt, _rxs) = runtime_with_queues(3);
+    {
+        let mut f = rt.filter.lock();
+        f.register(80, 0).expect("group");
+        f.register(80, 1).expect("group");
+        f.register(80, 2).expect("group");
+    }
+    assert!(
+        rt.handle(add(8080, 0, Some(2), "echo")).ok,
+        "late, with a backup"
+    );
+    let r = rt.handle(Request::ListenerAdd {
+        protocol: "udp".into(),
+        port: 7,
+        processor: 1,
+        app: "udp-echo".into(),
+        backup: None,
+        address: None,
+        key: None,
+    });
+    assert!(r.ok, "{r:?}");
+    let ports = |rt: &Runtime| -> Vec<(Vec<u16>, Vec<u16>)> {
+        rt.status()
+            .processors
+            .iter()
+            .map(|p| (p.ports.clone(), p.udp_ports.clone()))
+            .collect()
+    };
+    assert_eq!(
+        ports(&rt),
+        vec![
+            (vec![80, 8080], vec![]),
+            (vec![80], vec![7]),
+            (vec![80], vec![]),
+        ]
+    );
+    assert!(
+        rt.handle(Request::Processor {
+            id: 0,
+            state: "down".into()
+        })
+        .ok
+    );
+    assert_eq!(
+        ports(&rt)[2],
+        (vec![80, 8080], vec![]),
+        "processor 2 holds 8080 as the backup"
+    );
 }

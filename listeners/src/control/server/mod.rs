@@ -160,7 +160,10 @@ pub struct Runtime {
     pub registry: Arc<Registry>,
     /// Adapter counters.
     pub counters: Arc<Counters>,
-    /// Ports served (each by every processor in the monolithic model).
+    /// The TCP ports served at start-up (each by every processor in the
+    /// monolithic model). `vnic status` takes each processor's ports from
+    /// the filter instead, which also knows those added at run time, held
+    /// as a backup, and UDP.
     pub ports: Vec<u16>,
     /// Tracing, if this vnic can trace.
     pub trace: Option<Arc<dyn TraceControl>>,
