@@ -380,7 +380,15 @@ fn refused_add_and_remove_leave_the_other_listeners_serving() {
     assert_eq!(gets(&ns, 2), vec![0, 0], "processor 0 still answers HTTP");
     ctl_ok(
         &ns,
-        &["ctl", "listener", "remove", "--port", "7", "--processor", "0"],
+        &[
+            "ctl",
+            "listener",
+            "remove",
+            "--port",
+            "7",
+            "--processor",
+            "0",
+        ],
     );
     let ok = ns.run(|| (0..4).filter(|_| echoes("10.0.0.2:7")).count());
     assert_eq!(ok, 4, "processor 1's own echo listener still serves port 7");
