@@ -14,8 +14,14 @@
 //! [filter]
 //! mode = "round-robin"               # or "none" (the default: filtering is off unless configured)
 //! key = "web1"                       # default filter key of the listeners
-//! tcp_ports = ["80", "8000-8099"]    # shared TCP ports (default: all)
-//! udp_ports = [7]                    # shared UDP ports (default: all)
+//! tcp_ports = ["80", "8000-8099"]    # the shared TCP ports of that key (default: all)
+//! udp_ports = [7]                    # the shared UDP ports of that key (default: all)
+//! port_share_enable = false          # PORT-SHARE-ENABLE: one port on different addresses (default off)
+//!
+//! [[filter.shared]]                  # another key's own shared ports (default: all)
+//! key = "mail1"
+//! tcp_ports = [25]
+//! udp_ports = []
 //!
 //! [[listener]]
 //! port = 80
@@ -66,7 +72,9 @@ use vnic_stack::CongestionAlgorithm;
 
 use crate::MAX_PROCESSORS;
 
+mod shared;
 mod tcp;
+use shared::RawShared;
 pub use tcp::TcpKnobs;
 
 /// Processors when neither the file nor `--processors` says (the CLI's default).
@@ -591,8 +599,10 @@ impl ConfigFile {
         // Empty (at load, when the addresses may come from --ip): bound
         // addresses are checked by `resolve`.
         filter.set_addresses(addresses.iter().map(|(ip, _)| *ip).collect());
-        filter.set_shared_ports(Protocol::Tcp, self.ranges(&f.tcp_ports)?);
-        filter.set_shared_ports(Protocol::Udp, self.ranges(&f.udp_ports)?);
+        self.shared_ports(&mut filter, &default_key)?;
+        if let Some(on) = &f.port_share_enable {
+            filter.set_port_share(*on.get_ref());
+        }
         let congestion = match &a.congestion {
             Some(c) => Some(self.congestion(c)?),
             None => None,
@@ -703,6 +713,7 @@ impl ConfigFile {
             .map_err(|e| self.err(Some(k.span()), ConfigErrorKind::BadKey, e.to_string()))
     }
 
+    /// A list of shared ports and ranges, checked item by item.
     fn ranges(
         &self,
         list: &Option<Vec<Spanned<PortItem>>>,
@@ -866,6 +877,10 @@ impl ConfigFile {
                 } if f_mode_unset(&self.raw) => {
                     " (set mode = \"round-robin\" in [filter] to share ports)"
                 }
+                RegisterError::PortInUse {
+                    reason: Exclusive::OtherAddress,
+                    ..
+                } => " (set port_share_enable = true in [filter] to allow it)",
                 _ => "",
             };
             self.err(
@@ -1015,6 +1030,9 @@ struct RawFilter {
     key: Option<Spanned<String>>,
     tcp_ports: Option<Vec<Spanned<PortItem>>>,
     udp_ports: Option<Vec<Spanned<PortItem>>>,
+    port_share_enable: Option<Spanned<bool>>,
+    #[serde(default)]
+    shared: Vec<Spanned<RawShared>>,
 }
 
 /// A shared-port item: `80` or `"80"` or `"8000-8099"`.

@@ -452,7 +452,9 @@ fn processor_tables(st: &Status, rates: Option<&crate::watch::Rates>) -> String 
         cells
     });
     let limits = st.processors.iter().map(|p| {
-        let ports: Vec<String> = p.ports.iter().map(u16::to_string).collect();
+        let ports: Vec<String> = (p.ports.iter().map(u16::to_string))
+            .chain(p.udp_ports.iter().map(|u| format!("{u}/udp")))
+            .collect();
         vec![
             p.id.to_string(),
             ports.join(","),
@@ -684,6 +686,7 @@ mod table_tests {
     fn full_status() -> Value {
         let processor = |id: u64, failure: Value| {
             json!({"id": id, "state": "failed", "failure": failure, "ports": [7, 80],
+                   "udp_ports": [7],
                    "active": 0, "accepted": 0, "bytes_in": 0, "bytes_out": 0,
                    "queue_depth": 0, "queue_drops": 0, "retransmissions": 0, "panics": 0,
                    "refused": 0, "datagrams": 0, "half_open": 0, "replies_limited": 0,
@@ -758,7 +761,7 @@ mod table_tests {
         let st: Status = serde_json::from_value(v).expect("a status");
         let text = table(&st);
         let words: Vec<&str> = text
-            .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+            .split(|c: char| c.is_whitespace() || ",()/".contains(c))
             .collect();
         for (key, shown) in &leaves {
             let found = if shown.chars().all(|c| c.is_ascii_digit()) {

@@ -278,3 +278,181 @@ fn primary_processor_down_moves_new_connections_to_the_backup() {
         .success());
     assert_eq!(gets(&ns, 2), vec![0, 0], "the primary gets the port back");
 }
+
+/// An echo round trip on a new connection to `addr`.
+fn echoes(addr: &str) -> bool {
+    let Ok(a) = addr.parse::<SocketAddr>() else {
+        return false;
+    };
+    let Ok(mut s) = TcpStream::connect_timeout(&a, Duration::from_secs(3)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut b = [0u8; 5];
+    s.write_all(b"hello").is_ok() && s.read_exact(&mut b).is_ok() && &b == b"hello"
+}
+
+fn ctl_ok(ns: &Netns, args: &[&str]) -> String {
+    let out = ns.vnic_cmd(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 20: the manual's PORT-SHARE-ENABLE, off by default: a second
+/// listener of port 80 on another address is refused (the file's line is
+/// named) unless `port_share_enable = true`; then each address's traffic
+/// goes to its own listener.
+#[test]
+fn port_share_enable_lets_one_port_serve_two_addresses() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let body = |extra: &str| {
+        format!(
+            "[adapter]\ntap = \"unused0\"\naddresses = [\"10.0.0.2/24\", \"10.0.0.3/24\"]\n\
+             host_addresses = [\"10.0.0.1/24\"]\nprocessors = 2\n[filter]\n{extra}\
+             [[listener]]\nport = 80\napp = \"http\"\nprocessor = 0\naddress = \"10.0.0.2\"\n\
+             [[listener]]\nport = 80\napp = \"http\"\nprocessor = 1\naddress = \"10.0.0.3\"\n"
+        )
+    };
+    let cfg = write_config(&ns, &body(""));
+    let ctl = ns.control_path();
+    let out = ns.vnic_raw(&["up", "--config", &cfg, "--tap", &ns.tap, "--control", &ctl]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{cfg}:13:")), "names the line: {err}");
+    assert!(err.contains("PORT-SHARE-ENABLE"), "{err}");
+    let cfg = write_config(&ns, &body("port_share_enable = true\n"));
+    let _vnic = ns.vnic_config(&cfg, &[]);
+    let got = ns.run(|| {
+        ["10.0.0.2:80", "10.0.0.3:80", "10.0.0.2:80", "10.0.0.3:80"]
+            .iter()
+            .map(|a| {
+                let (status, body) = http_get(&mut connect(a), "/", false);
+                assert_eq!(status, 200);
+                body_value(&body, "processor").unwrap_or_default()
+            })
+            .collect::<Vec<String>>()
+    });
+    assert_eq!(got, ["0", "1", "0", "1"]);
+    let _ = std::fs::remove_file(cfg);
+}
+
+/// Issue 20: a refused `listener add` changes nothing (processor 0 went on
+/// answering port 80 with the refused app's before), and `listener remove`
+/// of a listener whose backup processor has its own listener of the port
+/// leaves that one serving (it stopped it before).
+#[test]
+fn refused_add_and_remove_leave_the_other_listeners_serving() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let cfg = write_config(
+        &ns,
+        "[adapter]\ntap = \"unused0\"\naddresses = [\"10.0.0.2/24\"]\n\
+         host_addresses = [\"10.0.0.1/24\"]\nprocessors = 2\n\
+         [filter]\nmode = \"round-robin\"\nkey = \"k1\"\n\
+         [[listener]]\nport = 80\napp = \"http\"\nprocessor = 0\n\
+         [[listener]]\nport = 7\napp = \"echo\"\nprocessor = 0\nbackup = 1\n\
+         [[listener]]\nport = 7\napp = \"echo\"\nprocessor = 1\n",
+    );
+    let _vnic = ns.vnic_config(&cfg, &[]);
+    let out = ns.vnic_cmd(&[
+        "ctl",
+        "listener",
+        "add",
+        "--port",
+        "80",
+        "--processor",
+        "0",
+        "--app",
+        "echo",
+        "--key",
+        "k1",
+    ]);
+    assert!(!out.status.success(), "one listener per processor per port");
+    assert_eq!(gets(&ns, 2), vec![0, 0], "processor 0 still answers HTTP");
+    ctl_ok(
+        &ns,
+        &[
+            "ctl",
+            "listener",
+            "remove",
+            "--port",
+            "7",
+            "--processor",
+            "0",
+        ],
+    );
+    let ok = ns.run(|| (0..4).filter(|_| echoes("10.0.0.2:7")).count());
+    assert_eq!(ok, 4, "processor 1's own echo listener still serves port 7");
+    let st = ns.status_json();
+    let l: Vec<u64> = st["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .filter(|l| l["port"] == 7)
+        .filter_map(|l| l["processor"].as_u64())
+        .collect();
+    assert_eq!(l, vec![1]);
+    let _ = std::fs::remove_file(cfg);
+}
+
+/// Issue 20: `vnic status` shows every port a processor serves: a UDP
+/// port, a port added at run time, and a port its backup holds after the
+/// primary's processor went down.
+#[test]
+fn status_ports_show_udp_late_and_backup_ports() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let cfg = write_config(
+        &ns,
+        "[adapter]\ntap = \"unused0\"\naddresses = [\"10.0.0.2/24\"]\n\
+         host_addresses = [\"10.0.0.1/24\"]\nprocessors = 3\n\
+         [[listener]]\nport = 80\napp = \"http\"\nprocessor = 0\nbackup = 2\n\
+         [[listener]]\nport = 7\nprotocol = \"udp\"\napp = \"udp-echo\"\nprocessor = 1\n",
+    );
+    let _vnic = ns.vnic_config(&cfg, &[]);
+    ctl_ok(
+        &ns,
+        &[
+            "ctl",
+            "listener",
+            "add",
+            "--port",
+            "9000",
+            "--processor",
+            "1",
+            "--app",
+            "echo",
+        ],
+    );
+    ctl_ok(&ns, &["ctl", "processor", "0", "down"]);
+    let st = ns.status_json();
+    let ports: Vec<(serde_json::Value, serde_json::Value)> = st["processors"]
+        .as_array()
+        .expect("processors")
+        .iter()
+        .map(|p| (p["ports"].clone(), p["udp_ports"].clone()))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![
+            (serde_json::json!([]), serde_json::json!([])),
+            (serde_json::json!([9000]), serde_json::json!([7])),
+            (serde_json::json!([80]), serde_json::json!([])),
+        ]
+    );
+    let text = String::from_utf8_lossy(&ns.vnic_cmd(&["status"]).stdout).into_owned();
+    assert!(text.contains("9000,7/udp"), "{text}");
+    assert_eq!(gets(&ns, 1), vec![2], "the backup answers port 80");
+    let _ = std::fs::remove_file(cfg);
+}

@@ -17,11 +17,19 @@
 //!   wildcard line (a bound listener that is down holds nothing).
 //! - **Sharing** ([`Filter::add_listener`]). A newcomer whose port and
 //!   address overlap an existing listener's (same address, or either is
-//!   the wildcard) is accepted only if round-robin filtering is on, the
-//!   port lies in the shared ranges of its protocol (all ports when none
-//!   are configured), and it presents the same filter key as every
-//!   listener it would share with. Otherwise it is refused, as NonStop's
-//!   bind gets EADDRINUSE: the first registrant has exclusive use.
+//!   the wildcard) is accepted only if round-robin filtering is on, it
+//!   presents the same filter key as every listener it would share with,
+//!   and the port lies in that key's shared ranges of its protocol (all
+//!   ports when the key has none: each NonStop process has its own
+//!   `=PTCPIP^FILTER^TCP^PORTS` / `UDP^PORTS` DEFINEs beside its key).
+//!   Otherwise it is refused, as NonStop's bind gets EADDRINUSE: the
+//!   first registrant has exclusive use.
+//! - **Port sharing on different addresses** (the manual's
+//!   `PORT-SHARE-ENABLE`, off by default): while it is off, listeners of
+//!   one port bound to different addresses compete as if they overlapped,
+//!   so the second is refused unless the sharing rules above let it in;
+//!   [`Filter::set_port_share`] turns it on, and then different addresses
+//!   never conflict.
 //! - **One listener per processor per port** (and protocol), whatever the
 //!   address.
 //! - **Primary and backup.** A listener may name a backup processor. When
@@ -47,11 +55,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 mod listener;
+mod register;
+#[cfg(test)]
+mod rules_tests;
 
 pub use listener::{
     Exclusive, FilterKey, ListenerId, ListenerInfo, ListenerSpec, ListenerState, PortRanges,
     Protocol, RegisterError, Takeover, TakeoverKind,
 };
+use register::SharedPorts;
 
 /// The refusal type of [`Filter::register`], kept under its old name so
 /// existing callers compile; it is [`RegisterError`].
@@ -136,10 +148,11 @@ pub struct Filter {
     up: Vec<bool>,
     /// The adapter's addresses; a bound listener must use one (unchecked when empty).
     addresses: Vec<IpAddr>,
-    /// Shared TCP ports; `None`: every port.
-    tcp_shared: Option<PortRanges>,
-    /// Shared UDP ports; `None`: every port.
-    udp_shared: Option<PortRanges>,
+    /// Each filter key's shared ports; a key not here shares every port.
+    shared: HashMap<FilterKey, SharedPorts>,
+    /// `PORT-SHARE-ENABLE`: listeners bound to different addresses of one
+    /// port never conflict. Off by default, as in the manual.
+    port_share: bool,
     listeners: BTreeMap<ListenerId, Listener>,
     lines: HashMap<LineKey, Line>,
     /// TCP port → primary processors of its listeners, registration order.
@@ -159,14 +172,15 @@ pub struct Removed {
 
 impl Filter {
     /// A filter for `processors` processors, all up, no port served yet,
-    /// every port shareable, any bound address accepted.
+    /// every port shareable under every key, any bound address accepted,
+    /// port sharing on different addresses off (the manual's default).
     pub fn new(mode: FilterMode, processors: usize) -> Filter {
         Filter {
             mode,
             up: vec![true; processors],
             addresses: Vec::new(),
-            tcp_shared: None,
-            udp_shared: None,
+            shared: HashMap::new(),
+            port_share: false,
             listeners: BTreeMap::new(),
             lines: HashMap::new(),
             served: HashMap::new(),
@@ -189,23 +203,6 @@ impl Filter {
     /// How many processors the filter knows.
     pub fn processors(&self) -> usize {
         self.up.len()
-    }
-
-    /// Limits sharing of `protocol`'s ports to `ranges` (`None`: every
-    /// port may be shared). Applies to later registrations.
-    pub fn set_shared_ports(&mut self, protocol: Protocol, ranges: Option<PortRanges>) {
-        match protocol {
-            Protocol::Tcp => self.tcp_shared = ranges,
-            Protocol::Udp => self.udp_shared = ranges,
-        }
-    }
-
-    /// The shared port ranges of `protocol` (`None`: every port).
-    pub fn shared_ports(&self, protocol: Protocol) -> Option<&PortRanges> {
-        match protocol {
-            Protocol::Tcp => self.tcp_shared.as_ref(),
-            Protocol::Udp => self.udp_shared.as_ref(),
-        }
     }
 
     /// Tells the filter the adapter's addresses, so a listener bound to
@@ -455,65 +452,42 @@ impl Filter {
         Ok(())
     }
 
-    /// The sharing rules: who may join listeners whose address overlaps.
+    /// The sharing rules: who may join the listeners it competes with
+    /// (those whose address overlaps; with port sharing on different
+    /// addresses off, every listener of the port).
     fn check_sharing(&self, spec: &ListenerSpec) -> Result<(), RegisterError> {
-        let (protocol, port, processor) = (spec.protocol, spec.port, spec.processor);
-        let mut sharing = self.listeners.values().filter(|l| {
-            l.spec.protocol == protocol
-                && l.spec.port == port
-                && overlap(l.spec.address, spec.address)
-        });
-        let Some(first) = sharing.next() else {
+        let (protocol, port) = (spec.protocol, spec.port);
+        let competing: Vec<&Listener> = self
+            .listeners
+            .values()
+            .filter(|l| {
+                l.spec.protocol == protocol
+                    && l.spec.port == port
+                    && (!self.port_share || overlap(l.spec.address, spec.address))
+            })
+            .collect();
+        let Some(first) = competing.first() else {
             return Ok(());
         };
-        let holder = first.spec.processor;
-        let in_use = |reason| RegisterError::PortInUse {
-            protocol,
-            port,
-            processor,
-            holder,
-            reason,
-        };
-        if self.mode == FilterMode::None {
-            return Err(in_use(Exclusive::FilteringOff));
-        }
-        if let Some(ranges) = self.shared_ports(protocol) {
-            if !ranges.contains(port) {
-                return Err(RegisterError::NotShared {
+        let refused = self.sharing_refusal(spec, &competing);
+        // Only listeners bound elsewhere: PORT-SHARE-ENABLE is what refuses.
+        match refused {
+            Some(_)
+                if !competing
+                    .iter()
+                    .any(|l| overlap(l.spec.address, spec.address)) =>
+            {
+                Err(RegisterError::PortInUse {
                     protocol,
                     port,
-                    processor,
-                    holder,
-                    ranges: ranges.to_string(),
-                });
+                    processor: spec.processor,
+                    holder: first.spec.processor,
+                    reason: Exclusive::OtherAddress,
+                })
             }
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        if let Some(keyless) = std::iter::once(first)
-            .chain(sharing.clone())
-            .find(|l| l.spec.key.is_none())
-        {
-            return Err(RegisterError::PortInUse {
-                protocol,
-                port,
-                processor,
-                holder: keyless.spec.processor,
-                reason: Exclusive::HolderHasNoKey,
-            });
-        }
-        let Some(key) = &spec.key else {
-            return Err(in_use(Exclusive::NewcomerHasNoKey));
-        };
-        if std::iter::once(first)
-            .chain(sharing)
-            .any(|l| l.spec.key.as_ref() != Some(key))
-        {
-            return Err(RegisterError::FilterKeyMismatch {
-                protocol,
-                port,
-                processor,
-            });
-        }
-        Ok(())
     }
 
     /// Puts an accepted listener at the end of its line.
@@ -700,7 +674,13 @@ mod tests {
             .collect()
     }
 
-    fn picks_for(f: &mut Filter, proto: Protocol, dst: &str, port: u16, n: usize) -> Vec<usize> {
+    pub(super) fn picks_for(
+        f: &mut Filter,
+        proto: Protocol,
+        dst: &str,
+        port: u16,
+        n: usize,
+    ) -> Vec<usize> {
         let dst: IpAddr = dst.parse().expect("address");
         (0..n)
             .map(|_| {
@@ -711,11 +691,16 @@ mod tests {
             .collect()
     }
 
-    fn key(k: &str) -> Option<FilterKey> {
+    pub(super) fn key(k: &str) -> Option<FilterKey> {
         Some(FilterKey::new(k).expect("good key"))
     }
 
-    fn spec(proto: Protocol, port: u16, processor: usize, k: Option<&str>) -> ListenerSpec {
+    pub(super) fn spec(
+        proto: Protocol,
+        port: u16,
+        processor: usize,
+        k: Option<&str>,
+    ) -> ListenerSpec {
         ListenerSpec {
             protocol: proto,
             port,
@@ -727,16 +712,16 @@ mod tests {
         }
     }
 
-    fn tcp(port: u16, processor: usize, k: Option<&str>) -> ListenerSpec {
+    pub(super) fn tcp(port: u16, processor: usize, k: Option<&str>) -> ListenerSpec {
         spec(Protocol::Tcp, port, processor, k)
     }
 
-    fn with_backup(mut s: ListenerSpec, backup: usize) -> ListenerSpec {
+    pub(super) fn with_backup(mut s: ListenerSpec, backup: usize) -> ListenerSpec {
         s.backup = Some(backup);
         s
     }
 
-    fn bound(mut s: ListenerSpec, addr: &str) -> ListenerSpec {
+    pub(super) fn bound(mut s: ListenerSpec, addr: &str) -> ListenerSpec {
         s.address = Some(addr.parse().expect("address"));
         s
     }
@@ -961,7 +946,11 @@ mod tests {
     fn port_outside_shared_range_is_not_shared() {
         let mut f = Filter::new(FilterMode::RoundRobin, 4);
         let ranges = PortRanges::parse(["80", "8000-8099"]).expect("ranges");
-        f.set_shared_ports(Protocol::Tcp, Some(ranges));
+        f.set_shared_ports(
+            &FilterKey::new("web1").expect("k"),
+            Protocol::Tcp,
+            Some(ranges),
+        );
         f.add_listener(tcp(8080, 0, Some("web1"))).expect("first");
         f.add_listener(tcp(8080, 1, Some("web1")))
             .expect("in range");
@@ -972,16 +961,26 @@ mod tests {
             .expect_err("not shared");
         assert_eq!(
             e.to_string(),
-            "port 81/tcp is not shared: it is outside the shared TCP port ranges (80, \
-             8000-8099); the listener on processor 0 has it, so processor 1 cannot listen on it"
+            "port 81/tcp is not shared: it is outside its filter key's shared TCP port ranges \
+             (80, 8000-8099); the listener on processor 0 has it, so processor 1 cannot listen \
+             on it"
         );
     }
 
     #[test]
     fn tcp_and_udp_ranges_and_ports_are_separate() {
         let mut f = Filter::new(FilterMode::RoundRobin, 4);
-        f.set_shared_ports(Protocol::Tcp, Some(PortRanges::parse(["80"]).expect("r")));
-        f.set_shared_ports(Protocol::Udp, Some(PortRanges::parse(["7"]).expect("r")));
+        let k = FilterKey::new("k").expect("k");
+        f.set_shared_ports(
+            &k,
+            Protocol::Tcp,
+            Some(PortRanges::parse(["80"]).expect("r")),
+        );
+        f.set_shared_ports(
+            &k,
+            Protocol::Udp,
+            Some(PortRanges::parse(["7"]).expect("r")),
+        );
         f.add_listener(tcp(7, 0, Some("k"))).expect("tcp 7");
         f.add_listener(spec(Protocol::Udp, 7, 0, Some("k")))
             .expect("udp 7 on the same processor");
@@ -1110,8 +1109,9 @@ mod tests {
     }
 
     #[test]
-    fn distinct_bound_addresses_do_not_conflict_even_without_filtering() {
+    fn distinct_bound_addresses_do_not_conflict_with_port_share_on() {
         let mut f = Filter::new(FilterMode::None, 4);
+        f.set_port_share(true);
         f.add_listener(bound(tcp(80, 0, None), "10.0.0.2"))
             .expect("a");
         f.add_listener(bound(tcp(80, 1, None), "10.0.0.3"))

@@ -34,17 +34,27 @@ struct Rig {
 }
 
 fn rig(mode: FilterMode, processors: usize, ports: &[u16]) -> Rig {
-    let cfg = AdapterConfig::new("t0", &[IpAddr::V4(VIP)], 1500);
-    let mac = cfg.mac;
-    let sink = Arc::new(CaptureSink::default());
-    let counters = Arc::new(Counters::new(processors));
-    let out = FrameWriter::new(sink.clone(), mac, counters.clone());
     let mut filter = Filter::new(mode, processors);
     for port in ports {
         for p in 0..processors {
             filter.register(*port, p).expect("register");
         }
     }
+    rig_with(&[IpAddr::V4(VIP)], filter).0
+}
+
+/// A rig answering on `addresses` with `filter` as it is, and a sender
+/// into each processor's queue (to fill one up).
+fn rig_with(
+    addresses: &[IpAddr],
+    filter: Filter,
+) -> (Rig, Vec<crossbeam_channel::Sender<ToProcessor>>) {
+    let processors = filter.processors();
+    let cfg = AdapterConfig::new("t0", addresses, 1500);
+    let mac = cfg.mac;
+    let sink = Arc::new(CaptureSink::default());
+    let counters = Arc::new(Counters::new(processors));
+    let out = FrameWriter::new(sink.clone(), mac, counters.clone());
     let mut txs = Vec::new();
     let mut rxs = Vec::new();
     for _ in 0..processors {
@@ -53,7 +63,8 @@ fn rig(mode: FilterMode, processors: usize, ports: &[u16]) -> Rig {
         rxs.push(rx);
     }
     let (ctx, crx) = unbounded();
-    Rig {
+    let senders = txs.clone();
+    let rig = Rig {
         adapter: RxQueue::new(
             cfg,
             Arc::new(parking_lot::Mutex::new(filter)),
@@ -67,7 +78,8 @@ fn rig(mode: FilterMode, processors: usize, ports: &[u16]) -> Rig {
         closed: ctx,
         counters,
         mac,
-    }
+    };
+    (rig, senders)
 }
 
 /// An Ethernet/IPv4/TCP frame from the host to `dst_ip:dst_port`, crafted by pnet.
@@ -411,6 +423,57 @@ fn syn_cookies_when_the_half_open_queue_is_full() {
         "handed over with the cookie's MSS (no MSS option: 536)"
     );
     assert_eq!(r.adapter.flows().len(), 2);
+}
+
+/// A connection completed from a SYN cookie goes to a listener that serves
+/// its destination address: when the picked processor's queue is full, the
+/// next in line bound to that address or a wildcard one, never a listener
+/// bound to another address (it would answer for an address it does not
+/// serve); with none, the ACK is dropped (the client retries).
+#[test]
+fn a_cookie_connection_lands_only_on_a_listener_of_its_address() {
+    const OTHER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+    let mut filter = Filter::new(FilterMode::RoundRobin, 2);
+    filter.set_port_share(true);
+    for (p, a) in [(0, OTHER), (1, VIP)] {
+        let mut s = vnic_adapter::filter::ListenerSpec::tcp(80, p);
+        s.address = Some(IpAddr::V4(a));
+        filter.add_listener(s).expect("bound listener");
+    }
+    let (mut r, senders) = rig_with(&[IpAddr::V4(VIP), IpAddr::V4(OTHER)], filter);
+    let now = Instant::now();
+    let cookies = Arc::new(vnic_stack::SynCookies::new([5; 16], now));
+    r.adapter
+        .set_syn_cookies(cookies, 1, &vnic_stack::TcpConfig::default());
+    // Processor 1 (the only listener of VIP) has a full queue.
+    while senders[1].try_send(ToProcessor::Up).is_ok() {}
+    assert_eq!(
+        r.adapter.handle_frame(now, &syn(&r, 40000, 80)),
+        Decision::SynCookie {
+            processor: 1,
+            port: 80
+        }
+    );
+    let (_, cookie, ..) = sent_tcp(&r);
+    let ack = tcp_frame(
+        r.mac,
+        VIP,
+        40000,
+        80,
+        TcpFlags::ACK,
+        1001,
+        cookie.wrapping_add(1),
+    );
+    assert_eq!(
+        r.adapter.handle_frame(now, &ack),
+        Decision::Dropped(DropKind::QueueFull),
+        "processor 0 listens on 10.0.0.3 only"
+    );
+    assert!(
+        r.queues[0].try_recv().is_err(),
+        "nothing reached processor 0"
+    );
+    assert_eq!(r.adapter.flows().len(), 0);
 }
 
 /// Issue 15: a stray ACK is checked as a SYN cookie only when cookies were

@@ -94,9 +94,9 @@ impl fmt::Debug for FilterKey {
     }
 }
 
-/// The ports of one protocol that listeners may share (the NonStop
-/// `=PTCPIP^FILTER^TCP^PORTS` / `UDP^PORTS` defines): outside them a port
-/// is not shared, whatever the key.
+/// The ports of one protocol that the listeners of one filter key may
+/// share (the NonStop `=PTCPIP^FILTER^TCP^PORTS` / `UDP^PORTS` DEFINEs a
+/// process sets beside its key): outside them a port is not shared.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortRanges(Vec<RangeInclusive<u16>>);
 
@@ -343,6 +343,9 @@ pub enum Exclusive {
     HolderHasNoKey,
     /// The newcomer presents no filter key, so it does not ask to share.
     NewcomerHasNoKey,
+    /// The holder is bound to another address, and port sharing on
+    /// different addresses (`PORT-SHARE-ENABLE`) is off, the manual's default.
+    OtherAddress,
 }
 
 impl fmt::Display for Exclusive {
@@ -351,6 +354,10 @@ impl fmt::Display for Exclusive {
             Exclusive::FilteringOff => "round-robin filtering is off",
             Exclusive::HolderHasNoKey => "it presents no filter key",
             Exclusive::NewcomerHasNoKey => "the newcomer presents no filter key",
+            Exclusive::OtherAddress => {
+                "it is bound to another address, and port sharing on different addresses \
+                 (PORT-SHARE-ENABLE) is off"
+            }
         })
     }
 }
@@ -399,11 +406,12 @@ pub enum RegisterError {
         /// Why its use is exclusive.
         reason: Exclusive,
     },
-    /// The port lies outside the shared port ranges of its protocol.
+    /// The port lies outside the shared port ranges its filter key has
+    /// for its protocol.
     #[error(
-        "port {port}/{protocol} is not shared: it is outside the shared {upper} port ranges \
-         ({ranges}); the listener on processor {holder} has it, so processor {processor} \
-         cannot listen on it",
+        "port {port}/{protocol} is not shared: it is outside its filter key's shared {upper} \
+         port ranges ({ranges}); the listener on processor {holder} has it, so processor \
+         {processor} cannot listen on it",
         upper = protocol.name().to_ascii_uppercase()
     )]
     NotShared {

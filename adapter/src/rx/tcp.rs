@@ -188,18 +188,14 @@ impl RxQueue {
         let port = seg.dst_port;
         let mss = cookies.check(now, &tuple, seg)?;
         // The client believes it is connected once it sent this ACK: if
-        // the chosen processor's queue is full, the next live listener of
-        // the port in line takes the connection rather than losing it.
+        // the chosen processor's queue is full, the next live listener in
+        // line that serves this address takes it rather than losing it
+        // (never one bound to another address).
         let (candidates, slot): (Vec<usize>, usize) = {
             let mut f = self.filter.lock();
             let pick = f.pick_for(Protocol::Tcp, tuple.local.ip(), port)?;
-            let line = f.listeners(port);
-            let start = line.iter().position(|p| *p == pick.processor);
-            let others = start.map_or(0, |_| line.len() - 1);
-            let order = std::iter::once(pick.processor)
-                .chain((1..=others).map(|i| line[(start.unwrap_or(0) + i) % line.len()]))
-                .filter(|p| *p == pick.processor || f.is_up(*p))
-                .collect();
+            let others = f.fallbacks(Protocol::Tcp, tuple.local.ip(), port, &pick);
+            let order = std::iter::once(pick.processor).chain(others).collect();
             (order, pick.slot)
         };
         let mut placed = None;

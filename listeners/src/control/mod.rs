@@ -22,6 +22,8 @@ mod sockets;
 #[cfg(test)]
 mod capture_tests;
 #[cfg(test)]
+mod listener_tests;
+#[cfg(test)]
 mod tests;
 
 pub use access::{resolve_group, Access, Peer};

@@ -328,8 +328,12 @@ pub struct ProcessorStatus {
     /// Why it failed (the panic message), when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
-    /// Ports it listens on.
+    /// The TCP ports it serves: its own listeners' (from the start or
+    /// added at run time) and those it holds as a backup.
     pub ports: Vec<u16>,
+    /// The UDP ports it serves, likewise.
+    #[serde(default)]
+    pub udp_ports: Vec<u16>,
     /// Connections it holds now.
     pub active: u64,
     /// Connections it accepted since start.

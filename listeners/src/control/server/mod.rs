@@ -160,7 +160,10 @@ pub struct Runtime {
     pub registry: Arc<Registry>,
     /// Adapter counters.
     pub counters: Arc<Counters>,
-    /// Ports served (each by every processor in the monolithic model).
+    /// The TCP ports served at start-up (each by every processor in the
+    /// monolithic model). `vnic status` takes each processor's ports from
+    /// the filter instead, which also knows those added at run time, held
+    /// as a backup, and UDP.
     pub ports: Vec<u16>,
     /// Tracing, if this vnic can trace.
     pub trace: Option<Arc<dyn TraceControl>>,
@@ -252,38 +255,7 @@ impl Runtime {
                 protocol,
                 port,
                 processor,
-            } => {
-                let Some(proto) = Protocol::from_name(&protocol) else {
-                    return Response::error(format!("protocol {protocol:?}: use tcp or udp"));
-                };
-                let mut f = self.filter.lock();
-                let Some(id) = f.listener_at(proto, port, processor) else {
-                    return Response::error(format!(
-                        "no {protocol} listener of port {port} in processor {processor}"
-                    ));
-                };
-                match f.remove_listener(id) {
-                    Ok(r) => {
-                        for p in [Some(r.listener.processor), r.listener.backup]
-                            .into_iter()
-                            .flatten()
-                        {
-                            if let Some(q) = self.queues.get(p) {
-                                let _ = q.send(ToProcessor::Serve {
-                                    protocol: proto,
-                                    port,
-                                    app: None,
-                                });
-                            }
-                        }
-                        Response {
-                            notes: r.takeovers.iter().map(|t| t.to_string()).collect(),
-                            ..Response::ok()
-                        }
-                    }
-                    Err(e) => Response::error(e.to_string()),
-                }
-            }
+            } => self.remove_listener(&protocol, port, processor),
             Request::Backend { id, state } => {
                 let up = match state.as_str() {
                     "up" => true,

@@ -102,22 +102,101 @@ impl Runtime {
             key,
             app: app.clone(),
         };
-        // The processors learn the app before the filter can send them traffic.
-        for p in [Some(processor), backup].into_iter().flatten() {
-            if let Some(q) = self.queues.get(p) {
-                let _ = q.send(ToProcessor::Serve {
-                    protocol: proto,
-                    port,
-                    app: Some(app.clone()),
-                });
+        // Tried on a copy first: a refusal changes nothing, not even a
+        // processor's app. The processors then learn their app before the
+        // filter can send them traffic.
+        let changes = {
+            let f = self.filter.lock();
+            let mut trial = f.clone();
+            if let Err(e) = trial.add_listener(spec.clone()) {
+                return Response::error(e.to_string());
             }
-        }
-        match self.filter.lock().add_listener(spec) {
+            serve_changes(&f, &trial, proto, port, [Some(processor), backup])
+        };
+        self.tell_serve(proto, port, &changes);
+        let added = self.filter.lock().add_listener(spec);
+        match added {
             Ok(id) => Response {
                 notes: vec![format!("listener {} added", id.0)],
                 ..Response::ok()
             },
-            Err(e) => Response::error(e.to_string()),
+            Err(e) => {
+                // Another request changed the filter meanwhile: the
+                // processors go back to what it says now.
+                let back: Vec<(usize, Option<String>)> = {
+                    let f = self.filter.lock();
+                    changes
+                        .iter()
+                        .map(|(p, _)| (*p, f.app_at(proto, port, *p).map(str::to_string)))
+                        .collect()
+                };
+                self.tell_serve(proto, port, &back);
+                Response::error(e.to_string())
+            }
         }
     }
+
+    /// `listener remove`: the listener leaves the filter, and each of its
+    /// processors (primary, backup) serves what the filter says is left
+    /// there: another listener that processor holds on the port keeps its
+    /// app.
+    pub(super) fn remove_listener(&self, protocol: &str, port: u16, processor: usize) -> Response {
+        let Some(proto) = Protocol::from_name(protocol) else {
+            return Response::error(format!("protocol {protocol:?}: use tcp or udp"));
+        };
+        let (removed, changes) = {
+            let mut f = self.filter.lock();
+            let Some(id) = f.listener_at(proto, port, processor) else {
+                return Response::error(format!(
+                    "no {protocol} listener of port {port} in processor {processor}"
+                ));
+            };
+            let before = f.clone();
+            match f.remove_listener(id) {
+                Ok(r) => {
+                    let at = [Some(r.listener.processor), r.listener.backup];
+                    let changes = serve_changes(&before, &f, proto, port, at);
+                    (r, changes)
+                }
+                Err(e) => return Response::error(e.to_string()),
+            }
+        };
+        self.tell_serve(proto, port, &changes);
+        Response {
+            notes: removed.takeovers.iter().map(|t| t.to_string()).collect(),
+            ..Response::ok()
+        }
+    }
+
+    /// Sends each processor its new app for the port (`None`: stop serving it).
+    fn tell_serve(&self, protocol: Protocol, port: u16, changes: &[(usize, Option<String>)]) {
+        for (p, app) in changes {
+            if let Some(q) = self.queues.get(*p) {
+                let _ = q.send(ToProcessor::Serve {
+                    protocol,
+                    port,
+                    app: app.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// The processors among `at` whose app for (`protocol`, `port`) differs
+/// between the filters `before` and `after`, with their app in `after`.
+fn serve_changes(
+    before: &Filter,
+    after: &Filter,
+    protocol: Protocol,
+    port: u16,
+    at: [Option<usize>; 2],
+) -> Vec<(usize, Option<String>)> {
+    let mut out: Vec<(usize, Option<String>)> = Vec::new();
+    for p in at.into_iter().flatten() {
+        let now = after.app_at(protocol, port, p);
+        if before.app_at(protocol, port, p) != now && !out.iter().any(|(q, _)| *q == p) {
+            out.push((p, now.map(str::to_string)));
+        }
+    }
+    out
 }

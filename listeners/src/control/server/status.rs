@@ -13,6 +13,7 @@ impl Runtime {
             .map(|p| {
                 let stats = &self.registry.processors[p.id];
                 let failure = stats.failure.lock().clone();
+                let serves = filter.ports_of(p.id);
                 ProcessorStatus {
                     id: p.id,
                     failure: failure.clone(),
@@ -23,12 +24,8 @@ impl Runtime {
                     } else {
                         "up".into()
                     },
-                    ports: self
-                        .ports
-                        .iter()
-                        .copied()
-                        .filter(|port| filter.listeners(*port).contains(&p.id))
-                        .collect(),
+                    ports: port_list(&serves, Protocol::Tcp),
+                    udp_ports: port_list(&serves, Protocol::Udp),
                     active: p.active,
                     accepted: p.accepted,
                     bytes_in: p.bytes_in,
@@ -165,4 +162,13 @@ impl Runtime {
             })
             .collect()
     }
+}
+
+/// The ports of `protocol` in a processor's (protocol, port) list.
+fn port_list(serves: &[(Protocol, u16)], protocol: Protocol) -> Vec<u16> {
+    serves
+        .iter()
+        .filter(|(p, _)| *p == protocol)
+        .map(|(_, port)| *port)
+        .collect()
 }
