@@ -174,11 +174,19 @@ pub enum CtlCommand {
         #[command(subcommand)]
         op: ConnectionOp,
     },
-    /// Change the distribution filter at run time.
+    /// Change the distribution filter at run time: the adapter's mode, or
+    /// with --port one port's own policy.
     Filter {
-        /// round-robin or none.
-        #[arg(value_parser = ["round-robin", "none"])]
+        /// round-robin, hash, least-connections or none; with --port also
+        /// default (the port follows the adapter's mode again).
+        #[arg(value_parser = ["round-robin", "hash", "least-connections", "none", "default"])]
         mode: String,
+        /// Only this port's policy (its listeners' line).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
+        /// The port's protocol (with --port).
+        #[arg(long, value_parser = ["tcp", "udp"], requires = "port")]
+        protocol: Option<String>,
     },
     /// Take a back-end down (the request it is running finishes there, the
     /// ones queued for it go to the others) or bring it back (distributor
@@ -322,10 +330,17 @@ pub struct UpArgs {
     /// for hybrid).
     #[arg(long, value_parser = ["round-robin", "least-busy"])]
     pub balance: Option<String>,
-    /// How new connections of a shared port are spread: round-robin or none
-    /// (first listener takes all). Default round-robin (with --config: the file's).
+    /// How new connections of a shared port are spread: round-robin,
+    /// hash (a keyed hash of the 4-tuple), least-connections (the
+    /// processor with the fewest connections) or none (first listener
+    /// takes all). Default round-robin (with --config: the file's).
     #[arg(long, value_parser = parse_filter)]
     pub filter: Option<FilterMode>,
+    /// A bench and test aid: processor K sleeps DURATION after every turn
+    /// of its loop that had work, to stand for a processor slower than the
+    /// others (repeatable).
+    #[arg(long, value_name = "K=DURATION", value_parser = parse_slow)]
+    pub slow_processor: Vec<(usize, Duration)>,
     /// Serve APP on PORT (repeatable): echo, discard, chargen, http,
     /// proxy:ADDR:PORT[,ADDR:PORT...] (relay processor K's connections to
     /// target K mod T; IPv6 as [ADDR]:PORT) or exec:'PROGRAM ARGS...' (a
@@ -466,6 +481,8 @@ pub struct Plan {
     pub model: Model,
     /// Filter mode.
     pub filter: FilterMode,
+    /// Processors slowed on purpose (`--slow-processor`).
+    pub slow: Vec<(usize, Duration)>,
     /// Port → app.
     pub serve: HashMap<u16, ServeApp>,
     /// How the proxy apps connect.
@@ -559,6 +576,9 @@ impl Plan {
         }
         for (&port, &algo) in &self.port_congestion {
             b = b.port_congestion(port, algo);
+        }
+        for &(k, d) in &self.slow {
+            b = b.slow_processor(k, d);
         }
         if let Some(spec) = &self.impair {
             b = b.impair(spec.clone());
@@ -754,6 +774,11 @@ impl Plan {
             Model::Monolithic | Model::Hybrid { .. } => usize::from(a.processors.unwrap_or(4)),
             Model::Distributor { .. } => 1,
         };
+        if let Some((k, _)) = a.slow_processor.iter().find(|(k, _)| *k >= processors) {
+            return Err(format!(
+                "--slow-processor {k}=...: processor {k} does not exist (processors: {processors})"
+            ));
+        }
         let control_group = match &a.control_group {
             Some(g) => Some(
                 vnic_listeners::control::resolve_group(g)
@@ -777,6 +802,7 @@ impl Plan {
             processor_queues: ProcessorQueues::from_name(&a.processor_queues).unwrap_or_default(),
             model,
             filter,
+            slow: a.slow_processor,
             serve,
             proxy: ProxyOptions {
                 proxy_protocol: a
@@ -868,10 +894,30 @@ pub fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
     ImpairSpec::parse(s)
 }
 
-/// `round-robin` or `none`.
+/// `round-robin`, `hash`, `least-connections` or `none`.
 pub fn parse_filter(s: &str) -> Result<FilterMode, String> {
     FilterMode::from_name(s)
-        .ok_or_else(|| format!("unknown filter {s:?}: choose round-robin or none"))
+        .ok_or_else(|| format!("unknown filter {s:?}: choose {}", FilterMode::NAMES))
+}
+
+/// `--slow-processor K=DURATION`: a processor number and a delay of at
+/// most 1 s (a longer one stalls the processor's connections into
+/// retransmissions, which measures nothing).
+pub fn parse_slow(s: &str) -> Result<(usize, Duration), String> {
+    let (k, d) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: write K=DURATION, e.g. 1=2ms"))?;
+    let k: usize = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("{k:?} is not a processor number"))?;
+    let d = parse_duration(d)?;
+    if d.is_zero() || d > Duration::from_secs(1) {
+        return Err(format!(
+            "{s:?}: the delay must be more than 0 and at most 1s"
+        ));
+    }
+    Ok((k, d))
 }
 
 /// `--congestion NAME`: one of [`CongestionAlgorithm::ALL`].
