@@ -528,6 +528,48 @@ else
   echo "haproxy missing: proxy rows skipped" >&2
 fi
 
+# --- the filter's policies side by side (issue 20 part 3): how evenly
+# connections spread (accepted per processor from `vnic status --json`,
+# before and after), connection rate, and short keep-alive sessions with
+# processor 1 slowed on purpose (--slow-processor 1=2ms: it sleeps 2 ms
+# after every turn of its loop that had work). ---
+echo "filter policies ..." >&2
+FROWS=()
+SPREADN=$([ "$QUICK" = 1 ] && echo 2000 || echo 10000)
+SESSIONS=$([ "$QUICK" = 1 ] && echo 400 || echo 4000)
+accepted() { timeout 10 "$VNIC" status --control "$CTL" --json | python3 -c 'import json,sys; print(" ".join(str(p["accepted"]) for p in json.load(sys.stdin)["processors"]))'; }
+spread() { # "before" "after" -> "max/min cv" of the per-processor differences
+  python3 - "$1" "$2" <<'PY'
+import sys, statistics
+d = [b - a for a, b in zip(map(int, sys.argv[1].split()), map(int, sys.argv[2].split()))]
+mx, mn, mean = max(d), min(d), statistics.mean(d)
+ratio = f"{mx / mn:.2f}" if mn > 0 else "inf"
+cv = statistics.pstdev(d) / mean if mean else float("nan")
+print(f"{ratio} {cv:.3f} {'/'.join(map(str, d))}")
+PY
+}
+for pol in round-robin hash least-connections none; do
+  start_vnic 4 --filter $pol; sleep 0.3
+  a0=$(accepted); run "$NSV" connrate $V:80 32 32 >/dev/null; a1=$(accepted)
+  read -r r32 cv32 d32 < <(spread "$a0" "$a1")
+  a0=$(accepted); cr=$(run "$NSV" connrate $V:80 $SPREADN 32); a1=$(accepted)
+  read -r rn cvn dn < <(spread "$a0" "$a1")
+  [ "$(echo "$cr" | field failed)" = 0 ] || echo "warning: $pol connrate failures: $cr" >&2
+  if [ $pol = none ]; then
+    ka="n/a (every connection on processor 0)"; kshare=n/a; krps=n/a; k50=n/a; k99=n/a
+  else
+    start_vnic 4 --filter $pol --slow-processor 1=2ms; sleep 0.3
+    a0=$(accepted)
+    ka=$(run "$NSV" kasessions $V:80 $SESSIONS 32 10)
+    a1=$(accepted)
+    [ "$(echo "$ka" | field failed)" = 0 ] || echo "warning: $pol kasessions failures: $ka" >&2
+    kshare=$(python3 -c "import sys; a=[int(x) for x in sys.argv[1].split()]; b=[int(x) for x in sys.argv[2].split()]; d=[y-x for x,y in zip(a,b)]; print(f'{100*d[1]/max(1,sum(d)):.0f}%')" "$a0" "$a1")
+    krps=$(echo "$ka" | field rps); k50=$(echo "$ka" | field p50_us); k99=$(echo "$ka" | field p99_us)
+  fi
+  FROWS+=("| $pol | $r32 | $cv32 | $rn | $cvn | $(echo "$cr" | field rps) | $k50 | $k99 | $krps | $kshare |")
+  echo "${FROWS[-1]}  (32: $d32; $SPREADN: $dn)" >&2
+done
+
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git diff --quiet 2>/dev/null || echo "+dirty")
 HEADER="### $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT$DIRTY — $(nproc) cores, Linux $(uname -r), kernel TCP $KCC — load $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
@@ -544,7 +586,10 @@ TABLE=$(printf '%s\n' "| measure | vnic | smoltcp (TAP) | kernel (veth) | vnic/s
   "| measure | with --pairs | without | pairs/without | unit |" "|---|---:|---:|---:|---|" "${PAROWS[@]}" \
   "" "$STALL_LINE" \
   "" "Proxy to two kernel back-ends (vnic --serve proxy, 4 processors, against HAProxy mode tcp, roundrobin, $(nproc) threads, over veth):" "" \
-  "| measure | vnic proxy | HAProxy | vnic/HAProxy | unit |" "|---|---:|---:|---:|---|" "${PROWS[@]:-}")
+  "| measure | vnic proxy | HAProxy | vnic/HAProxy | unit |" "|---|---:|---:|---:|---|" "${PROWS[@]:-}" \
+  "" "Filter policies (4 processors; spread: accepted per processor, max/min and coefficient of variation, for 32 and $SPREADN new connections, 32 at a time; connection rate: HTTP GET, a new connection each, 32 concurrent; keep-alive: $SESSIONS sessions of 10 GETs, 32 at a time, processor 1 slowed by --slow-processor 1=2ms, with its share of the sessions):" "" \
+  "| policy | max/min, 32 | CV, 32 | max/min, $SPREADN | CV, $SPREADN | conn/s | keep-alive p50 us, cpu 1 slowed | p99 us | req/s | sessions on cpu 1 |" \
+  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" "${FROWS[@]}")
 printf '\n%s\n\n`%s`\n\n%s\n' "$HEADER" "$CMD" "$TABLE"
 if [ "$RECORD" = 1 ]; then
   [ -f BENCHMARKS.md ] || printf '# vnic benchmarks\n\nEach run of `bench/run.sh` appends a section. Ratios are vnic/smoltcp and vnic/kernel in the same run (for latency and CPU, lower is better).\n' > BENCHMARKS.md

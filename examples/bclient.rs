@@ -9,6 +9,7 @@
 //! bclient connrate ADDR:PORT COUNT CONC       (HTTP GET, Connection: close, CONC threads)
 //! bclient hold     ADDR:PORT COUNT SECS       (open COUNT idle connections, hold them)
 //! bclient httprtt  ADDR:PORT COUNT            (keep-alive GET / latency on one connection)
+//! bclient kasessions ADDR:PORT COUNT CONC PER (COUNT keep-alive sessions of PER GETs, CONC threads)
 //! bclient echobulk ADDR:PORT BYTES            (bulk through echo: write and read at once)
 //! ```
 
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn usage() -> ! {
-    eprintln!("usage: bclient upload|download|rtt|connrate|hold ADDR:PORT N [M]");
+    eprintln!("usage: bclient upload|download|rtt|connrate|hold|httprtt|echobulk|kasessions ADDR:PORT N [M]");
     std::process::exit(2)
 }
 
@@ -50,6 +51,30 @@ fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.set_write_timeout(Some(Duration::from_secs(30)))?;
     Ok(s)
+}
+
+/// Reads one HTTP response (head, then Content-Length bytes).
+fn read_response(s: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let mut got: Vec<u8> = Vec::new();
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return Ok(());
+            }
+        }
+    }
 }
 
 fn main() {
@@ -197,6 +222,63 @@ fn main() {
                 "{{\"mode\":\"httprtt\",\"count\":{count},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
                 p(0.5),
                 p(0.99)
+            );
+        }
+        "kasessions" => {
+            // Short keep-alive sessions, as browsers open them: each thread
+            // connects, sends PER GETs one after the other (each timed),
+            // closes, and starts again until COUNT sessions are done. A
+            // slow processor keeps its sessions open longer.
+            let count: usize = arg(&args, 3);
+            let conc: usize = arg(&args, 4);
+            let per: usize = arg(&args, 5);
+            let next = Arc::new(AtomicUsize::new(0));
+            let failed = Arc::new(AtomicUsize::new(0));
+            let t = Instant::now();
+            let threads: Vec<_> = (0..conc)
+                .map(|_| {
+                    let (next, failed) = (next.clone(), failed.clone());
+                    std::thread::spawn(move || {
+                        let mut samples = Vec::new();
+                        while next.fetch_add(1, Ordering::Relaxed) < count {
+                            let r = (|| -> std::io::Result<()> {
+                                let mut s = connect(addr)?;
+                                s.set_nodelay(true)?;
+                                for _ in 0..per {
+                                    let t = Instant::now();
+                                    s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n")?;
+                                    read_response(&mut s)?;
+                                    samples.push(t.elapsed().as_nanos() as f64 / 1e3);
+                                }
+                                Ok(())
+                            })();
+                            if r.is_err() {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        samples
+                    })
+                })
+                .collect();
+            let mut samples: Vec<f64> = threads
+                .into_iter()
+                .flat_map(|th| th.join().unwrap_or_default())
+                .collect();
+            let secs = t.elapsed().as_secs_f64();
+            samples.sort_by(|a, b| a.total_cmp(b));
+            let p = |q: f64| {
+                samples
+                    .get(((samples.len().max(1) - 1) as f64 * q) as usize)
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            };
+            println!(
+                "{{\"mode\":\"kasessions\",\"count\":{count},\"conc\":{conc},\"per\":{per},\"secs\":{secs:.4},\"rps\":{:.0},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"failed\":{}}}",
+                samples.len() as f64 / secs,
+                p(0.5),
+                p(0.9),
+                p(0.99),
+                failed.load(Ordering::Relaxed)
             );
         }
         "echobulk" => {

@@ -18,6 +18,9 @@ use vnic_listeners::app::proxy::{self, ProxyOptions, ProxyProtocol, ProxyService
 use vnic_listeners::app::{AppKind, Service};
 use vnic_listeners::distributor::Balance;
 
+mod parse;
+pub use parse::*;
+
 /// vnic: a multi-processor network adapter emulated in user space on a TAP.
 #[derive(Parser, Debug)]
 #[command(name = "vnic", version, about)]
@@ -174,11 +177,19 @@ pub enum CtlCommand {
         #[command(subcommand)]
         op: ConnectionOp,
     },
-    /// Change the distribution filter at run time.
+    /// Change the distribution filter at run time: the adapter's mode, or
+    /// with --port one port's own policy.
     Filter {
-        /// round-robin or none.
-        #[arg(value_parser = ["round-robin", "none"])]
+        /// round-robin, hash, least-connections or none; with --port also
+        /// default (the port follows the adapter's mode again).
+        #[arg(value_parser = ["round-robin", "hash", "least-connections", "none", "default"])]
         mode: String,
+        /// Only this port's policy (its listeners' line).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
+        /// The port's protocol (with --port).
+        #[arg(long, value_parser = ["tcp", "udp"], requires = "port")]
+        protocol: Option<String>,
     },
     /// Take a back-end down (the request it is running finishes there, the
     /// ones queued for it go to the others) or bring it back (distributor
@@ -331,10 +342,17 @@ pub struct UpArgs {
     /// for hybrid).
     #[arg(long, value_parser = ["round-robin", "least-busy"])]
     pub balance: Option<String>,
-    /// How new connections of a shared port are spread: round-robin or none
-    /// (first listener takes all). Default round-robin (with --config: the file's).
+    /// How new connections of a shared port are spread: round-robin,
+    /// hash (a keyed hash of the 4-tuple), least-connections (the
+    /// processor with the fewest connections) or none (first listener
+    /// takes all). Default round-robin (with --config: the file's).
     #[arg(long, value_parser = parse_filter)]
     pub filter: Option<FilterMode>,
+    /// A bench and test aid: processor K sleeps DURATION after every turn
+    /// of its loop that had work, to stand for a processor slower than the
+    /// others (repeatable).
+    #[arg(long, value_name = "K=DURATION", value_parser = parse_slow)]
+    pub slow_processor: Vec<(usize, Duration)>,
     /// Serve APP on PORT (repeatable): echo, discard, chargen, http,
     /// proxy:ADDR:PORT[,ADDR:PORT...] (relay processor K's connections to
     /// target K mod T; IPv6 as [ADDR]:PORT) or exec:'PROGRAM ARGS...' (a
@@ -475,6 +493,8 @@ pub struct Plan {
     pub model: Model,
     /// Filter mode.
     pub filter: FilterMode,
+    /// Processors slowed on purpose (`--slow-processor`).
+    pub slow: Vec<(usize, Duration)>,
     /// Port → app.
     pub serve: HashMap<u16, ServeApp>,
     /// How the proxy apps connect.
@@ -571,6 +591,9 @@ impl Plan {
         }
         for (&port, &algo) in &self.port_congestion {
             b = b.port_congestion(port, algo);
+        }
+        for &(k, d) in &self.slow {
+            b = b.slow_processor(k, d);
         }
         if let Some(spec) = &self.impair {
             b = b.impair(spec.clone());
@@ -779,6 +802,11 @@ impl Plan {
             // filter (the manual's section 3-8).
             Model::Distributor { .. } => usize::from(a.processors.unwrap_or(1)),
         };
+        if let Some((k, _)) = a.slow_processor.iter().find(|(k, _)| *k >= processors) {
+            return Err(format!(
+                "--slow-processor {k}=...: processor {k} does not exist (processors: {processors})"
+            ));
+        }
         let control_group = match &a.control_group {
             Some(g) => Some(
                 vnic_listeners::control::resolve_group(g)
@@ -802,6 +830,7 @@ impl Plan {
             processor_queues: ProcessorQueues::from_name(&a.processor_queues).unwrap_or_default(),
             model,
             filter,
+            slow: a.slow_processor,
             serve,
             proxy: ProxyOptions {
                 proxy_protocol: a
@@ -862,76 +891,6 @@ fn service(app: &ServeApp, plan: &Plan) -> Result<Arc<dyn Service>, String> {
         }
         ServeApp::Exec(argv) => Arc::new(ExecService::new(argv.clone(), plan.exec.clone())?),
     })
-}
-
-/// `PORT=APP`.
-pub fn parse_serve(s: &str) -> Result<(u16, ServeApp), String> {
-    let (port, app) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not PORT=APP (e.g. 8080=http)"))?;
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| format!("port {port:?} must be a number from 1 to 65535"))?;
-    if let Some(targets) = app.strip_prefix("proxy:") {
-        return Ok((port, ServeApp::Proxy(proxy::parse_targets(targets)?)));
-    }
-    if let Some(command) = app.strip_prefix("exec:") {
-        return Ok((port, ServeApp::Exec(exec::parse_command(command)?)));
-    }
-    let app = AppKind::from_name(app).ok_or_else(|| {
-        format!(
-            "unknown app {app:?}: choose echo, discard, chargen, http, \
-             proxy:ADDR:PORT[,ADDR:PORT...] or exec:'PROGRAM ARGS...'"
-        )
-    })?;
-    Ok((port, ServeApp::Builtin(app)))
-}
-
-/// `loss=5%,reorder=10%,...`.
-pub fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
-    ImpairSpec::parse(s)
-}
-
-/// `round-robin` or `none`.
-pub fn parse_filter(s: &str) -> Result<FilterMode, String> {
-    FilterMode::from_name(s)
-        .ok_or_else(|| format!("unknown filter {s:?}: choose round-robin or none"))
-}
-
-/// `--congestion NAME`: one of [`CongestionAlgorithm::ALL`].
-pub fn parse_congestion(s: &str) -> Result<CongestionAlgorithm, String> {
-    CongestionAlgorithm::from_name(s)
-        .ok_or_else(|| format!("unknown congestion control {s:?}: choose cubic, newreno or bbr"))
-}
-
-/// vnic's one duration syntax (`500ms`, `2s`, `1.5s`, `2m`, `1h`), for
-/// clap's value parsers.
-pub use vnic_adapter::duration::parse_duration;
-
-/// `512M`, `2G`, `64MiB`, `4096K`, or a bare number of bytes; at least
-/// 1 MiB, at most 1 TiB.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let bad = || format!("{s:?} is not a size from 1M to 1T (e.g. 512M, 2G)");
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, shift) = match t.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&t[..i], 10),
-        Some((i, 'M' | 'm')) => (&t[..i], 20),
-        Some((i, 'G' | 'g')) => (&t[..i], 30),
-        Some((i, 'T' | 't')) => (&t[..i], 40),
-        _ => (t, 0),
-    };
-    let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    let bytes = v * f64::from(1u32 << shift.min(30)) * f64::from(1u32 << (shift - shift.min(30)));
-    if !bytes.is_finite() || !(f64::from(1u32 << 20)..=2f64.powi(40)).contains(&bytes) {
-        return Err(bad());
-    }
-    Ok(bytes as usize)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! congestion = "cubic"               # optional: cubic (default) | newreno | bbr
 //!
 //! [filter]
-//! mode = "round-robin"               # or "none" (the default: filtering is off unless configured)
+//! mode = "round-robin"               # hash | least-connections | none (the default: filtering is off unless configured)
 //! key = "web1"                       # default filter key of the listeners
 //! tcp_ports = ["80", "8000-8099"]    # the shared TCP ports of that key (default: all)
 //! udp_ports = [7]                    # the shared UDP ports of that key (default: all)
@@ -34,6 +34,7 @@
 //! address = "10.0.0.2"               # optional: bound to this address only
 //! key = "web1"                       # optional: else [filter] key
 //! congestion = "bbr"                 # optional (tcp): else [adapter] congestion
+//! filter = "hash"                    # optional: this port's policy, else [filter] mode
 //!
 //! [tcp]                              # optional, every key too (NonStop's per-monitor knobs)
 //! max_rto = "64s"                    # longest retransmission timeout (default 60s)
@@ -44,7 +45,10 @@
 //! send_space = "256K"                # bytes an app may queue to send, 4K to 1G (default 256K)
 //! ```
 //!
-//! `[tcp]` is read by [`tcp`] (its module doc says what each knob does).
+//! A listener's `filter` is its port's (the port's line of listeners is
+//! placed by it); listeners of one port that set it must agree, and
+//! `--filter` overrides only `[filter] mode`. `[tcp]` is read by [`tcp`]
+//! (its module doc says what each knob does).
 //!
 //! [`load`] reads and checks everything before anything starts: the TOML
 //! syntax and types, every value, and every listener run through the
@@ -577,18 +581,7 @@ impl ConfigFile {
         let f = &self.raw.filter;
         let mode = match (flags.filter, &f.mode) {
             (Some(m), _) => m,
-            (None, Some(m)) => FilterMode::from_name(m.get_ref()).map_or_else(
-                || {
-                    self.bad(
-                        m.span(),
-                        format!(
-                            "unknown filter mode {:?}: choose \"round-robin\" or \"none\"",
-                            m.get_ref()
-                        ),
-                    )
-                },
-                Ok,
-            )?,
+            (None, Some(m)) => self.filter_mode(m)?,
             (None, None) => FilterMode::None,
         };
         let default_key = match &f.key {
@@ -609,6 +602,7 @@ impl ConfigFile {
         };
         let tcp = self.tcp(&self.raw.tcp)?;
         let mut listeners: Vec<ListenerEntry> = Vec::new();
+        let mut port_filters: HashMap<(Protocol, u16), (FilterMode, usize)> = HashMap::new();
         for l in &self.raw.listener {
             let entry = self.listener(l, &default_key, &mut filter, flags)?;
             let same_port = |e: &&ListenerEntry| e.spec.port == entry.spec.port;
@@ -628,6 +622,26 @@ impl ConfigFile {
                             other.line
                         ),
                     );
+                }
+            }
+            if let Some(m) = &l.get_ref().filter {
+                let (mode, at) = (self.filter_mode(m)?, (entry.spec.protocol, entry.spec.port));
+                match port_filters.get(&at) {
+                    Some((other, line)) if *other != mode => {
+                        return self.bad(
+                            m.span(),
+                            format!(
+                                "port {}/{} already has filter = \"{other}\" (line {line}): the \
+                                 listeners of one port share it",
+                                at.1, at.0
+                            ),
+                        )
+                    }
+                    Some(_) => {}
+                    None => {
+                        port_filters.insert(at, (mode, entry.line));
+                        filter.set_port_mode(at.0, at.1, Some(mode));
+                    }
                 }
             }
             listeners.push(entry);
@@ -673,6 +687,22 @@ impl ConfigFile {
             tcp,
             filter,
         })
+    }
+
+    /// A filter mode: `[filter] mode`, a listener's `filter`.
+    fn filter_mode(&self, m: &Spanned<String>) -> Result<FilterMode, ConfigError> {
+        FilterMode::from_name(m.get_ref()).map_or_else(
+            || {
+                let names = FilterMode::ALL.map(|m| format!("\"{m}\""));
+                let msg = format!(
+                    "unknown filter mode {:?}: choose {}",
+                    m.get_ref(),
+                    names.join(", ")
+                );
+                self.bad(m.span(), msg)
+            },
+            Ok,
+        )
     }
 
     /// A `congestion = "..."` value.
@@ -1077,6 +1107,7 @@ struct RawListener {
     targets: Option<Vec<Spanned<String>>>,
     command: Option<Spanned<String>>,
     congestion: Option<Spanned<String>>,
+    filter: Option<Spanned<String>>,
 }
 
 #[cfg(test)]
@@ -1425,7 +1456,7 @@ mod tests {
         let e = error_at("[filter]\nmode = \"rr\"\n", 2);
         assert_eq!(
             e.message,
-            "unknown filter mode \"rr\": choose \"round-robin\" or \"none\""
+            "unknown filter mode \"rr\": choose \"round-robin\", \"hash\", \"least-connections\", \"none\""
         );
         let e = error_at("[filter]\ntcp_ports = [80,\n \"9000-8000\"]\n", 3);
         assert_eq!(
@@ -1452,6 +1483,39 @@ mod tests {
         assert_eq!(ports.get(&80), Some(&CongestionAlgorithm::Bbr));
         assert_eq!(ports.get(&8000), None, "the global value covers it");
         assert_eq!(resolved(HEAD).congestion, None);
+    }
+
+    #[test]
+    fn a_listener_filter_is_its_ports_policy() {
+        let c = resolved(&listener(
+            "port = 80\napp = \"http\"\nprocessor = 0\nfilter = \"least-connections\"\n\
+             [[listener]]\nport = 80\napp = \"http\"\nprocessor = 1\n\
+             [[listener]]\nport = 8000\napp = \"echo\"\nprocessor = 0\nfilter = \"hash\"\n",
+        ));
+        assert_eq!(c.mode, FilterMode::RoundRobin);
+        assert_eq!(
+            c.filter.port_mode(Protocol::Tcp, 80),
+            FilterMode::LeastConnections
+        );
+        assert_eq!(c.filter.port_mode(Protocol::Tcp, 8000), FilterMode::Hash);
+        assert_eq!(c.filter.port_mode(Protocol::Tcp, 7), FilterMode::RoundRobin);
+        let e = error_at(
+            &listener(
+                "port = 80\napp = \"http\"\nprocessor = 0\nfilter = \"hash\"\n\
+                 [[listener]]\nport = 80\napp = \"http\"\nprocessor = 1\n\
+                 filter = \"none\"\n",
+            ),
+            18,
+        );
+        assert_eq!(
+            e.message,
+            "port 80/tcp already has filter = \"hash\" (line 9): the listeners of one port share it"
+        );
+        let e = error_at(
+            &listener("port = 80\napp = \"http\"\nprocessor = 0\nfilter = \"rr\"\n"),
+            13,
+        );
+        assert!(e.message.starts_with("unknown filter mode \"rr\""), "{e}");
     }
 
     #[test]

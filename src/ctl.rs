@@ -190,7 +190,15 @@ pub fn ctl(a: CtlArgs) -> ExitCode {
         CtlCommand::Connection {
             op: crate::cli::ConnectionOp::Move { connection, to },
         } => Request::ConnectionMove { connection, to },
-        CtlCommand::Filter { mode } => Request::Filter { mode },
+        CtlCommand::Filter {
+            mode,
+            port,
+            protocol,
+        } => Request::Filter {
+            mode,
+            port,
+            protocol,
+        },
         CtlCommand::Backend { id, state } => Request::Backend { id, state },
         CtlCommand::Stats { .. } => Request::StatsReset,
         CtlCommand::Listener { op } => match op {
@@ -277,12 +285,26 @@ pub fn table(st: &Status) -> String {
 /// The table, with the rates of `vnic status --watch` beside the totals
 /// when given.
 pub fn table_with(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
+    // Ports placed by a policy of their own: "filter=round-robin (80: hash)".
+    let own: Vec<String> = st
+        .port_filters
+        .iter()
+        .map(|p| match p.protocol.as_str() {
+            "tcp" => format!("{}: {}", p.port, p.filter),
+            proto => format!("{}/{proto}: {}", p.port, p.filter),
+        })
+        .collect();
+    let filter = if own.is_empty() {
+        st.filter.clone()
+    } else {
+        format!("{} ({})", st.filter, own.join(", "))
+    };
     let mut s = format!(
         "vnic on {}  model={}  filter={}  up {:.0}s\n\
          Reset Time {}  Sample Time {}  ({:.1}s of counters)\n\n",
         st.tap,
         st.model,
-        st.filter,
+        filter,
         st.uptime_secs,
         or_dash(&st.reset_time),
         or_dash(&st.sample_time),

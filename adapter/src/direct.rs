@@ -197,7 +197,7 @@ impl DirectQueue {
                         let filter = &self.filter;
                         self.tracer
                             .record_owned(Direction::In, &mut self.buf, len, |_| {
-                                Note::Rx(decision, filter.lock().mode())
+                                Note::Rx(decision, decision.rule(&filter.lock()))
                             });
                         self.buf.resize(MAX_FRAME_LEN, 0);
                     }

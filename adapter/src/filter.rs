@@ -10,6 +10,13 @@
 //!   is down is skipped and rejoins at its own place. Without filtering
 //!   (`none`, the NonStop default) the first live listener in line takes
 //!   everything and the others stand by.
+//! - **Policies beside round-robin** (`policy.rs`): `hash` places by a
+//!   keyed hash of the 4-tuple modulo the live listeners of the line;
+//!   `least-connections` gives a new connection to the live listener whose
+//!   processor holds the fewest connections, ties in line order (UDP
+//!   datagrams, which open no connection, go round-robin under it). A port
+//!   may have a policy of its own ([`Filter::set_port_mode`]: a config
+//!   file's per-port `filter`); the others follow [`Filter::mode`].
 //! - **Addresses.** A listener bound to an address gets only the traffic
 //!   for that address; wildcard listeners get the rest. Bound and wildcard
 //!   listeners of one port stand in separate lines: traffic for address A
@@ -52,12 +59,16 @@
 //! process is expected back); only [`Filter::remove_listener`] frees it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use vnic_stack::FourTuple;
 
 mod listener;
+mod policy;
 mod register;
 #[cfg(test)]
 mod rules_tests;
+
+pub use policy::{tuple_hash, Loads};
 
 pub use listener::{
     Exclusive, FilterKey, ListenerId, ListenerInfo, ListenerSpec, ListenerState, PortRanges,
@@ -74,26 +85,53 @@ pub type FilterError = RegisterError;
 pub enum FilterMode {
     /// Strict cyclic order over the live listeners of the port.
     RoundRobin,
+    /// A keyed hash of the 4-tuple modulo the live listeners, as
+    /// receive-side scaling places flows.
+    Hash,
+    /// The live listener whose processor holds the fewest connections,
+    /// ties in line order.
+    LeastConnections,
     /// The first registered live listener takes every connection.
     None,
 }
 
 impl FilterMode {
+    /// Every mode, in the order the command line lists them.
+    pub const ALL: [FilterMode; 4] = [
+        FilterMode::RoundRobin,
+        FilterMode::Hash,
+        FilterMode::LeastConnections,
+        FilterMode::None,
+    ];
+
+    /// The names, for help texts and errors: "round-robin, hash,
+    /// least-connections or none".
+    pub const NAMES: &'static str = "round-robin, hash, least-connections or none";
+
     /// Parses the name used on the command line.
     pub fn from_name(s: &str) -> Option<FilterMode> {
-        match s {
-            "round-robin" => Some(FilterMode::RoundRobin),
-            "none" => Some(FilterMode::None),
-            _ => None,
-        }
+        FilterMode::ALL.into_iter().find(|m| m.name() == s)
     }
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
             FilterMode::RoundRobin => "round-robin",
+            FilterMode::Hash => "hash",
+            FilterMode::LeastConnections => "least-connections",
             FilterMode::None => "none",
         }
+    }
+
+    /// True if the mode shares a port among listeners (all but `none`).
+    pub fn shares(self) -> bool {
+        self != FilterMode::None
+    }
+}
+
+impl std::fmt::Display for FilterMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -158,6 +196,12 @@ pub struct Filter {
     /// TCP port → primary processors of its listeners, registration order.
     served: HashMap<u16, Vec<usize>>,
     next_id: u32,
+    /// Ports with a policy of their own, over `mode`.
+    port_modes: BTreeMap<(Protocol, u16), FilterMode>,
+    /// The hash policy's secret key (random per filter).
+    hash_key: [u8; 16],
+    /// The processors' connection counts, for least-connections.
+    loads: Option<Loads>,
 }
 
 /// What [`Filter::remove_listener`] removed, and what moved because of it
@@ -185,10 +229,13 @@ impl Filter {
             lines: HashMap::new(),
             served: HashMap::new(),
             next_id: 1,
+            port_modes: BTreeMap::new(),
+            hash_key: rand::random(),
+            loads: None,
         }
     }
 
-    /// The mode in force.
+    /// The mode in force (for every port without a policy of its own).
     pub fn mode(&self) -> FilterMode {
         self.mode
     }
@@ -196,8 +243,49 @@ impl Filter {
     /// Changes the mode; the lines and their positions are kept (in `none`
     /// the first live listener of each line takes everything, the others
     /// stand by). Registrations already accepted are not re-checked.
+    /// Ports with a policy of their own keep it.
     pub fn set_mode(&mut self, mode: FilterMode) {
         self.mode = mode;
+    }
+
+    /// Gives (`protocol`, `port`) a policy of its own (`None`: it follows
+    /// [`Filter::mode`] again), for a config file's per-port `filter` and
+    /// `vnic ctl filter MODE --port PORT`. Only placement follows it: who
+    /// may share the port is still decided by [`Filter::mode`].
+    pub fn set_port_mode(&mut self, protocol: Protocol, port: u16, mode: Option<FilterMode>) {
+        match mode {
+            Some(m) => self.port_modes.insert((protocol, port), m),
+            None => self.port_modes.remove(&(protocol, port)),
+        };
+    }
+
+    /// The policy that places (`protocol`, `port`)'s traffic.
+    pub fn port_mode(&self, protocol: Protocol, port: u16) -> FilterMode {
+        self.port_modes
+            .get(&(protocol, port))
+            .copied()
+            .unwrap_or(self.mode)
+    }
+
+    /// The ports with a policy of their own, by protocol and port (what
+    /// `vnic status` shows beside the mode).
+    pub fn port_modes(&self) -> Vec<(Protocol, u16, FilterMode)> {
+        self.port_modes
+            .iter()
+            .map(|(&(proto, port), &m)| (proto, port, m))
+            .collect()
+    }
+
+    /// Sets the hash policy's key (random by default); for tests that
+    /// want placements they can predict.
+    pub fn set_hash_key(&mut self, key: [u8; 16]) {
+        self.hash_key = key;
+    }
+
+    /// Tells least-connections how to read each processor's connections
+    /// (without it every count reads 0 and the first live listener wins).
+    pub fn set_loads(&mut self, loads: Loads) {
+        self.loads = Some(loads);
     }
 
     /// How many processors the filter knows.
@@ -325,19 +413,44 @@ impl Filter {
         self.up.get(processor).copied().unwrap_or(false)
     }
 
-    /// Chooses the processor for a new TCP connection, or for one UDP
-    /// datagram, sent to `dst`:`port`, and advances that line: the
-    /// listeners bound to `dst` if one of them is live, else the wildcard
-    /// listeners. None if nobody live listens there (TCP: answer RST; UDP:
-    /// port unreachable).
+    /// [`Filter::pick_flow`] for a sender nobody knows (0.0.0.0:0): for
+    /// callers that have no 4-tuple (tests, reports). Under `hash` every
+    /// such pick lands on the same listener.
     pub fn pick_for(&mut self, protocol: Protocol, dst: IpAddr, port: u16) -> Option<Pick> {
-        let mode = self.mode;
+        let tuple = FourTuple {
+            local: SocketAddr::new(dst, port),
+            remote: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        };
+        self.pick_flow(protocol, &tuple)
+    }
+
+    /// Chooses the processor for a new TCP connection, or for one UDP
+    /// datagram, on `tuple` (its local side is the address and port it was
+    /// sent to), by the port's policy, and advances that line: the
+    /// listeners bound to the address if one of them is live, else the
+    /// wildcard listeners. None if nobody live listens there (TCP: answer
+    /// RST; UDP: port unreachable).
+    pub fn pick_flow(&mut self, protocol: Protocol, tuple: &FourTuple) -> Option<Pick> {
+        let (dst, port) = (tuple.local.ip(), tuple.local.port());
+        let mut mode = self.port_mode(protocol, port);
+        if mode == FilterMode::LeastConnections && protocol == Protocol::Udp {
+            // A datagram opens no connection to count.
+            mode = FilterMode::RoundRobin;
+        }
+        let how = How {
+            mode,
+            hash: match mode {
+                FilterMode::Hash => tuple_hash(&self.hash_key, tuple),
+                _ => 0,
+            },
+            loads: self.loads.as_ref(),
+        };
         let bound = LineKey {
             protocol,
             port,
             address: Some(dst),
         };
-        if let Some(p) = self.lines.get_mut(&bound).and_then(|l| pick_in(mode, l)) {
+        if let Some(p) = self.lines.get_mut(&bound).and_then(|l| pick_in(&how, l)) {
             return Some(p);
         }
         let wildcard = LineKey {
@@ -345,7 +458,7 @@ impl Filter {
             port,
             address: None,
         };
-        self.lines.get_mut(&wildcard).and_then(|l| pick_in(mode, l))
+        self.lines.get_mut(&wildcard).and_then(|l| pick_in(&how, l))
     }
 
     /// The primary processors of the TCP listeners of `port`, in
@@ -382,7 +495,10 @@ impl Filter {
         let state = match l.serving {
             None => ListenerState::Down,
             Some(p) if p != l.spec.processor => ListenerState::MovedToBackup,
-            Some(_) if self.mode == FilterMode::None && first_live != Some(slot) => {
+            Some(_)
+                if self.port_mode(l.spec.protocol, l.spec.port) == FilterMode::None
+                    && first_live != Some(slot) =>
+            {
                 ListenerState::Standby
             }
             Some(_) => ListenerState::Listening,
@@ -627,18 +743,32 @@ fn overlap(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
     }
 }
 
-/// The pick within one line, per the mode; advances a round-robin line.
-fn pick_in(mode: FilterMode, line: &mut Line) -> Option<Pick> {
+/// What one pick goes by: the policy, the tuple's hash (hash policy) and
+/// the processors' counts (least-connections).
+struct How<'a> {
+    mode: FilterMode,
+    hash: u64,
+    loads: Option<&'a Loads>,
+}
+
+/// The pick within one line, per the policy; advances a round-robin line.
+fn pick_in(how: &How<'_>, line: &mut Line) -> Option<Pick> {
     let n = line.members.len();
     let at = |slot: usize| {
-        let m = line.members[slot];
+        let m = line.members.get(slot)?;
         m.serving.map(|processor| Pick {
             processor,
             slot,
             listener: m.id,
         })
     };
-    match mode {
+    let live = || {
+        line.members
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, m)| Some((slot, m.serving?)))
+    };
+    match how.mode {
         FilterMode::None => (0..n).find_map(at),
         FilterMode::RoundRobin => {
             let start = line.next % n.max(1);
@@ -646,6 +776,8 @@ fn pick_in(mode: FilterMode, line: &mut Line) -> Option<Pick> {
             line.next = (pick.slot + 1) % n;
             Some(pick)
         }
+        FilterMode::Hash => at(policy::hash_pick(live().map(|(slot, _)| slot), how.hash)?),
+        FilterMode::LeastConnections => at(policy::least_pick(live(), how.loads)?),
     }
 }
 
@@ -783,6 +915,177 @@ mod tests {
         let mut f = four(FilterMode::None);
         f.set_up(0, false);
         assert_eq!(picks(&mut f, 80, 3), vec![1, 1, 1]);
+    }
+
+    // ---- hash and least-connections ----
+
+    fn flow(port: u16) -> FourTuple {
+        FourTuple {
+            local: "10.0.0.2:80".parse().expect("local"),
+            remote: SocketAddr::new("10.0.0.1".parse().expect("ip"), port),
+        }
+    }
+
+    fn flow_picks(f: &mut Filter, ports: std::ops::Range<u16>) -> Vec<usize> {
+        ports
+            .map(|p| {
+                f.pick_flow(Protocol::Tcp, &flow(p))
+                    .map_or(usize::MAX, |p| p.processor)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hash_is_stable_per_tuple_and_spreads() {
+        let mut f = four(FilterMode::Hash);
+        f.set_hash_key([7; 16]);
+        let first = flow_picks(&mut f, 40000..44000);
+        assert_eq!(
+            flow_picks(&mut f, 40000..44000),
+            first,
+            "same tuple, same place"
+        );
+        for k in 0..4 {
+            let n = first.iter().filter(|p| **p == k).count();
+            assert!((800..1200).contains(&n), "processor {k} got {n} of 4000");
+        }
+        let mut g = four(FilterMode::Hash);
+        g.set_hash_key([8; 16]);
+        assert_ne!(
+            flow_picks(&mut g, 40000..44000),
+            first,
+            "another key, another spread"
+        );
+    }
+
+    #[test]
+    fn hash_spreads_a_down_listeners_share_over_the_others() {
+        let mut f = four(FilterMode::Hash);
+        f.set_up(1, false);
+        let picks = flow_picks(&mut f, 40000..43000);
+        assert!(!picks.contains(&1), "a down listener gets nothing");
+        for k in [0, 2, 3] {
+            let n = picks.iter().filter(|p| **p == k).count();
+            assert!((800..1200).contains(&n), "processor {k} got {n} of 3000");
+        }
+        f.set_up(1, true);
+        assert!(flow_picks(&mut f, 40000..41000).contains(&1), "back in");
+    }
+
+    fn loads(counts: &std::sync::Arc<Vec<std::sync::atomic::AtomicU64>>) -> Loads {
+        let c = counts.clone();
+        Loads::new(move |k| {
+            c.get(k)
+                .map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed))
+        })
+    }
+
+    #[test]
+    fn least_connections_picks_fewest_ties_in_line_order_skips_down() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let counts: std::sync::Arc<Vec<AtomicU64>> =
+            std::sync::Arc::new((0..4).map(|_| AtomicU64::new(0)).collect());
+        let mut f = Filter::new(FilterMode::LeastConnections, 4);
+        for p in [2, 0, 3, 1] {
+            f.register(80, p).expect("register");
+        }
+        f.set_loads(loads(&counts));
+        assert_eq!(picks(&mut f, 80, 2), vec![2, 2], "all equal: first in line");
+        let set = |v: [u64; 4]| {
+            for (c, n) in counts.iter().zip(v) {
+                c.store(n, Ordering::Relaxed);
+            }
+        };
+        set([3, 1, 2, 1]);
+        assert_eq!(
+            picks(&mut f, 80, 1),
+            vec![3],
+            "1 and 3 tie: 3 is before 1 in line"
+        );
+        set([3, 1, 2, 2]);
+        assert_eq!(picks(&mut f, 80, 1), vec![1], "the fewest");
+        f.set_up(1, false);
+        assert_eq!(
+            picks(&mut f, 80, 1),
+            vec![2],
+            "1 is down: 2 and 3 tie, 2 first"
+        );
+        set([0, 0, 0, 0]);
+        f.set_up(2, false);
+        assert_eq!(picks(&mut f, 80, 1), vec![0]);
+        for p in 0..4 {
+            f.set_up(p, false);
+        }
+        assert_eq!(pick(&mut f, 80), None);
+    }
+
+    #[test]
+    fn least_connections_follows_the_counts_as_they_grow() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let counts: std::sync::Arc<Vec<AtomicU64>> =
+            std::sync::Arc::new((0..4).map(|_| AtomicU64::new(0)).collect());
+        let mut f = four(FilterMode::LeastConnections);
+        f.set_loads(loads(&counts));
+        // As the RX thread counts each placed SYN in flight: a burst spreads.
+        let mut got = Vec::new();
+        for _ in 0..8 {
+            let p = pick(&mut f, 80).expect("pick").processor;
+            counts[p].fetch_add(1, Ordering::Relaxed);
+            got.push(p);
+        }
+        assert_eq!(got, vec![0, 1, 2, 3, 0, 1, 2, 3]);
+        counts[2].store(0, Ordering::Relaxed);
+        assert_eq!(picks(&mut f, 80, 1), vec![2], "2's connections closed");
+    }
+
+    #[test]
+    fn a_port_may_have_a_policy_of_its_own() {
+        let mut f = four(FilterMode::RoundRobin);
+        for p in 0..4 {
+            f.register(7, p).expect("register");
+        }
+        f.set_port_mode(Protocol::Tcp, 7, Some(FilterMode::None));
+        assert_eq!(f.port_mode(Protocol::Tcp, 7), FilterMode::None);
+        assert_eq!(f.port_mode(Protocol::Tcp, 80), FilterMode::RoundRobin);
+        assert_eq!(picks(&mut f, 7, 3), vec![0, 0, 0]);
+        assert_eq!(picks(&mut f, 80, 3), vec![0, 1, 2]);
+        assert_eq!(f.port_modes(), vec![(Protocol::Tcp, 7, FilterMode::None)]);
+        let states: Vec<&str> = f
+            .listing()
+            .into_iter()
+            .filter(|l| l.port == 7)
+            .map(|l| l.state.name())
+            .collect();
+        assert_eq!(states, vec!["listening", "standby", "standby", "standby"]);
+        f.set_mode(FilterMode::Hash);
+        assert_eq!(f.port_mode(Protocol::Tcp, 7), FilterMode::None, "kept");
+        f.set_port_mode(Protocol::Tcp, 7, None);
+        assert_eq!(f.port_mode(Protocol::Tcp, 7), FilterMode::Hash);
+        assert!(f.port_modes().is_empty());
+    }
+
+    #[test]
+    fn least_connections_sends_datagrams_round_robin() {
+        let mut f = Filter::new(FilterMode::LeastConnections, 3);
+        for p in 0..3 {
+            f.add_listener(spec(Protocol::Udp, 7, p, Some("u")))
+                .expect("udp");
+        }
+        assert_eq!(
+            picks_for(&mut f, Protocol::Udp, "10.0.0.2", 7, 4),
+            vec![0, 1, 2, 0]
+        );
+    }
+
+    #[test]
+    fn every_mode_but_none_shares_and_names_round_trip() {
+        for m in FilterMode::ALL {
+            assert_eq!(FilterMode::from_name(m.name()), Some(m));
+            let mut f = Filter::new(m, 2);
+            f.add_listener(tcp(80, 0, Some("k"))).expect("first");
+            assert_eq!(f.add_listener(tcp(80, 1, Some("k"))).is_ok(), m.shares());
+        }
+        assert_eq!(FilterMode::from_name("lc"), None);
     }
 
     #[test]

@@ -31,6 +31,7 @@ struct Rig {
     closed: crossbeam_channel::Sender<FlowReport>,
     counters: Arc<Counters>,
     mac: [u8; 6],
+    filter: Arc<parking_lot::Mutex<Filter>>,
 }
 
 fn rig(mode: FilterMode, processors: usize, ports: &[u16]) -> Rig {
@@ -64,15 +65,10 @@ fn rig_with(
     }
     let (ctx, crx) = unbounded();
     let senders = txs.clone();
+    let filter = Arc::new(parking_lot::Mutex::new(filter));
     let rig = Rig {
-        adapter: RxQueue::new(
-            cfg,
-            Arc::new(parking_lot::Mutex::new(filter)),
-            txs,
-            crx,
-            out,
-            counters.clone(),
-        ),
+        filter: filter.clone(),
+        adapter: RxQueue::new(cfg, filter, txs, crx, out, counters.clone()),
         sink,
         queues: rxs,
         closed: ctx,
@@ -146,6 +142,34 @@ fn sent_tcp(r: &Rig) -> (u8, u32, u32, u16, u16) {
         t.get_source(),
         t.get_destination(),
     )
+}
+
+#[test]
+fn least_connections_counts_syns_placed_but_not_taken_in() {
+    let mut r = rig(FilterMode::LeastConnections, 4, &[80]);
+    let c = r.counters.clone();
+    r.filter
+        .lock()
+        .set_loads(vnic_adapter::filter::Loads::new(move |k| {
+            c.syn_in_flight.get(k).map_or(0, Counters::get)
+        }));
+    // No processor takes anything in: each placed SYN counts where it went.
+    let mut got = Vec::new();
+    for i in 0..8 {
+        let f = syn(&r, 40000 + i, 80);
+        match r.adapter.handle_frame(Instant::now(), &f) {
+            Decision::NewConnection { processor, .. } => got.push(processor),
+            d => panic!("{d:?}"),
+        }
+    }
+    assert_eq!(got, vec![0, 1, 2, 3, 0, 1, 2, 3], "a burst spreads");
+    assert_eq!(queued_on(&r), vec![0, 0, 1, 1, 2, 2, 3, 3]);
+    let in_flight: Vec<u64> = r.counters.syn_in_flight.iter().map(Counters::get).collect();
+    assert_eq!(
+        in_flight,
+        vec![2, 2, 2, 2],
+        "each processor gives them back as it takes them in"
+    );
 }
 
 #[test]

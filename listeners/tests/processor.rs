@@ -73,6 +73,7 @@ fn rig_with(max_connections: usize, service: Arc<dyn Service>, memory_budget: us
     serve.insert(7, service);
     let p = Processor::new(ProcessorSetup {
         direct: None,
+        slow: None,
         id: 0,
         queue: q_rx,
         closed: vec![closed_tx],

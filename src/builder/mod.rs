@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::direct::{DirectQueue, HandBack};
-use vnic_adapter::filter::Protocol;
+use vnic_adapter::filter::{Loads, Protocol};
 use vnic_adapter::flowmap::FlowMap;
 use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource};
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
@@ -284,6 +284,7 @@ pub struct Builder {
     port_congestion: HashMap<u16, CongestionAlgorithm>,
     pairs: bool,
     tcp: TcpKnobs,
+    slow: HashMap<usize, Duration>,
 }
 
 /// A service made of a closure (see [`Builder::serve_with`]).
@@ -339,6 +340,7 @@ impl Builder {
             port_congestion: HashMap::new(),
             pairs: false,
             tcp: TcpKnobs::default(),
+            slow: HashMap::new(),
         }
     }
 
@@ -382,6 +384,15 @@ impl Builder {
     /// How new connections of a shared port are spread.
     pub fn filter(mut self, mode: FilterMode) -> Builder {
         self.filter = mode;
+        self
+    }
+
+    /// A bench and test aid: processor `k` sleeps `delay` after every
+    /// turn of its loop that had work (`--slow-processor K=DURATION`), so
+    /// it is slower than the others on purpose and the policies that see
+    /// load (least-connections) can be told from those that do not.
+    pub fn slow_processor(mut self, k: usize, delay: Duration) -> Builder {
+        self.slow.insert(k, delay);
         self
     }
 

@@ -274,6 +274,29 @@ impl Builder {
         }
         let pairs = Arc::new(pairs);
         let checkpoint_queues: Vec<_> = inboxes.iter().map(Inbox::checkpoints).collect();
+        let mut filter = filter;
+        {
+            // Least-connections reads a processor's connections: those it
+            // holds, and those placed on it that it has not taken in yet.
+            let (registry, counters) = (registry.clone(), counters.clone());
+            filter.set_loads(Loads::new(move |k| {
+                let held = registry
+                    .processors
+                    .get(k)
+                    .map_or(0, |p| p.active.load(Ordering::Relaxed));
+                let coming = counters.syn_in_flight.get(k).map_or(0, Counters::get);
+                held.saturating_add(coming)
+            }));
+        }
+        let port_filters: Vec<String> = filter
+            .port_modes()
+            .into_iter()
+            .filter(|(_, _, m)| *m != filter.mode())
+            .map(|(proto, port, m)| match proto {
+                Protocol::Tcp => format!("{port}:{m}"),
+                Protocol::Udp => format!("{port}/udp:{m}"),
+            })
+            .collect();
         let filter = Arc::new(Mutex::new(filter));
         // The distributor model: processor 0 is the distributor, its apps run
         // at the back-ends.
@@ -389,6 +412,7 @@ impl Builder {
                     adapter_counters: counters.clone(),
                     memory_budget: self.memory_budget / n,
                     direct,
+                    slow: self.slow.get(&id).copied(),
                     serve,
                     udp_serve,
                     tcp_config: tcp.clone(),
@@ -483,7 +507,7 @@ impl Builder {
                 move || rx.run(adapter, source, tracer)
             })?);
         }
-        let ready = self.ready_line(&name, &ips, rx_queues);
+        let ready = self.ready_line(&name, &ips, rx_queues, &port_filters);
         Ok(Running {
             ready,
             stop,
@@ -556,8 +580,27 @@ impl Builder {
 
     /// `vnic: ready tap=NAME ip=ADDR[,ADDR...] processors=N filter=MODE
     /// model=MODEL ...`, the line tests and users wait for.
-    pub(super) fn ready_line(&self, name: &str, ips: &[IpAddr], rx_queues: usize) -> String {
+    pub(super) fn ready_line(
+        &self,
+        name: &str,
+        ips: &[IpAddr],
+        rx_queues: usize,
+        port_filters: &[String],
+    ) -> String {
         let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+        // Ports with a policy of their own (a config file's per-port
+        // `filter`), after the fields tests parse.
+        let port_filters = if port_filters.is_empty() {
+            String::new()
+        } else {
+            format!(" port-filters={}", port_filters.join(","))
+        };
+        let slow = self
+            .slow
+            .iter()
+            .map(|(k, d)| format!(" slow-processor={k}={d:?}"))
+            .collect::<Vec<_>>()
+            .join("");
         let model = match self.model {
             Model::Distributor { backends, balance } => {
                 format!(" backends={backends} balance={}", balance.name())
@@ -586,7 +629,7 @@ impl Builder {
             ""
         };
         format!(
-            "vnic: ready tap={} ip={} processors={} filter={} model={}{model}{impair}{offload}{rxq}{own}",
+            "vnic: ready tap={} ip={} processors={} filter={} model={}{model}{impair}{offload}{rxq}{own}{port_filters}{slow}",
             name,
             ips.join(","),
             self.processors,

@@ -77,7 +77,7 @@ impl Filter {
             holder,
             reason,
         };
-        if self.mode == super::FilterMode::None {
+        if !self.mode.shares() {
             return Some(in_use(holder, Exclusive::FilteringOff));
         }
         if let Some(keyless) = competing.iter().find(|l| l.spec.key.is_none()) {

@@ -91,6 +91,18 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// The policy that placed it, for the trace's comment: the port's own
+    /// for a new connection or a datagram, else the filter's mode.
+    pub fn rule(&self, filter: &Filter) -> crate::FilterMode {
+        match *self {
+            Decision::NewConnection { port, .. } => filter.port_mode(Protocol::Tcp, port),
+            Decision::Datagram { port, .. } => filter.port_mode(Protocol::Udp, port),
+            _ => filter.mode(),
+        }
+    }
+}
+
 /// The receive side of the adapter.
 pub struct RxQueue {
     cfg: AdapterConfig,
@@ -532,7 +544,11 @@ impl RxQueue {
         }
         let src_port = u16::from_be_bytes([udp[0], udp[1]]);
         let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
-        let picked = self.filter.lock().pick_for(Protocol::Udp, dst, dst_port);
+        let flow = FourTuple {
+            local: SocketAddr::new(dst, dst_port),
+            remote: SocketAddr::new(src, src_port),
+        };
+        let picked = self.filter.lock().pick_flow(Protocol::Udp, &flow);
         if let Some(pick) = picked {
             let Some(q) = self.queues.get(pick.processor) else {
                 return Decision::Dropped(DropKind::QueueFull);
@@ -600,7 +616,7 @@ impl RxQueue {
             let d = self.handle_rx_frame(Instant::now(), &buf[..len], trusted);
             let filter = &self.filter;
             tracer.record_owned(Direction::In, buf, len, |_| {
-                Note::Rx(d, filter.lock().mode())
+                Note::Rx(d, d.rule(&filter.lock()))
             });
             buf.resize(MAX_FRAME_LEN, 0);
             self.out.release();

@@ -67,7 +67,7 @@ impl RxQueue {
             return Decision::RstNoConnection;
         }
         let port = seg.dst_port;
-        let picked = self.filter.lock().pick_for(Protocol::Tcp, dst, port);
+        let picked = self.filter.lock().pick_flow(Protocol::Tcp, &tuple);
         let Some(pick) = picked else {
             self.reset(src_mac, &tuple, &seg, now);
             return Decision::RstClosedPort;
@@ -100,6 +100,12 @@ impl RxQueue {
                 in_flight.fetch_sub(1, Ordering::Relaxed);
                 return self.cookie_syn(now, src_mac, tuple, seg, pick.processor);
             }
+            counted = true;
+        } else if let Some(in_flight) = in_flight {
+            // Without cookies the place is still counted until the
+            // processor takes the SYN in: least-connections reads it, so
+            // a burst of SYNs does not all go to one processor.
+            in_flight.fetch_add(1, Ordering::Relaxed);
             counted = true;
         }
         let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
@@ -193,7 +199,7 @@ impl RxQueue {
         // (never one bound to another address).
         let (candidates, slot): (Vec<usize>, usize) = {
             let mut f = self.filter.lock();
-            let pick = f.pick_for(Protocol::Tcp, tuple.local.ip(), port)?;
+            let pick = f.pick_flow(Protocol::Tcp, &tuple)?;
             let others = f.fallbacks(Protocol::Tcp, tuple.local.ip(), port, &pick);
             let order = std::iter::once(pick.processor).chain(others).collect();
             (order, pick.slot)
@@ -202,17 +208,28 @@ impl RxQueue {
         for p in candidates {
             let (processor, stamp) = self.flows.stamp_syn(tuple, p);
             self.steer(&tuple, processor);
-            if self.dispatch(
-                processor,
+            // Counted in flight until the processor takes it in, as a SYN
+            // is (least-connections reads it).
+            let counters = self.counters.clone();
+            let in_flight = counters.syn_in_flight.get(processor);
+            if let Some(c) = in_flight {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            let inbound = Inbound {
                 tuple,
-                seg.clone(),
-                src_mac,
-                stamp,
-                Some(mss),
-                now,
-            ) {
+                segment: seg.clone(),
+                peer_mac: src_mac,
+                syn_stamp: stamp,
+                cookie_mss: Some(mss),
+                counted_syn: in_flight.is_some(),
+                arrived: now,
+            };
+            if self.send_inbound(processor, inbound) {
                 placed = Some(processor);
                 break;
+            }
+            if let Some(c) = in_flight {
+                c.fetch_sub(1, Ordering::Relaxed);
             }
             self.flows.forget(&tuple);
             self.unsteer(&tuple);
@@ -295,6 +312,15 @@ impl RxQueue {
                     // rotation already). With a backup, that processor took
                     // its connections over: the flow follows it there.
                     if let Some(b) = self.pairs.backup_of(processor, inb.tuple.local.port()) {
+                        if inb.counted_syn {
+                            // Its place in flight moves with it: the backup
+                            // gives it back when it takes the SYN in.
+                            let gauge = &self.counters.syn_in_flight;
+                            if let (Some(from), Some(to)) = (gauge.get(processor), gauge.get(b)) {
+                                from.fetch_sub(1, Ordering::Relaxed);
+                                to.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         self.flows.redirect(&inb.tuple, b);
                         self.steer(&inb.tuple, b);
                         processor = b;
@@ -303,6 +329,11 @@ impl RxQueue {
                     }
                     // Without one its connections are gone, so their
                     // segments are answered with RST and their flows dropped.
+                    if inb.counted_syn {
+                        if let Some(c) = self.counters.syn_in_flight.get(processor) {
+                            c.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
                     self.flows.forget(&inb.tuple);
                     self.unsteer(&inb.tuple);
                     self.reset(inb.peer_mac, &inb.tuple, &inb.segment, inb.arrived);

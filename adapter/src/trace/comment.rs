@@ -57,7 +57,10 @@ impl From<&str> for Note {
 
 /// The comment for a frame read from the TAP, from the RX path's
 /// [`Decision`]. A new connection reads `rr-new` under round-robin
-/// filtering and `new` under `none`, so a trace shows which rule placed it.
+/// filtering, `hash-new` under hash, `lc-new` under least-connections and
+/// `new` under `none`, so a trace shows which rule placed it (`mode` is
+/// the policy of the frame's port). A datagram reads `rr-udp`, `hash-udp`
+/// or `udp` (least-connections places datagrams round-robin).
 pub fn rx_comment(d: &Decision, mode: FilterMode) -> String {
     match *d {
         Decision::Dropped(k) => format!("in drop {}", k.name()),
@@ -77,6 +80,8 @@ pub fn rx_comment(d: &Decision, mode: FilterMode) -> String {
         } => {
             let rule = match mode {
                 FilterMode::RoundRobin => "rr-new",
+                FilterMode::Hash => "hash-new",
+                FilterMode::LeastConnections => "lc-new",
                 FilterMode::None => "new",
             };
             format!("in cpu={processor} {rule} port={port} slot={slot}")
@@ -91,7 +96,8 @@ pub fn rx_comment(d: &Decision, mode: FilterMode) -> String {
             slot,
         } => {
             let rule = match mode {
-                FilterMode::RoundRobin => "rr-udp",
+                FilterMode::RoundRobin | FilterMode::LeastConnections => "rr-udp",
+                FilterMode::Hash => "hash-udp",
                 FilterMode::None => "udp",
             };
             format!("in cpu={processor} {rule} port={port} slot={slot}")

@@ -55,10 +55,18 @@ pub enum Request {
         /// Processor.
         processor: usize,
     },
-    /// Change the distribution filter: "round-robin" or "none".
+    /// Change the distribution filter: "round-robin", "hash",
+    /// "least-connections" or "none"; with a port, that port's own policy
+    /// ("default": the port follows the adapter's mode again).
     Filter {
         /// The new mode.
         mode: String,
+        /// Only this port (its line's policy), else the adapter's mode.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        /// The port's protocol, "tcp" (the default) or "udp".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
     },
     /// Turn tracing on or off; with a file, pcapng goes there.
     Trace {
@@ -263,6 +271,10 @@ pub struct Status {
     /// address and state.
     #[serde(default)]
     pub listeners: Vec<ListenerStatus>,
+    /// The ports whose policy differs from `filter` (a config file's
+    /// per-port `filter`, `vnic ctl filter MODE --port PORT`).
+    #[serde(default)]
+    pub port_filters: Vec<PortFilter>,
     /// Back-end servers (distributor model; empty otherwise).
     #[serde(default)]
     pub backends: Vec<crate::stats::BackendSnapshot>,
@@ -451,6 +463,17 @@ pub struct ProcessorStatus {
     /// Of those, the ones it reset (an app without checkpoint).
     #[serde(default)]
     pub takeover_resets: u64,
+}
+
+/// A port with a placement policy of its own, in `vnic status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortFilter {
+    /// "tcp" or "udp".
+    pub protocol: String,
+    /// The port.
+    pub port: u16,
+    /// Its policy ("hash", ...).
+    pub filter: String,
 }
 
 /// One listener's line in `vnic status`.
@@ -833,6 +856,8 @@ mod tests {
             },
             Request::Filter {
                 mode: "none".into(),
+                port: None,
+                protocol: None,
             },
             Request::Trace {
                 on: false,
@@ -878,6 +903,16 @@ mod tests {
                 r#"{"cmd":"filter","mode":"none"}"#,
                 Request::Filter {
                     mode: "none".into(),
+                    port: None,
+                    protocol: None,
+                },
+            ),
+            (
+                r#"{"cmd":"filter","mode":"hash","port":80,"protocol":"tcp"}"#,
+                Request::Filter {
+                    mode: "hash".into(),
+                    port: Some(80),
+                    protocol: Some("tcp".into()),
                 },
             ),
             (

@@ -108,6 +108,11 @@ pub struct ProcessorSetup {
     /// With `--processor-queues`: its own TAP queue, where it reads the
     /// frames of its connections itself (see [`vnic_adapter::direct`]).
     pub direct: Option<DirectQueue>,
+    /// A bench and test aid (`--slow-processor K=DURATION`): every turn
+    /// of its loop that had work sleeps this long, so it stands for a
+    /// processor that is slower than the others (busy elsewhere, a slow
+    /// app) and a policy's blindness to it can be measured.
+    pub slow: Option<Duration>,
 }
 
 /// Where a processor's apps run.
@@ -348,6 +353,8 @@ pub struct Processor {
     /// Its own TAP queue, if it has one, and the segments read from it
     /// and not yet handed to their connections.
     direct: Option<DirectQueue>,
+    /// See [`ProcessorSetup::slow`].
+    slow: Option<Duration>,
     direct_batch: Vec<Inbound>,
 }
 
@@ -475,6 +482,7 @@ impl Processor {
             socket_queries: s.queue.socket_queries.1,
             listings: sockets::Listings::default(),
             direct: s.direct,
+            slow: s.slow,
             direct_batch: Vec::with_capacity(BATCH),
         }
     }
@@ -592,6 +600,9 @@ impl Processor {
                 busy = true;
             }
             if busy {
+                if let Some(d) = self.slow {
+                    std::thread::sleep(d);
+                }
                 continue;
             }
             // Nothing queued: sleep, unless something came in meanwhile.

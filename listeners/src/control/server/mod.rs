@@ -13,8 +13,8 @@ pub use migrate::parse_connection;
 
 use super::access::{self, Access};
 use super::protocol::{
-    AdapterStatus, ListenerStatus, PairStatus, ProcessorStatus, Request, Response, Status,
-    TcpStatus, TraceStatus,
+    AdapterStatus, ListenerStatus, PairStatus, PortFilter, ProcessorStatus, Request, Response,
+    Status, TcpStatus, TraceStatus,
 };
 use crate::distributor::{BackendCtl, BackendCtlRequest};
 use crate::stats::Registry;
@@ -275,14 +275,11 @@ impl Runtime {
                     Err(_) => Response::error("the distributor did not answer"),
                 }
             }
-            Request::Filter { mode } => match FilterMode::from_name(&mode) {
-                Some(m) => {
-                    self.filter.lock().set_mode(m);
-                    *self.registry.filter.write() = m.name().to_string();
-                    Response::ok()
-                }
-                None => Response::error(format!("filter {mode:?}: use round-robin or none")),
-            },
+            Request::Filter {
+                mode,
+                port,
+                protocol,
+            } => self.set_filter(&mode, port, protocol.as_deref()),
             Request::Trace {
                 on,
                 file,

@@ -1,9 +1,44 @@
 //! The requests of [`Runtime::handle`] that take more than a line: a live capture,
-//! the trace's settings, a listener added at run time.
+//! the trace's settings, a listener added at run time, the filter's policy.
 
 use super::*;
 
 impl Runtime {
+    /// `filter`: the adapter's mode, or with a port that port's own
+    /// policy ("default" gives the port back to the adapter's mode).
+    pub(super) fn set_filter(
+        &self,
+        mode: &str,
+        port: Option<u16>,
+        protocol: Option<&str>,
+    ) -> Response {
+        let parsed = FilterMode::from_name(mode);
+        let Some(port) = port else {
+            let Some(m) = parsed else {
+                return Response::error(format!("filter {mode:?}: use {}", FilterMode::NAMES));
+            };
+            self.filter.lock().set_mode(m);
+            *self.registry.filter.write() = m.name().to_string();
+            return Response::ok();
+        };
+        if parsed.is_none() && mode != "default" {
+            return Response::error(format!(
+                "filter {mode:?}: use {}, or default (the port follows the adapter's mode)",
+                FilterMode::NAMES
+            ));
+        }
+        let protocol = match protocol.map_or(Some(Protocol::Tcp), Protocol::from_name) {
+            Some(p) => p,
+            None => return Response::error("protocol: use tcp or udp"),
+        };
+        let mut f = self.filter.lock();
+        if !f.ports(protocol).contains(&port) {
+            return Response::error(format!("port {port}/{protocol} has no listener"));
+        }
+        f.set_port_mode(protocol, port, parsed);
+        Response::ok()
+    }
+
     /// `capture`: checks the processor, then starts the capture (its
     /// filter is checked by libpcap in the tracer).
     pub(super) fn capture(

@@ -126,6 +126,16 @@ impl Runtime {
                     state: l.state.name().to_string(),
                 })
                 .collect(),
+            port_filters: filter
+                .port_modes()
+                .into_iter()
+                .filter(|(_, _, m)| *m != filter.mode())
+                .map(|(protocol, port, m)| PortFilter {
+                    protocol: protocol.name().to_string(),
+                    port,
+                    filter: m.name().to_string(),
+                })
+                .collect(),
             backends: self.registry.backend_snapshot(),
             services: self.registry.service_status(),
             adapter,
