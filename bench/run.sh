@@ -436,6 +436,20 @@ for p in 1 2 4; do
   mrow "bulk echo, 1 conn, $p" Gbit/s "$m_eb" "$d_eb"
 done
 
+echo "several distributors ..." >&2
+DROWS=()
+drow() { DROWS+=("$(fmt_row "$@")"); echo "${DROWS[-1]}" >&2; }
+start_vnic 4; sleep 0.3
+mono_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
+mono_rt=$(run "$NSV" httprtt $V:80 $RTTS | field p50_us)
+for f in 1 2 4; do
+  start_vnic $f --model distributor --backends 4; sleep 0.3
+  f_cr=$(run "$NSV" connrate $V:80 $CONNS 32 | field rps)
+  f_rt=$(run "$NSV" httprtt $V:80 $RTTS | field p50_us)
+  drow "HTTP GET new conn, 32 conc: $f front-end(s), 4 back-ends" req/s "$f_cr" "$mono_cr"
+  drow "  keep-alive GET p50 (lower better)" us "$f_rt" "$mono_rt"
+done
+
 echo "hybrid model ..." >&2
 HROWS=()
 hrow() { HROWS+=("$(fmt_row "$@")"); echo "${HROWS[-1]}" >&2; }
@@ -582,6 +596,8 @@ TABLE=$(printf '%s\n' "| measure | vnic | smoltcp (TAP) | kernel (veth) | vnic/s
   "| measure | monolithic | distributor | mono/dist | unit |" "|---|---:|---:|---:|---|" "${MROWS[@]}" \
   "" "Hybrid model (--model hybrid, processor 0 hands each connection to 1-3, least-busy):" "" \
   "| measure | hybrid | other model | hybrid/other | unit |" "|---|---:|---:|---:|---|" "${HROWS[@]}" \
+  "" "Several distributors (--model distributor --processors F --backends 4, the port shared under round-robin filtering) beside the monolithic model on 4 processors:" "" \
+  "| measure | distributor | monolithic | dist/mono | unit |" "|---|---:|---:|---:|---|" "${DROWS[@]}" \
   "" "Process pairs (4 processors, --pairs against without; target: at least 0.80):" "" \
   "| measure | with --pairs | without | pairs/without | unit |" "|---|---:|---:|---:|---|" "${PAROWS[@]}" \
   "" "$STALL_LINE" \
