@@ -318,14 +318,16 @@ pub struct UpArgs {
           value_parser = ["auto", "on", "off"])]
     pub processor_queues: String,
     /// Listener model: monolithic (one listener per processor, round-robin
-    /// filtering), distributor (front-ends, --processors of them, forwarding
+    /// filtering), standard (processor 0 alone listens and starts each
+    /// connection's server in the processors in turn, LISTNER-style),
+    /// distributor (front-ends, --processors of them, forwarding
     /// requests to one pool of back-ends), hybrid (processor 0 accepts each connection and hands
     /// it to one of the other processors by --balance, which then serves
     /// it directly: NonStop's "servers inherit the connections") or
     /// broker (each processor serves on a port of its own; the served
     /// ports tell each client where to connect, by --balance).
     #[arg(long, default_value = "monolithic",
-          value_parser = ["monolithic", "distributor", "hybrid", "broker"])]
+          value_parser = ["monolithic", "standard", "distributor", "hybrid", "broker"])]
     pub model: String,
     /// Broker model: the first of the processors' own ports (default
     /// 8000): the i-th served port's processor K serves it on
@@ -770,6 +772,12 @@ impl Plan {
                         .unwrap_or(Balance::RoundRobin),
                 }
             }
+            "standard" => {
+                if a.backends.is_some() || a.balance.is_some() {
+                    return Err("--backends and --balance do not apply to --model standard: its listener starts each server in the processors in turn".into());
+                }
+                Model::Standard
+            }
             "hybrid" => {
                 if a.backends.is_some() {
                     return Err("--backends belongs to --model distributor: the hybrid model's servers are processors (--processors)".into());
@@ -795,7 +803,7 @@ impl Plan {
             }
         };
         let processors = match model {
-            Model::Monolithic | Model::Hybrid { .. } | Model::Broker { .. } => {
+            Model::Monolithic | Model::Standard | Model::Hybrid { .. } | Model::Broker { .. } => {
                 usize::from(a.processors.unwrap_or(4))
             }
             // One front-end unless asked: several share the port under the

@@ -154,3 +154,32 @@ fn the_hybrid_model_is_refused_where_it_cannot_run() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+/// NonStop's standard model (manual §3-2): processor 0 alone listens and
+/// starts each connection's server in the processors in turn, itself
+/// included.
+#[test]
+fn the_standard_model_starts_each_server_in_the_processors_in_turn() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let vnic = ns.vnic(&["--model", "standard", "--processors", "3", "--quiet"]);
+    assert!(vnic.ready.contains("model=standard"), "{}", vnic.ready);
+    let on = ns.run(|| {
+        let mut conns: Vec<TcpStream> = (0..6).map(|_| connect("10.0.0.2:80")).collect();
+        conns.iter_mut().map(get).collect::<Vec<_>>()
+    });
+    assert_eq!(on, vec![0, 1, 2, 0, 1, 2]);
+    let st = ns.status_json();
+    assert_eq!(
+        counter(&st, 0, "accepted"),
+        6,
+        "the one listener accepted all: {st}"
+    );
+    assert_eq!(counter(&st, 0, "moved_out"), 4, "and handed four on: {st}");
+    let listeners = st["listeners"].as_array().map_or(0, Vec::len);
+    assert_eq!(listeners, 4, "one listener per port (7, 9, 19, 80): {st}");
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+}

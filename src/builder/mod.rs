@@ -78,6 +78,11 @@ pub enum Model {
         /// How the distributor picks the processor.
         balance: Balance,
     },
+    /// NonStop's standard model (manual §3-2, LISTNER): processor 0 is the
+    /// only listener; it accepts each connection and starts its server (a
+    /// fresh app instance) in the processors in turn, itself included,
+    /// which then serves it alone (a live hand-off, as the hybrid model's).
+    Standard,
     /// NonStop's broker model: every processor serves each app on a port
     /// of its own (the i-th served port's processor K on `base + i*N + K`);
     /// the served ports are brokers that answer each client with where to
@@ -98,6 +103,7 @@ impl Model {
             Model::Monolithic => "monolithic",
             Model::Distributor { .. } => "distributor",
             Model::Hybrid { .. } => "hybrid",
+            Model::Standard => "standard",
             Model::Broker { .. } => "broker",
         }
     }

@@ -26,6 +26,11 @@ impl Builder {
                 "a layout and served ports both say what to serve: use one".into(),
             ));
         }
+        if matches!(self.model, Model::Standard) && self.layout.is_some() {
+            return Err(Error::Config(
+                "the standard model has one listener: a layout of listeners does not apply".into(),
+            ));
+        }
         if matches!(self.model, Model::Hybrid { .. }) {
             if self.processors < 2 {
                 return Err(Error::Config(
@@ -168,7 +173,7 @@ impl Builder {
         };
         let backends = match self.model {
             Model::Distributor { backends, .. } => backends,
-            Model::Monolithic | Model::Hybrid { .. } | Model::Broker { .. } => 0,
+            Model::Monolithic | Model::Hybrid { .. } | Model::Standard | Model::Broker { .. } => 0,
         };
         let registry = Arc::new(
             Registry::new(self.model.name(), self.filter.name(), n).with_backends(backends),
@@ -190,7 +195,7 @@ impl Builder {
                 // The hybrid model's distributor (processor 0) is the only
                 // listener: the others inherit its connections.
                 let listeners = match self.model {
-                    Model::Hybrid { .. } => 1,
+                    Model::Hybrid { .. } | Model::Standard => 1,
                     _ => n,
                 };
                 for (port, _) in &self.serve {
@@ -305,7 +310,7 @@ impl Builder {
         // distributor) sharing one dispatcher and its back-ends; each
         // hears its own replies.
         let mut distributors: Vec<Option<DistributorLink>> = match self.model {
-            Model::Monolithic | Model::Hybrid { .. } | Model::Broker { .. } => {
+            Model::Monolithic | Model::Hybrid { .. } | Model::Standard | Model::Broker { .. } => {
                 (0..n).map(|_| None).collect()
             }
             Model::Distributor { backends, balance } => {
@@ -404,6 +409,7 @@ impl Builder {
                     checkpoint_queues: checkpoint_queues.clone(),
                     hand_off: match self.model {
                         Model::Hybrid { balance } if id == 0 => Some(HandOff::new(balance, n)),
+                        Model::Standard if id == 0 => Some(HandOff::standard(n)),
                         _ => None,
                     },
                     out: traced(Origin::Processor(id)),
@@ -609,7 +615,7 @@ impl Builder {
             Model::Broker { base, balance } => {
                 format!(" broker-ports={base} balance={}", balance.name())
             }
-            Model::Monolithic => String::new(),
+            Model::Monolithic | Model::Standard => String::new(),
         };
         let impair = self
             .impair

@@ -12,9 +12,13 @@
 use super::*;
 use crate::distributor::Balance;
 
-/// The distributor's side of the hybrid model.
+/// The distributor's side of the hybrid model (and the listener's side
+/// of the standard model).
 pub struct HandOff {
     balance: Balance,
+    /// The standard model: the listener may pick itself (it then serves
+    /// the connection as any processor would).
+    include_self: bool,
     /// Hand-offs to each processor (to count those not taken in yet).
     handed: Vec<u64>,
     /// The round-robin position.
@@ -26,8 +30,20 @@ impl HandOff {
     pub fn new(balance: Balance, processors: usize) -> HandOff {
         HandOff {
             balance,
+            include_self: false,
             handed: vec![0; processors],
             next: 0,
+        }
+    }
+
+    /// NonStop's standard model (manual §3-2): one listener (LISTNER)
+    /// accepts every connection and starts a server for it — a fresh app
+    /// instance — in the processors in turn, itself included; from then on
+    /// the server does its own socket work in its processor.
+    pub fn standard(processors: usize) -> HandOff {
+        HandOff {
+            include_self: true,
+            ..HandOff::new(Balance::RoundRobin, processors)
         }
     }
 }
@@ -47,7 +63,7 @@ impl Processor {
         let stats = &self.registry.processors;
         let h = self.hand_off.as_mut()?;
         let live: Vec<usize> = (0..h.handed.len())
-            .filter(|&k| k != self.id)
+            .filter(|&k| k != self.id || h.include_self)
             .filter(|&k| {
                 stats
                     .get(k)
@@ -79,6 +95,16 @@ impl Processor {
     pub(super) fn hand_off(&mut self, tuple: FourTuple, now: Instant) {
         for _ in 0..2 {
             let Some(k) = self.pick_server() else { break };
+            if k == self.id {
+                // The standard model's listener picked itself.
+                if let Some(c) = self.conns.get_mut(&tuple) {
+                    c.hold_app = false;
+                }
+                if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                    self.quarantine(tuple, None);
+                }
+                return;
+            }
             if self.move_out(tuple, k, now) == MoveResult::Moved {
                 if let Some(h) = self.hand_off.as_mut() {
                     h.handed[k] += 1;
