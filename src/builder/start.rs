@@ -284,12 +284,20 @@ impl Builder {
             // Least-connections reads a processor's connections: those it
             // holds, and those placed on it that it has not taken in yet.
             let (registry, counters) = (registry.clone(), counters.clone());
+            // The processor counts a connection held before it gives its
+            // SYN's place back (the give-back a Release store), so reading
+            // the places first (Acquire) and the held ones after can count
+            // a connection twice for a moment, never miss it: a burst then
+            // never sees a processor emptier than it is.
             filter.set_loads(Loads::new(move |k| {
+                let coming = counters
+                    .syn_in_flight
+                    .get(k)
+                    .map_or(0, |c| c.load(Ordering::Acquire));
                 let held = registry
                     .processors
                     .get(k)
                     .map_or(0, |p| p.active.load(Ordering::Relaxed));
-                let coming = counters.syn_in_flight.get(k).map_or(0, Counters::get);
                 held.saturating_add(coming)
             }));
         }

@@ -38,8 +38,10 @@ impl Processor {
         }
         if inb.counted_syn {
             // Handled: it is half-open now (counted there) or gone.
+            // Release: least-connections, reading this place first, then
+            // sees the connection it became (see the builder's `Loads`).
             if let Some(c) = self.adapter_counters.syn_in_flight.get(self.id) {
-                c.fetch_sub(1, Ordering::Relaxed);
+                c.fetch_sub(1, Ordering::Release);
             }
         }
         // The stack has the bytes now: the buffer goes back to the RX thread.
