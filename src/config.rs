@@ -82,7 +82,7 @@ mod shared;
 mod tcp;
 use raw::{PortItem, RawFile, RawListener};
 use shared::RawShared;
-pub use tcp::TcpKnobs;
+pub use tcp::{size_parts, TcpKnobs};
 
 /// Processors when neither the file nor `--processors` says (the CLI's default).
 pub const DEFAULT_PROCESSORS: usize = 4;

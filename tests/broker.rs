@@ -126,12 +126,6 @@ fn the_broker_model_is_refused_where_it_cannot_run() {
             "--broker-ports belongs to --model broker",
         ),
     ] {
-        let mut all = vec!["up", "--tap", &ns.tap, "--ip", "10.0.0.2/24"];
-        all.extend_from_slice(args);
-        let out = ns.vnic_raw(&all);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?}");
-        assert!(err.contains(says), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        ns.refuses(args, says);
     }
 }

@@ -145,13 +145,7 @@ fn the_hybrid_model_is_refused_where_it_cannot_run() {
             "--backends belongs to --model distributor",
         ),
     ] {
-        let mut all = vec!["up", "--tap", &ns.tap, "--ip", "10.0.0.2/24"];
-        all.extend_from_slice(args);
-        let out = ns.vnic_raw(&all);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?}");
-        assert!(err.contains(says), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        ns.refuses(args, says);
     }
 }
 

@@ -73,18 +73,7 @@ pub use vnic_adapter::duration::parse_duration;
 /// 1 MiB, at most 1 TiB.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let bad = || format!("{s:?} is not a size from 1M to 1T (e.g. 512M, 2G)");
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, shift) = match t.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&t[..i], 10),
-        Some((i, 'M' | 'm')) => (&t[..i], 20),
-        Some((i, 'G' | 'g')) => (&t[..i], 30),
-        Some((i, 'T' | 't')) => (&t[..i], 40),
-        _ => (t, 0),
-    };
+    let (num, shift) = vnic::config::size_parts(s);
     let v: f64 = num.trim().parse().map_err(|_| bad())?;
     let bytes = v * f64::from(1u32 << shift.min(30)) * f64::from(1u32 << (shift - shift.min(30)));
     if !bytes.is_finite() || !(f64::from(1u32 << 20)..=2f64.powi(40)).contains(&bytes) {

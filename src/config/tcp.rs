@@ -117,24 +117,32 @@ impl<'de> Deserialize<'de> for Word {
     }
 }
 
-/// `256K`, `1M`, `64KiB`, `1G` or a bare number of bytes.
-fn parse_space(s: &str) -> Result<usize, String> {
+/// A size as written (`64K`, `1MiB`, `2G`, `1T`, `4096`): its number
+/// and the binary shift of its unit (K 10, M 20, G 30, T 40, none 0), for
+/// `--memory-budget` and a config file's `send_space`.
+pub fn size_parts(s: &str) -> (&str, u32) {
     let t = s.trim();
     let t = t
         .strip_suffix("iB")
         .or_else(|| t.strip_suffix('B'))
         .unwrap_or(t);
-    let (num, shift) = match t.char_indices().last() {
+    match t.char_indices().last() {
         Some((i, 'K' | 'k')) => (&t[..i], 10),
         Some((i, 'M' | 'm')) => (&t[..i], 20),
         Some((i, 'G' | 'g')) => (&t[..i], 30),
+        Some((i, 'T' | 't')) => (&t[..i], 40),
         _ => (t, 0),
-    };
+    }
+}
+
+/// `256K`, `1M`, `64KiB`, `1G` or a bare number of bytes.
+fn parse_space(s: &str) -> Result<usize, String> {
+    let (num, shift) = size_parts(s);
     let v: u64 = num
         .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a size (e.g. 64K, 256K, 1M)"))?;
-    v.checked_mul(1 << shift)
+    v.checked_mul(1u64.checked_shl(shift).unwrap_or(u64::MAX))
         .and_then(|b| usize::try_from(b).ok())
         .ok_or_else(|| format!("{s:?} is too large"))
 }

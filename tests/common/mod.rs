@@ -176,6 +176,18 @@ impl Netns {
             .expect("run vnic")
     }
 
+    /// Asserts that `vnic up --tap T --ip 10.0.0.2/24 ARGS` refuses to
+    /// start, with one line on stderr that says `says`.
+    pub fn refuses(&self, args: &[&str], says: &str) {
+        let mut all = vec!["up", "--tap", &self.tap, "--ip", "10.0.0.2/24"];
+        all.extend_from_slice(args);
+        let out = self.vnic_raw(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+
     /// Like [`Netns::vnic`], but IPv4 only, with IPv6 switched off in the
     /// namespace, so the host sends nothing unasked (no router
     /// solicitations, no MLD): a link where every frame is the test's.
