@@ -7,10 +7,12 @@
 mod common;
 
 use common::workload::{self, assert_intact};
-use common::{body_value, can_run, connect, echo_through, http_get, random_bytes, Netns};
+use common::{body_value, can_run, connect, http_get, random_bytes, Netns};
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn processor_of(s: &mut TcpStream) -> String {
@@ -99,7 +101,15 @@ fn echo_moved_20_times(processor_queues: &str) {
     let data = random_bytes(256 << 20, 19);
     let want = Sha256::digest(&data).to_vec();
     let len = data.len();
-    let run = std::thread::spawn(move || echo_through(s, data));
+    // The client paces its writes by the moves made so far (the k-th
+    // twentieth of the data goes once k moves are done), so all 20 happen
+    // while the echo runs however slow the control socket is on a loaded
+    // machine; the bytes still flow between moves.
+    let done = Arc::new(AtomicUsize::new(0));
+    let run = std::thread::spawn({
+        let done = done.clone();
+        move || echo_paced(s, data, &done)
+    });
     let name = format!("10.0.0.1:{port}-10.0.0.2:7");
     let mut moves = 0;
     let t0 = Instant::now();
@@ -108,7 +118,7 @@ fn echo_moved_20_times(processor_queues: &str) {
     let mut control = std::os::unix::net::UnixStream::connect(ns.control_path()).expect("control");
     let mut answers = std::io::BufReader::new(control.try_clone().expect("clone"));
     while moves < 20 && !run.is_finished() {
-        std::thread::sleep(Duration::from_millis(3));
+        std::thread::sleep(Duration::from_millis(2));
         let to = (moves + 1) % 2;
         writeln!(
             control,
@@ -120,6 +130,7 @@ fn echo_moved_20_times(processor_queues: &str) {
         let v: serde_json::Value = serde_json::from_str(&line).expect("JSON answer");
         if v["ok"] == true {
             moves += 1;
+            done.store(moves, Ordering::Relaxed);
         } else {
             let e = v["error"].as_str().unwrap_or_default();
             assert!(
@@ -140,9 +151,42 @@ fn echo_moved_20_times(processor_queues: &str) {
     let out: u64 = (0..2)
         .map(|k| st["processors"][k]["moved_out"].as_u64().unwrap_or(0))
         .sum();
-    assert_eq!(out, moves, "{st}");
+    assert_eq!(out, moves as u64, "{st}");
     let (code, err) = vnic.stop();
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// [`common::echo_through`], its writes paced: the part of the data
+/// after the k-th twentieth waits until `done` says k moves are made.
+fn echo_paced(stream: TcpStream, data: Vec<u8>, done: &Arc<AtomicUsize>) -> (usize, Vec<u8>) {
+    let mut w = stream.try_clone().expect("clone");
+    let done = done.clone();
+    let writer = std::thread::spawn(move || {
+        let chunks: Vec<&[u8]> = data.chunks(64 * 1024).collect();
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while done.load(Ordering::Relaxed) * n < i * 20 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            w.write_all(chunk).expect("write echo");
+        }
+        w.shutdown(std::net::Shutdown::Write).expect("half-close");
+    });
+    let mut r = stream;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0usize;
+    loop {
+        let k = r.read(&mut buf).expect("read echo");
+        if k == 0 {
+            break;
+        }
+        total += k;
+        h.update(&buf[..k]);
+    }
+    writer.join().expect("echo writer");
+    (total, h.finalize().to_vec())
 }
 
 #[test]

@@ -122,6 +122,15 @@ pub struct Counters {
     /// with [`Counters::half_open`] the RX threads bound the half-open
     /// queue exactly, however many of them place SYNs at once.
     pub syn_in_flight: Vec<AtomicU64>,
+    /// Connections placed on processor K and not yet gone: raised by the
+    /// RX thread as it places a SYN (or a cookie's ACK), lowered by the
+    /// processor when that SYN opens nothing or the connection it opened
+    /// is forgotten, moved with a connection that moves. One counter, so
+    /// least-connections reads a processor's load in one load, never
+    /// half-way through a SYN being taken in (reading its connections and
+    /// its SYNs in flight apart counted such a SYN twice or not at all,
+    /// and a burst landed two apart).
+    pub placed: Vec<AtomicU64>,
     /// RX queue Q's own counts (index Q), each on a cache line of its
     /// own: every RX thread writes only its own, per frame, and readers
     /// sum them ([`Counters::frames_in`], [`Counters::flows`]).
@@ -183,6 +192,7 @@ impl Counters {
             queue_bytes_full: zeros(processors),
             half_open: zeros(processors),
             syn_in_flight: zeros(processors),
+            placed: zeros(processors),
             rx_queues: (0..rx_queues).map(|_| QueueCounters::default()).collect(),
             // Always at least one slot: a writer's unknown slot counts there.
             senders: (0..processors + rx_queues)

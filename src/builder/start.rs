@@ -281,24 +281,12 @@ impl Builder {
         let checkpoint_queues: Vec<_> = inboxes.iter().map(Inbox::checkpoints).collect();
         let mut filter = filter;
         {
-            // Least-connections reads a processor's connections: those it
-            // holds, and those placed on it that it has not taken in yet.
-            let (registry, counters) = (registry.clone(), counters.clone());
-            // The processor counts a connection held before it gives its
-            // SYN's place back (the give-back a Release store), so reading
-            // the places first (Acquire) and the held ones after can count
-            // a connection twice for a moment, never miss it: a burst then
-            // never sees a processor emptier than it is.
+            // Least-connections reads the connections placed on a
+            // processor and not gone: one counter, read in one load (see
+            // `Counters::placed`).
+            let counters = counters.clone();
             filter.set_loads(Loads::new(move |k| {
-                let coming = counters
-                    .syn_in_flight
-                    .get(k)
-                    .map_or(0, |c| c.load(Ordering::Acquire));
-                let held = registry
-                    .processors
-                    .get(k)
-                    .map_or(0, |p| p.active.load(Ordering::Relaxed));
-                held.saturating_add(coming)
+                counters.placed.get(k).map_or(0, Counters::get)
             }));
         }
         let port_filters: Vec<String> = filter

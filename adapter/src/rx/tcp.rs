@@ -103,10 +103,14 @@ impl RxQueue {
             counted = true;
         } else if let Some(in_flight) = in_flight {
             // Without cookies the place is still counted until the
-            // processor takes the SYN in: least-connections reads it, so
-            // a burst of SYNs does not all go to one processor.
+            // processor takes the SYN in.
             in_flight.fetch_add(1, Ordering::Relaxed);
             counted = true;
+        }
+        if counted {
+            // Least-connections reads it, so a burst of SYNs does not all
+            // go to one processor.
+            self.count_placed(pick.processor, true);
         }
         let (processor, stamp) = self.flows.stamp_syn(tuple, pick.processor);
         self.steer(&tuple, processor);
@@ -127,6 +131,7 @@ impl RxQueue {
             self.unsteer(&tuple);
             if let (true, Some(c)) = (counted, self.counters.syn_in_flight.get(pick.processor)) {
                 c.fetch_sub(1, Ordering::Relaxed);
+                self.count_placed(pick.processor, false);
             }
         }
         self.report_flows();
@@ -214,6 +219,7 @@ impl RxQueue {
             let in_flight = counters.syn_in_flight.get(processor);
             if let Some(c) = in_flight {
                 c.fetch_add(1, Ordering::Relaxed);
+                self.count_placed(processor, true);
             }
             let inbound = Inbound {
                 tuple,
@@ -230,6 +236,7 @@ impl RxQueue {
             }
             if let Some(c) = in_flight {
                 c.fetch_sub(1, Ordering::Relaxed);
+                self.count_placed(processor, false);
             }
             self.flows.forget(&tuple);
             self.unsteer(&tuple);
@@ -319,6 +326,8 @@ impl RxQueue {
                             if let (Some(from), Some(to)) = (gauge.get(processor), gauge.get(b)) {
                                 from.fetch_sub(1, Ordering::Relaxed);
                                 to.fetch_add(1, Ordering::Relaxed);
+                                self.count_placed(processor, false);
+                                self.count_placed(b, true);
                             }
                         }
                         self.flows.redirect(&inb.tuple, b);
@@ -332,6 +341,7 @@ impl RxQueue {
                     if inb.counted_syn {
                         if let Some(c) = self.counters.syn_in_flight.get(processor) {
                             c.fetch_sub(1, Ordering::Relaxed);
+                            self.count_placed(processor, false);
                         }
                     }
                     self.flows.forget(&inb.tuple);
@@ -343,6 +353,18 @@ impl RxQueue {
             }
         }
         false
+    }
+
+    /// One connection more (or less) placed on `processor`
+    /// ([`Counters::placed`]).
+    pub(super) fn count_placed(&self, processor: usize, more: bool) {
+        if let Some(c) = self.counters.placed.get(processor) {
+            if more {
+                c.fetch_add(1, Ordering::Relaxed);
+            } else {
+                c.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     pub(super) fn reset(

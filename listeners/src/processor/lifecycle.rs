@@ -61,6 +61,9 @@ impl Processor {
     pub(super) fn forget(&mut self, tuple: FourTuple, report: bool) -> Option<Conn> {
         let mut c = self.conns.remove(&tuple)?;
         self.pair.forget(tuple, &c.pair);
+        if c.placed {
+            self.count_placed(false);
+        }
         let stats = &self.registry.processors[self.id];
         Self::leave_half_open(self.adapter_counters.half_open.get(self.id), &mut c);
         self.memory.release(c.mem, stats);

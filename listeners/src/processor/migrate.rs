@@ -285,6 +285,9 @@ impl Processor {
         };
         let mut c = Conn::new(tcp, app, peer_mac, syn_stamp, id);
         c.half_open = c.tcp.state() == State::SynReceived;
+        // It counts here now (its old processor gave its place back).
+        c.placed = true;
+        self.count_placed(true);
         self.hold(tuple, c);
         true
     }
@@ -302,6 +305,7 @@ impl Processor {
             if let Some(c) = self.adapter_counters.syn_in_flight.get(self.id) {
                 c.fetch_sub(1, Ordering::Relaxed);
             }
+            self.count_placed(false);
         }
         let bytes = inb.segment.payload.len() as u64;
         let msg = ToProcessor::Segment(inb);

@@ -231,6 +231,9 @@ struct Conn {
     /// The hybrid model's distributor holds its app for the processor it
     /// hands it off to: not polled here.
     hold_app: bool,
+    /// Counted in the adapter's `placed` gauge for this processor (what
+    /// least-connections reads).
+    placed: bool,
 }
 
 impl Conn {
@@ -251,6 +254,7 @@ impl Conn {
             backlogged: false,
             pair: pairs::PairState::default(),
             hold_app: false,
+            placed: false,
         }
     }
 }

@@ -38,10 +38,14 @@ impl Processor {
         }
         if inb.counted_syn {
             // Handled: it is half-open now (counted there) or gone.
-            // Release: least-connections, reading this place first, then
-            // sees the connection it became (see the builder's `Loads`).
             if let Some(c) = self.adapter_counters.syn_in_flight.get(self.id) {
-                c.fetch_sub(1, Ordering::Release);
+                c.fetch_sub(1, Ordering::Relaxed);
+            }
+            // Its place (see `Counters::placed`) is now the connection's,
+            // or given back when it opened none.
+            match self.conns.get_mut(&tuple) {
+                Some(c) if !c.placed => c.placed = true,
+                _ => self.count_placed(false),
             }
         }
         // The stack has the bytes now: the buffer goes back to the RX thread.
@@ -262,6 +266,17 @@ impl Processor {
         let tcp = Connection::accept(now, self.tcp_config(tuple.local.port()), tuple, syn, iss);
         self.accept_with(tuple, tcp, peer_mac, syn_stamp, true);
         self.service(tuple, now);
+    }
+
+    /// One connection more (or less) placed here (`Counters::placed`).
+    pub(super) fn count_placed(&self, more: bool) {
+        if let Some(c) = self.adapter_counters.placed.get(self.id) {
+            if more {
+                c.fetch_add(1, Ordering::Relaxed);
+            } else {
+                c.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// What an app of connection `id` on this processor may know.
