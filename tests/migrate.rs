@@ -9,7 +9,7 @@ mod common;
 use common::workload::{self, assert_intact};
 use common::{body_value, can_run, connect, http_get, random_bytes, Netns};
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -156,37 +156,16 @@ fn echo_moved_20_times(processor_queues: &str) {
     assert_eq!(code, Some(0), "{err}");
 }
 
-/// [`common::echo_through`], its writes paced: the part of the data
-/// after the k-th twentieth waits until `done` says k moves are made.
+/// An echo whose part after the k-th twentieth waits until `done` says
+/// k moves are made.
 fn echo_paced(stream: TcpStream, data: Vec<u8>, done: &Arc<AtomicUsize>) -> (usize, Vec<u8>) {
-    let mut w = stream.try_clone().expect("clone");
     let done = done.clone();
-    let writer = std::thread::spawn(move || {
-        let chunks: Vec<&[u8]> = data.chunks(64 * 1024).collect();
-        let n = chunks.len();
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while done.load(Ordering::Relaxed) * n < i * 20 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            w.write_all(chunk).expect("write echo");
+    common::echo_paced(stream, data, move |i, n| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while done.load(Ordering::Relaxed) * n < i * 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        w.shutdown(std::net::Shutdown::Write).expect("half-close");
-    });
-    let mut r = stream;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0usize;
-    loop {
-        let k = r.read(&mut buf).expect("read echo");
-        if k == 0 {
-            break;
-        }
-        total += k;
-        h.update(&buf[..k]);
-    }
-    writer.join().expect("echo writer");
-    (total, h.finalize().to_vec())
+    })
 }
 
 #[test]

@@ -576,11 +576,24 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
 /// own, then half-closing) and reads until the server's FIN; returns the
 /// bytes that came back and their SHA-256.
 pub fn echo_through(stream: std::net::TcpStream, data: Vec<u8>) -> (usize, Vec<u8>) {
+    echo_paced(stream, data, |_, _| {})
+}
+
+/// [`echo_through`], the writer calling `pace(i, n)` before it writes the
+/// i-th of its n chunks (a test that must act while the echo runs holds
+/// the writer back there).
+pub fn echo_paced(
+    stream: std::net::TcpStream,
+    data: Vec<u8>,
+    mut pace: impl FnMut(usize, usize) + Send + 'static,
+) -> (usize, Vec<u8>) {
     use sha2::{Digest, Sha256};
     use std::io::Write;
     let mut w = stream.try_clone().expect("clone");
     let writer = std::thread::spawn(move || {
-        for chunk in data.chunks(64 * 1024) {
+        let n = data.len().div_ceil(64 * 1024);
+        for (i, chunk) in data.chunks(64 * 1024).enumerate() {
+            pace(i, n);
             w.write_all(chunk).expect("write echo");
         }
         w.shutdown(std::net::Shutdown::Write).expect("half-close");

@@ -292,6 +292,11 @@ impl PairLink {
     pub(super) fn holds(&self, tuple: &FourTuple) -> bool {
         self.standby.contains_key(tuple)
     }
+
+    /// True if this processor holds any copy.
+    pub(super) fn holds_any(&self) -> bool {
+        !self.standby.is_empty()
+    }
 }
 
 impl Processor {

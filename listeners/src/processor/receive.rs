@@ -18,7 +18,10 @@ impl Processor {
     pub(super) fn receive(&mut self, inb: Inbound) {
         #[cfg(feature = "test-faults")]
         test_fault(self.id, &inb);
-        let inb = if self.conns.contains_key(&inb.tuple) {
+        // Only a processor that moved connections away or keeps copies
+        // for a pair looks further than the connection's own lookup.
+        let elsewhere = !self.moved.is_empty() || self.pair.holds_any();
+        let inb = if !elsewhere || self.conns.contains_key(&inb.tuple) {
             inb
         } else {
             if self.pair.holds(&inb.tuple) {
