@@ -61,7 +61,7 @@ pub use config::{
 pub use congestion::CongestionAlgorithm;
 pub use connection::{
     Checkpoint, CheckpointGap, CloseReason, ConnStats, Connection, Disposition, Event, SendMark,
-    State,
+    State, TimeWait,
 };
 pub use cookie::SynCookies;
 pub use isn::IsnGenerator;

@@ -60,6 +60,11 @@ impl TimerTable {
         self.deadlines[timer.index()] = Some(at);
     }
 
+    /// When `timer` fires, if it runs.
+    pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer.index()]
+    }
+
     pub(crate) fn stop(&mut self, timer: Timer) {
         self.deadlines[timer.index()] = None;
     }

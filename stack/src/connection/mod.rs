@@ -14,6 +14,7 @@ mod rcv;
 mod recovery;
 mod replies;
 mod snd;
+mod time_wait;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ use rcv::Receiver;
 use recovery::LossRecovery;
 use replies::Replies;
 use snd::{PersistExpiry, Sender};
+pub use time_wait::TimeWait;
 
 /// The RFC 9293 connection states (LISTEN lives in the listener, not here).
 ///

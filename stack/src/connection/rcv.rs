@@ -18,7 +18,7 @@ fn wscale_for(buffer: usize) -> u8 {
 }
 
 /// RFC 9293 3.10.7.4, first check: is any of the segment inside the window?
-fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: usize) -> bool {
+pub(super) fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: usize) -> bool {
     let end = rcv_nxt + wnd;
     let inside = |s: SeqNumber| rcv_nxt <= s && s < end;
     match (len, wnd) {
@@ -27,6 +27,20 @@ fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: usize) -> boo
         (_, 0) => false,
         _ => inside(seq) || inside(seq + (len - 1)),
     }
+}
+
+/// The window field for `free` bytes of buffer space when `offered`
+/// bytes are advertised already, with receiver SWS avoidance (a right
+/// edge that would move by less than `sws` is not announced yet); shared
+/// by [`Receiver::window_field`] and a TIME-WAIT record, whose ACKs must
+/// carry what the connection's would have.
+pub(super) fn window_field(free: usize, offered: usize, sws: usize, wscale: u8) -> u16 {
+    let wnd = if free > offered && free - offered < sws {
+        offered
+    } else {
+        free
+    };
+    (wnd >> wscale).min(MAX_WINDOW_FIELD) as u16
 }
 
 /// A segment's text cut to the receive window ([`Receiver::trim`]).
@@ -243,14 +257,12 @@ impl Receiver {
     /// space that would move the advertised right edge by less than the
     /// threshold is not announced yet.
     pub(super) fn window_field(&self) -> u16 {
-        let free = self.buf.window();
-        let offered = self.adv.distance_from(self.nxt);
-        let wnd = if free > offered && free - offered < self.sws_threshold() {
-            offered
-        } else {
-            free
-        };
-        (wnd >> self.wscale).min(MAX_WINDOW_FIELD) as u16
+        window_field(
+            self.buf.window(),
+            self.adv.distance_from(self.nxt),
+            self.sws_threshold(),
+            self.wscale,
+        )
     }
 
     /// RFC 7323 2.2: the window in a SYN is never scaled.
@@ -468,7 +480,7 @@ impl Connection {
         if let (Some(t), true) = (tsval, seg.control != Control::Rst) {
             if self.opt.paws(now, t) == Paws::Reject {
                 self.stats.paws_rejected += 1;
-                self.replies.invalid_ack = true;
+                self.replies.acks.invalid_ack = true;
                 return None;
             }
         }
@@ -490,7 +502,7 @@ impl Connection {
             if self.rcv.is_recent_duplicate(seg.seq, seg.seg_len()) {
                 self.rcv.ack_pending = true;
             } else {
-                self.replies.invalid_ack = true;
+                self.replies.acks.invalid_ack = true;
             }
         }
         if self.state == State::TimeWait && seg.control == Control::Fin {

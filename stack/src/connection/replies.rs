@@ -35,18 +35,27 @@ pub(super) struct Settled {
 pub(super) struct Replies {
     /// An RST to send before anything else.
     pub(super) rst_pending: Option<Segment>,
+    /// The segment being handled earns this RST, if the limiter allows.
+    pub(super) invalid_rst: Option<Segment>,
+    /// The ACK owed and the challenge-ACK budget.
+    pub(super) acks: AckReplies,
+}
+
+/// The ACK owed to an invalid segment and the challenge-ACK budget: the
+/// part of [`Replies`] a TIME-WAIT record keeps too (it never owes an
+/// RST), so both answer alike.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct AckReplies {
     /// The segment being handled was invalid and earns an ACK, if the
     /// caller's [`ReplyLimiter`] allows one.
     pub(super) invalid_ack: bool,
-    /// The segment being handled earns this RST, if the limiter allows.
-    pub(super) invalid_rst: Option<Segment>,
     /// RFC 5961 7: start of the current one-second window.
     pub(super) challenge_window: Option<Instant>,
     /// Challenge ACKs sent in that window.
     pub(super) challenge_count: u32,
 }
 
-impl Replies {
+impl AckReplies {
     /// RFC 5961 7: a challenge ACK, at most `limit` per second, so a
     /// blind attacker cannot use us as an amplifier or learn from our ACK
     /// rate. True when one is owed (and counted).
@@ -66,10 +75,39 @@ impl Replies {
         false
     }
 
+    /// The ACK the segment just handled earned goes out only if `limiter`
+    /// allows, and is asked for only when none is due already (`ack_due`)
+    /// and the connection is synchronized (an ACK already due goes
+    /// anyway).
+    pub(super) fn settle(
+        &mut self,
+        now: Instant,
+        limiter: &mut dyn ReplyLimiter,
+        ack_due: bool,
+        synchronized: bool,
+    ) -> Settled {
+        let mut out = Settled::default();
+        if std::mem::take(&mut self.invalid_ack) && !ack_due && synchronized {
+            if limiter.allow(now) {
+                out.ack = true;
+            } else {
+                out.limited += 1;
+            }
+        }
+        out
+    }
+}
+
+impl Replies {
+    /// RFC 5961 7: a challenge ACK within the budget
+    /// ([`AckReplies::challenge`]).
+    pub(super) fn challenge(&mut self, now: Instant, limit: u32) -> bool {
+        self.acks.challenge(now, limit)
+    }
+
     /// The replies the segment just handled earned go out only if
-    /// `limiter` allows: the RST becomes pending; the ACK is asked for
-    /// only when none is due already (`ack_due`) and the connection is
-    /// synchronized (an ACK already due goes anyway).
+    /// `limiter` allows: the RST becomes pending; the ACK as
+    /// [`AckReplies::settle`] says.
     pub(super) fn settle(
         &mut self,
         now: Instant,
@@ -85,13 +123,9 @@ impl Replies {
                 out.limited += 1;
             }
         }
-        if std::mem::take(&mut self.invalid_ack) && !ack_due && synchronized {
-            if limiter.allow(now) {
-                out.ack = true;
-            } else {
-                out.limited += 1;
-            }
-        }
+        let acks = self.acks.settle(now, limiter, ack_due, synchronized);
+        out.ack = acks.ack;
+        out.limited += acks.limited;
         out
     }
 }
@@ -136,17 +170,20 @@ mod tests {
         assert!(r.challenge(t0, 2));
         assert!(r.challenge(t0 + Duration::from_millis(10), 2));
         assert!(!r.challenge(t0 + Duration::from_millis(999), 2));
-        assert!(r.invalid_ack);
+        assert!(r.acks.invalid_ack);
         // A new second, a new budget.
         assert!(r.challenge(t0 + Duration::from_secs(1), 2));
-        assert_eq!(r.challenge_count, 1);
+        assert_eq!(r.acks.challenge_count, 1);
     }
 
     #[test]
     fn settle_empties_what_one_segment_earned() {
         let t0 = Instant::now();
         let mut r = Replies {
-            invalid_ack: true,
+            acks: AckReplies {
+                invalid_ack: true,
+                ..AckReplies::default()
+            },
             invalid_rst: Some(rst()),
             ..Replies::default()
         };
@@ -159,7 +196,7 @@ mod tests {
             }
         );
         assert!(r.rst_pending.is_some());
-        assert!(!r.invalid_ack && r.invalid_rst.is_none());
+        assert!(!r.acks.invalid_ack && r.invalid_rst.is_none());
         // Nothing owed now: nothing more.
         assert_eq!(
             r.settle(t0, &mut Unlimited, false, true),
@@ -171,7 +208,10 @@ mod tests {
     fn settle_counts_what_the_limiter_refuses() {
         let t0 = Instant::now();
         let mut r = Replies {
-            invalid_ack: true,
+            acks: AckReplies {
+                invalid_ack: true,
+                ..AckReplies::default()
+            },
             invalid_rst: Some(rst()),
             ..Replies::default()
         };
@@ -190,15 +230,18 @@ mod tests {
     fn an_ack_already_due_or_unsynchronized_asks_nothing() {
         let t0 = Instant::now();
         let mut r = Replies {
-            invalid_ack: true,
+            acks: AckReplies {
+                invalid_ack: true,
+                ..AckReplies::default()
+            },
             ..Replies::default()
         };
         assert_eq!(r.settle(t0, &mut Budget(0), true, true), Settled::default());
-        r.invalid_ack = true;
+        r.acks.invalid_ack = true;
         assert_eq!(
             r.settle(t0, &mut Budget(0), false, false),
             Settled::default()
         );
-        assert!(!r.invalid_ack);
+        assert!(!r.acks.invalid_ack);
     }
 }
