@@ -14,6 +14,11 @@ pub struct ProcessorStats {
     pub accepted: AtomicU64,
     /// Connections it currently holds (any state but CLOSED).
     pub active: AtomicU64,
+    /// Of those, the ones in TIME-WAIT, kept as records (the processor's
+    /// time_wait.rs): a server that closes first holds one per connection
+    /// of the last `--time-wait`, and this says how many of `active` that
+    /// is.
+    pub time_wait: AtomicU64,
     /// Payload bytes received from clients, in order.
     pub bytes_in: AtomicU64,
     /// Payload bytes the apps queued for clients.

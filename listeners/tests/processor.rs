@@ -705,3 +705,117 @@ fn the_timer_heap_stays_within_twice_the_connections() {
     assert_eq!(r.p.connections(), 0);
     sent(&r);
 }
+
+/// Makes a [`Closer`] per connection.
+struct CloserService;
+impl Service for CloserService {
+    fn name(&self) -> &str {
+        "closer"
+    }
+    fn open(&self, _ctx: AppContext) -> Result<Box<dyn App>, Refused> {
+        Ok(Box::new(Closer))
+    }
+}
+
+/// Answers the first bytes with "bye" and closes first, as HTTP with
+/// `Connection: close` does: TIME-WAIT is the server's.
+struct Closer;
+impl App for Closer {
+    fn poll(&mut self, sock: &mut dyn Socket) {
+        let mut buf = [0u8; 64];
+        if sock.recv(&mut buf) > 0 {
+            sock.send(b"bye");
+            sock.close();
+        }
+    }
+}
+
+/// Takes a connection from `port` through a request and our close into
+/// TIME-WAIT; returns our ISS.
+fn into_time_wait(r: &mut Rig, port: u16) -> u32 {
+    let iss = open(r, port);
+    let our = |n: u32| iss.wrapping_add(n);
+    feed(
+        r,
+        port,
+        seg(port, TcpFlags::ACK | TcpFlags::PSH, 1001, our(1), b"hi"),
+    );
+    let out = sent(r);
+    assert!(
+        out.iter()
+            .any(|o| o.4 == b"bye" || o.1 & TcpFlags::FIN != 0),
+        "{out:?}"
+    );
+    feed(r, port, seg(port, TcpFlags::ACK, 1003, our(5), &[]));
+    feed(
+        r,
+        port,
+        seg(port, TcpFlags::FIN | TcpFlags::ACK, 1003, our(5), &[]),
+    );
+    let out = sent(r);
+    assert!(
+        out.iter()
+            .any(|o| o.1 == TcpFlags::ACK && o.2 == our(5) && o.3 == 1004),
+        "the FIN's ACK: {out:?}"
+    );
+    iss
+}
+
+#[test]
+fn a_connection_in_time_wait_is_parked_as_a_record_that_still_answers() {
+    let mut r = rig_serving(100, Arc::new(CloserService));
+    let port = 43001;
+    let iss = into_time_wait(&mut r, port);
+    assert_eq!((r.p.connections(), r.p.parked()), (0, 1));
+    let active = |r: &Rig| r.registry.processors[0].active.load(Ordering::Relaxed);
+    assert_eq!(active(&r), 1, "TIME-WAIT still counts as held");
+    let tw = |r: &Rig| r.registry.processors[0].time_wait.load(Ordering::Relaxed);
+    assert_eq!(tw(&r), 1);
+    assert!(r.p.timer_entries() <= 1024);
+    // A retransmitted FIN (our ACK was lost) is ACKed again.
+    feed(
+        &mut r,
+        port,
+        seg(
+            port,
+            TcpFlags::FIN | TcpFlags::ACK,
+            1003,
+            iss.wrapping_add(5),
+            &[],
+        ),
+    );
+    assert_eq!(
+        sent(&r),
+        vec![(port, TcpFlags::ACK, iss.wrapping_add(5), 1004, Vec::new())]
+    );
+    // An RST does not cut TIME-WAIT short (RFC 1337).
+    feed(&mut r, port, seg(port, TcpFlags::RST, 1004, 0, &[]));
+    assert!(sent(&r).is_empty());
+    assert_eq!(r.p.parked(), 1);
+    // A SYN above RCV.NXT opens a new incarnation (RFC 6191).
+    feed(&mut r, port, seg(port, TcpFlags::SYN, 90_000, 0, &[]));
+    let out = sent(&r);
+    assert!(
+        out.iter()
+            .any(|o| o.1 == TcpFlags::SYN | TcpFlags::ACK && o.3 == 90_001),
+        "{out:?}"
+    );
+    assert_eq!((r.p.connections(), r.p.parked()), (1, 0));
+    assert_eq!((active(&r), tw(&r)), (1, 0));
+}
+
+#[test]
+fn time_wait_records_neither_count_against_the_limit_nor_grow_past_it() {
+    let mut r = rig_serving(8, Arc::new(CloserService));
+    for i in 0..30u16 {
+        into_time_wait(&mut r, 44_000 + i);
+        assert_eq!(r.p.connections(), 0);
+        assert!(r.p.parked() <= 8, "{} records", r.p.parked());
+    }
+    assert_eq!(r.p.parked(), 8, "the oldest gave way");
+    let active = r.registry.processors[0].active.load(Ordering::Relaxed);
+    assert_eq!(active, 8);
+    // New connections are still taken: records do not fill the table.
+    open(&mut r, 45_000);
+    assert_eq!(r.p.connections(), 1);
+}

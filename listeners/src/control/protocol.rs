@@ -348,6 +348,9 @@ pub struct ProcessorStatus {
     pub udp_ports: Vec<u16>,
     /// Connections it holds now.
     pub active: u64,
+    /// Of those, in TIME-WAIT.
+    #[serde(default)]
+    pub time_wait: u64,
     /// Connections it accepted since start.
     pub accepted: u64,
     /// Payload bytes in.

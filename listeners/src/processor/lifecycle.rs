@@ -134,5 +134,6 @@ impl Processor {
             self.forget(t, true);
         }
         self.timers.clear();
+        self.expire_all_parked();
     }
 }

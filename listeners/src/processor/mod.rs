@@ -22,6 +22,7 @@ mod pairs;
 mod receive;
 mod service;
 mod sockets;
+mod time_wait;
 
 pub use hybrid::HandOff;
 pub use memory::DEFAULT_MEMORY_BUDGET;
@@ -360,6 +361,8 @@ pub struct Processor {
     /// See [`ProcessorSetup::slow`].
     slow: Option<Duration>,
     direct_batch: Vec<Inbound>,
+    /// Its connections in TIME-WAIT, as records (see time_wait.rs).
+    time_wait: time_wait::TimeWaitTable,
 }
 
 /// Stale timer entries allowed beyond twice the connections before the
@@ -488,6 +491,7 @@ impl Processor {
             direct: s.direct,
             slow: s.slow,
             direct_batch: Vec::with_capacity(BATCH),
+            time_wait: time_wait::TimeWaitTable::default(),
         }
     }
 
@@ -586,6 +590,7 @@ impl Processor {
                 busy = true;
             }
             self.fire_timers(Instant::now());
+            self.expire_time_wait(Instant::now());
             self.keep_budget(Instant::now());
             self.expire_moved(Instant::now());
             if self.evacuate(Instant::now()) {
@@ -722,7 +727,11 @@ impl Processor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse(e)| e.at)
+        let heap = self.timers.peek().map(|Reverse(e)| e.at);
+        match (heap, self.time_wait.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next message of the queue, its bytes given back to the queue's
@@ -781,9 +790,15 @@ impl Processor {
         }
     }
 
-    /// Connections this processor holds.
+    /// Connections this processor holds (TIME-WAIT records apart).
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Connections it keeps in TIME-WAIT as records (time_wait.rs): what
+    /// tests of that table read.
+    pub fn parked(&self) -> usize {
+        self.time_wait.len()
     }
 }
 

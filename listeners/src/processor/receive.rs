@@ -101,14 +101,14 @@ impl Processor {
         let Some(d) = self.direct.as_mut().filter(|d| d.pending()) else {
             return false;
         };
-        let conns = &self.conns;
+        let (conns, parked) = (&self.conns, &self.time_wait);
         let up = !self.registry.processors[self.id]
             .down
             .load(Ordering::Relaxed);
         let read = d.read(
             Instant::now(),
             BATCH,
-            |t| up && conns.contains_key(t),
+            |t| up && (conns.contains_key(t) || parked.contains(t)),
             &mut self.direct_batch,
         );
         if let Err(e) = read {
@@ -190,6 +190,9 @@ impl Processor {
                     self.accept(now, tuple, segment, peer_mac, stamp);
                 }
             }
+            return;
+        }
+        if up && self.on_parked(now, inb) {
             return;
         }
         if let Some(mss) = inb_cookie {

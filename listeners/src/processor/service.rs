@@ -78,40 +78,7 @@ impl Processor {
                     }
                     Event::Closed(reason) => {
                         closed = true;
-                        let limit = match reason {
-                            CloseReason::Idle => Some(&stats.idle_resets),
-                            CloseReason::ZeroWindow => Some(&stats.zero_window_resets),
-                            _ => None,
-                        };
-                        if let Some(count) = limit {
-                            count.fetch_add(1, Ordering::Relaxed);
-                        }
-                        c.app.on_closed(reason);
-                        let st = c.tcp.stats();
-                        self.tracer.conn_event(|| {
-                            let what = match reason {
-                                CloseReason::Normal => "closed",
-                                CloseReason::Reset => "reset by peer",
-                                CloseReason::TimedOut => "timed out",
-                                CloseReason::Aborted => "reset",
-                                CloseReason::Idle => "reset when idle too long",
-                                CloseReason::ZeroWindow => "reset after a zero window too long",
-                            };
-                            format!(
-                                "{what} {} > {} cpu={} in={} out={} rtx={} rto={} fast={} \
-                                 sack-recoveries={} srtt={:?}",
-                                tuple.remote,
-                                tuple.local,
-                                self.id,
-                                st.bytes_in,
-                                st.bytes_out,
-                                st.segments_retransmitted,
-                                st.retransmissions,
-                                st.fast_retransmits,
-                                st.sack_recoveries,
-                                st.srtt.unwrap_or_default()
-                            )
-                        });
+                        Self::closed_event(stats, &self.tracer, self.id, tuple, c, reason);
                     }
                     _ => readable = true,
                 }
@@ -147,6 +114,13 @@ impl Processor {
             self.forget(tuple, true);
             return;
         }
+        if c.tcp.state() == State::TimeWait && self.park(tuple) {
+            return;
+        }
+        let stats = &self.registry.processors[self.id];
+        let Some(c) = self.conns.get_mut(&tuple) else {
+            return;
+        };
         if budget == 0 && !c.backlogged {
             // More may be due: the rest goes on the next turn, after the
             // other connections had theirs.
@@ -170,6 +144,52 @@ impl Processor {
         if hand_off {
             self.hand_off(tuple, now);
         }
+    }
+
+    /// A connection closed (`reason`): its counters, its app told, the
+    /// trace's line with its totals. Also what parking a connection in
+    /// TIME-WAIT does (time_wait.rs): for the app it is closed then.
+    pub(super) fn closed_event(
+        stats: &ProcessorStats,
+        tracer: &Tracer,
+        cpu: usize,
+        tuple: FourTuple,
+        c: &mut Conn,
+        reason: CloseReason,
+    ) {
+        let limit = match reason {
+            CloseReason::Idle => Some(&stats.idle_resets),
+            CloseReason::ZeroWindow => Some(&stats.zero_window_resets),
+            _ => None,
+        };
+        if let Some(count) = limit {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        c.app.on_closed(reason);
+        let st = c.tcp.stats();
+        tracer.conn_event(|| {
+            let what = match reason {
+                CloseReason::Normal => "closed",
+                CloseReason::Reset => "reset by peer",
+                CloseReason::TimedOut => "timed out",
+                CloseReason::Aborted => "reset",
+                CloseReason::Idle => "reset when idle too long",
+                CloseReason::ZeroWindow => "reset after a zero window too long",
+            };
+            format!(
+                "{what} {} > {} cpu={cpu} in={} out={} rtx={} rto={} fast={} \
+                 sack-recoveries={} srtt={:?}",
+                tuple.remote,
+                tuple.local,
+                st.bytes_in,
+                st.bytes_out,
+                st.segments_retransmitted,
+                st.retransmissions,
+                st.fast_retransmits,
+                st.sack_recoveries,
+                st.srtt.unwrap_or_default()
+            )
+        });
     }
 
     /// Rebuilds the timer heap from the connections' own deadlines once

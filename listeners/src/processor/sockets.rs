@@ -112,7 +112,12 @@ impl Processor {
     /// sleep).
     pub(super) fn serve_socket_queries(&mut self) -> bool {
         while let Ok(query) = self.socket_queries.try_recv() {
-            let tuples: Vec<FourTuple> = self.conns.keys().copied().collect();
+            let tuples: Vec<FourTuple> = self
+                .conns
+                .keys()
+                .chain(self.time_wait.tuples())
+                .copied()
+                .collect();
             self.listings.0.push_back(Listing {
                 query,
                 tuples,
@@ -125,25 +130,27 @@ impl Processor {
         let end = (l.next + ROWS_PER_STEP).min(l.tuples.len());
         let mut rows = Vec::with_capacity(end - l.next);
         for t in &l.tuples[l.next..end] {
-            let Some(c) = self.conns.get(t) else {
-                continue; // gone since the query
+            let row = match self.conns.get(t) {
+                Some(c) => ConnRow {
+                    tuple: *t,
+                    state: c.tcp.state(),
+                    connection: c.id,
+                    send_q: c.tcp.send_queued(),
+                    recv_q: c.tcp.recv_available(),
+                    stats: c.tcp.stats(),
+                },
+                None => match self.time_wait.row(t) {
+                    Some(row) => row,
+                    None => continue, // gone since the query
+                },
             };
-            let state = c.tcp.state();
-            if !l.query.filter.matches(
+            if l.query.filter.matches(
                 t.local.port(),
                 Some(t.remote.port()),
-                SocketState::Tcp(state),
+                SocketState::Tcp(row.state),
             ) {
-                continue;
+                rows.push(row);
             }
-            rows.push(ConnRow {
-                tuple: *t,
-                state,
-                connection: c.id,
-                send_q: c.tcp.send_queued(),
-                recv_q: c.tcp.recv_available(),
-                stats: c.tcp.stats(),
-            });
         }
         l.next = end;
         let last = end == l.tuples.len();

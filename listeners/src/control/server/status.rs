@@ -27,6 +27,7 @@ impl Runtime {
                     ports: port_list(&serves, Protocol::Tcp),
                     udp_ports: port_list(&serves, Protocol::Udp),
                     active: p.active,
+                    time_wait: stats.time_wait.load(Ordering::Relaxed),
                     accepted: p.accepted,
                     bytes_in: p.bytes_in,
                     bytes_out: p.bytes_out,
