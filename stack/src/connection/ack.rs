@@ -242,6 +242,7 @@ impl Connection {
     /// stops, and the application hears of new send space.
     pub(super) fn on_ack_advance(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
         let released = self.snd.advance(ack);
+        self.rec.follow_una(ack);
         self.last_progress = now;
         self.rec.scoreboard.advance(ack);
         self.rack.forget_acked(ack);

@@ -93,6 +93,25 @@ impl LossRecovery {
         }
     }
 
+    /// SND.UNA moved forward to `una`: the markers it passed follow it.
+    /// Left at ISS through a transfer without loss, they fell 2^31 bytes
+    /// behind after 2 GiB, where serial arithmetic (RFC 1982) reads them
+    /// as ahead of SND.UNA: every outstanding byte then counted as lost
+    /// and was sent again (a 3 GiB download resent 743,715 segments and
+    /// ran at a fifth of its speed). Called on every advance, a marker is
+    /// never more than one window behind.
+    pub(super) fn follow_una(&mut self, una: SeqNumber) {
+        for m in [
+            &mut self.recovery_point,
+            &mut self.high_rxt,
+            &mut self.lost_until,
+        ] {
+            if *m < una {
+                *m = una;
+            }
+        }
+    }
+
     /// Everything un-SACKed below this is lost: `lost_until`, and in SACK
     /// recovery what RFC 6675 IsLost says; never beyond `max` (SND.MAX).
     pub(super) fn lost_boundary(&self, max: SeqNumber, mss: usize) -> SeqNumber {
@@ -777,5 +796,22 @@ mod tests {
         r.on_window_closed(UNA, MAX);
         assert_eq!((r.lost_until, r.high_rxt), (MAX, UNA));
         assert_eq!(r.pipe(UNA, MAX, MSS, 0), 0);
+    }
+
+    #[test]
+    fn markers_follow_una_through_more_than_half_the_sequence_space() {
+        let mut r = recovery(crate::CongestionAlgorithm::Cubic);
+        let mut una = UNA;
+        // 3 GiB without a loss, in windows of 256 KiB, across the wrap.
+        for _ in 0..(3u64 << 30) / (256 << 10) {
+            una = una + (256 << 10);
+            r.follow_una(una);
+            let max = una + (256 << 10);
+            assert!(
+                r.lost_boundary(max, MSS) <= una,
+                "nothing outstanding is lost"
+            );
+            assert!(una >= r.recovery_point && una >= r.high_rxt);
+        }
     }
 }

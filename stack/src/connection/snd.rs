@@ -137,6 +137,11 @@ impl Sender {
         if self.nxt < ack {
             self.nxt = ack;
         }
+        // Nagle's marker follows too (see `LossRecovery::follow_una`): a
+        // last small segment 2 GiB back would read as still outstanding.
+        if self.sml < ack {
+            self.sml = ack;
+        }
         released
     }
 
