@@ -390,6 +390,8 @@ impl RxQueue {
     }
 
     fn arp(&mut self, payload: &[u8]) -> Decision {
+        // The active link's MAC (with several links it changes).
+        self.cfg.mac = self.out.mac();
         match arp::answer(&self.cfg, payload) {
             Err(k) => Decision::Dropped(k),
             Ok(None) => Decision::Ignored,
@@ -489,6 +491,8 @@ impl RxQueue {
         if msg.len() < 8 || !checksum::icmpv6_ok(src, dst, msg) {
             return Decision::Dropped(DropKind::BadIcmp);
         }
+        // Advertise the active link's MAC (with several links it changes).
+        self.cfg.mac = self.out.mac();
         match msg[0] {
             135 => match ndp::answer(&self.cfg, src, src_mac, hop_limit, msg) {
                 Err(k) => Decision::Dropped(k),
