@@ -51,7 +51,7 @@ pub struct LinkSpec {
     /// vnic's ARP requests on it, answered on this link only.
     pub link_ip: Option<Ipv4Addr>,
     /// The TAP's queues (RX queue K of every link is read by RX thread K).
-    pub queues: Vec<TapDevice>,
+    pub queues: Vec<Arc<TapDevice>>,
 }
 
 /// One link: a TAP with its own MAC, and what `vnic status` shows of it.
@@ -176,7 +176,7 @@ impl Links {
                 name: s.name,
                 mac: s.mac,
                 link_ip: s.link_ip,
-                devices: RwLock::new(s.queues.into_iter().map(Arc::new).collect()),
+                devices: RwLock::new(s.queues),
                 failed_at: Mutex::new(None),
                 failures: AtomicU64::new(0),
                 resent: AtomicU64::new(0),

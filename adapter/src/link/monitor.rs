@@ -143,10 +143,12 @@ fn take_news(links: &Links, news: &LinkNews) {
     };
     match *news {
         LinkNews::Removed { .. } => links.report(i, Event::Deleted),
-        LinkNews::Changed { up, .. } => {
-            // A TAP deleted and made again (its news says up: a TAP
-            // being deleted only ever says down): attach to it anew.
-            if up && links.device(i, 0).is_none() {
+        LinkNews::Changed { up, admin_up, .. } => {
+            // A TAP deleted and made again, once the host sets it up (a
+            // TAP being deleted only ever says down; one nobody attached
+            // to has no carrier, so it is up but not running until vnic
+            // attaches): attach to it anew.
+            if admin_up && links.device(i, 0).is_none() {
                 match TapDevice::open_queues(news.name(), links.offload(), links.rx_queues()) {
                     Ok(q) => links.reattach(i, q),
                     Err(e) => log::warn!("link {}: cannot attach again: {e}", news.name()),

@@ -33,6 +33,9 @@ pub enum LinkNews {
         name: String,
         /// IFF_UP and IFF_RUNNING both set.
         up: bool,
+        /// IFF_UP set (a TAP nobody is attached to has no carrier, so it
+        /// is up without running until vnic attaches).
+        admin_up: bool,
     },
     /// The link was deleted.
     Removed {
@@ -117,13 +120,17 @@ impl AsRawFd for LinkWatch {
     }
 }
 
-/// Whether interface `name` is up and running now, from its flags in
-/// sysfs: read once per link at start and after an overrun, never in a
-/// loop. None when it does not exist.
+/// Whether interface `name` is up and running now, from sysfs: read
+/// once per link at start and after an overrun, never in a loop. Its
+/// `flags` file holds the device's own flags (IFF_UP) but not IFF_RUNNING,
+/// which the kernel derives from the operational state, so that is read
+/// too. None when the interface does not exist.
 pub fn is_up(name: &str) -> Option<bool> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).ok()?;
+    let dir = format!("/sys/class/net/{name}");
+    let text = std::fs::read_to_string(format!("{dir}/flags")).ok()?;
     let flags = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok()?;
-    Some(flags & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING)
+    let oper = std::fs::read_to_string(format!("{dir}/operstate")).ok()?;
+    Some(flags & IFF_UP != 0 && matches!(oper.trim(), "up" | "unknown"))
 }
 
 /// Parses one datagram of netlink messages: the link messages of family
@@ -147,6 +154,7 @@ pub fn parse(mut buf: &[u8], out: &mut Vec<LinkNews>) {
                     LinkNews::Changed {
                         name,
                         up: flags & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING,
+                        admin_up: flags & IFF_UP != 0,
                     }
                 });
             }
@@ -233,11 +241,13 @@ mod tests {
             vec![
                 LinkNews::Changed {
                     name: "vnicA".into(),
-                    up: true
+                    up: true,
+                    admin_up: true
                 },
                 LinkNews::Changed {
                     name: "vnicB".into(),
-                    up: false
+                    up: false,
+                    admin_up: false
                 },
                 LinkNews::Removed {
                     name: "vnicC".into()
