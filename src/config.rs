@@ -973,7 +973,8 @@ mod tests {
 
     #[test]
     fn tap_may_list_several_links() {
-        let c = resolved("[adapter]\ntap = [\"vnicA\", \"vnicB\"]\naddresses = [\"10.0.0.2/24\"]\n");
+        let c =
+            resolved("[adapter]\ntap = [\"vnicA\", \"vnicB\"]\naddresses = [\"10.0.0.2/24\"]\n");
         assert_eq!(c.tap, "vnicA");
         assert_eq!(c.more_taps, vec!["vnicB".to_string()]);
         let e = error_at("[adapter]\ntap = []\n", 2).to_string();

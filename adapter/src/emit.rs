@@ -258,7 +258,10 @@ impl ActiveMac {
 
     /// The MAC now.
     pub fn get(&self) -> [u8; 6] {
-        let v = self.0.load(std::sync::atomic::Ordering::Acquire).to_be_bytes();
+        let v = self
+            .0
+            .load(std::sync::atomic::Ordering::Acquire)
+            .to_be_bytes();
         [v[2], v[3], v[4], v[5], v[6], v[7]]
     }
 

@@ -305,7 +305,14 @@ impl Links {
             e.raw_os_error(),
             Some(libc::EBADFD | libc::ENODEV | libc::ENXIO | libc::EBADF)
         );
-        self.report(link, if gone { Event::Deleted } else { Event::IoFailed });
+        self.report(
+            link,
+            if gone {
+                Event::Deleted
+            } else {
+                Event::IoFailed
+            },
+        );
     }
 
     pub(crate) fn count_resent(&self, link: usize) {

@@ -100,7 +100,8 @@ impl LinkWatch {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             // SAFETY: reads at most buf.len() bytes into buf.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 return match e.kind() {
