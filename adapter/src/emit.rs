@@ -35,6 +35,12 @@ pub trait FrameSink: Send + Sync {
     fn send_gso_buf(&self, frame: &mut Vec<u8>, hdr: &VnetHeader) -> io::Result<()> {
         self.send_gso_frame(frame, hdr)
     }
+
+    /// With several links (Ethernet failover): the link frames leave by
+    /// now, for the trace's comments. None for a sink of one device.
+    fn link(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Largest TCP payload put into one GSO frame: the IPv4 total length

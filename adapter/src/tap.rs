@@ -574,6 +574,12 @@ pub trait FrameSource: Send {
             checksum_trusted: false,
         }))
     }
+
+    /// With several links (Ethernet failover): the link the last frame
+    /// came in on, for the trace's comments. None for one device.
+    fn link(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl AsRawFd for TapDevice {

@@ -57,6 +57,10 @@ pub struct LinkSpec {
 /// One link: a TAP with its own MAC, and what `vnic status` shows of it.
 pub struct Link {
     name: String,
+    /// The name for trace comments, which carry no reference count (see
+    /// [`crate::trace::Note`]): leaked once per link when the links are
+    /// made, a few bytes for the life of the process.
+    label: &'static str,
     mac: [u8; 6],
     link_ip: Option<Ipv4Addr>,
     devices: RwLock<Vec<Arc<TapDevice>>>,
@@ -71,6 +75,11 @@ impl Link {
     /// TAP name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name, as trace comments hold it.
+    pub fn label(&self) -> &'static str {
+        self.label
     }
 
     /// The link's MAC.
@@ -173,6 +182,7 @@ impl Links {
         let links = specs
             .into_iter()
             .map(|s| Link {
+                label: Box::leak(s.name.clone().into_boxed_str()),
                 name: s.name,
                 mac: s.mac,
                 link_ip: s.link_ip,

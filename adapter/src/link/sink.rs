@@ -108,4 +108,9 @@ impl FrameSink for ActiveSink {
     fn send_gso_frame(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {
         self.with_active(|d| d.send_gso_frame(frame, hdr))
     }
+
+    fn link(&self) -> Option<&'static str> {
+        let link = self.held.lock().as_ref().map(|h| h.link)?;
+        self.links.links().get(link).map(|l| l.label())
+    }
 }

@@ -24,6 +24,8 @@ pub struct LinkSource {
     devices: Vec<(usize, Arc<TapDevice>)>,
     /// Where the next read starts, so a busy link does not starve another.
     next: usize,
+    /// The link of the last frame read.
+    last: Option<usize>,
     /// Per link: the reserved address's identity (`--link-ip`), answered
     /// here because only this reader knows which link a frame came in on.
     reserved: Vec<Option<AdapterConfig>>,
@@ -48,6 +50,7 @@ impl LinkSource {
             epoch: None,
             devices: Vec::new(),
             next: 0,
+            last: None,
             reserved,
         }
     }
@@ -74,6 +77,7 @@ impl LinkSource {
             match dev.try_recv_frame(buf) {
                 Ok(Some(f)) => {
                     self.next = i + 1;
+                    self.last = Some(link);
                     self.answer_reserved(link, &buf[..f.len.min(buf.len())]);
                     return Some(f);
                 }
@@ -115,6 +119,12 @@ impl LinkSource {
 }
 
 impl FrameSource for LinkSource {
+    fn link(&self) -> Option<&'static str> {
+        self.last
+            .and_then(|i| self.links.links().get(i))
+            .map(|l| l.label())
+    }
+
     fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
         Ok(self.recv_frame(buf, timeout)?.map(|f| f.len))
     }

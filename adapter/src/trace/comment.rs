@@ -19,13 +19,18 @@ pub enum Note {
     /// [`rx_comment`]).
     Rx(Decision, FilterMode),
     /// A frame written by `origin` (see [`out_comment`]), then `suffix`
-    /// (` gso`, ` tx-error`, or nothing).
+    /// (` gso`, ` tx-error`, or nothing), then ` link=NAME` with several
+    /// links (Ethernet failover).
     Out {
         /// `cpu=2` or `adapter`.
         origin: Origin,
         /// Appended as is.
         suffix: &'static str,
+        /// The link it left by, with several.
+        link: Option<&'static str>,
     },
+    /// [`Note::Rx`] for a frame read from link `.2` of several.
+    RxOn(Decision, FilterMode, &'static str),
 }
 
 impl Note {
@@ -34,9 +39,18 @@ impl Note {
         match self {
             Note::Text(t) => t.clone(),
             Note::Rx(d, mode) => rx_comment(d, *mode),
-            Note::Out { origin, suffix } => {
+            Note::RxOn(d, mode, link) => format!("{} link={link}", rx_comment(d, *mode)),
+            Note::Out {
+                origin,
+                suffix,
+                link,
+            } => {
                 let mut c = out_comment(*origin, frame);
                 c.push_str(suffix);
+                if let Some(l) = link {
+                    c.push_str(" link=");
+                    c.push_str(l);
+                }
                 c
             }
         }
