@@ -104,6 +104,35 @@ fn links(ns: &Netns) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// When link `i` last failed, from `vnic status --json`
+/// (`2026-12-05T12:03:04.120Z`, UTC).
+fn failed_at(ns: &Netns, i: usize) -> Option<std::time::SystemTime> {
+    let st = ns.status_json();
+    let text = st["links"]["links"][i]["failed_at"].as_str()?.to_string();
+    let (date, time) = text.trim_end_matches('Z').split_once('T')?;
+    let d: Vec<i64> = date.split('-').filter_map(|x| x.parse().ok()).collect();
+    let (hms, ms) = time.split_once('.')?;
+    let t: Vec<u64> = hms.split(':').filter_map(|x| x.parse().ok()).collect();
+    if d.len() != 3 || t.len() != 3 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
+    Some(
+        std::time::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms.parse().ok()?),
+    )
+}
+
 /// Waits until `name` is the active link (3 s at most).
 fn wait_active(ns: &Netns, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -310,8 +339,12 @@ fn survives(name: &str, fail: impl FnOnce(&Netns)) -> Duration {
     let e = echo(&ns, d.got.clone(), GIB / 2);
     d.wait_for(GIB / 2);
     let at = d.now();
+    let asked = std::time::SystemTime::now();
     fail(&ns);
     wait_active(&ns, "vnicB");
+    let detected = failed_at(&ns, 0)
+        .and_then(|t| t.duration_since(asked).ok())
+        .unwrap_or(Duration::MAX);
     let reads = d.finish();
     let echoed = e.join();
     let (reads, (intact, echo_stall)) = match (reads, echoed) {
@@ -341,9 +374,10 @@ fn survives(name: &str, fail: impl FnOnce(&Netns)) -> Duration {
     assert!(intact, "{name}: the echo came back different");
     let stall = stall_at(&reads, at, Duration::MAX);
     println!(
-        "failover ({name}): 1 GiB download and 256 MiB echo intact, no reset; download stall \
-         {} ms, echo writer's longest wait {} ms; bytes per 50 ms around it (the echo, held at \
+        "failover ({name}): failure noted {} ms after it was asked for; 1 GiB download and \
+         256 MiB echo intact, no reset; download stall {} ms, echo writer's longest wait {} ms; bytes per 50 ms around it (the echo, held at \
          its half way until then, shares the link after it): {}",
+        detected.as_millis(),
         stall.as_millis(),
         echo_stall.as_millis(),
         timeline(&reads, at)
@@ -358,6 +392,19 @@ fn survives(name: &str, fail: impl FnOnce(&Netns)) -> Duration {
     assert_eq!(l["links"][0]["state"], "down", "{l}");
     assert_eq!(l["links"][1]["state"], "active", "{l}");
     assert!(l["links"][0]["failed_at"].is_string(), "{l}");
+    // Within 100 ms of the command, give or take the command itself on a
+    // loaded machine.
+    assert!(
+        detected < Duration::from_millis(500),
+        "{name}: noted {} ms after",
+        detected.as_millis()
+    );
+    let table = ns.vnic_cmd(&["status"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("links: vnicA down (failed ") && table.contains("vnicB active"),
+        "{table}"
+    );
     assert!(
         stall < Duration::from_secs(3),
         "{name}: stalled {} ms",
@@ -568,4 +615,80 @@ fn ping_every_10ms_loses_at_most_a_few_replies_over_a_failover() {
     assert_eq!(sent, Some(300), "{text}");
     assert!(lost.is_some_and(|l| l <= 5), "{text}");
     wait_active(&ns, "vnicB");
+}
+
+#[test]
+fn failback_makes_the_first_link_active_again_and_reserved_addresses_answer_on_their_link() {
+    if !can_run() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = bridged();
+    let _vnic = start(
+        &ns,
+        &[
+            "--failback",
+            "--link-ip",
+            "vnicA=10.0.0.12",
+            "--link-ip",
+            "vnicB=10.0.0.13",
+        ],
+    );
+    let l = links(&ns);
+    let (mac_a, mac_b) = (l[0].2.clone(), l[1].2.clone());
+    // Each reserved address is announced and answered on its own link,
+    // from that link's MAC (ARP only: the ping itself gets no answer).
+    for (ip, mac) in [("10.0.0.12", &mac_a), ("10.0.0.13", &mac_b)] {
+        let _ = ns.exec(&["ping", "-c", "1", "-W", "1", ip]);
+        assert_eq!(&neighbour(&ns, ip), mac, "{ip}");
+    }
+    ns.exec_ok(&["ip", "link", "set", "vnicA", "down"]);
+    wait_active(&ns, "vnicB");
+    ns.exec_ok(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.0.2"]);
+    ns.exec_ok(&["ip", "link", "set", "vnicA", "up"]);
+    // --failback: the first link takes back over (without it, it stands by:
+    // the ten-failover test).
+    wait_active(&ns, "vnicA");
+    ns.exec_ok(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.0.2"]);
+    let st = ns.status_json();
+    assert_eq!(st["links"]["failovers"], 2, "{}", st["links"]);
+    assert_eq!(st["links"]["links"][0]["link_ip"], "10.0.0.12");
+    let history = st["links"]["history"].to_string();
+    assert!(history.contains("failback"), "{history}");
+}
+
+#[test]
+fn what_cannot_run_with_several_links_is_refused_in_one_line() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.refuses(
+        &["--tap", "other", "--processor-queues", "on"],
+        "--processor-queues on and several --tap links do not go together",
+    );
+    ns.refuses(&["--failback"], "--failback needs several links");
+    ns.refuses(
+        &["--tap", "other", "--link-ip", "nope=10.0.0.9"],
+        "nope is not one of the --tap links",
+    );
+    ns.refuses(
+        &["--tap", "other", "--link-ip", "other=10.0.0.2"],
+        "is a virtual --ip",
+    );
+    let out = ns.vnic_raw(&[
+        "up",
+        "--tap",
+        "a",
+        "--ip",
+        "10.0.0.2/24",
+        "--link-ip",
+        "10.0.0.9",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("use NAME=ADDR"), "{err}");
+    ns.refuses(&["--tap", &ns.tap.clone()], "is given twice");
+    let out = ns.vnic_cmd(&["ctl", "link", "vnicA", "down"]);
+    assert!(!out.status.success(), "no vnic runs there");
 }

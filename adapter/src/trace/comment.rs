@@ -189,3 +189,26 @@ pub fn out_kind(frame: &[u8]) -> &'static str {
         _ => "other",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_links_name_the_link_in_and_out() {
+        let out = Note::Out {
+            origin: Origin::Processor(2),
+            suffix: " gso",
+            link: Some("vnicB"),
+        };
+        assert_eq!(out.render(&[]), "out cpu=2 gso link=vnicB");
+        let one = Note::Out {
+            origin: Origin::Processor(2),
+            suffix: "",
+            link: None,
+        };
+        assert_eq!(one.render(&[]), "out cpu=2");
+        let rx = Note::RxOn(Decision::NotForUs, FilterMode::RoundRobin, "vnicA");
+        assert_eq!(rx.render(&[]), "in ignore not-for-us link=vnicA");
+    }
+}
