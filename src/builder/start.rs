@@ -488,6 +488,16 @@ impl Builder {
                     .map(|p| p.active.load(std::sync::atomic::Ordering::Relaxed))
                     .sum()
             }));
+            // What left by the failed link just before it failed was lost
+            // there: every connection resends what is unacknowledged now,
+            // not at its retransmission timeout.
+            let qs = queues.clone();
+            l.set_on_takeover(Box::new(move || {
+                for q in &qs {
+                    let m = Migration::Resend;
+                    let _ = q.try_send(ToProcessor::Migrate(Box::new(m)));
+                }
+            }));
             threads.push(vnic_adapter::link::monitor::spawn(
                 l.clone(),
                 tracer.clone(),

@@ -163,7 +163,15 @@ pub struct Links {
     history: Mutex<VecDeque<(SystemTime, String)>>,
     notices: Mutex<Vec<(Instant, Notice)>>,
     waker: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    on_takeover: Mutex<Option<TakeoverHook>>,
 }
+
+/// Called at a takeover from a failed link (not one taken down with
+/// `vnic ctl link`, not a failback: those lose nothing), once frames
+/// leave by the new link (set by the builder: every processor resends
+/// what is unacknowledged). It must not block: it runs under the links'
+/// lock.
+pub type TakeoverHook = Box<dyn Fn() + Send + Sync>;
 
 impl Links {
     /// The links of an adapter with virtual addresses `cfg`, link 0
@@ -217,6 +225,7 @@ impl Links {
                     .collect(),
             ),
             waker: Mutex::new(None),
+            on_takeover: Mutex::new(None),
         })
     }
 
@@ -252,6 +261,11 @@ impl Links {
     /// RX queues per link.
     pub fn rx_queues(&self) -> usize {
         self.rx_queues
+    }
+
+    /// Sets what a takeover asks of the processors (see [`TakeoverHook`]).
+    pub fn set_on_takeover(&self, hook: TakeoverHook) {
+        *self.on_takeover.lock() = Some(hook);
     }
 
     /// Sets how connections established at a takeover are counted.
@@ -356,12 +370,16 @@ impl Links {
     pub fn report(&self, link: usize, event: Event) {
         let mut table = self.table.lock();
         let transitions = table.apply(link, event);
+        // A link taken down on purpose loses nothing it was given: its
+        // TAP still delivers what was written; the others may have lost
+        // frames written just before the failure.
+        let lossy = !matches!(event, Event::Admin(_));
         for t in transitions {
-            self.carry_out(&table, t);
+            self.carry_out(&table, t, lossy);
         }
     }
 
-    fn carry_out(&self, table: &LinkTable, t: Transition) {
+    fn carry_out(&self, table: &LinkTable, t: Transition, lossy: bool) {
         let name = |i: usize| self.links.get(i).map_or("?", |l| l.name.as_str());
         let text = match t {
             Transition::Failed { link, cause } => {
@@ -393,6 +411,11 @@ impl Links {
                 if from.is_some() {
                     self.failovers.fetch_add(1, Ordering::Relaxed);
                     self.sessions_moved.fetch_add(moved, Ordering::Relaxed);
+                }
+                if from.is_some() && lossy && !failback {
+                    if let Some(hook) = self.on_takeover.lock().as_ref() {
+                        hook();
+                    }
                 }
                 match from {
                     Some(f) => format!(
