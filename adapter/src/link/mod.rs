@@ -512,3 +512,85 @@ pub fn format_mac(m: [u8; 6]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn links(failback: bool) -> Arc<Links> {
+        let cfg = AdapterConfig::new("a", &["10.0.0.2".parse().expect("ip")], 1500);
+        let spec = |name: &str, last: u8| LinkSpec {
+            name: name.into(),
+            mac: [2, 0, 0, 0, 0, last],
+            link_ip: None,
+            queues: Vec::new(),
+        };
+        Links::new(vec![spec("a", 1), spec("b", 2)], &cfg, false, 1, failback)
+    }
+
+    #[test]
+    fn a_failure_moves_the_mac_counts_the_sessions_and_asks_for_resends() {
+        let l = links(false);
+        let resends = Arc::new(AtomicUsize::new(0));
+        let r = resends.clone();
+        l.set_on_takeover(Box::new(move || {
+            r.fetch_add(1, Ordering::Relaxed);
+        }));
+        l.set_session_count(Box::new(|| 37));
+        let epoch = l.epoch();
+        l.report(0, Event::Host(false));
+        assert_eq!(l.active(), Some(1));
+        assert_eq!(l.active_mac().get(), [2, 0, 0, 0, 0, 2]);
+        assert!(l.epoch() > epoch, "writers refresh their device");
+        assert_eq!(resends.load(Ordering::Relaxed), 1);
+        let s = l.status();
+        assert_eq!((s.failovers, s.sessions_moved), (1, 37));
+        assert_eq!(s.links[0].state, "down");
+        assert_eq!(s.links[0].cause.as_deref(), Some("host-down"));
+        assert!(s.links[0].failed_at.is_some());
+        assert_eq!(s.links[1].state, "active");
+        assert_eq!(s.history.len(), 2);
+        assert!(
+            s.history[1].1.contains("sessions moved: 37"),
+            "{:?}",
+            s.history
+        );
+        // Back: a standby; the first takes nothing back without failback.
+        l.report(0, Event::Host(true));
+        assert_eq!(l.status().links[0].state, "standby");
+        assert_eq!(l.active(), Some(1));
+    }
+
+    #[test]
+    fn admin_down_and_failback_ask_for_no_resend() {
+        let l = links(true);
+        let resends = Arc::new(AtomicUsize::new(0));
+        let r = resends.clone();
+        l.set_on_takeover(Box::new(move || {
+            r.fetch_add(1, Ordering::Relaxed);
+        }));
+        assert!(l.admin("a", false).is_ok());
+        assert_eq!(l.active(), Some(1));
+        assert!(l.admin("a", true).is_ok());
+        assert_eq!(l.active(), Some(0), "failback");
+        assert_eq!(resends.load(Ordering::Relaxed), 0);
+        assert_eq!(l.status().failovers, 2);
+        let e = l.admin("c", false).expect_err("no such link");
+        assert!(e.contains("the links are a, b"), "{e}");
+    }
+
+    #[test]
+    fn every_link_down_leaves_no_active_link_until_one_returns() {
+        let l = links(false);
+        l.report(0, Event::Deleted);
+        l.report(1, Event::IoFailed);
+        assert_eq!(l.active(), None);
+        assert!(!l.all_deleted(), "b is failed, not gone");
+        l.report(1, Event::Deleted);
+        assert!(l.all_deleted());
+        assert!(l.device(0, 0).is_none());
+        let s = l.status();
+        assert!(s.history.iter().any(|(_, t)| t.starts_with("no link left")));
+    }
+}
