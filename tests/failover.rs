@@ -330,8 +330,8 @@ fn echo(ns: &Netns, got: Arc<AtomicUsize>, half: usize) -> JoinHandle<(bool, Dur
 
 /// The one scenario of the first tests: a 1 GiB download and a 256 MiB
 /// echo, `fail` run at half way of the download; both must end intact.
-/// Returns the download's stall.
-fn survives(name: &str, fail: impl FnOnce(&Netns)) -> Duration {
+/// Then `after` runs on the same vnic. Returns the download's stall.
+fn survives(name: &str, fail: impl FnOnce(&Netns), after: impl FnOnce(&Netns)) -> Duration {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let ns = bridged();
     let vnic = start(&ns, &[]);
@@ -410,6 +410,7 @@ fn survives(name: &str, fail: impl FnOnce(&Netns)) -> Duration {
         "{name}: stalled {} ms",
         stall.as_millis()
     );
+    after(&ns);
     stall
 }
 
@@ -418,9 +419,18 @@ fn host_taking_the_active_link_down_moves_a_download_and_an_echo_intact() {
     if !can_run() {
         return;
     }
-    survives("host link down", |ns| {
-        ns.exec_ok(&["ip", "link", "set", "vnicA", "down"]);
-    });
+    survives(
+        "host link down",
+        |ns| {
+            ns.exec_ok(&["ip", "link", "set", "vnicA", "down"]);
+        },
+        |ns| {
+            // The cable back: a standby (no --failback).
+            ns.exec_ok(&["ip", "link", "set", "vnicA", "up"]);
+            wait_standby(ns, "vnicA");
+            assert_eq!(links(ns)[1].1, "active");
+        },
+    );
 }
 
 #[test]
@@ -428,9 +438,14 @@ fn vnic_ctl_link_down_moves_a_download_and_an_echo_intact() {
     if !can_run() {
         return;
     }
-    survives("vnic ctl link down", |ns| {
-        ctl(ns, &["link", "vnicA", "down"])
-    });
+    survives(
+        "vnic ctl link down",
+        |ns| ctl(ns, &["link", "vnicA", "down"]),
+        |ns| {
+            ctl(ns, &["link", "vnicA", "up"]);
+            wait_standby(ns, "vnicA");
+        },
+    );
 }
 
 #[test]
@@ -438,9 +453,22 @@ fn deleting_the_active_tap_moves_a_download_and_an_echo_intact() {
     if !can_run() {
         return;
     }
-    survives("TAP deleted", |ns| {
-        ns.exec_ok(&["ip", "link", "del", "vnicA"]);
-    });
+    survives(
+        "TAP deleted",
+        |ns| {
+            ns.exec_ok(&["ip", "link", "del", "vnicA"]);
+        },
+        |ns| {
+            // Made again and set up: vnic attaches to it anew, a standby,
+            // and it carries the addresses when vnicB goes.
+            ns.exec_ok(&["ip", "tuntap", "add", "vnicA", "mode", "tap"]);
+            ns.exec_ok(&["ip", "link", "set", "vnicA", "master", "br0", "up"]);
+            wait_standby(ns, "vnicA");
+            ctl(ns, &["link", "vnicB", "down"]);
+            wait_active(ns, "vnicA");
+            ns.exec_ok(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.0.2"]);
+        },
+    );
 }
 
 #[test]

@@ -370,6 +370,18 @@ impl Links {
     pub fn report(&self, link: usize, event: Event) {
         let mut table = self.table.lock();
         let transitions = table.apply(link, event);
+        if let (Event::Deleted, Some(l)) = (event, self.links.get(link)) {
+            // Its fds are dead: close them (and free the TAP's claim, so it
+            // can be attached again if made anew); readers and writers
+            // drop theirs at the new epoch.
+            let mut devices = l.devices.write();
+            for d in devices.iter() {
+                d.release_claim();
+            }
+            devices.clear();
+            drop(devices);
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
         // A link taken down on purpose loses nothing it was given: its
         // TAP still delivers what was written; the others may have lost
         // frames written just before the failure.
