@@ -15,6 +15,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Frames read in a row from one link before the others get a look.
+const STREAK: usize = 64;
+
 /// Reads queue `queue` of every link, in turn.
 pub struct LinkSource {
     links: Arc<Links>,
@@ -22,8 +25,12 @@ pub struct LinkSource {
     epoch: Option<u64>,
     /// (link, device) for each link still readable.
     devices: Vec<(usize, Arc<TapDevice>)>,
-    /// Where the next read starts, so a busy link does not starve another.
+    /// Where the next read starts: the link that gave the last frame, so
+    /// a busy link costs no empty read of an idle one per frame, until
+    /// [`STREAK`] frames in a row (then the next), so it starves none.
     next: usize,
+    /// Frames in a row from `next`.
+    streak: usize,
     /// The link of the last frame read.
     last: Option<usize>,
     /// Per link: the reserved address's identity (`--link-ip`), answered
@@ -50,6 +57,7 @@ impl LinkSource {
             epoch: None,
             devices: Vec::new(),
             next: 0,
+            streak: 0,
             last: None,
             reserved,
         }
@@ -76,7 +84,13 @@ impl LinkSource {
             let link = *link;
             match dev.try_recv_frame(buf) {
                 Ok(Some(f)) => {
-                    self.next = i + 1;
+                    self.streak = if i == self.next { self.streak + 1 } else { 1 };
+                    self.next = if self.streak >= STREAK {
+                        self.streak = 0;
+                        i + 1
+                    } else {
+                        i
+                    };
                     self.last = Some(link);
                     self.answer_reserved(link, &buf[..f.len.min(buf.len())]);
                     return Some(f);
