@@ -490,6 +490,11 @@ done
 read -r stall_p50 stall_max < <(printf '%s\n' "${STALLS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)], a[NR]}')
 STALL_LINE="Takeover stall (crash of processor 1 under a chargen download, --pairs, 4 processors, ${#STALLS[@]} crashes, every download intact): p50 ${stall_p50} ms, max ${stall_max} ms (all: ${STALLS[*]})."
 echo "$STALL_LINE" >&2
+# Failover stall (issue 21): two TAPs in a bridge, ten failovers under a
+# chargen download (bench/failover.sh, which also runs alone).
+echo "failover stall ..." >&2
+FAILOVER_LINE=$(VNIC="$VNIC" bench/failover.sh)
+echo "$FAILOVER_LINE" >&2
 
 # --- the proxy against HAProxy: the same round-robin over the same two
 # back-ends (kernel servers on 127.0.0.2 and 127.0.0.3 of the proxy's own
@@ -601,6 +606,7 @@ TABLE=$(printf '%s\n' "| measure | vnic | smoltcp (TAP) | kernel (veth) | vnic/s
   "" "Process pairs (4 processors, --pairs against without; target: at least 0.80):" "" \
   "| measure | with --pairs | without | pairs/without | unit |" "|---|---:|---:|---:|---|" "${PAROWS[@]}" \
   "" "$STALL_LINE" \
+  "" "$FAILOVER_LINE" \
   "" "Proxy to two kernel back-ends (vnic --serve proxy, 4 processors, against HAProxy mode tcp, roundrobin, $(nproc) threads, over veth):" "" \
   "| measure | vnic proxy | HAProxy | vnic/HAProxy | unit |" "|---|---:|---:|---:|---|" "${PROWS[@]:-}" \
   "" "Filter policies (4 processors; spread: accepted per processor, max/min and coefficient of variation, for 32 and $SPREADN new connections, 32 at a time; connection rate: HTTP GET, a new connection each, 32 concurrent; keep-alive: $SESSIONS sessions of 10 GETs, 32 at a time, processor 1 slowed by --slow-processor 1=2ms, with its share of the sessions):" "" \

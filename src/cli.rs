@@ -70,9 +70,19 @@ pub struct UpArgs {
     /// examples/); flags given as well override the file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// TAP device to attach to (created if it does not exist; creating needs root).
+    /// TAP device to attach to (created if it does not exist; creating
+    /// needs root). Give it again for more links (Ethernet failover): the
+    /// first is active, the others stand by and take over when it fails.
     #[arg(long, value_name = "NAME")]
-    pub tap: Option<String>,
+    pub tap: Vec<String>,
+    /// With several --tap links: when the first link returns after a
+    /// failure it becomes active again (default: it stands by).
+    #[arg(long)]
+    pub failback: bool,
+    /// A link's reserved IPv4 address (repeatable, one per link): answered
+    /// on that link only, and the source of vnic's ARP announcement there.
+    #[arg(long, value_name = "NAME=ADDR", value_parser = parse_link_ip)]
+    pub link_ip: Vec<(String, std::net::Ipv4Addr)>,
     /// Virtual IP the adapter answers on (repeatable; IPv4 and IPv6).
     #[arg(long = "ip", value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
     pub ips: Vec<(IpAddr, u8)>,
@@ -263,8 +273,14 @@ pub struct Plan {
     pub mac: Option<[u8; 6]>,
     /// The link MTU, when the config file sets one.
     pub mtu: Option<usize>,
-    /// TAP name.
+    /// TAP name (the first link's).
     pub tap: String,
+    /// The other links (`--tap` again): Ethernet failover.
+    pub more_taps: Vec<String>,
+    /// `--failback`.
+    pub failback: bool,
+    /// `--link-ip NAME=ADDR`.
+    pub link_ips: Vec<(String, std::net::Ipv4Addr)>,
     /// Virtual IPs with prefix.
     pub ips: Vec<(IpAddr, u8)>,
     /// Host-side addresses with prefix.
@@ -336,6 +352,7 @@ impl Plan {
     /// The library's builder for this plan.
     pub fn builder(&self) -> Result<Builder, String> {
         let mut b = Builder::new(&self.tap)
+            .failback(self.failback)
             .processors(self.processors)
             .rx_queues(self.rx_queues)
             .processor_queues(self.processor_queues)
@@ -365,6 +382,12 @@ impl Plan {
             });
         for ip in &self.ips {
             b = b.ip(ip.0, ip.1);
+        }
+        for t in &self.more_taps {
+            b = b.link(t);
+        }
+        for (name, ip) in &self.link_ips {
+            b = b.link_ip(name, *ip);
         }
         for (ip, prefix) in &self.host_ips {
             b = b.host_ip(*ip, *prefix);
@@ -454,14 +477,18 @@ impl Plan {
             let file = config::load(path).map_err(|e| e.to_string())?;
             let resolved = file
                 .resolve(&Overrides {
-                    tap: a.tap.clone(),
+                    tap: a.tap.first().cloned(),
                     ips: a.ips.clone(),
                     host_ips: a.host_ips.clone(),
                     processors: a.processors.map(usize::from),
                     filter: a.filter,
                 })
                 .map_err(|e| e.to_string())?;
-            a.tap = Some(resolved.tap.clone());
+            if a.tap.is_empty() {
+                a.tap = std::iter::once(resolved.tap.clone())
+                    .chain(resolved.more_taps.iter().cloned())
+                    .collect();
+            }
             a.ips = resolved.addresses.clone();
             a.host_ips = resolved.host_addresses.clone();
             a.processors = u16::try_from(resolved.processors).ok();
@@ -484,7 +511,7 @@ impl Plan {
                 config = Some(resolved);
             }
         }
-        let Some(tap) = a.tap.clone() else {
+        let Some(tap) = a.tap.first().cloned() else {
             return Err("--tap NAME is required (or --config FILE with [adapter] tap)".into());
         };
         if a.ips.is_empty() {
@@ -615,6 +642,9 @@ impl Plan {
             mac,
             mtu,
             tap,
+            more_taps: a.tap.get(1..).map(<[String]>::to_vec).unwrap_or_default(),
+            failback: a.failback,
+            link_ips: a.link_ip,
             ips: a.ips.clone(),
             host_ips: a.host_ips,
             processors,

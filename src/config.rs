@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [adapter]
-//! tap = "vnic0"                      # TAP device
+//! tap = "vnic0"                      # TAP device; several (failover): ["vnicA", "vnicB"]
 //! addresses = ["10.0.0.2/24"]        # virtual IPs, ADDR/PREFIX
 //! host_addresses = ["10.0.0.1/24"]   # host side of the TAP (optional)
 //! mac = "02:76:6e:00:00:01"          # optional; default derived from the tap name
@@ -379,8 +379,10 @@ pub struct ConfigFile {
 /// Everything `vnic up` needs from the file and the flags, checked.
 #[derive(Clone, Debug)]
 pub struct ResolvedConfig {
-    /// TAP name.
+    /// TAP name (the first link's).
     pub tap: String,
+    /// The other links' TAPs (`tap = ["A", "B"]`): Ethernet failover.
+    pub more_taps: Vec<String>,
     /// Virtual IPs with prefix (at least one).
     pub addresses: Vec<(IpAddr, u8)>,
     /// Host-side addresses with prefix.
@@ -501,13 +503,19 @@ impl ConfigFile {
     /// address list is let through.
     fn check(&self, flags: &Overrides, complete: bool) -> Result<ResolvedConfig, ConfigError> {
         let a = &self.raw.adapter;
-        let tap = match (&flags.tap, &a.tap) {
-            (Some(t), _) => Some(t.clone()),
+        let (tap, more_taps) = match (&flags.tap, &a.tap) {
+            (Some(t), _) => (Some(t.clone()), Vec::new()),
             (None, Some(t)) => {
-                check_tap(t.get_ref()).or_else(|m| self.bad(t.span(), m))?;
-                Some(t.get_ref().clone())
+                let names = t.get_ref().names();
+                if names.is_empty() {
+                    return self.bad(t.span(), "tap = []: name at least one TAP".into());
+                }
+                for n in &names {
+                    check_tap(n).or_else(|m| self.bad(t.span(), m))?;
+                }
+                (names.first().cloned(), names[1..].to_vec())
             }
-            (None, None) => None,
+            (None, None) => (None, Vec::new()),
         };
         let addresses = if flags.ips.is_empty() {
             self.cidrs(&a.addresses, "addresses")?
@@ -665,6 +673,7 @@ impl ConfigFile {
             }
             return Ok(ResolvedConfig {
                 tap,
+                more_taps,
                 addresses,
                 host_addresses,
                 mac,
@@ -679,6 +688,7 @@ impl ConfigFile {
         }
         Ok(ResolvedConfig {
             tap: tap.unwrap_or_default(),
+            more_taps,
             addresses,
             host_addresses,
             mac,
@@ -959,6 +969,18 @@ mod tests {
             FilterMode::None,
             "filtering is off unless configured"
         );
+    }
+
+    #[test]
+    fn tap_may_list_several_links() {
+        let c =
+            resolved("[adapter]\ntap = [\"vnicA\", \"vnicB\"]\naddresses = [\"10.0.0.2/24\"]\n");
+        assert_eq!(c.tap, "vnicA");
+        assert_eq!(c.more_taps, vec!["vnicB".to_string()]);
+        let e = error_at("[adapter]\ntap = []\n", 2).to_string();
+        assert!(e.contains("at least one TAP"), "{e}");
+        let e = error_at("[adapter]\ntap = [\"ok\", \"a-very-long-tap-name\"]\n", 2).to_string();
+        assert!(e.contains("1 to 15"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `vnic status` and `vnic ctl`: the client side of the control socket.
 
+mod links;
+
 use crate::cli::{ControlArgs, CtlArgs, CtlCommand, ListenerOp, StatusArgs};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -201,6 +203,7 @@ pub fn ctl(a: CtlArgs) -> ExitCode {
         },
         CtlCommand::Backend { id, state } => Request::Backend { id, state },
         CtlCommand::Stats { .. } => Request::StatsReset,
+        CtlCommand::Link { name, state } => Request::Link { name, state },
         CtlCommand::Listener { op } => match op {
             ListenerOp::Add {
                 port,
@@ -317,6 +320,9 @@ pub fn table_with(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
         }
     }
     s.push_str(&adapter_lines(st, rates));
+    if let Some(l) = &st.links {
+        s.push_str(&links::links_table(l));
+    }
     if !st.pairs.is_empty() {
         s.push_str(&format!(
             "\npairs: {:>7} {:>5} {:>6} {:>11} {:>12} {:>7} {:>9} {:>9} {:>9}\n",

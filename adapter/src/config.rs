@@ -14,6 +14,10 @@ pub struct AdapterConfig {
     pub ipv6: Vec<Ipv6Addr>,
     /// Link MTU: the largest IP packet we send or expect.
     pub mtu: usize,
+    /// With several links (Ethernet failover): every link's MAC, each
+    /// accepted as ours, since the host may send to any of them while
+    /// its neighbour entries move.
+    pub link_macs: Vec<[u8; 6]>,
 }
 
 impl AdapterConfig {
@@ -32,6 +36,7 @@ impl AdapterConfig {
             ipv4,
             ipv6,
             mtu,
+            link_macs: Vec::new(),
         }
     }
 
@@ -43,10 +48,14 @@ impl AdapterConfig {
         }
     }
 
-    /// True if a frame sent to `dst` is for us: our MAC, broadcast, or an
-    /// IPv6 multicast MAC (33:33:..) that neighbour discovery uses.
+    /// True if a frame sent to `dst` is for us: our MAC (or a link's),
+    /// broadcast, or an IPv6 multicast MAC (33:33:..) that neighbour
+    /// discovery uses.
     pub fn accepts_mac(&self, dst: [u8; 6]) -> bool {
-        dst == self.mac || dst == [0xff; 6] || (dst[0] == 0x33 && dst[1] == 0x33)
+        dst == self.mac
+            || dst == [0xff; 6]
+            || (dst[0] == 0x33 && dst[1] == 0x33)
+            || self.link_macs.contains(&dst)
     }
 }
 

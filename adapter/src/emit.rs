@@ -35,6 +35,12 @@ pub trait FrameSink: Send + Sync {
     fn send_gso_buf(&self, frame: &mut Vec<u8>, hdr: &VnetHeader) -> io::Result<()> {
         self.send_gso_frame(frame, hdr)
     }
+
+    /// With several links (Ethernet failover): the link frames leave by
+    /// now, for the trace's comments. None for a sink of one device.
+    fn link(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Largest TCP payload put into one GSO frame: the IPv4 total length
@@ -239,6 +245,43 @@ pub struct FrameWriter {
     burst: Option<Burst>,
     /// Most payload bytes in one GSO frame ([`FrameWriter::set_burst_limit`]).
     burst_limit: usize,
+    /// With several links: the active link's MAC, read for every frame
+    /// ([`FrameWriter::follow_mac`]).
+    active_mac: Option<Arc<ActiveMac>>,
+}
+
+/// The MAC frames leave from, changed when another link takes over
+/// (Ethernet failover, [`crate::link`]): every writer reads it as it
+/// builds a frame, so no processor needs telling.
+#[derive(Debug)]
+pub struct ActiveMac(std::sync::atomic::AtomicU64);
+
+impl ActiveMac {
+    /// Starts as `mac`.
+    pub fn new(mac: [u8; 6]) -> ActiveMac {
+        ActiveMac(std::sync::atomic::AtomicU64::new(Self::pack(mac)))
+    }
+
+    /// The MAC now.
+    pub fn get(&self) -> [u8; 6] {
+        let v = self
+            .0
+            .load(std::sync::atomic::Ordering::Acquire)
+            .to_be_bytes();
+        [v[2], v[3], v[4], v[5], v[6], v[7]]
+    }
+
+    /// Frames built from now on leave from `mac`.
+    pub fn set(&self, mac: [u8; 6]) {
+        self.0
+            .store(Self::pack(mac), std::sync::atomic::Ordering::Release);
+    }
+
+    fn pack(mac: [u8; 6]) -> u64 {
+        let mut v = [0u8; 8];
+        v[2..].copy_from_slice(&mac);
+        u64::from_be_bytes(v)
+    }
 }
 
 impl FrameWriter {
@@ -254,7 +297,15 @@ impl FrameWriter {
             deferred: None,
             burst: None,
             burst_limit: MAX_GSO_PAYLOAD,
+            active_mac: None,
         }
+    }
+
+    /// Builds every frame from here on from the MAC `mac` holds at the
+    /// time (the active link's, with several links) instead of the MAC
+    /// given to [`FrameWriter::new`].
+    pub fn follow_mac(&mut self, mac: Arc<ActiveMac>) {
+        self.active_mac = Some(mac);
     }
 
     /// Caps the payload of the GSO frames [`FrameWriter::send_tcp_burst`]
@@ -289,9 +340,12 @@ impl FrameWriter {
         self.sender = slot;
     }
 
-    /// Our MAC.
+    /// Our MAC: the active link's when following one.
     pub fn mac(&self) -> [u8; 6] {
-        self.mac
+        match &self.active_mac {
+            Some(m) => m.get(),
+            None => self.mac,
+        }
     }
 
     /// Sends TCP segment `seg` from `src` to `dst` at `dst_mac`.
@@ -436,7 +490,7 @@ impl FrameWriter {
 
     fn route(&self, dst_mac: [u8; 6], src: IpAddr, dst: IpAddr) -> Route {
         Route {
-            src_mac: self.mac,
+            src_mac: self.mac(),
             dst_mac,
             src,
             dst,

@@ -32,6 +32,7 @@ pub mod flowmap;
 pub mod host;
 pub mod icmp;
 pub mod impair;
+pub mod link;
 pub mod ndp;
 pub mod pairs;
 pub mod pool;

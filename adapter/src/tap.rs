@@ -53,7 +53,7 @@ pub struct TapDevice {
     name: String,
     offload: bool,
     /// Held by the first queue of a multi-queue TAP: see [`claim`].
-    _claim: Option<std::os::unix::net::UnixListener>,
+    claim: parking_lot::Mutex<Option<std::os::unix::net::UnixListener>>,
     /// The eventfd that wakes a reader waiting in [`TapDevice::recv_frame`].
     wake: Option<std::sync::Arc<OwnedFd>>,
 }
@@ -224,7 +224,7 @@ impl TapDevice {
     ) -> Result<Vec<TapDevice>, AdapterError> {
         let claim = claim(name)?;
         let mut first = TapDevice::attach(name, offload, true)?;
-        first._claim = Some(claim);
+        *first.claim.get_mut() = Some(claim);
         program(&first)
             .and_then(|p| p.attach(first.fd.as_raw_fd()))
             .map_err(|source| AdapterError::Io {
@@ -303,9 +303,17 @@ impl TapDevice {
             fd,
             name,
             offload,
-            _claim: None,
+            claim: parking_lot::Mutex::new(None),
             wake: None,
         })
+    }
+
+    /// Gives up the claim on a multi-queue TAP (see [`claim`]) before
+    /// this device is dropped: once the TAP was deleted (Ethernet
+    /// failover), so that a TAP made again under its name can be attached
+    /// while some writer still holds this dead one.
+    pub fn release_claim(&self) {
+        self.claim.lock().take();
     }
 
     /// The interface name the kernel gave.
@@ -573,6 +581,12 @@ pub trait FrameSource: Send {
             len,
             checksum_trusted: false,
         }))
+    }
+
+    /// With several links (Ethernet failover): the link the last frame
+    /// came in on, for the trace's comments. None for one device.
+    fn link(&self) -> Option<&'static str> {
+        None
     }
 }
 

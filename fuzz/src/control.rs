@@ -100,6 +100,7 @@ fn runtime() -> (Runtime, Vec<Receiver<ToProcessor>>) {
         socket_queries: Vec::new(),
         impair: None,
         tcp: vnic_listeners::control::TcpStatus::of(&vnic_stack::TcpConfig::default()),
+        links: None,
     };
     (rt, rxs)
 }

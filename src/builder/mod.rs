@@ -6,6 +6,7 @@
 //! [`Builder`]); a program that links vnic is another, with apps of its
 //! own behind the emulated processors.
 
+mod links;
 mod start;
 
 use crate::running::{Running, RxThread, DEFAULT_DRAIN};
@@ -291,6 +292,12 @@ pub struct Builder {
     pairs: bool,
     tcp: TcpKnobs,
     slow: HashMap<usize, Duration>,
+    /// The links after the first (`--tap` given more than once).
+    more_taps: Vec<String>,
+    /// `--failback`.
+    failback: bool,
+    /// `--link-ip NAME=ADDR`.
+    link_ips: Vec<(String, std::net::Ipv4Addr)>,
 }
 
 /// A service made of a closure (see [`Builder::serve_with`]).
@@ -347,6 +354,9 @@ impl Builder {
             pairs: false,
             tcp: TcpKnobs::default(),
             slow: HashMap::new(),
+            more_taps: Vec::new(),
+            failback: false,
+            link_ips: Vec::new(),
         }
     }
 

@@ -61,6 +61,7 @@ impl Builder {
                 "--pairs needs at least two processors: a backup runs in another processor".into(),
             ));
         }
+        self.check_links()?;
         if self.processor_queues == ProcessorQueues::On && self.impair.is_some() {
             return Err(Error::Config(
                 "--processor-queues on and --impair do not go together: the processors' own \
@@ -120,15 +121,28 @@ impl Builder {
         if let Some(mac) = self.mac {
             cfg.mac = mac;
         }
+        // Several links (Ethernet failover): the others opened alike.
+        let links = self.open_links(&taps, &mut cfg)?;
         let counters = Arc::new(Counters::with_rx_queues(n, taps.len()));
         let impair_stats = Arc::new(ImpairStats::default());
-        // Every queue can send; frames go out through the first.
-        let mut sink: Arc<dyn FrameSink> = tap.clone();
-        let mut sources: Vec<Box<dyn FrameSource>> = taps
-            .iter()
-            .take(rss_queues)
-            .map(|t| Box::new(t.clone()) as Box<dyn FrameSource>)
-            .collect();
+        // Every queue can send; frames go out through the first (with
+        // several links: the first of the active link).
+        let mut sink: Arc<dyn FrameSink> = match &links {
+            Some(l) => Arc::new(l.sink()),
+            None => tap.clone(),
+        };
+        let mut sources: Vec<Box<dyn FrameSource>> = match &links {
+            // Each RX thread reads its queue of every link: one flow
+            // table sees a connection whichever link it comes in on.
+            Some(l) => (0..rss_queues)
+                .map(|q| Box::new(l.source(q)) as Box<dyn FrameSource>)
+                .collect(),
+            None => taps
+                .iter()
+                .take(rss_queues)
+                .map(|t| Box::new(t.clone()) as Box<dyn FrameSource>)
+                .collect(),
+        };
         if let Some(spec) = &self.impair {
             sink = Arc::new(ImpairedSink::new(sink, spec.clone(), impair_stats.clone())?);
             sources = sources
@@ -161,9 +175,17 @@ impl Builder {
         })
         .map_err(|e| std::io::Error::new(e.kind(), format!("--pcap: {e}")))?;
         let traced = |origin: Origin| -> FrameWriter {
-            let s: Arc<dyn FrameSink> =
-                Arc::new(TracingSink::new(sink.clone(), tracer.clone(), origin));
+            // With several links and no impairment, a sink of its own per
+            // writer (it keeps the active device at hand).
+            let base: Arc<dyn FrameSink> = match (&links, &self.impair) {
+                (Some(l), None) => Arc::new(l.sink()),
+                _ => sink.clone(),
+            };
+            let s: Arc<dyn FrameSink> = Arc::new(TracingSink::new(base, tracer.clone(), origin));
             let mut w = FrameWriter::new(s, cfg.mac, counters.clone());
+            if let Some(l) = &links {
+                w.follow_mac(l.active_mac());
+            }
             // Processor K counts its frames in sender slot K; an RX queue's
             // slot is set with its queue (`RxQueue::set_rx_queue`).
             if let Origin::Processor(k) = origin {
@@ -455,7 +477,33 @@ impl Builder {
                 .impair
                 .as_ref()
                 .map(|spec| (spec.to_string(), impair_stats.clone())),
+            links: links.clone(),
         });
+        if let Some(l) = &links {
+            // "Sessions moved" at a takeover: the connections open then.
+            let reg = registry.clone();
+            l.set_session_count(Box::new(move || {
+                reg.processors
+                    .iter()
+                    .map(|p| p.active.load(std::sync::atomic::Ordering::Relaxed))
+                    .sum()
+            }));
+            // What left by the failed link just before it failed was lost
+            // there: every connection resends what is unacknowledged now,
+            // not at its retransmission timeout.
+            let qs = queues.clone();
+            l.set_on_takeover(Box::new(move || {
+                for q in &qs {
+                    let m = Migration::Resend;
+                    let _ = q.try_send(ToProcessor::Migrate(Box::new(m)));
+                }
+            }));
+            threads.push(vnic_adapter::link::monitor::spawn(
+                l.clone(),
+                tracer.clone(),
+                halt.clone(),
+            )?);
+        }
         let ctl_stop = halt.clone();
         let ctl_thread = std::thread::Builder::new().name("vnic-ctl".into()).spawn({
             let rt = runtime.clone();
@@ -509,7 +557,10 @@ impl Builder {
                 move || rx.run(adapter, source, tracer)
             })?);
         }
-        let ready = self.ready_line(&name, &ips, rx_queues, &port_filters);
+        let mut ready = self.ready_line(&name, &ips, rx_queues, &port_filters);
+        if links.is_some() {
+            ready.push_str(&format!(" links={}", self.tap_names().join(",")));
+        }
         Ok(Running {
             ready,
             stop,
@@ -544,7 +595,11 @@ impl Builder {
             // its own queue took 5 s of one-byte segments at 50,000 a
             // second with echo round trips on it of up to 1.3 s on 2 busy
             // cores, against 54 ms with the RX thread (tests/abuse.rs).
-            ProcessorQueues::Auto => self.impair.is_none() && n >= cores(),
+            // Several links: off, a processor's queue is one TAP's (and
+            // `on` is refused by `check_links`).
+            ProcessorQueues::Auto => {
+                self.impair.is_none() && n >= cores() && self.more_taps.is_empty()
+            }
         };
         if want {
             let tried = FlowMap::create(MAX_CONNECTIONS.max(n * 1024))

@@ -150,6 +150,16 @@ pub enum CtlCommand {
         #[command(subcommand)]
         op: ListenerOp,
     },
+    /// Take a link (one of vnic up's --tap links) down as a failed cable
+    /// would (another link takes over and announces the addresses), or
+    /// let it up again (it stands by, or takes back over with --failback).
+    Link {
+        /// The link's TAP name.
+        name: String,
+        /// up or down.
+        #[arg(value_parser = ["up", "down"])]
+        state: String,
+    },
     /// Zero the counters of the processors, adapter, back-ends, services
     /// and impairment (gauges such as active connections and memory
     /// stay); `vnic status` shows the new Reset Time.

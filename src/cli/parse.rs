@@ -81,3 +81,17 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     }
     Ok(bytes as usize)
 }
+
+/// `--link-ip NAME=ADDR`: a link's reserved IPv4 address.
+pub fn parse_link_ip(s: &str) -> Result<(String, std::net::Ipv4Addr), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: use NAME=ADDR (a --tap link and an IPv4 address)"))?;
+    if name.is_empty() {
+        return Err(format!("{s:?}: the link's name is missing"));
+    }
+    let ip = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
+    Ok((name.to_string(), ip))
+}

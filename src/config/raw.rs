@@ -17,10 +17,29 @@ pub(super) struct RawFile {
     pub(super) tcp: tcp::RawTcp,
 }
 
+/// `tap = "vnic0"`, or with several links (Ethernet failover)
+/// `tap = ["vnicA", "vnicB"]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum TapList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl TapList {
+    /// The names, the first link first.
+    pub(super) fn names(&self) -> Vec<String> {
+        match self {
+            TapList::One(n) => vec![n.clone()],
+            TapList::Many(v) => v.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdapter {
-    pub(super) tap: Option<Spanned<String>>,
+    pub(super) tap: Option<Spanned<TapList>>,
     #[serde(default)]
     pub(super) addresses: Vec<Spanned<String>>,
     #[serde(default)]

@@ -138,6 +138,9 @@ pub struct RxQueue {
     handed_back: Option<Receiver<HandedBack>>,
     /// Process pairs: where a dead processor's connections went.
     pairs: Arc<crate::Pairs>,
+    /// With several links: the one the frame being handled came in on
+    /// (named in its trace comment).
+    rx_link: Option<&'static str>,
 }
 
 /// Segments with at least this much text go to their processor in the
@@ -188,6 +191,7 @@ impl RxQueue {
             steering: None,
             handed_back: None,
             pairs: Arc::new(crate::Pairs::none()),
+            rx_link: None,
         }
     }
 
@@ -390,6 +394,8 @@ impl RxQueue {
     }
 
     fn arp(&mut self, payload: &[u8]) -> Decision {
+        // The active link's MAC (with several links it changes).
+        self.cfg.mac = self.out.mac();
         match arp::answer(&self.cfg, payload) {
             Err(k) => Decision::Dropped(k),
             Ok(None) => Decision::Ignored,
@@ -489,6 +495,8 @@ impl RxQueue {
         if msg.len() < 8 || !checksum::icmpv6_ok(src, dst, msg) {
             return Decision::Dropped(DropKind::BadIcmp);
         }
+        // Advertise the active link's MAC (with several links it changes).
+        self.cfg.mac = self.out.mac();
         match msg[0] {
             135 => match ndp::answer(&self.cfg, src, src_mac, hop_limit, msg) {
                 Err(k) => Decision::Dropped(k),
@@ -615,8 +623,10 @@ impl RxQueue {
             self.out.defer();
             let d = self.handle_rx_frame(Instant::now(), &buf[..len], trusted);
             let filter = &self.filter;
-            tracer.record_owned(Direction::In, buf, len, |_| {
-                Note::Rx(d, d.rule(&filter.lock()))
+            let link = self.rx_link;
+            tracer.record_owned(Direction::In, buf, len, |_| match link {
+                Some(l) => Note::RxOn(d, d.rule(&filter.lock()), l),
+                None => Note::Rx(d, d.rule(&filter.lock())),
             });
             buf.resize(MAX_FRAME_LEN, 0);
             self.out.release();

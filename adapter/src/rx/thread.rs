@@ -35,6 +35,7 @@ impl RxQueue {
             match source.recv_frame(&mut buf, Duration::from_millis(100)) {
                 Ok(Some(rx)) => {
                     failing_since = None;
+                    self.rx_link = source.link();
                     let len = rx.len.min(buf.len());
                     self.take_frame(&mut buf, len, rx.checksum_trusted, tracer);
                 }

@@ -19,13 +19,18 @@ pub enum Note {
     /// [`rx_comment`]).
     Rx(Decision, FilterMode),
     /// A frame written by `origin` (see [`out_comment`]), then `suffix`
-    /// (` gso`, ` tx-error`, or nothing).
+    /// (` gso`, ` tx-error`, or nothing), then ` link=NAME` with several
+    /// links (Ethernet failover).
     Out {
         /// `cpu=2` or `adapter`.
         origin: Origin,
         /// Appended as is.
         suffix: &'static str,
+        /// The link it left by, with several.
+        link: Option<&'static str>,
     },
+    /// [`Note::Rx`] for a frame read from link `.2` of several.
+    RxOn(Decision, FilterMode, &'static str),
 }
 
 impl Note {
@@ -34,9 +39,18 @@ impl Note {
         match self {
             Note::Text(t) => t.clone(),
             Note::Rx(d, mode) => rx_comment(d, *mode),
-            Note::Out { origin, suffix } => {
+            Note::RxOn(d, mode, link) => format!("{} link={link}", rx_comment(d, *mode)),
+            Note::Out {
+                origin,
+                suffix,
+                link,
+            } => {
                 let mut c = out_comment(*origin, frame);
                 c.push_str(suffix);
+                if let Some(l) = link {
+                    c.push_str(" link=");
+                    c.push_str(l);
+                }
                 c
             }
         }
@@ -173,5 +187,28 @@ pub fn out_kind(frame: &[u8]) -> &'static str {
         (1, Some(3), Some(3)) | (58, Some(1), Some(4)) => "port-unreachable",
         (58, Some(136), _) => "ndp-advert",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_links_name_the_link_in_and_out() {
+        let out = Note::Out {
+            origin: Origin::Processor(2),
+            suffix: " gso",
+            link: Some("vnicB"),
+        };
+        assert_eq!(out.render(&[]), "out cpu=2 gso link=vnicB");
+        let one = Note::Out {
+            origin: Origin::Processor(2),
+            suffix: "",
+            link: None,
+        };
+        assert_eq!(one.render(&[]), "out cpu=2");
+        let rx = Note::RxOn(Decision::NotForUs, FilterMode::RoundRobin, "vnicA");
+        assert_eq!(rx.render(&[]), "in ignore not-for-us link=vnicA");
     }
 }

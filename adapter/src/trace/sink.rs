@@ -46,6 +46,7 @@ impl TracingSink {
         Note::Out {
             origin: self.origin,
             suffix,
+            link: self.inner.link(),
         }
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod access;
 mod capture;
+pub mod links;
 pub mod protocol;
 pub mod server;
 mod sockets;
@@ -27,6 +28,7 @@ mod listener_tests;
 mod tests;
 
 pub use access::{resolve_group, Access, Peer};
+pub use links::{LinkStatus, LinksReport};
 pub use protocol::{
     CaptureEnd, CaptureStatus, PairStatus, Request, Response, SocketRow, SocketState, SocketTable,
     Status, TcpStatus,

@@ -123,6 +123,14 @@ pub enum Request {
         /// The processor that takes it.
         to: usize,
     },
+    /// Take link (TAP) `name` down, as a failed cable would (another link
+    /// takes over), or let it up again (`vnic ctl link NAME down|up`).
+    Link {
+        /// The link's TAP name.
+        name: String,
+        /// "up" or "down".
+        state: String,
+    },
 }
 
 impl Request {
@@ -141,6 +149,7 @@ impl Request {
         "sockets",
         "stats-reset",
         "connection-move",
+        "link",
     ];
 
     /// This request's `cmd`, as it is on the wire. Being exhaustive, it
@@ -159,6 +168,7 @@ impl Request {
             Request::Sockets { .. } => "sockets",
             Request::StatsReset => "stats-reset",
             Request::ConnectionMove { .. } => "connection-move",
+            Request::Link { .. } => "link",
         }
     }
 }
@@ -298,6 +308,9 @@ pub struct Status {
     /// `[tcp]`, else the defaults); absent from a vnic older than them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpStatus>,
+    /// The links, with several TAPs (Ethernet failover); absent with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<crate::control::LinksReport>,
 }
 
 /// One process pair in `vnic status`: a primary processor (on one port,
@@ -881,6 +894,10 @@ mod tests {
             Request::ConnectionMove {
                 connection: "10.0.0.1:1-10.0.0.2:80".into(),
                 to: 1,
+            },
+            Request::Link {
+                name: "vnicA".into(),
+                state: "down".into(),
             },
         ];
         assert_eq!(all.len(), Request::NAMES.len());

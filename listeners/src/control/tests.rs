@@ -338,6 +338,7 @@ pub(super) fn runtime(trace: Option<Arc<dyn TraceControl>>) -> Runtime {
         socket_queries: Vec::new(),
         impair: None,
         tcp: TcpStatus::of(&vnic_stack::TcpConfig::default()),
+        links: None,
     }
 }
 

@@ -78,6 +78,12 @@ pub enum Migration {
         /// The failed primary.
         from: usize,
     },
+    /// Another link took over (Ethernet failover, `vnic_adapter::link`):
+    /// every connection with bytes unacknowledged sends them again at once
+    /// (`Connection::take_over`), through the new link, instead of
+    /// waiting for its retransmission timer: what left by the failed link
+    /// just before it failed was lost there.
+    Resend,
     /// `vnic ctl processor K drain`: every connection to `targets` in
     /// turn, then down.
     Drain {
@@ -136,6 +142,23 @@ impl Processor {
                 let _ = answer.send(r);
             }
             Migration::TakeOver { from } => self.take_over(Some(from), None),
+            Migration::Resend => {
+                let now = Instant::now();
+                let due: Vec<FourTuple> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| !c.tcp.is_closed() && c.tcp.send_queued() > 0)
+                    .map(|(t, _)| *t)
+                    .collect();
+                for tuple in due {
+                    if let Some(c) = self.conns.get_mut(&tuple) {
+                        c.tcp.take_over(now);
+                    }
+                    if catch_unwind(AssertUnwindSafe(|| self.service(tuple, now))).is_err() {
+                        self.quarantine(tuple, None);
+                    }
+                }
+            }
             Migration::Drain { targets, answer } => {
                 let now = Instant::now();
                 self.evacuation = Some(Evacuation {

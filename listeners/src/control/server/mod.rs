@@ -183,6 +183,9 @@ pub struct Runtime {
     /// The TCP settings in force (for status), from the processors'
     /// default `TcpConfig`.
     pub tcp: TcpStatus,
+    /// With several TAPs (Ethernet failover): the links, for status and
+    /// `vnic ctl link`.
+    pub links: Option<Arc<vnic_adapter::link::Links>>,
 }
 
 impl Runtime {
@@ -296,6 +299,7 @@ impl Runtime {
                 state,
             } => self.sockets(processor, port, state.as_deref()),
             Request::StatsReset => self.reset_stats(),
+            Request::Link { name, state } => self.link(&name, &state),
         }
     }
 }

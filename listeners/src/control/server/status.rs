@@ -144,6 +144,7 @@ impl Runtime {
             impair: self.impair_status(),
             pairs: self.pair_status(),
             tcp: Some(self.tcp.clone()),
+            links: self.links.as_ref().map(|l| l.status().into()),
         }
     }
 }
