@@ -64,7 +64,7 @@ pub use connection::{
     State,
 };
 pub use cookie::SynCookies;
-pub use isn::IsnGenerator;
+pub use isn::{IsnGenerator, IsnScript};
 pub use payload::Payload;
 pub use ratelimit::{ReplyLimiter, Unlimited};
 pub use seq::SeqNumber;

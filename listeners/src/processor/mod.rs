@@ -20,6 +20,7 @@ mod memory;
 mod migrate;
 mod pairs;
 mod receive;
+mod replay;
 mod service;
 mod sockets;
 
@@ -44,6 +45,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vnic_adapter::clock::Clock;
 use vnic_adapter::direct::DirectQueue;
 use vnic_adapter::filter::Protocol;
 use vnic_adapter::ratelimit::{TokenBucket, INVALID_REPLY_RATE};
@@ -360,6 +362,9 @@ pub struct Processor {
     /// See [`ProcessorSetup::slow`].
     slow: Option<Duration>,
     direct_batch: Vec<Inbound>,
+    /// Where `now` comes from: the real clock, or a replay's virtual one
+    /// ([`Processor::set_clock`]).
+    clock: Clock,
 }
 
 /// Stale timer entries allowed beyond twice the connections before the
@@ -488,6 +493,7 @@ impl Processor {
             direct: s.direct,
             slow: s.slow,
             direct_batch: Vec::with_capacity(BATCH),
+            clock: Clock::Real,
         }
     }
 
@@ -585,16 +591,16 @@ impl Processor {
             if self.read_own_queue() {
                 busy = true;
             }
-            self.fire_timers(Instant::now());
-            self.keep_budget(Instant::now());
-            self.expire_moved(Instant::now());
-            if self.evacuate(Instant::now()) {
+            self.fire_timers(self.clock.now());
+            self.keep_budget(self.clock.now());
+            self.expire_moved(self.clock.now());
+            if self.evacuate(self.clock.now()) {
                 busy = self.conns.is_empty() && busy;
             }
             if self.draining {
                 self.count_unfinished();
             }
-            if self.service_backlog(Instant::now()) {
+            if self.service_backlog(self.clock.now()) {
                 busy = true;
             }
             if self.serve_socket_queries() {
@@ -630,7 +636,7 @@ impl Processor {
             .flatten()
             .min();
             let wait = due.map_or(Duration::from_secs(1), |d| {
-                d.saturating_duration_since(Instant::now())
+                d.saturating_duration_since(self.clock.now())
             });
             let polled = poll.poll(&mut events, Some(wait));
             self.bell.awake();
@@ -664,7 +670,7 @@ impl Processor {
                 if !self.receive_more() {
                     return false;
                 }
-                self.service_pending(Instant::now());
+                self.service_pending(self.clock.now());
             }
             ToProcessor::Adopt(a) => self.on_adopt(a),
             ToProcessor::Migrate(m) => self.on_migrate(m),
@@ -694,7 +700,7 @@ impl Processor {
                 if let Some(c) = self.conns.get_mut(&tuple) {
                     c.app.deliver(r);
                 }
-                self.service(tuple, Instant::now());
+                self.service(tuple, self.clock.now());
             }));
             if done.is_err() {
                 self.quarantine(tuple, None);
@@ -709,7 +715,7 @@ impl Processor {
             AppSource::Distributor(d) => d.dispatcher.lock().take_starved_at(self.id),
             AppSource::Local => return false,
         };
-        let now = Instant::now();
+        let now = self.clock.now();
         for conn in &starved {
             let Some(tuple) = self.by_id.get(conn).copied() else {
                 continue; // the connection is gone

@@ -10,7 +10,7 @@ impl Processor {
     /// reset and forgotten, and the processor goes on with the others.
     pub fn on_inbound(&mut self, inb: Inbound) {
         self.receive(inb);
-        self.service_pending(Instant::now());
+        self.service_pending(self.clock.now());
     }
 
     /// Hands one segment to its connection (or opens one); the connection
@@ -66,7 +66,7 @@ impl Processor {
                 Ok(ToProcessor::Segment(inb)) => self.receive(inb),
                 Ok(ToProcessor::Shutdown) | Err(TryRecvError::Disconnected) => return false,
                 Ok(msg @ (ToProcessor::Up | ToProcessor::Down)) => {
-                    self.service_pending(Instant::now());
+                    self.service_pending(self.clock.now());
                     self.set_up(matches!(msg, ToProcessor::Up));
                 }
                 Ok(ToProcessor::Datagram(d)) => self.on_datagram(d),
@@ -82,7 +82,7 @@ impl Processor {
                     | ToProcessor::Migrate(_)
                     | ToProcessor::FlowSwitched(_)),
                 ) => {
-                    self.service_pending(Instant::now());
+                    self.service_pending(self.clock.now());
                     if !self.on_message(msg) {
                         return false;
                     }
@@ -106,7 +106,7 @@ impl Processor {
             .down
             .load(Ordering::Relaxed);
         let read = d.read(
-            Instant::now(),
+            self.clock.now(),
             BATCH,
             |t| up && conns.contains_key(t),
             &mut self.direct_batch,
@@ -124,13 +124,13 @@ impl Processor {
         }
         self.direct_batch = batch;
         if any {
-            self.service_pending(Instant::now());
+            self.service_pending(self.clock.now());
         }
         any
     }
 
     pub(super) fn handle_inbound(&mut self, inb: &Inbound) {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.handle_segment(now, inb);
         let refused = std::mem::take(&mut self.invalid_replies.refused);
         if refused > 0 {

@@ -7,7 +7,7 @@ use super::*;
 impl Processor {
     /// Services each connection one of whose apps' descriptors is ready.
     pub(super) fn on_io(&mut self, events: &Events) {
-        let now = Instant::now();
+        let now = self.clock.now();
         for ev in events.iter() {
             if ev.token() == WAKE {
                 continue;
