@@ -66,6 +66,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+pub mod replay;
 /// The `vnic up --config FILE` format: public so the command line and the
 /// `config` fuzz target (fuzz/) run the very parser and checks, and so a
 /// library user can load the same files.

@@ -6,6 +6,7 @@
 //! [`Builder`]); a program that links vnic is another, with apps of its
 //! own behind the emulated processors.
 
+mod replay;
 mod start;
 
 use crate::running::{Running, RxThread, DEFAULT_DRAIN};
@@ -17,7 +18,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use vnic_adapter::direct::{DirectQueue, HandBack};
 use vnic_adapter::filter::{Loads, Protocol};
 use vnic_adapter::flowmap::FlowMap;
@@ -291,6 +292,10 @@ pub struct Builder {
     pairs: bool,
     tcp: TcpKnobs,
     slow: HashMap<usize, Duration>,
+    /// `vnic up`'s flags, for the replay block ([`Builder::command_line`]).
+    command_line: Option<Vec<String>>,
+    /// Keys in the replay block ([`Builder::pcap_secrets`]).
+    pcap_secrets: bool,
 }
 
 /// A service made of a closure (see [`Builder::serve_with`]).
@@ -347,6 +352,8 @@ impl Builder {
             pairs: false,
             tcp: TcpKnobs::default(),
             slow: HashMap::new(),
+            command_line: None,
+            pcap_secrets: false,
         }
     }
 

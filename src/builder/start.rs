@@ -144,6 +144,11 @@ impl Builder {
                 })
                 .collect();
         }
+        let (tcp, tcp_ports) = self.tcp_configs(&cfg);
+        // The ISN and SYN-cookie clocks start now; a trace's replay block
+        // says when (and, with --pcap-secrets, their keys).
+        let (epoch, isn_key, cookie_secret) = (Instant::now(), random_key(), random_key());
+        let block = self.replay_block(&cfg, &tcp, SystemTime::now(), (isn_key, cookie_secret));
         // Tracing sits outside the impairment: it shows what the adapter and
         // the processors saw and sent.
         let tracer = Tracer::start(TraceOptions {
@@ -158,6 +163,7 @@ impl Builder {
             iface: name.clone(),
             mac: cfg.mac,
             pcap_filter: self.trace.filter.clone(),
+            section_comment: Some(block.render()),
         })
         .map_err(|e| std::io::Error::new(e.kind(), format!("--pcap: {e}")))?;
         let traced = |origin: Origin| -> FrameWriter {
@@ -179,77 +185,10 @@ impl Builder {
             Registry::new(self.model.name(), self.filter.name(), n).with_backends(backends),
         );
 
-        let mut ports: Vec<u16> = self.serve.iter().map(|(p, _)| *p).collect();
-        let (filter, tcp_serve, udp_serve) = match self.layout.take() {
-            // Listeners as the layout places them, already registered.
-            Some(l) => {
-                for m in &l.tcp {
-                    ports.extend(m.keys());
-                }
-                (l.filter, l.tcp, l.udp)
-            }
-            // Every processor serves every port.
-            None => {
-                let mut f = Filter::new(self.filter, n);
-                f.set_addresses(ips.clone());
-                // The hybrid model's distributor (processor 0) is the only
-                // listener: the others inherit its connections.
-                let listeners = match self.model {
-                    Model::Hybrid { .. } | Model::Standard => 1,
-                    _ => n,
-                };
-                for (port, _) in &self.serve {
-                    for p in 0..listeners {
-                        f.register(*port, p)?;
-                    }
-                }
-                let all: HashMap<u16, Arc<dyn Service>> = self.serve.iter().cloned().collect();
-                let mut tcp = vec![all; n];
-                if let Model::Broker { base, balance } = self.model {
-                    let own = self.broker_ports(base, n)?;
-                    for ((port, svc), own) in self.serve.iter().zip(own) {
-                        let broker: Arc<dyn Service> = Arc::new(Broker::new(
-                            svc.name(),
-                            own.clone(),
-                            balance,
-                            registry.clone(),
-                        ));
-                        for (k, &p) in own.iter().enumerate() {
-                            f.register(p, k)?;
-                            tcp[k].insert(*port, broker.clone());
-                            tcp[k].insert(p, svc.clone());
-                            ports.push(p);
-                        }
-                    }
-                }
-                (f, tcp, vec![HashMap::new(); n])
-            }
-        };
-        ports.sort_unstable();
-        ports.dedup();
+        let (filter, tcp_serve, udp_serve, ports) = self.listeners(n, &ips, &registry)?;
 
-        let mut tcp = TcpConfig {
-            mtu: cfg.mtu,
-            time_wait: self.time_wait,
-            idle_timeout: self.idle_timeout,
-            zero_window_timeout: self.zero_window_timeout,
-            congestion: self.congestion,
-            ..TcpConfig::default()
-        };
-        self.tcp.apply(&mut tcp);
-        let tcp_ports: HashMap<u16, TcpConfig> = self
-            .port_congestion
-            .iter()
-            .map(|(&port, &congestion)| {
-                let cfg = TcpConfig {
-                    congestion,
-                    ..tcp.clone()
-                };
-                (port, cfg)
-            })
-            .collect();
-        let isn = Arc::new(IsnGenerator::new(random_key(), Instant::now()));
-        let cookies = Arc::new(SynCookies::new(random_key(), Instant::now()));
+        let isn = Arc::new(IsnGenerator::new(isn_key, epoch));
+        let cookies = Arc::new(SynCookies::new(cookie_secret, epoch));
         // One report channel per RX queue: a processor tells the thread that
         // placed a connection that it is gone.
         let (closed_tx, closed_rx): (Vec<_>, Vec<_>) = (0..sources.len())

@@ -40,6 +40,8 @@ pub mod config;
 pub mod congestion;
 pub mod connection;
 pub mod cookie;
+#[cfg(feature = "test-faults")]
+pub mod faults;
 pub mod isn;
 pub mod payload;
 mod rack;

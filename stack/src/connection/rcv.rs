@@ -250,6 +250,8 @@ impl Receiver {
         } else {
             free
         };
+        #[cfg(feature = "test-faults")]
+        let wnd = if crate::faults::halve_window() { wnd / 2 } else { wnd };
         (wnd >> self.wscale).min(MAX_WINDOW_FIELD) as u16
     }
 
