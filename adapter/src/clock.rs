@@ -4,9 +4,27 @@
 //! `Instant::now()`, is all a replay needs to run a captured session again
 //! with the times it had.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+thread_local! {
+    static WALL: Cell<Option<SystemTime>> = const { Cell::new(None) };
+}
+
+/// The wall-clock time an app shows (an HTTP `Date`): the system's, or,
+/// in a thread replaying a trace, the time the trace shows for the turn
+/// being replayed ([`set_wall`]).
+pub fn wall_now() -> SystemTime {
+    WALL.with(Cell::get).unwrap_or_else(SystemTime::now)
+}
+
+/// Sets this thread's wall clock for [`wall_now`] (a replay's), or with
+/// `None` gives it back to the system's.
+pub fn set_wall(at: Option<SystemTime>) {
+    WALL.with(|w| w.set(at));
+}
 
 /// Where a processor's `now` comes from.
 #[derive(Clone, Debug, Default)]
@@ -112,6 +130,17 @@ mod tests {
             v.advance_to_instant(base + Duration::from_nanos(3_000_000_001)),
             base + Duration::from_nanos(3_000_000_001)
         );
+    }
+
+    #[test]
+    fn the_wall_clock_is_the_replays_while_set_in_this_thread() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        set_wall(Some(at));
+        assert_eq!(wall_now(), at);
+        let other = std::thread::spawn(wall_now).join().expect("thread");
+        assert!(other > at, "another thread keeps the system's");
+        set_wall(None);
+        assert!(wall_now() > at);
     }
 
     #[test]

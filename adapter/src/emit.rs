@@ -35,6 +35,12 @@ pub trait FrameSink: Send + Sync {
     fn send_gso_buf(&self, frame: &mut Vec<u8>, hdr: &VnetHeader) -> io::Result<()> {
         self.send_gso_frame(frame, hdr)
     }
+
+    /// The sender's turn stamp, if its frames are traced with one
+    /// ([`crate::trace::turn`]): a processor sets it as a pass begins.
+    fn turn(&self) -> Option<&crate::trace::turn::TurnStamp> {
+        None
+    }
 }
 
 /// Largest TCP payload put into one GSO frame: the IPv4 total length
@@ -287,6 +293,15 @@ impl FrameWriter {
     /// threads bump the same counter per frame. Slot 0 until set.
     pub fn set_sender(&mut self, slot: usize) {
         self.sender = slot;
+    }
+
+    /// Stamps the turn that sends what follows (`now`, after `taken`
+    /// segments), when the sink traces turns; nothing otherwise.
+    #[inline]
+    pub fn stamp_turn(&self, now: std::time::Instant, taken: u64) {
+        if let Some(t) = self.sink.turn() {
+            t.set(now, taken);
+        }
     }
 
     /// Our MAC.

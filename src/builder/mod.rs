@@ -23,6 +23,7 @@ use vnic_adapter::direct::{DirectQueue, HandBack};
 use vnic_adapter::filter::{Loads, Protocol};
 use vnic_adapter::flowmap::FlowMap;
 use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource};
+use vnic_adapter::trace::turn::TurnStamp;
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
     host, AdapterConfig, AdapterError, Counters, Filter, FilterMode, FrameSink, FrameSource,

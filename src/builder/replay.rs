@@ -7,7 +7,7 @@ use super::*;
 use std::time::{SystemTime, UNIX_EPOCH};
 use crate::replay::rig::{ReplaySink, Rig, RigSetup};
 use crate::replay::script::ScriptedService;
-use vnic_adapter::clock::Clock;
+use vnic_adapter::clock::{Clock, VirtualClock};
 use vnic_listeners::app::AppKind;
 use vnic_adapter::trace::block::ReplayBlock;
 
@@ -185,7 +185,6 @@ impl Builder {
         }
         let (tcp, tcp_ports) = self.tcp_configs(&cfg);
         let base = setup.clock.base();
-        let clock = Clock::Virtual(setup.clock.clone());
         let isn = Arc::new(IsnGenerator::scripted(setup.isn_key, base, setup.isns));
         let cookies = Arc::new(SynCookies::new(setup.cookie_secret, base));
         let counters = Arc::new(Counters::with_rx_queues(n, 1));
@@ -213,9 +212,14 @@ impl Builder {
         let mut scripted = Vec::new();
         let mut nodelay = HashMap::new();
         let mut processors = Vec::with_capacity(n);
+        let mut clocks = Vec::with_capacity(n);
         for (id, ((inbox, serve), udp_serve)) in
             inboxes.into_iter().zip(tcp_serve).zip(udp_serve).enumerate()
         {
+            // Each processor its own clock, as each its own thread.
+            let own = Arc::new(VirtualClock::new(base));
+            clocks.push(own.clone());
+            let clock = Clock::Virtual(own);
             let sink = Arc::new(ReplaySink::new(Origin::Processor(id), setup.offload));
             sinks.push(sink.clone());
             let mut out = FrameWriter::new(sink, cfg.mac, counters.clone());
@@ -264,7 +268,7 @@ impl Builder {
                 registry: registry.clone(),
                 apps: AppSource::Local,
             });
-            p.set_clock(clock.clone());
+            p.set_clock(clock);
             processors.push(p);
         }
         let adapter_sink = Arc::new(ReplaySink::new(Origin::Adapter, setup.offload));
@@ -282,6 +286,7 @@ impl Builder {
             tcp,
             scripted,
             nodelay,
+            clocks,
         })
     }
 }

@@ -167,8 +167,13 @@ impl Builder {
         })
         .map_err(|e| std::io::Error::new(e.kind(), format!("--pcap: {e}")))?;
         let traced = |origin: Origin| -> FrameWriter {
-            let s: Arc<dyn FrameSink> =
-                Arc::new(TracingSink::new(sink.clone(), tracer.clone(), origin));
+            let mut t = TracingSink::new(sink.clone(), tracer.clone(), origin);
+            // A processor's frames carry its turn (clock reading, segments
+            // taken), dated from the ISN and cookie clocks' start.
+            if let Origin::Processor(_) = origin {
+                t = t.with_turn(Arc::new(TurnStamp::new(epoch)));
+            }
+            let s: Arc<dyn FrameSink> = Arc::new(t);
             let mut w = FrameWriter::new(s, cfg.mac, counters.clone());
             // Processor K counts its frames in sender slot K; an RX queue's
             // slot is set with its queue (`RxQueue::set_rx_queue`).

@@ -11,10 +11,11 @@
 //! Two frames are identical when their decision comments are and every
 //! header field and payload byte is, except these, which are left out
 //! on purpose: the IPv4 identification and every checksum (derived, not
-//! decided), and the TCP timestamp option's TSval (a reading of the
+//! decided), the TCP timestamp option's TSval (a reading of the
 //! processor's clock, which a replay reproduces only to within the time
-//! between a frame's capture and its handling). TSecr, which echoes the
-//! peer, is compared.
+//! between a frame's capture and its handling), and a processor frame's
+//! turn stamp (`t=NS in=N`: what the replay follows, not what it
+//! compares). TSecr, which echoes the peer, is compared.
 
 use etherparse::{LinkSlice, NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use vnic_adapter::trace::Direction;
 
 /// The fields the comparison leaves out, as the report says them.
-pub const EXCLUDED: &str = "IPv4 identification, checksums, TCP TSval";
+pub const EXCLUDED: &str = "IPv4 identification, checksums, TCP TSval, turn stamps";
 
 /// Which ordered stream a frame belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,8 +53,20 @@ pub struct Decoded {
     pub short: String,
 }
 
-/// Takes an outbound frame apart; its `comment` is one of its fields.
+/// A comment without its turn stamp (`t=NS in=N`): the stamp is what a
+/// replay follows, not what it compares.
+pub fn decision(comment: &str) -> String {
+    comment
+        .split(' ')
+        .filter(|w| !w.starts_with("t=") && !w.starts_with("in="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Takes an outbound frame apart; its decision comment (the turn stamp
+/// left out) is one of its fields.
 pub fn decode(frame: &[u8], comment: &str) -> Decoded {
+    let comment = &decision(comment);
     let mut fields = Vec::with_capacity(16);
     let Ok(p) = SlicedPacket::from_ethernet(frame) else {
         return Decoded {
@@ -290,7 +303,7 @@ pub fn first_difference(a: &Decoded, b: &Decoded) -> Option<String> {
             return Some(format!("{ka}/{kb}"));
         }
         if va != vb {
-            return Some((*ka).to_string());
+            return Some(format!("{ka}: trace {va}, replay {vb}"));
         }
     }
     if a.fields.len() != b.fields.len() {
@@ -303,7 +316,17 @@ pub fn first_difference(a: &Decoded, b: &Decoded) -> Option<String> {
             .zip(&b.payload)
             .position(|(x, y)| x != y)
             .unwrap_or(a.payload.len().min(b.payload.len()));
-        return Some(format!("payload byte {at}"));
+        let around = |p: &[u8]| {
+            let from = at.saturating_sub(8);
+            String::from_utf8_lossy(&p[from.min(p.len())..(at + 8).min(p.len())])
+                .escape_debug()
+                .to_string()
+        };
+        return Some(format!(
+            "payload byte {at}: trace \"{}\", replay \"{}\"",
+            around(&a.payload),
+            around(&b.payload)
+        ));
     }
     None
 }

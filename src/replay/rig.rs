@@ -16,7 +16,8 @@ use vnic_stack::{IsnScript, TcpConfig};
 
 /// What a replay gives the builder beyond `vnic up`'s settings.
 pub struct RigSetup {
-    /// The clock every processor and the RX queue read.
+    /// The replay's time zero (its base): each processor gets a clock of
+    /// its own from it.
     pub clock: Arc<VirtualClock>,
     /// The adapter's MAC (the trace's), if the settings give none.
     pub mac: Option<[u8; 6]>,
@@ -51,6 +52,8 @@ pub struct Rig {
     pub scripted: Vec<(u16, String)>,
     /// Nagle off per listening port, as its app chooses.
     pub nodelay: std::collections::HashMap<u16, bool>,
+    /// Each processor's clock (processor K's at K), all from one base.
+    pub clocks: Vec<Arc<VirtualClock>>,
 }
 
 /// A frame sink that keeps what it is given, with the comment the

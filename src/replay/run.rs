@@ -15,9 +15,10 @@ use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use vnic_adapter::clock::VirtualClock;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+use vnic_adapter::clock::{set_wall, VirtualClock};
 use vnic_adapter::trace::comment::rx_comment;
+use vnic_adapter::trace::turn::parse_turn;
 use vnic_adapter::trace::Direction;
 use vnic_adapter::FilterMode;
 use vnic_stack::{FourTuple, IsnScript, SeqNumber};
@@ -283,41 +284,31 @@ pub fn replay(
             ));
         }
     }
-    let base = clock.base();
     let mut sent = Vec::new();
-    for f in &trace.frames {
-        let at = base + f.at.saturating_sub(zero);
-        fire_until(&mut rig, &clock, at, f.number, &mut sent)?;
-        if f.dir != Direction::In {
-            continue;
+    // The apps' wall clock is the trace's while this thread replays it.
+    struct Wall;
+    impl Drop for Wall {
+        fn drop(&mut self) {
+            set_wall(None);
         }
-        if f.data.len() < f.original_len {
-            return Err(ReplayError::Format(format!(
-                "frame {}: cut to {} of its {} bytes (--pcap-snaplen): a replay needs whole frames",
-                f.number,
-                f.data.len(),
-                f.original_len
-            )));
-        }
-        let now = clock.advance_to_instant(at);
-        rig.rx.reap_closed();
-        let d = rig.rx.handle_rx_frame(now, &f.data, offload);
-        let comment = rx_comment(&d, d.rule(&rig.filter.lock()));
-        o.frames_in += 1;
-        if comment != f.comment {
-            o.divergences.push(Divergence {
-                frame: f.number,
-                dir: Direction::In,
-                origin: compare::origin_of(&f.comment),
-                field: "decision".into(),
-                trace: Some((format!("\"{}\"", f.comment), f.comment.clone())),
-                replay: Some((format!("\"{comment}\""), comment.clone())),
-            });
-        }
-        for p in &mut rig.processors {
-            p.run_queued();
-        }
-        collect(&rig, f.number, &mut sent);
+    }
+    let _wall = Wall;
+    let stamped = trace
+        .frames
+        .iter()
+        .any(|f| f.dir == Direction::Out && parse_turn(&f.comment).is_some());
+    if stamped {
+        o.notes.push(
+            "each processor acted when its trace says (the clock reading and the segments              taken, stamped on its frames)"
+                .into(),
+        );
+        by_turns(trace, zero, offload, &mut rig, &mut o, &mut sent)?;
+    } else {
+        o.guessed.push(
+            "when each processor acted (the trace's frames carry no turn stamps): each              segment at its arrival, timers at their deadlines"
+                .into(),
+        );
+        by_arrival(trace, zero, offload, &mut rig, &mut o, &mut sent)?;
     }
     let expected: Vec<Placed> = against
         .unwrap_or(trace)
@@ -339,31 +330,326 @@ pub fn replay(
     Ok(o)
 }
 
+/// The RX queue takes trace frame `f` (inbound) at its recorded time;
+/// a decision other than the trace's is a divergence. Returns the
+/// processor it was queued for, if any.
+fn rx_frame(
+    f: &TraceFrame,
+    at: Instant,
+    offload: bool,
+    rig: &mut Rig,
+    o: &mut Outcome,
+) -> Result<(), ReplayError> {
+    if f.data.len() < f.original_len {
+        return Err(ReplayError::Format(format!(
+            "frame {}: cut to {} of its {} bytes (--pcap-snaplen): a replay needs whole frames",
+            f.number,
+            f.data.len(),
+            f.original_len
+        )));
+    }
+    rig.rx.reap_closed();
+    let d = rig.rx.handle_rx_frame(at, &f.data, offload);
+    let comment = rx_comment(&d, d.rule(&rig.filter.lock()));
+    o.frames_in += 1;
+    if comment != f.comment {
+        o.divergences.push(Divergence {
+            frame: f.number,
+            dir: Direction::In,
+            origin: compare::origin_of(&f.comment),
+            field: "decision".into(),
+            trace: Some((format!("\"{}\"", f.comment), f.comment.clone())),
+            replay: Some((format!("\"{comment}\""), comment.clone())),
+        });
+    }
+    Ok(())
+}
+
+/// The processor a trace's inbound frame was queued for, if a segment
+/// (`in cpu=K ...`, not a datagram).
+fn queued_for(f: &TraceFrame) -> Option<usize> {
+    let mut w = f.comment.split(' ');
+    if w.next() != Some("in") {
+        return None;
+    }
+    let k = w.next()?.strip_prefix("cpu=")?.parse().ok()?;
+    let rule = w.next()?;
+    (!rule.ends_with("udp")).then_some(k)
+}
+
+/// One processor turn a trace shows: where (the index of its first frame
+/// in the trace), when (ns since the replay's zero) and after how many
+/// segments.
+#[derive(Clone, Copy, Debug)]
+struct Turn {
+    at: usize,
+    t: u64,
+    taken: u64,
+}
+
+/// The turns each processor's frames are stamped with, in trace order.
+fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
+    let mut out: Vec<Vec<Turn>> = vec![Vec::new(); n];
+    for (i, f) in trace.frames.iter().enumerate() {
+        if f.dir != Direction::Out {
+            continue;
+        }
+        let (Some(k), Some((t, taken))) = (processor_of(&f.comment), parse_turn(&f.comment))
+        else {
+            continue;
+        };
+        if let Some(v) = out.get_mut(k) {
+            if v.last().is_none_or(|l| (l.t, l.taken) != (t, taken)) {
+                v.push(Turn { at: i, t, taken });
+            }
+        }
+    }
+    out
+}
+
+/// A stamped trace: the RX queue takes the inbound frames in the trace's
+/// order at their times, and each processor acts when its frames' turn
+/// stamps say, on a clock of its own: a new stamp `t=T in=N` is a turn
+/// at T that first takes the segments up to the Nth (a batch, serviced
+/// once unless the next turn goes on with the same batch), or, with none
+/// new, only fires the timers due (they fire after a batch too). The
+/// RX queue reads ahead when a turn needs
+/// a segment whose frame the trace recorded after the turn's frames (the
+/// two threads race to the trace). A processor's turns that sent nothing
+/// are not in the trace: before each inbound frame, a processor whose
+/// next stamped turn is later takes, one at a time at their arrival, the
+/// segments that turn has taken, and fires its timers due by then.
+fn by_turns(
+    trace: &Trace,
+    zero: Duration,
+    offload: bool,
+    rig: &mut Rig,
+    o: &mut Outcome,
+    sent: &mut Vec<Placed>,
+) -> Result<(), ReplayError> {
+    let n = rig.processors.len();
+    let base = rig.clocks.first().map_or_else(Instant::now, |c| c.base());
+    let at = |f: &TraceFrame| base + f.at.saturating_sub(zero);
+    let turns = turns(trace, n);
+    let mut next_turn = vec![0usize; n];
+    // The arrival times of the segments queued for each processor.
+    let mut queued: Vec<VecDeque<Instant>> = vec![VecDeque::new(); n];
+    let ins: Vec<&TraceFrame> = trace.frames.iter().filter(|f| f.dir == Direction::In).collect();
+    let mut next_in = 0;
+    let rx_one = |rig: &mut Rig,
+                  o: &mut Outcome,
+                  queued: &mut Vec<VecDeque<Instant>>,
+                  next_in: &mut usize|
+     -> Result<bool, ReplayError> {
+        let Some(f) = ins.get(*next_in) else {
+            return Ok(false);
+        };
+        *next_in += 1;
+        rx_frame(f, at(f), offload, rig, o)?;
+        if let Some(q) = queued_for(f).and_then(|k| queued.get_mut(k)) {
+            q.push_back(at(f));
+        }
+        Ok(true)
+    };
+    for (i, f) in trace.frames.iter().enumerate() {
+        match f.dir {
+            Direction::In => {
+                if ins.get(next_in).is_none_or(|g| g.number > f.number) {
+                    continue; // read ahead already
+                }
+                // The trace shows the connection's flow gone by now, the
+                // replay still holds it: its processor's report that it
+                // closed reached the RX queue sooner there.
+                if let Some(t) = closed_by_now(f, rig) {
+                    rig.rx.reap_closed();
+                    if rig.rx.flows().lookup(&t).is_some() {
+                        rig.rx.forget_flow(&t);
+                        o.notes.push(format!(
+                            "frame {}: the flow of {} > {} was gone in the trace and not yet \
+                             in the replay: forgotten",
+                            f.number, t.remote, t.local
+                        ));
+                    }
+                }
+                rx_one(rig, o, &mut queued, &mut next_in)?;
+                collect(rig, f.number, sent);
+            }
+            Direction::Out => {
+                let Some(k) = processor_of(&f.comment) else {
+                    continue;
+                };
+                let Some(turn) = turns.get(k).and_then(|v| v.get(next_turn[k])).copied() else {
+                    continue;
+                };
+                if turn.at != i {
+                    continue; // a later frame of a turn already taken
+                }
+                next_turn[k] += 1;
+                let want = turn.taken.saturating_sub(rig.processors[k].taken());
+                while (queued[k].len() as u64) < want {
+                    if !rx_one(rig, o, &mut queued, &mut next_in)? {
+                        return Err(ReplayError::Format(format!(
+                            "frame {}: processor {k} had taken {} segments, the trace shows \
+                             it fewer (frames lost from the trace?)",
+                            f.number, turn.taken
+                        )));
+                    }
+                }
+                rig.clocks[k].advance_to(Duration::from_nanos(turn.t));
+                wall(zero, &rig.clocks[k]);
+                // The same batch goes on in the next turn (an out-of-order
+                // segment's ACK went out at once, within it).
+                let goes_on = turns[k]
+                    .get(next_turn[k])
+                    .is_some_and(|nt| nt.t == turn.t && nt.taken > turn.taken);
+                for _ in 0..want {
+                    queued[k].pop_front();
+                }
+                let p = &mut rig.processors[k];
+                if want > 0 {
+                    p.take_batch(want, !goes_on);
+                }
+                // Then the timers due, as the processor's loop fires them
+                // after each batch (segments it took in turns that sent
+                // nothing come in the batch of its next stamped turn).
+                if !goes_on {
+                    p.fire_due();
+                }
+                collect(rig, f.number, sent);
+            }
+        }
+    }
+    // The rest: what the trace shows no processor acting on.
+    while rx_one(rig, o, &mut queued, &mut next_in)? {}
+    if let Some(end) = trace.frames.last() {
+        for k in 0..n {
+            catch_up(zero, rig, k, &turns, &next_turn, &mut queued, at(end));
+        }
+        collect(rig, end.number, sent);
+    }
+    Ok(())
+}
+
+/// The 4-tuple of inbound frame `f` whose flow the replay holds,
+/// when the trace shows the RX queue found no flow for it (`rst
+/// no-connection`, a new connection, a SYN cookie).
+fn closed_by_now(f: &TraceFrame, rig: &Rig) -> Option<FourTuple> {
+    let c = &f.comment;
+    let no_flow = c.starts_with("in adapter rst no-connection")
+        || c.starts_with("in adapter syn-cookie")
+        || c.split(' ').nth(2).is_some_and(|r| r.ends_with("new"));
+    if !no_flow {
+        return None;
+    }
+    let t = super::script::tcp_tuple(&f.data, Direction::In)?;
+    rig.rx.flows().lookup(&t).map(|_| t)
+}
+
+/// Before time `until`, processor `k`, if its next stamped turn is later
+/// (or it has none), takes the segments queued for it that this turn
+/// has taken (all, after its last turn), each in a batch of its own at
+/// its arrival, and fires its timers due, each at its deadline: its
+/// turns that sent nothing.
+fn catch_up(
+    zero: Duration,
+    rig: &mut Rig,
+    k: usize,
+    turns: &[Vec<Turn>],
+    next_turn: &[usize],
+    queued: &mut [VecDeque<Instant>],
+    until: Instant,
+) {
+    if let (Some(p), Some(clock)) = (rig.processors.get_mut(k), rig.clocks.get(k)) {
+        let next = turns[k].get(next_turn[k]);
+        if next.is_some_and(|t| clock.base() + Duration::from_nanos(t.t) <= until) {
+            return;
+        }
+        let limit = next.map_or(u64::MAX, |t| t.taken);
+        loop {
+            let arrival = queued[k].front().copied().filter(|a| *a <= until);
+            let timer = p.next_timer().filter(|d| *d <= until);
+            match (arrival, timer) {
+                (Some(a), d) if p.taken() < limit && d.is_none_or(|d| a <= d) => {
+                    queued[k].pop_front();
+                    clock.advance_to_instant(a);
+                    wall(zero, clock);
+                    p.take_batch(1, true);
+                }
+                (_, Some(d)) => {
+                    clock.advance_to_instant(d);
+                    wall(zero, clock);
+                    p.fire_due();
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// The processor that sent a frame, from its comment (`out cpu=K ...`).
+fn processor_of(comment: &str) -> Option<usize> {
+    comment.strip_prefix("out cpu=")?.split(' ').next()?.parse().ok()
+}
+
+/// An unstamped trace: each inbound frame at its time, its segment
+/// taken at once (one batch each), timers at their deadlines.
+fn by_arrival(
+    trace: &Trace,
+    zero: Duration,
+    offload: bool,
+    rig: &mut Rig,
+    o: &mut Outcome,
+    sent: &mut Vec<Placed>,
+) -> Result<(), ReplayError> {
+    let base = rig.clocks.first().map_or_else(Instant::now, |c| c.base());
+    for f in &trace.frames {
+        let at = base + f.at.saturating_sub(zero);
+        fire_until(zero, rig, at, f.number, sent)?;
+        if f.dir != Direction::In {
+            continue;
+        }
+        rx_frame(f, at, offload, rig, o)?;
+        for (p, c) in rig.processors.iter_mut().zip(&rig.clocks) {
+            c.advance_to_instant(at);
+            wall(zero, c);
+            p.run_queued();
+        }
+        collect(rig, f.number, sent);
+    }
+    Ok(())
+}
+
 /// Fires the processors' timers due by `until`, each at its deadline,
 /// collecting what they send as sent before trace frame `frame`.
 fn fire_until(
+    zero: Duration,
     rig: &mut Rig,
-    clock: &VirtualClock,
     until: Instant,
     frame: usize,
     sent: &mut Vec<Placed>,
 ) -> Result<(), ReplayError> {
-    for _ in 0..MAX_TIMER_PASSES {
-        let next = rig.processors.iter().filter_map(|p| p.next_timer()).min();
-        let Some(due) = next.filter(|d| *d <= until) else {
-            return Ok(());
-        };
-        let now = clock.advance_to_instant(due);
-        for p in &mut rig.processors {
-            if p.next_timer().is_some_and(|d| d <= now) {
-                p.fire_due();
+    for (p, c) in rig.processors.iter_mut().zip(&rig.clocks) {
+        let mut passes = 0;
+        while let Some(due) = p.next_timer().filter(|d| *d <= until) {
+            passes += 1;
+            if passes > MAX_TIMER_PASSES {
+                return Err(ReplayError::Format(format!(
+                    "before frame {frame}: a timer kept firing at one instant"
+                )));
             }
+            c.advance_to_instant(due);
+            wall(zero, c);
+            p.fire_due();
         }
-        collect(rig, frame, sent);
     }
-    Err(ReplayError::Format(format!(
-        "before frame {frame}: a timer kept firing at one instant ({MAX_TIMER_PASSES} passes)"
-    )))
+    collect(rig, frame, sent);
+    Ok(())
+}
+
+/// The apps' wall clock (an HTTP `Date`) at `clock`'s time: the trace's
+/// wall-clock time then (its zero is `zero` since 1970).
+fn wall(zero: Duration, clock: &VirtualClock) {
+    set_wall(Some(UNIX_EPOCH + zero + clock.elapsed()));
 }
 
 /// Takes what the sinks got, as sent while replaying trace frame `frame`.

@@ -72,6 +72,19 @@ pub fn scripts(frames: &[TraceFrame], zero: Duration) -> Scripts {
     done
 }
 
+/// A TCP frame's 4-tuple, vnic's end local: the source of a frame going
+/// out, the destination of one coming in.
+pub fn tcp_tuple(frame: &[u8], dir: Direction) -> Option<FourTuple> {
+    let (t, ..) = tcp_of(frame)?;
+    Some(match dir {
+        Direction::Out => t,
+        Direction::In => FourTuple {
+            local: t.remote,
+            remote: t.local,
+        },
+    })
+}
+
 /// An outbound TCP frame's 4-tuple (vnic's end local), sequence number,
 /// SYN and FIN, and payload.
 fn tcp_of(frame: &[u8]) -> Option<(FourTuple, u32, bool, bool, &[u8])> {

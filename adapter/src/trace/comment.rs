@@ -25,6 +25,9 @@ pub enum Note {
         origin: Origin,
         /// Appended as is.
         suffix: &'static str,
+        /// The sender's turn, if it stamps them ([`super::turn`]):
+        /// ` t=NS in=N` after the origin.
+        turn: Option<(u64, u64)>,
     },
 }
 
@@ -34,8 +37,16 @@ impl Note {
         match self {
             Note::Text(t) => t.clone(),
             Note::Rx(d, mode) => rx_comment(d, *mode),
-            Note::Out { origin, suffix } => {
+            Note::Out {
+                origin,
+                suffix,
+                turn,
+            } => {
                 let mut c = out_comment(*origin, frame);
+                if let Some((t, n)) = turn {
+                    use std::fmt::Write as _;
+                    let _ = write!(c, " t={t} in={n}");
+                }
                 c.push_str(suffix);
                 c
             }

@@ -42,6 +42,7 @@ pub mod filter;
 pub mod line;
 mod pcapng;
 pub mod sink;
+pub mod turn;
 mod writer;
 
 #[cfg(test)]

@@ -365,6 +365,10 @@ pub struct Processor {
     /// Where `now` comes from: the real clock, or a replay's virtual one
     /// ([`Processor::set_clock`]).
     clock: Clock,
+    /// Segments taken from the queue so far (a traced frame's `in=N`).
+    taken: u64,
+    /// The clock reading of the batch being taken, if one is.
+    batch_now: Option<Instant>,
 }
 
 /// Stale timer entries allowed beyond twice the connections before the
@@ -494,6 +498,8 @@ impl Processor {
             slow: s.slow,
             direct_batch: Vec::with_capacity(BATCH),
             clock: Clock::Real,
+            taken: 0,
+            batch_now: None,
         }
     }
 
@@ -666,11 +672,17 @@ impl Processor {
                 app,
             } => self.set_serve(protocol, port, app),
             ToProcessor::Segment(inb) => {
+                // One clock reading for the whole batch, as a kernel's
+                // NAPI poll: what a trace's turn stamp records.
+                let now = self.clock.now();
+                self.batch_now = Some(now);
                 self.receive(inb);
-                if !self.receive_more() {
+                let more = self.receive_more();
+                self.batch_now = None;
+                if !more {
                     return false;
                 }
-                self.service_pending(self.clock.now());
+                self.service_pending(now);
             }
             ToProcessor::Adopt(a) => self.on_adopt(a),
             ToProcessor::Migrate(m) => self.on_migrate(m),

@@ -18,6 +18,7 @@ impl Processor {
     pub(super) fn receive(&mut self, inb: Inbound) {
         #[cfg(feature = "test-faults")]
         test_fault(self.id, &inb);
+        self.taken += 1;
         // Only a processor that moved connections away or keeps copies
         // for a pair looks further than the connection's own lookup.
         let elsewhere = !self.moved.is_empty() || self.pair.holds_any();
@@ -130,7 +131,7 @@ impl Processor {
     }
 
     pub(super) fn handle_inbound(&mut self, inb: &Inbound) {
-        let now = self.clock.now();
+        let now = self.batch_now.unwrap_or_else(|| self.clock.now());
         self.handle_segment(now, inb);
         let refused = std::mem::take(&mut self.invalid_replies.refused);
         if refused > 0 {
@@ -217,6 +218,7 @@ impl Processor {
         }
         if let Some(rst) = segment.rst_reply() {
             if self.invalid_replies.allow(now) {
+                self.out.stamp_turn(now, self.taken);
                 self.out
                     .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &rst);
             }

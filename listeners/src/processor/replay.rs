@@ -33,6 +33,53 @@ impl Processor {
         true
     }
 
+    /// One batch, as the trace shows the processor took it: `n` segments
+    /// from its queue (the datagrams among them answered on the way),
+    /// then, if `ends` (the batch ends here), the connections that got
+    /// them serviced once; all at its clock's `now`. False when the
+    /// processor was told to stop.
+    pub fn take_batch(&mut self, n: u64, ends: bool) -> bool {
+        let now = self.clock.now();
+        self.batch_now = Some(now);
+        let ok = self.take_segments(n);
+        self.batch_now = None;
+        if ends {
+            self.service_pending(now);
+        }
+        ok
+    }
+
+    fn take_segments(&mut self, n: u64) -> bool {
+        let mut segments = 0;
+        while segments < n {
+            match self.take_message() {
+                Ok(ToProcessor::Segment(inb)) => {
+                    segments += 1;
+                    self.receive(inb);
+                }
+                Ok(msg) => {
+                    if !self.on_message(msg) {
+                        return false;
+                    }
+                }
+                Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        true
+    }
+
+    /// Messages waiting in the processor's queue.
+    pub fn queued(&self) -> u64 {
+        self.queue.len() as u64
+    }
+
+    /// Segments taken from the queue so far (what a traced frame's
+    /// `in=N` counts).
+    pub fn taken(&self) -> u64 {
+        self.taken
+    }
+
     /// Fires the timers due by the processor's clock and services what
     /// the last pass left for later, as each turn of [`Processor::run`]
     /// does.
