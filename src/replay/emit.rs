@@ -4,12 +4,11 @@
 //! `tests/regressions.rs` (and its cases added to the list there that
 //! runs them against the broken stack).
 
-use super::compare::{decode, Stream};
-use super::script;
 use super::trace::{Trace, TraceFrame};
 use super::ReplayError;
 use std::fmt::Write as _;
 use std::time::Duration;
+use vnic_adapter::trace::turn::parse_turn;
 use vnic_adapter::trace::Direction;
 use vnic_stack::{CongestionAlgorithm, FourTuple, SynCookies, TcpConfig};
 
@@ -71,8 +70,10 @@ pub fn tcp_config_literal(c: &TcpConfig) -> String {
 struct Tcp<'a> {
     tuple: FourTuple,
     bytes: &'a [u8],
+    payload: &'a [u8],
     syn: bool,
     ack: bool,
+    fin: bool,
     mss: Option<u16>,
 }
 
@@ -106,8 +107,10 @@ fn tcp(f: &TraceFrame) -> Option<Tcp<'_>> {
     Some(Tcp {
         tuple,
         bytes: t.slice(),
+        payload: t.payload(),
         syn: t.syn(),
         ack: t.ack(),
+        fin: t.fin(),
         mss,
     })
 }
@@ -130,42 +133,115 @@ fn bytes_literal(b: &[u8]) -> String {
     s
 }
 
-/// The input steps of one connection (its segments in, the app's writes
-/// and close) and its zero time, from `trace`.
-fn inputs(
-    trace: &Trace,
-    tuple: FourTuple,
-    scripts: &mut script::Scripts,
-) -> Result<Option<(Duration, Option<u16>, u32, Vec<(u64, String)>)>, ReplayError> {
-    // Where the connection opens: a SYN to a processor, or (SYN cookies)
-    // the ACK after the adapter's SYN|ACK.
+/// When things happened, in ns since the trace's zero (the ISN and
+/// cookie clocks' start): a processor's frames at their turn's stamp
+/// (the clock reading the processor used), a segment at the first turn
+/// of its processor that had taken it (when it was handled), anything
+/// else at its own time.
+struct Times {
+    zero: Duration,
+    /// Per processor: (turn time, segments taken) in trace order.
+    turns: Vec<Vec<(u64, u64)>>,
+    /// Per trace frame index: (processor, its index among the segments
+    /// queued for that processor), for the segments.
+    queued: Vec<Option<(usize, u64)>>,
+}
+
+impl Times {
+    fn of(trace: &Trace) -> Times {
+        let zero = super::run::zero_of(trace);
+        let n = trace
+            .frames
+            .iter()
+            .filter_map(|f| super::run::processor_in_comment(&f.comment))
+            .max()
+            .map_or(1, |k| k + 1);
+        let turns = super::run::turns(trace, n)
+            .into_iter()
+            .map(|v| v.into_iter().map(|t| (t.t, t.taken)).collect())
+            .collect();
+        let mut counts = vec![0u64; n];
+        let queued = trace
+            .frames
+            .iter()
+            .map(|f| {
+                let k = super::run::queued_for(f)?;
+                let c = counts.get_mut(k)?;
+                *c += 1;
+                Some((k, *c))
+            })
+            .collect();
+        Times {
+            zero,
+            turns,
+            queued,
+        }
+    }
+
+    /// The frame at index `i` of the trace: when it counts, and after
+    /// how many of its processor's segments (a segment: its own index).
+    fn at(&self, trace: &Trace, i: usize) -> (u64, u64) {
+        let f = &trace.frames[i];
+        let own = ns(f.at.saturating_sub(self.zero));
+        if f.dir == Direction::Out {
+            return parse_turn(&f.comment).unwrap_or((own, 0));
+        }
+        let Some((k, j)) = self.queued.get(i).copied().flatten() else {
+            return (own, 0);
+        };
+        let t = self
+            .turns
+            .get(k)
+            .and_then(|v| v.iter().find(|(_, taken)| *taken >= j))
+            .map_or(own, |(t, _)| *t);
+        (t, j)
+    }
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// One connection's steps: (time, segments taken, order within those,
+/// Rust text).
+type Steps = Vec<(u64, u64, u8, String)>;
+
+/// The input steps of one connection from `trace` (its segments in, the
+/// app's writes and close), with vnic's ISN and, for a SYN cookie's
+/// connection, the cookie's MSS. None when no processor opened it.
+fn inputs(trace: &Trace, times: &Times, tuple: FourTuple) -> Result<Option<(Option<u16>, u32, Steps)>, ReplayError> {
     let mut cookie_mss = None;
     let mut syn_mss = None;
     let mut iss = None;
-    let mut zero = None;
-    let mut steps: Vec<(u64, String)> = Vec::new();
-    // The connection's frames, in order: (frame number, direction).
-    let mut order: Vec<(usize, Direction)> = Vec::new();
-    for f in &trace.frames {
+    let mut steps = Steps::new();
+    // The connection's app's bytes, in stream order: (time first sent,
+    // bytes), and its FIN's time.
+    let mut base = None;
+    let mut high = 0u64;
+    let mut fin = None;
+    // The turns the app could have written in: the connection's opening
+    // and each segment that brought it data, (time, segments taken).
+    let mut inputs: Vec<(u64, u64)> = Vec::new();
+    for (i, f) in trace.frames.iter().enumerate() {
         let Some(t) = tcp(f) else { continue };
         if t.tuple != tuple {
             continue;
         }
-        order.push((f.number, f.dir));
+        let (at, m) = times.at(trace, i);
         match f.dir {
             Direction::In => {
                 if t.syn && !t.ack {
                     syn_mss = t.mss;
                 }
-                if !f.comment.starts_with("in cpu=") {
-                    continue; // the adapter answered it, or dropped it
+                if f.comment.starts_with("in cpu=") {
+                    if inputs.is_empty() || !t.payload.is_empty() {
+                        inputs.push((at, m));
+                    }
+                    steps.push((at, m, 0, format!(
+                        "Step::In {{ at_ns: {at}, segment: {} }}",
+                        bytes_literal(t.bytes)
+                    )));
                 }
-                let z = *zero.get_or_insert(f.at);
-                let at = us(f.at.saturating_sub(z));
-                steps.push((at, format!(
-                    "Step::In {{ at_us: {at}, segment: {} }}",
-                    bytes_literal(t.bytes)
-                )));
             }
             Direction::Out => {
                 if f.comment.ends_with(" gso") {
@@ -175,60 +251,54 @@ fn inputs(
                         f.number
                     )));
                 }
-                if t.syn && t.ack && iss.is_none() {
-                    let seq = u32::from_be_bytes([t.bytes[4], t.bytes[5], t.bytes[6], t.bytes[7]]);
-                    iss = Some(seq);
-                    if f.comment.starts_with("out adapter") {
-                        cookie_mss = Some(SynCookies::cookie_mss(syn_mss));
+                let seq = u32::from_be_bytes([t.bytes[4], t.bytes[5], t.bytes[6], t.bytes[7]]);
+                if t.syn && t.ack {
+                    if iss.is_none() {
+                        iss = Some(seq);
+                        base = Some(seq.wrapping_add(1));
+                        if f.comment.starts_with("out adapter") {
+                            cookie_mss = Some(SynCookies::cookie_mss(syn_mss));
+                        }
                     }
+                    continue;
+                }
+                let Some(b) = base else { continue };
+                let off = u64::from(seq.wrapping_sub(b));
+                let text = t.payload;
+                let end = off + text.len() as u64;
+                if end > high && off <= high {
+                    let skip = usize::try_from(high - off).unwrap_or(usize::MAX);
+                    if let Some(new) = text.get(skip..) {
+                        // Written in the turn of the last input before it
+                        // went out: a reply as its request came, a stream
+                        // from the start (what the app had written and TCP
+                        // not yet sent decides segments and cwnd growth).
+                        let (w, wm) = inputs
+                            .iter()
+                            .rev()
+                            .find(|i| **i <= (at, m))
+                            .copied()
+                            .unwrap_or((at, m));
+                        steps.push((w, wm, 1, format!(
+                            "Step::Send {{ at_ns: {w}, data: {} }}",
+                            bytes_literal(new)
+                        )));
+                    }
+                    high = end;
+                }
+                if t.fin && fin.is_none() {
+                    fin = Some((at, m));
                 }
             }
         }
     }
-    let (Some(zero), Some(iss)) = (zero, iss) else {
+    if let Some((at, m)) = fin {
+        steps.push((at, m, 2, format!("Step::Close {{ at_ns: {at} }}")));
+    }
+    let (Some(iss), true) = (iss, steps.iter().any(|s| s.2 == 0)) else {
         return Ok(None);
     };
-    // The app's writes, each at the turn that made it: the segment just
-    // before the frame that first carried it, when no frame of the
-    // connection came between (a reply); else at its own time.
-    let script = scripts
-        .get_mut(&tuple)
-        .and_then(std::collections::VecDeque::pop_front)
-        .unwrap_or_default();
-    let first_carrier = |at: Duration| {
-        trace
-            .frames
-            .iter()
-            .find(|f| f.dir == Direction::Out && f.at == at && tcp(f).is_some_and(|t| t.tuple == tuple))
-            .map(|f| f.number)
-    };
-    let turn_of = |at: Duration| -> u64 {
-        let own = us(at.saturating_sub(zero));
-        let Some(n) = first_carrier(at) else {
-            return own;
-        };
-        let pos = order.iter().position(|(m, _)| *m == n).unwrap_or(0);
-        match pos.checked_sub(1).and_then(|p| order.get(p)) {
-            Some((m, Direction::In)) => trace
-                .frames
-                .get(m - 1)
-                .map_or(own, |f| us(f.at.saturating_sub(zero))),
-            _ => own,
-        }
-    };
-    for (at, data) in &script.sends {
-        let t = turn_of(*at);
-        steps.push((t, format!("Step::Send {{ at_us: {t}, data: {} }}", bytes_literal(data))));
-    }
-    if let Some(at) = script.fin {
-        let t = turn_of(at);
-        steps.push((t, format!("Step::Close {{ at_us: {t} }}")));
-    }
-    Ok(Some((zero, cookie_mss, iss, steps)))
-}
-
-fn us(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    Ok(Some((cookie_mss, iss, steps)))
 }
 
 /// The test file for `trace`'s connections, with the TCP settings and
@@ -244,10 +314,12 @@ pub fn emit_test(
 }
 
 /// The test file for `trace`'s connections: the inbound segments and
-/// the app's writes from `trace`, the expected outbound segments from
-/// `expected` (the same trace, or `--against`'s). `name` is the test
-/// function's name. The TCP settings are those the trace's vnic used,
-/// given as `tcp`.
+/// the app's writes from `trace`, the expected outbound segments (a
+/// processor's: a SYN cookie's SYN|ACK is the adapter's) from `expected`
+/// (the same trace, or `--against`'s). Times are ns from each
+/// connection's first segment; steps at one time are one turn of the
+/// processor. `name` is the test function's name, `tcp_cfg` the TCP
+/// settings, `nodelay` the apps' Nagle choice per port.
 pub fn emit_case_file(
     trace: &Trace,
     expected: &Trace,
@@ -255,37 +327,33 @@ pub fn emit_case_file(
     tcp_cfg: &TcpConfig,
     nodelay: &dyn Fn(u16) -> bool,
 ) -> Result<String, ReplayError> {
-    let mut scripts = script::scripts(&trace.frames, Duration::ZERO);
+    let times = Times::of(trace);
+    let expected_times = Times::of(expected);
     let mut cases = String::new();
     let mut n = 0;
     for tuple in super::run::connections(trace) {
-        let Some((zero, cookie_mss, iss, mut steps)) = inputs(trace, tuple, &mut scripts)? else {
+        let Some((cookie_mss, iss, mut steps)) = inputs(trace, &times, tuple)? else {
             continue;
         };
-        // The expected segments: the processors' frames of this
-        // connection (the adapter's SYN|ACK of a cookie is not the stack's).
-        let mut exp_zero = None;
-        for f in &expected.frames {
+        let mut outs = Steps::new();
+        for (i, f) in expected.frames.iter().enumerate() {
             let Some(t) = tcp(f) else { continue };
-            if t.tuple != tuple {
+            if t.tuple != tuple || f.dir != Direction::Out || !f.comment.starts_with("out cpu=") {
                 continue;
             }
-            if f.dir == Direction::In && f.comment.starts_with("in cpu=") {
-                exp_zero.get_or_insert(f.at);
-            }
-            if f.dir != Direction::Out || !f.comment.starts_with("out cpu=") {
-                continue;
-            }
-            if let Stream::Tcp { .. } = decode(&f.data, &f.comment).stream {
-                let at = us(f.at.saturating_sub(exp_zero.unwrap_or(zero)));
-                steps.push((at, format!(
-                    "Step::Out {{ at_us: {at}, frame: {}, segment: {} }}",
-                    f.number,
-                    bytes_literal(t.bytes)
-                )));
-            }
+            let (at, m) = expected_times.at(expected, i);
+            outs.push((at, m, 3, format!(
+                "Step::Out {{ at_ns: {at}, frame: {}, segment: {} }}",
+                f.number,
+                bytes_literal(t.bytes)
+            )));
         }
-        steps.sort_by_key(|(at, _)| *at);
+        steps.extend(outs);
+        // In a turn's order: the segments up to the Nth, the app's writes
+        // and what went out after N (an out-of-order segment's ACK goes
+        // out within a batch), then the next segment.
+        steps.sort_by_key(|(at, m, order, _)| (*at, *m, *order));
+        let zero = steps.iter().find(|s| s.2 == 0).map_or(0, |s| s.0);
         n += 1;
         let _ = writeln!(
             cases,
@@ -296,7 +364,11 @@ pub fn emit_case_file(
             cookie_mss,
             nodelay(tuple.local.port())
         );
-        for (_, s) in &steps {
+        for (at, _, _, s) in &steps {
+            // Times from the connection's first segment.
+            let rel = at.saturating_sub(zero);
+            let s = s.replacen(&format!("at_ns: {at},"), &format!("at_ns: {rel},"), 1);
+            let s = s.replacen(&format!("at_ns: {at} }}"), &format!("at_ns: {rel} }}"), 1);
             let _ = writeln!(cases, "            {s},");
         }
         let _ = writeln!(cases, "        ],\n    }},");
@@ -310,7 +382,7 @@ pub fn emit_case_file(
         "//! Emitted by `vnic replay --emit-test` (vnic {}): the {n} TCP connection{} of a \
          trace,\n//! each the stack driven with the trace's inbound segments and its app's \
          writes,\n//! asserting the outbound segments (every field but the checksum and TSval).\n\
-         //! Wired by `mod {name};` in tests/regressions.rs.\n\n\
+         //! Wired by `#[path = \"regressions/{name}.rs\"] mod {name};` in tests/regressions.rs.\n\n\
          use std::time::Duration;\n\
          use vnic::replay::stack_case::{{check, Case, Step}};\n\
          use vnic_stack::{{CongestionAlgorithm, TcpConfig}};\n\n\

@@ -228,15 +228,11 @@ pub fn replay(
     if block.is_none() && trace.block_error.is_none() {
         o.guessed.push("the trace has no replay block".into());
     }
-    let first = trace.frames.first().map_or(Duration::ZERO, |f| f.at);
-    let zero = match block.and_then(|b| b.epoch_ns).map(Duration::from_nanos) {
-        Some(z) if z <= first => z,
-        _ => {
-            o.guessed
-                .push("the ISN and SYN-cookie clocks started at the first frame".into());
-            first
-        }
-    };
+    let zero = zero_of(trace);
+    if block.and_then(|b| b.epoch_ns).map(Duration::from_nanos) != Some(zero) {
+        o.guessed
+            .push("the ISN and SYN-cookie clocks started at the first frame".into());
+    }
     let isn_key = key_or_guess(block.and_then(|b| b.isn_key), "the ISN key", &mut o.guessed);
     let cookie_secret = key_or_guess(
         block.and_then(|b| b.cookie_secret),
@@ -367,7 +363,7 @@ fn rx_frame(
 
 /// The processor a trace's inbound frame was queued for, if a segment
 /// (`in cpu=K ...`, not a datagram).
-fn queued_for(f: &TraceFrame) -> Option<usize> {
+pub(crate) fn queued_for(f: &TraceFrame) -> Option<usize> {
     let mut w = f.comment.split(' ');
     if w.next() != Some("in") {
         return None;
@@ -381,14 +377,14 @@ fn queued_for(f: &TraceFrame) -> Option<usize> {
 /// in the trace), when (ns since the replay's zero) and after how many
 /// segments.
 #[derive(Clone, Copy, Debug)]
-struct Turn {
-    at: usize,
-    t: u64,
-    taken: u64,
+pub(crate) struct Turn {
+    pub(crate) at: usize,
+    pub(crate) t: u64,
+    pub(crate) taken: u64,
 }
 
 /// The turns each processor's frames are stamped with, in trace order.
-fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
+pub(crate) fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
     let mut out: Vec<Vec<Turn>> = vec![Vec::new(); n];
     for (i, f) in trace.frames.iter().enumerate() {
         if f.dir != Direction::Out {
@@ -583,6 +579,31 @@ fn catch_up(
                 _ => break,
             }
         }
+    }
+}
+
+/// The processor a comment names (`in cpu=K ...`, `out cpu=K ...`).
+pub(crate) fn processor_in_comment(comment: &str) -> Option<usize> {
+    comment
+        .split(' ')
+        .nth(1)?
+        .strip_prefix("cpu=")?
+        .parse()
+        .ok()
+}
+
+/// The trace's time zero: when its ISN and cookie clocks started (its
+/// replay block says), else its first frame's time.
+pub(crate) fn zero_of(trace: &Trace) -> Duration {
+    let first = trace.frames.first().map_or(Duration::ZERO, |f| f.at);
+    match trace
+        .block
+        .as_ref()
+        .and_then(|b| b.epoch_ns)
+        .map(Duration::from_nanos)
+    {
+        Some(z) if z <= first => z,
+        _ => first,
     }
 }
 

@@ -2,47 +2,50 @@
 //! `vnic replay --emit-test` writes, and what the emitted test calls.
 //!
 //! A [`Case`] is the connection's steps in the trace's order, times in
-//! µs from its first segment: the peer's segments in ([`Step::In`]), what
+//! ns from its first segment: the peer's segments in ([`Step::In`]), what
 //! the app wrote and when it closed ([`Step::Send`], [`Step::Close`]: the
 //! bytes and the FIN the trace shows vnic sending, each at the time it
-//! first went out), and the segments vnic sent ([`Step::Out`]).
-//! [`check`] drives a `vnic_stack::Connection` as a processor does
-//! (passive open with the trace's ISN, or from a SYN cookie's ACK; each
-//! segment in, then the app's turn and everything the stack sends, twice
-//! when an event made the app able to answer; timers at their
-//! deadlines), and compares what it sends with the `Out` steps in order,
-//! every field but the checksum and TSval (see [`super::compare`]).
+//! first went out), and the segments vnic sent ([`Step::Out`]), each at
+//! its processor's turn (the stamp its frames carry). [`check`] drives a
+//! `vnic_stack::Connection` as a processor does (passive open with the
+//! trace's ISN, or from a SYN cookie's ACK; the steps of one time are
+//! one turn: the segments in, the app's turn and everything the stack
+//! sends, twice when an event made the app able to answer, then the
+//! timers due), and compares what it sends with the `Out` steps in order,
+//! every field but the checksum, TSval (see [`super::compare`]) and PSH:
+//! PSH marks where the app's writes ended, and a case knows its app's
+//! writes only as what went out (the whole replay runs the real app).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use vnic_stack::{wire, Connection, FourTuple, Payload, Segment, SeqNumber, TcpConfig};
 
-/// One step of a connection, `at_us` µs after its first segment.
+/// One step of a connection, `at_ns` ns after its first segment.
 #[derive(Clone, Copy, Debug)]
 pub enum Step {
     /// The peer's segment arrives: its TCP header and text as on the wire.
     In {
         /// When.
-        at_us: u64,
+        at_ns: u64,
         /// TCP header and text.
         segment: &'static [u8],
     },
     /// The app writes these bytes.
     Send {
         /// When.
-        at_us: u64,
+        at_ns: u64,
         /// The bytes.
         data: &'static [u8],
     },
     /// The app closes its side.
     Close {
         /// When.
-        at_us: u64,
+        at_ns: u64,
     },
     /// vnic sends this segment (TCP header and text as on the wire).
     Out {
         /// When the trace shows it.
-        at_us: u64,
+        at_ns: u64,
         /// The trace's frame number, for the failure message.
         frame: usize,
         /// TCP header and text.
@@ -85,7 +88,7 @@ pub fn check(case: &Case, tcp: &TcpConfig) -> Result<(), String> {
         .map_err(|_| format!("bad remote address {}", case.remote))?;
     let tuple = FourTuple { local, remote };
     let t0 = Instant::now();
-    let at = |us: u64| t0 + Duration::from_micros(us);
+    let at = |ns: u64| t0 + Duration::from_nanos(ns);
     let mut want = case.steps.iter().filter_map(|s| match *s {
         Step::Out { frame, segment, .. } => Some((frame, segment)),
         _ => None,
@@ -95,12 +98,53 @@ pub fn check(case: &Case, tcp: &TcpConfig) -> Result<(), String> {
     let mut pending: Vec<u8> = Vec::new();
     let mut close = false;
     let mut checked = 0usize;
-    let compare = |got: &mut Vec<Vec<u8>>,
-                   want: &mut dyn Iterator<Item = (usize, &'static [u8])>,
-                   checked: &mut usize|
-     -> Result<(), String> {
+    // Steps at one time are one turn of the processor: the segments in,
+    // the app's writes by then, the service pass, then the timers due (a
+    // time with only `Out` steps is a turn of the timers alone). An `Out`
+    // among the turn's segments was serviced at once, after those before.
+    let mut i = 0;
+    while let Some(first) = case.steps.get(i) {
+        let t = time_of(first);
+        let now = at(t);
+        let mut input = false;
+        while let Some(step) = case.steps.get(i).filter(|s| time_of(s) == t) {
+            // What went out within the batch (an out-of-order segment's
+            // ACK) went out after the segments before it.
+            if let (Step::Out { .. }, true, Some(c)) = (step, input, conn.as_mut()) {
+                service(c, now, &mut pending, close, &mut got);
+                input = false;
+            }
+            match *step {
+                Step::In { segment, .. } => {
+                    let seg = parse(&tuple, segment)?;
+                    match conn.as_mut() {
+                        Some(c) => {
+                            let _ = c.on_segment(now, &seg);
+                        }
+                        None => conn = Some(open(case, tcp, tuple, now, &seg)?),
+                    }
+                    input = true;
+                }
+                Step::Send { data, .. } => {
+                    pending.extend_from_slice(data);
+                    input = true;
+                }
+                Step::Close { .. } => {
+                    close = true;
+                    input = true;
+                }
+                Step::Out { .. } => {}
+            }
+            i += 1;
+        }
+        if let Some(c) = conn.as_mut() {
+            if input {
+                service(c, now, &mut pending, close, &mut got);
+            }
+            fire_timers(c, now, &mut pending, close, &mut got);
+        }
         for g in got.drain(..) {
-            *checked += 1;
+            checked += 1;
             let Some((frame, w)) = want.next() else {
                 return Err(format!(
                     "{} > {}: segment {checked} is not in the trace: {}",
@@ -120,49 +164,7 @@ pub fn check(case: &Case, tcp: &TcpConfig) -> Result<(), String> {
                 ));
             }
         }
-        Ok(())
-    };
-    // Steps at one instant are one turn, as a processor's: the segments
-    // in, then the app's turn (what it wrote by then), then what TCP sends.
-    let mut i = 0;
-    while i < case.steps.len() {
-        let Some(t) = step_at(&case.steps[i]) else {
-            i += 1;
-            continue;
-        };
-        let now = at(t);
-        if let Some(c) = conn.as_mut() {
-            fire_timers(c, now, &mut pending, close, &mut got);
-        }
-        while let Some(step) = case.steps.get(i) {
-            match *step {
-                Step::In { at_us, segment } if at_us == t => {
-                    let seg = parse(&tuple, segment)?;
-                    match conn.as_mut() {
-                        Some(c) => {
-                            let _ = c.on_segment(now, &seg);
-                        }
-                        None => conn = Some(open(case, tcp, tuple, now, &seg)?),
-                    }
-                }
-                Step::Send { at_us, data } if at_us == t => pending.extend_from_slice(data),
-                Step::Close { at_us } if at_us == t => close = true,
-                Step::Out { .. } => {}
-                _ => break,
-            }
-            i += 1;
-        }
-        if let Some(c) = conn.as_mut() {
-            service(c, now, &mut pending, close, &mut got);
-        }
-        compare(&mut got, &mut want, &mut checked)?;
     }
-    // What is left: what the trace shows sent after the last step, by
-    // timers until then.
-    if let (Some(c), Some(last)) = (conn.as_mut(), case.steps.iter().rev().find_map(out_at)) {
-        fire_timers(c, at(last), &mut pending, close, &mut got);
-    }
-    compare(&mut got, &mut want, &mut checked)?;
     if let Some((frame, w)) = want.next() {
         return Err(format!(
             "{} > {}: the stack did not send trace frame {frame}: {}",
@@ -174,18 +176,13 @@ pub fn check(case: &Case, tcp: &TcpConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// When an input step happens (None for an `Out`).
-fn step_at(s: &Step) -> Option<u64> {
+/// When a step happens.
+fn time_of(s: &Step) -> u64 {
     match *s {
-        Step::In { at_us, .. } | Step::Send { at_us, .. } | Step::Close { at_us } => Some(at_us),
-        Step::Out { .. } => None,
-    }
-}
-
-fn out_at(s: &Step) -> Option<u64> {
-    match *s {
-        Step::Out { at_us, .. } => Some(at_us),
-        _ => None,
+        Step::In { at_ns, .. }
+        | Step::Send { at_ns, .. }
+        | Step::Close { at_ns }
+        | Step::Out { at_ns, .. } => at_ns,
     }
 }
 
@@ -215,19 +212,21 @@ fn parse(tuple: &FourTuple, bytes: &[u8]) -> Result<Segment, String> {
     Ok(seg)
 }
 
-/// Fires the connection's timers due by `until`, each at its deadline.
+/// Fires the connection's timers due by `now`, at `now`, as a
+/// processor's loop does (bounded: a timer that stays due is a bug the
+/// comparison then shows).
 fn fire_timers(
     c: &mut Connection,
-    until: Instant,
+    now: Instant,
     pending: &mut Vec<u8>,
     close: bool,
     got: &mut Vec<Vec<u8>>,
 ) {
-    for _ in 0..100_000 {
+    for _ in 0..64 {
         match c.poll_timeout() {
-            Some(d) if d <= until => {
-                c.on_timeout(d);
-                service(c, d, pending, close, got);
+            Some(d) if d <= now => {
+                c.on_timeout(now);
+                service(c, now, pending, close, got);
             }
             _ => return,
         }
@@ -281,8 +280,8 @@ fn service(
     }
 }
 
-/// The first field in which two TCP segments differ (checksum and
-/// TSval left out), if any.
+/// The first field in which two TCP segments differ (checksum, TSval
+/// and PSH left out), if any.
 pub fn differs(a: &[u8], b: &[u8]) -> Option<String> {
     let (fa, pa) = fields(a);
     let (fb, pb) = fields(b);
@@ -315,7 +314,6 @@ fn fields(b: &[u8]) -> (Vec<(&'static str, String)>, Vec<u8>) {
         (t.syn(), 'S'),
         (t.fin(), 'F'),
         (t.rst(), 'R'),
-        (t.psh(), 'P'),
         (t.ack(), '.'),
         (t.urg(), 'U'),
     ]

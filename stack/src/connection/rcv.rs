@@ -250,9 +250,10 @@ impl Receiver {
         } else {
             free
         };
+        let field = (wnd >> self.wscale).min(MAX_WINDOW_FIELD) as u16;
         #[cfg(feature = "test-faults")]
-        let wnd = if crate::faults::halve_window() { wnd / 2 } else { wnd };
-        (wnd >> self.wscale).min(MAX_WINDOW_FIELD) as u16
+        let field = if crate::faults::halve_window() { field / 2 } else { field };
+        field
     }
 
     /// RFC 7323 2.2: the window in a SYN is never scaled.

@@ -1,0 +1,37 @@
+//! Regression tests emitted by `vnic replay TRACE --emit-test
+//! tests/regressions/NAME.rs`: each file holds a trace's TCP connections
+//! as stack-level cases ([`vnic::replay::stack_case`]) and its own
+//! `#[test]`. To add one: emit it, add `#[path = "regressions/NAME.rs"]
+//! mod NAME;` below and its
+//! `(NAME::CASES, NAME::tcp)` to [`EMITTED`].
+//!
+//! `emitted_cases_catch_a_broken_stack` runs every case against the
+//! stack with its test-only fault on (`vnic_stack::faults`: every window
+//! it advertises halved): each must fail, so a passing emitted test says
+//! something.
+
+#[path = "regressions/probe.rs"]
+mod probe;
+
+use vnic::replay::stack_case::{check, Case};
+use vnic_stack::TcpConfig;
+
+/// Every emitted file's cases and TCP settings.
+const EMITTED: &[(&[Case], fn() -> TcpConfig)] = &[(probe::CASES, probe::tcp)];
+
+#[test]
+fn emitted_cases_catch_a_broken_stack() {
+    let mut cases = 0;
+    for (list, tcp) in EMITTED {
+        for case in *list {
+            assert_eq!(check(case, &tcp()), Ok(()), "the stack as it is passes");
+            vnic_stack::faults::set_halve_window(true);
+            let broken = check(case, &tcp());
+            vnic_stack::faults::set_halve_window(false);
+            let why = broken.expect_err("a stack advertising half its window fails the case");
+            assert!(why.contains("win"), "the window is what differs: {why}");
+            cases += 1;
+        }
+    }
+    assert!(cases > 0, "no emitted case");
+}
