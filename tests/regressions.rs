@@ -5,19 +5,25 @@
 //! mod NAME;` below and its
 //! `(NAME::CASES, NAME::tcp)` to [`EMITTED`].
 //!
+//! `lossy_session`: curl, an echo of 6 KiB, 16 KiB of chargen and a GET
+//! on 2 processors under `--impair loss=2%,reorder=5%` with SYN cookies
+//! for every connection (tests/replay.rs records it again:
+//! `record_the_checked_in_session`, ignored; tests/replay.rs also checks
+//! that the file is what `--emit-test` writes from the trace).
+//!
 //! `emitted_cases_catch_a_broken_stack` runs every case against the
 //! stack with its test-only fault on (`vnic_stack::faults`: every window
 //! it advertises halved): each must fail, so a passing emitted test says
 //! something.
 
-#[path = "regressions/probe.rs"]
-mod probe;
+#[path = "regressions/lossy_session.rs"]
+mod lossy_session;
 
 use vnic::replay::stack_case::{check, Case};
 use vnic_stack::TcpConfig;
 
 /// Every emitted file's cases and TCP settings.
-const EMITTED: &[(&[Case], fn() -> TcpConfig)] = &[(probe::CASES, probe::tcp)];
+const EMITTED: &[(&[Case], fn() -> TcpConfig)] = &[(lossy_session::CASES, lossy_session::tcp)];
 
 #[test]
 fn emitted_cases_catch_a_broken_stack() {

@@ -8,15 +8,20 @@
 mod common;
 
 use common::{can_run, chargen_mismatch, connect, echo_through, http_get, random_bytes, Netns};
+use pnet_packet::ethernet::EthernetPacket;
+use pnet_packet::ipv4::Ipv4Packet;
+use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags, TcpPacket};
+use pnet_packet::Packet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-/// Records a session in `ns`: curl to the HTTP port, an echo of 20 KiB,
-/// 64 KiB of chargen, on 2 processors, with `--impair
-/// loss=2%,reorder=5%` and SYN cookies for every connection
-/// (`--syn-backlog 0`), traced with its secrets to `file`.
-fn record(ns: &Netns, file: &Path) {
+/// Records a session in `ns`: curl to the HTTP port, an echo of `echo`
+/// bytes, `chargen` bytes of chargen and one more HTTP GET, on 2
+/// processors, with `--impair loss=2%,reorder=5%` and SYN cookies for
+/// every connection (`--syn-backlog 0`), traced with its secrets to
+/// `file`.
+fn record(ns: &Netns, file: &Path, echo: usize, chargen: usize) {
     let pcap = file.to_string_lossy().into_owned();
     let vnic = ns.vnic(&[
         "--processors",
@@ -38,12 +43,12 @@ fn record(ns: &Netns, file: &Path) {
         "curl", "-s", "--max-time", "20", "--retry", "3", "http://10.0.0.2/",
     ]);
     assert!(out.contains("processor="), "curl: {out}");
-    ns.run(|| {
-        let data = random_bytes(20 << 10, 7);
+    ns.run(move || {
+        let data = random_bytes(echo, 7);
         let (n, _) = echo_through(connect("10.0.0.2:7"), data);
-        assert_eq!(n, 20 << 10, "echo");
+        assert_eq!(n, echo, "echo");
         let mut s = connect("10.0.0.2:19");
-        assert_eq!(chargen_mismatch(&mut s, 0, 64 << 10), None, "chargen");
+        assert_eq!(chargen_mismatch(&mut s, 0, chargen), None, "chargen");
         let mut s = connect("10.0.0.2:80");
         let (status, _) = http_get(&mut s, "/", false);
         assert_eq!(status, 200);
@@ -104,9 +109,159 @@ fn a_lossy_session_with_syn_cookies_replays_identically() {
     let dir = Dir::new("same");
     let file = dir.0.join("session.pcapng");
     let ns = Netns::new();
-    record(&ns, &file);
+    record(&ns, &file, 20 << 10, 64 << 10);
     let out = replay(&[file.to_str().expect("path"), "--report", "all"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}{}", kept(&file));
     assert!(t.contains("identical to the trace"), "{t}");
+}
+
+/// The first inbound echo segment with text, in a trace's bytes: its
+/// frame number, its bytes, and where its text starts in the frame.
+fn first_echo_data(trace: &vnic::replay::Trace) -> (usize, Vec<u8>, usize) {
+    for f in &trace.frames {
+        if f.dir != vnic_adapter::trace::Direction::In || !f.comment.starts_with("in cpu=") {
+            continue;
+        }
+        let eth = EthernetPacket::new(&f.data).expect("ethernet");
+        let Some(ip) = Ipv4Packet::new(eth.payload()) else { continue };
+        let Some(tcp) = TcpPacket::new(ip.payload()) else { continue };
+        if tcp.get_destination() == 7 && tcp.payload().len() > 100 {
+            let text = 14 + usize::from(ip.get_header_length()) * 4 + usize::from(tcp.get_data_offset()) * 4;
+            return (f.number, f.data.clone(), text);
+        }
+    }
+    panic!("no echo data in the trace");
+}
+
+/// The trace's frame that first sends the echo of stream byte `offset`
+/// (counted from the first byte of the connection to port 7).
+fn echo_of(trace: &vnic::replay::Trace, offset: u32) -> usize {
+    let mut base = None;
+    for f in &trace.frames {
+        if f.dir != vnic_adapter::trace::Direction::Out {
+            continue;
+        }
+        let eth = EthernetPacket::new(&f.data).expect("ethernet");
+        let Some(ip) = Ipv4Packet::new(eth.payload()) else { continue };
+        let Some(tcp) = TcpPacket::new(ip.payload()) else { continue };
+        if tcp.get_source() != 7 {
+            continue;
+        }
+        if tcp.get_flags() & TcpFlags::SYN != 0 {
+            base = Some(tcp.get_sequence().wrapping_add(1));
+            continue;
+        }
+        let Some(b) = base else { continue };
+        let from = tcp.get_sequence().wrapping_sub(b);
+        if from <= offset && offset < from + tcp.payload().len() as u32 {
+            return f.number;
+        }
+    }
+    panic!("the trace never sends the echo of byte {offset}");
+}
+
+#[test]
+fn one_changed_inbound_byte_diverges_at_the_frame_it_reaches() {
+    if !can_run() {
+        return;
+    }
+    let dir = Dir::new("changed");
+    let file = dir.0.join("session.pcapng");
+    let ns = Netns::new();
+    record(&ns, &file, 8 << 10, 8 << 10);
+    let trace = vnic::replay::Trace::read(&file).expect("read the trace");
+    // Byte 5 of the first echo segment's text, and its TCP checksum made
+    // right again: a frame the adapter takes, carrying another byte.
+    let (number, frame, text_at) = first_echo_data(&trace);
+    let mut changed = frame.clone();
+    changed[text_at + 5] ^= 0x20;
+    {
+        let eth = EthernetPacket::new(&frame).expect("ethernet");
+        let ip = Ipv4Packet::new(eth.payload()).expect("ipv4");
+        let tcp_at = 14 + usize::from(ip.get_header_length()) * 4;
+        let tcp_len = usize::from(ip.get_total_length()) - usize::from(ip.get_header_length()) * 4;
+        let (src, dst) = (ip.get_source(), ip.get_destination());
+        let mut t = MutableTcpPacket::new(&mut changed[tcp_at..tcp_at + tcp_len]).expect("tcp");
+        let sum = tcp::ipv4_checksum(&t.to_immutable(), &src, &dst);
+        t.set_checksum(sum);
+    }
+    let mut bytes = std::fs::read(&file).expect("read");
+    let at = bytes
+        .windows(frame.len())
+        .position(|w| w == frame.as_slice())
+        .expect("the frame's bytes in the file");
+    bytes[at..at + frame.len()].copy_from_slice(&changed);
+    let bad = dir.0.join("changed.pcapng");
+    std::fs::write(&bad, &bytes).expect("write");
+    // Where the change shows: the echo of that byte.
+    let seq_of = |f: &[u8]| {
+        let eth = EthernetPacket::new(f).expect("ethernet");
+        let ip = Ipv4Packet::new(eth.payload()).expect("ipv4");
+        TcpPacket::new(ip.payload()).expect("tcp").get_sequence()
+    };
+    let opening = trace
+        .frames
+        .iter()
+        .find(|f| f.comment.starts_with("in cpu=") && f.comment.contains("new port=7 "))
+        .expect("the echo connection's opening");
+    let offset = seq_of(&frame).wrapping_sub(seq_of(&opening.data)) + 5;
+    // (The trace may show the echo before the segment: the processor
+    // can answer before the RX thread has recorded what it queued.)
+    let want = echo_of(&trace, offset);
+    let out = replay(&[bad.to_str().expect("path")]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}{}", kept(&file));
+    let first = t
+        .lines()
+        .find(|l| l.starts_with("frame "))
+        .unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("frame {want} (out, cpu=")) && first.contains("payload byte"),
+        "the first divergence is the echo of the changed byte, frame {want} (the segment was \
+         frame {number}):\n{t}{}",
+        kept(&file)
+    );
+    // The same, told against the original trace's frames.
+    let out = replay(&[bad.to_str().expect("path"), "--against", file.to_str().expect("path")]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("\nframe {want} (out, cpu=")), "{t}");
+    // And the original replays identically.
+    let out = replay(&[file.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out), kept(&file));
+}
+
+/// The checked-in trace and the test emitted from it.
+const SESSION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/regressions/lossy_session");
+
+#[test]
+fn the_checked_in_regression_test_is_what_emit_test_writes() {
+    let dir = Dir::new("emit");
+    let emitted = dir.0.join("lossy_session.rs");
+    let pcap = format!("{SESSION}.pcapng");
+    let out = replay(&[&pcap, "--emit-test", emitted.to_str().expect("path")]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "the checked-in trace replays identically: {t}");
+    assert!(t.contains("identical to the trace"), "{t}");
+    let got = std::fs::read_to_string(&emitted).expect("the emitted test");
+    let want = std::fs::read_to_string(format!("{SESSION}.rs")).expect("the checked-in test");
+    assert!(got == want, "tests/regressions/lossy_session.rs is not what --emit-test writes now");
+    assert!(got.contains("fn lossy_session()") && got.contains("Step::Out"), "{}", &got[..400]);
+}
+
+/// Records tests/regressions/lossy_session.pcapng again (then emit its
+/// test: `vnic replay tests/regressions/lossy_session.pcapng --emit-test
+/// tests/regressions/lossy_session.rs`).
+#[test]
+#[ignore = "writes the checked-in trace: run by hand"]
+fn record_the_checked_in_session() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let tmp = Dir::new("fixture");
+    let file = tmp.0.join("s.pcapng");
+    record(&ns, &file, 6 << 10, 16 << 10);
+    std::fs::copy(&file, format!("{SESSION}.pcapng")).expect("copy");
 }

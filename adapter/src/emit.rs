@@ -296,11 +296,12 @@ impl FrameWriter {
     }
 
     /// Stamps the turn that sends what follows (`now`, after `taken`
-    /// segments), when the sink traces turns; nothing otherwise.
+    /// segments in `batches` batches), when the sink traces turns;
+    /// nothing otherwise.
     #[inline]
-    pub fn stamp_turn(&self, now: std::time::Instant, taken: u64) {
+    pub fn stamp_turn(&self, now: std::time::Instant, taken: u64, batches: u64) {
         if let Some(t) = self.sink.turn() {
-            t.set(now, taken);
+            t.set(now, taken, batches);
         }
     }
 

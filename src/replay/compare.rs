@@ -53,12 +53,12 @@ pub struct Decoded {
     pub short: String,
 }
 
-/// A comment without its turn stamp (`t=NS in=N`): the stamp is what a
+/// A comment without its turn stamp (`t=NS in=N b=B`): the stamp is what a
 /// replay follows, not what it compares.
 pub fn decision(comment: &str) -> String {
     comment
         .split(' ')
-        .filter(|w| !w.starts_with("t=") && !w.starts_with("in="))
+        .filter(|w| !w.starts_with("t=") && !w.starts_with("in=") && !w.starts_with("b="))
         .collect::<Vec<_>>()
         .join(" ")
 }

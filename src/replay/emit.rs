@@ -140,8 +140,9 @@ fn bytes_literal(b: &[u8]) -> String {
 /// else at its own time.
 struct Times {
     zero: Duration,
-    /// Per processor: (turn time, segments taken) in trace order.
-    turns: Vec<Vec<(u64, u64)>>,
+    /// Per processor: when it took each of its segments
+    /// ([`super::run::plan`]).
+    plan: Vec<Vec<u64>>,
     /// Per trace frame index: (processor, its index among the segments
     /// queued for that processor), for the segments.
     queued: Vec<Option<(usize, u64)>>,
@@ -156,10 +157,7 @@ impl Times {
             .filter_map(|f| super::run::processor_in_comment(&f.comment))
             .max()
             .map_or(1, |k| k + 1);
-        let turns = super::run::turns(trace, n)
-            .into_iter()
-            .map(|v| v.into_iter().map(|t| (t.t, t.taken)).collect())
-            .collect();
+        let plan = super::run::plan(trace, &super::run::turns(trace, n), zero);
         let mut counts = vec![0u64; n];
         let queued = trace
             .frames
@@ -173,7 +171,7 @@ impl Times {
             .collect();
         Times {
             zero,
-            turns,
+            plan,
             queued,
         }
     }
@@ -190,10 +188,11 @@ impl Times {
             return (own, 0);
         };
         let t = self
-            .turns
+            .plan
             .get(k)
-            .and_then(|v| v.iter().find(|(_, taken)| *taken >= j))
-            .map_or(own, |(t, _)| *t);
+            .and_then(|v| v.get(usize::try_from(j).ok()?.checked_sub(1)?))
+            .copied()
+            .unwrap_or(own);
         (t, j)
     }
 }
@@ -222,6 +221,8 @@ fn inputs(trace: &Trace, times: &Times, tuple: FourTuple) -> Result<Option<(Opti
     // The turns the app could have written in: the connection's opening
     // and each segment that brought it data, (time, segments taken).
     let mut inputs: Vec<(u64, u64)> = Vec::new();
+    // The app's bytes: (the turn that first sent them, the bytes).
+    let mut sends: Vec<((u64, u64), &[u8])> = Vec::new();
     for (i, f) in trace.frames.iter().enumerate() {
         let Some(t) = tcp(f) else { continue };
         if t.tuple != tuple {
@@ -269,20 +270,7 @@ fn inputs(trace: &Trace, times: &Times, tuple: FourTuple) -> Result<Option<(Opti
                 if end > high && off <= high {
                     let skip = usize::try_from(high - off).unwrap_or(usize::MAX);
                     if let Some(new) = text.get(skip..) {
-                        // Written in the turn of the last input before it
-                        // went out: a reply as its request came, a stream
-                        // from the start (what the app had written and TCP
-                        // not yet sent decides segments and cwnd growth).
-                        let (w, wm) = inputs
-                            .iter()
-                            .rev()
-                            .find(|i| **i <= (at, m))
-                            .copied()
-                            .unwrap_or((at, m));
-                        steps.push((w, wm, 1, format!(
-                            "Step::Send {{ at_ns: {w}, data: {} }}",
-                            bytes_literal(new)
-                        )));
+                        sends.push(((at, m), new));
                     }
                     high = end;
                 }
@@ -291,6 +279,24 @@ fn inputs(trace: &Trace, times: &Times, tuple: FourTuple) -> Result<Option<(Opti
                 }
             }
         }
+    }
+    // Each write in the turn of the last input before it went out: a
+    // reply as its request came, a stream from the start (what the app
+    // had written and TCP not yet sent decides segments and cwnd growth).
+    // The trace may show a segment after the turn that took it (the RX
+    // thread and the processor race to it): the inputs are sorted first.
+    inputs.sort_unstable();
+    for (sent, bytes) in sends {
+        let (w, wm) = inputs
+            .iter()
+            .rev()
+            .find(|i| **i <= sent)
+            .copied()
+            .unwrap_or(sent);
+        steps.push((w, wm, 1, format!(
+            "Step::Send {{ at_ns: {w}, data: {} }}",
+            bytes_literal(bytes)
+        )));
     }
     if let Some((at, m)) = fin {
         steps.push((at, m, 2, format!("Step::Close {{ at_ns: {at} }}")));

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use vnic_adapter::clock::{set_wall, VirtualClock};
 use vnic_adapter::trace::comment::rx_comment;
-use vnic_adapter::trace::turn::parse_turn;
+use vnic_adapter::trace::turn::{parse_batches, parse_turn};
 use vnic_adapter::trace::Direction;
 use vnic_adapter::FilterMode;
 use vnic_stack::{FourTuple, IsnScript, SeqNumber};
@@ -381,6 +381,8 @@ pub(crate) struct Turn {
     pub(crate) at: usize,
     pub(crate) t: u64,
     pub(crate) taken: u64,
+    /// Batches taken by then (`b=N`; older traces have none).
+    pub(crate) batches: Option<u64>,
 }
 
 /// The turns each processor's frames are stamped with, in trace order.
@@ -396,8 +398,60 @@ pub(crate) fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
         };
         if let Some(v) = out.get_mut(k) {
             if v.last().is_none_or(|l| (l.t, l.taken) != (t, taken)) {
-                v.push(Turn { at: i, t, taken });
+                let batches = parse_batches(&f.comment);
+                v.push(Turn {
+                    at: i,
+                    t,
+                    taken,
+                    batches,
+                });
             }
+        }
+    }
+    out
+}
+
+/// When each processor took each of its segments (ns since the trace's
+/// zero; processor K's Jth segment at `[K][J-1]`), from the turn stamps:
+/// the batches a stamped turn's `b=` count says came since the last one
+/// without sending anything took one segment each, the first ones, each
+/// at its arrival (an idle processor wakes for each segment); the
+/// stamped turn took the rest at its time. Segments no stamped turn took
+/// are taken at their arrival.
+pub(crate) fn plan(trace: &Trace, turns: &[Vec<Turn>], zero: Duration) -> Vec<Vec<u64>> {
+    let n = turns.len();
+    let mut arrivals: Vec<Vec<u64>> = vec![Vec::new(); n];
+    for f in &trace.frames {
+        if let Some(v) = queued_for(f).and_then(|k| arrivals.get_mut(k)) {
+            v.push(u64::try_from(f.at.saturating_sub(zero).as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+    let mut out = arrivals.clone();
+    for k in 0..n {
+        let (mut taken, mut batches, mut open) = (0u64, 0u64, false);
+        for (i, turn) in turns[k].iter().enumerate() {
+            let want = turn.taken.saturating_sub(taken);
+            let goes_on = turns[k]
+                .get(i + 1)
+                .is_some_and(|nt| nt.t == turn.t && nt.taken > turn.taken);
+            if want > 0 {
+                let silent = match (open, turn.batches) {
+                    (false, Some(b)) => b.saturating_sub(batches + 1).min(want - 1),
+                    _ => 0,
+                };
+                // Each batch that sent nothing took one segment, at its
+                // arrival (an idle processor wakes for each), the
+                // stamped batch the rest.
+                let j = taken + silent;
+                for x in j..turn.taken {
+                    if let Some(o) = out[k].get_mut(usize::try_from(x).unwrap_or(usize::MAX)) {
+                        *o = turn.t;
+                    }
+                }
+                batches += silent + u64::from(!open);
+                taken = turn.taken;
+            }
+            open = goes_on;
         }
     }
     out
@@ -408,13 +462,11 @@ pub(crate) fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
 /// stamps say, on a clock of its own: a new stamp `t=T in=N` is a turn
 /// at T that first takes the segments up to the Nth (a batch, serviced
 /// once unless the next turn goes on with the same batch), or, with none
-/// new, only fires the timers due (they fire after a batch too). The
-/// RX queue reads ahead when a turn needs
+/// new, only fires the timers due (they fire after a batch too); the
+/// batches between that sent nothing are placed by [`plan`]. The RX
+/// queue reads ahead when a turn needs
 /// a segment whose frame the trace recorded after the turn's frames (the
-/// two threads race to the trace). A processor's turns that sent nothing
-/// are not in the trace: before each inbound frame, a processor whose
-/// next stamped turn is later takes, one at a time at their arrival, the
-/// segments that turn has taken, and fires its timers due by then.
+/// two threads race to the trace).
 fn by_turns(
     trace: &Trace,
     zero: Duration,
@@ -427,6 +479,8 @@ fn by_turns(
     let base = rig.clocks.first().map_or_else(Instant::now, |c| c.base());
     let at = |f: &TraceFrame| base + f.at.saturating_sub(zero);
     let turns = turns(trace, n);
+    let plan = plan(trace, &turns, zero);
+    let mut open = vec![false; n];
     let mut next_turn = vec![0usize; n];
     // The arrival times of the segments queued for each processor.
     let mut queued: Vec<VecDeque<Instant>> = vec![VecDeque::new(); n];
@@ -491,8 +545,6 @@ fn by_turns(
                         )));
                     }
                 }
-                rig.clocks[k].advance_to(Duration::from_nanos(turn.t));
-                wall(zero, &rig.clocks[k]);
                 // The same batch goes on in the next turn (an out-of-order
                 // segment's ACK went out at once, within it).
                 let goes_on = turns[k]
@@ -502,12 +554,35 @@ fn by_turns(
                     queued[k].pop_front();
                 }
                 let p = &mut rig.processors[k];
-                if want > 0 {
-                    p.take_batch(want, !goes_on);
+                let clock = &rig.clocks[k];
+                // The batches that sent nothing first (see `plan`).
+                let mut left = want;
+                while left > 0 {
+                    let j = usize::try_from(p.taken()).unwrap_or(usize::MAX);
+                    let when = plan[k].get(j).copied().unwrap_or(turn.t);
+                    let run = plan[k]
+                        .iter()
+                        .skip(j)
+                        .take(usize::try_from(left).unwrap_or(usize::MAX))
+                        .take_while(|w| **w == when)
+                        .count() as u64;
+                    if when == turn.t || run == 0 || run >= left {
+                        break;
+                    }
+                    clock.advance_to(Duration::from_nanos(when));
+                    wall(zero, clock);
+                    p.take_batch(run, true, true);
+                    p.fire_due();
+                    left -= run;
                 }
+                clock.advance_to(Duration::from_nanos(turn.t));
+                wall(zero, clock);
+                if left > 0 {
+                    p.take_batch(left, !open[k], !goes_on);
+                }
+                open[k] = goes_on;
                 // Then the timers due, as the processor's loop fires them
-                // after each batch (segments it took in turns that sent
-                // nothing come in the batch of its next stamped turn).
+                // after each batch.
                 if !goes_on {
                     p.fire_due();
                 }
@@ -569,7 +644,7 @@ fn catch_up(
                     queued[k].pop_front();
                     clock.advance_to_instant(a);
                     wall(zero, clock);
-                    p.take_batch(1, true);
+                    p.take_batch(1, true, true);
                 }
                 (_, Some(d)) => {
                     clock.advance_to_instant(d);

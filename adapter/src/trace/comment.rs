@@ -26,8 +26,8 @@ pub enum Note {
         /// Appended as is.
         suffix: &'static str,
         /// The sender's turn, if it stamps them ([`super::turn`]):
-        /// ` t=NS in=N` after the origin.
-        turn: Option<(u64, u64)>,
+        /// ` t=NS in=N b=B` after the origin.
+        turn: Option<(u64, u64, u64)>,
     },
 }
 
@@ -43,9 +43,9 @@ impl Note {
                 turn,
             } => {
                 let mut c = out_comment(*origin, frame);
-                if let Some((t, n)) = turn {
+                if let Some((t, n, b)) = turn {
                     use std::fmt::Write as _;
-                    let _ = write!(c, " t={t} in={n}");
+                    let _ = write!(c, " t={t} in={n} b={b}");
                 }
                 c.push_str(suffix);
                 c

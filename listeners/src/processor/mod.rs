@@ -369,6 +369,8 @@ pub struct Processor {
     taken: u64,
     /// The clock reading of the batch being taken, if one is.
     batch_now: Option<Instant>,
+    /// Batches of segments taken so far (a traced frame's `b=N`).
+    batches: u64,
 }
 
 /// Stale timer entries allowed beyond twice the connections before the
@@ -500,6 +502,7 @@ impl Processor {
             clock: Clock::Real,
             taken: 0,
             batch_now: None,
+            batches: 0,
         }
     }
 
@@ -676,6 +679,7 @@ impl Processor {
                 // NAPI poll: what a trace's turn stamp records.
                 let now = self.clock.now();
                 self.batch_now = Some(now);
+                self.batches += 1;
                 self.receive(inb);
                 let more = self.receive_more();
                 self.batch_now = None;

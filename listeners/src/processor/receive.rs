@@ -218,7 +218,7 @@ impl Processor {
         }
         if let Some(rst) = segment.rst_reply() {
             if self.invalid_replies.allow(now) {
-                self.out.stamp_turn(now, self.taken);
+                self.out.stamp_turn(now, self.taken, self.batches);
                 self.out
                     .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &rst);
             }

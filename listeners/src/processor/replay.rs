@@ -36,11 +36,15 @@ impl Processor {
     /// One batch, as the trace shows the processor took it: `n` segments
     /// from its queue (the datagrams among them answered on the way),
     /// then, if `ends` (the batch ends here), the connections that got
-    /// them serviced once; all at its clock's `now`. False when the
+    /// them serviced once; all at its clock's `now`. `starts`: a new
+    /// batch, not the rest of one that did not end. False when the
     /// processor was told to stop.
-    pub fn take_batch(&mut self, n: u64, ends: bool) -> bool {
+    pub fn take_batch(&mut self, n: u64, starts: bool, ends: bool) -> bool {
         let now = self.clock.now();
         self.batch_now = Some(now);
+        if starts {
+            self.batches += 1;
+        }
         let ok = self.take_segments(n);
         self.batch_now = None;
         if ends {
@@ -67,6 +71,11 @@ impl Processor {
             }
         }
         true
+    }
+
+    /// Batches taken so far (what a traced frame's `b=N` counts).
+    pub fn batches(&self) -> u64 {
+        self.batches
     }
 
     /// Messages waiting in the processor's queue.

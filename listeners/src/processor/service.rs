@@ -49,7 +49,7 @@ impl Processor {
         };
         c.unserviced = 0;
         c.queued = false;
-        self.out.stamp_turn(now, self.taken);
+        self.out.stamp_turn(now, self.taken, self.batches);
         let mut closed = false;
         // The hybrid model's distributor hands a connection off once its
         // handshake is complete (see hybrid.rs).
