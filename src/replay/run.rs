@@ -383,6 +383,9 @@ pub(crate) struct Turn {
     pub(crate) taken: u64,
     /// Batches taken by then (`b=N`; older traces have none).
     pub(crate) batches: Option<u64>,
+    /// When the trace recorded the turn's last frame (ns since 1970):
+    /// the turn had not ended before.
+    pub(crate) ended: Duration,
 }
 
 /// The turns each processor's frames are stamped with, in trace order.
@@ -397,14 +400,15 @@ pub(crate) fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
             continue;
         };
         if let Some(v) = out.get_mut(k) {
-            if v.last().is_none_or(|l| (l.t, l.taken) != (t, taken)) {
-                let batches = parse_batches(&f.comment);
-                v.push(Turn {
+            match v.last_mut() {
+                Some(l) if (l.t, l.taken) == (t, taken) => l.ended = f.at,
+                _ => v.push(Turn {
                     at: i,
                     t,
                     taken,
-                    batches,
-                });
+                    batches: parse_batches(&f.comment),
+                    ended: f.at,
+                }),
             }
         }
     }
@@ -414,10 +418,12 @@ pub(crate) fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
 /// When each processor took each of its segments (ns since the trace's
 /// zero; processor K's Jth segment at `[K][J-1]`), from the turn stamps:
 /// the batches a stamped turn's `b=` count says came since the last one
-/// without sending anything took one segment each, the first ones, each
-/// at its arrival (an idle processor wakes for each segment); the
-/// stamped turn took the rest at its time. Segments no stamped turn took
-/// are taken at their arrival.
+/// without sending anything split its segments where they arrived
+/// furthest apart (a processor takes all that is queued when it wakes;
+/// what arrived before its last turn's frames were all recorded waited
+/// for the next batch), each at the arrival of its last segment; the
+/// stamped turn took the last group at its time. Segments no stamped turn took are taken at
+/// their arrival.
 pub(crate) fn plan(trace: &Trace, turns: &[Vec<Turn>], zero: Duration) -> Vec<Vec<u64>> {
     let n = turns.len();
     let mut arrivals: Vec<Vec<u64>> = vec![Vec::new(); n];
@@ -429,6 +435,9 @@ pub(crate) fn plan(trace: &Trace, turns: &[Vec<Turn>], zero: Duration) -> Vec<Ve
     let mut out = arrivals.clone();
     for k in 0..n {
         let (mut taken, mut batches, mut open) = (0u64, 0u64, false);
+        // When the processor's last stamped turn ended: what came before
+        // waited in its queue for the next batch.
+        let mut busy_until = 0u64;
         for (i, turn) in turns[k].iter().enumerate() {
             let want = turn.taken.saturating_sub(taken);
             let goes_on = turns[k]
@@ -439,10 +448,33 @@ pub(crate) fn plan(trace: &Trace, turns: &[Vec<Turn>], zero: Duration) -> Vec<Ve
                     (false, Some(b)) => b.saturating_sub(batches + 1).min(want - 1),
                     _ => 0,
                 };
-                // Each batch that sent nothing took one segment, at its
-                // arrival (an idle processor wakes for each), the
-                // stamped batch the rest.
-                let j = taken + silent;
+                // The batches that sent nothing split the segments where
+                // they came furthest apart (a processor takes all that is
+                // queued when it wakes), each at its last one's arrival;
+                // the stamped batch took the last group.
+                let idx = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
+                let arrival = |x: u64| arrivals[k].get(idx(x)).copied().unwrap_or(turn.t);
+                let mut gaps: Vec<(u64, u64)> = (taken..turn.taken - 1)
+                    .filter(|x| arrival(x + 1) > busy_until)
+                    .map(|x| (arrival(x + 1).saturating_sub(arrival(x)), x))
+                    .collect();
+                gaps.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                let mut cuts: Vec<u64> = gaps
+                    .iter()
+                    .take(idx(silent))
+                    .map(|(_, x)| *x)
+                    .collect();
+                cuts.sort_unstable();
+                let mut j = taken;
+                for cut in cuts {
+                    let at = arrival(cut).max(busy_until);
+                    for x in j..=cut {
+                        if let Some(o) = out[k].get_mut(idx(x)) {
+                            *o = at;
+                        }
+                    }
+                    j = cut + 1;
+                }
                 for x in j..turn.taken {
                     if let Some(o) = out[k].get_mut(usize::try_from(x).unwrap_or(usize::MAX)) {
                         *o = turn.t;
@@ -452,6 +484,7 @@ pub(crate) fn plan(trace: &Trace, turns: &[Vec<Turn>], zero: Duration) -> Vec<Ve
                 taken = turn.taken;
             }
             open = goes_on;
+            busy_until = u64::try_from(turn.ended.saturating_sub(zero).as_nanos()).unwrap_or(0);
         }
     }
     out
