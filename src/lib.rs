@@ -66,11 +66,11 @@
 #![forbid(unsafe_code)]
 
 mod builder;
-pub mod replay;
 /// The `vnic up --config FILE` format: public so the command line and the
 /// `config` fuzz target (fuzz/) run the very parser and checks, and so a
 /// library user can load the same files.
 pub mod config;
+pub mod replay;
 mod running;
 mod summary;
 

@@ -55,7 +55,13 @@ fn name_of(path: &std::path::Path) -> String {
         .map_or_else(|| "replayed".into(), |s| s.to_string_lossy().into_owned());
     let mut id: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if id.is_empty() || id.starts_with(|c: char| c.is_ascii_digit()) {
         id.insert_str(0, "trace_");
@@ -67,7 +73,11 @@ fn name_of(path: &std::path::Path) -> String {
 /// (or all), what was guessed, and notes.
 pub fn report(o: &replay::Outcome, all: bool, against: bool) -> String {
     let mut s = String::new();
-    let whose = if against { "the other trace" } else { "the trace" };
+    let whose = if against {
+        "the other trace"
+    } else {
+        "the trace"
+    };
     if o.identical() {
         s.push_str(&format!(
             "replay: {} frames in, {} out; identical to {whose}\n",

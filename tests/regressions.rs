@@ -1,8 +1,8 @@
 //! Regression tests emitted by `vnic replay TRACE --emit-test
 //! tests/regressions/NAME.rs`: each file holds a trace's TCP connections
 //! as stack-level cases ([`vnic::replay::stack_case`]) and its own
-//! `#[test]`. To add one: emit it, add `#[path = "regressions/NAME.rs"]
-//! mod NAME;` below and its
+//! `#[test]`. To add one: emit it, add `#[rustfmt::skip] #[path =
+//! "regressions/NAME.rs"] mod NAME;` below and its
 //! `(NAME::CASES, NAME::tcp)` to [`EMITTED`].
 //!
 //! `lossy_session`: curl, an echo of 6 KiB, 16 KiB of chargen and a GET
@@ -16,14 +16,20 @@
 //! it advertises halved): each must fail, so a passing emitted test says
 //! something.
 
+// As emitted: rustfmt leaves the file alone (tests/replay.rs checks it is
+// what `--emit-test` writes).
+#[rustfmt::skip]
 #[path = "regressions/lossy_session.rs"]
 mod lossy_session;
 
 use vnic::replay::stack_case::{check, Case};
 use vnic_stack::TcpConfig;
 
-/// Every emitted file's cases and TCP settings.
-const EMITTED: &[(&[Case], fn() -> TcpConfig)] = &[(lossy_session::CASES, lossy_session::tcp)];
+/// One emitted file: its cases and its TCP settings.
+type Emitted = (&'static [Case], fn() -> TcpConfig);
+
+/// Every emitted file.
+const EMITTED: &[Emitted] = &[(lossy_session::CASES, lossy_session::tcp)];
 
 #[test]
 fn emitted_cases_catch_a_broken_stack() {

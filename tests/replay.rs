@@ -40,7 +40,13 @@ fn record(ns: &Netns, file: &Path, echo: usize, chargen: usize) {
         "-q",
     ]);
     let out = ns.exec_ok(&[
-        "curl", "-s", "--max-time", "20", "--retry", "3", "http://10.0.0.2/",
+        "curl",
+        "-s",
+        "--max-time",
+        "20",
+        "--retry",
+        "3",
+        "http://10.0.0.2/",
     ]);
     assert!(out.contains("processor="), "curl: {out}");
     ns.run(move || {
@@ -124,10 +130,16 @@ fn first_echo_data(trace: &vnic::replay::Trace) -> (usize, Vec<u8>, usize) {
             continue;
         }
         let eth = EthernetPacket::new(&f.data).expect("ethernet");
-        let Some(ip) = Ipv4Packet::new(eth.payload()) else { continue };
-        let Some(tcp) = TcpPacket::new(ip.payload()) else { continue };
+        let Some(ip) = Ipv4Packet::new(eth.payload()) else {
+            continue;
+        };
+        let Some(tcp) = TcpPacket::new(ip.payload()) else {
+            continue;
+        };
         if tcp.get_destination() == 7 && tcp.payload().len() > 100 {
-            let text = 14 + usize::from(ip.get_header_length()) * 4 + usize::from(tcp.get_data_offset()) * 4;
+            let text = 14
+                + usize::from(ip.get_header_length()) * 4
+                + usize::from(tcp.get_data_offset()) * 4;
             return (f.number, f.data.clone(), text);
         }
     }
@@ -143,8 +155,12 @@ fn echo_of(trace: &vnic::replay::Trace, offset: u32) -> usize {
             continue;
         }
         let eth = EthernetPacket::new(&f.data).expect("ethernet");
-        let Some(ip) = Ipv4Packet::new(eth.payload()) else { continue };
-        let Some(tcp) = TcpPacket::new(ip.payload()) else { continue };
+        let Some(ip) = Ipv4Packet::new(eth.payload()) else {
+            continue;
+        };
+        let Some(tcp) = TcpPacket::new(ip.payload()) else {
+            continue;
+        };
         if tcp.get_source() != 7 {
             continue;
         }
@@ -223,7 +239,11 @@ fn one_changed_inbound_byte_diverges_at_the_frame_it_reaches() {
         kept(&file)
     );
     // The same, told against the original trace's frames.
-    let out = replay(&[bad.to_str().expect("path"), "--against", file.to_str().expect("path")]);
+    let out = replay(&[
+        bad.to_str().expect("path"),
+        "--against",
+        file.to_str().expect("path"),
+    ]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains(&format!("\nframe {want} (out, cpu=")), "{t}");
@@ -233,7 +253,10 @@ fn one_changed_inbound_byte_diverges_at_the_frame_it_reaches() {
 }
 
 /// The checked-in trace and the test emitted from it.
-const SESSION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/regressions/lossy_session");
+const SESSION: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/regressions/lossy_session"
+);
 
 #[test]
 fn the_checked_in_regression_test_is_what_emit_test_writes() {
@@ -242,12 +265,23 @@ fn the_checked_in_regression_test_is_what_emit_test_writes() {
     let pcap = format!("{SESSION}.pcapng");
     let out = replay(&[&pcap, "--emit-test", emitted.to_str().expect("path")]);
     let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "the checked-in trace replays identically: {t}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the checked-in trace replays identically: {t}"
+    );
     assert!(t.contains("identical to the trace"), "{t}");
     let got = std::fs::read_to_string(&emitted).expect("the emitted test");
     let want = std::fs::read_to_string(format!("{SESSION}.rs")).expect("the checked-in test");
-    assert!(got == want, "tests/regressions/lossy_session.rs is not what --emit-test writes now");
-    assert!(got.contains("fn lossy_session()") && got.contains("Step::Out"), "{}", &got[..400]);
+    assert!(
+        got == want,
+        "tests/regressions/lossy_session.rs is not what --emit-test writes now"
+    );
+    assert!(
+        got.contains("fn lossy_session()") && got.contains("Step::Out"),
+        "{}",
+        &got[..400]
+    );
 }
 
 /// Records tests/regressions/lossy_session.pcapng again (then emit its

@@ -121,7 +121,10 @@ mod tests {
         let base = Instant::now();
         let v = VirtualClock::new(base);
         v.advance_to(Duration::from_secs(3));
-        assert_eq!(v.advance_to(Duration::from_secs(1)), base + Duration::from_secs(3));
+        assert_eq!(
+            v.advance_to(Duration::from_secs(1)),
+            base + Duration::from_secs(3)
+        );
         assert_eq!(
             v.advance_to_instant(base - Duration::from_millis(1).min(base.elapsed())),
             base + Duration::from_secs(3)

@@ -4,12 +4,12 @@
 //! `Builder::replay_block`); and the builder's replay switches.
 
 use super::*;
-use std::time::{SystemTime, UNIX_EPOCH};
 use crate::replay::rig::{ReplaySink, Rig, RigSetup};
 use crate::replay::script::ScriptedService;
+use std::time::{SystemTime, UNIX_EPOCH};
 use vnic_adapter::clock::{Clock, VirtualClock};
-use vnic_listeners::app::AppKind;
 use vnic_adapter::trace::block::ReplayBlock;
+use vnic_listeners::app::AppKind;
 
 /// The filter with its listeners, each processor's TCP services and UDP
 /// apps, and every port served.
@@ -45,80 +45,80 @@ impl Builder {
         ips: &[IpAddr],
         registry: &Arc<Registry>,
     ) -> Result<Listening, Error> {
-    let mut ports: Vec<u16> = self.serve.iter().map(|(p, _)| *p).collect();
-    let (filter, tcp_serve, udp_serve) = match self.layout.take() {
-        // Listeners as the layout places them, already registered.
-        Some(l) => {
-            for m in &l.tcp {
-                ports.extend(m.keys());
-            }
-            (l.filter, l.tcp, l.udp)
-        }
-        // Every processor serves every port.
-        None => {
-            let mut f = Filter::new(self.filter, n);
-            f.set_addresses(ips.to_vec());
-            // The hybrid model's distributor (processor 0) is the only
-            // listener: the others inherit its connections.
-            let listeners = match self.model {
-                Model::Hybrid { .. } | Model::Standard => 1,
-                _ => n,
-            };
-            for (port, _) in &self.serve {
-                for p in 0..listeners {
-                    f.register(*port, p)?;
+        let mut ports: Vec<u16> = self.serve.iter().map(|(p, _)| *p).collect();
+        let (filter, tcp_serve, udp_serve) = match self.layout.take() {
+            // Listeners as the layout places them, already registered.
+            Some(l) => {
+                for m in &l.tcp {
+                    ports.extend(m.keys());
                 }
+                (l.filter, l.tcp, l.udp)
             }
-            let all: HashMap<u16, Arc<dyn Service>> = self.serve.iter().cloned().collect();
-            let mut tcp = vec![all; n];
-            if let Model::Broker { base, balance } = self.model {
-                let own = self.broker_ports(base, n)?;
-                for ((port, svc), own) in self.serve.iter().zip(own) {
-                    let broker: Arc<dyn Service> = Arc::new(Broker::new(
-                        svc.name(),
-                        own.clone(),
-                        balance,
-                        registry.clone(),
-                    ));
-                    for (k, &p) in own.iter().enumerate() {
-                        f.register(p, k)?;
-                        tcp[k].insert(*port, broker.clone());
-                        tcp[k].insert(p, svc.clone());
-                        ports.push(p);
+            // Every processor serves every port.
+            None => {
+                let mut f = Filter::new(self.filter, n);
+                f.set_addresses(ips.to_vec());
+                // The hybrid model's distributor (processor 0) is the only
+                // listener: the others inherit its connections.
+                let listeners = match self.model {
+                    Model::Hybrid { .. } | Model::Standard => 1,
+                    _ => n,
+                };
+                for (port, _) in &self.serve {
+                    for p in 0..listeners {
+                        f.register(*port, p)?;
                     }
                 }
+                let all: HashMap<u16, Arc<dyn Service>> = self.serve.iter().cloned().collect();
+                let mut tcp = vec![all; n];
+                if let Model::Broker { base, balance } = self.model {
+                    let own = self.broker_ports(base, n)?;
+                    for ((port, svc), own) in self.serve.iter().zip(own) {
+                        let broker: Arc<dyn Service> = Arc::new(Broker::new(
+                            svc.name(),
+                            own.clone(),
+                            balance,
+                            registry.clone(),
+                        ));
+                        for (k, &p) in own.iter().enumerate() {
+                            f.register(p, k)?;
+                            tcp[k].insert(*port, broker.clone());
+                            tcp[k].insert(p, svc.clone());
+                            ports.push(p);
+                        }
+                    }
+                }
+                (f, tcp, vec![HashMap::new(); n])
             }
-            (f, tcp, vec![HashMap::new(); n])
-        }
-    };
-    ports.sort_unstable();
-    ports.dedup();
+        };
+        ports.sort_unstable();
+        ports.dedup();
         Ok((filter, tcp_serve, udp_serve, ports))
     }
 
     /// The processors' TCP settings (`cfg` gives the MTU) and those of the
     /// ports with their own congestion control.
     pub(crate) fn tcp_configs(&self, cfg: &AdapterConfig) -> (TcpConfig, HashMap<u16, TcpConfig>) {
-    let mut tcp = TcpConfig {
-        mtu: cfg.mtu,
-        time_wait: self.time_wait,
-        idle_timeout: self.idle_timeout,
-        zero_window_timeout: self.zero_window_timeout,
-        congestion: self.congestion,
-        ..TcpConfig::default()
-    };
-    self.tcp.apply(&mut tcp);
-    let tcp_ports: HashMap<u16, TcpConfig> = self
-        .port_congestion
-        .iter()
-        .map(|(&port, &congestion)| {
-            let cfg = TcpConfig {
-                congestion,
-                ..tcp.clone()
-            };
-            (port, cfg)
-        })
-        .collect();
+        let mut tcp = TcpConfig {
+            mtu: cfg.mtu,
+            time_wait: self.time_wait,
+            idle_timeout: self.idle_timeout,
+            zero_window_timeout: self.zero_window_timeout,
+            congestion: self.congestion,
+            ..TcpConfig::default()
+        };
+        self.tcp.apply(&mut tcp);
+        let tcp_ports: HashMap<u16, TcpConfig> = self
+            .port_congestion
+            .iter()
+            .map(|(&port, &congestion)| {
+                let cfg = TcpConfig {
+                    congestion,
+                    ..tcp.clone()
+                };
+                (port, cfg)
+            })
+            .collect();
         (tcp, tcp_ports)
     }
 
@@ -213,8 +213,11 @@ impl Builder {
         let mut nodelay = HashMap::new();
         let mut processors = Vec::with_capacity(n);
         let mut clocks = Vec::with_capacity(n);
-        for (id, ((inbox, serve), udp_serve)) in
-            inboxes.into_iter().zip(tcp_serve).zip(udp_serve).enumerate()
+        for (id, ((inbox, serve), udp_serve)) in inboxes
+            .into_iter()
+            .zip(tcp_serve)
+            .zip(udp_serve)
+            .enumerate()
         {
             // Each processor its own clock, as each its own thread.
             let own = Arc::new(VirtualClock::new(base));

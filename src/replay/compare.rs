@@ -84,7 +84,10 @@ pub fn decode(frame: &[u8], comment: &str) -> Decoded {
     match &p.net {
         Some(NetSlice::Ipv4(v4)) => {
             let h = v4.header();
-            addrs = Some((IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr())));
+            addrs = Some((
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+            ));
             fields.push(("ip.src", h.source_addr().to_string()));
             fields.push(("ip.dst", h.destination_addr().to_string()));
             fields.push(("ip.ttl", h.ttl().to_string()));
@@ -94,7 +97,10 @@ pub fn decode(frame: &[u8], comment: &str) -> Decoded {
         }
         Some(NetSlice::Ipv6(v6)) => {
             let h = v6.header();
-            addrs = Some((IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr())));
+            addrs = Some((
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+            ));
             fields.push(("ip.src", h.source_addr().to_string()));
             fields.push(("ip.dst", h.destination_addr().to_string()));
             fields.push(("ip.hlim", h.hop_limit().to_string()));
@@ -291,7 +297,11 @@ pub fn full(d: &Decoded) -> String {
             .take(16)
             .map(|b| format!("{b:02x}"))
             .collect();
-        let _ = write!(s, " payload={head}{}", if d.payload.len() > 16 { ".." } else { "" });
+        let _ = write!(
+            s,
+            " payload={head}{}",
+            if d.payload.len() > 16 { ".." } else { "" }
+        );
     }
     s
 }

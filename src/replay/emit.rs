@@ -38,7 +38,10 @@ pub fn tcp_config_literal(c: &TcpConfig) -> String {
         zero_window_timeout,
     } = c;
     let d = |d: &Duration| format!("Duration::from_nanos({})", d.as_nanos());
-    let od = |o: &Option<Duration>| o.as_ref().map_or("None".to_string(), |x| format!("Some({})", d(x)));
+    let od = |o: &Option<Duration>| {
+        o.as_ref()
+            .map_or("None".to_string(), |x| format!("Some({})", d(x)))
+    };
     let cc = match congestion {
         CongestionAlgorithm::Cubic => "Cubic",
         CongestionAlgorithm::NewReno => "NewReno",
@@ -97,8 +100,14 @@ fn tcp(f: &TraceFrame) -> Option<Tcp<'_>> {
     let a = std::net::SocketAddr::new(src, t.source_port());
     let b = std::net::SocketAddr::new(dst, t.destination_port());
     let tuple = match f.dir {
-        Direction::Out => FourTuple { local: a, remote: b },
-        Direction::In => FourTuple { local: b, remote: a },
+        Direction::Out => FourTuple {
+            local: a,
+            remote: b,
+        },
+        Direction::In => FourTuple {
+            local: b,
+            remote: a,
+        },
     };
     let mss = t.options_iterator().find_map(|o| match o {
         Ok(TcpOptionElement::MaximumSegmentSize(m)) => Some(m),
@@ -169,11 +178,7 @@ impl Times {
                 Some((k, *c))
             })
             .collect();
-        Times {
-            zero,
-            plan,
-            queued,
-        }
+        Times { zero, plan, queued }
     }
 
     /// The frame at index `i` of the trace: when it counts, and after
@@ -208,7 +213,11 @@ type Steps = Vec<(u64, u64, u8, String)>;
 /// The input steps of one connection from `trace` (its segments in, the
 /// app's writes and close), with vnic's ISN and, for a SYN cookie's
 /// connection, the cookie's MSS. None when no processor opened it.
-fn inputs(trace: &Trace, times: &Times, tuple: FourTuple) -> Result<Option<(Option<u16>, u32, Steps)>, ReplayError> {
+fn inputs(
+    trace: &Trace,
+    times: &Times,
+    tuple: FourTuple,
+) -> Result<Option<(Option<u16>, u32, Steps)>, ReplayError> {
     let mut cookie_mss = None;
     let mut syn_mss = None;
     let mut iss = None;
@@ -238,10 +247,15 @@ fn inputs(trace: &Trace, times: &Times, tuple: FourTuple) -> Result<Option<(Opti
                     if inputs.is_empty() || !t.payload.is_empty() {
                         inputs.push((at, m));
                     }
-                    steps.push((at, m, 0, format!(
-                        "Step::In {{ at_ns: {at}, segment: {} }}",
-                        bytes_literal(t.bytes)
-                    )));
+                    steps.push((
+                        at,
+                        m,
+                        0,
+                        format!(
+                            "Step::In {{ at_ns: {at}, segment: {} }}",
+                            bytes_literal(t.bytes)
+                        ),
+                    ));
                 }
             }
             Direction::Out => {
@@ -293,10 +307,15 @@ fn inputs(trace: &Trace, times: &Times, tuple: FourTuple) -> Result<Option<(Opti
             .find(|i| **i <= sent)
             .copied()
             .unwrap_or(sent);
-        steps.push((w, wm, 1, format!(
-            "Step::Send {{ at_ns: {w}, data: {} }}",
-            bytes_literal(bytes)
-        )));
+        steps.push((
+            w,
+            wm,
+            1,
+            format!(
+                "Step::Send {{ at_ns: {w}, data: {} }}",
+                bytes_literal(bytes)
+            ),
+        ));
     }
     if let Some((at, m)) = fin {
         steps.push((at, m, 2, format!("Step::Close {{ at_ns: {at} }}")));
@@ -348,11 +367,16 @@ pub fn emit_case_file(
                 continue;
             }
             let (at, m) = expected_times.at(expected, i);
-            outs.push((at, m, 3, format!(
-                "Step::Out {{ at_ns: {at}, frame: {}, segment: {} }}",
-                f.number,
-                bytes_literal(t.bytes)
-            )));
+            outs.push((
+                at,
+                m,
+                3,
+                format!(
+                    "Step::Out {{ at_ns: {at}, frame: {}, segment: {} }}",
+                    f.number,
+                    bytes_literal(t.bytes)
+                ),
+            ));
         }
         steps.extend(outs);
         // In a turn's order: the segments up to the Nth, the app's writes

@@ -98,14 +98,20 @@ pub fn guess_settings(trace: &Trace) -> (Builder, Vec<String>) {
                 ports.push(p);
             }
         }
-        if words.get(1).is_some_and(|w| w.starts_with("cpu=") || *w == "adapter") {
+        if words
+            .get(1)
+            .is_some_and(|w| w.starts_with("cpu=") || *w == "adapter")
+        {
             if let Some(ip) = destination(&f.data).filter(|ip| !ips.contains(ip)) {
                 ips.push(ip);
             }
         }
     }
     let processors = b.and_then(|b| b.processors).unwrap_or_else(|| {
-        guessed.push(format!("{} processors (the highest cpu=K seen)", cpus.max(1)));
+        guessed.push(format!(
+            "{} processors (the highest cpu=K seen)",
+            cpus.max(1)
+        ));
         cpus.max(1)
     });
     let filter = b
@@ -118,12 +124,19 @@ pub fn guess_settings(trace: &Trace) -> (Builder, Vec<String>) {
         });
     guessed.push(format!(
         "virtual IPs {} (where the frames were sent)",
-        ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        ips.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     ));
     ports.sort_unstable();
     guessed.push(format!(
         "listening ports {} with apps scripted from the trace",
-        ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        ports
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     ));
     let mut builder = Builder::new("replay").processors(processors).filter(filter);
     if let Some(n) = b.and_then(|b| b.syn_backlog) {
@@ -159,7 +172,7 @@ fn isns(frames: &[TraceFrame]) -> IsnScript {
             continue;
         }
         let Some(d) = syn_ack(&f.data) else { continue };
-        let q = s.entry(d.0).or_insert_with(VecDeque::new);
+        let q = s.entry(d.0).or_default();
         if q.back() != Some(&d.1) {
             q.push_back(d.1);
         }
@@ -223,7 +236,8 @@ pub fn replay(
     let mut o = Outcome::default();
     let block = trace.block.as_ref();
     if let Some(e) = &trace.block_error {
-        o.guessed.push(format!("the replay block is unreadable ({e})"));
+        o.guessed
+            .push(format!("the replay block is unreadable ({e})"));
     }
     if block.is_none() && trace.block_error.is_none() {
         o.guessed.push("the trace has no replay block".into());
@@ -395,8 +409,7 @@ pub(crate) fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
         if f.dir != Direction::Out {
             continue;
         }
-        let (Some(k), Some((t, taken))) = (processor_of(&f.comment), parse_turn(&f.comment))
-        else {
+        let (Some(k), Some((t, taken))) = (processor_of(&f.comment), parse_turn(&f.comment)) else {
             continue;
         };
         if let Some(v) = out.get_mut(k) {
@@ -459,11 +472,7 @@ pub(crate) fn plan(trace: &Trace, turns: &[Vec<Turn>], zero: Duration) -> Vec<Ve
                     .map(|x| (arrival(x + 1).saturating_sub(arrival(x)), x))
                     .collect();
                 gaps.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-                let mut cuts: Vec<u64> = gaps
-                    .iter()
-                    .take(idx(silent))
-                    .map(|(_, x)| *x)
-                    .collect();
+                let mut cuts: Vec<u64> = gaps.iter().take(idx(silent)).map(|(_, x)| *x).collect();
                 cuts.sort_unstable();
                 let mut j = taken;
                 for cut in cuts {
@@ -517,7 +526,11 @@ fn by_turns(
     let mut next_turn = vec![0usize; n];
     // The arrival times of the segments queued for each processor.
     let mut queued: Vec<VecDeque<Instant>> = vec![VecDeque::new(); n];
-    let ins: Vec<&TraceFrame> = trace.frames.iter().filter(|f| f.dir == Direction::In).collect();
+    let ins: Vec<&TraceFrame> = trace
+        .frames
+        .iter()
+        .filter(|f| f.dir == Direction::In)
+        .collect();
     let mut next_in = 0;
     let rx_one = |rig: &mut Rig,
                   o: &mut Outcome,
@@ -717,7 +730,12 @@ pub(crate) fn zero_of(trace: &Trace) -> Duration {
 
 /// The processor that sent a frame, from its comment (`out cpu=K ...`).
 fn processor_of(comment: &str) -> Option<usize> {
-    comment.strip_prefix("out cpu=")?.split(' ').next()?.parse().ok()
+    comment
+        .strip_prefix("out cpu=")?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// An unstamped trace: each inbound frame at its time, its segment

@@ -6,10 +6,10 @@
 //! or a program reading its input would.
 
 use super::trace::TraceFrame;
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use parking_lot::Mutex;
 use vnic_adapter::clock::Clock;
 use vnic_adapter::trace::Direction;
 use vnic_listeners::app::{App, AppContext, Refused, Service, Socket};

@@ -323,7 +323,10 @@ fn fields(b: &[u8]) -> (Vec<(&'static str, String)>, Vec<u8>) {
     .collect();
     (
         vec![
-            ("ports", format!("{}>{}", t.source_port(), t.destination_port())),
+            (
+                "ports",
+                format!("{}>{}", t.source_port(), t.destination_port()),
+            ),
             ("flags", flags),
             ("seq", t.sequence_number().to_string()),
             ("ack", t.acknowledgment_number().to_string()),

@@ -60,7 +60,8 @@ impl Trace {
 
     /// Reads a pcapng held in memory.
     pub fn from_bytes(bytes: &[u8]) -> Result<Trace, ReplayError> {
-        let bad = |e: pcap_file::PcapError| ReplayError::Format(format!("not a readable pcapng: {e}"));
+        let bad =
+            |e: pcap_file::PcapError| ReplayError::Format(format!("not a readable pcapng: {e}"));
         let mut r = PcapNgReader::new(bytes).map_err(bad)?;
         let mut t = Trace::default();
         for o in &r.section().options {

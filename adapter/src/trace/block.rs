@@ -202,7 +202,9 @@ impl ReplayBlock {
                 "filter" => b.filter = Some(value.to_string()),
                 "model" => b.model = Some(value.to_string()),
                 "mtu" => b.mtu = Some(value.parse().map_err(|_| bad("a number up to 65535"))?),
-                "mac" => b.mac = Some(parse_mac(value).ok_or_else(|| bad("six hex bytes a:b:..."))?),
+                "mac" => {
+                    b.mac = Some(parse_mac(value).ok_or_else(|| bad("six hex bytes a:b:..."))?)
+                }
                 "offload" => {
                     b.offload = Some(match value {
                         "on" => true,
@@ -216,7 +218,9 @@ impl ReplayBlock {
                 "tcp" => b.tcp = Some(value.to_string()),
                 "impair" => b.impair = Some(value.to_string()),
                 "epoch-ns" => b.epoch_ns = Some(value.parse().map_err(|_| bad("a number"))?),
-                "isn-key" => b.isn_key = Some(parse_key(value).ok_or_else(|| bad("32 hex digits"))?),
+                "isn-key" => {
+                    b.isn_key = Some(parse_key(value).ok_or_else(|| bad("32 hex digits"))?)
+                }
                 "cookie-secret" => {
                     b.cookie_secret = Some(parse_key(value).ok_or_else(|| bad("32 hex digits"))?);
                 }
@@ -328,7 +332,10 @@ mod tests {
         let b = full();
         let text = b.render();
         assert!(text.starts_with("vnic-replay/1\nversion=0.1.0\n"), "{text}");
-        assert!(text.contains("args=--tap vr0 --serve 9=exec:cat%20-n 100%25 \n"), "{text}");
+        assert!(
+            text.contains("args=--tap vr0 --serve 9=exec:cat%20-n 100%25 \n"),
+            "{text}"
+        );
         assert_eq!(ReplayBlock::parse(&text), Ok(b));
         let bare = ReplayBlock {
             version: "9.9.9".into(),
@@ -343,17 +350,28 @@ mod tests {
         b.isn_key = None;
         b.cookie_secret = None;
         let text = b.render();
-        assert!(!text.contains("isn-key") && !text.contains("cookie-secret"), "{text}");
-        assert!(full().render().contains("isn-key=11111111111111111111111111111111\n"));
+        assert!(
+            !text.contains("isn-key") && !text.contains("cookie-secret"),
+            "{text}"
+        );
+        assert!(full()
+            .render()
+            .contains("isn-key=11111111111111111111111111111111\n"));
     }
 
     #[test]
     fn bad_blocks_are_one_line_errors() {
         let cases = [
             ("version=1\n", "not a vnic replay block"),
-            ("vnic-replay/1\nversion=1\nprocessors=two\n", "processors=\"two\": a number"),
+            (
+                "vnic-replay/1\nversion=1\nprocessors=two\n",
+                "processors=\"two\": a number",
+            ),
             ("vnic-replay/1\nversion=1\njunk\n", "line 3: not key=value"),
-            ("vnic-replay/1\nversion=1\nisn-key=abc\n", "isn-key=\"abc\": 32 hex digits"),
+            (
+                "vnic-replay/1\nversion=1\nisn-key=abc\n",
+                "isn-key=\"abc\": 32 hex digits",
+            ),
             ("vnic-replay/1\nversion=1\nmac=1:2:3\n", "six hex bytes"),
             ("vnic-replay/1\nversion=1\nargs=a%zz\n", "%XX escape"),
             ("vnic-replay/1\nversion=1\noffload=maybe\n", "on or off"),

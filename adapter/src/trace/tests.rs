@@ -1263,7 +1263,9 @@ fn every_file_starts_with_the_replay_block() {
     let mut o = opts(Some(path.clone()), None);
     o.section_comment = Some(block.render());
     let t = Tracer::start_tuned(o, tuning()).expect("start");
-    t.record_with(Direction::In, &frames::syn4(1), || "in cpu=0 rr-new port=80 slot=0");
+    t.record_with(Direction::In, &frames::syn4(1), || {
+        "in cpu=0 rr-new port=80 slot=0"
+    });
     t.close();
     let r = PcapNgReader::new(std::fs::File::open(&path).expect("open")).expect("header");
     let comments: Vec<String> = r

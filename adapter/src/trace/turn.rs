@@ -36,8 +36,8 @@ impl TurnStamp {
     /// batches.
     #[inline]
     pub fn set(&self, now: Instant, taken: u64, batches: u64) {
-        let ns = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX);
+        let ns =
+            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         self.now_ns.store(ns, Ordering::Relaxed);
         self.taken.store(taken, Ordering::Relaxed);
         self.batches.store(batches, Ordering::Relaxed);
@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(s.get(), (0, 0, 0));
         s.set(e + Duration::from_micros(1500), 7, 3);
         assert_eq!(s.get(), (1_500_000, 7, 3));
-        assert_eq!(parse_turn("out cpu=2 t=1500000 in=7 b=3 gso"), Some((1_500_000, 7)));
+        assert_eq!(
+            parse_turn("out cpu=2 t=1500000 in=7 b=3 gso"),
+            Some((1_500_000, 7))
+        );
         assert_eq!(parse_batches("out cpu=2 t=1500000 in=7 b=3 gso"), Some(3));
         assert_eq!(parse_batches("out cpu=2 t=1500000 in=7"), None);
         assert_eq!(parse_turn("out cpu=2"), None);

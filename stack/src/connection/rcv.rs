@@ -252,7 +252,11 @@ impl Receiver {
         };
         let field = (wnd >> self.wscale).min(MAX_WINDOW_FIELD) as u16;
         #[cfg(feature = "test-faults")]
-        let field = if crate::faults::halve_window() { field / 2 } else { field };
+        let field = if crate::faults::halve_window() {
+            field / 2
+        } else {
+            field
+        };
         field
     }
 
