@@ -326,14 +326,18 @@ pub fn first_difference(a: &Decoded, b: &Decoded) -> Option<String> {
             .zip(&b.payload)
             .position(|(x, y)| x != y)
             .unwrap_or(a.payload.len().min(b.payload.len()));
+        // The bytes around it: as text when they are, else in hex.
         let around = |p: &[u8]| {
-            let from = at.saturating_sub(8);
-            String::from_utf8_lossy(&p[from.min(p.len())..(at + 8).min(p.len())])
-                .escape_debug()
-                .to_string()
+            let from = at.saturating_sub(4).min(p.len());
+            let part = &p[from..(at + 4).min(p.len())];
+            if part.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                format!("\"{}\"", String::from_utf8_lossy(part))
+            } else {
+                part.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            }
         };
         return Some(format!(
-            "payload byte {at}: trace \"{}\", replay \"{}\"",
+            "payload byte {at}: trace {}, replay {}",
             around(&a.payload),
             around(&b.payload)
         ));

@@ -309,7 +309,8 @@ pub fn replay(
         .any(|f| f.dir == Direction::Out && parse_turn(&f.comment).is_some());
     if stamped {
         o.notes.push(
-            "each processor acted when its trace says (the clock reading and the segments              taken, stamped on its frames)"
+            "each processor acted when its trace says (its clock reading, segments and batches \
+             taken, stamped on its frames)"
                 .into(),
         );
         by_turns(trace, zero, offload, &mut rig, &mut o, &mut sent)?;

@@ -106,8 +106,10 @@ impl Processor {
         let up = !self.registry.processors[self.id]
             .down
             .load(Ordering::Relaxed);
+        // One clock reading for the batch, as for queued segments.
+        let now = self.clock.now();
         let read = d.read(
-            self.clock.now(),
+            now,
             BATCH,
             |t| up && conns.contains_key(t),
             &mut self.direct_batch,
@@ -120,12 +122,17 @@ impl Processor {
         }
         let mut batch = std::mem::take(&mut self.direct_batch);
         let any = !batch.is_empty();
+        if any {
+            self.batches += 1;
+            self.batch_now = Some(now);
+        }
         for inb in batch.drain(..) {
             self.receive(inb);
         }
+        self.batch_now = None;
         self.direct_batch = batch;
         if any {
-            self.service_pending(self.clock.now());
+            self.service_pending(now);
         }
         any
     }
