@@ -299,3 +299,50 @@ fn record_the_checked_in_session() {
     record(&ns, &file, 6 << 10, 16 << 10);
     std::fs::copy(&file, format!("{SESSION}.pcapng")).expect("copy");
 }
+
+/// An app that depends on the world outside vnic (exec: a program's
+/// output, here the time in ns) is replayed from the bytes the trace shows
+/// it sending, and the replay says so.
+#[test]
+fn an_exec_app_replays_the_bytes_the_trace_shows() {
+    if !can_run() {
+        return;
+    }
+    let dir = Dir::new("exec");
+    let file = dir.0.join("exec.pcapng");
+    let pcap = file.to_string_lossy().into_owned();
+    let ns = Netns::new();
+    let vnic = ns.vnic(&[
+        "--processors",
+        "2",
+        "--offload",
+        "off",
+        "--serve",
+        "13=exec:/bin/date -u +%s.%N",
+        "--pcap",
+        &pcap,
+        "-q",
+    ]);
+    let got = ns.run(|| {
+        use std::io::Read;
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            let mut s = connect("10.0.0.2:13");
+            let mut text = String::new();
+            s.read_to_string(&mut text).expect("read the date");
+            all.push(text);
+        }
+        all
+    });
+    assert!(got.iter().all(|t| t.contains('.')), "{got:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let out = replay(&[&pcap]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}{}", kept(&file));
+    assert!(
+        t.contains("port 13 (exec): the app replays the bytes the trace shows it sending"),
+        "{t}"
+    );
+}

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnic_adapter::clock::Clock;
+use vnic_adapter::trace::turn::parse_turn;
 use vnic_adapter::trace::Direction;
 use vnic_listeners::app::{App, AppContext, Refused, Service, Socket};
 use vnic_stack::FourTuple;
@@ -32,8 +33,8 @@ pub type Scripts = HashMap<FourTuple, VecDeque<Script>>;
 
 /// Reads the scripts out of a trace's outbound TCP frames: for each
 /// connection, from vnic's SYN|ACK on, the bytes past the highest
-/// sequence number sent so far are new. `zero` is the trace time the
-/// replay's clock starts at.
+/// sequence number sent so far are new, at the turn that sent them.
+/// `zero` is the trace time the replay's clock starts at.
 pub fn scripts(frames: &[TraceFrame], zero: Duration) -> Scripts {
     // (tuple) -> (ISN+1, highest offset sent, script)
     let mut open: HashMap<FourTuple, (u32, u64, Script)> = HashMap::new();
@@ -42,7 +43,10 @@ pub fn scripts(frames: &[TraceFrame], zero: Duration) -> Scripts {
         let Some((tuple, seq, syn, fin, payload)) = tcp_of(&f.data) else {
             continue;
         };
-        let at = f.at.saturating_sub(zero);
+        // When it went out: its processor's turn (the stamp), else when
+        // the trace recorded it.
+        let at = parse_turn(&f.comment)
+            .map_or_else(|| f.at.saturating_sub(zero), |(t, _)| Duration::from_nanos(t));
         if syn {
             if let Some((_, _, s)) = open.remove(&tuple) {
                 done.entry(tuple).or_default().push_back(s);
