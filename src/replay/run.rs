@@ -23,6 +23,17 @@ use vnic_adapter::trace::Direction;
 use vnic_adapter::FilterMode;
 use vnic_stack::{FourTuple, IsnScript, SeqNumber};
 
+/// Longest a processor is taken to need to wake for a segment: a stamped
+/// turn later than this after its last segment came was a timer's, the
+/// segments went in batches that sent nothing (a loaded machine delays a
+/// wake by a millisecond or so; timers that send are 40 ms and more
+/// away, a delayed ACK's, or the RACK and RTO timers').
+const IDLE_WAKE: u64 = 5_000_000;
+
+/// Segments that came this close together woke a processor once: they
+/// went in one batch.
+const SAME_WAKE: u64 = 5_000;
+
 /// Timer passes allowed between two frames: more means a timer that
 /// keeps firing at one instant (a bug), and the replay says so.
 const MAX_TIMER_PASSES: usize = 1_000_000;
@@ -432,11 +443,12 @@ pub(crate) fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
 /// When each processor took each of its segments (ns since the trace's
 /// zero; processor K's Jth segment at `[K][J-1]`), from the turn stamps:
 /// the batches a stamped turn's `b=` count says came since the last one
-/// without sending anything split its segments where they arrived
-/// furthest apart (a processor takes all that is queued when it wakes;
-/// what arrived before its last turn's frames were all recorded waited
-/// for the next batch), each at the arrival of its last segment; the
-/// stamped turn took the last group at its time. Segments no stamped turn took are taken at
+/// without sending anything took, first, what arrived while the last
+/// stamped turn still ran (until its frames were all recorded: it
+/// waited, and went in one batch), then one segment each at its arrival
+/// (an idle processor wakes for each), with those that came within
+/// [`SAME_WAKE`] of it; the stamped turn took the rest at its time (none
+/// when it came [`IDLE_WAKE`] after them: a timer's turn). Segments no stamped turn took are taken at
 /// their arrival.
 pub(crate) fn plan(trace: &Trace, turns: &[Vec<Turn>], zero: Duration) -> Vec<Vec<u64>> {
     let n = turns.len();
@@ -458,39 +470,73 @@ pub(crate) fn plan(trace: &Trace, turns: &[Vec<Turn>], zero: Duration) -> Vec<Ve
                 .get(i + 1)
                 .is_some_and(|nt| nt.t == turn.t && nt.taken > turn.taken);
             if want > 0 {
-                let silent = match (open, turn.batches) {
-                    (false, Some(b)) => b.saturating_sub(batches + 1).min(want - 1),
-                    _ => 0,
-                };
-                // The batches that sent nothing split the segments where
-                // they came furthest apart (a processor takes all that is
-                // queued when it wakes), each at its last one's arrival;
-                // the stamped batch took the last group.
                 let idx = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
                 let arrival = |x: u64| arrivals[k].get(idx(x)).copied().unwrap_or(turn.t);
-                let mut gaps: Vec<(u64, u64)> = (taken..turn.taken - 1)
-                    .filter(|x| arrival(x + 1) > busy_until)
-                    .map(|x| (arrival(x + 1).saturating_sub(arrival(x)), x))
-                    .collect();
-                gaps.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-                let mut cuts: Vec<u64> = gaps.iter().take(idx(silent)).map(|(_, x)| *x).collect();
-                cuts.sort_unstable();
+                let new_batches = match (open, turn.batches) {
+                    (false, Some(b)) => b.saturating_sub(batches),
+                    _ => 1,
+                };
+                // A turn long after its segments came took none of them:
+                // an idle processor takes a segment at once, so they went
+                // in batches that sent nothing and this is a timer's turn.
+                let timers = !open
+                    && new_batches >= 1
+                    && new_batches <= want
+                    && arrival(turn.taken - 1).saturating_add(IDLE_WAKE) < turn.t;
+                let silent = if timers {
+                    new_batches
+                } else {
+                    new_batches.saturating_sub(1).min(want - 1)
+                };
+                let idx = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
+                let arrival = |x: u64| arrivals[k].get(idx(x)).copied().unwrap_or(turn.t);
                 let mut j = taken;
-                for cut in cuts {
-                    let at = arrival(cut).max(busy_until);
-                    for x in j..=cut {
+                let mut left = silent;
+                let waited = (taken..turn.taken - 1)
+                    .take_while(|x| arrival(*x) <= busy_until)
+                    .count() as u64;
+                if left > 0 && waited > 0 {
+                    let at = arrival(j + waited - 1).max(busy_until);
+                    for x in j..j + waited {
                         if let Some(o) = out[k].get_mut(idx(x)) {
                             *o = at;
                         }
                     }
-                    j = cut + 1;
+                    j += waited;
+                    left -= 1;
+                }
+                while left > 0 && j + 1 < turn.taken {
+                    // What came with it (within a wake's time) went too,
+                    // leaving one for each batch still to come.
+                    let keep = left - 1 + u64::from(!timers);
+                    let mut end = j + 1;
+                    while end + keep < turn.taken && arrival(end) <= arrival(j) + SAME_WAKE {
+                        end += 1;
+                    }
+                    let at = arrival(end - 1);
+                    for x in j..end {
+                        if let Some(o) = out[k].get_mut(idx(x)) {
+                            *o = at;
+                        }
+                    }
+                    j = end;
+                    left -= 1;
+                }
+                if timers && left > 0 {
+                    let at = arrival(turn.taken - 1);
+                    for x in j..turn.taken {
+                        if let Some(o) = out[k].get_mut(idx(x)) {
+                            *o = at;
+                        }
+                    }
+                    j = turn.taken;
                 }
                 for x in j..turn.taken {
                     if let Some(o) = out[k].get_mut(usize::try_from(x).unwrap_or(usize::MAX)) {
                         *o = turn.t;
                     }
                 }
-                batches += silent + u64::from(!open);
+                batches += silent + u64::from(!open && !timers);
                 taken = turn.taken;
             }
             open = goes_on;
@@ -613,7 +659,7 @@ fn by_turns(
                         .take(usize::try_from(left).unwrap_or(usize::MAX))
                         .take_while(|w| **w == when)
                         .count() as u64;
-                    if when == turn.t || run == 0 || run >= left {
+                    if when == turn.t || run == 0 {
                         break;
                     }
                     clock.advance_to(Duration::from_nanos(when));

@@ -45,8 +45,10 @@ pub fn scripts(frames: &[TraceFrame], zero: Duration) -> Scripts {
         };
         // When it went out: its processor's turn (the stamp), else when
         // the trace recorded it.
-        let at = parse_turn(&f.comment)
-            .map_or_else(|| f.at.saturating_sub(zero), |(t, _)| Duration::from_nanos(t));
+        let at = parse_turn(&f.comment).map_or_else(
+            || f.at.saturating_sub(zero),
+            |(t, _)| Duration::from_nanos(t),
+        );
         if syn {
             if let Some((_, _, s)) = open.remove(&tuple) {
                 done.entry(tuple).or_default().push_back(s);
