@@ -317,6 +317,8 @@ fn an_exec_app_replays_the_bytes_the_trace_shows() {
         "2",
         "--offload",
         "off",
+        "--processor-queues",
+        "off",
         "--serve",
         "13=exec:/bin/date -u +%s.%N",
         "--pcap",
