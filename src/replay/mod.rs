@@ -25,6 +25,9 @@ pub mod script;
 pub mod stack_case;
 pub mod trace;
 
+#[cfg(test)]
+mod tests;
+
 pub use compare::Divergence;
 pub use run::{guess_settings, replay, Outcome};
 pub use trace::{Trace, TraceFrame};
