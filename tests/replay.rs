@@ -375,3 +375,44 @@ fn an_exec_app_replays_the_bytes_the_trace_shows() {
         "{t}"
     );
 }
+
+/// A trace without a replay block (another tool's, an older vnic's)
+/// still replays, with what its frames say, and the replay says what it
+/// guessed.
+#[test]
+fn a_trace_without_its_replay_block_says_what_was_guessed() {
+    use pcap_file::pcapng::blocks::section_header::SectionHeaderBlock;
+    use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
+    let dir = Dir::new("noblock");
+    let bare = dir.0.join("bare.pcapng");
+    let src = std::fs::File::open(format!("{SESSION}.pcapng")).expect("the checked-in trace");
+    let mut r = PcapNgReader::new(src).expect("pcapng");
+    let shb = SectionHeaderBlock {
+        endianness: r.section().endianness,
+        ..Default::default()
+    };
+    let mut w =
+        PcapNgWriter::with_section_header(Vec::new(), shb).expect("a section without comment");
+    while let Some(b) = r.next_block() {
+        match b.expect("block") {
+            b @ (Block::InterfaceDescription(_) | Block::EnhancedPacket(_)) => {
+                w.write_block(&b).expect("copy");
+            }
+            _ => {}
+        }
+    }
+    std::fs::write(&bare, w.into_inner()).expect("write");
+    let out = replay(&[bare.to_str().expect("path")]);
+    let t = text(&out);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{t}");
+    for want in [
+        "replay: guessed: the trace has no replay block",
+        "replay: guessed: 2 processors (the highest cpu=K seen)",
+        "replay: guessed: virtual IPs 10.0.0.2 (where the frames were sent)",
+        "replay: guessed: listening ports 7,19,80 with apps scripted from the trace",
+        "replay: guessed: the SYN-cookie secret: not in the trace",
+        "replay: guessed: SYN cookies for every connection (the trace shows some)",
+    ] {
+        assert!(t.contains(want), "no {want:?} in:\n{t}");
+    }
+}

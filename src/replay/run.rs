@@ -83,6 +83,7 @@ pub fn guess_settings(trace: &Trace) -> (Builder, Vec<String>) {
     let mut mode = None;
     let mut ports = Vec::new();
     let mut ips: Vec<IpAddr> = Vec::new();
+    let mut cookies = false;
     for f in &trace.frames {
         let words: Vec<&str> = f.comment.split(' ').collect();
         for w in &words {
@@ -109,14 +110,13 @@ pub fn guess_settings(trace: &Trace) -> (Builder, Vec<String>) {
                 ports.push(p);
             }
         }
-        if words
-            .get(1)
-            .is_some_and(|w| w.starts_with("cpu=") || *w == "adapter")
-        {
-            if let Some(ip) = destination(&f.data).filter(|ip| !ips.contains(ip)) {
+        if words.get(1).is_some_and(|w| w.starts_with("cpu=")) {
+            let ip = destination(&f.data).filter(|ip| !ip.is_multicast() && !ips.contains(ip));
+            if let Some(ip) = ip {
                 ips.push(ip);
             }
         }
+        cookies |= f.comment.starts_with("in adapter syn-cookie");
     }
     let processors = b.and_then(|b| b.processors).unwrap_or_else(|| {
         guessed.push(format!(
@@ -150,8 +150,13 @@ pub fn guess_settings(trace: &Trace) -> (Builder, Vec<String>) {
             .join(",")
     ));
     let mut builder = Builder::new("replay").processors(processors).filter(filter);
-    if let Some(n) = b.and_then(|b| b.syn_backlog) {
-        builder = builder.syn_backlog(n);
+    match b.and_then(|b| b.syn_backlog) {
+        Some(n) => builder = builder.syn_backlog(n),
+        None if cookies => {
+            guessed.push("SYN cookies for every connection (the trace shows some)".into());
+            builder = builder.syn_backlog(0);
+        }
+        None => {}
     }
     for ip in ips {
         let prefix = if ip.is_ipv4() { 24 } else { 64 };
