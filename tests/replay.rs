@@ -394,11 +394,9 @@ fn a_trace_without_its_replay_block_says_what_was_guessed() {
     let mut w =
         PcapNgWriter::with_section_header(Vec::new(), shb).expect("a section without comment");
     while let Some(b) = r.next_block() {
-        match b.expect("block") {
-            b @ (Block::InterfaceDescription(_) | Block::EnhancedPacket(_)) => {
-                w.write_block(&b).expect("copy");
-            }
-            _ => {}
+        let b = b.expect("block");
+        if let Block::InterfaceDescription(_) | Block::EnhancedPacket(_) = b {
+            w.write_block(&b).expect("copy");
         }
     }
     std::fs::write(&bare, w.into_inner()).expect("write");
