@@ -20,8 +20,10 @@ use vnic_listeners::distributor::Balance;
 
 mod client;
 mod parse;
+mod replay;
 pub use client::*;
 pub use parse::*;
+pub use replay::*;
 
 /// vnic: a multi-processor network adapter emulated in user space on a TAP.
 #[derive(Parser, Debug)]
@@ -61,6 +63,10 @@ pub enum Command {
     /// Stream pcapng from a running vnic, each frame with the adapter's
     /// decision as its comment: `vnic capture -w - | wireshark -k -i -`.
     Capture(CaptureArgs),
+    /// Run a trace (`vnic up --pcap FILE`) again through the same adapter,
+    /// filter, processors and TCP on a virtual clock, and compare what
+    /// vnic sends with the trace: exit 0 when identical, 1 on divergence.
+    Replay(ReplayArgs),
 }
 
 /// Flags of `vnic up`.
@@ -230,6 +236,11 @@ pub struct UpArgs {
     /// libpcap). Files started with `vnic ctl trace on` use it too.
     #[arg(long, value_name = "FILTER")]
     pub pcap_filter: Option<String>,
+    /// Write the ISN key and the SYN-cookie secret into the pcapng's
+    /// replay block, so `vnic replay` makes the same SYN cookies (they are
+    /// secrets: who has them can forge cookies; the file is 0600).
+    #[arg(long, requires = "pcap")]
+    pub pcap_secrets: bool,
     /// One line per frame on stderr (tcpdump-like, with the decision);
     /// --trace=conn: connection events only.
     #[arg(long, value_name = "WHAT", num_args = 0..=1, require_equals = true,
@@ -346,6 +357,8 @@ pub struct Plan {
     pub quiet: bool,
     /// Open the TAP with a virtio-net header, checksum offload and TSO.
     pub offload: bool,
+    /// The ISN key and cookie secret go into the trace's replay block.
+    pub pcap_secrets: bool,
 }
 
 impl Plan {
@@ -361,6 +374,7 @@ impl Plan {
             .time_wait(self.time_wait)
             .syn_backlog(self.syn_backlog)
             .offload(self.offload)
+            .pcap_secrets(self.pcap_secrets)
             .drain(self.drain)
             .memory_budget(self.memory_budget)
             .idle_timeout(self.idle_timeout)
@@ -685,6 +699,7 @@ impl Plan {
             pcap_snaplen: a.pcap_snaplen,
             pcap_filter,
             trace: a.trace,
+            pcap_secrets: a.pcap_secrets,
         })
     }
 }

@@ -70,6 +70,7 @@ mod builder;
 /// `config` fuzz target (fuzz/) run the very parser and checks, and so a
 /// library user can load the same files.
 pub mod config;
+pub mod replay;
 mod running;
 mod summary;
 

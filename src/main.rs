@@ -7,6 +7,7 @@
 mod capture;
 mod cli;
 mod ctl;
+mod replay_cmd;
 mod socket_table;
 mod watch;
 
@@ -53,13 +54,14 @@ fn main() -> ExitCode {
                         "status" => "vnic-status",
                         "ctl" => "vnic-ctl",
                         "completions" => "vnic-completions",
+                        "replay" => "vnic-replay",
                         _ => "",
                     };
                     match top.find_subcommand(&name).filter(|_| !page.is_empty()) {
                         Some(sub) => sub.clone().name(page).version(env!("CARGO_PKG_VERSION")),
                         None => {
                             log::error!(
-                                "man: no subcommand {name:?} (up, status, ctl, completions)"
+                                "man: no subcommand {name:?} (up, status, ctl, completions, replay)"
                             );
                             return ExitCode::from(2);
                         }
@@ -77,13 +79,23 @@ fn main() -> ExitCode {
             }
         }
         cli::Command::Capture(a) => capture::capture(a),
+        cli::Command::Replay(a) => replay_cmd::replay(a),
     }
 }
 
 /// `vnic up`: starts the library's [`vnic::Builder`] from the checked
 /// flags, prints the ready line, and runs until SIGINT or SIGTERM.
 fn run_up(plan: cli::Plan) -> Result<(), vnic::Error> {
-    let builder = plan.builder().map_err(vnic::Error::Config)?;
+    // The flags after `up`, for the trace's replay block.
+    let flags: Vec<String> = std::env::args()
+        .skip(1)
+        .skip_while(|a| a != "up")
+        .skip(1)
+        .collect();
+    let builder = plan
+        .builder()
+        .map_err(vnic::Error::Config)?
+        .command_line(flags);
     let running = builder.start()?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, running.stop_flag())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, running.stop_flag())?;

@@ -41,6 +41,12 @@ pub trait FrameSink: Send + Sync {
     fn link(&self) -> Option<&'static str> {
         None
     }
+
+    /// The sender's turn stamp, if its frames are traced with one
+    /// ([`crate::trace::turn`]): a processor sets it as a pass begins.
+    fn turn(&self) -> Option<&crate::trace::turn::TurnStamp> {
+        None
+    }
 }
 
 /// Largest TCP payload put into one GSO frame: the IPv4 total length
@@ -338,6 +344,16 @@ impl FrameWriter {
     /// threads bump the same counter per frame. Slot 0 until set.
     pub fn set_sender(&mut self, slot: usize) {
         self.sender = slot;
+    }
+
+    /// Stamps the turn that sends what follows (`now`, after `taken`
+    /// segments in `batches` batches), when the sink traces turns;
+    /// nothing otherwise.
+    #[inline]
+    pub fn stamp_turn(&self, now: std::time::Instant, taken: u64, batches: u64) {
+        if let Some(t) = self.sink.turn() {
+            t.set(now, taken, batches);
+        }
     }
 
     /// Our MAC: the active link's when following one.

@@ -20,6 +20,7 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod clock;
 pub mod config;
 pub mod counters;
 pub mod direct;

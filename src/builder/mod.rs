@@ -7,6 +7,7 @@
 //! own behind the emulated processors.
 
 mod links;
+mod replay;
 mod start;
 
 use crate::running::{Running, RxThread, DEFAULT_DRAIN};
@@ -18,11 +19,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use vnic_adapter::direct::{DirectQueue, HandBack};
 use vnic_adapter::filter::{Loads, Protocol};
 use vnic_adapter::flowmap::FlowMap;
 use vnic_adapter::impair::{ImpairSpec, ImpairStats, ImpairedSink, ImpairedSource};
+use vnic_adapter::trace::turn::TurnStamp;
 use vnic_adapter::trace::{LineMode, Origin, TraceOptions, Tracer, TracingSink};
 use vnic_adapter::{
     host, AdapterConfig, AdapterError, Counters, Filter, FilterMode, FrameSink, FrameSource,
@@ -298,6 +300,10 @@ pub struct Builder {
     failback: bool,
     /// `--link-ip NAME=ADDR`.
     link_ips: Vec<(String, std::net::Ipv4Addr)>,
+    /// `vnic up`'s flags, for the replay block ([`Builder::command_line`]).
+    command_line: Option<Vec<String>>,
+    /// Keys in the replay block ([`Builder::pcap_secrets`]).
+    pcap_secrets: bool,
 }
 
 /// A service made of a closure (see [`Builder::serve_with`]).
@@ -357,6 +363,8 @@ impl Builder {
             more_taps: Vec::new(),
             failback: false,
             link_ips: Vec::new(),
+            command_line: None,
+            pcap_secrets: false,
         }
     }
 

@@ -158,6 +158,11 @@ impl Builder {
                 })
                 .collect();
         }
+        let (tcp, tcp_ports) = self.tcp_configs(&cfg);
+        // The ISN and SYN-cookie clocks start now; a trace's replay block
+        // says when (and, with --pcap-secrets, their keys).
+        let (epoch, isn_key, cookie_secret) = (Instant::now(), random_key(), random_key());
+        let block = self.replay_block(&cfg, &tcp, SystemTime::now(), (isn_key, cookie_secret));
         // Tracing sits outside the impairment: it shows what the adapter and
         // the processors saw and sent.
         let tracer = Tracer::start(TraceOptions {
@@ -172,16 +177,24 @@ impl Builder {
             iface: name.clone(),
             mac: cfg.mac,
             pcap_filter: self.trace.filter.clone(),
+            section_comment: Some(block.render()),
         })
         .map_err(|e| std::io::Error::new(e.kind(), format!("--pcap: {e}")))?;
+        let impaired = self.impair.is_some();
         let traced = |origin: Origin| -> FrameWriter {
             // With several links and no impairment, a sink of its own per
             // writer (it keeps the active device at hand).
-            let base: Arc<dyn FrameSink> = match (&links, &self.impair) {
-                (Some(l), None) => Arc::new(l.sink()),
+            let base: Arc<dyn FrameSink> = match (&links, impaired) {
+                (Some(l), false) => Arc::new(l.sink()),
                 _ => sink.clone(),
             };
-            let s: Arc<dyn FrameSink> = Arc::new(TracingSink::new(base, tracer.clone(), origin));
+            let mut t = TracingSink::new(base, tracer.clone(), origin);
+            // A processor's frames carry its turn (clock reading, segments
+            // taken), dated from the ISN and cookie clocks' start.
+            if let Origin::Processor(_) = origin {
+                t = t.with_turn(Arc::new(TurnStamp::new(epoch)));
+            }
+            let s: Arc<dyn FrameSink> = Arc::new(t);
             let mut w = FrameWriter::new(s, cfg.mac, counters.clone());
             if let Some(l) = &links {
                 w.follow_mac(l.active_mac());
@@ -201,77 +214,10 @@ impl Builder {
             Registry::new(self.model.name(), self.filter.name(), n).with_backends(backends),
         );
 
-        let mut ports: Vec<u16> = self.serve.iter().map(|(p, _)| *p).collect();
-        let (filter, tcp_serve, udp_serve) = match self.layout.take() {
-            // Listeners as the layout places them, already registered.
-            Some(l) => {
-                for m in &l.tcp {
-                    ports.extend(m.keys());
-                }
-                (l.filter, l.tcp, l.udp)
-            }
-            // Every processor serves every port.
-            None => {
-                let mut f = Filter::new(self.filter, n);
-                f.set_addresses(ips.clone());
-                // The hybrid model's distributor (processor 0) is the only
-                // listener: the others inherit its connections.
-                let listeners = match self.model {
-                    Model::Hybrid { .. } | Model::Standard => 1,
-                    _ => n,
-                };
-                for (port, _) in &self.serve {
-                    for p in 0..listeners {
-                        f.register(*port, p)?;
-                    }
-                }
-                let all: HashMap<u16, Arc<dyn Service>> = self.serve.iter().cloned().collect();
-                let mut tcp = vec![all; n];
-                if let Model::Broker { base, balance } = self.model {
-                    let own = self.broker_ports(base, n)?;
-                    for ((port, svc), own) in self.serve.iter().zip(own) {
-                        let broker: Arc<dyn Service> = Arc::new(Broker::new(
-                            svc.name(),
-                            own.clone(),
-                            balance,
-                            registry.clone(),
-                        ));
-                        for (k, &p) in own.iter().enumerate() {
-                            f.register(p, k)?;
-                            tcp[k].insert(*port, broker.clone());
-                            tcp[k].insert(p, svc.clone());
-                            ports.push(p);
-                        }
-                    }
-                }
-                (f, tcp, vec![HashMap::new(); n])
-            }
-        };
-        ports.sort_unstable();
-        ports.dedup();
+        let (filter, tcp_serve, udp_serve, ports) = self.listeners(n, &ips, &registry)?;
 
-        let mut tcp = TcpConfig {
-            mtu: cfg.mtu,
-            time_wait: self.time_wait,
-            idle_timeout: self.idle_timeout,
-            zero_window_timeout: self.zero_window_timeout,
-            congestion: self.congestion,
-            ..TcpConfig::default()
-        };
-        self.tcp.apply(&mut tcp);
-        let tcp_ports: HashMap<u16, TcpConfig> = self
-            .port_congestion
-            .iter()
-            .map(|(&port, &congestion)| {
-                let cfg = TcpConfig {
-                    congestion,
-                    ..tcp.clone()
-                };
-                (port, cfg)
-            })
-            .collect();
-        let isn = Arc::new(IsnGenerator::new(random_key(), Instant::now()));
-        let cookies = Arc::new(SynCookies::new(random_key(), Instant::now()));
+        let isn = Arc::new(IsnGenerator::new(isn_key, epoch));
+        let cookies = Arc::new(SynCookies::new(cookie_secret, epoch));
         // One report channel per RX queue: a processor tells the thread that
         // placed a connection that it is gone.
         let (closed_tx, closed_rx): (Vec<_>, Vec<_>) = (0..sources.len())

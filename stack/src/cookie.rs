@@ -150,6 +150,19 @@ impl SynCookies {
     /// takes it as what it advertised.
     pub const WINDOW: u16 = u16::MAX;
 
+    /// The MSS a cookie made for a SYN with MSS option `client_mss`
+    /// stands for (the largest of the cookie's table not above it): what
+    /// [`SynCookies::check`] gives back for its ACK.
+    pub fn cookie_mss(client_mss: Option<u16>) -> u16 {
+        let mss = client_mss.unwrap_or(536);
+        MSS_TABLE
+            .iter()
+            .rev()
+            .find(|m| **m <= mss)
+            .copied()
+            .unwrap_or(MSS_TABLE[0])
+    }
+
     /// Answers `syn` (a SYN for `tuple`, received at `now`) statelessly:
     /// the SYN|ACK whose ISN is a fresh cookie, advertising `mss` and
     /// [`SynCookies::WINDOW`] and no other option (a cookie has no room to

@@ -40,6 +40,8 @@ pub mod config;
 pub mod congestion;
 pub mod connection;
 pub mod cookie;
+#[cfg(feature = "test-faults")]
+pub mod faults;
 pub mod isn;
 pub mod payload;
 mod rack;
@@ -64,7 +66,7 @@ pub use connection::{
     State, TimeWait,
 };
 pub use cookie::SynCookies;
-pub use isn::IsnGenerator;
+pub use isn::{IsnGenerator, IsnScript};
 pub use payload::Payload;
 pub use ratelimit::{ReplyLimiter, Unlimited};
 pub use seq::SeqNumber;

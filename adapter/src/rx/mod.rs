@@ -280,6 +280,13 @@ impl RxQueue {
         &self.flows
     }
 
+    /// Forgets `tuple`'s flow: a replay does when its trace shows the
+    /// flow already gone (its processor's report came before the frame
+    /// there, after it in the replay).
+    pub fn forget_flow(&mut self, tuple: &vnic_stack::FourTuple) {
+        self.flows.forget(tuple);
+    }
+
     /// Process pairs ([`crate::pairs`]): a segment for a processor whose
     /// thread died goes to its backup, which took its connections over,
     /// instead of being answered with RST.

@@ -103,7 +103,7 @@ impl Interface {
     /// A pcapng writer into a buffer, past the section and interface
     /// headers (which the buffer holds).
     fn encoder(&self) -> io::Result<PcapNgWriter<Vec<u8>>> {
-        start_section(Vec::new(), &self.name, self.mac, self.snaplen)
+        start_section(Vec::new(), &self.name, self.mac, self.snaplen, None)
     }
 }
 

@@ -28,6 +28,9 @@ pub enum Note {
         suffix: &'static str,
         /// The link it left by, with several.
         link: Option<&'static str>,
+        /// The sender's turn, if it stamps them ([`super::turn`]):
+        /// ` t=NS in=N b=B` after the origin.
+        turn: Option<(u64, u64, u64)>,
     },
     /// [`Note::Rx`] for a frame read from link `.2` of several.
     RxOn(Decision, FilterMode, &'static str),
@@ -44,8 +47,13 @@ impl Note {
                 origin,
                 suffix,
                 link,
+                turn,
             } => {
                 let mut c = out_comment(*origin, frame);
+                if let Some((t, n, b)) = turn {
+                    use std::fmt::Write as _;
+                    let _ = write!(c, " t={t} in={n} b={b}");
+                }
                 c.push_str(suffix);
                 if let Some(l) = link {
                     c.push_str(" link=");
@@ -200,12 +208,14 @@ mod tests {
             origin: Origin::Processor(2),
             suffix: " gso",
             link: Some("vnicB"),
+            turn: None,
         };
         assert_eq!(out.render(&[]), "out cpu=2 gso link=vnicB");
         let one = Note::Out {
             origin: Origin::Processor(2),
             suffix: "",
             link: None,
+            turn: None,
         };
         assert_eq!(one.render(&[]), "out cpu=2");
         let rx = Note::RxOn(Decision::NotForUs, FilterMode::RoundRobin, "vnicA");

@@ -34,6 +34,7 @@
 //! [`sink`] (the outgoing-frame wrapper), [`filter`] (tcpdump filters)
 //! and [`capture`] (live captures).
 
+pub mod block;
 pub mod capture;
 pub mod comment;
 mod direct;
@@ -41,6 +42,7 @@ pub mod filter;
 pub mod line;
 mod pcapng;
 pub mod sink;
+pub mod turn;
 mod writer;
 
 #[cfg(test)]
@@ -124,6 +126,10 @@ pub struct TraceOptions {
     /// keeps go to the pcapng files (lines and captures are not
     /// affected).
     pub pcap_filter: Option<String>,
+    /// The replay block ([`block::ReplayBlock`], rendered): the Section
+    /// Header Block's comment of every pcapng file this tracer writes,
+    /// so `vnic replay` knows what the frames alone do not say.
+    pub section_comment: Option<String>,
 }
 
 /// How a pcapng file rotates: a new file when the current one would pass
@@ -415,6 +421,8 @@ pub struct Tracer {
     /// Bytes each live capture may have waiting for its client.
     capture_bytes: usize,
     control: Mutex<()>,
+    /// The replay block every new pcapng file starts with.
+    section_comment: Option<String>,
 }
 
 impl Tracer {
@@ -439,6 +447,7 @@ impl Tracer {
                 tuning.max_bytes,
                 opts.pcap_max_files,
                 opts.snaplen.clamp(1, SNAPLEN),
+                opts.section_comment.clone(),
             )?),
             None => None,
         };
@@ -473,6 +482,7 @@ impl Tracer {
             pcap_filter,
             capture_bytes,
             control: Mutex::new(()),
+            section_comment: opts.section_comment,
         }))
     }
 
@@ -494,6 +504,7 @@ impl Tracer {
             pcap_filter: None,
             capture_bytes: capture::CAPTURE_QUEUE_BYTES,
             control: Mutex::new(()),
+            section_comment: None,
         })
     }
 
@@ -641,6 +652,7 @@ impl Tracer {
                     rotation.max_bytes,
                     rotation.max_files,
                     self.snaplen,
+                    self.section_comment.clone(),
                 )?;
                 self.control_msg(|ack| Msg::SetPcap(Some(f), ack))?;
                 *self.shared.rotation.lock() = rotation;

@@ -58,6 +58,9 @@ pub(crate) struct PcapFile {
     size: u64,
     /// Packets in this file.
     packets: u64,
+    /// The Section Header Block's comment of every file (the replay
+    /// block).
+    comment: Option<String>,
 }
 
 impl PcapFile {
@@ -72,8 +75,9 @@ impl PcapFile {
         max_bytes: Option<u64>,
         max_files: Option<u32>,
         snaplen: usize,
+        comment: Option<String>,
     ) -> io::Result<PcapFile> {
-        let (out, size) = open(&base, iface, mac, snaplen)?;
+        let (out, size) = open(&base, iface, mac, snaplen, comment.as_deref())?;
         Ok(PcapFile {
             path: base.clone(),
             base,
@@ -86,6 +90,7 @@ impl PcapFile {
             out,
             size,
             packets: 0,
+            comment,
         })
     }
 
@@ -137,7 +142,13 @@ impl PcapFile {
         // With one file in the ring this truncates the file `out` still
         // has open; that is fine, `out` was flushed above and is dropped
         // without writing anything more.
-        let (out, size) = open(&path, &self.iface, self.mac, self.snaplen)?;
+        let (out, size) = open(
+            &path,
+            &self.iface,
+            self.mac,
+            self.snaplen,
+            self.comment.as_deref(),
+        )?;
         self.index = index;
         self.path = path;
         self.out = out;
@@ -262,6 +273,7 @@ fn open(
     iface: &str,
     mac: [u8; 6],
     snaplen: usize,
+    comment: Option<&str>,
 ) -> io::Result<(PcapNgWriter<DirectFile>, u64)> {
     let file = open_file(path).map_err(|e| {
         io::Error::new(
@@ -270,7 +282,7 @@ fn open(
         )
     })?;
     let file = DirectFile::new(file, BUFFER_BYTES);
-    let mut out = start_section(file, iface, mac, snaplen)?;
+    let mut out = start_section(file, iface, mac, snaplen, comment)?;
     let size = out.get_ref().len();
     out.get_mut().sync()?;
     Ok((out, size))
@@ -279,19 +291,24 @@ fn open(
 /// A pcapng writer on `to` that has written the Section Header Block and
 /// the Interface Description Block naming the TAP (interface 0, Ethernet,
 /// nanosecond timestamps): how a trace file and a live capture stream
-/// both begin.
+/// both begin. `comment` (the replay block) is the section's comment.
 pub(crate) fn start_section<W: io::Write>(
     to: W,
     iface: &str,
     mac: [u8; 6],
     snaplen: usize,
+    comment: Option<&str>,
 ) -> io::Result<PcapNgWriter<W>> {
+    let mut options = vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(
+        "vnic {}",
+        env!("CARGO_PKG_VERSION")
+    )))];
+    if let Some(c) = comment {
+        options.push(SectionHeaderOption::Comment(Cow::Owned(c.to_owned())));
+    }
     let shb = SectionHeaderBlock {
         endianness: Endianness::native(),
-        options: vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(
-            "vnic {}",
-            env!("CARGO_PKG_VERSION")
-        )))],
+        options,
         ..Default::default()
     };
     let mut out = PcapNgWriter::with_section_header(to, shb).map_err(io::Error::other)?;

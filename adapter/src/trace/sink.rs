@@ -4,6 +4,7 @@
 //! [`FrameSink`]; whether it traces is decided
 //! once, at wiring time.
 
+use super::turn::TurnStamp;
 use super::{Direction, Note, Origin, Tracer};
 use crate::emit::FrameSink;
 use crate::vnet::{VnetHeader, GSO_NONE};
@@ -20,6 +21,8 @@ pub struct TracingSink {
     inner: Arc<dyn FrameSink>,
     tracer: Arc<Tracer>,
     origin: Origin,
+    /// The sender's turn (a processor's), written into each comment.
+    turn: Option<Arc<TurnStamp>>,
 }
 
 impl TracingSink {
@@ -29,7 +32,16 @@ impl TracingSink {
             inner,
             tracer,
             origin,
+            turn: None,
         }
+    }
+
+    /// Also writes the sender's turn into each frame's comment
+    /// (`out cpu=2 t=NS in=N`): what a replay needs to give the processor
+    /// the same `now` and batches.
+    pub fn with_turn(mut self, turn: Arc<TurnStamp>) -> TracingSink {
+        self.turn = Some(turn);
+        self
     }
 
     /// The decision of a frame this sink wrote: its origin, ` gso` for a
@@ -47,6 +59,7 @@ impl TracingSink {
             origin: self.origin,
             suffix,
             link: self.inner.link(),
+            turn: self.turn.as_ref().map(|t| t.get()),
         }
     }
 }
@@ -61,6 +74,10 @@ impl FrameSink for TracingSink {
 
     fn gso(&self) -> bool {
         self.inner.gso()
+    }
+
+    fn turn(&self) -> Option<&TurnStamp> {
+        self.turn.as_deref()
     }
 
     fn send_gso_frame(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {

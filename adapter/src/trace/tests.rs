@@ -552,6 +552,7 @@ pub(super) fn opts(pcap: Option<PathBuf>, lines: Option<LineMode>) -> TraceOptio
         iface: "vnic-t0".into(),
         mac: frames::VNIC_MAC,
         pcap_filter: None,
+        section_comment: None,
     }
 }
 
@@ -1245,4 +1246,37 @@ fn set_pcap_rotating_uses_the_rotation_it_is_given() {
     let s = t.stats();
     assert!(s.rotated >= 3, "{s:?}");
     check_ring(&path, 2, 2000, s.rotated, n);
+}
+
+#[test]
+fn every_file_starts_with_the_replay_block() {
+    use super::block::ReplayBlock;
+    use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
+    let dir = TempDir::new("block");
+    let path = dir.0.join("b.pcapng");
+    let block = ReplayBlock {
+        version: "0.1.0".into(),
+        processors: Some(2),
+        epoch_ns: Some(42),
+        ..Default::default()
+    };
+    let mut o = opts(Some(path.clone()), None);
+    o.section_comment = Some(block.render());
+    let t = Tracer::start_tuned(o, tuning()).expect("start");
+    t.record_with(Direction::In, &frames::syn4(1), || {
+        "in cpu=0 rr-new port=80 slot=0"
+    });
+    t.close();
+    let r = PcapNgReader::new(std::fs::File::open(&path).expect("open")).expect("header");
+    let comments: Vec<String> = r
+        .section()
+        .options
+        .iter()
+        .filter_map(|o| match o {
+            SectionHeaderOption::Comment(c) => Some(c.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert_eq!(ReplayBlock::parse(&comments[0]), Ok(block));
 }

@@ -352,6 +352,7 @@ pub(super) fn tracer(max_mb: Option<u64>, max_files: Option<u32>) -> Arc<Tracer>
         iface: "t0".into(),
         mac: [2, 0, 0, 0, 0, 1],
         pcap_filter: None,
+        section_comment: None,
     })
     .expect("tracer")
 }

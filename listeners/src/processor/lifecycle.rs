@@ -10,7 +10,7 @@ impl Processor {
     /// by the `Shutdown` that follows.
     pub(super) fn drain(&mut self) {
         self.draining = true;
-        let now = Instant::now();
+        let now = self.clock.now();
         let tuples: Vec<FourTuple> = self.conns.keys().copied().collect();
         for t in tuples {
             if let Some(c) = self.conns.get_mut(&t) {
@@ -87,7 +87,7 @@ impl Processor {
             return;
         };
         let _ = catch_unwind(AssertUnwindSafe(|| c.app.on_closed(CloseReason::Aborted)));
-        let now = Instant::now();
+        let now = self.clock.now();
         // The connection may be in a broken state: its own RST is tried,
         // guarded too; failing that, the adapter answers its next segment.
         let rst = catch_unwind(AssertUnwindSafe(|| {
@@ -120,7 +120,7 @@ impl Processor {
 
     /// Sends RST on every connection and forgets them all.
     pub(super) fn reset_all(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let tuples: Vec<FourTuple> = self.conns.keys().copied().collect();
         for t in tuples {
             if let Some(c) = self.conns.get_mut(&t) {

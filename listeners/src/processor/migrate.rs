@@ -138,7 +138,7 @@ impl Processor {
         };
         match *req {
             Migration::One { tuple, to, answer } => {
-                let r = self.move_out(tuple, to, Instant::now());
+                let r = self.move_out(tuple, to, self.clock.now());
                 let _ = answer.send(r);
             }
             Migration::TakeOver { from } => self.take_over(Some(from), None),
@@ -160,7 +160,7 @@ impl Processor {
                 }
             }
             Migration::Drain { targets, answer } => {
-                let now = Instant::now();
+                let now = self.clock.now();
                 self.evacuation = Some(Evacuation {
                     targets,
                     next: 0,
@@ -251,7 +251,7 @@ impl Processor {
     /// A [`ToProcessor::Adopt`]: a connection moving in.
     pub(super) fn on_adopt(&mut self, a: Box<dyn std::any::Any + Send>) {
         if let Ok(a) = a.downcast::<Adoption>() {
-            let now = Instant::now();
+            let now = self.clock.now();
             let tuple = a.tuple;
             if self.take_in(*a, None, now) {
                 self.stats().moved_in.fetch_add(1, Ordering::Relaxed);
@@ -425,7 +425,7 @@ impl Processor {
     pub(super) fn evacuation_deadline(&self) -> Option<Instant> {
         self.evacuation
             .as_ref()
-            .map(|_| Instant::now() + Duration::from_millis(5))
+            .map(|_| self.clock.now() + Duration::from_millis(5))
     }
 
     /// Resets one connection (its app cannot move) and forgets it.

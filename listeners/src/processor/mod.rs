@@ -20,6 +20,7 @@ mod memory;
 mod migrate;
 mod pairs;
 mod receive;
+mod replay;
 mod service;
 mod sockets;
 mod time_wait;
@@ -45,6 +46,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vnic_adapter::clock::Clock;
 use vnic_adapter::direct::DirectQueue;
 use vnic_adapter::filter::Protocol;
 use vnic_adapter::ratelimit::{TokenBucket, INVALID_REPLY_RATE};
@@ -363,6 +365,15 @@ pub struct Processor {
     direct_batch: Vec<Inbound>,
     /// Its connections in TIME-WAIT, as records (see time_wait.rs).
     time_wait: time_wait::TimeWaitTable,
+    /// Where `now` comes from: the real clock, or a replay's virtual one
+    /// ([`Processor::set_clock`]).
+    clock: Clock,
+    /// Segments taken from the queue so far (a traced frame's `in=N`).
+    taken: u64,
+    /// The clock reading of the batch being taken, if one is.
+    batch_now: Option<Instant>,
+    /// Batches of segments taken so far (a traced frame's `b=N`).
+    batches: u64,
 }
 
 /// Stale timer entries allowed beyond twice the connections before the
@@ -492,6 +503,10 @@ impl Processor {
             slow: s.slow,
             direct_batch: Vec::with_capacity(BATCH),
             time_wait: time_wait::TimeWaitTable::default(),
+            clock: Clock::Real,
+            taken: 0,
+            batch_now: None,
+            batches: 0,
         }
     }
 
@@ -589,17 +604,17 @@ impl Processor {
             if self.read_own_queue() {
                 busy = true;
             }
-            self.fire_timers(Instant::now());
-            self.expire_time_wait(Instant::now());
-            self.keep_budget(Instant::now());
-            self.expire_moved(Instant::now());
-            if self.evacuate(Instant::now()) {
+            self.fire_timers(self.clock.now());
+            self.expire_time_wait(self.clock.now());
+            self.keep_budget(self.clock.now());
+            self.expire_moved(self.clock.now());
+            if self.evacuate(self.clock.now()) {
                 busy = self.conns.is_empty() && busy;
             }
             if self.draining {
                 self.count_unfinished();
             }
-            if self.service_backlog(Instant::now()) {
+            if self.service_backlog(self.clock.now()) {
                 busy = true;
             }
             if self.serve_socket_queries() {
@@ -635,7 +650,7 @@ impl Processor {
             .flatten()
             .min();
             let wait = due.map_or(Duration::from_secs(1), |d| {
-                d.saturating_duration_since(Instant::now())
+                d.saturating_duration_since(self.clock.now())
             });
             let polled = poll.poll(&mut events, Some(wait));
             self.bell.awake();
@@ -665,11 +680,18 @@ impl Processor {
                 app,
             } => self.set_serve(protocol, port, app),
             ToProcessor::Segment(inb) => {
+                // One clock reading for the whole batch, as a kernel's
+                // NAPI poll: what a trace's turn stamp records.
+                let now = self.clock.now();
+                self.batch_now = Some(now);
+                self.batches += 1;
                 self.receive(inb);
-                if !self.receive_more() {
+                let more = self.receive_more();
+                self.batch_now = None;
+                if !more {
                     return false;
                 }
-                self.service_pending(Instant::now());
+                self.service_pending(now);
             }
             ToProcessor::Adopt(a) => self.on_adopt(a),
             ToProcessor::Migrate(m) => self.on_migrate(m),
@@ -699,7 +721,7 @@ impl Processor {
                 if let Some(c) = self.conns.get_mut(&tuple) {
                     c.app.deliver(r);
                 }
-                self.service(tuple, Instant::now());
+                self.service(tuple, self.clock.now());
             }));
             if done.is_err() {
                 self.quarantine(tuple, None);
@@ -714,7 +736,7 @@ impl Processor {
             AppSource::Distributor(d) => d.dispatcher.lock().take_starved_at(self.id),
             AppSource::Local => return false,
         };
-        let now = Instant::now();
+        let now = self.clock.now();
         for conn in &starved {
             let Some(tuple) = self.by_id.get(conn).copied() else {
                 continue; // the connection is gone

@@ -310,7 +310,7 @@ impl Processor {
     /// of the one `only` names): its primary died.
     pub(super) fn take_over(&mut self, from: Option<usize>, only: Option<FourTuple>) {
         self.apply_checkpoints();
-        let now = Instant::now();
+        let now = self.clock.now();
         let copies = self.pair.take(from, only);
         for (tuple, s) in copies {
             if self.conns.contains_key(&tuple) {

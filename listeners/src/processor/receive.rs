@@ -10,7 +10,7 @@ impl Processor {
     /// reset and forgotten, and the processor goes on with the others.
     pub fn on_inbound(&mut self, inb: Inbound) {
         self.receive(inb);
-        self.service_pending(Instant::now());
+        self.service_pending(self.clock.now());
     }
 
     /// Hands one segment to its connection (or opens one); the connection
@@ -18,6 +18,7 @@ impl Processor {
     pub(super) fn receive(&mut self, inb: Inbound) {
         #[cfg(feature = "test-faults")]
         test_fault(self.id, &inb);
+        self.taken += 1;
         // Only a processor that moved connections away or keeps copies
         // for a pair looks further than the connection's own lookup.
         let elsewhere = !self.moved.is_empty() || self.pair.holds_any();
@@ -66,7 +67,7 @@ impl Processor {
                 Ok(ToProcessor::Segment(inb)) => self.receive(inb),
                 Ok(ToProcessor::Shutdown) | Err(TryRecvError::Disconnected) => return false,
                 Ok(msg @ (ToProcessor::Up | ToProcessor::Down)) => {
-                    self.service_pending(Instant::now());
+                    self.service_pending(self.clock.now());
                     self.set_up(matches!(msg, ToProcessor::Up));
                 }
                 Ok(ToProcessor::Datagram(d)) => self.on_datagram(d),
@@ -82,7 +83,7 @@ impl Processor {
                     | ToProcessor::Migrate(_)
                     | ToProcessor::FlowSwitched(_)),
                 ) => {
-                    self.service_pending(Instant::now());
+                    self.service_pending(self.clock.now());
                     if !self.on_message(msg) {
                         return false;
                     }
@@ -105,8 +106,10 @@ impl Processor {
         let up = !self.registry.processors[self.id]
             .down
             .load(Ordering::Relaxed);
+        // One clock reading for the batch, as for queued segments.
+        let now = self.clock.now();
         let read = d.read(
-            Instant::now(),
+            now,
             BATCH,
             |t| up && (conns.contains_key(t) || parked.contains(t)),
             &mut self.direct_batch,
@@ -119,18 +122,23 @@ impl Processor {
         }
         let mut batch = std::mem::take(&mut self.direct_batch);
         let any = !batch.is_empty();
+        if any {
+            self.batches += 1;
+            self.batch_now = Some(now);
+        }
         for inb in batch.drain(..) {
             self.receive(inb);
         }
+        self.batch_now = None;
         self.direct_batch = batch;
         if any {
-            self.service_pending(Instant::now());
+            self.service_pending(now);
         }
         any
     }
 
     pub(super) fn handle_inbound(&mut self, inb: &Inbound) {
-        let now = Instant::now();
+        let now = self.batch_now.unwrap_or_else(|| self.clock.now());
         self.handle_segment(now, inb);
         let refused = std::mem::take(&mut self.invalid_replies.refused);
         if refused > 0 {
@@ -220,6 +228,7 @@ impl Processor {
         }
         if let Some(rst) = segment.rst_reply() {
             if self.invalid_replies.allow(now) {
+                self.out.stamp_turn(now, self.taken, self.batches);
                 self.out
                     .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &rst);
             }

@@ -7,7 +7,7 @@ use super::*;
 impl Processor {
     /// Services each connection one of whose apps' descriptors is ready.
     pub(super) fn on_io(&mut self, events: &Events) {
-        let now = Instant::now();
+        let now = self.clock.now();
         for ev in events.iter() {
             if ev.token() == WAKE {
                 continue;
@@ -49,6 +49,7 @@ impl Processor {
         };
         c.unserviced = 0;
         c.queued = false;
+        self.out.stamp_turn(now, self.taken, self.batches);
         let mut closed = false;
         // The hybrid model's distributor hands a connection off once its
         // handshake is complete (see hybrid.rs).

@@ -257,12 +257,19 @@ impl Receiver {
     /// space that would move the advertised right edge by less than the
     /// threshold is not announced yet.
     pub(super) fn window_field(&self) -> u16 {
-        window_field(
+        let field = window_field(
             self.buf.window(),
             self.adv.distance_from(self.nxt),
             self.sws_threshold(),
             self.wscale,
-        )
+        );
+        #[cfg(feature = "test-faults")]
+        let field = if crate::faults::halve_window() {
+            field / 2
+        } else {
+            field
+        };
+        field
     }
 
     /// RFC 7323 2.2: the window in a SYN is never scaled.

@@ -518,7 +518,7 @@ fn write_response(
          Content-Length: {}\r\n{}Connection: {}\r\n\r\n",
         status.code(),
         status.reason(),
-        http_date(SystemTime::now()),
+        http_date(vnic_adapter::clock::wall_now()),
         content_type,
         body.len(),
         extra,
