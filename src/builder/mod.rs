@@ -57,6 +57,21 @@ const QUEUE_DEPTH: usize = 8192;
 /// windows of a busy processor's connections put in flight at once.
 pub const QUEUE_BYTES: usize = 32 << 20;
 
+/// One queue per processor, at vnic's depth and byte bound: the sending
+/// ends (the RX threads' and the other processors') and the inboxes the
+/// processors read. A live vnic and a replay build theirs alike.
+fn processor_queues(
+    n: usize,
+) -> std::io::Result<(
+    Vec<vnic_adapter::ProcessorQueue>,
+    Vec<vnic_listeners::processor::Inbox>,
+)> {
+    (0..n)
+        .map(|_| vnic_listeners::processor::Inbox::new(QUEUE_DEPTH, QUEUE_BYTES))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map(|v| v.into_iter().unzip())
+}
+
 /// The most processors a vnic runs.
 pub const MAX_PROCESSORS: usize = 256;
 

@@ -199,13 +199,7 @@ impl Builder {
         }
         let filter = Arc::new(Mutex::new(filter));
         let (closed_tx, closed_rx) = crossbeam_channel::unbounded();
-        let mut queues = Vec::with_capacity(n);
-        let mut inboxes = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (tx, rx) = Inbox::new(QUEUE_DEPTH, QUEUE_BYTES)?;
-            queues.push(tx);
-            inboxes.push(rx);
-        }
+        let (queues, inboxes) = super::processor_queues(n)?;
         let checkpoint_queues: Vec<_> = inboxes.iter().map(Inbox::checkpoints).collect();
         let pairs = Arc::new(Pairs::none());
         let mut sinks = Vec::with_capacity(n + 1);

@@ -223,13 +223,7 @@ impl Builder {
         let (closed_tx, closed_rx): (Vec<_>, Vec<_>) = (0..sources.len())
             .map(|_| crossbeam_channel::unbounded())
             .unzip();
-        let mut queues = Vec::with_capacity(n);
-        let mut inboxes = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (tx, rx) = Inbox::new(QUEUE_DEPTH, QUEUE_BYTES)?;
-            queues.push(tx);
-            inboxes.push(rx);
-        }
+        let (queues, inboxes) = super::processor_queues(n)?;
         let socket_queries = inboxes.iter().map(Inbox::socket_queries).collect();
         let mut threads = Vec::with_capacity(n + 1);
         let mut processors = Vec::with_capacity(n);

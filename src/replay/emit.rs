@@ -81,24 +81,8 @@ struct Tcp<'a> {
 }
 
 fn tcp(f: &TraceFrame) -> Option<Tcp<'_>> {
-    use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
-    let p = SlicedPacket::from_ethernet(&f.data).ok()?;
-    let (src, dst) = match &p.net {
-        Some(NetSlice::Ipv4(v)) => (
-            std::net::IpAddr::V4(v.header().source_addr()),
-            std::net::IpAddr::V4(v.header().destination_addr()),
-        ),
-        Some(NetSlice::Ipv6(v)) => (
-            std::net::IpAddr::V6(v.header().source_addr()),
-            std::net::IpAddr::V6(v.header().destination_addr()),
-        ),
-        _ => return None,
-    };
-    let Some(TransportSlice::Tcp(t)) = p.transport else {
-        return None;
-    };
-    let a = std::net::SocketAddr::new(src, t.source_port());
-    let b = std::net::SocketAddr::new(dst, t.destination_port());
+    use etherparse::TcpOptionElement;
+    let (a, b, t) = super::trace::tcp_slice(&f.data)?;
     let tuple = match f.dir {
         Direction::Out => FourTuple {
             local: a,

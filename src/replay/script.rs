@@ -94,26 +94,8 @@ pub fn tcp_tuple(frame: &[u8], dir: Direction) -> Option<FourTuple> {
 /// An outbound TCP frame's 4-tuple (vnic's end local), sequence number,
 /// SYN and FIN, and payload.
 fn tcp_of(frame: &[u8]) -> Option<(FourTuple, u32, bool, bool, &[u8])> {
-    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-    let p = SlicedPacket::from_ethernet(frame).ok()?;
-    let (src, dst) = match &p.net {
-        Some(NetSlice::Ipv4(v)) => (
-            std::net::IpAddr::V4(v.header().source_addr()),
-            std::net::IpAddr::V4(v.header().destination_addr()),
-        ),
-        Some(NetSlice::Ipv6(v)) => (
-            std::net::IpAddr::V6(v.header().source_addr()),
-            std::net::IpAddr::V6(v.header().destination_addr()),
-        ),
-        _ => return None,
-    };
-    let Some(TransportSlice::Tcp(t)) = p.transport else {
-        return None;
-    };
-    let tuple = FourTuple {
-        local: std::net::SocketAddr::new(src, t.source_port()),
-        remote: std::net::SocketAddr::new(dst, t.destination_port()),
-    };
+    let (local, remote, t) = super::trace::tcp_slice(frame)?;
+    let tuple = FourTuple { local, remote };
     Some((tuple, t.sequence_number(), t.syn(), t.fin(), t.payload()))
 }
 

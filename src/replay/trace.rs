@@ -122,3 +122,38 @@ impl Trace {
         Ok(t)
     }
 }
+
+/// A frame's TCP segment as etherparse slices it, with the sender's and
+/// the receiver's socket addresses: what the test emitter and the
+/// scripted apps both read from a trace's frames. None for anything but
+/// TCP over IPv4 or IPv6.
+pub(crate) fn tcp_slice(
+    frame: &[u8],
+) -> Option<(
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    etherparse::TcpSlice<'_>,
+)> {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    use std::net::{IpAddr, SocketAddr};
+    let p = SlicedPacket::from_ethernet(frame).ok()?;
+    let (src, dst) = match &p.net {
+        Some(NetSlice::Ipv4(v)) => (
+            IpAddr::V4(v.header().source_addr()),
+            IpAddr::V4(v.header().destination_addr()),
+        ),
+        Some(NetSlice::Ipv6(v)) => (
+            IpAddr::V6(v.header().source_addr()),
+            IpAddr::V6(v.header().destination_addr()),
+        ),
+        _ => return None,
+    };
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        return None;
+    };
+    Some((
+        SocketAddr::new(src, t.source_port()),
+        SocketAddr::new(dst, t.destination_port()),
+        t,
+    ))
+}
