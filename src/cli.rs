@@ -503,6 +503,12 @@ impl Plan {
                     .chain(resolved.more_taps.iter().cloned())
                     .collect();
             }
+            // A flag says more than the file: --failback turns it on,
+            // --link-ip replaces the file's list.
+            a.failback |= resolved.failback;
+            if a.link_ip.is_empty() {
+                a.link_ip = resolved.link_ips.clone();
+            }
             a.ips = resolved.addresses.clone();
             a.host_ips = resolved.host_addresses.clone();
             a.processors = u16::try_from(resolved.processors).ok();

@@ -4,6 +4,8 @@
 //! ```toml
 //! [adapter]
 //! tap = "vnic0"                      # TAP device; several (failover): ["vnicA", "vnicB"]
+//! failback = false                   # several links: the first takes back over when it returns
+//! link_ip = { vnicA = "10.0.0.12" }  # several links: a reserved IPv4 address per link
 //! addresses = ["10.0.0.2/24"]        # virtual IPs, ADDR/PREFIX
 //! host_addresses = ["10.0.0.1/24"]   # host side of the TAP (optional)
 //! mac = "02:76:6e:00:00:01"          # optional; default derived from the tap name
@@ -383,6 +385,10 @@ pub struct ResolvedConfig {
     pub tap: String,
     /// The other links' TAPs (`tap = ["A", "B"]`): Ethernet failover.
     pub more_taps: Vec<String>,
+    /// `failback = true`: the first link takes back over when it returns.
+    pub failback: bool,
+    /// `link_ip = { NAME = "ADDR" }`: each link's reserved IPv4 address.
+    pub link_ips: Vec<(String, std::net::Ipv4Addr)>,
     /// Virtual IPs with prefix (at least one).
     pub addresses: Vec<(IpAddr, u8)>,
     /// Host-side addresses with prefix.
@@ -517,6 +523,21 @@ impl ConfigFile {
             }
             (None, None) => (None, Vec::new()),
         };
+        let failback = a.failback.as_ref().is_some_and(|b| *b.get_ref());
+        let mut link_ips = Vec::new();
+        for (name, addr) in &a.link_ip {
+            check_tap(name).or_else(|m| self.bad(addr.span(), format!("link_ip: {m}")))?;
+            let ip = addr.get_ref().parse::<std::net::Ipv4Addr>().or_else(|_| {
+                self.bad(
+                    addr.span(),
+                    format!(
+                        "link_ip {name} = {:?}: a reserved address is an IPv4 address",
+                        addr.get_ref()
+                    ),
+                )
+            })?;
+            link_ips.push((name.clone(), ip));
+        }
         let addresses = if flags.ips.is_empty() {
             self.cidrs(&a.addresses, "addresses")?
         } else {
@@ -674,6 +695,8 @@ impl ConfigFile {
             return Ok(ResolvedConfig {
                 tap,
                 more_taps,
+                failback,
+                link_ips,
                 addresses,
                 host_addresses,
                 mac,
@@ -689,6 +712,8 @@ impl ConfigFile {
         Ok(ResolvedConfig {
             tap: tap.unwrap_or_default(),
             more_taps,
+            failback,
+            link_ips,
             addresses,
             host_addresses,
             mac,
@@ -981,6 +1006,30 @@ mod tests {
         assert!(e.contains("at least one TAP"), "{e}");
         let e = error_at("[adapter]\ntap = [\"ok\", \"a-very-long-tap-name\"]\n", 2).to_string();
         assert!(e.contains("1 to 15"), "{e}");
+    }
+
+    #[test]
+    fn failback_and_reserved_addresses_come_from_the_adapter_section() {
+        let c = resolved(
+            "[adapter]\ntap = [\"vnicA\", \"vnicB\"]\naddresses = [\"10.0.0.2/24\"]\n\
+             failback = true\nlink_ip = { vnicA = \"10.0.0.12\", vnicB = \"10.0.0.13\" }\n",
+        );
+        assert!(c.failback);
+        assert_eq!(
+            c.link_ips,
+            vec![
+                ("vnicA".to_string(), "10.0.0.12".parse().expect("ip")),
+                ("vnicB".to_string(), "10.0.0.13".parse().expect("ip")),
+            ]
+        );
+        let c = resolved("[adapter]\ntap = \"t0\"\naddresses = [\"10.0.0.2/24\"]\n");
+        assert!(!c.failback && c.link_ips.is_empty(), "off unless set");
+        let e = error_at("[adapter]\nlink_ip = { vnicA = \"fd00::12\" }\n", 2).to_string();
+        assert!(e.contains("IPv4"), "{e}");
+        let e = error_at("[adapter]\nlink_ip = { \"a/b\" = \"10.0.0.12\" }\n", 2).to_string();
+        assert!(e.contains("link_ip"), "{e}");
+        let e = error_at("[adapter]\nfailback = \"yes\"\n", 2).to_string();
+        assert!(e.contains("bool"), "{e}");
     }
 
     #[test]

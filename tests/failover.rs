@@ -685,6 +685,62 @@ fn failback_makes_the_first_link_active_again_and_reserved_addresses_answer_on_t
     assert!(history.contains("failback"), "{history}");
 }
 
+/// The links, failback and reserved addresses from a config file's
+/// `[adapter]` instead of flags.
+#[test]
+fn a_config_file_names_the_links_failback_and_reserved_addresses() {
+    if !can_run() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = bridged();
+    let file = std::env::temp_dir().join(format!("vnic-failover-{}.toml", ns.name));
+    std::fs::write(
+        &file,
+        "[adapter]\ntap = [\"vnicA\", \"vnicB\"]\naddresses = [\"10.0.0.2/24\"]\n\
+         failback = true\nlink_ip = { vnicA = \"10.0.0.12\", vnicB = \"10.0.0.13\" }\n",
+    )
+    .expect("config file");
+    let control = ns.control_path();
+    let args: Vec<String> = [
+        "netns",
+        "exec",
+        &ns.name,
+        env!("CARGO_BIN_EXE_vnic"),
+        "up",
+        "--config",
+        file.to_str().expect("path"),
+        "--time-wait",
+        "1s",
+        "--quiet",
+        "--control",
+        &control,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let v = Vnic::start_program("ip", &args);
+    assert!(v.ready.contains("links=vnicA,vnicB"), "{}", v.ready);
+    let st = ns.status_json();
+    assert_eq!(
+        st["links"]["links"][0]["link_ip"], "10.0.0.12",
+        "{}",
+        st["links"]
+    );
+    assert_eq!(
+        st["links"]["links"][1]["link_ip"], "10.0.0.13",
+        "{}",
+        st["links"]
+    );
+    // failback = true: the first link takes back over when it returns.
+    ns.exec_ok(&["ip", "link", "set", "vnicA", "down"]);
+    wait_active(&ns, "vnicB");
+    ns.exec_ok(&["ip", "link", "set", "vnicA", "up"]);
+    wait_active(&ns, "vnicA");
+    drop(v);
+    let _ = std::fs::remove_file(&file);
+}
+
 #[test]
 fn what_cannot_run_with_several_links_is_refused_in_one_line() {
     if !can_run() {
