@@ -2,7 +2,7 @@
 //! rules and the placing of batches that sent nothing.
 
 use super::compare::{decision, decode, first_difference};
-use super::run::{plan, turns};
+use super::plan::{plan, turns};
 use super::trace::{Trace, TraceFrame};
 use std::time::Duration;
 use vnic_adapter::trace::Direction;

@@ -9,6 +9,7 @@ use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use std::path::Path;
 use std::time::Duration;
+use vnic_adapter::trace::batch::{self, BatchRecord};
 use vnic_adapter::trace::block::{BlockError, ReplayBlock};
 use vnic_adapter::trace::Direction;
 
@@ -40,6 +41,12 @@ pub struct Trace {
     pub mac: Option<[u8; 6]>,
     /// Every frame, in file order.
     pub frames: Vec<TraceFrame>,
+    /// Every batch a processor took, in file order (traces written
+    /// before vnic recorded batches have none).
+    pub batches: Vec<BatchRecord>,
+    /// Batch records that did not read: how many, and the first one's
+    /// error.
+    pub bad_batches: (usize, Option<String>),
 }
 
 impl Trace {
@@ -115,6 +122,19 @@ impl Trace {
                         data: p.data.to_vec(),
                         comment,
                     });
+                }
+                Block::Unknown(u)
+                    if u.type_ == batch::CUSTOM_BLOCK
+                        || u.type_ == batch::CUSTOM_BLOCK_COPYABLE =>
+                {
+                    match BatchRecord::parse(&u.value) {
+                        Ok(Some(b)) => t.batches.push(b),
+                        Ok(None) => {} // another tool's custom block
+                        Err(e) => {
+                            t.bad_batches.0 += 1;
+                            t.bad_batches.1.get_or_insert(e);
+                        }
+                    }
                 }
                 _ => {}
             }
