@@ -365,7 +365,12 @@ fn rx_frame(
             f.original_len
         )));
     }
-    rig.rx.reap_closed();
+    // The flows their processors closed are forgotten before a frame the
+    // trace shows finding no flow, not before one it shows finding its
+    // flow: the RX thread had not yet read the processor's report then.
+    if f.comment.split(' ').nth(2) != Some("flow") {
+        rig.rx.reap_closed();
+    }
     let d = rig.rx.handle_rx_frame(at, &f.data, offload);
     let comment = rx_comment(&d, d.rule(&rig.filter.lock()));
     o.frames_in += 1;
@@ -559,6 +564,10 @@ fn by_turns(
                 plan: exact[k].then_some(plan[k].as_slice()),
                 open: &mut open[k],
             };
+            // A recorded batch happened, even one the processor's clock
+            // dates after the trace's last frame (the two clocks differ).
+            let last = batches.plan.and_then(|p| p.iter().max().copied());
+            let until = last.map_or(at(end), |t| at(end).max(base + Duration::from_nanos(t)));
             catch_up(
                 zero,
                 rig,
@@ -566,7 +575,7 @@ fn by_turns(
                 &turns,
                 &next_turn,
                 &mut queued,
-                at(end),
+                until,
                 batches,
             );
         }

@@ -16,7 +16,8 @@ use vnic_adapter::trace::Direction;
 /// One frame of a trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceFrame {
-    /// Its number in the file, from 1 (as Wireshark counts).
+    /// Its number in the file, from 1, as Wireshark counts (Wireshark
+    /// 4 lists a custom block, such as a batch record, as a record too).
     pub number: usize,
     /// Its timestamp: time since 1970.
     pub at: Duration,
@@ -71,6 +72,8 @@ impl Trace {
             |e: pcap_file::PcapError| ReplayError::Format(format!("not a readable pcapng: {e}"));
         let mut r = PcapNgReader::new(bytes).map_err(bad)?;
         let mut t = Trace::default();
+        // Records as Wireshark numbers them: frames and custom blocks.
+        let mut records = 0;
         for o in &r.section().options {
             if let SectionHeaderOption::Comment(c) = o {
                 match ReplayBlock::parse(c) {
@@ -101,7 +104,8 @@ impl Trace {
                             _ => {}
                         }
                     }
-                    let number = t.frames.len() + 1;
+                    records += 1;
+                    let number = records;
                     // epb_flags bits 0-1: 01 inbound, 10 outbound; a file
                     // without them says it in the comment.
                     let dir = match (flags & 3, comment.split(' ').next()) {
@@ -127,6 +131,7 @@ impl Trace {
                     if u.type_ == batch::CUSTOM_BLOCK
                         || u.type_ == batch::CUSTOM_BLOCK_COPYABLE =>
                 {
+                    records += 1;
                     match BatchRecord::parse(&u.value) {
                         Ok(Some(b)) => t.batches.push(b),
                         Ok(None) => {} // another tool's custom block

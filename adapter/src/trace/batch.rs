@@ -163,4 +163,50 @@ mod tests {
             }))
         );
     }
+
+    /// A processor's batches go through its tracing sink into the pcapng
+    /// file as custom blocks, between its frames, in order; a sink
+    /// without a turn stamp (the adapter's) records none.
+    #[test]
+    fn a_processors_batches_reach_the_file_between_its_frames() {
+        use crate::emit::{CaptureSink, FrameSink};
+        use crate::trace::turn::TurnStamp;
+        use crate::trace::{Origin, Tracer, TracingSink};
+        use pcap_file::pcapng::{Block, PcapNgReader};
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+        let dir = std::env::temp_dir().join(format!("vnic-batch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("b.pcapng");
+        let o = super::super::tests::opts(Some(path.clone()), None);
+        let t = Tracer::start_tuned(o, super::super::tests::tuning()).expect("start");
+        let epoch = Instant::now();
+        let turn = Arc::new(TurnStamp::new(epoch));
+        let inner = Arc::new(CaptureSink::default());
+        let cpu = TracingSink::new(inner.clone(), t.clone(), Origin::Processor(2)).with_turn(turn);
+        let adapter = TracingSink::new(inner, t.clone(), Origin::Adapter);
+        cpu.batch(epoch + Duration::from_micros(5), 3, 1);
+        cpu.send_frame(&super::super::frames::udp4(b"x"))
+            .expect("send");
+        cpu.batch(epoch + Duration::from_micros(9), 4, 2);
+        adapter.batch(epoch, 1, 1);
+        t.close();
+        let file = std::fs::File::open(&path).expect("file");
+        let mut r = PcapNgReader::new(file).expect("pcapng");
+        let mut seen = Vec::new();
+        while let Some(b) = r.next_block() {
+            match b.expect("block") {
+                Block::Unknown(u) => {
+                    assert_eq!(u.type_, CUSTOM_BLOCK);
+                    let rec = BatchRecord::parse(&u.value).expect("reads").expect("ours");
+                    seen.push(format!("{}/{}/{}/{}", rec.cpu, rec.t, rec.taken, rec.batch));
+                }
+                Block::EnhancedPacket(_) => seen.push("frame".into()),
+                _ => {}
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(seen, ["2/5000/3/1", "frame", "2/9000/4/2"]);
+        assert_eq!(t.stats().lost, 0);
+    }
 }
