@@ -199,8 +199,13 @@ impl Writer {
 
     /// Stops writing the file after an error: later frames for it are
     /// ignored, and the error is kept for `stats()`.
-    /// A processor's batch record, into the pcapng file if one is open.
+    /// A processor's batch record, into the pcapng file if one is open
+    /// and keeps every frame: a `--pcap-filter` file cannot be replayed
+    /// anyway, and its reader asked for the matching frames alone.
     fn batch(&mut self, b: &super::batch::BatchRecord) {
+        if self.file_filter.is_some() {
+            return;
+        }
         if let Some(Err(e)) = self.pcap.as_mut().map(|p| p.write_batch(b)) {
             self.shared.lose();
             self.fail(e);
