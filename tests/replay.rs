@@ -119,39 +119,28 @@ fn a_lossy_session_with_syn_cookies_replays_identically() {
     assert!(t.contains("identical to the trace"), "{t}");
 }
 
-/// Sessions recorded before one replays identically.
-const ATTEMPTS: usize = 3;
-
-/// Records sessions (see [`record`]) until one replays with no
-/// divergence, at most [`ATTEMPTS`]: its trace. A trace does not say
-/// which segments a processor took together in batches that sent nothing
-/// (`replay::run::plan` places them); on a loaded machine a processor
-/// now and then batches differently from what the plan assumes, and that
-/// session diverges (measured: about one session in eight). The others
-/// are kept and printed, so a regression (every session diverging) fails
-/// with all of them.
+/// Records a session (see [`record`]) that must replay with no
+/// divergence: its trace. The trace records every batch each processor
+/// took (pcapng custom blocks), so the replay follows them rather than
+/// guessing the batches that sent nothing; a session that diverges fails
+/// with the replay's report and where the trace was kept.
 fn replayable(dir: &Dir, echo: usize, chargen: usize) -> PathBuf {
-    let mut seen = Vec::new();
-    for n in 0..ATTEMPTS {
-        let file = dir.0.join(format!("session-{n}.pcapng"));
-        let ns = Netns::new();
-        record(&ns, &file, echo, chargen);
-        let out = replay(&[file.to_str().expect("path")]);
-        if out.status.code() == Some(0) {
-            if !seen.is_empty() {
-                eprintln!(
-                    "sessions that diverged before this one:\n{}",
-                    seen.join("\n")
-                );
-            }
-            return file;
-        }
-        seen.push(format!("{}{}", text(&out), kept(&file)));
-    }
-    panic!(
-        "none of {ATTEMPTS} sessions replayed identically:\n{}",
-        seen.join("\n")
+    let file = dir.0.join("session.pcapng");
+    let ns = Netns::new();
+    record(&ns, &file, echo, chargen);
+    let trace = vnic::replay::Trace::read(&file).expect("trace");
+    assert!(
+        !trace.batches.is_empty() && trace.bad_batches.0 == 0,
+        "the trace records the processors' batches"
     );
+    let out = replay(&[file.to_str().expect("path"), "--report", "all"]);
+    let t = text(&out);
+    assert!(
+        out.status.code() == Some(0) && !t.contains("in batches that sent nothing"),
+        "{t}{}",
+        kept(&file)
+    );
+    file
 }
 
 /// The first inbound echo segment with text, in a trace's bytes: its
@@ -410,6 +399,8 @@ fn a_trace_without_its_replay_block_says_what_was_guessed() {
         "replay: guessed: listening ports 7,19,80 with apps scripted from the trace",
         "replay: guessed: the SYN-cookie secret: not in the trace",
         "replay: guessed: SYN cookies for every connection (the trace shows some)",
+        "replay: guessed: how each processor's segments went in batches that sent nothing \
+         (the trace has no batch records)",
     ] {
         assert!(t.contains(want), "no {want:?} in:\n{t}");
     }

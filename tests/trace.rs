@@ -10,10 +10,22 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-/// (comment) of every packet in the file, via tshark.
+/// (comment) of every packet in the file, via tshark: every Ethernet
+/// frame (tshark also lists the processors' batch records, pcapng custom
+/// blocks, as records without a packet; the display filter leaves them
+/// out).
 fn comments(file: &str) -> (Vec<String>, String) {
     let out = Command::new("tshark")
-        .args(["-r", file, "-T", "fields", "-e", "frame.comment"])
+        .args([
+            "-r",
+            file,
+            "-Y",
+            "eth",
+            "-T",
+            "fields",
+            "-e",
+            "frame.comment",
+        ])
         .output()
         .expect("run tshark");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();

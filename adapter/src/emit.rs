@@ -47,6 +47,13 @@ pub trait FrameSink: Send + Sync {
     fn turn(&self) -> Option<&crate::trace::turn::TurnStamp> {
         None
     }
+
+    /// The sender (a processor) took a batch of segments at `now`,
+    /// having taken `taken` in all, its `batch`th: a sink that traces
+    /// turns records it ([`crate::trace::batch`]); others do nothing.
+    fn batch(&self, now: std::time::Instant, taken: u64, batch: u64) {
+        let _ = (now, taken, batch);
+    }
 }
 
 /// Largest TCP payload put into one GSO frame: the IPv4 total length
@@ -354,6 +361,14 @@ impl FrameWriter {
         if let Some(t) = self.sink.turn() {
             t.set(now, taken, batches);
         }
+    }
+
+    /// Records the batch the sender just took (at `now`, `taken`
+    /// segments in all, its `batch`th) when its sink traces turns and a
+    /// pcapng file is written; nothing otherwise.
+    #[inline]
+    pub fn record_batch(&self, now: std::time::Instant, taken: u64, batch: u64) {
+        self.sink.batch(now, taken, batch);
     }
 
     /// Our MAC: the active link's when following one.

@@ -134,7 +134,7 @@ fn bytes_literal(b: &[u8]) -> String {
 struct Times {
     zero: Duration,
     /// Per processor: when it took each of its segments
-    /// ([`super::run::plan`]).
+    /// ([`super::plan::when_taken`]).
     plan: Vec<Vec<u64>>,
     /// Per trace frame index: (processor, its index among the segments
     /// queued for that processor), for the segments.
@@ -150,7 +150,8 @@ impl Times {
             .filter_map(|f| super::run::processor_in_comment(&f.comment))
             .max()
             .map_or(1, |k| k + 1);
-        let plan = super::run::plan(trace, &super::run::turns(trace, n), zero);
+        let turns = super::plan::turns(trace, n);
+        let (plan, _) = super::plan::when_taken(trace, &turns, zero);
         let mut counts = vec![0u64; n];
         let queued = trace
             .frames

@@ -19,6 +19,7 @@
 
 pub mod compare;
 pub mod emit;
+mod plan;
 pub mod rig;
 pub mod run;
 pub mod script;

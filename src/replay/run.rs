@@ -6,6 +6,7 @@
 //! outbound frames (see [`super::compare`]).
 
 use super::compare::{self, Divergence, Placed};
+use super::plan::{turns, when_taken, Turn};
 use super::rig::{Rig, RigSetup};
 use super::script::{self, Scripts};
 use super::trace::{Trace, TraceFrame};
@@ -18,21 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use vnic_adapter::clock::{set_wall, VirtualClock};
 use vnic_adapter::trace::comment::rx_comment;
-use vnic_adapter::trace::turn::{parse_batches, parse_turn};
+use vnic_adapter::trace::turn::parse_turn;
 use vnic_adapter::trace::Direction;
 use vnic_adapter::FilterMode;
 use vnic_stack::{FourTuple, IsnScript, SeqNumber};
-
-/// Longest a processor is taken to need to wake for a segment: a stamped
-/// turn later than this after its last segment came was a timer's, the
-/// segments went in batches that sent nothing (a loaded machine delays a
-/// wake by a millisecond or so; timers that send are 40 ms and more
-/// away, a delayed ACK's, or the RACK and RTO timers').
-const IDLE_WAKE: u64 = 5_000_000;
-
-/// Segments that came this close together woke a processor once: they
-/// went in one batch.
-const SAME_WAKE: u64 = 5_000;
 
 /// Timer passes allowed between two frames: more means a timer that
 /// keeps firing at one instant (a bug), and the replay says so.
@@ -375,7 +365,12 @@ fn rx_frame(
             f.original_len
         )));
     }
-    rig.rx.reap_closed();
+    // The flows their processors closed are forgotten before a frame the
+    // trace shows finding no flow, not before one it shows finding its
+    // flow: the RX thread had not yet read the processor's report then.
+    if f.comment.split(' ').nth(2) != Some("flow") {
+        rig.rx.reap_closed();
+    }
     let d = rig.rx.handle_rx_frame(at, &f.data, offload);
     let comment = rx_comment(&d, d.rule(&rig.filter.lock()));
     o.frames_in += 1;
@@ -404,160 +399,15 @@ pub(crate) fn queued_for(f: &TraceFrame) -> Option<usize> {
     (!rule.ends_with("udp")).then_some(k)
 }
 
-/// One processor turn a trace shows: where (the index of its first frame
-/// in the trace), when (ns since the replay's zero) and after how many
-/// segments.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Turn {
-    pub(crate) at: usize,
-    pub(crate) t: u64,
-    pub(crate) taken: u64,
-    /// Batches taken by then (`b=N`; older traces have none).
-    pub(crate) batches: Option<u64>,
-    /// When the trace recorded the turn's last frame (ns since 1970):
-    /// the turn had not ended before.
-    pub(crate) ended: Duration,
-}
-
-/// The turns each processor's frames are stamped with, in trace order.
-pub(crate) fn turns(trace: &Trace, n: usize) -> Vec<Vec<Turn>> {
-    let mut out: Vec<Vec<Turn>> = vec![Vec::new(); n];
-    for (i, f) in trace.frames.iter().enumerate() {
-        if f.dir != Direction::Out {
-            continue;
-        }
-        let (Some(k), Some((t, taken))) = (processor_of(&f.comment), parse_turn(&f.comment)) else {
-            continue;
-        };
-        if let Some(v) = out.get_mut(k) {
-            match v.last_mut() {
-                Some(l) if (l.t, l.taken) == (t, taken) => l.ended = f.at,
-                _ => v.push(Turn {
-                    at: i,
-                    t,
-                    taken,
-                    batches: parse_batches(&f.comment),
-                    ended: f.at,
-                }),
-            }
-        }
-    }
-    out
-}
-
-/// When each processor took each of its segments (ns since the trace's
-/// zero; processor K's Jth segment at `[K][J-1]`), from the turn stamps:
-/// the batches a stamped turn's `b=` count says came since the last one
-/// without sending anything took, first, what arrived while the last
-/// stamped turn still ran (until its frames were all recorded: it
-/// waited, and went in one batch), then one segment each at its arrival
-/// (an idle processor wakes for each), with those that came within
-/// [`SAME_WAKE`] of it; the stamped turn took the rest at its time (none
-/// when it came [`IDLE_WAKE`] after them: a timer's turn). Segments no stamped turn took are taken at
-/// their arrival.
-pub(crate) fn plan(trace: &Trace, turns: &[Vec<Turn>], zero: Duration) -> Vec<Vec<u64>> {
-    let n = turns.len();
-    let mut arrivals: Vec<Vec<u64>> = vec![Vec::new(); n];
-    for f in &trace.frames {
-        if let Some(v) = queued_for(f).and_then(|k| arrivals.get_mut(k)) {
-            v.push(u64::try_from(f.at.saturating_sub(zero).as_nanos()).unwrap_or(u64::MAX));
-        }
-    }
-    let mut out = arrivals.clone();
-    for k in 0..n {
-        let (mut taken, mut batches, mut open) = (0u64, 0u64, false);
-        // When the processor's last stamped turn ended: what came before
-        // waited in its queue for the next batch.
-        let mut busy_until = 0u64;
-        for (i, turn) in turns[k].iter().enumerate() {
-            let want = turn.taken.saturating_sub(taken);
-            let goes_on = turns[k]
-                .get(i + 1)
-                .is_some_and(|nt| nt.t == turn.t && nt.taken > turn.taken);
-            if want > 0 {
-                let idx = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
-                let arrival = |x: u64| arrivals[k].get(idx(x)).copied().unwrap_or(turn.t);
-                let new_batches = match (open, turn.batches) {
-                    (false, Some(b)) => b.saturating_sub(batches),
-                    _ => 1,
-                };
-                // A turn long after its segments came took none of them:
-                // an idle processor takes a segment at once, so they went
-                // in batches that sent nothing and this is a timer's turn.
-                let timers = !open
-                    && new_batches >= 1
-                    && new_batches <= want
-                    && arrival(turn.taken - 1).saturating_add(IDLE_WAKE) < turn.t;
-                let silent = if timers {
-                    new_batches
-                } else {
-                    new_batches.saturating_sub(1).min(want - 1)
-                };
-                let idx = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
-                let arrival = |x: u64| arrivals[k].get(idx(x)).copied().unwrap_or(turn.t);
-                let mut j = taken;
-                let mut left = silent;
-                let waited = (taken..turn.taken - 1)
-                    .take_while(|x| arrival(*x) <= busy_until)
-                    .count() as u64;
-                if left > 0 && waited > 0 {
-                    let at = arrival(j + waited - 1).max(busy_until);
-                    for x in j..j + waited {
-                        if let Some(o) = out[k].get_mut(idx(x)) {
-                            *o = at;
-                        }
-                    }
-                    j += waited;
-                    left -= 1;
-                }
-                while left > 0 && j + 1 < turn.taken {
-                    // What came with it (within a wake's time) went too,
-                    // leaving one for each batch still to come.
-                    let keep = left - 1 + u64::from(!timers);
-                    let mut end = j + 1;
-                    while end + keep < turn.taken && arrival(end) <= arrival(j) + SAME_WAKE {
-                        end += 1;
-                    }
-                    let at = arrival(end - 1);
-                    for x in j..end {
-                        if let Some(o) = out[k].get_mut(idx(x)) {
-                            *o = at;
-                        }
-                    }
-                    j = end;
-                    left -= 1;
-                }
-                if timers && left > 0 {
-                    let at = arrival(turn.taken - 1);
-                    for x in j..turn.taken {
-                        if let Some(o) = out[k].get_mut(idx(x)) {
-                            *o = at;
-                        }
-                    }
-                    j = turn.taken;
-                }
-                for x in j..turn.taken {
-                    if let Some(o) = out[k].get_mut(usize::try_from(x).unwrap_or(usize::MAX)) {
-                        *o = turn.t;
-                    }
-                }
-                batches += silent + u64::from(!open && !timers);
-                taken = turn.taken;
-            }
-            open = goes_on;
-            busy_until = u64::try_from(turn.ended.saturating_sub(zero).as_nanos()).unwrap_or(0);
-        }
-    }
-    out
-}
-
 /// A stamped trace: the RX queue takes the inbound frames in the trace's
 /// order at their times, and each processor acts when its frames' turn
 /// stamps say, on a clock of its own: a new stamp `t=T in=N` is a turn
 /// at T that first takes the segments up to the Nth (a batch, serviced
 /// once unless the next turn goes on with the same batch), or, with none
 /// new, only fires the timers due (they fire after a batch too); the
-/// batches between that sent nothing are placed by [`plan`]. The RX
+/// batches between that sent nothing are those the trace's batch
+/// records show, or, in a trace without them, placed by
+/// [`super::plan::plan`]. The RX
 /// queue reads ahead when a turn needs
 /// a segment whose frame the trace recorded after the turn's frames (the
 /// two threads race to the trace).
@@ -573,7 +423,8 @@ fn by_turns(
     let base = rig.clocks.first().map_or_else(Instant::now, |c| c.base());
     let at = |f: &TraceFrame| base + f.at.saturating_sub(zero);
     let turns = turns(trace, n);
-    let plan = plan(trace, &turns, zero);
+    let (plan, exact) = when_taken(trace, &turns, zero);
+    say_how_batched(trace, &exact, o);
     let mut open = vec![false; n];
     let mut next_turn = vec![0usize; n];
     // The arrival times of the segments queued for each processor.
@@ -651,9 +502,15 @@ fn by_turns(
                 let want = want.min(queued[k].len() as u64);
                 // The same batch goes on in the next turn (an out-of-order
                 // segment's ACK went out at once, within it).
-                let goes_on = turns[k]
-                    .get(next_turn[k])
-                    .is_some_and(|nt| nt.t == turn.t && nt.taken > turn.taken);
+                let goes_on = if exact[k] {
+                    // As recorded: its next segment went in this batch.
+                    let next = usize::try_from(turn.taken).unwrap_or(usize::MAX);
+                    plan[k].get(next) == Some(&turn.t)
+                } else {
+                    turns[k]
+                        .get(next_turn[k])
+                        .is_some_and(|nt| nt.t == turn.t && nt.taken > turn.taken)
+                };
                 for _ in 0..want {
                     queued[k].pop_front();
                 }
@@ -675,7 +532,12 @@ fn by_turns(
                     }
                     clock.advance_to(Duration::from_nanos(when));
                     wall(zero, clock);
-                    p.take_batch(run, true, true);
+                    // As recorded, the rest of a batch a turn left open
+                    // goes on in it.
+                    p.take_batch(run, !(exact[k] && open[k]), true);
+                    if exact[k] {
+                        open[k] = false;
+                    }
                     p.fire_due();
                     left -= run;
                 }
@@ -698,7 +560,24 @@ fn by_turns(
     while rx_one(rig, o, &mut queued, &mut next_in)? {}
     if let Some(end) = trace.frames.last() {
         for k in 0..n {
-            catch_up(zero, rig, k, &turns, &next_turn, &mut queued, at(end));
+            let batches = Batches {
+                plan: exact[k].then_some(plan[k].as_slice()),
+                open: &mut open[k],
+            };
+            // A recorded batch happened, even one the processor's clock
+            // dates after the trace's last frame (the two clocks differ).
+            let last = batches.plan.and_then(|p| p.iter().max().copied());
+            let until = last.map_or(at(end), |t| at(end).max(base + Duration::from_nanos(t)));
+            catch_up(
+                zero,
+                rig,
+                k,
+                &turns,
+                &next_turn,
+                &mut queued,
+                until,
+                batches,
+            );
         }
         collect(rig, end.number, sent);
     }
@@ -720,11 +599,22 @@ fn closed_by_now(f: &TraceFrame, rig: &Rig) -> Option<FourTuple> {
     rig.rx.flows().lookup(&t).map(|_| t)
 }
 
+/// A processor's batches as its trace records them, for [`catch_up`].
+struct Batches<'a> {
+    /// When it took each segment (see [`when_taken`]); None when the
+    /// trace does not record its batches.
+    plan: Option<&'a [u64]>,
+    /// Its last batch did not end (a turn took part of it).
+    open: &'a mut bool,
+}
+
 /// Before time `until`, processor `k`, if its next stamped turn is later
 /// (or it has none), takes the segments queued for it that this turn
-/// has taken (all, after its last turn), each in a batch of its own at
-/// its arrival, and fires its timers due, each at its deadline: its
-/// turns that sent nothing.
+/// has taken (all, after its last turn) in the batches its trace
+/// records, or, without records, each in a batch of its own at its
+/// arrival, and fires its timers due, each at its deadline: its turns
+/// that sent nothing.
+#[allow(clippy::too_many_arguments)]
 fn catch_up(
     zero: Duration,
     rig: &mut Rig,
@@ -733,6 +623,7 @@ fn catch_up(
     next_turn: &[usize],
     queued: &mut [VecDeque<Instant>],
     until: Instant,
+    batches: Batches<'_>,
 ) {
     if let (Some(p), Some(clock)) = (rig.processors.get_mut(k), rig.clocks.get(k)) {
         let next = turns[k].get(next_turn[k]);
@@ -741,14 +632,30 @@ fn catch_up(
         }
         let limit = next.map_or(u64::MAX, |t| t.taken);
         loop {
-            let arrival = queued[k].front().copied().filter(|a| *a <= until);
+            let j = usize::try_from(p.taken()).unwrap_or(usize::MAX);
+            let recorded = batches.plan.and_then(|plan| {
+                let when = *plan.get(j)?;
+                let left = limit.saturating_sub(p.taken()).min(queued[k].len() as u64);
+                let run = plan[j..].iter().take_while(|w| **w == when).count() as u64;
+                Some((clock.base() + Duration::from_nanos(when), run.min(left)))
+            });
+            let (arrival, run) = match (recorded, queued[k].front()) {
+                (_, None) => (None, 0),
+                (Some((at, run)), Some(_)) => (Some(at), run),
+                (None, Some(a)) => (Some(*a), 1),
+            };
+            let arrival = arrival.filter(|a| *a <= until && run > 0);
             let timer = p.next_timer().filter(|d| *d <= until);
             match (arrival, timer) {
                 (Some(a), d) if p.taken() < limit && d.is_none_or(|d| a <= d) => {
-                    queued[k].pop_front();
+                    for _ in 0..run {
+                        queued[k].pop_front();
+                    }
                     clock.advance_to_instant(a);
                     wall(zero, clock);
-                    p.take_batch(1, true, true);
+                    let starts = !(batches.plan.is_some() && *batches.open);
+                    p.take_batch(run, starts, true);
+                    *batches.open = false;
                 }
                 (_, Some(d)) => {
                     clock.advance_to_instant(d);
@@ -758,6 +665,38 @@ fn catch_up(
                 _ => break,
             }
         }
+    }
+}
+
+/// Says whether the replay follows the trace's batch records or guesses
+/// the batches that sent nothing (a trace without records, or with some
+/// lost or unreadable).
+fn say_how_batched(trace: &Trace, exact: &[bool], o: &mut Outcome) {
+    if let (n @ 1.., Some(e)) = &trace.bad_batches {
+        o.guessed
+            .push(format!("{n} batch records did not read (the first: {e})"));
+    }
+    if trace.batches.is_empty() {
+        o.guessed.push(
+            "how each processor's segments went in batches that sent nothing (the trace has \
+             no batch records): from their arrival times"
+                .into(),
+        );
+        return;
+    }
+    let guessed: Vec<String> = (0..exact.len())
+        .filter(|k| !exact[*k] && trace.frames.iter().any(|f| queued_for(f) == Some(*k)))
+        .map(|k| k.to_string())
+        .collect();
+    if guessed.is_empty() {
+        o.notes
+            .push("each processor took the batches its trace's batch records show".into());
+    } else {
+        o.guessed.push(format!(
+            "the batches of processors {} (their batch records are incomplete): from the \
+             arrival times",
+            guessed.join(",")
+        ));
     }
 }
 
@@ -787,7 +726,7 @@ pub(crate) fn zero_of(trace: &Trace) -> Duration {
 }
 
 /// The processor that sent a frame, from its comment (`out cpu=K ...`).
-fn processor_of(comment: &str) -> Option<usize> {
+pub(crate) fn processor_of(comment: &str) -> Option<usize> {
     comment
         .strip_prefix("out cpu=")?
         .split(' ')

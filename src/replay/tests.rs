@@ -2,7 +2,7 @@
 //! rules and the placing of batches that sent nothing.
 
 use super::compare::{decision, decode, first_difference};
-use super::run::{plan, turns};
+use super::plan::{plan, recorded, turns};
 use super::trace::{Trace, TraceFrame};
 use std::time::Duration;
 use vnic_adapter::trace::Direction;
@@ -91,4 +91,97 @@ fn batches_that_sent_nothing_are_placed_from_the_stamps() {
     let p = plan(&trace, &t, Duration::ZERO);
     let ms = |x: u64| x * 1_000_000;
     assert_eq!(p[0], vec![ms(10), ms(11), ms(31), ms(31), ms(40)]);
+}
+
+/// A pcapng with one inbound frame, then `bodies` as custom blocks of
+/// type `0x40000BAD`, then an outbound frame.
+fn with_custom_blocks(bodies: &[Vec<u8>]) -> Vec<u8> {
+    use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::blocks::unknown::UnknownBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::DataLink;
+    use std::borrow::Cow;
+    let mut w = PcapNgWriter::new(Vec::new()).expect("writer");
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 0,
+        options: vec![],
+    })
+    .expect("idb");
+    let epb = |flags: u32| EnhancedPacketBlock {
+        interface_id: 0,
+        timestamp: Duration::from_millis(1),
+        original_len: 4,
+        data: Cow::Owned(vec![1, 2, 3, 4]),
+        options: vec![EnhancedPacketOption::Flags(flags)],
+    };
+    w.write_pcapng_block(epb(1)).expect("in");
+    for b in bodies {
+        w.write_pcapng_block(UnknownBlock {
+            type_: vnic_adapter::trace::batch::CUSTOM_BLOCK,
+            length: 0,
+            value: Cow::Owned(b.clone()),
+        })
+        .expect("custom");
+    }
+    w.write_pcapng_block(epb(2)).expect("out");
+    w.into_inner()
+}
+
+#[test]
+fn batch_records_are_read_a_malformed_one_counted_and_frames_numbered_as_wireshark_does() {
+    use vnic_adapter::trace::batch::{BatchRecord, PEN};
+    let good = BatchRecord {
+        cpu: 1,
+        t: 77,
+        taken: 2,
+        batch: 1,
+    };
+    let mut bad = PEN.to_le_bytes().to_vec();
+    bad.extend_from_slice(b"vnic-batch/1 cpu=1 in=2\0");
+    let mut foreign = 99u32.to_le_bytes().to_vec();
+    foreign.extend_from_slice(b"else");
+    let bytes = with_custom_blocks(&[good.encode(false), bad, foreign]);
+    let t = Trace::from_bytes(&bytes).expect("a readable trace");
+    assert_eq!(t.batches, vec![good]);
+    assert_eq!(t.bad_batches.0, 1);
+    let e = t.bad_batches.1.expect("the first error");
+    assert!(e.contains("cpu=1 in=2") && !e.contains('\n'), "{e}");
+    // Wireshark lists the three custom blocks as records 2 to 4.
+    let numbers: Vec<usize> = t.frames.iter().map(|f| f.number).collect();
+    assert_eq!(numbers, vec![1, 5]);
+}
+
+#[test]
+fn recorded_batches_give_each_segment_its_batchs_time_unless_one_is_missing() {
+    use vnic_adapter::trace::batch::BatchRecord;
+    let rec = |cpu, t, taken, batch| BatchRecord {
+        cpu,
+        t,
+        taken,
+        batch,
+    };
+    let trace = Trace {
+        batches: vec![
+            rec(0, 10, 1, 1),
+            rec(1, 12, 2, 1),
+            rec(0, 20, 4, 2),
+            // Processor 1's second batch was lost: its third cannot say
+            // which segments the second took.
+            rec(1, 30, 5, 3),
+            rec(0, 40, 5, 3),
+        ],
+        ..Trace::default()
+    };
+    let r = recorded(&trace, 3);
+    assert_eq!(r[0], Some(vec![10, 20, 20, 20, 40]));
+    assert_eq!(r[1], None);
+    assert_eq!(r[2], None, "no records: nothing recorded");
+    // A record that takes nothing new is not whole either.
+    let stuck = Trace {
+        batches: vec![rec(0, 10, 1, 1), rec(0, 20, 1, 2)],
+        ..Trace::default()
+    };
+    assert_eq!(recorded(&stuck, 1)[0], None);
 }

@@ -9,13 +9,15 @@ use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use std::path::Path;
 use std::time::Duration;
+use vnic_adapter::trace::batch::{self, BatchRecord};
 use vnic_adapter::trace::block::{BlockError, ReplayBlock};
 use vnic_adapter::trace::Direction;
 
 /// One frame of a trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceFrame {
-    /// Its number in the file, from 1 (as Wireshark counts).
+    /// Its number in the file, from 1, as Wireshark counts (Wireshark
+    /// 4 lists a custom block, such as a batch record, as a record too).
     pub number: usize,
     /// Its timestamp: time since 1970.
     pub at: Duration,
@@ -40,6 +42,12 @@ pub struct Trace {
     pub mac: Option<[u8; 6]>,
     /// Every frame, in file order.
     pub frames: Vec<TraceFrame>,
+    /// Every batch a processor took, in file order (traces written
+    /// before vnic recorded batches have none).
+    pub batches: Vec<BatchRecord>,
+    /// Batch records that did not read: how many, and the first one's
+    /// error.
+    pub bad_batches: (usize, Option<String>),
 }
 
 impl Trace {
@@ -64,6 +72,8 @@ impl Trace {
             |e: pcap_file::PcapError| ReplayError::Format(format!("not a readable pcapng: {e}"));
         let mut r = PcapNgReader::new(bytes).map_err(bad)?;
         let mut t = Trace::default();
+        // Records as Wireshark numbers them: frames and custom blocks.
+        let mut records = 0;
         for o in &r.section().options {
             if let SectionHeaderOption::Comment(c) = o {
                 match ReplayBlock::parse(c) {
@@ -94,7 +104,8 @@ impl Trace {
                             _ => {}
                         }
                     }
-                    let number = t.frames.len() + 1;
+                    records += 1;
+                    let number = records;
                     // epb_flags bits 0-1: 01 inbound, 10 outbound; a file
                     // without them says it in the comment.
                     let dir = match (flags & 3, comment.split(' ').next()) {
@@ -115,6 +126,20 @@ impl Trace {
                         data: p.data.to_vec(),
                         comment,
                     });
+                }
+                Block::Unknown(u)
+                    if u.type_ == batch::CUSTOM_BLOCK
+                        || u.type_ == batch::CUSTOM_BLOCK_COPYABLE =>
+                {
+                    records += 1;
+                    match BatchRecord::parse(&u.value) {
+                        Ok(Some(b)) => t.batches.push(b),
+                        Ok(None) => {} // another tool's custom block
+                        Err(e) => {
+                            t.bad_batches.0 += 1;
+                            t.bad_batches.1.get_or_insert(e);
+                        }
+                    }
                 }
                 _ => {}
             }

@@ -34,6 +34,7 @@
 //! [`sink`] (the outgoing-frame wrapper), [`filter`] (tcpdump filters)
 //! and [`capture`] (live captures).
 
+pub mod batch;
 pub mod block;
 pub mod capture;
 pub mod comment;
@@ -262,6 +263,8 @@ pub(crate) enum Msg {
         when: SystemTime,
         text: String,
     },
+    /// A processor's batch, for the pcapng file only.
+    Batch(batch::BatchRecord),
     /// Switch to this file (or none); acknowledge once the old one is
     /// closed.
     SetPcap(Option<pcapng::PcapFile>, Sender<()>),
@@ -596,6 +599,19 @@ impl Tracer {
             mode,
         };
         self.shared.send(&self.tx, rec);
+    }
+
+    /// Records a batch a processor took (see [`batch`]) in the pcapng
+    /// file, if one is being written: what lets a replay give the
+    /// processor the same batches. One relaxed load when it is not;
+    /// counted as lost when the queue is full.
+    pub fn record_batch(&self, record: batch::BatchRecord) {
+        if self.shared.mode.load(Ordering::Relaxed) & PCAP == 0 {
+            return;
+        }
+        if self.tx.try_send(Msg::Batch(record)).is_err() {
+            self.shared.lose();
+        }
     }
 
     /// A connection event (new, placed on cpu K, closed, reset,

@@ -19,6 +19,7 @@ use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
+use pcap_file::pcapng::blocks::unknown::UnknownBlock;
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, Endianness};
 use std::borrow::Cow;
@@ -120,6 +121,27 @@ impl PcapFile {
             self.out.get_mut().write_blocks()?;
         }
         Ok(rotated)
+    }
+
+    /// Appends a processor's batch record as a Custom Block (see
+    /// [`super::batch`]); it is not a packet, and a file is never
+    /// rotated for one.
+    pub fn write_batch(&mut self, b: &super::batch::BatchRecord) -> io::Result<()> {
+        let body = b.encode(cfg!(target_endian = "big"));
+        let block = UnknownBlock {
+            type_: super::batch::CUSTOM_BLOCK,
+            length: 0,
+            value: Cow::Owned(body),
+        };
+        let len = block.value.len() as u64 + 12;
+        self.out
+            .write_pcapng_block(block)
+            .map_err(io::Error::other)?;
+        self.size += len;
+        if self.out.get_ref().unsynced() >= SYNC_BYTES {
+            self.out.get_mut().write_blocks()?;
+        }
+        Ok(())
     }
 
     /// Writes the whole blocks built so far to the file.

@@ -80,6 +80,18 @@ impl FrameSink for TracingSink {
         self.turn.as_deref()
     }
 
+    fn batch(&self, now: std::time::Instant, taken: u64, batch: u64) {
+        let (Some(turn), Origin::Processor(cpu)) = (&self.turn, self.origin) else {
+            return;
+        };
+        self.tracer.record_batch(super::batch::BatchRecord {
+            cpu,
+            t: turn.ns(now),
+            taken,
+            batch,
+        });
+    }
+
     fn send_gso_frame(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {
         let r = self.inner.send_gso_frame(frame, hdr);
         let gso = hdr.gso_type != GSO_NONE;

@@ -32,12 +32,17 @@ impl TurnStamp {
         }
     }
 
+    /// `now` as a stamp writes it: ns since the epoch.
+    #[inline]
+    pub fn ns(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// A pass begins at `now`, after `taken` segments in `batches`
     /// batches.
     #[inline]
     pub fn set(&self, now: Instant, taken: u64, batches: u64) {
-        let ns =
-            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        let ns = self.ns(now);
         self.now_ns.store(ns, Ordering::Relaxed);
         self.taken.store(taken, Ordering::Relaxed);
         self.batches.store(batches, Ordering::Relaxed);

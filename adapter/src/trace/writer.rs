@@ -105,6 +105,7 @@ pub(crate) fn run(
                 w.frame(&rec);
                 w.shared.recycle(rec.data);
             }
+            Msg::Batch(b) => w.batch(&b),
             Msg::Conn { when, text } => {
                 w.lines.push_str(&line::format_conn_line(when, &text));
                 w.lines.push('\n');
@@ -198,6 +199,19 @@ impl Writer {
 
     /// Stops writing the file after an error: later frames for it are
     /// ignored, and the error is kept for `stats()`.
+    /// A processor's batch record, into the pcapng file if one is open
+    /// and keeps every frame: a `--pcap-filter` file cannot be replayed
+    /// anyway, and its reader asked for the matching frames alone.
+    fn batch(&mut self, b: &super::batch::BatchRecord) {
+        if self.file_filter.is_some() {
+            return;
+        }
+        if let Some(Err(e)) = self.pcap.as_mut().map(|p| p.write_batch(b)) {
+            self.shared.lose();
+            self.fail(e);
+        }
+    }
+
     fn fail(&mut self, e: io::Error) {
         let path = self.pcap.take().map(|p| p.path().display().to_string());
         self.shared.mode.fetch_and(!PCAP, Ordering::Relaxed);

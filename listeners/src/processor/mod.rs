@@ -692,6 +692,7 @@ impl Processor {
                     return false;
                 }
                 self.service_pending(now);
+                self.out.record_batch(now, self.taken, self.batches);
             }
             ToProcessor::Adopt(a) => self.on_adopt(a),
             ToProcessor::Migrate(m) => self.on_migrate(m),

@@ -133,6 +133,7 @@ impl Processor {
         self.direct_batch = batch;
         if any {
             self.service_pending(now);
+            self.out.record_batch(now, self.taken, self.batches);
         }
         any
     }

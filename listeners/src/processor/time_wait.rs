@@ -126,6 +126,8 @@ impl Processor {
         {
             Disposition::Handled => {
                 if let Some(seg) = p.tw.poll_transmit(now) {
+                    // Its turn, as every frame a processor sends carries.
+                    self.out.stamp_turn(now, self.taken, self.batches);
                     self.out
                         .send_tcp(p.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
                 }
