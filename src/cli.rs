@@ -112,8 +112,8 @@ pub struct UpArgs {
     /// eBPF flow map in the TAP's steering program; new connections and
     /// everything else still go through the RX threads). auto (default):
     /// on with at least as many processors as cores, when BPF is allowed,
-    /// the TAP can be multi-queue and there is no --impair; on: or do not
-    /// start; off: never.
+    /// the TAP can be multi-queue and there is no --impair or --pcap (a
+    /// trace should replay); on: or do not start; off: never.
     #[arg(long, value_name = "auto|on|off", default_value = "auto",
           value_parser = ["auto", "on", "off"])]
     pub processor_queues: String,

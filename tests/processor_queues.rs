@@ -75,6 +75,35 @@ fn wait_until_empty(ns: &Netns) -> serde_json::Value {
     }
 }
 
+/// `auto` leaves processor queues off when a trace is written from the
+/// start: a trace is for replaying, and a processor reading its own queue
+/// records its frames out of the RX thread's order.
+#[test]
+fn auto_is_off_when_a_trace_is_written_from_the_start() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let pcap = format!("/tmp/{}-auto.pcapng", ns.tap);
+    let vnic = ns.vnic(&["--quiet", "--processors", "4", "--pcap", &pcap]);
+    assert!(
+        !vnic.ready.contains("processor-queues=on"),
+        "{}",
+        vnic.ready
+    );
+    assert_eq!(ns.status_json()["adapter"]["processor_queues"], false);
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let _ = std::fs::remove_file(&pcap);
+    // The same without the trace: on (4 processors, at least the cores here).
+    let vnic = ns.vnic(&["--quiet", "--processors", "4"]);
+    if std::thread::available_parallelism().map_or(1, usize::from) <= 4 {
+        assert!(vnic.ready.contains("processor-queues=on"), "{}", vnic.ready);
+    }
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
 #[test]
 fn processors_read_their_own_queues_and_round_robin_still_places() {
     if !can_run() {

@@ -537,8 +537,15 @@ impl Builder {
             // cores, against 54 ms with the RX thread (tests/abuse.rs).
             // Several links: off, a processor's queue is one TAP's (and
             // `on` is refused by `check_links`).
+            // A trace written from the start (`--pcap`): off, so that the
+            // trace can be replayed (`vnic replay`): a processor reading
+            // its own queue records its frames out of the RX thread's
+            // order.
             ProcessorQueues::Auto => {
-                self.impair.is_none() && n >= cores() && self.more_taps.is_empty()
+                self.impair.is_none()
+                    && n >= cores()
+                    && self.more_taps.is_empty()
+                    && self.trace.pcap.is_none()
             }
         };
         if want {
