@@ -188,29 +188,11 @@ fn isns(frames: &[TraceFrame]) -> IsnScript {
 
 /// A SYN|ACK's 4-tuple (vnic's end local) and sequence number.
 fn syn_ack(frame: &[u8]) -> Option<(FourTuple, SeqNumber)> {
-    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-    let p = SlicedPacket::from_ethernet(frame).ok()?;
-    let (src, dst) = match &p.net {
-        Some(NetSlice::Ipv4(v)) => (
-            IpAddr::V4(v.header().source_addr()),
-            IpAddr::V4(v.header().destination_addr()),
-        ),
-        Some(NetSlice::Ipv6(v)) => (
-            IpAddr::V6(v.header().source_addr()),
-            IpAddr::V6(v.header().destination_addr()),
-        ),
-        _ => return None,
-    };
-    let Some(TransportSlice::Tcp(t)) = p.transport else {
-        return None;
-    };
+    let (local, remote, t) = super::trace::tcp_slice(frame)?;
     if !(t.syn() && t.ack()) {
         return None;
     }
-    let tuple = FourTuple {
-        local: std::net::SocketAddr::new(src, t.source_port()),
-        remote: std::net::SocketAddr::new(dst, t.destination_port()),
-    };
+    let tuple = FourTuple { local, remote };
     Some((tuple, SeqNumber(t.sequence_number())))
 }
 

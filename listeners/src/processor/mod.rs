@@ -604,8 +604,9 @@ impl Processor {
             if self.read_own_queue() {
                 busy = true;
             }
-            self.fire_timers(self.clock.now());
-            self.expire_time_wait(self.clock.now());
+            let now = self.clock.now();
+            self.fire_timers(now);
+            self.expire_time_wait(now);
             self.keep_budget(self.clock.now());
             self.expire_moved(self.clock.now());
             if self.evacuate(self.clock.now()) {

@@ -115,13 +115,20 @@ impl Processor {
             self.forget(tuple, true);
             return;
         }
-        if c.tcp.state() == State::TimeWait && self.park(tuple) {
-            return;
-        }
-        let stats = &self.registry.processors[self.id];
-        let Some(c) = self.conns.get_mut(&tuple) else {
-            return;
+        // Parked in TIME-WAIT (time_wait.rs): its pass ends here. Only
+        // then is the table looked up again (a park that did not happen).
+        let c = if c.tcp.state() == State::TimeWait {
+            if self.park(tuple) {
+                return;
+            }
+            let Some(c) = self.conns.get_mut(&tuple) else {
+                return;
+            };
+            c
+        } else {
+            c
         };
+        let stats = &self.registry.processors[self.id];
         if budget == 0 && !c.backlogged {
             // More may be due: the rest goes on the next turn, after the
             // other connections had theirs.
