@@ -36,6 +36,21 @@ pub trait FrameSink: Send + Sync {
         self.send_gso_frame(frame, hdr)
     }
 
+    /// [`FrameSink::send_gso_buf`] for a frame whose start is in `head`
+    /// and whose rest is `tail` (a large segment's payload where it lies):
+    /// a TAP writes the pieces with one vectored write; other sinks get
+    /// them joined in `head` (contents afterwards unspecified).
+    fn send_gso_parts(
+        &self,
+        head: &mut Vec<u8>,
+        tail: [&[u8]; 2],
+        hdr: &VnetHeader,
+    ) -> io::Result<()> {
+        head.extend_from_slice(tail[0]);
+        head.extend_from_slice(tail[1]);
+        self.send_gso_buf(head, hdr)
+    }
+
     /// With several links (Ethernet failover): the link frames leave by
     /// now, for the trace's comments. None for a sink of one device.
     fn link(&self) -> Option<&'static str> {
@@ -96,6 +111,7 @@ impl Burst {
         src: IpAddr,
         dst: IpAddr,
         seg: &Segment,
+        piece: usize,
         limit: usize,
     ) -> bool {
         let h = &self.head;
@@ -109,7 +125,8 @@ impl Burst {
             && h.options == seg.options
             && !self.psh
             && self.last == self.piece
-            && seg.payload.len() <= self.piece
+            && (seg.payload.len() <= self.piece
+                || (piece == self.piece && seg.payload.len() % piece == 0))
             && self.next_seq == seg.seq
             && self.len + seg.payload.len() <= limit
     }
@@ -391,17 +408,53 @@ impl FrameWriter {
     /// kernel cuts back into the same segments, one write instead of up
     /// to forty. The caller must call [`FrameWriter::flush`] after the run.
     pub fn send_tcp_burst(&mut self, dst_mac: [u8; 6], src: IpAddr, dst: IpAddr, seg: &Segment) {
+        self.send_tcp_pieces(dst_mac, src, dst, seg, seg.payload.len());
+    }
+
+    /// How large a segment [`FrameWriter::send_tcp_pieces`] takes whole
+    /// now: the burst limit with offload, 0 (plain segments only) without
+    /// it or while frames are held back.
+    pub fn large_send_limit(&self) -> usize {
+        if self.gso && self.deferred.is_none() {
+            self.burst_limit
+        } else {
+            0
+        }
+    }
+
+    /// [`FrameWriter::send_tcp_burst`] for a segment that may be larger
+    /// than one piece (`Connection::poll_transmit_large`): a payload of
+    /// more than `piece` bytes is whole pieces of `piece`, which the
+    /// kernel cuts (TSO) — the payload is copied once, into the burst's
+    /// frame, instead of once per piece. Without offload (or while
+    /// deferring) such a segment is cut here into the same segments.
+    pub fn send_tcp_pieces(
+        &mut self,
+        dst_mac: [u8; 6],
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &Segment,
+        piece: usize,
+    ) {
+        let large = piece > 0 && seg.payload.len() > piece;
         if !self.gso || self.deferred.is_some() || !batchable(seg) {
+            if large {
+                return self.send_cut(dst_mac, src, dst, seg, piece);
+            }
             return self.send_tcp(dst_mac, src, dst, seg);
         }
+        let piece = if large { piece } else { seg.payload.len() };
+        if large && seg.payload.len() > self.burst_limit.max(piece) {
+            return self.send_cut(dst_mac, src, dst, seg, piece);
+        }
         if let Some(b) = &mut self.burst {
-            if b.takes(dst_mac, src, dst, seg, self.burst_limit) {
+            if b.takes(dst_mac, src, dst, seg, piece, self.burst_limit) {
                 self.buf.extend_from_slice(&seg.payload);
                 b.len += seg.payload.len();
                 b.next_seq = b.next_seq + seg.payload.len();
                 b.psh = seg.psh;
-                b.last = seg.payload.len();
-                b.count += 1;
+                b.last = seg.payload.len().min(b.piece);
+                b.count += seg.payload.len().div_ceil(b.piece).max(1);
                 return;
             }
         }
@@ -424,10 +477,32 @@ impl FrameWriter {
             next_seq: seg.seq + seg.payload.len(),
             len: seg.payload.len(),
             psh: seg.psh,
-            piece: seg.payload.len(),
-            last: seg.payload.len(),
-            count: 1,
+            piece,
+            last: piece,
+            count: seg.payload.len().div_ceil(piece.max(1)).max(1),
         });
+    }
+
+    /// Sends a large segment as the plain segments it stands for: pieces
+    /// of `piece` bytes, each with its sequence number, PSH on the last
+    /// only (what the kernel's cut would have made).
+    fn send_cut(
+        &mut self,
+        dst_mac: [u8; 6],
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &Segment,
+        piece: usize,
+    ) {
+        let mut at = 0;
+        for chunk in seg.payload.chunks(piece.max(1)) {
+            let mut one = seg.header_only();
+            one.seq = seg.seq + at;
+            at += chunk.len();
+            one.psh = seg.psh && at == seg.payload.len();
+            one.payload = vnic_stack::Payload::from(chunk.to_vec());
+            self.send_tcp(dst_mac, src, dst, &one);
+        }
     }
 
     /// Sends the segments held by [`FrameWriter::send_tcp_burst`], built
@@ -440,6 +515,62 @@ impl FrameWriter {
         let Some(b) = self.burst.take() else {
             return;
         };
+        self.finish(b, [&[], &[]]);
+    }
+
+    /// Writes a large segment ([`vnic_stack::Transmit::Large`]) straight
+    /// from where its payload lies: the headers are built in the
+    /// writer's buffer and the payload slices follow them in one
+    /// vectored write (TSO at `piece`), with no copy of the payload in
+    /// user space. Without offload, while deferring, or beyond what one
+    /// frame holds, it is cut here into the plain segments it stands for.
+    pub fn send_tcp_large(
+        &mut self,
+        dst_mac: [u8; 6],
+        src: IpAddr,
+        dst: IpAddr,
+        header: &Segment,
+        data: [&[u8]; 2],
+        piece: usize,
+    ) {
+        let len = data[0].len() + data[1].len();
+        if !self.gso || self.deferred.is_some() || len > MAX_GSO_PAYLOAD || piece == 0 {
+            let mut seg = header.header_only();
+            let mut bytes = Vec::with_capacity(len);
+            bytes.extend_from_slice(data[0]);
+            bytes.extend_from_slice(data[1]);
+            seg.payload = vnic_stack::Payload::from(bytes);
+            return self.send_cut(dst_mac, src, dst, &seg, piece.max(1));
+        }
+        self.flush();
+        let route = self.route(dst_mac, src, dst);
+        let mut buf = std::mem::take(&mut self.buf);
+        let built = build_ip_frame(&mut buf, &route, IpNumber::TCP, TTL, |b| {
+            header.emit_without_checksum(b)
+        });
+        self.buf = buf;
+        if !built {
+            return;
+        }
+        let b = Burst {
+            dst_mac,
+            src,
+            dst,
+            head: header.header_only(),
+            next_seq: header.seq + len,
+            len,
+            psh: header.psh,
+            piece,
+            last: piece,
+            count: len.div_ceil(piece).max(1),
+        };
+        self.finish(b, data);
+    }
+
+    /// Fills in the lengths and checksum start of the frame in the
+    /// buffer (the burst's headers and what was appended), `tail` being
+    /// payload that follows it in the write, and sends it.
+    fn finish(&mut self, b: Burst, tail: [&[u8]; 2]) {
         let mut buf = std::mem::take(&mut self.buf);
         let ip_at = Ethernet2Header::LEN;
         let v4 = matches!(b.src, IpAddr::V4(_));
@@ -449,7 +580,7 @@ impl FrameWriter {
             Ipv6Header::LEN
         };
         let csum_start = ip_at + ip_len;
-        let tcp_len = buf.len() - csum_start;
+        let tcp_len = buf.len() - csum_start + tail[0].len() + tail[1].len();
         match (b.src, b.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 // Cannot fail: takes() keeps the payload within MAX_GSO_PAYLOAD.
@@ -484,7 +615,12 @@ impl FrameWriter {
             csum_start: csum_start as u16,
             csum_offset: 16,
         };
-        match self.sink.send_gso_buf(&mut buf, &hdr) {
+        let sent = if tail[0].is_empty() && tail[1].is_empty() {
+            self.sink.send_gso_buf(&mut buf, &hdr)
+        } else {
+            self.sink.send_gso_parts(&mut buf, tail, &hdr)
+        };
+        match sent {
             Ok(()) => self.counters.frame_out(self.sender),
             Err(_) => self.counters.tx_error(self.sender),
         }

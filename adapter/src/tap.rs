@@ -609,20 +609,44 @@ impl FrameSource for std::sync::Arc<TapDevice> {
 impl TapDevice {
     /// Writes `frame` behind the virtio-net header `hdr` (offload only).
     fn write_with_header(&self, frame: &[u8], hdr: &VnetHeader) -> io::Result<()> {
+        self.write_parts(&[frame], hdr)
+    }
+
+    /// A large frame made of `parts` (at most three), written in one
+    /// vectored write behind `hdr`: what [`FrameSink::send_gso_parts`]
+    /// does, for sinks that hold only a shared reference to the frame.
+    pub(crate) fn send_gso_slices(&self, parts: &[&[u8]], hdr: &VnetHeader) -> io::Result<()> {
+        if !self.offload {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        self.write_parts(parts, hdr)
+    }
+
+    /// Writes the frame made of `parts`, in order, behind the virtio-net
+    /// header `hdr`, in one vectored write (offload only).
+    fn write_parts(&self, parts: &[&[u8]], hdr: &VnetHeader) -> io::Result<()> {
         let hdr = hdr.encode();
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_ptr() as *mut libc::c_void,
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
-            },
-        ];
-        // SAFETY: two iovecs over buffers that outlive the call; the
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 4];
+        let mut n = 0;
+        for part in std::iter::once(&hdr[..]).chain(parts.iter().copied()) {
+            if part.is_empty() {
+                continue;
+            }
+            let Some(slot) = iov.get_mut(n) else {
+                return Err(io::ErrorKind::InvalidInput.into());
+            };
+            *slot = libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            };
+            n += 1;
+        }
+        // SAFETY: `n` iovecs over buffers that outlive the call; the
         // kernel only reads them.
-        if unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) } < 0 {
+        if unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), n as libc::c_int) } < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
@@ -653,5 +677,14 @@ impl FrameSink for TapDevice {
             return Err(io::ErrorKind::Unsupported.into());
         }
         self.write_with_header(frame, hdr)
+    }
+
+    fn send_gso_parts(
+        &self,
+        head: &mut Vec<u8>,
+        tail: [&[u8]; 2],
+        hdr: &VnetHeader,
+    ) -> io::Result<()> {
+        self.send_gso_slices(&[head, tail[0], tail[1]], hdr)
     }
 }

@@ -593,3 +593,103 @@ fn segments_that_cannot_share_a_frame_go_alone() {
         );
     }
 }
+
+/// The payload of `seg` split where a ring would split it: two slices.
+fn split(seg: &Segment, at: usize) -> [&[u8]; 2] {
+    let (a, b) = seg.payload.split_at(at.min(seg.payload.len()));
+    [a, b]
+}
+
+#[test]
+fn a_large_segment_written_from_where_it_lies_cuts_back_exactly() {
+    let mut pair = Pair::new();
+    let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+    // 30 pieces in one large segment whose payload lies in two slices
+    // (a ring's wrap in the middle of a piece), PSH at its end.
+    let large = data_segment(100, 30 * 1436, true);
+    pair.w.send_tcp_large(
+        HOST_MAC,
+        src,
+        dst,
+        &large.header_only(),
+        split(&large, 10_001),
+        1436,
+    );
+    let plain: Vec<Segment> = (0..30)
+        .map(|i| data_segment(100 + i * 1436, 1436, i == 29))
+        .collect();
+    for s in &plain {
+        pair.p.send_tcp(HOST_MAC, src, dst, s);
+    }
+    let (frames, plain) = pair.flush();
+    assert_eq!(frames.len(), 1, "one write");
+    let (f, h) = &frames[0];
+    let h = h.expect("with a virtio-net header");
+    assert_eq!((h.gso_type, h.gso_size), (GSO_TCPV4, 1436));
+    assert_eq!(
+        cut(f, &h),
+        plain,
+        "the kernel's cut gives the plain segments"
+    );
+}
+
+#[test]
+fn a_large_segment_joins_the_burst_it_continues() {
+    let mut pair = Pair::new();
+    let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+    // Two full segments, then a large one of ten pieces continuing them,
+    // then a short one with PSH: one frame, cut back into 13 segments.
+    let mut segs = vec![
+        data_segment(100, 1436, false),
+        data_segment(1536, 1436, false),
+    ];
+    segs.push(data_segment(100 + 2 * 1436, 10 * 1436, false));
+    segs.push(data_segment(100 + 12 * 1436, 700, true));
+    for s in &segs {
+        pair.w.send_tcp_pieces(HOST_MAC, src, dst, s, 1436);
+    }
+    let mut plain: Vec<Segment> = (0..12)
+        .map(|i| data_segment(100 + i * 1436, 1436, false))
+        .collect();
+    plain.push(data_segment(100 + 12 * 1436, 700, true));
+    for s in &plain {
+        pair.p.send_tcp(HOST_MAC, src, dst, s);
+    }
+    let (frames, plain) = pair.flush();
+    assert_eq!(gso_types(&frames), vec![Some(GSO_TCPV4)]);
+    let (f, h) = &frames[0];
+    assert_eq!(cut(f, &h.expect("header")), plain);
+}
+
+#[test]
+fn without_offload_a_large_segment_is_cut_by_the_writer() {
+    let counters = Arc::new(Counters::new(1));
+    let plain_sink = Arc::new(CaptureSink::default());
+    let reference = Arc::new(CaptureSink::default());
+    let mut w = FrameWriter::new(plain_sink.clone(), [2, 0, 0, 0, 0, 2], counters.clone());
+    let mut p = FrameWriter::new(reference.clone(), [2, 0, 0, 0, 0, 2], counters);
+    let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
+    assert_eq!(w.large_send_limit(), 0, "no large segments asked for");
+    let large = data_segment(100, 5 * 1436, true);
+    w.send_tcp_large(
+        HOST_MAC,
+        src,
+        dst,
+        &large.header_only(),
+        split(&large, 3000),
+        1436,
+    );
+    w.send_tcp_pieces(
+        HOST_MAC,
+        src,
+        dst,
+        &data_segment(100 + 5 * 1436, 3 * 1436, true),
+        1436,
+    );
+    w.flush();
+    for i in 0..8 {
+        let psh = i == 4 || i == 7;
+        p.send_tcp(HOST_MAC, src, dst, &data_segment(100 + i * 1436, 1436, psh));
+    }
+    assert_eq!(plain_sink.take(), reference.take());
+}

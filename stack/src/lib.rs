@@ -63,7 +63,7 @@ pub use config::{
 pub use congestion::CongestionAlgorithm;
 pub use connection::{
     Checkpoint, CheckpointGap, CloseReason, ConnStats, Connection, Disposition, Event, SendMark,
-    State, TimeWait,
+    State, TimeWait, Transmit,
 };
 pub use cookie::SynCookies;
 pub use isn::{IsnGenerator, IsnScript};

@@ -128,18 +128,31 @@ impl SendBuffer {
 
     /// Appends up to `len` bytes starting at sequence number `seq` to `out`.
     pub(crate) fn read_at(&self, seq: SeqNumber, len: usize, out: &mut Vec<u8>) {
+        let [a, b] = self.slices_at(seq, len);
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+    }
+
+    /// Up to `len` bytes starting at sequence number `seq`, where they lie
+    /// in the ring: at most two slices, in order (the second often empty).
+    pub(crate) fn slices_at(&self, seq: SeqNumber, len: usize) -> [&[u8]; 2] {
         let off = seq.distance_from(self.start).min(self.data.len());
         let end = off.saturating_add(len).min(self.data.len());
         if off >= end {
-            return;
+            return [&[], &[]];
         }
         let (a, b) = self.data.as_slices();
-        if off < a.len() {
-            out.extend_from_slice(&a[off..end.min(a.len())]);
-        }
-        if end > a.len() {
-            out.extend_from_slice(&b[off.saturating_sub(a.len())..end - a.len()]);
-        }
+        let first = if off < a.len() {
+            &a[off..end.min(a.len())]
+        } else {
+            &[]
+        };
+        let second = if end > a.len() {
+            &b[off.saturating_sub(a.len())..end - a.len()]
+        } else {
+            &[]
+        };
+        [first, second]
     }
 }
 

@@ -109,6 +109,16 @@ impl FrameSink for ActiveSink {
         self.with_active(|d| d.send_gso_frame(frame, hdr))
     }
 
+    fn send_gso_parts(
+        &self,
+        head: &mut Vec<u8>,
+        tail: [&[u8]; 2],
+        hdr: &VnetHeader,
+    ) -> io::Result<()> {
+        let head: &[u8] = head;
+        self.with_active(|d| d.send_gso_slices(&[head, tail[0], tail[1]], hdr))
+    }
+
     fn link(&self) -> Option<&'static str> {
         let link = self.held.lock().as_ref().map(|h| h.link)?;
         self.links.links().get(link).map(|l| l.label())

@@ -3,6 +3,7 @@
 //! whose apps' descriptors are ready.
 
 use super::*;
+use vnic_stack::Transmit;
 
 impl Processor {
     /// Services each connection one of whose apps' descriptors is ready.
@@ -94,15 +95,31 @@ impl Processor {
             // Before anything of this pass leaves (see pairs.rs).
             self.pair.checkpoint(tuple, c, stats);
             self.out.set_burst_limit(c.tcp.gso_burst_limit());
+            // With offload, a run of new data comes as one large segment
+            // the kernel cuts (see Connection::poll_transmit_large).
+            let large = self.out.large_send_limit();
             while budget > 0 {
-                let Some(seg) = c.tcp.poll_transmit_reusing(now, &mut self.spare) else {
-                    break;
-                };
-                budget -= 1;
-                self.out
-                    .send_tcp_burst(c.peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
-                if self.spare.capacity() == 0 {
-                    self.spare = seg.payload.into_buffer();
+                let large = large.min(budget.saturating_mul(c.tcp.large_piece()));
+                let (local, remote) = (tuple.local.ip(), tuple.remote.ip());
+                match c.tcp.poll_transmit_borrowed(now, &mut self.spare, large) {
+                    None => break,
+                    Some(Transmit::Large {
+                        header,
+                        data,
+                        piece,
+                    }) => {
+                        let len = data[0].len() + data[1].len();
+                        budget = budget.saturating_sub(len.div_ceil(piece.max(1)).max(1));
+                        self.out
+                            .send_tcp_large(c.peer_mac, local, remote, &header, data, piece);
+                    }
+                    Some(Transmit::Segment(seg)) => {
+                        budget -= 1;
+                        self.out.send_tcp_burst(c.peer_mac, local, remote, &seg);
+                        if self.spare.capacity() == 0 {
+                            self.spare = seg.payload.into_buffer();
+                        }
+                    }
                 }
             }
             // A run of full segments leaves as one TSO frame (offload on).

@@ -34,6 +34,7 @@ use options::{Negotiated, TIMESTAMPS_OPTION_LEN};
 use rcv::Receiver;
 use recovery::LossRecovery;
 use replies::Replies;
+pub use snd::Transmit;
 use snd::{PersistExpiry, Sender};
 pub use time_wait::TimeWait;
 

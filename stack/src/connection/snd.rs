@@ -311,6 +311,37 @@ impl Persist {
     }
 }
 
+/// What [`Connection::next_segment`] decided to send.
+pub(super) enum Next {
+    /// A whole segment.
+    Segment(Segment),
+    /// A large run of new data: its header (empty payload) and length;
+    /// the payload stays in the send buffer (see
+    /// [`Connection::poll_transmit_borrowed`]).
+    Large(Segment, usize),
+}
+
+/// One segment to send, from [`Connection::poll_transmit_borrowed`].
+///
+/// It exists so a bulk sender writes a large run of new data straight
+/// from the send buffer, with no copy in between.
+#[derive(Debug)]
+pub enum Transmit<'a> {
+    /// A whole segment, payload included.
+    Segment(Segment),
+    /// A segment of several pieces: the header (its payload empty), the
+    /// payload as it lies in the send buffer (two slices, in order), and
+    /// the piece size the device must cut it at (TSO's segment size).
+    Large {
+        /// Every header field of the segment; its payload is `data`.
+        header: Segment,
+        /// The payload: the first slice, then the second (often empty).
+        data: [&'a [u8]; 2],
+        /// The payload of each piece but possibly the last.
+        piece: usize,
+    },
+}
+
 impl Connection {
     /// Next segment to send now (None when nothing is due). Call until None.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
@@ -323,19 +354,107 @@ impl Connection {
     /// payload back as the next `spare` sends a whole stream without an
     /// allocation per segment.
     pub fn poll_transmit_reusing(&mut self, now: Instant, spare: &mut Vec<u8>) -> Option<Segment> {
-        let seg = self.next_segment(now, spare);
+        self.poll_transmit_large(now, spare, 0)
+    }
+
+    /// [`Connection::poll_transmit_reusing`] for a sender whose device
+    /// cuts large segments itself (TSO): new data that fills more than
+    /// one segment may leave as one segment of up to `large` bytes, made
+    /// of whole pieces of [`Connection::large_piece`] bytes each, which
+    /// the device must cut at that size (every piece then carries this
+    /// segment's header, PSH on the last). Each is the very segment
+    /// [`Connection::poll_transmit_reusing`] would have made in turn.
+    ///
+    /// It exists because per-segment work dominated a bulk send: a
+    /// 64 KiB burst was 45 calls through the send path, each with its
+    /// bookkeeping (RACK record, timers, rate sample) and a copy into the
+    /// burst's buffer; the sequence-range bookkeeping takes one range as
+    /// well as 45. Retransmissions, probes and the FIN stay one segment
+    /// each. `large` of 0 or below two pieces: the plain call.
+    pub fn poll_transmit_large(
+        &mut self,
+        now: Instant,
+        spare: &mut Vec<u8>,
+        large: usize,
+    ) -> Option<Segment> {
+        let seg = match self.next_segment(now, spare, large, false) {
+            Some(Next::Segment(s)) => Some(s),
+            // Not asked for (`borrow` false): never made.
+            Some(Next::Large(..)) | None => None,
+        };
         self.debug_check();
-        if seg.is_some() {
-            self.stats.segments_out += 1;
-        } else {
-            self.update_persist(now);
+        match &seg {
+            Some(s) => {
+                let piece = self.large_piece().max(1);
+                self.stats.segments_out += s.payload.len().div_ceil(piece).max(1) as u64;
+            }
+            None => self.update_persist(now),
         }
         seg
     }
 
-    pub(super) fn next_segment(&mut self, now: Instant, spare: &mut Vec<u8>) -> Option<Segment> {
+    /// [`Connection::poll_transmit_large`] without copying a large
+    /// segment's payload: a segment of more than one piece comes as
+    /// [`Transmit::Large`], its header (an empty payload) and the send
+    /// buffer's bytes it carries, which the caller writes out as they lie
+    /// (a vectored write) before it touches the connection again. Other
+    /// segments come whole, as [`Transmit::Segment`].
+    ///
+    /// It exists because after large segments the copies were what a
+    /// bulk send cost in user space: the send buffer into the segment,
+    /// the segment into the frame, each a memmove of every byte.
+    pub fn poll_transmit_borrowed(
+        &mut self,
+        now: Instant,
+        spare: &mut Vec<u8>,
+        large: usize,
+    ) -> Option<Transmit<'_>> {
+        let next = self.next_segment(now, spare, large, true);
+        self.debug_check();
+        let piece = self.large_piece().max(1);
+        match next {
+            Some(Next::Segment(s)) => {
+                self.stats.segments_out += s.payload.len().div_ceil(piece).max(1) as u64;
+                Some(Transmit::Segment(s))
+            }
+            Some(Next::Large(header, len)) => {
+                self.stats.segments_out += len.div_ceil(piece) as u64;
+                let data = self.snd.buf.slices_at(header.seq, len);
+                Some(Transmit::Large {
+                    header,
+                    data,
+                    piece,
+                })
+            }
+            None => {
+                self.update_persist(now);
+                None
+            }
+        }
+    }
+
+    /// The size of each piece of a large segment
+    /// ([`Connection::poll_transmit_large`]): the most payload one
+    /// segment carries now (the MSS less the options this side's
+    /// segments carry).
+    pub fn large_piece(&self) -> usize {
+        let send_mss = self.snd.send_mss;
+        let floor = send_mss.clamp(1, MIN_SND_MSS - TIMESTAMPS_OPTION_LEN);
+        send_mss.saturating_sub(self.sack_option_len()).max(floor)
+    }
+
+    /// What to send next, in the order RFC 9293 and the recovery RFCs
+    /// put it; with `borrow`, a large run of new data comes as its header
+    /// and length ([`Next::Large`]), its payload left in the send buffer.
+    pub(super) fn next_segment(
+        &mut self,
+        now: Instant,
+        spare: &mut Vec<u8>,
+        large: usize,
+        borrow: bool,
+    ) -> Option<Next> {
         if let Some(rst) = self.replies.rst_pending.take() {
-            return Some(rst);
+            return Some(Next::Segment(rst));
         }
         match self.state {
             State::Closed => return None,
@@ -345,7 +464,7 @@ impl Connection {
                 }
                 let seg = self.segment(now, self.snd.iss, Control::Syn, Vec::new());
                 self.on_sent(now, self.snd.iss, 1, 0);
-                return Some(seg);
+                return Some(Next::Segment(seg));
             }
             State::SynSent => return None,
             _ => {}
@@ -353,24 +472,26 @@ impl Connection {
         if self.rack.tlp_pending {
             self.rack.tlp_pending = false;
             if let Some(seg) = self.loss_probe(now, spare) {
-                return Some(seg);
+                return Some(Next::Segment(seg));
             }
         }
         if let Some(seg) = self.next_retransmission(now, spare) {
-            return Some(seg);
+            return Some(Next::Segment(seg));
         }
-        if let Some(seg) = self.next_data_segment(now, spare) {
-            return Some(seg);
+        if let Some(next) = self.next_data_segment(now, spare, large, borrow) {
+            return Some(next);
         }
         if self.snd.persist.probe_pending {
             // A zero-window probe that needs no sequence space: an old
             // sequence number makes the peer answer with an ACK carrying
             // its current window.
             self.snd.persist.probe_pending = false;
-            return Some(self.segment(now, self.snd.una - 1, Control::None, Vec::new()));
+            let seg = self.segment(now, self.snd.una - 1, Control::None, Vec::new());
+            return Some(Next::Segment(seg));
         }
         if self.rcv.ack_pending {
-            return Some(self.segment(now, self.snd.nxt, Control::None, Vec::new()));
+            let seg = self.segment(now, self.snd.nxt, Control::None, Vec::new());
+            return Some(Next::Segment(seg));
         }
         None
     }
@@ -404,7 +525,9 @@ impl Connection {
         &mut self,
         now: Instant,
         spare: &mut Vec<u8>,
-    ) -> Option<Segment> {
+        large: usize,
+        borrow: bool,
+    ) -> Option<Next> {
         if !self.is_sending_state() {
             return None;
         }
@@ -413,13 +536,20 @@ impl Connection {
             return None;
         }
         self.restart_after_idle(now);
-        let len = self.data_allowance(now)?;
+        let len = self.data_allowance(now, large)?;
         self.snd.sws_override_due = false;
         self.timers.stop(Timer::SendOverride);
         let seq = self.snd.nxt;
         let data_end = self.snd.buf.end();
         let fin = self.snd.fin_seq == Some(seq + len);
-        let seg = self.data_segment(now, seq, len, fin, data_end, spare);
+        let next = if borrow && len > self.large_piece() {
+            // A large run never carries the FIN (data_allowance).
+            let mut header = self.segment(now, seq, Control::None, Vec::new());
+            header.psh = seq + len == data_end;
+            Next::Large(header, len)
+        } else {
+            Next::Segment(self.data_segment(now, seq, len, fin, data_end, spare))
+        };
         if len > 0 && len < self.snd.send_mss {
             self.snd.sml = seq + len;
         }
@@ -427,7 +557,7 @@ impl Connection {
             self.snd.last_data_sent = Some(now);
         }
         self.on_sent(now, seq, len + fin as usize, len);
-        Some(seg)
+        Some(next)
     }
 
     /// draft-cheng-iccrg-delivery-rate-estimation 3.4: the application
@@ -463,14 +593,16 @@ impl Connection {
 
     /// How many bytes of new data may go now (0: a lone FIN), or None
     /// when the window, cwnd, Nagle or sender SWS avoidance hold it.
-    fn data_allowance(&mut self, now: Instant) -> Option<usize> {
+    /// With `large` (see [`Connection::poll_transmit_large`]), a run of
+    /// whole segments, at most `large` bytes, never the one that would
+    /// carry the FIN.
+    fn data_allowance(&mut self, now: Instant, large: usize) -> Option<usize> {
         let unsent = self.snd.unsent();
         let fin_unsent = self.snd.fin_unsent();
         // SACK blocks come out of the segment too, but never take it below
         // what the MSS floor leaves once timestamps are in.
         let send_mss = self.snd.send_mss;
-        let floor = send_mss.clamp(1, MIN_SND_MSS - TIMESTAMPS_OPTION_LEN);
-        let max_seg = send_mss.saturating_sub(self.sack_option_len()).max(floor);
+        let max_seg = self.large_piece();
         let wnd_avail = self.snd.window_room();
         // RFC 3042 (limited transmit): the first two duplicate ACKs each
         // let one new segment out beyond cwnd, to earn the third.
@@ -481,7 +613,17 @@ impl Connection {
         };
         let cwnd = self.rec.cc.window().min(MAX_FLIGHT_SEGMENTS * send_mss);
         let cwnd_avail = (cwnd + limited_transmit).saturating_sub(self.pipe());
-        let len = unsent.min(wnd_avail).min(cwnd_avail).min(max_seg);
+        let room = unsent.min(wnd_avail).min(cwnd_avail);
+        let len = room.min(max_seg);
+        if len == max_seg && large >= 2 * max_seg {
+            let mut run = room.min(large) / max_seg * max_seg;
+            // The segment that carries the FIN goes alone (a FIN is no
+            // piece of a run the device cuts).
+            if self.snd.fin_seq == Some(self.snd.nxt + run) {
+                run -= max_seg;
+            }
+            return Some(run.max(max_seg));
+        }
         if len == 0 {
             // A lone FIN (no data left) needs no window.
             return (unsent == 0 && fin_unsent).then_some(0);
