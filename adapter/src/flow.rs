@@ -7,8 +7,7 @@
 //! last SYN its processor saw, so a report about an older incarnation of a
 //! 4-tuple cannot remove the entry of a newer one still in flight.
 
-use std::collections::HashMap;
-use vnic_stack::FourTuple;
+use vnic_stack::{FourTuple, TupleMap};
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -29,7 +28,7 @@ pub fn stamp_queue(stamp: u64) -> usize {
 /// 4-tuple → processor.
 #[derive(Debug, Default)]
 pub struct FlowTable {
-    map: HashMap<FourTuple, Entry>,
+    map: TupleMap<Entry>,
     next_stamp: u64,
     /// The RX queue this table belongs to (low byte of every stamp).
     queue: u8,

@@ -71,5 +71,5 @@ pub use payload::Payload;
 pub use ratelimit::{ReplyLimiter, Unlimited};
 pub use seq::SeqNumber;
 pub use timers::Timer;
-pub use tuple::FourTuple;
+pub use tuple::{FourTuple, TupleHasher, TupleMap};
 pub use wire::{parse, Control, Segment, TcpOptions, WireError};

@@ -57,7 +57,7 @@ use vnic_adapter::{
 };
 use vnic_stack::{
     Connection, Control, Disposition, Event, FourTuple, IsnGenerator, ReplyLimiter, State,
-    TcpConfig,
+    TcpConfig, TupleMap,
 };
 
 /// Everything a processor thread needs, handed over at spawn.
@@ -314,7 +314,7 @@ pub struct Processor {
     peers: Vec<ProcessorQueue>,
     /// Connections moved away whose segments it still forwards: new
     /// processor, and since when.
-    moved: HashMap<FourTuple, (usize, Instant)>,
+    moved: TupleMap<(usize, Instant)>,
     /// A drain (`vnic ctl processor K drain`) under way.
     evacuation: Option<migrate::Evacuation>,
     /// Its process pairs.
@@ -331,7 +331,7 @@ pub struct Processor {
     tcp_ports: HashMap<u16, TcpConfig>,
     isn: Arc<IsnGenerator>,
     registry: Arc<Registry>,
-    conns: HashMap<FourTuple, Conn>,
+    conns: TupleMap<Conn>,
     by_id: HashMap<u64, FourTuple>,
     timers: BinaryHeap<Reverse<TimerEntry>>,
     apps: AppSource,
@@ -469,7 +469,7 @@ impl Processor {
             io: s.queue.registry,
             closed: s.closed,
             peers: s.peers,
-            moved: HashMap::new(),
+            moved: TupleMap::default(),
             evacuation: None,
             pair: PairLink::new(s.id, s.pairs, s.checkpoint_queues, s.queue.checkpoints.1),
             hand_off: s.hand_off,
@@ -481,7 +481,7 @@ impl Processor {
             tcp_ports: s.tcp_ports,
             isn: s.isn,
             registry: s.registry,
-            conns: HashMap::new(),
+            conns: TupleMap::default(),
             by_id: HashMap::new(),
             timers: BinaryHeap::new(),
             spare: Vec::new(),

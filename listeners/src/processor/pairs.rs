@@ -93,7 +93,7 @@ pub struct PairLink {
     /// Every processor's checkpoint queue, by number.
     out: Vec<BellSender<PairMsg>>,
     inbox: Receiver<PairMsg>,
-    standby: HashMap<FourTuple, Standby>,
+    standby: TupleMap<Standby>,
     /// Backups whose queue is gone (their thread died): nothing more is
     /// sent there.
     dead: Vec<bool>,
@@ -122,7 +122,7 @@ impl PairLink {
             pairs,
             out,
             inbox,
-            standby: HashMap::new(),
+            standby: TupleMap::default(),
             dead,
         }
     }

@@ -36,7 +36,7 @@ pub(super) struct Parked {
 /// The processor's parked connections.
 #[derive(Default)]
 pub(super) struct TimeWaitTable {
-    map: HashMap<FourTuple, Parked>,
+    map: TupleMap<Parked>,
     /// Expiries in the order parked. Lazy: a wait restarted by a
     /// retransmitted FIN goes to the back when its old entry comes up.
     order: VecDeque<(Instant, FourTuple)>,
