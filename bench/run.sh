@@ -35,12 +35,14 @@ fi
 # outside the workspace), built into the same target directory.
 T=${CARGO_TARGET_DIR:-target}
 if [ -z "${VNIC:-}" ] || [ -z "${BCLIENT:-}" ] || [ -z "${KSERVER:-}" ] || [ -z "${TAPBLAST:-}" ]; then
-  # vnic alone first: building the examples with it would turn on the
+  # vnic alone first: building the examples with it would compile in the
   # test-only faults of the workspace's crates (the root package's
-  # dev-dependencies enable them for examples and tests), and a vnic with
-  # them scans every segment's payload for the fault marker (the runs of
-  # 2026-12-04 21:52 to 2026-12-05 02:16 measured such a vnic: half its
-  # upload speed). The copy keeps it from the examples' build.
+  # dev-dependencies enable them for examples and tests). Since they are
+  # armed only by VNIC_TEST_FAULTS=1 (never set here), such a vnic pays a
+  # branch per segment, not the payload scan that halved the upload speed
+  # of the runs of 2026-12-04 21:52 to 2026-12-05 02:16; still, the vnic
+  # measured is the release one. The copy keeps it from the examples'
+  # build.
   cargo build --release --bin vnic >&2
   cp "$T/release/vnic" "$T/release/vnic-bench"
   cargo build --release --example bclient --example kserver --example tapblast >&2
@@ -50,8 +52,8 @@ if [ -z "${VNIC:-}" ] || [ -z "${BCLIENT:-}" ] || [ -z "${KSERVER:-}" ] || [ -z 
   TAPBLAST=$T/release/examples/tapblast
 fi
 if grep -q VNIC-TEST-PANIC "$VNIC" 2>/dev/null; then
-  FAULTS_NOTE=" — vnic built with the test-only faults (a test build): its figures are low"
-  echo "warning: $VNIC was built with the test-only faults (cargo test or with the examples): its figures are low" >&2
+  FAULTS_NOTE=" — vnic built with the test-only faults (a test build, unarmed): not the release build"
+  echo "warning: $VNIC was built with the test-only faults (cargo test or with the examples): not the release build" >&2
 else
   FAULTS_NOTE=""
 fi

@@ -86,6 +86,15 @@ fn main() -> ExitCode {
 /// `vnic up`: starts the library's [`vnic::Builder`] from the checked
 /// flags, prints the ready line, and runs until SIGINT or SIGTERM.
 fn run_up(plan: cli::Plan) -> Result<(), vnic::Error> {
+    if vnic_listeners::faults::armed() {
+        // A test build asked to break itself: output, not log, so no
+        // RUST_LOG hides it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "vnic: warning: test-only faults armed ({}=1, a test build): a segment carrying VNIC-TEST-PANIC panics its processor",
+            vnic_listeners::faults::ENV
+        );
+    }
     // The flags after `up`, for the trace's replay block.
     let flags: Vec<String> = std::env::args()
         .skip(1)

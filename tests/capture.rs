@@ -408,6 +408,69 @@ fn a_bad_filter_is_one_clear_line() {
     assert!(captures(&ns).is_empty());
 }
 
+/// Without libpcap (`VNIC_LIBPCAP` names a file that is not there, and is
+/// then the only one tried): a filter is one line saying what is
+/// missing, at `vnic up --pcap-filter` and at `vnic capture FILTER`; the
+/// trace file, a capture by processor and the traffic work as before.
+#[test]
+fn without_libpcap_only_filters_fail() {
+    const MISSING: &str = "/nonexistent/libpcap.so.0.8";
+    let want = format!(
+        "capture filters need libpcap at run time ({MISSING} not found, named by VNIC_LIBPCAP)"
+    );
+    let up = Command::new(env!("CARGO_BIN_EXE_vnic"))
+        .env("VNIC_LIBPCAP", MISSING)
+        .args(["up", "--tap", "vnicnolib0", "--ip", "10.9.0.2/24"])
+        .args([
+            "--pcap",
+            "/tmp/vnic-no-libpcap.pcapng",
+            "--pcap-filter",
+            "tcp port 80",
+        ])
+        .output()
+        .expect("run vnic up");
+    let err = String::from_utf8_lossy(&up.stderr);
+    assert_eq!(up.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end(), format!("vnic: --pcap-filter: {want}"));
+    if !can_run() || !have_tshark() {
+        return;
+    }
+    let ns = Netns::new();
+    let file = format!("/tmp/{}-nolib.pcapng", ns.name);
+    let refused = format!("/tmp/{}-nolib-80.pcapng", ns.name);
+    let cpu0 = format!("/tmp/{}-nolib-cpu0.pcapng", ns.name);
+    let env = format!("VNIC_LIBPCAP={MISSING}");
+    let vnic = ns.vnic_env(&[&env], &["--processors", "2", "--quiet", "--pcap", &file]);
+    let out = ns.vnic_cmd(&["capture", "-w", &refused, "tcp", "port", "80"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end(), format!("vnic: {want}"));
+    assert!(!std::path::Path::new(&refused).exists());
+    let c = Capture::start(&ns, &["-w", &cpu0, "--processor", "0"], Stdio::null());
+    get(&ns, 2);
+    echo(&ns);
+    std::thread::sleep(Duration::from_millis(300));
+    c.interrupt();
+    let (code, err) = c.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let rows = fields(&file, &["tcp.port", "frame.comment"]);
+    let by_cpu0 = fields(&cpu0, &["frame.comment"]);
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&cpu0);
+    for port in ["80", "7"] {
+        assert!(
+            rows.iter().any(|r| r[0].split(',').any(|p| p == port)),
+            "no port {port} in the trace: {rows:?}"
+        );
+    }
+    assert!(!by_cpu0.is_empty());
+    for r in &by_cpu0 {
+        assert!(r[0].split(' ').any(|w| w == "cpu=0"), "{r:?}");
+    }
+}
+
 /// `--pcap-filter`: the pcapng file has only the frames the filter keeps,
 /// each still with its decision.
 #[test]

@@ -164,7 +164,11 @@ fn a_real_panic_in_a_processor_is_taken_over_like_a_crash() {
         return;
     }
     let ns = Netns::new();
-    let vnic = ns.vnic(&["--processors", "2", "--pairs", "--quiet"]);
+    // Compiled into every test build, the fault is armed only so.
+    let vnic = ns.vnic_env(
+        &["VNIC_TEST_FAULTS=1"],
+        &["--processors", "2", "--pairs", "--quiet"],
+    );
     let load = workload::start(&ns, 2, 16 << 20, 8 << 20);
     // The 7th connection lands on processor 0: its segment panics it.
     let echoed = ns.run(|| {
@@ -196,6 +200,54 @@ fn a_real_panic_in_a_processor_is_taken_over_like_a_crash() {
     );
     let (code, err) = vnic.stop();
     assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.lines().next().is_some_and(|l| l
+            == "vnic: warning: test-only faults armed (VNIC_TEST_FAULTS=1, a test build): \
+                a segment carrying VNIC-TEST-PANIC panics its processor"),
+        "{err}"
+    );
+}
+
+/// A test-built vnic (the fault compiled in, as `cargo test` builds it)
+/// started without `VNIC_TEST_FAULTS` behaves as a release one: the
+/// marker is ordinary data, echoed back on every processor, none fails,
+/// and nothing warns.
+#[test]
+fn the_fault_marker_is_ordinary_data_unless_armed() {
+    let bin = std::fs::read(env!("CARGO_BIN_EXE_vnic")).expect("read the vnic binary");
+    let mark = b"VNIC-TEST-PANIC";
+    assert!(
+        bin.windows(mark.len()).any(|w| w == mark),
+        "the vnic under test was built without the test-only faults"
+    );
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let vnic = ns.vnic_env(
+        &["-u", "VNIC_TEST_FAULTS"],
+        &["--processors", "2", "--quiet"],
+    );
+    // Round-robin: two connections, one on each processor.
+    for _ in 0..2 {
+        let echoed = ns.run(|| {
+            let a: SocketAddr = "10.0.0.2:7".parse().expect("addr");
+            let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            s.write_all(mark).expect("write");
+            let mut back = [0u8; 15];
+            s.read_exact(&mut back).map(|()| back.to_vec())
+        });
+        assert_eq!(echoed.as_deref().ok(), Some(&mark[..]), "{echoed:?}");
+    }
+    let st = ns.status_json();
+    for p in st["processors"].as_array().expect("processors") {
+        assert_ne!(p["state"], "failed", "{st}");
+    }
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("test-only faults"), "{err}");
 }
 
 #[test]

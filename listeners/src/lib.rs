@@ -23,5 +23,6 @@
 pub mod app;
 pub mod control;
 pub mod distributor;
+pub mod faults;
 pub mod processor;
 pub mod stats;

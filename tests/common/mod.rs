@@ -285,7 +285,19 @@ impl Netns {
     /// Starts vnic in the namespace with these extra flags and waits for
     /// its ready line.
     pub fn vnic(&self, extra: &[&str]) -> Vnic {
-        let mut args: Vec<String> = vec![
+        self.vnic_env(&[], extra)
+    }
+
+    /// [`Netns::vnic`] under `env ENV...` (`NAME=VALUE`, or `-u NAME` to
+    /// unset): the same defaults (addresses, control socket), for tests
+    /// that arm something by the environment (`VNIC_TEST_FAULTS=1`).
+    pub fn vnic_env(&self, env: &[&str], extra: &[&str]) -> Vnic {
+        let mut args: Vec<String> = env.iter().map(|s| s.to_string()).collect();
+        let program = if env.is_empty() { "ip" } else { "env" };
+        if !env.is_empty() {
+            args.push("ip".into());
+        }
+        args.extend([
             "netns".into(),
             "exec".into(),
             self.name.clone(),
@@ -305,9 +317,9 @@ impl Netns {
             "1s".into(),
             "--control".into(),
             self.control_path(),
-        ];
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        Vnic::start(&args)
+        Vnic::start_program(program, &args)
     }
 }
 

@@ -54,7 +54,7 @@ pub struct CaptureSpec {
 /// Why a capture cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    /// libpcap refused the filter expression.
+    /// libpcap refused the filter expression, or could not be loaded.
     #[error(transparent)]
     Filter(#[from] FilterError),
     /// [`MAX_CAPTURES`] are running.

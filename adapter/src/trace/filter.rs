@@ -2,26 +2,39 @@
 //! 10.0.0.1`), for `vnic capture FILTER` and `vnic up --pcap-filter`.
 //!
 //! The expression is compiled by libpcap itself (`pcap_compile` on a dead
-//! handle of link type Ethernet, through the `pcap` crate) and run with
-//! `pcap_offline_filter`, so every expression tcpdump and Wireshark's
-//! capture filters take works the same here, with libpcap's own error
-//! messages. Nothing of the language is written again in vnic.
+//! handle of link type Ethernet) and run with `pcap_offline_filter`, so
+//! every expression tcpdump and Wireshark's capture filters take works the
+//! same here, with libpcap's own error messages. Nothing of the language
+//! is written again in vnic.
+//!
+//! libpcap is loaded when the first filter is compiled, not linked
+//! (`libpcap.rs` says why and how): building vnic needs nothing but Rust,
+//! and without libpcap on the machine only filters fail, with one line
+//! naming what to install ([`FilterError::NoLibpcap`]).
 //!
 //! A compiled program holds a raw pointer and is neither `Send` nor
 //! `Sync`: it is compiled on the thread that runs it (the trace writer),
 //! and [`check`] compiles one only to say whether an expression is good.
 
-use pcap::{BpfProgram, Capture, Linktype};
+use super::libpcap::{CompileError, Program};
 
-/// Why an expression cannot be used: libpcap's own message, with the
-/// expression.
+/// Why a filter cannot be used, in one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad capture filter {expr:?}: {why}")]
-pub struct FilterError {
-    /// The expression as given.
-    pub expr: String,
-    /// What libpcap said (e.g. `syntax error`).
-    pub why: String,
+pub enum FilterError {
+    /// libpcap refused the expression: its own message, with the
+    /// expression.
+    #[error("bad capture filter {expr:?}: {why}")]
+    Bad {
+        /// The expression as given.
+        expr: String,
+        /// What libpcap said (e.g. `syntax error`).
+        why: String,
+    },
+    /// libpcap could not be loaded (not installed, or `VNIC_LIBPCAP`
+    /// names a file that is not one): no filter can be compiled, and
+    /// everything else works.
+    #[error("capture filters need libpcap at run time ({0})")]
+    NoLibpcap(String),
 }
 
 /// A compiled tcpdump filter expression. It exists so that the trace
@@ -29,21 +42,20 @@ pub struct FilterError {
 /// off the hot path, with libpcap's semantics.
 pub struct FrameFilter {
     expr: String,
-    program: BpfProgram,
+    program: Program,
 }
 
 impl FrameFilter {
     /// Compiles `expr` for Ethernet frames (with libpcap's optimizer).
-    /// An error carries libpcap's message.
+    /// An error carries libpcap's message, or says libpcap is missing.
     pub fn compile(expr: &str) -> Result<FrameFilter, FilterError> {
-        let fail = |why: String| FilterError {
-            expr: expr.to_owned(),
-            why,
-        };
-        let dead = Capture::dead(Linktype::ETHERNET).map_err(|e| fail(e.to_string()))?;
-        let program = dead
-            .compile(expr, true)
-            .map_err(|e| fail(libpcap_message(e)))?;
+        let program = Program::compile(expr).map_err(|e| match e {
+            CompileError::Unloadable(why) => FilterError::NoLibpcap(why),
+            CompileError::Refused(why) => FilterError::Bad {
+                expr: expr.to_owned(),
+                why,
+            },
+        })?;
         Ok(FrameFilter {
             expr: expr.to_owned(),
             program,
@@ -52,7 +64,7 @@ impl FrameFilter {
 
     /// True if `frame` (an Ethernet frame, as recorded) passes.
     pub fn matches(&self, frame: &[u8]) -> bool {
-        self.program.filter(frame)
+        self.program.matches(frame)
     }
 
     /// The expression it was compiled from.
@@ -74,19 +86,6 @@ pub fn normalize(expr: Option<&str>) -> Option<String> {
     expr.map(str::trim)
         .filter(|e| !e.is_empty())
         .map(str::to_owned)
-}
-
-/// libpcap's text without the crate's `libpcap error: ` prefix and
-/// libpcap's `can't parse filter expression: `, which say nothing the
-/// caller does not know.
-fn libpcap_message(e: pcap::Error) -> String {
-    match e {
-        pcap::Error::PcapError(s) => s
-            .trim_start_matches("can't parse filter expression: ")
-            .to_owned(),
-        pcap::Error::InvalidString => "it contains a NUL byte".to_owned(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -115,7 +114,10 @@ mod tests {
     #[test]
     fn a_bad_expression_is_one_line_from_libpcap() {
         let e = check("tcp prot 80").expect_err("refused");
-        assert_eq!(e.expr, "tcp prot 80");
+        assert!(
+            matches!(&e, FilterError::Bad { expr, .. } if expr == "tcp prot 80"),
+            "{e:?}"
+        );
         let line = e.to_string();
         assert!(
             line.starts_with("bad capture filter \"tcp prot 80\": "),

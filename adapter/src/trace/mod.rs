@@ -31,8 +31,9 @@
 //!
 //! Submodules: [`comment`] (decision texts), [`mod@line`] (the stderr line),
 //! `pcapng` (the file and its rotation), `writer` (the writer thread),
-//! [`sink`] (the outgoing-frame wrapper), [`filter`] (tcpdump filters)
-//! and [`capture`] (live captures).
+//! [`sink`] (the outgoing-frame wrapper), [`filter`] (tcpdump filters),
+//! `libpcap` (libpcap, loaded at run time for the filters) and
+//! [`capture`] (live captures).
 
 pub mod batch;
 pub mod block;
@@ -40,6 +41,7 @@ pub mod capture;
 pub mod comment;
 mod direct;
 pub mod filter;
+mod libpcap;
 pub mod line;
 mod pcapng;
 pub mod sink;
@@ -748,7 +750,7 @@ impl Tracer {
         match self.control_msg(|ack| Msg::Subscribe(sub.clone(), iface, ack)) {
             Ok(Ok(())) => {}
             Ok(Err(why)) => {
-                return Err(CaptureError::Filter(FilterError {
+                return Err(CaptureError::Filter(FilterError::Bad {
                     expr: sub.filter().unwrap_or_default().to_owned(),
                     why,
                 }))

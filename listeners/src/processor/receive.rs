@@ -17,7 +17,9 @@ impl Processor {
     /// is serviced (app, transmit) later, by [`Processor::service_pending`].
     pub(super) fn receive(&mut self, inb: Inbound) {
         #[cfg(feature = "test-faults")]
-        test_fault(self.id, &inb);
+        if crate::faults::armed() {
+            test_fault(self.id, &inb);
+        }
         self.taken += 1;
         // Only a processor that moved connections away or keeps copies
         // for a pair looks further than the connection's own lookup.
@@ -387,9 +389,11 @@ impl Processor {
 
 /// The test-only fault (`--features test-faults`, which `cargo test`
 /// turns on through the root package's dev-dependency and `cargo build`
-/// never does): a segment whose text holds `VNIC-TEST-PANIC` makes the
-/// processor's thread panic outside any connection's guarded work, once
-/// per vnic, as a bug in the processor itself would.
+/// never does), armed only in a process started with
+/// `VNIC_TEST_FAULTS=1` ([`crate::faults::armed`]): a segment whose text
+/// holds `VNIC-TEST-PANIC` makes the processor's thread panic outside any
+/// connection's guarded work, once per vnic, as a bug in the processor
+/// itself would.
 #[cfg(feature = "test-faults")]
 fn test_fault(id: usize, inb: &Inbound) {
     use std::sync::atomic::AtomicBool;
