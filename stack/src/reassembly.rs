@@ -97,13 +97,28 @@ impl RecvBuffer {
     /// Copies and removes in-order bytes into `buf`.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> usize {
         let n = buf.len().min(self.ready);
-        let (a, b) = self.buf.as_slices();
+        let [a, b] = self.ready_slices();
         let from_a = n.min(a.len());
         buf[..from_a].copy_from_slice(&a[..from_a]);
         buf[from_a..n].copy_from_slice(&b[..n - from_a]);
+        self.copied += n as u64;
+        self.consume(n)
+    }
+
+    /// The in-order bytes the application has not read, where they lie:
+    /// two slices, in order (the second often empty).
+    pub(crate) fn ready_slices(&self) -> [&[u8]; 2] {
+        let (a, b) = self.buf.as_slices();
+        let from_a = self.ready.min(a.len());
+        [&a[..from_a], &b[..(self.ready - from_a).min(b.len())]]
+    }
+
+    /// Removes the first `n` in-order bytes as read (at most those
+    /// ready); returns how many.
+    pub(crate) fn consume(&mut self, n: usize) -> usize {
+        let n = n.min(self.ready);
         self.buf.drain(..n);
         self.ready -= n;
-        self.copied += n as u64;
         n
     }
 

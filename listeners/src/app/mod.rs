@@ -41,6 +41,30 @@ pub trait Socket {
     fn recv(&mut self, buf: &mut [u8]) -> usize;
     /// Bytes ready to be read with [`Socket::recv`].
     fn recv_available(&self) -> usize;
+    /// The bytes [`Socket::recv`] would copy, lent where they lie (two
+    /// slices, in order), for an app that passes them on without a copy
+    /// of its own; [`Socket::recv_consume`] then drops what it used. A
+    /// socket that cannot lend keeps this default: nothing lent (read
+    /// with `recv`, which always works).
+    fn recv_slices(&self) -> [&[u8]; 2] {
+        [&[], &[]]
+    }
+    /// Drops the first `n` bytes [`Socket::recv_slices`] lent, as read;
+    /// returns how many. The default (a socket that lends nothing) reads
+    /// them into a scratch buffer.
+    fn recv_consume(&mut self, n: usize) -> usize {
+        let mut scratch = [0u8; 4096];
+        let mut done = 0;
+        while done < n {
+            let want = (n - done).min(scratch.len());
+            let got = self.recv(&mut scratch[..want]);
+            if got == 0 {
+                break;
+            }
+            done += got;
+        }
+        done
+    }
     /// Queues bytes for sending; returns how many were taken (≤ `send_capacity()`).
     fn send(&mut self, data: &[u8]) -> usize;
     /// How many more bytes `send` would take now.

@@ -65,7 +65,7 @@ use crate::app::{
 };
 use crate::stats::ServiceReport;
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -493,6 +493,30 @@ impl Proxy {
         };
         let mut stream = &backend.stream;
         loop {
+            if self.to_target.is_empty() {
+                // Straight from the connection's receive buffer: what the
+                // back-end takes is dropped as read, the rest stays there
+                // (its window closed until the back-end drains).
+                let wrote = {
+                    let [a, b] = sock.recv_slices();
+                    (!a.is_empty() || !b.is_empty())
+                        .then(|| stream.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]))
+                };
+                match wrote {
+                    None => {}
+                    Some(Ok(0)) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                    Some(Ok(n)) => {
+                        sock.recv_consume(n);
+                        self.target
+                            .bytes_to_target
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        continue;
+                    }
+                    Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Some(Err(e)) => return Err(e),
+                }
+            }
             let room = self.to_target.room();
             if room > 0 && sock.recv_available() > 0 {
                 self.to_target.fill_with(room, |b| Ok(sock.recv(b)))?;

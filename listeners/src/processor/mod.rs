@@ -426,6 +426,14 @@ impl Socket for SocketView<'_> {
     fn recv_available(&self) -> usize {
         self.tcp.recv_available()
     }
+    fn recv_slices(&self) -> [&[u8]; 2] {
+        self.tcp.recv_slices()
+    }
+    fn recv_consume(&mut self, n: usize) -> usize {
+        let n = self.tcp.recv_consume(n);
+        self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
     fn send(&mut self, data: &[u8]) -> usize {
         let n = self.tcp.send(data);
         self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);

@@ -496,6 +496,23 @@ impl Connection {
         self.rcv.read(buf, synchronized)
     }
 
+    /// The in-order bytes [`Connection::recv`] would copy, lent where they
+    /// lie in the receive buffer (two slices, in order; the second often
+    /// empty). With [`Connection::recv_consume`] an app that only passes
+    /// the bytes on (discards them, writes them to a socket) reads them
+    /// with no copy: after the kernel's into vnic, the receive buffer's
+    /// to the app was a third copy of every byte an upload brought.
+    pub fn recv_slices(&self) -> [&[u8]; 2] {
+        self.rcv.buf.ready_slices()
+    }
+
+    /// Drops the first `n` in-order bytes as read, as [`Connection::recv`]
+    /// of that many would (the same window update); returns how many.
+    pub fn recv_consume(&mut self, n: usize) -> usize {
+        let synchronized = self.is_synchronized();
+        self.rcv.consume(n, synchronized)
+    }
+
     /// In-order bytes ready for recv().
     pub fn recv_available(&self) -> usize {
         self.rcv.buf.available()

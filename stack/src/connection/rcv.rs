@@ -306,6 +306,21 @@ impl Receiver {
     pub(super) fn read(&mut self, out: &mut [u8], synchronized: bool) -> usize {
         let old_wnd = self.adv.distance_from(self.nxt);
         let n = self.buf.read(out);
+        self.after_read(n, old_wnd, synchronized)
+    }
+
+    /// Drops `n` in-order bytes as read without copying them (see
+    /// `Connection::recv_consume`).
+    pub(super) fn consume(&mut self, n: usize, synchronized: bool) -> usize {
+        let old_wnd = self.adv.distance_from(self.nxt);
+        let n = self.buf.consume(n);
+        self.after_read(n, old_wnd, synchronized)
+    }
+
+    /// `n` bytes were read, the window offered before being `old_wnd`:
+    /// a window update is due if the right edge moves enough (receiver
+    /// SWS avoidance).
+    fn after_read(&mut self, n: usize, old_wnd: usize, synchronized: bool) -> usize {
         if n == 0 || self.fin_received || !synchronized {
             return n;
         }
