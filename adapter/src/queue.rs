@@ -72,6 +72,10 @@ pub enum ToProcessor {
     /// Fail on purpose, as a bug outside any connection's work would
     /// (`vnic ctl processor K crash`): the thread panics.
     Crash,
+    /// Start a failed processor again (`vnic ctl processor K restart`):
+    /// its thread, which outlived the failure, begins afresh with the
+    /// same queues. A live processor ignores it.
+    Restart,
     /// A connection moving in from another processor (a live migration
     /// or a process pair's takeover): the listeners crate's adoption,
     /// which the adapter only carries. It travels in the same queue as
