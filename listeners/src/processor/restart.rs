@@ -228,10 +228,13 @@ impl Processor {
     /// checkpoint queue is applied (or dropped when `dead`): the other
     /// may be waiting for room there, and neither must wait for ever.
     pub(super) fn send_waiting(&mut self, to: usize, msg: ToProcessor, dead: bool) {
+        let Some(q) = self.peers.get(to).cloned() else {
+            return;
+        };
         let mut msg = msg;
         loop {
-            match self.peers.get(to).map(|q| q.try_send(msg)) {
-                Some(Err(crossbeam_channel::TrySendError::Full(m))) => {
+            match q.try_send(msg) {
+                Err(crossbeam_channel::TrySendError::Full(m)) => {
                     msg = m;
                     if dead {
                         self.pair.drop_pending();

@@ -168,20 +168,26 @@ impl Processor {
             let Some(&to) = targets.get(i % targets.len().max(1)) else {
                 break;
             };
+            if to >= self.peers.len() || to == self.id {
+                continue;
+            }
             let Some(parked) = self.unpark(tuple) else {
                 continue;
             };
             let syn_stamp = parked.syn_stamp;
             let msg = ToProcessor::Adopt(Box::new(ParkedMove { tuple, parked }));
-            match self.peers.get(to).map(|q| q.try_send(msg)) {
-                Some(Ok(())) => {
+            let Some(q) = self.peers.get(to) else {
+                continue;
+            };
+            match q.try_send(msg) {
+                Ok(()) => {
                     self.hand_flow(tuple, syn_stamp, to, now);
                     moved += 1;
                 }
-                Some(Err(
+                Err(
                     crossbeam_channel::TrySendError::Full(m)
                     | crossbeam_channel::TrySendError::Disconnected(m),
-                )) => {
+                ) => {
                     if let ToProcessor::Adopt(a) = m {
                         if let Ok(pm) = a.downcast::<ParkedMove>() {
                             let ParkedMove { tuple, parked } = *pm;
@@ -189,7 +195,6 @@ impl Processor {
                         }
                     }
                 }
-                None => {}
             }
         }
         moved
