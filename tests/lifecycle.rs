@@ -98,8 +98,10 @@ fn a_restarted_processor_is_a_backup_again_and_a_second_crash_loses_nothing() {
     // each processor: the HTTP clients ask until the end, through every
     // crash.
     let load = workload::start(&ns, 4, CHARGEN, ECHO);
+    let on = workload::processors_of(&ns, &load.ports);
     std::thread::sleep(Duration::from_millis(400));
     // 1 fails: 2 takes its connections; 1 comes back, and 0 resyncs it.
+    let start = Instant::now();
     crash_and_restart(&ns, 1, 1);
     let st = ns.status_json();
     assert!(
@@ -132,12 +134,25 @@ fn a_restarted_processor_is_a_backup_again_and_a_second_crash_loses_nothing() {
         st["processors"][0]
     );
     // 2, which holds what it took over from 1, fails: 3 takes it all.
+    let second = start.elapsed();
     crash_and_restart(&ns, 2, 1);
     // 0 fails: the restarted 1 takes its connections from the resync.
+    let third = start.elapsed();
     crash_and_restart(&ns, 0, 1);
     let outcomes = load.finish();
     let stall = assert_intact(&outcomes);
-    eprintln!("three crashes, every stream intact; longest stall {stall:?}");
+    eprintln!(
+        "three crashes (at 0, {second:?}, {third:?}), every stream intact; longest stall {stall:?}"
+    );
+    for (o, k) in outcomes.iter().zip(&on) {
+        eprintln!(
+            "  {} (on {k:?}): {} bytes, longest stall {:?}, ended {:?} after the first crash",
+            o.name,
+            o.bytes,
+            o.longest_stall,
+            o.stall_end.map(|e| e.saturating_duration_since(start))
+        );
+    }
     let st = ns.status_json();
     assert!(
         pair_of(&st, 0)["takeovers"].as_u64().unwrap_or(0) >= 2,

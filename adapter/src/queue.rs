@@ -396,6 +396,20 @@ impl<T> BellSender<T> {
         Ok(())
     }
 
+    /// Queues `msg`, waiting at most `timeout` for room; rings on
+    /// success. A waiting sender is woken as soon as a slot frees, ahead
+    /// of senders that only try: what a processor uses to reach a busy
+    /// peer whose queue the RX threads keep full.
+    pub fn send_timeout(
+        &self,
+        msg: T,
+        timeout: std::time::Duration,
+    ) -> Result<(), crossbeam_channel::SendTimeoutError<T>> {
+        self.tx.send_timeout(msg, timeout)?;
+        self.bell.ring();
+        Ok(())
+    }
+
     /// Messages waiting.
     pub fn len(&self) -> usize {
         self.tx.len()

@@ -376,6 +376,9 @@ pub struct Processor {
     batch_now: Option<Instant>,
     /// Batches of segments taken so far (a traced frame's `b=N`).
     batches: u64,
+    /// Failed: why it stops lying dead, when that came while it was busy
+    /// failing (see restart.rs).
+    wake: Option<restart::Wake>,
 }
 
 /// Stale timer entries allowed beyond twice the connections before the
@@ -509,6 +512,7 @@ impl Processor {
             taken: 0,
             batch_now: None,
             batches: 0,
+            wake: None,
         }
     }
 

@@ -71,7 +71,7 @@ pub struct Lifecycle {
 }
 
 /// Why a dead processor stops lying dead.
-enum Wake {
+pub(super) enum Wake {
     /// Its delay is over.
     Timer,
     /// `vnic ctl processor K restart`.
@@ -212,15 +212,19 @@ impl Processor {
         self.pair.lose_copies(stats);
         stats.active.store(0, Ordering::Relaxed);
         stats.unfinished.store(0, Ordering::Relaxed);
-        // Its primaries stop checkpointing to it until it is back, and
-        // its backups take over what it checkpointed to them.
-        for p in self.pair.primaries() {
-            let m = Migration::BackupDown { backup: self.id };
-            self.send_waiting(p, ToProcessor::Migrate(Box::new(m)), true);
-        }
+        // Its backups take over what it checkpointed to them: each copy
+        // resends what may be missing at once.
         for b in self.pair.backups() {
             let m = Migration::TakeOver { from: self.id };
             self.send_waiting(b, ToProcessor::Migrate(Box::new(m)), true);
+        }
+        // Its primaries stop checkpointing to it until it is back (a
+        // full queue skips that: what they send meanwhile is dropped).
+        for p in self.pair.primaries() {
+            let m = Migration::BackupDown { backup: self.id };
+            if let Some(q) = self.peers.get(p) {
+                let _ = q.try_send(ToProcessor::Migrate(Box::new(m)));
+            }
         }
     }
 
@@ -233,15 +237,21 @@ impl Processor {
         };
         let mut msg = msg;
         loop {
-            match q.try_send(msg) {
-                Err(crossbeam_channel::TrySendError::Full(m)) => {
+            // Waiting in the channel, not trying again and again: the RX
+            // threads refill a busy peer's queue as soon as it has room.
+            match q.send_timeout(msg, Duration::from_millis(1)) {
+                Err(crossbeam_channel::SendTimeoutError::Timeout(m)) => {
                     msg = m;
                     if dead {
+                        // Its own queue must not fill meanwhile: the RX
+                        // threads would drop what it forwards.
                         self.pair.drop_pending();
+                        if self.wake.is_none() {
+                            self.wake = self.take_dead();
+                        }
                     } else {
                         self.apply_checkpoints();
                     }
-                    std::thread::sleep(Duration::from_micros(50));
                 }
                 _ => return,
             }
@@ -273,30 +283,8 @@ impl Processor {
             AppSource::Local => (None, None),
         };
         loop {
-            loop {
-                match self.take_message() {
-                    Ok(ToProcessor::Shutdown) | Err(TryRecvError::Disconnected) => {
-                        return Wake::Stop
-                    }
-                    Ok(ToProcessor::Restart) => return Wake::Asked,
-                    Ok(ToProcessor::Segment(inb)) => self.dead_segment(inb),
-                    Ok(ToProcessor::Adopt(a)) => self.refuse_adoption(a),
-                    Ok(ToProcessor::Migrate(m)) => dead_migration(m),
-                    Ok(ToProcessor::Serve {
-                        protocol,
-                        port,
-                        app,
-                    }) => self.set_serve(protocol, port, app),
-                    Ok(ToProcessor::FlowSwitched(t)) => self.flow_switched(t),
-                    Ok(ToProcessor::Drain) => self.draining = true,
-                    Ok(
-                        ToProcessor::Datagram(_)
-                        | ToProcessor::Up
-                        | ToProcessor::Down
-                        | ToProcessor::Crash,
-                    ) => {}
-                    Err(TryRecvError::Empty) => break,
-                }
+            if let Some(w) = self.wake.take().or_else(|| self.take_dead()) {
+                return w;
             }
             // What others ask of it meanwhile: nobody answers.
             while self.socket_queries.try_recv().is_ok() {}
@@ -334,6 +322,36 @@ impl Processor {
                 if let Some(d) = &mut self.direct {
                     d.readable();
                 }
+            }
+        }
+    }
+
+    /// Takes what waits in the dead processor's queue (see the
+    /// [module](self)); the reason to stop lying dead, if one came.
+    fn take_dead(&mut self) -> Option<Wake> {
+        loop {
+            match self.take_message() {
+                Ok(ToProcessor::Shutdown) | Err(TryRecvError::Disconnected) => {
+                    return Some(Wake::Stop)
+                }
+                Ok(ToProcessor::Restart) => return Some(Wake::Asked),
+                Ok(ToProcessor::Segment(inb)) => self.dead_segment(inb),
+                Ok(ToProcessor::Adopt(a)) => self.refuse_adoption(a),
+                Ok(ToProcessor::Migrate(m)) => dead_migration(m),
+                Ok(ToProcessor::Serve {
+                    protocol,
+                    port,
+                    app,
+                }) => self.set_serve(protocol, port, app),
+                Ok(ToProcessor::FlowSwitched(t)) => self.flow_switched(t),
+                Ok(ToProcessor::Drain) => self.draining = true,
+                Ok(
+                    ToProcessor::Datagram(_)
+                    | ToProcessor::Up
+                    | ToProcessor::Down
+                    | ToProcessor::Crash,
+                ) => {}
+                Err(TryRecvError::Empty) => return None,
             }
         }
     }
