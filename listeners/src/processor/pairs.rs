@@ -237,10 +237,12 @@ impl PairLink {
                     self.standby.remove(&tuple);
                 }
                 PairMsg::Resync { from } => {
-                    if let Some(a) = self.awaiting.get_mut(from) {
+                    // Counted when it was waiting for it (a restarted
+                    // primary's marker to a backup that went on is not).
+                    if let Some(a) = self.awaiting.get_mut(from).filter(|a| **a) {
                         *a = false;
+                        stats.resyncs.fetch_add(1, Ordering::Relaxed);
                     }
-                    stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 }
                 PairMsg::Checkpoint(cp) if self.awaiting.get(cp.from).copied().unwrap_or(false) => {
                     // Of a copy lost in this processor's failure.
