@@ -17,6 +17,7 @@ use vnic_listeners::app::exec::{self, ExecOptions, ExecService};
 use vnic_listeners::app::proxy::{self, ProxyOptions, ProxyProtocol, ProxyService};
 use vnic_listeners::app::{AppKind, Service};
 use vnic_listeners::distributor::Balance;
+use vnic_listeners::processor::RestartPolicy;
 
 mod client;
 mod parse;
@@ -201,6 +202,13 @@ pub struct UpArgs {
     /// that listener's processor with K on its port, with or without it.
     #[arg(long)]
     pub pairs: bool,
+    /// A processor whose thread failed (a panic, `vnic ctl processor K
+    /// crash`) starts again after this delay, fresh, and with pairs is
+    /// again its primary's backup (default 1s; at most 5 restarts in
+    /// 60s). off: it stays failed until `vnic ctl processor K restart`.
+    /// Overrides the config file's [adapter] processor_restart.
+    #[arg(long, value_name = "DURATION|off", value_parser = config::parse_restart)]
+    pub processor_restart: Option<RestartPolicy>,
     /// Reset a connection on which no byte moved either way for this long
     /// (default 10m; 0: never).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
@@ -324,6 +332,8 @@ pub struct Plan {
     pub congestion: CongestionAlgorithm,
     /// Process pairs on every port (`--pairs`).
     pub pairs: bool,
+    /// When a failed processor starts again (`--processor-restart`).
+    pub restart: RestartPolicy,
     /// The TCP knobs (the config file's `[tcp]`, else the defaults).
     pub tcp: TcpKnobs,
     /// Ports whose listener runs its own congestion control.
@@ -380,6 +390,7 @@ impl Plan {
             .idle_timeout(self.idle_timeout)
             .congestion(self.congestion)
             .pairs(self.pairs)
+            .restart(self.restart)
             .tcp(self.tcp.clone())
             .zero_window_timeout(self.zero_window_timeout)
             .trace(Trace {
@@ -486,6 +497,7 @@ impl Plan {
         let mut config = None;
         let (mut mac, mut mtu) = (None, None);
         let mut file_congestion = None;
+        let mut file_restart = None;
         let mut tcp = TcpKnobs::default();
         if let Some(path) = &a.config {
             let file = config::load(path).map_err(|e| e.to_string())?;
@@ -516,6 +528,7 @@ impl Plan {
             mac = resolved.mac;
             mtu = resolved.mtu;
             file_congestion = resolved.congestion;
+            file_restart = resolved.processor_restart;
             tcp = resolved.tcp.clone();
             if file.has_listeners() {
                 if !a.serve.is_empty() {
@@ -689,6 +702,7 @@ impl Plan {
             memory_budget: a.memory_budget,
             congestion: a.congestion.or(file_congestion).unwrap_or_default(),
             pairs: a.pairs,
+            restart: a.processor_restart.or(file_restart).unwrap_or_default(),
             tcp,
             port_congestion,
             idle_timeout: Some(a.idle_timeout).filter(|d| !d.is_zero()),

@@ -12,6 +12,7 @@
 //! mtu = 1500                         # optional; default the TAP's MTU
 //! processors = 4                     # optional; default 4
 //! congestion = "cubic"               # optional: cubic (default) | newreno | bbr
+//! processor_restart = "1s"           # optional: a failed processor starts again after this (default 1s) | "off"
 //!
 //! [filter]
 //! mode = "round-robin"               # hash | least-connections | none (the default: filtering is off unless configured)
@@ -74,6 +75,7 @@ use vnic_adapter::filter::{
 };
 use vnic_adapter::{Filter, FilterMode};
 use vnic_listeners::app::AppKind;
+use vnic_listeners::processor::RestartPolicy;
 use vnic_stack::CongestionAlgorithm;
 
 use crate::MAX_PROCESSORS;
@@ -137,6 +139,17 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
     };
     file.check(&Overrides::default(), false)?;
     Ok(file)
+}
+
+/// A restart policy as `--processor-restart` and `processor_restart`
+/// spell it: a delay (`1s`, `250ms`) or `off`.
+pub fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
+    if s == "off" {
+        return Ok(RestartPolicy { delay: None });
+    }
+    vnic_adapter::duration::parse_duration(s)
+        .map(|d| RestartPolicy { delay: Some(d) })
+        .map_err(|e| format!("{e} (or off)"))
 }
 
 /// `ADDR/PREFIX` → (address, prefix); unicast addresses only.
@@ -403,6 +416,8 @@ pub struct ResolvedConfig {
     pub mode: FilterMode,
     /// `[adapter] congestion`, if the file sets it.
     pub congestion: Option<CongestionAlgorithm>,
+    /// `[adapter] processor_restart`, if the file sets it.
+    pub processor_restart: Option<RestartPolicy>,
     /// The listeners, in file order (empty: the file leaves listeners to
     /// `--serve` and its defaults).
     pub listeners: Vec<ListenerEntry>,
@@ -632,6 +647,13 @@ impl ConfigFile {
             Some(c) => Some(self.congestion(c)?),
             None => None,
         };
+        let processor_restart = match &a.processor_restart {
+            Some(r) => Some(
+                parse_restart(r.get_ref())
+                    .or_else(|e| self.bad(r.span(), format!("processor_restart: {e}")))?,
+            ),
+            None => None,
+        };
         let tcp = self.tcp(&self.raw.tcp)?;
         let mut listeners: Vec<ListenerEntry> = Vec::new();
         let mut port_filters: HashMap<(Protocol, u16), (FilterMode, usize)> = HashMap::new();
@@ -704,6 +726,7 @@ impl ConfigFile {
                 processors,
                 mode,
                 congestion,
+                processor_restart,
                 listeners,
                 tcp,
                 filter,
@@ -721,6 +744,7 @@ impl ConfigFile {
             processors,
             mode,
             congestion,
+            processor_restart,
             listeners,
             tcp,
             filter,
@@ -1238,6 +1262,28 @@ mod tests {
         );
         let e = error_at("[filter]\nudp_ports = [0]\n", 2);
         assert_eq!(e.message, "shared ports: 0 is not a port from 1 to 65535");
+    }
+
+    #[test]
+    fn processor_restart_is_a_delay_or_off() {
+        let with = |v: &str| {
+            resolved(&HEAD.replace(
+                "processors = 4\n",
+                &format!("processors = 4\nprocessor_restart = \"{v}\"\n"),
+            ))
+        };
+        let delay = std::time::Duration::from_millis(250);
+        assert_eq!(
+            with("250ms").processor_restart,
+            Some(RestartPolicy { delay: Some(delay) })
+        );
+        assert_eq!(
+            with("off").processor_restart,
+            Some(RestartPolicy { delay: None })
+        );
+        assert_eq!(resolved(HEAD).processor_restart, None);
+        let e = error_at("[adapter]\nprocessor_restart = \"soon\"\n", 2);
+        assert!(e.message.starts_with("processor_restart: "), "{e}");
     }
 
     #[test]

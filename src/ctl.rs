@@ -317,6 +317,15 @@ pub fn table_with(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
     for p in &st.processors {
         if let Some(why) = &p.failure {
             s.push_str(&format!("processor {} failed: {why}\n", p.id));
+            if let Some(r) = &p.restart {
+                s.push_str(&format!("processor {} restart: {r}\n", p.id));
+            }
+        }
+        if p.restarts > 0 {
+            s.push_str(&format!(
+                "processor {} restarted {} times; resyncs {}\n",
+                p.id, p.restarts, p.resyncs
+            ));
         }
     }
     s.push_str(&adapter_lines(st, rates));
@@ -325,7 +334,7 @@ pub fn table_with(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
     }
     if !st.pairs.is_empty() {
         s.push_str(&format!(
-            "\npairs: {:>7} {:>5} {:>6} {:>11} {:>12} {:>7} {:>9} {:>9} {:>9}\n",
+            "\npairs: {:>7} {:>5} {:>6} {:>11} {:>12} {:>7} {:>9} {:>9} {:>9} {:>7}\n",
             "primary",
             "port",
             "backup",
@@ -334,11 +343,12 @@ pub fn table_with(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
             "standby",
             "lag us",
             "max lag",
-            "takeovers"
+            "takeovers",
+            "resyncs"
         ));
         for p in &st.pairs {
             s.push_str(&format!(
-                "       {:>7} {:>5} {:>6} {:>11} {:>12} {:>7} {:>9} {:>9} {:>9}\n",
+                "       {:>7} {:>5} {:>6} {:>11} {:>12} {:>7} {:>9} {:>9} {:>9} {:>7}\n",
                 p.primary,
                 p.port.map_or("all".to_string(), |p| p.to_string()),
                 p.backup,
@@ -347,7 +357,8 @@ pub fn table_with(st: &Status, rates: Option<&crate::watch::Rates>) -> String {
                 p.standby,
                 p.lag_us,
                 p.max_lag_us,
-                p.takeovers
+                p.takeovers,
+                p.resyncs
             ));
         }
     }

@@ -47,6 +47,9 @@ fn crash_mid_transfer(processor_queues: &str) {
         "--quiet",
         "--processor-queues",
         processor_queues,
+        // Failed it stays (tests/lifecycle.rs has the restarts).
+        "--processor-restart",
+        "off",
     ]);
     let load = workload::start(&ns, 4, CHARGEN, ECHO);
     std::thread::sleep(Duration::from_millis(400));
@@ -119,7 +122,7 @@ fn without_pairs_only_the_crashed_processors_connections_are_reset() {
         return;
     }
     let ns = Netns::new();
-    let vnic = ns.vnic(&["--processors", "4", "--quiet"]);
+    let vnic = ns.vnic(&["--processors", "4", "--quiet", "--processor-restart", "off"]);
     // Shorter streams: a chargen reader on the crashed processor, having
     // nothing to send, waits for its read timeout.
     let load = workload::start(&ns, 4, 48 << 20, 24 << 20);
@@ -167,7 +170,14 @@ fn a_real_panic_in_a_processor_is_taken_over_like_a_crash() {
     // Compiled into every test build, the fault is armed only so.
     let vnic = ns.vnic_env(
         &["VNIC_TEST_FAULTS=1"],
-        &["--processors", "2", "--pairs", "--quiet"],
+        &[
+            "--processors",
+            "2",
+            "--pairs",
+            "--quiet",
+            "--processor-restart",
+            "off",
+        ],
     );
     let load = workload::start(&ns, 2, 16 << 20, 8 << 20);
     // The 7th connection lands on processor 0: its segment panics it.
@@ -265,7 +275,7 @@ fn a_config_files_listener_backup_is_a_process_pair_on_its_port() {
          [[listener]]\nport = 80\napp = \"http\"\nprocessor = 0\n",
     )
     .expect("write config");
-    let vnic = ns.vnic_config(&file, &[]);
+    let vnic = ns.vnic_config(&file, &["--processor-restart", "off"]);
     let st = ns.status_json();
     assert_eq!(
         st["pairs"].as_array().map(Vec::len),

@@ -53,6 +53,9 @@ fn dies_and_its_connections_are_reset(processor_queues: &str) {
         "--quiet",
         "--processor-queues",
         processor_queues,
+        // As before restarts: it stays failed.
+        "--processor-restart",
+        "off",
     ]);
     let (mut on0, mut on1) = ns.run(|| (connect("10.0.0.2:80"), connect("10.0.0.2:80")));
     assert_eq!(processor_of(&mut on0), 0);

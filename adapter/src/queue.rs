@@ -72,6 +72,10 @@ pub enum ToProcessor {
     /// Fail on purpose, as a bug outside any connection's work would
     /// (`vnic ctl processor K crash`): the thread panics.
     Crash,
+    /// Start a failed processor again (`vnic ctl processor K restart`):
+    /// its thread, which outlived the failure, begins afresh with the
+    /// same queues. A live processor ignores it.
+    Restart,
     /// A connection moving in from another processor (a live migration
     /// or a process pair's takeover): the listeners crate's adoption,
     /// which the adapter only carries. It travels in the same queue as
@@ -388,6 +392,20 @@ impl<T> BellSender<T> {
     /// Queues `msg`, waiting for room in a bounded channel; rings on success.
     pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
         self.tx.send(msg)?;
+        self.bell.ring();
+        Ok(())
+    }
+
+    /// Queues `msg`, waiting at most `timeout` for room; rings on
+    /// success. A waiting sender is woken as soon as a slot frees, ahead
+    /// of senders that only try: what a processor uses to reach a busy
+    /// peer whose queue the RX threads keep full.
+    pub fn send_timeout(
+        &self,
+        msg: T,
+        timeout: std::time::Duration,
+    ) -> Result<(), crossbeam_channel::SendTimeoutError<T>> {
+        self.tx.send_timeout(msg, timeout)?;
         self.bell.ring();
         Ok(())
     }

@@ -99,6 +99,19 @@ pub struct ProcessorStats {
     pub takeovers: AtomicU64,
     /// Of those, the ones it reset (an app without checkpoint).
     pub takeover_resets: AtomicU64,
+    /// Times it was started again after a failure (restart.rs).
+    pub restarts: AtomicU64,
+    /// While failed: when it starts again, or why it does not.
+    pub restart: parking_lot::Mutex<Option<String>>,
+    /// As a backup: resyncs its primaries sent it since it restarted (a
+    /// marker, then a full checkpoint of each connection).
+    pub resyncs: AtomicU64,
+    /// As a primary: connections it checkpointed in full to a restarted
+    /// backup.
+    pub resync_checkpoints: AtomicU64,
+    /// Connections it handed to their backups when taken down (`vnic ctl
+    /// processor K down` with process pairs).
+    pub handed_over: AtomicU64,
     /// The hybrid model's distributor: connections it served itself
     /// because no other processor could take them.
     pub hand_off_local: AtomicU64,
@@ -342,6 +355,10 @@ impl ProcessorStats {
             &self.takeovers,
             &self.takeover_resets,
             &self.hand_off_local,
+            &self.restarts,
+            &self.resyncs,
+            &self.resync_checkpoints,
+            &self.handed_over,
         ] {
             c.store(0, Ordering::Relaxed);
         }

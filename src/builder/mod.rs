@@ -36,8 +36,8 @@ use vnic_listeners::app::{App, AppContext, Refused, Service};
 use vnic_listeners::control::{default_path, ControlServer, Runtime, TraceHandle};
 use vnic_listeners::distributor::{backend, Balance, Dispatcher};
 use vnic_listeners::processor::{
-    AppSource, DistributorLink, HandOff, Inbox, Migration, Processor, ProcessorSetup,
-    DEFAULT_MEMORY_BUDGET,
+    AppSource, DistributorLink, HandOff, Inbox, Lifecycle, Migration, Processor, ProcessorSetup,
+    RestartPolicy, DEFAULT_MEMORY_BUDGET,
 };
 use vnic_listeners::stats::Registry;
 use vnic_stack::{CongestionAlgorithm, IsnGenerator, SynCookies, TcpConfig};
@@ -307,6 +307,7 @@ pub struct Builder {
     congestion: CongestionAlgorithm,
     port_congestion: HashMap<u16, CongestionAlgorithm>,
     pairs: bool,
+    restart: RestartPolicy,
     tcp: TcpKnobs,
     slow: HashMap<usize, Duration>,
     /// The links after the first (`--tap` given more than once).
@@ -373,6 +374,7 @@ impl Builder {
             congestion: CongestionAlgorithm::default(),
             port_congestion: HashMap::new(),
             pairs: false,
+            restart: RestartPolicy::default(),
             tcp: TcpKnobs::default(),
             slow: HashMap::new(),
             more_taps: Vec::new(),
@@ -600,6 +602,14 @@ impl Builder {
     /// `backup` are paired on their port whether or not this is on.
     pub fn pairs(mut self, on: bool) -> Builder {
         self.pairs = on;
+        self
+    }
+
+    /// When a failed processor starts again (`--processor-restart`):
+    /// after a delay (the default, 1 s) or only when asked (`vnic ctl
+    /// processor K restart`).
+    pub fn restart(mut self, policy: RestartPolicy) -> Builder {
+        self.restart = policy;
         self
     }
 }

@@ -326,21 +326,16 @@ impl Builder {
         {
             let rotation = filter.clone();
             let flows = flow_map.clone();
-            let (backups, peers) = (pairs.clone(), queues.clone());
+            let back = filter.clone();
+            // Its backups hear of the failure from the processor itself
+            // (`Processor::fail`), which lives on to restart.
             let failed = move |id: usize| {
                 // Out of the rotation, as `vnic ctl processor K down` does.
                 rotation.lock().set_up(id, false);
                 // Its connections' frames go to the RX threads again,
-                // which answer them with RST, or send them to its backup.
-                if let Some(f) = flows {
+                // which switch them to its backup or answer them with RST.
+                if let Some(f) = &flows {
                     f.remove_queue(rss_queues + id);
-                }
-                // Its backups take over what it checkpointed to them.
-                for b in backups.backups_of(id) {
-                    if let Some(q) = peers.get(b) {
-                        let m = Migration::TakeOver { from: id };
-                        let _ = q.send(ToProcessor::Migrate(Box::new(m)));
-                    }
                 }
             };
             let direct = match (&flow_map, taps.get(rss_queues + id)) {
@@ -388,7 +383,13 @@ impl Builder {
                         None => AppSource::Local,
                     },
                 },
-                failed,
+                Lifecycle {
+                    restart: self.restart,
+                    on_failure: Box::new(failed),
+                    // Back in the rotation; its primaries resync it
+                    // themselves when it asks.
+                    on_restart: Box::new(move |id| back.lock().set_up(id, true)),
+                },
             )?);
         }
         drop(closed_tx);

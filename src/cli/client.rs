@@ -99,17 +99,19 @@ pub enum ConnectionOp {
 /// The things `vnic ctl` steers.
 #[derive(Subcommand, Debug)]
 pub enum CtlCommand {
-    /// Take a processor down (its connections are reset, it leaves the
-    /// rotation), bring it back (it rejoins at its place in line), or
-    /// crash it (its thread dies as a bug would kill it: vnic notices,
-    /// takes it out of the rotation and resets its connections).
+    /// Take a processor down (its connections are reset, or with process
+    /// pairs handed to their backups), bring it back (it rejoins at its
+    /// place in line), crash it (its thread dies as a bug would kill it:
+    /// vnic notices, takes it out of the rotation, resets its connections
+    /// or has its backups take them over, and restarts it after
+    /// --processor-restart), or restart a failed one.
     Processor {
         /// Processor number.
         id: usize,
         /// up, down, drain (move every connection to the other live
-        /// processors with nothing lost, then down: planned maintenance)
-        /// or crash.
-        #[arg(value_parser = ["up", "down", "drain", "crash"])]
+        /// processors with nothing lost, then down: planned maintenance),
+        /// crash, or restart (a failed processor starts again).
+        #[arg(value_parser = ["up", "down", "drain", "crash", "restart"])]
         state: String,
     },
     /// Move one live connection to another processor with nothing lost

@@ -48,6 +48,7 @@ pub(super) struct RawAdapter {
     pub(super) mtu: Option<Spanned<i64>>,
     pub(super) processors: Option<Spanned<i64>>,
     pub(super) congestion: Option<Spanned<String>>,
+    pub(super) processor_restart: Option<Spanned<String>>,
     pub(super) failback: Option<Spanned<bool>>,
     #[serde(default)]
     pub(super) link_ip: std::collections::BTreeMap<String, Spanned<String>>,

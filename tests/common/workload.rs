@@ -26,6 +26,8 @@ pub struct Outcome {
     pub bytes: usize,
     /// The longest wait between two reads.
     pub longest_stall: Duration,
+    /// When that wait ended.
+    pub stall_end: Option<Instant>,
     /// The client's local port (names the connection for `vnic ctl`).
     pub port: u16,
     /// When it ended.
@@ -73,6 +75,7 @@ pub fn start(ns: &Netns, per_kind: usize, chargen_bytes: usize, echo_bytes: usiz
                     error: None,
                     bytes: 0,
                     longest_stall: Duration::ZERO,
+                    stall_end: None,
                     port,
                     ended: Instant::now(),
                 };
@@ -116,11 +119,20 @@ fn read_some(
 ) -> Result<usize, String> {
     let n = s.read(buf).map_err(|e| format!("{}: read: {e}", o.name))?;
     if n > 0 {
-        o.longest_stall = o.longest_stall.max(last.elapsed());
+        note_stall(o, last);
         *last = Instant::now();
         o.bytes += n;
     }
     Ok(n)
+}
+
+/// Counts the wait since `last` in the stream's longest stall.
+fn note_stall(o: &mut Outcome, last: &Instant) {
+    let gap = last.elapsed();
+    if gap > o.longest_stall {
+        o.longest_stall = gap;
+        o.stall_end = Some(Instant::now());
+    }
 }
 
 fn chargen(mut s: TcpStream, n: usize, o: &mut Outcome) -> Result<(), String> {
@@ -204,7 +216,7 @@ fn http(mut s: TcpStream, stop: &AtomicBool, o: &mut Outcome) -> Result<(), Stri
         if status != 200 {
             return Err(format!("{}: status {status}", o.name));
         }
-        o.longest_stall = o.longest_stall.max(last.elapsed());
+        note_stall(o, &last);
         last = Instant::now();
         o.bytes += body.len();
         std::thread::sleep(Duration::from_millis(5));

@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 pub enum Request {
     /// The whole status: processors, adapter counters, trace.
     Status,
-    /// Take processor `id` down (its connections are reset), bring it up,
-    /// drain it (its connections move to the other live processors, then
-    /// it goes down) or crash it.
+    /// Take processor `id` down (its connections are reset, or handed to
+    /// their backups with process pairs), bring it up, drain it (its
+    /// connections move to the other live processors, then it goes down),
+    /// crash it, or restart it after a failure.
     Processor {
         /// Processor number.
         id: usize,
-        /// "up", "down", "drain" or "crash".
+        /// "up", "down", "drain", "crash" or "restart".
         state: String,
     },
     /// Take back-end `id` down (its in-flight requests are retried
@@ -341,6 +342,13 @@ pub struct PairStatus {
     pub takeovers: u64,
     /// Of those, the ones reset (an app without checkpoint).
     pub takeover_resets: u64,
+    /// Resyncs the backup got since it restarted after a failure (one
+    /// per primary and restart).
+    #[serde(default)]
+    pub resyncs: u64,
+    /// Connections the primary checkpointed in full in those resyncs.
+    #[serde(default)]
+    pub resync_checkpoints: u64,
 }
 
 /// One processor's line in `vnic status`.
@@ -479,6 +487,24 @@ pub struct ProcessorStatus {
     /// Of those, the ones it reset (an app without checkpoint).
     #[serde(default)]
     pub takeover_resets: u64,
+    /// Times it was started again after a failure (`--processor-restart`,
+    /// `vnic ctl processor K restart`).
+    #[serde(default)]
+    pub restarts: u64,
+    /// While failed: when it starts again, or why it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    /// As a backup: resyncs its primaries sent it after its restarts.
+    #[serde(default)]
+    pub resyncs: u64,
+    /// As a primary: connections it checkpointed in full to a restarted
+    /// backup.
+    #[serde(default)]
+    pub resync_checkpoints: u64,
+    /// Connections it handed to their backups when taken down (process
+    /// pairs).
+    #[serde(default)]
+    pub handed_over: u64,
 }
 
 /// A port with a placement policy of its own, in `vnic status`.

@@ -34,13 +34,62 @@ impl Processor {
         self.stats().unfinished.store(n as u64, Ordering::Relaxed);
     }
 
-    /// The processor fails (every connection reset, nothing accepted) or
-    /// comes back.
+    /// The processor goes down (nothing accepted; every connection its
+    /// backup can take is handed over, the others are reset) or comes
+    /// back.
     pub(super) fn set_up(&mut self, up: bool) {
         self.stats().down.store(!up, Ordering::Relaxed);
         if !up {
+            let backups = self.hand_over();
+            // Before the takeovers: a copy of a connection reset here is
+            // forgotten at its backup first.
             self.reset_all();
+            for b in backups {
+                let m = Migration::TakeOver { from: self.id };
+                self.send_waiting(b, ToProcessor::Migrate(Box::new(m)), false);
+            }
         }
+    }
+
+    /// With process pairs, going down is NonStop's planned switch to the
+    /// backup: each connection with a live backup gets a last checkpoint,
+    /// nothing is sent after it, and its flow goes to the backup, which
+    /// takes it over as from a failed primary but without a gap. Returns
+    /// the backups that must take over.
+    fn hand_over(&mut self) -> Vec<usize> {
+        let now = self.clock.now();
+        let mut backups: Vec<usize> = Vec::new();
+        let tuples: Vec<FourTuple> = self.conns.keys().copied().collect();
+        for tuple in tuples {
+            let stats = &self.registry.processors[self.id];
+            let Some(c) = self.conns.get_mut(&tuple) else {
+                continue;
+            };
+            let Some(b) = c.pair.backup.filter(|&b| self.pair.alive(b)) else {
+                continue;
+            };
+            if c.hold_app || c.tcp.is_closed() {
+                continue;
+            }
+            self.pair.checkpoint(tuple, c, stats);
+            if c.pair.mark.is_none() || !self.pair.alive(b) {
+                continue; // the backup went meanwhile: reset below
+            }
+            // The backup keeps its copy: no Forget goes.
+            c.pair = pairs::PairState::default();
+            let syn_stamp = c.syn_stamp;
+            let Some(mut c) = self.forget(tuple, false) else {
+                continue;
+            };
+            let _ = catch_unwind(AssertUnwindSafe(|| c.app.on_moved()));
+            drop(c);
+            self.hand_flow(tuple, syn_stamp, b, now);
+            self.stats().handed_over.fetch_add(1, Ordering::Relaxed);
+            if !backups.contains(&b) {
+                backups.push(b);
+            }
+        }
+        backups
     }
 
     /// Forgets a connection's place in the half-open queue: the gauge in

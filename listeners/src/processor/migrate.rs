@@ -84,6 +84,17 @@ pub enum Migration {
     /// waiting for its retransmission timer: what left by the failed link
     /// just before it failed was lost there.
     Resend,
+    /// Backup `backup` restarted after a failure (restart.rs): its copies
+    /// are gone, send them all again.
+    Resync {
+        /// The restarted backup.
+        backup: usize,
+    },
+    /// Backup `backup` failed: send it nothing until its resync.
+    BackupDown {
+        /// The failed backup.
+        backup: usize,
+    },
     /// `vnic ctl processor K drain`: every connection to `targets` in
     /// turn, then down.
     Drain {
@@ -116,6 +127,8 @@ pub struct DrainReport {
     /// Connections reset (apps without checkpoint, or nothing could take
     /// them within the drain's limit).
     pub reset: u64,
+    /// Connections in TIME-WAIT moved with them (time_wait.rs).
+    pub time_wait: u64,
 }
 
 /// A drain under way.
@@ -142,6 +155,8 @@ impl Processor {
                 let _ = answer.send(r);
             }
             Migration::TakeOver { from } => self.take_over(Some(from), None),
+            Migration::Resync { backup } => self.resync(backup),
+            Migration::BackupDown { backup } => self.pair.set_alive(backup, false),
             Migration::Resend => {
                 let now = Instant::now();
                 let due: Vec<FourTuple> = self
@@ -250,7 +265,12 @@ impl Processor {
 
     /// A [`ToProcessor::Adopt`]: a connection moving in.
     pub(super) fn on_adopt(&mut self, a: Box<dyn std::any::Any + Send>) {
-        if let Ok(a) = a.downcast::<Adoption>() {
+        let mut a = Some(a);
+        if self.adopt_parked(&mut a) {
+            self.stats().moved_in.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(Ok(a)) = a.map(|a| a.downcast::<Adoption>()) {
             let now = self.clock.now();
             let tuple = a.tuple;
             if self.take_in(*a, None, now) {
@@ -408,13 +428,14 @@ impl Processor {
                 return true;
             }
         }
+        ev.report.time_wait = self.move_parked(&ev.targets, now);
         self.set_up(false);
         let cpu = self.id;
         let r = ev.report;
         self.tracer.conn_event(|| {
             format!(
-                "cpu={cpu} drained: {} moved, {} reset; down",
-                r.moved, r.reset
+                "cpu={cpu} drained: {} moved, {} reset, {} in TIME-WAIT moved; down",
+                r.moved, r.reset, r.time_wait
             )
         });
         let _ = ev.answer.send(ev.report);

@@ -21,6 +21,7 @@ mod migrate;
 mod pairs;
 mod receive;
 mod replay;
+mod restart;
 mod service;
 mod sockets;
 mod time_wait;
@@ -29,6 +30,7 @@ pub use hybrid::HandOff;
 pub use memory::DEFAULT_MEMORY_BUDGET;
 pub use migrate::{Adoption, DrainReport, Migration, MoveResult};
 pub use pairs::{Checkpointed, PairLink, PairMsg, CHECKPOINT_QUEUE};
+pub use restart::{Lifecycle, RestartPolicy, DEFAULT_RESTART_DELAY, MAX_RESTARTS, RESTART_WINDOW};
 pub use sockets::{
     ConnRow, SocketChunk, SocketFilter, SocketQueries, SocketQuery, QUERY_DEPTH, ROWS_PER_STEP,
 };
@@ -374,6 +376,9 @@ pub struct Processor {
     batch_now: Option<Instant>,
     /// Batches of segments taken so far (a traced frame's `b=N`).
     batches: u64,
+    /// Failed: why it stops lying dead, when that came while it was busy
+    /// failing (see restart.rs).
+    wake: Option<restart::Wake>,
 }
 
 /// Stale timer entries allowed beyond twice the connections before the
@@ -515,36 +520,8 @@ impl Processor {
             taken: 0,
             batch_now: None,
             batches: 0,
+            wake: None,
         }
-    }
-
-    /// Starts the processor's thread. The whole loop is guarded: a panic
-    /// outside any connection's work (which costs only that connection)
-    /// ends the thread, records the panic message in the processor's
-    /// stats (`failure`, shown by `vnic status`), marks it down, and calls
-    /// `on_failure` (which takes it out of the rotation). Its queue closes
-    /// with it, so the adapter resets its connections' segments as they
-    /// arrive.
-    pub fn spawn(
-        s: ProcessorSetup,
-        on_failure: impl FnOnce(usize) + Send + 'static,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let name = format!("vnic-cpu{}", s.id);
-        let (id, registry) = (s.id, s.registry.clone());
-        std::thread::Builder::new().name(name).spawn(move || {
-            let ran = catch_unwind(AssertUnwindSafe(|| Processor::new(s).run()));
-            if let Err(panic) = ran {
-                let why = panic_message(panic.as_ref());
-                log::error!("processor {id} failed: {why}; it left the rotation");
-                if let Some(stats) = registry.processors.get(id) {
-                    *stats.failure.lock() = Some(why);
-                    stats.down.store(true, Ordering::Relaxed);
-                    stats.active.store(0, Ordering::Relaxed);
-                    stats.unfinished.store(0, Ordering::Relaxed);
-                }
-                on_failure(id);
-            }
-        })
     }
 
     fn stats(&self) -> &ProcessorStats {
@@ -561,7 +538,13 @@ impl Processor {
         let Some(mut poll) = self.poll.take() else {
             return;
         };
-        let mut events = Events::with_capacity(256);
+        self.watch_own_queue(&poll);
+        self.run_on(&mut poll);
+    }
+
+    /// Watches the processor's own TAP queue, if it has one, in its epoll:
+    /// once per thread, not per (re)start (see restart.rs).
+    fn watch_own_queue(&mut self, poll: &Poll) {
         if let Some(d) = &self.direct {
             let fd = d.fd();
             let own = mio::unix::SourceFd(&fd);
@@ -575,6 +558,12 @@ impl Processor {
                 self.direct = None;
             }
         }
+    }
+
+    /// The loop of [`Processor::run`] on the epoll `poll`, which outlives
+    /// it: a restarted processor sleeps in the same one (restart.rs).
+    fn run_on(&mut self, poll: &mut Poll) {
+        let mut events = Events::with_capacity(256);
         let (replies, ctl) = match &self.apps {
             AppSource::Distributor(d) => (Some(d.replies.clone()), Some(d.ctl.clone())),
             AppSource::Local => (None, None),
@@ -680,6 +669,8 @@ impl Processor {
                 "processor {} crashed on request (vnic ctl processor {} crash)",
                 self.id, self.id
             ),
+            // A live processor has nothing to restart.
+            ToProcessor::Restart => {}
             ToProcessor::Up => self.set_up(true),
             ToProcessor::Down => self.set_up(false),
             ToProcessor::Datagram(d) => self.on_datagram(d),

@@ -52,6 +52,13 @@ pub enum PairMsg {
         /// The connection.
         tuple: FourTuple,
     },
+    /// A restarted backup's resync begins here (see restart.rs): the
+    /// primary `from` sends a full checkpoint of each connection next, and
+    /// whatever it sent before referred to copies the backup lost.
+    Resync {
+        /// The primary.
+        from: usize,
+    },
 }
 
 /// One checkpoint of one connection.
@@ -94,9 +101,12 @@ pub struct PairLink {
     out: Vec<BellSender<PairMsg>>,
     inbox: Receiver<PairMsg>,
     standby: TupleMap<Standby>,
-    /// Backups whose queue is gone (their thread died): nothing more is
-    /// sent there.
+    /// Backups whose queue is gone (their thread died) or that failed
+    /// and have not asked for a resync yet: nothing more is sent there.
     dead: Vec<bool>,
+    /// Primaries whose [`PairMsg::Resync`] this processor waits for since
+    /// it restarted: their checkpoints until then are dropped.
+    awaiting: Vec<bool>,
 }
 
 /// What a connection carries for its pair.
@@ -117,6 +127,7 @@ impl PairLink {
         inbox: Receiver<PairMsg>,
     ) -> PairLink {
         let dead = vec![false; out.len()];
+        let awaiting = dead.clone();
         PairLink {
             id,
             pairs,
@@ -124,6 +135,7 @@ impl PairLink {
             inbox,
             standby: TupleMap::default(),
             dead,
+            awaiting,
         }
     }
 
@@ -224,6 +236,17 @@ impl PairLink {
                 PairMsg::Forget { tuple } => {
                     self.standby.remove(&tuple);
                 }
+                PairMsg::Resync { from } => {
+                    // Counted when it was waiting for it (a restarted
+                    // primary's marker to a backup that went on is not).
+                    if let Some(a) = self.awaiting.get_mut(from).filter(|a| **a) {
+                        *a = false;
+                        stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                PairMsg::Checkpoint(cp) if self.awaiting.get(cp.from).copied().unwrap_or(false) => {
+                    // Of a copy lost in this processor's failure.
+                }
                 PairMsg::Checkpoint(cp) => {
                     let Checkpointed {
                         tuple,
@@ -297,9 +320,117 @@ impl PairLink {
     pub(super) fn holds_any(&self) -> bool {
         !self.standby.is_empty()
     }
+
+    /// True if checkpoints may go to backup `b` (its thread runs and it
+    /// did not fail since its last resync).
+    pub(super) fn alive(&self, b: usize) -> bool {
+        !self.dead.get(b).copied().unwrap_or(true)
+    }
+
+    /// This processor's backup of connections to `port`, if it is alive.
+    pub(super) fn live_backup(&self, port: u16) -> Option<usize> {
+        self.pairs
+            .backup_of(self.id, port)
+            .filter(|&b| b < self.out.len() && self.alive(b))
+    }
+
+    /// The processors this one checkpoints to.
+    pub(super) fn backups(&self) -> Vec<usize> {
+        self.pairs.backups_of(self.id)
+    }
+
+    /// The processors this one is a backup of.
+    pub(super) fn primaries(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .pairs
+            .list()
+            .into_iter()
+            .filter(|&(p, _, b)| b == self.id && p != self.id)
+            .map(|(p, _, _)| p)
+            .collect();
+        v.dedup();
+        v
+    }
+
+    /// Backup `b` failed (false) or asked for a resync (true).
+    pub(super) fn set_alive(&mut self, b: usize, alive: bool) {
+        if let Some(d) = self.dead.get_mut(b) {
+            *d = !alive;
+        }
+    }
+
+    /// The copies this processor held went with its failure.
+    pub(super) fn lose_copies(&mut self, stats: &ProcessorStats) {
+        self.standby.clear();
+        stats.standby.store(0, Ordering::Relaxed);
+    }
+
+    /// Drops what waits in its checkpoint queue (it is dead).
+    pub(super) fn drop_pending(&mut self) {
+        while self.inbox.try_recv().is_ok() {}
+    }
+
+    /// It starts again with no copy: each primary's checkpoints count
+    /// from its resync's marker on, and its own backups hear that its
+    /// connections start afresh.
+    pub(super) fn restarted(&mut self, stats: &ProcessorStats) {
+        self.drop_pending();
+        for a in &mut self.awaiting {
+            *a = true;
+        }
+        for b in self.pairs.backups_of(self.id) {
+            if self.alive(b) {
+                self.send_marker(b, stats);
+            }
+        }
+    }
+
+    /// Sends backup `b` the marker of a resync, waiting for room as a
+    /// checkpoint does.
+    fn send_marker(&mut self, b: usize, stats: &ProcessorStats) {
+        let mut msg = PairMsg::Resync { from: self.id };
+        loop {
+            match self.out[b].try_send(msg) {
+                Ok(()) => return,
+                Err(crossbeam_channel::TrySendError::Full(m)) => {
+                    msg = m;
+                    stats.checkpoint_waits.fetch_add(1, Ordering::Relaxed);
+                    self.apply(stats);
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                    self.dead[b] = true;
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl Processor {
+    /// Backup `b` restarted and asks for its copies again: a marker, then
+    /// a full checkpoint of every connection it backs up here.
+    pub(super) fn resync(&mut self, b: usize) {
+        let stats = &self.registry.processors[self.id];
+        if b >= self.pair.out.len() || b == self.id {
+            return;
+        }
+        self.pair.set_alive(b, true);
+        self.pair.send_marker(b, stats);
+        let mut n = 0;
+        for (tuple, c) in self.conns.iter_mut() {
+            if c.pair.backup == Some(b) && !c.hold_app {
+                c.pair.mark = None;
+                self.pair.checkpoint(*tuple, c, stats);
+                n += 1;
+            }
+        }
+        stats.resync_checkpoints.fetch_add(n, Ordering::Relaxed);
+        let cpu = self.id;
+        self.tracer
+            .conn_event(|| format!("cpu={cpu} resynced backup cpu={b}: {n} connections"));
+    }
+
     /// Applies the checkpoints other processors sent; true if any.
     pub(super) fn apply_checkpoints(&mut self) -> bool {
         let stats = &self.registry.processors[self.id];

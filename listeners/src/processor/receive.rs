@@ -81,6 +81,7 @@ impl Processor {
                 Ok(
                     msg @ (ToProcessor::Drain
                     | ToProcessor::Crash
+                    | ToProcessor::Restart
                     | ToProcessor::Adopt(_)
                     | ToProcessor::Migrate(_)
                     | ToProcessor::FlowSwitched(_)),

@@ -20,6 +20,12 @@
 //! expires (then `FlowClosed` goes to the RX thread, as a closed connection
 //! does), so a retransmitted FIN is still answered here, and a SYN that
 //! RFC 6191 lets reopen the tuple becomes a new connection here.
+//!
+//! A drain (`vnic ctl processor K drain`) moves the records with the
+//! connections ([`Processor::move_parked`]): each goes to one of the
+//! drain's targets with its remaining wait, and its flow with it, so a
+//! retransmitted FIN still meets its TIME-WAIT there and is answered with
+//! its ACK, not with RST.
 
 use super::*;
 use std::collections::VecDeque;
@@ -31,6 +37,13 @@ pub(super) struct Parked {
     peer_mac: [u8; 6],
     syn_stamp: u64,
     id: u64,
+}
+
+/// A parked connection on its way to another processor (a drain), in a
+/// [`ToProcessor::Adopt`] as a moving connection is.
+pub(super) struct ParkedMove {
+    tuple: FourTuple,
+    parked: Parked,
 }
 
 /// The processor's parked connections.
@@ -143,6 +156,81 @@ impl Processor {
             }
         }
         true
+    }
+
+    /// Moves every parked connection to `targets` in turn (a drain); returns
+    /// how many went. One whose target's queue is full stays (and goes
+    /// with the processor).
+    pub(super) fn move_parked(&mut self, targets: &[usize], now: Instant) -> u64 {
+        let tuples: Vec<FourTuple> = self.time_wait.map.keys().copied().collect();
+        let mut moved = 0;
+        for (i, tuple) in tuples.into_iter().enumerate() {
+            let Some(&to) = targets.get(i % targets.len().max(1)) else {
+                break;
+            };
+            if to >= self.peers.len() || to == self.id {
+                continue;
+            }
+            let Some(parked) = self.unpark(tuple) else {
+                continue;
+            };
+            let syn_stamp = parked.syn_stamp;
+            let msg = ToProcessor::Adopt(Box::new(ParkedMove { tuple, parked }));
+            let Some(q) = self.peers.get(to) else {
+                continue;
+            };
+            match q.try_send(msg) {
+                Ok(()) => {
+                    self.hand_flow(tuple, syn_stamp, to, now);
+                    moved += 1;
+                }
+                Err(
+                    crossbeam_channel::TrySendError::Full(m)
+                    | crossbeam_channel::TrySendError::Disconnected(m),
+                ) => {
+                    if let ToProcessor::Adopt(a) = m {
+                        if let Ok(pm) = a.downcast::<ParkedMove>() {
+                            let ParkedMove { tuple, parked } = *pm;
+                            self.repark(tuple, parked);
+                        }
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    /// A parked connection moving in ([`Processor::move_parked`]); false if
+    /// `a` is something else.
+    pub(super) fn adopt_parked(&mut self, a: &mut Option<Box<dyn std::any::Any + Send>>) -> bool {
+        let Some(b) = a.take() else {
+            return false;
+        };
+        match b.downcast::<ParkedMove>() {
+            Ok(pm) => {
+                if self.time_wait.len() >= self.max_connections.max(1) {
+                    self.expire_oldest();
+                }
+                let ParkedMove { tuple, parked } = *pm;
+                self.repark(tuple, parked);
+                true
+            }
+            Err(other) => {
+                *a = Some(other);
+                false
+            }
+        }
+    }
+
+    /// Parks a record, in the expiry order, with its wait as it is.
+    fn repark(&mut self, tuple: FourTuple, p: Parked) {
+        let at = p.tw.expires();
+        let order = &mut self.time_wait.order;
+        let i = order.partition_point(|&(t, _)| t <= at);
+        order.insert(i, (at, tuple));
+        self.time_wait.map.insert(tuple, p);
+        self.stats().active.fetch_add(1, Ordering::Relaxed);
+        self.stats().time_wait.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Drops a parked connection without reporting its flow (it goes on).

@@ -144,7 +144,11 @@ impl Runtime {
         if !sent {
             return Response::error(format!("processor {id} has stopped"));
         }
-        let DrainReport { moved, reset } = match rx.recv_timeout(DRAIN_WAIT) {
+        let DrainReport {
+            moved,
+            reset,
+            time_wait,
+        } = match rx.recv_timeout(DRAIN_WAIT) {
             Ok(r) => r,
             Err(_) => return Response::error(format!("processor {id} did not finish its drain")),
         };
@@ -152,6 +156,11 @@ impl Runtime {
         notes.push(format!(
             "processor {id} drained: {moved} connections moved, {reset} reset; it is down"
         ));
+        if time_wait > 0 {
+            notes.push(format!(
+                "processor {id}'s {time_wait} connections in TIME-WAIT moved with them"
+            ));
+        }
         Response {
             notes,
             ..Response::ok()

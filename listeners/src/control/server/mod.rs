@@ -198,6 +198,7 @@ impl Runtime {
                 ..Response::ok()
             },
             Request::Processor { id, state } if state == "drain" => self.drain_processor(id),
+            Request::Processor { id, state } if state == "restart" => self.restart_processor(id),
             Request::ConnectionMove { connection, to } => self.move_connection(&connection, to),
             Request::Processor { id, state } => {
                 let up = match state.as_str() {
@@ -205,7 +206,7 @@ impl Runtime {
                     "down" | "crash" => false,
                     other => {
                         return Response::error(format!(
-                            "state {other:?}: use up, down, drain or crash"
+                            "state {other:?}: use up, down, drain, crash or restart"
                         ))
                     }
                 };

@@ -3,7 +3,44 @@
 
 use super::*;
 
+/// How long `processor K restart` waits for K to run again.
+const RESTART_WAIT: Duration = Duration::from_secs(5);
+
 impl Runtime {
+    /// `processor K restart`: a failed processor starts again (its thread
+    /// waits for this when its automatic restart is off or its crash loop
+    /// was cut short); answered once it runs.
+    pub(super) fn restart_processor(&self, id: usize) -> Response {
+        let (Some(q), Some(stats)) = (self.queues.get(id), self.registry.processors.get(id)) else {
+            return Response::error(format!(
+                "processor {id} does not exist (processors: 0..{})",
+                self.queues.len().saturating_sub(1)
+            ));
+        };
+        if stats.failure.lock().is_none() {
+            return Response::error(format!(
+                "processor {id} has not failed: only a failed processor restarts (use up)"
+            ));
+        }
+        let before = stats.restarts.load(Ordering::Relaxed);
+        if q.send(ToProcessor::Restart).is_err() {
+            return Response::error(format!("processor {id} has stopped"));
+        }
+        let deadline = Instant::now() + RESTART_WAIT;
+        while Instant::now() < deadline {
+            if stats.failure.lock().is_none() || stats.restarts.load(Ordering::Relaxed) != before {
+                return Response {
+                    notes: vec![format!("processor {id} restarted")],
+                    ..Response::ok()
+                };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Response::error(format!(
+            "processor {id} did not restart within {RESTART_WAIT:?}"
+        ))
+    }
+
     /// `filter`: the adapter's mode, or with a port that port's own
     /// policy ("default" gives the port back to the adapter's mode).
     pub(super) fn set_filter(

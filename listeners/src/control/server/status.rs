@@ -72,6 +72,11 @@ impl Runtime {
                     standby: stats.standby.load(Ordering::Relaxed),
                     takeovers: stats.takeovers.load(Ordering::Relaxed),
                     takeover_resets: stats.takeover_resets.load(Ordering::Relaxed),
+                    restarts: stats.restarts.load(Ordering::Relaxed),
+                    restart: stats.restart.lock().clone().filter(|_| failure.is_some()),
+                    resyncs: stats.resyncs.load(Ordering::Relaxed),
+                    resync_checkpoints: stats.resync_checkpoints.load(Ordering::Relaxed),
+                    handed_over: stats.handed_over.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -171,6 +176,8 @@ impl Runtime {
                 max_lag_us: load(backup, |p| &p.checkpoint_lag_max_us),
                 takeovers: load(backup, |p| &p.takeovers),
                 takeover_resets: load(backup, |p| &p.takeover_resets),
+                resyncs: load(backup, |p| &p.resyncs),
+                resync_checkpoints: load(primary, |p| &p.resync_checkpoints),
             })
             .collect()
     }
