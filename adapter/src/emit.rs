@@ -458,15 +458,7 @@ impl FrameWriter {
                 return;
             }
         }
-        self.flush();
-        let route = self.route(dst_mac, src, dst);
-        let mut buf = std::mem::take(&mut self.buf);
-        // The checksum is left to the kernel (NEEDS_CSUM at the flush).
-        let built = build_ip_frame(&mut buf, &route, IpNumber::TCP, TTL, |b| {
-            seg.emit_without_checksum(b)
-        });
-        self.buf = buf;
-        if !built {
+        if !self.begin_frame(dst_mac, src, dst, seg) {
             return;
         }
         self.burst = Some(Burst {
@@ -481,6 +473,21 @@ impl FrameWriter {
             last: piece,
             count: seg.payload.len().div_ceil(piece.max(1)).max(1),
         });
+    }
+
+    /// Flushes what is held and starts a frame in the buffer: the
+    /// Ethernet and IP headers and `seg` (its payload too, if it has one),
+    /// the TCP checksum left to the kernel (NEEDS_CSUM at the flush).
+    /// False if the frame could not be built (nothing held then).
+    fn begin_frame(&mut self, dst_mac: [u8; 6], src: IpAddr, dst: IpAddr, seg: &Segment) -> bool {
+        self.flush();
+        let route = self.route(dst_mac, src, dst);
+        let mut buf = std::mem::take(&mut self.buf);
+        let built = build_ip_frame(&mut buf, &route, IpNumber::TCP, TTL, |b| {
+            seg.emit_without_checksum(b)
+        });
+        self.buf = buf;
+        built
     }
 
     /// Sends a large segment as the plain segments it stands for: pieces
@@ -542,14 +549,7 @@ impl FrameWriter {
             seg.payload = vnic_stack::Payload::from(bytes);
             return self.send_cut(dst_mac, src, dst, &seg, piece.max(1));
         }
-        self.flush();
-        let route = self.route(dst_mac, src, dst);
-        let mut buf = std::mem::take(&mut self.buf);
-        let built = build_ip_frame(&mut buf, &route, IpNumber::TCP, TTL, |b| {
-            header.emit_without_checksum(b)
-        });
-        self.buf = buf;
-        if !built {
+        if !self.begin_frame(dst_mac, src, dst, header) {
             return;
         }
         let b = Burst {

@@ -180,7 +180,7 @@ impl PairLink {
         let tcp = c.tcp.checkpoint_in(c.pair.mark, tail);
         let mark = tcp.mark();
         let bytes = tcp.memory() as u64 + app.as_ref().map_or(0, |a| a.memory() as u64);
-        let mut msg = PairMsg::Checkpoint(Box::new(Checkpointed {
+        let msg = PairMsg::Checkpoint(Box::new(Checkpointed {
             tuple,
             from: self.id,
             tcp,
@@ -190,14 +190,34 @@ impl PairLink {
             id: c.id,
             sent: Instant::now(),
         }));
+        // A backup that died leaves this primary unprotected.
+        if self.send_to_backup(b, msg, stats, true) {
+            c.pair.mark = Some(mark);
+            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            stats.checkpoint_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends `msg` to backup `b` (`lazy`: ringing its bell only once its
+    /// queue fills, as checkpoints do), waiting while the queue is full and
+    /// meanwhile applying what this processor's own inbox holds, so two
+    /// processors full of each other's checkpoints never wait on each
+    /// other. False when the backup is gone (it is marked dead).
+    fn send_to_backup(
+        &mut self,
+        b: usize,
+        mut msg: PairMsg,
+        stats: &ProcessorStats,
+        lazy: bool,
+    ) -> bool {
         loop {
-            match self.out[b].try_send_lazy(msg, WAKE_BACKUP_AT) {
-                Ok(()) => {
-                    c.pair.mark = Some(mark);
-                    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-                    stats.checkpoint_bytes.fetch_add(bytes, Ordering::Relaxed);
-                    return;
-                }
+            let sent = if lazy {
+                self.out[b].try_send_lazy(msg, WAKE_BACKUP_AT)
+            } else {
+                self.out[b].try_send(msg)
+            };
+            match sent {
+                Ok(()) => return true,
                 Err(crossbeam_channel::TrySendError::Full(m)) => {
                     msg = m;
                     stats.checkpoint_waits.fetch_add(1, Ordering::Relaxed);
@@ -205,9 +225,8 @@ impl PairLink {
                     std::thread::sleep(Duration::from_micros(50));
                 }
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                    // The backup died: this primary goes on unprotected.
                     self.dead[b] = true;
-                    return;
+                    return false;
                 }
             }
         }
@@ -388,22 +407,8 @@ impl PairLink {
     /// Sends backup `b` the marker of a resync, waiting for room as a
     /// checkpoint does.
     fn send_marker(&mut self, b: usize, stats: &ProcessorStats) {
-        let mut msg = PairMsg::Resync { from: self.id };
-        loop {
-            match self.out[b].try_send(msg) {
-                Ok(()) => return,
-                Err(crossbeam_channel::TrySendError::Full(m)) => {
-                    msg = m;
-                    stats.checkpoint_waits.fetch_add(1, Ordering::Relaxed);
-                    self.apply(stats);
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                    self.dead[b] = true;
-                    return;
-                }
-            }
-        }
+        let msg = PairMsg::Resync { from: self.id };
+        self.send_to_backup(b, msg, stats, false);
     }
 }
 
