@@ -1237,7 +1237,7 @@ mod tests {
         assert!(!Http::new(ctx()).nagle());
     }
 
-    #[test]
+    /// [`write_http_date`] as a string.
     fn http_date(t: SystemTime) -> String {
         let mut out = Vec::new();
         write_http_date(&mut out, t);
