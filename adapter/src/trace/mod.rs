@@ -63,8 +63,8 @@ pub use sink::TracingSink;
 
 use crate::pool::PayloadPool;
 use crossbeam_channel::{Sender, TrySendError};
-use queue::{trace_queue, TraceQueue};
 use parking_lot::Mutex;
+use queue::{trace_queue, TraceQueue};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};

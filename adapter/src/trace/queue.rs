@@ -91,6 +91,9 @@ mod tests {
     fn a_gone_writer_is_reported_not_waited_for() {
         let (q, rx) = trace_queue(0);
         drop(rx);
-        assert!(matches!(q.try_send(conn("a")), Err(TrySendError::Disconnected(_))));
+        assert!(matches!(
+            q.try_send(conn("a")),
+            Err(TrySendError::Disconnected(_))
+        ));
     }
 }
