@@ -35,6 +35,9 @@ impl TraceQueue {
     }
 
     /// Queues `msg` unless the queue is full or the writer is gone.
+    // The same signature as crossbeam's own: the record comes back so its
+    // buffer can be recycled (boxing it would allocate on the lost path).
+    #[allow(clippy::result_large_err)]
     pub(crate) fn try_send(&self, msg: Msg) -> Result<(), TrySendError<Msg>> {
         if self.is_full() {
             return Err(TrySendError::Full(msg));
@@ -43,6 +46,9 @@ impl TraceQueue {
     }
 
     /// Queues a control message, waiting up to `timeout` for room.
+    // The same signature as crossbeam's own: the record comes back so its
+    // buffer can be recycled (boxing it would allocate on the lost path).
+    #[allow(clippy::result_large_err)]
     pub(crate) fn send_timeout(
         &self,
         msg: Msg,
