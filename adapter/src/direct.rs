@@ -183,8 +183,7 @@ impl DirectQueue {
                         );
                         Payload::in_buffer(frame, text)
                     } else {
-                        let mut b = crate::pool::payloads().take();
-                        b.clear();
+                        let mut b = crate::pool::payloads().take_for(text.len());
                         b.extend_from_slice(&self.buf[text]);
                         Payload::from(b)
                     };

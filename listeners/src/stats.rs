@@ -277,6 +277,12 @@ impl Registry {
         self.filter.read().clone()
     }
 
+    /// Calls `f` with the filter's name without copying it (`GET /` names
+    /// it in every response: a copy was an allocation per request).
+    pub fn with_filter_name<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        f(&self.filter.read())
+    }
+
     /// Hands out the next connection number (1, 2, 3, ...).
     pub fn connection_number(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)

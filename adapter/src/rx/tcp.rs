@@ -44,8 +44,7 @@ impl RxQueue {
                 return Decision::Flow { processor };
             }
         }
-        let mut buf = crate::pool::payloads().take();
-        buf.clear();
+        let mut buf = crate::pool::payloads().take_for(text.len());
         buf.extend_from_slice(text);
         seg.payload = Payload::from(buf);
         if let Some(processor) = flow {

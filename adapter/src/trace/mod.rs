@@ -44,6 +44,7 @@ pub mod filter;
 mod libpcap;
 pub mod line;
 mod pcapng;
+mod queue;
 pub mod sink;
 pub mod turn;
 mod writer;
@@ -63,6 +64,7 @@ pub use sink::TracingSink;
 use crate::pool::PayloadPool;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
+use queue::{trace_queue, TraceQueue};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -379,7 +381,7 @@ impl Shared {
 
     /// Room in the queue for `len` more bytes? Reserves them if so;
     /// counts the record as lost if not.
-    fn reserve(&self, tx: &Sender<Msg>, len: usize) -> bool {
+    fn reserve(&self, tx: &TraceQueue, len: usize) -> bool {
         if tx.is_full() {
             self.lose();
             return false;
@@ -394,7 +396,7 @@ impl Shared {
     }
 
     /// Queues `rec` (its bytes reserved by [`Shared::reserve`]).
-    fn send(&self, tx: &Sender<Msg>, rec: FrameRecord) {
+    fn send(&self, tx: &TraceQueue, rec: FrameRecord) {
         if let Err(e) = tx.try_send(Msg::Frame(rec)) {
             if let TrySendError::Full(Msg::Frame(r)) | TrySendError::Disconnected(Msg::Frame(r)) = e
             {
@@ -412,7 +414,7 @@ impl Shared {
 /// hot path ever waiting on a disk or a terminal.
 pub struct Tracer {
     shared: Arc<Shared>,
-    tx: Sender<Msg>,
+    tx: TraceQueue,
     writer: Mutex<Option<JoinHandle<()>>>,
     iface: String,
     mac: [u8; 6],
@@ -466,7 +468,7 @@ impl Tracer {
             };
         }
         shared.mode.store(mode, Ordering::Relaxed);
-        let (tx, rx) = crossbeam_channel::bounded(tuning.queue_records.max(1));
+        let (tx, rx) = trace_queue(tuning.queue_records);
         // Files started later by `set_pcap` rotate like this one.
         let max_bytes = tuning.max_bytes;
         let capture_bytes = tuning.capture_bytes;
@@ -496,7 +498,7 @@ impl Tracer {
     /// need no `Option`. [`Tracer::set_pcap`] on it reports that tracing
     /// was not started.
     pub fn disabled() -> Arc<Tracer> {
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (tx, _rx) = trace_queue(1);
         Arc::new(Tracer {
             shared: Arc::new(Shared::default()),
             tx,

@@ -436,6 +436,10 @@ impl Controller for Bbr {
         Box::new(self.clone())
     }
 
+    fn restart(&mut self, mss: usize) {
+        *self = Bbr::new(mss);
+    }
+
     fn window(&self) -> usize {
         self.cwnd
     }

@@ -75,6 +75,10 @@ impl Controller for Cubic {
         Box::new(self.clone())
     }
 
+    fn restart(&mut self, mss: usize) {
+        *self = Cubic::new(mss);
+    }
+
     fn window(&self) -> usize {
         self.cwnd as usize
     }

@@ -113,6 +113,10 @@ pub(crate) trait Controller: Debug + Send {
     /// connection's checkpoint (`Connection: Clone`) carry its congestion
     /// state too, whichever algorithm runs.
     fn clone_box(&self) -> Box<dyn Controller>;
+    /// Starts over, in place, as a fresh controller for segments of `mss`
+    /// bytes: what the connection does once the peer's SYN says the MSS
+    /// (a new controller there was a second allocation per connection).
+    fn restart(&mut self, mss: usize);
     /// cwnd in bytes.
     fn window(&self) -> usize;
     /// ssthresh in bytes (`usize::MAX` until the first loss).
@@ -165,5 +169,31 @@ pub(crate) fn slow_start(cwnd: usize, acked: usize, mss: usize) -> usize {
 impl Clone for Box<dyn Controller> {
     fn clone(&self) -> Box<dyn Controller> {
         self.clone_box()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A controller restarted for a new MSS is the fresh one `new_controller`
+    /// would build: its losses, grown window and threshold forgotten.
+    #[test]
+    fn restart_is_a_fresh_controller_for_the_new_mss() {
+        let algos = [
+            CongestionAlgorithm::Cubic,
+            CongestionAlgorithm::NewReno,
+            CongestionAlgorithm::Bbr,
+        ];
+        for algo in algos {
+            let mut cc = new_controller(algo, 536);
+            let now = Instant::now();
+            cc.on_congestion_event(now, 10 * 536);
+            cc.on_rto(10 * 536, true);
+            cc.restart(1460);
+            let fresh = new_controller(algo, 1460);
+            assert_eq!(format!("{cc:?}"), format!("{fresh:?}"), "{algo:?}");
+            assert_eq!(cc.window(), initial_window(1460), "{algo:?}");
+        }
     }
 }

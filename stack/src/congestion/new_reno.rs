@@ -35,6 +35,10 @@ impl Controller for NewReno {
         Box::new(self.clone())
     }
 
+    fn restart(&mut self, mss: usize) {
+        *self = NewReno::new(mss);
+    }
+
     fn window(&self) -> usize {
         self.cwnd
     }

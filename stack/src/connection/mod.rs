@@ -20,7 +20,6 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::{TcpConfig, MIN_SND_MSS};
-use crate::congestion::new_controller;
 use crate::rack::{RackTlp, MIN_PTO};
 use crate::rate::DeliveryRate;
 use crate::ratelimit::{ReplyLimiter, Unlimited};
@@ -369,7 +368,9 @@ impl Connection {
             .max(1);
         // RFC 9293 3.7.1: options in every segment come out of the MSS.
         self.snd.send_mss = self.snd.mss.saturating_sub(self.opt.overhead()).max(1);
-        self.rec.cc = new_controller(self.cfg.congestion, self.snd.send_mss);
+        // The controller LossRecovery::new made for this config, restarted
+        // for the MSS now known.
+        self.rec.cc.restart(self.snd.send_mss);
         self.rec.rate = self
             .rec
             .cc

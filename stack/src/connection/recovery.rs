@@ -4,7 +4,7 @@
 //! state; the `Connection` methods below apply it to the send side.
 
 use super::*;
-use crate::congestion::Controller;
+use crate::congestion::{new_controller, Controller};
 use crate::rtt::RttEstimator;
 use crate::sack::Scoreboard;
 

@@ -23,6 +23,7 @@
 
 mod body;
 mod parse;
+mod spare;
 
 use super::checkpoint::Copied;
 use super::{App, AppCheckpoint, AppContext, NoCheckpoint, Socket};
@@ -188,11 +189,11 @@ impl Http {
     pub fn new(ctx: AppContext) -> Http {
         Http {
             ctx,
-            input: Vec::new(),
+            input: spare::take(),
             in_start: 0,
             scan_from: 0,
             line_checked: false,
-            output: Vec::new(),
+            output: spare::take(),
             out_start: 0,
             requests: 0,
             body: None,
@@ -237,6 +238,7 @@ impl Http {
             return false;
         }
         let old = self.input.len();
+        spare::reserve(&mut self.input, n);
         self.input.resize(old + n, 0);
         let got = sock.recv(&mut self.input[old..]);
         self.input.truncate(old + got);
@@ -324,8 +326,10 @@ impl Http {
         let head_only = req.line.method == Method::Head;
         match (req.line.method, req.line.route) {
             (Method::Get | Method::Head, Route::Root) => {
-                let body = self.root_body();
+                let mut body = spare::take();
+                self.write_root_body(&mut body);
                 self.respond(Status::Ok, "text/plain", &body, head_only, keep_alive, "");
+                spare::give_back(body);
             }
             (Method::Get | Method::Head, Route::Stats) => match self.stats_body() {
                 Ok(body) => {
@@ -373,23 +377,22 @@ impl Http {
         self.closing = true;
     }
 
-    /// The `GET /` body: `key=value` lines saying who served the request.
-    fn root_body(&self) -> Vec<u8> {
+    /// Appends the `GET /` body to `out`: `key=value` lines saying who
+    /// served the request (written in place: no string built per request).
+    fn write_root_body(&self, out: &mut Vec<u8>) {
         let reg = &self.ctx.registry;
-        let backend = self
-            .ctx
-            .backend
-            .map(|b| format!("backend={b}\n"))
-            .unwrap_or_default();
-        format!(
-            "processor={}\nconnection={}\nrequest={}\nmodel={}\nfilter={}\n{backend}",
-            self.ctx.processor,
-            self.ctx.connection,
-            self.requests,
-            reg.model,
-            reg.filter_name()
-        )
-        .into_bytes()
+        spare::reserve(out, 128);
+        // Writing into a Vec cannot fail.
+        let _ = reg.with_filter_name(|filter| {
+            write!(
+                out,
+                "processor={}\nconnection={}\nrequest={}\nmodel={}\nfilter={filter}\n",
+                self.ctx.processor, self.ctx.connection, self.requests, reg.model,
+            )
+        });
+        if let Some(b) = self.ctx.backend {
+            let _ = writeln!(out, "backend={b}");
+        }
     }
 
     /// The `GET /stats` body.
@@ -440,6 +443,14 @@ impl Http {
                 break;
             }
         }
+    }
+}
+
+/// Its buffers go back to the thread's spares for the next connection.
+impl Drop for Http {
+    fn drop(&mut self) {
+        spare::give_back(std::mem::take(&mut self.input));
+        spare::give_back(std::mem::take(&mut self.output));
     }
 }
 
@@ -511,14 +522,24 @@ fn write_response(
     extra: &str,
 ) {
     let connection = if keep_alive { "keep-alive" } else { "close" };
+    // The head's fixed text, the date and the numbers take less than
+    // HEAD_FIXED bytes: one reservation for the whole response, so it is
+    // not grown piece by piece as it is written.
+    const HEAD_FIXED: usize = 160;
+    let body_len = if head_only { 0 } else { body.len() };
+    let need = HEAD_FIXED + status.reason().len() + content_type.len() + extra.len() + body_len;
+    spare::reserve(out, need);
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nServer: vnic\r\nDate: {}\r\nContent-Type: {}\r\n\
-         Content-Length: {}\r\n{}Connection: {}\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nServer: vnic\r\nDate: ",
         status.code(),
-        status.reason(),
-        http_date(vnic_adapter::clock::wall_now()),
+        status.reason()
+    );
+    write_http_date(out, vnic_adapter::clock::wall_now());
+    let _ = write!(
+        out,
+        "\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: {}\r\n\r\n",
         content_type,
         body.len(),
         extra,
@@ -550,9 +571,9 @@ pub(crate) fn error_response(status: Status) -> Vec<u8> {
     out
 }
 
-/// Formats `t` as an HTTP date (RFC 9110 section 5.6.7), e.g.
+/// Appends `t` to `out` as an HTTP date (RFC 9110 section 5.6.7), e.g.
 /// `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn http_date(t: SystemTime) -> String {
+fn write_http_date(out: &mut Vec<u8>, t: SystemTime) {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -569,7 +590,9 @@ fn http_date(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         DAYS[(days % 7) as usize],
         day,
@@ -578,7 +601,7 @@ fn http_date(t: SystemTime) -> String {
         rem / 3_600,
         rem / 60 % 60,
         rem % 60
-    )
+    );
 }
 
 #[cfg(test)]
@@ -1212,6 +1235,13 @@ mod tests {
     #[test]
     fn http_turns_nagle_off() {
         assert!(!Http::new(ctx()).nagle());
+    }
+
+    /// [`write_http_date`] as a string.
+    fn http_date(t: SystemTime) -> String {
+        let mut out = Vec::new();
+        write_http_date(&mut out, t);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
