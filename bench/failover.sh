@@ -18,6 +18,7 @@ CTL=/tmp/vnb-fo$$.sock
 PID=
 cleanup() {
   [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+  [ -n "$PID" ] && wait "$PID" 2>/dev/null || true
   sleep 0.2
   ip netns del "$NS" 2>/dev/null || true
   rm -f "$CTL" /tmp/vnb-fo$$.ready /tmp/vnb-fo$$.err
@@ -33,7 +34,10 @@ for t in vnicA vnicB; do
   x ip tuntap add $t mode tap
   x ip link set $t master br0 up
 done
-x "$VNIC" up --tap vnicA --tap vnicB --ip 10.0.0.2/24 --control "$CTL" --quiet \
+# Not through x(): a shell function run in the background is a subshell,
+# and $! would name it, not vnic (the kill at the end then missed vnic,
+# which outlived its namespace; ip netns exec execs vnic itself).
+ip netns exec "$NS" "$VNIC" up --tap vnicA --tap vnicB --ip 10.0.0.2/24 --control "$CTL" --quiet \
   > /tmp/vnb-fo$$.ready 2> /tmp/vnb-fo$$.err &
 PID=$!
 for _ in $(seq 100); do grep -q ready /tmp/vnb-fo$$.ready 2>/dev/null && break; sleep 0.1; done
