@@ -144,6 +144,28 @@ pub(super) struct Evacuation {
 }
 
 impl Processor {
+    /// A connection that arrived here (a move, an adoption) and cannot
+    /// stay: reset from here, counted as a migration reset, and its flow
+    /// entry goes.
+    pub(super) fn reset_arrival(
+        &mut self,
+        tuple: FourTuple,
+        tcp: &mut Connection,
+        peer_mac: [u8; 6],
+        syn_stamp: u64,
+        now: Instant,
+    ) {
+        tcp.abort();
+        while let Some(seg) = tcp.poll_transmit(now) {
+            self.out
+                .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
+        }
+        self.stats()
+            .migration_resets
+            .fetch_add(1, Ordering::Relaxed);
+        self.report_closed(FlowClosed { tuple, syn_stamp });
+    }
+
     /// A [`ToProcessor::Migrate`] request.
     pub(super) fn on_migrate(&mut self, req: Box<dyn std::any::Any + Send>) {
         let Ok(req) = req.downcast::<Migration>() else {
@@ -306,16 +328,7 @@ impl Processor {
         let app = match app {
             Ok(app) => app,
             Err(why) => {
-                // Reset from here, and its flow entry goes.
-                tcp.abort();
-                while let Some(seg) = tcp.poll_transmit(now) {
-                    self.out
-                        .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
-                }
-                self.stats()
-                    .migration_resets
-                    .fetch_add(1, Ordering::Relaxed);
-                self.report_closed(FlowClosed { tuple, syn_stamp });
+                self.reset_arrival(tuple, &mut tcp, peer_mac, syn_stamp, now);
                 let cpu = self.id;
                 self.tracer.conn_event(|| {
                     format!(

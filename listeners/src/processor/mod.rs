@@ -459,6 +459,22 @@ impl Socket for SocketView<'_> {
 }
 
 impl Processor {
+    /// True when a message waits in a queue other than the TAP's: its
+    /// frame queue, socket-table queries, checkpoints from its primaries,
+    /// and a distributor's back-end replies and control requests. What
+    /// the loop looks at once more before it sleeps, running or failed.
+    fn inbox_waiting(
+        &self,
+        replies: Option<&Receiver<FromBackend>>,
+        ctl: Option<&Receiver<BackendCtlRequest>>,
+    ) -> bool {
+        !self.queue.is_empty()
+            || !self.socket_queries.is_empty()
+            || self.pair.pending()
+            || replies.is_some_and(|r| !r.is_empty())
+            || ctl.is_some_and(|c| !c.is_empty())
+    }
+
     /// A processor ready to run.
     pub fn new(s: ProcessorSetup) -> Processor {
         let known = s
@@ -629,12 +645,8 @@ impl Processor {
             }
             // Nothing queued: sleep, unless something came in meanwhile.
             self.bell.going_to_sleep();
-            let more = !self.queue.is_empty()
-                || self.direct.as_ref().is_some_and(DirectQueue::pending)
-                || !self.socket_queries.is_empty()
-                || self.pair.pending()
-                || replies.as_ref().is_some_and(|r| !r.is_empty())
-                || ctl.as_ref().is_some_and(|c| !c.is_empty());
+            let more = self.direct.as_ref().is_some_and(DirectQueue::pending)
+                || self.inbox_waiting(replies.as_ref(), ctl.as_ref());
             if more {
                 self.bell.awake();
                 continue;

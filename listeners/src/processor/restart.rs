@@ -303,12 +303,8 @@ impl Processor {
                 return Wake::Timer;
             }
             self.bell.going_to_sleep();
-            let more = !self.queue.is_empty()
-                || !self.socket_queries.is_empty()
-                || self.pair.pending()
-                || replies.as_ref().is_some_and(|r| !r.is_empty())
-                || ctl.as_ref().is_some_and(|c| !c.is_empty());
-            if more {
+            // Its own TAP queue is read once it runs again.
+            if self.inbox_waiting(replies.as_ref(), ctl.as_ref()) {
                 self.bell.awake();
                 continue;
             }
@@ -415,15 +411,7 @@ impl Processor {
             ..
         } = *a;
         let now = self.clock.now();
-        tcp.abort();
-        while let Some(seg) = tcp.poll_transmit(now) {
-            self.out
-                .send_tcp(peer_mac, tuple.local.ip(), tuple.remote.ip(), &seg);
-        }
-        self.stats()
-            .migration_resets
-            .fetch_add(1, Ordering::Relaxed);
-        self.report_closed(FlowClosed { tuple, syn_stamp });
+        self.reset_arrival(tuple, &mut tcp, peer_mac, syn_stamp, now);
     }
 
     /// The failed processor starts again: up, no connection, and its
