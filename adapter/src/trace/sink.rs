@@ -108,4 +108,23 @@ impl FrameSink for TracingSink {
             .record_owned(Direction::Out, frame, len, |_| self.note(gso, &r));
         r
     }
+
+    /// While nothing records, the pieces go to the inner sink as they
+    /// are (a TAP writes them with one vectored write, straight from the
+    /// connection's send buffer). Joining them first, as the default
+    /// does, had been 12% of a processor's samples in a profiled
+    /// download: every writer is a tracing sink, traced or not.
+    fn send_gso_parts(
+        &self,
+        head: &mut Vec<u8>,
+        tail: [&[u8]; 2],
+        hdr: &VnetHeader,
+    ) -> io::Result<()> {
+        if !self.tracer.active() {
+            return self.inner.send_gso_parts(head, tail, hdr);
+        }
+        head.extend_from_slice(tail[0]);
+        head.extend_from_slice(tail[1]);
+        self.send_gso_buf(head, hdr)
+    }
 }

@@ -9,6 +9,7 @@ use crate::counters::DropKind;
 use crate::emit::{CaptureSink, FrameSink};
 use crate::filter::FilterMode;
 use crate::rx::Decision;
+use crate::vnet::VnetHeader;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
@@ -1279,4 +1280,65 @@ fn every_file_starts_with_the_replay_block() {
         .collect();
     assert_eq!(comments.len(), 1, "{comments:?}");
     assert_eq!(ReplayBlock::parse(&comments[0]), Ok(block));
+}
+
+/// A large segment's pieces reach the device as pieces while nothing
+/// records (one vectored write, no join), and joined, recorded whole,
+/// while a trace runs.
+#[test]
+fn tracing_sink_passes_pieces_on_untraced_and_joins_them_traced() {
+    use std::sync::Mutex;
+    #[derive(Default)]
+    struct Pieces(Mutex<Vec<(usize, Vec<u8>)>>);
+    impl FrameSink for Pieces {
+        fn send_frame(&self, _: &[u8]) -> std::io::Result<()> {
+            Err(std::io::Error::other("large segments only"))
+        }
+        fn send_gso_frame(&self, frame: &[u8], _: &VnetHeader) -> std::io::Result<()> {
+            self.0.lock().expect("lock").push((1, frame.to_vec()));
+            Ok(())
+        }
+        fn send_gso_parts(
+            &self,
+            head: &mut Vec<u8>,
+            tail: [&[u8]; 2],
+            _: &VnetHeader,
+        ) -> std::io::Result<()> {
+            let mut all = head.clone();
+            all.extend_from_slice(tail[0]);
+            all.extend_from_slice(tail[1]);
+            self.0.lock().expect("lock").push((3, all));
+            Ok(())
+        }
+    }
+    let frame = frames::tcp4(1, ack(1), b"0123456789");
+    let (head, rest) = frame.split_at(frame.len() - 10);
+    let hdr = VnetHeader::default();
+    let send = |s: &TracingSink| {
+        let mut h = head.to_vec();
+        s.send_gso_parts(&mut h, [&rest[..4], &rest[4..]], &hdr)
+            .expect("send");
+    };
+    let dev = Arc::new(Pieces::default());
+    let off = Tracer::start_tuned(opts(None, None), tuning()).expect("start");
+    send(&TracingSink::new(
+        dev.clone(),
+        off.clone(),
+        Origin::Processor(1),
+    ));
+    off.close();
+    let dir = TempDir::new("parts");
+    let path = dir.0.join("p.pcapng");
+    let on = Tracer::start_tuned(opts(Some(path.clone()), None), tuning()).expect("start");
+    send(&TracingSink::new(
+        dev.clone(),
+        on.clone(),
+        Origin::Processor(1),
+    ));
+    on.close();
+    let got = dev.0.lock().expect("lock").clone();
+    assert_eq!(got, vec![(3, frame.clone()), (1, frame.clone())]);
+    let traced = read_pcapng(&path);
+    assert_eq!(traced.packets.len(), 1);
+    assert_eq!(traced.packets[0].1, frame);
 }
