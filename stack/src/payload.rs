@@ -6,15 +6,35 @@
 //! buffer, and hands the whole buffer over with the payload's range in it
 //! (the headers in front are simply not part of the view). Everything
 //! else sees a byte slice (`Deref<Target = [u8]>`), as a `Vec` would show.
+//!
+//! A buffer handed over that way is shared (reference-counted), so the
+//! receive buffer can keep an in-order segment's text where it lies
+//! instead of copying it ([`Payload::shared`]); a small payload copied out
+//! of a read buffer is owned, and cloning it copies it.
 
 use std::ops::{Deref, Range};
+use std::sync::Arc;
 
 /// Segment text: `buf[range]`.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Payload {
-    buf: Vec<u8>,
+    buf: Buf,
     start: usize,
     end: usize,
+}
+
+/// Where a payload's bytes are: a buffer of its own, or one a receive
+/// buffer may hold on to as well.
+#[derive(Clone)]
+enum Buf {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Default for Payload {
+    fn default() -> Payload {
+        Payload::from(Vec::new())
+    }
 }
 
 impl Payload {
@@ -23,37 +43,70 @@ impl Payload {
         Payload::default()
     }
 
-    /// The bytes `range` of `buf` (cut to what `buf` holds).
+    /// The bytes `range` of `buf` (cut to what `buf` holds), in a buffer
+    /// that can be shared: a large segment handed over in the buffer it
+    /// was read into, which the receive buffer may keep.
     pub fn in_buffer(buf: Vec<u8>, range: Range<usize>) -> Payload {
         let end = range.end.min(buf.len());
         let start = range.start.min(end);
-        Payload { buf, start, end }
+        Payload {
+            buf: Buf::Shared(Arc::new(buf)),
+            start,
+            end,
+        }
     }
 
     /// The whole buffer back, for reuse: its length and bytes are as they
-    /// were (a caller that wants it empty clears it).
+    /// were (a caller that wants it empty clears it). Empty when the
+    /// buffer is still shared (a receive buffer kept the text): the last
+    /// holder gets it.
     pub fn into_buffer(self) -> Vec<u8> {
-        self.buf
+        match self.buf {
+            Buf::Owned(v) => v,
+            Buf::Shared(a) => Arc::try_unwrap(a).unwrap_or_default(),
+        }
     }
 
     /// The capacity of the underlying buffer (how much memory the text
     /// holds on to, which can be far more than its length).
     pub fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.bytes().capacity()
+    }
+
+    /// Another handle on the same bytes, with no copy, if the buffer is
+    /// shared ([`Payload::in_buffer`]); None for an owned one.
+    pub fn shared(&self) -> Option<Payload> {
+        matches!(self.buf, Buf::Shared(_)).then(|| self.clone())
+    }
+
+    /// Drops the first `n` bytes of the view (at most all of them).
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.start = self.start.saturating_add(n).min(self.end);
+    }
+
+    fn bytes(&self) -> &Vec<u8> {
+        match &self.buf {
+            Buf::Owned(v) => v,
+            Buf::Shared(a) => a,
+        }
     }
 }
 
 impl From<Vec<u8>> for Payload {
     fn from(buf: Vec<u8>) -> Payload {
         let end = buf.len();
-        Payload { buf, start: 0, end }
+        Payload {
+            buf: Buf::Owned(buf),
+            start: 0,
+            end,
+        }
     }
 }
 
 impl Deref for Payload {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        &self.bytes()[self.start..self.end]
     }
 }
 
@@ -84,6 +137,16 @@ mod tests {
         assert_eq!(p, Payload::from((54..90).collect::<Vec<u8>>()));
         let back = p.into_buffer();
         assert_eq!(back.len(), 100, "the buffer comes back whole");
+    }
+
+    #[test]
+    fn a_shared_buffer_goes_back_to_its_last_holder() {
+        let p = Payload::in_buffer(vec![9; 64], 10..20);
+        let kept = p.shared().expect("a handed-over buffer is shared");
+        assert!(p.into_buffer().is_empty(), "still held");
+        assert_eq!(&*kept, &[9; 10]);
+        assert_eq!(kept.into_buffer().len(), 64, "the last holder gets it");
+        assert!(Payload::from(vec![1, 2]).shared().is_none());
     }
 
     #[test]

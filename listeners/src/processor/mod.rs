@@ -422,11 +422,23 @@ struct SocketView<'a> {
     stats: &'a ProcessorStats,
 }
 
+impl SocketView<'_> {
+    /// Bytes read: counted, and the buffers of large segments read to
+    /// the end (kept by the receive buffer where they arrived) go back
+    /// to the frame pool the reads take from.
+    fn read_done(&mut self, n: usize) -> usize {
+        self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        while let Some(b) = self.tcp.take_spent_buffer() {
+            vnic_adapter::pool::recycle(b);
+        }
+        n
+    }
+}
+
 impl Socket for SocketView<'_> {
     fn recv(&mut self, buf: &mut [u8]) -> usize {
         let n = self.tcp.recv(buf);
-        self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        n
+        self.read_done(n)
     }
     fn recv_available(&self) -> usize {
         self.tcp.recv_available()
@@ -436,8 +448,7 @@ impl Socket for SocketView<'_> {
     }
     fn recv_consume(&mut self, n: usize) -> usize {
         let n = self.tcp.recv_consume(n);
-        self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        n
+        self.read_done(n)
     }
     fn send(&mut self, data: &[u8]) -> usize {
         let n = self.tcp.send(data);

@@ -497,14 +497,26 @@ impl Connection {
         self.rcv.read(buf, synchronized)
     }
 
-    /// The in-order bytes [`Connection::recv`] would copy, lent where they
-    /// lie in the receive buffer (two slices, in order; the second often
-    /// empty). With [`Connection::recv_consume`] an app that only passes
-    /// the bytes on (discards them, writes them to a socket) reads them
-    /// with no copy: after the kernel's into vnic, the receive buffer's
-    /// to the app was a third copy of every byte an upload brought.
+    /// The first in-order bytes [`Connection::recv`] would copy, lent
+    /// where they lie in the receive buffer (two slices, in order; the
+    /// second often empty; both empty only when nothing is ready). They
+    /// need not be all that is ready (a large segment is kept in the
+    /// buffer it arrived in): read on after [`Connection::recv_consume`].
+    /// With it an app that only passes the bytes on (discards them,
+    /// writes them to a socket) reads them with no copy: after the
+    /// kernel's into vnic, the receive buffer's to the app was a third
+    /// copy of every byte an upload brought.
     pub fn recv_slices(&self) -> [&[u8]; 2] {
         self.rcv.buf.ready_slices()
+    }
+
+    /// A buffer a large received segment arrived in, now read to the end
+    /// (the receive buffer kept the segment there instead of copying
+    /// it): the owner puts it back in the pool its reads come from, so a
+    /// steady upload allocates no buffer per segment. None when there is
+    /// none.
+    pub fn take_spent_buffer(&mut self) -> Option<Vec<u8>> {
+        self.rcv.buf.take_spent()
     }
 
     /// Drops the first `n` in-order bytes as read, as [`Connection::recv`]

@@ -5,6 +5,7 @@
 
 use super::options::Paws;
 use super::*;
+use crate::payload::Payload;
 use crate::reassembly::RecvBuffer;
 use crate::sack::SackReport;
 
@@ -193,10 +194,17 @@ impl Receiver {
 
     /// Takes in-window text at `seq`; returns how far RCV.NXT moved. Out
     /// of order text is reported in a SACK block and ACKed at once.
-    pub(super) fn take_text(&mut self, seq: SeqNumber, text: &[u8]) -> usize {
+    /// `whole` is the segment's payload when `text` is all of it (the
+    /// receive buffer may keep a large one instead of copying it).
+    pub(super) fn take_text(
+        &mut self,
+        seq: SeqNumber,
+        text: &[u8],
+        whole: Option<&Payload>,
+    ) -> usize {
         let before = self.nxt;
         self.mss = self.mss.max(text.len().min(self.our_mss));
-        self.nxt = self.buf.insert(self.nxt, seq, text);
+        self.nxt = self.buf.insert(self.nxt, seq, text, whole);
         if self.nxt != before {
             self.sack_report.prune(self.nxt);
         }
@@ -481,7 +489,7 @@ impl Connection {
             State::Established | State::FinWait1 | State::FinWait2
         );
         if receiving {
-            self.process_text(now, text);
+            self.process_text(now, text, &seg.payload);
         }
     }
 
@@ -557,9 +565,11 @@ impl Connection {
 
     /// Seventh: segment text; eighth: FIN, once everything before it has
     /// arrived.
-    fn process_text(&mut self, now: Instant, t: Trimmed<'_>) {
+    fn process_text(&mut self, now: Instant, t: Trimmed<'_>, payload: &Payload) {
         if !t.text.is_empty() {
-            self.on_text(now, t.seq, t.text, t.ack_now);
+            // Untrimmed, the text is the whole payload (trimming only cuts).
+            let whole = (t.text.len() == payload.len()).then_some(payload);
+            self.on_text(now, t.seq, t.text, t.ack_now, whole);
         } else if t.ack_now {
             self.rcv.ack_pending = true;
         }
@@ -577,10 +587,17 @@ impl Connection {
     /// full-sized segment or when the delayed-ACK timer fires (RFC 1122
     /// 4.2.3.2). PSH does not force an ACK (as in Linux): an application
     /// that answers a request sends the ACK on its response.
-    pub(super) fn on_text(&mut self, now: Instant, seq: SeqNumber, text: &[u8], ack_now: bool) {
+    pub(super) fn on_text(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        text: &[u8],
+        ack_now: bool,
+        whole: Option<&Payload>,
+    ) {
         let in_order = seq == self.rcv.nxt;
         let had_held = self.rcv.buf.has_held();
-        let advanced = self.rcv.take_text(seq, text);
+        let advanced = self.rcv.take_text(seq, text, whole);
         if advanced > 0 {
             self.last_progress = now;
             self.stats.bytes_in += advanced as u64;
@@ -657,7 +674,7 @@ mod tests {
     #[test]
     fn zero_window_still_takes_a_segment_at_rcv_nxt() {
         let mut r = receiver();
-        r.take_text(SeqNumber(1001), &[7; 1000]);
+        r.take_text(SeqNumber(1001), &[7; 1000], None);
         assert_eq!(r.wnd(), 0);
         assert!(r.acceptable(SeqNumber(2001), 0));
         assert!(
@@ -688,7 +705,7 @@ mod tests {
     #[test]
     fn recent_duplicates_lie_within_one_buffer_below_rcv_nxt() {
         let mut r = receiver();
-        r.take_text(SeqNumber(1001), &[1; 500]);
+        r.take_text(SeqNumber(1001), &[1; 500], None);
         assert!(r.is_recent_duplicate(SeqNumber(1001), 100));
         assert!(!r.is_recent_duplicate(SeqNumber(1450), 100));
         assert!(!r.is_recent_duplicate(SeqNumber(1001) - 1000, 10));
@@ -697,14 +714,14 @@ mod tests {
     #[test]
     fn out_of_order_text_is_reported_and_acked_at_once() {
         let mut r = receiver();
-        assert_eq!(r.take_text(SeqNumber(1101), &[1; 50]), 0);
+        assert_eq!(r.take_text(SeqNumber(1101), &[1; 50], None), 0);
         assert!(r.ack_pending);
         assert_eq!(
             r.sack_report.blocks(),
             &[(SeqNumber(1101), SeqNumber(1151))]
         );
         r.ack_pending = false;
-        assert_eq!(r.take_text(SeqNumber(1001), &[1; 100]), 150);
+        assert_eq!(r.take_text(SeqNumber(1001), &[1; 100], None), 150);
         assert!(r.sack_report.blocks().is_empty(), "the gap is filled");
         assert_eq!(r.nxt, SeqNumber(1151));
     }
@@ -712,10 +729,10 @@ mod tests {
     #[test]
     fn rfc1122_second_full_segment_is_acked_the_first_may_wait() {
         let mut r = receiver();
-        r.take_text(SeqNumber(1001), &[1; 100]);
+        r.take_text(SeqNumber(1001), &[1; 100], None);
         assert!(r.delay_ack(false, false, false));
         assert!(!r.ack_pending);
-        r.take_text(SeqNumber(1101), &[1; 100]);
+        r.take_text(SeqNumber(1101), &[1; 100], None);
         assert!(!r.delay_ack(false, false, false));
         assert!(r.ack_pending);
         // Filling a gap, asked to, or delayed ACKs off: at once.
@@ -734,7 +751,7 @@ mod tests {
         r.fin_at(SeqNumber(1500));
         assert_eq!(r.fin, Some(SeqNumber(1101)), "the first FIN seen counts");
         assert!(!r.take_fin(), "a gap before it");
-        r.take_text(SeqNumber(1001), &[1; 100]);
+        r.take_text(SeqNumber(1001), &[1; 100], None);
         assert!(r.take_fin());
         assert_eq!(r.nxt, SeqNumber(1102));
         assert!(r.fin_received && r.ack_pending);
@@ -745,7 +762,7 @@ mod tests {
     fn rfc9293_receiver_sws_avoidance_holds_small_window_openings() {
         let mut r = receiver();
         assert_eq!(r.sws_threshold(), 100);
-        r.take_text(SeqNumber(1001), &[1; 1000]);
+        r.take_text(SeqNumber(1001), &[1; 1000], None);
         let w = r.window_field();
         r.on_ack_sent(w, false);
         assert_eq!(w, 0);
@@ -763,7 +780,7 @@ mod tests {
     fn the_advertised_edge_never_moves_left() {
         let mut r = receiver();
         let edge = r.adv;
-        r.take_text(SeqNumber(1001), &[1; 600]);
+        r.take_text(SeqNumber(1001), &[1; 600], None);
         r.on_ack_sent(0, false);
         assert_eq!(r.adv, edge);
         assert_eq!(r.last_ack_sent, SeqNumber(1601));
