@@ -407,6 +407,24 @@ impl H {
         self.conn.on_segment(self.now, &seg)
     }
 
+    /// Like [`H::send`], but the segment's text arrives the way a large
+    /// segment reaches a processor: in the buffer the frame was read into
+    /// (`Payload::in_buffer`, shared), headers in front, room behind.
+    #[allow(dead_code)]
+    pub fn send_in_frame(&mut self, spec: Spec) -> Disposition {
+        let bytes = craft(&spec, self.tuple.remote, self.tuple.local);
+        let mut seg = vnic_stack::parse(self.tuple.remote.ip(), self.tuple.local.ip(), &bytes)
+            .expect("our parser refused a pnet-crafted segment");
+        let at = bytes.len() - seg.payload.len();
+        let mut frame = Vec::with_capacity(14 + bytes.len() + 64);
+        frame.resize(14, 0);
+        frame.extend_from_slice(&bytes);
+        let text = 14 + at..frame.len();
+        frame.resize(frame.len() + 64, 0);
+        seg.payload = vnic_stack::Payload::in_buffer(frame, text);
+        self.conn.on_segment(self.now, &seg)
+    }
+
     /// What we send next, read by pnet.
     pub fn recv(&mut self) -> Option<Out> {
         let seg = self.conn.poll_transmit(self.now)?;
