@@ -412,30 +412,44 @@ mod tests {
     }
 
     /// A source of `n` numbered frames (4 bytes each), then nothing.
-    struct Numbered(u32, u32);
+    /// Frames numbered from 0 up to the end; how many it gave is shared.
+    struct Numbered(Arc<std::sync::atomic::AtomicU32>, u32);
 
     impl FrameSource for Numbered {
         fn recv_timeout(&mut self, buf: &mut [u8], _: Duration) -> io::Result<Option<usize>> {
-            if self.0 == self.1 {
+            let next = self.0.load(Ordering::Relaxed);
+            if next == self.1 {
                 return Ok(None);
             }
-            buf[..4].copy_from_slice(&self.0.to_be_bytes());
-            self.0 += 1;
+            buf[..4].copy_from_slice(&next.to_be_bytes());
+            self.0.store(next + 1, Ordering::Relaxed);
             Ok(Some(4))
         }
     }
 
     /// The frame numbers queue `queue`'s impaired source lets through.
+    /// Read until every frame went in and a read came back empty: an
+    /// empty read alone may only mean the thread was descheduled past
+    /// the read's timeout (the list came back cut short on a loaded
+    /// machine).
     fn survivors(spec: &ImpairSpec, queue: usize) -> Vec<u32> {
         let stats = Arc::new(ImpairStats::default());
-        let mut src = ImpairedSource::new(Box::new(Numbered(0, 2000)), spec.clone(), queue, stats);
+        let fed = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let source = Box::new(Numbered(fed.clone(), 2000));
+        let mut src = ImpairedSource::new(source, spec.clone(), queue, stats);
         let mut buf = [0u8; 64];
         let mut out = Vec::new();
-        while let Ok(Some(n)) = src.recv_timeout(&mut buf, Duration::from_millis(1)) {
-            assert_eq!(n, 4);
-            out.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+        loop {
+            match src.recv_timeout(&mut buf, Duration::from_millis(1)) {
+                Ok(Some(n)) => {
+                    assert_eq!(n, 4);
+                    out.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+                }
+                Ok(None) if fed.load(Ordering::Relaxed) == 2000 => return out,
+                Ok(None) => {}
+                Err(e) => panic!("read: {e}"),
+            }
         }
-        out
     }
 
     #[test]

@@ -784,10 +784,13 @@ mod tests {
         d.set_up(0, false).expect("down");
         d.set_up(0, true).expect("up");
         // Until the old thread's `boom` is over (200 ms, longer on a
-        // loaded machine), then a little more for any late answer.
+        // loaded machine) and its answer came (the run after the crash
+        // takes 200 ms more), then a little more for any second answer.
         let mut got = Vec::new();
         let give_up = std::time::Instant::now() + Duration::from_secs(10);
-        while !crashed.load(Ordering::SeqCst) && std::time::Instant::now() < give_up {
+        while (!crashed.load(Ordering::SeqCst) || got.is_empty())
+            && std::time::Instant::now() < give_up
+        {
             got.extend(drain(&mut d, &rx, Duration::from_millis(100)));
         }
         got.extend(drain(&mut d, &rx, Duration::from_millis(300)));
