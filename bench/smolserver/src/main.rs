@@ -17,7 +17,8 @@
 //! keeps [`SPARE`] listening sockets per port: one that takes a connection
 //! is replaced at the end of the round; one whose connection is over
 //! (CLOSED, or TIME-WAIT, which the server skips: the socket listens again
-//! at once) listens again, or is dropped when its port already has
+//! once the round that found it there has sent the ACK of the peer's FIN)
+//! listens again, or is dropped when its port already has
 //! [`TRIM`] listening. A round reads at most [`SPARE`] frames from the
 //! TAP, so a burst of SYNs never finds its port without a listening socket
 //! (smoltcp would answer that SYN with RST).
@@ -79,6 +80,13 @@ struct Slot {
     /// Counted among its port's listening sockets.
     listening: bool,
     conn: Option<Conn>,
+    /// Seen in TIME-WAIT by an earlier round, whose egress has sent the
+    /// ACK of the peer's FIN since. Listening again in the very round the
+    /// FIN came lost that ACK: the client's kernel sat in LAST-ACK and
+    /// sent its FIN again after a retransmission timeout, which the server
+    /// answered with RST, and each connection cost the server one frame
+    /// fewer than a correct close (vnic's, the kernel's).
+    time_wait_seen: bool,
 }
 
 /// The pool of sockets and the apps on them.
@@ -155,6 +163,7 @@ impl Server {
                     service,
                     listening: true,
                     conn: None,
+                    time_wait_seen: false,
                 });
                 self.listening[service] += 1;
             }
@@ -215,12 +224,13 @@ impl Server {
             // Over: TIME-WAIT (skipped), or CLOSED once the RST of an
             // abort, if any, has gone out (it forgets the peer then).
             let state = s.state();
-            if !(state == State::TimeWait
-                || (state == State::Closed && s.remote_endpoint().is_none()))
-            {
+            let acked_fin = state == State::TimeWait && slot.time_wait_seen;
+            slot.time_wait_seen = state == State::TimeWait;
+            if !(acked_fin || (state == State::Closed && s.remote_endpoint().is_none())) {
                 i += 1;
                 continue;
             }
+            slot.time_wait_seen = false;
             if let Some(mut conn) = slot.conn.take() {
                 let normal =
                     state == State::TimeWait || matches!(last, State::LastAck | State::Closing);
