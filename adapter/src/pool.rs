@@ -82,15 +82,6 @@ pub fn payloads() -> &'static PayloadPool {
     POOL.get_or_init(|| PayloadPool::new(PAYLOAD_BUFFERS))
 }
 
-/// The buffers process-pair checkpoints carry their send bytes in
-/// (`vnic_stack::Connection::checkpoint_in`): a backup gives each back
-/// once applied, so a primary's next checkpoint copies into memory that
-/// is already there. 256 of them: one per checkpoint in flight.
-pub fn checkpoints() -> &'static PayloadPool {
-    static POOL: OnceLock<PayloadPool> = OnceLock::new();
-    POOL.get_or_init(|| PayloadPool::new(256))
-}
-
 /// Frame buffers the frame pool keeps at most (64 KiB each).
 const FRAME_BUFFERS: usize = 512;
 

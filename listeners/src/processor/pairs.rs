@@ -176,8 +176,7 @@ impl PairLink {
         // takeover (a busy one has a reply on its way to this processor
         // only).
         let app = c.app.checkpoint().ok();
-        let tail = vnic_adapter::pool::checkpoints().take();
-        let tcp = c.tcp.checkpoint_in(c.pair.mark, tail);
+        let tcp = c.tcp.checkpoint(c.pair.mark);
         let mark = tcp.mark();
         let bytes = tcp.memory() as u64 + app.as_ref().map_or(0, |a| a.memory() as u64);
         let msg = PairMsg::Checkpoint(Box::new(Checkpointed {
@@ -283,8 +282,7 @@ impl PairLink {
                         .checkpoint_lag_max_us
                         .fetch_max(lag, Ordering::Relaxed);
                     let older = self.standby.remove(&tuple).map(|s| s.tcp);
-                    let recycle = |b| vnic_adapter::pool::checkpoints().give(b);
-                    match tcp.apply_recycling(older, recycle) {
+                    match tcp.apply(older) {
                         Ok(tcp) => {
                             self.standby.insert(
                                 tuple,

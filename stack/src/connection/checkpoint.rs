@@ -24,11 +24,12 @@
 //! sent, the backup sends again ([`Connection::take_over`]).
 //!
 //! A checkpoint is the whole connection except the send data the backup
-//! already holds ([`SendMark`]): a bulk transfer copies each byte to the
-//! backup once, not once per checkpoint.
+//! already holds ([`SendMark`]); the send bytes it carries are shared
+//! with the primary's send buffer, not copied (a bulk transfer hands
+//! each byte to the backup once, by reference).
 
 use super::*;
-use crate::send_buffer::SendBuffer;
+use crate::send_buffer::{SendBuffer, SendTail};
 
 /// How far the send data a backup holds reaches: the sequence number one
 /// past the last byte the previous checkpoint carried.
@@ -62,8 +63,9 @@ pub struct Checkpoint {
     conn: Box<Connection>,
     /// Sequence number of the first byte of `tail`.
     from: SeqNumber,
-    /// The send bytes from `from` to the end of the queued data.
-    tail: Vec<u8>,
+    /// The send bytes from `from` to the end of the queued data, shared
+    /// with the primary's send buffer.
+    tail: SendTail,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -109,10 +111,11 @@ impl Checkpoint {
     }
 
     /// Bytes of memory the checkpoint holds (the connection's state and
-    /// buffers as allocated, plus the send bytes it carries): what the
-    /// processor pair pays to carry it.
+    /// buffers as allocated, plus the send bytes it carries, which it
+    /// shares with the primary and keeps alive): what the processor pair
+    /// pays to carry it.
     pub fn memory(&self) -> usize {
-        self.conn.memory() + self.tail.capacity()
+        self.conn.memory() + self.tail.len()
     }
 
     /// Send bytes the checkpoint carries (those the backup lacked).
@@ -135,24 +138,12 @@ impl Checkpoint {
     /// connection's) and the checkpoint carries only a tail: the backup
     /// then drops its copy and the primary must send a full checkpoint.
     pub fn apply(self, older: Option<Connection>) -> Result<Connection, CheckpointGap> {
-        self.apply_recycling(older, drop)
-    }
-
-    /// [`Checkpoint::apply`], then `recycle` gets the buffer the send
-    /// bytes came in, for the primary's next [`Connection::checkpoint_in`].
-    pub fn apply_recycling(
-        self,
-        older: Option<Connection>,
-        recycle: impl FnOnce(Vec<u8>),
-    ) -> Result<Connection, CheckpointGap> {
         let Checkpoint {
             mut conn,
             from,
             tail,
         } = self;
-        let rebuilt = conn_rebuild(&mut conn, older, from, &tail);
-        recycle(tail);
-        rebuilt.map(|()| *conn)
+        conn_rebuild(&mut conn, older, from, tail).map(|()| *conn)
     }
 }
 
@@ -162,7 +153,7 @@ fn conn_rebuild(
     conn: &mut Connection,
     older: Option<Connection>,
     from: SeqNumber,
-    tail: &[u8],
+    tail: SendTail,
 ) -> Result<(), CheckpointGap> {
     let older = older
         .filter(|o| o.tuple == conn.tuple && o.snd.iss == conn.snd.iss)
@@ -187,21 +178,12 @@ impl Connection {
     /// lossless (see the module). Cost: everything but the send data is
     /// cloned each time (the receive buffer with its unread and held
     /// bytes, the SACK scoreboard, the RACK send and retransmission
-    /// records, the congestion controller, a few hundred bytes of TCB),
-    /// plus a copy of the new send bytes only: the send buffer is moved
-    /// out while the rest is cloned, never copied whole.
+    /// records, the congestion controller, a few hundred bytes of TCB);
+    /// the new send bytes are shared, not copied: the send buffer is
+    /// moved out while the rest is cloned. Copying them (and the backup
+    /// copying them again into its send buffer) had been a third of the
+    /// samples in a profiled download with process pairs.
     pub fn checkpoint(&mut self, since: Option<SendMark>) -> Checkpoint {
-        self.checkpoint_in(since, Vec::new())
-    }
-
-    /// [`Connection::checkpoint`] with the send bytes copied into `tail`
-    /// (cleared first): a buffer the backup gave back
-    /// ([`Checkpoint::apply_recycling`]). A fresh buffer per checkpoint
-    /// cost the primary a page fault per page of every one (freed on the
-    /// backup's thread, the allocator's memory never came back warm):
-    /// about a tenth of its time in a profiled download.
-    pub fn checkpoint_in(&mut self, since: Option<SendMark>, mut tail: Vec<u8>) -> Checkpoint {
-        tail.clear();
         let (start, end) = (self.snd.buf.start(), self.snd.buf.end());
         let from = since
             .filter(|m| m.iss == self.snd.iss && start <= m.end && m.end <= end)
@@ -209,9 +191,7 @@ impl Connection {
         let data = self.snd.buf.take_data();
         let conn = Box::new(self.clone());
         self.snd.buf.put_back(data);
-        let len = end.distance_from(from);
-        tail.reserve(len);
-        self.snd.buf.read_at(from, len, &mut tail);
+        let tail = self.snd.buf.share_from(from);
         Checkpoint { conn, from, tail }
     }
 

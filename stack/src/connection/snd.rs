@@ -536,6 +536,13 @@ impl Connection {
             return None;
         }
         self.restart_after_idle(now);
+        // A large run lent where it lies: at most what two pieces of the
+        // send buffer hold from SND.NXT (the rest goes next time).
+        let large = if borrow && large > 0 {
+            self.snd.buf.contiguous(self.snd.nxt, large)
+        } else {
+            large
+        };
         let len = self.data_allowance(now, large)?;
         self.snd.sws_override_due = false;
         self.timers.stop(Timer::SendOverride);
