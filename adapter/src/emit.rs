@@ -46,6 +46,17 @@ pub trait FrameSink: Send + Sync {
         tail: [&[u8]; 2],
         hdr: &VnetHeader,
     ) -> io::Result<()> {
+        self.send_gso_joined(head, tail, hdr)
+    }
+
+    /// The pieces of [`FrameSink::send_gso_parts`] joined in `head`, then
+    /// sent whole: for sinks that need the frame in one buffer.
+    fn send_gso_joined(
+        &self,
+        head: &mut Vec<u8>,
+        tail: [&[u8]; 2],
+        hdr: &VnetHeader,
+    ) -> io::Result<()> {
         head.extend_from_slice(tail[0]);
         head.extend_from_slice(tail[1]);
         self.send_gso_buf(head, hdr)

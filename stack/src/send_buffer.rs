@@ -314,23 +314,29 @@ impl SendBuffer {
         true
     }
 
-    /// Appends up to `len` bytes starting at sequence number `seq` to `out`.
-    pub(crate) fn read_at(&self, seq: SeqNumber, len: usize, out: &mut Vec<u8>) {
+    /// The runs of bytes, piece by piece and in order, that hold the up
+    /// to `len` bytes from sequence number `seq`.
+    fn runs(&self, seq: SeqNumber, len: usize) -> impl Iterator<Item = &[u8]> {
         let mut skip = seq.distance_from(self.start).min(self.len);
         let mut left = len.min(self.len - skip);
-        for p in &self.pieces {
-            if left == 0 {
-                break;
-            }
+        self.pieces.iter().filter_map(move |p| {
             let bytes = p.bytes();
-            if skip >= bytes.len() {
-                skip -= bytes.len();
-                continue;
+            if left == 0 || skip >= bytes.len() {
+                skip -= skip.min(bytes.len());
+                return None;
             }
             let take = left.min(bytes.len() - skip);
-            out.extend_from_slice(&bytes[skip..skip + take]);
+            let run = &bytes[skip..skip + take];
             left -= take;
             skip = 0;
+            Some(run)
+        })
+    }
+
+    /// Appends up to `len` bytes starting at sequence number `seq` to `out`.
+    pub(crate) fn read_at(&self, seq: SeqNumber, len: usize, out: &mut Vec<u8>) {
+        for run in self.runs(seq, len) {
+            out.extend_from_slice(run);
         }
     }
 
@@ -339,26 +345,8 @@ impl SendBuffer {
     /// fewer than `len` bytes when the range spans more than two pieces
     /// ([`SendBuffer::contiguous`] says how many they cover).
     pub(crate) fn slices_at(&self, seq: SeqNumber, len: usize) -> [&[u8]; 2] {
-        let mut skip = seq.distance_from(self.start).min(self.len);
-        let mut left = len.min(self.len - skip);
-        let mut out: [&[u8]; 2] = [&[], &[]];
-        let mut at = 0;
-        for p in &self.pieces {
-            if left == 0 || at == 2 {
-                break;
-            }
-            let bytes = p.bytes();
-            if skip >= bytes.len() {
-                skip -= bytes.len();
-                continue;
-            }
-            let take = left.min(bytes.len() - skip);
-            out[at] = &bytes[skip..skip + take];
-            at += 1;
-            left -= take;
-            skip = 0;
-        }
-        out
+        let mut runs = self.runs(seq, len);
+        [runs.next().unwrap_or(&[]), runs.next().unwrap_or(&[])]
     }
 
     /// How many of the `len` bytes from `seq` [`SendBuffer::slices_at`]

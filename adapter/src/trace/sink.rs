@@ -120,11 +120,10 @@ impl FrameSink for TracingSink {
         tail: [&[u8]; 2],
         hdr: &VnetHeader,
     ) -> io::Result<()> {
-        if !self.tracer.active() {
-            return self.inner.send_gso_parts(head, tail, hdr);
+        if self.tracer.active() {
+            self.send_gso_joined(head, tail, hdr)
+        } else {
+            self.inner.send_gso_parts(head, tail, hdr)
         }
-        head.extend_from_slice(tail[0]);
-        head.extend_from_slice(tail[1]);
-        self.send_gso_buf(head, hdr)
     }
 }
