@@ -122,7 +122,6 @@ impl Burst {
         src: IpAddr,
         dst: IpAddr,
         seg: &Segment,
-        piece: usize,
         limit: usize,
     ) -> bool {
         let h = &self.head;
@@ -136,8 +135,7 @@ impl Burst {
             && h.options == seg.options
             && !self.psh
             && self.last == self.piece
-            && (seg.payload.len() <= self.piece
-                || (piece == self.piece && seg.payload.len() % piece == 0))
+            && seg.payload.len() <= self.piece
             && self.next_seq == seg.seq
             && self.len + seg.payload.len() <= limit
     }
@@ -419,53 +417,17 @@ impl FrameWriter {
     /// kernel cuts back into the same segments, one write instead of up
     /// to forty. The caller must call [`FrameWriter::flush`] after the run.
     pub fn send_tcp_burst(&mut self, dst_mac: [u8; 6], src: IpAddr, dst: IpAddr, seg: &Segment) {
-        self.send_tcp_pieces(dst_mac, src, dst, seg, seg.payload.len());
-    }
-
-    /// How large a segment [`FrameWriter::send_tcp_pieces`] takes whole
-    /// now: the burst limit with offload, 0 (plain segments only) without
-    /// it or while frames are held back.
-    pub fn large_send_limit(&self) -> usize {
-        if self.gso && self.deferred.is_none() {
-            self.burst_limit
-        } else {
-            0
-        }
-    }
-
-    /// [`FrameWriter::send_tcp_burst`] for a segment that may be larger
-    /// than one piece (`Connection::poll_transmit_large`): a payload of
-    /// more than `piece` bytes is whole pieces of `piece`, which the
-    /// kernel cuts (TSO) — the payload is copied once, into the burst's
-    /// frame, instead of once per piece. Without offload (or while
-    /// deferring) such a segment is cut here into the same segments.
-    pub fn send_tcp_pieces(
-        &mut self,
-        dst_mac: [u8; 6],
-        src: IpAddr,
-        dst: IpAddr,
-        seg: &Segment,
-        piece: usize,
-    ) {
-        let large = piece > 0 && seg.payload.len() > piece;
         if !self.gso || self.deferred.is_some() || !batchable(seg) {
-            if large {
-                return self.send_cut(dst_mac, src, dst, seg, piece);
-            }
             return self.send_tcp(dst_mac, src, dst, seg);
         }
-        let piece = if large { piece } else { seg.payload.len() };
-        if large && seg.payload.len() > self.burst_limit.max(piece) {
-            return self.send_cut(dst_mac, src, dst, seg, piece);
-        }
         if let Some(b) = &mut self.burst {
-            if b.takes(dst_mac, src, dst, seg, piece, self.burst_limit) {
+            if b.takes(dst_mac, src, dst, seg, self.burst_limit) {
                 self.buf.extend_from_slice(&seg.payload);
                 b.len += seg.payload.len();
                 b.next_seq = b.next_seq + seg.payload.len();
                 b.psh = seg.psh;
-                b.last = seg.payload.len().min(b.piece);
-                b.count += seg.payload.len().div_ceil(b.piece).max(1);
+                b.last = seg.payload.len();
+                b.count += 1;
                 return;
             }
         }
@@ -480,10 +442,21 @@ impl FrameWriter {
             next_seq: seg.seq + seg.payload.len(),
             len: seg.payload.len(),
             psh: seg.psh,
-            piece,
-            last: piece,
-            count: seg.payload.len().div_ceil(piece.max(1)).max(1),
+            piece: seg.payload.len(),
+            last: seg.payload.len(),
+            count: 1,
         });
+    }
+
+    /// How large a segment [`FrameWriter::send_tcp_large`] sends as one
+    /// frame now: the burst limit with offload, 0 (plain segments only)
+    /// without it or while frames are held back.
+    pub fn large_send_limit(&self) -> usize {
+        if self.gso && self.deferred.is_none() {
+            self.burst_limit
+        } else {
+            0
+        }
     }
 
     /// Flushes what is held and starts a frame in the buffer: the
@@ -501,25 +474,37 @@ impl FrameWriter {
         built
     }
 
-    /// Sends a large segment as the plain segments it stands for: pieces
-    /// of `piece` bytes, each with its sequence number, PSH on the last
-    /// only (what the kernel's cut would have made).
+    /// Sends a large segment (`header`, its payload `data` in two
+    /// slices) as the plain segments it stands for: pieces of `piece`
+    /// bytes, each with its sequence number, PSH on the last only (what
+    /// the kernel's cut would have made). Each piece's bytes are copied
+    /// once, into its own segment.
     fn send_cut(
         &mut self,
         dst_mac: [u8; 6],
         src: IpAddr,
         dst: IpAddr,
-        seg: &Segment,
+        header: &Segment,
+        data: [&[u8]; 2],
         piece: usize,
     ) {
+        let piece = piece.max(1);
+        let len = data[0].len() + data[1].len();
         let mut at = 0;
-        for chunk in seg.payload.chunks(piece.max(1)) {
-            let mut one = seg.header_only();
-            one.seq = seg.seq + at;
-            at += chunk.len();
-            one.psh = seg.psh && at == seg.payload.len();
-            one.payload = vnic_stack::Payload::from(chunk.to_vec());
+        while at < len {
+            let end = (at + piece).min(len);
+            let mut bytes = Vec::with_capacity(end - at);
+            for (from, part) in [(0, data[0]), (data[0].len(), data[1])] {
+                let lo = at.clamp(from, from + part.len()) - from;
+                let hi = end.clamp(from, from + part.len()) - from;
+                bytes.extend_from_slice(&part[lo..hi]);
+            }
+            let mut one = header.header_only();
+            one.seq = header.seq + at;
+            one.psh = header.psh && end == len;
+            one.payload = vnic_stack::Payload::from(bytes);
             self.send_tcp(dst_mac, src, dst, &one);
+            at = end;
         }
     }
 
@@ -553,12 +538,7 @@ impl FrameWriter {
     ) {
         let len = data[0].len() + data[1].len();
         if !self.gso || self.deferred.is_some() || len > MAX_GSO_PAYLOAD || piece == 0 {
-            let mut seg = header.header_only();
-            let mut bytes = Vec::with_capacity(len);
-            bytes.extend_from_slice(data[0]);
-            bytes.extend_from_slice(data[1]);
-            seg.payload = vnic_stack::Payload::from(bytes);
-            return self.send_cut(dst_mac, src, dst, &seg, piece.max(1));
+            return self.send_cut(dst_mac, src, dst, header, data, piece);
         }
         if !self.begin_frame(dst_mac, src, dst, header) {
             return;

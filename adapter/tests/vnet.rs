@@ -633,32 +633,41 @@ fn a_large_segment_written_from_where_it_lies_cuts_back_exactly() {
     );
 }
 
+/// A large segment after a burst of plain ones leaves in a frame of its
+/// own: the burst goes first, and the two frames cut back into the very
+/// segments, in order.
 #[test]
-fn a_large_segment_joins_the_burst_it_continues() {
+fn a_large_segment_after_a_burst_follows_it_in_order() {
     let mut pair = Pair::new();
     let (src, dst) = (IpAddr::V4(VIP), IpAddr::V4(HOST));
-    // Two full segments, then a large one of ten pieces continuing them,
-    // then a short one with PSH: one frame, cut back into 13 segments.
-    let mut segs = vec![
+    for s in [
         data_segment(100, 1436, false),
         data_segment(1536, 1436, false),
-    ];
-    segs.push(data_segment(100 + 2 * 1436, 10 * 1436, false));
-    segs.push(data_segment(100 + 12 * 1436, 700, true));
-    for s in &segs {
-        pair.w.send_tcp_pieces(HOST_MAC, src, dst, s, 1436);
+    ] {
+        pair.w.send_tcp_burst(HOST_MAC, src, dst, &s);
     }
-    let mut plain: Vec<Segment> = (0..12)
-        .map(|i| data_segment(100 + i * 1436, 1436, false))
+    let large = data_segment(100 + 2 * 1436, 10 * 1436, true);
+    pair.w.send_tcp_large(
+        HOST_MAC,
+        src,
+        dst,
+        &large.header_only(),
+        split(&large, 7_000),
+        1436,
+    );
+    let plain: Vec<Segment> = (0..12)
+        .map(|i| data_segment(100 + i * 1436, 1436, i == 11))
         .collect();
-    plain.push(data_segment(100 + 12 * 1436, 700, true));
     for s in &plain {
         pair.p.send_tcp(HOST_MAC, src, dst, s);
     }
     let (frames, plain) = pair.flush();
-    assert_eq!(gso_types(&frames), vec![Some(GSO_TCPV4)]);
-    let (f, h) = &frames[0];
-    assert_eq!(cut(f, &h.expect("header")), plain);
+    assert_eq!(gso_types(&frames), vec![Some(GSO_TCPV4), Some(GSO_TCPV4)]);
+    let mut got = Vec::new();
+    for (f, h) in &frames {
+        got.extend(cut(f, &h.expect("header")));
+    }
+    assert_eq!(got, plain);
 }
 
 #[test]
@@ -679,17 +688,22 @@ fn without_offload_a_large_segment_is_cut_by_the_writer() {
         split(&large, 3000),
         1436,
     );
-    w.send_tcp_pieces(
+    // A piece split between the two slices, and a last piece short of
+    // a full one.
+    let second = data_segment(100 + 5 * 1436, 3 * 1436 - 500, true);
+    w.send_tcp_large(
         HOST_MAC,
         src,
         dst,
-        &data_segment(100 + 5 * 1436, 3 * 1436, true),
+        &second.header_only(),
+        split(&second, 2000),
         1436,
     );
     w.flush();
     for i in 0..8 {
         let psh = i == 4 || i == 7;
-        p.send_tcp(HOST_MAC, src, dst, &data_segment(100 + i * 1436, 1436, psh));
+        let len = if i == 7 { 1436 - 500 } else { 1436 };
+        p.send_tcp(HOST_MAC, src, dst, &data_segment(100 + i * 1436, len, psh));
     }
     assert_eq!(plain_sink.take(), reference.take());
 }
