@@ -43,6 +43,7 @@ pub mod cookie;
 #[cfg(feature = "test-faults")]
 pub mod faults;
 pub mod isn;
+mod not_cloned;
 pub mod payload;
 mod rack;
 mod rate;

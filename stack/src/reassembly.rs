@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 
+use crate::not_cloned::NotCloned;
 use crate::payload::Payload;
 use crate::seq::SeqNumber;
 
@@ -49,8 +50,9 @@ pub(crate) struct RecvBuffer {
     /// anything in `buf`; `kept_len` bytes in all.
     kept: VecDeque<Payload>,
     kept_len: usize,
-    /// Kept buffers read to the end, for [`RecvBuffer::take_spent`].
-    spent: Vec<Payload>,
+    /// Kept buffers read to the end, for [`RecvBuffer::take_spent`] (a
+    /// clone, a checkpoint, starts without them).
+    spent: NotCloned<Vec<Payload>>,
     /// The first `ready` bytes: in-order data the application has not read.
     /// Beyond them, the byte of sequence number RCV.NXT + k at `ready + k`
     /// when a held range covers it (the gaps between ranges hold stale
@@ -72,7 +74,7 @@ impl RecvBuffer {
         RecvBuffer {
             kept: VecDeque::new(),
             kept_len: 0,
-            spent: Vec::new(),
+            spent: NotCloned::default(),
             buf: VecDeque::new(),
             ready: 0,
             capacity,
@@ -116,7 +118,7 @@ impl RecvBuffer {
         self.buf.shrink_to_fit();
         self.held.shrink_to_fit();
         self.kept.shrink_to_fit();
-        self.spent = Vec::new();
+        self.spent = NotCloned::default();
     }
 
     /// A kept buffer that has been read to the end, for its owner's pool
@@ -229,7 +231,7 @@ impl RecvBuffer {
         if seq == rcv_nxt && self.held.is_empty() {
             // The common case: in order, nothing held.
             self.buf.truncate(self.ready);
-            crate::send_buffer::grow_within(&mut self.buf, data.len(), self.capacity);
+            grow_within(&mut self.buf, data.len(), self.capacity);
             self.buf.extend(data);
             self.ready += data.len();
             self.copied += data.len() as u64;
@@ -327,7 +329,7 @@ impl RecvBuffer {
     fn write_at(&mut self, at: usize, bytes: &[u8]) {
         self.copied += bytes.len() as u64;
         let more = (at + bytes.len()).saturating_sub(self.buf.len());
-        crate::send_buffer::grow_within(&mut self.buf, more, self.capacity);
+        grow_within(&mut self.buf, more, self.capacity);
         if at >= self.buf.len() {
             self.buf.resize(at, 0);
             self.buf.extend(bytes);
@@ -349,6 +351,25 @@ impl RecvBuffer {
             b[from..from + bytes.len() - done].copy_from_slice(&bytes[done..]);
         }
     }
+}
+
+/// Makes room in `buf` for `more` bytes, growing it at most to `limit`.
+///
+/// It exists because a `VecDeque` left to itself doubles, and the nominal
+/// size times two (a 256 KiB buffer could hold 512 KiB) is what a peer
+/// that fills every buffer of every connection would get (issue 15).
+/// Growth is still geometric below the limit, so filling a buffer costs
+/// few reallocations.
+pub(crate) fn grow_within(buf: &mut VecDeque<u8>, more: usize, limit: usize) {
+    let need = buf.len().saturating_add(more);
+    if need <= buf.capacity() {
+        return;
+    }
+    let target = buf
+        .capacity()
+        .saturating_mul(2)
+        .clamp(need, limit.max(need));
+    buf.reserve_exact(target - buf.len());
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::not_cloned::NotCloned;
 use crate::seq::SeqNumber;
 
 /// Most bytes in one piece's buffer: a large segment (64 KiB at most)
@@ -63,7 +64,7 @@ impl SendTail {
 /// It exists so the connection can (re)read any range between SND.UNA and
 /// the end of the queued data by sequence number, and release bytes as they
 /// are acknowledged, without copying the remaining data.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SendBuffer {
     pieces: VecDeque<Piece>,
     /// Bytes queued (the pieces' lengths summed).
@@ -74,21 +75,9 @@ pub(crate) struct SendBuffer {
     /// Whole pieces' buffers, acknowledged and unshared, for the next
     /// pieces (at most [`SPARES`]): a stream reuses a few buffers instead
     /// of allocating one per 64 KiB (fresh ones cost a page fault per
-    /// page: 13% of a processor's samples in a profiled download).
-    spare: Vec<Vec<u8>>,
-}
-
-impl Clone for SendBuffer {
-    /// The queued bytes (shared) and the counters; a clone needs no spare.
-    fn clone(&self) -> SendBuffer {
-        SendBuffer {
-            pieces: self.pieces.clone(),
-            len: self.len,
-            capacity: self.capacity,
-            start: self.start,
-            spare: Vec::new(),
-        }
-    }
+    /// page: 13% of a processor's samples in a profiled download). A
+    /// clone (a checkpoint) starts without them.
+    spare: NotCloned<Vec<Vec<u8>>>,
 }
 
 impl SendBuffer {
@@ -98,7 +87,7 @@ impl SendBuffer {
             len: 0,
             capacity,
             start,
-            spare: Vec::new(),
+            spare: NotCloned::default(),
         }
     }
 
@@ -121,58 +110,43 @@ impl SendBuffer {
     pub(crate) fn push(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
         let mut rest = &bytes[..n];
-        while !rest.is_empty() {
-            // The last piece grows while no checkpoint shares it.
-            let tail = self
-                .pieces
-                .back_mut()
-                .and_then(|p| Arc::get_mut(&mut p.buf))
-                .filter(|b| b.len() < PIECE);
-            let buf = match tail {
-                Some(b) => b,
-                None => {
-                    // After a full piece, a stream: a whole piece at once
-                    // (growing one would copy it four times over); else
-                    // what is pushed, at least a small first piece.
-                    let full = self.pieces.back().is_some_and(|p| p.buf.len() >= PIECE);
-                    let reuse = full || rest.len() > FIRST_PIECE;
-                    let buf = match self.spare.pop().filter(|_| reuse) {
-                        Some(spare) => spare,
-                        None => {
-                            let first = if full {
-                                PIECE
-                            } else {
-                                rest.len().clamp(FIRST_PIECE, PIECE)
-                            };
-                            Vec::with_capacity(first)
-                        }
-                    };
-                    self.pieces.push_back(Piece {
-                        buf: Arc::new(buf),
-                        from: 0,
-                    });
-                    match self
-                        .pieces
-                        .back_mut()
-                        .and_then(|p| Arc::get_mut(&mut p.buf))
-                    {
-                        Some(b) => b,
-                        None => break,
-                    }
-                }
-            };
-            let take = rest.len().min(PIECE - buf.len());
-            if buf.capacity() - buf.len() < take {
-                // Geometric growth, never past a piece.
-                let target = (buf.capacity() * 2).clamp(buf.len() + take, PIECE);
-                buf.reserve_exact(target - buf.len());
-            }
-            buf.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
+        // The last piece grows while no checkpoint shares it.
+        if let Some(buf) = self
+            .pieces
+            .back_mut()
+            .and_then(|p| Arc::get_mut(&mut p.buf))
+            .filter(|b| b.len() < PIECE)
+        {
+            rest = fill(buf, rest);
         }
-        let pushed = n - rest.len();
-        self.len += pushed;
-        pushed
+        while !rest.is_empty() {
+            let mut buf = self.new_piece(rest.len());
+            rest = fill(&mut buf, rest);
+            self.pieces.push_back(Piece {
+                buf: Arc::new(buf),
+                from: 0,
+            });
+        }
+        self.len += n;
+        n
+    }
+
+    /// An empty buffer for a new piece that `more` bytes wait for. After a
+    /// full piece, a stream: a whole piece at once (growing one would copy
+    /// it four times over), a spare one if there is one; else what is
+    /// pushed, at least a small first piece.
+    fn new_piece(&mut self, more: usize) -> Vec<u8> {
+        let full = self.pieces.back().is_some_and(|p| p.buf.len() >= PIECE);
+        if full || more > FIRST_PIECE {
+            if let Some(spare) = self.spare.pop() {
+                return spare;
+            }
+        }
+        Vec::with_capacity(if full {
+            PIECE
+        } else {
+            more.clamp(FIRST_PIECE, PIECE)
+        })
     }
 
     /// Bytes of memory the queue holds (its buffers, not its length; a
@@ -195,7 +169,7 @@ impl SendBuffer {
             }
         }
         self.pieces.shrink_to_fit();
-        self.spare = Vec::new();
+        self.spare = NotCloned::default();
     }
 
     /// Releases every byte below `ack`; returns how many were released.
@@ -357,23 +331,16 @@ impl SendBuffer {
     }
 }
 
-/// Makes room in `buf` for `more` bytes, growing it at most to `limit`.
-///
-/// It exists because a `VecDeque` left to itself doubles, and the nominal
-/// size times two (a 256 KiB buffer could hold 512 KiB) is what a peer
-/// that fills every buffer of every connection would get (issue 15).
-/// Growth is still geometric below the limit, so filling a buffer costs
-/// few reallocations.
-pub(crate) fn grow_within(buf: &mut VecDeque<u8>, more: usize, limit: usize) {
-    let need = buf.len().saturating_add(more);
-    if need <= buf.capacity() {
-        return;
+/// Appends to a piece's buffer what of `bytes` fits in a piece, growing
+/// it geometrically, never past [`PIECE`]; returns the rest.
+fn fill<'a>(buf: &mut Vec<u8>, bytes: &'a [u8]) -> &'a [u8] {
+    let take = bytes.len().min(PIECE.saturating_sub(buf.len()));
+    if buf.capacity() - buf.len() < take {
+        let target = (buf.capacity() * 2).clamp(buf.len() + take, PIECE);
+        buf.reserve_exact(target - buf.len());
     }
-    let target = buf
-        .capacity()
-        .saturating_mul(2)
-        .clamp(need, limit.max(need));
-    buf.reserve_exact(target - buf.len());
+    buf.extend_from_slice(&bytes[..take]);
+    &bytes[take..]
 }
 
 #[cfg(test)]

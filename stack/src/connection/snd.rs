@@ -377,20 +377,11 @@ impl Connection {
         spare: &mut Vec<u8>,
         large: usize,
     ) -> Option<Segment> {
-        let seg = match self.next_segment(now, spare, large, false) {
+        match self.next_sent(now, spare, large, false) {
             Some(Next::Segment(s)) => Some(s),
             // Not asked for (`borrow` false): never made.
             Some(Next::Large(..)) | None => None,
-        };
-        self.debug_check();
-        match &seg {
-            Some(s) => {
-                let piece = self.large_piece().max(1);
-                self.stats.segments_out += s.payload.len().div_ceil(piece).max(1) as u64;
-            }
-            None => self.update_persist(now),
         }
-        seg
     }
 
     /// [`Connection::poll_transmit_large`] without copying a large
@@ -409,28 +400,42 @@ impl Connection {
         spare: &mut Vec<u8>,
         large: usize,
     ) -> Option<Transmit<'_>> {
-        let next = self.next_segment(now, spare, large, true);
-        self.debug_check();
-        let piece = self.large_piece().max(1);
-        match next {
-            Some(Next::Segment(s)) => {
-                self.stats.segments_out += s.payload.len().div_ceil(piece).max(1) as u64;
-                Some(Transmit::Segment(s))
-            }
-            Some(Next::Large(header, len)) => {
-                self.stats.segments_out += len.div_ceil(piece) as u64;
+        match self.next_sent(now, spare, large, true)? {
+            Next::Segment(s) => Some(Transmit::Segment(s)),
+            Next::Large(header, len) => {
                 let data = self.snd.buf.slices_at(header.seq, len);
                 Some(Transmit::Large {
                     header,
                     data,
-                    piece,
+                    piece: self.large_piece(),
                 })
             }
+        }
+    }
+
+    /// [`Connection::next_segment`], then what both transmit calls do
+    /// after it: the consistency check, the segments counted (a large
+    /// one as the pieces the device cuts it into), and the persist timer
+    /// looked at when nothing is due.
+    fn next_sent(
+        &mut self,
+        now: Instant,
+        spare: &mut Vec<u8>,
+        large: usize,
+        borrow: bool,
+    ) -> Option<Next> {
+        let next = self.next_segment(now, spare, large, borrow);
+        self.debug_check();
+        let len = match &next {
+            Some(Next::Segment(s)) => s.payload.len(),
+            Some(Next::Large(_, len)) => *len,
             None => {
                 self.update_persist(now);
-                None
+                return None;
             }
-        }
+        };
+        self.stats.segments_out += len.div_ceil(self.large_piece()).max(1) as u64;
+        next
     }
 
     /// The size of each piece of a large segment
