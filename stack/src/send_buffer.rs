@@ -9,7 +9,8 @@
 //! after that, new bytes start a new piece, so shared bytes never change.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
 
 use crate::not_cloned::NotCloned;
 use crate::seq::SeqNumber;
@@ -19,18 +20,71 @@ use crate::seq::SeqNumber;
 /// of a ring.
 const PIECE: usize = 64 * 1024;
 
-/// Acknowledged pieces' buffers kept for reuse: a 256 KiB window's worth.
-const SPARES: usize = 4;
+/// Acknowledged pieces' buffers kept for reuse. Without process pairs a
+/// stream gets each back as it is acknowledged and needs a window's worth
+/// (four with the default 256 KiB); with them it gets them back only as
+/// its backup applies checkpoints, up to 64 behind (the pairs' lazy
+/// bell), a piece or so each: with 4 kept, a profiled download with pairs
+/// still allocated most pieces afresh. A connection quiet for a second
+/// gives them back ([`SendBuffer::shrink`]).
+const SPARES: usize = 64;
 
 /// The first buffer a piece gets: small, so a short reply costs little
 /// memory; it grows (while unshared) up to [`PIECE`].
 const FIRST_PIECE: usize = 4 * 1024;
 
+/// Whole pieces' buffers a send buffer gets back for reuse (at most
+/// [`SPARES`]), from whichever thread lets go of them last: shared with
+/// the pieces it gave out.
+type Spares = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// A piece's bytes, and for a whole piece's buffer, the spares it goes
+/// back to when its last holder drops it.
+///
+/// With process pairs the backup, a checkpoint behind, is the last
+/// holder of every acknowledged piece: it freed them and the primary
+/// allocated a fresh buffer per 64 KiB (`malloc` and `free` were 8% of a
+/// primary's samples in a profiled download with pairs).
+#[derive(Debug)]
+struct PieceBuf {
+    bytes: Vec<u8>,
+    home: Option<Spares>,
+}
+
+impl Deref for PieceBuf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.bytes
+    }
+}
+
+impl DerefMut for PieceBuf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+}
+
+impl Drop for PieceBuf {
+    fn drop(&mut self) {
+        let Some(home) = &self.home else {
+            return;
+        };
+        // A poisoned lock (a panic on another thread) only loses reuse.
+        if let Ok(mut spares) = home.lock() {
+            if spares.len() < SPARES && self.bytes.capacity() >= PIECE {
+                let mut v = std::mem::take(&mut self.bytes);
+                v.clear();
+                spares.push(v);
+            }
+        }
+    }
+}
+
 /// A run of queued bytes: `buf[from..]`. While shared (a checkpoint holds
 /// it too) the buffer is never written.
 #[derive(Clone, Debug)]
 struct Piece {
-    buf: Arc<Vec<u8>>,
+    buf: Arc<PieceBuf>,
     from: usize,
 }
 
@@ -72,12 +126,13 @@ pub(crate) struct SendBuffer {
     capacity: usize,
     /// Sequence number of the first queued byte.
     start: SeqNumber,
-    /// Whole pieces' buffers, acknowledged and unshared, for the next
-    /// pieces (at most [`SPARES`]): a stream reuses a few buffers instead
-    /// of allocating one per 64 KiB (fresh ones cost a page fault per
-    /// page: 13% of a processor's samples in a profiled download). A
-    /// clone (a checkpoint) starts without them.
-    spare: NotCloned<Vec<Vec<u8>>>,
+    /// Whole pieces' buffers, acknowledged and let go of by every holder,
+    /// for the next pieces (at most [`SPARES`]): a stream reuses a few
+    /// buffers instead of allocating one per 64 KiB (fresh ones cost a
+    /// page fault per page: 13% of a processor's samples in a profiled
+    /// download). Made with the first whole piece, so a short reply pays
+    /// nothing for it. A clone (a checkpoint) starts without them.
+    spare: NotCloned<Option<Spares>>,
 }
 
 impl SendBuffer {
@@ -131,21 +186,37 @@ impl SendBuffer {
         n
     }
 
-    /// An empty buffer for a new piece that `more` bytes wait for. After a
-    /// full piece, a stream: a whole piece at once (growing one would copy
-    /// it four times over), a spare one if there is one; else what is
-    /// pushed, at least a small first piece.
-    fn new_piece(&mut self, more: usize) -> Vec<u8> {
-        let full = self.pieces.back().is_some_and(|p| p.buf.len() >= PIECE);
-        if full || more > FIRST_PIECE {
-            if let Some(spare) = self.spare.pop() {
-                return spare;
-            }
+    /// An empty buffer for a new piece that `more` bytes wait for: a
+    /// spare whole piece's if one waits; a new whole piece's for a stream
+    /// (the last piece's buffer is a whole piece's, full or shared by a
+    /// checkpoint) or for a whole piece of bytes, since growing one would
+    /// copy it four times over (a tenth of a primary's samples in a
+    /// profiled download with pairs, whose checkpoints share the last
+    /// piece every pass); else a small first piece.
+    fn new_piece(&mut self, more: usize) -> PieceBuf {
+        let spare = self.spare.as_ref().and_then(|home| home.lock().ok()?.pop());
+        let stream = self
+            .pieces
+            .back()
+            .is_some_and(|p| p.buf.capacity() >= PIECE);
+        if spare.is_none() && !stream && more < PIECE {
+            return PieceBuf {
+                bytes: Vec::with_capacity(more.max(FIRST_PIECE)),
+                home: None,
+            };
         }
-        Vec::with_capacity(if full {
-            PIECE
-        } else {
-            more.clamp(FIRST_PIECE, PIECE)
+        let home = self.spare.get_or_insert_with(Spares::default).clone();
+        PieceBuf {
+            bytes: spare.unwrap_or_else(|| Vec::with_capacity(PIECE)),
+            home: Some(home),
+        }
+    }
+
+    /// Whole pieces' buffers waiting for reuse.
+    fn spares(&self) -> usize {
+        self.spare.as_ref().map_or(0, |home| {
+            home.lock()
+                .map_or(0, |s| s.iter().map(Vec::capacity).sum::<usize>())
         })
     }
 
@@ -154,7 +225,7 @@ impl SendBuffer {
     pub(crate) fn memory(&self) -> usize {
         self.pieces.iter().map(|p| p.buf.capacity()).sum::<usize>()
             + self.pieces.capacity() * std::mem::size_of::<Piece>()
-            + self.spare.iter().map(Vec::capacity).sum::<usize>()
+            + self.spares()
     }
 
     /// Gives back the memory the queued bytes do not use.
@@ -169,7 +240,9 @@ impl SendBuffer {
             }
         }
         self.pieces.shrink_to_fit();
-        self.spare = NotCloned::default();
+        if let Some(Ok(mut spares)) = self.spare.as_ref().map(|home| home.lock()) {
+            *spares = Vec::new();
+        }
     }
 
     /// Releases every byte below `ack`; returns how many were released.
@@ -186,25 +259,13 @@ impl SendBuffer {
                 break;
             }
             left -= len;
-            if let Some(done) = self.pieces.pop_front() {
-                self.keep_spare(done);
-            }
+            // A whole piece's buffer goes back to its spares once no
+            // checkpoint holds it either (PieceBuf's drop).
+            self.pieces.pop_front();
         }
         self.len -= n;
         self.start = self.start + n;
         n
-    }
-
-    /// Keeps an acknowledged piece's buffer for the next piece, if it is
-    /// a whole piece's and no checkpoint shares it.
-    fn keep_spare(&mut self, done: Piece) {
-        if self.spare.len() >= SPARES || done.buf.capacity() < PIECE {
-            return;
-        }
-        if let Ok(mut v) = Arc::try_unwrap(done.buf) {
-            v.clear();
-            self.spare.push(v);
-        }
     }
 
     /// Sequence number of the first queued byte (SND.UNA once the SYN is
@@ -441,6 +502,48 @@ mod tests {
         assert_eq!(out, &data[9_000..209_000]);
         assert_eq!(b.ack_to(SeqNumber(7) + 150_000), 150_000);
         assert_eq!(all(&b), &data[150_000..at]);
+    }
+
+    /// A whole piece acknowledged while a checkpoint shares it is reused
+    /// once the checkpoint (here on another thread, as a backup's) lets
+    /// go of it, and not before: the shared bytes never change, and a
+    /// stream with a backup does not allocate a fresh buffer per piece.
+    #[test]
+    fn shared_pieces_come_back_once_the_checkpoint_lets_go() {
+        let mut b = SendBuffer::new((SPARES + 8) * PIECE, SeqNumber(1));
+        let first = vec![1u8; PIECE];
+        assert_eq!(b.push(&first), PIECE);
+        b.push(&[2u8; PIECE]);
+        let shared = b.share_from(SeqNumber(1));
+        let held = shared.pieces[0].buf.bytes.as_ptr();
+        b.ack_to(SeqNumber(1) + PIECE);
+        // Still shared: the next piece is a new buffer, the shared bytes
+        // stay as they were.
+        b.push(&[3u8; PIECE]);
+        assert_ne!(b.pieces[1].buf.bytes.as_ptr(), held);
+        assert_eq!(shared.pieces[0].bytes(), &first[..]);
+        assert_eq!(b.spares(), 0);
+        // Let go on another thread: the next piece gets that buffer,
+        // emptied and refilled.
+        std::thread::spawn(move || drop(shared))
+            .join()
+            .expect("the holder's thread");
+        assert_eq!(b.spares(), PIECE);
+        b.push(&[4u8; PIECE]);
+        assert_eq!(b.pieces[2].buf.bytes.as_ptr(), held);
+        assert_eq!(b.spares(), 0);
+        let mut out = Vec::new();
+        b.read_at(SeqNumber(1) + 3 * PIECE, PIECE, &mut out);
+        assert_eq!(out, vec![4u8; PIECE]);
+        // However many come back at once, no more than SPARES are kept.
+        assert_eq!(
+            b.push(&vec![5u8; (SPARES + 4) * PIECE]),
+            (SPARES + 4) * PIECE
+        );
+        b.ack_to(b.end());
+        assert_eq!(b.spares(), SPARES * PIECE);
+        b.shrink();
+        assert_eq!(b.spares(), 0);
     }
 
     #[test]
