@@ -628,18 +628,20 @@ impl Processor {
             if self.read_own_queue() {
                 busy = true;
             }
+            // One clock reading for the turn's housekeeping: five readings
+            // a turn were 2% of a processor's samples in a profiled upload.
             let now = self.clock.now();
             self.fire_timers(now);
             self.expire_time_wait(now);
-            self.keep_budget(self.clock.now());
-            self.expire_moved(self.clock.now());
-            if self.evacuate(self.clock.now()) {
+            self.keep_budget(now);
+            self.expire_moved(now);
+            if self.evacuate(now) {
                 busy = self.conns.is_empty() && busy;
             }
             if self.draining {
                 self.count_unfinished();
             }
-            if self.service_backlog(self.clock.now()) {
+            if self.service_backlog(now) {
                 busy = true;
             }
             if self.serve_socket_queries() {
