@@ -17,39 +17,6 @@ use std::time::{Duration, Instant};
 const CHARGEN: usize = 2 << 30;
 const ECHO: usize = 256 << 20;
 
-/// Waits until processor `k`'s status satisfies `ok`; returns it.
-fn wait_for(
-    ns: &Netns,
-    k: usize,
-    what: &str,
-    ok: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let st = ns.status_json();
-        let p = &st["processors"][k];
-        if ok(p) {
-            return p.clone();
-        }
-        assert!(Instant::now() < deadline, "processor {k} never {what}: {p}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Crashes processor `k` and waits until it failed and then runs again
-/// with `restarts` restarts.
-fn crash_and_restart(ns: &Netns, k: usize, restarts: u64) {
-    let out = ns.vnic_cmd(&["ctl", "processor", &k.to_string(), "crash"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_for(ns, k, "restarted", |p| {
-        p["state"] == "up" && p["restarts"].as_u64() == Some(restarts)
-    });
-}
-
 /// Asserts that `vnic ARGS` is refused with an error saying `says`.
 fn refused(ns: &Netns, args: &[&str], says: &str) {
     let out = ns.vnic_cmd(args);
@@ -102,7 +69,7 @@ fn a_restarted_processor_is_a_backup_again_and_a_second_crash_loses_nothing() {
     std::thread::sleep(Duration::from_millis(400));
     // 1 fails: 2 takes its connections; 1 comes back, and 0 resyncs it.
     let start = Instant::now();
-    crash_and_restart(&ns, 1, 1);
+    ns.crash_and_restart(1, 1);
     let st = ns.status_json();
     assert!(
         pair_of(&st, 1)["takeovers"].as_u64().unwrap_or(0) >= 2,
@@ -135,10 +102,10 @@ fn a_restarted_processor_is_a_backup_again_and_a_second_crash_loses_nothing() {
     );
     // 2, which holds what it took over from 1, fails: 3 takes it all.
     let second = start.elapsed();
-    crash_and_restart(&ns, 2, 1);
+    ns.crash_and_restart(2, 1);
     // 0 fails: the restarted 1 takes its connections from the resync.
     let third = start.elapsed();
-    crash_and_restart(&ns, 0, 1);
+    ns.crash_and_restart(0, 1);
     let outcomes = load.finish();
     let stall = assert_intact(&outcomes);
     eprintln!(
@@ -192,12 +159,12 @@ fn a_crash_loop_is_cut_short_and_restart_brings_it_back() {
         "50ms",
     ]);
     for n in 1..=5 {
-        crash_and_restart(&ns, 1, n);
+        ns.crash_and_restart(1, n);
     }
     // The sixth failure within a minute: it stays failed and says why.
     let out = ns.vnic_cmd(&["ctl", "processor", "1", "crash"]);
     assert!(out.status.success());
-    let p = wait_for(&ns, 1, "failed", |p| p["state"] == "failed");
+    let p = ns.wait_for_processor(1, "failed", |p| p["state"] == "failed");
     std::thread::sleep(Duration::from_millis(300));
     let p2 = &ns.status_json()["processors"][1];
     assert_eq!(p2["state"], "failed", "{p2} (was {p})");
@@ -246,7 +213,7 @@ fn with_restart_off_a_crashed_processor_stays_failed_until_asked() {
     });
     let out = ns.vnic_cmd(&["ctl", "processor", "1", "crash"]);
     assert!(out.status.success());
-    wait_for(&ns, 1, "failed", |p| p["state"] == "failed");
+    ns.wait_for_processor(1, "failed", |p| p["state"] == "failed");
     std::thread::sleep(Duration::from_millis(1500));
     let p = &ns.status_json()["processors"][1];
     assert_eq!(p["state"], "failed", "{p}");
@@ -357,7 +324,7 @@ fn a_drain_moves_time_wait_and_a_retransmitted_fin_is_acked_not_reset() {
          tcp dport {port} tcp flags & (fin | syn | rst | ack) == ack drop; }}\n}}\n"
     ));
     drop(s);
-    wait_for(&ns, k, "in TIME-WAIT", |p| p["time_wait"] == 1);
+    ns.wait_for_processor(k, "in TIME-WAIT", |p| p["time_wait"] == 1);
     let out = ns.vnic_cmd(&["ctl", "processor", &k.to_string(), "drain"]);
     assert!(
         out.status.success(),

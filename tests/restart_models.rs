@@ -10,31 +10,7 @@ mod common;
 use common::{body_value, can_run, connect, http_get, Netns};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
-
-/// Crashes processor `k` and waits until it has started again for the
-/// `restarts`-th time.
-fn crash_and_restart(ns: &Netns, k: usize, restarts: u64) {
-    let out = ns.vnic_cmd(&["ctl", "processor", &k.to_string(), "crash"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let st = ns.status_json();
-        let p = &st["processors"][k];
-        if p["state"] == "up" && p["restarts"].as_u64() == Some(restarts) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "processor {k} never restarted: {p}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::Duration;
 
 /// One keep-alive GET on `s`: the body's `key=` value.
 fn get(s: &mut TcpStream, key: &str) -> String {
@@ -85,7 +61,7 @@ fn hybrid_server_and_acceptor_restart_and_take_their_part_again() {
     });
     assert_eq!(on, ["1", "2", "1", "2"]);
     // Server 2 fails and comes back: its connections are reset, 1's go on.
-    crash_and_restart(&ns, 2, 1);
+    ns.crash_and_restart(2, 1);
     let (conns, after) = ns.run(move || {
         let mut conns = conns;
         let after: Vec<bool> = conns
@@ -112,7 +88,7 @@ fn hybrid_server_and_acceptor_restart_and_take_their_part_again() {
     assert!(fresh.iter().all(|p| p != "0"), "{fresh:?}");
     // The acceptor fails and comes back: the servers' connections never
     // went through it, and it accepts and hands off again.
-    crash_and_restart(&ns, 0, 1);
+    ns.crash_and_restart(0, 1);
     let (still, fresh) = ns.run(move || {
         let mut conns = conns;
         let still: Vec<String> = [0, 2]
@@ -166,7 +142,7 @@ fn a_distributor_that_restarts_serves_through_its_back_ends_again() {
     // Front-end 0 fails and comes back: its connection is gone with it,
     // 1's goes on through both back-ends, and new connections reach the
     // restarted 0 again.
-    crash_and_restart(&ns, 0, 1);
+    ns.crash_and_restart(0, 1);
     let (was_reset, still, fresh) = ns.run(move || {
         let [mut on0, mut on1] = held;
         let was_reset = reset(&mut on0);

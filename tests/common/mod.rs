@@ -165,6 +165,40 @@ impl Netns {
         serde_json::from_slice(&out.stdout).expect("status JSON")
     }
 
+    /// Waits (15 s at most) until processor `k`'s status satisfies `ok`,
+    /// saying `what` it never became; returns that status.
+    pub fn wait_for_processor(
+        &self,
+        k: usize,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let st = self.status_json();
+            let p = &st["processors"][k];
+            if ok(p) {
+                return p.clone();
+            }
+            assert!(Instant::now() < deadline, "processor {k} never {what}: {p}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Crashes processor `k` (`vnic ctl processor K crash`) and waits
+    /// until it failed and runs again with `restarts` restarts.
+    pub fn crash_and_restart(&self, k: usize, restarts: u64) {
+        let out = self.vnic_cmd(&["ctl", "processor", &k.to_string(), "crash"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.wait_for_processor(k, "restarted", |p| {
+            p["state"] == "up" && p["restarts"].as_u64() == Some(restarts)
+        });
+    }
+
     /// Starts vnic with exactly these arguments after `vnic` (no defaults);
     /// returns the output once it exits (for runs expected to fail).
     pub fn vnic_raw(&self, args: &[&str]) -> Output {
