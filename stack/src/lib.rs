@@ -70,6 +70,7 @@ pub use cookie::SynCookies;
 pub use isn::{IsnGenerator, IsnScript};
 pub use payload::Payload;
 pub use ratelimit::{ReplyLimiter, Unlimited};
+pub use send_buffer::SharedBytes;
 pub use seq::SeqNumber;
 pub use timers::Timer;
 pub use tuple::{FourTuple, TupleHasher, TupleMap};

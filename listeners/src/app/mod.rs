@@ -67,6 +67,17 @@ pub trait Socket {
     }
     /// Queues bytes for sending; returns how many were taken (≤ `send_capacity()`).
     fn send(&mut self, data: &[u8]) -> usize;
+    /// Queues `data[range]` for sending without copying it where the
+    /// socket can (a processor's connection refers to the shared bytes
+    /// until they are acknowledged); returns how many were taken, as
+    /// `send` does. By default it copies through `send`.
+    fn send_shared(
+        &mut self,
+        data: &vnic_stack::SharedBytes,
+        range: std::ops::Range<usize>,
+    ) -> usize {
+        data.as_slice().get(range).map_or(0, |b| self.send(b))
+    }
     /// How many more bytes `send` would take now.
     fn send_capacity(&self) -> usize;
     /// True once the peer's FIN has arrived (no more data will come after

@@ -455,6 +455,15 @@ impl Socket for SocketView<'_> {
         self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
         n
     }
+    fn send_shared(
+        &mut self,
+        data: &vnic_stack::SharedBytes,
+        range: std::ops::Range<usize>,
+    ) -> usize {
+        let n = self.tcp.send_shared(data, range);
+        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
     fn send_capacity(&self) -> usize {
         self.tcp.send_capacity()
     }

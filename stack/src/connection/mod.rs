@@ -544,6 +544,26 @@ impl Connection {
         n
     }
 
+    /// Queues as much of `data[range]` as fits, without copying it: the
+    /// send buffer refers to the app's shared bytes until they are
+    /// acknowledged. Returns how much was taken (0 for a range outside
+    /// `data`), as [`Connection::send`] does.
+    pub fn send_shared(
+        &mut self,
+        data: &crate::SharedBytes,
+        range: std::ops::Range<usize>,
+    ) -> usize {
+        if !self.may_queue_data() {
+            return 0;
+        }
+        let want = range.len();
+        let n = self.snd.buf.push_shared(data, range);
+        if n < want {
+            self.snd.want_writable = true;
+        }
+        n
+    }
+
     /// Bytes send() would accept now.
     pub fn send_capacity(&self) -> usize {
         if self.may_queue_data() {
