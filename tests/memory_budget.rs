@@ -1,9 +1,11 @@
-//! Issue 15 part 4, end to end: real kernel clients that never read hold
-//! a zero window on chargen connections, each of which would keep a full
-//! 256 KiB send buffer in vnic for ever. The memory budget, the
-//! zero-window limit and the idle limit bound what they can take, and an
-//! echo connection on the same processor keeps its round trips under
-//! 50 ms meanwhile.
+//! Issue 15 part 4, end to end: real kernel clients that send to echo and
+//! never read hold a zero window, so vnic would keep a full send buffer of
+//! their own bytes, and a full receive buffer behind it, for ever. (Chargen
+//! holders no longer do: chargen's stream is shared by every connection,
+//! not copied into each send buffer.) The memory budget, the zero-window
+//! limit and the idle limit bound what they can take, and an echo
+//! connection on the same processor keeps its round trips under 50 ms
+//! meanwhile.
 
 mod common;
 
@@ -24,18 +26,38 @@ const BUDGET_MIB: u64 = 48;
 /// Clients that never read: 400 full send buffers would be 100 MiB.
 const HOLDERS: usize = 400;
 
+/// What each holder sends at once: its socket takes it all (1 MiB send
+/// buffers) and the kernel pushes it into vnic as fast as vnic's windows
+/// let it, more than vnic's send and receive buffers together hold.
+const SENT_EACH: usize = 1 << 20;
+
 /// Makes the kernel's receive buffers small in the test's namespace, so
-/// that a client that does not read closes its window after a few KiB.
+/// that a client that does not read closes its window after a few KiB,
+/// and its send buffers large, so that a holder's one write hands the
+/// kernel all it sends.
 fn small_receive_buffers(ns: &Netns) {
     ns.exec_ok(&["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 4096 4096"]);
+    ns.exec_ok(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.tcp_wmem=4096 1048576 4194304",
+    ]);
 }
 
-/// Opens `n` chargen connections and never reads them; returns those
-/// vnic accepted (the others were refused with RST or timed out).
+/// Opens `n` echo connections, sends each [`SENT_EACH`] bytes (whatever
+/// its socket takes without waiting) and never reads; returns those vnic
+/// accepted (the others were refused with RST or timed out).
 fn hold_zero_windows(n: usize) -> Vec<TcpStream> {
-    let to: SocketAddr = "10.0.0.2:19".parse().expect("addr");
+    let to: SocketAddr = "10.0.0.2:7".parse().expect("addr");
+    let bytes = vec![0x5au8; SENT_EACH];
     (0..n)
-        .filter_map(|_| TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok())
+        .filter_map(|_| {
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()?;
+            s.set_nonblocking(true).ok()?;
+            let _ = s.write(&bytes);
+            Some(s)
+        })
         .collect()
 }
 
