@@ -115,7 +115,6 @@ struct Piece {
 }
 
 impl Piece {
-    #[cfg(test)]
     fn bytes(&self) -> &[u8] {
         self.buf.get(self.from..self.to).unwrap_or(&[])
     }
@@ -234,19 +233,14 @@ impl SendBuffer {
             return 0;
         }
         self.len += n;
-        // Bytes that go on from the last piece's end in the same buffer
-        // lengthen it (a copy a checkpoint holds keeps its own end).
-        if let Some(last) = self.pieces.back_mut() {
-            if Arc::ptr_eq(&last.buf, &shared.0) && last.to == range.start {
-                last.to += n;
-                return n;
-            }
-        }
-        self.pieces.push_back(Piece {
-            buf: shared.0.clone(),
-            from: range.start,
-            to: range.start + n,
-        });
+        append(
+            &mut self.pieces,
+            Piece {
+                buf: shared.0.clone(),
+                from: range.start,
+                to: range.start + n,
+            },
+        );
         n
     }
 
@@ -418,40 +412,29 @@ impl SendBuffer {
             return false;
         }
         data.len += tail.len;
-        data.pieces.extend(tail.pieces);
+        for p in tail.pieces {
+            append(&mut data.pieces, p);
+        }
         self.put_back(data);
         true
     }
 
-    /// The runs of bytes, in order, that hold the up to `len` bytes from
-    /// sequence number `seq`: a piece each, except that pieces continuing
-    /// one another in one shared buffer make one run.
+    /// The runs of bytes, piece by piece and in order, that hold the up
+    /// to `len` bytes from sequence number `seq`.
     fn runs(&self, seq: SeqNumber, len: usize) -> impl Iterator<Item = &[u8]> {
         let mut skip = seq.distance_from(self.start).min(self.len);
         let mut left = len.min(self.len - skip);
-        let mut pieces = self.pieces.iter().peekable();
-        std::iter::from_fn(move || {
-            while left > 0 {
-                let first = pieces.next()?;
-                if skip >= first.len() {
-                    skip -= first.len();
-                    continue;
-                }
-                let start = first.from + skip;
-                skip = 0;
-                let mut last = first;
-                while last.to - start < left {
-                    match pieces.next_if(|q| last.continued_by(q)) {
-                        Some(q) => last = q,
-                        None => break,
-                    }
-                }
-                let end = last.to.min(start + left);
-                let run = first.buf.get(start..end)?;
-                left -= run.len();
-                return Some(run);
+        self.pieces.iter().filter_map(move |p| {
+            let bytes = p.bytes();
+            if left == 0 || skip >= bytes.len() {
+                skip -= skip.min(bytes.len());
+                return None;
             }
-            None
+            let take = left.min(bytes.len() - skip);
+            let run = &bytes[skip..skip + take];
+            left -= take;
+            skip = 0;
+            Some(run)
         })
     }
 
@@ -476,6 +459,18 @@ impl SendBuffer {
     pub(crate) fn contiguous(&self, seq: SeqNumber, len: usize) -> usize {
         let [a, b] = self.slices_at(seq, len);
         a.len() + b.len()
+    }
+}
+
+/// Queues `piece` after `pieces`: a piece that goes on from the last one's
+/// end in the same buffer (ranges of an app's shared bytes pushed one
+/// after another, or a checkpoint's tail joined to the backup's copy)
+/// lengthens it instead, so a large segment finds it in one run. Only the
+/// end moves; the bytes, shared, never change.
+fn append(pieces: &mut VecDeque<Piece>, piece: Piece) {
+    match pieces.back_mut() {
+        Some(last) if last.continued_by(&piece) => last.to = piece.to,
+        _ => pieces.push_back(piece),
     }
 }
 
@@ -634,7 +629,7 @@ mod tests {
     }
 
     /// Shared bytes are queued where they lie: runs of one buffer in a
-    /// row read as one run (at push, and after a rebuild joins them), a
+    /// row make one piece (at push, and when a rebuild joins them), a
     /// copied push after them starts a buffer of its own (the shared one is
     /// never written), their memory counts once, and a range outside the
     /// bytes queues nothing.
@@ -674,7 +669,7 @@ mod tests {
         tail.push_shared(&shared, 12_000..40_000);
         let part = tail.share_from(SeqNumber(100) + 12_000);
         assert!(joined.rebuild(Some(older), SeqNumber(100) + 12_000, part));
-        assert_eq!(joined.pieces.len(), 2);
+        assert_eq!(joined.pieces.len(), 1, "joined into one piece");
         assert_eq!(joined.contiguous(SeqNumber(100), 100_000), 40_000);
         assert_eq!(all(&joined), &data[..40_000]);
         // Acknowledged in part, then wholly.

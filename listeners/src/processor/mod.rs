@@ -433,6 +433,12 @@ impl SocketView<'_> {
         }
         n
     }
+
+    /// Bytes queued for sending: counted.
+    fn sent(&self, n: usize) -> usize {
+        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
 }
 
 impl Socket for SocketView<'_> {
@@ -452,8 +458,7 @@ impl Socket for SocketView<'_> {
     }
     fn send(&mut self, data: &[u8]) -> usize {
         let n = self.tcp.send(data);
-        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-        n
+        self.sent(n)
     }
     fn send_shared(
         &mut self,
@@ -461,8 +466,7 @@ impl Socket for SocketView<'_> {
         range: std::ops::Range<usize>,
     ) -> usize {
         let n = self.tcp.send_shared(data, range);
-        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-        n
+        self.sent(n)
     }
     fn send_capacity(&self) -> usize {
         self.tcp.send_capacity()

@@ -534,14 +534,7 @@ impl Connection {
     /// Queues up to send_capacity() bytes of `data`; returns how many.
     /// A short count arms a [`Event::Writable`] for when space opens.
     pub fn send(&mut self, data: &[u8]) -> usize {
-        if !self.may_queue_data() {
-            return 0;
-        }
-        let n = self.snd.buf.push(data);
-        if n < data.len() {
-            self.snd.want_writable = true;
-        }
-        n
+        self.queue(data.len(), |buf| buf.push(data))
     }
 
     /// Queues as much of `data[range]` as fits, without copying it: the
@@ -553,11 +546,21 @@ impl Connection {
         data: &crate::SharedBytes,
         range: std::ops::Range<usize>,
     ) -> usize {
+        self.queue(range.len(), |buf| buf.push_shared(data, range))
+    }
+
+    /// Queues `want` bytes by `push` if data may be queued now; returns
+    /// how many it took, and asks to be told when there is room for the
+    /// rest ([`Event::Writable`]).
+    fn queue(
+        &mut self,
+        want: usize,
+        push: impl FnOnce(&mut crate::send_buffer::SendBuffer) -> usize,
+    ) -> usize {
         if !self.may_queue_data() {
             return 0;
         }
-        let want = range.len();
-        let n = self.snd.buf.push_shared(data, range);
+        let n = push(&mut self.snd.buf);
         if n < want {
             self.snd.want_writable = true;
         }
