@@ -54,6 +54,11 @@ fn a_moved_connection_goes_on_on_its_new_processor_and_bad_moves_get_one_line() 
     let (ok, text) = ctl(&ns, &["connection", "move", &back, "--to", "0"]);
     assert!(ok, "{text}");
     assert_eq!(processor_of(&mut s), "0");
+    // Where it already is: ok, and nothing moves.
+    let (ok, text) = ctl(&ns, &["connection", "move", &name, "--to", "0"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("is on processor 0 already"), "{text}");
+    assert_eq!(processor_of(&mut s), "0");
     let st = ns.status_json();
     assert_eq!(st["processors"][0]["moved_out"], 1, "{st}");
     assert_eq!(st["processors"][1]["moved_in"], 1, "{st}");

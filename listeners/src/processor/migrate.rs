@@ -112,6 +112,11 @@ pub enum MoveResult {
     Moved,
     /// This processor does not hold it.
     NotHere,
+    /// This processor holds it and is the one asked for. Either the move
+    /// was asked for where the connection already is, or the control
+    /// server's request reached the target after the connection did (the
+    /// holder's own answer is then [`MoveResult::Moved`], which wins).
+    AlreadyThere,
     /// Its app has no checkpoint: it was reset.
     Reset,
     /// Not now (its app waits for a back-end, or the target's queue is
@@ -216,7 +221,10 @@ impl Processor {
         let Some(c) = self.conns.get_mut(&tuple) else {
             return MoveResult::NotHere;
         };
-        if to == self.id || to >= self.peers.len() {
+        if to == self.id {
+            return MoveResult::AlreadyThere;
+        }
+        if to >= self.peers.len() {
             return MoveResult::Busy(format!("processor {to} cannot take it"));
         }
         let app = match catch_unwind(AssertUnwindSafe(|| c.app.checkpoint())) {
@@ -422,7 +430,7 @@ impl Processor {
                         ev.report.reset += 1;
                         break;
                     }
-                    MoveResult::NotHere => break,
+                    MoveResult::NotHere | MoveResult::AlreadyThere => break,
                     MoveResult::Busy(_) => {}
                 }
             }

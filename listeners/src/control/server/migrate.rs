@@ -83,34 +83,43 @@ impl Runtime {
                 }
             }
             drop(tx);
+            // Every processor's answer, not the first: the connection may
+            // reach `to` before `to` reads the request, which it then
+            // answers with `AlreadyThere`, perhaps before the holder's
+            // `Moved` arrives (taken for a refusal, the move that did
+            // happen would be asked again, the other way).
             let deadline = Instant::now() + MOVE_WAIT;
+            let mut answers = Vec::with_capacity(asked);
             for _ in 0..asked {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
-                    Ok(MoveResult::NotHere) => {}
-                    Ok(MoveResult::Moved) => {
-                        return Response {
-                            notes: vec![format!(
-                                "{} > {} moved to processor {to}",
-                                tuple.remote, tuple.local
-                            )],
-                            ..Response::ok()
-                        }
-                    }
-                    Ok(MoveResult::Reset) => {
-                        return Response::error(format!(
-                        "{} > {}: its app cannot move (no checkpoint): the connection was reset",
-                        tuple.remote, tuple.local
-                    ))
-                    }
-                    Ok(MoveResult::Busy(why)) => {
-                        return Response::error(format!(
-                            "{} > {} not moved now: {why}; try again",
-                            tuple.remote, tuple.local
-                        ))
-                    }
+                    Ok(r) => answers.push(r),
                     Err(_) => return Response::error("the processors did not answer in time"),
                 }
+            }
+            let moved = |what: String| Response {
+                notes: vec![format!("{} > {} {what}", tuple.remote, tuple.local)],
+                ..Response::ok()
+            };
+            if answers.contains(&MoveResult::Moved) {
+                return moved(format!("moved to processor {to}"));
+            }
+            if answers.contains(&MoveResult::Reset) {
+                return Response::error(format!(
+                    "{} > {}: its app cannot move (no checkpoint): the connection was reset",
+                    tuple.remote, tuple.local
+                ));
+            }
+            if answers.contains(&MoveResult::AlreadyThere) {
+                return moved(format!("is on processor {to} already"));
+            }
+            if let Some(MoveResult::Busy(why)) =
+                answers.iter().find(|r| matches!(r, MoveResult::Busy(_)))
+            {
+                return Response::error(format!(
+                    "{} > {} not moved now: {why}; try again",
+                    tuple.remote, tuple.local
+                ));
             }
         }
         Response::error(format!("no processor holds connection {connection}"))
