@@ -24,9 +24,9 @@ for a in "$@"; do
 done
 
 if [ "$QUICK" = 1 ]; then
-  BULK=$((64 << 20)); RTTS=2000; CONNS=2000; LOSSBULK=$((16 << 20)); WRKSECS=2; IDLE=10000; CRASHES=${CRASHES:-3}
+  BULK=$((64 << 20)); RTTS=2000; CONNS=2000; LOSSBULK=$((16 << 20)); WRKSECS=2; WRKROUNDS=1; IDLE=10000; CRASHES=${CRASHES:-3}
 else
-  BULK=$((1024 << 20)); RTTS=20000; CONNS=20000; LOSSBULK=$((256 << 20)); WRKSECS=10; IDLE=100000
+  BULK=$((1024 << 20)); RTTS=20000; CONNS=20000; LOSSBULK=$((256 << 20)); WRKSECS=10; WRKROUNDS=3; IDLE=100000
 fi
 
 # VNIC, BCLIENT, KSERVER, TAPBLAST and SMOLSERVER may name binaries built
@@ -321,34 +321,62 @@ measure() {
 }
 if command -v wrk >/dev/null && command -v ab >/dev/null; then
   echo "wrk and ab ..." >&2
-  start_vnic 4; start_smol; sleep 0.3
-  # Each server's own CPU per request (all its threads), read around the run.
-  wv=$(measure "$VNIC_PID" wrk_run "$NSV" http://$V/ 32 -H "Connection: close")
-  ws=$(measure "$SMOL_PID" wrk_run "$NSM" http://$S/ 32 -H "Connection: close")
-  wk=$(measure "$KSERVER_PID" wrk_run "$NSKC" http://$K/ 32 -H "Connection: close")
   first() { echo "$1" | head -n 1 | awk "{print \$$2}"; }
-  wcpu() { per_req_us 0 "$(echo "$1" | tail -n 1)" "$(first "$1" 2)"; }
-  row "wrk -t2 -c32 Connection: close, 4 cpu" req/s "$(first "$wv" 1)" "$(first "$ws" 1)" "$(first "$wk" 1)"
-  row "  server CPU per request (lower better)" us "$(wcpu "$wv")" "$(wcpu "$ws")" "$(wcpu "$wk")"
-  start_vnic 4; start_smol; sleep 0.3
-  av=$(measure "$VNIC_PID" ab_rps "$NSV" http://$V/ strict) || exit 1
-  as=$(measure "$SMOL_PID" ab_rps "$NSM" http://$S/ warn)
-  ak=$(measure "$KSERVER_PID" ab_rps "$NSKC" http://$K/ warn)
-  acpu() { per_req_us 0 "$(echo "$1" | tail -n 1)" "$CONNS"; }
-  row "ab -n $CONNS -c 32 (new conn each), 4 cpu" req/s "$(first "$av" 1)" "$(first "$as" 1)" "$(first "$ak" 1)"
-  row "  server CPU per request (lower better)" us "$(acpu "$av")" "$(acpu "$as")" "$(acpu "$ak")"
-
-  # The same wrk run against 1 and 4 processors, each processor reading
-  # its own TAP queue or not (--processor-queues): the CPU per request of
-  # the two designs, and whether more processors cost more per request.
-  for pq in on off; do
-    for p in 1 4; do
-      start_vnic $p --processor-queues $pq; sleep 0.3
-      wq=$(measure "$VNIC_PID" wrk_run "$NSV" http://$V/ 32 -H "Connection: close")
-      row "wrk Connection: close, $p cpu, processor queues $pq" req/s "$(first "$wq" 1)" "$(first "$ws" 1)" "$(first "$wk" 1)"
-      row "  server CPU per request (lower better)" us "$(wcpu "$wq")" "$(wcpu "$ws")" "$(wcpu "$wk")"
+  # One wrk run, new connection per request: "requests/s server-CPU-us-per-request".
+  wrk_cpu() { # pid ns url
+    local m
+    m=$(measure "$1" wrk_run "$2" "$3" 32 -H "Connection: close") || { echo "n/a n/a"; return 0; }
+    echo "$(first "$m" 1) $(per_req_us 0 "$(echo "$m" | tail -n 1)" "$(first "$m" 2)")"
+  }
+  # One ab run: "requests/s server-CPU-us-per-request".
+  ab_cpu() { # pid ns url strict|warn
+    local m
+    m=$(measure "$1" ab_rps "$2" "$3" "$4") || return 1
+    echo "$(first "$m" 1) $(per_req_us 0 "$(echo "$m" | tail -n 1)" "$CONNS")"
+  }
+  median() { python3 -c "
+import statistics, sys
+v = [float(x) for x in sys.argv[1:] if x not in ('n/a', '')]
+print(f'{statistics.median(v):.1f}' if v else 'n/a')" "$@"; }
+  # Short connections drift by a third from one run to the next on these
+  # shared machines, more than most changes: each server (and each vnic
+  # set-up) is measured once in every one of WRKROUNDS rounds, in turn,
+  # and each row gives the medians (rates and CPU per request apart).
+  # The vnic set-ups: the default (4 processors), then 1 and 4 processors
+  # with and without a TAP queue each, for the CPU per request of the two
+  # designs and whether more processors cost more per request.
+  VSETS=("4" "1 --processor-queues on" "4 --processor-queues on" "1 --processor-queues off" "4 --processor-queues off")
+  declare -A WR WC
+  for _ in $(seq "$WRKROUNDS"); do
+    for i in "${!VSETS[@]}"; do
+      # shellcheck disable=SC2086 # the set-up's words are flags
+      start_vnic ${VSETS[$i]}; sleep 0.3
+      read -r r c < <(wrk_cpu "$VNIC_PID" "$NSV" http://$V/); WR[v$i]+=" $r"; WC[v$i]+=" $c"
     done
+    start_smol; sleep 0.3
+    read -r r c < <(wrk_cpu "$SMOL_PID" "$NSM" http://$S/); WR[s]+=" $r"; WC[s]+=" $c"
+    read -r r c < <(wrk_cpu "$KSERVER_PID" "$NSKC" http://$K/); WR[k]+=" $r"; WC[k]+=" $c"
+    start_vnic 4; start_smol; sleep 0.3
+    x=$(ab_cpu "$VNIC_PID" "$NSV" http://$V/ strict) || exit 1
+    read -r r c <<< "$x"; WR[av]+=" $r"; WC[av]+=" $c"
+    read -r r c < <(ab_cpu "$SMOL_PID" "$NSM" http://$S/ warn); WR[as]+=" $r"; WC[as]+=" $c"
+    read -r r c < <(ab_cpu "$KSERVER_PID" "$NSKC" http://$K/ warn); WR[ak]+=" $r"; WC[ak]+=" $c"
   done
+  # shellcheck disable=SC2086 # the lists' words are figures
+  {
+    ws=$(median ${WR[s]}) wk=$(median ${WR[k]}) cs=$(median ${WC[s]}) ck=$(median ${WC[k]})
+    row "wrk -t2 -c32 Connection: close, 4 cpu" req/s "$(median ${WR[v0]})" "$ws" "$wk"
+    row "  server CPU per request (lower better)" us "$(median ${WC[v0]})" "$cs" "$ck"
+    row "ab -n $CONNS -c 32 (new conn each), 4 cpu" req/s "$(median ${WR[av]})" "$(median ${WR[as]})" "$(median ${WR[ak]})"
+    row "  server CPU per request (lower better)" us "$(median ${WC[av]})" "$(median ${WC[as]})" "$(median ${WC[ak]})"
+    for i in 1 2 3 4; do
+      read -r np _ pq <<< "${VSETS[$i]}"
+      row "wrk Connection: close, $np cpu, processor queues $pq" req/s "$(median ${WR[v$i]})" "$ws" "$wk"
+      row "  server CPU per request (lower better)" us "$(median ${WC[v$i]})" "$cs" "$ck"
+    done
+  }
+  echo "wrk and ab rounds (requests/s; us per request), vnic set-ups 0-4 as VSETS, s smoltcp, k kernel, a* ab:" >&2
+  for key in "${!WR[@]}"; do echo "  $key:${WR[$key]};${WC[$key]}" >&2; done
 
   echo "1,000 concurrent connections ..." >&2
   start_vnic 4; start_smol; sleep 0.3
@@ -622,7 +650,7 @@ HEADER="### $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT$DIRTY — $(npro
 CMD="bench/run.sh $*"
 TABLE=$(printf '%s\n' "| measure | vnic | smoltcp (TAP) | kernel (veth) | vnic/smoltcp | vnic/kernel | unit |" \
   "|---|---:|---:|---:|---:|---:|---|" "${ROWS[@]}" \
-  "" "The first two rows (vnic and the kernel) are each the median of three transfers." \
+  "" "The first two rows (vnic and the kernel) are each the median of three transfers. The wrk and ab rows with a server CPU row under them are each the median of $WRKROUNDS rounds, every server (and vnic set-up) measured once per round, in turn." \
   "" "Trace cost (vnic, 4 processors; trace records lost: $lost):" "" \
   "| measure | with --pcap | without | with/without | unit |" "|---|---:|---:|---:|---|" "${TROWS[@]}" \
   "" "Listener models (same workload, one run):" "" \
