@@ -85,7 +85,9 @@ pub struct Checkpointed {
 /// The backup's copy of one connection.
 struct Standby {
     from: usize,
-    tcp: Connection,
+    /// Boxed: a checkpoint's box becomes the copy as it is
+    /// ([`Checkpoint::apply_boxed`]).
+    tcp: Box<Connection>,
     app: Option<Box<dyn AppCheckpoint>>,
     peer_mac: [u8; 6],
     syn_stamp: u64,
@@ -282,7 +284,7 @@ impl PairLink {
                         .checkpoint_lag_max_us
                         .fetch_max(lag, Ordering::Relaxed);
                     let older = self.standby.remove(&tuple).map(|s| s.tcp);
-                    match tcp.apply(older) {
+                    match tcp.apply_boxed(older) {
                         Ok(tcp) => {
                             self.standby.insert(
                                 tuple,
@@ -473,7 +475,7 @@ impl Processor {
             };
             let adoption = Adoption {
                 tuple,
-                tcp,
+                tcp: *tcp,
                 app,
                 peer_mac,
                 syn_stamp,
