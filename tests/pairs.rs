@@ -306,3 +306,60 @@ fn a_config_files_listener_backup_is_a_process_pair_on_its_port() {
     let (code, err) = vnic.stop();
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A short HTTP connection's backup gets the checkpoints a takeover
+/// needs and no more (see `processor/pairs.rs`): its SYN's and its
+/// response's, not one for a second pass in which the app changed
+/// nothing, nor one for its step into TIME-WAIT, after which the copy is
+/// forgotten: two each (it was seven with this client: the handshake's
+/// last ACK, the request, two second passes and two in TIME-WAIT).
+#[test]
+fn short_connections_are_checkpointed_where_a_takeover_needs_it() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let vnic = ns.vnic(&["--processors", "2", "--pairs", "--quiet"]);
+    const N: u64 = 200;
+    // The request in one write: one segment after the handshake.
+    ns.run(|| {
+        for _ in 0..N {
+            let mut s = common::connect("10.0.0.2:80");
+            s.write_all(b"GET / HTTP/1.1\r\nHost: vnic\r\nConnection: close\r\n\r\n")
+                .expect("request");
+            let (code, _) = common::read_response(&mut s);
+            assert_eq!(code, 200);
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).expect("the server's close");
+        }
+    });
+    let sum = |st: &serde_json::Value, what: &str| -> u64 {
+        st["pairs"]
+            .as_array()
+            .map(|v| v.iter().map(|p| p[what].as_u64().unwrap_or(0)).sum())
+            .unwrap_or(0)
+    };
+    // Every copy goes once its connection has ended.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let st = loop {
+        let st = ns.status_json();
+        if sum(&st, "standby") == 0 || Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(sum(&st, "standby"), 0, "copies left: {}", st["pairs"]);
+    let accepted: u64 = (0..2)
+        .map(|k| st["processors"][k]["accepted"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(accepted, N, "{st}");
+    let per = sum(&st, "checkpoints") as f64 / accepted as f64;
+    eprintln!("{per:.2} checkpoints per short connection");
+    assert!(
+        (2.0..=2.5).contains(&per),
+        "{per:.2} checkpoints per connection: {}",
+        st["pairs"]
+    );
+    let (code, err) = vnic.stop();
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -106,6 +106,9 @@ pub fn stream_bytes(offset: u64, len: usize) -> Vec<u8> {
 }
 
 impl App for Chargen {
+    fn socket_only(&self) -> bool {
+        true
+    }
     fn poll(&mut self, sock: &mut dyn Socket) {
         // Whatever the client sends is read and ignored (RFC 864).
         if sock.recv_available() > 0 {

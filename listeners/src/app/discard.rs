@@ -30,6 +30,9 @@ impl Discard {
 }
 
 impl App for Discard {
+    fn socket_only(&self) -> bool {
+        true
+    }
     fn poll(&mut self, sock: &mut dyn Socket) {
         loop {
             // The bytes where the connection holds them: dropped with no

@@ -44,6 +44,9 @@ impl Echo {
 }
 
 impl App for Echo {
+    fn socket_only(&self) -> bool {
+        true
+    }
     fn poll(&mut self, sock: &mut dyn Socket) {
         if self.closed {
             return;

@@ -296,6 +296,18 @@ pub trait App: Send {
     /// of nothing the checkpoint shares. The app is dropped right after,
     /// without [`App::on_closed`].
     fn on_moved(&mut self) {}
+    /// True when the app's state moves only with its socket: it reads no
+    /// descriptor, hears from no other thread, and acts on nothing but
+    /// the bytes it reads (echo, discard, chargen, http). A process
+    /// pair's primary then skips the checkpoints that would carry nothing
+    /// a takeover needs (see `processor/pairs.rs`): the second pass of a
+    /// service in which the app touched no byte, and a connection's last
+    /// step into TIME-WAIT. An app that acts outside its socket (a relay,
+    /// a forwarder, a user's handler) keeps a checkpoint for every pass:
+    /// the default.
+    fn socket_only(&self) -> bool {
+        false
+    }
 }
 
 /// Why an app gave no checkpoint ([`App::checkpoint`]).

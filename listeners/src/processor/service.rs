@@ -85,15 +85,17 @@ impl Processor {
                     _ => readable = true,
                 }
             }
+            let mut touched = false;
             if !closed && !c.hold_app {
-                let mut view = SocketView {
-                    tcp: &mut c.tcp,
-                    stats,
-                };
+                let mut view = SocketView::new(&mut c.tcp, stats);
                 c.app.poll(&mut view);
+                touched = view.touched();
             }
-            // Before anything of this pass leaves (see pairs.rs).
-            self.pair.checkpoint(tuple, c, stats);
+            // Before anything of this pass leaves (see pairs.rs), unless
+            // the backup's copy already holds all a takeover needs.
+            if !c.pair.holds_all(c, touched) {
+                self.pair.checkpoint(tuple, c, stats);
+            }
             self.out.set_burst_limit(c.tcp.gso_burst_limit());
             // With offload, a run of new data comes as one large segment
             // the kernel cuts (see Connection::poll_transmit_large).

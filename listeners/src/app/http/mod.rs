@@ -462,6 +462,9 @@ impl Drop for Http {
 }
 
 impl App for Http {
+    fn socket_only(&self) -> bool {
+        true
+    }
     /// The unparsed request bytes, the unsent response bytes, the parse
     /// position (head scan, request line checked, body left to skip) and
     /// the connection's request count; restored with the new processor's
