@@ -138,13 +138,8 @@ impl Checkpoint {
     /// connection's) and the checkpoint carries only a tail: the backup
     /// then drops its copy and the primary must send a full checkpoint.
     pub fn apply(self, older: Option<Connection>) -> Result<Connection, CheckpointGap> {
-        let Checkpoint {
-            mut conn,
-            from,
-            tail,
-        } = self;
-        let older = older.filter(|o| o.same_as(&conn)).map(|o| o.snd.buf);
-        conn_rebuild(&mut conn, older, from, tail).map(|()| *conn)
+        let older = older.filter(|o| o.same_as(&self.conn)).map(|o| o.snd.buf);
+        self.rebuild(older).map(|conn| *conn)
     }
 
     /// [`Checkpoint::apply`] for a backup that keeps its copies boxed:
@@ -156,13 +151,24 @@ impl Checkpoint {
         self,
         older: Option<Box<Connection>>,
     ) -> Result<Box<Connection>, CheckpointGap> {
+        let older = older.filter(|o| o.same_as(&self.conn)).map(|o| o.snd.buf);
+        self.rebuild(older)
+    }
+
+    /// The checkpoint's connection with `older`'s send data (the backup
+    /// copy's, None when it has no usable one) and the new bytes joined.
+    fn rebuild(self, older: Option<SendBuffer>) -> Result<Box<Connection>, CheckpointGap> {
         let Checkpoint {
             mut conn,
             from,
             tail,
         } = self;
-        let older = older.filter(|o| o.same_as(&conn)).map(|o| o.snd.buf);
-        conn_rebuild(&mut conn, older, from, tail).map(|()| conn)
+        let held = older.as_ref().map(SendBuffer::end);
+        if !conn.snd.buf.rebuild(older, from, tail) {
+            return Err(CheckpointGap { held, from });
+        }
+        conn.debug_check();
+        Ok(conn)
     }
 }
 
@@ -173,22 +179,6 @@ impl Connection {
     fn same_as(&self, other: &Connection) -> bool {
         self.tuple == other.tuple && self.snd.iss == other.snd.iss
     }
-}
-
-/// Joins the backup copy's send data `older` (None: no usable copy) and
-/// `tail` into `conn`'s (see [`Checkpoint::apply`]).
-fn conn_rebuild(
-    conn: &mut Connection,
-    older: Option<SendBuffer>,
-    from: SeqNumber,
-    tail: SendTail,
-) -> Result<(), CheckpointGap> {
-    let held = older.as_ref().map(SendBuffer::end);
-    if !conn.snd.buf.rebuild(older, from, tail) {
-        return Err(CheckpointGap { held, from });
-    }
-    conn.debug_check();
-    Ok(())
 }
 
 impl Connection {
