@@ -180,7 +180,7 @@ struct Run {
     server: Option<Connection>,
     server_app: App,
     /// The backup: its replica of the connection and of the app state.
-    backup: Option<(Connection, AppState)>,
+    backup: Option<(Box<Connection>, AppState)>,
     mark: Option<SendMark>,
     /// Services of the server so far, and the ones that crash.
     services: u64,
@@ -437,7 +437,7 @@ impl Run {
         let (mut conn, app) = self.backup.take().expect("the backup holds a copy");
         conn.take_over(self.now);
         self.server_app.restore(app);
-        self.server = Some(conn);
+        self.server = Some(*conn);
         self.mark = None;
     }
 

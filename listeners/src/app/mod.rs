@@ -300,9 +300,9 @@ pub trait App: Send {
     /// descriptor, hears from no other thread, and acts on nothing but
     /// the bytes it reads (echo, discard, chargen, http). A process
     /// pair's primary then skips the checkpoints that would carry nothing
-    /// a takeover needs (see `processor/pairs.rs`): the second pass of a
-    /// service in which the app touched no byte, and a connection's last
-    /// step into TIME-WAIT. An app that acts outside its socket (a relay,
+    /// a takeover needs (see `processor/pairs.rs`): a pass in which the app
+    /// read, queued and closed nothing and no byte of the peer's arrived,
+    /// and a connection's last step into TIME-WAIT. An app that acts outside its socket (a relay,
     /// a forwarder, a user's handler) keeps a checkpoint for every pass:
     /// the default.
     fn socket_only(&self) -> bool {

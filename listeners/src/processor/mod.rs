@@ -416,34 +416,17 @@ const MAX_SEGMENTS_PER_PASS: usize = 64;
 /// 1% loss fell to a tenth); this keeps 16 ACKs or more per window.
 const SERVICE_BYTES: usize = 16 << 10;
 
-/// The app's view of a connection: counts bytes as they pass, and notes
-/// whether the app changed anything (see [`SocketView::touched`]).
+/// The app's view of a connection: counts bytes as they pass.
 struct SocketView<'a> {
     tcp: &'a mut Connection,
     stats: &'a ProcessorStats,
-    touched: bool,
 }
 
-impl<'a> SocketView<'a> {
-    /// The app's view of `tcp`, nothing touched yet.
-    fn new(tcp: &'a mut Connection, stats: &'a ProcessorStats) -> Self {
-        SocketView {
-            tcp,
-            stats,
-            touched: false,
-        }
-    }
-
-    /// True once the app read or queued a byte, closed or aborted: what a
-    /// process pair's checkpoint must then carry (`PairLink::checkpoint`).
-    fn touched(&self) -> bool {
-        self.touched
-    }
+impl SocketView<'_> {
     /// Bytes read: counted, and the buffers of large segments read to
     /// the end (kept by the receive buffer where they arrived) go back
     /// to the frame pool the reads take from.
     fn read_done(&mut self, n: usize) -> usize {
-        self.touched |= n > 0;
         self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         while let Some(b) = self.tcp.take_spent_buffer() {
             vnic_adapter::pool::recycle(b);
@@ -452,8 +435,7 @@ impl<'a> SocketView<'a> {
     }
 
     /// Bytes queued for sending: counted.
-    fn sent(&mut self, n: usize) -> usize {
-        self.touched |= n > 0;
+    fn sent(&self, n: usize) -> usize {
         self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
         n
     }
@@ -493,14 +475,9 @@ impl Socket for SocketView<'_> {
         self.tcp.peer_fin_received()
     }
     fn close(&mut self) {
-        // Apps that close when done may say so on every poll: only the
-        // close that queued the FIN changed anything.
-        let before = self.tcp.state();
         self.tcp.close();
-        self.touched |= self.tcp.state() != before;
     }
     fn abort(&mut self) {
-        self.touched = true;
         self.tcp.abort();
     }
 }

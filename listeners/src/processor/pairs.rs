@@ -112,7 +112,7 @@ pub struct Checkpointed {
 struct Standby {
     from: usize,
     /// Boxed: a checkpoint's box becomes the copy as it is
-    /// ([`Checkpoint::apply_boxed`]).
+    /// ([`Checkpoint::apply`]).
     tcp: Box<Connection>,
     app: Option<Box<dyn AppCheckpoint>>,
     peer_mac: [u8; 6],
@@ -149,21 +149,36 @@ pub(super) struct PairState {
     pub rcv_nxt: Option<vnic_stack::SeqNumber>,
 }
 
+/// What of its connection an app can change in a poll: the state (a
+/// close, an abort), the bytes it has not read, the bytes queued to send.
+/// The same after a poll as before it: the app read, queued and closed
+/// nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct AppSide(State, usize, usize);
+
+impl AppSide {
+    /// `tcp` as its app sees it now.
+    pub(super) fn of(tcp: &Connection) -> AppSide {
+        AppSide(tcp.state(), tcp.recv_available(), tcp.send_queued())
+    }
+}
+
 impl PairState {
     /// True when the backup's copy of `c` already holds all that a
     /// takeover needs from this pass, so its checkpoint is left out (see
     /// the [module](self)): the app is socket-only, and either the
     /// connection is entering TIME-WAIT, or nothing the peer could see
-    /// is new: `touched` is false (the app read, queued and closed
-    /// nothing) and no byte or FIN of the peer's arrived since the copy
-    /// was made. Events need no checkpoint of their own: what they tell
-    /// (established, writable, a retransmission) the peer does not see,
-    /// and those it does (data, its FIN) moved RCV.NXT.
-    pub(super) fn holds_all(&self, c: &Conn, touched: bool) -> bool {
+    /// is new: the app changed nothing since `before_poll` and no byte or
+    /// FIN of the peer's arrived since the copy was made. Events need no
+    /// checkpoint of their own: what they tell (established, writable, a
+    /// retransmission) the peer does not see, and those it does (data, its
+    /// FIN) moved RCV.NXT.
+    pub(super) fn holds_all(&self, c: &Conn, before_poll: Option<AppSide>) -> bool {
         self.mark.is_some()
             && c.app.socket_only()
             && (c.tcp.state() == State::TimeWait
-                || (!touched && self.rcv_nxt == Some(c.tcp.progress().0)))
+                || (before_poll == Some(AppSide::of(&c.tcp))
+                    && self.rcv_nxt == Some(c.tcp.progress().0)))
     }
 }
 
@@ -333,7 +348,7 @@ impl PairLink {
                         .checkpoint_lag_max_us
                         .fetch_max(lag, Ordering::Relaxed);
                     let older = self.standby.remove(&tuple).map(|s| s.tcp);
-                    match tcp.apply_boxed(older) {
+                    match tcp.apply(older) {
                         Ok(tcp) => {
                             self.standby.insert(
                                 tuple,

@@ -2,6 +2,7 @@
 //! [`MAX_SEGMENTS_PER_PASS`] a pass), events, timers, and the connections
 //! whose apps' descriptors are ready.
 
+use super::pairs::AppSide;
 use super::*;
 use vnic_stack::Transmit;
 
@@ -85,15 +86,19 @@ impl Processor {
                     _ => readable = true,
                 }
             }
-            let mut touched = false;
+            // What the app may change, seen before it runs (process
+            // pairs only: see pairs.rs).
+            let before = c.pair.mark.map(|_| AppSide::of(&c.tcp));
             if !closed && !c.hold_app {
-                let mut view = SocketView::new(&mut c.tcp, stats);
+                let mut view = SocketView {
+                    tcp: &mut c.tcp,
+                    stats,
+                };
                 c.app.poll(&mut view);
-                touched = view.touched();
             }
             // Before anything of this pass leaves (see pairs.rs), unless
             // the backup's copy already holds all a takeover needs.
-            if !c.pair.holds_all(c, touched) {
+            if !c.pair.holds_all(c, before) {
                 self.pair.checkpoint(tuple, c, stats);
             }
             self.out.set_burst_limit(c.tcp.gso_burst_limit());
